@@ -1,0 +1,97 @@
+// Named counters, generated from one list (as VPP does with its error
+// counters). Each packet-path thread owns one WorkerCounters; nothing is
+// shared or atomic on the packet path. Readers (report, stats) sum workers.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+namespace optgate {
+
+// X(name, help). Names are stable: they appear in reports and metrics.
+#define OPTGATE_COUNTERS(X)                                                                          \
+    /* totals */                                                                                     \
+    X(packets, "packets processed")                                                                  \
+    X(forwarded, "packets forwarded (changed or not)")                                               \
+    X(dropped, "packets dropped (see the drop reasons)")                                             \
+    X(rewritten, "packets whose bytes were changed")                                                 \
+    X(from_subscriber, "IP packets whose source is a subscriber prefix")                             \
+    X(not_from_subscriber, "IP packets from other sources: not inspected")                           \
+    X(no_policy_dropped, "packets dropped because no policy was installed yet (fail closed)")        \
+    /* parse: forwarded unchanged */                                                                 \
+    X(non_ip, "not IPv4/IPv6 (ARP, LLDP, ...): forwarded unchanged")                                 \
+    X(truncated_l2, "frame shorter than its Ethernet/VLAN headers")                                  \
+    X(too_many_vlan_tags, "more than two VLAN tags")                                                 \
+    X(truncated_ipv4, "IPv4 header truncated")                                                       \
+    X(bad_ipv4_header, "IPv4 version or header length invalid")                                      \
+    X(bad_ipv4_length, "IPv4 total length inconsistent with the frame")                              \
+    X(truncated_ipv6, "IPv6 header truncated")                                                       \
+    X(bad_ipv6_header, "IPv6 version field is not 6")                                                \
+    X(bad_ipv6_length, "IPv6 payload length inconsistent with the frame")                            \
+    X(bad_ipv6_extension, "IPv6 extension header truncated or chain too long")                       \
+    X(truncated_tcp, "TCP header truncated")                                                         \
+    X(bad_tcp_header, "TCP data offset invalid")                                                     \
+    X(truncated_udp, "UDP header truncated")                                                         \
+    X(bad_udp_length, "UDP length inconsistent with the IP length")                                  \
+    X(ipv4_fragment, "IPv4 fragments seen")                                                          \
+    X(ipv6_fragment, "IPv6 fragments seen")                                                          \
+    X(fragment_dropped, "fragments of an inspected datagram dropped on a strip verdict")             \
+    /* DNS stage */                                                                                  \
+    X(dns_queries, "DNS queries from subscribers inspected")                                         \
+    X(dns_not_query, "DNS messages with QR=1 on a DNS port: not inspected")                          \
+    X(dns_with_identifiers, "DNS queries carrying identifier EDNS0 options")                         \
+    X(dns_rewritten, "DNS queries whose identifier options were removed")                            \
+    X(dns_malformed_header, "DNS message shorter than its header")                                   \
+    X(dns_malformed_name, "DNS name truncated, too long or with a reserved label type")              \
+    X(dns_malformed_record, "DNS record truncated or counts larger than the message")                \
+    X(dns_multiple_opt, "more than one OPT record (RFC 6891 forbids it)")                            \
+    X(dns_malformed_opt, "OPT record with a bad owner name or options that overrun it")              \
+    /* verdicts (one per decision on identifiers found) */                                           \
+    X(verdict_pass_consent, "identifiers passed: subscriber consented to the collector's purpose")   \
+    X(verdict_pass_exempt, "identifiers passed: destination is an exemption")                        \
+    X(verdict_strip_not_subscriber, "identifiers stripped: source is not a subscriber")              \
+    X(verdict_strip_unknown_subscriber, "identifiers stripped: subscriber not in the consent table") \
+    X(verdict_strip_no_collector, "identifiers stripped: destination is not a collector")            \
+    X(verdict_strip_no_consent, "identifiers stripped: no consent for the collector's purpose")      \
+    X(verdict_strip_table_not_received, "identifiers stripped: no consent table received yet")       \
+    X(verdict_strip_table_stale, "identifiers stripped: consent table older than the limit")         \
+    X(verdict_strip_out_of_sync, "identifiers stripped: HTTP parser lost sync, host unknown")        \
+    /* tagging */                                                                                    \
+    X(tagged_passed, "packets to collectors tagged with the 'passed' DSCP")                          \
+    X(tagged_stripped, "packets to collectors tagged with the 'stripped' DSCP")                      \
+    X(tagged_exempt, "packets to exemptions tagged with the 'exempt' DSCP")
+
+enum class Counter : uint16_t {
+#define OPTGATE_X(name, help) name,
+    OPTGATE_COUNTERS(OPTGATE_X)
+#undef OPTGATE_X
+        count_
+};
+
+inline constexpr size_t kCounterCount = size_t(Counter::count_);
+
+std::string_view counter_name(Counter c) noexcept;
+std::string_view counter_help(Counter c) noexcept;
+
+// Per-collector and per-identifier counters are indexed by the position in
+// the compiled policy; bounded so that a worker never allocates.
+inline constexpr size_t kMaxCollectors = 1024;   // collectors + exemptions
+inline constexpr size_t kMaxIdentifiers = 256;
+
+struct alignas(64) WorkerCounters {
+    std::array<uint64_t, kCounterCount> value{};
+    // Identifiers (header lines or EDNS0 options) by destination:
+    // index = collector index, or collectors.size() + exemption index;
+    // the last slot is "no collector".
+    std::array<uint64_t, kMaxCollectors + 1> destination_stripped{};
+    std::array<uint64_t, kMaxCollectors + 1> destination_passed{};
+    std::array<uint64_t, kMaxIdentifiers> identifier_stripped{};
+    std::array<uint64_t, kMaxIdentifiers> identifier_passed{};
+
+    void add(Counter c, uint64_t n = 1) noexcept { value[size_t(c)] += n; }
+    uint64_t get(Counter c) const noexcept { return value[size_t(c)]; }
+    void accumulate(const WorkerCounters& other) noexcept;
+};
+
+}  // namespace optgate

@@ -1,0 +1,37 @@
+// In-place packet edits that keep headers and checksums consistent. Every
+// stage that changes bytes goes through here, so lengths and checksums are
+// fixed in one place, always incrementally (a wrong checksum stays wrong).
+#pragma once
+
+#include <cstdint>
+
+#include "core/packet.hpp"
+
+namespace optgate {
+
+// Sum of a UDP or TCP segment as the checksum sees it, excluding the
+// checksum field itself: pseudo-header + header + payload. `l4_length` is the
+// segment length (UDP length or IP payload length after extensions).
+uint32_t l4_checksum_input(const uint8_t* frame, const ParsedPacket& p, uint32_t l4_length) noexcept;
+
+// Removes `count` bytes at frame offset `at` from a UDP datagram's payload:
+// moves the rest of the frame down, then fixes the UDP length, the IPv4
+// total length or IPv6 payload length, the IPv4 header checksum and the UDP
+// checksum (left at zero if it was zero: "no checksum" over IPv4).
+// `old_l4_sum` is l4_checksum_input() taken before any byte of the datagram
+// changed. Returns the new frame length. `p` is updated to the new lengths.
+uint32_t udp_remove_bytes(uint8_t* frame, uint32_t frame_len, ParsedPacket& p, uint32_t at, uint32_t count,
+                          uint32_t old_l4_sum) noexcept;
+
+// Overwrites `len` payload bytes at frame offset `at` (inside the TCP or UDP
+// payload) with `fill`, fixing the L4 checksum incrementally. Same length.
+void l4_fill_bytes(uint8_t* frame, const ParsedPacket& p, uint32_t at, uint32_t len, uint8_t fill) noexcept;
+
+// Sets the DSCP (upper six bits of the IPv4 TOS / IPv6 traffic class),
+// keeping ECN; fixes the IPv4 header checksum. Returns true if it changed.
+bool set_dscp(uint8_t* frame, const ParsedPacket& p, uint8_t dscp) noexcept;
+
+// Reads the DSCP.
+uint8_t get_dscp(const uint8_t* frame, const ParsedPacket& p) noexcept;
+
+}  // namespace optgate

@@ -1,0 +1,205 @@
+#include "core/pipeline.hpp"
+
+#include "core/dns_stage.hpp"
+#include "core/packet_edit.hpp"
+
+namespace optgate {
+
+ConsentLookup BurstContext::consent_of(const ParsedPacket& p) const noexcept {
+    if (p.family == Family::v4) {
+        const uint8_t* s = p.src;
+        return table.lookup_v4(uint32_t(s[0]) << 24 | uint32_t(s[1]) << 16 | uint32_t(s[2]) << 8 | s[3]);
+    }
+    uint64_t hi = 0, lo = 0;
+    for (int i = 0; i < 8; ++i) {
+        hi = hi << 8 | p.src[i];
+        lo = lo << 8 | p.src[8 + i];
+    }
+    const unsigned keylen = runtime.policy().ipv6_key_length;
+    if (keylen < 64) {
+        hi = keylen == 0 ? 0 : hi & ~((uint64_t(1) << (64 - keylen)) - 1);
+        lo = 0;
+    } else if (keylen < 128) {
+        lo &= ~((uint64_t(1) << (128 - keylen)) - 1);
+    }
+    return table.lookup_v6(hi, lo);
+}
+
+Verdict BurstContext::verdict_for(const ParsedPacket& p, const Destination& dest, bool out_of_sync) const noexcept {
+    VerdictInputs in{health, true, dest, out_of_sync};
+    const unsigned purpose = dest.kind == Destination::Kind::collector ? runtime.purpose_of(dest) : 0;
+    return decide(in, purpose, [&] { return consent_of(p); });
+}
+
+Verdict BurstContext::packet_verdict(BurstSlot& s) const noexcept {
+    if (!s.verdict_known) {
+        s.destination = runtime.classify(s.parsed.family, s.parsed.dst, s.parsed.dst_port);
+        s.verdict = verdict_for(s.parsed, s.destination);
+        s.verdict_known = true;
+    }
+    return s.verdict;
+}
+
+Worker::Worker(Enforcement& enforcement)
+    : enforcement_(enforcement),
+      reader_(enforcement.rcu().register_reader()),
+      counters_(std::make_unique<WorkerCounters>()) {}
+
+Worker::~Worker() { enforcement_.rcu().unregister_reader(reader_); }
+
+uint32_t Worker::process_burst(PacketRef* pkts, uint32_t n, uint64_t now_mono_ns) noexcept {
+    enforcement_.rcu().online(reader_);
+    const Enforcement::View view = enforcement_.view(now_mono_ns);
+    uint32_t forwarded = 0;
+    for (uint32_t done = 0; done < n;) {
+        const uint32_t chunk = n - done < kMaxBurst ? n - done : kMaxBurst;
+        forwarded += process_chunk(pkts + done, chunk, view, now_mono_ns);
+        done += chunk;
+    }
+    enforcement_.rcu().quiescent(reader_);
+    return forwarded;
+}
+
+uint32_t Worker::process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::View& view, uint64_t now) noexcept {
+    WorkerCounters& c = *counters_;
+    c.add(Counter::packets, n);
+    if (!view.runtime) {
+        // No policy yet: nothing is known about identifiers, so nothing from
+        // anyone passes (fail closed).
+        for (uint32_t i = 0; i < n; ++i) pkts[i].action = Action::drop;
+        c.add(Counter::no_policy_dropped, n);
+        c.add(Counter::dropped, n);
+        return 0;
+    }
+    BurstContext ctx{*view.runtime, *view.table, view.health, now, c};
+    classify(pkts, n, ctx);
+    dns_stage(pkts, n, ctx);
+    if (view.runtime->policy().tagging.enabled()) tag_stage(pkts, n, ctx);
+
+    uint32_t forwarded = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+        if (pkts[i].action == Action::forward) {
+            ++forwarded;
+            if (slots_[i].changed) c.add(Counter::rewritten);
+        }
+    }
+    c.add(Counter::forwarded, forwarded);
+    c.add(Counter::dropped, n - forwarded);
+    return forwarded;
+}
+
+void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
+    WorkerCounters& c = ctx.counters;
+    const Runtime& rt = ctx.runtime;
+    for (uint32_t i = 0; i < n; ++i) {
+        if (i + 2 < n) __builtin_prefetch(pkts[i + 2].data);
+        BurstSlot& s = slots_[i];
+        s.next = BurstSlot::Next::done;
+        s.changed = false;
+        s.verdict_known = false;
+        s.from_subscriber = false;
+        PacketRef& pkt = pkts[i];
+        pkt.action = Action::forward;
+        const ParseResult r = parse_packet(pkt.data, pkt.len, s.parsed);
+        if (!r.ok) {
+            c.add(r.reason);
+            continue;
+        }
+        const ParsedPacket& p = s.parsed;
+        if (p.fragment) c.add(p.family == Family::v4 ? Counter::ipv4_fragment : Counter::ipv6_fragment);
+        if (!rt.is_subscriber(p.family, p.src)) {
+            c.add(Counter::not_from_subscriber);
+            continue;
+        }
+        s.from_subscriber = true;
+        c.add(Counter::from_subscriber);
+
+        const bool inspected_port =
+            p.has_l4 && ((p.l4_proto == kProtoUdp && rt.is_dns_port(p.dst_port)) ||
+                         (p.l4_proto == kProtoTcp && rt.is_http_port(p.dst_port)));
+        if (p.fragment) {
+            // Fragments are not reassembled. A first fragment of an inspected
+            // datagram passes only on a pass verdict; otherwise it and its
+            // later fragments are dropped (docs/pipeline.md#fragments).
+            if (p.first_fragment) {
+                if (inspected_port && !passes(ctx.packet_verdict(s))) {
+                    fragments_.remember(p, pkt.timestamp_ns);
+                    pkt.action = Action::drop;
+                    c.add(Counter::fragment_dropped);
+                }
+            } else if (fragments_.dropped_earlier(p, pkt.timestamp_ns)) {
+                pkt.action = Action::drop;
+                c.add(Counter::fragment_dropped);
+            }
+            continue;
+        }
+        if (inspected_port) s.next = p.l4_proto == kProtoUdp ? BurstSlot::Next::dns : BurstSlot::Next::http;
+    }
+}
+
+void Worker::dns_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
+    WorkerCounters& c = ctx.counters;
+    const Runtime& rt = ctx.runtime;
+    for (uint32_t i = 0; i < n; ++i) {
+        BurstSlot& s = slots_[i];
+        if (s.next != BurstSlot::Next::dns) continue;
+        PacketRef& pkt = pkts[i];
+        uint8_t* msg = pkt.data + s.parsed.payload_offset;
+        DnsScan scan;
+        const Counter result = scan_dns_query(msg, s.parsed.payload_len, rt, scan);
+        if (result == Counter::dns_not_query) {
+            c.add(result);
+            continue;
+        }
+        c.add(Counter::dns_queries);
+        if (result != Counter::packets) {
+            c.add(result);  // malformed: forwarded unchanged
+            continue;
+        }
+        if (scan.identifier_options == 0) continue;
+        c.add(Counter::dns_with_identifiers);
+        const Verdict v = ctx.packet_verdict(s);
+        c.add(verdict_counter(v));
+        if (passes(v)) {
+            for_each_dns_identifier(msg, scan, rt, [&](int id) { ctx.count_identifier(s.destination, id, true); });
+            continue;
+        }
+        // Strip: the checksum needs the datagram's sum before any byte moves.
+        const uint32_t udp_len = s.parsed.payload_len + 8;
+        const uint32_t old_sum = l4_checksum_input(pkt.data, s.parsed, udp_len);
+        const uint32_t removed = compact_opt_rdata(msg, scan, rt, [&](int id) {
+            ctx.count_identifier(s.destination, id, false);
+        });
+        const uint16_t rdlength = uint16_t(scan.rdata_end - scan.rdata_begin - removed);
+        msg[scan.opt_rdlength_at] = uint8_t(rdlength >> 8);
+        msg[scan.opt_rdlength_at + 1] = uint8_t(rdlength);
+        const uint32_t cut_at = s.parsed.payload_offset + scan.rdata_end - removed;
+        pkt.len = udp_remove_bytes(pkt.data, pkt.len, s.parsed, cut_at, removed, old_sum);
+        s.changed = true;
+        c.add(Counter::dns_rewritten);
+    }
+}
+
+void Worker::tag_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
+    WorkerCounters& c = ctx.counters;
+    const Tagging& tagging = ctx.runtime.policy().tagging;
+    for (uint32_t i = 0; i < n; ++i) {
+        BurstSlot& s = slots_[i];
+        if (!s.from_subscriber || pkts[i].action != Action::forward) continue;
+        const Verdict v = ctx.packet_verdict(s);
+        std::optional<uint8_t> dscp;
+        Counter counter = Counter::tagged_passed;
+        if (s.destination.kind == Destination::Kind::exemption) {
+            dscp = tagging.exempt;
+            counter = Counter::tagged_exempt;
+        } else if (s.destination.kind == Destination::Kind::collector) {
+            dscp = passes(v) ? tagging.passed : tagging.stripped;
+            counter = passes(v) ? Counter::tagged_passed : Counter::tagged_stripped;
+        }
+        if (!dscp) continue;
+        if (set_dscp(pkts[i].data, s.parsed, *dscp)) s.changed = true;
+        c.add(counter);
+    }
+}
+
+}  // namespace optgate

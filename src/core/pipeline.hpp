@@ -1,0 +1,106 @@
+// The packet pipeline: what a worker does to each burst. Drivers (the DPDK
+// data plane, the pcap replay tool, the benchmark) hand it bursts of frames
+// and forward or drop each one as told; everything that decides is here.
+//
+//   classify ─► fragments ─► dns ─► http ─► tag
+//
+// Stages work on the whole burst, each over the packets routed to it (VPP
+// style). Per-packet state lives in a fixed array of BurstSlot; nothing is
+// allocated, nothing throws, nothing logs on this path.
+//
+// Threading: one Worker per packet-path thread. Workers share the
+// Enforcement (policy + consent table, read lock-free) and nothing else.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+
+#include "core/counters.hpp"
+#include "core/enforcement.hpp"
+#include "core/fragment_guard.hpp"
+#include "core/packet.hpp"
+#include "core/verdict.hpp"
+
+namespace optgate {
+
+enum class Action : uint8_t { forward, drop };
+
+// A frame as a driver hands it over. The pipeline may change bytes in place
+// and may shrink `len` (never grow it); `action` is set on return.
+struct PacketRef {
+    uint8_t* data = nullptr;
+    uint32_t len = 0;
+    uint64_t timestamp_ns = 0;  // capture/receive time: drives flow timeouts
+    Action action = Action::forward;
+};
+
+// Per-packet state for one burst.
+struct BurstSlot {
+    ParsedPacket parsed;
+    enum class Next : uint8_t { done, dns, http } next = Next::done;
+    bool from_subscriber = false;
+    bool changed = false;
+    // The packet-level verdict (no hostname), computed at most once.
+    bool verdict_known = false;
+    Verdict verdict = Verdict::strip_no_collector;
+    Destination destination;
+};
+
+// What a stage sees of the burst.
+struct BurstContext {
+    const Runtime& runtime;
+    const ConsentTable& table;
+    TableHealth health;
+    uint64_t now_mono_ns;
+    WorkerCounters& counters;
+
+    // The consent of the packet's source subscriber (lazy lookup).
+    ConsentLookup consent_of(const ParsedPacket& p) const noexcept;
+    // Verdict for this packet towards `dest`.
+    Verdict verdict_for(const ParsedPacket& p, const Destination& dest, bool out_of_sync = false) const noexcept;
+    // Packet-level verdict (destination by address and port only), cached in the slot.
+    Verdict packet_verdict(BurstSlot& s) const noexcept;
+    // Counts one identifier instance (header line, EDNS0 option) under the
+    // verdict: per destination slot and per identifier.
+    void count_identifier(const Destination& dest, int identifier, bool passed) const noexcept {
+        (passed ? counters.destination_passed : counters.destination_stripped)[dest.counter_slot]++;
+        (passed ? counters.identifier_passed : counters.identifier_stripped)[size_t(identifier)]++;
+    }
+};
+
+class Worker {
+public:
+    static constexpr uint16_t kMaxBurst = 64;
+
+    explicit Worker(Enforcement& enforcement);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    // Processes up to kMaxBurst frames (larger bursts are split); sets each
+    // packet's action and returns how many are forwarded. Passes a QSBR
+    // quiescent state at the end.
+    uint32_t process_burst(PacketRef* pkts, uint32_t n, uint64_t now_mono_ns) noexcept;
+
+    // Idle workers go offline so they do not hold up reclamation.
+    void idle() noexcept { enforcement_.rcu().offline(reader_); }
+
+    const WorkerCounters& counters() const noexcept { return *counters_; }
+    // The runtime the last burst used (for naming counters in reports).
+    std::shared_ptr<const Runtime> runtime() const { return enforcement_.runtime(); }
+
+private:
+    uint32_t process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::View& view, uint64_t now) noexcept;
+    void classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
+    void dns_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
+    void tag_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
+
+    Enforcement& enforcement_;
+    QsbrDomain::ReaderId reader_;
+    std::unique_ptr<WorkerCounters> counters_;
+    std::array<BurstSlot, kMaxBurst> slots_;
+    FragmentGuard fragments_;
+};
+
+}  // namespace optgate

@@ -1,0 +1,107 @@
+// The policy as the core sees it: plain, already-validated data. The YAML
+// loader (src/policy) produces it and is the only code that may throw while
+// doing so; the core compiles it once into lookup structures (runtime.hpp)
+// and never reads YAML.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/addr.hpp"
+
+namespace optgate {
+
+// Consent is a bitmask of purposes; bit i is policy.purposes[i].
+using PurposeMask = uint32_t;
+inline constexpr unsigned kMaxPurposes = 32;
+
+struct Purpose {
+    std::string name;
+    std::string description;        // plain language: what opting in means
+    std::vector<std::string> data;  // data categories shared
+    std::string retention;
+};
+
+struct Identifier {
+    enum class Kind : uint8_t { http_header, dns_option };
+    Kind kind = Kind::http_header;
+    std::string name;         // readable name used in reports ("Verizon UIDH", "ECS")
+    std::string header;       // http_header: the header name as written in the policy
+    uint16_t option_code = 0; // dns_option: the EDNS0 option code
+};
+
+struct PortRange {
+    uint16_t first = 0;
+    uint16_t last = 0;
+    bool contains(uint16_t p) const noexcept { return p >= first && p <= last; }
+    friend bool operator==(const PortRange&, const PortRange&) = default;
+};
+
+// "name.example" matches exactly; "*.example" matches any name ending in
+// ".example" (not "example" itself). Stored lowercase, without a trailing dot.
+struct HostPattern {
+    std::string name;  // for a wildcard: the suffix after "*."
+    bool wildcard = false;
+    bool matches(std::string_view lowercase_host) const noexcept;
+    std::string to_string() const { return wildcard ? "*." + name : name; }
+};
+
+struct DestinationMatch {
+    std::vector<Prefix> prefixes;     // empty: any address (then hostnames must be set)
+    std::vector<PortRange> ports;     // empty: any port
+    std::vector<HostPattern> hosts;   // empty: any host
+};
+
+struct Collector {
+    std::string name;
+    unsigned purpose = 0;  // index into Policy::purposes
+    DestinationMatch match;
+    std::string description;  // who the recipient is
+};
+
+struct Exemption {
+    std::string name;
+    DestinationMatch match;
+    std::string reason;  // mandatory: why identifiers pass without consent
+};
+
+struct Tagging {
+    // DSCP (0..63) set on subscriber packets to collectors and exemptions;
+    // unset means "leave DSCP alone".
+    std::optional<uint8_t> passed;
+    std::optional<uint8_t> stripped;
+    std::optional<uint8_t> exempt;
+    bool enabled() const noexcept { return passed || stripped || exempt; }
+};
+
+struct Policy {
+    std::vector<Purpose> purposes;
+    std::vector<Identifier> identifiers;
+    std::vector<Collector> collectors;
+    std::vector<Exemption> exemptions;
+
+    std::vector<Prefix> subscriber_prefixes;
+    uint8_t ipv6_key_length = 64;
+
+    std::vector<PortRange> http_ports{{80, 80}, {8080, 8080}};
+    std::vector<PortRange> dns_ports{{53, 53}};
+
+    std::chrono::milliseconds staleness_limit{30000};
+    char strip_filler = 'x';
+    Tagging tagging;
+
+    std::optional<unsigned> purpose_index(std::string_view name) const noexcept {
+        for (unsigned i = 0; i < purposes.size(); ++i)
+            if (purposes[i].name == name) return i;
+        return std::nullopt;
+    }
+};
+
+// Lowercases ASCII letters; used for header names and hostnames.
+std::string ascii_lower(std::string_view s);
+
+}  // namespace optgate

@@ -1,0 +1,119 @@
+// A policy compiled for the packet path: subscriber prefixes and collector /
+// exemption destinations as prefix tries, port sets as bitmaps, identifier
+// lookups as small flat arrays. Built once (cold), immutable, shared
+// read-only by every worker.
+//
+// Destination classification (docs/pipeline.md#collectors):
+//  - candidate rules are those whose prefix covers the destination address,
+//    most specific prefix first, then rules that list hostnames but no
+//    prefixes;
+//  - the first candidate whose ports (if any) contain the destination port
+//    and whose hostnames (if any) match the request's host wins;
+//  - when the host is unknown (DNS, or an HTTP request whose Host header has
+//    not been seen before the identifier), rules with hostnames never match.
+#pragma once
+
+#include <bitset>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/policy.hpp"
+#include "core/prefix_trie.hpp"
+
+namespace optgate {
+
+struct Destination {
+    enum class Kind : uint8_t { none, collector, exemption };
+    Kind kind = Kind::none;
+    uint16_t index = 0;  // into policy.collectors or policy.exemptions
+    // Index into the per-destination counters: collectors first, then
+    // exemptions, then "no collector" last.
+    uint16_t counter_slot = 0;
+};
+
+class PortSet {
+public:
+    PortSet() = default;
+    explicit PortSet(const std::vector<PortRange>& ranges) {
+        for (const auto& r : ranges)
+            for (unsigned p = r.first; p <= r.last; ++p) bits_.set(p);
+    }
+    bool contains(uint16_t port) const noexcept { return bits_.test(port); }
+
+private:
+    std::bitset<65536> bits_;
+};
+
+class Runtime {
+public:
+    // Compiles a validated policy. Returns nullptr and sets `error` if the
+    // policy exceeds what the packet path supports (too many collectors or
+    // identifiers); the policy loader reports those earlier, with a location.
+    static std::shared_ptr<const Runtime> compile(Policy policy, std::string* error = nullptr);
+
+    const Policy& policy() const noexcept { return policy_; }
+
+    bool is_subscriber(Family f, const uint8_t* src) const noexcept {
+        return (f == Family::v4 ? subscribers_v4_ : subscribers_v6_).lookup(src) != 0;
+    }
+
+    // `host`: lowercase request host without port, or nullptr when unknown.
+    Destination classify(Family f, const uint8_t* dst, uint16_t dst_port,
+                         const std::string_view* host = nullptr) const noexcept;
+
+    // The purpose a collector destination needs.
+    unsigned purpose_of(const Destination& d) const noexcept { return policy_.collectors[d.index].purpose; }
+
+    bool is_dns_port(uint16_t port) const noexcept { return dns_ports_.contains(port); }
+    bool is_http_port(uint16_t port) const noexcept { return http_ports_.contains(port); }
+
+    // Identifier index for an EDNS0 option code, or -1.
+    int dns_identifier(uint16_t code) const noexcept {
+        for (const auto& [c, idx] : dns_codes_)
+            if (c == code) return idx;
+        return -1;
+    }
+    bool has_dns_identifiers() const noexcept { return !dns_codes_.empty(); }
+
+    // Identifier index for a lowercase HTTP header name, or -1.
+    int http_identifier(std::string_view lowercase_name) const noexcept {
+        for (const auto& [name, idx] : http_headers_)
+            if (name == lowercase_name) return idx;
+        return -1;
+    }
+    const std::vector<std::pair<std::string, int>>& http_identifiers() const noexcept { return http_headers_; }
+
+    uint16_t no_collector_slot() const noexcept { return no_collector_slot_; }
+    size_t destination_slots() const noexcept { return size_t(no_collector_slot_) + 1; }
+    // Name of a per-destination counter slot ("(none)" for the last one).
+    std::string_view destination_name(size_t slot) const noexcept;
+
+private:
+    struct Rule {
+        Destination dest;
+        std::vector<PortRange> ports;
+        std::vector<HostPattern> hosts;
+    };
+
+    explicit Runtime(Policy p) : policy_(std::move(p)) {}
+    bool rule_matches(const Rule& r, uint16_t port, const std::string_view* host) const noexcept;
+
+    Policy policy_;
+    PrefixTrie subscribers_v4_{Family::v4};
+    PrefixTrie subscribers_v6_{Family::v6};
+    PrefixTrie destinations_v4_{Family::v4};
+    PrefixTrie destinations_v6_{Family::v6};
+    std::vector<Rule> rules_;
+    // Trie values index this (minus one): the covering rules of a prefix,
+    // most specific first.
+    std::vector<std::vector<uint32_t>> rule_lists_;
+    std::vector<uint32_t> host_only_rules_;
+    PortSet http_ports_, dns_ports_;
+    std::vector<std::pair<uint16_t, int>> dns_codes_;
+    std::vector<std::pair<std::string, int>> http_headers_;
+    uint16_t no_collector_slot_ = 0;
+};
+
+}  // namespace optgate

@@ -1,0 +1,60 @@
+// Policy and consent files: YAML text -> validated, immutable data.
+//
+// This is the only layer allowed to throw. Loading is parse -> validate ->
+// Policy (core/policy.hpp); the core then compiles that into its runtime
+// form. Every error is collected (not just the first) with its location.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/consent_table.hpp"
+#include "core/policy.hpp"
+
+namespace optgate::policy {
+
+struct Diagnostic {
+    enum class Severity { error, warning };
+    Severity severity = Severity::error;
+    std::string file;
+    int line = 0;    // 1-based; 0 when the problem has no single location
+    int column = 0;  // 1-based
+    std::string message;
+
+    // "FILE:LINE:COLUMN: message" (warnings: "FILE:LINE:COLUMN: warning: message").
+    std::string to_string() const;
+};
+
+// Thrown with every error found; what() is all of them, one per line.
+class PolicyError : public std::runtime_error {
+public:
+    explicit PolicyError(std::vector<Diagnostic> diagnostics);
+    const std::vector<Diagnostic>& diagnostics() const noexcept { return diagnostics_; }
+
+private:
+    std::vector<Diagnostic> diagnostics_;
+};
+
+struct LoadedPolicy {
+    Policy policy;
+    std::vector<Diagnostic> warnings;  // e.g. overlapping collectors with different purposes
+};
+
+// `name` is what diagnostics call the file.
+LoadedPolicy load_policy_file(const std::string& path);
+LoadedPolicy load_policy_text(std::string_view yaml, const std::string& name = "<policy>");
+
+// One subscriber from the replay tool's consent file (docs/consent-file.md).
+struct ConsentRecord {
+    std::string subscriber_id;
+    std::vector<SubscriberKey> keys;  // IPv4 addresses; IPv6 prefixes at the policy's key length
+    PurposeMask purposes = 0;
+};
+
+std::vector<ConsentRecord> load_consent_file(const std::string& path, const Policy& policy);
+std::vector<ConsentRecord> load_consent_text(std::string_view yaml, const Policy& policy,
+                                             const std::string& name = "<consent>");
+
+}  // namespace optgate::policy
