@@ -47,6 +47,38 @@ namespace optgate {
     X(dns_malformed_record, "DNS record truncated or counts larger than the message")                \
     X(dns_multiple_opt, "more than one OPT record (RFC 6891 forbids it)")                            \
     X(dns_malformed_opt, "OPT record with a bad owner name or options that overrun it")              \
+    /* HTTP stage (docs/http.md) */                                                                  \
+    X(http_segments, "TCP segments with payload from subscribers to HTTP ports")                     \
+    X(http_requests, "HTTP/1.x request lines read")                                                  \
+    X(http_requests_with_identifiers, "HTTP requests carrying identifier fields")                    \
+    X(http_rewritten, "segments whose identifier values were overwritten")                           \
+    X(http_flows, "HTTP flow entries made (SYN, or first segment seen mid-stream)")                  \
+    X(http_flows_evicted, "live flows pushed out of a full flow-table bucket")                       \
+    X(http_flow_table_full, "segments dropped: bucket full of flows inside identifier lines")        \
+    X(http_flows_reset, "flows forgotten on RST")                                                    \
+    X(http_flows_reused, "flows restarted by a new SYN on the same 4-tuple")                         \
+    X(http_midstream_flows, "flows first seen without SYN: conservative mode for their life")        \
+    X(http_midstream_unseen, "segments with bytes from before a mid-stream flow's first one")        \
+    X(http_retransmitted, "segments repeating bytes already seen: given the same rewrite")           \
+    X(http_retransmit_dropped, "retransmissions reaching past the scrubbed-range record: dropped")   \
+    X(http_out_of_order_dropped, "segments after a hole outside a known-length body: dropped")       \
+    X(http_out_of_order_skipped, "segments after a hole inside a known-length body: hole skipped")   \
+    X(http_conservative_flows, "flows that went to conservative mode (any reason)")                  \
+    X(http_conservative_packets, "segments read in conservative mode")                               \
+    X(http_fragment_resync, "flows forgotten after a fragmented segment passed unread")              \
+    X(http_policy_resync, "field names cut by a policy change: value scrubbed, conservative mode")    \
+    X(http_host_no_buffer, "Host values split across segments with no free buffer: host unknown")   \
+    X(http_error_request_line, "malformed request line: conservative mode")                          \
+    X(http_error_header_line, "malformed field line (bad name, space before colon): conservative")   \
+    X(http_error_bare_cr, "CR not followed by LF: conservative mode")                                \
+    X(http_error_content_length, "invalid, conflicting or folded Content-Length, or with TE")       \
+    X(http_error_transfer_encoding, "Transfer-Encoding not ending in chunked, or on HTTP/1.0")       \
+    X(http_error_chunk, "malformed chunk size line or chunk data not followed by CRLF")              \
+    X(http_bail_connect, "CONNECT requests: tunnel follows, conservative mode")                      \
+    X(http_bail_upgrade, "requests with Upgrade (WebSocket, h2c): conservative mode")                \
+    X(http_bail_h2, "HTTP/2 prior-knowledge prefaces: conservative mode")                            \
+    X(http_bail_tls, "TLS records on an HTTP port: conservative mode")                               \
+    X(http_bail_non_http, "other non-HTTP bytes where a request should start: conservative mode")    \
     /* verdicts (one per decision on identifiers found) */                                           \
     X(verdict_pass_consent, "identifiers passed: subscriber consented to the collector's purpose")   \
     X(verdict_pass_exempt, "identifiers passed: destination is an exemption")                        \

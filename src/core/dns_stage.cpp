@@ -46,12 +46,14 @@ Counter scan_dns_query(const uint8_t* msg, uint32_t len, const Runtime& rt, DnsS
     const unsigned rrcount = unsigned(load16(msg + 6)) + load16(msg + 8) + load16(msg + 10);
     uint32_t pos = 12;
     for (unsigned i = 0; i < qdcount; ++i) {
+        if (pos >= len) return Counter::dns_malformed_record;  // count larger than the message
         if (!skip_name(msg, len, pos)) return Counter::dns_malformed_name;
         if (pos + 4 > len) return Counter::dns_malformed_record;
         pos += 4;
     }
     for (unsigned i = 0; i < rrcount; ++i) {
         const uint32_t owner = pos;
+        if (pos >= len) return Counter::dns_malformed_record;
         if (!skip_name(msg, len, pos)) return Counter::dns_malformed_name;
         if (pos + 10 > len) return Counter::dns_malformed_record;
         const uint16_t type = load16(msg + pos);

@@ -15,12 +15,13 @@ ConsentLookup BurstContext::consent_of(const ParsedPacket& p) const noexcept {
         hi = hi << 8 | p.src[i];
         lo = lo << 8 | p.src[8 + i];
     }
+    // Mask to the key length (1..128); shifts stay below 64.
     const unsigned keylen = runtime.policy().ipv6_key_length;
-    if (keylen < 64) {
-        hi = keylen == 0 ? 0 : hi & ~((uint64_t(1) << (64 - keylen)) - 1);
+    if (keylen <= 64) {
+        if (keylen < 64) hi &= ~(~uint64_t(0) >> keylen);
         lo = 0;
     } else if (keylen < 128) {
-        lo &= ~((uint64_t(1) << (128 - keylen)) - 1);
+        lo &= ~(~uint64_t(0) >> (keylen - 64));
     }
     return table.lookup_v6(hi, lo);
 }
@@ -40,10 +41,11 @@ Verdict BurstContext::packet_verdict(BurstSlot& s) const noexcept {
     return s.verdict;
 }
 
-Worker::Worker(Enforcement& enforcement)
+Worker::Worker(Enforcement& enforcement, const HttpStageConfig& http)
     : enforcement_(enforcement),
       reader_(enforcement.rcu().register_reader()),
-      counters_(std::make_unique<WorkerCounters>()) {}
+      counters_(std::make_unique<WorkerCounters>()),
+      http_(http) {}
 
 Worker::~Worker() { enforcement_.rcu().unregister_reader(reader_); }
 
@@ -74,6 +76,7 @@ uint32_t Worker::process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::V
     BurstContext ctx{*view.runtime, *view.table, view.health, now, c};
     classify(pkts, n, ctx);
     dns_stage(pkts, n, ctx);
+    http_stage(pkts, n, ctx);
     if (view.runtime->policy().tagging.enabled()) tag_stage(pkts, n, ctx);
 
     uint32_t forwarded = 0;
@@ -178,6 +181,10 @@ void Worker::dns_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept 
         s.changed = true;
         c.add(Counter::dns_rewritten);
     }
+}
+
+void Worker::http_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
+    http_.process_burst(pkts, slots_.data(), n, ctx, enforcement_);
 }
 
 void Worker::tag_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {

@@ -19,6 +19,7 @@
 #include "core/counters.hpp"
 #include "core/enforcement.hpp"
 #include "core/fragment_guard.hpp"
+#include "core/http_stage.hpp"
 #include "core/packet.hpp"
 #include "core/verdict.hpp"
 
@@ -73,7 +74,8 @@ class Worker {
 public:
     static constexpr uint16_t kMaxBurst = 64;
 
-    explicit Worker(Enforcement& enforcement);
+    // `http`: the HTTP stage's flow table size and idle timeout (http_stage.hpp).
+    explicit Worker(Enforcement& enforcement, const HttpStageConfig& http = {});
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -94,6 +96,7 @@ private:
     uint32_t process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::View& view, uint64_t now) noexcept;
     void classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
     void dns_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
+    void http_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
     void tag_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
 
     Enforcement& enforcement_;
@@ -101,6 +104,7 @@ private:
     std::unique_ptr<WorkerCounters> counters_;
     std::array<BurstSlot, kMaxBurst> slots_;
     FragmentGuard fragments_;
+    HttpStage http_;
 };
 
 }  // namespace optgate

@@ -4,7 +4,8 @@
 
 namespace optgate::ctl {
 
-// check FILE: validate a policy (exit 0 valid, 1 invalid).
+// check FILE [--consent C]: validate a policy and optionally a consent file
+// against it (exit 0 valid, 1 invalid or unreadable, 2 usage; check.cpp).
 int check(int argc, char** argv);
 
 }  // namespace optgate::ctl

@@ -14,7 +14,7 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
-    {"check", "check FILE                 validate a policy file", optgate::ctl::check},
+    {"check", "check FILE [--consent C]   validate a policy (and a consent file)", optgate::ctl::check},
 };
 
 void usage(FILE* out) {

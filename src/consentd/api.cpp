@@ -1,0 +1,475 @@
+#include "consentd/api.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "consentd/binding_address.hpp"
+#include "consentd/import_parser.hpp"
+#include "consentd/log.hpp"
+#include "consentd/strict_json.hpp"
+#include "policy/loader.hpp"
+#include "policy/values.hpp"
+
+namespace optgate::consentd {
+
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using Request = http::request<http::string_body>;
+
+namespace {
+
+json::value opt(const std::optional<std::string>& v) { return v ? json::value(*v) : json::value(nullptr); }
+
+json::object event_json(const Event& e) {
+    json::object o;
+    o["seq"] = e.seq;
+    o["time"] = e.time;
+    o["action"] = to_string(e.action);
+    if (e.purpose) o["purpose"] = *e.purpose;
+    if (e.address) o["address"] = *e.address;
+    o["source"] = e.source;
+    if (e.notice_version) o["notice_version"] = *e.notice_version;
+    o["credential"] = e.credential;
+    o["hash"] = e.hash;
+    return o;
+}
+
+// The media type without parameters, lowercased: "application/json".
+std::string media_type(std::string_view content_type) {
+    std::string t(content_type.substr(0, content_type.find(';')));
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.pop_back();
+    return ascii_lower(t);
+}
+
+unsigned status_of(Outcome::Status s) {
+    switch (s) {
+    case Outcome::Status::ok: return 200;
+    case Outcome::Status::invalid: return 400;
+    case Outcome::Status::not_found: return 404;
+    case Outcome::Status::conflict: return 409;
+    case Outcome::Status::unavailable: return 503;
+    }
+    return 500;
+}
+
+// The request's JSON body as an object (an empty body reads as {}), or the
+// error to answer.
+std::optional<json::value> json_body(const Request& req, std::optional<Response>& error) {
+    if (req.body().empty()) return json::value(json::object());
+    const auto ct = req.find(http::field::content_type);
+    if (ct == req.end() || media_type(ct->value()) != "application/json") {
+        error = error_response(415, "unsupported_media_type", "send the body as Content-Type: application/json");
+        return std::nullopt;
+    }
+    std::string why;
+    auto v = parse_json_strict(req.body(), why);
+    if (!v) error = error_response(400, "malformed_json", why);
+    return v;
+}
+
+}  // namespace
+
+Response json_response(unsigned status, const json::object& body) {
+    Response r{http::status(status), 11};
+    r.set(http::field::content_type, "application/json");
+    r.body() = json::serialize(body);
+    r.body().push_back('\n');
+    return r;
+}
+
+Response error_response(unsigned status, std::string_view code, std::string_view message,
+                        const std::vector<std::string>& details) {
+    json::object e;
+    e["code"] = code;
+    e["message"] = message;
+    if (!details.empty()) {
+        json::array d;
+        for (const auto& s : details) d.emplace_back(s);
+        e["details"] = std::move(d);
+    }
+    json::object body;
+    body["error"] = std::move(e);
+    return json_response(status, body);
+}
+
+Api::Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config)
+    : ioc_(ioc), service_(service), metrics_(metrics), config_(config), tokens_(config.tokens),
+      reader_(config.database) {}
+
+Api::~Api() { import_pool_.join(); }
+
+Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
+    Admission a;
+    a.match = match_route(h.method(), h.target());
+    if (a.match.route == Route::none) {
+        a.reject = error_response(a.match.status, a.match.code, a.match.message);
+        if (!a.match.allow.empty()) a.reject->set(http::field::allow, a.match.allow);
+        return a;
+    }
+    const RouteInfo& info = route_info(a.match.route);
+    if (info.role != Role::none) {
+        const auto auth = h.find(http::field::authorization);
+        const Caller c = tokens_.authenticate(auth == h.end() ? std::string_view() : std::string_view(auth->value()));
+        if (!c.token) {
+            a.reject = error_response(401, "unauthorized",
+                                      c.presented ? "unknown token" : "send Authorization: Bearer <token>");
+            a.reject->set(http::field::www_authenticate, "Bearer realm=\"consentd\"");
+            return a;
+        }
+        if (c.token->role < info.role) {
+            a.reject = error_response(403, "forbidden",
+                                      "token '" + c.token->name + "' has role " + std::string(to_string(c.token->role)) +
+                                          "; this endpoint needs " + std::string(to_string(info.role)));
+            return a;
+        }
+        a.token = c.token;
+    }
+    a.body_limit = info.import_body ? config_.limits.max_import_bytes : config_.limits.max_body_bytes;
+    a.body_timeout = info.import_body ? config_.limits.import_timeout : config_.limits.body_timeout;
+    if (const auto len = h.find(http::field::content_length); len != h.end()) {
+        const auto n = policy::detail::parse_decimal(len->value());
+        if (n && *n > a.body_limit)
+            a.reject = error_response(413, "body_too_large",
+                                      "the body is " + std::to_string(*n) + " bytes; this endpoint takes at most " +
+                                          std::to_string(a.body_limit));
+    }
+    return a;
+}
+
+void Api::handle(const Admission& a, Request&& req, Respond respond) {
+    switch (a.match.route) {
+    case Route::healthz: {
+        json::object o;
+        o["status"] = "ok";
+        respond(json_response(200, o));
+        return;
+    }
+    case Route::metrics: {
+        Response r{http::status::ok, 11};
+        r.set(http::field::content_type, "text/plain; version=0.0.4");
+        r.body() = metrics_.render();
+        respond(std::move(r));
+        return;
+    }
+    case Route::purposes: get_purposes(respond); return;
+    case Route::subscriber_get: get_subscriber(a, respond); return;
+    case Route::import: import(a, req, std::move(req.body()), respond); return;
+    case Route::policy_reload: reload_policy(std::move(respond)); return;
+    default: break;
+    }
+    std::optional<Response> error;
+    const auto body = json_body(req, error);
+    if (!body) {
+        respond(std::move(*error));
+        return;
+    }
+    switch (a.match.route) {
+    case Route::consent_put: put_consent(a, *body, true, respond); return;
+    case Route::consent_delete: put_consent(a, *body, false, respond); return;
+    case Route::binding_put: put_binding(a, *body, respond); return;
+    case Route::binding_delete: delete_binding(a, *body, respond); return;
+    default: respond(error_response(500, "internal", "unhandled route"));
+    }
+}
+
+void Api::get_purposes(Respond& respond) {
+    const auto policy = service_.policy();
+    json::array purposes;
+    for (unsigned i = 0; i < policy->purposes.size(); ++i) {
+        const Purpose& p = policy->purposes[i];
+        json::object o;
+        o["name"] = p.name;
+        o["bit"] = i;
+        o["description"] = p.description;
+        json::array data;
+        for (const auto& d : p.data) data.emplace_back(d);
+        o["data"] = std::move(data);
+        o["retention"] = p.retention;
+        json::array collectors;
+        for (const auto& c : policy->collectors) {
+            if (c.purpose != i) continue;
+            json::object co;
+            co["name"] = c.name;
+            co["description"] = c.description;
+            collectors.emplace_back(std::move(co));
+        }
+        o["collectors"] = std::move(collectors);
+        purposes.emplace_back(std::move(o));
+    }
+    json::array exemptions;
+    for (const auto& e : policy->exemptions) {
+        json::object o;
+        o["name"] = e.name;
+        o["reason"] = e.reason;
+        exemptions.emplace_back(std::move(o));
+    }
+    json::object body;
+    body["purposes"] = std::move(purposes);
+    body["exemptions"] = std::move(exemptions);
+    respond(json_response(200, body));
+}
+
+void Api::get_subscriber(const Admission& a, Respond& respond) {
+    size_t limit = config_.history_limit;
+    if (const auto* h = a.match.param("history")) {
+        const auto n = policy::detail::parse_decimal(*h);
+        if (!n || *n > 100000) {
+            respond(error_response(400, "invalid_parameter", "history must be a number of events, 0..100000"));
+            return;
+        }
+        limit = *n;
+    }
+    std::optional<SubscriberRecord> r;
+    try {
+        r = reader_.subscriber(a.match.subscriber, limit);
+    } catch (const std::exception& e) {
+        log_error(std::string("reading the ledger: ") + e.what());
+        respond(error_response(503, "ledger_unavailable", "the ledger could not be read; retry"));
+        return;
+    }
+    if (!r) {
+        respond(error_response(404, "unknown_subscriber",
+                               "the ledger has no event for subscriber '" + a.match.subscriber + "'"));
+        return;
+    }
+    const auto policy = service_.policy();
+    json::array consents;
+    for (const auto& c : r->consents) {
+        json::object o;
+        o["purpose"] = c.purpose;
+        o["seq"] = c.seq;
+        o["time"] = c.time;
+        o["source"] = c.source;
+        o["notice_version"] = opt(c.notice_version);
+        o["credential"] = c.credential;
+        // A purpose the policy no longer defines is kept but not enforced.
+        o["in_policy"] = policy->purpose_index(c.purpose).has_value();
+        consents.emplace_back(std::move(o));
+    }
+    json::array bindings;
+    for (const auto& b : r->bindings) {
+        json::object o;
+        o["address"] = b.address;
+        o["seq"] = b.seq;
+        o["time"] = b.time;
+        o["source"] = b.source;
+        o["credential"] = b.credential;
+        const auto p = parse_binding_text(b.address);
+        o["active"] = p && binding_active(*p, *policy);
+        bindings.emplace_back(std::move(o));
+    }
+    json::array history;
+    for (const auto& e : r->history) history.emplace_back(event_json(e));
+    json::object body;
+    body["subscriber"] = a.match.subscriber;
+    body["consents"] = std::move(consents);
+    body["bindings"] = std::move(bindings);
+    body["history"] = std::move(history);
+    body["history_total"] = r->event_count;
+    body["history_truncated"] = r->history.size() < r->event_count;
+    respond(json_response(200, body));
+}
+
+void Api::put_consent(const Admission& a, const json::value& body, bool grant, Respond& respond) {
+    JsonFields f(body, {"source", "notice_version"});
+    ConsentChange c;
+    c.subscriber = a.match.subscriber;
+    c.purpose = a.match.purpose;
+    c.grant = grant;
+    auto source = f.text("source", true);
+    c.notice_version = f.text("notice_version", grant);
+    if (!f.ok()) {
+        respond(error_response(400, "invalid_body", f.error()));
+        return;
+    }
+    c.source = std::move(*source);
+    submit(std::move(c), a,
+           [grant](const Outcome& o) {
+               json::object j;
+               j["subscriber"] = o.subscriber;
+               j["granted"] = grant;
+               j["changed"] = o.changed;
+               j["seq"] = o.last_seq;
+               j["time"] = o.time;
+               return j;
+           },
+           std::move(respond));
+}
+
+void Api::put_binding(const Admission& a, const json::value& body, Respond& respond) {
+    JsonFields f(body, {"subscriber", "source"});
+    auto subscriber = f.text("subscriber", true);
+    auto source = f.text("source", false);
+    if (!f.ok()) {
+        respond(error_response(400, "invalid_body", f.error()));
+        return;
+    }
+    if (!policy::detail::is_subscriber_id(*subscriber)) {
+        respond(error_response(400, "invalid_subscriber_id", "subscriber ids are 1..128 characters of [A-Za-z0-9._:@-]"));
+        return;
+    }
+    std::string why;
+    auto address = parse_address_text(a.match.address, why);
+    if (!address) {
+        respond(error_response(400, "invalid_address", "'" + a.match.address + "': " + why));
+        return;
+    }
+    BindChange c{*address, std::move(*subscriber), source ? std::move(*source) : std::string("api")};
+    submit(std::move(c), a,
+           [](const Outcome& o) {
+               json::object j;
+               j["address"] = o.address;
+               j["subscriber"] = o.subscriber;
+               j["previous_subscriber"] = opt(o.previous_subscriber);
+               j["changed"] = o.changed;
+               j["seq"] = o.last_seq;
+               j["time"] = o.time;
+               return j;
+           },
+           std::move(respond));
+}
+
+void Api::delete_binding(const Admission& a, const json::value& body, Respond& respond) {
+    JsonFields f(body, {"subscriber", "source"});
+    auto subscriber = f.text("subscriber", false);
+    auto source = f.text("source", false);
+    if (!f.ok()) {
+        respond(error_response(400, "invalid_body", f.error()));
+        return;
+    }
+    std::string why;
+    auto address = parse_address_text(a.match.address, why);
+    if (!address) {
+        respond(error_response(400, "invalid_address", "'" + a.match.address + "': " + why));
+        return;
+    }
+    UnbindChange c{*address, std::move(subscriber), source ? std::move(*source) : std::string("api")};
+    submit(std::move(c), a,
+           [](const Outcome& o) {
+               json::object j;
+               j["address"] = o.address;
+               j["subscriber"] = o.subscriber;
+               j["seq"] = o.last_seq;
+               j["time"] = o.time;
+               return j;
+           },
+           std::move(respond));
+}
+
+void Api::submit(Change change, const Admission& a, std::function<json::object(const Outcome&)> ok,
+                 Respond respond) {
+    service_.submit(std::move(change), a.token->name,
+                    [this, ok = std::move(ok), respond = std::move(respond)](Outcome o) mutable {
+                        // On the writer thread: hand the answer to the io thread.
+                        boost::asio::post(ioc_, [ok = std::move(ok), respond = std::move(respond),
+                                                 o = std::move(o)]() mutable {
+                            if (o.status != Outcome::Status::ok)
+                                respond(error_response(status_of(o.status), o.code, o.message));
+                            else
+                                respond(json_response(200, ok(o)));
+                        });
+                    });
+}
+
+void Api::import(const Admission& a, const Request& req, std::string&& body, Respond& respond) {
+    std::optional<ImportFormat> format;
+    std::string wanted;
+    if (const auto* f = a.match.param("format")) {
+        wanted = *f;
+    } else if (const auto ct = req.find(http::field::content_type); ct != req.end()) {
+        wanted = media_type(ct->value());
+    }
+    if (wanted == "ndjson" || wanted == "application/x-ndjson" || wanted == "application/ndjson")
+        format = ImportFormat::ndjson;
+    else if (wanted == "csv" || wanted == "text/csv")
+        format = ImportFormat::csv;
+    if (!format) {
+        respond(error_response(415, "unsupported_media_type",
+                               "send the import as Content-Type: application/x-ndjson or text/csv "
+                               "(or ?format=ndjson|csv)"));
+        return;
+    }
+    if (import_busy_.exchange(true)) {
+        respond(error_response(409, "import_in_progress", "another import is running; retry when it is done"));
+        return;
+    }
+    // Parsing a large import takes seconds: not on the io thread.
+    auto text = std::make_shared<std::string>(std::move(body));
+    auto policy = service_.policy();
+    boost::asio::post(import_pool_, [this, a, text, policy, format, respond = std::move(respond)]() mutable {
+        ImportParse parsed = parse_import(*text, *format, *policy);
+        text.reset();
+        if (!parsed.errors.empty()) {
+            import_busy_ = false;
+            auto errors = std::move(parsed.errors);
+            boost::asio::post(ioc_, [errors = std::move(errors), respond = std::move(respond)] {
+                respond(error_response(400, "invalid_import",
+                                       "the import has errors; nothing was imported", errors));
+            });
+            return;
+        }
+        const size_t records = parsed.records.size();
+        auto list = std::make_shared<const std::vector<ImportRecord>>(std::move(parsed.records));
+        submit(ImportChange{std::move(list), std::move(policy)}, a,
+               [records](const Outcome& o) {
+                   json::object j;
+                   j["records"] = records;
+                   j["events"] = o.events;
+                   j["first_seq"] = o.first_seq;
+                   j["last_seq"] = o.last_seq;
+                   j["time"] = o.time;
+                   return j;
+               },
+               [this, respond = std::move(respond)](Response r) mutable {
+                   import_busy_ = false;
+                   respond(std::move(r));
+               });
+    });
+}
+
+void Api::reload_policy(Respond respond) {
+    std::shared_ptr<const Policy> policy;
+    std::vector<std::string> warnings;
+    try {
+        auto loaded = policy::load_policy_file(config_.policy);
+        for (const auto& w : loaded.warnings) warnings.push_back(w.to_string());
+        policy = std::make_shared<const Policy>(std::move(loaded.policy));
+    } catch (const policy::PolicyError& e) {
+        std::vector<std::string> errors;
+        for (const auto& d : e.diagnostics()) {
+            errors.push_back(d.to_string());
+            log_error("policy reload: " + d.to_string());
+        }
+        log_error("policy reload refused: the running policy is kept");
+        metrics_.count_reload(false);
+        respond(error_response(422, "invalid_policy",
+                               config_.policy + " is not valid; the running policy is kept", errors));
+        return;
+    }
+    for (const auto& w : warnings) log_warning("policy reload: " + w);
+    const size_t purposes = policy->purposes.size();
+    service_.submit(PolicyChange{policy}, "",
+                    [this, warnings, purposes, respond = std::move(respond)](Outcome o) mutable {
+                        boost::asio::post(ioc_, [this, o = std::move(o), warnings = std::move(warnings), purposes,
+                                                 respond = std::move(respond)]() mutable {
+                            if (o.status != Outcome::Status::ok) {
+                                respond(error_response(status_of(o.status), o.code, o.message));
+                                return;
+                            }
+                            metrics_.count_reload(true);
+                            log_info("policy reloaded from " + config_.policy +
+                                     (o.table_resync ? ": the consent table changed meaning (full resync)" : ""));
+                            json::object j;
+                            j["reloaded"] = true;
+                            j["purposes"] = purposes;
+                            j["table_resync"] = o.table_resync;
+                            json::array w;
+                            for (const auto& s : warnings) w.emplace_back(s);
+                            j["warnings"] = std::move(w);
+                            respond(json_response(200, j));
+                        });
+                    });
+}
+
+}  // namespace optgate::consentd

@@ -1,0 +1,84 @@
+// The subscriber API's endpoints (docs/consentd.md, "API"): authentication
+// and routing once a request's header is in, then each endpoint's handling.
+// Runs on the io_context thread; writes go to the LedgerService and are
+// answered when durable; imports are parsed on a worker thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/json/object.hpp>
+
+#include "consentd/auth.hpp"
+#include "consentd/config.hpp"
+#include "consentd/ledger_reader.hpp"
+#include "consentd/ledger_service.hpp"
+#include "consentd/metrics.hpp"
+#include "consentd/router.hpp"
+
+namespace optgate::consentd {
+
+using Response = boost::beast::http::response<boost::beast::http::string_body>;
+
+// {"error": {"code": ..., "message": ..., "details": [...]}} with `status`.
+Response error_response(unsigned status, std::string_view code, std::string_view message,
+                        const std::vector<std::string>& details = {});
+Response json_response(unsigned status, const boost::json::object& body);
+
+class Api {
+public:
+    Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config);
+    ~Api();
+
+    // What to do with a request whose header has been read.
+    struct Admission {
+        RouteMatch match;
+        const Token* token = nullptr;
+        std::optional<Response> reject;  // answer now; the body is not read
+        size_t body_limit = 0;
+        std::chrono::milliseconds body_timeout{};
+    };
+    Admission admit(const boost::beast::http::request<boost::beast::http::empty_body>& header) const;
+
+    using Respond = std::function<void(Response)>;
+    // Calls `respond` exactly once, on the io_context thread.
+    void handle(const Admission& a, boost::beast::http::request<boost::beast::http::string_body>&& req,
+                Respond respond);
+
+    // POST /v1/policy/reload and SIGHUP: re-reads the policy file; installs
+    // it if valid, else keeps the running one and answers every error.
+    void reload_policy(Respond respond);
+
+private:
+    void get_purposes(Respond& respond);
+    void get_subscriber(const Admission& a, Respond& respond);
+    void put_consent(const Admission& a, const boost::json::value& body, bool grant, Respond& respond);
+    void put_binding(const Admission& a, const boost::json::value& body, Respond& respond);
+    void delete_binding(const Admission& a, const boost::json::value& body, Respond& respond);
+    void import(const Admission& a, const boost::beast::http::request<boost::beast::http::string_body>& req,
+                std::string&& body, Respond& respond);
+    // Submits to the writer; `ok` builds the success body from the outcome.
+    void submit(Change change, const Admission& a, std::function<boost::json::object(const Outcome&)> ok,
+                Respond respond);
+
+    boost::asio::io_context& ioc_;
+    LedgerService& service_;
+    Metrics& metrics_;
+    const Config& config_;
+    TokenTable tokens_;
+    LedgerReader reader_;
+    boost::asio::thread_pool import_pool_{1};
+    std::atomic<bool> import_busy_{false};
+};
+
+}  // namespace optgate::consentd

@@ -1,0 +1,179 @@
+#include "consentd/config.hpp"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "core/addr.hpp"
+#include "policy/values.hpp"
+#include "policy/yaml_reader.hpp"
+
+namespace optgate::consentd {
+
+using namespace policy::detail;
+
+namespace {
+
+std::string resolve(const std::string& path, const std::string& base_dir) {
+    const std::filesystem::path p(path);
+    if (p.is_absolute() || base_dir.empty()) return path;
+    return (std::filesystem::path(base_dir) / p).lexically_normal().string();
+}
+
+std::optional<std::chrono::milliseconds> duration(const Value& v, Diagnostics& d) {
+    const auto text = as_text(v, d);
+    if (!text) return std::nullopt;
+    std::string error;
+    auto ms = parse_duration(*text, error);
+    if (!ms) d.error(v.at, v.name + ": " + error);
+    return ms;
+}
+
+void read_listen(const Value& v, Config& c, Diagnostics& d) {
+    const MapReader m(v, "'listen'", {"address", "port"}, d);
+    if (!m.is_map()) return;
+    if (const auto a = m.get("address")) {
+        if (const auto text = as_text(*a, d)) {
+            const auto ip = IpAddr::parse(*text);
+            if (!ip) {
+                d.error(a->at, "'address' must be an IPv4 or IPv6 address, not '" + *text + "'");
+            } else {
+                c.listen_address = *text;
+                const bool loopback = ip->family == Family::v4 ? ip->bytes[0] == 127 : *ip == *IpAddr::parse("::1");
+                if (!loopback)
+                    d.warning(a->at, "the API is plain HTTP: listening on " + *text +
+                                         " sends bearer tokens unencrypted; keep it on loopback or put a TLS proxy "
+                                         "in front");
+            }
+        }
+    }
+    if (const auto p = m.get("port"))
+        if (const auto n = as_integer(*p, d, 0, 65535)) c.port = uint16_t(*n);
+}
+
+void read_tokens(const Value& v, Config& c, Diagnostics& d) {
+    const auto items = as_list(v, d);
+    if (!items) return;
+    std::vector<Location> name_at;
+    for (const auto& item : *items) {
+        const MapReader m(item, item.name, {"name", "role", "sha256"}, d);
+        if (!m.is_map()) continue;
+        Token t;
+        bool ok = true;
+        if (const auto n = m.require("name")) {
+            const auto text = as_text(*n, d);
+            if (text && !is_subscriber_id(*text)) {
+                d.error(n->at, "token name '" + *text + "' must be 1..128 characters of [A-Za-z0-9._:@-]");
+                ok = false;
+            } else if (text) {
+                for (size_t i = 0; i < c.tokens.size(); ++i)
+                    if (c.tokens[i].name == *text) {
+                        d.error(n->at, "duplicate token name '" + *text + "' (first at line " +
+                                           std::to_string(name_at[i].line) + ")");
+                        ok = false;
+                    }
+                t.name = *text;
+            } else {
+                ok = false;
+            }
+        } else {
+            ok = false;
+        }
+        if (const auto r = m.require("role")) {
+            const auto text = as_text(*r, d);
+            const auto role = text ? parse_role(*text) : std::nullopt;
+            if (text && !role) d.error(r->at, "role '" + *text + "' is not one of: read, write, admin");
+            if (role) t.role = *role;
+            ok = ok && role;
+        } else {
+            ok = false;
+        }
+        if (const auto h = m.require("sha256")) {
+            const auto text = as_text(*h, d);
+            const auto digest = text ? digest_from_hex(*text) : std::nullopt;
+            if (text && !digest)
+                d.error(h->at, "'sha256' must be the token's SHA-256 as 64 hex digits (consentd --hash-token "
+                               "prints it); never put the token itself here");
+            if (digest) {
+                for (const auto& other : c.tokens)
+                    if (other.sha256 == *digest) d.error(h->at, "token '" + t.name + "' has the same hash as token '" +
+                                                                    other.name + "': one token, two names");
+                t.sha256 = *digest;
+            }
+            ok = ok && digest;
+        } else {
+            ok = false;
+        }
+        if (ok) {
+            c.tokens.push_back(std::move(t));
+            name_at.push_back(item.at);
+        }
+    }
+}
+
+void read_limits(const Value& v, Config& c, Diagnostics& d) {
+    const MapReader m(v, "'limits'",
+                      {"max_body_bytes", "max_import_bytes", "max_header_bytes", "header_timeout", "body_timeout",
+                       "import_timeout", "write_timeout", "max_connections"},
+                      d);
+    if (!m.is_map()) return;
+    Limits& l = c.limits;
+    if (const auto x = m.get("max_body_bytes"))
+        if (const auto n = as_integer(*x, d, 1024, 64u << 20)) l.max_body_bytes = *n;
+    if (const auto x = m.get("max_import_bytes"))
+        if (const auto n = as_integer(*x, d, 1024, uint64_t(4) << 30)) l.max_import_bytes = *n;
+    if (const auto x = m.get("max_header_bytes"))
+        if (const auto n = as_integer(*x, d, 1024, 1u << 20)) l.max_header_bytes = *n;
+    if (const auto x = m.get("header_timeout"))
+        if (const auto t = duration(*x, d)) l.header_timeout = *t;
+    if (const auto x = m.get("body_timeout"))
+        if (const auto t = duration(*x, d)) l.body_timeout = *t;
+    if (const auto x = m.get("import_timeout"))
+        if (const auto t = duration(*x, d)) l.import_timeout = *t;
+    if (const auto x = m.get("write_timeout"))
+        if (const auto t = duration(*x, d)) l.write_timeout = *t;
+    if (const auto x = m.get("max_connections"))
+        if (const auto n = as_integer(*x, d, 1, 65536)) l.max_connections = unsigned(*n);
+}
+
+void read_ledger(const Value& v, Config& c, Diagnostics& d) {
+    const MapReader m(v, "'ledger'", {"max_batch", "history_limit"}, d);
+    if (!m.is_map()) return;
+    if (const auto x = m.get("max_batch"))
+        if (const auto n = as_integer(*x, d, 1, 1000000)) c.max_batch = *n;
+    if (const auto x = m.get("history_limit"))
+        if (const auto n = as_integer(*x, d, 1, 100000)) c.history_limit = *n;
+}
+
+}  // namespace
+
+LoadedConfig load_config_text(std::string_view yaml, const std::string& name, const std::string& base_dir) {
+    Diagnostics d(name);
+    Config c;
+    c.file = name;
+    if (const auto root = parse_document(yaml, d)) {
+        const Value top{*root, location_of(*root), "the consentd config"};
+        const MapReader m(top, "the consentd config", {"listen", "database", "policy", "tokens", "limits", "ledger"},
+                          d);
+        if (m.is_map()) {
+            if (const auto v = m.get("listen")) read_listen(*v, c, d);
+            if (const auto v = m.require("database"))
+                if (const auto t = as_text(*v, d)) c.database = resolve(*t, base_dir);
+            if (const auto v = m.require("policy"))
+                if (const auto t = as_text(*v, d)) c.policy = resolve(*t, base_dir);
+            if (const auto v = m.require("tokens")) read_tokens(*v, c, d);
+            if (const auto v = m.get("limits")) read_limits(*v, c, d);
+            if (const auto v = m.get("ledger")) read_ledger(*v, c, d);
+            if (c.tokens.empty() && d.error_count() == 0)
+                d.error(top.at, "no tokens: every API call needs one (see consentd --hash-token)");
+        }
+    }
+    d.throw_if_errors();
+    return {std::move(c), d.warnings()};
+}
+
+LoadedConfig load_config_file(const std::string& path) {
+    const std::string text = read_file(path);
+    return load_config_text(text, path, std::filesystem::path(path).parent_path().string());
+}
+
+}  // namespace optgate::consentd

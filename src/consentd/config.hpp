@@ -1,0 +1,50 @@
+// consentd's configuration file (config/consentd.example.yaml documents every
+// key). Read with the policy layer's located YAML reader, so that errors look
+// the same everywhere: every problem as FILE:LINE:COLUMN: message, unknown
+// keys with a "did you mean", all of them in one run.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "consentd/auth.hpp"
+#include "policy/loader.hpp"
+
+namespace optgate::consentd {
+
+struct Limits {
+    size_t max_body_bytes = 1u << 20;      // JSON request bodies
+    size_t max_import_bytes = 256u << 20;  // POST /v1/import bodies
+    size_t max_header_bytes = 16u << 10;
+    std::chrono::milliseconds header_timeout{10000};  // idle keep-alive wait included
+    std::chrono::milliseconds body_timeout{30000};
+    std::chrono::milliseconds import_timeout{600000};  // an import body's upload
+    std::chrono::milliseconds write_timeout{30000};    // a client that does not read its response
+    unsigned max_connections = 1024;
+};
+
+struct Config {
+    std::string file;  // the config file itself
+    std::string listen_address = "127.0.0.1";
+    uint16_t port = 8470;
+    std::string database;  // absolute, or relative to the config file's directory
+    std::string policy;    // same
+    std::vector<Token> tokens;
+    Limits limits;
+    size_t max_batch = 4096;    // requests per group commit
+    size_t history_limit = 100; // events GET /v1/subscribers/{id} returns by default
+};
+
+struct LoadedConfig {
+    Config config;
+    std::vector<policy::Diagnostic> warnings;
+};
+
+// Throws policy::PolicyError with every error found.
+LoadedConfig load_config_file(const std::string& path);
+LoadedConfig load_config_text(std::string_view yaml, const std::string& name, const std::string& base_dir);
+
+}  // namespace optgate::consentd

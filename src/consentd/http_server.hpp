@@ -1,0 +1,47 @@
+// The API's HTTP/1.1 server (Boost.Beast) on the daemon's io_context:
+// keep-alive, one request at a time per connection, and the limits that keep
+// a client from holding the daemon:
+//  - header: at most limits.max_header_bytes, complete within
+//    header_timeout (which also bounds an idle keep-alive connection);
+//  - body: read only after authentication, at most the endpoint's limit,
+//    complete within its timeout;
+//  - a response the client does not read is dropped after write_timeout;
+//  - at most max_connections at once; more are closed on accept.
+// A request cut off by a timeout after it began gets 408 and the connection
+// closes; an idle connection just closes.
+#pragma once
+
+#include <cstdint>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "consentd/api.hpp"
+#include "consentd/config.hpp"
+#include "consentd/metrics.hpp"
+
+namespace optgate::consentd {
+
+class HttpServer {
+public:
+    // Binds and listens; throws boost::system::system_error when it cannot.
+    HttpServer(boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& at, Api& api,
+               const Limits& limits, Metrics& metrics);
+
+    uint16_t port() const { return acceptor_.local_endpoint().port(); }
+    void start() { accept(); }
+    void stop();
+
+private:
+    void accept();
+
+    boost::asio::io_context& ioc_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::steady_timer retry_;
+    Api& api_;
+    const Limits& limits_;
+    Metrics& metrics_;
+};
+
+}  // namespace optgate::consentd

@@ -1,0 +1,256 @@
+#include "consentd/ledger.hpp"
+
+#include <stdexcept>
+
+namespace optgate::consentd {
+
+namespace {
+
+constexpr std::string_view kSchema = R"sql(
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE events (
+    seq            INTEGER PRIMARY KEY,
+    time           TEXT NOT NULL,
+    subscriber     TEXT NOT NULL,
+    action         TEXT NOT NULL CHECK (action IN ('grant', 'revoke', 'bind', 'unbind')),
+    purpose        TEXT,
+    address        TEXT,
+    source         TEXT NOT NULL,
+    notice_version TEXT,
+    credential     TEXT NOT NULL,
+    prev_hash      TEXT NOT NULL,
+    hash           TEXT NOT NULL
+);
+CREATE INDEX events_by_subscriber ON events (subscriber, seq);
+
+-- Append-only: the hash chain detects edits, these refuse them outright.
+CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the events table is append-only'); END;
+CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the events table is append-only'); END;
+
+CREATE TABLE consents (
+    subscriber     TEXT NOT NULL,
+    purpose        TEXT NOT NULL,
+    seq            INTEGER NOT NULL,
+    time           TEXT NOT NULL,
+    source         TEXT NOT NULL,
+    notice_version TEXT,
+    credential     TEXT NOT NULL,
+    PRIMARY KEY (subscriber, purpose)
+) WITHOUT ROWID;
+
+CREATE TABLE bindings (
+    address        TEXT PRIMARY KEY,
+    subscriber     TEXT NOT NULL,
+    seq            INTEGER NOT NULL,
+    time           TEXT NOT NULL,
+    source         TEXT NOT NULL,
+    credential     TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX bindings_by_subscriber ON bindings (subscriber);
+)sql";
+
+bool has_table(Database& db, std::string_view name) {
+    auto st = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1");
+    st.bind(1, name);
+    return st.step();
+}
+
+}  // namespace
+
+Event event_from_row(const Statement& st) {
+    Event e;
+    e.seq = uint64_t(st.int64(0));
+    e.time = st.text(1);
+    e.subscriber = st.text(2);
+    const auto action = parse_action(st.text(3));
+    if (!action) throw std::runtime_error("event " + std::to_string(e.seq) + " has an unknown action '" +
+                                         std::string(st.text(3)) + "'");
+    e.action = *action;
+    e.purpose = st.opt_text(4);
+    e.address = st.opt_text(5);
+    e.source = st.text(6);
+    e.notice_version = st.opt_text(7);
+    e.credential = st.text(8);
+    e.prev_hash = st.text(9);
+    e.hash = st.text(10);
+    return e;
+}
+
+void check_schema(Database& db) {
+    if (!has_table(db, "meta"))
+        throw std::runtime_error("'" + db.path() + "' is not a consentd ledger (no meta table)");
+    auto st = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'");
+    if (!st.step()) throw std::runtime_error("'" + db.path() + "' has no schema_version");
+    const std::string v(st.text(0));
+    if (v != std::to_string(kSchemaVersion))
+        throw std::runtime_error("'" + db.path() + "' has ledger schema version " + v + "; this consentd reads " +
+                                 std::to_string(kSchemaVersion));
+}
+
+Ledger::Ledger(const std::string& path) : db_(path, Database::Mode::read_write_create) {
+    {
+        auto st = db_.prepare("PRAGMA journal_mode = WAL");
+        if (!st.step() || st.text(0) != "wal")
+            throw std::runtime_error("'" + path + "': cannot switch the database to WAL mode");
+    }
+    // FULL: a commit is on disk (WAL fsync'd) before commit() returns.
+    db_.exec("PRAGMA synchronous = FULL");
+    db_.exec("PRAGMA cache_size = -65536");             // 64 MiB: imports touch big indexes
+    db_.exec("PRAGMA journal_size_limit = 67108864");   // truncate a WAL grown by an import
+    if (!has_table(db_, "meta")) {
+        db_.exec("BEGIN IMMEDIATE");
+        try {
+            db_.exec(kSchema);
+            auto st = db_.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('hash', ?2)");
+            st.bind(1, std::to_string(kSchemaVersion)).bind(2, std::string_view("sha256, optgate-ledger-v1"));
+            st.run();
+            db_.exec("COMMIT");
+        } catch (...) {
+            db_.exec("ROLLBACK");
+            throw;
+        }
+    }
+    check_schema(db_);
+    insert_event_ = db_.prepare(
+        "INSERT INTO events (seq, time, subscriber, action, purpose, address, source, notice_version, credential, "
+        "prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+    upsert_consent_ = db_.prepare(
+        "INSERT OR REPLACE INTO consents (subscriber, purpose, seq, time, source, notice_version, credential) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    delete_consent_ = db_.prepare("DELETE FROM consents WHERE subscriber = ?1 AND purpose = ?2");
+    upsert_binding_ = db_.prepare(
+        "INSERT OR REPLACE INTO bindings (address, subscriber, seq, time, source, credential) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    delete_binding_ = db_.prepare("DELETE FROM bindings WHERE address = ?1");
+    head_ = db_.prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1");
+    load_head();
+}
+
+void Ledger::load_head() {
+    uint64_t seq = 0;
+    std::string hex = kGenesisHash;
+    if (head_.step()) {
+        seq = uint64_t(head_.int64(0));
+        hex = head_.text(1);
+    }
+    head_.reset();
+    const auto d = digest_from_hex(hex);
+    if (!d) throw std::runtime_error("event " + std::to_string(seq) + " has a malformed hash '" + hex + "'");
+    if (seq > 0) {
+        // A head that does not hash to itself means the file was edited or
+        // damaged: refuse to extend it (verify-ledger says where it breaks).
+        auto st = db_.prepare("SELECT " + std::string(kEventColumns) + " FROM events WHERE seq = ?1");
+        st.bind(1, int64_t(seq));
+        st.step();
+        const Event last = event_from_row(st);
+        const auto prev = digest_from_hex(last.prev_hash);
+        if (!prev || !digest_equal(event_hash(*prev, last), *d))
+            throw std::runtime_error("the ledger's last event (" + std::to_string(seq) +
+                                     ") does not match its hash: run optgatectl verify-ledger");
+    }
+    seq_ = pending_seq_ = seq;
+    hash_ = pending_hash_ = *d;
+    hash_hex_ = pending_hash_hex_ = hex;
+}
+
+void Ledger::begin() {
+    db_.exec("BEGIN IMMEDIATE");
+    open_ = true;
+    // The chain continues from our head only if nobody else appended: a
+    // second writer on the same file would fork it.
+    uint64_t stored = 0;
+    if (head_.step()) stored = uint64_t(head_.int64(0));
+    head_.reset();
+    if (stored != seq_)
+        throw std::runtime_error("the ledger's last event is " + std::to_string(stored) + ", expected " +
+                                 std::to_string(seq_) + ": another process is writing to this database");
+}
+
+void Ledger::append(Event& e) {
+    e.seq = pending_seq_ + 1;
+    e.prev_hash = pending_hash_hex_;
+    const Digest h = event_hash(pending_hash_, e);
+    e.hash = to_hex(h);
+
+    insert_event_.bind(1, int64_t(e.seq))
+        .bind(2, e.time)
+        .bind(3, e.subscriber)
+        .bind(4, to_string(e.action))
+        .bind(5, e.purpose)
+        .bind(6, e.address)
+        .bind(7, e.source)
+        .bind(8, e.notice_version)
+        .bind(9, e.credential)
+        .bind(10, e.prev_hash)
+        .bind(11, e.hash);
+    insert_event_.run();
+
+    switch (e.action) {
+    case Action::grant:
+        upsert_consent_.bind(1, e.subscriber)
+            .bind(2, *e.purpose)
+            .bind(3, int64_t(e.seq))
+            .bind(4, e.time)
+            .bind(5, e.source)
+            .bind(6, e.notice_version)
+            .bind(7, e.credential);
+        upsert_consent_.run();
+        break;
+    case Action::revoke:
+        delete_consent_.bind(1, e.subscriber).bind(2, *e.purpose);
+        delete_consent_.run();
+        break;
+    case Action::bind:
+        upsert_binding_.bind(1, *e.address)
+            .bind(2, e.subscriber)
+            .bind(3, int64_t(e.seq))
+            .bind(4, e.time)
+            .bind(5, e.source)
+            .bind(6, e.credential);
+        upsert_binding_.run();
+        break;
+    case Action::unbind:
+        delete_binding_.bind(1, *e.address);
+        delete_binding_.run();
+        break;
+    }
+    pending_seq_ = e.seq;
+    pending_hash_ = h;
+    pending_hash_hex_ = e.hash;
+}
+
+void Ledger::commit() {
+    db_.exec("COMMIT");
+    open_ = false;
+    seq_ = pending_seq_;
+    hash_ = pending_hash_;
+    hash_hex_ = pending_hash_hex_;
+}
+
+void Ledger::rollback() noexcept {
+    pending_seq_ = seq_;
+    pending_hash_ = hash_;
+    pending_hash_hex_ = hash_hex_;
+    if (!open_) return;
+    open_ = false;
+    // Fails only if SQLite already rolled back (e.g. after SQLITE_FULL).
+    sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+void Ledger::for_each_binding(const std::function<void(std::string_view, std::string_view)>& fn) {
+    auto st = db_.prepare("SELECT address, subscriber FROM bindings");
+    while (st.step()) fn(st.text(0), st.text(1));
+}
+
+void Ledger::for_each_consent(const std::function<void(std::string_view, std::string_view)>& fn) {
+    auto st = db_.prepare("SELECT subscriber, purpose FROM consents");
+    while (st.step()) fn(st.text(0), st.text(1));
+}
+
+}  // namespace optgate::consentd

@@ -1,0 +1,69 @@
+// The ledger: an SQLite database (WAL, synchronous=FULL) holding the
+// append-only `events` table, their hash chain, and the derived `consents`
+// and `bindings` tables kept in the same transaction as each event
+// (docs/consentd.md, "Ledger schema").
+//
+// Ledger is the single writer. It owns the chain head: append() assigns each
+// event its sequence number and hashes, and rollback() forgets what the
+// failed transaction appended.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "consentd/event.hpp"
+#include "consentd/fold.hpp"
+#include "consentd/sqlite.hpp"
+
+namespace optgate::consentd {
+
+inline constexpr int kSchemaVersion = 1;
+
+// The columns event_from_row() reads, in order.
+inline constexpr std::string_view kEventColumns =
+    "seq, time, subscriber, action, purpose, address, source, notice_version, credential, prev_hash, hash";
+// Throws std::runtime_error on an action that is not one of the four.
+Event event_from_row(const Statement& st);
+
+// Throws std::runtime_error unless `db` holds a consentd ledger of this
+// schema version.
+void check_schema(Database& db);
+
+class Ledger {
+public:
+    // Creates the file and schema on first use.
+    explicit Ledger(const std::string& path);
+
+    uint64_t head_seq() const noexcept { return seq_; }
+    const std::string& head_hash() const noexcept { return hash_hex_; }
+
+    // One transaction: begin(), append()..., commit(). Every call may throw
+    // SqliteError; after one, call rollback().
+    void begin();
+    void append(Event& e);  // fills seq, prev_hash, hash; writes the event and its derived row
+    void commit();          // durable once it returns
+    void rollback() noexcept;
+
+    // The derived rows, for loading the in-memory state at startup.
+    void for_each_binding(const std::function<void(std::string_view address, std::string_view subscriber)>& fn);
+    void for_each_consent(const std::function<void(std::string_view subscriber, std::string_view purpose)>& fn);
+
+    Database& db() noexcept { return db_; }
+
+private:
+    void load_head();
+
+    Database db_;
+    Statement insert_event_, upsert_consent_, delete_consent_, upsert_binding_, delete_binding_, head_;
+    uint64_t seq_ = 0;  // committed head
+    Digest hash_{};
+    std::string hash_hex_ = kGenesisHash;
+    uint64_t pending_seq_ = 0;  // head inside the open transaction
+    Digest pending_hash_{};
+    std::string pending_hash_hex_ = kGenesisHash;
+    bool open_ = false;
+};
+
+}  // namespace optgate::consentd

@@ -1,0 +1,61 @@
+#include "consentd/ledger_reader.hpp"
+
+#include <algorithm>
+
+#include "consentd/ledger.hpp"
+
+namespace optgate::consentd {
+
+LedgerReader::LedgerReader(const std::string& path) : db_(path, Database::Mode::read_write) {
+    check_schema(db_);
+    count_ = db_.prepare("SELECT count(*) FROM events WHERE subscriber = ?1");
+    consents_ = db_.prepare(
+        "SELECT subscriber, purpose, seq, time, source, notice_version, credential FROM consents "
+        "WHERE subscriber = ?1 ORDER BY purpose");
+    bindings_ = db_.prepare(
+        "SELECT address, subscriber, seq, time, source, credential FROM bindings WHERE subscriber = ?1 "
+        "ORDER BY address");
+    history_ = db_.prepare("SELECT " + std::string(kEventColumns) +
+                           " FROM events WHERE subscriber = ?1 ORDER BY seq DESC LIMIT ?2");
+}
+
+std::optional<SubscriberRecord> LedgerReader::subscriber(const std::string& id, size_t history_limit) {
+    // One read transaction: the four queries see the same commit.
+    db_.exec("BEGIN");
+    struct End {
+        LedgerReader& r;
+        ~End() {
+            for (Statement* st : {&r.count_, &r.consents_, &r.bindings_, &r.history_}) st->reset();
+            sqlite3_exec(r.db_.handle(), "COMMIT", nullptr, nullptr, nullptr);
+        }
+    } end{*this};
+
+    SubscriberRecord r;
+    count_.bind(1, id);
+    if (count_.step()) r.event_count = uint64_t(count_.int64(0));
+    count_.reset();
+    if (r.event_count == 0) return std::nullopt;
+
+    consents_.bind(1, id);
+    while (consents_.step())
+        r.consents.push_back(ConsentRow{std::string(consents_.text(0)), std::string(consents_.text(1)),
+                                        uint64_t(consents_.int64(2)), std::string(consents_.text(3)),
+                                        std::string(consents_.text(4)), consents_.opt_text(5),
+                                        std::string(consents_.text(6))});
+    consents_.reset();
+
+    bindings_.bind(1, id);
+    while (bindings_.step())
+        r.bindings.push_back(BindingRow{std::string(bindings_.text(0)), std::string(bindings_.text(1)),
+                                        uint64_t(bindings_.int64(2)), std::string(bindings_.text(3)),
+                                        std::string(bindings_.text(4)), std::string(bindings_.text(5))});
+    bindings_.reset();
+
+    history_.bind(1, id).bind(2, int64_t(history_limit));
+    while (history_.step()) r.history.push_back(event_from_row(history_));
+    history_.reset();
+    std::reverse(r.history.begin(), r.history.end());
+    return r;
+}
+
+}  // namespace optgate::consentd

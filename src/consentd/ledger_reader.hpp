@@ -1,0 +1,37 @@
+// Read side of the ledger for the API: one subscriber's current consents,
+// bindings and history. A separate SQLite connection (WAL readers never wait
+// for the writer), used by one thread; each call reads one consistent
+// snapshot.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "consentd/event.hpp"
+#include "consentd/fold.hpp"
+#include "consentd/sqlite.hpp"
+
+namespace optgate::consentd {
+
+struct SubscriberRecord {
+    std::vector<ConsentRow> consents;  // by purpose name
+    std::vector<BindingRow> bindings;  // by address
+    std::vector<Event> history;        // the latest events, oldest first
+    uint64_t event_count = 0;          // all of this subscriber's events
+};
+
+class LedgerReader {
+public:
+    explicit LedgerReader(const std::string& path);
+
+    // nullopt when the ledger has no event for `subscriber`.
+    std::optional<SubscriberRecord> subscriber(const std::string& subscriber, size_t history_limit);
+
+private:
+    Database db_;
+    Statement count_, consents_, bindings_, history_;
+};
+
+}  // namespace optgate::consentd

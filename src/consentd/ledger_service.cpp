@@ -1,0 +1,375 @@
+#include "consentd/ledger_service.hpp"
+
+#include <chrono>
+#include <cstdlib>
+
+#include "consentd/log.hpp"
+
+namespace optgate::consentd {
+
+namespace {
+
+Outcome refused(Outcome::Status s, std::string code, std::string message) {
+    Outcome o;
+    o.status = s;
+    o.code = std::move(code);
+    o.message = std::move(message);
+    return o;
+}
+
+}  // namespace
+
+struct LedgerService::Batch {
+    std::string time;
+    std::vector<TableDelta> deltas;
+    std::array<uint64_t, kActionCount> counts{};
+    size_t events = 0;
+};
+
+ConsentState load_state(Ledger& ledger, std::shared_ptr<const Policy> policy) {
+    ConsentState s(std::move(policy));
+    ledger.for_each_binding([&](std::string_view address, std::string_view subscriber) {
+        const auto p = parse_binding_text(address);
+        if (!p) throw std::runtime_error("bindings row '" + std::string(address) + "' is not a binding address");
+        s.bind(*p, subscriber, nullptr);
+    });
+    ledger.for_each_consent([&](std::string_view subscriber, std::string_view purpose) {
+        s.set_consent(subscriber, purpose, true, nullptr);
+    });
+    return s;
+}
+
+LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<const Policy> policy,
+                             Metrics& metrics, Options options)
+    : ledger_(std::move(ledger)),
+      metrics_(metrics),
+      options_(options),
+      state_(load_state(*ledger_, policy)),
+      policy_(std::move(policy)) {
+    committed_seq_ = ledger_->head_seq();
+    publish_gauges();
+}
+
+LedgerService::~LedgerService() { stop(); }
+
+void LedgerService::start() { writer_ = std::thread([this] { run(); }); }
+
+void LedgerService::stop() {
+    {
+        std::lock_guard lk(queue_mu_);
+        stopping_ = true;
+    }
+    queue_cv_.notify_all();
+    if (writer_.joinable()) writer_.join();
+}
+
+void LedgerService::submit(Change change, std::string credential, Done done) {
+    {
+        std::lock_guard lk(queue_mu_);
+        if (!stopping_) {
+            queue_.push_back({std::move(change), std::move(credential), std::move(done)});
+            queue_cv_.notify_one();
+            return;
+        }
+    }
+    done(refused(Outcome::Status::unavailable, "shutting_down", "consentd is shutting down"));
+}
+
+std::shared_ptr<const Policy> LedgerService::policy() const {
+    std::lock_guard lk(policy_mu_);
+    return policy_;
+}
+
+uint64_t LedgerService::head_seq() const { return committed_seq_.load(std::memory_order_acquire); }
+
+void LedgerService::add_listener(TableListener* l) {
+    std::lock_guard lk(state_mu_);
+    listeners_.push_back(l);
+}
+
+void LedgerService::remove_listener(TableListener* l) {
+    std::lock_guard lk(state_mu_);
+    std::erase(listeners_, l);
+}
+
+void LedgerService::snapshot(const std::function<void(uint64_t, const ConsentState&)>& fn) const {
+    std::lock_guard lk(state_mu_);
+    fn(ledger_->head_seq(), state_);
+}
+
+void LedgerService::run() {
+    std::vector<Pending> batch;
+    for (;;) {
+        {
+            std::unique_lock lk(queue_mu_);
+            queue_cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+            if (queue_.empty()) return;  // stopping, and everything queued is done
+            // A policy change runs alone, so each request is judged under one
+            // policy and listeners see the resync between two commits.
+            if (std::holds_alternative<PolicyChange>(queue_.front().change)) {
+                batch.push_back(std::move(queue_.front()));
+                queue_.pop_front();
+            } else {
+                while (!queue_.empty() && batch.size() < options_.max_batch &&
+                       !std::holds_alternative<PolicyChange>(queue_.front().change)) {
+                    batch.push_back(std::move(queue_.front()));
+                    queue_.pop_front();
+                }
+            }
+        }
+        if (std::holds_alternative<PolicyChange>(batch.front().change))
+            install_policy(batch.front());
+        else
+            commit_batch(batch);
+        batch.clear();
+    }
+}
+
+void LedgerService::commit_batch(std::vector<Pending>& batch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Batch b;
+    b.time = format_utc_ms(std::chrono::system_clock::now());
+    std::vector<Outcome> outcomes;
+    outcomes.reserve(batch.size());
+    std::string failure;
+    {
+        std::lock_guard lk(state_mu_);
+        try {
+            ledger_->begin();
+            for (auto& p : batch) outcomes.push_back(apply(p, b));
+            if (b.events)
+                ledger_->commit();
+            else
+                ledger_->rollback();  // nothing accepted: end the transaction
+        } catch (const std::exception& e) {
+            failure = e.what();
+            ledger_->rollback();
+            reload_state();
+        }
+        if (failure.empty() && b.events) {
+            const auto deltas = coalesce(std::move(b.deltas));
+            for (auto* l : listeners_) l->on_commit(ledger_->head_seq(), deltas);
+        }
+        committed_seq_.store(ledger_->head_seq(), std::memory_order_release);
+        publish_gauges();
+    }
+    if (failure.empty()) {
+        if (b.events) {
+            metrics_.observe_commit(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                                    batch.size());
+            for (unsigned a = 0; a < kActionCount; ++a)
+                if (b.counts[a]) metrics_.count_events(Action(a), b.counts[a]);
+        }
+        for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(outcomes[i]));
+    } else {
+        log_error("commit of " + std::to_string(batch.size()) + " requests failed, nothing recorded: " + failure);
+        metrics_.count_commit_failure();
+        for (auto& p : batch)
+            p.done(refused(Outcome::Status::unavailable, "ledger_unavailable",
+                           "the ledger could not commit; nothing was recorded, retry: " + failure));
+    }
+}
+
+void LedgerService::reload_state() {
+    // The transaction rolled back, but memory may hold part of the batch:
+    // rebuild it from what is on disk.
+    try {
+        state_ = load_state(*ledger_, state_.policy_ptr());
+    } catch (const std::exception& e) {
+        // Memory and disk may now disagree and nothing can tell which is
+        // right: stop, and let the supervisor restart from the disk.
+        log_error(std::string("cannot reload the state from the ledger, exiting: ") + e.what());
+        std::abort();
+    }
+}
+
+void LedgerService::install_policy(Pending& p) {
+    const auto& change = std::get<PolicyChange>(p.change);
+    Outcome o;
+    {
+        std::lock_guard lk(state_mu_);
+        o.table_resync = state_.set_policy(change.policy);
+        {
+            std::lock_guard plk(policy_mu_);
+            policy_ = change.policy;
+        }
+        if (o.table_resync)
+            for (auto* l : listeners_) l->on_resync(ledger_->head_seq(), change.policy, state_.table_version());
+        publish_gauges();
+    }
+    p.done(std::move(o));
+}
+
+void LedgerService::publish_gauges() {
+    metrics_.set_state(ledger_->head_seq(), state_.subscriber_count(), state_.binding_count(), state_.table_size());
+}
+
+uint64_t LedgerService::record(Event& e, Batch& b) {
+    ledger_->append(e);
+    ++b.counts[unsigned(e.action)];
+    ++b.events;
+    return e.seq;
+}
+
+Outcome LedgerService::apply(Pending& p, Batch& b) {
+    return std::visit(
+        [&](const auto& c) -> Outcome {
+            using T = std::decay_t<decltype(c)>;
+            if constexpr (std::is_same_v<T, ConsentChange>)
+                return apply_consent(c, p.credential, b);
+            else if constexpr (std::is_same_v<T, BindChange>)
+                return apply_bind(c, p.credential, b);
+            else if constexpr (std::is_same_v<T, UnbindChange>)
+                return apply_unbind(c, p.credential, b);
+            else if constexpr (std::is_same_v<T, ImportChange>)
+                return apply_import(c, p.credential, b);
+            else
+                return refused(Outcome::Status::invalid, "internal", "policy changes do not commit");
+        },
+        p.change);
+}
+
+Outcome LedgerService::apply_consent(const ConsentChange& c, const std::string& credential, Batch& b) {
+    // A purpose the policy dropped can still be revoked: withdrawing must
+    // always work.
+    if (!state_.policy().purpose_index(c.purpose) && (c.grant || !state_.granted(c.subscriber, c.purpose)))
+        return refused(Outcome::Status::not_found, "unknown_purpose",
+                       "purpose '" + c.purpose + "' is not defined by the policy (GET /v1/purposes lists them)");
+    Event e;
+    e.time = b.time;
+    e.subscriber = c.subscriber;
+    e.action = c.grant ? Action::grant : Action::revoke;
+    e.purpose = c.purpose;
+    e.source = c.source;
+    e.notice_version = c.notice_version;
+    e.credential = credential;
+    Outcome o;
+    o.first_seq = o.last_seq = record(e, b);
+    o.events = 1;
+    o.time = b.time;
+    o.subscriber = c.subscriber;
+    o.changed = state_.set_consent(c.subscriber, c.purpose, c.grant, &b.deltas);
+    return o;
+}
+
+std::optional<std::string> LedgerService::record_bind(const Prefix& binding, const std::string& subscriber,
+                                                      const std::string& source, const std::string& credential,
+                                                      Batch& b) {
+    std::optional<std::string> previous;
+    if (const std::string* h = state_.holder(binding)) previous = *h;
+    const std::string address = binding_text(binding);
+    if (previous && *previous != subscriber) {
+        // The old holder's loss of the address is its own event, in its own
+        // history; the table entry changes once, to the new holder's mask.
+        Event u;
+        u.time = b.time;
+        u.subscriber = *previous;
+        u.action = Action::unbind;
+        u.address = address;
+        u.source = source;
+        u.credential = credential;
+        record(u, b);
+        state_.unbind(binding, &b.deltas);
+    }
+    Event e;
+    e.time = b.time;
+    e.subscriber = subscriber;
+    e.action = Action::bind;
+    e.address = address;
+    e.source = source;
+    e.credential = credential;
+    record(e, b);
+    state_.bind(binding, subscriber, &b.deltas);
+    return previous;
+}
+
+Outcome LedgerService::apply_bind(const BindChange& c, const std::string& credential, Batch& b) {
+    AddressProblem problem = AddressProblem::none;
+    std::string error;
+    const auto binding = binding_for_bind(c.address, state_.policy(), problem, error);
+    if (!binding)
+        return refused(Outcome::Status::invalid,
+                       problem == AddressProblem::not_subscriber ? "not_a_subscriber_address" : "invalid_address",
+                       error);
+    Outcome o;
+    const size_t before = b.events;
+    const auto previous = record_bind(*binding, c.subscriber, c.source, credential, b);
+    o.events = b.events - before;
+    o.last_seq = ledger_->head_seq() + b.events;
+    o.first_seq = o.last_seq - o.events + 1;
+    o.time = b.time;
+    o.subscriber = c.subscriber;
+    o.address = binding_text(*binding);
+    o.changed = previous != c.subscriber;
+    if (previous && *previous != c.subscriber) o.previous_subscriber = previous;
+    return o;
+}
+
+Outcome LedgerService::apply_unbind(const UnbindChange& c, const std::string& credential, Batch& b) {
+    std::string error;
+    const auto binding = binding_for_unbind(c.address, state_.policy(), error);
+    if (!binding) return refused(Outcome::Status::invalid, "invalid_address", error);
+    const std::string address = binding_text(*binding);
+    const std::string* holder = state_.holder(*binding);
+    if (!holder) return refused(Outcome::Status::not_found, "not_bound", address + " is not bound");
+    if (c.expected_subscriber && *c.expected_subscriber != *holder)
+        return refused(Outcome::Status::conflict, "bound_to_other",
+                       address + " is bound to another subscriber than '" + *c.expected_subscriber +
+                           "'; nothing changed");
+    Event e;
+    e.time = b.time;
+    e.subscriber = *holder;
+    e.action = Action::unbind;
+    e.address = address;
+    e.source = c.source;
+    e.credential = credential;
+    Outcome o;
+    o.subscriber = *holder;
+    o.first_seq = o.last_seq = record(e, b);
+    state_.unbind(*binding, &b.deltas);
+    o.events = 1;
+    o.time = b.time;
+    o.address = address;
+    o.changed = true;
+    return o;
+}
+
+Outcome LedgerService::apply_import(const ImportChange& c, const std::string& credential, Batch& b) {
+    const Policy& policy = state_.policy();
+    if (c.validated_against.get() != &policy) {
+        for (const auto& r : *c.records)
+            if (auto e = check_import_record(r, policy); !e.empty())
+                return refused(Outcome::Status::conflict, "policy_changed",
+                               "the policy was reloaded while the import was read, and under it line " +
+                                   std::to_string(r.line) + " is invalid: " + e + "; nothing was imported");
+    }
+    const size_t before = b.events;
+    for (const auto& r : *c.records) {
+        for (const auto& a : r.addresses) {
+            AddressProblem problem;
+            std::string error;
+            record_bind(*binding_for_bind(a, policy, problem, error), r.subscriber, r.source, credential, b);
+        }
+        for (const auto& purpose : r.consents) {
+            Event e;
+            e.time = b.time;
+            e.subscriber = r.subscriber;
+            e.action = Action::grant;
+            e.purpose = purpose;
+            e.source = r.source;
+            e.notice_version = r.notice_version;
+            e.credential = credential;
+            record(e, b);
+            state_.set_consent(r.subscriber, purpose, true, &b.deltas);
+        }
+    }
+    Outcome o;
+    o.events = b.events - before;
+    o.last_seq = ledger_->head_seq() + b.events;
+    o.first_seq = o.events ? o.last_seq - o.events + 1 : 0;
+    o.time = b.time;
+    o.changed = o.events > 0;
+    return o;
+}
+
+}  // namespace optgate::consentd

@@ -1,0 +1,186 @@
+// The ledger writer: one thread that owns the Ledger and the ConsentState,
+// and turns queued requests into durable events by group commit.
+//
+// submit() queues a change from any thread. The writer takes every request
+// queued while its previous commit was on disk (up to max_batch), judges each
+// against the current state and policy, appends its events and derived rows in
+// ONE transaction, commits it (synchronous=FULL: fsync'd), applies the
+// changes to the in-memory state, tells the table listeners, and only then
+// completes the requests. A request that fails validation records nothing and
+// does not affect its batch; a commit that fails rolls back the whole batch,
+// answers each request "unavailable" and reloads the in-memory state from the
+// database, so memory never runs ahead of the disk.
+//
+// Every accepted request is recorded, repeats included (a grant of a purpose
+// already granted is a new event: the latest notice version and channel are
+// what the consents row shows). Auditors see every request; the derived state
+// is the same either way.
+//
+// For the data-plane publisher (issue 6): add_listener() and snapshot().
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "consentd/binding_address.hpp"
+#include "consentd/consent_state.hpp"
+#include "consentd/import_parser.hpp"
+#include "consentd/ledger.hpp"
+#include "consentd/metrics.hpp"
+
+namespace optgate::consentd {
+
+struct ConsentChange {
+    std::string subscriber;
+    std::string purpose;
+    bool grant = true;
+    std::string source;
+    std::optional<std::string> notice_version;
+};
+
+struct BindChange {
+    AddressText address;
+    std::string subscriber;
+    std::string source;
+};
+
+struct UnbindChange {
+    AddressText address;
+    std::optional<std::string> expected_subscriber;  // only unbind from this holder
+    std::string source;
+};
+
+struct ImportChange {
+    std::shared_ptr<const std::vector<ImportRecord>> records;
+    // The policy the records were validated against; under another one the
+    // writer checks them again.
+    std::shared_ptr<const Policy> validated_against;
+};
+
+struct PolicyChange {
+    std::shared_ptr<const Policy> policy;
+};
+
+using Change = std::variant<ConsentChange, BindChange, UnbindChange, ImportChange, PolicyChange>;
+
+struct Outcome {
+    enum class Status : uint8_t { ok, invalid, not_found, conflict, unavailable };
+    Status status = Status::ok;
+    std::string code;  // error code, when not ok
+    std::string message;
+
+    uint64_t first_seq = 0;  // events recorded (none: 0)
+    uint64_t last_seq = 0;
+    size_t events = 0;
+    std::string time;
+    bool changed = false;  // the derived state changed (not a repeat)
+    std::string subscriber;
+    std::string address;  // bind/unbind: the binding's stored text
+    std::optional<std::string> previous_subscriber;  // bind: who held the address
+    bool table_resync = false;                       // policy: the table's meaning changed
+};
+
+// Hears what each commit did to the consent table. Called on the writer
+// thread with the state lock held, in commit order: do not block, do not call
+// back into the service.
+class TableListener {
+public:
+    virtual ~TableListener() = default;
+    // After each commit that recorded events: its last sequence number and
+    // the table changes it caused (at most one per key; possibly none).
+    virtual void on_commit(uint64_t seq, const std::vector<TableDelta>& deltas) = 0;
+    // After a policy change altered the table's meaning (purposes, key
+    // length, subscriber prefixes): the table was recomputed; resend it whole.
+    virtual void on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy,
+                           const std::string& table_version) = 0;
+};
+
+class LedgerService {
+public:
+    struct Options {
+        size_t max_batch = 4096;
+    };
+
+    // Loads the in-memory state from the ledger's derived tables.
+    LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<const Policy> policy, Metrics& metrics,
+                  Options options);
+    ~LedgerService();
+    LedgerService(const LedgerService&) = delete;
+    LedgerService& operator=(const LedgerService&) = delete;
+
+    void start();
+    // Finishes every queued request, then stops the writer.
+    void stop();
+
+    // Called on the writer thread once the outcome is durable (or refused):
+    // hand it to your own executor.
+    using Done = std::function<void(Outcome)>;
+    // `credential` is the token name recorded on the events.
+    void submit(Change change, std::string credential, Done done);
+
+    std::shared_ptr<const Policy> policy() const;
+    uint64_t head_seq() const;
+
+    void add_listener(TableListener* l);
+    void remove_listener(TableListener* l);
+    // Runs fn(seq, state) with the state lock held: a consistent table as of
+    // commit `seq` (state.for_each_entry), with no commit in between. Pair it
+    // with add_listener() under the same call to miss nothing.
+    void snapshot(const std::function<void(uint64_t seq, const ConsentState& state)>& fn) const;
+
+private:
+    struct Pending {
+        Change change;
+        std::string credential;
+        Done done;
+    };
+    struct Batch;
+
+    void run();
+    void commit_batch(std::vector<Pending>& batch);
+    void install_policy(Pending& p);
+    Outcome apply(Pending& p, Batch& b);
+    Outcome apply_consent(const ConsentChange& c, const std::string& credential, Batch& b);
+    Outcome apply_bind(const BindChange& c, const std::string& credential, Batch& b);
+    Outcome apply_unbind(const UnbindChange& c, const std::string& credential, Batch& b);
+    Outcome apply_import(const ImportChange& c, const std::string& credential, Batch& b);
+    // Appends a bind of `binding` to `subscriber`, unbinding any other holder
+    // first; returns that holder.
+    std::optional<std::string> record_bind(const Prefix& binding, const std::string& subscriber,
+                                           const std::string& source, const std::string& credential, Batch& b);
+    uint64_t record(Event& e, Batch& b);
+    void reload_state();
+    void publish_gauges();
+
+    std::unique_ptr<Ledger> ledger_;
+    Metrics& metrics_;
+    Options options_;
+
+    mutable std::mutex state_mu_;  // state_, listeners_, policy_ (writes)
+    ConsentState state_;
+    std::vector<TableListener*> listeners_;
+
+    mutable std::mutex policy_mu_;  // readers of policy_ from other threads
+    std::shared_ptr<const Policy> policy_;
+
+    std::mutex queue_mu_;
+    std::condition_variable queue_cv_;
+    std::deque<Pending> queue_;
+    bool stopping_ = false;
+    std::atomic<uint64_t> committed_seq_{0};
+    std::thread writer_;
+};
+
+// Builds the in-memory state from the ledger's derived tables.
+ConsentState load_state(Ledger& ledger, std::shared_ptr<const Policy> policy);
+
+}  // namespace optgate::consentd

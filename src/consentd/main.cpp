@@ -1,0 +1,220 @@
+// consentd: the consent ledger and subscriber API (docs/consentd.md).
+//
+//   consentd --config FILE [--port-file FILE]   run
+//   consentd --check-config FILE                validate config and policy
+//   consentd --hash-token < token               print a token's sha256 for the config
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/program_options.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "consentd/api.hpp"
+#include "consentd/auth.hpp"
+#include "consentd/config.hpp"
+#include "consentd/http_server.hpp"
+#include "consentd/ledger.hpp"
+#include "consentd/ledger_service.hpp"
+#include "consentd/log.hpp"
+#include "consentd/metrics.hpp"
+#include "consentd/sd_notify.hpp"
+#include "policy/loader.hpp"
+
+namespace po = boost::program_options;
+namespace asio = boost::asio;
+using namespace optgate;
+using namespace optgate::consentd;
+
+namespace {
+
+void print_diagnostics(const std::vector<policy::Diagnostic>& ds) {
+    for (const auto& d : ds) std::fprintf(stderr, "%s\n", d.to_string().c_str());
+}
+
+struct Loaded {
+    Config config;
+    std::shared_ptr<const Policy> policy;
+};
+
+// Config and policy, or every error printed and nullopt.
+std::optional<Loaded> load(const std::string& path) {
+    Loaded l;
+    try {
+        auto c = load_config_file(path);
+        print_diagnostics(c.warnings);
+        l.config = std::move(c.config);
+    } catch (const policy::PolicyError& e) {
+        print_diagnostics(e.diagnostics());
+        return std::nullopt;
+    }
+    try {
+        auto p = policy::load_policy_file(l.config.policy);
+        print_diagnostics(p.warnings);
+        l.policy = std::make_shared<const Policy>(std::move(p.policy));
+    } catch (const policy::PolicyError& e) {
+        print_diagnostics(e.diagnostics());
+        return std::nullopt;
+    }
+    return l;
+}
+
+int check_config(const std::string& path) {
+    auto l = load(path);
+    if (!l) return 1;
+    const auto dir = std::filesystem::path(l->config.database).parent_path();
+    if (!dir.empty() && !std::filesystem::is_directory(dir)) {
+        std::fprintf(stderr, "%s: the database directory %s does not exist\n", path.c_str(), dir.c_str());
+        return 1;
+    }
+    std::printf("%s: ok: listen %s:%u, %zu tokens, database %s, policy %s (%zu purposes)\n", path.c_str(),
+                l->config.listen_address.c_str(), unsigned(l->config.port), l->config.tokens.size(),
+                l->config.database.c_str(), l->config.policy.c_str(), l->policy->purposes.size());
+    return 0;
+}
+
+int hash_token_from_stdin() {
+    std::string token;
+    std::getline(std::cin, token);
+    while (!token.empty() && (token.back() == '\r' || token.back() == '\n')) token.pop_back();
+    if (token.empty()) {
+        std::fprintf(stderr, "consentd --hash-token: give the token on stdin (e.g. openssl rand -hex 32)\n");
+        return 2;
+    }
+    std::printf("%s\n", hash_token(token).c_str());
+    return 0;
+}
+
+// Held for the daemon's life: a second consentd on the same ledger would
+// fork its hash chain.
+bool lock_ledger(const std::string& database) {
+    const std::string path = database + ".lock";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("cannot open " + path + ": " + std::strerror(errno));
+        return false;
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        log_error("another consentd is using " + database + " (" + path + " is locked)");
+        return false;
+    }
+    return true;  // the descriptor stays open: the lock lasts until exit
+}
+
+void write_port_file(const std::string& path, uint16_t port) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp);
+        out << port << "\n";
+    }
+    std::filesystem::rename(tmp, path);
+}
+
+int run(const std::string& config_path, const std::string& port_file) {
+    auto l = load(config_path);
+    if (!l) return 1;
+    const Config& config = l->config;
+    if (!lock_ledger(config.database)) return 1;
+
+    Metrics metrics;
+    std::unique_ptr<LedgerService> service;
+    try {
+        auto ledger = std::make_unique<Ledger>(config.database);
+        service = std::make_unique<LedgerService>(std::move(ledger), l->policy, metrics,
+                                                  LedgerService::Options{config.max_batch});
+    } catch (const std::exception& e) {
+        log_error(std::string("cannot open the ledger: ") + e.what());
+        return 1;
+    }
+    service->start();
+
+    asio::io_context ioc(1);
+    std::optional<Api> api;
+    std::optional<HttpServer> server;
+    try {
+        api.emplace(ioc, *service, metrics, config);
+        const asio::ip::tcp::endpoint at(asio::ip::make_address(config.listen_address), config.port);
+        server.emplace(ioc, at, *api, config.limits, metrics);
+    } catch (const std::exception& e) {
+        log_error("cannot listen on " + config.listen_address + ":" + std::to_string(config.port) + ": " + e.what());
+        return 1;
+    }
+    server->start();
+    const uint16_t port = server->port();
+    if (!port_file.empty()) write_port_file(port_file, port);
+
+    asio::signal_set signals(ioc, SIGINT, SIGTERM, SIGHUP);
+    asio::steady_timer grace(ioc);
+    std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
+        if (ec) return;
+        if (sig == SIGHUP) {
+            log_info("SIGHUP: reloading the policy");
+            api->reload_policy([](Response) {});  // the outcome is logged
+            signals.async_wait(on_signal);
+            return;
+        }
+        log_info("stopping: finishing queued requests");
+        sd_notify_state("STOPPING=1");
+        server->stop();
+        service->stop();  // drains the writer; their answers are queued on ioc
+        // A moment for those answers to go out, then stop.
+        grace.expires_after(std::chrono::milliseconds(300));
+        grace.async_wait([&](boost::system::error_code) { ioc.stop(); });
+    };
+    signals.async_wait(on_signal);
+
+    log_info("listening on " + config.listen_address + ":" + std::to_string(port) + "; ledger " + config.database +
+             " at event " + std::to_string(service->head_seq()) + "; policy " + config.policy + " (" +
+             std::to_string(l->policy->purposes.size()) + " purposes)");
+    sd_notify_state("READY=1\nSTATUS=listening on " + config.listen_address + ":" + std::to_string(port));
+    ioc.run();
+    server.reset();
+    api.reset();
+    service->stop();
+    log_info("stopped");
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::signal(SIGPIPE, SIG_IGN);
+    po::options_description opts("consentd options");
+    opts.add_options()
+        ("help,h", "this help")
+        ("config", po::value<std::string>(), "run with this config file")
+        ("check-config", po::value<std::string>(), "validate a config file and its policy, then exit")
+        ("hash-token", "read a token on stdin, print its sha256 for the config's tokens")
+        ("port-file", po::value<std::string>(), "write the port the API listens on to this file (for port 0)");
+    po::variables_map vm;
+    try {
+        po::store(po::parse_command_line(argc, argv, opts), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        std::fprintf(stderr, "consentd: %s\n", e.what());
+        return 2;
+    }
+    if (vm.count("help")) {
+        std::cout << "usage: consentd --config FILE [--port-file FILE]\n"
+                     "       consentd --check-config FILE\n"
+                     "       consentd --hash-token < token-file\n\n"
+                  << opts;
+        return 0;
+    }
+    if (vm.count("hash-token")) return hash_token_from_stdin();
+    if (vm.count("check-config")) return check_config(vm["check-config"].as<std::string>());
+    if (!vm.count("config")) {
+        std::fprintf(stderr, "consentd: --config FILE is required (see --help)\n");
+        return 2;
+    }
+    return run(vm["config"].as<std::string>(), vm.count("port-file") ? vm["port-file"].as<std::string>() : "");
+}

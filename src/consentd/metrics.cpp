@@ -1,0 +1,123 @@
+#include "consentd/metrics.hpp"
+
+#include <cstdio>
+
+namespace optgate::consentd {
+
+namespace {
+
+std::string number(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.9g", v);
+    return buf;
+}
+
+void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+    out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+    out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+}
+
+void gauge(std::string& out, std::string_view name, std::string_view help, uint64_t v) {
+    header(out, name, "gauge", help);
+    out.append(name).append(" ").append(std::to_string(v)).append("\n");
+}
+
+}  // namespace
+
+Histogram::Histogram(std::initializer_list<double> bounds) : bounds_(bounds), counts_(bounds.size() + 1, 0) {}
+
+void Histogram::observe(double v) {
+    size_t i = 0;
+    while (i < bounds_.size() && v > bounds_[i]) ++i;
+    ++counts_[i];
+    sum_ += v;
+    ++count_;
+}
+
+void Histogram::render(std::string& out, std::string_view name) const {
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < bounds_.size(); ++i) {
+        cumulative += counts_[i];
+        out.append(name).append("_bucket{le=\"").append(number(bounds_[i])).append("\"} ");
+        out.append(std::to_string(cumulative)).append("\n");
+    }
+    out.append(name).append("_bucket{le=\"+Inf\"} ").append(std::to_string(count_)).append("\n");
+    out.append(name).append("_sum ").append(number(sum_)).append("\n");
+    out.append(name).append("_count ").append(std::to_string(count_)).append("\n");
+}
+
+Metrics::Metrics()
+    : commit_seconds_({0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60}),
+      batch_requests_({1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096}) {}
+
+void Metrics::count_request(std::string_view method, std::string_view route, unsigned status) {
+    std::lock_guard lk(mu_);
+    ++requests_[{std::string(method), std::string(route), status}];
+}
+
+void Metrics::count_events(Action a, uint64_t n) {
+    std::lock_guard lk(mu_);
+    events_[unsigned(a)] += n;
+}
+
+void Metrics::observe_commit(double seconds, size_t requests) {
+    std::lock_guard lk(mu_);
+    commit_seconds_.observe(seconds);
+    batch_requests_.observe(double(requests));
+}
+
+void Metrics::count_commit_failure() {
+    std::lock_guard lk(mu_);
+    ++commit_failures_;
+}
+
+void Metrics::count_reload(bool ok) {
+    std::lock_guard lk(mu_);
+    ++(ok ? reloads_ok_ : reloads_failed_);
+}
+
+void Metrics::set_state(uint64_t head_seq, size_t subscribers, size_t bindings, size_t table_entries) {
+    std::lock_guard lk(mu_);
+    head_seq_ = head_seq;
+    subscribers_ = subscribers;
+    bindings_ = bindings;
+    table_entries_ = table_entries;
+}
+
+std::string Metrics::render() const {
+    std::string out;
+    std::lock_guard lk(mu_);
+    header(out, "consentd_http_requests_total", "counter", "HTTP requests by method, route and status.");
+    for (const auto& [k, n] : requests_) {
+        const auto& [method, route, status] = k;
+        out.append("consentd_http_requests_total{method=\"").append(method).append("\",route=\"").append(route);
+        out.append("\",status=\"").append(std::to_string(status)).append("\"} ").append(std::to_string(n));
+        out.append("\n");
+    }
+    header(out, "consentd_ledger_events_total", "counter", "Ledger events committed, by action.");
+    for (unsigned a = 0; a < kActionCount; ++a) {
+        out.append("consentd_ledger_events_total{action=\"").append(to_string(Action(a))).append("\"} ");
+        out.append(std::to_string(events_[a])).append("\n");
+    }
+    header(out, "consentd_commit_duration_seconds", "histogram",
+           "One group commit, from BEGIN to durable COMMIT (fsync).");
+    commit_seconds_.render(out, "consentd_commit_duration_seconds");
+    header(out, "consentd_commit_batch_requests", "histogram", "Requests that shared one commit.");
+    batch_requests_.render(out, "consentd_commit_batch_requests");
+    header(out, "consentd_commit_failures_total", "counter",
+           "Group commits that failed (their requests got 503 and changed nothing).");
+    out.append("consentd_commit_failures_total ").append(std::to_string(commit_failures_)).append("\n");
+    header(out, "consentd_policy_reloads_total", "counter", "Policy reloads by result.");
+    out.append("consentd_policy_reloads_total{result=\"ok\"} ").append(std::to_string(reloads_ok_)).append("\n");
+    out.append("consentd_policy_reloads_total{result=\"invalid\"} ").append(std::to_string(reloads_failed_));
+    out.append("\n");
+    gauge(out, "consentd_ledger_head_seq", "Sequence number of the last committed event.", head_seq_);
+    gauge(out, "consentd_subscribers", "Subscribers known to the ledger.", subscribers_);
+    gauge(out, "consentd_bindings", "Current address bindings (active or not).", bindings_);
+    gauge(out, "consentd_table_entries", "Entries of the derived consent table (active bindings).",
+          table_entries_);
+    gauge(out, "consentd_connections", "Open API connections.", uint64_t(connections_.load()));
+    return out;
+}
+
+}  // namespace optgate::consentd

@@ -1,0 +1,67 @@
+// consentd's Prometheus metrics (GET /metrics, text format 0.0.4):
+//   consentd_http_requests_total{method,route,status}
+//   consentd_ledger_events_total{action}
+//   consentd_commit_duration_seconds (histogram: one group commit, BEGIN to
+//     durable COMMIT)
+//   consentd_commit_batch_requests (histogram: requests sharing a commit)
+//   consentd_commit_failures_total, consentd_policy_reloads_total{result}
+//   gauges: consentd_ledger_head_seq, consentd_subscribers, consentd_bindings,
+//     consentd_table_entries, consentd_connections
+// Updated from the API thread and the ledger writer; one mutex (a few
+// updates per request, far from the commit path's cost).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "consentd/event.hpp"
+
+namespace optgate::consentd {
+
+class Histogram {
+public:
+    explicit Histogram(std::initializer_list<double> bounds);
+    void observe(double v);
+    void render(std::string& out, std::string_view name) const;
+
+private:
+    std::vector<double> bounds_;
+    std::vector<uint64_t> counts_;  // per bucket, not cumulative; last = +Inf
+    double sum_ = 0;
+    uint64_t count_ = 0;
+};
+
+class Metrics {
+public:
+    Metrics();
+
+    void count_request(std::string_view method, std::string_view route, unsigned status);
+    void count_events(Action a, uint64_t n);
+    void observe_commit(double seconds, size_t requests);
+    void count_commit_failure();
+    void count_reload(bool ok);
+    void set_state(uint64_t head_seq, size_t subscribers, size_t bindings, size_t table_entries);
+    std::atomic<int64_t>& connections() noexcept { return connections_; }
+
+    std::string render() const;
+
+private:
+    mutable std::mutex mu_;
+    std::map<std::tuple<std::string, std::string, unsigned>, uint64_t> requests_;
+    std::array<uint64_t, kActionCount> events_{};
+    Histogram commit_seconds_;
+    Histogram batch_requests_;
+    uint64_t commit_failures_ = 0;
+    uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
+    uint64_t head_seq_ = 0, subscribers_ = 0, bindings_ = 0, table_entries_ = 0;
+    std::atomic<int64_t> connections_{0};
+};
+
+}  // namespace optgate::consentd

@@ -1,0 +1,74 @@
+#include "consentd/sha256.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <stdexcept>
+
+namespace optgate::consentd {
+
+namespace {
+
+// Fetched once: an implicit fetch on every digest costs more than hashing a
+// ledger event.
+const EVP_MD* sha256_md() {
+    static const EVP_MD* md = [] {
+        EVP_MD* m = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+        if (!m) throw std::runtime_error("OpenSSL: SHA256 is not available");
+        return m;
+    }();
+    return md;
+}
+
+struct Ctx {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Ctx() { EVP_MD_CTX_free(ctx); }
+};
+
+}  // namespace
+
+Digest sha256(std::string_view a, std::string_view b) {
+    thread_local Ctx c;
+    Digest out{};
+    unsigned len = 0;
+    if (!c.ctx || EVP_DigestInit_ex(c.ctx, sha256_md(), nullptr) != 1 ||
+        EVP_DigestUpdate(c.ctx, a.data(), a.size()) != 1 || EVP_DigestUpdate(c.ctx, b.data(), b.size()) != 1 ||
+        EVP_DigestFinal_ex(c.ctx, out.data(), &len) != 1 || len != out.size())
+        throw std::runtime_error("OpenSSL: SHA-256 failed");
+    return out;
+}
+
+Digest sha256(std::string_view data) { return sha256(data, {}); }
+
+std::string to_hex(const Digest& d) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string s(d.size() * 2, '0');
+    for (size_t i = 0; i < d.size(); ++i) {
+        s[2 * i] = kDigits[d[i] >> 4];
+        s[2 * i + 1] = kDigits[d[i] & 15];
+    }
+    return s;
+}
+
+std::optional<Digest> digest_from_hex(std::string_view hex) {
+    if (hex.size() != 64) return std::nullopt;
+    auto nibble = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    Digest d{};
+    for (size_t i = 0; i < d.size(); ++i) {
+        const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) return std::nullopt;
+        d[i] = uint8_t(hi << 4 | lo);
+    }
+    return d;
+}
+
+bool digest_equal(const Digest& a, const Digest& b) noexcept {
+    return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace optgate::consentd

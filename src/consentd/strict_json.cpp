@@ -1,0 +1,190 @@
+#include "consentd/strict_json.hpp"
+
+#include <boost/json/basic_parser_impl.hpp>
+#include <boost/json/value_stack.hpp>
+
+#include <algorithm>
+#include <vector>
+
+namespace optgate::consentd {
+
+namespace json = boost::json;
+
+namespace {
+
+// A basic_parser handler that builds the value like json::parser does and
+// remembers each open object's keys to refuse duplicates.
+struct Builder {
+    static constexpr std::size_t max_object_size = std::size_t(-1);
+    static constexpr std::size_t max_array_size = std::size_t(-1);
+    static constexpr std::size_t max_key_size = std::size_t(-1);
+    static constexpr std::size_t max_string_size = std::size_t(-1);
+
+    json::value_stack st;
+    std::vector<std::vector<std::string>> keys;  // one list per open object
+    std::string key;                              // the key being read
+    std::string duplicate;
+
+    bool on_document_begin(json::error_code&) {
+        st.reset();
+        return true;
+    }
+    bool on_document_end(json::error_code&) { return true; }
+    bool on_object_begin(json::error_code&) {
+        keys.emplace_back();
+        return true;
+    }
+    bool on_object_end(std::size_t n, json::error_code&) {
+        keys.pop_back();
+        st.push_object(n);
+        return true;
+    }
+    bool on_array_begin(json::error_code&) { return true; }
+    bool on_array_end(std::size_t n, json::error_code&) {
+        st.push_array(n);
+        return true;
+    }
+    bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
+        key.append(s.data(), s.size());
+        st.push_chars(s);
+        return true;
+    }
+    bool on_key(json::string_view s, std::size_t, json::error_code& ec) {
+        key.append(s.data(), s.size());
+        auto& seen = keys.back();
+        if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+            duplicate = key;
+            ec = json::make_error_code(json::error::syntax);
+            return false;
+        }
+        seen.push_back(std::move(key));
+        key.clear();
+        st.push_key(s);
+        return true;
+    }
+    bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
+        st.push_chars(s);
+        return true;
+    }
+    bool on_string(json::string_view s, std::size_t, json::error_code&) {
+        st.push_string(s);
+        return true;
+    }
+    bool on_number_part(json::string_view, json::error_code&) { return true; }
+    bool on_int64(std::int64_t i, json::string_view, json::error_code&) {
+        st.push_int64(i);
+        return true;
+    }
+    bool on_uint64(std::uint64_t u, json::string_view, json::error_code&) {
+        st.push_uint64(u);
+        return true;
+    }
+    bool on_double(double d, json::string_view, json::error_code&) {
+        st.push_double(d);
+        return true;
+    }
+    bool on_bool(bool b, json::error_code&) {
+        st.push_bool(b);
+        return true;
+    }
+    bool on_null(json::error_code&) {
+        st.push_null();
+        return true;
+    }
+    bool on_comment_part(json::string_view, json::error_code&) { return true; }
+    bool on_comment(json::string_view, json::error_code&) { return true; }
+};
+
+}  // namespace
+
+std::optional<json::value> parse_json_strict(std::string_view text, std::string& error) {
+    json::parse_options opt;  // defaults: no comments, no trailing commas, valid UTF-8 only
+    opt.max_depth = 16;
+    json::basic_parser<Builder> p(opt);
+    json::error_code ec;
+    const std::size_t used = p.write_some(false, text.data(), text.size(), ec);
+    if (!p.handler().duplicate.empty()) {
+        error = "duplicate key '" + p.handler().duplicate + "'";
+        return std::nullopt;
+    }
+    if (ec) {
+        error = "malformed JSON at byte " + std::to_string(used) + ": " + ec.message();
+        return std::nullopt;
+    }
+    if (used != text.size()) {
+        error = "malformed JSON: unexpected content after the value at byte " + std::to_string(used);
+        return std::nullopt;
+    }
+    return p.handler().st.release();
+}
+
+bool is_printable_ascii(std::string_view s) noexcept {
+    return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
+}
+
+JsonFields::JsonFields(const json::value& v, std::initializer_list<std::string_view> known) {
+    obj_ = v.if_object();
+    if (!obj_) {
+        error_ = "the body must be a JSON object";
+        return;
+    }
+    for (const auto& kv : *obj_) {
+        const std::string_view k(kv.key().data(), kv.key().size());
+        if (std::find(known.begin(), known.end(), k) == known.end()) {
+            error_ = "unknown field '" + std::string(k) + "' (expected:";
+            for (auto name : known) error_ += " " + std::string(name);
+            error_ += ")";
+            return;
+        }
+    }
+}
+
+std::optional<std::string> JsonFields::text(std::string_view key, bool required, size_t max_len) {
+    if (!ok()) return std::nullopt;
+    const auto* v = obj_->if_contains(json::string_view(key.data(), key.size()));
+    if (!v) {
+        if (required) error_ = "missing field '" + std::string(key) + "'";
+        return std::nullopt;
+    }
+    const auto* s = v->if_string();
+    if (!s) {
+        error_ = "field '" + std::string(key) + "' must be a string";
+        return std::nullopt;
+    }
+    const std::string_view t(s->data(), s->size());
+    if (t.empty() || t.size() > max_len || !is_printable_ascii(t)) {
+        error_ = "field '" + std::string(key) + "' must be 1.." + std::to_string(max_len) +
+                 " printable ASCII characters";
+        return std::nullopt;
+    }
+    return std::string(t);
+}
+
+std::optional<std::vector<std::string>> JsonFields::text_list(std::string_view key, bool required, size_t max_len) {
+    if (!ok()) return std::nullopt;
+    const auto* v = obj_->if_contains(json::string_view(key.data(), key.size()));
+    if (!v) {
+        if (required) error_ = "missing field '" + std::string(key) + "'";
+        return std::nullopt;
+    }
+    const auto* a = v->if_array();
+    if (!a) {
+        error_ = "field '" + std::string(key) + "' must be a list of strings";
+        return std::nullopt;
+    }
+    std::vector<std::string> out;
+    out.reserve(a->size());
+    for (const auto& item : *a) {
+        const auto* s = item.if_string();
+        const std::string_view t = s ? std::string_view(s->data(), s->size()) : std::string_view();
+        if (!s || t.empty() || t.size() > max_len || !is_printable_ascii(t)) {
+            error_ = "field '" + std::string(key) + "' must be a list of strings of 1.." + std::to_string(max_len) +
+                     " printable ASCII characters";
+            return std::nullopt;
+        }
+        out.emplace_back(t);
+    }
+    return out;
+}
+
+}  // namespace optgate::consentd

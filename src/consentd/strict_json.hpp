@@ -1,0 +1,42 @@
+// Strict JSON for request bodies and import lines: Boost.JSON's parser, plus
+// what it lets through that an audit record must not: duplicate keys (which
+// parsers resolve differently) and fields a request does not define.
+#pragma once
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace optgate::consentd {
+
+// One JSON value; nullopt with `error` set on malformed JSON, trailing
+// content or a duplicate key in any object.
+std::optional<boost::json::value> parse_json_strict(std::string_view text, std::string& error);
+
+// Reads a request object field by field, recording the first problem.
+class JsonFields {
+public:
+    // Rejects a non-object and any key outside `known`.
+    JsonFields(const boost::json::value& v, std::initializer_list<std::string_view> known);
+
+    bool ok() const noexcept { return error_.empty(); }
+    const std::string& error() const noexcept { return error_; }
+
+    // A string field of 1..max_len printable ASCII characters (space
+    // included). Absent: nullopt, and an error if `required`.
+    std::optional<std::string> text(std::string_view key, bool required, size_t max_len = 128);
+    // A list of strings (each 1..max_len printable ASCII), possibly empty.
+    std::optional<std::vector<std::string>> text_list(std::string_view key, bool required, size_t max_len = 128);
+
+private:
+    const boost::json::object* obj_ = nullptr;
+    std::string error_;
+};
+
+bool is_printable_ascii(std::string_view s) noexcept;
+
+}  // namespace optgate::consentd

@@ -1,0 +1,161 @@
+#include "consentd/verify.hpp"
+
+#include <exception>
+#include <unordered_set>
+
+#include "consentd/binding_address.hpp"
+#include "consentd/ledger.hpp"
+
+namespace optgate::consentd {
+
+namespace {
+
+std::string show(const std::optional<std::string>& v) { return v ? "'" + *v + "'" : "NULL"; }
+
+// Names the first differing column of two rows of the same key.
+std::string diff(const ConsentRow& stored, const ConsentRow& folded) {
+    if (stored.seq != folded.seq)
+        return "is from event " + std::to_string(stored.seq) + " but the latest grant is event " +
+               std::to_string(folded.seq);
+    if (stored.time != folded.time) return "has time '" + stored.time + "', event says '" + folded.time + "'";
+    if (stored.source != folded.source) return "has source '" + stored.source + "', event says '" + folded.source + "'";
+    if (stored.notice_version != folded.notice_version)
+        return "has notice_version " + show(stored.notice_version) + ", event says " + show(folded.notice_version);
+    return "has credential '" + stored.credential + "', event says '" + folded.credential + "'";
+}
+
+std::string diff(const BindingRow& stored, const BindingRow& folded) {
+    if (stored.subscriber != folded.subscriber)
+        return "names subscriber '" + stored.subscriber + "', the events bind it to '" + folded.subscriber + "'";
+    if (stored.seq != folded.seq)
+        return "is from event " + std::to_string(stored.seq) + " but the latest bind is event " +
+               std::to_string(folded.seq);
+    if (stored.time != folded.time) return "has time '" + stored.time + "', event says '" + folded.time + "'";
+    if (stored.source != folded.source) return "has source '" + stored.source + "', event says '" + folded.source + "'";
+    return "has credential '" + stored.credential + "', event says '" + folded.credential + "'";
+}
+
+class Verifier {
+public:
+    explicit Verifier(const std::string& path) : db_(path, Database::Mode::read_only) {}
+
+    VerifyReport run() {
+        check_schema(db_);
+        db_.exec("BEGIN");  // one snapshot for the whole walk
+        if (walk_events() && compare_consents() && compare_bindings()) r_.ok = true;
+        db_.exec("COMMIT");
+        r_.subscribers = subscribers_.size();
+        return r_;
+    }
+
+private:
+    bool fail(std::string problem) {
+        r_.problem = std::move(problem);
+        return false;
+    }
+
+    bool walk_events() {
+        auto st = db_.prepare("SELECT " + std::string(kEventColumns) + " FROM events ORDER BY seq");
+        Digest prev{};
+        std::string prev_hex = kGenesisHash;
+        uint64_t expected = 1;
+        while (st.step()) {
+            Event e;
+            try {
+                e = event_from_row(st);
+            } catch (const std::exception& ex) {
+                return fail(ex.what());
+            }
+            const std::string at = "event " + std::to_string(e.seq) + " ";
+            if (e.seq != expected)
+                return fail(at + "follows event " + std::to_string(expected - 1) + ": events " +
+                            std::to_string(expected) + ".." + std::to_string(e.seq - 1) + " are missing");
+            if (e.prev_hash != prev_hex)
+                return fail(at + "has prev_hash " + e.prev_hash + " but event " + std::to_string(e.seq - 1) +
+                            " hashes to " + prev_hex);
+            const Digest h = event_hash(prev, e);
+            const std::string hex = to_hex(h);
+            if (e.hash != hex) return fail(at + "has hash " + e.hash + " but its content hashes to " + hex);
+            if (auto s = shape_error(e); !s.empty()) return fail(at + s);
+            if (e.address && !parse_binding_text(*e.address))
+                return fail(at + "has address '" + *e.address + "', which is not a binding in canonical form");
+            if (auto s = fold_.apply(e); !s.empty()) return fail(at + s);
+            subscribers_.insert(e.subscriber);
+            prev = h;
+            prev_hex = hex;
+            ++expected;
+        }
+        r_.events = expected - 1;
+        r_.head_hash = prev_hex;
+        return true;
+    }
+
+    bool compare_consents() {
+        auto st = db_.prepare(
+            "SELECT subscriber, purpose, seq, time, source, notice_version, credential FROM consents "
+            "ORDER BY subscriber, purpose");
+        auto& folded = fold_.consents();
+        while (st.step()) {
+            ConsentRow row{std::string(st.text(0)), std::string(st.text(1)), uint64_t(st.int64(2)),
+                           std::string(st.text(3)), std::string(st.text(4)), st.opt_text(5),
+                           std::string(st.text(6))};
+            const std::string what = "consents row ('" + row.subscriber + "', '" + row.purpose + "') ";
+            const auto it = folded.find(LedgerFold::consent_key(row.subscriber, row.purpose));
+            if (it == folded.end()) return fail(what + "exists but the events leave that purpose not granted");
+            if (!(it->second == row)) return fail(what + diff(row, it->second));
+            folded.erase(it);
+            ++r_.consents;
+        }
+        if (!folded.empty()) {
+            const ConsentRow* first = nullptr;
+            for (const auto& [k, row] : folded)
+                if (!first || row.seq < first->seq) first = &row;
+            return fail("event " + std::to_string(first->seq) + " grants '" + first->purpose + "' to '" +
+                        first->subscriber + "' and nothing revokes it, but the consents table has no row for it");
+        }
+        return true;
+    }
+
+    bool compare_bindings() {
+        auto st = db_.prepare(
+            "SELECT address, subscriber, seq, time, source, credential FROM bindings ORDER BY address");
+        auto& folded = fold_.bindings();
+        while (st.step()) {
+            BindingRow row{std::string(st.text(0)), std::string(st.text(1)), uint64_t(st.int64(2)),
+                           std::string(st.text(3)), std::string(st.text(4)), std::string(st.text(5))};
+            const std::string what = "bindings row '" + row.address + "' ";
+            const auto it = folded.find(row.address);
+            if (it == folded.end()) return fail(what + "exists but the events leave that address unbound");
+            if (!(it->second == row)) return fail(what + diff(row, it->second));
+            folded.erase(it);
+            ++r_.bindings;
+        }
+        if (!folded.empty()) {
+            const BindingRow* first = nullptr;
+            for (const auto& [k, row] : folded)
+                if (!first || row.seq < first->seq) first = &row;
+            return fail("event " + std::to_string(first->seq) + " binds " + first->address + " to '" +
+                        first->subscriber + "' and nothing unbinds it, but the bindings table has no row for it");
+        }
+        return true;
+    }
+
+    Database db_;
+    LedgerFold fold_;
+    std::unordered_set<std::string> subscribers_;
+    VerifyReport r_;
+};
+
+}  // namespace
+
+VerifyReport verify_ledger(const std::string& path) {
+    try {
+        return Verifier(path).run();
+    } catch (const std::exception& e) {
+        VerifyReport r;
+        r.problem = e.what();
+        return r;
+    }
+}
+
+}  // namespace optgate::consentd

@@ -1,0 +1,318 @@
+#include "core/http_stage.hpp"
+
+#include <cstring>
+
+#include "core/packet_edit.hpp"
+#include "core/pipeline.hpp"
+
+namespace optgate {
+namespace {
+
+inline bool seq_before(uint32_t a, uint32_t b) noexcept { return int32_t(a - b) < 0; }
+
+// Rank for reusing a live way: closed flows first, then any flow whose loss
+// cannot leak (the next segment is scanned in conservative mode from a line
+// start), never one inside an identifier line.
+unsigned eviction_rank(const HttpFlow& f) noexcept {
+    if (f.flags & HttpFlow::kClosed) return 0;
+    return HttpParser::in_identifier_line(f.parser) ? HttpStage::Table::kKeep : 1;
+}
+
+void push_scrubbed(HttpFlow& f, uint32_t seq, uint32_t len) noexcept {
+    if (f.scrub_count > 0) {
+        const unsigned last = f.scrub_count - 1u;
+        if (f.scrub_seq[last] + f.scrub_len[last] == seq && f.scrub_len[last] + len <= 0xffffu) {
+            f.scrub_len[last] = uint16_t(f.scrub_len[last] + len);
+            return;
+        }
+    }
+    if (f.scrub_count == HttpFlow::kScrubRanges) {
+        f.history_from = f.scrub_seq[0] + f.scrub_len[0];
+        f.flags |= HttpFlow::kHistoryLost;
+        for (unsigned i = 1; i < HttpFlow::kScrubRanges; ++i) {
+            f.scrub_seq[i - 1] = f.scrub_seq[i];
+            f.scrub_len[i - 1] = f.scrub_len[i];
+        }
+        --f.scrub_count;
+    }
+    f.scrub_seq[f.scrub_count] = seq;
+    f.scrub_len[f.scrub_count] = uint16_t(len);
+    ++f.scrub_count;
+}
+
+}  // namespace
+
+// The parser's view of one packet: decisions from the verdict rule, scrubs
+// into the frame (and the flow's record of scrubbed ranges).
+struct HttpStage::Sink {
+    BurstContext& ctx;
+    BurstSlot& s;
+    PacketRef& pkt;
+    HttpFlow* record;     // where scrubbed ranges are remembered; null: not remembered
+    uint32_t frame_base;  // frame offset of the first byte fed
+    uint32_t seq_base;    // its stream sequence number
+    uint8_t filler;
+    bool changed = false;
+    bool conservative_known = false;
+    bool conservative_counted = false;
+    HttpDecision conservative{};
+
+    HttpDecision request_decision() noexcept {
+        const Verdict v = ctx.packet_verdict(s);
+        return {v, s.destination.counter_slot};
+    }
+    HttpDecision host_decision(std::string_view host) noexcept {
+        const ParsedPacket& p = s.parsed;
+        const Destination d = ctx.runtime.classify(p.family, p.dst, p.dst_port, &host);
+        return {ctx.verdict_for(p, d), d.counter_slot};
+    }
+    HttpDecision conservative_decision() noexcept {
+        if (!conservative_known) {
+            ctx.packet_verdict(s);  // fills s.destination (address and port)
+            conservative = {ctx.verdict_for(s.parsed, s.destination, true), s.destination.counter_slot};
+            conservative_known = true;
+        }
+        return conservative;
+    }
+    void identifier(int id, const HttpDecision& d, bool first_of_request) noexcept {
+        if (first_of_request) {
+            ctx.counters.add(verdict_counter(d.verdict));
+            ctx.counters.add(Counter::http_requests_with_identifiers);
+        }
+        count_line(id, d);
+    }
+    void conservative_identifier(int id, const HttpDecision& d) noexcept {
+        if (!conservative_counted) {  // one verdict per packet in conservative mode
+            ctx.counters.add(verdict_counter(d.verdict));
+            conservative_counted = true;
+        }
+        count_line(id, d);
+    }
+    void count_line(int id, const HttpDecision& d) noexcept {
+        const bool passed = passes(d.verdict);
+        if (id >= 0) {
+            Destination dest;
+            dest.counter_slot = d.dest_slot;
+            ctx.count_identifier(dest, id, passed);
+        } else {  // name lost at a policy change: destination only
+            (passed ? ctx.counters.destination_passed : ctx.counters.destination_stripped)[d.dest_slot]++;
+        }
+    }
+    void scrub(uint32_t offset, uint32_t len) noexcept {
+        fill(frame_base + offset, len);
+        if (record) push_scrubbed(*record, seq_base + offset, len);
+    }
+    void fill(uint32_t at, uint32_t len) noexcept {
+        const uint8_t* p = pkt.data + at;
+        uint32_t k = 0;
+        while (k < len && p[k] == filler) ++k;
+        if (k == len) return;  // already filler: leave the packet byte-identical
+        l4_fill_bytes(pkt.data, s.parsed, at, len, filler);
+        changed = true;
+    }
+    void count(Counter c) noexcept { ctx.counters.add(c); }
+};
+
+HttpStage::HttpStage(const HttpStageConfig& config)
+    : config_(config), table_(config.flow_capacity, config.idle_timeout_ns), hosts_(config.host_buffers) {}
+
+HttpStage::~HttpStage() = default;
+
+void HttpStage::prepare(const Runtime& rt, Enforcement& enforcement) {
+    if (&rt == runtime_) return;
+    // Cold: once per policy change. Pin the runtime so that pointer equality
+    // means "same policy" (a freed runtime's address could be reused).
+    std::shared_ptr<const Runtime> current = enforcement.runtime();
+    pinned_ = current.get() == &rt ? std::move(current) : nullptr;
+    runtime_ = pinned_ ? &rt : nullptr;
+    HeaderMatcher m(rt.http_identifiers());
+    bool same = m.names().size() == matcher_.names().size();
+    for (size_t i = 0; same && i < m.names().size(); ++i)
+        same = m.names()[i].name == matcher_.names()[i].name &&
+               m.names()[i].identifier == matcher_.names()[i].identifier;
+    if (!same) {
+        matcher_ = std::move(m);
+        if (++generation_ == 0) generation_ = 1;
+    }
+    const Policy& p = rt.policy();
+    use_host_ = false;
+    for (const auto& c : p.collectors) use_host_ |= !c.match.hosts.empty();
+    for (const auto& e : p.exemptions) use_host_ |= !e.match.hosts.empty();
+}
+
+void HttpStage::process_burst(PacketRef* pkts, BurstSlot* slots, uint32_t n, BurstContext& ctx,
+                              Enforcement& enforcement) noexcept {
+    for (uint32_t base = 0; base < n; base += kMaxBurst) {
+        const uint32_t end = n - base < kMaxBurst ? n : base + kMaxBurst;
+        uint32_t m = 0;
+        for (uint32_t i = base; i < end; ++i) {
+            BurstSlot& s = slots[i];
+            const ParsedPacket& p = s.parsed;
+            if (s.next == BurstSlot::Next::http) {
+                // A bare ACK carries nothing to read and changes no state.
+                if (p.payload_len == 0 && !(p.tcp_flags & (tcp_flag::syn | tcp_flag::fin | tcp_flag::rst))) continue;
+            } else if (!(p.fragment && p.first_fragment && s.from_subscriber && p.has_l4 && p.l4_proto == kProtoTcp &&
+                         pkts[i].action == Action::forward && ctx.runtime.is_http_port(p.dst_port))) {
+                continue;
+            }
+            keys_[m] = FlowKey::from(p);
+            hashes_[m] = flow_hash(keys_[m]);
+            table_.prefetch(hashes_[m]);
+            todo_[m++] = uint8_t(i - base);
+        }
+        if (m == 0) continue;
+        prepare(ctx.runtime, enforcement);
+        for (uint32_t j = 0; j < m; ++j) {
+            const uint32_t i = base + todo_[j];
+            BurstSlot& s = slots[i];
+            if (s.next == BurstSlot::Next::http) {
+                process(pkts[i], s, ctx, keys_[j], hashes_[j]);
+            } else if (Table::Entry* e = table_.find(keys_[j], hashes_[j])) {
+                // A fragmented segment passed (pass verdict) unread: the flow's
+                // position is lost. Its next segment starts conservative mode.
+                forget(e);
+                ctx.counters.add(Counter::http_fragment_resync);
+            }
+        }
+    }
+}
+
+void HttpStage::forget(Table::Entry* e) noexcept {
+    HttpParser::release(e->value.parser, hosts_);
+    table_.erase(e);
+}
+
+HttpStage::Table::Entry* HttpStage::make_entry(const FlowKey& key, uint64_t hash, uint32_t now,
+                                               BurstContext& ctx) noexcept {
+    const Table::InsertResult r = table_.insert(key, hash, now, eviction_rank,
+                                                [&](HttpFlow& old) { HttpParser::release(old.parser, hosts_); });
+    if (!r.entry) {
+        ctx.counters.add(Counter::http_flow_table_full);
+        return nullptr;
+    }
+    ctx.counters.add(Counter::http_flows);
+    if (r.evicted) ctx.counters.add(Counter::http_flows_evicted);
+    return r.entry;
+}
+
+void HttpStage::process(PacketRef& pkt, BurstSlot& s, BurstContext& ctx, const FlowKey& key, uint64_t hash) noexcept {
+    WorkerCounters& c = ctx.counters;
+    const ParsedPacket& p = s.parsed;
+    const uint8_t flags = p.tcp_flags;
+    const uint32_t now = flow_ticks(pkt.timestamp_ns);
+    Table::Entry* e = table_.find(key, hash);
+    if (flags & tcp_flag::rst) {
+        // The connection is over; RST payload is never delivered to the server.
+        if (e) {
+            forget(e);
+            c.add(Counter::http_flows_reset);
+        }
+        return;
+    }
+    uint32_t seq = p.tcp_seq;
+    if (flags & tcp_flag::syn) {
+        if (e) {
+            if (e->value.next_seq != seq + 1 || e->value.parser.state != HttpState::request_start)
+                c.add(Counter::http_flows_reused);  // a new connection on the same 4-tuple
+        } else if (!(e = make_entry(key, hash, now, ctx))) {
+            pkt.action = Action::drop;
+            return;
+        }
+        HttpFlow& f = e->value;
+        HttpParser::reset(f.parser, hosts_, generation_);
+        f = HttpFlow{f.parser};
+        ++seq;  // the SYN takes one sequence number; data (TCP Fast Open) follows it
+        f.next_seq = f.history_from = seq;
+    } else if (!e) {
+        if (p.payload_len == 0) return;  // FIN of a flow we do not know
+        if (!(e = make_entry(key, hash, now, ctx))) {
+            pkt.action = Action::drop;
+            return;
+        }
+        HttpFlow& f = e->value;
+        f.parser = HttpParserState{};
+        HttpParser::reset_conservative(f.parser, hosts_, generation_);
+        f = HttpFlow{f.parser};
+        f.next_seq = f.history_from = seq;
+        f.flags = HttpFlow::kMidstream;
+        c.add(Counter::http_midstream_flows);
+        c.add(Counter::http_conservative_flows);
+    }
+    e->last_seen = now;
+    if (p.payload_len) payload(*e, pkt, s, ctx, seq);
+    if (flags & tcp_flag::fin) e->value.flags |= HttpFlow::kClosed;
+}
+
+void HttpStage::payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstContext& ctx, uint32_t seq) noexcept {
+    WorkerCounters& c = ctx.counters;
+    HttpFlow& f = e.value;
+    const ParsedPacket& p = s.parsed;
+    const uint32_t len = p.payload_len;
+    c.add(Counter::http_segments);
+    Sink sink{ctx, s, pkt, &f, p.payload_offset, seq, uint8_t(ctx.runtime.policy().strip_filler)};
+    uint32_t off = 0;
+    const int32_t gap = int32_t(seq - f.next_seq);
+    if (gap < 0) {
+        // Bytes already seen: the same rewrite as the first time.
+        const uint32_t seen = uint32_t(-int64_t(gap)) < len ? uint32_t(-int64_t(gap)) : len;
+        if (!replay(f, sink, seq, seen)) {
+            pkt.action = Action::drop;
+            c.add(Counter::http_retransmit_dropped);
+            return;
+        }
+        c.add(Counter::http_retransmitted);
+        off = seen;
+    } else if (gap > 0) {
+        if (!HttpParser::can_skip(f.parser, uint32_t(gap))) {
+            // A hole before bytes that may be field lines: let TCP resend.
+            pkt.action = Action::drop;
+            c.add(Counter::http_out_of_order_dropped);
+            return;
+        }
+        HttpParser::skip(f.parser, hosts_, uint32_t(gap));  // body bytes never read anyway
+        f.next_seq = seq;
+        c.add(Counter::http_out_of_order_skipped);
+    }
+    if (off < len) {
+        const HttpParseContext cx{matcher_, hosts_, generation_, use_host_};
+        sink.frame_base = p.payload_offset + off;
+        sink.seq_base = seq + off;
+        const bool was_conservative = HttpParser::conservative(f.parser);
+        HttpParser::feed(f.parser, cx, pkt.data + p.payload_offset + off, len - off, sink);
+        f.next_seq = seq + len;
+        if (was_conservative || HttpParser::conservative(f.parser)) c.add(Counter::http_conservative_packets);
+    }
+    if (sink.changed) {
+        s.changed = true;
+        c.add(Counter::http_rewritten);
+    }
+}
+
+bool HttpStage::replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noexcept {
+    const uint32_t end = seq + len;
+    const uint32_t frame0 = sink.frame_base;  // frame offset of `seq`
+    if (seq_before(seq, f.history_from)) {
+        if (!(f.flags & HttpFlow::kMidstream) || (f.flags & HttpFlow::kHistoryLost)) return false;
+        // A flow met mid-stream: these bytes are from before the first one we
+        // saw. Scan them on their own, in conservative mode.
+        const uint32_t unseen = seq_before(end, f.history_from) ? len : f.history_from - seq;
+        HttpParserState st;
+        HttpParser::reset_conservative(st, hosts_, generation_);
+        const HttpParseContext cx{matcher_, hosts_, generation_, use_host_};
+        HttpFlow* record = sink.record;
+        sink.record = nullptr;
+        HttpParser::feed(st, cx, sink.pkt.data + frame0, unseen, sink);
+        HttpParser::release(st, hosts_);
+        sink.record = record;
+        sink.ctx.counters.add(Counter::http_midstream_unseen);
+    }
+    for (unsigned r = 0; r < f.scrub_count; ++r) {
+        const uint32_t a = f.scrub_seq[r], b = a + f.scrub_len[r];
+        const uint32_t from = seq_before(a, seq) ? seq : a;
+        const uint32_t to = seq_before(end, b) ? end : b;
+        if (seq_before(from, to)) sink.fill(frame0 + (from - seq), to - from);
+    }
+    return true;
+}
+
+}  // namespace optgate

@@ -1,0 +1,115 @@
+// HTTP stage: scrubs identifier header fields from HTTP/1.x requests that
+// subscribers send over TCP to HTTP ports, following each flow's byte
+// stream across segments (docs/http.md).
+//
+// Per packet (classify routed it here: TCP, from a subscriber, to an HTTP
+// port, not a fragment):
+//  - one flow lookup (FlowTable, keyed by the 4-tuple); SYN starts or
+//    restarts a flow, RST forgets it, a flow first met without SYN is
+//    parsed in conservative mode for the rest of its life;
+//  - sequence numbers decide what the segment's bytes are:
+//      new bytes (seq == next)      parsed (HttpParser), values scrubbed;
+//      bytes already seen (seq < next)  given the same rewrite again from
+//                                   the flow's record of scrubbed ranges;
+//                                   dropped if they reach back past it;
+//      a gap (seq > next)           skipped if it lies inside a request
+//                                   body of known length, else the segment
+//                                   is dropped and TCP retransmits it;
+//  - scrubbing overwrites value bytes with the policy's filler through
+//    l4_fill_bytes (same length, checksum patched); a segment with nothing
+//    to change leaves byte-identical.
+//
+// A first fragment of an HTTP-port segment that classify forwarded (pass
+// verdict) carries bytes this stage never sees: the flow is forgotten, so
+// its next segment starts conservative mode.
+//
+// Memory: FlowTable<HttpFlow>::kBytesPerFlow (132) per flow of capacity,
+// allocated at construction (zero pages, touched as used), plus
+// host_buffers x 256 bytes.
+// Cost: docs/benchmarks.md, "HTTP stage".
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "core/flow_table.hpp"
+#include "core/http_host.hpp"
+#include "core/http_matcher.hpp"
+#include "core/http_parser.hpp"
+
+namespace optgate {
+
+struct PacketRef;
+struct BurstSlot;
+struct BurstContext;
+class Enforcement;
+class Runtime;
+
+struct HttpStageConfig {
+    size_t flow_capacity = 256 * 1024;                  // flows per worker (rounded up to a power of two)
+    uint64_t idle_timeout_ns = 120ull * 1000000000ull;  // after this, a flow's entry may be reused
+    size_t host_buffers = 1024;                         // for Host values split across segments
+};
+
+// What the stage keeps per flow (80 bytes; the entry adds key and time).
+struct HttpFlow {
+    static constexpr unsigned kScrubRanges = 5;
+    static constexpr uint8_t kClosed = 1;       // FIN seen: reused before live flows
+    static constexpr uint8_t kMidstream = 2;    // first seen without SYN
+    static constexpr uint8_t kHistoryLost = 4;  // a scrubbed range was forgotten
+
+    HttpParserState parser;
+    uint32_t next_seq = 0;      // sequence number of the next stream byte to parse
+    uint32_t history_from = 0;  // every scrubbed range that ends after this is in scrub_*
+    // Scrubbed ranges of the stream, oldest first, for retransmissions.
+    uint32_t scrub_seq[kScrubRanges] = {};
+    uint16_t scrub_len[kScrubRanges] = {};
+    uint8_t scrub_count = 0;
+    uint8_t flags = 0;
+};
+static_assert(sizeof(HttpFlow) <= 80);
+
+class HttpStage {
+public:
+    using Table = FlowTable<HttpFlow>;
+    static constexpr uint32_t kMaxBurst = 64;
+
+    explicit HttpStage(const HttpStageConfig& config = {});
+    ~HttpStage();
+    HttpStage(const HttpStage&) = delete;
+    HttpStage& operator=(const HttpStage&) = delete;
+
+    // Runs over the packets classify routed to BurstSlot::Next::http.
+    void process_burst(PacketRef* pkts, BurstSlot* slots, uint32_t n, BurstContext& ctx,
+                       Enforcement& enforcement) noexcept;
+
+    const Table& flows() const noexcept { return table_; }
+    const HostBuffers& host_buffers() const noexcept { return hosts_; }
+    const HttpStageConfig& config() const noexcept { return config_; }
+
+private:
+    struct Sink;
+
+    void prepare(const Runtime& rt, Enforcement& enforcement);
+    void process(PacketRef& pkt, BurstSlot& s, BurstContext& ctx, const FlowKey& key, uint64_t hash) noexcept;
+    Table::Entry* make_entry(const FlowKey& key, uint64_t hash, uint32_t now, BurstContext& ctx) noexcept;
+    void payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstContext& ctx, uint32_t seq) noexcept;
+    bool replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noexcept;
+    void forget(Table::Entry* e) noexcept;
+
+    HttpStageConfig config_;
+    Table table_;
+    HostBuffers hosts_;
+    HeaderMatcher matcher_;
+    // The runtime the matcher was built from, held so that its address
+    // cannot be reused by a later policy while we compare against it.
+    std::shared_ptr<const Runtime> pinned_;
+    const Runtime* runtime_ = nullptr;
+    uint16_t generation_ = 1;
+    bool use_host_ = false;
+    FlowKey keys_[kMaxBurst];
+    uint64_t hashes_[kMaxBurst];
+    uint8_t todo_[kMaxBurst];
+};
+
+}  // namespace optgate

@@ -1,0 +1,491 @@
+// The policy file (docs/policy.md): YAML -> validated optgate::Policy.
+// Reads every section even after an error so that one run reports all of
+// them; cross-rule checks (overlap.hpp) run on the rules that were valid.
+#include <algorithm>
+
+#include "core/counters.hpp"
+#include "core/runtime.hpp"
+#include "policy/loader.hpp"
+#include "policy/overlap.hpp"
+#include "policy/values.hpp"
+#include "policy/yaml_reader.hpp"
+
+namespace optgate::policy {
+
+namespace {
+
+using namespace detail;
+
+std::string line_of(Location at) { return "line " + std::to_string(at.line); }
+
+// How messages name the n-th collector or exemption: by its name when it
+// has a text one, else by position.
+std::string rule_label(std::string_view kind, size_t n, const Value& item) {
+    if (const auto name = text_under(item.node, "name")) return std::string(kind) + " '" + *name + "'";
+    return std::string(kind) + " " + std::to_string(n);
+}
+
+class PolicyReader {
+public:
+    explicit PolicyReader(Diagnostics& d) : d_(d) {}
+
+    Policy read(const YAML::Node& root);
+
+private:
+    void read_purposes(const Value& v);
+    void read_identifiers(const Value& v);
+    void read_http_headers(const Value& v);
+    void read_dns_options(const Value& v);
+    void read_collectors(const Value& v);
+    void read_exemptions(const Value& v);
+    // Checks and records a collector or exemption name.
+    std::optional<std::string> rule_name(const MapReader& m, std::string_view kind);
+    std::optional<DestinationMatch> read_match(const Value& v, const std::string& owner, RuleOrigin& origin);
+    std::optional<std::vector<PortRange>> read_ports(const Value& v, bool allow_empty);
+    void read_subscribers(const Value& v);
+    void read_protocol(const Value& v, const std::string& owner, std::vector<PortRange>& ports);
+    void read_enforcement(const Value& v);
+    void read_tagging(const Value& v);
+    bool count_destination_rule(Location at);
+
+    Diagnostics& d_;
+    Policy p_;
+    std::vector<std::pair<std::string, Location>> header_seen_;  // lowercase header
+    std::vector<std::pair<uint16_t, Location>> code_seen_;
+    size_t identifiers_ = 0;
+    std::vector<std::pair<std::string, Location>> rule_names_;
+    size_t rules_ = 0;
+    std::vector<RuleOrigin> collector_origins_, exemption_origins_;
+};
+
+Policy PolicyReader::read(const YAML::Node& root) {
+    const Value top{root, location_of(root), "the policy"};
+    const MapReader m(top, "the policy",
+                      {"version", "purposes", "identifiers", "collectors", "exemptions", "subscribers", "http", "dns",
+                       "enforcement", "tagging"},
+                      d_);
+    if (!m.is_map()) return p_;
+
+    if (const auto v = m.get("version")) {
+        const auto text = as_text(*v, d_);
+        if (text && *text != "1") {
+            // Anything else is written for another optgate: the rest of the
+            // file would only produce misleading errors.
+            d_.error(v->at, "unsupported policy version '" + *text + "': this optgate reads version 1");
+            return p_;
+        }
+    } else {
+        d_.error(top.at, "the policy is missing 'version: 1' (the format version, first line of the file)");
+    }
+
+    if (const auto v = m.require("purposes")) read_purposes(*v);
+    if (const auto v = m.require("identifiers")) read_identifiers(*v);
+    const size_t errors_before_rules = d_.error_count();
+    if (const auto v = m.require("collectors")) read_collectors(*v);
+    if (const auto v = m.get("exemptions")) read_exemptions(*v);
+    const bool rules_ok = d_.error_count() == errors_before_rules;
+    if (const auto v = m.require("subscribers")) read_subscribers(*v);
+    if (const auto v = m.get("http")) read_protocol(*v, "'http'", p_.http_ports);
+    if (const auto v = m.get("dns")) read_protocol(*v, "'dns'", p_.dns_ports);
+    if (const auto v = m.get("enforcement")) read_enforcement(*v);
+    if (const auto v = m.get("tagging")) read_tagging(*v);
+
+    // Overlaps only mean something once every rule read cleanly.
+    if (rules_ok) check_overlaps(p_, collector_origins_, exemption_origins_, d_);
+    return p_;
+}
+
+void PolicyReader::read_purposes(const Value& v) {
+    const auto entries = named_entries(v, d_);
+    for (const auto& e : entries) {
+        if (p_.purposes.size() == kMaxPurposes) {
+            d_.error(e.name_at, "more than " + std::to_string(kMaxPurposes) +
+                                    " purposes: consent is one bit per purpose, so at most " +
+                                    std::to_string(kMaxPurposes) + " can be defined");
+            break;
+        }
+        if (!is_purpose_name(e.name))
+            d_.error(e.name_at, "purpose name '" + e.name +
+                                    "' is not valid: use a lowercase letter, then lowercase letters, digits, "
+                                    "'_' or '-' (at most 32 characters)");
+        Purpose purpose;
+        purpose.name = e.name;
+        const std::string owner = "purpose '" + e.name + "'";
+        const MapReader m(e.value, owner, {"description", "data", "retention"}, d_);
+        if (const auto x = m.require("description"))
+            if (auto t = as_text(*x, d_)) purpose.description = std::move(*t);
+        if (const auto x = m.require("data"))
+            if (auto t = as_text_list(*x, d_, false)) purpose.data = std::move(*t);
+        if (const auto x = m.require("retention"))
+            if (auto t = as_text(*x, d_)) purpose.retention = std::move(*t);
+        // Kept even when incomplete, so that collectors naming it do not
+        // report a second, misleading error.
+        p_.purposes.push_back(std::move(purpose));
+    }
+}
+
+void PolicyReader::read_identifiers(const Value& v) {
+    const MapReader m(v, "'identifiers'", {"http_headers", "dns_options"}, d_);
+    if (!m.is_map()) return;
+    if (const auto x = m.get("http_headers")) read_http_headers(*x);
+    if (const auto x = m.get("dns_options")) read_dns_options(*x);
+    if (identifiers_ == 0)
+        d_.warning(v.at, "'identifiers' lists no HTTP header and no DNS option: optgate will strip nothing");
+}
+
+void PolicyReader::read_http_headers(const Value& v) {
+    const auto items = as_list(v, d_);
+    if (!items) return;
+    for (const auto& item : *items) {
+        if (++identifiers_ > kMaxIdentifiers) {
+            d_.error(item.at, "more than " + std::to_string(kMaxIdentifiers) + " identifiers (HTTP headers and DNS "
+                              "options together): optgate counts each one separately");
+            return;
+        }
+        const MapReader m(item, "the HTTP header identifier", {"header", "name"}, d_);
+        if (!m.is_map()) continue;
+        Identifier id;
+        id.kind = Identifier::Kind::http_header;
+        bool ok = true;
+        if (const auto x = m.require("header")) {
+            if (auto t = as_text(*x, d_)) {
+                const std::string lower = ascii_lower(*t);
+                const auto seen = std::find_if(header_seen_.begin(), header_seen_.end(),
+                                               [&](const auto& s) { return s.first == lower; });
+                if (!is_http_token(*t)) {
+                    d_.error(x->at, "'" + *t + "' is not a valid HTTP header name: header names are RFC 9110 "
+                                    "tokens (letters, digits and !#$%&'*+-.^_`|~, no spaces or ':')");
+                    ok = false;
+                } else if (is_protected_header(lower)) {
+                    d_.error(x->at, "'" + *t + "' cannot be an identifier: HTTP needs it to frame or route the "
+                                    "request, and stripping it would break the connection");
+                    ok = false;
+                } else if (seen != header_seen_.end()) {
+                    d_.error(x->at, "HTTP header '" + *t + "' is listed twice (first at " + line_of(seen->second) +
+                                    "; header names are case-insensitive)");
+                    ok = false;
+                } else {
+                    header_seen_.emplace_back(lower, x->at);
+                }
+                id.header = std::move(*t);
+            } else {
+                ok = false;
+            }
+        } else {
+            ok = false;
+        }
+        if (const auto x = m.require("name")) {
+            if (auto t = as_text(*x, d_)) id.name = std::move(*t);
+        }
+        if (ok) p_.identifiers.push_back(std::move(id));
+    }
+}
+
+void PolicyReader::read_dns_options(const Value& v) {
+    const auto items = as_list(v, d_);
+    if (!items) return;
+    for (const auto& item : *items) {
+        if (++identifiers_ > kMaxIdentifiers) {
+            d_.error(item.at, "more than " + std::to_string(kMaxIdentifiers) + " identifiers (HTTP headers and DNS "
+                              "options together): optgate counts each one separately");
+            return;
+        }
+        const MapReader m(item, "the DNS option identifier", {"code", "name"}, d_);
+        if (!m.is_map()) continue;
+        Identifier id;
+        id.kind = Identifier::Kind::dns_option;
+        bool ok = false;
+        if (const auto x = m.require("code")) {
+            if (const auto t = as_text(*x, d_)) {
+                const auto code = parse_decimal(*t);
+                if (!code) {
+                    d_.error(x->at, "EDNS0 option code '" + *t + "' is not a number: write the decimal code, "
+                                    "e.g. 8 for client subnet");
+                } else if (*code == 0 || *code == 65535) {
+                    d_.error(x->at, "EDNS0 option code " + *t + " is reserved (RFC 6891): codes are 1..65534");
+                } else if (*code > 65535) {
+                    d_.error(x->at, "EDNS0 option code " + *t + " is out of range: codes are 1..65534");
+                } else {
+                    const auto seen = std::find_if(code_seen_.begin(), code_seen_.end(),
+                                                   [&](const auto& s) { return s.first == *code; });
+                    if (seen != code_seen_.end()) {
+                        d_.error(x->at, "EDNS0 option code " + *t + " is listed twice (first at " +
+                                            line_of(seen->second) + ")");
+                    } else {
+                        code_seen_.emplace_back(uint16_t(*code), x->at);
+                        id.option_code = uint16_t(*code);
+                        ok = true;
+                    }
+                }
+            }
+        }
+        if (const auto x = m.require("name")) {
+            if (auto t = as_text(*x, d_)) id.name = std::move(*t);
+        }
+        if (ok) p_.identifiers.push_back(std::move(id));
+    }
+}
+
+bool PolicyReader::count_destination_rule(Location at) {
+    if (++rules_ == kMaxCollectors + 1)
+        d_.error(at, "more than " + std::to_string(kMaxCollectors) +
+                         " collectors and exemptions together: optgate counts each one separately");
+    return rules_ <= kMaxCollectors;
+}
+
+std::optional<std::string> PolicyReader::rule_name(const MapReader& m, std::string_view kind) {
+    const auto x = m.require("name");
+    if (!x) return std::nullopt;
+    auto t = as_text(*x, d_);
+    if (!t) return std::nullopt;
+    if (!is_rule_name(*t)) {
+        d_.error(x->at, std::string(kind) + " name '" + *t +
+                            "' is not valid: use letters, digits, '.', '_' or '-', starting with a letter or "
+                            "digit (at most 64 characters)");
+        return std::nullopt;
+    }
+    const auto seen =
+        std::find_if(rule_names_.begin(), rule_names_.end(), [&](const auto& s) { return s.first == *t; });
+    if (seen != rule_names_.end()) {
+        d_.error(x->at, "the name '" + *t + "' is already used at " + line_of(seen->second) +
+                            ": collector and exemption names must be unique (they name counters)");
+        return std::nullopt;
+    }
+    rule_names_.emplace_back(*t, x->at);
+    return t;
+}
+
+void PolicyReader::read_collectors(const Value& v) {
+    const auto items = as_list(v, d_);
+    if (!items) return;
+    size_t n = 0;
+    for (const auto& item : *items) {
+        ++n;
+        if (!count_destination_rule(item.at)) return;
+        const MapReader m(item, rule_label("collector", n, item), {"name", "purpose", "description", "match"}, d_);
+        if (!m.is_map()) continue;
+        const size_t errors = d_.error_count();
+        Collector c;
+        RuleOrigin origin{item.at, {}, {}};
+        if (const auto name = rule_name(m, "collector")) c.name = *name;
+        if (const auto x = m.get("name")) origin.name_at = x->at;
+        const std::string owner = rule_label("collector", n, item);
+        if (const auto x = m.require("purpose")) {
+            if (const auto t = as_text(*x, d_)) {
+                if (const auto idx = p_.purpose_index(*t)) {
+                    c.purpose = *idx;
+                } else {
+                    std::vector<std::string_view> names;
+                    for (const auto& p : p_.purposes) names.push_back(p.name);
+                    std::string msg = owner + " names purpose '" + *t + "', which is not defined under 'purposes'";
+                    if (const auto near = closest_match(*t, names)) msg += " (did you mean '" + std::string(*near) + "'?)";
+                    d_.error(x->at, std::move(msg));
+                }
+            }
+        }
+        if (const auto x = m.require("description"))
+            if (auto t = as_text(*x, d_)) c.description = std::move(*t);
+        if (const auto x = m.require("match"))
+            if (auto match = read_match(*x, owner, origin)) c.match = std::move(*match);
+        if (d_.error_count() != errors) continue;
+        p_.collectors.push_back(std::move(c));
+        collector_origins_.push_back(std::move(origin));
+    }
+}
+
+void PolicyReader::read_exemptions(const Value& v) {
+    const auto items = as_list(v, d_);
+    if (!items) return;
+    size_t n = 0;
+    for (const auto& item : *items) {
+        ++n;
+        if (!count_destination_rule(item.at)) return;
+        const MapReader m(item, rule_label("exemption", n, item), {"name", "reason", "match"}, d_);
+        if (!m.is_map()) continue;
+        const size_t errors = d_.error_count();
+        Exemption e;
+        RuleOrigin origin{item.at, {}, {}};
+        if (const auto name = rule_name(m, "exemption")) e.name = *name;
+        if (const auto x = m.get("name")) origin.name_at = x->at;
+        const std::string owner = rule_label("exemption", n, item);
+        if (const auto x = m.get("reason")) {
+            if (auto t = as_text(*x, d_)) e.reason = std::move(*t);
+        } else {
+            d_.error(item.at, owner + " has no 'reason': every exemption must say why identifiers pass there "
+                                      "without consent (e.g. a service the subscriber requested, or a legal duty)");
+        }
+        if (const auto x = m.require("match"))
+            if (auto match = read_match(*x, owner, origin)) e.match = std::move(*match);
+        if (d_.error_count() != errors) continue;
+        p_.exemptions.push_back(std::move(e));
+        exemption_origins_.push_back(std::move(origin));
+    }
+}
+
+std::optional<DestinationMatch> PolicyReader::read_match(const Value& v, const std::string& owner,
+                                                         RuleOrigin& origin) {
+    const MapReader m(v, "'match' of " + owner, {"prefixes", "ports", "hosts"}, d_);
+    if (!m.is_map()) return std::nullopt;
+    const size_t errors = d_.error_count();
+    DestinationMatch match;
+    const auto prefixes = m.get("prefixes");
+    const auto hosts = m.get("hosts");
+    if (!prefixes && !hosts)
+        d_.error(v.at, "'match' of " + owner + " needs 'prefixes' or 'hosts' (or both): with neither it would match "
+                       "every destination");
+    if (prefixes) {
+        if (const auto items = as_list(*prefixes, d_)) {
+            if (items->empty()) d_.error(prefixes->at, "'prefixes' is empty: list at least one or remove the key");
+            for (const auto& item : *items) {
+                const auto t = as_text(item, d_);
+                if (!t) continue;
+                std::string why;
+                if (const auto p = Prefix::parse(*t, &why)) {
+                    match.prefixes.push_back(*p);
+                    origin.prefix_at.push_back(item.at);
+                } else {
+                    d_.error(item.at, why);
+                }
+            }
+        }
+    }
+    if (const auto x = m.get("ports"))
+        if (auto ports = read_ports(*x, false)) match.ports = std::move(*ports);
+    if (hosts) {
+        if (const auto items = as_list(*hosts, d_)) {
+            if (items->empty()) d_.error(hosts->at, "'hosts' is empty: list at least one or remove the key");
+            for (const auto& item : *items) {
+                const auto t = as_text(item, d_);
+                if (!t) continue;
+                std::string why;
+                if (const auto h = parse_host_pattern(*t, why)) {
+                    match.hosts.push_back(*h);
+                    origin.host_at.push_back(item.at);
+                } else {
+                    d_.error(item.at, why);
+                }
+            }
+        }
+    }
+    if (d_.error_count() != errors) return std::nullopt;
+    return match;
+}
+
+std::optional<std::vector<PortRange>> PolicyReader::read_ports(const Value& v, bool allow_empty) {
+    const auto items = as_list(v, d_);
+    if (!items) return std::nullopt;
+    if (items->empty() && !allow_empty) {
+        d_.error(v.at, "'ports' is empty: list at least one or remove the key (no 'ports' means any port)");
+        return std::nullopt;
+    }
+    std::vector<PortRange> out;
+    bool ok = true;
+    for (const auto& item : *items) {
+        const auto t = as_text(item, d_);
+        if (!t) {
+            ok = false;
+            continue;
+        }
+        std::string why;
+        if (const auto r = parse_port_range(*t, why)) {
+            out.push_back(*r);
+        } else {
+            d_.error(item.at, why);
+            ok = false;
+        }
+    }
+    if (!ok) return std::nullopt;
+    return out;
+}
+
+void PolicyReader::read_subscribers(const Value& v) {
+    const MapReader m(v, "'subscribers'", {"prefixes", "ipv6_key_length"}, d_);
+    if (!m.is_map()) return;
+    if (const auto x = m.require("prefixes")) {
+        if (const auto items = as_list(*x, d_)) {
+            if (items->empty())
+                d_.error(x->at, "'prefixes' of 'subscribers' is empty: list the source prefixes of your subscribers");
+            for (const auto& item : *items) {
+                const auto t = as_text(item, d_);
+                if (!t) continue;
+                std::string why;
+                if (const auto p = Prefix::parse(*t, &why))
+                    p_.subscriber_prefixes.push_back(*p);
+                else
+                    d_.error(item.at, why);
+            }
+        }
+    }
+    if (const auto x = m.get("ipv6_key_length"))
+        if (const auto n = as_integer(*x, d_, 1, 128)) p_.ipv6_key_length = uint8_t(*n);
+}
+
+void PolicyReader::read_protocol(const Value& v, const std::string& owner, std::vector<PortRange>& ports) {
+    const MapReader m(v, owner, {"ports"}, d_);
+    if (const auto x = m.get("ports"))
+        if (auto list = read_ports(*x, true)) ports = std::move(*list);
+}
+
+void PolicyReader::read_enforcement(const Value& v) {
+    const MapReader m(v, "'enforcement'", {"staleness_limit", "strip_filler"}, d_);
+    if (const auto x = m.get("staleness_limit")) {
+        if (const auto t = as_text(*x, d_)) {
+            std::string why;
+            if (const auto ms = parse_duration(*t, why))
+                p_.staleness_limit = *ms;
+            else
+                d_.error(x->at, "'staleness_limit': " + why);
+        }
+    }
+    if (const auto x = m.get("strip_filler")) {
+        if (const auto t = as_text(*x, d_, true)) {
+            if (t->size() == 1 && is_tchar((*t)[0]))
+                p_.strip_filler = (*t)[0];
+            else
+                d_.error(x->at, "'strip_filler' must be one character allowed in an HTTP header name (a letter, "
+                                "digit or one of !#$%&'*+-.^_`|~), not '" + *t + "'");
+        }
+    }
+}
+
+void PolicyReader::read_tagging(const Value& v) {
+    const MapReader m(v, "'tagging'", {"passed", "stripped", "exempt"}, d_);
+    auto one = [&](std::string_view key, std::optional<uint8_t>& out) {
+        const auto x = m.get(key);
+        if (!x) return;
+        const auto t = as_text(*x, d_);
+        if (!t) return;
+        std::string why;
+        if (const auto dscp = parse_dscp(*t, why))
+            out = *dscp;
+        else
+            d_.error(x->at, "'" + std::string(key) + "': " + why);
+    };
+    one("passed", p_.tagging.passed);
+    one("stripped", p_.tagging.stripped);
+    one("exempt", p_.tagging.exempt);
+}
+
+LoadedPolicy load(std::string_view text, const std::string& name) {
+    Diagnostics d(name);
+    LoadedPolicy out;
+    if (const auto root = parse_document(text, d)) out.policy = PolicyReader(d).read(*root);
+    d.throw_if_errors();
+    // A validated policy always compiles; if it does not, the validator has
+    // missed a rule of the core, and the program must not start with it.
+    std::string why;
+    if (!Runtime::compile(out.policy, &why)) {
+        d.error({}, "internal error: the validated policy does not compile (" + why + ")");
+        d.throw_if_errors();
+    }
+    out.warnings = d.warnings();
+    return out;
+}
+
+}  // namespace
+
+LoadedPolicy load_policy_text(std::string_view yaml, const std::string& name) { return load(yaml, name); }
+
+LoadedPolicy load_policy_file(const std::string& path) { return load(read_file(path), path); }
+
+}  // namespace optgate::policy

@@ -1,0 +1,129 @@
+// Tokens and roles, the config file's checks, and strict JSON.
+#include <doctest/doctest.h>
+
+#include "consentd/auth.hpp"
+#include "consentd/config.hpp"
+#include "consentd/strict_json.hpp"
+
+using namespace optgate;
+using namespace optgate::consentd;
+
+namespace {
+
+const std::string kHashS3cret = "a81e611a041b13f078bf8ebe5dab4d4fd63fcc5594661c918bec093a2f416a7e";  // "s3cret-token"
+
+TokenTable sample_tokens() {
+    return TokenTable({{"portal", Role::write, *digest_from_hex(kHashS3cret)},
+                       {"auditor", Role::read, sha256("read-token")}});
+}
+
+std::vector<std::string> config_errors(const std::string& yaml) {
+    try {
+        load_config_text(yaml, "c.yaml", "/etc/optgate");
+    } catch (const policy::PolicyError& e) {
+        std::vector<std::string> out;
+        for (const auto& d : e.diagnostics()) out.push_back(d.to_string());
+        return out;
+    }
+    return {};
+}
+
+const std::string kTokens = "tokens:\n  - {name: portal, role: write, sha256: " + kHashS3cret + "}\n";
+
+}  // namespace
+
+TEST_CASE("bearer tokens map to their name and role") {
+    const auto t = sample_tokens();
+    auto c = t.authenticate("Bearer s3cret-token");
+    REQUIRE(c.token);
+    CHECK(c.token->name == "portal");
+    CHECK(c.token->role == Role::write);
+    CHECK(t.authenticate("bearer read-token").token->name == "auditor");
+    CHECK_FALSE(t.authenticate("Bearer s3cret-tokeN").token);
+    CHECK(t.authenticate("Bearer s3cret-tokeN").presented);
+    CHECK_FALSE(t.authenticate("Basic czNjcmV0LXRva2Vu").token);
+    CHECK_FALSE(t.authenticate("Bearer ").token);
+    CHECK_FALSE(t.authenticate("").presented);
+    CHECK(Role::read < Role::write);
+    CHECK(Role::write < Role::admin);
+    CHECK(hash_token("s3cret-token") == kHashS3cret);
+}
+
+TEST_CASE("a full config") {
+    const auto c = load_config_text(
+        "listen: {address: 127.0.0.1, port: 0}\n"
+        "database: consentd.db\n"
+        "policy: /etc/optgate/policy.yaml\n" +
+            kTokens +
+            "  - {name: ops, role: admin, sha256: " + to_hex(sha256("x")) + "}\n"
+            "limits: {max_body_bytes: 4096, header_timeout: 2s, import_timeout: 5m, max_connections: 10}\n"
+            "ledger: {max_batch: 64, history_limit: 10}\n",
+        "c.yaml", "/var/lib/optgate");
+    CHECK(c.warnings.empty());
+    CHECK(c.config.port == 0);
+    CHECK(c.config.database == "/var/lib/optgate/consentd.db");  // relative to the config's directory
+    CHECK(c.config.policy == "/etc/optgate/policy.yaml");
+    REQUIRE(c.config.tokens.size() == 2);
+    CHECK(c.config.tokens[1].role == Role::admin);
+    CHECK(c.config.limits.max_body_bytes == 4096);
+    CHECK(c.config.limits.header_timeout == std::chrono::seconds(2));
+    CHECK(c.config.limits.import_timeout == std::chrono::minutes(5));
+    CHECK(c.config.limits.max_import_bytes == 256u << 20);  // default
+    CHECK(c.config.max_batch == 64);
+    CHECK(c.config.history_limit == 10);
+}
+
+TEST_CASE("config errors: all of them, located") {
+    const auto e = config_errors(
+        "listen: {address: localhost, prot: 80}\n"
+        "database: x.db\n" +
+        kTokens +
+        "  - {name: portal, role: root, sha256: s3cret-token}\n"
+        "limits: {header_timeout: 10}\n");
+    REQUIRE(e.size() == 6);
+    CHECK(e[0] == "c.yaml:1:19: 'address' must be an IPv4 or IPv6 address, not 'localhost'");
+    CHECK(e[1] == "c.yaml:1:30: unknown key 'prot' in 'listen' (did you mean 'port'?)");
+    CHECK(e[2].find("c.yaml:1:1: the consentd config is missing the required key 'policy'") == 0);
+    CHECK(e[3].find("c.yaml:5:11: duplicate token name 'portal'") == 0);
+    CHECK(e[4].find("c.yaml:5:29: role 'root' is not one of") == 0);
+    CHECK(e[5].find("c.yaml:5:43: 'sha256' must be the token's SHA-256") == 0);
+}
+
+TEST_CASE("config warnings and the no-token rule") {
+    const auto c = load_config_text("listen: {address: 0.0.0.0}\ndatabase: a.db\npolicy: p.yaml\n" + kTokens, "c.yaml",
+                                    "");
+    REQUIRE(c.warnings.size() == 1);
+    CHECK(c.warnings[0].message.find("plain HTTP") != std::string::npos);
+    const auto e = config_errors("database: a.db\npolicy: p.yaml\ntokens: []\n");
+    REQUIRE(e.size() == 1);
+    CHECK(e[0].find("no tokens") != std::string::npos);
+}
+
+TEST_CASE("strict JSON") {
+    std::string err;
+    CHECK(parse_json_strict("{\"a\": 1, \"b\": {\"a\": 2}}", err));
+    CHECK_FALSE(parse_json_strict("{\"a\": 1, \"a\": 2}", err));
+    CHECK(err == "duplicate key 'a'");
+    CHECK_FALSE(parse_json_strict("{\"x\": {\"k\": 1, \"k\": 1}}", err));
+    CHECK_FALSE(parse_json_strict("{\"a\": 1} x", err));
+    CHECK(err.find("unexpected content") != std::string::npos);
+    CHECK_FALSE(parse_json_strict("{\"a\": 1,}", err));
+    CHECK_FALSE(parse_json_strict("{\"a\": \"\xff\"}", err));  // invalid UTF-8
+    CHECK_FALSE(parse_json_strict(std::string(100, '['), err));  // too deep
+
+    const auto v = parse_json_strict("{\"source\": \"portal\", \"notice_version\": 3}", err);
+    REQUIRE(v);
+    JsonFields f(*v, {"source", "notice_version"});
+    CHECK(f.text("source", true) == "portal");
+    CHECK_FALSE(f.text("notice_version", true));
+    CHECK(f.error() == "field 'notice_version' must be a string");
+
+    const auto u = parse_json_strict("{\"source\": \"portal\", \"sauce\": \"x\"}", err);
+    JsonFields g(*u, {"source", "notice_version"});
+    CHECK_FALSE(g.ok());
+    CHECK(g.error().find("unknown field 'sauce'") == 0);
+
+    const auto ctl = parse_json_strict("{\"source\": \"a\\nb\"}", err);
+    JsonFields h(*ctl, {"source"});
+    CHECK_FALSE(h.text("source", true));  // control characters are refused
+}

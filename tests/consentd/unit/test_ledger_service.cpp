@@ -1,0 +1,226 @@
+// The writer: group commit of concurrent requests, what each request records,
+// the listener interface, refusals, and a failed commit leaving memory equal
+// to the disk.
+#include <doctest/doctest.h>
+
+#include <future>
+#include <map>
+
+#include "consentd/ledger_service.hpp"
+#include "consentd/verify.hpp"
+#include "fixture.hpp"
+
+using namespace optgate;
+using namespace optgate::consentd;
+using optgate::consentd::test::shared_policy;
+using optgate::consentd::test::TempDir;
+
+namespace {
+
+AddressText A(const char* text) {
+    std::string e;
+    return *parse_address_text(text, e);
+}
+
+struct Recorder : TableListener {
+    std::vector<std::pair<uint64_t, std::vector<TableDelta>>> commits;
+    int resyncs = 0;
+    void on_commit(uint64_t seq, const std::vector<TableDelta>& d) override { commits.emplace_back(seq, d); }
+    void on_resync(uint64_t, const std::shared_ptr<const Policy>&, const std::string&) override { ++resyncs; }
+};
+
+struct Harness {
+    TempDir dir;
+    std::string path = dir.file("ledger.db");
+    Metrics metrics;
+    std::unique_ptr<LedgerService> service;
+
+    explicit Harness(size_t max_batch = 4096) { open(max_batch); }
+    void open(size_t max_batch = 4096) {
+        service = std::make_unique<LedgerService>(std::make_unique<Ledger>(path), shared_policy(), metrics,
+                                                  LedgerService::Options{max_batch});
+        service->start();
+    }
+    Outcome run(Change c) {
+        std::promise<Outcome> p;
+        auto f = p.get_future();
+        service->submit(std::move(c), "test", [&](Outcome o) { p.set_value(std::move(o)); });
+        return f.get();
+    }
+    Outcome grant(const char* sub, const char* purpose, bool grant = true) {
+        return run(ConsentChange{sub, purpose, grant, "portal", std::string("v1")});
+    }
+    Outcome bind(const char* addr, const char* sub) { return run(BindChange{A(addr), sub, "radius"}); }
+    std::map<std::string, PurposeMask> table() {
+        std::map<std::string, PurposeMask> t;
+        service->snapshot([&](uint64_t, const ConsentState& s) {
+            s.for_each_entry([&](const SubscriberKey& k, PurposeMask m) { t[k.addr.to_string()] = m; });
+        });
+        return t;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("each request records its events and answers once durable") {
+    Harness h;
+    auto g = h.grant("sub-1", "advertising");
+    CHECK(g.status == Outcome::Status::ok);
+    CHECK(g.first_seq == 1);
+    CHECK(g.changed);
+    auto again = h.grant("sub-1", "advertising");
+    CHECK(again.status == Outcome::Status::ok);
+    CHECK(again.last_seq == 2);  // repeats are recorded
+    CHECK_FALSE(again.changed);
+
+    auto b = h.bind("100.64.0.1", "sub-1");
+    CHECK(b.address == "100.64.0.1");
+    CHECK_FALSE(b.previous_subscriber);
+    CHECK(h.table() == std::map<std::string, PurposeMask>{{"100.64.0.1", 1}});
+
+    // The address moves: the old holder's unbind is its own event.
+    auto moved = h.bind("100.64.0.1", "sub-2");
+    CHECK(moved.events == 2);
+    CHECK(moved.previous_subscriber == "sub-1");
+    CHECK(moved.first_seq == 4);
+    CHECK(moved.last_seq == 5);
+    CHECK(h.table() == std::map<std::string, PurposeMask>{{"100.64.0.1", 0}});
+
+    auto u = h.run(UnbindChange{A("100.64.0.1"), std::string("sub-1"), "radius"});
+    CHECK(u.status == Outcome::Status::conflict);
+    CHECK(u.code == "bound_to_other");
+    u = h.run(UnbindChange{A("100.64.0.1"), std::nullopt, "radius"});
+    CHECK(u.status == Outcome::Status::ok);
+    CHECK(u.subscriber == "sub-2");
+    u = h.run(UnbindChange{A("100.64.0.1"), std::nullopt, "radius"});
+    CHECK(u.status == Outcome::Status::not_found);
+    CHECK(h.service->head_seq() == 6);
+
+    const auto r = verify_ledger(h.path);
+    CHECK_MESSAGE(r.ok, r.problem);
+    CHECK(r.events == 6);
+}
+
+TEST_CASE("refusals record nothing") {
+    Harness h;
+    CHECK(h.grant("sub-1", "spam").code == "unknown_purpose");
+    CHECK(h.grant("sub-1", "spam", false).code == "unknown_purpose");
+    CHECK(h.bind("203.0.113.5", "sub-1").code == "not_a_subscriber_address");
+    CHECK(h.bind("2001:db8:1000:1::/60", "sub-1").code == "invalid_address");
+    CHECK(h.service->head_seq() == 0);
+}
+
+TEST_CASE("concurrent requests share commits, and listeners see every change") {
+    Harness h;
+    Recorder rec;
+    h.service->add_listener(&rec);
+    constexpr int kClients = 16, kEach = 50;
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kClients; ++c)
+        clients.emplace_back([&, c] {
+            const std::string sub = "sub-" + std::to_string(c);
+            const std::string addr = "100.64.1." + std::to_string(c);
+            CHECK(h.run(BindChange{A(addr.c_str()), sub, "radius"}).status == Outcome::Status::ok);
+            for (int i = 0; i < kEach; ++i)
+                CHECK(h.run(ConsentChange{sub, i % 2 ? "analytics" : "advertising", i % 4 < 2, "portal", "v1"})
+                          .status == Outcome::Status::ok);
+        });
+    for (auto& t : clients) t.join();
+    const uint64_t total = kClients * (kEach + 1);
+    CHECK(h.service->head_seq() == total);
+    // Fewer commits than events: requests waited for one fsync together.
+    CHECK(rec.commits.size() < total);
+    CHECK(rec.commits.back().first == total);
+    // Replaying the deltas gives the table.
+    std::map<std::string, PurposeMask> replay;
+    uint64_t last = 0;
+    for (const auto& [seq, deltas] : rec.commits) {
+        CHECK(seq > last);
+        last = seq;
+        for (const auto& d : deltas) {
+            if (d.kind == TableDelta::Kind::upsert)
+                replay[d.key.addr.to_string()] = d.purposes;
+            else
+                replay.erase(d.key.addr.to_string());
+        }
+    }
+    CHECK(replay == h.table());
+    // Each client ends with i = 48 granting advertising and i = 49 granting analytics.
+    CHECK(replay["100.64.1.3"] == 0b11);
+    h.service->remove_listener(&rec);
+    CHECK(verify_ledger(h.path).ok);
+}
+
+TEST_CASE("state survives a restart") {
+    Harness h;
+    h.grant("sub-1", "analytics");
+    h.bind("2001:db8:1000:5::1", "sub-1");
+    const auto before = h.table();
+    CHECK(before == std::map<std::string, PurposeMask>{{"2001:db8:1000:5::", 2}});
+    h.service.reset();
+    h.open();
+    CHECK(h.table() == before);
+    CHECK(h.service->head_seq() == 2);
+}
+
+TEST_CASE("an import is one batch of events; a policy change resyncs") {
+    Harness h;
+    Recorder rec;
+    h.service->add_listener(&rec);
+    h.bind("100.64.0.7", "old-holder");
+    auto records = std::make_shared<std::vector<ImportRecord>>();
+    records->push_back({1, "imp-1", {A("100.64.0.7"), A("2001:db8:1000:7::/64")}, {"advertising", "analytics"}, "import",
+                        "v9"});
+    records->push_back({2, "imp-2", {A("100.64.0.8")}, {}, "import", std::nullopt});
+    const auto policy = h.service->policy();
+    auto o = h.run(ImportChange{records, policy});
+    CHECK(o.status == Outcome::Status::ok);
+    CHECK(o.events == 6);  // unbind old-holder, 3 binds, 2 grants
+    CHECK(h.table() == std::map<std::string, PurposeMask>{{"100.64.0.7", 3}, {"2001:db8:1000:7::", 3}, {"100.64.0.8", 0}});
+
+    Policy changed = *policy;
+    std::swap(changed.purposes[0], changed.purposes[1]);
+    auto p = h.run(PolicyChange{std::make_shared<const Policy>(changed)});
+    CHECK(p.table_resync);
+    CHECK(rec.resyncs == 1);
+    CHECK(h.service->policy()->purposes[0].name == "analytics");
+    // The import was validated under the old policy object: checked again, still valid.
+    auto records2 = std::make_shared<std::vector<ImportRecord>>();
+    records2->push_back({1, "imp-3", {A("100.64.0.9")}, {"carrier-marketing"}, "import", "v9"});
+    CHECK(h.run(ImportChange{records2, policy}).status == Outcome::Status::ok);
+    // Under a policy without carrier-marketing it is refused as a whole.
+    Policy fewer = changed;
+    fewer.purposes.pop_back();
+    h.run(PolicyChange{std::make_shared<const Policy>(fewer)});
+    auto refused = h.run(ImportChange{records2, policy});
+    CHECK(refused.status == Outcome::Status::conflict);
+    CHECK(refused.code == "policy_changed");
+    h.service->remove_listener(&rec);
+    CHECK(verify_ledger(h.path).ok);
+}
+
+TEST_CASE("a failed commit answers unavailable and memory follows the disk") {
+    Harness h;
+    h.grant("sub-1", "advertising");
+    h.bind("100.64.0.1", "sub-1");
+    // Another writer appends behind the service's back: its next commit must
+    // refuse rather than fork the chain.
+    {
+        Ledger other(h.path);
+        other.begin();
+        Event e;
+        e.time = "2024-01-01T00:00:00.000Z";
+        e.subscriber = "intruder";
+        e.action = Action::grant;
+        e.purpose = "analytics";
+        e.source = "x";
+        e.notice_version = "v";
+        e.credential = "x";
+        other.append(e);
+        other.commit();
+    }
+    auto o = h.grant("sub-1", "analytics");
+    CHECK(o.status == Outcome::Status::unavailable);
+    CHECK(h.table() == std::map<std::string, PurposeMask>{{"100.64.0.1", 1}});
+    CHECK(h.metrics.render().find("consentd_commit_failures_total 1") != std::string::npos);
+}

@@ -1,0 +1,60 @@
+// Routing: paths, percent-decoding, methods and query parameters.
+#include <doctest/doctest.h>
+
+#include "consentd/router.hpp"
+
+using namespace optgate::consentd;
+using boost::beast::http::verb;
+
+TEST_CASE("routes and their parameters") {
+    auto m = match_route(verb::put, "/v1/subscribers/sub-1/consents/advertising");
+    CHECK(m.route == Route::consent_put);
+    CHECK(m.subscriber == "sub-1");
+    CHECK(m.purpose == "advertising");
+    CHECK(match_route(verb::delete_, "/v1/subscribers/sub-1/consents/advertising").route == Route::consent_delete);
+    CHECK(match_route(verb::get, "/v1/subscribers/a.b%40c%3Ad").subscriber == "a.b@c:d");
+    CHECK(match_route(verb::get, "/v1/purposes").route == Route::purposes);
+    CHECK(match_route(verb::get, "/healthz").route == Route::healthz);
+    CHECK(match_route(verb::get, "/metrics").route == Route::metrics);
+    CHECK(match_route(verb::post, "/v1/import?format=csv").param("format") != nullptr);
+    CHECK(match_route(verb::post, "/v1/policy/reload").route == Route::policy_reload);
+}
+
+TEST_CASE("an IPv6 prefix in the path, encoded or not") {
+    auto a = match_route(verb::put, "/v1/bindings/2001:db8:1000:1::%2F64");
+    CHECK(a.route == Route::binding_put);
+    CHECK(a.address == "2001:db8:1000:1::/64");
+    auto b = match_route(verb::delete_, "/v1/bindings/2001:db8:1000:1::/64");
+    CHECK(b.route == Route::binding_delete);
+    CHECK(b.address == "2001:db8:1000:1::/64");
+    CHECK(match_route(verb::put, "/v1/bindings/100.64.0.1").address == "100.64.0.1");
+    CHECK(match_route(verb::put, "/v1/bindings/a/b").status == 404);
+}
+
+TEST_CASE("what does not route") {
+    auto m = match_route(verb::post, "/v1/subscribers/sub-1/consents/advertising");
+    CHECK(m.route == Route::none);
+    CHECK(m.status == 405);
+    CHECK(m.allow == "PUT, DELETE");
+    CHECK(match_route(verb::get, "/v1/nothing").status == 404);
+    CHECK(match_route(verb::get, "/v1/purposes/").status == 404);
+    CHECK(match_route(verb::get, "not-a-path").status == 400);
+    auto bad_id = match_route(verb::get, "/v1/subscribers/bad%20id");
+    CHECK(bad_id.status == 400);
+    CHECK(bad_id.code == "invalid_subscriber_id");
+    CHECK(match_route(verb::get, "/v1/subscribers/" + std::string(129, 'a')).code == "invalid_subscriber_id");
+    CHECK(match_route(verb::get, "/v1/subscribers/" + std::string(128, 'a')).route == Route::subscriber_get);
+    CHECK(match_route(verb::get, "/v1/subscribers/x?histroy=3").code == "unknown_parameter");
+    CHECK(match_route(verb::get, "/v1/subscribers/x?history=3&history=4").code == "duplicate_parameter");
+    CHECK(match_route(verb::get, "/v1/purposes?x=1").code == "unknown_parameter");
+}
+
+TEST_CASE("roles per route") {
+    CHECK(route_info(Route::healthz).role == Role::none);
+    CHECK(route_info(Route::subscriber_get).role == Role::read);
+    CHECK(route_info(Route::metrics).role == Role::read);
+    CHECK(route_info(Route::consent_put).role == Role::write);
+    CHECK(route_info(Route::binding_delete).role == Role::write);
+    CHECK(route_info(Route::import).role == Role::admin);
+    CHECK(route_info(Route::policy_reload).role == Role::admin);
+}

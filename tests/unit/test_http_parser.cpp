@@ -1,0 +1,395 @@
+// HttpParser: each case is fed whole, cut at every offset, one byte per
+// piece, and at random cut points; the result must not depend on the cuts.
+#include <doctest/doctest.h>
+
+#include "http_test_util.hpp"
+
+using namespace optgate;
+using namespace optgate::httptest;
+
+namespace {
+
+using Ids = std::vector<std::pair<int, bool>>;
+
+// Runs `input` under every cutting and checks the scrubbed stream and the
+// identifier lines seen; returns the one-piece result for further checks.
+Recorded expect(Harness& h, std::string_view input, const std::string& out, const Ids& ids) {
+    return h.run_all(input, [&](const Recorded& r, const std::string& where) {
+        INFO(where);
+        CHECK(r.out == out);
+        CHECK(r.ids == ids);
+    });
+}
+
+}  // namespace
+
+TEST_CASE("header names match case-insensitively, whole names only, split anywhere") {
+    const HeaderMatcher m(kIdentifiers);
+    for (std::string_view n : {"x-uidh", "X-UIDH", "x-UiDh", "X-Up-Calling-Line-ID"}) CHECK(m.find(n) != nullptr);
+    CHECK(m.find("X-UIDH")->identifier == 0);
+    CHECK(m.find("x-up-calling-line-id")->identifier == 3);
+    for (std::string_view n : {"x-uid", "x-uidhx", "x-ui", "x", "uidh", "x-acrx", "x-up", "accept", "cookie"})
+        CHECK(m.find(n) == nullptr);
+    CHECK(m.find("HOST")->role == FieldRole::host);
+    CHECK(m.find("Content-Length")->role == FieldRole::content_length);
+    CHECK(m.find("transfer-encoding")->role == FieldRole::transfer_encoding);
+    CHECK(m.find("Upgrade")->role == FieldRole::upgrade);
+    CHECK(m.find("Host")->identifier == -1);
+
+    // Names sharing prefixes: every name is found and nothing else.
+    const HeaderMatcher p({{"ab", 0}, {"abc", 1}, {"abd", 2}, {"abcd", 3}, {"b", 4}});
+    CHECK(p.find("ab")->identifier == 0);
+    CHECK(p.find("ABC")->identifier == 1);
+    CHECK(p.find("abd")->identifier == 2);
+    CHECK(p.find("abcd")->identifier == 3);
+    CHECK(p.find("b")->identifier == 4);
+    CHECK(p.find("a") == nullptr);
+    CHECK(p.find("abce") == nullptr);
+    CHECK(p.find("abdd") == nullptr);
+    CHECK(p.find("bb") == nullptr);
+
+    // '^' and '~' differ only in bit 5: a naive |0x20 would confuse them.
+    const HeaderMatcher t({{"x^y", 0}});
+    CHECK(t.find("x^y") != nullptr);
+    CHECK(t.find("x~y") == nullptr);
+
+    // An identifier that is also a framing header is flagged.
+    const HeaderMatcher c({{"content-length", 0}});
+    CHECK(c.find("content-length")->conflict);
+}
+
+TEST_CASE("identifier values are overwritten on strip, left alone on pass") {
+    const std::string in =
+        "GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nX-UIDH: 3g4h5j6k7l\r\nAccept: */*\r\n"
+        "X-ACR: acr-value-1\r\n\r\n";
+    Harness h;
+    const Recorded r = expect(h, in, fill_values(in, {"3g4h5j6k7l", "acr-value-1"}), {{0, false}, {1, false}});
+    CHECK(r.count(Counter::http_requests) == 1);
+    CHECK(r.requests == 1);
+    CHECK(r.first_of_request == 1);
+    CHECK(r.state == HttpState::request_start);
+    CHECK(r.hosts == std::vector<std::string>{"www.example.com"});
+
+    // The host decides: a collector host with consent passes.
+    h.sink.by_host["www.example.com"] = kPass;
+    expect(h, in, in, {{0, true}, {1, true}});
+}
+
+TEST_CASE("the filler is the policy's") {
+    const std::string in = "GET / HTTP/1.1\r\nX-MSISDN: 15551234567\r\n\r\n";
+    Harness h;
+    h.sink.filler = '0';
+    expect(h, in, fill_values(in, {"15551234567"}, '0'), {{2, false}});
+}
+
+TEST_CASE("names in any letter case, duplicated identifiers, empty values") {
+    const std::string in =
+        "POST /a HTTP/1.1\r\nx-uidh: one\r\nX-UiDh:two\r\nX-UIDH:\t three \r\nX-IMSI:\r\nX-UIDH:   \r\n"
+        "Content-Length: 0\r\n\r\n";
+    Harness h;
+    expect(h, in, fill_values(in, {"one", "two", "three "}), {{0, false}, {0, false}, {0, false}, {4, false}, {0, false}});
+}
+
+TEST_CASE("obs-fold continuation lines of an identifier are scrubbed, their leading whitespace kept") {
+    const std::string in =
+        "GET / HTTP/1.1\r\nX-UIDH: first\r\n  second part\r\n\tthird\r\nUser-Agent: ua\r\n  ua-fold\r\n\r\n";
+    Harness h;
+    const std::string out = fill_values(in, {"first", "second part", "third"});
+    CHECK(out.find("\r\n  xxxxxxxxxxx\r\n\txxxxx\r\n") != std::string::npos);
+    expect(h, in, out, {{0, false}});
+}
+
+TEST_CASE("bare LF line endings") {
+    const std::string in = "GET / HTTP/1.1\nHost: a.example\nX-UIDH: abc\nX-ACR: def\n  fold\n\nGET /2 HTTP/1.0\nX-UIDH: ghi\n\n";
+    Harness h;
+    const Recorded r = expect(h, in, fill_values(in, {"abc", "def", "fold", "ghi"}), {{0, false}, {1, false}, {0, false}});
+    CHECK(r.count(Counter::http_requests) == 2);
+}
+
+TEST_CASE("pipelined requests with Content-Length bodies: body bytes are never fields") {
+    const std::string body = "X-UIDH: not-a-header\r\n\r\nGET /fake HTTP/1.1\r\n";
+    const std::string in = "POST /a HTTP/1.1\r\nContent-Length: " + std::to_string(body.size()) +
+                           "\r\nX-UIDH: v1\r\n\r\n" + body +
+                           "GET /b HTTP/1.1\r\nX-UIDH: v2\r\n\r\n"
+                           "PUT /c HTTP/1.1\r\ncontent-length:  5 , 5\r\n\r\nX-ACRGET /d HTTP/1.1\r\nX-ACR: v3\r\n\r\n";
+    Harness h;
+    const Recorded r = expect(h, in, fill_values(in, {"v1", "v2", "v3"}), {{0, false}, {0, false}, {1, false}});
+    CHECK(r.count(Counter::http_requests) == 4);
+    CHECK(r.first_of_request == 3);
+    CHECK(r.count(Counter::http_conservative_flows) == 0);
+}
+
+TEST_CASE("chunked bodies: sizes, extensions, data that looks like fields, trailers scrubbed") {
+    const std::string in =
+        "POST /up HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\nX-UIDH: h1\r\n\r\n"
+        "5;name=\"v\"\r\nabcde\r\n"
+        "1A\r\n\r\nX-UIDH: inside-data!!\r\n\r\n\r\n"
+        "0\r\nX-UIDH: trailer-id\r\nChecksum: 1\r\nContent-Length: 12\r\n\r\n"
+        "GET /next HTTP/1.1\r\nX-ACR: after\r\n\r\n";
+    Harness h;
+    const Recorded r =
+        expect(h, in, fill_values(in, {"h1", "trailer-id", "after"}), {{0, false}, {0, false}, {1, false}});
+    CHECK(r.count(Counter::http_requests) == 2);
+    CHECK(r.first_of_request == 2);  // the trailer belongs to the first request
+    CHECK(r.count(Counter::http_conservative_flows) == 0);
+    CHECK(r.state == HttpState::request_start);
+}
+
+TEST_CASE("chunked with bare LF framing and multiple Transfer-Encoding fields") {
+    const std::string in =
+        "POST / HTTP/1.1\nTransfer-Encoding: gzip\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\n"
+        "GET / HTTP/1.1\nX-UIDH: z\n\n";
+    Harness h;
+    const Recorded r = expect(h, in, fill_values(in, {"z"}), {{0, false}});
+    CHECK(r.count(Counter::http_conservative_flows) == 0);
+}
+
+TEST_CASE("the Host decides only when it comes before the identifier") {
+    Harness h;
+    h.sink.by_host["ads.example"] = kPass;
+    SUBCASE("before: normalised (case, port, trailing dot)") {
+        const std::string in = "GET / HTTP/1.1\r\nHost: ADS.Example.:8080\r\nX-UIDH: v\r\n\r\n";
+        const Recorded r = expect(h, in, in, {{0, true}});
+        CHECK(r.hosts == std::vector<std::string>{"ads.example"});
+    }
+    SUBCASE("after: host unknown, request decision") {
+        const std::string in = "GET / HTTP/1.1\r\nX-UIDH: v\r\nHost: ads.example\r\n\r\n";
+        expect(h, in, fill_values(in, {"v"}), {{0, false}});
+    }
+    SUBCASE("between two identifiers: each is decided when its name ends") {
+        const std::string in = "GET / HTTP/1.1\r\nX-UIDH: v1\r\nHost: ads.example\r\nX-ACR: v2\r\n\r\n";
+        const Recorded r = expect(h, in, fill_values(in, {"v1"}), {{0, false}, {1, true}});
+        CHECK(r.first_of_request == 1);
+    }
+    SUBCASE("missing") {
+        const std::string in = "GET / HTTP/1.0\r\nX-UIDH: v\r\n\r\n";
+        const Recorded r = expect(h, in, fill_values(in, {"v"}), {{0, false}});
+        CHECK(r.hosts.empty());
+    }
+    SUBCASE("absolute-form target: the Host field is not trusted") {
+        const std::string in = "GET http://ads.example/x HTTP/1.1\r\nHost: ads.example\r\nX-UIDH: v\r\n\r\n";
+        const Recorded r = expect(h, in, fill_values(in, {"v"}), {{0, false}});
+        CHECK(r.hosts.empty());
+    }
+    SUBCASE("two Host fields: back to host unknown") {
+        const std::string in = "GET / HTTP/1.1\r\nHost: ads.example\r\nHost: other.example\r\nX-UIDH: v\r\n\r\n";
+        expect(h, in, fill_values(in, {"v"}), {{0, false}});
+    }
+    SUBCASE("folded Host: host unknown") {
+        const std::string in = "GET / HTTP/1.1\r\nHost: ads.example\r\n .more\r\nX-UIDH: v\r\n\r\n";
+        expect(h, in, fill_values(in, {"v"}), {{0, false}});
+    }
+    SUBCASE("the next request starts without a host again") {
+        const std::string in =
+            "GET / HTTP/1.1\r\nHost: ads.example\r\nX-UIDH: v1\r\n\r\nGET / HTTP/1.1\r\nX-UIDH: v2\r\n\r\n";
+        expect(h, in, fill_values(in, {"v2"}), {{0, true}, {0, false}});
+    }
+    SUBCASE("hosts not used by the policy are not looked at") {
+        h.use_host = false;
+        const std::string in = "GET / HTTP/1.1\r\nHost: ads.example\r\nX-UIDH: v\r\n\r\n";
+        const Recorded r = expect(h, in, fill_values(in, {"v"}), {{0, false}});
+        CHECK(r.hosts.empty());
+    }
+}
+
+TEST_CASE("a split Host needs a buffer; none free means host unknown (fail closed)") {
+    const std::string in = "GET / HTTP/1.1\r\nHost: ads.example\r\nX-UIDH: v\r\n\r\n";
+    Harness h(kIdentifiers, 0);
+    h.sink.by_host["ads.example"] = kPass;
+    const Recorded whole = h.run(in);
+    CHECK(whole.out == in);  // in one piece no buffer is needed
+    const size_t cut = in.find("example");
+    const Recorded split = h.run(in, {cut});
+    CHECK(split.out == fill_values(in, {"v"}));
+    CHECK(split.count(Counter::http_host_no_buffer) == 1);
+
+    Harness ok(kIdentifiers, 1);
+    ok.sink.by_host["ads.example"] = kPass;
+    CHECK(ok.run(in, {cut}).out == in);
+    CHECK(ok.hosts().free_count() == 1);  // given back
+}
+
+TEST_CASE("normalize_host") {
+    char buf[HostBuffers::kBytes];
+    CHECK(normalize_host("Example.COM", buf) == "example.com");
+    CHECK(normalize_host(" a.example:80 ", buf) == "a.example");
+    CHECK(normalize_host("a.example.", buf) == "a.example");
+    CHECK(normalize_host("a.example:", buf) == "a.example");
+    CHECK(normalize_host("[2001:DB8::1]:443", buf) == "[2001:db8::1]");
+    CHECK(normalize_host("[2001:db8::1]", buf) == "[2001:db8::1]");
+    for (std::string_view bad : {"", "   ", "a b", "a:b:c", "a.example:8x", "user@a.example", "a/b", "[::1", "[::1]x"})
+        CHECK(normalize_host(bad, buf).empty());
+    CHECK(normalize_host(std::string(300, 'a'), buf).empty());
+}
+
+TEST_CASE("keep-alive: each request takes its own decision at its first byte") {
+    const std::string in =
+        "GET /1 HTTP/1.1\r\nX-UIDH: a\r\n\r\nGET /2 HTTP/1.1\r\nX-UIDH: b\r\n\r\n\r\nGET /3 HTTP/1.1\r\nX-UIDH: c\r\n\r\n";
+    Harness h;
+    h.sink.requests = {kPass, kStrip, kPass};
+    const Recorded r = expect(h, in, fill_values(in, {"b"}), {{0, true}, {0, false}, {0, true}});
+    CHECK(r.requests == 3);
+}
+
+TEST_CASE("framing errors go to conservative mode, which still scrubs identifier lines") {
+    Harness h;
+    h.sink.conservative = kOutOfSync;
+    struct Case {
+        const char* name;
+        std::string in;
+        Counter why;
+        std::vector<std::string_view> scrubbed;
+    };
+    const std::vector<Case> cases = {
+        {"conflicting lengths", "POST / HTTP/1.1\r\nContent-Length: 5, 6\r\nX-UIDH: a\r\n\r\nX-UIDH: b\r\n", Counter::http_error_content_length, {"a", "b"}},
+        {"two different lengths", "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nX-ACR: b\r\n", Counter::http_error_content_length, {"b"}},
+        {"length not a number", "POST / HTTP/1.1\r\nContent-Length: 5x\r\nX-UIDH: a\r\n", Counter::http_error_content_length, {"a"}},
+        {"empty length", "POST / HTTP/1.1\r\nContent-Length:\r\nX-UIDH: a\r\n", Counter::http_error_content_length, {"a"}},
+        {"length overflow", "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\nX-UIDH: a\r\n", Counter::http_error_content_length, {"a"}},
+        {"length and chunked", "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nX-UIDH: a\r\n", Counter::http_error_content_length, {"a"}},
+        {"folded length", "POST / HTTP/1.1\r\nContent-Length: 3\r\n 4\r\nX-UIDH: a\r\n", Counter::http_error_content_length, {"a"}},
+        {"coding not chunked", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\nX-UIDH: a\r\n", Counter::http_error_transfer_encoding, {"a"}},
+        {"coding with parameters", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked;q=1\r\nX-UIDH: a\r\n", Counter::http_error_transfer_encoding, {"a"}},
+        {"chunked on HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\nX-UIDH: a\r\n", Counter::http_error_transfer_encoding, {"a"}},
+        {"bad chunk size", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nX-UIDH: a\r\n", Counter::http_error_chunk, {"a"}},
+        {"chunk size too long", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nX-UIDH: a\r\n", Counter::http_error_chunk, {"a"}},
+        {"chunk data without CRLF", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX-UIDH: a\r\nX-UIDH: b\r\n", Counter::http_error_chunk, {"b"}},
+        {"bad name byte", "GET / HTTP/1.1\r\nX(UIDH: z\r\nX-UIDH: a\r\n", Counter::http_error_header_line, {"a"}},
+        {"line without colon", "GET / HTTP/1.1\r\nX-UIDH\r\nX-UIDH: a\r\n", Counter::http_error_header_line, {"a"}},
+        {"whitespace before colon", "GET / HTTP/1.1\r\nX-UIDH : a\r\n", Counter::http_error_header_line, {"a"}},
+        {"whitespace before the first field", "GET / HTTP/1.1\r\n X-UIDH: z\r\nX-UIDH: a\r\n", Counter::http_error_header_line, {"a"}},
+        {"bare CR in a value", "GET / HTTP/1.1\r\nX-UIDH: ab\rcd\r\nAccept: *\r\n", Counter::http_error_bare_cr, {"ab", "cd"}},
+        {"bare CR ends a value for a lenient server", "GET / HTTP/1.1\r\nAccept: ab\rX-UIDH: cd\r\n", Counter::http_error_bare_cr, {"cd"}},
+        {"bad request line", "GET /a b HTTP/1.1\r\nX-UIDH: a\r\n", Counter::http_error_request_line, {"a"}},
+        {"HTTP/0.9", "GET /\r\nX-UIDH: a\r\n", Counter::http_error_request_line, {"a"}},
+        {"unknown version", "GET / HTTP/3.0\r\nX-UIDH: a\r\n", Counter::http_error_request_line, {"a"}},
+        {"non-HTTP bytes", std::string("\x01\x02\x03\nX-UIDH: a\r\n", 15), Counter::http_bail_non_http, {"a"}},
+        {"TLS on port 80", std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\nX-UIDH: a\r\n", 23), Counter::http_bail_tls, {"a"}},
+        {"HTTP/2 preface", std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00\nX-UIDH: a\r\n", 47), Counter::http_bail_h2, {"a"}},
+        {"CONNECT", "CONNECT ads.example:443 HTTP/1.1\r\nHost: ads.example:443\r\nX-UIDH: a\r\n\r\n\x16\x03\x01\r\nX-UIDH: b\r\n", Counter::http_bail_connect, {"a", "b"}},
+        {"Upgrade", "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-UIDH: a\r\n\r\n\x81\x05hello\nx-uidh: b\r\n", Counter::http_bail_upgrade, {"a", "b"}},
+    };
+    for (const Case& c : cases) {
+        INFO(c.name);
+        const std::string out = fill_values(c.in, c.scrubbed);
+        const Recorded r = h.run_all(c.in, [&](const Recorded& got, const std::string& where) {
+            INFO(where);
+            CHECK(got.out == out);
+            CHECK(got.count(c.why) == 1);
+            CHECK(got.count(Counter::http_conservative_flows) == 1);
+        }, 10);
+        CHECK(HttpParser::conservative(HttpParserState{.state = r.state}));
+        for (const auto& [id, passed] : r.ids) CHECK_FALSE(passed);
+    }
+}
+
+TEST_CASE("conservative mode uses its own decision, and passes when it says pass") {
+    Harness h;
+    h.conservative_start = true;
+    h.sink.conservative = kPass;
+    const std::string in = "ue-of-something\r\nX-UIDH: a\r\n";
+    expect(h, in, in, {{0, true}});
+    h.sink.conservative = kOutOfSync;
+    expect(h, in, fill_values(in, {"a"}), {{0, false}});
+}
+
+TEST_CASE("conservative mode: names split across segments, folds, line starts") {
+    Harness h;
+    h.conservative_start = true;
+    SUBCASE("identifier at the very start of the first segment") {
+        const std::string in = "X-UIDH: at-start\r\nfoo\r\n";
+        expect(h, in, fill_values(in, {"at-start"}), {{0, false}});
+    }
+    SUBCASE("bodies, folds, bare LF, whitespace before colon, any case") {
+        const std::string in =
+            "\x00\x01binary\nx-uIdH:  v1\r\n  v1-fold\r\nNot-X-UIDH: keep\r\nX-UIDH-Not: keep\nX-ACR \t: v2\n"
+            "GET / HTTP/1.1\r\nX-UIDHX: keep\r\n:X-UIDH: keep\r\nX-IMSI: v3\r";
+        expect(h, in, fill_values(in, {"v1", "v1-fold", "v2", "v3"}), {{0, false}, {1, false}, {4, false}});
+    }
+    SUBCASE("a bare CR starts a line too") {
+        const std::string in = "abc\rX-UIDH: v\r\n";
+        expect(h, in, fill_values(in, {"v"}), {{0, false}});
+    }
+}
+
+TEST_CASE("a policy change while a name is half read scrubs that field (fail closed)") {
+    const HeaderMatcher m(kIdentifiers);
+    HostBuffers hosts(1);
+    Recorded rec;
+    const std::string in = "GET / HTTP/1.1\r\nX-Other: v1\r\nAccept: a\r\n";
+    rec.out = in;
+    TestSink sink;
+    sink.rec = &rec;
+    HttpParserState st;
+    HttpParser::reset(st, hosts, 1);
+    const size_t cut = in.find("Other");
+    std::vector<uint8_t> a(in.begin(), in.begin() + long(cut)), b(in.begin() + long(cut), in.end());
+    sink.piece = a.data();
+    HttpParser::feed(st, HttpParseContext{m, hosts, 1, true}, a.data(), uint32_t(a.size()), sink);
+    CHECK(HttpParser::in_identifier_line(st));  // "X-" may still become an identifier
+    sink.piece = b.data();
+    sink.base = cut;
+    HttpParser::feed(st, HttpParseContext{m, hosts, 2, true}, b.data(), uint32_t(b.size()), sink);
+    CHECK(rec.out == fill_values(in, {"v1"}));
+    CHECK(rec.count(Counter::http_policy_resync) == 1);
+    CHECK(rec.ids == Ids{{-1, false}});
+    CHECK(HttpParser::conservative(st));
+}
+
+TEST_CASE("gaps inside a known-length body can be skipped, nowhere else") {
+    const HeaderMatcher m(kIdentifiers);
+    HostBuffers hosts(1);
+    Recorded rec;
+    TestSink sink;
+    sink.rec = &rec;
+    const std::string head = "POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
+    rec.out = head + "0123456789GET / HTTP/1.1\r\nX-UIDH: v\r\n\r\n";
+    HttpParserState st;
+    HttpParser::reset(st, hosts, 1);
+    const HttpParseContext cx{m, hosts, 1, true};
+    CHECK_FALSE(HttpParser::can_skip(st, 1));
+    std::vector<uint8_t> a(head.begin(), head.end());
+    sink.piece = a.data();
+    HttpParser::feed(st, cx, a.data(), uint32_t(a.size()), sink);
+    CHECK(st.state == HttpState::body);
+    CHECK(HttpParser::can_skip(st, 10));
+    CHECK_FALSE(HttpParser::can_skip(st, 11));
+    HttpParser::skip(st, hosts, 10);  // the whole body unseen
+    CHECK(st.state == HttpState::request_start);
+    const std::string rest = "GET / HTTP/1.1\r\nX-UIDH: v\r\n\r\n";
+    std::vector<uint8_t> b(rest.begin(), rest.end());
+    sink.piece = b.data();
+    sink.base = head.size() + 10;
+    HttpParser::feed(st, cx, b.data(), uint32_t(b.size()), sink);
+    CHECK(rec.ids == Ids{{0, false}});
+    CHECK(b == std::vector<uint8_t>(fill_values(rest, {"v"}).begin(), fill_values(rest, {"v"}).end()));
+}
+
+TEST_CASE("in_identifier_line marks the states whose loss could leak") {
+    Harness h;
+    auto state_after = [&](std::string_view in) {
+        const HeaderMatcher& m = h.matcher();
+        HttpParserState st;
+        HttpParser::reset(st, h.hosts(), 1);
+        TestSink s;
+        Recorded rec;
+        rec.out = std::string(in);
+        s.rec = &rec;
+        std::vector<uint8_t> b(in.begin(), in.end());
+        s.piece = b.data();
+        HttpParser::feed(st, HttpParseContext{m, h.hosts(), 1, true}, b.data(), uint32_t(b.size()), s);
+        const bool r = HttpParser::in_identifier_line(st);
+        HttpParser::release(st, h.hosts());
+        return r;
+    };
+    CHECK(state_after("GET / HTTP/1.1\r\nX-UI"));
+    CHECK(state_after("GET / HTTP/1.1\r\nX-UIDH:"));
+    CHECK(state_after("GET / HTTP/1.1\r\nX-UIDH: abc"));
+    CHECK(state_after("GET / HTTP/1.1\r\nX-UIDH: abc\r"));
+    CHECK(state_after("GET / HTTP/1.1\r\nX-UIDH: abc\r\n"));  // a fold may follow
+    CHECK_FALSE(state_after("GET / HTTP/1.1\r\nX-UIDH: abc\r\nAccept: x"));
+    CHECK_FALSE(state_after("GET / HTTP/1.1\r\nUser-Age"));
+    CHECK_FALSE(state_after("GET / HTTP/1.1\r\nX-UIDH: abc\r\n\r\n"));
+    CHECK_FALSE(state_after("GET / HTT"));
+    CHECK_FALSE(state_after("POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nabc"));
+}
