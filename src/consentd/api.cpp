@@ -398,7 +398,22 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
     auto text = std::make_shared<std::string>(std::move(body));
     auto policy = service_.policy();
     boost::asio::post(import_pool_, [this, a, text, policy, format, respond = std::move(respond)]() mutable {
-        ImportParse parsed = parse_import(*text, *format, *policy);
+        const auto start = std::chrono::steady_clock::now();
+        ImportParse parsed;
+        try {
+            parsed = parse_import(*text, *format, *policy);
+        } catch (const std::exception& e) {  // out of memory, most likely
+            log_error(std::string("import: ") + e.what());
+            import_busy_ = false;
+            boost::asio::post(ioc_, [respond = std::move(respond)] {
+                respond(error_response(503, "import_failed", "the import could not be read; nothing was imported"));
+            });
+            return;
+        }
+        log_info("import: " + std::to_string(text->size()) + " bytes, " + std::to_string(parsed.records.size()) +
+                 " records, " + std::to_string(parsed.errors.size()) + " errors, read in " +
+                 std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()) +
+                 " s");
         text.reset();
         if (!parsed.errors.empty()) {
             import_busy_ = false;

@@ -67,6 +67,8 @@ std::string shape_error(const Event& e) {
     if (!consent && (!e.address || e.address->empty()))
         return "is a " + std::string(to_string(e.action)) + " without an address";
     if (!consent && e.purpose) return "is a " + std::string(to_string(e.action)) + " with a purpose";
+    if (e.action == Action::grant && !e.notice_version) return "is a grant without a notice_version";
+    if (!consent && e.notice_version) return "is a " + std::string(to_string(e.action)) + " with a notice_version";
     return {};
 }
 

@@ -48,7 +48,8 @@ std::string canonical_encoding(const Event& e);
 Digest event_hash(const Digest& prev, const Event& e);
 
 // Which fields an action requires: purpose for grant/revoke, address for
-// bind/unbind, never both. Empty when the event is well formed.
+// bind/unbind, never both; a notice_version on every grant, none on
+// bind/unbind. Empty when the event is well formed.
 std::string shape_error(const Event& e);
 
 std::string format_utc_ms(std::chrono::system_clock::time_point t);

@@ -104,7 +104,12 @@ private:
         method_ = method_label(h.method());
         version_ = h.version();
         keep_alive_ = h.keep_alive();
-        admission_ = api_.admit(h);
+        try {
+            admission_ = api_.admit(h);
+        } catch (const std::exception& e) {
+            log_error(std::string("admitting a request: ") + e.what());
+            return finish(error_response(500, "internal", "the request could not be handled"), true);
+        }
         route_ = route_info(admission_.match.route).pattern;
         if (admission_.reject) {
             // The unread body would be taken for the next request: close
@@ -139,8 +144,15 @@ private:
         if (ec) return read_failed(ec, true);
         disarm();
         phase_ = Phase::handling;
-        api_.handle(admission_, body_->release(),
-                    [self = shared_from_this()](Response r) { self->finish(std::move(r), !self->keep_alive_); });
+        // Nothing a request carries may take the daemon down: a handler that
+        // throws answers 500 and the connection closes.
+        try {
+            api_.handle(admission_, body_->release(),
+                        [self = shared_from_this()](Response r) { self->finish(std::move(r), !self->keep_alive_); });
+        } catch (const std::exception& e) {
+            log_error(std::string("handling a request: ") + e.what());
+            finish(error_response(500, "internal", "the request could not be handled"), true);
+        }
     }
 
     void finish(Response r, bool close_after) {

@@ -1,5 +1,8 @@
 #include "consentd/ledger_service.hpp"
 
+#include <malloc.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 
@@ -117,11 +120,17 @@ void LedgerService::run() {
                 }
             }
         }
+        const bool import = std::any_of(batch.begin(), batch.end(), [](const Pending& p) {
+            return std::holds_alternative<ImportChange>(p.change);
+        });
         if (std::holds_alternative<PolicyChange>(batch.front().change))
             install_policy(batch.front());
         else
             commit_batch(batch);
         batch.clear();
+        // An import's records were millions of small blocks: give the memory
+        // back to the system rather than keep the peak for the daemon's life.
+        if (import) malloc_trim(0);
     }
 }
 
@@ -146,7 +155,7 @@ void LedgerService::commit_batch(std::vector<Pending>& batch) {
             ledger_->rollback();
             reload_state();
         }
-        if (failure.empty() && b.events) {
+        if (failure.empty() && b.events && !listeners_.empty()) {
             const auto deltas = coalesce(std::move(b.deltas));
             for (auto* l : listeners_) l->on_commit(ledger_->head_seq(), deltas);
         }
@@ -155,8 +164,10 @@ void LedgerService::commit_batch(std::vector<Pending>& batch) {
     }
     if (failure.empty()) {
         if (b.events) {
-            metrics_.observe_commit(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-                                    batch.size());
+            const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            metrics_.observe_commit(took, batch.size());
+            if (took > 1.0)  // an import: worth a line in the log
+                log_info("committed " + std::to_string(b.events) + " events in " + std::to_string(took) + " s");
             for (unsigned a = 0; a < kActionCount; ++a)
                 if (b.counts[a]) metrics_.count_events(Action(a), b.counts[a]);
         }
@@ -193,8 +204,12 @@ void LedgerService::install_policy(Pending& p) {
             std::lock_guard plk(policy_mu_);
             policy_ = change.policy;
         }
-        if (o.table_resync)
-            for (auto* l : listeners_) l->on_resync(ledger_->head_seq(), change.policy, state_.table_version());
+        for (auto* l : listeners_) {
+            if (o.table_resync)
+                l->on_resync(ledger_->head_seq(), change.policy, state_.table_version());
+            else
+                l->on_policy(ledger_->head_seq(), change.policy, state_.table_version());
+        }
         publish_gauges();
     }
     p.done(std::move(o));

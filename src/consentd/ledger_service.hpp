@@ -102,6 +102,11 @@ public:
     // length, subscriber prefixes): the table was recomputed; resend it whole.
     virtual void on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy,
                            const std::string& table_version) = 0;
+    // After a policy change that leaves the table's meaning alone (same
+    // table_version; e.g. collectors, identifiers or limits changed): data
+    // planes need the new policy, not a new table.
+    virtual void on_policy(uint64_t /*seq*/, const std::shared_ptr<const Policy>& /*policy*/,
+                           const std::string& /*table_version*/) {}
 };
 
 class LedgerService {

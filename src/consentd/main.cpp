@@ -76,9 +76,24 @@ int check_config(const std::string& path) {
         std::fprintf(stderr, "%s: the database directory %s does not exist\n", path.c_str(), dir.c_str());
         return 1;
     }
-    std::printf("%s: ok: listen %s:%u, %zu tokens, database %s, policy %s (%zu purposes)\n", path.c_str(),
+    std::string ledger = "new";
+    if (std::filesystem::exists(l->config.database)) {
+        // An existing file must be a ledger this consentd reads; the chain
+        // itself is verify-ledger's job.
+        try {
+            Database db(l->config.database, Database::Mode::read_only);
+            check_schema(db);
+            auto st = db.prepare("SELECT count(*) FROM events");
+            st.step();
+            ledger = std::to_string(st.int64(0)) + " events";
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "%s: database: %s\n", path.c_str(), e.what());
+            return 1;
+        }
+    }
+    std::printf("%s: ok: listen %s:%u, %zu tokens, database %s (%s), policy %s (%zu purposes)\n", path.c_str(),
                 l->config.listen_address.c_str(), unsigned(l->config.port), l->config.tokens.size(),
-                l->config.database.c_str(), l->config.policy.c_str(), l->policy->purposes.size());
+                l->config.database.c_str(), ledger.c_str(), l->config.policy.c_str(), l->policy->purposes.size());
     return 0;
 }
 
@@ -176,7 +191,15 @@ int run(const std::string& config_path, const std::string& port_file) {
              " at event " + std::to_string(service->head_seq()) + "; policy " + config.policy + " (" +
              std::to_string(l->policy->purposes.size()) + " purposes)");
     sd_notify_state("READY=1\nSTATUS=listening on " + config.listen_address + ":" + std::to_string(port));
-    ioc.run();
+    for (;;) {
+        try {
+            ioc.run();
+            break;
+        } catch (const std::exception& e) {
+            // A handler let an exception out: log it and keep serving.
+            log_error(std::string("API thread: ") + e.what());
+        }
+    }
     server.reset();
     api.reset();
     service->stop();

@@ -97,6 +97,16 @@ ConsentLookup ConsentTable::lookup_v6(uint64_t hi, uint64_t lo) const noexcept {
     }
 }
 
+void ConsentTable::prefetch_v4(uint32_t key) const noexcept {
+    const V4Array* a = v4_.load(std::memory_order_acquire);
+    __builtin_prefetch(&a->slots[hash_v4(key) & a->mask]);
+}
+
+void ConsentTable::prefetch_v6(uint64_t hi, uint64_t lo) const noexcept {
+    const V6Array* a = v6_.load(std::memory_order_acquire);
+    __builtin_prefetch(&a->slots[hash_v6(hi, lo) & a->mask]);
+}
+
 ConsentLookup ConsentTable::lookup(const SubscriberKey& key) const noexcept {
     if (key.addr.family == Family::v4) return lookup_v4(key.addr.v4_host_order());
     uint64_t hi, lo;

@@ -55,6 +55,10 @@ public:
     // `hi`/`lo`: the 128-bit address in host order, already masked.
     ConsentLookup lookup_v6(uint64_t hi, uint64_t lo) const noexcept;
     ConsentLookup lookup(const SubscriberKey& key) const noexcept;
+    // Start loading the slot a lookup of this key will read first, so that a
+    // later stage of the same burst finds it in cache.
+    void prefetch_v4(uint32_t host_order_addr) const noexcept;
+    void prefetch_v6(uint64_t hi, uint64_t lo) const noexcept;
 
     // Bumped on every change; flows cache inputs against it.
     uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }

@@ -63,7 +63,10 @@ public:
         if (mode_ == Mode::controlled) {
             const uint64_t last = last_contact_ns_.load(std::memory_order_acquire);
             const uint64_t limit_ns = uint64_t(g->runtime->policy().staleness_limit.count()) * 1000000ull;
-            if (now_mono_ns > last && now_mono_ns - last > limit_ns) v.health = TableHealth::stale;
+            if (last == 0)  // a local bootstrap policy: nothing from the control plane yet
+                v.health = TableHealth::not_received;
+            else if (now_mono_ns > last && now_mono_ns - last > limit_ns)
+                v.health = TableHealth::stale;
         }
         return v;
     }

@@ -12,9 +12,10 @@
 // found and used if its flow comes back, but it is the first to be reused.
 //
 // insert() picks the way to reuse in this order: empty, expired, then the
-// ways the caller ranks (rank(value): 0 first, e.g. closed flows; 1 next,
-// oldest first; kKeep = never while live). When every way is kKeep the
-// insert fails and the caller decides (the HTTP stage drops the packet).
+// ways the caller ranks: rank(value) 0 = done with, reusable at no loss
+// (closed flows); 1 = live, evictable, oldest first; kKeep = never while
+// live. When every way is kKeep the insert fails and the caller decides
+// (the HTTP stage drops the packet).
 #pragma once
 
 #include <cstdint>
@@ -42,7 +43,7 @@ static_assert(sizeof(FlowKey) == 40);
 
 uint64_t flow_hash(const FlowKey& k) noexcept;
 
-// Calloc-backed storage (zero pages stay untouched until used).
+// Zeroed storage; large arrays are mapped and populated at once.
 void* flow_table_alloc(size_t bytes);
 void flow_table_free(void* p) noexcept;
 
@@ -65,8 +66,9 @@ public:
 
     struct InsertResult {
         Entry* entry = nullptr;
-        bool evicted = false;  // a live (not expired) flow was pushed out
+        bool evicted = false;  // a live flow of rank 1 was pushed out
         bool expired = false;  // an expired flow's entry was reused
+        bool done = false;     // a rank-0 (closed) flow's entry was reused
     };
 
     // `capacity` is rounded up to a power of two, at least one bucket.
@@ -134,7 +136,8 @@ public:
         if (pick_rank > 0) {
             release(e.value);
             out.expired = pick_rank == 1;
-            out.evicted = pick_rank > 1;
+            out.done = pick_rank == 2;
+            out.evicted = pick_rank == 3;
         } else {
             ++live_;
         }

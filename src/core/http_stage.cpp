@@ -167,9 +167,17 @@ void HttpStage::process_burst(PacketRef* pkts, BurstSlot* slots, uint32_t n, Bur
             BurstSlot& s = slots[i];
             if (s.next == BurstSlot::Next::http) {
                 process(pkts[i], s, ctx, keys_[j], hashes_[j]);
+            } else if (use_host_) {
+                // A first fragment classify passed on the packet's verdict,
+                // which knows no Host. A Host in it could name a collector
+                // that the address alone does not (a hostname rule): then
+                // the request's verdict could be strip. Drop; TCP resends.
+                pkts[i].action = Action::drop;
+                ctx.counters.add(Counter::http_fragment_dropped);
             } else if (Table::Entry* e = table_.find(keys_[j], hashes_[j])) {
-                // A fragmented segment passed (pass verdict) unread: the flow's
-                // position is lost. Its next segment starts conservative mode.
+                // The host cannot change the verdict, so the fragment's bytes
+                // may pass unread; but the flow's position is lost. Its next
+                // segment starts conservative mode.
                 forget(e);
                 ctx.counters.add(Counter::http_fragment_resync);
             }
@@ -230,7 +238,6 @@ void HttpStage::process(PacketRef& pkt, BurstSlot& s, BurstContext& ctx, const F
             return;
         }
         HttpFlow& f = e->value;
-        f.parser = HttpParserState{};
         HttpParser::reset_conservative(f.parser, hosts_, generation_);
         f = HttpFlow{f.parser};
         f.next_seq = f.history_from = seq;
@@ -263,13 +270,15 @@ void HttpStage::payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstCont
         c.add(Counter::http_retransmitted);
         off = seen;
     } else if (gap > 0) {
-        if (!HttpParser::can_skip(f.parser, uint32_t(gap))) {
+        if (f.hole_len != 0 || gap > 0xffff || !HttpParser::can_skip(f.parser, uint32_t(gap))) {
             // A hole before bytes that may be field lines: let TCP resend.
             pkt.action = Action::drop;
             c.add(Counter::http_out_of_order_dropped);
             return;
         }
-        HttpParser::skip(f.parser, hosts_, uint32_t(gap));  // body bytes never read anyway
+        HttpParser::skip(f.parser, hosts_, uint32_t(gap));  // body bytes: never read anyway
+        f.hole_seq = f.next_seq;
+        f.hole_len = uint16_t(gap);
         f.next_seq = seq;
         c.add(Counter::http_out_of_order_skipped);
     }
@@ -291,21 +300,38 @@ void HttpStage::payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstCont
 bool HttpStage::replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noexcept {
     const uint32_t end = seq + len;
     const uint32_t frame0 = sink.frame_base;  // frame offset of `seq`
-    if (seq_before(seq, f.history_from)) {
+    // The open hole's bytes were never seen and hold nothing to scrub; only
+    // the bytes outside it need the record. The hole closes from its front.
+    uint32_t needs_record = seq;  // first byte outside the hole
+    uint32_t hole_seq = f.hole_seq, hole_len = f.hole_len;
+    if (hole_len != 0) {
+        const uint32_t hole_end = f.hole_seq + f.hole_len;
+        if (!seq_before(seq, f.hole_seq) && seq_before(seq, hole_end))
+            needs_record = seq_before(end, hole_end) ? end : hole_end;
+        if (!seq_before(f.hole_seq, seq) && seq_before(f.hole_seq, end)) {
+            hole_seq = seq_before(end, hole_end) ? end : hole_end;
+            hole_len = hole_end - hole_seq;
+        }
+    }
+    if (needs_record != end && seq_before(needs_record, f.history_from)) {
         if (!(f.flags & HttpFlow::kMidstream) || (f.flags & HttpFlow::kHistoryLost)) return false;
         // A flow met mid-stream: these bytes are from before the first one we
         // saw. Scan them on their own, in conservative mode.
-        const uint32_t unseen = seq_before(end, f.history_from) ? len : f.history_from - seq;
+        const uint32_t upto = seq_before(end, f.history_from) ? end : f.history_from;
         HttpParserState st;
         HttpParser::reset_conservative(st, hosts_, generation_);
         const HttpParseContext cx{matcher_, hosts_, generation_, use_host_};
         HttpFlow* record = sink.record;
         sink.record = nullptr;
-        HttpParser::feed(st, cx, sink.pkt.data + frame0, unseen, sink);
+        sink.frame_base = frame0 + (needs_record - seq);
+        HttpParser::feed(st, cx, sink.pkt.data + sink.frame_base, upto - needs_record, sink);
         HttpParser::release(st, hosts_);
         sink.record = record;
+        sink.frame_base = frame0;
         sink.ctx.counters.add(Counter::http_midstream_unseen);
     }
+    f.hole_seq = hole_seq;
+    f.hole_len = uint16_t(hole_len);
     for (unsigned r = 0; r < f.scrub_count; ++r) {
         const uint32_t a = f.scrub_seq[r], b = a + f.scrub_len[r];
         const uint32_t from = seq_before(a, seq) ? seq : a;

@@ -13,14 +13,17 @@
 //                                   the flow's record of scrubbed ranges;
 //                                   dropped if they reach back past it;
 //      a gap (seq > next)           skipped if it lies inside a request
-//                                   body of known length, else the segment
-//                                   is dropped and TCP retransmits it;
+//                                   body of known length (and no other
+//                                   hole is open), else the segment is
+//                                   dropped and TCP retransmits it;
 //  - scrubbing overwrites value bytes with the policy's filler through
 //    l4_fill_bytes (same length, checksum patched); a segment with nothing
 //    to change leaves byte-identical.
 //
-// A first fragment of an HTTP-port segment that classify forwarded (pass
-// verdict) carries bytes this stage never sees: the flow is forgotten, so
+// A first fragment of an HTTP-port segment that classify forwarded (its
+// packet verdict, which knows no Host, said pass) is dropped here when the
+// policy matches any destination by hostname (a Host inside could change
+// the verdict); otherwise it passes unread and the flow is forgotten, so
 // its next segment starts conservative mode.
 //
 // Memory: FlowTable<HttpFlow>::kBytesPerFlow (132) per flow of capacity,
@@ -53,7 +56,7 @@ struct HttpStageConfig {
 
 // What the stage keeps per flow (80 bytes; the entry adds key and time).
 struct HttpFlow {
-    static constexpr unsigned kScrubRanges = 5;
+    static constexpr unsigned kScrubRanges = 4;
     static constexpr uint8_t kClosed = 1;       // FIN seen: reused before live flows
     static constexpr uint8_t kMidstream = 2;    // first seen without SYN
     static constexpr uint8_t kHistoryLost = 4;  // a scrubbed range was forgotten
@@ -64,6 +67,11 @@ struct HttpFlow {
     // Scrubbed ranges of the stream, oldest first, for retransmissions.
     uint32_t scrub_seq[kScrubRanges] = {};
     uint16_t scrub_len[kScrubRanges] = {};
+    // The body bytes skipped unseen after a gap (nothing to scrub there),
+    // until they arrive: their retransmission is let through whatever the
+    // scrubbed-range record has forgotten. One hole at a time.
+    uint32_t hole_seq = 0;
+    uint16_t hole_len = 0;
     uint8_t scrub_count = 0;
     uint8_t flags = 0;
 };

@@ -23,23 +23,20 @@ void store_l4_checksum(uint8_t* at, uint16_t value, bool udp) noexcept {
 
 }  // namespace
 
-uint32_t l4_checksum_input(const uint8_t* frame, const ParsedPacket& p, uint32_t l4_length) noexcept {
-    uint32_t acc = checksum::pseudo_header_sum(p.family == Family::v6, p.src, p.dst, p.l4_proto, l4_length);
-    acc = checksum::sum(frame + p.l4_offset, l4_length, acc);
-    // Take the stored checksum back out: adding its complement subtracts it.
-    acc += uint16_t(~load16(frame + checksum_field_offset(p)));
-    return acc;
+uint32_t l4_tail_sum(const uint8_t* frame, const ParsedPacket& p, uint32_t from) noexcept {
+    return checksum::sum(frame + from, p.ip_end - from, 0, ((from - p.l4_offset) & 1) != 0);
 }
 
-uint32_t udp_remove_bytes(uint8_t* frame, uint32_t frame_len, ParsedPacket& p, uint32_t at, uint32_t count,
-                          uint32_t old_l4_sum) noexcept {
+uint32_t udp_remove_bytes(uint8_t* frame, uint32_t frame_len, ParsedPacket& p, uint32_t from, uint32_t at,
+                          uint32_t count, uint32_t old_tail_sum) noexcept {
     std::memmove(frame + at, frame + at + count, frame_len - at - count);
     frame_len -= count;
     p.ip_end -= count;
     p.payload_len -= count;
 
     uint8_t* udp = frame + p.l4_offset;
-    const uint16_t new_udp_len = uint16_t(load16(udp + 4) - count);
+    const uint16_t old_udp_len = load16(udp + 4);
+    const uint16_t new_udp_len = uint16_t(old_udp_len - count);
     store16(udp + 4, new_udp_len);
 
     uint8_t* ip = frame + p.l3_offset;
@@ -55,8 +52,10 @@ uint32_t udp_remove_bytes(uint8_t* frame, uint32_t frame_len, ParsedPacket& p, u
     uint8_t* field = frame + checksum_field_offset(p);
     const uint16_t stored = load16(field);
     if (p.family == Family::v4 && stored == 0) return frame_len;  // sender sent no checksum
-    const uint32_t new_sum = l4_checksum_input(frame, p, new_udp_len);
-    store_l4_checksum(field, checksum::update(stored, old_l4_sum, new_sum), true);
+    // What changed: the tail, and the UDP length twice (header and pseudo-header).
+    const uint32_t old_sum = old_tail_sum + old_udp_len + old_udp_len;
+    const uint32_t new_sum = l4_tail_sum(frame, p, from) + new_udp_len + new_udp_len;
+    store_l4_checksum(field, checksum::update(stored, old_sum, new_sum), true);
     return frame_len;
 }
 
@@ -64,7 +63,12 @@ void l4_fill_bytes(uint8_t* frame, const ParsedPacket& p, uint32_t at, uint32_t 
     const bool odd = ((at - p.l4_offset) & 1) != 0;
     const uint32_t old_sum = checksum::sum(frame + at, len, 0, odd);
     std::memset(frame + at, fill, len);
-    const uint32_t new_sum = checksum::sum(frame + at, len, 0, odd);
+    // The filled run's sum without reading it back: len/2 words of
+    // fill:fill, plus a lone high byte if len is odd; swapped when odd.
+    uint32_t new_sum = (len / 2) * (uint32_t(fill) << 8 | fill);
+    if (len & 1) new_sum += uint32_t(fill) << 8;
+    new_sum = checksum::fold(new_sum);
+    if (odd) new_sum = (new_sum & 0xff) << 8 | new_sum >> 8;
     uint8_t* field = frame + checksum_field_offset(p);
     const uint16_t stored = load16(field);
     const bool udp = p.l4_proto == kProtoUdp;

@@ -9,19 +9,21 @@
 
 namespace optgate {
 
-// Sum of a UDP or TCP segment as the checksum sees it, excluding the
-// checksum field itself: pseudo-header + header + payload. `l4_length` is the
-// segment length (UDP length or IP payload length after extensions).
-uint32_t l4_checksum_input(const uint8_t* frame, const ParsedPacket& p, uint32_t l4_length) noexcept;
+// The one's-complement sum of the L4 bytes [from, end of the L4 segment) at
+// their parity relative to the L4 header: what a shrinking edit passes to
+// udp_remove_bytes(), taken before any of those bytes change.
+uint32_t l4_tail_sum(const uint8_t* frame, const ParsedPacket& p, uint32_t from) noexcept;
 
 // Removes `count` bytes at frame offset `at` from a UDP datagram's payload:
 // moves the rest of the frame down, then fixes the UDP length, the IPv4
 // total length or IPv6 payload length, the IPv4 header checksum and the UDP
 // checksum (left at zero if it was zero: "no checksum" over IPv4).
-// `old_l4_sum` is l4_checksum_input() taken before any byte of the datagram
-// changed. Returns the new frame length. `p` is updated to the new lengths.
-uint32_t udp_remove_bytes(uint8_t* frame, uint32_t frame_len, ParsedPacket& p, uint32_t at, uint32_t count,
-                          uint32_t old_l4_sum) noexcept;
+// The caller may also have changed bytes in [from, at) (from <= at);
+// `old_tail_sum` is l4_tail_sum(frame, p, from) taken before it did. Only
+// [from, end) is summed again, so the cost is that of the changed tail.
+// Returns the new frame length; `p` is updated to the new lengths.
+uint32_t udp_remove_bytes(uint8_t* frame, uint32_t frame_len, ParsedPacket& p, uint32_t from, uint32_t at,
+                          uint32_t count, uint32_t old_tail_sum) noexcept;
 
 // Overwrites `len` payload bytes at frame offset `at` (inside the TCP or UDP
 // payload) with `fill`, fixing the L4 checksum incrementally. Same length.

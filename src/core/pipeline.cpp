@@ -5,25 +5,47 @@
 
 namespace optgate {
 
-ConsentLookup BurstContext::consent_of(const ParsedPacket& p) const noexcept {
-    if (p.family == Family::v4) {
-        const uint8_t* s = p.src;
-        return table.lookup_v4(uint32_t(s[0]) << 24 | uint32_t(s[1]) << 16 | uint32_t(s[2]) << 8 | s[3]);
-    }
+namespace {
+
+// The consent-table key of a packet's source: IPv4 address, or the IPv6
+// address masked to the policy's key length (1..128) as two words.
+struct SourceKey {
+    bool v4;
+    uint32_t addr;
+    uint64_t hi, lo;
+};
+
+inline SourceKey source_key(const ParsedPacket& p, unsigned keylen) noexcept {
+    const uint8_t* s = p.src;
+    if (p.family == Family::v4)
+        return {true, uint32_t(s[0]) << 24 | uint32_t(s[1]) << 16 | uint32_t(s[2]) << 8 | s[3], 0, 0};
     uint64_t hi = 0, lo = 0;
     for (int i = 0; i < 8; ++i) {
-        hi = hi << 8 | p.src[i];
-        lo = lo << 8 | p.src[8 + i];
+        hi = hi << 8 | s[i];
+        lo = lo << 8 | s[8 + i];
     }
-    // Mask to the key length (1..128); shifts stay below 64.
-    const unsigned keylen = runtime.policy().ipv6_key_length;
     if (keylen <= 64) {
         if (keylen < 64) hi &= ~(~uint64_t(0) >> keylen);
         lo = 0;
     } else if (keylen < 128) {
         lo &= ~(~uint64_t(0) >> (keylen - 64));
     }
-    return table.lookup_v6(hi, lo);
+    return {false, 0, hi, lo};
+}
+
+}  // namespace
+
+ConsentLookup BurstContext::consent_of(const ParsedPacket& p) const noexcept {
+    const SourceKey k = source_key(p, runtime.policy().ipv6_key_length);
+    return k.v4 ? table.lookup_v4(k.addr) : table.lookup_v6(k.hi, k.lo);
+}
+
+void BurstContext::prefetch_consent(const ParsedPacket& p) const noexcept {
+    const SourceKey k = source_key(p, runtime.policy().ipv6_key_length);
+    if (k.v4)
+        table.prefetch_v4(k.addr);
+    else
+        table.prefetch_v6(k.hi, k.lo);
 }
 
 Verdict BurstContext::verdict_for(const ParsedPacket& p, const Destination& dest, bool out_of_sync) const noexcept {
@@ -136,7 +158,12 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
             }
             continue;
         }
-        if (inspected_port) s.next = p.l4_proto == kProtoUdp ? BurstSlot::Next::dns : BurstSlot::Next::http;
+        if (inspected_port) {
+            s.next = p.l4_proto == kProtoUdp ? BurstSlot::Next::dns : BurstSlot::Next::http;
+            // The stage will likely need this subscriber's consent: a 1M-entry
+            // table is not in cache, so start the load now.
+            ctx.prefetch_consent(p);
+        }
     }
 }
 
@@ -167,9 +194,10 @@ void Worker::dns_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept 
             for_each_dns_identifier(msg, scan, rt, [&](int id) { ctx.count_identifier(s.destination, id, true); });
             continue;
         }
-        // Strip: the checksum needs the datagram's sum before any byte moves.
-        const uint32_t udp_len = s.parsed.payload_len + 8;
-        const uint32_t old_sum = l4_checksum_input(pkt.data, s.parsed, udp_len);
+        // Strip. Bytes change from the OPT RDLENGTH to the end of the
+        // datagram; the checksum needs their sum before they do.
+        const uint32_t from = s.parsed.payload_offset + scan.opt_rdlength_at;
+        const uint32_t old_tail = l4_tail_sum(pkt.data, s.parsed, from);
         const uint32_t removed = compact_opt_rdata(msg, scan, rt, [&](int id) {
             ctx.count_identifier(s.destination, id, false);
         });
@@ -177,7 +205,7 @@ void Worker::dns_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept 
         msg[scan.opt_rdlength_at] = uint8_t(rdlength >> 8);
         msg[scan.opt_rdlength_at + 1] = uint8_t(rdlength);
         const uint32_t cut_at = s.parsed.payload_offset + scan.rdata_end - removed;
-        pkt.len = udp_remove_bytes(pkt.data, pkt.len, s.parsed, cut_at, removed, old_sum);
+        pkt.len = udp_remove_bytes(pkt.data, pkt.len, s.parsed, from, cut_at, removed, old_tail);
         s.changed = true;
         c.add(Counter::dns_rewritten);
     }

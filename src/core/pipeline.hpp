@@ -58,6 +58,7 @@ struct BurstContext {
 
     // The consent of the packet's source subscriber (lazy lookup).
     ConsentLookup consent_of(const ParsedPacket& p) const noexcept;
+    void prefetch_consent(const ParsedPacket& p) const noexcept;
     // Verdict for this packet towards `dest`.
     Verdict verdict_for(const ParsedPacket& p, const Destination& dest, bool out_of_sync = false) const noexcept;
     // Packet-level verdict (destination by address and port only), cached in the slot.

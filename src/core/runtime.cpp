@@ -29,6 +29,23 @@ std::shared_ptr<const Runtime> Runtime::compile(Policy policy, std::string* erro
     for (const auto& prefix : p.subscriber_prefixes) {
         auto& trie = prefix.addr.family == Family::v4 ? rt->subscribers_v4_ : rt->subscribers_v6_;
         trie.insert(prefix, [](uint32_t) { return 1u; });
+        const uint64_t ones = ~uint64_t(0);
+        if (prefix.addr.family == Family::v4) {
+            if (rt->few_v4_count_ < kFewPrefixes) {
+                const uint32_t mask = prefix.len ? uint32_t(ones << (32 - prefix.len)) : 0;
+                rt->few_v4_[rt->few_v4_count_] = {prefix.addr.v4_host_order(), mask};
+            }
+            ++rt->few_v4_count_;
+        } else {
+            if (rt->few_v6_count_ < kFewPrefixes) {
+                uint64_t net = 0;
+                for (int b = 0; b < 8; ++b) net = net << 8 | prefix.addr.bytes[b];
+                const unsigned bits = prefix.len < 64 ? prefix.len : 64;
+                const uint64_t mask = bits ? ones << (64 - bits) : 0;
+                rt->few_v6_[rt->few_v6_count_] = {net & mask, mask, prefix.len};
+            }
+            ++rt->few_v6_count_;
+        }
     }
 
     // One rule per (destination, prefix); host-only rules kept apart.

@@ -55,8 +55,27 @@ public:
 
     const Policy& policy() const noexcept { return policy_; }
 
+    // Runs for every IP packet. An ISP has a handful of subscriber prefixes
+    // per family: up to kFewPrefixes are compared directly (one AND and one
+    // compare each, no memory beyond one cache line); more go to the trie.
     bool is_subscriber(Family f, const uint8_t* src) const noexcept {
-        return (f == Family::v4 ? subscribers_v4_ : subscribers_v6_).lookup(src) != 0;
+        if (f == Family::v4) {
+            if (few_v4_count_ > kFewPrefixes) return subscribers_v4_.lookup(src) != 0;
+            const uint32_t a = uint32_t(src[0]) << 24 | uint32_t(src[1]) << 16 | uint32_t(src[2]) << 8 | src[3];
+            for (unsigned i = 0; i < few_v4_count_; ++i)
+                if ((a & few_v4_[i].mask) == few_v4_[i].net) return true;
+            return false;
+        }
+        if (few_v6_count_ > kFewPrefixes) return subscribers_v6_.lookup(src) != 0;
+        uint64_t hi = 0;
+        for (int i = 0; i < 8; ++i) hi = hi << 8 | src[i];
+        for (unsigned i = 0; i < few_v6_count_; ++i) {
+            if ((hi & few_v6_[i].mask) != few_v6_[i].net) continue;
+            if (few_v6_[i].len <= 64) return true;
+            // Longer than /64: the rest is rare enough for the trie.
+            return subscribers_v6_.lookup(src) != 0;
+        }
+        return false;
     }
 
     // `host`: lowercase request host without port, or nullptr when unknown.
@@ -100,7 +119,19 @@ private:
     explicit Runtime(Policy p) : policy_(std::move(p)) {}
     bool rule_matches(const Rule& r, uint16_t port, const std::string_view* host) const noexcept;
 
+    static constexpr unsigned kFewPrefixes = 8;
+    struct FewV4 {
+        uint32_t net, mask;
+    };
+    struct FewV6 {
+        uint64_t net, mask;  // the first 64 bits
+        unsigned len;
+    };
+
     Policy policy_;
+    FewV4 few_v4_[kFewPrefixes]{};
+    FewV6 few_v6_[kFewPrefixes]{};
+    unsigned few_v4_count_ = 0, few_v6_count_ = 0;  // > kFewPrefixes: use the tries
     PrefixTrie subscribers_v4_{Family::v4};
     PrefixTrie subscribers_v6_{Family::v6};
     PrefixTrie destinations_v4_{Family::v4};

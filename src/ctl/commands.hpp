@@ -8,4 +8,19 @@ namespace optgate::ctl {
 // against it (exit 0 valid, 1 invalid or unreadable, 2 usage; check.cpp).
 int check(int argc, char** argv);
 
+// consentd API clients (subscriber_commands.cpp; server and token from
+// --server/--token/--token-file or OPTGATE_SERVER/OPTGATE_TOKEN; exit 0 on
+// success, 1 on an error answer or no answer, 2 usage).
+int grant(int argc, char** argv);
+int revoke(int argc, char** argv);
+int show(int argc, char** argv);
+int bind(int argc, char** argv);
+int unbind(int argc, char** argv);
+int import_file(int argc, char** argv);
+int reload(int argc, char** argv);
+// dataplanes [--json]: data planes connected to consentd (dataplanes.cpp).
+int dataplanes(int argc, char** argv);
+// verify-ledger DB: offline ledger check (verify_ledger.cpp; exit 0 ok, 1 not).
+int verify_ledger(int argc, char** argv);
+
 }  // namespace optgate::ctl

@@ -3,6 +3,7 @@
 // edge would have forwarded. docs/replay.md.
 //
 //   optgate-replay --policy FILE --consent FILE [--report FILE.json] IN.pcap OUT.pcap
+//   optgate-replay --control SOCKET|HOST:PORT [--name N] [--pace] [...] IN.pcap OUT.pcap
 //
 // Exit status: 0 done; 2 bad input (message names the file); OUT is only
 // created when the whole run succeeded.
@@ -12,12 +13,15 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <thread>
 #include <vector>
 
 #include "common/report.hpp"
 #include "core/enforcement.hpp"
 #include "core/pipeline.hpp"
 #include "policy/loader.hpp"
+#include "policy/values.hpp"
+#include "replay/control.hpp"
 #include "replay/pcap_files.hpp"
 
 namespace po = boost::program_options;
@@ -30,7 +34,14 @@ constexpr uint32_t kBurst = 32;
 struct Options {
     std::string policy, consent, report, input, output;
     bool quiet = false;
+    replay::ControlOptions control;  // control.endpoint set: --control mode
+    std::string control_timeout = "10s";
+    bool pace = false;
 };
+
+constexpr const char* kUsage =
+    "usage: optgate-replay --policy FILE --consent FILE [--report FILE.json] IN.pcap OUT.pcap\n"
+    "       optgate-replay --control SOCKET|HOST:PORT [--name NAME] [--pace] [--report FILE.json] IN.pcap OUT.pcap\n";
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -44,7 +55,15 @@ Options parse_options(int argc, char** argv) {
         ("policy", po::value(&o.policy), "policy file (YAML, docs/policy.md)")
         ("consent", po::value(&o.consent), "consent file (YAML, docs/consent-file.md)")
         ("report", po::value(&o.report), "write counters as JSON to this file")
-        ("quiet,q", po::bool_switch(&o.quiet), "do not print the summary");
+        ("quiet,q", po::bool_switch(&o.quiet), "do not print the summary")
+        ("control", po::value(&o.control.endpoint),
+         "take policy and table from consentd at this Unix socket or HOST:PORT (docs/replay.md#--control)")
+        ("name", po::value(&o.control.name), "with --control: how consentd lists this replay (default replay-HOST-PID)")
+        ("control-timeout", po::value(&o.control_timeout), "with --control: wait this long for the table (default 10s)")
+        ("tls-cert", po::value(&o.control.tls_cert), "with --control HOST:PORT: this data plane's certificate (PEM)")
+        ("tls-key", po::value(&o.control.tls_key), "with --control HOST:PORT: its private key (PEM)")
+        ("tls-ca", po::value(&o.control.tls_ca), "with --control HOST:PORT: the CA that signs consentd's certificate")
+        ("pace", po::bool_switch(&o.pace), "replay in real time, honouring the capture's inter-packet gaps");
     po::options_description hidden;
     hidden.add_options()("input", po::value(&o.input))("output", po::value(&o.output));
     po::options_description all;
@@ -59,12 +78,23 @@ Options parse_options(int argc, char** argv) {
         throw UsageError(e.what());
     }
     if (vm.count("help")) {
-        std::cout << "usage: optgate-replay --policy FILE --consent FILE [--report FILE.json] IN.pcap OUT.pcap\n"
-                  << named;
+        std::cout << kUsage << named;
         std::exit(0);
     }
-    if (o.policy.empty()) throw UsageError("--policy FILE is required");
-    if (o.consent.empty()) throw UsageError("--consent FILE is required");
+    if (!o.control.endpoint.empty()) {
+        if (!o.policy.empty() || !o.consent.empty())
+            throw UsageError("--control takes the policy and table from consentd: drop --policy and --consent");
+        std::string error;
+        const auto t = policy::detail::parse_duration(o.control_timeout, error);
+        if (!t) throw UsageError("--control-timeout " + o.control_timeout + ": " + error);
+        o.control.timeout = *t;
+    } else {
+        if (o.policy.empty()) throw UsageError("--policy FILE is required (or --control)");
+        if (o.consent.empty()) throw UsageError("--consent FILE is required");
+        if (!o.control.name.empty() || !o.control.tls_cert.empty() || !o.control.tls_key.empty() ||
+            !o.control.tls_ca.empty())
+            throw UsageError("--name and --tls-* go with --control");
+    }
     if (o.input.empty() || o.output.empty()) throw UsageError("IN.pcap and OUT.pcap are required");
     return o;
 }
@@ -83,9 +113,14 @@ void load_enforcement(const Options& o, Enforcement& enforcement) {
     enforcement.install(std::move(runtime), std::move(table));
 }
 
-int run(const Options& o) {
-    Enforcement enforcement(Enforcement::Mode::static_table);
-    load_enforcement(o, enforcement);
+int run(Options& o) {
+    const bool controlled = !o.control.endpoint.empty();
+    Enforcement enforcement(controlled ? Enforcement::Mode::controlled : Enforcement::Mode::static_table);
+    std::unique_ptr<proto::ControlClient> control;
+    if (controlled)
+        control = replay::connect_control(o.control, enforcement);  // waits for the snapshot
+    else
+        load_enforcement(o, enforcement);
 
     replay::PcapReader in(o.input);
     if (in.linktype() != DLT_EN10MB)
@@ -99,6 +134,18 @@ int run(const Options& o) {
     PacketRef pkts[kBurst];
     uint32_t origlen[kBurst];
 
+    auto process = [&](uint32_t n) {
+        uint32_t caplen_before[kBurst];
+        for (uint32_t i = 0; i < n; ++i) caplen_before[i] = pkts[i].len;
+        worker.process_burst(pkts, n, monotonic_ns());
+        for (uint32_t i = 0; i < n; ++i) {
+            if (pkts[i].action != Action::forward) continue;
+            // A shrunk frame shrinks on the wire too.
+            const uint32_t wire = origlen[i] - (caplen_before[i] - pkts[i].len);
+            out.write(pkts[i].data, pkts[i].len, wire, pkts[i].timestamp_ns);
+        }
+    };
+    replay::Pacer pacer;
     bool more = true;
     while (more) {
         uint32_t n = 0;
@@ -110,29 +157,34 @@ int run(const Options& o) {
                 more = false;
                 break;
             }
+            if (o.pace) {
+                // Real time: what is due goes out before waiting for the next.
+                if (const uint64_t wait = pacer.wait_ns(ts)) {
+                    if (n) process(n);
+                    n = 0;
+                    worker.idle();  // offline: the control thread may reclaim meanwhile
+                    std::this_thread::sleep_for(std::chrono::nanoseconds(wait));
+                }
+            }
             std::memcpy(buffers[n].data(), data, caplen);
             pkts[n] = PacketRef{buffers[n].data(), caplen, ts, Action::forward};
             origlen[n] = len;
             ++n;
         }
         if (n == 0) break;
-        uint32_t caplen_before[kBurst];
-        for (uint32_t i = 0; i < n; ++i) caplen_before[i] = pkts[i].len;
-        worker.process_burst(pkts, n, monotonic_ns());
-        for (uint32_t i = 0; i < n; ++i) {
-            if (pkts[i].action != Action::forward) continue;
-            // A shrunk frame shrinks on the wire too.
-            const uint32_t wire = origlen[i] - (caplen_before[i] - pkts[i].len);
-            out.write(pkts[i].data, pkts[i].len, wire, pkts[i].timestamp_ns);
-        }
+        process(n);
     }
+    worker.idle();
+    if (control) control->stop();  // the table stays installed; the thread is gone
 
     out.commit();
     const auto runtime = enforcement.runtime();
     if (!o.report.empty()) {
         const std::string partial = o.report + ".partial";
         std::ofstream f(partial);
-        f << boost::json::serialize(report::to_json(worker.counters(), *runtime)) << "\n";
+        auto json = report::to_json(worker.counters(), *runtime);
+        if (control) json["control"] = replay::control_report(o.control, control->status());
+        f << boost::json::serialize(json) << "\n";
         f.close();
         if (!f || std::rename(partial.c_str(), o.report.c_str()) != 0)
             throw replay::FileError(o.report + ": cannot write the report");
@@ -145,10 +197,10 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
     try {
-        return run(parse_options(argc, argv));
+        Options o = parse_options(argc, argv);
+        return run(o);
     } catch (const UsageError& e) {
-        std::cerr << "optgate-replay: " << e.what() << "\n"
-                  << "usage: optgate-replay --policy FILE --consent FILE [--report FILE.json] IN.pcap OUT.pcap\n";
+        std::cerr << "optgate-replay: " << e.what() << "\n" << kUsage;
         return 2;
     } catch (const policy::PolicyError& e) {
         std::cerr << e.what();

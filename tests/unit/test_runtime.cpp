@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <random>
+
 #include "core/runtime.hpp"
 #include "policy_fixture.hpp"
 
@@ -135,4 +137,39 @@ TEST_CASE("compile refuses what the packet path cannot hold") {
     q.collectors[0].purpose = 7;
     CHECK_FALSE(Runtime::compile(q, &error));
     CHECK(error.find("adnet") != std::string::npos);
+}
+
+TEST_CASE("subscriber check agrees with Prefix::contains, with few prefixes and with many") {
+    std::mt19937 rng(3);
+    auto random_addr = [&](bool v6) {
+        IpAddr a;
+        if (v6) {
+            a = *IpAddr::parse("2001:db8:1000::");
+            for (int i = 4; i < 16; ++i) a.bytes[i] = uint8_t(rng());
+            if (rng() % 4 == 0) a.bytes[3] = uint8_t(rng());  // sometimes outside /36
+        } else {
+            a = IpAddr::from_v4_host(0x64000000u | (rng() & 0x00ffffffu));  // 100.0.0.0/8
+        }
+        return a;
+    };
+    for (int many = 0; many < 2; ++many) {
+        Policy p = test::sample_policy();
+        p.subscriber_prefixes = {P("100.64.0.0/10"), P("2001:db8:1000::/36"), P("2001:db8:1000:5:6::/80"),
+                                 P("100.1.2.3/32")};
+        if (many)
+            for (int i = 0; i < 20; ++i)
+                p.subscriber_prefixes.push_back(*Prefix::parse("100." + std::to_string(2 + i) + ".0.0/16"));
+        auto rt = Runtime::compile(p);
+        REQUIRE(rt);
+        for (int i = 0; i < 20000; ++i) {
+            const IpAddr a = random_addr(i & 1);
+            bool expected = false;
+            for (const auto& prefix : p.subscriber_prefixes) expected = expected || prefix.contains(a);
+            REQUIRE(rt->is_subscriber(a.family, a.bytes.data()) == expected);
+        }
+        const IpAddr exact = *IpAddr::parse("100.1.2.3");
+        CHECK(rt->is_subscriber(exact.family, exact.bytes.data()));
+        const IpAddr next = *IpAddr::parse("100.1.2.4");
+        CHECK_FALSE(rt->is_subscriber(next.family, next.bytes.data()));
+    }
 }

@@ -80,13 +80,36 @@ TEST_CASE("config errors: all of them, located") {
         kTokens +
         "  - {name: portal, role: root, sha256: s3cret-token}\n"
         "limits: {header_timeout: 10}\n");
-    REQUIRE(e.size() == 6);
-    CHECK(e[0] == "c.yaml:1:19: 'address' must be an IPv4 or IPv6 address, not 'localhost'");
-    CHECK(e[1] == "c.yaml:1:30: unknown key 'prot' in 'listen' (did you mean 'port'?)");
-    CHECK(e[2].find("c.yaml:1:1: the consentd config is missing the required key 'policy'") == 0);
-    CHECK(e[3].find("c.yaml:5:11: duplicate token name 'portal'") == 0);
-    CHECK(e[4].find("c.yaml:5:29: role 'root' is not one of") == 0);
-    CHECK(e[5].find("c.yaml:5:43: 'sha256' must be the token's SHA-256") == 0);
+    REQUIRE(e.size() == 7);
+    CHECK(e[0] == "c.yaml:1:1: the consentd config is missing the required key 'policy'");
+    CHECK(e[1] == "c.yaml:1:19: 'address' must be an IPv4 or IPv6 address, not 'localhost'");
+    CHECK(e[2] == "c.yaml:1:30: unknown key 'prot' in 'listen' (did you mean 'port'?)");
+    CHECK(e[3] == "c.yaml:5:12: duplicate token name 'portal' (first at line 4)");
+    CHECK(e[4] == "c.yaml:5:26: role 'root' is not one of: read, write, admin");
+    CHECK(e[5].find("c.yaml:5:40: 'sha256' must be the token's SHA-256") == 0);
+    CHECK(e[6].find("c.yaml:6:26: 'header_timeout': '10' is not a duration") == 0);
+}
+
+TEST_CASE("the example config is valid and says what the defaults are") {
+    const auto c = load_config_file(OPTGATE_SOURCE_ROOT "/config/consentd.example.yaml");
+    CHECK(c.warnings.empty());
+    CHECK(c.config.listen_address == "127.0.0.1");
+    CHECK(c.config.port == 8470);
+    CHECK(c.config.database == "/var/lib/optgate/consentd.db");
+    CHECK(c.config.tokens.size() == 4);
+    // The limits it lists are the built-in defaults.
+    const Limits defaults;
+    CHECK(c.config.limits.max_body_bytes == defaults.max_body_bytes);
+    CHECK(c.config.limits.max_import_bytes == defaults.max_import_bytes);
+    CHECK(c.config.limits.max_header_bytes == defaults.max_header_bytes);
+    CHECK(c.config.limits.header_timeout == defaults.header_timeout);
+    CHECK(c.config.limits.body_timeout == defaults.body_timeout);
+    CHECK(c.config.limits.import_timeout == defaults.import_timeout);
+    CHECK(c.config.limits.write_timeout == defaults.write_timeout);
+    CHECK(c.config.limits.max_connections == defaults.max_connections);
+    const Config d;
+    CHECK(c.config.max_batch == d.max_batch);
+    CHECK(c.config.history_limit == d.history_limit);
 }
 
 TEST_CASE("config warnings and the no-token rule") {

@@ -80,11 +80,20 @@ TEST_CASE("shape rules per action") {
     e.purpose.reset();
     CHECK_FALSE(shape_error(e).empty());
     e.action = Action::bind;
+    e.notice_version.reset();
     CHECK_FALSE(shape_error(e).empty());  // bind without address
     e.address = "100.64.0.1";
     CHECK(shape_error(e).empty());
+    e.notice_version = "v3";
+    CHECK(shape_error(e) == "is a bind with a notice_version");
+    e.notice_version.reset();
     e.credential.clear();
     CHECK_FALSE(shape_error(e).empty());
+    e = grant_event();
+    e.notice_version.reset();
+    CHECK(shape_error(e) == "is a grant without a notice_version");
+    e.action = Action::revoke;
+    CHECK(shape_error(e).empty());
 }
 
 TEST_CASE("times are UTC RFC 3339 with milliseconds") {

@@ -2,6 +2,8 @@
 // rollback, derived rows, and verify_ledger() catching each kind of damage.
 #include <doctest/doctest.h>
 
+#include <map>
+
 #include "consentd/ledger.hpp"
 #include "consentd/verify.hpp"
 #include "fixture.hpp"
@@ -98,7 +100,9 @@ TEST_CASE("a rolled-back transaction leaves no trace and the chain continues") {
     CHECK(l.head_seq() == 1);
     CHECK(l.head_hash() == head);
     Event f = make("sub-1", Action::revoke, "advertising");
-    append_all(l, {f});
+    l.begin();
+    l.append(f);
+    l.commit();
     CHECK(f.seq == 2);
     CHECK(f.prev_hash == head);
     const auto r = verify_ledger(path);

@@ -1,4 +1,6 @@
 // Routing: paths, percent-decoding, methods and query parameters.
+#include <ostream>  // before doctest: Boost headers print string_views
+
 #include <doctest/doctest.h>
 
 #include "consentd/router.hpp"
@@ -47,6 +49,10 @@ TEST_CASE("what does not route") {
     CHECK(match_route(verb::get, "/v1/subscribers/x?histroy=3").code == "unknown_parameter");
     CHECK(match_route(verb::get, "/v1/subscribers/x?history=3&history=4").code == "duplicate_parameter");
     CHECK(match_route(verb::get, "/v1/purposes?x=1").code == "unknown_parameter");
+    // Nothing unprintable reaches a message.
+    CHECK(match_route(verb::get, "/v1/purposes?%FF%0A=1").message == "unknown query parameter");
+    CHECK(match_route(verb::put, "/v1/subscribers/x/consents/ad%0Avertising").code == "unknown_purpose");
+    CHECK(match_route(verb::put, "/v1/bindings/100.64.0.1%00").code == "invalid_address");
 }
 
 TEST_CASE("roles per route") {

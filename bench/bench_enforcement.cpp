@@ -1,0 +1,375 @@
+// Enforcement benchmark (docs/benchmarks.md, "Enforcement"): how long until a
+// consent change is enforced at the data planes, and how long a full table
+// takes to reach one.
+//
+//   bench-enforcement --consentd build/src/consentd/consentd --policy tests/consentd/policy.yaml
+//                     [--writes 1000] [--entries 1000000] [--import 1000000] [--dir DIR]
+//
+// 1. Latency, through a real consentd on loopback: sequential grants and
+//    revokes with ?wait=enforced, with 1 and then 4 data planes connected
+//    (client library, one thread each, in this process). Reported: consentd's
+//    own measurement in the answer (API acknowledgement to the last data
+//    plane's acknowledgement), and the whole request as the client sees it.
+//    Baseline in the same run: the same writes without ?wait (durable write).
+// 2. Snapshot, in-process: 1M entries from a table source through the
+//    publisher, a Unix socket and the client library into a pre-sized table
+//    (transfer + decode + apply + install), for a cached snapshot and one
+//    built on demand; plus its parts (encode; decode + apply without a
+//    socket) and the baseline: filling a pre-sized table from memory.
+// 3. Snapshot through consentd: import --import subscribers (one bound
+//    address each), then connect a data plane and time it until installed.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <boost/program_options.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "consentd/dataplane_server.hpp"
+#include "consentd/publisher.hpp"
+#include "consentd/sha256.hpp"
+#include "policy/loader.hpp"
+#include "proto/codec.hpp"
+#include "proto/control_client.hpp"
+#include "proto/table_sync.hpp"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace optgate;
+
+namespace {
+
+constexpr const char* kToken = "bench-enforcement-token";
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+double percentile(std::vector<double> v, double p) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const size_t i = std::min(v.size() - 1, size_t(p * double(v.size() - 1) + 0.5));
+    return v[i];
+}
+
+std::string slurp(const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+// ---- consentd as a child process ----
+struct Consentd {
+    pid_t pid = -1;
+    uint16_t port = 0;
+    std::string dir, socket;
+
+    Consentd(const std::string& binary, const std::string& policy, const std::string& d) : dir(d) {
+        fs::create_directories(dir);
+        socket = dir + "/dp.sock";
+        std::ofstream(dir + "/consentd.yaml")
+            << "listen: {address: 127.0.0.1, port: 0}\n"
+            << "database: " << dir << "/bench.db\n"
+            << "policy: " << fs::absolute(policy).string() << "\n"
+            << "tokens:\n  - {name: bench, role: admin, sha256: " << consentd::to_hex(consentd::sha256(kToken))
+            << "}\n"
+            << "limits: {max_import_bytes: 1073741824}\n"
+            << "dataplanes:\n  socket: " << socket << "\n";
+        for (const char* f : {"/bench.db", "/bench.db-wal", "/bench.db-shm", "/port"}) fs::remove(dir + f);
+        pid = fork();
+        if (pid == 0) {
+            const std::string log = dir + "/consentd.log";
+            if (!freopen(log.c_str(), "w", stderr)) _exit(126);
+            const std::string cfg = dir + "/consentd.yaml", portfile = dir + "/port";
+            execl(binary.c_str(), binary.c_str(), "--config", cfg.c_str(), "--port-file", portfile.c_str(),
+                  static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        for (int i = 0; i < 2000 && !(fs::exists(dir + "/port") && fs::exists(socket)); ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        if (!fs::exists(dir + "/port")) throw std::runtime_error("consentd did not start; see " + dir + "/consentd.log");
+        port = uint16_t(std::stoul(slurp(dir + "/port")));
+    }
+    ~Consentd() {
+        if (pid > 0) {
+            kill(pid, SIGTERM);
+            waitpid(pid, nullptr, 0);
+        }
+    }
+};
+
+// One keep-alive HTTP connection.
+class Api {
+public:
+    explicit Api(uint16_t port) : stream_(io_) {
+        stream_.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+        stream_.socket().set_option(asio::ip::tcp::no_delay(true));
+    }
+    std::pair<unsigned, std::string> call(http::verb verb, const std::string& target, const std::string& body,
+                                          const char* type = "application/json") {
+        http::request<http::string_body> req{verb, target, 11};
+        req.set(http::field::host, "127.0.0.1");
+        req.set(http::field::authorization, std::string("Bearer ") + kToken);
+        req.set(http::field::content_type, type);
+        req.body() = body;
+        req.prepare_payload();
+        http::write(stream_, req);
+        http::response<http::string_body> res;
+        res.body_limit(1ull << 30);
+        http::read(stream_, buf_, res);
+        return {res.result_int(), res.body()};
+    }
+
+private:
+    asio::io_context io_;
+    beast::tcp_stream stream_;
+    beast::flat_buffer buf_;
+};
+
+struct DataPlane {
+    Enforcement enforcement{Enforcement::Mode::controlled};
+    proto::ControlClient client;
+    DataPlane(const std::string& socket, const std::string& name) : client(enforcement, options(socket, name)) {}
+    static proto::ControlClient::Options options(const std::string& socket, const std::string& name) {
+        proto::ControlClient::Options o;
+        o.name = name;
+        o.endpoint.kind = proto::Endpoint::Kind::unix_socket;
+        o.endpoint.path = socket;
+        o.log = [](std::string_view) {};
+        return o;
+    }
+};
+
+// ---- 1. enforcement latency through consentd ----
+void latency(Consentd& c, int writes) {
+    Api api(c.port);
+    api.call(http::verb::put, "/v1/bindings/100.64.0.10", R"({"subscriber": "bench-sub", "source": "bench"})");
+    std::vector<std::unique_ptr<DataPlane>> dps;
+    auto write = [&](int i, const char* query) {
+        const bool grant = i % 2 == 0;
+        const std::string target = "/v1/subscribers/bench-sub/consents/advertising" + std::string(query);
+        return api.call(grant ? http::verb::put : http::verb::delete_, target,
+                        grant ? R"({"source": "bench", "notice_version": "v1"})" : R"({"source": "bench"})");
+    };
+    std::printf("\n1. enforcement latency, consentd on loopback, %d sequential writes per row (ms)\n", writes);
+    std::printf("%-34s %8s %8s %8s %8s\n", "", "p50", "p90", "p99", "max");
+    auto row = [](const char* what, const std::vector<double>& v) {
+        std::printf("%-34s %8.3f %8.3f %8.3f %8.3f\n", what, percentile(v, 0.5), percentile(v, 0.9),
+                    percentile(v, 0.99), percentile(v, 1.0));
+    };
+    for (int n : {1, 4}) {
+        while (int(dps.size()) < n) {
+            dps.push_back(std::make_unique<DataPlane>(c.socket, "bench-dp-" + std::to_string(dps.size())));
+            dps.back()->client.start();
+            if (!dps.back()->client.wait_synced(std::chrono::seconds(10))) throw std::runtime_error("no snapshot");
+        }
+        std::vector<double> base, server, whole;
+        for (int i = 0; i < writes; ++i) {
+            const auto t0 = Clock::now();
+            write(i, "");
+            base.push_back(ms_since(t0));
+        }
+        int timeouts = 0;
+        for (int i = 0; i < writes; ++i) {
+            const auto t0 = Clock::now();
+            const auto [status, body] = write(i, "?wait=enforced");
+            whole.push_back(ms_since(t0));
+            const auto e = boost::json::parse(body).at("enforcement");
+            if (e.at("status").as_string() != "enforced") ++timeouts;
+            server.push_back(e.at("latency_ms").to_number<double>());
+        }
+        std::printf("-- %d data plane%s%s\n", n, n > 1 ? "s" : "",
+                    timeouts ? (" (" + std::to_string(timeouts) + " timeouts)").c_str() : "");
+        row("baseline: durable write, no wait", base);
+        row("enforcement (consentd's measure)", server);
+        row("write + wait=enforced (client)", whole);
+    }
+    for (auto& d : dps) d->client.stop();
+}
+
+// ---- 2. snapshot in-process ----
+struct MemorySource : consentd::TableSource {
+    std::shared_ptr<const Policy> policy;
+    std::string version;
+    std::vector<std::pair<SubscriberKey, PurposeMask>> entries;
+    std::mutex mu;
+    uint64_t seq = 1;
+    void snapshot(consentd::SnapshotSink& sink) override {
+        std::lock_guard lk(mu);
+        sink.begin(seq, policy, version);
+        for (const auto& [k, m] : entries) sink.add(k, m);
+    }
+};
+
+void snapshot_in_process(const std::string& policy_file, uint32_t n, const std::string& dir) {
+    const std::string text = slurp(policy_file);
+    MemorySource src;
+    src.policy = std::make_shared<const Policy>(policy::load_policy_text(text, policy_file).policy);
+    src.version = consentd::table_version(*src.policy);
+    src.entries.reserve(n);
+    for (uint32_t i = 0; i < n; ++i)  // 100.64.0.0/10 holds 4M addresses
+        src.entries.push_back({SubscriberKey{IpAddr::from_v4_host(0x64400001u + i)}, PurposeMask(1 + i % 3)});
+
+    std::printf("\n2. snapshot of %u entries, in-process (ms)\n", n);
+    // Baseline: the floor of applying, a pre-sized table filled from memory.
+    {
+        QsbrDomain rcu;
+        const auto t0 = Clock::now();
+        ConsentTable t(rcu, n);
+        for (const auto& [k, m] : src.entries) t.upsert(k, m);
+        std::printf("%-52s %9.1f\n", "baseline: fill a pre-sized table from memory", ms_since(t0));
+    }
+    std::vector<std::string> frames;
+    {
+        const auto t0 = Clock::now();
+        proto::SnapshotEncoder enc;
+        for (const auto& [k, m] : src.entries) enc.add(k, m);
+        enc.finish(proto::SnapshotBegin{1, 0, 0, "bench", src.version, policy_file, text}, frames);
+        size_t bytes = 0;
+        for (const auto& f : frames) bytes += f.size();
+        std::printf("%-52s %9.1f  (%zu frames, %.1f MB)\n", "encode (consentd side, under the ledger lock)",
+                    ms_since(t0), frames.size(), double(bytes) / 1e6);
+    }
+    {
+        Enforcement e(Enforcement::Mode::controlled);
+        proto::TableSync sync(e);
+        sync.connection_started();
+        std::string w;
+        proto::encode(w, proto::Welcome{1, 1000, proto::Welcome::Mode::snapshot});
+        frames.insert(frames.begin(), w);
+        const auto t0 = Clock::now();
+        for (const auto& f : frames) {
+            const auto r = proto::decode({reinterpret_cast<const uint8_t*>(f.data()), f.size()},
+                                         proto::Direction::to_client);
+            sync.on_frame(r.frame, monotonic_ns());
+        }
+        std::printf("%-52s %9.1f  (%zu entries installed)\n", "decode + policy load + apply + install, no socket",
+                    ms_since(t0), e.table()->size());
+    }
+    // The whole path: publisher, Unix socket, client library.
+    asio::io_context ioc;
+    consentd::DataPlaneConfig cfg;
+    cfg.socket = dir + "/inproc.sock";
+    cfg.history_commits = 0;  // a commit makes the cached snapshot unusable: the next one is built
+    consentd::Publisher pub(ioc, src, cfg);
+    pub.add_policy_document(src.policy, policy_file, text);
+    auto t_build = Clock::now();
+    pub.start();  // builds the first snapshot
+    const double build_ms = ms_since(t_build);
+    consentd::DataPlaneServer server(ioc, pub);
+    server.start();
+    auto work = asio::make_work_guard(ioc);
+    std::thread io([&] { ioc.run(); });
+    std::printf("%-52s %9.1f\n", "publisher: read table + encode (snapshot build)", build_ms);
+    for (const char* kind : {"cached snapshot", "snapshot built on demand"}) {
+        if (std::string(kind) == "snapshot built on demand") {
+            // A commit makes the cached snapshot old: the next hello waits for a build.
+            std::lock_guard lk(src.mu);
+            ++src.seq;
+            pub.on_commit(src.seq, {});
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        DataPlane dp(cfg.socket, "bench-snapshot");
+        const auto t0 = Clock::now();
+        dp.client.start();
+        if (!dp.client.wait_synced(std::chrono::seconds(60))) throw std::runtime_error("no snapshot");
+        const double ms = ms_since(t0);
+        std::printf("%-52s %9.1f\n", (std::string("connect -> installed, ") + kind).c_str(), ms);
+        dp.client.stop();
+    }
+    asio::post(ioc, [&] {
+        server.stop();
+        pub.stop();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    work.reset();
+    ioc.stop();
+    io.join();
+}
+
+// ---- 3. snapshot through consentd ----
+void snapshot_consentd(Consentd& c, uint32_t n) {
+    Api api(c.port);
+    std::string body;
+    body.reserve(size_t(n) * 100);
+    for (uint32_t i = 0; i < n; ++i) {
+        body += R"({"subscriber":"s)";
+        body += std::to_string(i);
+        body += R"(","addresses":[")";
+        body += IpAddr::from_v4_host(0x64800001u + i).to_string();
+        body += R"("],"consents":["advertising"],"notice_version":"v1"})";
+        body += '\n';
+    }
+    const auto t0 = Clock::now();
+    const auto [status, answer] = api.call(http::verb::post, "/v1/import?format=ndjson", body);
+    if (status != 200) throw std::runtime_error("import failed: " + answer);
+    std::printf("\n3. snapshot of a %u-subscriber table through consentd (import took %.1f s)\n", n,
+                ms_since(t0) / 1000);
+    for (int run = 0; run < 3; ++run) {
+        DataPlane dp(c.socket, "bench-big-" + std::to_string(run));
+        const auto t1 = Clock::now();
+        dp.client.start();
+        if (!dp.client.wait_synced(std::chrono::seconds(120))) throw std::runtime_error("no snapshot");
+        std::printf("   connect -> %zu entries installed: %.1f ms\n", dp.enforcement.table()->size(), ms_since(t1));
+        dp.client.stop();
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string consentd_bin, policy, dir = "/tmp/bench-enforcement";
+    int writes = 1000;
+    uint32_t entries = 1000000, import = 1000000;
+    po::options_description opts("bench-enforcement");
+    opts.add_options()("help,h", "this help")("consentd", po::value(&consentd_bin), "consentd binary")(
+        "policy", po::value(&policy), "policy file")("writes", po::value(&writes), "writes per latency row (1000)")(
+        "entries", po::value(&entries), "in-process snapshot entries (1000000)")(
+        "import", po::value(&import), "subscribers imported for the consentd snapshot (1000000; 0: skip)")(
+        "dir", po::value(&dir), "scratch directory (/tmp/bench-enforcement)");
+    po::variables_map vm;
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::notify(vm);
+    if (vm.count("help") || consentd_bin.empty() || policy.empty()) {
+        std::cout << opts;
+        return vm.count("help") ? 0 : 2;
+    }
+    std::signal(SIGPIPE, SIG_IGN);
+    try {
+        fs::create_directories(dir);
+        std::printf("bench-enforcement: %u hardware threads\n", std::thread::hardware_concurrency());
+        {
+            Consentd c(consentd_bin, policy, dir + "/latency");
+            latency(c, writes);
+        }
+        snapshot_in_process(policy, entries, dir);
+        if (import) {
+            Consentd c(consentd_bin, policy, dir + "/snapshot");
+            snapshot_consentd(c, import);
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench-enforcement: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,148 @@
+#include "consentd/dataplane_config.hpp"
+
+#include <filesystem>
+
+#include "policy/values.hpp"
+#include "proto/endpoint.hpp"
+
+namespace optgate::consentd {
+
+using namespace policy::detail;
+
+namespace {
+
+std::string resolve(const std::string& path, const std::string& base_dir) {
+    const std::filesystem::path p(path);
+    if (p.is_absolute() || base_dir.empty()) return path;
+    return (std::filesystem::path(base_dir) / p).lexically_normal().string();
+}
+
+std::optional<std::chrono::milliseconds> duration(const Value& v, Diagnostics& d, std::chrono::milliseconds min,
+                                                  std::chrono::milliseconds max) {
+    const auto text = as_text(v, d);
+    if (!text) return std::nullopt;
+    std::string error;
+    auto ms = parse_duration(*text, error);
+    if (!ms) {
+        d.error(v.at, v.name + ": " + error);
+        return std::nullopt;
+    }
+    if (*ms < min || *ms > max) {
+        d.error(v.at, v.name + " must be between " + std::to_string(min.count()) + "ms and " +
+                          std::to_string(max.count()) + "ms");
+        return std::nullopt;
+    }
+    return ms;
+}
+
+void read_tls(const Value& v, DataPlaneTcp& tcp, Diagnostics& d, const std::string& base_dir) {
+    const MapReader m(v, "'tls'", {"certificate", "private_key", "client_ca"}, d);
+    if (!m.is_map()) return;
+    proto::TlsFiles f;
+    bool ok = true;
+    for (auto [key, field] : {std::pair{"certificate", &f.certificate}, std::pair{"private_key", &f.private_key},
+                              std::pair{"client_ca", &f.ca}}) {
+        const auto x = m.require(key);
+        const auto text = x ? as_text(*x, d) : std::nullopt;
+        if (text)
+            *field = resolve(*text, base_dir);
+        else
+            ok = false;
+    }
+    if (ok) tcp.tls = std::move(f);
+}
+
+void read_tcp(const Value& v, DataPlaneConfig& c, Diagnostics& d, const std::string& base_dir) {
+    const MapReader m(v, "'tcp'", {"address", "port", "tls"}, d);
+    if (!m.is_map()) return;
+    DataPlaneTcp tcp;
+    bool ok = true;
+    if (const auto a = m.require("address")) {
+        const auto text = as_text(*a, d);
+        if (text && !IpAddr::parse(*text)) {
+            d.error(a->at, "'address' must be an IPv4 or IPv6 address, not '" + *text + "'");
+            ok = false;
+        } else if (text) {
+            tcp.address = *text;
+        } else {
+            ok = false;
+        }
+    } else {
+        ok = false;
+    }
+    if (const auto p = m.get("port")) {
+        if (const auto n = as_integer(*p, d, 0, 65535))
+            tcp.port = uint16_t(*n);
+        else
+            ok = false;
+    }
+    if (const auto t = m.get("tls")) read_tls(*t, tcp, d, base_dir);
+    if (!ok) return;
+    proto::Endpoint ep;
+    ep.kind = proto::Endpoint::Kind::tcp;
+    ep.host = tcp.address;
+    if (!tcp.tls && !ep.is_loopback()) {
+        d.error(m.value().at, "data planes on " + tcp.address +
+                                  " would receive the consent table unauthenticated and in clear: a TCP "
+                                  "listener on a non-loopback address needs 'tls' (certificate, private_key, "
+                                  "client_ca) and data planes with client certificates");
+        return;
+    }
+    c.tcp = std::move(tcp);
+}
+
+}  // namespace
+
+void read_dataplane_config(const Value& v, DataPlaneConfig& c, Diagnostics& d, const std::string& base_dir) {
+    const MapReader m(v, "'dataplanes'",
+                      {"socket", "socket_mode", "tcp", "heartbeat_interval", "history_commits", "history_bytes",
+                       "max_queue_bytes", "write_timeout", "hello_timeout", "max_dataplanes",
+                       "enforced_wait_timeout"},
+                      d);
+    if (!m.is_map()) return;
+    using std::chrono::milliseconds;
+    if (const auto x = m.get("socket")) {
+        if (const auto t = as_text(*x, d, true)) c.socket = t->empty() ? std::string() : resolve(*t, base_dir);
+    }
+    if (const auto x = m.get("socket_mode")) {
+        const auto t = as_text(*x, d);
+        bool ok = t && t->size() >= 3 && t->size() <= 4 && t->find_first_not_of("01234567") == std::string::npos;
+        if (ok) {
+            c.socket_mode = unsigned(std::stoul(*t, nullptr, 8));
+            if (c.socket_mode & 0007) {
+                d.error(x->at, "'socket_mode' " + *t +
+                                   " lets any local user connect and read the consent table; use 0660 or 0600");
+            }
+        } else if (t) {
+            d.error(x->at, "'socket_mode' must be octal permissions in quotes, like \"0660\"");
+        }
+    }
+    if (const auto x = m.get("tcp")) read_tcp(*x, c, d, base_dir);
+    if (const auto x = m.get("heartbeat_interval"))
+        if (const auto t = duration(*x, d, milliseconds(10), milliseconds(60000))) c.heartbeat_interval = *t;
+    if (const auto x = m.get("history_commits"))
+        if (const auto n = as_integer(*x, d, 0, 100000000)) c.history_commits = *n;
+    if (const auto x = m.get("history_bytes"))
+        if (const auto n = as_integer(*x, d, 0, uint64_t(16) << 30)) c.history_bytes = *n;
+    if (const auto x = m.get("max_queue_bytes"))
+        if (const auto n = as_integer(*x, d, 64u << 10, uint64_t(16) << 30)) c.max_queue_bytes = *n;
+    if (const auto x = m.get("write_timeout"))
+        if (const auto t = duration(*x, d, milliseconds(100), milliseconds(3600000))) c.write_timeout = *t;
+    if (const auto x = m.get("hello_timeout"))
+        if (const auto t = duration(*x, d, milliseconds(100), milliseconds(3600000))) c.hello_timeout = *t;
+    if (const auto x = m.get("max_dataplanes"))
+        if (const auto n = as_integer(*x, d, 1, 65536)) c.max_dataplanes = unsigned(*n);
+    if (const auto x = m.get("enforced_wait_timeout"))
+        if (const auto t = duration(*x, d, milliseconds(1), milliseconds(600000))) c.enforced_wait_timeout = *t;
+    if (c.socket.empty() && !c.tcp)
+        d.error(m.value().at, "'dataplanes' has neither a socket nor a tcp listener: data planes could not connect");
+}
+
+std::string check_heartbeat_against(const DataPlaneConfig& c, std::chrono::milliseconds staleness_limit) {
+    if (c.heartbeat_interval * 3 <= staleness_limit) return {};
+    return "dataplanes.heartbeat_interval (" + std::to_string(c.heartbeat_interval.count()) +
+           "ms) must be at most a third of the policy's staleness_limit (" + std::to_string(staleness_limit.count()) +
+           "ms), or data planes go stale while consentd is healthy";
+}
+
+}  // namespace optgate::consentd

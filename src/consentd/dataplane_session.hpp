@@ -1,0 +1,29 @@
+// One data plane connection on consentd's side (docs/protocol.md): reads and
+// strictly decodes what the data plane sends (hello, ack, goodbye), hands it
+// to the Publisher, and writes what the publisher queues.
+//
+//  - the write queue is bounded (max_queue_bytes of stream frames; snapshot
+//    frames are shared and do not count): past it, every frame not yet being
+//    written is dropped and the publisher resends the table;
+//  - a write that makes no progress for write_timeout closes the connection,
+//    as does a missing hello after hello_timeout (TLS handshake included);
+//  - a malformed, oversized or unexpected frame is logged and closes the
+//    connection (after a goodbye saying why); nothing the peer sends can
+//    crash consentd or make it allocate more than one small read buffer.
+// All on the io thread.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include "consentd/publisher.hpp"
+
+namespace optgate::consentd {
+
+void start_session(boost::asio::local::stream_protocol::socket socket, Publisher& publisher);
+void start_session(boost::asio::ip::tcp::socket socket, Publisher& publisher);
+// Mutual TLS: the handshake fails without a client certificate the CA signed.
+void start_session(boost::asio::ip::tcp::socket socket, boost::asio::ssl::context& tls, Publisher& publisher);
+
+}  // namespace optgate::consentd

@@ -1,0 +1,632 @@
+#include "consentd/publisher.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/json/array.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+
+#include "consentd/event.hpp"
+#include "consentd/log.hpp"
+#include "consentd/sha256.hpp"
+#include "proto/codec.hpp"
+
+namespace optgate::consentd {
+
+namespace asio = boost::asio;
+using proto::Goodbye;
+
+namespace {
+
+double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+std::string iso_time(std::chrono::system_clock::time_point t) { return format_utc_ms(t); }
+
+Frames frames_of(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
+
+void metric_header(std::string& out, const char* name, const char* type, const char* help) {
+    out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+    out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+}
+
+void metric(std::string& out, const char* name, const char* type, const char* help, uint64_t v) {
+    metric_header(out, name, type, help);
+    out.append(name).append(" ").append(std::to_string(v)).append("\n");
+}
+
+}  // namespace
+
+// ---- the ledger as a table source ----
+
+void LedgerTableSource::snapshot(SnapshotSink& sink) {
+    service_.snapshot([&](uint64_t seq, const ConsentState& state) {
+        sink.begin(seq, state.policy_ptr(), state.table_version());
+        state.for_each_entry([&](const SubscriberKey& k, PurposeMask m) { sink.add(k, m); });
+    });
+}
+
+boost::json::object to_json(const DataPlaneInfo& d) {
+    boost::json::object o;
+    o["name"] = d.name;
+    o["address"] = d.address;
+    o["connected_since"] = iso_time(d.connected_since);
+    o["synced"] = d.synced;
+    o["applied_seq"] = d.applied_seq;
+    o["lag"] = d.lag;
+    o["last_ack"] = d.last_ack ? boost::json::value(iso_time(*d.last_ack)) : boost::json::value(nullptr);
+    o["last_heartbeat"] =
+        d.last_heartbeat ? boost::json::value(iso_time(*d.last_heartbeat)) : boost::json::value(nullptr);
+    o["snapshots"] = d.snapshots;
+    o["resyncs"] = d.resyncs;
+    return o;
+}
+
+boost::json::object EnforcementReport::to_json() const {
+    boost::json::object o;
+    o["status"] = status == Status::enforced ? "enforced" : status == Status::timeout ? "timeout" : "no_dataplanes";
+    o["seq"] = seq;
+    o["latency_ms"] = latency_ms;
+    boost::json::array rows;
+    for (const auto& r : dataplanes) {
+        boost::json::object j;
+        j["name"] = r.name;
+        j["address"] = r.address;
+        j["acknowledged"] = r.acknowledged;
+        j["disconnected"] = r.disconnected;
+        if (r.acknowledged) j["latency_ms"] = r.latency_ms;
+        j["applied_seq"] = r.applied_seq;
+        rows.emplace_back(std::move(j));
+    }
+    o["dataplanes"] = std::move(rows);
+    return o;
+}
+
+Publisher::Publisher(asio::io_context& ioc, TableSource& source, DataPlaneConfig config)
+    : ioc_(ioc),
+      source_(source),
+      config_(std::move(config)),
+      heartbeat_timer_(ioc),
+      enforcement_seconds_({0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5}),
+      snapshot_build_seconds_({0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10}) {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(std::random_device{}() ^
+                                                                                (uint64_t(std::random_device{}()) << 32)));
+    instance_ = buf;
+}
+
+Publisher::~Publisher() { snapshot_thread_.join(); }
+
+void Publisher::add_policy_document(const std::shared_ptr<const Policy>& policy, std::string name, std::string text) {
+    // The stream id changes with the text: a data plane that resumes must
+    // have the very policy consentd runs, and this very consentd's history.
+    const std::string stream = to_hex(sha256(text)).substr(0, 16) + "@" + instance_;
+    std::lock_guard lk(docs_mu_);
+    std::erase_if(docs_, [](const auto& kv) { return kv.second.policy.expired(); });
+    docs_[policy.get()] = PolicyDoc{policy, std::move(name), std::move(text), stream};
+}
+
+std::optional<Publisher::PolicyDoc> Publisher::document_for(const Policy* p) {
+    std::lock_guard lk(docs_mu_);
+    const auto it = docs_.find(p);
+    if (it == docs_.end() || it->second.policy.expired()) return std::nullopt;
+    return it->second;
+}
+
+// ---- snapshots ----
+
+std::shared_ptr<Publisher::Snapshot> Publisher::build_snapshot() {
+    struct Sink : SnapshotSink {
+        uint64_t seq = 0;
+        std::shared_ptr<const Policy> policy;
+        std::string table_version;
+        proto::SnapshotEncoder encoder;
+        void begin(uint64_t s, const std::shared_ptr<const Policy>& p, const std::string& tv) override {
+            seq = s;
+            policy = p;
+            table_version = tv;
+        }
+        void add(const SubscriberKey& k, PurposeMask m) override { encoder.add(k, m); }
+    } sink;
+    const auto t0 = Clock::now();
+    source_.snapshot(sink);
+    const auto doc = document_for(sink.policy.get());
+    if (!doc) {
+        log_error("data planes: no policy text for the running policy; cannot build a snapshot");
+        return nullptr;
+    }
+    std::vector<std::string> frames;
+    if (!sink.encoder.finish(proto::SnapshotBegin{sink.seq, 0, 0, doc->stream_id, sink.table_version, doc->name,
+                                                  doc->text},
+                             frames)) {
+        log_error("data planes: the policy " + doc->name + " is larger than the protocol carries (" +
+                  std::to_string(proto::kMaxPolicyBytes) + " bytes); cannot build a snapshot");
+        return nullptr;
+    }
+    auto s = std::make_shared<Snapshot>();
+    s->seq = sink.seq;
+    s->stream_id = doc->stream_id;
+    s->table_version = sink.table_version;
+    s->entries = sink.encoder.entries();
+    for (auto& f : frames) {
+        s->bytes += f.size();
+        s->frames.push_back(frames_of(std::move(f)));
+    }
+    s->build_time = Clock::now() - t0;
+    return s;
+}
+
+bool Publisher::snapshot_usable(const Snapshot& s) const {
+    // Usable while every commit after it is still in the history.
+    return s.stream_id == stream_id_ && s.seq >= history_floor_ && s.seq <= head_seq_;
+}
+
+void Publisher::start() {
+    auto s = build_snapshot();
+    if (!s) throw std::runtime_error("cannot read the consent table for data planes");
+    head_seq_ = history_floor_ = s->seq;
+    stream_id_ = s->stream_id;
+    table_version_ = s->table_version;
+    snapshot_build_seconds_.observe(s->build_time.count());
+    snapshot_ = std::move(s);
+    started_ = true;
+    heartbeat();
+}
+
+void Publisher::stop() {
+    if (stopping_) return;
+    stopping_ = true;
+    heartbeat_timer_.cancel();
+    for (auto& [id, dp] : dataplanes_) dp.link->close(Goodbye::Code::shutdown, "consentd is stopping");
+    std::vector<uint64_t> ids;
+    for (const auto& [id, w] : waiters_) ids.push_back(id);
+    for (auto id : ids) finish_waiter(id, EnforcementReport::Status::timeout);
+}
+
+void Publisher::request_snapshot() {
+    if (stopping_) return;
+    if (snapshot_ && snapshot_usable(*snapshot_)) {
+        for (auto& [id, dp] : dataplanes_)
+            if (dp.greeted && dp.awaiting_snapshot) deliver_snapshot(dp);
+        return;
+    }
+    if (building_) {
+        build_again_ = true;
+        return;
+    }
+    building_ = true;
+    asio::post(snapshot_thread_, [this] {
+        auto s = build_snapshot();
+        asio::post(ioc_, [this, s = std::move(s)]() mutable { on_snapshot_built(std::move(s)); });
+    });
+}
+
+void Publisher::on_snapshot_built(std::shared_ptr<Snapshot> s) {
+    building_ = false;
+    if (stopping_) return;
+    if (!s) {
+        for (auto& [id, dp] : dataplanes_)
+            if (dp.awaiting_snapshot)
+                dp.link->close(Goodbye::Code::shutdown, "consentd cannot build a snapshot; see its log");
+        return;
+    }
+    snapshot_build_seconds_.observe(s->build_time.count());
+    // A build that raced a policy change or a history trim is dropped; the
+    // next one will do.
+    if (snapshot_usable(*s)) snapshot_ = std::move(s);
+    build_again_ = false;
+    bool waiting = false;
+    for (const auto& [id, dp] : dataplanes_) waiting = waiting || (dp.greeted && dp.awaiting_snapshot);
+    if (waiting) request_snapshot();
+}
+
+void Publisher::deliver_snapshot(DataPlane& dp) {
+    const Snapshot& s = *snapshot_;
+    dp.awaiting_snapshot = false;
+    for (const auto& f : s.frames)
+        if (dp.link->send(f, false) == DataPlaneLink::SendResult::closed) return;
+    dp.sent_seq = s.seq;
+    ++dp.snapshots;
+    ++snapshots_sent_;
+    // Then every commit after it, from the history.
+    auto it = std::partition_point(history_.begin(), history_.end(), [&](const Commit& c) { return c.seq <= s.seq; });
+    for (; it != history_.end() && !dp.awaiting_snapshot; ++it) {
+        send(dp, it->frames);
+        if (!dp.awaiting_snapshot) dp.sent_seq = it->seq;
+    }
+}
+
+void Publisher::resync(DataPlane& dp) {
+    if (dp.awaiting_snapshot) return;
+    ++dp.resyncs;
+    ++resyncs_;
+    log_warning("data plane " + dp.name + " (" + dp.address + ") fell behind by more than " +
+                std::to_string(config_.max_queue_bytes) + " queued bytes: resending the whole table");
+    dp.awaiting_snapshot = true;
+    // The freshest table: a stale cached one could overflow it again with
+    // the history after it.
+    if (snapshot_ && snapshot_->seq < head_seq_) snapshot_.reset();
+    asio::post(ioc_, [this] { request_snapshot(); });
+}
+
+void Publisher::send(DataPlane& dp, const Frames& f) {
+    if (dp.link->send(f, true) == DataPlaneLink::SendResult::overflow) resync(dp);
+}
+
+// ---- the ledger's feed ----
+
+void Publisher::on_commit(uint64_t seq, const std::vector<TableDelta>& deltas) {
+    // On the ledger writer, with its state lock held: encode once, post.
+    std::vector<proto::TableChange> changes;
+    changes.reserve(deltas.size());
+    for (const auto& d : deltas)
+        changes.push_back({d.kind == TableDelta::Kind::upsert ? proto::TableChange::Op::upsert
+                                                              : proto::TableChange::Op::erase,
+                           d.key, d.purposes});
+    std::string out;
+    proto::encode_commit(out, seq, changes);
+    Commit c{seq, frames_of(std::move(out)), Clock::now()};
+    asio::post(ioc_, [this, c = std::move(c)]() mutable { on_commit_io(std::move(c)); });
+}
+
+void Publisher::on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version) {
+    publish_policy(seq, policy, table_version, true);
+}
+
+void Publisher::on_policy(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version) {
+    publish_policy(seq, policy, table_version, false);
+}
+
+void Publisher::publish_policy(uint64_t seq, const std::shared_ptr<const Policy>& policy,
+                               const std::string& table_version, bool table_changed) {
+    const auto doc = document_for(policy.get());
+    if (!doc) {
+        log_error("data planes: a policy was installed without its text; data planes keep the previous one");
+        return;
+    }
+    Frames update;
+    if (!table_changed) {
+        std::string out;
+        if (!proto::encode(out, proto::PolicyUpdate{seq, doc->stream_id, table_version, doc->name, doc->text})) {
+            log_error("data planes: the policy " + doc->name + " is larger than the protocol carries");
+            return;
+        }
+        update = frames_of(std::move(out));
+    }
+    asio::post(ioc_, [this, seq, stream = doc->stream_id, table_version, update, table_changed] {
+        on_policy_io(seq, stream, table_version, update, table_changed);
+    });
+}
+
+void Publisher::on_commit_io(Commit c) {
+    if (!started_ || stopping_ || c.seq <= head_seq_) return;  // already in the first snapshot
+    head_seq_ = c.seq;
+    history_bytes_ += c.frames->size();
+    history_.push_back(c);
+    trim_history();
+    for (auto& [id, dp] : dataplanes_) {
+        if (!dp.greeted || dp.awaiting_snapshot || c.seq <= dp.sent_seq) continue;
+        send(dp, c.frames);
+        if (!dp.awaiting_snapshot) dp.sent_seq = c.seq;
+    }
+}
+
+void Publisher::trim_history() {
+    while (!history_.empty() &&
+           (history_.size() > config_.history_commits || history_bytes_ > config_.history_bytes)) {
+        history_floor_ = history_.front().seq;
+        history_bytes_ -= history_.front().frames->size();
+        history_.pop_front();
+    }
+    if (history_.empty()) history_floor_ = head_seq_;
+}
+
+void Publisher::on_policy_io(uint64_t seq, std::string stream_id, std::string table_version, Frames update,
+                             bool table_changed) {
+    if (!started_ || stopping_) return;
+    if (stream_id == stream_id_ && table_version == table_version_) return;  // the same text again
+    log_info(std::string("data planes: new policy (") + (table_changed ? "table meaning changed: full resync" : "same table") +
+             ") at seq " + std::to_string(seq));
+    stream_id_ = std::move(stream_id);
+    table_version_ = std::move(table_version);
+    snapshot_.reset();
+    if (table_changed) {
+        // Deltas from before cannot be applied to a table of the new meaning.
+        history_.clear();
+        history_bytes_ = 0;
+        history_floor_ = head_seq_;
+    }
+    bool need_snapshot = false;
+    for (auto& [id, dp] : dataplanes_) {
+        if (!dp.greeted) continue;
+        if (table_changed || dp.awaiting_snapshot) {
+            dp.awaiting_snapshot = true;
+            need_snapshot = true;
+        } else {
+            send(dp, update);
+        }
+    }
+    if (need_snapshot) request_snapshot();
+}
+
+// ---- sessions ----
+
+uint64_t Publisher::attach(DataPlaneLink* link, std::string address) {
+    const uint64_t id = next_id_++;
+    DataPlane dp;
+    dp.id = id;
+    dp.link = link;
+    dp.address = std::move(address);
+    dp.connected_since = std::chrono::system_clock::now();
+    dp.last_heard = Clock::now();
+    dataplanes_.emplace(id, std::move(dp));
+    return id;
+}
+
+void Publisher::hello(uint64_t id, const proto::Hello& h) {
+    const auto it = dataplanes_.find(id);
+    if (it == dataplanes_.end()) return;
+    DataPlane& dp = it->second;
+    if (dp.greeted) {
+        ++protocol_errors_;
+        dp.link->close(Goodbye::Code::protocol_error, "hello twice");
+        return;
+    }
+    dp.greeted = true;
+    dp.name = std::string(h.name);
+    dp.applied_seq = h.last_seq;
+    dp.last_heard = Clock::now();
+    // A data plane that reconnects before its old connection timed out: the
+    // old one is dead weight (and would hold up ?wait=enforced).
+    for (auto& [other_id, other] : dataplanes_)
+        if (other_id != id && other.greeted && other.name == dp.name)
+            other.link->close(Goodbye::Code::replaced, "a newer connection from data plane " + dp.name);
+    const bool resume = !stopping_ && h.stream_id == stream_id_ && h.last_seq >= history_floor_ &&
+                        h.last_seq <= head_seq_;
+    log_info("data plane " + dp.name + " connected from " + dp.address + ": " +
+             (resume ? "resuming after seq " + std::to_string(h.last_seq)
+                     : "sending the table (it has seq " + std::to_string(h.last_seq) + ")"));
+    std::string out;
+    proto::encode(out, proto::Welcome{head_seq_, uint32_t(config_.heartbeat_interval.count()),
+                                      resume ? proto::Welcome::Mode::resume : proto::Welcome::Mode::snapshot});
+    if (dp.link->send(frames_of(std::move(out)), false) == DataPlaneLink::SendResult::closed) return;
+    if (resume) {
+        dp.sent_seq = h.last_seq;
+        auto c = std::partition_point(history_.begin(), history_.end(),
+                                      [&](const Commit& x) { return x.seq <= h.last_seq; });
+        for (; c != history_.end() && !dp.awaiting_snapshot; ++c) {
+            send(dp, c->frames);
+            if (!dp.awaiting_snapshot) dp.sent_seq = c->seq;
+        }
+    } else {
+        dp.awaiting_snapshot = true;
+        request_snapshot();
+    }
+}
+
+void Publisher::ack(uint64_t id, uint64_t seq) {
+    const auto it = dataplanes_.find(id);
+    if (it == dataplanes_.end()) return;
+    DataPlane& dp = it->second;
+    const auto now = Clock::now();
+    dp.last_heard = now;
+    if (!dp.greeted || seq > dp.sent_seq) {
+        ++protocol_errors_;
+        dp.link->close(Goodbye::Code::protocol_error,
+                       dp.greeted ? "acknowledged seq " + std::to_string(seq) + ", which was never sent"
+                                  : "ack before hello");
+        return;
+    }
+    dp.last_ack = std::chrono::system_clock::now();
+    if (seq > dp.applied_seq) {
+        // Commit-to-acknowledgement latency of what this ack covers (the
+        // newest 64 commits at most: a snapshot catch-up is not latency).
+        auto first = std::partition_point(history_.begin(), history_.end(),
+                                          [&](const Commit& c) { return c.seq <= dp.applied_seq; });
+        auto last = std::partition_point(first, history_.end(), [&](const Commit& c) { return c.seq <= seq; });
+        if (last - first > 64) first = last - 64;
+        for (auto c = first; c != last; ++c)
+            enforcement_seconds_.observe(std::chrono::duration<double>(now - c->committed).count());
+        dp.applied_seq = seq;
+    }
+    settle_waiters(id, false);
+}
+
+void Publisher::detach(uint64_t id, const std::string& why) {
+    const auto it = dataplanes_.find(id);
+    if (it == dataplanes_.end()) return;
+    if (it->second.greeted) {
+        log_info("data plane " + it->second.name + " (" + it->second.address + ") disconnected: " + why);
+        ++disconnects_;
+    }
+    dataplanes_.erase(it);
+    settle_waiters(id, true);
+}
+
+bool Publisher::disconnect(const std::string& name, const std::string& reason) {
+    bool found = false;
+    for (auto& [id, dp] : dataplanes_)
+        if (dp.greeted && dp.name == name) {
+            dp.link->close(Goodbye::Code::shutdown, reason);
+            found = true;
+        }
+    return found;
+}
+
+// ---- heartbeats ----
+
+void Publisher::heartbeat() {
+    if (stopping_) return;
+    const auto now = Clock::now();
+    const auto wall = std::chrono::system_clock::now();
+    std::string out;
+    proto::encode(out, proto::Heartbeat{head_seq_, uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                              wall.time_since_epoch())
+                                                              .count())});
+    const Frames f = frames_of(std::move(out));
+    // A data plane acknowledges every heartbeat; ten missed (at least 5 s)
+    // and it is gone, whatever TCP thinks.
+    const auto silence = std::max<Clock::duration>(10 * config_.heartbeat_interval, std::chrono::seconds(5));
+    for (auto& [id, dp] : dataplanes_) {
+        if (!dp.greeted) continue;
+        if (now - dp.last_heard > silence) {
+            dp.link->close(Goodbye::Code::timeout,
+                           "nothing heard for " + std::to_string(int(ms_between(dp.last_heard, now))) + " ms");
+            continue;
+        }
+        if (dp.awaiting_snapshot) continue;
+        send(dp, f);
+        dp.last_heartbeat = wall;
+    }
+    heartbeat_timer_.expires_after(config_.heartbeat_interval);
+    heartbeat_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) heartbeat();
+    });
+}
+
+// ---- ?wait=enforced ----
+
+void Publisher::wait_enforced(uint64_t seq, std::chrono::milliseconds timeout,
+                              std::function<void(EnforcementReport)> done) {
+    Waiter w;
+    w.id = next_waiter_++;
+    w.seq = seq;
+    w.start = Clock::now();
+    w.done = std::move(done);
+    for (const auto& [id, dp] : dataplanes_) {
+        if (!dp.greeted) continue;
+        Waiter::Row row{id, dp.applied_seq < seq, {}};
+        row.report.name = dp.name;
+        row.report.address = dp.address;
+        row.report.applied_seq = dp.applied_seq;
+        row.report.acknowledged = !row.pending;
+        w.pending += row.pending;
+        w.rows.push_back(std::move(row));
+    }
+    const uint64_t wid = w.id;
+    const bool none = w.rows.empty();
+    const bool all = w.pending == 0;
+    if (!all) {
+        w.timer = std::make_unique<asio::steady_timer>(ioc_, timeout);
+        w.timer->async_wait([this, wid](boost::system::error_code ec) {
+            if (!ec) finish_waiter(wid, EnforcementReport::Status::timeout);
+        });
+    }
+    waiters_.emplace(wid, std::move(w));
+    if (all) {
+        // Answer from the io loop, not from inside the caller.
+        asio::post(ioc_, [this, wid, none] {
+            finish_waiter(wid, none ? EnforcementReport::Status::no_dataplanes : EnforcementReport::Status::enforced);
+        });
+    }
+}
+
+void Publisher::settle_waiters(uint64_t dp_id, bool gone) {
+    if (waiters_.empty()) return;
+    const auto dp = dataplanes_.find(dp_id);
+    const auto now = Clock::now();
+    std::vector<uint64_t> finished;
+    for (auto& [wid, w] : waiters_) {
+        for (auto& row : w.rows) {
+            if (row.dp_id != dp_id || !row.pending) continue;
+            if (gone) {
+                row.report.disconnected = true;
+            } else if (dp != dataplanes_.end() && dp->second.applied_seq >= w.seq) {
+                row.report.acknowledged = true;
+                row.report.latency_ms = ms_between(w.start, now);
+                row.report.applied_seq = dp->second.applied_seq;
+            } else {
+                continue;
+            }
+            row.pending = false;
+            --w.pending;
+        }
+        if (w.pending == 0) finished.push_back(wid);
+    }
+    for (auto wid : finished) finish_waiter(wid, EnforcementReport::Status::enforced);
+}
+
+void Publisher::finish_waiter(uint64_t waiter_id, EnforcementReport::Status status) {
+    const auto it = waiters_.find(waiter_id);
+    if (it == waiters_.end()) return;
+    Waiter w = std::move(it->second);
+    waiters_.erase(it);
+    if (w.timer) w.timer->cancel();
+    EnforcementReport r;
+    r.status = status;
+    r.seq = w.seq;
+    for (auto& row : w.rows) {
+        if (row.pending) row.report.applied_seq = std::max(row.report.applied_seq, [&] {
+            const auto dp = dataplanes_.find(row.dp_id);
+            return dp == dataplanes_.end() ? uint64_t(0) : dp->second.applied_seq;
+        }());
+        r.dataplanes.push_back(std::move(row.report));
+    }
+    if (status == EnforcementReport::Status::enforced) {
+        for (const auto& row : r.dataplanes) r.latency_ms = std::max(r.latency_ms, row.latency_ms);
+        ++waits_enforced_;
+    } else if (status == EnforcementReport::Status::timeout) {
+        r.latency_ms = ms_between(w.start, Clock::now());
+        ++waits_timeout_;
+    } else {
+        ++waits_none_;
+    }
+    w.done(std::move(r));
+}
+
+// ---- status ----
+
+std::vector<DataPlaneInfo> Publisher::dataplanes() const {
+    std::vector<DataPlaneInfo> out;
+    for (const auto& [id, dp] : dataplanes_) {
+        if (!dp.greeted) continue;
+        DataPlaneInfo i;
+        i.id = id;
+        i.name = dp.name;
+        i.address = dp.address;
+        i.connected_since = dp.connected_since;
+        i.synced = !dp.awaiting_snapshot;
+        i.applied_seq = dp.applied_seq;
+        i.lag = head_seq_ > dp.applied_seq ? head_seq_ - dp.applied_seq : 0;
+        i.last_ack = dp.last_ack;
+        i.last_heartbeat = dp.last_heartbeat;
+        i.snapshots = dp.snapshots;
+        i.resyncs = dp.resyncs;
+        out.push_back(std::move(i));
+    }
+    return out;
+}
+
+void Publisher::render_metrics(std::string& out) const {
+    size_t connected = 0;
+    for (const auto& [id, dp] : dataplanes_) connected += dp.greeted;
+    metric(out, "consentd_dataplanes_connected", "gauge", "Data planes connected (hello received).", connected);
+    metric(out, "consentd_dataplane_history_commits", "gauge",
+           "Commits kept in memory for data planes that reconnect.", history_.size());
+    metric_header(out, "consentd_dataplane_enforcement_seconds", "histogram",
+                  "From a durable commit to a data plane's acknowledgement of it, per data plane.");
+    enforcement_seconds_.render(out, "consentd_dataplane_enforcement_seconds");
+    metric_header(out, "consentd_dataplane_snapshot_build_seconds", "histogram",
+                  "Reading and encoding a full table snapshot.");
+    snapshot_build_seconds_.render(out, "consentd_dataplane_snapshot_build_seconds");
+    metric(out, "consentd_dataplane_snapshots_sent_total", "counter", "Full tables sent to data planes.",
+           snapshots_sent_);
+    metric(out, "consentd_dataplane_resyncs_total", "counter",
+           "Data planes resent the whole table because they fell behind.", resyncs_);
+    metric(out, "consentd_dataplane_disconnects_total", "counter", "Data plane connections that ended.",
+           disconnects_);
+    metric(out, "consentd_dataplane_protocol_errors_total", "counter",
+           "Data plane connections closed for a malformed, oversized or unexpected frame.", protocol_errors_);
+    metric(out, "consentd_dataplane_tls_failures_total", "counter",
+           "TCP connections refused in the TLS handshake (no or bad client certificate).", tls_failures_);
+    metric_header(out, "consentd_enforced_waits_total", "counter", "?wait=enforced requests by outcome.");
+    out.append("consentd_enforced_waits_total{result=\"enforced\"} ").append(std::to_string(waits_enforced_)).append("\n");
+    out.append("consentd_enforced_waits_total{result=\"timeout\"} ").append(std::to_string(waits_timeout_)).append("\n");
+    out.append("consentd_enforced_waits_total{result=\"no_dataplanes\"} ")
+        .append(std::to_string(waits_none_))
+        .append("\n");
+}
+
+}  // namespace optgate::consentd

@@ -1,0 +1,263 @@
+// consentd's publisher: streams the consent table to data planes
+// (docs/protocol.md). Sockets are elsewhere (dataplane_session.hpp,
+// dataplane_server.hpp); this is the hub they report to.
+//
+// Inputs:
+//  - the ledger writer's feed (publish_commit, publish_policy; any thread,
+//    never blocks: each commit is encoded once, there, and posted);
+//  - the table source (a consistent table as of a sequence, read under the
+//    ledger's state lock on the publisher's own snapshot thread);
+//  - data plane sessions (io thread): attach, hello, ack, detach.
+// Everything else runs on the io thread:
+//  - a bounded in-memory history of commits, for resuming with deltas;
+//  - the latest snapshot (frames shared by every data plane that needs it,
+//    reused while the history covers what came after it);
+//  - each data plane's state; its queue bound is the session's, and past it
+//    the publisher resynchronises it with a snapshot;
+//  - heartbeats, idle checks, ?wait=enforced waiters and metrics.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/json/object.hpp>
+
+#include "consentd/consent_state.hpp"
+#include "consentd/dataplane_config.hpp"
+#include "consentd/ledger_service.hpp"
+#include "consentd/metrics.hpp"
+#include "proto/wire.hpp"
+
+namespace optgate::consentd {
+
+using Frames = std::shared_ptr<const std::string>;
+
+// The publisher's view of a connection (a session implements it).
+class DataPlaneLink {
+public:
+    virtual ~DataPlaneLink() = default;
+    enum class SendResult : uint8_t { queued, overflow, closed };
+    // Queues frames. `bounded`: counts toward the per-connection bound;
+    // past it the session drops every frame not yet being written and
+    // returns overflow (the publisher then sends a snapshot, unbounded).
+    virtual SendResult send(Frames frames, bool bounded) = 0;
+    // Sends goodbye (best effort) and closes; the session detaches later.
+    virtual void close(proto::Goodbye::Code code, std::string reason) = 0;
+};
+
+// A consistent table, for snapshots.
+class SnapshotSink {
+public:
+    virtual ~SnapshotSink() = default;
+    virtual void begin(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version) = 0;
+    virtual void add(const SubscriberKey& key, PurposeMask purposes) = 0;
+};
+class TableSource {
+public:
+    virtual ~TableSource() = default;
+    // Calls sink.begin() once, then add() per entry, all as of one sequence.
+    virtual void snapshot(SnapshotSink& sink) = 0;
+};
+
+// The table source of a running consentd.
+class LedgerTableSource : public TableSource {
+public:
+    explicit LedgerTableSource(LedgerService& service) : service_(service) {}
+    void snapshot(SnapshotSink& sink) override;
+
+private:
+    LedgerService& service_;
+};
+
+struct DataPlaneInfo {
+    uint64_t id = 0;
+    std::string name;     // from hello ("" before it)
+    std::string address;  // peer: "unix pid=.. uid=..", "IP:port", plus the certificate subject
+    std::chrono::system_clock::time_point connected_since;
+    bool synced = false;  // streaming (not waiting for a snapshot)
+    uint64_t applied_seq = 0;
+    uint64_t lag = 0;     // head - applied
+    std::optional<std::chrono::system_clock::time_point> last_ack, last_heartbeat;
+    uint64_t snapshots = 0;
+    uint64_t resyncs = 0;
+};
+
+// GET /v1/dataplanes: one object per data plane.
+boost::json::object to_json(const DataPlaneInfo& d);
+
+struct EnforcementReport {
+    enum class Status : uint8_t { enforced, timeout, no_dataplanes };
+    Status status = Status::no_dataplanes;
+    uint64_t seq = 0;
+    double latency_ms = 0;  // until the last acknowledgement, or the timeout
+    struct PerDataPlane {
+        std::string name, address;
+        bool acknowledged = false;
+        bool disconnected = false;
+        double latency_ms = 0;  // acknowledged: when
+        uint64_t applied_seq = 0;
+    };
+    std::vector<PerDataPlane> dataplanes;
+    boost::json::object to_json() const;
+};
+
+class Publisher : public TableListener {
+public:
+    Publisher(boost::asio::io_context& ioc, TableSource& source, DataPlaneConfig config);
+    ~Publisher() override;
+    Publisher(const Publisher&) = delete;
+    Publisher& operator=(const Publisher&) = delete;
+
+    // The YAML text a policy was loaded from: data planes load that text.
+    // Call before the policy reaches the ledger service (start, reload).
+    void add_policy_document(const std::shared_ptr<const Policy>& policy, std::string name, std::string text);
+
+    // On the io thread, after the feed is connected (add_listener): reads
+    // the current table once (the first snapshot) and starts heartbeats.
+    void start();
+    // Closes every data plane (goodbye: shutdown) and stops the timers.
+    void stop();
+
+    // ---- the ledger's feed (any thread; TableListener) ----
+    void on_commit(uint64_t seq, const std::vector<TableDelta>& deltas) override;
+    void on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version) override;
+    void on_policy(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version) override;
+    // Every policy change; `table_changed`: its table version differs (full
+    // resync), else data planes get the new policy for the table they have.
+    void publish_policy(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version,
+                        bool table_changed);
+
+    // ---- sessions (io thread) ----
+    uint64_t attach(DataPlaneLink* link, std::string address);
+    void hello(uint64_t id, const proto::Hello& h);
+    void ack(uint64_t id, uint64_t seq);
+    void detach(uint64_t id, const std::string& why);
+    bool full() const { return dataplanes_.size() >= config_.max_dataplanes; }
+    // Closes a data plane's connection (it reconnects and resumes); returns
+    // whether one by that name was connected.
+    bool disconnect(const std::string& name, const std::string& reason);
+    void count_protocol_error() { ++protocol_errors_; }
+    void count_tls_failure() { ++tls_failures_; }
+    const DataPlaneConfig& config() const noexcept { return config_; }
+
+    // ---- API (io thread) ----
+    std::vector<DataPlaneInfo> dataplanes() const;
+    uint64_t head_seq() const noexcept { return head_seq_; }
+    // Calls done once every data plane connected now has acknowledged `seq`
+    // (or has disconnected), or at the timeout.
+    void wait_enforced(uint64_t seq, std::chrono::milliseconds timeout, std::function<void(EnforcementReport)> done);
+    // Prometheus text for GET /metrics.
+    void render_metrics(std::string& out) const;
+
+private:
+    using Clock = std::chrono::steady_clock;
+
+    struct Commit {
+        uint64_t seq;
+        Frames frames;
+        Clock::time_point committed;
+    };
+    struct Snapshot {
+        uint64_t seq = 0;
+        std::string stream_id, table_version;
+        std::vector<Frames> frames;
+        size_t bytes = 0;
+        uint32_t entries = 0;
+        std::chrono::duration<double> build_time{};
+    };
+    struct PolicyDoc {
+        std::weak_ptr<const Policy> policy;
+        std::string name, text, stream_id;
+    };
+    struct DataPlane {
+        uint64_t id = 0;
+        DataPlaneLink* link = nullptr;
+        std::string name, address;
+        std::chrono::system_clock::time_point connected_since;
+        Clock::time_point last_heard;
+        bool greeted = false;
+        bool awaiting_snapshot = false;
+        uint64_t sent_seq = 0;     // the last commit queued to it (or its snapshot's)
+        uint64_t applied_seq = 0;  // the last it acknowledged
+        std::optional<std::chrono::system_clock::time_point> last_ack, last_heartbeat;
+        uint64_t snapshots = 0, resyncs = 0;
+    };
+    struct Waiter {
+        uint64_t id;
+        uint64_t seq;
+        Clock::time_point start;
+        struct Row {
+            uint64_t dp_id;
+            bool pending;
+            EnforcementReport::PerDataPlane report;
+        };
+        std::vector<Row> rows;
+        size_t pending = 0;
+        std::function<void(EnforcementReport)> done;
+        std::unique_ptr<boost::asio::steady_timer> timer;
+    };
+
+    // io thread
+    void on_commit_io(Commit c);
+    void on_policy_io(uint64_t seq, std::string stream_id, std::string table_version, Frames policy_frame,
+                      bool table_changed);
+    void request_snapshot();
+    void on_snapshot_built(std::shared_ptr<Snapshot> s);
+    bool snapshot_usable(const Snapshot& s) const;
+    void deliver_snapshot(DataPlane& dp);
+    void resync(DataPlane& dp);
+    void send(DataPlane& dp, const Frames& f);
+    void trim_history();
+    void heartbeat();
+    void settle_waiters(uint64_t dp_id, bool gone);
+    void finish_waiter(uint64_t waiter_id, EnforcementReport::Status status);
+    // Builds a snapshot (snapshot thread).
+    std::shared_ptr<Snapshot> build_snapshot();
+    // The stream id for a policy: its document's digest and this process.
+    std::string stream_id_for(const Policy* p);
+    std::optional<PolicyDoc> document_for(const Policy* p);
+
+    boost::asio::io_context& ioc_;
+    TableSource& source_;
+    DataPlaneConfig config_;
+    std::string instance_;  // random per process: resume only within one consentd run
+
+    std::mutex docs_mu_;
+    std::map<const Policy*, PolicyDoc> docs_;
+
+    // io thread state
+    bool started_ = false, stopping_ = false;
+    uint64_t head_seq_ = 0;
+    uint64_t history_floor_ = 0;  // every commit after this is in history_
+    std::deque<Commit> history_;
+    size_t history_bytes_ = 0;
+    std::string stream_id_, table_version_;
+    std::shared_ptr<Snapshot> snapshot_;
+    bool building_ = false, build_again_ = false;
+    std::map<uint64_t, DataPlane> dataplanes_;
+    uint64_t next_id_ = 1;
+    std::map<uint64_t, Waiter> waiters_;
+    uint64_t next_waiter_ = 1;
+    boost::asio::steady_timer heartbeat_timer_;
+    boost::asio::thread_pool snapshot_thread_{1};
+
+    // metrics (io thread)
+    Histogram enforcement_seconds_;
+    Histogram snapshot_build_seconds_;
+    uint64_t snapshots_sent_ = 0, resyncs_ = 0, protocol_errors_ = 0, tls_failures_ = 0, disconnects_ = 0;
+    uint64_t waits_enforced_ = 0, waits_timeout_ = 0, waits_none_ = 0;
+};
+
+}  // namespace optgate::consentd

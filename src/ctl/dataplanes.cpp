@@ -1,0 +1,68 @@
+// optgatectl dataplanes [--json]: the data planes connected to consentd,
+// what they have applied and how far behind they are (GET /v1/dataplanes,
+// docs/protocol.md).
+#include <boost/json/parse.hpp>
+#include <boost/program_options.hpp>
+
+#include <cstdio>
+#include <string>
+
+#include "ctl/api_client.hpp"
+#include "ctl/commands.hpp"
+
+namespace optgate::ctl {
+
+namespace po = boost::program_options;
+namespace json = boost::json;
+
+namespace {
+
+std::string text(const json::value& v) {
+    if (v.is_string()) return std::string(v.as_string());
+    if (v.is_null()) return "-";
+    if (v.is_bool()) return v.as_bool() ? "yes" : "no";
+    if (v.is_number()) return std::to_string(v.to_number<uint64_t>());
+    return json::serialize(v);
+}
+
+}  // namespace
+
+int dataplanes(int argc, char** argv) {
+    po::options_description opts;
+    opts.add_options()("json", "print consentd's answer as JSON");
+    add_client_options(opts);
+    po::variables_map vm;
+    const std::string_view usage = "dataplanes [--json]";
+    if (auto stop = parse_command(argc, argv, opts, {}, usage, vm)) return *stop;
+    const auto target = api_target(vm);
+    if (!target) return 2;
+    ApiResult r;
+    try {
+        r = api_request(*target, boost::beast::http::verb::get, "/v1/dataplanes");
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "optgatectl dataplanes: %s\n", e.what());
+        return 1;
+    }
+    if (vm.count("json") || r.status != 200) return print_result("dataplanes", r);
+    json::value body;
+    try {
+        body = json::parse(r.body);
+        const auto& list = body.at("dataplanes").as_array();
+        std::printf("consentd head seq %s, %zu data plane%s connected\n", text(body.at("head_seq")).c_str(),
+                    list.size(), list.size() == 1 ? "" : "s");
+        if (list.empty()) return 0;
+        std::printf("%-20s %-7s %10s %8s  %-24s %-24s %s\n", "NAME", "SYNCED", "APPLIED", "LAG", "LAST ACK",
+                    "CONNECTED SINCE", "ADDRESS");
+        for (const auto& d : list)
+            std::printf("%-20s %-7s %10s %8s  %-24s %-24s %s\n", text(d.at("name")).c_str(),
+                        text(d.at("synced")).c_str(), text(d.at("applied_seq")).c_str(), text(d.at("lag")).c_str(),
+                        text(d.at("last_ack")).c_str(), text(d.at("connected_since")).c_str(),
+                        text(d.at("address")).c_str());
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "optgatectl dataplanes: unexpected answer from consentd: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}
+
+}  // namespace optgate::ctl

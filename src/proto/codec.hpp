@@ -1,0 +1,134 @@
+// The codec for the wire format in wire.hpp: bytes in, bytes out, no I/O.
+//
+// Decoding is strict and total: any byte string either decodes into one
+// frame, asks for more bytes, or is an error value naming what is wrong. It
+// never reads out of bounds, never allocates and never throws, so it is safe
+// on any thread, the data plane's included.
+//
+//   std::string out;
+//   proto::encode(out, proto::Ack{42});
+//   auto r = proto::decode(bytes, proto::Direction::to_server);
+//   if (r.status == proto::DecodeStatus::frame) { ... std::get<proto::Ack>(r.frame) ...; consume(r.consumed); }
+//
+// Encoding appends to a std::string (the control side's buffers); a frame
+// whose fields exceed the limits is a programming error the encoder refuses
+// (returns false and appends nothing).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "proto/wire.hpp"
+
+namespace optgate::proto {
+
+enum class DecodeStatus : uint8_t { frame, need_more, error };
+
+enum class DecodeError : uint8_t {
+    none,
+    bad_magic,
+    bad_version,
+    unknown_type,
+    wrong_direction,  // e.g. a snapshot sent to consentd
+    oversized,        // the header announces more than the type allows
+    truncated,        // the payload ends inside a field
+    trailing_bytes,   // the payload is longer than its fields
+    bad_string,       // length out of range, or bad characters in a name
+    bad_entry,        // unknown family or op in an entry list
+    bad_count,        // entry count 0 where 1+ is required, or over the limit
+    bad_value,        // a field outside its range (flags, mode, interval)
+};
+
+std::string_view to_string(DecodeError e) noexcept;
+
+struct DecodeResult {
+    DecodeStatus status = DecodeStatus::need_more;
+    size_t consumed = 0;           // frame: header + payload bytes to drop
+    size_t needed = kHeaderSize;   // need_more: total bytes the frame needs so far
+    DecodeError error = DecodeError::none;
+    FrameType type{};              // frame, and errors after the header was read
+    Frame frame{};
+};
+
+// Decodes the first frame of `bytes`, which must come from the side that
+// may send it (`dir`: to_server for what consentd reads).
+DecodeResult decode(std::span<const uint8_t> bytes, Direction dir) noexcept;
+
+// The largest payload a frame type may have (0 for an unknown type).
+size_t max_payload(FrameType t) noexcept;
+
+// Calls fn(const TableChange&) for every entry of a decoded list. IPv6 keys
+// come as sent; callers mask them to their key length.
+template <class Fn>
+void for_each_change(const EntryList& list, Fn&& fn);
+
+// ---- encoding ----
+bool encode(std::string& out, const Hello& f);
+bool encode(std::string& out, const Ack& f);
+bool encode(std::string& out, const Welcome& f);
+bool encode(std::string& out, const SnapshotBegin& f);
+bool encode(std::string& out, const SnapshotEnd& f);
+bool encode(std::string& out, const PolicyUpdate& f);
+bool encode(std::string& out, const Heartbeat& f);
+bool encode(std::string& out, const Goodbye& f);
+// Chunks and deltas are built from changes (entry lists are decode views).
+bool encode_snapshot_chunk(std::string& out, std::span<const TableChange> entries);
+bool encode_delta(std::string& out, uint64_t seq, bool final, std::span<const TableChange> changes);
+
+// Splits a commit's changes into delta parts of at most kMaxEntriesPerFrame
+// (one empty final part when there are none) and appends them to `out`.
+void encode_commit(std::string& out, uint64_t seq, std::span<const TableChange> changes);
+
+// Builds a snapshot's frames from entries added one at a time: chunks are
+// flushed every `chunk_entries`, the begin frame is written last (it carries
+// the per-family counts) and placed first.
+class SnapshotEncoder {
+public:
+    explicit SnapshotEncoder(uint32_t chunk_entries = kMaxEntriesPerFrame);
+    void add(const SubscriberKey& key, PurposeMask purposes);
+    // The frames: begin, chunks..., end. `begin.seq` and the counts are
+    // filled in here. Returns false (and nothing) if `begin` exceeds limits.
+    bool finish(SnapshotBegin begin, std::vector<std::string>& frames);
+    uint32_t entries() const noexcept { return v4_ + v6_; }
+
+private:
+    void flush();
+
+    uint32_t chunk_entries_;
+    std::vector<TableChange> pending_;
+    std::vector<std::string> chunks_;
+    uint32_t v4_ = 0, v6_ = 0;
+};
+
+// ---- implementation of the template ----
+namespace detail {
+inline uint32_t be32(const uint8_t* p) noexcept {
+    return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
+}
+}  // namespace detail
+
+template <class Fn>
+void for_each_change(const EntryList& list, Fn&& fn) {
+    const uint8_t* p = list.bytes.data();
+    for (uint32_t i = 0; i < list.count; ++i) {
+        TableChange c;
+        if (list.with_op) c.op = TableChange::Op(*p++);
+        const uint8_t family = *p++;
+        if (family == 4) {
+            c.key.addr = IpAddr::from_v4(p);
+            p += 4;
+        } else {
+            c.key.addr = IpAddr::from_v6(p);
+            p += 16;
+        }
+        if (c.op == TableChange::Op::upsert) {
+            c.purposes = detail::be32(p);
+            p += 4;
+        }
+        fn(static_cast<const TableChange&>(c));
+    }
+}
+
+}  // namespace optgate::proto

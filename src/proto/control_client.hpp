@@ -1,0 +1,84 @@
+// The data-plane client library: keeps an Enforcement in step with consentd.
+//
+//   Enforcement enforcement(Enforcement::Mode::controlled);
+//   proto::ControlClient client(enforcement, {.name = "edge-1", .endpoint = *proto::Endpoint::parse(...)});
+//   client.start();                  // its own control thread
+//   client.wait_synced(10s);         // optional: the first snapshot is installed
+//   ... workers run; client.status() for operators ...
+//   client.stop();
+//
+// The client's thread is the consent table's one writer. It connects (Unix
+// socket, plain TCP to a loopback address, or TCP with mutual TLS), says
+// hello with its name and the last sequence it applied, applies the snapshot
+// or deltas consentd answers with (TableSync), acknowledges, and answers
+// heartbeats. When the connection drops or goes silent (three heartbeat
+// intervals), it reconnects with capped, jittered exponential backoff; the
+// installed table stays in force until the policy's staleness_limit after
+// the last frame heard, then the verdict rule strips everything.
+// docs/protocol.md.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/enforcement.hpp"
+#include "proto/endpoint.hpp"
+#include "proto/tls.hpp"
+
+namespace optgate::proto {
+
+class ControlClient {
+public:
+    struct Options {
+        std::string name;  // 1..64 of [A-Za-z0-9._:@-]; how consentd lists this data plane
+        Endpoint endpoint;
+        std::optional<TlsFiles> tls;  // required for TCP to a non-loopback host
+        std::chrono::milliseconds backoff_initial{100};
+        std::chrono::milliseconds backoff_max{5000};
+        // Connect, TLS handshake and consentd's welcome must fit in this.
+        std::chrono::milliseconds connect_timeout{5000};
+        // Connection events and errors, one line each. Default: stderr.
+        std::function<void(std::string_view)> log;
+    };
+
+    struct Status {
+        bool connected = false;  // consentd welcomed us on the current connection
+        bool synced = false;     // a table from consentd is installed
+        uint64_t applied_seq = 0;
+        uint64_t head_seq = 0;   // consentd's, as last heard
+        uint64_t last_contact_mono_ns = 0;  // monotonic_ns() of the last frame; 0: never
+        uint64_t connects = 0, snapshots = 0, deltas = 0, entries_refused = 0;
+        std::string stream_id, table_version, last_error;
+    };
+
+    // Throws std::invalid_argument for a bad name, or TCP to a non-loopback
+    // host without TLS; std::runtime_error if the TLS files do not load.
+    ControlClient(Enforcement& enforcement, Options options);
+    ~ControlClient();
+    ControlClient(const ControlClient&) = delete;
+    ControlClient& operator=(const ControlClient&) = delete;
+
+    // Before start(): installs a local policy with an empty table, so that
+    // until consentd's first snapshot identifiers are stripped
+    // (strip_table_not_received) rather than packets dropped for want of a
+    // policy. False and `error` if it does not load.
+    bool bootstrap(std::string_view policy_yaml, const std::string& name, std::string& error);
+
+    void start();
+    // Closes the connection and joins the thread. Idempotent.
+    void stop();
+
+    Status status() const;
+    // Waits until a table from consentd is installed; false on timeout.
+    bool wait_synced(std::chrono::milliseconds timeout) const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace optgate::proto

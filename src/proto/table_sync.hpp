@@ -1,0 +1,104 @@
+// The data plane's half of the protocol without the I/O: applies what
+// consentd sends (decoded frames) to the Enforcement that workers read, and
+// says when to acknowledge. Runs on the data plane's control thread, which is
+// the consent table's one writer. docs/protocol.md, "Data plane".
+//
+//  - snapshot: the policy's YAML text is loaded with the same loader the
+//    files use (policy::load_policy_text) and compiled; the entries go into a
+//    new table, pre-sized, built off to the side while workers keep reading
+//    the old one; at the end both are installed together (one RCU publish).
+//    A policy that does not load, or counts that do not add up, is an error
+//    and the installed state is kept.
+//  - deltas go straight into the installed table (each change is visible to
+//    the next lookup; a multi-part commit is acknowledged on its last part).
+//  - policy: a new policy with the same table meaning; the table is copied
+//    into a new one and installed with it.
+//  - every frame is contact with the control plane (heard_from_control), but
+//    only once a table from consentd is installed: before the first
+//    snapshot, the data plane strips everything (or drops, with no policy).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/enforcement.hpp"
+#include "proto/wire.hpp"
+
+namespace optgate::proto {
+
+class TableSync {
+public:
+    explicit TableSync(Enforcement& enforcement);
+
+    struct Step {
+        bool ok = true;
+        bool ack = false;       // send Ack{applied_seq()} after this batch of frames
+        bool installed = false; // a snapshot or policy was installed
+        bool closed = false;    // the peer said goodbye (ok stays true)
+        Goodbye::Code code = Goodbye::Code::protocol_error;  // when !ok
+        std::string error;      // when !ok, or the goodbye's reason
+    };
+
+    // Installs a local policy with an empty table before consentd is heard
+    // (controlled mode, never fresh): identifiers are stripped under it
+    // (strip_table_not_received) instead of packets being dropped for want
+    // of a policy. Returns false and sets `error` if it does not load.
+    bool bootstrap(std::string_view yaml, const std::string& name, std::string& error);
+
+    // A new connection begins: partial snapshots and deltas are dropped.
+    void connection_started() noexcept;
+    // What to say in hello.
+    uint64_t applied_seq() const noexcept { return applied_seq_; }
+    const std::string& stream_id() const noexcept { return stream_id_; }
+
+    Step on_frame(const Frame& frame, uint64_t now_mono_ns);
+
+    // Status.
+    bool has_table() const noexcept { return has_table_; }   // a consentd table is installed
+    bool streaming() const noexcept { return state_ == State::streaming; }
+    uint64_t head_seq() const noexcept { return head_seq_; }  // consentd's, from welcome/heartbeats
+    const std::string& table_version() const noexcept { return table_version_; }
+    uint32_t heartbeat_interval_ms() const noexcept { return heartbeat_interval_ms_; }
+    uint64_t snapshots_applied() const noexcept { return snapshots_; }
+    uint64_t deltas_applied() const noexcept { return deltas_; }
+    // Entries refused by the table (the two reserved IPv4 keys).
+    uint64_t entries_refused() const noexcept { return refused_; }
+
+private:
+    enum class State : uint8_t { awaiting_welcome, awaiting_snapshot, in_snapshot, streaming };
+
+    Step on_snapshot_begin(const SnapshotBegin& f);
+    Step on_snapshot_chunk(const SnapshotChunk& f);
+    Step on_snapshot_end(const SnapshotEnd& f);
+    Step on_delta(const Delta& f);
+    Step on_policy(const PolicyUpdate& f);
+    // Loads and compiles a policy's text; nullptr and `error` when it fails.
+    std::shared_ptr<const Runtime> compile(std::string_view text, std::string_view name, std::string& error) const;
+
+    Enforcement& enforcement_;
+    State state_ = State::awaiting_welcome;
+    bool has_table_ = false;
+    uint64_t applied_seq_ = 0;
+    std::string stream_id_;
+    std::string table_version_;
+    uint64_t head_seq_ = 0;
+    uint32_t heartbeat_interval_ms_ = 0;
+
+    // The snapshot being received.
+    struct Pending {
+        uint64_t seq = 0;
+        uint64_t expected = 0;
+        uint64_t received = 0;
+        std::string stream_id, table_version;
+        std::shared_ptr<const Runtime> runtime;
+        std::unique_ptr<ConsentTable> table;
+    };
+    std::unique_ptr<Pending> pending_;
+    // A multi-part delta in progress: its seq (0: none).
+    uint64_t partial_seq_ = 0;
+
+    uint64_t snapshots_ = 0, deltas_ = 0, refused_ = 0;
+};
+
+}  // namespace optgate::proto

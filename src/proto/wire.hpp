@@ -1,0 +1,173 @@
+// The consentd <-> data plane wire format, version 1 (docs/protocol.md).
+//
+// A connection carries frames in both directions. Every frame is an 8-byte
+// header and a payload:
+//
+//   magic 'O' 'G' | version u8 | type u8 | payload length u32
+//
+// Integers are big-endian. Strings are a length (u8, u16 or u32 as each
+// field says) and that many bytes, no terminator. Each frame type has a hard
+// payload limit that the decoder checks from the header, before any payload
+// is buffered, so an oversized frame costs the reader nothing.
+//
+// The frame structs below are views: their strings and entry lists point into
+// the buffer the frame was decoded from, valid while that buffer is.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <variant>
+
+#include "core/consent_table.hpp"
+
+namespace optgate::proto {
+
+inline constexpr uint8_t kMagic0 = 'O';
+inline constexpr uint8_t kMagic1 = 'G';
+inline constexpr uint8_t kVersion = 1;
+inline constexpr size_t kHeaderSize = 8;
+
+// ---- limits ----
+inline constexpr size_t kMaxNameBytes = 64;          // data plane name
+inline constexpr size_t kMaxTokenBytes = 64;         // stream id, table version
+inline constexpr size_t kMaxPolicyNameBytes = 1024;  // the policy file's name
+inline constexpr size_t kMaxPolicyBytes = 4u << 20;  // the policy's YAML text
+inline constexpr size_t kMaxMessageBytes = 1024;     // goodbye reason
+// Entries per snapshot chunk or delta part: a 1M-entry snapshot is ~31
+// chunks of at most 32768 * 21 bytes.
+inline constexpr uint32_t kMaxEntriesPerFrame = 32768;
+inline constexpr size_t kV4EntryBytes = 1 + 4 + 4;   // family, key, mask
+inline constexpr size_t kV6EntryBytes = 1 + 16 + 4;
+// The largest payload of any frame type (a snapshot begin with the largest
+// policy). Readers size buffers by this, never more.
+inline constexpr size_t kMaxPayload = 8 + 4 + 4 + 1 + kMaxTokenBytes + 1 + kMaxTokenBytes + 2 + kMaxPolicyNameBytes +
+                                      4 + kMaxPolicyBytes;
+
+enum class FrameType : uint8_t {
+    // data plane -> consentd
+    hello = 0x01,
+    ack = 0x02,
+    // consentd -> data plane
+    welcome = 0x10,
+    snapshot_begin = 0x11,
+    snapshot_chunk = 0x12,
+    snapshot_end = 0x13,
+    delta = 0x14,
+    policy = 0x15,
+    heartbeat = 0x16,
+    // either way, just before closing
+    goodbye = 0x20,
+};
+
+// Which side may send a frame type; decoding checks it.
+enum class Direction : uint8_t { to_server, to_client };
+
+// ---- frames ----
+
+// First frame of a data plane. `stream_id` and `last_seq` are what it
+// applied last (empty and 0 on a fresh start): consentd resumes with deltas
+// when it can, else sends a snapshot.
+struct Hello {
+    std::string_view name;       // 1..64 of [A-Za-z0-9._:@-]
+    uint64_t last_seq = 0;
+    std::string_view stream_id;  // 0..64 bytes, opaque
+};
+
+// The data plane has applied everything up to `applied_seq`. Also the answer
+// to a heartbeat (liveness).
+struct Ack {
+    uint64_t applied_seq = 0;
+};
+
+// consentd's answer to hello.
+struct Welcome {
+    enum class Mode : uint8_t { snapshot = 0, resume = 1 };
+    uint64_t head_seq = 0;
+    uint32_t heartbeat_interval_ms = 0;  // > 0
+    Mode mode = Mode::snapshot;  // resume: deltas after hello.last_seq follow
+};
+
+// Starts a full table: the policy the table belongs to (its YAML text, to be
+// loaded and compiled by the data plane) and the entry counts (for
+// pre-sizing). Replaces everything the data plane had once it ends.
+struct SnapshotBegin {
+    uint64_t seq = 0;
+    uint32_t v4_entries = 0;
+    uint32_t v6_entries = 0;
+    std::string_view stream_id;      // 1..64: echo it in the next hello
+    std::string_view table_version;  // 0..64: what the table's keys and bits mean
+    std::string_view policy_name;    // 0..1024: for messages
+    std::string_view policy_text;    // 1..4 MiB of YAML
+};
+
+// A list of table entries or changes, validated on decode.
+struct EntryList {
+    uint32_t count = 0;
+    bool with_op = false;                // delta: each entry starts with an op byte
+    std::span<const uint8_t> bytes;      // exactly `count` entries
+};
+
+struct SnapshotChunk {
+    EntryList entries;  // 1..kMaxEntriesPerFrame upserts
+};
+
+struct SnapshotEnd {
+    uint64_t seq = 0;        // as in the begin
+    uint32_t entries = 0;    // v4 + v6 of the begin, and what the chunks held
+};
+
+// What one committed ledger transaction did to the table. A commit with more
+// changes than fit one frame comes in parts with the same seq; only the part
+// flagged final completes it (the data plane acknowledges then).
+struct Delta {
+    static constexpr uint8_t kFinal = 0x01;
+    uint64_t seq = 0;
+    bool final = true;
+    EntryList changes;  // 0..kMaxEntriesPerFrame
+};
+
+// A new policy whose table means the same (same table version): the data
+// plane keeps its table and swaps the policy.
+struct PolicyUpdate {
+    uint64_t seq = 0;  // consentd's head when the policy changed
+    std::string_view stream_id;
+    std::string_view table_version;
+    std::string_view policy_name;
+    std::string_view policy_text;
+};
+
+struct Heartbeat {
+    uint64_t head_seq = 0;      // consentd's last committed sequence
+    uint64_t unix_time_ms = 0;  // consentd's wall clock, for logs
+};
+
+struct Goodbye {
+    enum class Code : uint16_t {
+        shutdown = 0,         // orderly stop
+        protocol_error = 1,   // the peer sent something invalid
+        policy_rejected = 2,  // the data plane cannot load the policy
+        too_slow = 3,         // the data plane did not keep up
+        replaced = 4,         // another connection with the same name
+        timeout = 5,
+    };
+    Code code = Code::shutdown;  // unknown codes decode as they are
+    std::string_view message;    // 0..1024
+};
+
+using Frame = std::variant<Hello, Ack, Welcome, SnapshotBegin, SnapshotChunk, SnapshotEnd, Delta, PolicyUpdate,
+                           Heartbeat, Goodbye>;
+
+// One table change as carried by snapshots (always upsert) and deltas.
+struct TableChange {
+    enum class Op : uint8_t { upsert = 1, erase = 2 };
+    Op op = Op::upsert;
+    SubscriberKey key;
+    PurposeMask purposes = 0;  // upsert only
+};
+
+std::string_view to_string(FrameType t) noexcept;
+std::string_view to_string(Goodbye::Code c) noexcept;
+
+}  // namespace optgate::proto

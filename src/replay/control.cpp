@@ -1,0 +1,86 @@
+#include "replay/control.hpp"
+
+#include <unistd.h>
+
+#include <iostream>
+
+#include "replay/pcap_files.hpp"
+
+namespace optgate::replay {
+
+namespace {
+
+std::string default_name() {
+    char host[64] = {};
+    ::gethostname(host, sizeof host - 1);
+    std::string n = "replay-";
+    for (const char* p = host; *p && n.size() < 40; ++p) {
+        const char c = *p;
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                        c == '-' || c == '_';
+        n.push_back(ok ? c : '_');
+    }
+    return n + "-" + std::to_string(::getpid());
+}
+
+}  // namespace
+
+std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforcement& enforcement) {
+    std::string error;
+    const auto ep = proto::Endpoint::parse(o.endpoint, error);
+    if (!ep) throw FileError("--control " + o.endpoint + ": " + error);
+    proto::ControlClient::Options co;
+    if (o.name.empty()) o.name = default_name();
+    co.name = o.name;
+    co.endpoint = *ep;
+    if (!o.tls_cert.empty() || !o.tls_key.empty() || !o.tls_ca.empty())
+        co.tls = proto::TlsFiles{o.tls_cert, o.tls_key, o.tls_ca};
+    co.log = [](std::string_view line) { std::cerr << "optgate-replay: control: " << line << "\n"; };
+    std::unique_ptr<proto::ControlClient> client;
+    try {
+        client = std::make_unique<proto::ControlClient>(enforcement, std::move(co));
+    } catch (const std::exception& e) {
+        throw FileError("--control " + o.endpoint + ": " + e.what());
+    }
+    client->start();
+    if (!client->wait_synced(o.timeout)) {
+        const auto st = client->status();
+        client->stop();
+        throw FileError("--control " + o.endpoint + ": no snapshot from consentd within " +
+                        std::to_string(o.timeout.count()) + " ms" +
+                        (st.last_error.empty() ? std::string() : " (" + st.last_error + ")"));
+    }
+    return client;
+}
+
+boost::json::object control_report(const ControlOptions& o, const proto::ControlClient::Status& s) {
+    boost::json::object j;
+    j["endpoint"] = o.endpoint;
+    j["name"] = o.name;
+    j["connected"] = s.connected;
+    j["applied_seq"] = s.applied_seq;
+    j["head_seq"] = s.head_seq;
+    j["stream_id"] = s.stream_id;
+    j["table_version"] = s.table_version;
+    j["connects"] = s.connects;
+    j["snapshots"] = s.snapshots;
+    j["deltas"] = s.deltas;
+    j["last_error"] = s.last_error;
+    return j;
+}
+
+uint64_t Pacer::wait_ns(uint64_t ts_ns) noexcept {
+    const uint64_t now = monotonic_ns();
+    if (!started_) {
+        started_ = true;
+        first_ts_ = ts_ns;
+        start_mono_ = now;
+        return 0;
+    }
+    // Captures can step back in time (merged files): never wait for those.
+    const uint64_t offset = ts_ns > first_ts_ ? ts_ns - first_ts_ : 0;
+    const uint64_t due = start_mono_ + offset;
+    return due > now ? due - now : 0;
+}
+
+}  // namespace optgate::replay

@@ -1,0 +1,47 @@
+// optgate-replay --control: policy and table from a running consentd instead
+// of files, through the data-plane client library (src/proto), so a replay
+// enforces exactly what a data plane connected to that consentd would.
+// docs/replay.md, "--control".
+#pragma once
+
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/enforcement.hpp"
+#include "proto/control_client.hpp"
+
+namespace optgate::replay {
+
+struct ControlOptions {
+    std::string endpoint;  // Unix socket path or HOST:PORT
+    std::string name;      // how consentd lists this replay ("" : replay-HOST-PID)
+    std::string tls_cert, tls_key, tls_ca;
+    std::chrono::milliseconds timeout{10000};  // for the first snapshot
+};
+
+// Connects (in the background) and waits for the first snapshot to be
+// installed in `enforcement` (controlled mode). Throws FileError naming the
+// endpoint when it cannot be had within the timeout. Fills in o.name.
+std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforcement& enforcement);
+
+// "control": {endpoint, name, connected, applied_seq, head_seq, stream_id,
+// connects, snapshots, deltas, last_error} for the report.
+boost::json::object control_report(const ControlOptions& o, const proto::ControlClient::Status& s);
+
+// Real-time replay (--pace): packet i is processed once its capture time,
+// relative to the first packet's, has passed on the monotonic clock.
+class Pacer {
+public:
+    // Nanoseconds to wait before the packet captured at `ts_ns` (0: now).
+    uint64_t wait_ns(uint64_t ts_ns) noexcept;
+
+private:
+    bool started_ = false;
+    uint64_t first_ts_ = 0, start_mono_ = 0;
+};
+
+}  // namespace optgate::replay

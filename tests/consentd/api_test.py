@@ -1,0 +1,559 @@
+#!/usr/bin/python3
+"""consentd API tests: a real consentd on loopback with a temporary ledger,
+driven over HTTP. Every endpoint, every class of bad input, auth and roles,
+timeouts, the CLI, readiness notification. Bad input must never change
+state: each refusal is followed by a check that the ledger head did not move.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon import CONSENTD, OPTGATECTL, TOKENS, Daemon, sha256_hex  # noqa: E402
+
+LIMITS = ("limits: {max_body_bytes: 4096, max_import_bytes: 1048576, header_timeout: 1s, body_timeout: 1s,\n"
+          "         write_timeout: 2s}\n")
+GRANT = {"source": "portal", "notice_version": "2024-05"}
+
+
+def raw(d, data, wait=0.0, read_timeout=5.0):
+    """Sends bytes on a fresh connection, optionally waits, returns what comes
+    back until the server closes (or read_timeout passes)."""
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.settimeout(read_timeout)
+    if data:
+        s.sendall(data)
+    if wait:
+        time.sleep(wait)
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    return out
+
+
+class ApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(limits=LIMITS)
+
+    @classmethod
+    def tearDownClass(cls):
+        alive = cls.d.alive()
+        cls.d.cleanup()
+        assert alive, "consentd died during the tests"
+
+    def head(self):
+        return self.d.metric("consentd_ledger_head_seq")
+
+    def assertRefused(self, status, code, method, path, body=None, token="portal", headers=None):
+        before = self.head()
+        st, _, j = self.d.request(method, path, body, token=token, headers=headers)
+        self.assertEqual(st, status, j)
+        self.assertEqual(j["error"]["code"], code, j)
+        self.assertTrue(j["error"]["message"])
+        self.assertEqual(self.head(), before, "a refused request changed the ledger")
+        return j
+
+    # ---- health, purposes, metrics ----
+
+    def test_healthz_needs_no_token(self):
+        st, _, j = self.d.request("GET", "/healthz", token=None)
+        self.assertEqual((st, j), (200, {"status": "ok"}))
+
+    def test_purposes_describe_what_opting_in_means(self):
+        st, _, j = self.d.request("GET", "/v1/purposes", token="auditor")
+        self.assertEqual(st, 200)
+        self.assertEqual([p["name"] for p in j["purposes"]], ["advertising", "analytics"])
+        ads = j["purposes"][0]
+        self.assertEqual(ads["bit"], 0)
+        self.assertIn("identifier for your device", ads["description"])
+        self.assertEqual(ads["data"], ["device identifier"])
+        self.assertEqual(ads["retention"], "90 days")
+        self.assertEqual(ads["collectors"], [{"name": "example-adnet", "description": "Example Ad Network Ltd."}])
+        self.assertEqual(j["exemptions"], [{"name": "billing", "reason": "Carrier billing and fraud prevention."}])
+
+    def test_metrics(self):
+        self.d.request("PUT", "/v1/subscribers/metrics-1/consents/analytics", GRANT)
+        self.d.request("PUT", "/v1/subscribers/metrics-1/consents/nope", GRANT)
+        st, h, text = self.d.request("GET", "/metrics", token="auditor")
+        self.assertEqual(st, 200)
+        self.assertTrue(h["content-type"].startswith("text/plain; version=0.0.4"))
+        self.assertRegex(text, r'consentd_http_requests_total\{method="PUT",route="/v1/subscribers/\{id\}/consents/'
+                               r'\{purpose\}",status="200"\} [1-9]')
+        self.assertRegex(text, r'consentd_http_requests_total\{method="PUT",route="/v1/subscribers/\{id\}/consents/'
+                               r'\{purpose\}",status="404"\} [1-9]')
+        self.assertRegex(text, r'consentd_ledger_events_total\{action="grant"\} [1-9]')
+        self.assertRegex(text, r'consentd_commit_duration_seconds_bucket\{le="\+Inf"\} [1-9]')
+        self.assertRegex(text, r"consentd_commit_duration_seconds_count [1-9]")
+        self.assertRegex(text, r"consentd_ledger_head_seq [1-9]")
+        self.assertRegex(text, r"# TYPE consentd_commit_duration_seconds histogram")
+
+    # ---- consents ----
+
+    def test_grant_show_revoke(self):
+        st, _, g = self.d.request("PUT", "/v1/subscribers/alice@isp/consents/advertising", GRANT)
+        self.assertEqual(st, 200, g)
+        self.assertEqual((g["subscriber"], g["granted"], g["changed"]), ("alice@isp", True, True))
+        self.assertRegex(g["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+        st, _, again = self.d.request("PUT", "/v1/subscribers/alice@isp/consents/advertising",
+                                      {"source": "call-centre", "notice_version": "2024-06"})
+        self.assertEqual(st, 200)
+        self.assertFalse(again["changed"])           # a repeat...
+        self.assertEqual(again["seq"], g["seq"] + 1)  # ...is recorded
+
+        st, _, s = self.d.request("GET", "/v1/subscribers/alice@isp", token="auditor")
+        self.assertEqual(st, 200)
+        self.assertEqual(len(s["consents"]), 1)
+        c = s["consents"][0]
+        # The consent shows the latest grant: when, how, what the subscriber was told, by which credential.
+        self.assertEqual((c["purpose"], c["seq"], c["source"], c["notice_version"], c["credential"], c["in_policy"]),
+                         ("advertising", again["seq"], "call-centre", "2024-06", "portal", True))
+        self.assertEqual([e["action"] for e in s["history"]], ["grant", "grant"])
+        self.assertEqual(s["history_total"], 2)
+        self.assertFalse(s["history_truncated"])
+        self.assertEqual(len(s["history"][0]["hash"]), 64)
+
+        st, _, r = self.d.request("DELETE", "/v1/subscribers/alice@isp/consents/advertising", {"source": "portal"},
+                                  token="portal")
+        self.assertEqual(st, 200, r)
+        self.assertEqual((r["granted"], r["changed"]), (False, True))
+        _, _, s = self.d.request("GET", "/v1/subscribers/alice@isp?history=2", token="auditor")
+        self.assertEqual(s["consents"], [])
+        self.assertEqual([e["action"] for e in s["history"]], ["grant", "revoke"])
+        self.assertTrue(s["history_truncated"])
+        self.assertEqual(s["history"][1]["seq"], r["seq"])
+        self.assertNotIn("notice_version", s["history"][1])  # not given on this revoke
+
+    def test_percent_encoded_ids(self):
+        st, _, g = self.d.request("PUT", "/v1/subscribers/bob%40isp%3A1/consents/analytics", GRANT)
+        self.assertEqual((st, g["subscriber"]), (200, "bob@isp:1"))
+        st, _, s = self.d.request("GET", "/v1/subscribers/bob@isp:1", token="auditor")
+        self.assertEqual(st, 200)
+
+    def test_unknown_subscriber(self):
+        self.assertRefused(404, "unknown_subscriber", "GET", "/v1/subscribers/nobody-here", token="auditor")
+
+    def test_bad_consent_requests_change_nothing(self):
+        p = "/v1/subscribers/carol/consents/advertising"
+        self.assertRefused(404, "unknown_purpose", "PUT", "/v1/subscribers/carol/consents/spam", GRANT)
+        self.assertRefused(404, "unknown_purpose", "DELETE", "/v1/subscribers/carol/consents/spam", GRANT)
+        self.assertRefused(400, "malformed_json", "PUT", p, '{"source": "portal",', headers={
+            "Content-Type": "application/json"})
+        self.assertRefused(400, "malformed_json", "PUT", p, '{"source": "a", "source": "b", "notice_version": "v"}',
+                           headers={"Content-Type": "application/json"})
+        self.assertRefused(400, "malformed_json", "PUT", p, b'{"source": "\xff", "notice_version": "v"}',
+                           headers={"Content-Type": "application/json"})
+        self.assertRefused(400, "invalid_body", "PUT", p, dict(GRANT, extra="x"))
+        self.assertRefused(400, "invalid_body", "PUT", p, {"source": "portal"})  # no notice version
+        self.assertRefused(400, "invalid_body", "PUT", p, {"notice_version": "v1"})  # no source
+        self.assertRefused(400, "invalid_body", "PUT", p, {"source": 7, "notice_version": "v1"})
+        self.assertRefused(400, "invalid_body", "PUT", p, {"source": "x" * 129, "notice_version": "v1"})
+        self.assertRefused(400, "invalid_body", "PUT", p, {"source": "a\nb", "notice_version": "v1"})
+        self.assertRefused(400, "invalid_body", "PUT", p, "[1, 2]", headers={"Content-Type": "application/json"})
+        self.assertRefused(400, "invalid_body", "PUT", p, None)  # no body at all
+        self.assertRefused(415, "unsupported_media_type", "PUT", p, json.dumps(GRANT),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertRefused(400, "invalid_subscriber_id", "PUT", "/v1/subscribers/car%20ol/consents/advertising",
+                           GRANT)
+        self.assertRefused(400, "invalid_subscriber_id", "PUT", "/v1/subscribers/%C3%A9/consents/advertising",
+                           GRANT)
+        self.assertRefused(400, "invalid_subscriber_id", "PUT",
+                           "/v1/subscribers/" + "c" * 129 + "/consents/advertising", GRANT)
+        st, _, _ = self.d.request("PUT", "/v1/subscribers/" + "c" * 128 + "/consents/advertising", GRANT)
+        self.assertEqual(st, 200)
+        self.assertRefused(404, "unknown_subscriber", "GET", "/v1/subscribers/carol", token="auditor")
+
+    # ---- bindings ----
+
+    def test_bindings(self):
+        st, _, b = self.d.request("PUT", "/v1/bindings/100.64.1.1", {"subscriber": "dave", "source": "radius"})
+        self.assertEqual(st, 200, b)
+        self.assertEqual((b["address"], b["subscriber"], b["previous_subscriber"], b["changed"]),
+                         ("100.64.1.1", "dave", None, True))
+        # IPv6: %2F-encoded, two segments, or a bare address (its /64).
+        for path, expect in [("/v1/bindings/2001:db8:1000:11::%2F64", "2001:db8:1000:11::/64"),
+                             ("/v1/bindings/2001:db8:1000:12::/64", "2001:db8:1000:12::/64"),
+                             ("/v1/bindings/2001:db8:1000:13:a:b:c:d", "2001:db8:1000:13::/64")]:
+            st, _, b = self.d.request("PUT", path, {"subscriber": "dave"})
+            self.assertEqual((st, b.get("address")), (200, expect), b)
+        _, _, s = self.d.request("GET", "/v1/subscribers/dave", token="auditor")
+        self.assertEqual([b["address"] for b in s["bindings"]],
+                         ["100.64.1.1", "2001:db8:1000:11::/64", "2001:db8:1000:12::/64", "2001:db8:1000:13::/64"])
+        self.assertEqual(s["bindings"][0]["source"], "radius")
+        self.assertEqual(s["bindings"][1]["source"], "api")  # the default channel
+        self.assertTrue(all(b["active"] for b in s["bindings"]))
+
+        # The address moves: the old holder loses it at once, in its own history.
+        st, _, m = self.d.request("PUT", "/v1/bindings/100.64.1.1", {"subscriber": "erin"})
+        self.assertEqual((st, m["previous_subscriber"], m["changed"]), (200, "dave", True))
+        _, _, s = self.d.request("GET", "/v1/subscribers/dave", token="auditor")
+        self.assertNotIn("100.64.1.1", [b["address"] for b in s["bindings"]])
+        self.assertEqual(s["history"][-1]["action"], "unbind")
+        self.assertEqual(s["history"][-1]["seq"], m["seq"] - 1)
+        st, _, again = self.d.request("PUT", "/v1/bindings/100.64.1.1", {"subscriber": "erin"})
+        self.assertEqual((st, again["changed"], again["previous_subscriber"]), (200, False, None))
+
+        self.assertRefused(409, "bound_to_other", "DELETE", "/v1/bindings/100.64.1.1", {"subscriber": "dave"})
+        st, _, u = self.d.request("DELETE", "/v1/bindings/100.64.1.1", {"subscriber": "erin", "source": "radius"})
+        self.assertEqual((st, u["subscriber"]), (200, "erin"))
+        self.assertRefused(404, "not_bound", "DELETE", "/v1/bindings/100.64.1.1")
+        st, _, u = self.d.request("DELETE", "/v1/bindings/2001:db8:1000:13::99")  # bare: its /64, no body needed
+        self.assertEqual((st, u["address"]), (200, "2001:db8:1000:13::/64"))
+
+    def test_bad_bindings_change_nothing(self):
+        body = {"subscriber": "frank"}
+        self.assertRefused(400, "invalid_address", "PUT", "/v1/bindings/100.64.1.300", body)
+        self.assertRefused(400, "invalid_address", "PUT", "/v1/bindings/frank", body)
+        self.assertRefused(400, "invalid_address", "PUT", "/v1/bindings/100.64.1.0%2F24", body)
+        self.assertRefused(400, "invalid_address", "PUT", "/v1/bindings/2001:db8:1000:100::%2F56", body)
+        self.assertRefused(400, "invalid_address", "PUT", "/v1/bindings/2001:db8:1000:1::5%2F64", body)  # host bits
+        self.assertRefused(400, "not_a_subscriber_address", "PUT", "/v1/bindings/203.0.113.9", body)
+        self.assertRefused(400, "not_a_subscriber_address", "PUT", "/v1/bindings/2001:db8:ad::%2F64", body)
+        self.assertRefused(400, "invalid_body", "PUT", "/v1/bindings/100.64.1.2", {})
+        self.assertRefused(400, "invalid_body", "PUT", "/v1/bindings/100.64.1.2", {"subscriber": "frank", "x": 1})
+        self.assertRefused(400, "invalid_subscriber_id", "PUT", "/v1/bindings/100.64.1.2", {"subscriber": "fr ank"})
+        self.assertRefused(404, "not_found", "PUT", "/v1/bindings/1/2/3", body)
+
+    # ---- routing ----
+
+    def test_routing_errors(self):
+        self.assertRefused(404, "not_found", "GET", "/v2/anything", token="auditor")
+        j = self.assertRefused(405, "method_not_allowed", "POST", "/v1/subscribers/x/consents/advertising", GRANT)
+        st, h, _ = self.d.request("PATCH", "/v1/bindings/100.64.0.1", {"subscriber": "x"})
+        self.assertEqual((st, h["allow"]), (405, "PUT, DELETE"))
+        self.assertIn("PUT", j["error"]["message"])
+        self.assertRefused(400, "unknown_parameter", "GET", "/v1/subscribers/x?verbose=1", token="auditor")
+        self.assertRefused(400, "invalid_parameter", "GET", "/v1/subscribers/x?history=lots", token="auditor")
+
+    # ---- auth ----
+
+    def test_auth_and_roles(self):
+        p = "/v1/subscribers/gina/consents/advertising"
+        j = self.assertRefused(401, "unauthorized", "PUT", p, GRANT, token=None)
+        st, h, _ = self.d.request("PUT", p, GRANT, token=None)
+        self.assertEqual(h["www-authenticate"], 'Bearer realm="consentd"')
+        self.assertRefused(401, "unauthorized", "PUT", p, GRANT, token="not-a-configured-token")
+        self.assertRefused(401, "unauthorized", "PUT", p, GRANT, token=None,
+                           headers={"Authorization": "Basic " + TOKENS["portal"][0]})
+        self.assertRefused(401, "unauthorized", "GET", "/metrics", token=None)
+        self.assertRefused(403, "forbidden", "PUT", p, GRANT, token="auditor")
+        self.assertRefused(403, "forbidden", "PUT", "/v1/bindings/100.64.2.1", {"subscriber": "gina"}, token="auditor")
+        self.assertRefused(403, "forbidden", "POST", "/v1/import", '{"subscriber": "gina", "addresses": ["100.64.2.1"]}',
+                           headers={"Content-Type": "application/x-ndjson"})
+        self.assertRefused(403, "forbidden", "POST", "/v1/policy/reload", None)
+        self.assertRefused(404, "unknown_subscriber", "GET", "/v1/subscribers/gina", token="auditor")
+        self.assertIn("Bearer", j["error"]["message"])
+        # Each role can do its own and the lower roles' work; the event names the token.
+        st, _, _ = self.d.request("PUT", p, GRANT, token="ops")
+        self.assertEqual(st, 200)
+        st, _, s = self.d.request("GET", "/v1/subscribers/gina", token="portal")
+        self.assertEqual((st, s["consents"][0]["credential"]), (200, "ops"))
+
+    # ---- limits and hostile clients ----
+
+    def test_oversized_bodies(self):
+        p = "/v1/subscribers/hank/consents/advertising"
+        big = json.dumps({"source": "x" * 5000, "notice_version": "v"})
+        self.assertRefused(413, "body_too_large", "PUT", p, big, headers={"Content-Type": "application/json"})
+        # Chunked, so the size is only known while reading.
+        req = (f"PUT {p} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['portal'][0]}\r\n"
+               "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+        chunk = b"x" * 3000
+        req += (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 2 + b"0\r\n\r\n"
+        out = raw(self.d, req)
+        self.assertTrue(out.startswith(b"HTTP/1.1 413"), out[:200])
+        self.assertIn(b'"body_too_large"', out)
+        self.assertRefused(404, "unknown_subscriber", "GET", "/v1/subscribers/hank", token="auditor")
+
+    def test_header_too_large(self):
+        out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 20000 + b"\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 431"), out[:200])
+
+    def test_garbage_is_a_400(self):
+        out = raw(self.d, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 hello\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 400"), out[:200])
+        out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 400"), out[:200])
+        self.assertTrue(self.d.alive())
+
+    def test_slow_header_gets_408(self):
+        out = raw(self.d, b"GET /v1/purposes HTTP/1.1\r\nHost: x\r\n", wait=1.5)
+        self.assertTrue(out.startswith(b"HTTP/1.1 408"), out[:200])
+        self.assertIn(b'"timeout"', out)
+
+    def test_slow_body_gets_408_and_changes_nothing(self):
+        before = self.head()
+        req = (f"PUT /v1/subscribers/ivan/consents/advertising HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {TOKENS['portal'][0]}\r\nContent-Type: application/json\r\n"
+               "Content-Length: 60\r\n\r\n{\"source\": ").encode()
+        out = raw(self.d, req, wait=1.5)
+        self.assertTrue(out.startswith(b"HTTP/1.1 408"), out[:200])
+        self.assertEqual(self.head(), before)
+
+    def test_idle_connection_closes_silently(self):
+        start = time.time()
+        out = raw(self.d, b"", read_timeout=5)
+        self.assertEqual(out, b"")
+        self.assertLess(time.time() - start, 4)  # closed by the server after header_timeout, not by us
+
+    def test_keep_alive(self):
+        c = self.d.connect()
+        for i in range(20):
+            st, _, _ = self.d.request("PUT", f"/v1/subscribers/judy/consents/{['advertising', 'analytics'][i % 2]}",
+                                      GRANT, conn=c)
+            self.assertEqual(st, 200)
+        # A refusal with no body keeps the connection usable too.
+        st, _, _ = self.d.request("GET", "/v1/subscribers/judy", token="nope", conn=c)
+        self.assertEqual(st, 401)
+        st, _, s = self.d.request("GET", "/v1/subscribers/judy", token="auditor", conn=c)
+        self.assertEqual((st, s["history_total"]), (200, 20))
+        c.close()
+
+    def test_expect_100_continue(self):
+        body = b'{"subscriber": "kate", "addresses": ["100.64.3.1"]}\n'
+        s = socket.create_connection(("127.0.0.1", self.d.port))
+        s.settimeout(5)
+        s.sendall((f"POST /v1/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['ops'][0]}\r\n"
+                   f"Content-Type: application/x-ndjson\r\nContent-Length: {len(body)}\r\n"
+                   "Expect: 100-continue\r\n\r\n").encode())
+        self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 100 Continue"))
+        s.sendall(body)
+        out = s.recv(4096)
+        s.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:300])
+
+    # ---- import ----
+
+    def test_import_ndjson_and_csv(self):
+        lines = [json.dumps({"subscriber": f"imp-{i}", "addresses": [f"100.65.0.{i}", f"2001:db8:1001:{i:x}::/64"],
+                             "consents": ["advertising"] if i % 2 else [], "notice_version": "2024-05"})
+                 for i in range(1, 101)]
+        st, _, j = self.d.request("POST", "/v1/import", "\n".join(lines) + "\n", token="ops",
+                                  headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual(st, 200, j)
+        self.assertEqual((j["records"], j["events"]), (100, 250))
+        self.assertEqual(j["last_seq"] - j["first_seq"] + 1, 250)
+        _, _, s = self.d.request("GET", "/v1/subscribers/imp-7", token="auditor")
+        self.assertEqual([c["purpose"] for c in s["consents"]], ["advertising"])
+        self.assertEqual(s["consents"][0]["source"], "import")
+        self.assertEqual(s["consents"][0]["credential"], "ops")
+        self.assertEqual(len(s["bindings"]), 2)
+
+        csv = ("subscriber,addresses,consents,notice_version,source\n"
+               "csv-1,100.65.1.1 100.65.1.2,advertising analytics,2024-05,crm\n"
+               '"csv-2","100.65.0.7",,,\n')  # takes 100.65.0.7 from imp-7
+        st, _, j = self.d.request("POST", "/v1/import?format=csv", csv, token="ops")
+        self.assertEqual((st, j.get("records"), j.get("events")), (200, 2, 6), j)
+        _, _, s = self.d.request("GET", "/v1/subscribers/imp-7", token="auditor")
+        self.assertEqual([b["address"] for b in s["bindings"]], ["2001:db8:1001:7::/64"])
+        _, _, s = self.d.request("GET", "/v1/subscribers/csv-1", token="auditor")
+        self.assertEqual(sorted(c["purpose"] for c in s["consents"]), ["advertising", "analytics"])
+        self.assertEqual(s["consents"][0]["source"], "crm")
+
+    def test_bad_imports_change_nothing(self):
+        good = '{"subscriber": "lee", "addresses": ["100.65.2.1"]}\n'
+        nd = {"Content-Type": "application/x-ndjson"}
+        j = self.assertRefused(400, "invalid_import", "POST", "/v1/import",
+                               good + '{"subscriber": "lee2", "consents": ["spam"], "notice_version": "v"}\n'
+                               + '{"subscriber": "lee3", "addresses": ["100.65.2.1"]}\n', token="ops", headers=nd)
+        self.assertEqual(j["error"]["details"], ["line 2: unknown purpose 'spam'",
+                                                 "line 3: address 100.65.2.1 is already bound by line 1"])
+        self.assertRefused(400, "invalid_import", "POST", "/v1/import", good + "{nope\n", token="ops", headers=nd)
+        self.assertRefused(400, "invalid_import", "POST", "/v1/import?format=csv", "subscriber,colour\nlee,red\n",
+                           token="ops")
+        self.assertRefused(400, "invalid_import", "POST", "/v1/import", "", token="ops", headers=nd)
+        self.assertRefused(415, "unsupported_media_type", "POST", "/v1/import", good, token="ops",
+                           headers={"Content-Type": "text/plain"})
+        # Declared too large: refused from the header, before any body is sent.
+        before = self.head()
+        out = raw(self.d, (f"POST /v1/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['ops'][0]}\r\n"
+                           "Content-Type: application/x-ndjson\r\nContent-Length: 2000000\r\n\r\n").encode())
+        self.assertTrue(out.startswith(b"HTTP/1.1 413"), out[:200])
+        self.assertEqual(self.head(), before)
+        # The CLI sends big bodies with Expect: 100-continue, so it reads the refusal.
+        with open(os.path.join(self.d.dir, "big.ndjson"), "w") as f:
+            f.write(good * 30000)
+        r = self.d.ctl("import", f.name, token="ops")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("HTTP 413: body_too_large", r.stderr)
+        self.assertRefused(404, "unknown_subscriber", "GET", "/v1/subscribers/lee", token="auditor")
+
+    # ---- optgatectl against the daemon ----
+
+    def test_cli(self):
+        d = self.d
+        r = d.ctl("grant", "mia", "analytics", "--source", "portal", "--notice-version", "2024-05")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(json.loads(r.stdout)["granted"])
+        r = d.ctl("bind", "2001:db8:1000:77::/64", "mia", "--source", "dhcp")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["address"], "2001:db8:1000:77::/64")
+        r = d.ctl("show", "mia", "--history", "1", token="auditor")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s = json.loads(r.stdout)
+        self.assertEqual((len(s["history"]), s["history_total"]), (1, 2))
+        r = d.ctl("revoke", "mia", "analytics", "--source", "portal")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = d.ctl("unbind", "2001:db8:1000:77::/64", "--subscriber", "someone-else")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("HTTP 409: bound_to_other", r.stderr)
+        r = d.ctl("unbind", "2001:db8:1000:77::/64", "--subscriber", "mia")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = d.ctl("grant", "mia", "spam", "--source", "portal", "--notice-version", "1")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("HTTP 404: unknown_purpose", r.stderr)
+        r = d.ctl("grant", "mia", "analytics", "--source", "portal")  # no notice version
+        self.assertEqual(r.returncode, 2)
+        r = d.ctl("show", "mia", token="auditor", env={"OPTGATE_TOKEN": ""})
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no API token", r.stderr)
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", dir=d.dir, delete=False) as f:
+            f.write("subscriber,addresses\nnoah,100.65.3.1\n")
+        r = d.ctl("import", f.name, token="ops")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["events"], 1)
+        r = d.ctl("import", f.name, token="portal")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("HTTP 403: forbidden", r.stderr)
+        with tempfile.NamedTemporaryFile("w", dir=d.dir, delete=False) as tf:
+            tf.write(TOKENS["auditor"][0] + "\n")
+        r = d.ctl("show", "noah", "--token-file", tf.name, token=None)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = d.ctl("show", "noah", "--server", "http://127.0.0.1:1", token="auditor")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot connect", r.stderr)
+        r = d.ctl("verify-ledger", d.db, token=None)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"ok: \d+ events, head [0-9a-f]{64}, \d+ consents, \d+ bindings, \d+ subscribers")
+
+
+class PolicyReloadTest(unittest.TestCase):
+    """A daemon of its own: these tests change its purposes."""
+
+    def setUp(self):
+        self.d = Daemon()
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def write_policy(self, text):
+        with open(self.d.policy, "w") as f:
+            f.write(text)
+
+    def purposes(self):
+        _, _, j = self.d.request("GET", "/v1/purposes", token="auditor")
+        return [p["name"] for p in j["purposes"]]
+
+    def test_reload(self):
+        d = self.d
+        with open(d.policy) as f:
+            original = f.read()
+        d.request("PUT", "/v1/subscribers/olga/consents/analytics", GRANT)
+
+        # Invalid: every error returned, the running policy kept.
+        self.write_policy(original.replace("version: 1", "version: 1\nsurprise: true")
+                          .replace("ipv6_key_length: 64", "ipv6_key_length: 300"))
+        st, _, j = d.request("POST", "/v1/policy/reload", token="ops")
+        self.assertEqual(st, 422, j)
+        self.assertEqual(j["error"]["code"], "invalid_policy")
+        details = j["error"]["details"]
+        self.assertEqual(len(details), 2, details)
+        self.assertRegex(details[0], r"policy\.yaml:\d+:\d+: unknown key 'surprise'")
+        self.assertRegex(details[1], r"policy\.yaml:\d+:\d+: .*ipv6_key_length")
+        self.assertEqual(self.purposes(), ["advertising", "analytics"])
+        st, _, _ = d.request("PUT", "/v1/subscribers/olga/consents/advertising", GRANT)
+        self.assertEqual(st, 200)
+
+        # Valid, without "analytics": the consent stays in the ledger, not in force.
+        self.write_policy(original.replace("  analytics:\n    description: Analytics providers count visits to web "
+                                           "sites and apps.\n    data: [device identifier, client subnet]\n"
+                                           "    retention: 13 months\n", "")
+                          .replace("  - name: web-analytics\n    purpose: analytics\n    description: Example "
+                                   "Analytics Inc.\n    match:\n      prefixes: [198.51.100.0/24]\n", ""))
+        st, _, j = d.request("POST", "/v1/policy/reload", token="ops")
+        self.assertEqual(st, 200, j)
+        self.assertEqual((j["reloaded"], j["purposes"], j["table_resync"]), (True, 1, True))
+        self.assertEqual(self.purposes(), ["advertising"])
+        _, _, s = d.request("GET", "/v1/subscribers/olga", token="auditor")
+        self.assertEqual({c["purpose"]: c["in_policy"] for c in s["consents"]},
+                         {"advertising": True, "analytics": False})
+        # Granting it is refused; withdrawing it still works.
+        st, _, _ = d.request("PUT", "/v1/subscribers/olga/consents/analytics", GRANT)
+        self.assertEqual(st, 404)
+        st, _, _ = d.request("DELETE", "/v1/subscribers/olga/consents/analytics", {"source": "portal"})
+        self.assertEqual(st, 200)
+        st, _, _ = d.request("DELETE", "/v1/subscribers/olga/consents/analytics", {"source": "portal"})
+        self.assertEqual(st, 404)  # gone from both policy and ledger state
+
+        # SIGHUP: the original policy comes back.
+        self.write_policy(original)
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while self.purposes() != ["advertising", "analytics"]:
+            self.assertLess(time.time(), deadline, "SIGHUP did not reload the policy")
+            time.sleep(0.05)
+        self.assertIn("policy reloaded", d.read_log())
+        r = d.ctl("reload", token="ops")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(json.loads(r.stdout)["table_resync"])  # same policy, same table
+
+
+class ProgramTest(unittest.TestCase):
+    def test_ready_notification(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "notify")
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.bind(path)
+            s.settimeout(10)
+            d = Daemon(env={"NOTIFY_SOCKET": path})
+            try:
+                msg = s.recv(4096).decode()
+                self.assertTrue(msg.startswith("READY=1\n"), msg)
+                self.assertIn(f"127.0.0.1:{d.port}", msg)
+                # Ready means listening: the API answers.
+                st, _, _ = d.request("GET", "/healthz", token=None)
+                self.assertEqual(st, 200)
+                d.stop()
+                self.assertEqual(s.recv(4096).decode(), "STOPPING=1")
+            finally:
+                d.cleanup()
+                s.close()
+
+    def test_check_config_and_hash_token(self):
+        d = Daemon()
+        try:
+            r = subprocess.run([CONSENTD, "--check-config", d.config], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(": ok: listen 127.0.0.1:0, 3 tokens", r.stdout)
+            bad = os.path.join(d.dir, "bad.yaml")
+            with open(bad, "w") as f:
+                f.write("listen: {adress: 127.0.0.1}\ndatabase: x.db\npolicy: missing.yaml\ntokens: []\n")
+            r = subprocess.run([CONSENTD, "--check-config", bad], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("bad.yaml:1:10: unknown key 'adress' in 'listen' (did you mean 'address'?)", r.stderr)
+            r = subprocess.run([CONSENTD, "--hash-token"], input="s3cret\n", capture_output=True, text=True)
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, sha256_hex("s3cret")))
+            # A second daemon on the same ledger is refused.
+            r = subprocess.run([CONSENTD, "--config", d.config], capture_output=True, text=True, timeout=20)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("another consentd is using", r.stderr)
+        finally:
+            d.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,141 @@
+"""A consentd process for tests: temporary directory, config, policy copy,
+port 0 (the daemon writes the port it bound to a file), and HTTP helpers.
+
+Environment (set by tests/consentd/meson.build): CONSENTD, OPTGATECTL,
+CONSENTD_TEST_POLICY.
+"""
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+CONSENTD = os.environ["CONSENTD"]
+OPTGATECTL = os.environ["OPTGATECTL"]
+POLICY = os.environ["CONSENTD_TEST_POLICY"]
+
+# name -> (token, role)
+TOKENS = {
+    "auditor": ("read-token-0123456789", "read"),
+    "portal": ("write-token-0123456789", "write"),
+    "ops": ("admin-token-0123456789", "admin"),
+}
+
+
+def sha256_hex(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Daemon:
+    """Starts consentd on 127.0.0.1, port 0, with a fresh ledger (or the one
+    in `workdir` when given, to restart over the same files)."""
+
+    def __init__(self, limits="", workdir=None, env=None):
+        self.owned_dir = workdir is None
+        self.dir = workdir or tempfile.mkdtemp(prefix="consentd-test-")
+        self.db = os.path.join(self.dir, "ledger.db")
+        self.policy = os.path.join(self.dir, "policy.yaml")
+        self.config = os.path.join(self.dir, "consentd.yaml")
+        self.port_file = os.path.join(self.dir, "port")
+        self.log_path = os.path.join(self.dir, "consentd.log")
+        if not os.path.exists(self.policy):
+            shutil.copy(POLICY, self.policy)
+        tokens = "".join(
+            f"  - {{name: {n}, role: {role}, sha256: {sha256_hex(tok)}}}\n" for n, (tok, role) in TOKENS.items())
+        with open(self.config, "w") as f:
+            f.write("listen: {address: 127.0.0.1, port: 0}\n"
+                    "database: ledger.db\n"
+                    "policy: policy.yaml\n"
+                    "tokens:\n" + tokens + limits)
+        self.env = dict(os.environ, **(env or {}))
+        self.proc = None
+        self.start()
+
+    def start(self):
+        if os.path.exists(self.port_file):
+            os.unlink(self.port_file)
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([CONSENTD, "--config", self.config, "--port-file", self.port_file],
+                                     stdout=self.log, stderr=self.log, env=self.env)
+        deadline = time.time() + 20
+        while not os.path.exists(self.port_file):
+            if self.proc.poll() is not None:
+                raise RuntimeError("consentd exited: " + self.read_log())
+            if time.time() > deadline:
+                raise RuntimeError("consentd did not start: " + self.read_log())
+            time.sleep(0.02)
+        with open(self.port_file) as f:
+            self.port = int(f.read())
+
+    def read_log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL: no chance to finish anything."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def cleanup(self):
+        self.stop()
+        if self.owned_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def connect(self, timeout=30):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, token="portal", headers=None, conn=None):
+        """Returns (status, headers, parsed JSON or text). `body`: a dict
+        (sent as JSON), str/bytes (sent as is) or None."""
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = "Bearer " + (TOKENS[token][0] if token in TOKENS else token)
+        if isinstance(body, dict):
+            body = json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        own = conn is None
+        c = conn or self.connect()
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            hdrs = {k.lower(): v for k, v in r.getheaders()}
+        finally:
+            if own:
+                c.close()
+        ctype = hdrs.get("content-type", "")
+        parsed = json.loads(data) if ctype.startswith("application/json") else data.decode()
+        return r.status, hdrs, parsed
+
+    def ctl(self, *args, token="portal", env=None, input=None):
+        e = dict(os.environ, OPTGATE_SERVER=f"http://127.0.0.1:{self.port}",
+                 OPTGATE_TOKEN=TOKENS[token][0] if token else "")
+        e.update(env or {})
+        return subprocess.run([OPTGATECTL, *args], capture_output=True, text=True, env=e, input=input,
+                              timeout=120)
+
+    def metric(self, name):
+        """The value of an unlabelled metric line, or of `name{labels}`."""
+        _, _, text = self.request("GET", "/metrics", token="auditor")
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return None

@@ -1,0 +1,148 @@
+// End-to-end tests with real processes: a consentd on loopback with a
+// temporary ledger and data-plane socket, driven over its HTTP API, and
+// optgate-replay --control as the data plane.
+//
+// Environment (tests/e2e/meson.build): CONSENTD, OPTGATE_REPLAY, OPTGATECTL.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include "packet_builder.hpp"
+#include "pcap_io.hpp"
+
+namespace optgate::e2e {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string env(const char* name);
+
+struct TempDir {
+    TempDir();
+    ~TempDir();
+    std::string file(const std::string& name) const { return (path / name).string(); }
+    std::string write(const std::string& name, const std::string& text) const;
+    fs::path path;
+};
+
+std::string slurp(const std::string& path);
+
+// A child process; stdout and stderr go to `log`.
+class Process {
+public:
+    Process(std::vector<std::string> argv, std::string log);
+    ~Process();  // kills it if still running
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+    pid_t pid() const { return pid_; }
+    void kill(int sig);
+    // The exit status (128 + signal when killed); -1 if still running at the timeout.
+    int wait(std::chrono::milliseconds timeout = 60000ms);
+    bool running();
+    std::string output() const { return slurp(log_); }
+
+private:
+    pid_t pid_ = -1;
+    int status_ = -1;
+    std::string log_;
+};
+
+// Runs a program to completion; its output in `output`.
+struct RunResult {
+    int exit_code = -1;
+    std::string output;
+};
+RunResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 60000ms);
+
+struct HttpResult {
+    unsigned status = 0;
+    std::string body;
+    boost::json::value json() const { return boost::json::parse(body); }
+};
+
+// A consentd with its own directory, policy, ledger and sockets.
+class Consentd {
+public:
+    static constexpr const char* kToken = "e2e-admin-token-0123456789";
+
+    // `policy_yaml`: the policy; `dataplanes_yaml`: the config's dataplanes
+    // section body (indented two spaces), beyond the socket, which is set.
+    explicit Consentd(const std::string& policy_yaml, const std::string& dataplanes_yaml = "  heartbeat_interval: 100ms\n");
+    ~Consentd();
+
+    void start();  // waits for the API and the data-plane socket
+    void kill(int sig);
+    int wait(std::chrono::milliseconds timeout = 30000ms);
+    std::string log() const;
+
+    HttpResult request(const std::string& method, const std::string& target, const std::string& body = {});
+    // Convenience: PUT consent / DELETE consent / PUT binding (plus a query).
+    HttpResult grant(const std::string& sub, const std::string& purpose, const std::string& query = "");
+    HttpResult revoke(const std::string& sub, const std::string& purpose, const std::string& query = "");
+    HttpResult bind(const std::string& address, const std::string& sub, const std::string& query = "");
+    // GET /v1/dataplanes
+    boost::json::array dataplanes();
+    // A metric's value from GET /metrics (a line "NAME VALUE").
+    double metric(const std::string& name);
+
+    std::string socket() const { return dir.file("dp.sock"); }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    std::string config_path() const { return dir.file("consentd.yaml"); }
+
+    TempDir dir;
+
+private:
+    std::unique_ptr<Process> proc_;
+    uint16_t port_ = 0;
+};
+
+// optgate-replay --control SOCKET over `frames` (timestamps `gap` apart).
+struct Replay {
+    RunResult run;
+    std::vector<test::PcapRecord> input, output;
+    boost::json::object report;
+    uint64_t counter(const std::string& name) const;
+    uint64_t passed_to(const std::string& destination) const;
+    uint64_t stripped_to(const std::string& destination) const;
+};
+Replay replay_control(const std::string& socket, const std::vector<test::Bytes>& frames,
+                      const std::vector<std::string>& extra_args = {});
+
+// A replay started in the background (--pace), for tests that act while it runs.
+class PacedReplay {
+public:
+    PacedReplay(const std::string& socket, const std::vector<test::Bytes>& frames, std::chrono::milliseconds gap,
+                const std::string& name);
+    // Waits for the process and reads its output and report.
+    Replay finish(std::chrono::milliseconds timeout = 60000ms);
+
+private:
+    TempDir dir_;
+    std::vector<test::PcapRecord> input_;
+    std::unique_ptr<Process> proc_;
+};
+
+// A DNS query with ECS from `src` to `dst`:53.
+test::Bytes dns_with_ecs(const char* src, const char* dst);
+test::Bytes dns_without_ecs(const char* src, const char* dst);
+
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = 10000ms) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < end) {
+        if (pred()) return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return pred();
+}
+
+}  // namespace optgate::e2e

@@ -1,0 +1,297 @@
+// End to end with real processes: consentd (temporary ledger, Unix socket
+// for data planes) and optgate-replay --control as the data plane. What a
+// replay forwards is what an edge connected to that consentd would forward.
+//
+// Policy below: advertising (bit 0) to example-adnet 203.0.113.0/25; the
+// EDNS0 client subnet option is the identifier; staleness limit 1 s.
+#include <doctest/doctest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include "e2e_support.hpp"
+#include "proto/codec.hpp"
+
+using namespace optgate;
+using namespace optgate::e2e;
+
+namespace {
+
+const std::string kPolicy = R"(version: 1
+purposes:
+  advertising:
+    description: Advertising partners receive an identifier for your device.
+    data: [client subnet]
+    retention: 90 days
+  analytics:
+    description: Analytics providers count visits.
+    data: [client subnet]
+    retention: 13 months
+identifiers:
+  dns_options:
+    - code: 8
+      name: EDNS client subnet
+collectors:
+  - name: example-adnet
+    purpose: advertising
+    description: Example Ad Network Ltd.
+    match:
+      prefixes: [203.0.113.0/25]
+  - name: web-analytics
+    purpose: analytics
+    description: Example Analytics Inc.
+    match:
+      prefixes: [198.51.100.0/24]
+subscribers:
+  prefixes: [100.64.0.0/10, "2001:db8:1000::/36"]
+  ipv6_key_length: 64
+enforcement:
+  staleness_limit: 1s
+)";
+
+const char* kSub = "100.64.0.10";
+const char* kAdnet = "203.0.113.53";
+
+uint64_t seq_of(const HttpResult& r) {
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+    return r.json().at("seq").to_number<uint64_t>();
+}
+
+bool has_dataplane(Consentd& c, const std::string& name, uint64_t applied_at_least = 0) {
+    for (const auto& d : c.dataplanes())
+        if (d.at("name").as_string() == name && d.at("applied_seq").to_number<uint64_t>() >= applied_at_least)
+            return true;
+    return false;
+}
+
+// A bare Unix-socket peer (never reads unless asked).
+struct RawPeer {
+    int fd = -1;
+    RawPeer(const std::string& path, int rcvbuf = 0) {
+        fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (rcvbuf) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+        REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    }
+    ~RawPeer() { ::close(fd); }
+    void write(const std::string& s) { (void)!::send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
+    // True once the peer has closed (within `timeout`).
+    bool closed_within(std::chrono::milliseconds timeout) {
+        const auto end = std::chrono::steady_clock::now() + timeout;
+        while (std::chrono::steady_clock::now() < end) {
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, 50) > 0) {
+                char buf[4096];
+                if (::recv(fd, buf, sizeof buf, 0) <= 0) return true;
+            }
+        }
+        return false;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("grant, revoke, rebind: each replay enforces what consentd holds") {
+    Consentd c(kPolicy);
+    c.start();
+    CHECK(c.dataplanes().empty());
+    const auto with_ecs = dns_with_ecs(kSub, kAdnet);
+    const auto stripped = dns_without_ecs(kSub, kAdnet);
+
+    seq_of(c.bind(kSub, "sub-1"));
+    const uint64_t granted = seq_of(c.grant("sub-1", "advertising"));
+    {
+        const auto r = replay_control(c.socket(), {with_ecs}, {"--name", "e2e-replay"});
+        REQUIRE(r.output.size() == 1);
+        CHECK(r.output[0].data == with_ecs);
+        CHECK(r.passed_to("example-adnet") == 1);
+        CHECK(r.counter("verdict_pass_consent") == 1);
+        const auto& control = r.report.at("control").as_object();
+        CHECK(control.at("applied_seq").to_number<uint64_t>() == granted);
+        CHECK(control.at("name").as_string() == "e2e-replay");
+        CHECK(control.at("snapshots").to_number<uint64_t>() == 1);
+    }
+
+    seq_of(c.revoke("sub-1", "advertising"));
+    {
+        const auto r = replay_control(c.socket(), {with_ecs});
+        REQUIRE(r.output.size() == 1);
+        CHECK(r.output[0].data == stripped);
+        CHECK(r.stripped_to("example-adnet") == 1);
+        CHECK(r.counter("verdict_strip_no_consent") == 1);
+    }
+
+    // Consent again, then the address moves to a subscriber without it: the
+    // new holder does not inherit the old holder's consent.
+    seq_of(c.grant("sub-1", "advertising"));
+    CHECK(replay_control(c.socket(), {with_ecs}).output.at(0).data == with_ecs);
+    seq_of(c.bind(kSub, "sub-2"));
+    {
+        const auto r = replay_control(c.socket(), {with_ecs});
+        CHECK(r.output.at(0).data == stripped);
+        CHECK(r.counter("verdict_strip_no_consent") == 1);
+    }
+    // Unbound: an unknown subscriber.
+    REQUIRE(c.request("DELETE", std::string("/v1/bindings/") + kSub, "").status == 200);
+    {
+        const auto r = replay_control(c.socket(), {with_ecs});
+        CHECK(r.output.at(0).data == stripped);
+        CHECK(r.counter("verdict_strip_unknown_subscriber") == 1);
+    }
+}
+
+TEST_CASE("a revoke reaches a running data plane; ?wait=enforced reports when; dataplanes are listed") {
+    Consentd c(kPolicy);
+    c.start();
+    seq_of(c.bind(kSub, "sub-1"));
+    const uint64_t granted = seq_of(c.grant("sub-1", "advertising"));
+    const auto with_ecs = dns_with_ecs(kSub, kAdnet);
+
+    PacedReplay p(c.socket(), {with_ecs, with_ecs}, 3000ms, "e2e-paced");
+    REQUIRE(eventually([&] { return has_dataplane(c, "e2e-paced", granted); }));
+    {
+        const auto d = c.dataplanes().at(0).as_object();
+        CHECK(d.at("lag").to_number<uint64_t>() == 0);
+        CHECK(d.at("synced").as_bool());
+        CHECK(d.at("address").as_string().starts_with("unix pid="));
+        CHECK(d.at("connected_since").is_string());
+    }
+    CHECK(eventually([&] { return !c.dataplanes().at(0).at("last_heartbeat").is_null(); }));
+    {
+        const auto r = run({env("OPTGATECTL"), "dataplanes", "--server", c.url(), "--token", Consentd::kToken});
+        INFO(r.output);
+        CHECK(r.exit_code == 0);
+        CHECK(r.output.find("e2e-paced") != std::string::npos);
+    }
+    // The first packet went out with consent; revoke before the second.
+    std::this_thread::sleep_for(500ms);
+    const auto revoked = c.revoke("sub-1", "advertising", "?wait=enforced");
+    INFO(revoked.body);
+    REQUIRE(revoked.status == 200);
+    const auto e = revoked.json().at("enforcement").as_object();
+    CHECK(e.at("status").as_string() == "enforced");
+    CHECK(e.at("seq").to_number<uint64_t>() == granted + 1);
+    CHECK(e.at("latency_ms").to_number<double>() < 1000);
+    REQUIRE(e.at("dataplanes").as_array().size() == 1);
+    CHECK(e.at("dataplanes").as_array()[0].at("name").as_string() == "e2e-paced");
+    CHECK(e.at("dataplanes").as_array()[0].at("acknowledged").as_bool());
+
+    const auto r = p.finish();
+    REQUIRE(r.output.size() == 2);
+    CHECK(r.output[0].data == with_ecs);
+    CHECK(r.output[1].data == dns_without_ecs(kSub, kAdnet));
+    CHECK(r.counter("verdict_pass_consent") == 1);
+    CHECK(r.counter("verdict_strip_no_consent") == 1);
+    CHECK(r.report.at("control").at("deltas").to_number<uint64_t>() >= 1);
+    CHECK(c.metric("consentd_dataplane_enforcement_seconds_count") >= 1);
+}
+
+TEST_CASE("consentd stops: once the staleness limit passes, the data plane strips everything") {
+    Consentd c(kPolicy);
+    c.start();
+    seq_of(c.bind(kSub, "sub-1"));
+    const uint64_t granted = seq_of(c.grant("sub-1", "advertising"));
+    const auto with_ecs = dns_with_ecs(kSub, kAdnet);
+    PacedReplay p(c.socket(), {with_ecs, with_ecs}, 3000ms, "e2e-stale");
+    REQUIRE(eventually([&] { return has_dataplane(c, "e2e-stale", granted); }));
+    c.kill(SIGKILL);
+    c.wait();
+    const auto r = p.finish();
+    REQUIRE(r.output.size() == 2);
+    CHECK(r.output[0].data == with_ecs);                          // fresh: consent holds
+    CHECK(r.output[1].data == dns_without_ecs(kSub, kAdnet));     // 3 s later: stale
+    CHECK(r.counter("verdict_pass_consent") == 1);
+    CHECK(r.counter("verdict_strip_table_stale") == 1);
+    CHECK_FALSE(r.report.at("control").at("connected").as_bool());
+}
+
+TEST_CASE("a data plane that never reads does not hold up the API; it is resynced, then dropped") {
+    Consentd c(kPolicy, "  heartbeat_interval: 100ms\n  max_queue_bytes: 65536\n  write_timeout: 1s\n");
+    c.start();
+    RawPeer stalled(c.socket(), 4096);
+    std::string h;
+    proto::encode(h, proto::Hello{"e2e-stalled", 0, ""});
+    stalled.write(h);
+    REQUIRE(eventually([&] { return has_dataplane(c, "e2e-stalled"); }));
+
+    // 30000 subscribers in one commit: far more than the stalled peer's queue.
+    std::string ndjson;
+    for (uint32_t i = 0; i < 30000; ++i)
+        ndjson += R"({"subscriber": "imp-)" + std::to_string(i) + R"(", "addresses": [")" +
+                  IpAddr::from_v4_host(0x64410000u + i).to_string() +
+                  R"("], "consents": ["advertising"], "notice_version": "v1"})" + "\n";
+    REQUIRE(c.request("POST", "/v1/import?format=ndjson", ndjson).status == 200);
+
+    double worst_ms = 0;
+    for (int i = 0; i < 30; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        seq_of(c.grant("sub-" + std::to_string(i), "analytics"));
+        worst_ms = std::max(worst_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    MESSAGE("worst durable grant while a data plane is stalled: " << worst_ms << " ms");
+    CHECK(worst_ms < 1000);
+    CHECK(eventually([&] { return c.metric("consentd_dataplane_resyncs_total") >= 1; }));
+    CHECK(eventually([&] { return !has_dataplane(c, "e2e-stalled"); }, 15000ms));
+    CHECK(stalled.closed_within(5000ms));
+
+    // Everyone else still gets the whole table.
+    const auto r = replay_control(c.socket(), {dns_with_ecs("100.65.0.7", kAdnet)});
+    CHECK(r.counter("verdict_pass_consent") == 1);
+}
+
+TEST_CASE("malformed and oversized frames close that connection; consentd carries on") {
+    Consentd c(kPolicy);
+    c.start();
+    {
+        RawPeer garbage(c.socket());
+        garbage.write("GET / HTTP/1.1\r\nHost: consentd\r\n\r\n");
+        CHECK(garbage.closed_within(5000ms));
+    }
+    {
+        RawPeer oversized(c.socket());
+        oversized.write(std::string{char(proto::kMagic0), char(proto::kMagic1), char(proto::kVersion), char(0x01),
+                                    char(0x40), char(0), char(0), char(0)});
+        CHECK(oversized.closed_within(5000ms));
+    }
+    {
+        RawPeer truncated(c.socket());
+        std::string h;
+        proto::encode(h, proto::Hello{"e2e-half", 0, ""});
+        truncated.write(h.substr(0, 5));
+    }
+    CHECK(c.request("GET", "/healthz").status == 200);
+    CHECK(c.metric("consentd_dataplane_protocol_errors_total") >= 2);
+    seq_of(c.bind(kSub, "sub-1"));
+    seq_of(c.grant("sub-1", "advertising"));
+    CHECK(replay_control(c.socket(), {dns_with_ecs(kSub, kAdnet)}).counter("verdict_pass_consent") == 1);
+    c.kill(SIGTERM);
+    CHECK(c.wait() == 0);
+    CHECK(c.log().find("malformed frame") != std::string::npos);
+}
+
+TEST_CASE("consentd refuses plain TCP beyond loopback, and heartbeats too slow for the staleness limit") {
+    {
+        Consentd c(kPolicy, "  tcp: {address: 0.0.0.0, port: 8471}\n");
+        const auto r = run({env("CONSENTD"), "--check-config", c.config_path()});
+        INFO(r.output);
+        CHECK(r.exit_code == 1);
+        CHECK(r.output.find("needs 'tls'") != std::string::npos);
+        const auto started = run({env("CONSENTD"), "--config", c.config_path()}, 10000ms);
+        CHECK(started.exit_code == 1);
+    }
+    {
+        Consentd c(kPolicy, "  heartbeat_interval: 500ms\n");  // staleness 1 s: too slow
+        const auto r = run({env("CONSENTD"), "--check-config", c.config_path()});
+        INFO(r.output);
+        CHECK(r.exit_code == 1);
+        CHECK(r.output.find("heartbeat_interval") != std::string::npos);
+    }
+}

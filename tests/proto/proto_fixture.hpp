@@ -1,0 +1,77 @@
+// Shared by the proto tests: a small policy (as consentd would send its YAML
+// text), keys, and frame helpers.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/addr.hpp"
+#include "core/consent_table.hpp"
+#include "proto/codec.hpp"
+
+namespace optgate::test_proto {
+
+// Two purposes; advertising (bit 0) to 203.0.113.0/25, analytics (bit 1) to
+// 198.51.100.0/24; subscribers 100.64.0.0/10 and 2001:db8:1000::/36 keyed
+// at /64; a short staleness limit.
+inline const std::string kPolicyYaml = R"(version: 1
+purposes:
+  advertising:
+    description: Advertising partners receive an identifier for your device.
+    data: [device identifier]
+    retention: 90 days
+  analytics:
+    description: Analytics providers count visits.
+    data: [device identifier]
+    retention: 13 months
+identifiers:
+  dns_options:
+    - code: 8
+      name: EDNS client subnet
+collectors:
+  - name: example-adnet
+    purpose: advertising
+    description: Example Ad Network Ltd.
+    match:
+      prefixes: [203.0.113.0/25]
+  - name: web-analytics
+    purpose: analytics
+    description: Example Analytics Inc.
+    match:
+      prefixes: [198.51.100.0/24]
+subscribers:
+  prefixes: [100.64.0.0/10, "2001:db8:1000::/36"]
+  ipv6_key_length: 64
+enforcement:
+  staleness_limit: 30s
+)";
+
+// The same table meaning (purposes, key length, prefixes), another collector.
+inline std::string policy_with_more_collectors() {
+    std::string p = kPolicyYaml;
+    const std::string anchor = "subscribers:\n";
+    p.insert(p.find(anchor), "  - name: more-ads\n    purpose: advertising\n    description: More ads.\n"
+                             "    match:\n      prefixes: [198.18.0.0/15]\n");
+    return p;
+}
+
+inline SubscriberKey key(const char* a) { return SubscriberKey{*IpAddr::parse(a)}; }
+
+inline std::span<const uint8_t> bytes_of(const std::string& s) {
+    return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// Decodes every frame of `s` (which must hold whole, valid frames).
+inline std::vector<proto::DecodeResult> decode_all(const std::string& s, proto::Direction d) {
+    std::vector<proto::DecodeResult> out;
+    size_t off = 0;
+    while (off < s.size()) {
+        auto r = proto::decode(bytes_of(s).subspan(off), d);
+        if (r.status != proto::DecodeStatus::frame) break;
+        off += r.consumed;
+        out.push_back(r);
+    }
+    return out;
+}
+
+}  // namespace optgate::test_proto

@@ -1,0 +1,247 @@
+// A consentd publisher and its data-plane listeners in-process, fed by a
+// fake ledger (the same discipline as LedgerService: each commit changes the
+// table and tells the publisher under one lock), and data planes built on
+// the real client library. For the protocol tests.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "consentd/dataplane_server.hpp"
+#include "consentd/prefix_hash.hpp"
+#include "consentd/publisher.hpp"
+#include "policy/loader.hpp"
+#include "proto/control_client.hpp"
+#include "proto_fixture.hpp"
+
+namespace optgate::test_proto {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+struct TempDir {
+    TempDir() {
+        std::random_device rd;
+        path = fs::temp_directory_path() / ("optgate-proto-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    std::string file(const std::string& name) const { return (path / name).string(); }
+    fs::path path;
+};
+
+inline std::shared_ptr<const Policy> load_policy(const std::string& yaml) {
+    return std::make_shared<const Policy>(policy::load_policy_text(yaml, "test-policy.yaml").policy);
+}
+
+// The ledger's part: a table, a sequence, a policy; commits go to the
+// publisher under the lock, like LedgerService's listeners.
+class FakeLedger : public consentd::TableSource {
+public:
+    consentd::Publisher* publisher = nullptr;
+
+    explicit FakeLedger(std::shared_ptr<const Policy> p) : policy_(std::move(p)) {
+        table_version_ = consentd::table_version(*policy_);
+    }
+
+    uint64_t commit(const std::vector<consentd::TableDelta>& deltas) {
+        std::lock_guard lk(mu_);
+        for (const auto& d : deltas) {
+            if (d.kind == consentd::TableDelta::Kind::upsert)
+                table_[d.key] = d.purposes;
+            else
+                table_.erase(d.key);
+        }
+        ++seq_;
+        publisher->on_commit(seq_, deltas);
+        return seq_;
+    }
+    uint64_t upsert(const char* addr, PurposeMask m) {
+        return commit({{consentd::TableDelta::Kind::upsert, key(addr), m}});
+    }
+    uint64_t erase(const char* addr) { return commit({{consentd::TableDelta::Kind::erase, key(addr), 0}}); }
+
+    void set_policy(std::shared_ptr<const Policy> p) {
+        std::lock_guard lk(mu_);
+        const std::string tv = consentd::table_version(*p);
+        const bool changed = tv != table_version_;
+        policy_ = std::move(p);
+        table_version_ = tv;
+        publisher->publish_policy(seq_, policy_, tv, changed);
+    }
+
+    void snapshot(consentd::SnapshotSink& sink) override {
+        std::lock_guard lk(mu_);
+        sink.begin(seq_, policy_, table_version_);
+        for (const auto& [k, m] : table_) sink.add(k, m);
+    }
+
+    uint64_t seq() {
+        std::lock_guard lk(mu_);
+        return seq_;
+    }
+
+private:
+    std::mutex mu_;
+    uint64_t seq_ = 0;
+    std::shared_ptr<const Policy> policy_;
+    std::string table_version_;
+    std::unordered_map<SubscriberKey, PurposeMask, consentd::SubscriberKeyHash> table_;
+};
+
+struct Rig {
+    TempDir dir;
+    std::shared_ptr<const Policy> policy = load_policy(kPolicyYaml);
+    FakeLedger ledger{policy};
+    consentd::DataPlaneConfig config;
+    boost::asio::io_context ioc;
+    std::unique_ptr<consentd::Publisher> publisher;
+    std::unique_ptr<consentd::DataPlaneServer> server;
+    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
+    std::thread io_thread;
+
+    // `tune` adjusts the config before anything starts.
+    template <class Tune>
+    explicit Rig(Tune tune) {
+        config.socket = dir.file("dp.sock");
+        config.heartbeat_interval = 50ms;
+        tune(config);
+        publisher = std::make_unique<consentd::Publisher>(ioc, ledger, config);
+        publisher->add_policy_document(policy, "test-policy.yaml", kPolicyYaml);
+        ledger.publisher = publisher.get();
+        publisher->start();
+        server = std::make_unique<consentd::DataPlaneServer>(ioc, *publisher);
+        server->start();
+        work.emplace(ioc.get_executor());
+        io_thread = std::thread([this] { ioc.run(); });
+    }
+    Rig() : Rig([](consentd::DataPlaneConfig&) {}) {}
+
+    // Runs f on the io thread and returns its result.
+    template <class F>
+    auto on_io(F f) {
+        std::promise<decltype(f())> p;
+        boost::asio::post(ioc, [&] {
+            if constexpr (std::is_void_v<decltype(f())>) {
+                f();
+                p.set_value();
+            } else {
+                p.set_value(f());
+            }
+        });
+        return p.get_future().get();
+    }
+
+    ~Rig() {
+        on_io([this] {
+            server->stop();
+            publisher->stop();
+        });
+        work.reset();
+        // Sessions finish their goodbyes within a second.
+        std::this_thread::sleep_for(50ms);
+        ioc.stop();
+        io_thread.join();
+    }
+
+    std::vector<consentd::DataPlaneInfo> dataplanes() {
+        return on_io([this] { return publisher->dataplanes(); });
+    }
+    std::string metrics() {
+        return on_io([this] {
+            std::string s;
+            publisher->render_metrics(s);
+            return s;
+        });
+    }
+    uint64_t metric(const std::string& name) {
+        const std::string m = metrics();
+        const auto at = m.find("\n" + name + " ");
+        REQUIRE_MESSAGE(at != std::string::npos, "no metric " << name);
+        return std::stoull(m.substr(at + name.size() + 2));
+    }
+    proto::Endpoint endpoint() const {
+        proto::Endpoint e;
+        e.kind = proto::Endpoint::Kind::unix_socket;
+        e.path = config.socket;
+        return e;
+    }
+};
+
+// A data plane: its own Enforcement and the real client library.
+struct DataPlane {
+    Enforcement enforcement{Enforcement::Mode::controlled};
+    std::vector<std::string> log;
+    std::mutex log_mu;
+    proto::ControlClient client;
+
+    QsbrDomain::ReaderId reader;
+
+    DataPlane(const proto::Endpoint& ep, const std::string& name, std::chrono::milliseconds backoff = 50ms,
+              std::optional<proto::TlsFiles> tls = std::nullopt)
+        : client(enforcement, options(ep, name, backoff, std::move(tls))),
+          reader(enforcement.rcu().register_reader()) {
+        enforcement.rcu().offline(reader);
+    }
+    ~DataPlane() {
+        client.stop();
+        enforcement.rcu().unregister_reader(reader);
+    }
+
+    proto::ControlClient::Options options(const proto::Endpoint& ep, const std::string& name,
+                                          std::chrono::milliseconds backoff, std::optional<proto::TlsFiles> tls) {
+        proto::ControlClient::Options o;
+        o.name = name;
+        o.endpoint = ep;
+        o.tls = std::move(tls);
+        o.backoff_initial = backoff;
+        o.backoff_max = backoff * 4;
+        o.log = [this](std::string_view line) {
+            std::lock_guard lk(log_mu);
+            log.emplace_back(line);
+        };
+        return o;
+    }
+
+    // Reads like a worker: an RCU reader, online only while it looks.
+    ConsentLookup look(const char* a) {
+        enforcement.rcu().online(reader);
+        const ConsentTable* t = enforcement.table();
+        const ConsentLookup r = t ? t->lookup(SubscriberKey::make(*IpAddr::parse(a), 64)) : ConsentLookup{};
+        enforcement.rcu().offline(reader);
+        return r;
+    }
+    std::string logged() {
+        std::lock_guard lk(log_mu);
+        std::string all;
+        for (const auto& l : log) all += l + "\n";
+        return all;
+    }
+};
+
+// Polls `pred` until true or `timeout`.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = 5000ms) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < end) {
+        if (pred()) return true;
+        std::this_thread::sleep_for(2ms);
+    }
+    return pred();
+}
+
+}  // namespace optgate::test_proto

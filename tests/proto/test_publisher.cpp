@@ -1,0 +1,376 @@
+// The protocol end to end inside one process: consentd's publisher and
+// listeners (fed by a fake ledger) and data planes built on the client
+// library, over a real Unix socket. Reconnects, history, policy changes,
+// malformed and oversized frames, a stalled data plane, ?wait=enforced.
+#include <doctest/doctest.h>
+
+#include "publisher_rig.hpp"
+#include "raw_client.hpp"
+
+using namespace optgate;
+using namespace optgate::test_proto;
+using consentd::EnforcementReport;
+using consentd::TableDelta;
+using proto::Goodbye;
+
+namespace {
+
+std::string hello(const std::string& name, uint64_t seq = 0, const std::string& stream = "") {
+    std::string s;
+    REQUIRE(proto::encode(s, proto::Hello{name, seq, stream}));
+    return s;
+}
+
+// The goodbye a closed connection ended with, if any.
+std::optional<Goodbye::Code> goodbye_in(const std::string& bytes, std::string* message = nullptr) {
+    std::optional<Goodbye::Code> code;
+    for (const auto& r : decode_all(bytes, proto::Direction::to_client))
+        if (const auto* g = std::get_if<Goodbye>(&r.frame)) {
+            code = g->code;
+            if (message) *message = std::string(g->message);
+        }
+    return code;
+}
+
+EnforcementReport wait_enforced(Rig& rig, uint64_t seq, std::chrono::milliseconds timeout) {
+    std::promise<EnforcementReport> p;
+    auto f = p.get_future();
+    rig.on_io([&] { rig.publisher->wait_enforced(seq, timeout, [&p](EnforcementReport r) { p.set_value(r); }); });
+    return f.get();
+}
+
+std::vector<TableDelta> many_changes(uint32_t base, uint32_t n, PurposeMask m) {
+    std::vector<TableDelta> d;
+    for (uint32_t i = 0; i < n; ++i)
+        d.push_back({TableDelta::Kind::upsert, SubscriberKey{IpAddr::from_v4_host(0x64400000u + base + i)}, m});
+    return d;
+}
+
+}  // namespace
+
+TEST_CASE("a data plane gets the table, then every commit as it commits, and acknowledges") {
+    Rig rig;
+    rig.ledger.upsert("100.64.0.10", 1);
+    rig.ledger.upsert("2001:db8:1000:1::", 2);
+    DataPlane dp(rig.endpoint(), "edge-1");
+    dp.client.start();
+    REQUIRE(dp.client.wait_synced(5s));
+    CHECK(dp.look("100.64.0.10").purposes == 1);
+    CHECK(dp.look("2001:db8:1000:1::77").purposes == 2);
+    CHECK(dp.client.status().applied_seq == 2);
+    CHECK(dp.enforcement.view(monotonic_ns()).health == TableHealth::fresh);
+
+    const uint64_t s3 = rig.ledger.upsert("100.64.0.11", 3);
+    CHECK(eventually([&] { return dp.client.status().applied_seq >= s3; }));
+    CHECK(dp.look("100.64.0.11").purposes == 3);
+    const uint64_t s4 = rig.ledger.erase("100.64.0.10");
+    CHECK(eventually([&] { return dp.client.status().applied_seq >= s4; }));
+    CHECK_FALSE(dp.look("100.64.0.10").found);
+
+    // consentd knows what it applied.
+    CHECK(eventually([&] {
+        const auto d = rig.dataplanes();
+        return d.size() == 1 && d[0].applied_seq == s4;
+    }));
+    const auto d = rig.dataplanes();
+    CHECK(d[0].name == "edge-1");
+    CHECK(d[0].address.starts_with("unix pid="));
+    CHECK(d[0].lag == 0);
+    CHECK(d[0].synced);
+    CHECK(rig.metric("consentd_dataplanes_connected") == 1);
+    CHECK(rig.metric("consentd_dataplane_snapshots_sent_total") == 1);
+
+    // Heartbeats keep it in contact while nothing changes.
+    const uint64_t contact = dp.client.status().last_contact_mono_ns;
+    CHECK(eventually([&] { return dp.client.status().last_contact_mono_ns > contact; }, 1000ms));
+    CHECK(eventually([&] { return rig.dataplanes()[0].last_heartbeat.has_value(); }));
+}
+
+TEST_CASE("a data plane that reconnects resumes with the deltas it missed") {
+    Rig rig;
+    rig.ledger.upsert("100.64.0.10", 1);
+    // A slow reconnect, so that the commits below land while it is away.
+    DataPlane dp(rig.endpoint(), "edge-1", 600ms);
+    dp.client.start();
+    REQUIRE(dp.client.wait_synced(5s));
+    REQUIRE(rig.on_io([&] { return rig.publisher->disconnect("edge-1", "test"); }));
+    CHECK(eventually([&] { return !dp.client.status().connected; }));
+    rig.ledger.upsert("100.64.0.11", 2);
+    rig.ledger.erase("100.64.0.10");
+    const uint64_t last = rig.ledger.upsert("2001:db8:1000:5::", 3);
+    CHECK(eventually([&] { return dp.client.status().applied_seq == last; }));
+    const auto st = dp.client.status();
+    CHECK(st.connects == 2);
+    CHECK(st.snapshots == 1);  // the first one only: the rest came as deltas
+    CHECK(dp.look("100.64.0.11").purposes == 2);
+    CHECK_FALSE(dp.look("100.64.0.10").found);
+    CHECK(dp.look("2001:db8:1000:5::1").purposes == 3);
+    CHECK(rig.metric("consentd_dataplane_snapshots_sent_total") == 1);
+}
+
+TEST_CASE("a data plane that reconnects after the history moved on gets a snapshot") {
+    Rig rig([](consentd::DataPlaneConfig& c) { c.history_commits = 2; });
+    rig.ledger.upsert("100.64.0.10", 1);
+    DataPlane dp(rig.endpoint(), "edge-1", 600ms);
+    dp.client.start();
+    REQUIRE(dp.client.wait_synced(5s));
+    REQUIRE(rig.on_io([&] { return rig.publisher->disconnect("edge-1", "test"); }));
+    CHECK(eventually([&] { return !dp.client.status().connected; }));
+    uint64_t last = 0;
+    for (uint32_t i = 0; i < 5; ++i) last = rig.ledger.commit(many_changes(100 + i, 1, 2));
+    rig.ledger.erase("100.64.0.10");
+    ++last;
+    CHECK(eventually([&] { return dp.client.status().applied_seq == last; }));
+    CHECK(dp.client.status().snapshots == 2);
+    CHECK_FALSE(dp.look("100.64.0.10").found);
+    CHECK(dp.look("100.64.0.104").purposes == 2);
+    CHECK(rig.metric("consentd_dataplane_snapshots_sent_total") == 2);
+}
+
+TEST_CASE("policy changes: same table meaning sends the policy, a new meaning resends the table") {
+    Rig rig;
+    rig.ledger.upsert("100.64.0.10", 1);
+    DataPlane dp(rig.endpoint(), "edge-1");
+    dp.client.start();
+    REQUIRE(dp.client.wait_synced(5s));
+    const std::string stream1 = dp.client.status().stream_id;
+    auto collectors = [&] {
+        dp.enforcement.rcu().online(dp.reader);
+        const size_t n = dp.enforcement.runtime()->policy().collectors.size();
+        dp.enforcement.rcu().offline(dp.reader);
+        return n;
+    };
+    CHECK(collectors() == 2);
+
+    const std::string more = policy_with_more_collectors();
+    auto p2 = load_policy(more);
+    rig.publisher->add_policy_document(p2, "test-policy.yaml", more);
+    rig.ledger.set_policy(p2);
+    CHECK(eventually([&] { return collectors() == 3; }));
+    CHECK(dp.client.status().snapshots == 1);
+    CHECK(dp.client.status().stream_id != stream1);
+    CHECK(dp.look("100.64.0.10").purposes == 1);
+
+    // A third purpose changes what the bits mean: a full resync.
+    std::string three = more;
+    three.insert(three.find("identifiers:"), "  research:\n    description: Research.\n    data: [x]\n"
+                                              "    retention: 1 day\n");
+    auto p3 = load_policy(three);
+    rig.publisher->add_policy_document(p3, "test-policy.yaml", three);
+    rig.ledger.set_policy(p3);
+    CHECK(eventually([&] { return dp.client.status().snapshots == 2; }));
+    const uint64_t s = rig.ledger.upsert("100.64.0.12", 4);
+    CHECK(eventually([&] { return dp.client.status().applied_seq == s; }));
+    CHECK(dp.look("100.64.0.12").purposes == 4);
+}
+
+TEST_CASE("a policy the data plane cannot load keeps its state and is reported") {
+    Rig rig;
+    rig.ledger.upsert("100.64.0.10", 1);
+    DataPlane dp(rig.endpoint(), "edge-1", 200ms);
+    dp.client.start();
+    REQUIRE(dp.client.wait_synced(5s));
+    // consentd's loader took it; this data plane's refuses it (here: a
+    // staleness limit its loader rejects stands in for a version skew).
+    std::string bad = kPolicyYaml;
+    bad.replace(bad.find("staleness_limit: 30s"), 20, "staleness_limit: 0s");
+    auto p2 = load_policy(kPolicyYaml);  // what consentd thinks it loaded
+    rig.publisher->add_policy_document(p2, "bad.yaml", bad);
+    rig.ledger.set_policy(p2);
+    CHECK(eventually([&] { return dp.logged().find("does not load") != std::string::npos; }));
+    CHECK(dp.look("100.64.0.10").purposes == 1);
+    CHECK(dp.client.status().synced);
+}
+
+TEST_CASE("malformed, oversized and out-of-place frames close that connection only") {
+    Rig rig;
+    rig.ledger.upsert("100.64.0.10", 1);
+    DataPlane dp(rig.endpoint(), "edge-1");
+    dp.client.start();
+    REQUIRE(dp.client.wait_synced(5s));
+    bool closed = false;
+    std::string msg;
+
+    SUBCASE("not our protocol at all") {
+        RawClient raw(rig.config.socket);
+        raw.write("GET /v1/dataplanes HTTP/1.1\r\nHost: x\r\n\r\n");
+        const auto got = raw.read_all(3000ms, closed);
+        CHECK(closed);
+        CHECK(goodbye_in(got, &msg) == Goodbye::Code::protocol_error);
+        CHECK(msg.find("magic") != std::string::npos);
+    }
+    SUBCASE("an oversized frame is refused from its header") {
+        RawClient raw(rig.config.socket);
+        std::string h = {char(proto::kMagic0), char(proto::kMagic1), char(proto::kVersion), char(0x01),
+                         char(0x7f), char(0xff), char(0xff), char(0xff)};
+        raw.write(h);  // no payload follows: it is not waited for
+        const auto got = raw.read_all(3000ms, closed);
+        CHECK(closed);
+        CHECK(goodbye_in(got, &msg) == Goodbye::Code::protocol_error);
+        CHECK(msg.find("larger") != std::string::npos);
+    }
+    SUBCASE("a frame only consentd may send") {
+        RawClient raw(rig.config.socket);
+        std::string w;
+        proto::encode(w, proto::Heartbeat{1, 2});
+        raw.write(hello("raw") + w);
+        const auto got = raw.read_all(3000ms, closed);
+        CHECK(closed);
+        CHECK(goodbye_in(got, &msg) == Goodbye::Code::protocol_error);
+        CHECK(msg.find("direction") != std::string::npos);
+    }
+    SUBCASE("ack before hello, hello twice, an ack of what was never sent") {
+        std::string a;
+        proto::encode(a, proto::Ack{1});
+        {
+            RawClient raw(rig.config.socket);
+            raw.write(a);
+            CHECK(goodbye_in(raw.read_all(3000ms, closed)) == Goodbye::Code::protocol_error);
+            CHECK(closed);
+        }
+        {
+            RawClient raw(rig.config.socket);
+            raw.write(hello("raw") + hello("raw"));
+            CHECK(goodbye_in(raw.read_all(3000ms, closed), &msg) == Goodbye::Code::protocol_error);
+            CHECK(closed);
+        }
+        {
+            RawClient raw(rig.config.socket);
+            std::string far;
+            proto::encode(far, proto::Ack{1000});
+            raw.write(hello("raw"));
+            raw.read_at_least(1, 3000ms);  // welcome arrived
+            raw.write(far);
+            CHECK(goodbye_in(raw.read_all(3000ms, closed), &msg) == Goodbye::Code::protocol_error);
+            CHECK(msg.find("never sent") != std::string::npos);
+            CHECK(closed);
+        }
+    }
+    SUBCASE("a corrupted hello: bad name, trailing bytes") {
+        std::string h = hello("edge-9");
+        h[proto::kHeaderSize + 1] = '/';
+        RawClient raw(rig.config.socket);
+        raw.write(h);
+        CHECK(goodbye_in(raw.read_all(3000ms, closed)) == Goodbye::Code::protocol_error);
+        CHECK(closed);
+    }
+    SUBCASE("half a frame, then the peer goes away") {
+        RawClient raw(rig.config.socket);
+        const std::string h = hello("half");
+        raw.write(h.substr(0, h.size() / 2));
+    }
+    // The good data plane saw none of it.
+    const uint64_t s = rig.ledger.upsert("100.64.0.11", 2);
+    CHECK(eventually([&] { return dp.client.status().applied_seq == s; }));
+    CHECK(dp.client.status().connects == 1);
+    CHECK(eventually([&] { return rig.dataplanes().size() == 1; }));
+}
+
+TEST_CASE("a data plane that stops reading: resynced, then dropped; the others stay fast") {
+    Rig rig([](consentd::DataPlaneConfig& c) {
+        c.max_queue_bytes = 64u << 10;
+        c.write_timeout = 1500ms;
+    });
+    DataPlane fast(rig.endpoint(), "edge-fast");
+    fast.client.start();
+    REQUIRE(fast.client.wait_synced(5s));
+    RawClient stalled(rig.config.socket, 4096);
+    REQUIRE(stalled.write(hello("edge-stalled")));
+    REQUIRE(eventually([&] { return rig.dataplanes().size() == 2; }));
+
+    double worst_feed_ms = 0, worst_fast_ms = 0;
+    uint64_t last = 0;
+    for (uint32_t i = 0; i < 40; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        last = rig.ledger.commit(many_changes(i * 2000, 2000, 1 + i % 3));
+        const auto t1 = std::chrono::steady_clock::now();
+        REQUIRE(eventually([&] { return fast.client.status().applied_seq >= last; }, 3000ms));
+        const auto t2 = std::chrono::steady_clock::now();
+        worst_feed_ms = std::max(worst_feed_ms, std::chrono::duration<double, std::milli>(t1 - t0).count());
+        worst_fast_ms = std::max(worst_fast_ms, std::chrono::duration<double, std::milli>(t2 - t1).count());
+    }
+    MESSAGE("worst commit feed " << worst_feed_ms << " ms, worst delivery to the fast data plane " << worst_fast_ms
+                                 << " ms");
+    // The ledger's writer never waits for a data plane (encoding 2000
+    // changes is all it does), and the fast one is not held up.
+    CHECK(worst_feed_ms < 200);
+    CHECK(worst_fast_ms < 1000);
+
+    // ?wait=enforced cannot be met while the stalled one is connected.
+    const auto stuck = wait_enforced(rig, last, 300ms);
+    CHECK(stuck.status == EnforcementReport::Status::timeout);
+    REQUIRE(stuck.dataplanes.size() == 2);
+    for (const auto& r : stuck.dataplanes) CHECK(r.acknowledged == (r.name == "edge-fast"));
+
+    // It fell behind: resent the table (resync), then closed for not reading.
+    CHECK(eventually([&] { return rig.metric("consentd_dataplane_resyncs_total") >= 1; }));
+    CHECK(eventually([&] { return rig.dataplanes().size() == 1; }, 10000ms));
+    CHECK(rig.dataplanes()[0].name == "edge-fast");
+    const auto ok = wait_enforced(rig, last, 2000ms);
+    CHECK(ok.status == EnforcementReport::Status::enforced);
+
+    // The fast one has every entry of the last commit.
+    CHECK(fast.look("100.64.0.1").found);
+    CHECK(fast.look(IpAddr::from_v4_host(0x64400000u + 39 * 2000 + 1999).to_string().c_str()).purposes == 1 + 39 % 3);
+}
+
+TEST_CASE("?wait=enforced: all connected data planes, disconnects, none at all") {
+    Rig rig;
+    // Nobody connected: said so, at once.
+    const uint64_t s1 = rig.ledger.upsert("100.64.0.10", 1);
+    const auto none = wait_enforced(rig, s1, 1000ms);
+    CHECK(none.status == EnforcementReport::Status::no_dataplanes);
+    CHECK(none.dataplanes.empty());
+
+    DataPlane a(rig.endpoint(), "edge-a");
+    DataPlane b(rig.endpoint(), "edge-b");
+    a.client.start();
+    b.client.start();
+    REQUIRE(a.client.wait_synced(5s));
+    REQUIRE(b.client.wait_synced(5s));
+    REQUIRE(eventually([&] { return rig.dataplanes().size() == 2; }));
+
+    // Waiting from the API's answer: both acknowledge.
+    std::promise<EnforcementReport> p;
+    auto f = p.get_future();
+    uint64_t s2 = 0;
+    rig.on_io([&] {});
+    s2 = rig.ledger.upsert("100.64.0.11", 2);
+    rig.on_io([&] { rig.publisher->wait_enforced(s2, 3000ms, [&p](EnforcementReport r) { p.set_value(r); }); });
+    const auto r = f.get();
+    CHECK(r.status == EnforcementReport::Status::enforced);
+    CHECK(r.seq == s2);
+    REQUIRE(r.dataplanes.size() == 2);
+    for (const auto& row : r.dataplanes) {
+        CHECK(row.acknowledged);
+        CHECK(row.applied_seq >= s2);
+    }
+    CHECK(r.latency_ms < 1000);
+    const auto j = r.to_json();
+    CHECK(j.at("status").as_string() == "enforced");
+    CHECK(j.at("dataplanes").as_array().size() == 2);
+
+    // One goes away while a wait is pending: it is reported, the wait ends.
+    b.client.stop();
+    CHECK(eventually([&] { return rig.dataplanes().size() == 1; }));
+    const auto r2 = wait_enforced(rig, s2, 1000ms);
+    CHECK(r2.status == EnforcementReport::Status::enforced);
+    CHECK(r2.latency_ms == 0);  // already applied
+    CHECK(rig.metric("consentd_dataplanes_connected") == 1);
+}
+
+TEST_CASE("a second connection with the same name replaces the first") {
+    Rig rig;
+    DataPlane a(rig.endpoint(), "edge-1");
+    a.client.start();
+    REQUIRE(a.client.wait_synced(5s));
+    RawClient dup(rig.config.socket);
+    dup.write(hello("edge-1"));
+    CHECK(eventually([&] { return a.logged().find("replaced") != std::string::npos; }));
+    // The first reconnects and replaces the impostor in turn; consentd ends
+    // with one edge-1.
+    CHECK(eventually([&] {
+        const auto d = rig.dataplanes();
+        return d.size() == 1 && d[0].name == "edge-1";
+    }));
+}

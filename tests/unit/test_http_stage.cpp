@@ -1,0 +1,510 @@
+// The HTTP stage through optgate::Worker with real frames: verdicts, TCP
+// sequence handling, flows, fragments, counters. Every rewritten frame's
+// checksums are checked with the packet builder's own code.
+#include <doctest/doctest.h>
+
+#include "test_http_fixture.hpp"
+#include "test_http_util.hpp"
+
+using namespace optgate;
+using namespace optgate::httptest;
+using test::ACK;
+using test::FIN;
+using test::PSH;
+using test::RST;
+using test::SYN;
+
+namespace {
+
+// Sample policy: identifiers 0 X-UIDH, 1 X-MSISDN; destination slots
+// 0 adnet, 1 adnet-dns, 2 metrics, 3 ads-web, 4 analytics, 5 billing, 6 none.
+const std::string kReq =
+    "GET /pixel.gif?id=1 HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"
+    "X-UIDH: UIDH-0123456789abcdef\r\nAccept: image/avif,image/webp,*/*\r\nX-MSISDN: 15551234567\r\n"
+    "Accept-Language: en-US,en;q=0.5\r\nConnection: keep-alive\r\n\r\n";
+const std::string kReqScrubbed = fill_values(kReq, {"UIDH-0123456789abcdef", "15551234567"});
+
+std::string payload(const Bytes& f) { return read_tcp(f).payload; }
+
+void check_frame(const Bytes& f) {
+    const auto r = test::verify_checksums(f);
+    CHECK_MESSAGE(r.ok(), r.detail);
+}
+
+std::string with_host(std::string host) {
+    std::string r = kReq;
+    r.replace(r.find("www.example.org"), 15, host);
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("strip: values overwritten in place, same length, checksums right, counted") {
+    HttpPipeline px;
+    const Conn c;  // 100.64.0.12 (no consent) -> adnet
+    CHECK(px.run(c.syn()) == c.syn());
+    const Bytes in = c.data(0, kReq);
+    const Bytes out = px.run(in);
+    REQUIRE(out.size() == in.size());
+    CHECK(payload(out) == kReqScrubbed);
+    check_frame(out);
+    const auto& k = px.worker->counters();
+    CHECK(px.count(Counter::http_requests) == 1);
+    CHECK(px.count(Counter::http_requests_with_identifiers) == 1);
+    CHECK(px.count(Counter::verdict_strip_no_consent) == 1);
+    CHECK(px.count(Counter::http_rewritten) == 1);
+    CHECK(px.count(Counter::rewritten) == 1);
+    CHECK(k.identifier_stripped[0] == 1);
+    CHECK(k.identifier_stripped[1] == 1);
+    CHECK(k.destination_stripped[0] == 2);
+    CHECK(k.identifier_passed[0] == 0);
+    CHECK(px.count(Counter::http_conservative_packets) == 0);
+
+    // Replaying the output (already filler) changes nothing: byte-identical.
+    const Bytes again = px.run(out);
+    CHECK(again == out);
+}
+
+TEST_CASE("pass: the consenting subscriber's request leaves byte-identical") {
+    HttpPipeline px;
+    Conn c;
+    c.src = "100.64.0.10";  // advertising consent -> adnet (advertising)
+    px.run(c.syn());
+    const Bytes in = c.data(0, kReq);
+    CHECK(px.run(in) == in);
+    const auto& k = px.worker->counters();
+    CHECK(px.count(Counter::verdict_pass_consent) == 1);
+    CHECK(k.identifier_passed[0] == 1);
+    CHECK(k.identifier_passed[1] == 1);
+    CHECK(k.destination_passed[0] == 2);
+    CHECK(px.count(Counter::rewritten) == 0);
+}
+
+TEST_CASE("IPv6 and VLAN-tagged frames") {
+    HttpPipeline px;
+    Conn strip;
+    strip.v6 = true;
+    strip.src = "2001:db8:1000:2::1";  // not in the consent table
+    strip.dst = "2001:db8:ad::5";
+    strip.vlans = {100, 200};
+    Conn pass = strip;
+    pass.src = "2001:db8:1000:1:aaaa::1";  // the /64 with advertising consent
+    px.run(strip.syn());
+    px.run(pass.syn());
+    const Bytes a = px.run(strip.data(0, kReq));
+    CHECK(payload(a) == kReqScrubbed);
+    check_frame(a);
+    CHECK(px.count(Counter::verdict_strip_unknown_subscriber) == 1);
+    const Bytes b = pass.data(0, kReq);
+    CHECK(px.run(b) == b);
+    CHECK(px.count(Counter::verdict_pass_consent) == 1);
+
+    Conn v4;
+    v4.vlans = {7};
+    px.run(v4.syn());
+    const Bytes c = px.run(v4.data(0, kReq));
+    CHECK(payload(c) == kReqScrubbed);
+    check_frame(c);
+}
+
+TEST_CASE("hostname collectors: the Host before the identifier decides") {
+    HttpPipeline px;
+    SUBCASE("hostname-only collector, consent for its purpose: pass") {
+        Conn c;
+        c.src = "100.64.0.11";  // analytics
+        c.dst = "198.18.7.7";   // no collector by address
+        px.run(c.syn());
+        const Bytes in = c.data(0, with_host("cdn.metrics.example"));
+        CHECK(px.run(in) == in);
+        CHECK(px.count(Counter::verdict_pass_consent) == 1);
+        CHECK(px.worker->counters().destination_passed[2] == 2);
+    }
+    SUBCASE("the same, Host after the identifier: no collector, strip") {
+        Conn c;
+        c.src = "100.64.0.11";
+        c.dst = "198.18.7.7";
+        px.run(c.syn());
+        const std::string req =
+            "GET / HTTP/1.1\r\nX-UIDH: late-host-id\r\nHost: cdn.metrics.example\r\n\r\n";
+        CHECK(payload(px.run(c.data(0, req))) == fill_values(req, {"late-host-id"}));
+        CHECK(px.count(Counter::verdict_strip_no_collector) == 1);
+        CHECK(px.worker->counters().destination_stripped[6] == 1);
+    }
+    SUBCASE("a host rule wins over the address rule behind it") {
+        // 198.51.100.0/24: ads-web (advertising, host ads.example.net) before analytics.
+        Conn c;
+        c.src = "100.64.0.11";  // analytics only
+        c.dst = "198.51.100.7";
+        px.run(c.syn());
+        const Bytes out = px.run(c.data(0, with_host("ads.example.net") + with_host("other.example")));
+        const std::string expected =
+            fill_values(with_host("ads.example.net"), {"UIDH-0123456789abcdef", "15551234567"}) +
+            with_host("other.example");
+        CHECK(payload(out) == expected);
+        CHECK(px.count(Counter::verdict_strip_no_consent) == 1);  // ads-web: no advertising consent
+        CHECK(px.count(Counter::verdict_pass_consent) == 1);      // analytics by address
+        CHECK(px.worker->counters().destination_stripped[3] == 2);
+        CHECK(px.worker->counters().destination_passed[4] == 2);
+    }
+}
+
+TEST_CASE("every split point of a request, and one byte per segment, give the same bytes") {
+    HttpPipeline px;
+    Conn c;
+    for (size_t k = 1; k < kReq.size(); k += 1) {
+        c.isn = uint32_t(1000 + 7919 * k);  // a new connection on the same 4-tuple each time
+        px.run(c.syn());
+        const Bytes a = px.run(c.data(0, kReq.substr(0, k)));
+        const Bytes b = px.run(c.data(k, kReq.substr(k)));
+        INFO("split at " << k);
+        REQUIRE(!a.empty());
+        REQUIRE(!b.empty());
+        CHECK(payload(a) + payload(b) == kReqScrubbed);
+        check_frame(a);
+        check_frame(b);
+    }
+    c.isn = 77;
+    px.run(c.syn());
+    std::string out;
+    for (const auto& s : test::segment_stream(kReq, c.isn + 1, {1})) {
+        const Bytes f = px.run(c.segment(s.seq, std::string_view(reinterpret_cast<const char*>(s.payload.data()), s.payload.size())));
+        REQUIRE(!f.empty());
+        check_frame(f);
+        out += payload(f);
+    }
+    CHECK(out == kReqScrubbed);
+    CHECK(px.count(Counter::http_conservative_flows) == 0);
+    CHECK(px.count(Counter::http_flows_reused) == kReq.size() - 1);  // every SYN but the first
+}
+
+TEST_CASE("retransmissions get the same rewrite, whatever their boundaries") {
+    HttpPipeline px;
+    const Conn c;
+    px.run(c.syn());
+    const size_t mid = kReq.find("abcdef");  // inside the X-UIDH value
+    const Bytes a = px.run(c.data(0, kReq.substr(0, mid)));
+    const Bytes b = px.run(c.data(mid, kReq.substr(mid)));
+    CHECK(payload(a) + payload(b) == kReqScrubbed);
+    // The same segments again.
+    CHECK(px.run(c.data(0, kReq.substr(0, mid))) == a);
+    CHECK(px.run(c.data(mid, kReq.substr(mid))) == b);
+    // Different boundaries, overlapping the scrubbed ranges.
+    for (size_t from : {size_t(0), size_t(20), mid - 3, mid + 2}) {
+        for (size_t len : {size_t(1), size_t(9), size_t(40), kReq.size() - from}) {
+            if (from + len > kReq.size()) continue;
+            const Bytes r = px.run(c.data(from, kReq.substr(from, len)));
+            INFO("from " << from << " len " << len);
+            CHECK(payload(r) == kReqScrubbed.substr(from, len));
+            check_frame(r);
+        }
+    }
+    CHECK(px.count(Counter::http_retransmitted) >= 18);
+    CHECK(px.count(Counter::http_requests) == 1);
+
+    // Old and new bytes in one segment: the old part from the record, the new part parsed.
+    const std::string next = "GET /2 HTTP/1.1\r\nX-UIDH: second-request\r\n\r\n";
+    const Bytes both = px.run(c.data(kReq.size() - 10, kReq.substr(kReq.size() - 10) + next));
+    CHECK(payload(both) == kReqScrubbed.substr(kReq.size() - 10) + fill_values(next, {"second-request"}));
+    CHECK(px.count(Counter::http_requests) == 2);
+}
+
+TEST_CASE("a retransmission reaching back past the record of scrubbed ranges is dropped") {
+    HttpPipeline px;
+    const Conn c;
+    px.run(c.syn());
+    std::string req = "GET / HTTP/1.1\r\n";
+    for (int i = 0; i < 6; ++i) req += "X-UIDH: value-" + std::to_string(i) + "\r\nAccept: a\r\n";
+    req += "\r\n";
+    const Bytes first = px.run(c.data(0, req));
+    CHECK(payload(first).find("value") == std::string::npos);
+    CHECK(px.run(c.data(0, req)).empty());  // the first range was forgotten
+    CHECK(px.count(Counter::http_retransmit_dropped) == 1);
+    const size_t late = req.find("value-2");
+    const Bytes tail = px.run(c.data(late, req.substr(late)));
+    CHECK(payload(tail) == payload(first).substr(late));
+}
+
+TEST_CASE("out of order inside a header block: dropped until the hole is filled") {
+    HttpPipeline px;
+    const Conn c;
+    px.run(c.syn());
+    const size_t mid = kReq.find("X-UIDH") + 3;
+    CHECK(px.run(c.data(mid, kReq.substr(mid))).empty());
+    CHECK(px.count(Counter::http_out_of_order_dropped) == 1);
+    const Bytes a = px.run(c.data(0, kReq.substr(0, mid)));
+    const Bytes b = px.run(c.data(mid, kReq.substr(mid)));  // TCP resends it
+    CHECK(payload(a) + payload(b) == kReqScrubbed);
+}
+
+TEST_CASE("out of order inside a Content-Length body: the hole is skipped") {
+    HttpPipeline px;
+    const Conn c;
+    px.run(c.syn());
+    const std::string body(3000, 'b');
+    const std::string head = "POST /upload HTTP/1.1\r\nX-UIDH: post-id\r\nContent-Length: 3000\r\n\r\n";
+    const std::string next = "GET /after HTTP/1.1\r\nX-MSISDN: 15550001111\r\n\r\n";
+    CHECK(payload(px.run(c.data(0, head + body.substr(0, 1000)))) == fill_values(head, {"post-id"}) + body.substr(0, 1000));
+    const size_t at2 = head.size() + 2000;
+    const Bytes late = c.data(at2, body.substr(2000) + next);  // skips body bytes 1000..1999
+    CHECK(payload(px.run(late)) == body.substr(2000) + fill_values(next, {"15550001111"}));
+    CHECK(px.count(Counter::http_out_of_order_skipped) == 1);
+    const Bytes hole = c.data(head.size() + 1000, body.substr(1000, 1000));
+    CHECK(px.run(hole) == hole);  // old bytes now, nothing scrubbed there
+    CHECK(px.count(Counter::http_requests) == 2);
+}
+
+TEST_CASE("SYN on a used 4-tuple starts over; RST forgets; no SYN means conservative mode") {
+    HttpPipeline px;
+    Conn c;
+    px.run(c.syn());
+    px.run(c.data(0, "GET / HTTP/1.1\r\nAccept: a\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n"));
+    // Same 4-tuple, new ISN: the old flow's state (inside a body) must not apply.
+    c.isn = 555555;
+    px.run(c.syn());
+    CHECK(px.count(Counter::http_flows_reused) == 1);
+    CHECK(payload(px.run(c.data(0, kReq))) == kReqScrubbed);
+    CHECK(px.count(Counter::http_conservative_flows) == 0);
+
+    CHECK(px.run(c.data(kReq.size(), "", RST | ACK)).size() > 0);
+    CHECK(px.count(Counter::http_flows_reset) == 1);
+    // After RST the 4-tuple is unknown: its next bytes are read conservatively.
+    const std::string mid = "ept: a\r\nX-UIDH: after-rst\r\n\r\n";
+    CHECK(payload(px.run(c.data(kReq.size() + 10, mid))) == fill_values(mid, {"after-rst"}));
+    CHECK(px.count(Counter::http_midstream_flows) == 1);
+    CHECK(px.count(Counter::http_conservative_packets) == 1);
+}
+
+TEST_CASE("a flow first seen mid-stream: conservative for its whole life, host unknown") {
+    HttpPipeline px;
+    Conn c;
+    const std::string tail = "-Agent: x\r\nX-MSISDN: 15557654321\r\n\r\nGET / HTTP/1.1\r\nx-uidh: second\r\n\r\n";
+    const Bytes out = px.run(c.data(50, tail));
+    CHECK(payload(out) == fill_values(tail, {"15557654321", "second"}));
+    check_frame(out);
+    CHECK(px.count(Counter::http_midstream_flows) == 1);
+    CHECK(px.count(Counter::verdict_strip_no_consent) == 1);  // one verdict per packet in conservative mode
+    CHECK(px.worker->counters().identifier_stripped[1] == 1);
+    CHECK(px.worker->counters().identifier_stripped[0] == 1);
+
+    // A name split across segments in conservative mode.
+    const size_t at = 50 + tail.size();
+    CHECK(payload(px.run(c.data(at, "GET / HTTP/1.1\r\nX-UI"))) == "GET / HTTP/1.1\r\nX-UI");
+    CHECK(payload(px.run(c.data(at + 20, "DH: split-name\r\n\r\n"))) == "DH: xxxxxxxxxx\r\n\r\n");
+
+    // Hostname collectors need a host: mid-stream they never match (strip_out_of_sync).
+    Conn m;
+    m.src = "100.64.0.11";
+    m.dst = "198.18.7.7";
+    const std::string req = "GET / HTTP/1.1\r\nHost: cdn.metrics.example\r\nX-UIDH: no-sync\r\n\r\n";
+    CHECK(payload(px.run(m.data(0, req))) == fill_values(req, {"no-sync"}));
+    CHECK(px.count(Counter::verdict_strip_out_of_sync) == 1);
+
+    // An address collector with consent passes in conservative mode too.
+    Conn p;
+    p.src = "100.64.0.10";
+    const Bytes in = p.data(0, req);
+    CHECK(px.run(in) == in);
+}
+
+TEST_CASE("a mid-stream flow's bytes from before its first segment are scanned on their own") {
+    HttpPipeline px;
+    const Conn c;
+    const std::string stream = "GET / HTTP/1.1\r\nX-UIDH: early-id\r\nAccept: a\r\n\r\nGET / HTTP/1.1\r\nX-UIDH: late-id\r\n\r\n";
+    const size_t cut = stream.find("GET", 5);
+    CHECK(payload(px.run(c.data(cut, stream.substr(cut)))) == fill_values(stream.substr(cut), {"late-id"}));
+    CHECK(payload(px.run(c.data(0, stream.substr(0, cut)))) == fill_values(stream.substr(0, cut), {"early-id"}));
+    CHECK(px.count(Counter::http_midstream_unseen) == 1);
+}
+
+TEST_CASE("keep-alive: an opt-out reaches the next request; a request keeps its start's verdict") {
+    HttpPipeline px;
+    Conn c;
+    c.src = "100.64.0.10";
+    px.run(c.syn());
+    const std::string r1 = "GET /1 HTTP/1.1\r\nHost: a.example\r\n";
+    const std::string r1b = "X-UIDH: consented\r\n\r\n";
+    const Bytes s1 = c.data(0, r1);
+    CHECK(px.run(s1) == s1);
+    px.consent("100.64.0.10", 0);  // opt-out arrives while request 1 is half sent
+    const Bytes s2 = c.data(r1.size(), r1b);
+    CHECK(px.run(s2) == s2);  // request 1 keeps the verdict of its first byte
+    const std::string r2 = "GET /2 HTTP/1.1\r\nX-UIDH: consented\r\n\r\n";
+    CHECK(payload(px.run(c.data(r1.size() + r1b.size(), r2))) == fill_values(r2, {"consented"}));
+    CHECK(px.count(Counter::verdict_pass_consent) == 1);
+    CHECK(px.count(Counter::verdict_strip_no_consent) == 1);
+}
+
+TEST_CASE("pure ACKs are not looked at; SYN data (TCP Fast Open) is parsed; FIN closes") {
+    HttpPipeline px;
+    const Conn c;
+    const Bytes syn_data = c.segment(c.isn, kReq, SYN);
+    const Bytes out = px.run(syn_data);
+    CHECK(payload(out) == kReqScrubbed);
+    check_frame(out);
+    const Bytes ack = c.data(kReq.size(), "", ACK);
+    CHECK(px.run(ack) == ack);
+    CHECK(px.count(Counter::http_segments) == 1);
+    const Bytes fin = c.data(kReq.size(), "", FIN | ACK);
+    CHECK(px.run(fin) == fin);
+}
+
+TEST_CASE("flow table: full buckets, eviction order, idle timeout, and no leak after eviction") {
+    HttpStageConfig cfg;
+    cfg.flow_capacity = 8;  // one bucket: every flow competes for the same 8 ways
+    cfg.idle_timeout_ns = 120 * kSecond;
+    HttpPipeline px(test::sample_policy(), cfg);
+    std::vector<Conn> conns(8);
+    const std::string open = "GET / HTTP/1.1\r\nX-UIDH: half";  // inside an identifier value
+    for (size_t i = 0; i < conns.size(); ++i) {
+        conns[i].sport = uint16_t(41000 + i);
+        px.run(conns[i].syn());
+        CHECK(payload(px.run(conns[i].data(0, open))) == "GET / HTTP/1.1\r\nX-UIDH: xxxx");
+    }
+    // Every way is inside an identifier line: no room, the new SYN is dropped.
+    Conn late;
+    late.sport = 42000;
+    CHECK(px.run(late.syn()).empty());
+    CHECK(px.count(Counter::http_flow_table_full) == 1);
+
+    // Flow 3 finishes its request: it may now be evicted, and is.
+    const std::string rest = "-value\r\n\r\n";
+    CHECK(payload(px.run(conns[3].data(open.size(), rest))) == "xxxxxx\r\n\r\n");
+    CHECK_FALSE(px.run(late.syn()).empty());
+    CHECK(px.count(Counter::http_flows_evicted) == 1);
+    // Flow 3 comes back: unknown now. It takes the way of `late` (between
+    // requests, so evictable) and is read conservatively: still scrubbed.
+    const std::string again = "GET /again HTTP/1.1\r\nX-UIDH: after-eviction\r\n\r\n";
+    const size_t off = open.size() + rest.size();
+    CHECK(payload(px.run(conns[3].data(off, again))) == fill_values(again, {"after-eviction"}));
+    CHECK(px.count(Counter::http_midstream_flows) == 1);
+    CHECK(px.count(Counter::http_flows_evicted) == 2);
+
+    // 121 s later every half-sent flow is past the idle timeout: reusable, not "evicted".
+    const uint64_t later = 122 * kSecond;
+    Conn fresh;
+    fresh.sport = 43000;
+    const uint64_t evicted_before = px.count(Counter::http_flows_evicted);
+    CHECK_FALSE(px.run(fresh.syn(), later).empty());
+    CHECK(px.count(Counter::http_flows_evicted) == evicted_before);
+}
+
+TEST_CASE("a FIN'd flow is reused before a live one") {
+    HttpStageConfig cfg;
+    cfg.flow_capacity = 8;
+    HttpPipeline px(test::sample_policy(), cfg);
+    std::vector<Conn> conns(8);
+    for (size_t i = 0; i < conns.size(); ++i) {
+        conns[i].sport = uint16_t(41000 + i);
+        px.run(conns[i].syn(), kSecond * (i + 1));
+        px.run(conns[i].data(0, "GET / HTTP/1.1\r\n\r\n"), kSecond * (i + 1));
+    }
+    px.run(conns[6].data(18, "", FIN | ACK), 20 * kSecond);  // the newest but closed
+    Conn late;
+    late.sport = 42000;
+    CHECK_FALSE(px.run(late.syn(), 21 * kSecond).empty());
+    // conns[6] was reused; conns[0] (the oldest live one) is still known: its
+    // next request is parsed normally, not in conservative mode.
+    const std::string r = "GET / HTTP/1.1\r\nX-UIDH: still-known\r\n\r\n";
+    CHECK(payload(px.run(conns[0].data(18, r), 22 * kSecond)) == fill_values(r, {"still-known"}));
+    CHECK(px.count(Counter::http_conservative_flows) == 0);
+}
+
+TEST_CASE("fragments of a segment carrying header bytes never pass identifier bytes") {
+    SUBCASE("strip verdict: classify drops the first fragment and remembers the datagram") {
+        HttpPipeline px;
+        const Conn c;
+        px.run(c.syn());
+        const auto frags = test::fragment_ipv4(c.data(0, kReq), 64);
+        REQUIRE(frags.size() > 3);
+        for (const auto& f : frags) CHECK(px.run(f).empty());
+        CHECK(px.count(Counter::fragment_dropped) == frags.size());
+    }
+    SUBCASE("strip verdict over IPv6") {
+        HttpPipeline px;
+        Conn c;
+        c.v6 = true;
+        c.src = "2001:db8:1000:2::1";
+        c.dst = "2001:db8:ad::5";
+        px.run(c.syn());
+        const auto frags = test::fragment_ipv6(c.data(0, kReq), 64, 0x1234);
+        REQUIRE(frags.size() > 3);
+        for (const auto& f : frags) CHECK(px.run(f).empty());
+    }
+    SUBCASE("pass by address, but the policy has hostname rules: the first fragment is dropped") {
+        HttpPipeline px;
+        Conn c;
+        c.src = "100.64.0.11";  // analytics: passes to 198.51.100.0/24 by address...
+        c.dst = "198.51.100.7";  // ...but with "Host: ads.example.net" it is ads-web (advertising)
+        px.run(c.syn());
+        const auto frags = test::fragment_ipv4(c.data(0, with_host("ads.example.net")), 64);
+        CHECK(px.run(frags[0]).empty());
+        CHECK(px.count(Counter::http_fragment_dropped) == 1);
+        // Later fragments are useless without the first; the receiver never reassembles them.
+        for (size_t i = 1; i < frags.size(); ++i) CHECK(px.run(frags[i]) == frags[i]);
+    }
+    SUBCASE("pass, no hostname rules: forwarded unread, and the flow goes conservative") {
+        Policy p = test::sample_policy();
+        for (auto& col : p.collectors) col.match.hosts.clear();
+        p.collectors[2].match.prefixes = {test::P("198.18.200.0/24")};  // metrics needs something to match
+        HttpPipeline px(p);
+        Conn c;
+        c.src = "100.64.0.10";
+        px.run(c.syn());
+        const Bytes seg = c.data(0, kReq);
+        const auto frags = test::fragment_ipv4(seg, 64);
+        for (const auto& f : frags) CHECK(px.run(f) == f);
+        CHECK(px.count(Counter::http_fragment_resync) == 1);
+        const std::string next = "GET / HTTP/1.1\r\nX-UIDH: after-fragments\r\n\r\n";
+        const Bytes n = c.data(kReq.size(), next);
+        CHECK(px.run(n) == n);  // still pass, now in conservative mode
+        CHECK(px.count(Counter::http_midstream_flows) == 1);
+        px.consent("100.64.0.10", 0);
+        const Bytes m = px.run(c.data(kReq.size() + next.size(), next));
+        CHECK(payload(m) == fill_values(next, {"after-fragments"}));
+    }
+}
+
+TEST_CASE("bail-outs are counted and the flow goes on in conservative mode") {
+    HttpPipeline px;
+    struct Case {
+        std::string stream;
+        Counter why;
+    };
+    using namespace std::string_literals;
+    const std::vector<Case> cases = {
+        {"CONNECT ads.example:443 HTTP/1.1\r\nHost: ads.example:443\r\n\r\n\x16\x03\x01\x00\x05hello\nX-UIDH: v\r\n"s, Counter::http_bail_connect},
+        {"GET /chat HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x85\nX-UIDH: v\r\n"s, Counter::http_bail_upgrade},
+        {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00\nX-UIDH: v\r\n"s, Counter::http_bail_h2},
+        {"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\nX-UIDH: v\r\n"s, Counter::http_bail_tls},
+        {"SSH-2.0-OpenSSH_9.2p1\r\nX-UIDH: v\r\n"s, Counter::http_bail_non_http},
+    };
+    uint16_t port = 45000;
+    for (const auto& k : cases) {
+        Conn c;
+        c.sport = port++;
+        px.run(c.syn());
+        const Bytes out = px.run(c.data(0, k.stream));
+        CHECK(payload(out) == k.stream.substr(0, k.stream.size() - 3) + "x\r\n");
+        CHECK(px.count(k.why) == 1);
+    }
+    CHECK(px.count(Counter::http_conservative_flows) == cases.size());
+}
+
+TEST_CASE("a new policy applies to the next bytes, and a name cut by the change is scrubbed") {
+    HttpPipeline px;
+    const Conn c;
+    px.run(c.syn());
+    const std::string a = "GET / HTTP/1.1\r\nX-Foo";
+    CHECK(payload(px.run(c.data(0, a))) == a);
+    // New policy: X-Foo-Id is an identifier now; X-MSISDN no longer is.
+    Policy p = test::sample_policy();
+    p.identifiers[1].header = "X-Foo-Id";
+    auto rt = Runtime::compile(p);
+    REQUIRE(rt);
+    auto table = px.enforcement.make_table();
+    table->upsert(px.key("100.64.0.12"), 0);
+    px.enforcement.install(std::move(rt), std::move(table));
+    const std::string b = "-Id: cut-by-reload\r\nX-MSISDN: 15550000000\r\nX-Foo-Id: whole\r\n\r\n";
+    CHECK(payload(px.run(c.data(a.size(), b))) == fill_values(b, {"cut-by-reload", "whole"}));
+    CHECK(px.count(Counter::http_policy_resync) == 1);
+}
