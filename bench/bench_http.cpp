@@ -178,7 +178,8 @@ int main(int argc, char** argv) {
             std::vector<PacketRef> refs;
             for (auto& s : f.syns) refs.push_back({s.data(), uint32_t(s.size()), 1'000'000'000, Action::forward});
             for (size_t b = 0; b < refs.size(); b += kBurst)
-                worker.process_burst(refs.data() + b, uint32_t(std::min<size_t>(kBurst, refs.size() - b)), monotonic_ns());
+                worker.process_burst(refs.data() + b, uint32_t(std::min<size_t>(kBurst, refs.size() - b)),
+                                     monotonic_ns());
         };
         const uint64_t now = monotonic_ns();
         double best_pipe = 1e30, best_parse = 1e30, best_scan = 1e30;
@@ -190,7 +191,8 @@ int main(int argc, char** argv) {
             best_pipe = std::min(best_pipe, p.seconds / double(p.frames));
             const Result q = measure(f, seconds, [] {}, [&](PacketRef* refs, uint32_t n) {
                 ParsedPacket pp;
-                for (uint32_t i = 0; i < n; ++i) checksum += parse_packet(refs[i].data, refs[i].len, pp).ok + pp.payload_len;
+                for (uint32_t i = 0; i < n; ++i)
+                    checksum += parse_packet(refs[i].data, refs[i].len, pp).ok + pp.payload_len;
             });
             best_parse = std::min(best_parse, q.seconds / double(q.frames));
             const Result s = measure(f, seconds, [] {}, [&](PacketRef* refs, uint32_t n) {

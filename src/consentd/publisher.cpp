@@ -376,7 +376,6 @@ void Publisher::hello(uint64_t id, const proto::Hello& h) {
     }
     dp.greeted = true;
     dp.name = std::string(h.name);
-    dp.applied_seq = h.last_seq;
     dp.last_heard = Clock::now();
     // A data plane that reconnects before its old connection timed out: the
     // old one is dead weight (and would hold up ?wait=enforced).
@@ -393,7 +392,9 @@ void Publisher::hello(uint64_t id, const proto::Hello& h) {
                                       resume ? proto::Welcome::Mode::resume : proto::Welcome::Mode::snapshot});
     if (dp.link->send(frames_of(std::move(out)), false) == DataPlaneLink::SendResult::closed) return;
     if (resume) {
-        dp.sent_seq = h.last_seq;
+        // Its table is this stream's as of last_seq; otherwise it has
+        // nothing until the snapshot is installed.
+        dp.applied_seq = dp.sent_seq = h.last_seq;
         auto c = std::partition_point(history_.begin(), history_.end(),
                                       [&](const Commit& x) { return x.seq <= h.last_seq; });
         for (; c != history_.end() && !dp.awaiting_snapshot; ++c) {

@@ -66,13 +66,13 @@ namespace optgate {
     X(http_conservative_flows, "flows that went to conservative mode (any reason)")                  \
     X(http_conservative_packets, "segments read in conservative mode")                               \
     X(http_fragment_resync, "flows forgotten after a fragmented segment passed unread")              \
-    X(http_fragment_dropped, "first fragments passed by address but dropped: a Host could change it")\
-    X(http_policy_resync, "field names cut by a policy change: value scrubbed, conservative mode")    \
-    X(http_host_no_buffer, "Host values split across segments with no free buffer: host unknown")   \
+    X(http_fragment_dropped, "first fragments dropped on a pass verdict: a Host could change it")    \
+    X(http_policy_resync, "field names cut by a policy change: value scrubbed, conservative mode")   \
+    X(http_host_no_buffer, "Host values split across segments with no free buffer: host unknown")    \
     X(http_error_request_line, "malformed request line: conservative mode")                          \
     X(http_error_header_line, "malformed field line (bad name, space before colon): conservative")   \
     X(http_error_bare_cr, "CR not followed by LF: conservative mode")                                \
-    X(http_error_content_length, "invalid, conflicting or folded Content-Length, or with TE")       \
+    X(http_error_content_length, "invalid, conflicting or folded Content-Length, or with TE")        \
     X(http_error_transfer_encoding, "Transfer-Encoding not ending in chunked, or on HTTP/1.0")       \
     X(http_error_chunk, "malformed chunk size line or chunk data not followed by CRLF")              \
     X(http_bail_connect, "CONNECT requests: tunnel follows, conservative mode")                      \

@@ -12,10 +12,10 @@
 // found and used if its flow comes back, but it is the first to be reused.
 //
 // insert() picks the way to reuse in this order: empty, expired, then the
-// ways the caller ranks: rank(value) 0 = done with, reusable at no loss
-// (closed flows); 1 = live, evictable, oldest first; kKeep = never while
-// live. When every way is kKeep the insert fails and the caller decides
-// (the HTTP stage drops the packet).
+// ways the caller ranks: rank(value, idle_ticks) 0 = done with, reusable at
+// no loss (e.g. flows closed a while ago); 1 = live, evictable, oldest
+// first; kKeep = never while live. When every way is kKeep the insert fails
+// and the caller decides (the HTTP stage drops the packet).
 #pragma once
 
 #include <cstdint>
@@ -118,7 +118,7 @@ public:
                 if (age > timeout_ticks_) {
                     r = 1;
                 } else {
-                    const unsigned v = rank(entries_[base + w].value);
+                    const unsigned v = rank(entries_[base + w].value, age);
                     if (v >= kKeep) continue;
                     r = 2 + v;
                 }

@@ -221,7 +221,8 @@ constexpr uint64_t pack(std::string_view s) noexcept {
 class HttpParser {
 public:
     template <class Sink>
-    static void feed(HttpParserState& st, const HttpParseContext& cx, const uint8_t* d, uint32_t n, Sink& sink) noexcept;
+    static void feed(HttpParserState& st, const HttpParseContext& cx, const uint8_t* d, uint32_t n,
+                     Sink& sink) noexcept;
 
     static bool conservative(const HttpParserState& st) noexcept { return st.state >= HttpState::c_line_start; }
 
@@ -378,7 +379,8 @@ void HttpParser::end_of_fields(HttpParserState& st, const HttpParseContext& cx, 
     }
     if (f & http_flag::te_seen) {
         // Both lengths is how requests are smuggled (RFC 9112 §6.3): trust neither.
-        if (f & http_flag::length_seen) return to_conservative(st, cx, sink, Counter::http_error_content_length, S::c_line_start);
+        if (f & http_flag::length_seen)
+            return to_conservative(st, cx, sink, Counter::http_error_content_length, S::c_line_start);
         if (!(f & http_flag::te_chunked) || (f & http_flag::http10))
             return to_conservative(st, cx, sink, Counter::http_error_transfer_encoding, S::c_line_start);
     }

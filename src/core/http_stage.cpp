@@ -10,12 +10,25 @@ namespace {
 
 inline bool seq_before(uint32_t a, uint32_t b) noexcept { return int32_t(a - b) < 0; }
 
-// Rank for reusing a live way: closed flows first, then any flow whose loss
-// cannot leak (the next segment is scanned in conservative mode from a line
-// start), never one inside an identifier line.
-unsigned eviction_rank(const HttpFlow& f) noexcept {
-    if (f.flags & HttpFlow::kClosed) return 0;
-    return HttpParser::in_identifier_line(f.parser) ? HttpStage::Table::kKeep : 1;
+// A flow that scrubbed something keeps its entry while it may still see
+// retransmissions of those bytes: a sender with unacknowledged data resends
+// within its retransmission timeout, so a flow idle this long has none in
+// flight that it is not already backing off from for tens of seconds.
+constexpr uint32_t kScrubGraceTicks = flow_ticks(30ull * 1000000000ull);
+// A closed flow's entry serves retransmissions of its last segments this
+// long before it is reused ahead of live flows.
+constexpr uint32_t kClosedGraceTicks = flow_ticks(5ull * 1000000000ull);
+
+// Rank for reusing a way whose flow is not expired. Never: a flow inside an
+// identifier line, or one that scrubbed bytes and was active in the last
+// 30 s (a retransmission of those bytes to a forgotten flow could start in
+// the middle of a value, which conservative mode cannot recognise). First:
+// flows closed more than 5 s ago. Then the others, oldest first: their next
+// segment is read in conservative mode from a line start.
+unsigned eviction_rank(const HttpFlow& f, uint32_t idle_ticks) noexcept {
+    if (HttpParser::in_identifier_line(f.parser)) return HttpStage::Table::kKeep;
+    if (f.scrub_count > 0 && idle_ticks <= kScrubGraceTicks) return HttpStage::Table::kKeep;
+    return (f.flags & HttpFlow::kClosed) && idle_ticks > kClosedGraceTicks ? 0 : 1;
 }
 
 void push_scrubbed(HttpFlow& f, uint32_t seq, uint32_t len) noexcept {
@@ -219,10 +232,15 @@ void HttpStage::process(PacketRef& pkt, BurstSlot& s, BurstContext& ctx, const F
     }
     uint32_t seq = p.tcp_seq;
     if (flags & tcp_flag::syn) {
-        if (e) {
-            if (e->value.next_seq != seq + 1 || e->value.parser.state != HttpState::request_start)
-                c.add(Counter::http_flows_reused);  // a new connection on the same 4-tuple
-        } else if (!(e = make_entry(key, hash, now, ctx))) {
+        // Every SYN starts the flow over, even one with the ISN the flow
+        // started with: a new connection that reused the 4-tuple and the ISN
+        // must never have its bytes taken for retransmissions (whose rewrite
+        // is replayed, not parsed). A late duplicate SYN after data makes the
+        // connection's next segments look out of order (dropped): a stall,
+        // never a leak.
+        if (e && (e->value.next_seq != seq + 1 || e->value.parser.state != HttpState::request_start)) {
+            c.add(Counter::http_flows_reused);  // a new connection on the same 4-tuple
+        } else if (!e && !(e = make_entry(key, hash, now, ctx))) {
             pkt.action = Action::drop;
             return;
         }

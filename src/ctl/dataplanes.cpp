@@ -2,6 +2,7 @@
 // what they have applied and how far behind they are (GET /v1/dataplanes,
 // docs/protocol.md).
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <boost/program_options.hpp>
 
 #include <cstdio>

@@ -54,6 +54,7 @@ struct ControlClient::Impl {
     uint64_t attempt = 0;  // the watchdog's generation
     bool progressed = false;  // the current attempt installed or resumed a table
     bool welcomed = false;    // the current attempt got as far as consentd's welcome
+    bool replaced = false;    // consentd said another connection has our name
     std::mt19937_64 rng{std::random_device{}()};
     std::vector<uint8_t> buf;
     std::string last_logged;
@@ -133,6 +134,10 @@ struct ControlClient::Impl {
             publish(false);
             if (stopping) break;
             if (progressed) backoff = opts.backoff_initial;
+            if (replaced) {
+                backoff = opts.backoff_max;
+                replaced = false;
+            }
             // Full jitter over the upper half: data planes that lost consentd
             // together do not come back in lockstep.
             const auto ms = backoff.count();
@@ -228,6 +233,9 @@ struct ControlClient::Impl {
                     throw std::runtime_error(step.error);
                 }
                 if (step.closed) {
+                    // Another data plane with our name took over: two would
+                    // take turns forever, so wait long between turns.
+                    if (step.code == Goodbye::Code::replaced) replaced = true;
                     throw std::runtime_error("consentd closed the connection (" +
                                              std::string(to_string(step.code)) + "): " + step.error);
                 }

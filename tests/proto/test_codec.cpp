@@ -238,6 +238,20 @@ TEST_CASE("oversized frames are refused from the header alone") {
     CHECK(decode_str(h, Direction::to_client).error == DecodeError::oversized);
 }
 
+TEST_CASE("limits are the ones docs/protocol.md states") {
+    CHECK(max_payload(FrameType::hello) == 138);
+    CHECK(max_payload(FrameType::ack) == 8);
+    CHECK(max_payload(FrameType::welcome) == 13);
+    CHECK(max_payload(FrameType::snapshot_begin) == 4195480);
+    CHECK(max_payload(FrameType::snapshot_chunk) == 688132);
+    CHECK(max_payload(FrameType::snapshot_end) == 12);
+    CHECK(max_payload(FrameType::delta) == 720909);
+    CHECK(max_payload(FrameType::policy) == 4195472);
+    CHECK(max_payload(FrameType::heartbeat) == 16);
+    CHECK(max_payload(FrameType::goodbye) == 1028);
+    CHECK(max_payload(FrameType(0x7f)) == 0);
+}
+
 TEST_CASE("field checks: names, entries, counts, flags, modes") {
     // A hello whose name has a space.
     std::string f;

@@ -61,7 +61,7 @@ TEST_CASE("flow keys come from the packet's addresses and ports, zero padded") {
 TEST_CASE("find, insert, erase") {
     Table t(100, 120 * kSecond);
     CHECK(t.capacity() == 128);
-    auto rank = [](const Value& v) { return v.rank; };
+    auto rank = [](const Value& v, uint32_t) { return v.rank; };
     auto release = [](Value& v) { ++v.released; };
     std::set<uint16_t> inserted;
     for (uint16_t p = 1; p <= 64; ++p) {
@@ -89,7 +89,7 @@ TEST_CASE("find, insert, erase") {
 TEST_CASE("a full bucket reuses: empty, expired, rank 0, oldest rank 1; never kKeep") {
     // Capacity 8 = one bucket: every key competes for the same ways.
     Table t(8, 10 * kSecond);
-    auto rank = [](const Value& v) { return v.rank; };
+    auto rank = [](const Value& v, uint32_t) { return v.rank; };
     int released = 0;
     auto release = [&](Value& v) {
         ++released;

@@ -274,6 +274,19 @@ TEST_CASE("SYN on a used 4-tuple starts over; RST forgets; no SYN means conserva
     CHECK(px.count(Counter::http_conservative_packets) == 1);
 }
 
+TEST_CASE("a new connection reusing the 4-tuple and the ISN is parsed, not taken for a retransmission") {
+    HttpPipeline px;
+    const Conn c;
+    const std::string a = "GET /a HTTP/1.1\r\nAccept: */*\r\nX-UIDH: first-conn\r\n\r\n";
+    const std::string b = "GET /b HTTP/1.1\r\nX-MSISDN: 15551112222\r\nAccept: */*\r\n\r\n";
+    px.run(c.syn());
+    CHECK(payload(px.run(c.data(0, a))) == fill_values(a, {"first-conn"}));
+    px.run(c.syn());  // same ISN
+    CHECK(payload(px.run(c.data(0, b))) == fill_values(b, {"15551112222"}));
+    CHECK(px.count(Counter::http_retransmitted) == 0);
+    CHECK(px.count(Counter::http_flows_reused) == 1);
+}
+
 TEST_CASE("a flow first seen mid-stream: conservative for its whole life, host unknown") {
     HttpPipeline px;
     Conn c;
@@ -356,9 +369,11 @@ TEST_CASE("flow table: full buckets, eviction order, idle timeout, and no leak a
     std::vector<Conn> conns(8);
     const std::string open = "GET / HTTP/1.1\r\nX-UIDH: half";  // inside an identifier value
     for (size_t i = 0; i < conns.size(); ++i) {
+        conns[i].src = "100.64.0.10";  // consent: values pass, so no scrubbed ranges to keep
         conns[i].sport = uint16_t(41000 + i);
         px.run(conns[i].syn());
-        CHECK(payload(px.run(conns[i].data(0, open))) == "GET / HTTP/1.1\r\nX-UIDH: xxxx");
+        const Bytes f = conns[i].data(0, open);
+        CHECK(px.run(f) == f);
     }
     // Every way is inside an identifier line: no room, the new SYN is dropped.
     Conn late;
@@ -368,11 +383,13 @@ TEST_CASE("flow table: full buckets, eviction order, idle timeout, and no leak a
 
     // Flow 3 finishes its request: it may now be evicted, and is.
     const std::string rest = "-value\r\n\r\n";
-    CHECK(payload(px.run(conns[3].data(open.size(), rest))) == "xxxxxx\r\n\r\n");
+    const Bytes r3 = conns[3].data(open.size(), rest);
+    CHECK(px.run(r3) == r3);
     CHECK_FALSE(px.run(late.syn()).empty());
     CHECK(px.count(Counter::http_flows_evicted) == 1);
-    // Flow 3 comes back: unknown now. It takes the way of `late` (between
-    // requests, so evictable) and is read conservatively: still scrubbed.
+    // Flow 3 comes back after an opt-out: unknown now, it takes the way of
+    // `late` (between requests, so evictable) and is read conservatively.
+    px.consent("100.64.0.10", 0);
     const std::string again = "GET /again HTTP/1.1\r\nX-UIDH: after-eviction\r\n\r\n";
     const size_t off = open.size() + rest.size();
     CHECK(payload(px.run(conns[3].data(off, again))) == fill_values(again, {"after-eviction"}));
@@ -388,7 +405,31 @@ TEST_CASE("flow table: full buckets, eviction order, idle timeout, and no leak a
     CHECK(px.count(Counter::http_flows_evicted) == evicted_before);
 }
 
-TEST_CASE("a FIN'd flow is reused before a live one") {
+TEST_CASE("a flow that scrubbed bytes keeps its record for 30 s of idleness") {
+    HttpStageConfig cfg;
+    cfg.flow_capacity = 8;
+    HttpPipeline px(test::sample_policy(), cfg);
+    std::vector<Conn> conns(8);
+    const std::string req = "GET / HTTP/1.1\r\nX-UIDH: scrubbed-value\r\n\r\n";
+    for (size_t i = 0; i < conns.size(); ++i) {
+        conns[i].sport = uint16_t(41000 + i);
+        px.run(conns[i].syn(), kSecond);
+        CHECK(payload(px.run(conns[i].data(0, req), kSecond)) == fill_values(req, {"scrubbed-value"}));
+    }
+    // Between requests, but each holds a scrubbed range that a retransmission may need.
+    Conn late;
+    late.sport = 42000;
+    CHECK(px.run(late.syn(), 20 * kSecond).empty());
+    CHECK(px.count(Counter::http_flow_table_full) == 1);
+    // A retransmission starting inside the value still gets the rewrite.
+    const size_t mid = req.find("value");
+    CHECK(payload(px.run(conns[5].data(mid, req.substr(mid)), 20 * kSecond)) == fill_values(req, {"scrubbed-value"}).substr(mid));
+    // After 30 s without a segment, the record may go.
+    CHECK_FALSE(px.run(late.syn(), 32 * kSecond).empty());
+    CHECK(px.count(Counter::http_flows_evicted) == 1);
+}
+
+TEST_CASE("a flow closed more than 5 s ago is reused before a live one") {
     HttpStageConfig cfg;
     cfg.flow_capacity = 8;
     HttpPipeline px(test::sample_policy(), cfg);
@@ -401,12 +442,22 @@ TEST_CASE("a FIN'd flow is reused before a live one") {
     px.run(conns[6].data(18, "", FIN | ACK), 20 * kSecond);  // the newest but closed
     Conn late;
     late.sport = 42000;
-    CHECK_FALSE(px.run(late.syn(), 21 * kSecond).empty());
+    CHECK_FALSE(px.run(late.syn(), 26 * kSecond).empty());
     // conns[6] was reused; conns[0] (the oldest live one) is still known: its
     // next request is parsed normally, not in conservative mode.
     const std::string r = "GET / HTTP/1.1\r\nX-UIDH: still-known\r\n\r\n";
-    CHECK(payload(px.run(conns[0].data(18, r), 22 * kSecond)) == fill_values(r, {"still-known"}));
+    CHECK(payload(px.run(conns[0].data(18, r), 27 * kSecond)) == fill_values(r, {"still-known"}));
     CHECK(px.count(Counter::http_conservative_flows) == 0);
+    CHECK(px.count(Counter::http_flows_evicted) == 0);
+    // Within the grace period a closed flow ranks with the live ones (oldest first).
+    px.run(conns[1].data(18, "", FIN | ACK), 28 * kSecond);
+    Conn later;
+    later.sport = 42001;
+    CHECK_FALSE(px.run(later.syn(), 29 * kSecond).empty());
+    CHECK(px.count(Counter::http_flows_evicted) == 1);  // conns[2], seen last at 3 s, not conns[1]
+    const Bytes fin_retransmit = conns[1].data(0, "GET / HTTP/1.1\r\n\r\n");
+    CHECK(px.run(fin_retransmit, 29 * kSecond) == fin_retransmit);
+    CHECK(px.count(Counter::http_retransmitted) == 1);
 }
 
 TEST_CASE("fragments of a segment carrying header bytes never pass identifier bytes") {
