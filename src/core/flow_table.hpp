@@ -1,10 +1,11 @@
 // A per-worker table of TCP flows (one direction: subscriber -> server),
-// fixed capacity, no locks, no allocation after construction.
+// fixed capacity, no locks, no allocation after construction (tables of
+// 1 MiB and more are mapped and populated then: no page faults later).
 //
 // Layout: 8-way set-associative buckets. A separate array of 32-bit
 // signatures (8 per bucket = half a cache line) is compared first, so a
 // lookup reads one signature line and, on a hit, one entry; entries are
-// 128 bytes for the HTTP stage (key 40 + last-seen 4 + value 80).
+// 128 bytes for the HTTP stage (key 40, last-seen 4, padding 4, value 80).
 //
 // Time is the packets' own timestamps (PacketRef::timestamp_ns), in ticks
 // of 2^20 ns (~1.05 ms), so a replayed capture behaves the same every run.

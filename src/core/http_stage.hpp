@@ -18,7 +18,11 @@
 //                                   dropped and TCP retransmits it;
 //  - scrubbing overwrites value bytes with the policy's filler through
 //    l4_fill_bytes (same length, checksum patched); a segment with nothing
-//    to change leaves byte-identical.
+//    to change leaves byte-identical;
+//  - a full flow-table bucket gives up a flow only if losing it cannot let
+//    an identifier through (not inside an identifier line, no scrubbed
+//    range a retransmission may still need); else the new flow's packet is
+//    dropped.
 //
 // A first fragment of an HTTP-port segment that classify forwarded (its
 // packet verdict, which knows no Host, said pass) is dropped here when the
@@ -27,8 +31,7 @@
 // its next segment starts conservative mode.
 //
 // Memory: FlowTable<HttpFlow>::kBytesPerFlow (132) per flow of capacity,
-// allocated at construction (zero pages, touched as used), plus
-// host_buffers x 256 bytes.
+// mapped and populated at construction, plus host_buffers x 256 bytes.
 // Cost: docs/benchmarks.md, "HTTP stage".
 #pragma once
 

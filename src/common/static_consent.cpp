@@ -1,0 +1,31 @@
+#include "common/static_consent.hpp"
+
+#include <iostream>
+#include <stdexcept>
+
+#include "policy/loader.hpp"
+
+namespace optgate {
+
+StaticLoadResult install_static_consent(Enforcement& enforcement, const std::string& policy_path,
+                                        const std::string& consent_path) {
+    auto loaded = policy::load_policy_file(policy_path);
+    for (const auto& w : loaded.warnings) std::cerr << w.to_string() << "\n";
+    const auto records = policy::load_consent_file(consent_path, loaded.policy);
+    std::string error;
+    auto runtime = Runtime::compile(std::move(loaded.policy), &error);
+    if (!runtime) throw std::runtime_error(policy_path + ": " + error);
+    StaticLoadResult result;
+    auto table = enforcement.make_table(records.size());
+    for (const auto& r : records) {
+        ++result.subscribers;
+        for (const auto& key : r.keys) {
+            table->upsert(key, r.purposes);
+            ++result.keys;
+        }
+    }
+    enforcement.install(std::move(runtime), std::move(table));
+    return result;
+}
+
+}  // namespace optgate

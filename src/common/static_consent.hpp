@@ -1,0 +1,23 @@
+// Policy + consent files -> an installed, always-fresh Enforcement: how
+// optgate-replay and the data plane run without consentd. Throws
+// policy::PolicyError (with every diagnostic) or std::runtime_error.
+#pragma once
+
+#include <string>
+
+#include "core/enforcement.hpp"
+
+namespace optgate {
+
+struct StaticLoadResult {
+    size_t subscribers = 0;
+    size_t keys = 0;
+};
+
+// Loads both files, prints policy warnings to stderr, compiles the policy
+// and installs it with the consent table. `enforcement` must be in
+// Mode::static_table.
+StaticLoadResult install_static_consent(Enforcement& enforcement, const std::string& policy_path,
+                                        const std::string& consent_path);
+
+}  // namespace optgate
