@@ -89,6 +89,7 @@ struct Daemon {
         std::ofstream(config) << "listen: {address: 127.0.0.1, port: 0}\n"
                               << "database: " << dir << "/ledger.db\n"
                               << "policy: " << fs::absolute(policy).string() << "\n"
+                              << "dataplanes: {socket: " << dir << "/dp.sock}\n"
                               << "tokens:\n  - {name: bench, role: admin, sha256: "
                               << optgate::consentd::to_hex(optgate::consentd::sha256(kToken)) << "}\n";
         pid = fork();

@@ -26,6 +26,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
@@ -134,10 +135,10 @@ public:
         req.body() = body;
         req.prepare_payload();
         http::write(stream_, req);
-        http::response<http::string_body> res;
-        res.body_limit(1ull << 30);
-        http::read(stream_, buf_, res);
-        return {res.result_int(), res.body()};
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(1ull << 30);
+        http::read(stream_, buf_, parser);
+        return {parser.get().result_int(), parser.get().body()};
     }
 
 private:

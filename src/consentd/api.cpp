@@ -10,6 +10,7 @@
 #include "consentd/strict_json.hpp"
 #include "policy/loader.hpp"
 #include "policy/values.hpp"
+#include "policy/yaml_reader.hpp"
 
 namespace optgate::consentd {
 
@@ -93,8 +94,9 @@ Response error_response(unsigned status, std::string_view code, std::string_view
     return json_response(status, body);
 }
 
-Api::Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config)
-    : ioc_(ioc), service_(service), metrics_(metrics), config_(config), tokens_(config.tokens),
+Api::Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config,
+         Publisher* publisher)
+    : ioc_(ioc), service_(service), metrics_(metrics), config_(config), publisher_(publisher), tokens_(config.tokens),
       reader_(config.database) {}
 
 Api::~Api() { import_pool_.join(); }
@@ -125,6 +127,30 @@ Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
         }
         a.token = c.token;
     }
+    // ?wait=enforced is checked here, before the body: bad input changes nothing.
+    const std::string* wait = a.match.param("wait");
+    const std::string* timeout = a.match.param("timeout");
+    if (wait && *wait != "enforced") {
+        a.reject = error_response(400, "invalid_parameter", "wait takes one value: wait=enforced");
+        return a;
+    }
+    if (timeout && !wait) {
+        a.reject = error_response(400, "invalid_parameter", "timeout goes with wait=enforced");
+        return a;
+    }
+    if (wait) {
+        a.enforced_wait = config_.dataplanes.enforced_wait_timeout;
+        if (timeout) {
+            std::string why;
+            const auto t = policy::detail::parse_duration(*timeout, why);
+            if (!t || t->count() < 1 || *t > std::chrono::minutes(1)) {
+                a.reject = error_response(400, "invalid_parameter",
+                                          "timeout must be a duration from 1ms to 60s, like 500ms or 2s");
+                return a;
+            }
+            a.enforced_wait = *t;
+        }
+    }
     a.body_limit = info.import_body ? config_.limits.max_import_bytes : config_.limits.max_body_bytes;
     a.body_timeout = info.import_body ? config_.limits.import_timeout : config_.limits.body_timeout;
     if (const auto len = h.find(http::field::content_length); len != h.end()) {
@@ -149,10 +175,12 @@ void Api::handle(const Admission& a, Request&& req, Respond respond) {
         Response r{http::status::ok, 11};
         r.set(http::field::content_type, "text/plain; version=0.0.4");
         r.body() = metrics_.render();
+        if (publisher_) publisher_->render_metrics(r.body());
         respond(std::move(r));
         return;
     }
     case Route::purposes: get_purposes(respond); return;
+    case Route::dataplanes: get_dataplanes(respond); return;
     case Route::subscriber_get: get_subscriber(a, respond); return;
     case Route::import: import(a, req, std::move(req.body()), respond); return;
     case Route::policy_reload: reload_policy(std::move(respond)); return;
@@ -207,6 +235,16 @@ void Api::get_purposes(Respond& respond) {
     json::object body;
     body["purposes"] = std::move(purposes);
     body["exemptions"] = std::move(exemptions);
+    respond(json_response(200, body));
+}
+
+void Api::get_dataplanes(Respond& respond) {
+    json::object body;
+    json::array list;
+    if (publisher_)
+        for (const auto& d : publisher_->dataplanes()) list.emplace_back(to_json(d));
+    body["head_seq"] = publisher_ ? publisher_->head_seq() : service_.head_seq();
+    body["dataplanes"] = std::move(list);
     respond(json_response(200, body));
 }
 
@@ -360,14 +398,27 @@ void Api::delete_binding(const Admission& a, const json::value& body, Respond& r
 void Api::submit(Change change, const Admission& a, std::function<json::object(const Outcome&)> ok,
                  Respond respond) {
     service_.submit(std::move(change), a.token->name,
-                    [this, ok = std::move(ok), respond = std::move(respond)](Outcome o) mutable {
+                    [this, wait = a.enforced_wait, ok = std::move(ok), respond = std::move(respond)](Outcome o) mutable {
                         // On the writer thread: hand the answer to the io thread.
-                        boost::asio::post(ioc_, [ok = std::move(ok), respond = std::move(respond),
+                        boost::asio::post(ioc_, [this, wait, ok = std::move(ok), respond = std::move(respond),
                                                  o = std::move(o)]() mutable {
-                            if (o.status != Outcome::Status::ok)
+                            if (o.status != Outcome::Status::ok) {
                                 respond(error_response(status_of(o.status), o.code, o.message));
-                            else
+                                return;
+                            }
+                            if (!wait || !publisher_ || o.last_seq == 0) {
                                 respond(json_response(200, ok(o)));
+                                return;
+                            }
+                            // Durable now; the answer waits for the data planes
+                            // (latency measured from here) or the timeout.
+                            publisher_->wait_enforced(
+                                o.last_seq, *wait,
+                                [ok = std::move(ok), respond = std::move(respond), o](EnforcementReport r) mutable {
+                                    json::object body = ok(o);
+                                    body["enforcement"] = r.to_json();
+                                    respond(json_response(200, body));
+                                });
                         });
                     });
 }
@@ -446,8 +497,10 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
 void Api::reload_policy(Respond respond) {
     std::shared_ptr<const Policy> policy;
     std::vector<std::string> warnings;
+    std::string text;
     try {
-        auto loaded = policy::load_policy_file(config_.policy);
+        text = policy::detail::read_file(config_.policy);
+        auto loaded = policy::load_policy_text(text, config_.policy);
         for (const auto& w : loaded.warnings) warnings.push_back(w.to_string());
         policy = std::make_shared<const Policy>(std::move(loaded.policy));
     } catch (const policy::PolicyError& e) {
@@ -462,7 +515,17 @@ void Api::reload_policy(Respond respond) {
                                config_.policy + " is not valid; the running policy is kept", errors));
         return;
     }
+    // Data planes would go stale between heartbeats under a tighter limit.
+    if (const auto why = check_heartbeat_against(config_.dataplanes, policy->staleness_limit); !why.empty()) {
+        log_error("policy reload refused: " + why + "; the running policy is kept");
+        metrics_.count_reload(false);
+        respond(error_response(422, "invalid_policy", config_.policy + " is not usable; the running policy is kept",
+                               {config_.policy + ": " + why}));
+        return;
+    }
     for (const auto& w : warnings) log_warning("policy reload: " + w);
+    // Data planes load the very text consentd loaded.
+    if (publisher_) publisher_->add_policy_document(policy, config_.policy, text);
     const size_t purposes = policy->purposes.size();
     service_.submit(PolicyChange{policy}, "",
                     [this, warnings, purposes, respond = std::move(respond)](Outcome o) mutable {

@@ -24,6 +24,7 @@
 #include "consentd/ledger_reader.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/metrics.hpp"
+#include "consentd/publisher.hpp"
 #include "consentd/router.hpp"
 
 namespace optgate::consentd {
@@ -37,7 +38,9 @@ Response json_response(unsigned status, const boost::json::object& body);
 
 class Api {
 public:
-    Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config);
+    // `publisher`: data planes (GET /v1/dataplanes, ?wait=enforced); may be null.
+    Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config,
+        Publisher* publisher = nullptr);
     ~Api();
 
     // What to do with a request whose header has been read.
@@ -47,6 +50,8 @@ public:
         std::optional<Response> reject;  // answer now; the body is not read
         size_t body_limit = 0;
         std::chrono::milliseconds body_timeout{};
+        // ?wait=enforced[&timeout=]: answer once data planes enforce the write.
+        std::optional<std::chrono::milliseconds> enforced_wait;
     };
     Admission admit(const boost::beast::http::request<boost::beast::http::empty_body>& header) const;
 
@@ -61,6 +66,7 @@ public:
 
 private:
     void get_purposes(Respond& respond);
+    void get_dataplanes(Respond& respond);
     void get_subscriber(const Admission& a, Respond& respond);
     void put_consent(const Admission& a, const boost::json::value& body, bool grant, Respond& respond);
     void put_binding(const Admission& a, const boost::json::value& body, Respond& respond);
@@ -75,6 +81,7 @@ private:
     LedgerService& service_;
     Metrics& metrics_;
     const Config& config_;
+    Publisher* publisher_;
     TokenTable tokens_;
     LedgerReader reader_;
     boost::asio::thread_pool import_pool_{1};

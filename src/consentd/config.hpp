@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "consentd/auth.hpp"
+#include "consentd/dataplane_config.hpp"
 #include "policy/loader.hpp"
 
 namespace optgate::consentd {
@@ -36,6 +37,7 @@ struct Config {
     Limits limits;
     size_t max_batch = 4096;    // requests per group commit
     size_t history_limit = 100; // events GET /v1/subscribers/{id} returns by default
+    DataPlaneConfig dataplanes;  // where data planes connect (docs/protocol.md)
 };
 
 struct LoadedConfig {

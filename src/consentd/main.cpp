@@ -22,13 +22,17 @@
 #include "consentd/api.hpp"
 #include "consentd/auth.hpp"
 #include "consentd/config.hpp"
+#include "consentd/dataplane_server.hpp"
 #include "consentd/http_server.hpp"
 #include "consentd/ledger.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/log.hpp"
 #include "consentd/metrics.hpp"
+#include "consentd/publisher.hpp"
 #include "consentd/sd_notify.hpp"
 #include "policy/loader.hpp"
+#include "policy/yaml_reader.hpp"
+#include "proto/tls.hpp"
 
 namespace po = boost::program_options;
 namespace asio = boost::asio;
@@ -44,6 +48,7 @@ void print_diagnostics(const std::vector<policy::Diagnostic>& ds) {
 struct Loaded {
     Config config;
     std::shared_ptr<const Policy> policy;
+    std::string policy_text;  // as read: data planes load this very text
 };
 
 // Config and policy, or every error printed and nullopt.
@@ -58,14 +63,39 @@ std::optional<Loaded> load(const std::string& path) {
         return std::nullopt;
     }
     try {
-        auto p = policy::load_policy_file(l.config.policy);
+        l.policy_text = policy::detail::read_file(l.config.policy);
+        auto p = policy::load_policy_text(l.policy_text, l.config.policy);
         print_diagnostics(p.warnings);
         l.policy = std::make_shared<const Policy>(std::move(p.policy));
     } catch (const policy::PolicyError& e) {
         print_diagnostics(e.diagnostics());
         return std::nullopt;
     }
+    // Cross-checks that need both files, and the TLS files themselves.
+    if (const auto why = check_heartbeat_against(l.config.dataplanes, l.policy->staleness_limit); !why.empty()) {
+        std::fprintf(stderr, "%s: %s\n", path.c_str(), why.c_str());
+        return std::nullopt;
+    }
+    if (l.config.dataplanes.tcp && l.config.dataplanes.tcp->tls) {
+        try {
+            proto::make_server_tls(*l.config.dataplanes.tcp->tls);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "%s: dataplanes.tcp.tls: %s\n", path.c_str(), e.what());
+            return std::nullopt;
+        }
+    }
     return l;
+}
+
+// "unix PATH, tcp ADDR:PORT (mutual TLS)"
+std::string dataplane_listeners(const DataPlaneConfig& c) {
+    std::string d;
+    if (!c.socket.empty()) d = "unix " + c.socket;
+    if (c.tcp) {
+        if (!d.empty()) d += ", ";
+        d += "tcp " + c.tcp->address + ":" + std::to_string(c.tcp->port) + (c.tcp->tls ? " (mutual TLS)" : "");
+    }
+    return d;
 }
 
 int check_config(const std::string& path) {
@@ -91,9 +121,10 @@ int check_config(const std::string& path) {
             return 1;
         }
     }
-    std::printf("%s: ok: listen %s:%u, %zu tokens, database %s (%s), policy %s (%zu purposes)\n", path.c_str(),
-                l->config.listen_address.c_str(), unsigned(l->config.port), l->config.tokens.size(),
-                l->config.database.c_str(), ledger.c_str(), l->config.policy.c_str(), l->policy->purposes.size());
+    std::printf("%s: ok: listen %s:%u, %zu tokens, database %s (%s), policy %s (%zu purposes), data planes %s\n",
+                path.c_str(), l->config.listen_address.c_str(), unsigned(l->config.port), l->config.tokens.size(),
+                l->config.database.c_str(), ledger.c_str(), l->config.policy.c_str(), l->policy->purposes.size(),
+                dataplane_listeners(l->config.dataplanes).c_str());
     return 0;
 }
 
@@ -150,13 +181,28 @@ int run(const std::string& config_path, const std::string& port_file) {
         log_error(std::string("cannot open the ledger: ") + e.what());
         return 1;
     }
-    service->start();
-
+    // The publisher hears every commit from the start; its first snapshot
+    // then covers whatever came before (it ignores commits it already has).
     asio::io_context ioc(1);
+    LedgerTableSource table_source(*service);
+    Publisher publisher(ioc, table_source, config.dataplanes);
+    publisher.add_policy_document(l->policy, config.policy, l->policy_text);
+    service->add_listener(&publisher);
+    service->start();
+    DataPlaneServer dataplanes(ioc, publisher);
+    try {
+        publisher.start();
+        dataplanes.start();
+    } catch (const std::exception& e) {
+        log_error(std::string("data planes: ") + e.what());
+        service->remove_listener(&publisher);
+        return 1;
+    }
+
     std::optional<Api> api;
     std::optional<HttpServer> server;
     try {
-        api.emplace(ioc, *service, metrics, config);
+        api.emplace(ioc, *service, metrics, config, &publisher);
         const asio::ip::tcp::endpoint at(asio::ip::make_address(config.listen_address), config.port);
         server.emplace(ioc, at, *api, config.limits, metrics);
     } catch (const std::exception& e) {
@@ -181,6 +227,10 @@ int run(const std::string& config_path, const std::string& port_file) {
         sd_notify_state("STOPPING=1");
         server->stop();
         service->stop();  // drains the writer; their answers are queued on ioc
+        // Data planes get a goodbye (they keep their tables until the
+        // staleness limit); pending ?wait=enforced answers say "timeout".
+        publisher.stop();
+        dataplanes.stop();
         // A moment for those answers to go out, then stop.
         grace.expires_after(std::chrono::milliseconds(300));
         grace.async_wait([&](boost::system::error_code) { ioc.stop(); });
@@ -189,8 +239,9 @@ int run(const std::string& config_path, const std::string& port_file) {
 
     log_info("listening on " + config.listen_address + ":" + std::to_string(port) + "; ledger " + config.database +
              " at event " + std::to_string(service->head_seq()) + "; policy " + config.policy + " (" +
-             std::to_string(l->policy->purposes.size()) + " purposes)");
-    sd_notify_state("READY=1\nSTATUS=listening on " + config.listen_address + ":" + std::to_string(port));
+             std::to_string(l->policy->purposes.size()) + " purposes); data planes on " + dataplanes.describe());
+    sd_notify_state("READY=1\nSTATUS=listening on " + config.listen_address + ":" + std::to_string(port) +
+                    "; data planes on " + dataplanes.describe());
     for (;;) {
         try {
             ioc.run();
@@ -203,6 +254,7 @@ int run(const std::string& config_path, const std::string& port_file) {
     server.reset();
     api.reset();
     service->stop();
+    service->remove_listener(&publisher);
     log_info("stopped");
     return 0;
 }

@@ -23,6 +23,7 @@ constexpr RouteInfo kRoutes[] = {
     {"DELETE", "/v1/bindings/{address}", Role::write, false},
     {"POST", "/v1/import", Role::admin, true},
     {"POST", "/v1/policy/reload", Role::admin, false},
+    {"GET", "/v1/dataplanes", Role::read, false},
     {"", "unmatched", Role::none, false},
 };
 
@@ -30,7 +31,12 @@ constexpr RouteInfo kRoutes[] = {
 std::vector<std::string_view> allowed_params(Route r) {
     switch (r) {
     case Route::subscriber_get: return {"history"};
-    case Route::import: return {"format"};
+    // Every write may wait until data planes enforce it (docs/consentd.md).
+    case Route::consent_put:
+    case Route::consent_delete:
+    case Route::binding_put:
+    case Route::binding_delete: return {"wait", "timeout"};
+    case Route::import: return {"format", "wait", "timeout"};
     default: return {};
     }
 }
@@ -53,6 +59,8 @@ bool all_digits(std::string_view s) {
 }
 
 }  // namespace
+
+static_assert(std::size(kRoutes) == size_t(Route::none) + 1, "one kRoutes entry per Route, in order");
 
 const RouteInfo& route_info(Route r) noexcept { return kRoutes[unsigned(r)]; }
 
@@ -97,6 +105,8 @@ RouteMatch match_route(http::verb method, std::string_view target) {
         by_method[3] = Route::import;
     } else if (n == 3 && is(0, "v1") && is(1, "policy") && is(2, "reload")) {
         by_method[3] = Route::policy_reload;
+    } else if (n == 2 && is(0, "v1") && is(1, "dataplanes")) {
+        by_method[0] = Route::dataplanes;
     } else {
         return no_route(404, "not_found", "no such endpoint: " + std::string(url->encoded_path()));
     }

@@ -25,6 +25,7 @@ enum class Route : uint8_t {
     binding_delete,
     import,
     policy_reload,
+    dataplanes,
     none,  // no route: `status` says why
 };
 

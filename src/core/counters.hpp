@@ -66,7 +66,6 @@ namespace optgate {
     X(http_conservative_flows, "flows that went to conservative mode (any reason)")                  \
     X(http_conservative_packets, "segments read in conservative mode")                               \
     X(http_fragment_resync, "flows forgotten after a fragmented segment passed unread")              \
-    X(http_fragment_dropped, "first fragments dropped on a pass verdict: a Host could change it")    \
     X(http_policy_resync, "field names cut by a policy change: value scrubbed, conservative mode")   \
     X(http_host_no_buffer, "Host values split across segments with no free buffer: host unknown")    \
     X(http_error_request_line, "malformed request line: conservative mode")                          \

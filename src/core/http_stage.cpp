@@ -147,10 +147,7 @@ void HttpStage::prepare(const Runtime& rt, Enforcement& enforcement) {
         matcher_ = std::move(m);
         if (++generation_ == 0) generation_ = 1;
     }
-    const Policy& p = rt.policy();
-    use_host_ = false;
-    for (const auto& c : p.collectors) use_host_ |= !c.match.hosts.empty();
-    for (const auto& e : p.exemptions) use_host_ |= !e.match.hosts.empty();
+    use_host_ = rt.has_host_rules();
 }
 
 void HttpStage::process_burst(PacketRef* pkts, BurstSlot* slots, uint32_t n, BurstContext& ctx,
@@ -161,13 +158,9 @@ void HttpStage::process_burst(PacketRef* pkts, BurstSlot* slots, uint32_t n, Bur
         for (uint32_t i = base; i < end; ++i) {
             BurstSlot& s = slots[i];
             const ParsedPacket& p = s.parsed;
-            if (s.next == BurstSlot::Next::http) {
-                // A bare ACK carries nothing to read and changes no state.
-                if (p.payload_len == 0 && !(p.tcp_flags & (tcp_flag::syn | tcp_flag::fin | tcp_flag::rst))) continue;
-            } else if (!(p.fragment && p.first_fragment && s.from_subscriber && p.has_l4 && p.l4_proto == kProtoTcp &&
-                         pkts[i].action == Action::forward && ctx.runtime.is_http_port(p.dst_port))) {
-                continue;
-            }
+            if (s.next != BurstSlot::Next::http) continue;
+            // A bare ACK carries nothing to read and changes no state.
+            if (p.payload_len == 0 && !(p.tcp_flags & (tcp_flag::syn | tcp_flag::fin | tcp_flag::rst))) continue;
             keys_[m] = FlowKey::from(p);
             hashes_[m] = flow_hash(keys_[m]);
             table_.prefetch(hashes_[m]);
@@ -178,19 +171,12 @@ void HttpStage::process_burst(PacketRef* pkts, BurstSlot* slots, uint32_t n, Bur
         for (uint32_t j = 0; j < m; ++j) {
             const uint32_t i = base + todo_[j];
             BurstSlot& s = slots[i];
-            if (s.next == BurstSlot::Next::http) {
+            if (!s.parsed.fragment) {
                 process(pkts[i], s, ctx, keys_[j], hashes_[j]);
-            } else if (use_host_) {
-                // A first fragment classify passed on the packet's verdict,
-                // which knows no Host. A Host in it could name a collector
-                // that the address alone does not (a hostname rule): then
-                // the request's verdict could be strip. Drop; TCP resends.
-                pkts[i].action = Action::drop;
-                ctx.counters.add(Counter::http_fragment_dropped);
             } else if (Table::Entry* e = table_.find(keys_[j], hashes_[j])) {
-                // The host cannot change the verdict, so the fragment's bytes
-                // may pass unread; but the flow's position is lost. Its next
-                // segment starts conservative mode.
+                // A first fragment classify let pass unread (nothing in it
+                // could change the verdict), but the flow's position is lost:
+                // its next segment starts conservative mode.
                 forget(e);
                 ctx.counters.add(Counter::http_fragment_resync);
             }

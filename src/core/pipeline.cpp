@@ -143,14 +143,21 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
             p.has_l4 && ((p.l4_proto == kProtoUdp && rt.is_dns_port(p.dst_port)) ||
                          (p.l4_proto == kProtoTcp && rt.is_http_port(p.dst_port)));
         if (p.fragment) {
-            // Fragments are not reassembled. A first fragment of an inspected
-            // datagram passes only on a pass verdict; otherwise it and its
-            // later fragments are dropped (docs/pipeline.md#fragments).
+            // Fragments are not reassembled, so their bytes are never read. A
+            // first fragment of an inspected datagram passes only when no byte
+            // in it could change the verdict: a pass by address and port, and
+            // for HTTP no hostname rule that a Host inside could select.
+            // Otherwise it and its later fragments are dropped
+            // (docs/pipeline.md#fragments).
             if (p.first_fragment) {
-                if (inspected_port && !passes(ctx.packet_verdict(s))) {
+                if (!inspected_port) continue;
+                const bool host_may_decide = p.l4_proto == kProtoTcp && rt.has_host_rules();
+                if (host_may_decide || !passes(ctx.packet_verdict(s))) {
                     fragments_.remember(p, pkt.timestamp_ns);
                     pkt.action = Action::drop;
                     c.add(Counter::fragment_dropped);
+                } else if (p.l4_proto == kProtoTcp) {
+                    s.next = BurstSlot::Next::http;  // passes unread: the flow loses its place
                 }
             } else if (fragments_.dropped_earlier(p, pkt.timestamp_ns)) {
                 pkt.action = Action::drop;

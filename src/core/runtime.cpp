@@ -56,6 +56,7 @@ std::shared_ptr<const Runtime> Runtime::compile(Policy policy, std::string* erro
     std::vector<Placed> placed;
     auto add = [&](Destination d, const DestinationMatch& m) {
         Rule base{d, m.ports, m.hosts};
+        rt->has_host_rules_ |= !m.hosts.empty();
         if (m.prefixes.empty()) {
             rt->rules_.push_back(base);
             rt->host_only_rules_.push_back(uint32_t(rt->rules_.size() - 1));

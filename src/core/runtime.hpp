@@ -85,6 +85,10 @@ public:
     // The purpose a collector destination needs.
     unsigned purpose_of(const Destination& d) const noexcept { return policy_.collectors[d.index].purpose; }
 
+    // Some collector or exemption matches by hostname: an HTTP request's
+    // Host can change its destination, so only a parsed request decides.
+    bool has_host_rules() const noexcept { return has_host_rules_; }
+
     bool is_dns_port(uint16_t port) const noexcept { return dns_ports_.contains(port); }
     bool is_http_port(uint16_t port) const noexcept { return http_ports_.contains(port); }
 
@@ -145,6 +149,7 @@ private:
     std::vector<std::pair<uint16_t, int>> dns_codes_;
     std::vector<std::pair<std::string, int>> http_headers_;
     uint16_t no_collector_slot_ = 0;
+    bool has_host_rules_ = false;
 };
 
 }  // namespace optgate

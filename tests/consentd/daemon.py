@@ -50,6 +50,7 @@ class Daemon:
             f.write("listen: {address: 127.0.0.1, port: 0}\n"
                     "database: ledger.db\n"
                     "policy: policy.yaml\n"
+                    "dataplanes: {socket: dp.sock}\n"  # not the shared /run/optgate default
                     "tokens:\n" + tokens + limits)
         self.env = dict(os.environ, **(env or {}))
         self.proc = None

@@ -173,3 +173,12 @@ TEST_CASE("subscriber check agrees with Prefix::contains, with few prefixes and 
         CHECK_FALSE(rt->is_subscriber(next.family, next.bytes.data()));
     }
 }
+
+TEST_CASE("has_host_rules says whether a Host can pick a destination") {
+    CHECK(Runtime::compile(test::sample_policy())->has_host_rules());
+    Policy p = test::sample_policy();
+    p.collectors.erase(p.collectors.begin() + 2, p.collectors.begin() + 4);  // metrics, ads-web
+    CHECK_FALSE(Runtime::compile(p)->has_host_rules());
+    p.exemptions[0].match.hosts = {{"pay.example", false}};
+    CHECK(Runtime::compile(p)->has_host_rules());
+}
