@@ -184,7 +184,7 @@ void latency(Consentd& c, int writes) {
             dps.back()->client.start();
             if (!dps.back()->client.wait_synced(std::chrono::seconds(10))) throw std::runtime_error("no snapshot");
         }
-        std::vector<double> base, server, whole;
+        std::vector<double> base, server, commit, whole;
         for (int i = 0; i < writes; ++i) {
             const auto t0 = Clock::now();
             write(i, "");
@@ -198,11 +198,13 @@ void latency(Consentd& c, int writes) {
             const auto e = boost::json::parse(body).at("enforcement");
             if (e.at("status").as_string() != "enforced") ++timeouts;
             server.push_back(e.at("latency_ms").to_number<double>());
+            if (const auto* c = e.as_object().if_contains("since_commit_ms")) commit.push_back(c->to_number<double>());
         }
         std::printf("-- %d data plane%s%s\n", n, n > 1 ? "s" : "",
                     timeouts ? (" (" + std::to_string(timeouts) + " timeouts)").c_str() : "");
         row("baseline: durable write, no wait", base);
-        row("enforcement (consentd's measure)", server);
+        row("API ack -> last data plane ack", server);
+        row("durable commit -> last data plane ack", commit);
         row("write + wait=enforced (client)", whole);
     }
     for (auto& d : dps) d->client.stop();
@@ -317,7 +319,7 @@ void snapshot_consentd(Consentd& c, uint32_t n) {
         body += R"({"subscriber":"s)";
         body += std::to_string(i);
         body += R"(","addresses":[")";
-        body += IpAddr::from_v4_host(0x64800001u + i).to_string();
+        body += IpAddr::from_v4_host(0x64400001u + i).to_string();
         body += R"("],"consents":["advertising"],"notice_version":"v1"})";
         body += '\n';
     }

@@ -69,6 +69,7 @@ boost::json::object EnforcementReport::to_json() const {
     o["status"] = status == Status::enforced ? "enforced" : status == Status::timeout ? "timeout" : "no_dataplanes";
     o["seq"] = seq;
     o["latency_ms"] = latency_ms;
+    if (since_commit_ms) o["since_commit_ms"] = *since_commit_ms;
     boost::json::array rows;
     for (const auto& r : dataplanes) {
         boost::json::object j;
@@ -431,6 +432,7 @@ void Publisher::ack(uint64_t id, uint64_t seq) {
         for (auto c = first; c != last; ++c)
             enforcement_seconds_.observe(std::chrono::duration<double>(now - c->committed).count());
         dp.applied_seq = seq;
+        dp.acked_at = now;
     }
     settle_waiters(id, false);
 }
@@ -498,7 +500,7 @@ void Publisher::wait_enforced(uint64_t seq, std::chrono::milliseconds timeout,
     w.done = std::move(done);
     for (const auto& [id, dp] : dataplanes_) {
         if (!dp.greeted) continue;
-        Waiter::Row row{id, dp.applied_seq < seq, {}};
+        Waiter::Row row{id, dp.applied_seq < seq, dp.acked_at, {}};
         row.report.name = dp.name;
         row.report.address = dp.address;
         row.report.applied_seq = dp.applied_seq;
@@ -537,6 +539,7 @@ void Publisher::settle_waiters(uint64_t dp_id, bool gone) {
             } else if (dp != dataplanes_.end() && dp->second.applied_seq >= w.seq) {
                 row.report.acknowledged = true;
                 row.report.latency_ms = ms_between(w.start, now);
+                row.acked_at = now;
                 row.report.applied_seq = dp->second.applied_seq;
             } else {
                 continue;
@@ -558,6 +561,16 @@ void Publisher::finish_waiter(uint64_t waiter_id, EnforcementReport::Status stat
     EnforcementReport r;
     r.status = status;
     r.seq = w.seq;
+    if (status == EnforcementReport::Status::enforced && !w.rows.empty()) {
+        const auto c = std::partition_point(history_.begin(), history_.end(),
+                                            [&](const Commit& x) { return x.seq < w.seq; });
+        if (c != history_.end() && c->seq == w.seq) {
+            Clock::time_point last = c->committed;
+            for (const auto& row : w.rows)
+                if (!row.report.disconnected) last = std::max(last, row.acked_at);
+            r.since_commit_ms = ms_between(c->committed, last);
+        }
+    }
     for (auto& row : w.rows) {
         if (row.pending) row.report.applied_seq = std::max(row.report.applied_seq, [&] {
             const auto dp = dataplanes_.find(row.dp_id);

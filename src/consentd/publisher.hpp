@@ -101,7 +101,13 @@ struct EnforcementReport {
     enum class Status : uint8_t { enforced, timeout, no_dataplanes };
     Status status = Status::no_dataplanes;
     uint64_t seq = 0;
-    double latency_ms = 0;  // until the last acknowledgement, or the timeout
+    // From the API's durable acknowledgement (when the wait began) to the
+    // last data plane's acknowledgement, or to the timeout; 0 when every
+    // data plane had acknowledged before the API answered.
+    double latency_ms = 0;
+    // From the durable commit (handed to the publisher) to the last
+    // acknowledgement; absent if the commit left the history.
+    std::optional<double> since_commit_ms;
     struct PerDataPlane {
         std::string name, address;
         bool acknowledged = false;
@@ -191,6 +197,7 @@ private:
         bool awaiting_snapshot = false;
         uint64_t sent_seq = 0;     // the last commit queued to it (or its snapshot's)
         uint64_t applied_seq = 0;  // the last it acknowledged
+        Clock::time_point acked_at;  // when applied_seq last advanced
         std::optional<std::chrono::system_clock::time_point> last_ack, last_heartbeat;
         uint64_t snapshots = 0, resyncs = 0;
     };
@@ -201,6 +208,7 @@ private:
         struct Row {
             uint64_t dp_id;
             bool pending;
+            Clock::time_point acked_at;
             EnforcementReport::PerDataPlane report;
         };
         std::vector<Row> rows;

@@ -91,6 +91,17 @@ public:
     FlowTable& operator=(const FlowTable&) = delete;
 
     void prefetch(uint64_t hash) const noexcept { __builtin_prefetch(&sigs_[bucket(hash) * kWays]); }
+    // Once the bucket's signatures are in cache: start loading the entry a
+    // find() with this hash will most likely read (if any).
+    void prefetch_entry(uint64_t hash) const noexcept {
+        const size_t base = bucket(hash) * kWays;
+        const uint32_t sig = signature(hash);
+        for (unsigned w = 0; w < kWays; ++w)
+            if (sigs_[base + w] == sig) {
+                __builtin_prefetch(&entries_[base + w]);
+                return;
+            }
+    }
 
     Entry* find(const FlowKey& k, uint64_t hash) noexcept {
         const size_t base = bucket(hash) * kWays;

@@ -150,36 +150,35 @@ void HttpStage::prepare(const Runtime& rt, Enforcement& enforcement) {
     use_host_ = rt.has_host_rules();
 }
 
-void HttpStage::process_burst(PacketRef* pkts, BurstSlot* slots, uint32_t n, BurstContext& ctx,
-                              Enforcement& enforcement) noexcept {
-    for (uint32_t base = 0; base < n; base += kMaxBurst) {
-        const uint32_t end = n - base < kMaxBurst ? n : base + kMaxBurst;
-        uint32_t m = 0;
-        for (uint32_t i = base; i < end; ++i) {
-            BurstSlot& s = slots[i];
-            const ParsedPacket& p = s.parsed;
-            if (s.next != BurstSlot::Next::http) continue;
-            // A bare ACK carries nothing to read and changes no state.
-            if (p.payload_len == 0 && !(p.tcp_flags & (tcp_flag::syn | tcp_flag::fin | tcp_flag::rst))) continue;
-            keys_[m] = FlowKey::from(p);
-            hashes_[m] = flow_hash(keys_[m]);
-            table_.prefetch(hashes_[m]);
-            todo_[m++] = uint8_t(i - base);
-        }
-        if (m == 0) continue;
-        prepare(ctx.runtime, enforcement);
-        for (uint32_t j = 0; j < m; ++j) {
-            const uint32_t i = base + todo_[j];
-            BurstSlot& s = slots[i];
-            if (!s.parsed.fragment) {
-                process(pkts[i], s, ctx, keys_[j], hashes_[j]);
-            } else if (Table::Entry* e = table_.find(keys_[j], hashes_[j])) {
-                // A first fragment classify let pass unread (nothing in it
-                // could change the verdict), but the flow's position is lost:
-                // its next segment starts conservative mode.
-                forget(e);
-                ctx.counters.add(Counter::http_fragment_resync);
-            }
+void HttpStage::process_burst(PacketRef* pkts, BurstSlot* slots, const uint8_t* list, uint32_t count,
+                              BurstContext& ctx, Enforcement& enforcement) noexcept {
+    // First pass: keys, and the flow's entry line (classify already loaded
+    // the bucket's signatures). Second pass: the work.
+    uint32_t m = 0;
+    for (uint32_t k = 0; k < count; ++k) {
+        const uint32_t i = list[k];
+        const BurstSlot& s = slots[i];
+        const ParsedPacket& p = s.parsed;
+        // A bare ACK carries nothing to read and changes no state.
+        if (!p.fragment && p.payload_len == 0 && !(p.tcp_flags & (tcp_flag::syn | tcp_flag::fin | tcp_flag::rst)))
+            continue;
+        keys_[m] = FlowKey::from(p);
+        table_.prefetch_entry(s.flow_hash);
+        todo_[m++] = uint8_t(i);
+    }
+    if (m == 0) return;
+    prepare(ctx.runtime, enforcement);
+    for (uint32_t j = 0; j < m; ++j) {
+        const uint32_t i = todo_[j];
+        BurstSlot& s = slots[i];
+        if (!s.parsed.fragment) {
+            process(pkts[i], s, ctx, keys_[j], s.flow_hash);
+        } else if (Table::Entry* e = table_.find(keys_[j], s.flow_hash)) {
+            // A first fragment classify let pass unread (nothing in it could
+            // change the verdict), but the flow's position is lost: its next
+            // segment starts conservative mode.
+            forget(e);
+            ctx.counters.add(Counter::http_fragment_resync);
         }
     }
 }

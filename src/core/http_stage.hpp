@@ -24,11 +24,10 @@
 //    range a retransmission may still need); else the new flow's packet is
 //    dropped.
 //
-// A first fragment of an HTTP-port segment that classify forwarded (its
-// packet verdict, which knows no Host, said pass) is dropped here when the
-// policy matches any destination by hostname (a Host inside could change
-// the verdict); otherwise it passes unread and the flow is forgotten, so
-// its next segment starts conservative mode.
+// A first fragment of an HTTP-port segment that classify let pass unread
+// (nothing in it could change the verdict: docs/pipeline.md#fragments) also
+// comes here: the flow is forgotten, so its next segment starts
+// conservative mode.
 //
 // Memory: FlowTable<HttpFlow>::kBytesPerFlow (132) per flow of capacity,
 // mapped and populated at construction, plus host_buffers x 256 bytes.
@@ -90,8 +89,18 @@ public:
     HttpStage(const HttpStage&) = delete;
     HttpStage& operator=(const HttpStage&) = delete;
 
-    // Runs over the packets classify routed to BurstSlot::Next::http.
-    void process_burst(PacketRef* pkts, BurstSlot* slots, uint32_t n, BurstContext& ctx,
+    // Classify calls this for each packet it routes here: returns the flow
+    // key's hash and starts loading the flow's bucket, so that the table
+    // line is in cache when the stage runs after the rest of the burst.
+    uint64_t prefetch_flow(const ParsedPacket& p) const noexcept {
+        const uint64_t hash = flow_hash(FlowKey::from(p));
+        table_.prefetch(hash);
+        return hash;
+    }
+
+    // Runs over the slots classify routed to BurstSlot::Next::http
+    // (`list`, `count`: their indices in the burst, in order).
+    void process_burst(PacketRef* pkts, BurstSlot* slots, const uint8_t* list, uint32_t count, BurstContext& ctx,
                        Enforcement& enforcement) noexcept;
 
     const Table& flows() const noexcept { return table_; }
@@ -119,7 +128,6 @@ private:
     uint16_t generation_ = 1;
     bool use_host_ = false;
     FlowKey keys_[kMaxBurst];
-    uint64_t hashes_[kMaxBurst];
     uint8_t todo_[kMaxBurst];
 };
 

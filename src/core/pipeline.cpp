@@ -97,8 +97,8 @@ uint32_t Worker::process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::V
     }
     BurstContext ctx{*view.runtime, *view.table, view.health, now, c};
     classify(pkts, n, ctx);
-    dns_stage(pkts, n, ctx);
-    http_stage(pkts, n, ctx);
+    dns_stage(pkts, ctx);
+    http_stage(pkts, ctx);
     if (view.runtime->policy().tagging.enabled()) tag_stage(pkts, n, ctx);
 
     uint32_t forwarded = 0;
@@ -116,6 +116,7 @@ uint32_t Worker::process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::V
 void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
     WorkerCounters& c = ctx.counters;
     const Runtime& rt = ctx.runtime;
+    dns_count_ = http_count_ = 0;
     for (uint32_t i = 0; i < n; ++i) {
         if (i + 2 < n) __builtin_prefetch(pkts[i + 2].data);
         BurstSlot& s = slots_[i];
@@ -158,6 +159,8 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
                     c.add(Counter::fragment_dropped);
                 } else if (p.l4_proto == kProtoTcp) {
                     s.next = BurstSlot::Next::http;  // passes unread: the flow loses its place
+                    s.flow_hash = http_.prefetch_flow(p);
+                    http_list_[http_count_++] = uint8_t(i);
                 }
             } else if (fragments_.dropped_earlier(p, pkt.timestamp_ns)) {
                 pkt.action = Action::drop;
@@ -166,20 +169,28 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
             continue;
         }
         if (inspected_port) {
-            s.next = p.l4_proto == kProtoUdp ? BurstSlot::Next::dns : BurstSlot::Next::http;
-            // The stage will likely need this subscriber's consent: a 1M-entry
-            // table is not in cache, so start the load now.
+            // The stages run after the whole burst is classified: start the
+            // loads they will need now (a 1M-entry consent table and a large
+            // flow table are not in cache).
             ctx.prefetch_consent(p);
+            if (p.l4_proto == kProtoUdp) {
+                s.next = BurstSlot::Next::dns;
+                dns_list_[dns_count_++] = uint8_t(i);
+            } else {
+                s.next = BurstSlot::Next::http;
+                s.flow_hash = http_.prefetch_flow(p);
+                http_list_[http_count_++] = uint8_t(i);
+            }
         }
     }
 }
 
-void Worker::dns_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
+void Worker::dns_stage(PacketRef* pkts, BurstContext& ctx) noexcept {
     WorkerCounters& c = ctx.counters;
     const Runtime& rt = ctx.runtime;
-    for (uint32_t i = 0; i < n; ++i) {
+    for (uint32_t k = 0; k < dns_count_; ++k) {
+        const uint32_t i = dns_list_[k];
         BurstSlot& s = slots_[i];
-        if (s.next != BurstSlot::Next::dns) continue;
         PacketRef& pkt = pkts[i];
         uint8_t* msg = pkt.data + s.parsed.payload_offset;
         DnsScan scan;
@@ -218,8 +229,8 @@ void Worker::dns_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept 
     }
 }
 
-void Worker::http_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
-    http_.process_burst(pkts, slots_.data(), n, ctx, enforcement_);
+void Worker::http_stage(PacketRef* pkts, BurstContext& ctx) noexcept {
+    if (http_count_) http_.process_burst(pkts, slots_.data(), http_list_.data(), http_count_, ctx, enforcement_);
 }
 
 void Worker::tag_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {

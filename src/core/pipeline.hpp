@@ -40,6 +40,7 @@ struct PacketRef {
 struct BurstSlot {
     ParsedPacket parsed;
     enum class Next : uint8_t { done, dns, http } next = Next::done;
+    uint64_t flow_hash = 0;  // Next::http: the flow key's hash (classify computes it to prefetch)
     bool from_subscriber = false;
     bool changed = false;
     // The packet-level verdict (no hostname), computed at most once.
@@ -74,6 +75,7 @@ struct BurstContext {
 class Worker {
 public:
     static constexpr uint16_t kMaxBurst = 64;
+    static_assert(kMaxBurst <= HttpStage::kMaxBurst, "the HTTP stage's per-burst arrays must hold a burst");
 
     // `http`: the HTTP stage's flow table size and idle timeout (http_stage.hpp).
     explicit Worker(Enforcement& enforcement, const HttpStageConfig& http = {});
@@ -96,14 +98,18 @@ public:
 private:
     uint32_t process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::View& view, uint64_t now) noexcept;
     void classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
-    void dns_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
-    void http_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
+    void dns_stage(PacketRef* pkts, BurstContext& ctx) noexcept;
+    void http_stage(PacketRef* pkts, BurstContext& ctx) noexcept;
     void tag_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
 
     Enforcement& enforcement_;
     QsbrDomain::ReaderId reader_;
     std::unique_ptr<WorkerCounters> counters_;
     std::array<BurstSlot, kMaxBurst> slots_;
+    // Work lists that classify fills: the slots each stage works on, so a
+    // stage never walks packets that are not for it.
+    std::array<uint8_t, kMaxBurst> dns_list_{}, http_list_{};
+    uint32_t dns_count_ = 0, http_count_ = 0;
     FragmentGuard fragments_;
     HttpStage http_;
 };
