@@ -116,47 +116,50 @@ std::optional<Publisher::PolicyDoc> Publisher::document_for(const Policy* p) {
     return it->second;
 }
 
-// ---- snapshots ----
+// ---- the table: read from the ledger, mirrored, encoded ----
 
-std::shared_ptr<Publisher::Snapshot> Publisher::build_snapshot() {
+Publisher::TableRead Publisher::read_table() {
     struct Sink : SnapshotSink {
-        uint64_t seq = 0;
-        std::shared_ptr<const Policy> policy;
-        std::string table_version;
-        proto::SnapshotEncoder encoder;
+        TableRead r;
         void begin(uint64_t s, const std::shared_ptr<const Policy>& p, const std::string& tv) override {
-            seq = s;
-            policy = p;
-            table_version = tv;
+            r.seq = s;
+            r.policy = p;
+            r.table_version = tv;
         }
-        void add(const SubscriberKey& k, PurposeMask m) override { encoder.add(k, m); }
+        void add(const SubscriberKey& k, PurposeMask m) override { r.entries.emplace_back(k, m); }
     } sink;
-    const auto t0 = Clock::now();
     source_.snapshot(sink);
-    const auto doc = document_for(sink.policy.get());
-    if (!doc) {
-        log_error("data planes: no policy text for the running policy; cannot build a snapshot");
-        return nullptr;
-    }
+    return std::move(sink.r);
+}
+
+std::shared_ptr<Publisher::Snapshot> Publisher::encode_snapshot(uint64_t seq, const std::string& stream_id,
+                                                                const std::string& table_version,
+                                                                const std::string& policy_name,
+                                                                const std::string& policy_text,
+                                                                const Entries& entries) {
+    proto::SnapshotEncoder enc;
+    for (const auto& [k, m] : entries) enc.add(k, m);
     std::vector<std::string> frames;
-    if (!sink.encoder.finish(proto::SnapshotBegin{sink.seq, 0, 0, doc->stream_id, sink.table_version, doc->name,
-                                                  doc->text},
-                             frames)) {
-        log_error("data planes: the policy " + doc->name + " is larger than the protocol carries (" +
-                  std::to_string(proto::kMaxPolicyBytes) + " bytes); cannot build a snapshot");
+    if (!enc.finish(proto::SnapshotBegin{seq, 0, 0, stream_id, table_version, policy_name, policy_text}, frames))
         return nullptr;
-    }
     auto s = std::make_shared<Snapshot>();
-    s->seq = sink.seq;
-    s->stream_id = doc->stream_id;
-    s->table_version = sink.table_version;
-    s->entries = sink.encoder.entries();
+    s->seq = seq;
+    s->stream_id = stream_id;
+    s->table_version = table_version;
+    s->entries = enc.entries();
     for (auto& f : frames) {
         s->bytes += f.size();
         s->frames.push_back(frames_of(std::move(f)));
     }
-    s->build_time = Clock::now() - t0;
     return s;
+}
+
+void Publisher::mirror_from(const Entries& entries) {
+    size_t v4 = 0;
+    for (const auto& e : entries) v4 += e.first.addr.family == Family::v4;
+    mirror_ = std::make_unique<ConsentTable>(mirror_rcu_, v4);
+    mirror_->reserve(v4, entries.size() - v4);
+    for (const auto& [k, m] : entries) mirror_->upsert(k, m);
 }
 
 bool Publisher::snapshot_usable(const Snapshot& s) const {
@@ -164,14 +167,34 @@ bool Publisher::snapshot_usable(const Snapshot& s) const {
     return s.stream_id == stream_id_ && s.seq >= history_floor_ && s.seq <= head_seq_;
 }
 
+bool Publisher::snapshot_worth_reusing(const Snapshot& s) const {
+    if (!snapshot_usable(s)) return false;
+    // After a large commit (an import), an old snapshot plus that commit is
+    // more to send and apply than a new snapshot, and may not fit the queue.
+    size_t after = 0;
+    auto it = std::partition_point(history_.begin(), history_.end(), [&](const Commit& c) { return c.seq <= s.seq; });
+    for (; it != history_.end(); ++it) after += it->frames->size();
+    return after <= std::max<size_t>(1u << 20, s.bytes / 4) && after < config_.max_queue_bytes / 2;
+}
+
 void Publisher::start() {
-    auto s = build_snapshot();
-    if (!s) throw std::runtime_error("cannot read the consent table for data planes");
-    head_seq_ = history_floor_ = s->seq;
-    stream_id_ = s->stream_id;
-    table_version_ = s->table_version;
-    snapshot_build_seconds_.observe(s->build_time.count());
-    snapshot_ = std::move(s);
+    const auto t0 = Clock::now();
+    TableRead r = read_table();
+    const auto doc = document_for(r.policy.get());
+    if (!doc) throw std::runtime_error("no policy text for the running policy");
+    head_seq_ = history_floor_ = r.seq;
+    stream_id_ = doc->stream_id;
+    table_version_ = r.table_version;
+    policy_name_ = doc->name;
+    policy_text_ = doc->text;
+    mirror_from(r.entries);
+    // The first snapshot, ready for the first hello.
+    snapshot_ = encode_snapshot(r.seq, stream_id_, table_version_, policy_name_, policy_text_, r.entries);
+    if (!snapshot_)
+        throw std::runtime_error("the policy " + policy_name_ + " is larger than the protocol carries (" +
+                                 std::to_string(proto::kMaxPolicyBytes) + " bytes)");
+    snapshot_->build_time = Clock::now() - t0;
+    snapshot_build_seconds_.observe(snapshot_->build_time.count());
     started_ = true;
     heartbeat();
 }
@@ -188,19 +211,25 @@ void Publisher::stop() {
 
 void Publisher::request_snapshot() {
     if (stopping_) return;
-    if (snapshot_ && snapshot_usable(*snapshot_)) {
+    if (snapshot_ && snapshot_worth_reusing(*snapshot_)) {
         for (auto& [id, dp] : dataplanes_)
             if (dp.greeted && dp.awaiting_snapshot) deliver_snapshot(dp);
         return;
     }
-    if (building_) {
-        build_again_ = true;
-        return;
-    }
+    // Reloading the mirror (a policy changed the table): asked again then.
+    if (building_ || !mirror_) return;
     building_ = true;
-    asio::post(snapshot_thread_, [this] {
-        auto s = build_snapshot();
-        asio::post(ioc_, [this, s = std::move(s)]() mutable { on_snapshot_built(std::move(s)); });
+    // Copy the mirror here (a scan of flat arrays), encode on the snapshot
+    // thread: the ledger and the API carry on meanwhile.
+    const auto t0 = Clock::now();
+    auto entries = std::make_shared<Entries>();
+    entries->reserve(mirror_->size());
+    mirror_->for_each([&](const SubscriberKey& k, PurposeMask m) { entries->emplace_back(k, m); });
+    asio::post(snapshot_thread_, [this, t0, entries, seq = head_seq_, stream = stream_id_, tv = table_version_,
+                                  name = policy_name_, text = policy_text_] {
+        auto snap = encode_snapshot(seq, stream, tv, name, text, *entries);
+        if (snap) snap->build_time = Clock::now() - t0;
+        asio::post(ioc_, [this, snap = std::move(snap)]() mutable { on_snapshot_built(std::move(snap)); });
     });
 }
 
@@ -208,6 +237,8 @@ void Publisher::on_snapshot_built(std::shared_ptr<Snapshot> s) {
     building_ = false;
     if (stopping_) return;
     if (!s) {
+        log_error("data planes: the policy " + policy_name_ + " is larger than the protocol carries (" +
+                  std::to_string(proto::kMaxPolicyBytes) + " bytes); cannot send a snapshot");
         for (auto& [id, dp] : dataplanes_)
             if (dp.awaiting_snapshot)
                 dp.link->close(Goodbye::Code::shutdown, "consentd cannot build a snapshot; see its log");
@@ -216,11 +247,61 @@ void Publisher::on_snapshot_built(std::shared_ptr<Snapshot> s) {
     snapshot_build_seconds_.observe(s->build_time.count());
     // A build that raced a policy change or a history trim is dropped; the
     // next one will do.
-    if (snapshot_usable(*s)) snapshot_ = std::move(s);
-    build_again_ = false;
+    if (!snapshot_usable(*s)) {
+        snapshot_.reset();
+    } else {
+        snapshot_ = std::move(s);
+        // Fresh: whoever waits gets it, whatever came after it.
+        for (auto& [id, dp] : dataplanes_)
+            if (dp.greeted && dp.awaiting_snapshot) deliver_snapshot(dp);
+    }
     bool waiting = false;
     for (const auto& [id, dp] : dataplanes_) waiting = waiting || (dp.greeted && dp.awaiting_snapshot);
     if (waiting) request_snapshot();
+}
+
+void Publisher::reload_mirror() {
+    if (reloading_) {
+        reload_again_ = true;
+        return;
+    }
+    reloading_ = true;
+    asio::post(snapshot_thread_, [this] {
+        auto r = read_table();
+        asio::post(ioc_, [this, r = std::move(r)]() mutable { on_table_read(std::move(r)); });
+    });
+}
+
+void Publisher::on_table_read(TableRead r) {
+    reloading_ = false;
+    if (stopping_) return;
+    // Another table change meanwhile, or commits after the read already gone
+    // from the history: read again.
+    if (reload_again_ || r.table_version != table_version_ || r.seq < history_floor_ || r.seq > head_seq_) {
+        reload_again_ = false;
+        reload_mirror();
+        return;
+    }
+    mirror_from(r.entries);
+    // Then the commits after the read, from the history's frames.
+    auto it = std::partition_point(history_.begin(), history_.end(), [&](const Commit& c) { return c.seq <= r.seq; });
+    for (; it != history_.end(); ++it) {
+        const std::string& bytes = *it->frames;
+        size_t off = 0;
+        while (off < bytes.size()) {
+            const auto d = proto::decode({reinterpret_cast<const uint8_t*>(bytes.data()) + off, bytes.size() - off},
+                                         proto::Direction::to_client);
+            if (d.status != proto::DecodeStatus::frame) break;  // our own frames: cannot happen
+            off += d.consumed;
+            proto::for_each_change(std::get<proto::Delta>(d.frame).changes, [&](const proto::TableChange& c) {
+                if (c.op == proto::TableChange::Op::erase)
+                    mirror_->erase(c.key);
+                else
+                    mirror_->upsert(c.key, c.purposes);
+            });
+        }
+    }
+    request_snapshot();
 }
 
 void Publisher::deliver_snapshot(DataPlane& dp) {
@@ -269,7 +350,8 @@ void Publisher::on_commit(uint64_t seq, const std::vector<TableDelta>& deltas) {
     std::string out;
     proto::encode_commit(out, seq, changes);
     Commit c{seq, frames_of(std::move(out)), Clock::now()};
-    asio::post(ioc_, [this, c = std::move(c)]() mutable { on_commit_io(std::move(c)); });
+    auto shared = std::make_shared<const std::vector<proto::TableChange>>(std::move(changes));
+    asio::post(ioc_, [this, c = std::move(c), shared]() mutable { on_commit_io(std::move(c), shared); });
 }
 
 void Publisher::on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version) {
@@ -296,14 +378,21 @@ void Publisher::publish_policy(uint64_t seq, const std::shared_ptr<const Policy>
         }
         update = frames_of(std::move(out));
     }
-    asio::post(ioc_, [this, seq, stream = doc->stream_id, table_version, update, table_changed] {
-        on_policy_io(seq, stream, table_version, update, table_changed);
+    asio::post(ioc_, [this, seq, doc = *doc, table_version, update, table_changed] {
+        on_policy_io(seq, doc, table_version, update, table_changed);
     });
 }
 
-void Publisher::on_commit_io(Commit c) {
+void Publisher::on_commit_io(Commit c, std::shared_ptr<const std::vector<proto::TableChange>> changes) {
     if (!started_ || stopping_ || c.seq <= head_seq_) return;  // already in the first snapshot
     head_seq_ = c.seq;
+    if (mirror_)
+        for (const auto& ch : *changes) {
+            if (ch.op == proto::TableChange::Op::erase)
+                mirror_->erase(ch.key);
+            else
+                mirror_->upsert(ch.key, ch.purposes);
+        }
     history_bytes_ += c.frames->size();
     history_.push_back(c);
     trim_history();
@@ -324,20 +413,27 @@ void Publisher::trim_history() {
     if (history_.empty()) history_floor_ = head_seq_;
 }
 
-void Publisher::on_policy_io(uint64_t seq, std::string stream_id, std::string table_version, Frames update,
+void Publisher::on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_version, Frames update,
                              bool table_changed) {
     if (!started_ || stopping_) return;
-    if (stream_id == stream_id_ && table_version == table_version_) return;  // the same text again
-    log_info(std::string("data planes: new policy (") + (table_changed ? "table meaning changed: full resync" : "same table") +
+    if (doc.stream_id == stream_id_ && table_version == table_version_) return;  // the same text again
+    log_info(std::string("data planes: new policy (") +
+             (table_changed ? "the table's meaning changed: every data plane gets the whole table"
+                            : "same table meaning: data planes swap the policy") +
              ") at seq " + std::to_string(seq));
-    stream_id_ = std::move(stream_id);
+    stream_id_ = std::move(doc.stream_id);
     table_version_ = std::move(table_version);
+    policy_name_ = std::move(doc.name);
+    policy_text_ = std::move(doc.text);
     snapshot_.reset();
     if (table_changed) {
-        // Deltas from before cannot be applied to a table of the new meaning.
+        // Deltas from before cannot be applied to a table of the new
+        // meaning, and the ledger recomputed every entry: read it again.
         history_.clear();
         history_bytes_ = 0;
         history_floor_ = head_seq_;
+        mirror_.reset();
+        reload_mirror();
     }
     bool need_snapshot = false;
     for (auto& [id, dp] : dataplanes_) {

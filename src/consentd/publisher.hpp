@@ -3,13 +3,18 @@
 // dataplane_server.hpp); this is the hub they report to.
 //
 // Inputs:
-//  - the ledger writer's feed (publish_commit, publish_policy; any thread,
-//    never blocks: each commit is encoded once, there, and posted);
+//  - the ledger writer's feed (TableListener: on_commit, on_resync,
+//    on_policy; never blocks: each commit is encoded once, there, and posted);
 //  - the table source (a consistent table as of a sequence, read under the
-//    ledger's state lock on the publisher's own snapshot thread);
+//    ledger's state lock: at start, and on the snapshot thread after a
+//    policy that changes the table's meaning);
 //  - data plane sessions (io thread): attach, hello, ack, detach.
 // Everything else runs on the io thread:
 //  - a bounded in-memory history of commits, for resuming with deltas;
+//  - a mirror of the table (a ConsentTable kept in step with the commits),
+//    so that snapshots are copied from it here and encoded on the snapshot
+//    thread: the ledger's lock is taken only at start and after a policy
+//    that changes the table's meaning, never per snapshot;
 //  - the latest snapshot (frames shared by every data plane that needs it,
 //    reused while the history covers what came after it);
 //  - each data plane's state; its queue bound is the session's, and past it
@@ -38,6 +43,8 @@
 #include "consentd/dataplane_config.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/metrics.hpp"
+#include "core/rcu.hpp"
+#include "proto/codec.hpp"
 #include "proto/wire.hpp"
 
 namespace optgate::consentd {
@@ -183,6 +190,14 @@ private:
         uint32_t entries = 0;
         std::chrono::duration<double> build_time{};
     };
+    using Entries = std::vector<std::pair<SubscriberKey, PurposeMask>>;
+    // The table as the ledger has it, as of `seq`.
+    struct TableRead {
+        uint64_t seq = 0;
+        std::shared_ptr<const Policy> policy;
+        std::string table_version;
+        Entries entries;
+    };
     struct PolicyDoc {
         std::weak_ptr<const Policy> policy;
         std::string name, text, stream_id;
@@ -218,12 +233,13 @@ private:
     };
 
     // io thread
-    void on_commit_io(Commit c);
-    void on_policy_io(uint64_t seq, std::string stream_id, std::string table_version, Frames policy_frame,
-                      bool table_changed);
+    void on_commit_io(Commit c, std::shared_ptr<const std::vector<proto::TableChange>> changes);
+    void on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_version, Frames policy_frame, bool table_changed);
     void request_snapshot();
     void on_snapshot_built(std::shared_ptr<Snapshot> s);
     bool snapshot_usable(const Snapshot& s) const;
+    // Usable, and cheaper to send with the commits after it than a new one.
+    bool snapshot_worth_reusing(const Snapshot& s) const;
     void deliver_snapshot(DataPlane& dp);
     void resync(DataPlane& dp);
     void send(DataPlane& dp, const Frames& f);
@@ -231,10 +247,16 @@ private:
     void heartbeat();
     void settle_waiters(uint64_t dp_id, bool gone);
     void finish_waiter(uint64_t waiter_id, EnforcementReport::Status status);
-    // Builds a snapshot (snapshot thread).
-    std::shared_ptr<Snapshot> build_snapshot();
-    // The stream id for a policy: its document's digest and this process.
-    std::string stream_id_for(const Policy* p);
+    // Reads the whole table under the ledger's lock (start; snapshot thread).
+    TableRead read_table();
+    // Rebuilds the mirror from the ledger (after a table-changing policy).
+    void reload_mirror();
+    void on_table_read(TableRead r);
+    void mirror_from(const Entries& entries);
+    // Frames for a table (any thread: pure). Null if the policy is too large.
+    static std::shared_ptr<Snapshot> encode_snapshot(uint64_t seq, const std::string& stream_id,
+                                                     const std::string& table_version, const std::string& policy_name,
+                                                     const std::string& policy_text, const Entries& entries);
     std::optional<PolicyDoc> document_for(const Policy* p);
 
     boost::asio::io_context& ioc_;
@@ -252,8 +274,12 @@ private:
     std::deque<Commit> history_;
     size_t history_bytes_ = 0;
     std::string stream_id_, table_version_;
+    std::string policy_name_, policy_text_;  // the current policy document
+    QsbrDomain mirror_rcu_;                  // no readers: frees at once
+    std::unique_ptr<ConsentTable> mirror_;   // null while reloading from the ledger
+    bool reloading_ = false, reload_again_ = false;
     std::shared_ptr<Snapshot> snapshot_;
-    bool building_ = false, build_again_ = false;
+    bool building_ = false;
     std::map<uint64_t, DataPlane> dataplanes_;
     uint64_t next_id_ = 1;
     std::map<uint64_t, Waiter> waiters_;

@@ -295,3 +295,36 @@ TEST_CASE("consentd refuses plain TCP beyond loopback, and heartbeats too slow f
         CHECK(r.output.find("heartbeat_interval") != std::string::npos);
     }
 }
+
+TEST_CASE("?wait=enforced: bad parameters change nothing; no data planes is said; reload checked against heartbeats") {
+    Consentd c(kPolicy);
+    c.start();
+    seq_of(c.bind(kSub, "sub-1"));
+    // Refused before the body is read: nothing is recorded.
+    for (const char* q : {"?wait=applied", "?timeout=2s", "?wait=enforced&timeout=2h", "?wait=enforced&timeout=x"}) {
+        const auto r = c.grant("sub-1", "advertising", q);
+        INFO(q << " -> " << r.body);
+        CHECK(r.status == 400);
+        CHECK(r.json().at("error").at("code").as_string() == "invalid_parameter");
+    }
+    const auto shown = c.request("GET", "/v1/subscribers/sub-1");
+    CHECK(shown.json().at("consents").as_array().empty());
+
+    const auto r = c.grant("sub-1", "advertising", "?wait=enforced&timeout=500ms");
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+    CHECK(r.json().at("enforcement").at("status").as_string() == "no_dataplanes");
+    CHECK(c.metric("consentd_enforced_waits_total{result=\"no_dataplanes\"}") == 1);
+
+    // A policy whose staleness limit three heartbeats (100 ms) do not fit in.
+    std::string tight = kPolicy;
+    tight.replace(tight.find("staleness_limit: 1s"), 19, "staleness_limit: 250ms");
+    c.dir.write("policy.yaml", tight);
+    const auto reload = c.request("POST", "/v1/policy/reload");
+    INFO(reload.body);
+    CHECK(reload.status == 422);
+    CHECK(reload.body.find("heartbeat_interval") != std::string::npos);
+    // The running policy is kept: a data plane still gets the 1 s limit's policy.
+    const auto rep = replay_control(c.socket(), {dns_with_ecs(kSub, kAdnet)});
+    CHECK(rep.counter("verdict_pass_consent") == 1);
+}

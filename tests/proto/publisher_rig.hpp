@@ -94,6 +94,10 @@ public:
         std::lock_guard lk(mu_);
         return seq_;
     }
+    std::vector<std::pair<SubscriberKey, PurposeMask>> entries() {
+        std::lock_guard lk(mu_);
+        return {table_.begin(), table_.end()};
+    }
 
 private:
     std::mutex mu_;
@@ -218,12 +222,29 @@ struct DataPlane {
     }
 
     // Reads like a worker: an RCU reader, online only while it looks.
-    ConsentLookup look(const char* a) {
+    ConsentLookup look(const SubscriberKey& k) {
         enforcement.rcu().online(reader);
         const ConsentTable* t = enforcement.table();
-        const ConsentLookup r = t ? t->lookup(SubscriberKey::make(*IpAddr::parse(a), 64)) : ConsentLookup{};
+        const ConsentLookup r = t ? t->lookup(k) : ConsentLookup{};
         enforcement.rcu().offline(reader);
         return r;
+    }
+    ConsentLookup look(const char* a) { return look(SubscriberKey::make(*IpAddr::parse(a), 64)); }
+    size_t table_size() {
+        enforcement.rcu().online(reader);
+        const ConsentTable* t = enforcement.table();
+        const size_t n = t ? t->size() : 0;
+        enforcement.rcu().offline(reader);
+        return n;
+    }
+    // The data plane holds exactly the ledger's table.
+    bool holds(const std::vector<std::pair<SubscriberKey, PurposeMask>>& entries) {
+        if (table_size() != entries.size()) return false;
+        for (const auto& [k, m] : entries) {
+            const auto r = look(k);
+            if (!r.found || r.purposes != m) return false;
+        }
+        return true;
     }
     std::string logged() {
         std::lock_guard lk(log_mu);

@@ -359,6 +359,59 @@ TEST_CASE("?wait=enforced: all connected data planes, disconnects, none at all")
     CHECK(rig.metric("consentd_dataplanes_connected") == 1);
 }
 
+TEST_CASE("snapshots come from consentd's mirror of the table, through commits and a table-changing policy") {
+    // A short history: later data planes need snapshots built on demand.
+    Rig rig([](consentd::DataPlaneConfig& c) { c.history_commits = 3; });
+    std::mt19937 rng(7);
+    auto churn = [&](int n) {
+        uint64_t last = 0;
+        for (int i = 0; i < n; ++i) {
+            std::vector<TableDelta> d;
+            for (int j = 0; j < 20; ++j) {
+                const uint32_t host = 0x64400000u + 1 + rng() % 500;
+                const SubscriberKey k = (rng() % 4 == 0) ? key(("2001:db8:1000:" + std::to_string(rng() % 300) + "::").c_str())
+                                                         : SubscriberKey{IpAddr::from_v4_host(host)};
+                if (rng() % 3 == 0)
+                    d.push_back({TableDelta::Kind::erase, k, 0});
+                else
+                    d.push_back({TableDelta::Kind::upsert, k, PurposeMask(rng() % 4)});
+            }
+            last = rig.ledger.commit(consentd::coalesce(d));
+        }
+        return last;
+    };
+    churn(30);
+    DataPlane a(rig.endpoint(), "edge-a");
+    a.client.start();
+    REQUIRE(a.client.wait_synced(5s));
+    CHECK(a.holds(rig.ledger.entries()));
+
+    uint64_t last = churn(30);
+    DataPlane b(rig.endpoint(), "edge-b");
+    b.client.start();
+    REQUIRE(eventually([&] { return b.client.status().applied_seq == last; }));
+    CHECK(b.holds(rig.ledger.entries()));
+
+    // A policy that changes the table's meaning: consentd re-reads the table
+    // (here: the same entries), commits keep coming meanwhile.
+    std::string three = kPolicyYaml;
+    three.insert(three.find("identifiers:"), "  research:\n    description: Research.\n    data: [x]\n"
+                                              "    retention: 1 day\n");
+    auto p3 = load_policy(three);
+    rig.publisher->add_policy_document(p3, "test-policy.yaml", three);
+    rig.ledger.set_policy(p3);
+    last = churn(10);
+    DataPlane c(rig.endpoint(), "edge-c");
+    c.client.start();
+    REQUIRE(eventually([&] { return c.client.status().applied_seq == last; }));
+    const auto table = rig.ledger.entries();
+    CHECK(c.holds(table));
+    CHECK(eventually([&] { return a.client.status().applied_seq == last && b.client.status().applied_seq == last; }));
+    CHECK(a.holds(table));
+    CHECK(b.holds(table));
+    CHECK(a.client.status().snapshots == 2);  // the first, and the policy's
+}
+
 TEST_CASE("a second connection with the same name replaces the first") {
     Rig rig;
     DataPlane a(rig.endpoint(), "edge-1");
