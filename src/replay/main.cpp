@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/report.hpp"
+#include "common/static_consent.hpp"
 #include "core/enforcement.hpp"
 #include "core/pipeline.hpp"
 #include "policy/loader.hpp"
@@ -99,20 +100,6 @@ Options parse_options(int argc, char** argv) {
     return o;
 }
 
-// Loads policy and consent into a static-mode enforcement (always fresh).
-void load_enforcement(const Options& o, Enforcement& enforcement) {
-    auto loaded = policy::load_policy_file(o.policy);
-    for (const auto& w : loaded.warnings) std::cerr << w.to_string() << "\n";
-    const auto records = policy::load_consent_file(o.consent, loaded.policy);
-    std::string error;
-    auto runtime = Runtime::compile(std::move(loaded.policy), &error);
-    if (!runtime) throw replay::FileError(o.policy + ": " + error);
-    auto table = enforcement.make_table(records.size());
-    for (const auto& r : records)
-        for (const auto& key : r.keys) table->upsert(key, r.purposes);
-    enforcement.install(std::move(runtime), std::move(table));
-}
-
 int run(Options& o) {
     const bool controlled = !o.control.endpoint.empty();
     Enforcement enforcement(controlled ? Enforcement::Mode::controlled : Enforcement::Mode::static_table);
@@ -120,7 +107,7 @@ int run(Options& o) {
     if (controlled)
         control = replay::connect_control(o.control, enforcement);  // waits for the snapshot
     else
-        load_enforcement(o, enforcement);
+        install_static_consent(enforcement, o.policy, o.consent);
 
     replay::PcapReader in(o.input);
     if (in.linktype() != DLT_EN10MB)

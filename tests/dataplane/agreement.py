@@ -36,12 +36,18 @@ def read_pcap(path):
     return frames
 
 
+def write_empty_pcap(directory):
+    """A pcap with no packets: the rx side of a port that receives nothing."""
+    path = os.path.join(directory, "empty.pcap")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    return path
+
+
 def main():
     optgate, replay, capture, policy, consent = sys.argv[1:6]
     with tempfile.TemporaryDirectory(prefix="optgate-agreement-") as tmp:
-        empty = os.path.join(tmp, "empty.pcap")
-        with open(empty, "wb") as f:
-            f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        empty = write_empty_pcap(tmp)
         to_internet = os.path.join(tmp, "to_internet.pcap")
         to_subscribers = os.path.join(tmp, "to_subscribers.pcap")
         stats = os.path.join(tmp, "stats.json")

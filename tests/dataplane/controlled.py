@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""The DPDK data plane in controlled mode: policy and table from a real
+consentd over the data-plane socket (docs/protocol.md).
+
+Consent is granted through consentd's API; then `optgate --control` and
+`optgate-replay --control` replay the same capture against the same consentd.
+They must agree byte for byte and counter for counter, and the counters must
+show that consentd's grants (not a local file) decided: identifiers both
+passed and stripped. Then a revocation with ?wait=enforced reaches a second
+data-plane run: nothing passes any more.
+
+usage: controlled.py OPTGATE OPTGATE_REPLAY CAPTURE
+Environment: CONSENTD, OPTGATECTL, CONSENTD_TEST_POLICY (the example policy).
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "consentd"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon import Daemon  # noqa: E402
+from agreement import read_pcap, write_empty_pcap  # noqa: E402
+
+
+def run_dataplane(optgate, capture, socket, tmp, tag):
+    out = os.path.join(tmp, f"{tag}.to_internet.pcap")
+    stats = os.path.join(tmp, f"{tag}.stats.json")
+    cmd = [optgate, "-l", "0", "--no-huge", "-m", "512", "--no-pci", "--no-shconf",
+           "--file-prefix", f"optgate-controlled-{os.getpid()}-{tag}", "--log-level", "warning",
+           f"--vdev=net_pcap0,rx_pcap={capture},tx_pcap={os.path.join(tmp, tag + '.to_subscribers.pcap')}",
+           f"--vdev=net_pcap1,rx_pcap={write_empty_pcap(tmp)},tx_pcap={out}",
+           "--", "--control", socket, "--name", f"dpdk-{tag}", "--sync-timeout-ms", "10000",
+           "--idle-exit-ms", "500", "--stats", stats]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise SystemExit(f"optgate exited {r.returncode}:\n{r.stdout}{r.stderr}")
+    with open(stats) as f:
+        return read_pcap(out), json.load(f)
+
+
+def run_replay(replay, capture, socket, tmp, tag):
+    out = os.path.join(tmp, f"{tag}.replay.pcap")
+    report = os.path.join(tmp, f"{tag}.report.json")
+    r = subprocess.run([replay, "--quiet", "--control", socket, "--name", f"replay-{tag}", "--report", report,
+                        capture, out], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise SystemExit(f"optgate-replay exited {r.returncode}:\n{r.stdout}{r.stderr}")
+    with open(report) as f:
+        return read_pcap(out), json.load(f)
+
+
+def check(cond, message, failures):
+    if not cond:
+        failures.append(message)
+
+
+def main():
+    optgate, replay, capture = sys.argv[1:4]
+    d = Daemon()
+    failures = []
+    try:
+        socket = os.path.join(d.dir, "dp.sock")
+        # The same subscribers as config/consent.example.yaml's IPv4 ones.
+        for address, sub in (("100.64.0.10", "sub-1001"), ("100.64.0.11", "sub-1002"),
+                             ("100.64.1.20", "sub-1003"), ("100.64.0.12", "sub-1005")):
+            status, _, body = d.request("PUT", f"/v1/bindings/{address}", {"subscriber": sub, "source": "radius"})
+            check(status == 200, f"bind {address}: {status} {body}", failures)
+        for sub, purpose in (("sub-1001", "advertising"), ("sub-1001", "analytics"), ("sub-1002", "analytics"),
+                             ("sub-1003", "advertising")):
+            status, _, body = d.request("PUT", f"/v1/subscribers/{sub}/consents/{purpose}",
+                                        {"source": "portal", "notice_version": "2026-01"})
+            check(status == 200, f"grant {sub} {purpose}: {status} {body}", failures)
+
+        with tempfile.TemporaryDirectory(prefix="optgate-controlled-") as tmp:
+            dp_frames, dp_stats = run_dataplane(optgate, capture, socket, tmp, "granted")
+            rp_frames, rp_report = run_replay(replay, capture, socket, tmp, "granted")
+            check(dp_frames == rp_frames, "optgate --control and optgate-replay --control forward different frames",
+                  failures)
+            for key in ("packets", "destinations", "identifiers"):
+                check(dp_stats[key] == rp_report[key], f"'{key}' differs: {dp_stats[key]} vs {rp_report[key]}",
+                      failures)
+            passed = dp_stats["counters"]["verdict_pass_consent"]
+            check(passed > 0, "nothing passed: consentd's grants did not reach the data plane", failures)
+            check(dp_stats["counters"]["verdict_strip_no_consent"] > 0, "nothing stripped for lack of consent",
+                  failures)
+            check(dp_stats["counters"]["verdict_strip_table_not_received"] == 0, "ran before the snapshot", failures)
+
+            # Withdraw every grant, waiting until connected data planes enforce
+            # it, then run again: no consent is left, so nothing passes.
+            for sub, purpose in (("sub-1001", "advertising"), ("sub-1001", "analytics"),
+                                 ("sub-1002", "analytics"), ("sub-1003", "advertising")):
+                status, _, body = d.request("DELETE", f"/v1/subscribers/{sub}/consents/{purpose}?wait=enforced",
+                                            {"source": "portal"})
+                check(status == 200, f"revoke {sub} {purpose}: {status} {body}", failures)
+            _, after = run_dataplane(optgate, capture, socket, tmp, "revoked")
+            check(after["counters"]["verdict_pass_consent"] == 0,
+                  f"{after['counters']['verdict_pass_consent']} passed after every consent was revoked", failures)
+            check(after["counters"]["verdict_strip_no_consent"] > dp_stats["counters"]["verdict_strip_no_consent"],
+                  "revocations did not turn passes into strips", failures)
+    finally:
+        log = d.read_log()
+        d.cleanup()
+    if failures:
+        print("\n".join(failures))
+        print("consentd log:\n" + log)
+        raise SystemExit(1)
+    print(f"controlled mode: optgate and optgate-replay agree; {passed} identifier decisions passed, "
+          f"none after revocation")
+
+
+if __name__ == "__main__":
+    main()
