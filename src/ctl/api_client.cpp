@@ -178,6 +178,16 @@ std::string pretty_json(std::string_view text) {
     return out + "\n";
 }
 
+std::string enforcement_status(const std::string& body) {
+    json::error_code ec;
+    const auto v = json::parse(body, ec);
+    if (ec || !v.is_object()) return "";
+    const auto* e = v.as_object().if_contains("enforcement");
+    if (!e || !e->is_object()) return "";
+    const auto* s = e->as_object().if_contains("status");
+    return s && s->is_string() ? std::string(s->as_string()) : "";
+}
+
 int print_result(std::string_view command, const ApiResult& r) {
     if (r.status >= 200 && r.status < 300) {
         std::fputs(pretty_json(r.body).c_str(), stdout);

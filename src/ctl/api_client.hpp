@@ -36,6 +36,10 @@ struct ApiResult {
     std::string body;
 };
 
+// The "enforcement"."status" of a ?wait=enforced answer ("enforced",
+// "timeout", "no_dataplanes"), or "" when there is none.
+std::string enforcement_status(const std::string& body);
+
 // Throws std::runtime_error when the server cannot be reached.
 ApiResult api_request(const ApiTarget& to, boost::beast::http::verb method, const std::string& target,
                       const std::string& body = {}, std::string_view content_type = "application/json",

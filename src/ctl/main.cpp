@@ -15,11 +15,11 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"check", "check FILE [--consent C]   validate a policy (and a consent file)", optgate::ctl::check},
-    {"grant", "grant SUB PURPOSE --source S --notice-version V   record an opt-in", optgate::ctl::grant},
-    {"revoke", "revoke SUB PURPOSE --source S   record a withdrawal", optgate::ctl::revoke},
+    {"grant", "grant SUB PURPOSE --source S --notice-version V [--wait[=T]]   record an opt-in", optgate::ctl::grant},
+    {"revoke", "revoke SUB PURPOSE --source S [--wait[=T]]   record a withdrawal", optgate::ctl::revoke},
     {"show", "show SUB [--history N]     a subscriber's consents, addresses, history", optgate::ctl::show},
-    {"bind", "bind ADDRESS SUB [--source S]   assign an address or IPv6 prefix", optgate::ctl::bind},
-    {"unbind", "unbind ADDRESS [--subscriber SUB]   release an address", optgate::ctl::unbind},
+    {"bind", "bind ADDRESS SUB [--source S] [--wait[=T]]   assign an address or IPv6 prefix", optgate::ctl::bind},
+    {"unbind", "unbind ADDRESS [--subscriber SUB] [--wait[=T]]   release an address", optgate::ctl::unbind},
     {"import", "import FILE [--format ndjson|csv]   bulk-load subscribers", optgate::ctl::import_file},
     {"reload", "reload                     make consentd re-read its policy", optgate::ctl::reload},
     {"dataplanes", "dataplanes [--json]        data planes connected to consentd, applied seq, lag", optgate::ctl::dataplanes},

@@ -50,11 +50,36 @@ std::optional<int> prepare(int argc, char** argv, po::options_description& opts,
 
 std::string arg(const Parsed& p, const char* name) { return p.vm[name].as<std::string>(); }
 
+// --wait[=TIMEOUT] on every write: answer once every connected data plane
+// enforces the change (consentd's ?wait=enforced).
+void add_wait_option(po::options_description& opts) {
+    opts.add_options()("wait", po::value<std::string>()->implicit_value(""),
+                       "return once every connected data plane enforces the change (optionally: at most this "
+                       "long, e.g. 2s; default consentd's enforced_wait_timeout)");
+}
+
+std::string wait_query(const Parsed& p) {
+    if (!p.vm.count("wait")) return "";
+    const std::string t = arg(p, "wait");
+    return t.empty() ? "?wait=enforced" : "?wait=enforced&timeout=" + t;
+}
+
 int call(std::string_view command, const Parsed& p, http::verb method, const std::string& target,
          const std::string& body = {}, std::string_view content_type = "application/json",
-         std::chrono::seconds timeout = std::chrono::seconds(30)) {
+         std::chrono::seconds timeout = std::chrono::seconds(90)) {
     try {
-        return print_result(command, api_request(p.target, method, target, body, content_type, timeout));
+        const ApiResult r = api_request(p.target, method, target, body, content_type, timeout);
+        const int status = print_result(command, r);
+        if (status != 0 || !p.vm.count("wait")) return status;
+        // Recorded durably; say so plainly if a data plane did not confirm.
+        const std::string enforcement = enforcement_status(r.body);
+        if (enforcement == "timeout") {
+            std::fprintf(stderr,
+                         "optgatectl %.*s: recorded, but not every data plane confirmed enforcing it in time\n",
+                         int(command.size()), command.data());
+            return 3;
+        }
+        return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "optgatectl %.*s: %s\n", int(command.size()), command.data(), e.what());
         return 1;
@@ -66,9 +91,10 @@ int consent(int argc, char** argv, bool grant) {
     opts.add_options()
         ("source", po::value<std::string>(), "channel the choice came through (portal, call-centre...); required")
         ("notice-version", po::value<std::string>(), "version of the notice the subscriber saw (required to grant)");
+    add_wait_option(opts);
     Parsed p;
-    const std::string usage = std::string(grant ? "grant" : "revoke") +
-                              " SUBSCRIBER PURPOSE --source S" + (grant ? " --notice-version V" : " [--notice-version V]");
+    const std::string usage = std::string(grant ? "grant" : "revoke") + " SUBSCRIBER PURPOSE --source S" +
+                              (grant ? " --notice-version V" : " [--notice-version V]") + " [--wait[=T]]";
     if (auto stop = prepare(argc, argv, opts, {"subscriber", "purpose"}, usage, p)) return *stop;
     if (!p.vm.count("source") || (grant && !p.vm.count("notice-version"))) {
         std::fprintf(stderr, "optgatectl %s: usage: optgatectl %s\n", argv[0], usage.c_str());
@@ -79,7 +105,7 @@ int consent(int argc, char** argv, bool grant) {
     if (p.vm.count("notice-version")) body["notice_version"] = arg(p, "notice-version");
     return call(argv[0], p, grant ? http::verb::put : http::verb::delete_,
                 "/v1/subscribers/" + encode_segment(arg(p, "subscriber")) + "/consents/" +
-                    encode_segment(arg(p, "purpose")),
+                    encode_segment(arg(p, "purpose")) + wait_query(p),
                 json::serialize(body));
 }
 
@@ -101,13 +127,15 @@ int show(int argc, char** argv) {
 int bind(int argc, char** argv) {
     po::options_description opts;
     opts.add_options()("source", po::value<std::string>(), "who reports the assignment (radius, dhcp...)");
+    add_wait_option(opts);
     Parsed p;
-    if (auto stop = prepare(argc, argv, opts, {"address", "subscriber"}, "bind ADDRESS SUBSCRIBER [--source S]", p))
+    if (auto stop = prepare(argc, argv, opts, {"address", "subscriber"},
+                            "bind ADDRESS SUBSCRIBER [--source S] [--wait[=T]]", p))
         return *stop;
     json::object body;
     body["subscriber"] = arg(p, "subscriber");
     if (p.vm.count("source")) body["source"] = arg(p, "source");
-    return call("bind", p, http::verb::put, "/v1/bindings/" + encode_segment(arg(p, "address")),
+    return call("bind", p, http::verb::put, "/v1/bindings/" + encode_segment(arg(p, "address")) + wait_query(p),
                 json::serialize(body));
 }
 
@@ -116,13 +144,15 @@ int unbind(int argc, char** argv) {
     opts.add_options()
         ("subscriber", po::value<std::string>(), "only if the address is bound to this subscriber")
         ("source", po::value<std::string>(), "who reports the release (radius, dhcp...)");
+    add_wait_option(opts);
     Parsed p;
-    if (auto stop = prepare(argc, argv, opts, {"address"}, "unbind ADDRESS [--subscriber ID] [--source S]", p))
+    if (auto stop = prepare(argc, argv, opts, {"address"}, "unbind ADDRESS [--subscriber ID] [--source S] [--wait[=T]]",
+                            p))
         return *stop;
     json::object body;
     if (p.vm.count("subscriber")) body["subscriber"] = arg(p, "subscriber");
     if (p.vm.count("source")) body["source"] = arg(p, "source");
-    return call("unbind", p, http::verb::delete_, "/v1/bindings/" + encode_segment(arg(p, "address")),
+    return call("unbind", p, http::verb::delete_, "/v1/bindings/" + encode_segment(arg(p, "address")) + wait_query(p),
                 body.empty() ? std::string() : json::serialize(body));
 }
 

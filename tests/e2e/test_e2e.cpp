@@ -328,3 +328,45 @@ TEST_CASE("?wait=enforced: bad parameters change nothing; no data planes is said
     const auto rep = replay_control(c.socket(), {dns_with_ecs(kSub, kAdnet)});
     CHECK(rep.counter("verdict_pass_consent") == 1);
 }
+
+TEST_CASE("optgatectl --wait: exit 0 when enforced or nobody to wait for, 3 when a data plane does not confirm") {
+    Consentd c(kPolicy);
+    c.start();
+    auto ctl = [&](std::vector<std::string> args) {
+        std::vector<std::string> argv{env("OPTGATECTL")};
+        argv.insert(argv.end(), args.begin(), args.end());
+        argv.insert(argv.end(), {"--server", c.url(), "--token", Consentd::kToken});
+        return run(argv);
+    };
+    auto r = ctl({"bind", kSub, "sub-1", "--wait=500ms"});
+    INFO(r.output);
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("no_dataplanes") != std::string::npos);
+
+    {
+        // A data plane that says hello and then never acknowledges anything.
+        RawPeer silent(c.socket());
+        std::string h;
+        proto::encode(h, proto::Hello{"e2e-silent", 0, ""});
+        silent.write(h);
+        REQUIRE(eventually([&] { return has_dataplane(c, "e2e-silent"); }));
+        r = ctl({"grant", "sub-1", "advertising", "--source", "portal", "--notice-version", "v1", "--wait=300ms"});
+        INFO(r.output);
+        CHECK(r.exit_code == 3);
+        CHECK(r.output.find("not every data plane confirmed") != std::string::npos);
+        // Recorded all the same.
+        const auto shown = c.request("GET", "/v1/subscribers/sub-1");
+        CHECK(shown.json().at("consents").as_array().size() == 1);
+    }
+    // A bad timeout is refused before anything is recorded.
+    r = ctl({"revoke", "sub-1", "advertising", "--source", "portal", "--wait=2h"});
+    INFO(r.output);
+    CHECK(r.exit_code == 1);
+    CHECK(c.request("GET", "/v1/subscribers/sub-1").json().at("consents").as_array().size() == 1);
+    // With the silent peer gone, a wait has nobody to wait for.
+    REQUIRE(eventually([&] { return c.dataplanes().empty(); }));
+    r = ctl({"revoke", "sub-1", "advertising", "--source", "portal", "--wait"});
+    INFO(r.output);
+    CHECK(r.exit_code == 0);
+    CHECK(c.request("GET", "/v1/subscribers/sub-1").json().at("consents").as_array().empty());
+}
