@@ -13,7 +13,10 @@
 //    not been seen before the identifier), rules with hostnames never match.
 #pragma once
 
+#include <endian.h>
+
 #include <bitset>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -61,14 +64,17 @@ public:
     bool is_subscriber(Family f, const uint8_t* src) const noexcept {
         if (f == Family::v4) {
             if (few_v4_count_ > kFewPrefixes) return subscribers_v4_.lookup(src) != 0;
-            const uint32_t a = uint32_t(src[0]) << 24 | uint32_t(src[1]) << 16 | uint32_t(src[2]) << 8 | src[3];
+            uint32_t a;
+            std::memcpy(&a, src, 4);
+            a = be32toh(a);
             for (unsigned i = 0; i < few_v4_count_; ++i)
                 if ((a & few_v4_[i].mask) == few_v4_[i].net) return true;
             return false;
         }
         if (few_v6_count_ > kFewPrefixes) return subscribers_v6_.lookup(src) != 0;
-        uint64_t hi = 0;
-        for (int i = 0; i < 8; ++i) hi = hi << 8 | src[i];
+        uint64_t hi;
+        std::memcpy(&hi, src, 8);
+        hi = be64toh(hi);
         for (unsigned i = 0; i < few_v6_count_; ++i) {
             if ((hi & few_v6_[i].mask) != few_v6_[i].net) continue;
             if (few_v6_[i].len <= 64) return true;
