@@ -18,50 +18,19 @@
 
 #include "packet_builder.hpp"
 #include "pcap_io.hpp"
+#include "subprocess.hpp"
 
 namespace optgate::e2e {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::string env(const char* name);
-
-struct TempDir {
-    TempDir();
-    ~TempDir();
-    std::string file(const std::string& name) const { return (path / name).string(); }
-    std::string write(const std::string& name, const std::string& text) const;
-    fs::path path;
-};
-
-std::string slurp(const std::string& path);
-
-// A child process; stdout and stderr go to `log`.
-class Process {
-public:
-    Process(std::vector<std::string> argv, std::string log);
-    ~Process();  // kills it if still running
-    Process(const Process&) = delete;
-    Process& operator=(const Process&) = delete;
-    pid_t pid() const { return pid_; }
-    void kill(int sig);
-    // The exit status (128 + signal when killed); -1 if still running at the timeout.
-    int wait(std::chrono::milliseconds timeout = 60000ms);
-    bool running();
-    std::string output() const { return slurp(log_); }
-
-private:
-    pid_t pid_ = -1;
-    int status_ = -1;
-    std::string log_;
-};
-
-// Runs a program to completion; its output in `output`.
-struct RunResult {
-    int exit_code = -1;
-    std::string output;
-};
-RunResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 60000ms);
+using test::env;
+using test::Process;
+using test::run;
+using test::RunResult;
+using test::slurp;
+using test::TempDir;
 
 struct HttpResult {
     unsigned status = 0;

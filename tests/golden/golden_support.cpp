@@ -1,82 +1,22 @@
 #include "golden_support.hpp"
 
 #include <doctest/doctest.h>
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdlib>
-#include <fstream>
-#include <random>
-#include <sstream>
 #include <stdexcept>
 
-extern char** environ;
-
 namespace optgate::golden {
-namespace {
 
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    if (!v || !*v) throw std::runtime_error(std::string(name) + " is not set (run through meson test)");
-    return v;
-}
-
-std::string slurp(const std::string& path) {
-    std::ifstream f(path);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
-
-}  // namespace
-
-TempDir::TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("optgate-golden-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path);
-}
-
-TempDir::~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-}
-
-std::string TempDir::write(const std::string& name, const std::string& text) const {
-    const std::string p = file(name);
-    std::ofstream(p) << text;
-    return p;
-}
+using test::env;
+using test::slurp;
 
 std::string source_path(const std::string& relative) { return env("OPTGATE_SOURCE_ROOT") + "/" + relative; }
 std::string example_policy() { return source_path("config/policy.example.yaml"); }
 std::string example_consent() { return source_path("config/consent.example.yaml"); }
 
 RunResult run_replay(const std::vector<std::string>& args) {
-    const std::string binary = env("OPTGATE_REPLAY");
-    TempDir tmp;
-    const std::string out_path = tmp.file("output.txt");
-    std::vector<std::string> argv_s{binary};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    pid_t pid;
-    const int rc = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) throw std::runtime_error("cannot start " + binary);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    RunResult r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.output = slurp(out_path);
-    return r;
+    std::vector<std::string> argv{env("OPTGATE_REPLAY")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return test::run(argv);
 }
 
 uint64_t Replay::counter(const std::string& name) const {

@@ -14,29 +14,16 @@
 #include <vector>
 
 #include "pcap_io.hpp"
+#include "subprocess.hpp"
 
 namespace optgate::golden {
 
-namespace fs = std::filesystem;
-
-// A fresh directory under the build's temp space, removed on destruction.
-struct TempDir {
-    TempDir();
-    ~TempDir();
-    fs::path path;
-    std::string file(const std::string& name) const { return (path / name).string(); }
-    // Writes `text` to `name` and returns its path.
-    std::string write(const std::string& name, const std::string& text) const;
-};
+using test::RunResult;
+using test::TempDir;
 
 std::string source_path(const std::string& relative);  // OPTGATE_SOURCE_ROOT / relative
 std::string example_policy();                          // config/policy.example.yaml
 std::string example_consent();                         // config/consent.example.yaml
-
-struct RunResult {
-    int exit_code = -1;
-    std::string output;  // stdout and stderr together
-};
 
 // Runs optgate-replay with `args` (no shell involved).
 RunResult run_replay(const std::vector<std::string>& args);
