@@ -13,21 +13,6 @@ using namespace policy::detail;
 
 namespace {
 
-std::string resolve(const std::string& path, const std::string& base_dir) {
-    const std::filesystem::path p(path);
-    if (p.is_absolute() || base_dir.empty()) return path;
-    return (std::filesystem::path(base_dir) / p).lexically_normal().string();
-}
-
-std::optional<std::chrono::milliseconds> duration(const Value& v, Diagnostics& d) {
-    const auto text = as_text(v, d);
-    if (!text) return std::nullopt;
-    std::string error;
-    auto ms = parse_duration(*text, error);
-    if (!ms) d.error(v.at, v.name + ": " + error);
-    return ms;
-}
-
 void read_listen(const Value& v, Config& c, Diagnostics& d) {
     const MapReader m(v, "'listen'", {"address", "port"}, d);
     if (!m.is_map()) return;
@@ -124,13 +109,13 @@ void read_limits(const Value& v, Config& c, Diagnostics& d) {
     if (const auto x = m.get("max_header_bytes"))
         if (const auto n = as_integer(*x, d, 1024, 1u << 20)) l.max_header_bytes = *n;
     if (const auto x = m.get("header_timeout"))
-        if (const auto t = duration(*x, d)) l.header_timeout = *t;
+        if (const auto t = as_duration(*x, d)) l.header_timeout = *t;
     if (const auto x = m.get("body_timeout"))
-        if (const auto t = duration(*x, d)) l.body_timeout = *t;
+        if (const auto t = as_duration(*x, d)) l.body_timeout = *t;
     if (const auto x = m.get("import_timeout"))
-        if (const auto t = duration(*x, d)) l.import_timeout = *t;
+        if (const auto t = as_duration(*x, d)) l.import_timeout = *t;
     if (const auto x = m.get("write_timeout"))
-        if (const auto t = duration(*x, d)) l.write_timeout = *t;
+        if (const auto t = as_duration(*x, d)) l.write_timeout = *t;
     if (const auto x = m.get("max_connections"))
         if (const auto n = as_integer(*x, d, 1, 65536)) l.max_connections = unsigned(*n);
 }
@@ -157,9 +142,9 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
         if (m.is_map()) {
             if (const auto v = m.get("listen")) read_listen(*v, c, d);
             if (const auto v = m.require("database"))
-                if (const auto t = as_text(*v, d)) c.database = resolve(*t, base_dir);
+                if (const auto t = as_text(*v, d)) c.database = resolve_path(*t, base_dir);
             if (const auto v = m.require("policy"))
-                if (const auto t = as_text(*v, d)) c.policy = resolve(*t, base_dir);
+                if (const auto t = as_text(*v, d)) c.policy = resolve_path(*t, base_dir);
             if (const auto v = m.require("tokens")) read_tokens(*v, c, d);
             if (const auto v = m.get("limits")) read_limits(*v, c, d);
             if (const auto v = m.get("ledger")) read_ledger(*v, c, d);

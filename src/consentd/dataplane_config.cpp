@@ -11,30 +11,6 @@ using namespace policy::detail;
 
 namespace {
 
-std::string resolve(const std::string& path, const std::string& base_dir) {
-    const std::filesystem::path p(path);
-    if (p.is_absolute() || base_dir.empty()) return path;
-    return (std::filesystem::path(base_dir) / p).lexically_normal().string();
-}
-
-std::optional<std::chrono::milliseconds> duration(const Value& v, Diagnostics& d, std::chrono::milliseconds min,
-                                                  std::chrono::milliseconds max) {
-    const auto text = as_text(v, d);
-    if (!text) return std::nullopt;
-    std::string error;
-    auto ms = parse_duration(*text, error);
-    if (!ms) {
-        d.error(v.at, v.name + ": " + error);
-        return std::nullopt;
-    }
-    if (*ms < min || *ms > max) {
-        d.error(v.at, v.name + " must be between " + std::to_string(min.count()) + "ms and " +
-                          std::to_string(max.count()) + "ms");
-        return std::nullopt;
-    }
-    return ms;
-}
-
 void read_tls(const Value& v, DataPlaneTcp& tcp, Diagnostics& d, const std::string& base_dir) {
     const MapReader m(v, "'tls'", {"certificate", "private_key", "client_ca"}, d);
     if (!m.is_map()) return;
@@ -45,7 +21,7 @@ void read_tls(const Value& v, DataPlaneTcp& tcp, Diagnostics& d, const std::stri
         const auto x = m.require(key);
         const auto text = x ? as_text(*x, d) : std::nullopt;
         if (text)
-            *field = resolve(*text, base_dir);
+            *field = resolve_path(*text, base_dir);
         else
             ok = false;
     }
@@ -102,7 +78,7 @@ void read_dataplane_config(const Value& v, DataPlaneConfig& c, Diagnostics& d, c
     if (!m.is_map()) return;
     using std::chrono::milliseconds;
     if (const auto x = m.get("socket")) {
-        if (const auto t = as_text(*x, d, true)) c.socket = t->empty() ? std::string() : resolve(*t, base_dir);
+        if (const auto t = as_text(*x, d, true)) c.socket = t->empty() ? std::string() : resolve_path(*t, base_dir);
     }
     if (const auto x = m.get("socket_mode")) {
         const auto t = as_text(*x, d);
@@ -119,7 +95,7 @@ void read_dataplane_config(const Value& v, DataPlaneConfig& c, Diagnostics& d, c
     }
     if (const auto x = m.get("tcp")) read_tcp(*x, c, d, base_dir);
     if (const auto x = m.get("heartbeat_interval"))
-        if (const auto t = duration(*x, d, milliseconds(10), milliseconds(60000))) c.heartbeat_interval = *t;
+        if (const auto t = as_duration(*x, d, milliseconds(10), milliseconds(60000))) c.heartbeat_interval = *t;
     if (const auto x = m.get("history_commits"))
         if (const auto n = as_integer(*x, d, 0, 100000000)) c.history_commits = *n;
     if (const auto x = m.get("history_bytes"))
@@ -127,13 +103,13 @@ void read_dataplane_config(const Value& v, DataPlaneConfig& c, Diagnostics& d, c
     if (const auto x = m.get("max_queue_bytes"))
         if (const auto n = as_integer(*x, d, 64u << 10, uint64_t(16) << 30)) c.max_queue_bytes = *n;
     if (const auto x = m.get("write_timeout"))
-        if (const auto t = duration(*x, d, milliseconds(100), milliseconds(3600000))) c.write_timeout = *t;
+        if (const auto t = as_duration(*x, d, milliseconds(100), milliseconds(3600000))) c.write_timeout = *t;
     if (const auto x = m.get("hello_timeout"))
-        if (const auto t = duration(*x, d, milliseconds(100), milliseconds(3600000))) c.hello_timeout = *t;
+        if (const auto t = as_duration(*x, d, milliseconds(100), milliseconds(3600000))) c.hello_timeout = *t;
     if (const auto x = m.get("max_dataplanes"))
         if (const auto n = as_integer(*x, d, 1, 65536)) c.max_dataplanes = unsigned(*n);
     if (const auto x = m.get("enforced_wait_timeout"))
-        if (const auto t = duration(*x, d, milliseconds(1), milliseconds(600000))) c.enforced_wait_timeout = *t;
+        if (const auto t = as_duration(*x, d, milliseconds(1), milliseconds(600000))) c.enforced_wait_timeout = *t;
     if (c.socket.empty() && !c.tcp)
         d.error(m.value().at, "'dataplanes' has neither a socket nor a tcp listener: data planes could not connect");
 }

@@ -45,6 +45,8 @@ public:
     void install(std::shared_ptr<const Runtime> runtime, std::unique_ptr<ConsentTable> table);
     // The installed table, for deltas; nullptr before the first install.
     ConsentTable* table() noexcept;
+    // The installed policy. Also safe on a worker inside a burst (between
+    // online and quiescent, RCU keeps the generation alive); not per packet.
     std::shared_ptr<const Runtime> runtime() const;
     void heard_from_control(uint64_t now_mono_ns) noexcept {
         last_contact_ns_.store(now_mono_ns, std::memory_order_release);

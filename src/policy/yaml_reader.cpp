@@ -200,6 +200,30 @@ std::vector<NamedEntry> named_entries(const Value& v, Diagnostics& d) {
     return out;
 }
 
+std::optional<std::chrono::milliseconds> as_duration(const Value& v, Diagnostics& d, std::chrono::milliseconds min,
+                                                     std::chrono::milliseconds max) {
+    const auto text = as_text(v, d);
+    if (!text) return std::nullopt;
+    std::string error;
+    const auto ms = parse_duration(*text, error);
+    if (!ms) {
+        d.error(v.at, v.name + ": " + error);
+        return std::nullopt;
+    }
+    if (*ms < min || *ms > max) {
+        d.error(v.at, v.name + " must be between " + std::to_string(min.count()) + "ms and " +
+                          std::to_string(max.count()) + "ms");
+        return std::nullopt;
+    }
+    return ms;
+}
+
+std::string resolve_path(const std::string& path, const std::string& base_dir) {
+    const std::filesystem::path p(path);
+    if (p.is_absolute() || base_dir.empty()) return path;
+    return (std::filesystem::path(base_dir) / p).lexically_normal().string();
+}
+
 std::optional<std::string> as_text(const Value& v, Diagnostics& d, bool allow_empty) {
     if (v.node.IsNull()) {
         if (allow_empty) return std::string();
