@@ -10,7 +10,8 @@
 // of the frame moves down: OPT RDLENGTH, UDP length, IP length and both
 // checksums are fixed (packet_edit.hpp). On pass, nothing changes.
 //
-// Cost: see docs/benchmarks.md (dns_strip row).
+// Cost (callgrind, optgate-bench mix): about 670 instructions per query
+// inspected, scan, verdict and, for half of them, the strip included.
 #pragma once
 
 #include <cstdint>

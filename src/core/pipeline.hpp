@@ -8,6 +8,9 @@
 // style). Per-packet state lives in a fixed array of BurstSlot; nothing is
 // allocated, nothing throws, nothing logs on this path.
 //
+// Cost: 333 instructions and about 82 ns per packet on optgate-bench's edge
+// mix, 0.61 of the parse-only baseline (docs/benchmarks.md).
+//
 // Threading: one Worker per packet-path thread. Workers share the
 // Enforcement (policy + consent table, read lock-free) and nothing else.
 #pragma once
