@@ -263,23 +263,25 @@ int main(int argc, char** argv) {
     std::printf("pipeline work: %llu DNS rewritten, %llu packets rewritten, %llu identifiers passed\n",
                 (unsigned long long)c.get(Counter::dns_rewritten), (unsigned long long)c.get(Counter::rewritten),
                 (unsigned long long)c.get(Counter::verdict_pass_consent));
+    // The same figures as JSON: on stdout after the table, and in --json FILE.
+    char json[512];
+    std::snprintf(json, sizeof json,
+                  "{\"frames_per_pass\": %zu, \"passes\": %d, \"burst\": %u, "
+                  "\"baseline\": {\"pps\": %.0f, \"ns_per_packet\": %.2f}, "
+                  "\"pipeline\": {\"pps\": %.0f, \"ns_per_packet\": %.2f}, "
+                  "\"ratio\": %.4f, \"median_ratio\": %.4f}",
+                  pristine.frames.size(), passes, kBurst, parse.packets ? parse.pps() : 0.0,
+                  parse.packets ? parse.ns_per_packet() : 0.0, pipe.packets ? pipe.pps() : 0.0,
+                  pipe.packets ? pipe.ns_per_packet() : 0.0,
+                  parse.packets && pipe.packets ? pipe.pps() / parse.pps() : 0.0,
+                  parse.packets && pipe.packets ? pipe_med.pps() / parse_med.pps() : 0.0);
+    std::printf("%s\n", json);
     if (!json_path.empty()) {
         FILE* f = std::fopen(json_path.c_str(), "w");
-        if (!f) {
+        if (!f || std::fprintf(f, "%s\n", json) < 0 || std::fclose(f) != 0) {
             std::perror(json_path.c_str());
             return 2;
         }
-        std::fprintf(f,
-                     "{\"frames_per_pass\": %zu, \"passes\": %d, \"burst\": %u,\n"
-                     " \"baseline\": {\"pps\": %.0f, \"ns_per_packet\": %.2f},\n"
-                     " \"pipeline\": {\"pps\": %.0f, \"ns_per_packet\": %.2f},\n"
-                     " \"ratio\": %.4f, \"median_ratio\": %.4f}\n",
-                     pristine.frames.size(), passes, kBurst, parse.packets ? parse.pps() : 0.0,
-                     parse.packets ? parse.ns_per_packet() : 0.0, pipe.packets ? pipe.pps() : 0.0,
-                     pipe.packets ? pipe.ns_per_packet() : 0.0,
-                     parse.packets && pipe.packets ? pipe.pps() / parse.pps() : 0.0,
-                     parse.packets && pipe.packets ? pipe_med.pps() / parse_med.pps() : 0.0);
-        std::fclose(f);
     }
     return 0;
 }
