@@ -9,26 +9,30 @@ namespace {
 
 struct Command {
     std::string_view name;
-    std::string_view usage;
+    std::string_view usage;    // arguments, as in "grant SUB PURPOSE ..."
+    std::string_view summary;  // what it does
     int (*run)(int argc, char** argv);  // argv[0] is the command name
 };
 
 constexpr Command kCommands[] = {
-    {"check", "check FILE [--consent C]   validate a policy (and a consent file)", optgate::ctl::check},
-    {"grant", "grant SUB PURPOSE --source S --notice-version V [--wait[=T]]   record an opt-in", optgate::ctl::grant},
-    {"revoke", "revoke SUB PURPOSE --source S [--wait[=T]]   record a withdrawal", optgate::ctl::revoke},
-    {"show", "show SUB [--history N]     a subscriber's consents, addresses, history", optgate::ctl::show},
-    {"bind", "bind ADDRESS SUB [--source S] [--wait[=T]]   assign an address or IPv6 prefix", optgate::ctl::bind},
-    {"unbind", "unbind ADDRESS [--subscriber SUB] [--wait[=T]]   release an address", optgate::ctl::unbind},
-    {"import", "import FILE [--format ndjson|csv]   bulk-load subscribers", optgate::ctl::import_file},
-    {"reload", "reload                     make consentd re-read its policy", optgate::ctl::reload},
-    {"dataplanes", "dataplanes [--json]        data planes connected to consentd, applied seq, lag", optgate::ctl::dataplanes},
-    {"verify-ledger", "verify-ledger DB           check a consentd ledger file offline", optgate::ctl::verify_ledger},
+    {"check", "check FILE [--consent C]", "validate a policy (and a consent file)", optgate::ctl::check},
+    {"grant", "grant SUB PURPOSE --source S --notice-version V [--wait[=T]]", "record an opt-in", optgate::ctl::grant},
+    {"revoke", "revoke SUB PURPOSE --source S [--wait[=T]]", "record a withdrawal", optgate::ctl::revoke},
+    {"show", "show SUB [--history N]", "a subscriber's consents, addresses, history", optgate::ctl::show},
+    {"bind", "bind ADDRESS SUB [--source S] [--wait[=T]]", "assign an address or IPv6 prefix", optgate::ctl::bind},
+    {"unbind", "unbind ADDRESS [--subscriber SUB] [--wait[=T]]", "release an address", optgate::ctl::unbind},
+    {"import", "import FILE [--format ndjson|csv]", "bulk-load subscribers", optgate::ctl::import_file},
+    {"reload", "reload", "make consentd re-read its policy", optgate::ctl::reload},
+    {"dataplanes", "dataplanes [--json]", "data planes connected to consentd, applied seq, lag", optgate::ctl::dataplanes},
+    {"verify-ledger", "verify-ledger DB", "check a consentd ledger file offline", optgate::ctl::verify_ledger},
 };
 
 void usage(FILE* out) {
     std::fprintf(out, "usage: optgatectl COMMAND [ARGS]\n\ncommands:\n");
-    for (const auto& c : kCommands) std::fprintf(out, "  %.*s\n", int(c.usage.size()), c.usage.data());
+    for (const auto& c : kCommands)
+        std::fprintf(out, "  %.*s\n      %.*s\n", int(c.usage.size()), c.usage.data(), int(c.summary.size()),
+                     c.summary.data());
+    std::fprintf(out, "\n'optgatectl COMMAND --help' for a command's options; docs/optgatectl.md\n");
 }
 
 }  // namespace
