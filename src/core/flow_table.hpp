@@ -12,11 +12,12 @@
 // An entry idle for longer than the idle timeout is "expired": it is still
 // found and used if its flow comes back, but it is the first to be reused.
 //
-// insert() picks the way to reuse in this order: empty, expired, then the
-// ways the caller ranks: rank(value, idle_ticks) 0 = done with, reusable at
-// no loss (e.g. flows closed a while ago); 1 = live, evictable, oldest
-// first; kKeep = never while live. When every way is kKeep the insert fails
-// and the caller decides (the HTTP stage drops the packet).
+// insert() asks the caller's rank(value, idle_ticks) of every used way:
+// kKeep = never reuse (whether or not expired); else it picks, in order, an
+// empty way, an expired one, a rank-0 way (done with, reusable at no loss,
+// e.g. flows closed a while ago), then a rank-1 way (live, evictable),
+// oldest first. When every way is kKeep the insert fails and the caller
+// decides (the HTTP stage drops the packet).
 #pragma once
 
 #include <cstdint>
@@ -127,13 +128,10 @@ public:
                 r = 0;
             } else {
                 age = uint32_t(now - entries_[base + w].last_seen);
-                if (age > timeout_ticks_) {
-                    r = 1;
-                } else {
-                    const unsigned v = rank(entries_[base + w].value, age);
-                    if (v >= kKeep) continue;
-                    r = 2 + v;
-                }
+                // The caller may keep a flow past the idle timeout too.
+                const unsigned v = rank(entries_[base + w].value, age);
+                if (v >= kKeep) continue;
+                r = age > timeout_ticks_ ? 1 : 2 + v;
             }
             if (r < pick_rank || (r == pick_rank && age > pick_age)) {
                 pick = w;

@@ -18,15 +18,22 @@ constexpr uint32_t kScrubGraceTicks = flow_ticks(30ull * 1000000000ull);
 // A closed flow's entry serves retransmissions of its last segments this
 // long before it is reused ahead of live flows.
 constexpr uint32_t kClosedGraceTicks = flow_ticks(5ull * 1000000000ull);
+// A flow stopped inside an identifier line keeps its entry this long, past
+// the idle timeout: losing it would let the rest of the value through if the
+// sender went on. Web servers abandon a stalled request header within a
+// minute or two, so after an hour nothing can still deliver it.
+constexpr uint32_t kIdentifierLineHoldTicks = flow_ticks(3600ull * 1000000000ull);
 
-// Rank for reusing a way whose flow is not expired. Never: a flow inside an
-// identifier line, or one that scrubbed bytes and was active in the last
-// 30 s (a retransmission of those bytes to a forgotten flow could start in
-// the middle of a value, which conservative mode cannot recognise). First:
-// flows closed more than 5 s ago. Then the others, oldest first: their next
-// segment is read in conservative mode from a line start.
+// Rank for reusing a way. Never: a flow inside an identifier line (for an
+// hour, even past the idle timeout), or one that scrubbed bytes and was
+// active in the last 30 s (a retransmission of those bytes to a forgotten
+// flow could start in the middle of a value, which conservative mode cannot
+// recognise). First: flows closed more than 5 s ago. Then the others,
+// oldest first: their next segment is read in conservative mode from a line
+// start.
 unsigned eviction_rank(const HttpFlow& f, uint32_t idle_ticks) noexcept {
-    if (HttpParser::in_identifier_line(f.parser)) return HttpStage::Table::kKeep;
+    if (HttpParser::in_identifier_line(f.parser) && idle_ticks <= kIdentifierLineHoldTicks)
+        return HttpStage::Table::kKeep;
     if (f.scrub_count > 0 && idle_ticks <= kScrubGraceTicks) return HttpStage::Table::kKeep;
     return (f.flags & HttpFlow::kClosed) && idle_ticks > kClosedGraceTicks ? 0 : 1;
 }

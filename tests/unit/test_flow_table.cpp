@@ -86,7 +86,7 @@ TEST_CASE("find, insert, erase") {
     CHECK(t.find(key(*inserted.begin()), flow_hash(key(*inserted.begin()))) == nullptr);
 }
 
-TEST_CASE("a full bucket reuses: empty, expired, rank 0, oldest rank 1; never kKeep") {
+TEST_CASE("a full bucket reuses: empty, expired, rank 0, oldest rank 1; never kKeep, even expired") {
     // Capacity 8 = one bucket: every key competes for the same ways.
     Table t(8, 10 * kSecond);
     auto rank = [](const Value& v, uint32_t) { return v.rank; };
@@ -118,7 +118,11 @@ TEST_CASE("a full bucket reuses: empty, expired, rank 0, oldest rank 1; never kK
     CHECK(put(10, 1, 9 * kSecond).entry == nullptr);
     CHECK(t.size() == 8);
 
-    // 15 s later, flows 1..4 (seen at 1..4 s) are idle > 10 s: the oldest expired goes first.
+    // 15 s later, flows 1..4 (seen at 1..4 s) are idle > 10 s, but kKeep
+    // holds past the idle timeout: still no room.
+    CHECK(put(11, 1, 15 * kSecond).entry == nullptr);
+    // Once the caller no longer keeps them, the oldest expired goes first.
+    for (uint16_t p : {1, 2}) t.find(key(p), flow_hash(key(p)))->value.rank = 1;
     r = put(11, 1, 15 * kSecond);
     REQUIRE(r.entry);
     CHECK(r.expired);

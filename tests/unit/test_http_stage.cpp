@@ -396,12 +396,51 @@ TEST_CASE("flow table: full buckets, eviction order, idle timeout, and no leak a
     CHECK(px.count(Counter::http_midstream_flows) == 1);
     CHECK(px.count(Counter::http_flows_evicted) == 2);
 
-    // 121 s later every half-sent flow is past the idle timeout: reusable, not "evicted".
+    // Past the idle timeout, flows stopped inside an identifier line keep
+    // their entries (for an hour): losing one could let the rest of its
+    // value through. New flows take flow 3's way (between requests, expired)
+    // and then push each other out; the seven stay.
     const uint64_t later = 122 * kSecond;
-    Conn fresh;
-    fresh.sport = 43000;
     const uint64_t evicted_before = px.count(Counter::http_flows_evicted);
-    CHECK_FALSE(px.run(fresh.syn(), later).empty());
+    for (uint16_t i = 0; i < 4; ++i) {
+        Conn fresh;
+        fresh.sport = uint16_t(43000 + i);
+        CHECK_FALSE(px.run(fresh.syn(), later).empty());
+    }
+    CHECK(px.count(Counter::http_flows_evicted) == evicted_before + 3);
+    // Each of the seven that goes on is parsed from where it stopped, not
+    // met mid-stream (its value's verdict was taken with consent, at the name).
+    const uint64_t midstream_before = px.count(Counter::http_midstream_flows);
+    for (size_t i : {0, 1, 2, 4, 5, 6, 7}) {
+        const Bytes r = conns[i].data(open.size(), rest);
+        CHECK(px.run(r, later) == r);
+    }
+    CHECK(px.count(Counter::http_midstream_flows) == midstream_before);
+}
+
+TEST_CASE("a flow stopped inside an identifier line keeps its entry for an hour, then may go") {
+    HttpStageConfig cfg;
+    cfg.flow_capacity = 8;
+    cfg.idle_timeout_ns = 120 * kSecond;
+    HttpPipeline px(test::sample_policy(), cfg);
+    std::vector<Conn> conns(8);
+    const std::string open = "GET / HTTP/1.1\r\nX-UIDH: half";
+    for (size_t i = 0; i < conns.size(); ++i) {
+        conns[i].sport = uint16_t(41000 + i);  // no consent: scrubbed as it streams
+        px.run(conns[i].syn(), kSecond);
+        px.run(conns[i].data(0, open), kSecond);
+    }
+    Conn late;
+    late.sport = 42000;
+    CHECK(px.run(late.syn(), 600 * kSecond).empty());  // idle 10 minutes: still kept
+    CHECK(px.count(Counter::http_flow_table_full) == 1);
+    // The rest of a value sent after ten minutes is still scrubbed.
+    const std::string rest = "-of-the-value\r\n\r\n";
+    CHECK(payload(px.run(conns[2].data(open.size(), rest), 600 * kSecond)) ==
+          std::string(rest.size() - 4, 'x') + "\r\n\r\n");
+    // After an hour of idleness the entries may be reused (as expired).
+    const uint64_t evicted_before = px.count(Counter::http_flows_evicted);
+    CHECK_FALSE(px.run(late.syn(), 3700 * kSecond).empty());
     CHECK(px.count(Counter::http_flows_evicted) == evicted_before);
 }
 
