@@ -58,6 +58,8 @@ struct Options {
     unsigned idle_exit_ms = 0;  // 0: run until signalled
     unsigned duration_s = 0;
     unsigned sync_timeout_ms = 0;
+    size_t http_flows = HttpStageConfig{}.flow_capacity;
+    unsigned http_idle_timeout_s = unsigned(HttpStageConfig{}.idle_timeout_ns / 1000000000ull);
 };
 
 struct UsageError : std::runtime_error {
@@ -86,6 +88,9 @@ Options parse_options(int argc, char** argv) {
         ("subscriber-port", po::value(&o.subscriber_port), "port id facing subscribers (default 0)")
         ("internet-port", po::value(&o.internet_port), "port id facing the internet (default 1)")
         ("stats", po::value(&o.stats), "write counters as JSON to this file on exit (docs/replay.md#the-report)")
+        ("http-flows", po::value(&o.http_flows),
+         "HTTP flows tracked (default 262144; 132 bytes each, allocated at start; docs/http.md)")
+        ("http-idle-timeout", po::value(&o.http_idle_timeout_s), "seconds before an idle HTTP flow's entry may be reused (default 120)")
         ("idle-exit-ms", po::value(&o.idle_exit_ms), "exit after this many ms without a packet (tests, pcap vdevs)")
         ("duration", po::value(&o.duration_s), "exit after this many seconds");
     po::variables_map vm;
@@ -105,6 +110,9 @@ Options parse_options(int argc, char** argv) {
     if (static_mode && (o.policy.empty() || o.consent.empty()))
         throw UsageError("static mode needs both --policy and --consent");
     if (o.subscriber_port == o.internet_port) throw UsageError("--subscriber-port and --internet-port must differ");
+    if (o.http_flows < 8 || o.http_flows > (size_t(1) << 26))
+        throw UsageError("--http-flows must be between 8 and 67108864");
+    if (o.http_idle_timeout_s == 0) throw UsageError("--http-idle-timeout must be at least 1 second");
     return o;
 }
 
@@ -217,7 +225,10 @@ int run(const Options& o) {
                                      std::to_string(o.sync_timeout_ms) + " ms");
     }
 
-    Worker worker(enforcement);
+    HttpStageConfig http;
+    http.flow_capacity = o.http_flows;
+    http.idle_timeout_ns = uint64_t(o.http_idle_timeout_s) * 1000000000ull;
+    Worker worker(enforcement, http);
     DriverCounters dc;
     const uint64_t start = monotonic_ns();
     uint64_t last_packet = start;
