@@ -65,6 +65,9 @@ std::string human_summary(const WorkerCounters& c, const Runtime& rt) {
     s << "DNS queries from subscribers: " << c.get(Counter::dns_queries) << " ("
       << c.get(Counter::dns_with_identifiers) << " with identifier options, " << c.get(Counter::dns_rewritten)
       << " rewritten)\n";
+    s << "HTTP requests from subscribers: " << c.get(Counter::http_requests) << " ("
+      << c.get(Counter::http_requests_with_identifiers) << " with identifier headers, "
+      << c.get(Counter::http_rewritten) << " segments rewritten)\n";
     s << "identifiers by destination:       stripped    passed\n";
     for (size_t slot = 0; slot < rt.destination_slots(); ++slot) {
         const uint64_t stripped = c.destination_stripped[slot], passed = c.destination_passed[slot];
