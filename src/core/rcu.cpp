@@ -1,5 +1,6 @@
 #include "core/rcu.hpp"
 
+#include <chrono>
 #include <stdexcept>
 #include <thread>
 
@@ -58,6 +59,17 @@ size_t QsbrDomain::reclaim() {
     }
     pending_.resize(kept);
     return kept;
+}
+
+bool QsbrDomain::barrier(uint64_t timeout_ns) {
+    const uint64_t token = epoch_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(timeout_ns);
+    while (!grace_period_over(token)) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::yield();
+    }
+    return true;
 }
 
 void QsbrDomain::synchronize() {

@@ -51,6 +51,12 @@ public:
     size_t reclaim();
     // Blocks until every retired object is freed.
     void synchronize();
+    // Waits until every reader that is online now has passed a quiescent
+    // state, so that every write made before the call is visible to every
+    // burst from then on (what a data plane's ack promises). Gives up after
+    // `timeout_ns` and returns false: a reader stuck inside a burst must not
+    // stall the control thread forever.
+    bool barrier(uint64_t timeout_ns);
 
 private:
     static constexpr uint64_t kOffline = ~uint64_t(0);

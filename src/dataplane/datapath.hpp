@@ -1,0 +1,87 @@
+// The per-lcore packet loop: receive, steer, run the core Worker, transmit.
+//
+// Each worker owns a core Worker (its own HTTP flow table, fragment guard and
+// counters) and never shares a packet-path structure with another worker,
+// except the rings software steering hands frames over. docs/dataplane.md#workers.
+#pragma once
+
+#include <rte_ring.h>
+#include <rte_seqlock.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/counters.hpp"
+#include "core/pipeline.hpp"
+#include "dataplane/ports.hpp"
+#include "dataplane/steering.hpp"
+
+namespace optgate::dataplane {
+
+// What the driver itself counts, beside the pipeline's counters.
+struct DriverCounters {
+    uint64_t rx = 0, tx = 0;
+    uint64_t tx_full_dropped = 0;        // the port's tx queue (or shared-tx ring) was full
+    uint64_t multi_segment_dropped = 0;  // chained mbuf that could not be linearised
+    uint64_t steering_ring_full_dropped = 0;  // another worker's inbox was full
+    uint64_t steered_out = 0, steered_in = 0;  // software steering hand-overs
+    void accumulate(const DriverCounters& o) noexcept;
+};
+
+// A worker's counters as last published, readable from any thread.
+struct alignas(64) PublishedStats {
+    rte_seqlock_t lock;
+    WorkerCounters counters;
+    DriverCounters driver;
+    std::atomic<uint64_t> last_rx_ns{0};  // monotonic_ns() of the last non-empty receive
+};
+
+// Shared by every worker: ports, rings and the stop protocol.
+struct Datapath {
+    Datapath(Enforcement& enforcement, const Config& config, const QueuePlan& plan, uint16_t subscriber,
+             uint16_t internet, std::vector<unsigned> lcores);
+    ~Datapath();
+    Datapath(const Datapath&) = delete;
+    Datapath& operator=(const Datapath&) = delete;
+
+    // Runs worker `index` until stop() and the drain that follows.
+    void run_worker(unsigned index) noexcept;
+    void stop() noexcept { stop_.store(true, std::memory_order_release); }
+    bool stopping() const noexcept { return stop_.load(std::memory_order_acquire); }
+
+    unsigned workers() const noexcept { return unsigned(lcores_.size()); }
+    unsigned lcore_of(unsigned index) const noexcept { return lcores_[index]; }
+    // Sums what every worker last published (any thread).
+    void read_stats(WorkerCounters& counters, DriverCounters& driver) const;
+    void read_worker(unsigned index, WorkerCounters& counters, DriverCounters& driver) const;
+    uint64_t last_rx_ns() const noexcept;
+    // After every worker has returned: the final counters, exact.
+    void final_stats(WorkerCounters& counters, DriverCounters& driver) const;
+    const WorkerCounters& final_counters(unsigned index) const;
+    const DriverCounters& final_driver(unsigned index) const;
+    std::shared_ptr<const Runtime> runtime() const;
+
+private:
+    struct Slot;
+    void process(Slot& w, rte_mbuf** mbufs, uint16_t n, uint64_t now) noexcept;
+    void transmit(Slot& w, unsigned role, rte_mbuf** out, uint16_t n) noexcept;
+    void steer(Slot& w, rte_mbuf** in, uint16_t n, uint64_t now) noexcept;
+    void drain_tx_rings(Slot& w) noexcept;
+    void publish(Slot& w) noexcept;
+
+    Enforcement& enforcement_;
+    const Config& config_;
+    const QueuePlan plan_;
+    const uint16_t port_[2];  // [0] subscriber, [1] internet
+    const std::vector<unsigned> lcores_;
+    FlowSteering steering_;
+    std::vector<std::unique_ptr<Slot>> slots_;
+    rte_ring* tx_ring_[2] = {nullptr, nullptr};  // shared tx: frames for port [r], sent by its poller
+    unsigned tx_owner_[2] = {0, 0};               // the worker that polls port [r]
+    std::atomic<bool> stop_{false};
+    std::atomic<unsigned> rx_stopped_{0}, processed_{0};
+};
+
+}  // namespace optgate::dataplane

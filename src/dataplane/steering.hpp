@@ -1,0 +1,96 @@
+// Which worker a frame belongs to, so that both directions of a flow meet
+// the same worker's HTTP flow table and fragment guard.
+//
+// The hash is Toeplitz with the symmetric key (0x6d5a repeated), the one the
+// ports are given in RSS mode: swapping source and destination (addresses
+// and ports together) gives the same hash, and software steering lands a
+// flow on the worker a NIC would have picked. Inputs, like the NIC's RSS
+// types: TCP and UDP hash addresses and ports; other IP traffic and every
+// IPv4 fragment hash addresses only (later fragments carry no ports);
+// non-IP frames (ARP, LLDP) go to worker 0.
+#pragma once
+
+#include <rte_byteorder.h>
+#include <rte_thash.h>
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+
+namespace optgate::dataplane {
+
+class FlowSteering {
+public:
+    static constexpr size_t kKeyLen = 40;
+    // The symmetric RSS key (also what rss mode programs into the NIC).
+    static const std::array<uint8_t, kKeyLen>& symmetric_key() noexcept {
+        static const std::array<uint8_t, kKeyLen> key = [] {
+            std::array<uint8_t, kKeyLen> k{};
+            for (size_t i = 0; i < kKeyLen; i += 2) {
+                k[i] = 0x6d;
+                k[i + 1] = 0x5a;
+            }
+            return k;
+        }();
+        return key;
+    }
+
+    FlowSteering() { rte_convert_rss_key(reinterpret_cast<const uint32_t*>(symmetric_key().data()),
+                                         reinterpret_cast<uint32_t*>(be_key_.data()), kKeyLen); }
+
+    // The flow hash of an Ethernet frame (0 for non-IP frames).
+    uint32_t hash(const uint8_t* frame, uint32_t len) const noexcept {
+        uint32_t off = 12;
+        if (len < off + 2) return 0;
+        uint16_t type = load16(frame + off);
+        off += 2;
+        for (int tags = 0; tags < 2 && (type == 0x8100 || type == 0x88a8); ++tags) {
+            if (len < off + 4) return 0;
+            type = load16(frame + off + 2);
+            off += 4;
+        }
+        uint32_t tuple[10];
+        if (type == 0x0800) {
+            if (len < off + 20) return 0;
+            const uint8_t* ip = frame + off;
+            const uint32_t ihl = uint32_t(ip[0] & 0x0f) * 4;
+            std::memcpy(&tuple[0], ip + 12, 4);
+            std::memcpy(&tuple[1], ip + 16, 4);
+            tuple[0] = rte_be_to_cpu_32(tuple[0]);
+            tuple[1] = rte_be_to_cpu_32(tuple[1]);
+            const bool fragment = (load16(ip + 6) & 0x3fff) != 0;
+            const uint8_t proto = ip[9];
+            if (!fragment && (proto == 6 || proto == 17) && ihl >= 20 && len >= off + ihl + 4) {
+                tuple[2] = uint32_t(load16(ip + ihl)) << 16 | load16(ip + ihl + 2);
+                return rte_softrss_be(tuple, 3, be_key_.data());
+            }
+            return rte_softrss_be(tuple, 2, be_key_.data());
+        }
+        if (type == 0x86dd) {
+            if (len < off + 40) return 0;
+            const uint8_t* ip = frame + off;
+            for (int i = 0; i < 8; ++i) {
+                uint32_t w;
+                std::memcpy(&w, ip + 8 + 4 * i, 4);
+                tuple[i] = rte_be_to_cpu_32(w);
+            }
+            // Ports only when TCP or UDP follows the fixed header directly;
+            // with extension headers the flow hashes on addresses alone
+            // (both directions of a flow carry the same kind of chain).
+            const uint8_t next = ip[6];
+            if ((next == 6 || next == 17) && len >= off + 44) {
+                tuple[8] = uint32_t(load16(ip + 40)) << 16 | load16(ip + 42);
+                return rte_softrss_be(tuple, 9, be_key_.data());
+            }
+            return rte_softrss_be(tuple, 8, be_key_.data());
+        }
+        return 0;
+    }
+
+private:
+    static uint16_t load16(const uint8_t* p) noexcept { return uint16_t(p[0] << 8 | p[1]); }
+
+    alignas(8) std::array<uint8_t, kKeyLen> be_key_{};
+};
+
+}  // namespace optgate::dataplane

@@ -1,0 +1,102 @@
+// The data plane's configuration file (src/dataplane/config.hpp).
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "dataplane/config.hpp"
+
+using namespace optgate;
+using namespace optgate::dataplane;
+
+namespace {
+std::string errors_of(const std::string& yaml) {
+    try {
+        load_config_text(yaml, "optgate.yaml", "/etc/optgate");
+    } catch (const policy::PolicyError& e) {
+        return e.what();
+    }
+    return {};
+}
+}  // namespace
+
+TEST_CASE("a full controlled-mode file") {
+    const auto loaded = load_config_text(R"(
+ports: {subscriber: "0000:3b:00.0", internet: 1}
+workers: {lcores: [2, 3, 4], steering: software, idle_sleep_us: 20}
+queues: {rx_descriptors: 2048, tx_descriptors: 512, burst: 64, ring_size: 8192}
+mempool: {mbufs: 65536, cache: 128}
+control:
+  endpoint: run/consentd.sock
+  name: edge-7
+  bootstrap_policy: policy.yaml
+  sync_timeout: 2s
+  stats_interval: 500ms
+http: {flows: 1024, idle_timeout: 5m}
+stats_file: /var/lib/optgate/stats.json
+log_level: debug
+)",
+                                         "optgate.yaml", "/etc/optgate");
+    const Config& c = loaded.config;
+    CHECK(c.subscriber_port == "0000:3b:00.0");
+    CHECK(c.internet_port == "1");
+    CHECK(c.worker_lcores == std::vector<unsigned>{2, 3, 4});
+    CHECK(c.steering == Steering::software);
+    CHECK(c.idle_sleep.count() == 20);
+    CHECK(c.rx_descriptors == 2048);
+    CHECK(c.tx_descriptors == 512);
+    CHECK(c.burst == 64);
+    CHECK(c.ring_size == 8192);
+    CHECK(c.mbufs == 65536);
+    CHECK(c.mbuf_cache == 128);
+    CHECK(c.control == "/etc/optgate/run/consentd.sock");  // relative to the file
+    CHECK(c.name == "edge-7");
+    CHECK(c.bootstrap_policy == "/etc/optgate/policy.yaml");
+    CHECK(c.sync_timeout.count() == 2000);
+    CHECK(c.stats_interval.count() == 500);
+    CHECK(c.http_flows == 1024);
+    CHECK(c.http_idle_timeout.count() == 300);
+    CHECK(c.log_level == "debug");
+    CHECK(loaded.warnings.empty());
+}
+
+TEST_CASE("defaults and static mode") {
+    const auto c = load_config_text("ports: {subscriber: 0, internet: 1}\nstatic: {policy: p.yaml, consent: c.yaml}\n",
+                                    "optgate.yaml", "/srv")
+                       .config;
+    CHECK(c.policy == "/srv/p.yaml");
+    CHECK(c.consent == "/srv/c.yaml");
+    CHECK(c.worker_lcores.empty());
+    CHECK(c.steering == Steering::automatic);
+    CHECK(c.burst == 32);
+    CHECK(c.mbufs == 0);
+    CHECK(c.control.empty());
+}
+
+TEST_CASE("every mistake is reported with its line and column") {
+    const std::string e = errors_of(R"(
+ports: {subscriber: 0, internet: 0}
+workers: {lcores: [1, 1], steering: magic, idel_sleep_us: 3}
+queues: {burst: 65, ring_size: 1000}
+control: {endpoint: "not an endpoint"}
+static: {policy: p.yaml}
+)");
+    CHECK(e.find("optgate.yaml:3:23: lcore 1 is listed twice") != std::string::npos);
+    CHECK(e.find("'steering' must be one of: auto, rss, software; not 'magic'") != std::string::npos);
+    CHECK(e.find("did you mean 'idle_sleep_us'") != std::string::npos);
+    CHECK(e.find("optgate.yaml:4:17: 'burst' is out of range") != std::string::npos);  // burst 65 out of range
+    CHECK(e.find("'ring_size' must be a power of two, not 1000") != std::string::npos);
+    CHECK(e.find("'endpoint':") != std::string::npos);
+    CHECK(e.find("missing the required key 'consent'") != std::string::npos);  // reported by the static map
+    CHECK(e.find("not both") != std::string::npos);
+}
+
+TEST_CASE("whole-file rules") {
+    CHECK(errors_of("ports: {subscriber: 0, internet: 1}\n").find("missing 'control'") != std::string::npos);
+    CHECK(errors_of("ports: {subscriber: 0, internet: 0}\nstatic: {policy: p, consent: c}\n")
+              .find("ports must differ") != std::string::npos);
+    CHECK(errors_of("ports: {subscriber: 0, internet: 1}\ncontrol: {endpoint: /run/c.sock, tls: {cert: a}}\n")
+              .find("missing the required key 'key'") != std::string::npos);
+    CHECK(errors_of("ports: [0, 1]\nstatic: {policy: p, consent: c}\n").find("'ports'") != std::string::npos);
+    CHECK(errors_of("log_level: loud\nports: {subscriber: 0, internet: 1}\nstatic: {policy: p, consent: c}\n")
+              .find("'log_level' must be one of") != std::string::npos);
+}
