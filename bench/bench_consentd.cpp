@@ -92,7 +92,7 @@ struct Daemon {
                               << "dataplanes: {socket: " << dir << "/dp.sock}\n"
                               << "tokens:\n  - {name: bench, role: admin, sha256: "
                               << optgate::consentd::to_hex(optgate::consentd::sha256(kToken)) << "}\n";
-        pid = fork();
+        pid = fork();  // NOLINT(cppcoreguidelines-prefer-member-initializer): once the config is written
         if (pid == 0) {
             const std::string log = dir + "/consentd.log";
             std::freopen(log.c_str(), "a", stderr);
@@ -113,6 +113,8 @@ struct Daemon {
         int status = 0;
         waitpid(pid, &status, 0);
     }
+    Daemon(const Daemon&) = delete;
+    Daemon& operator=(const Daemon&) = delete;
     long rss_kib() const {
         std::ifstream in("/proc/" + std::to_string(pid) + "/status");
         std::string line;
@@ -272,9 +274,7 @@ std::string cpu_model() {
     return "unknown";
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int bench_main(int argc, char** argv) {
     po::options_description opts("bench-consentd");
     opts.add_options()("help,h", "this help")
         ("consentd", po::value<std::string>()->required(), "the consentd binary")
@@ -353,4 +353,15 @@ int main(int argc, char** argv) {
                     seconds_since(start), static_cast<unsigned long long>(v.events));
     }
     return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return bench_main(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench-consentd: %s\n", e.what());
+        return 1;
+    }
 }

@@ -155,7 +155,7 @@ Mix make_mix(uint32_t seed) {
 struct Result {
     double seconds = 0;
     uint64_t packets = 0;
-    double pps() const { return packets / seconds; }
+    double pps() const { return double(packets) / seconds; }
     double ns_per_packet() const { return seconds * 1e9 / double(packets); }
 };
 

@@ -180,7 +180,7 @@ void Api::handle(const Admission& a, Request&& req, Respond respond) {
         return;
     }
     case Route::purposes: get_purposes(respond); return;
-    case Route::dataplanes: get_dataplanes(respond); return;
+    case Route::dataplanes: get_dataplanes(a, respond); return;
     case Route::subscriber_get: get_subscriber(a, respond); return;
     case Route::import: import(a, req, std::move(req.body()), respond); return;
     case Route::policy_reload: reload_policy(std::move(respond)); return;
@@ -238,13 +238,24 @@ void Api::get_purposes(Respond& respond) {
     respond(json_response(200, body));
 }
 
-void Api::get_dataplanes(Respond& respond) {
+void Api::get_dataplanes(const Admission& a, Respond& respond) {
+    bool with_stats = false;
+    if (const auto* s = a.match.param("stats")) {
+        if (*s != "true" && *s != "false") {
+            respond(error_response(400, "invalid_parameter", "stats takes true or false"));
+            return;
+        }
+        with_stats = *s == "true";
+    }
     json::object body;
-    json::array list;
-    if (publisher_)
-        for (const auto& d : publisher_->dataplanes()) list.emplace_back(to_json(d));
+    json::array list, gone;
+    if (publisher_) {
+        for (const auto& d : publisher_->dataplanes()) list.emplace_back(to_json(d, with_stats));
+        for (const auto& d : publisher_->disconnected_dataplanes()) gone.emplace_back(to_json(d, with_stats));
+    }
     body["head_seq"] = publisher_ ? publisher_->head_seq() : service_.head_seq();
     body["dataplanes"] = std::move(list);
+    body["disconnected"] = std::move(gone);
     respond(json_response(200, body));
 }
 

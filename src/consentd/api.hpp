@@ -66,7 +66,7 @@ public:
 
 private:
     void get_purposes(Respond& respond);
-    void get_dataplanes(Respond& respond);
+    void get_dataplanes(const Admission& a, Respond& respond);
     void get_subscriber(const Admission& a, Respond& respond);
     void put_consent(const Admission& a, const boost::json::value& body, bool grant, Respond& respond);
     void put_binding(const Admission& a, const boost::json::value& body, Respond& respond);

@@ -73,7 +73,7 @@ void read_dataplane_config(const Value& v, DataPlaneConfig& c, Diagnostics& d, c
     const MapReader m(v, "'dataplanes'",
                       {"socket", "socket_mode", "tcp", "heartbeat_interval", "history_commits", "history_bytes",
                        "max_queue_bytes", "write_timeout", "hello_timeout", "max_dataplanes",
-                       "enforced_wait_timeout"},
+                       "enforced_wait_timeout", "stats_retention"},
                       d);
     if (!m.is_map()) return;
     using std::chrono::milliseconds;
@@ -110,6 +110,8 @@ void read_dataplane_config(const Value& v, DataPlaneConfig& c, Diagnostics& d, c
         if (const auto n = as_integer(*x, d, 1, 65536)) c.max_dataplanes = unsigned(*n);
     if (const auto x = m.get("enforced_wait_timeout"))
         if (const auto t = as_duration(*x, d, milliseconds(1), milliseconds(600000))) c.enforced_wait_timeout = *t;
+    if (const auto x = m.get("stats_retention"))
+        if (const auto t = as_duration(*x, d, milliseconds(1), milliseconds(86400000))) c.stats_retention = *t;
     if (c.socket.empty() && !c.tcp)
         d.error(m.value().at, "'dataplanes' has neither a socket nor a tcp listener: data planes could not connect");
 }

@@ -18,6 +18,7 @@
 //     hello_timeout: 10s
 //     max_dataplanes: 256
 //     enforced_wait_timeout: 5s
+//     stats_retention: 10m
 #pragma once
 
 #include <chrono>
@@ -56,6 +57,9 @@ struct DataPlaneConfig {
     unsigned max_dataplanes = 256;
     // ?wait=enforced without ?timeout=.
     std::chrono::milliseconds enforced_wait_timeout{5000};
+    // A data plane that disconnected stays in GET /metrics (up 0, its last
+    // stats) and in GET /v1/dataplanes this long, or until it reconnects.
+    std::chrono::milliseconds stats_retention{600000};
 };
 
 // Reads the section into `c`, reporting every problem into `d`. Relative

@@ -22,7 +22,13 @@ using tcp = asio::ip::tcp;
 
 DataPlaneServer::DataPlaneServer(asio::io_context& ioc, Publisher& publisher) : ioc_(ioc), publisher_(publisher), retry_(ioc) {}
 
-DataPlaneServer::~DataPlaneServer() { stop(); }
+DataPlaneServer::~DataPlaneServer() {
+    try {
+        stop();
+    } catch (...) {
+        // A destructor must not throw; the sockets close with their objects anyway.
+    }
+}
 
 namespace {
 

@@ -25,6 +25,8 @@ class DataPlaneServer {
 public:
     DataPlaneServer(boost::asio::io_context& ioc, Publisher& publisher);
     ~DataPlaneServer();
+    DataPlaneServer(const DataPlaneServer&) = delete;
+    DataPlaneServer& operator=(const DataPlaneServer&) = delete;
 
     // Binds and listens on what the publisher's config names; throws
     // std::runtime_error saying what and why when it cannot.

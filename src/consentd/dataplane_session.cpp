@@ -14,8 +14,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include <array>
 #include <deque>
+#include <vector>
 
 #include "consentd/log.hpp"
 #include "proto/codec.hpp"
@@ -167,10 +167,14 @@ private:
                 have += co_await stream_.async_read_some(asio::buffer(rbuf_.data() + have, rbuf_.size() - have),
                                                          use_awaitable);
                 size_t off = 0;
+                size_t wanted = 0;  // what the frame left at `off` needs, whole
                 for (;;) {
                     const auto r = proto::decode(std::span<const uint8_t>(rbuf_.data() + off, have - off),
                                                  proto::Direction::to_server);
-                    if (r.status == proto::DecodeStatus::need_more) break;
+                    if (r.status == proto::DecodeStatus::need_more) {
+                        wanted = r.needed;  // within the type's limit: the decoder checked the header
+                        break;
+                    }
                     if (r.status == proto::DecodeStatus::error) {
                         publisher_.count_protocol_error();
                         close(Goodbye::Code::protocol_error,
@@ -182,9 +186,15 @@ private:
                     if (closing_ || finished_) break;
                 }
                 if (closing_ || finished_) break;
-                // Every frame a data plane may send fits the buffer whole.
                 std::memmove(rbuf_.data(), rbuf_.data() + off, have - off);
                 have -= off;
+                // Room for a large stats report; the usual size again after it.
+                if (wanted > rbuf_.size()) {
+                    rbuf_.resize(wanted);
+                } else if (rbuf_.size() > kKeepReadBuffer && wanted <= kReadBuffer) {
+                    rbuf_.resize(kReadBuffer);
+                    rbuf_.shrink_to_fit();
+                }
             }
             // Closing: the goodbye goes out, then our side shuts down; read
             // (and drop) until the peer closes too, so that it reads the
@@ -206,6 +216,8 @@ private:
             publisher_.hello(id_, *h);
         } else if (const auto* a = std::get_if<proto::Ack>(&f)) {
             publisher_.ack(id_, a->applied_seq);
+        } else if (const auto* st = std::get_if<proto::Stats>(&f)) {
+            publisher_.stats(id_, *st);
         } else if (const auto* g = std::get_if<Goodbye>(&f)) {
             const std::string why = "it said goodbye (" + std::string(proto::to_string(g->code)) + ": " +
                                     printable(g->message) + ")";
@@ -290,7 +302,9 @@ private:
     std::string close_reason_;
     uint64_t id_ = 0;
     bool attached_ = false, greeted_ = false, closing_ = false, finished_ = false;
-    std::array<uint8_t, 4096> rbuf_{};
+    // Hello, ack and goodbye fit the usual size; a stats report may not.
+    static constexpr size_t kReadBuffer = 16u << 10, kKeepReadBuffer = 64u << 10;
+    std::vector<uint8_t> rbuf_ = std::vector<uint8_t>(kReadBuffer);
     std::deque<Item> queue_;
     size_t inflight_ = 0;  // queue_ items being written
     size_t bounded_bytes_ = 0;
@@ -300,9 +314,9 @@ private:
     asio::steady_timer hello_timer_, write_timer_, close_timer_;
 };
 
-// The largest frame a data plane may send is a goodbye (hello is smaller).
-static_assert(proto::kHeaderSize + 2 + 2 + proto::kMaxMessageBytes <= 4096);
-static_assert(proto::kHeaderSize + 1 + proto::kMaxNameBytes + 8 + 1 + proto::kMaxTokenBytes <= 4096);
+// Hello, ack and goodbye never need the read buffer to grow.
+static_assert(proto::kHeaderSize + 2 + 2 + proto::kMaxMessageBytes <= 16u << 10);
+static_assert(proto::kHeaderSize + 1 + proto::kMaxNameBytes + 8 + 1 + proto::kMaxTokenBytes <= 16u << 10);
 
 }  // namespace
 

@@ -9,7 +9,10 @@
 //    as does a missing hello after hello_timeout (TLS handshake included);
 //  - a malformed, oversized or unexpected frame is logged and closes the
 //    connection (after a goodbye saying why); nothing the peer sends can
-//    crash consentd or make it allocate more than one small read buffer.
+//    crash consentd or make it allocate more than one read buffer (16 KiB,
+//    growing to the largest frame a data plane may send, a stats report of
+//    at most ~700 KB, while one is read);
+//  - stats reports replace the data plane's last one at the publisher.
 // All on the io thread.
 #pragma once
 

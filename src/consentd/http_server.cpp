@@ -40,6 +40,8 @@ public:
         ++metrics_.connections();
     }
     ~Session() { --metrics_.connections(); }
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
 
     void start() { read_header(); }
 

@@ -38,7 +38,7 @@ bool add_addresses(ImportRecord& r, const std::vector<std::string>& texts, std::
         std::string why;
         auto a = parse_address_text(t, why);
         if (!a) {
-            error = "invalid address '" + t + "': " + why;
+            error.assign("invalid address '").append(t).append("': ").append(why);
             return false;
         }
         r.addresses.push_back(*a);
@@ -132,7 +132,7 @@ std::vector<std::string> split_spaces(std::string_view s) {
 }
 
 struct CsvHeader {
-    int column[std::size(kFields)];  // index of each field's column, -1 when absent
+    int column[std::size(kFields)] = {};  // index of each field's column, -1 when absent
     size_t count = 0;
 };
 
@@ -213,7 +213,7 @@ std::string check_import_record(const ImportRecord& r, const Policy& policy) {
     }
     std::vector<Prefix> seen;
     for (const auto& a : r.addresses) {
-        AddressProblem problem;
+        AddressProblem problem = AddressProblem::none;
         std::string error;
         const auto b = binding_for_bind(a, policy, problem, error);
         if (!b) return error;
@@ -253,7 +253,7 @@ ImportParse parse_import(std::string_view body, ImportFormat format, const Polic
         if (!r) return add_error(line, error);
         if (auto e = check_import_record(*r, policy); !e.empty()) return add_error(line, e);
         for (const auto& a : r->addresses) {
-            AddressProblem problem;
+            AddressProblem problem = AddressProblem::none;
             const Prefix b = *binding_for_bind(a, policy, problem, error);
             auto [it, fresh] = bound_at.try_emplace(b, line);
             if (!fresh)

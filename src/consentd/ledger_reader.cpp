@@ -24,6 +24,9 @@ std::optional<SubscriberRecord> LedgerReader::subscriber(const std::string& id, 
     db_.exec("BEGIN");
     struct End {
         LedgerReader& r;
+        explicit End(LedgerReader& reader) : r(reader) {}
+        End(const End&) = delete;
+        End& operator=(const End&) = delete;
         ~End() {
             for (Statement* st : {&r.count_, &r.consents_, &r.bindings_, &r.history_}) st->reset();
             sqlite3_exec(r.db_.handle(), "COMMIT", nullptr, nullptr, nullptr);

@@ -48,8 +48,8 @@ LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<con
       metrics_(metrics),
       options_(options),
       state_(load_state(*ledger_, policy)),
-      policy_(std::move(policy)) {
-    committed_seq_ = ledger_->head_seq();
+      policy_(std::move(policy)),
+      committed_seq_(ledger_->head_seq()) {
     publish_gauges();
 }
 
@@ -361,7 +361,7 @@ Outcome LedgerService::apply_import(const ImportChange& c, const std::string& cr
     const size_t before = b.events;
     for (const auto& r : *c.records) {
         for (const auto& a : r.addresses) {
-            AddressProblem problem;
+            AddressProblem problem = AddressProblem::none;
             std::string error;
             record_bind(*binding_for_bind(a, policy, problem, error), r.subscriber, r.source, credential, b);
         }

@@ -219,7 +219,7 @@ int run(const std::string& config_path, const std::string& port_file) {
         if (ec) return;
         if (sig == SIGHUP) {
             log_info("SIGHUP: reloading the policy");
-            api->reload_policy([](Response) {});  // the outcome is logged
+            api->reload_policy([](const Response&) {});  // the outcome is logged
             signals.async_wait(on_signal);
             return;
         }
@@ -259,10 +259,7 @@ int run(const std::string& config_path, const std::string& port_file) {
     return 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    std::signal(SIGPIPE, SIG_IGN);
+int consentd_main(int argc, char** argv) {
     po::options_description opts("consentd options");
     opts.add_options()
         ("help,h", "this help")
@@ -292,4 +289,18 @@ int main(int argc, char** argv) {
         return 2;
     }
     return run(vm["config"].as<std::string>(), vm.count("port-file") ? vm["port-file"].as<std::string>() : "");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::signal(SIGPIPE, SIG_IGN);
+    try {
+        return consentd_main(argc, argv);
+    } catch (const std::exception& e) {
+        // What no layer below handled (writing the port file, say): an
+        // error and a failed exit, not std::terminate's abort.
+        std::fprintf(stderr, "consentd: %s\n", e.what());
+        return 1;
+    }
 }

@@ -11,7 +11,7 @@
 namespace optgate::consentd {
 
 inline size_t hash_ip(const IpAddr& a, unsigned extra) noexcept {
-    uint64_t hi, lo;
+    uint64_t hi = 0, lo = 0;
     std::memcpy(&hi, a.bytes.data(), 8);
     std::memcpy(&lo, a.bytes.data() + 8, 8);
     uint64_t h = hi * 0x9e3779b97f4a7c15ull ^ (lo + 0x632be59bd9b4e019ull + (uint64_t(a.family) << 8 | extra));

@@ -11,6 +11,7 @@
 #include "consentd/log.hpp"
 #include "consentd/sha256.hpp"
 #include "proto/codec.hpp"
+#include "proto/stats.hpp"
 
 namespace optgate::consentd {
 
@@ -26,6 +27,10 @@ double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_c
 std::string iso_time(std::chrono::system_clock::time_point t) { return format_utc_ms(t); }
 
 Frames frames_of(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
+
+uint64_t age_ms(std::chrono::steady_clock::time_point then, std::chrono::steady_clock::time_point now) {
+    return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(now - then).count());
+}
 
 void metric_header(std::string& out, const char* name, const char* type, const char* help) {
     out.append("# HELP ").append(name).append(" ").append(help).append("\n");
@@ -48,19 +53,39 @@ void LedgerTableSource::snapshot(SnapshotSink& sink) {
     });
 }
 
-boost::json::object to_json(const DataPlaneInfo& d) {
+boost::json::object to_json(const DataPlaneInfo& d, bool with_stats) {
     boost::json::object o;
     o["name"] = d.name;
     o["address"] = d.address;
-    o["connected_since"] = iso_time(d.connected_since);
-    o["synced"] = d.synced;
-    o["applied_seq"] = d.applied_seq;
-    o["lag"] = d.lag;
-    o["last_ack"] = d.last_ack ? boost::json::value(iso_time(*d.last_ack)) : boost::json::value(nullptr);
-    o["last_heartbeat"] =
-        d.last_heartbeat ? boost::json::value(iso_time(*d.last_heartbeat)) : boost::json::value(nullptr);
-    o["snapshots"] = d.snapshots;
-    o["resyncs"] = d.resyncs;
+    if (d.disconnected_at) {
+        // Gone: what it last said, and when it went.
+        o["disconnected_at"] = iso_time(*d.disconnected_at);
+    } else {
+        o["connected_since"] = iso_time(d.connected_since);
+        o["synced"] = d.synced;
+        o["applied_seq"] = d.applied_seq;
+        o["lag"] = d.lag;
+        o["last_ack"] = d.last_ack ? boost::json::value(iso_time(*d.last_ack)) : boost::json::value(nullptr);
+        o["last_heartbeat"] =
+            d.last_heartbeat ? boost::json::value(iso_time(*d.last_heartbeat)) : boost::json::value(nullptr);
+        o["snapshots"] = d.snapshots;
+        o["resyncs"] = d.resyncs;
+    }
+    o["stats_age_ms"] = d.stats_age_ms ? boost::json::value(*d.stats_age_ms) : boost::json::value(nullptr);
+    o["stats_entries"] = d.stats ? d.stats->count : 0;
+    if (with_stats) {
+        boost::json::array entries;
+        if (d.stats)
+            proto::for_each_stat(d.stats->view(), [&](const proto::StatView& e) {
+                boost::json::object j;
+                j["name"] = e.name;
+                j["kind"] = proto::to_string(e.kind);
+                j["value"] = e.value;
+                if (!e.label_name.empty()) j["labels"] = boost::json::object{{e.label_name, e.label_value}};
+                entries.emplace_back(std::move(j));
+            });
+        o["stats"] = std::move(entries);
+    }
     return o;
 }
 
@@ -474,6 +499,7 @@ void Publisher::hello(uint64_t id, const proto::Hello& h) {
     dp.greeted = true;
     dp.name = std::string(h.name);
     dp.last_heard = Clock::now();
+    gone_.erase(dp.name);  // back: its old report goes
     // A data plane that reconnects before its old connection timed out: the
     // old one is dead weight (and would hold up ?wait=enforced).
     for (auto& [other_id, other] : dataplanes_)
@@ -533,12 +559,42 @@ void Publisher::ack(uint64_t id, uint64_t seq) {
     settle_waiters(id, false);
 }
 
+void Publisher::stats(uint64_t id, const proto::Stats& s) {
+    const auto it = dataplanes_.find(id);
+    if (it == dataplanes_.end()) return;
+    DataPlane& dp = it->second;
+    if (!dp.greeted) {
+        ++protocol_errors_;
+        dp.link->close(Goodbye::Code::protocol_error, "stats before hello");
+        return;
+    }
+    const auto now = Clock::now();
+    dp.last_heard = now;
+    // One copy of the frame's entries, already validated and sorted.
+    auto r = std::make_shared<StatsReport>();
+    r->count = s.count;
+    r->bytes.assign(reinterpret_cast<const char*>(s.bytes.data()), s.bytes.size());
+    r->received = now;
+    dp.stats = std::move(r);
+    ++stats_reports_;
+}
+
 void Publisher::detach(uint64_t id, const std::string& why) {
     const auto it = dataplanes_.find(id);
     if (it == dataplanes_.end()) return;
     if (it->second.greeted) {
-        log_info("data plane " + it->second.name + " (" + it->second.address + ") disconnected: " + why);
+        const DataPlane& dp = it->second;
+        log_info("data plane " + dp.name + " (" + dp.address + ") disconnected: " + why);
         ++disconnects_;
+        // Kept for operators (up 0, last stats) unless a newer connection
+        // with its name is here already (replaced).
+        const bool back = std::any_of(dataplanes_.begin(), dataplanes_.end(), [&](const auto& kv) {
+            return kv.first != id && kv.second.greeted && kv.second.name == dp.name;
+        });
+        if (!back && !stopping_) {
+            gone_[dp.name] = Gone{dp.address, dp.stats, Clock::now(), std::chrono::system_clock::now()};
+            forget_gone();
+        }
     }
     dataplanes_.erase(it);
     settle_waiters(id, true);
@@ -556,8 +612,17 @@ bool Publisher::disconnect(const std::string& name, const std::string& reason) {
 
 // ---- heartbeats ----
 
+void Publisher::forget_gone() {
+    const auto now = Clock::now();
+    std::erase_if(gone_, [&](const auto& kv) { return now - kv.second.at > config_.stats_retention; });
+    while (gone_.size() > config_.max_dataplanes)
+        gone_.erase(std::min_element(gone_.begin(), gone_.end(),
+                                     [](const auto& a, const auto& b) { return a.second.at < b.second.at; }));
+}
+
 void Publisher::heartbeat() {
     if (stopping_) return;
+    forget_gone();
     const auto now = Clock::now();
     const auto wall = std::chrono::system_clock::now();
     std::string out;
@@ -689,6 +754,7 @@ void Publisher::finish_waiter(uint64_t waiter_id, EnforcementReport::Status stat
 // ---- status ----
 
 std::vector<DataPlaneInfo> Publisher::dataplanes() const {
+    const auto now = Clock::now();
     std::vector<DataPlaneInfo> out;
     for (const auto& [id, dp] : dataplanes_) {
         if (!dp.greeted) continue;
@@ -704,6 +770,24 @@ std::vector<DataPlaneInfo> Publisher::dataplanes() const {
         i.last_heartbeat = dp.last_heartbeat;
         i.snapshots = dp.snapshots;
         i.resyncs = dp.resyncs;
+        i.stats = dp.stats;
+        if (dp.stats) i.stats_age_ms = age_ms(dp.stats->received, now);
+        out.push_back(std::move(i));
+    }
+    return out;
+}
+
+std::vector<DataPlaneInfo> Publisher::disconnected_dataplanes() const {
+    const auto now = Clock::now();
+    std::vector<DataPlaneInfo> out;
+    for (const auto& [name, g] : gone_) {
+        if (now - g.at > config_.stats_retention) continue;
+        DataPlaneInfo i;
+        i.name = name;
+        i.address = g.address;
+        i.disconnected_at = g.wall;
+        i.stats = g.stats;
+        if (g.stats) i.stats_age_ms = age_ms(g.stats->received, now);
         out.push_back(std::move(i));
     }
     return out;
@@ -737,6 +821,79 @@ void Publisher::render_metrics(std::string& out) const {
     out.append("consentd_enforced_waits_total{result=\"no_dataplanes\"} ")
         .append(std::to_string(waits_none_))
         .append("\n");
+    metric(out, "consentd_dataplane_stats_reports_total", "counter", "Stats reports received from data planes.",
+           stats_reports_);
+    render_dataplane_stats(out);
+}
+
+// optgate_dataplane_up and _stats_age_seconds per data plane, then every
+// family the data planes reported as optgate_dp_<name>: all samples of a
+// family together under one TYPE line, as the text format requires.
+void Publisher::render_dataplane_stats(std::string& out) const {
+    const auto now = Clock::now();
+    struct Source {
+        bool up;
+        const StatsReport* stats;
+    };
+    // One per name: the newest connection (ids ascend), else the gone one.
+    std::map<std::string_view, Source> sources;
+    for (const auto& [id, dp] : dataplanes_)
+        if (dp.greeted) sources[dp.name] = {true, dp.stats.get()};
+    for (const auto& [name, g] : gone_)
+        if (now - g.at <= config_.stats_retention) sources.try_emplace(name, Source{false, g.stats.get()});
+
+    const auto sample_start = [&](std::string_view family, std::string_view dp) {
+        out.append(family).append("{dataplane=\"").append(dp).append("\"");
+    };
+    metric_header(out, "optgate_dataplane_up", "gauge",
+                  "1 while a data plane is connected; 0 for one that disconnected within dataplanes.stats_retention.");
+    for (const auto& [name, s] : sources) {
+        sample_start("optgate_dataplane_up", name);
+        out.append(s.up ? "} 1\n" : "} 0\n");
+    }
+    metric_header(out, "optgate_dataplane_stats_age_seconds", "gauge", "Time since a data plane's last stats report.");
+    for (const auto& [name, s] : sources) {
+        if (!s.stats) continue;
+        char age[32];
+        std::snprintf(age, sizeof age, "} %.3f\n", std::chrono::duration<double>(now - s.stats->received).count());
+        sample_start("optgate_dataplane_stats_age_seconds", name);
+        out.append(age);
+    }
+
+    struct Sample {
+        std::string_view name, dataplane, label, value;
+        proto::StatKind kind;
+        uint64_t v;
+    };
+    std::vector<Sample> samples;
+    for (const auto& [name, s] : sources) {
+        if (!s.stats) continue;
+        const std::string_view dataplane = name;  // clang 14 cannot capture a structured binding
+        proto::for_each_stat(s.stats->view(), [&](const proto::StatView& e) {
+            samples.push_back({e.name, dataplane, e.label_name, e.label_value, e.kind, e.value});
+        });
+    }
+    // Each report is sorted; stable by name keeps data planes and labels in order.
+    std::stable_sort(samples.begin(), samples.end(), [](const Sample& a, const Sample& b) { return a.name < b.name; });
+    std::string family;
+    for (size_t i = 0; i < samples.size();) {
+        size_t end = i;
+        bool mixed = false;
+        for (; end < samples.size() && samples[end].name == samples[i].name; ++end)
+            mixed = mixed || samples[end].kind != samples[i].kind;
+        family.assign("optgate_dp_").append(samples[i].name);
+        if (const auto help = proto::stat_help(samples[i].name); !help.empty())
+            out.append("# HELP ").append(family).append(" ").append(help).append("\n");
+        // Data planes of different versions may disagree on a kind.
+        out.append("# TYPE ").append(family).append(" ").append(mixed ? "untyped" : proto::to_string(samples[i].kind));
+        out.append("\n");
+        for (; i < end; ++i) {
+            const Sample& x = samples[i];
+            sample_start(family, x.dataplane);
+            if (!x.label.empty()) out.append(",").append(x.label).append("=\"").append(x.value).append("\"");
+            out.append("} ").append(std::to_string(x.v)).append("\n");
+        }
+    }
 }
 
 }  // namespace optgate::consentd

@@ -19,7 +19,9 @@
 //    reused while the history covers what came after it);
 //  - each data plane's state; its queue bound is the session's, and past it
 //    the publisher resynchronises it with a snapshot;
-//  - heartbeats, idle checks, ?wait=enforced waiters and metrics.
+//  - heartbeats, idle checks, ?wait=enforced waiters and metrics;
+//  - each data plane's last stats report (kept for stats_retention after it
+//    disconnects), exported in GET /metrics and GET /v1/dataplanes.
 #pragma once
 
 #include <chrono>
@@ -88,6 +90,17 @@ private:
     LedgerService& service_;
 };
 
+// A data plane's last stats frame: its entries as they came (validated by
+// the decoder, sorted), one copy, walked with proto::for_each_stat(view()).
+struct StatsReport {
+    uint32_t count = 0;
+    std::string bytes;
+    std::chrono::steady_clock::time_point received;
+    proto::Stats view() const {
+        return {count, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}};
+    }
+};
+
 struct DataPlaneInfo {
     uint64_t id = 0;
     std::string name;     // from hello ("" before it)
@@ -99,10 +112,15 @@ struct DataPlaneInfo {
     std::optional<std::chrono::system_clock::time_point> last_ack, last_heartbeat;
     uint64_t snapshots = 0;
     uint64_t resyncs = 0;
+    std::shared_ptr<const StatsReport> stats;  // null: no report yet
+    std::optional<uint64_t> stats_age_ms;
+    // Set for a data plane that has disconnected (kept for stats_retention).
+    std::optional<std::chrono::system_clock::time_point> disconnected_at;
 };
 
-// GET /v1/dataplanes: one object per data plane.
-boost::json::object to_json(const DataPlaneInfo& d);
+// GET /v1/dataplanes: one object per data plane; `with_stats`: its reported
+// entries too ([{"name", "kind", "value", "labels"?}]).
+boost::json::object to_json(const DataPlaneInfo& d, bool with_stats = false);
 
 struct EnforcementReport {
     enum class Status : uint8_t { enforced, timeout, no_dataplanes };
@@ -156,6 +174,8 @@ public:
     uint64_t attach(DataPlaneLink* link, std::string address);
     void hello(uint64_t id, const proto::Hello& h);
     void ack(uint64_t id, uint64_t seq);
+    // Replaces the data plane's last stats report.
+    void stats(uint64_t id, const proto::Stats& s);
     void detach(uint64_t id, const std::string& why);
     bool full() const { return dataplanes_.size() >= config_.max_dataplanes; }
     // Closes a data plane's connection (it reconnects and resumes); returns
@@ -167,6 +187,8 @@ public:
 
     // ---- API (io thread) ----
     std::vector<DataPlaneInfo> dataplanes() const;
+    // Those that disconnected within stats_retention and have not come back.
+    std::vector<DataPlaneInfo> disconnected_dataplanes() const;
     uint64_t head_seq() const noexcept { return head_seq_; }
     // Calls done once every data plane connected now has acknowledged `seq`
     // (or has disconnected), or at the timeout.
@@ -215,6 +237,14 @@ private:
         Clock::time_point acked_at;  // when applied_seq last advanced
         std::optional<std::chrono::system_clock::time_point> last_ack, last_heartbeat;
         uint64_t snapshots = 0, resyncs = 0;
+        std::shared_ptr<const StatsReport> stats;
+    };
+    // A data plane that disconnected, kept for stats_retention.
+    struct Gone {
+        std::string address;
+        std::shared_ptr<const StatsReport> stats;
+        Clock::time_point at;
+        std::chrono::system_clock::time_point wall;
     };
     struct Waiter {
         uint64_t id;
@@ -246,6 +276,8 @@ private:
     void trim_history();
     void heartbeat();
     void settle_waiters(uint64_t dp_id, bool gone);
+    void forget_gone();  // past stats_retention, or over max_dataplanes of them
+    void render_dataplane_stats(std::string& out) const;
     void finish_waiter(uint64_t waiter_id, EnforcementReport::Status status);
     // Reads the whole table under the ledger's lock (start; snapshot thread).
     TableRead read_table();
@@ -281,6 +313,7 @@ private:
     std::shared_ptr<Snapshot> snapshot_;
     bool building_ = false;
     std::map<uint64_t, DataPlane> dataplanes_;
+    std::map<std::string, Gone> gone_;  // by name
     uint64_t next_id_ = 1;
     std::map<uint64_t, Waiter> waiters_;
     uint64_t next_waiter_ = 1;
@@ -292,6 +325,7 @@ private:
     Histogram snapshot_build_seconds_;
     uint64_t snapshots_sent_ = 0, resyncs_ = 0, protocol_errors_ = 0, tls_failures_ = 0, disconnects_ = 0;
     uint64_t waits_enforced_ = 0, waits_timeout_ = 0, waits_none_ = 0;
+    uint64_t stats_reports_ = 0;
 };
 
 }  // namespace optgate::consentd

@@ -37,6 +37,7 @@ std::vector<std::string_view> allowed_params(Route r) {
     case Route::binding_put:
     case Route::binding_delete: return {"wait", "timeout"};
     case Route::import: return {"format", "wait", "timeout"};
+    case Route::dataplanes: return {"stats"};
     default: return {};
     }
 }

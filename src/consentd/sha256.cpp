@@ -22,7 +22,10 @@ const EVP_MD* sha256_md() {
 
 struct Ctx {
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    Ctx() = default;
     ~Ctx() { EVP_MD_CTX_free(ctx); }
+    Ctx(const Ctx&) = delete;
+    Ctx& operator=(const Ctx&) = delete;
 };
 
 }  // namespace

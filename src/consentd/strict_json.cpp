@@ -122,8 +122,7 @@ bool is_printable_ascii(std::string_view s) noexcept {
     return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
 }
 
-JsonFields::JsonFields(const json::value& v, std::initializer_list<std::string_view> known) {
-    obj_ = v.if_object();
+JsonFields::JsonFields(const json::value& v, std::initializer_list<std::string_view> known) : obj_(v.if_object()) {
     if (!obj_) {
         error_ = "the body must be a JSON object";
         return;

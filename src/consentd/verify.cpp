@@ -53,6 +53,13 @@ private:
         r_.problem = std::move(problem);
         return false;
     }
+    // fail("event N " + parts...), built only when it fails.
+    template <class... Parts>
+    bool fail_at(const Event& e, const Parts&... parts) {
+        std::string problem = "event " + std::to_string(e.seq) + " ";
+        (problem.append(parts), ...);
+        return fail(std::move(problem));
+    }
 
     bool walk_events() {
         auto st = db_.prepare("SELECT " + std::string(kEventColumns) + " FROM events ORDER BY seq");
@@ -66,20 +73,19 @@ private:
             } catch (const std::exception& ex) {
                 return fail(ex.what());
             }
-            const std::string at = "event " + std::to_string(e.seq) + " ";
             if (e.seq != expected)
-                return fail(at + "follows event " + std::to_string(expected - 1) + ": events " +
-                            std::to_string(expected) + ".." + std::to_string(e.seq - 1) + " are missing");
+                return fail_at(e, "follows event ", std::to_string(expected - 1), ": events ", std::to_string(expected),
+                               "..", std::to_string(e.seq - 1), " are missing");
             if (e.prev_hash != prev_hex)
-                return fail(at + "has prev_hash " + e.prev_hash + " but event " + std::to_string(e.seq - 1) +
-                            " hashes to " + prev_hex);
+                return fail_at(e, "has prev_hash ", e.prev_hash, " but event ", std::to_string(e.seq - 1),
+                               " hashes to ", prev_hex);
             const Digest h = event_hash(prev, e);
             const std::string hex = to_hex(h);
-            if (e.hash != hex) return fail(at + "has hash " + e.hash + " but its content hashes to " + hex);
-            if (auto s = shape_error(e); !s.empty()) return fail(at + s);
+            if (e.hash != hex) return fail_at(e, "has hash ", e.hash, " but its content hashes to ", hex);
+            if (auto s = shape_error(e); !s.empty()) return fail_at(e, s);
             if (e.address && !parse_binding_text(*e.address))
-                return fail(at + "has address '" + *e.address + "', which is not a binding in canonical form");
-            if (auto s = fold_.apply(e); !s.empty()) return fail(at + s);
+                return fail_at(e, "has address '", *e.address, "', which is not a binding in canonical form");
+            if (auto s = fold_.apply(e); !s.empty()) return fail_at(e, s);
             subscribers_.insert(e.subscriber);
             prev = h;
             prev_hex = hex;

@@ -14,19 +14,19 @@ uint32_t sum(const uint8_t* data, size_t len, uint32_t acc, bool odd_start) noex
     uint64_t s = 0;
     size_t i = 0;
     for (; i + 4 <= len; i += 4) {
-        uint32_t w;
+        uint32_t w = 0;
         std::memcpy(&w, data + i, 4);
         s += w;
     }
     if (i + 2 <= len) {
-        uint16_t w;
+        uint16_t w = 0;
         std::memcpy(&w, data + i, 2);
         s += w;
         i += 2;
     }
     if (i < len) {
         const uint8_t last[2] = {data[i], 0};  // pad the odd byte as the high byte of a word
-        uint16_t w;
+        uint16_t w = 0;
         std::memcpy(&w, last, 2);
         s += w;
     }

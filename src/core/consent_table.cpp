@@ -109,7 +109,7 @@ void ConsentTable::prefetch_v6(uint64_t hi, uint64_t lo) const noexcept {
 
 ConsentLookup ConsentTable::lookup(const SubscriberKey& key) const noexcept {
     if (key.addr.family == Family::v4) return lookup_v4(key.addr.v4_host_order());
-    uint64_t hi, lo;
+    uint64_t hi = 0, lo = 0;
     split_v6(key.addr, hi, lo);
     return lookup_v6(hi, lo);
 }
@@ -147,7 +147,7 @@ bool ConsentTable::upsert(const SubscriberKey& key, PurposeMask purposes) {
         return true;
     }
 
-    uint64_t hi, lo;
+    uint64_t hi = 0, lo = 0;
     split_v6(key.addr, hi, lo);
     if ((v6_used_ + 1) * 2 > v6_.load()->mask + 1) rebuild_v6(next_capacity(v6_live_, v6_.load()->mask + 1));
     V6Array* a = v6_.load(std::memory_order_relaxed);
@@ -195,7 +195,7 @@ bool ConsentTable::erase(const SubscriberKey& key) {
             }
         }
     }
-    uint64_t hi, lo;
+    uint64_t hi = 0, lo = 0;
     split_v6(key.addr, hi, lo);
     V6Array* a = v6_.load(std::memory_order_relaxed);
     for (size_t i = hash_v6(hi, lo) & a->mask;; i = (i + 1) & a->mask) {

@@ -122,11 +122,9 @@ public:
         unsigned pick_rank = 4;  // 0 empty, 1 expired, 2 + rank(value); 4: none yet
         uint32_t pick_age = 0;
         for (unsigned w = 0; w < kWays; ++w) {
-            unsigned r;
+            unsigned r = 0;  // an empty way
             uint32_t age = 0;
-            if (sigs_[base + w] == 0) {
-                r = 0;
-            } else {
+            if (sigs_[base + w] != 0) {
                 age = uint32_t(now - entries_[base + w].last_seen);
                 // The caller may keep a flow past the idle timeout too.
                 const unsigned v = rank(entries_[base + w].value, age);

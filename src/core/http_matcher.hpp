@@ -117,7 +117,7 @@ public:
 private:
     std::vector<HeaderName> names_;   // sorted by name
     std::vector<uint16_t> lcp_;       // lcp_[i]: common prefix length of names[i-1] and names[i]
-    std::array<uint16_t, 256> first_; // first name starting with a byte, or kDead
+    std::array<uint16_t, 256> first_{};  // first name starting with a byte, or kDead
 };
 
 }  // namespace optgate

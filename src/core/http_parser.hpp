@@ -162,7 +162,7 @@ inline uint32_t find_cr_lf(const uint8_t* d, uint32_t i, uint32_t n) noexcept {
     if constexpr (std::endian::native == std::endian::little) {
         constexpr uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
         for (; i + 8 <= n; i += 8) {
-            uint64_t w;
+            uint64_t w = 0;
             std::memcpy(&w, d + i, 8);
             const uint64_t a = w ^ (ones * '\n'), b = w ^ (ones * '\r');
             // Exact for the lowest matching byte, which is all we use.
@@ -190,7 +190,7 @@ inline uint32_t find_target_end(const uint8_t* d, uint32_t i, uint32_t n) noexce
     if constexpr (std::endian::native == std::endian::little) {
         constexpr uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
         for (; i + 8 <= n; i += 8) {
-            uint64_t w;
+            uint64_t w = 0;
             std::memcpy(&w, d + i, 8);
             // Bytes < 0x21 (those with the high bit set are excluded by ~w), and 0x7f.
             const uint64_t del = w ^ (ones * 0x7f);
@@ -284,8 +284,22 @@ private:
         st.decision = st.decision_nohost;
     }
 
+    // A chunk-size line ended: the chunk's data follows, or the trailer
+    // fields after the last chunk.
+    static void chunk_size_done(HttpParserState& st) noexcept {
+        if (st.remaining == 0) {  // last chunk: trailer fields follow
+            st.flags |= http_flag::trailers;
+            st.field = FieldKind::none;
+            st.state = HttpState::field_start;
+        } else {
+            st.state = HttpState::chunk_data;
+        }
+    }
+
     template <class Sink>
     static void name_done(HttpParserState& st, const HttpParseContext& cx, Sink& sink) noexcept;
+    template <class Sink>
+    static void conservative_name_done(HttpParserState& st, const HttpParseContext& cx, Sink& sink) noexcept;
     template <class Sink>
     static void host_piece(HttpParserState& st, const HttpParseContext& cx, Sink& sink, const uint8_t* p, uint32_t n,
                            bool last) noexcept;
@@ -330,6 +344,22 @@ void HttpParser::name_done(HttpParserState& st, const HttpParseContext& cx, Sink
     case FieldRole::other:
         break;
     }
+}
+
+// A field name ended (its ':' consumed) in conservative mode: only
+// identifiers matter, and their lines are scrubbed unless the verdict passes.
+template <class Sink>
+void HttpParser::conservative_name_done(HttpParserState& st, const HttpParseContext& cx, Sink& sink) noexcept {
+    const HeaderName* h = cx.matcher.complete(st.match);
+    if (!h || h->identifier < 0) {
+        st.state = HttpState::c_skip_line;
+        return;
+    }
+    const HttpDecision dec = sink.conservative_decision();
+    sink.conservative_identifier(h->identifier, dec);
+    st.flags = passes(dec.verdict) ? 0 : http_flag::scrubbing;
+    st.field = FieldKind::identifier;
+    st.state = HttpState::c_value_ows;
 }
 
 template <class Sink>
@@ -770,7 +800,7 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
                 ++i;
             } else if (ok && st.aux > 0 && c == '\n') {
                 ++i;
-                goto chunk_size_done;
+                chunk_size_done(st);
             } else {
                 to_conservative(st, cx, sink, Counter::http_error_chunk, S::c_skip_line);
             }
@@ -783,21 +813,15 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
                 st.state = S::chunk_size_cr;
                 break;
             }
-            goto chunk_size_done;
+            chunk_size_done(st);
+            break;
         case S::chunk_size_cr:
             if (d[i] != '\n') {
                 to_conservative(st, cx, sink, Counter::http_error_bare_cr, S::c_line_start);
                 break;
             }
             ++i;
-        chunk_size_done:
-            if (st.remaining == 0) {  // last chunk: trailer fields follow
-                st.flags |= http_flag::trailers;
-                st.field = FieldKind::none;
-                st.state = S::field_start;
-            } else {
-                st.state = S::chunk_data;
-            }
+            chunk_size_done(st);
             break;
         case S::chunk_data: {
             const uint32_t take = uint32_t(std::min<uint64_t>(st.remaining, n - i));
@@ -861,7 +885,8 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
                 break;
             }
             ++i;
-            goto c_name_done;
+            conservative_name_done(st, cx, sink);
+            break;
         }
         case S::c_name_ws: {
             const uint8_t c = d[i];
@@ -874,18 +899,7 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
                 break;
             }
             ++i;
-        }
-        c_name_done: {
-            const HeaderName* h = cx.matcher.complete(st.match);
-            if (!h || h->identifier < 0) {
-                st.state = S::c_skip_line;
-                break;
-            }
-            const HttpDecision dec = sink.conservative_decision();
-            sink.conservative_identifier(h->identifier, dec);
-            st.flags = passes(dec.verdict) ? 0 : http_flag::scrubbing;
-            st.field = FieldKind::identifier;
-            st.state = S::c_value_ows;
+            conservative_name_done(st, cx, sink);
             break;
         }
         case S::c_unknown_name: {

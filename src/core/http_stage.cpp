@@ -68,10 +68,10 @@ struct HttpStage::Sink {
     BurstContext& ctx;
     BurstSlot& s;
     PacketRef& pkt;
-    HttpFlow* record;     // where scrubbed ranges are remembered; null: not remembered
-    uint32_t frame_base;  // frame offset of the first byte fed
-    uint32_t seq_base;    // its stream sequence number
-    uint8_t filler;
+    HttpFlow* record = nullptr;  // where scrubbed ranges are remembered; null: not remembered
+    uint32_t frame_base = 0;     // frame offset of the first byte fed
+    uint32_t seq_base = 0;       // its stream sequence number
+    uint8_t filler = 0;
     bool changed = false;
     bool conservative_known = false;
     bool conservative_counted = false;

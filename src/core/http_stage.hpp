@@ -51,7 +51,7 @@ class Enforcement;
 class Runtime;
 
 struct HttpStageConfig {
-    size_t flow_capacity = 256 * 1024;                  // flows per worker (rounded up to a power of two)
+    size_t flow_capacity = size_t{256} * 1024;          // flows per worker (rounded up to a power of two)
     uint64_t idle_timeout_ns = 120ull * 1000000000ull;  // after this, a flow's entry may be reused
     size_t host_buffers = 1024;                         // for Host values split across segments
 };
@@ -127,8 +127,8 @@ private:
     const Runtime* runtime_ = nullptr;
     uint16_t generation_ = 1;
     bool use_host_ = false;
-    FlowKey keys_[kMaxBurst];
-    uint8_t todo_[kMaxBurst];
+    FlowKey keys_[kMaxBurst] = {};  // per burst: filled before use
+    uint8_t todo_[kMaxBurst] = {};
 };
 
 }  // namespace optgate

@@ -24,7 +24,11 @@ void store_l4_checksum(uint8_t* at, uint16_t value, bool udp) noexcept {
 }  // namespace
 
 uint32_t l4_tail_sum(const uint8_t* frame, const ParsedPacket& p, uint32_t from) noexcept {
-    return checksum::sum(frame + from, p.ip_end - from, 0, ((from - p.l4_offset) & 1) != 0);
+    // The segment ends where its payload does: for UDP that is the UDP
+    // length, which may stop short of the IP payload (receivers ignore the
+    // bytes after it, and so does the checksum).
+    const uint32_t end = p.payload_offset + p.payload_len;
+    return checksum::sum(frame + from, end - from, 0, ((from - p.l4_offset) & 1) != 0);
 }
 
 uint32_t udp_remove_bytes(uint8_t* frame, uint32_t frame_len, ParsedPacket& p, uint32_t from, uint32_t at,

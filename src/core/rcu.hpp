@@ -68,7 +68,7 @@ private:
         std::atomic<uint64_t> seen{kUnused};
     };
     struct Pending {
-        uint64_t token;
+        uint64_t token = 0;
         std::function<void()> free_fn;
     };
 

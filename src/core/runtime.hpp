@@ -64,7 +64,7 @@ public:
     bool is_subscriber(Family f, const uint8_t* src) const noexcept {
         if (f == Family::v4) {
             if (few_v4_count_ > kFewPrefixes) return subscribers_v4_.lookup(src) != 0;
-            uint32_t a;
+            uint32_t a = 0;
             std::memcpy(&a, src, 4);
             a = be32toh(a);
             for (unsigned i = 0; i < few_v4_count_; ++i)
@@ -72,7 +72,7 @@ public:
             return false;
         }
         if (few_v6_count_ > kFewPrefixes) return subscribers_v6_.lookup(src) != 0;
-        uint64_t hi;
+        uint64_t hi = 0;
         std::memcpy(&hi, src, 8);
         hi = be64toh(hi);
         for (unsigned i = 0; i < few_v6_count_; ++i) {

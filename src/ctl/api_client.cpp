@@ -107,7 +107,7 @@ ApiResult api_request(const ApiTarget& to, http::verb method, const std::string&
     if (expect) {
         http::write_header(stream, sr, ec);
         if (ec) throw std::runtime_error("sending to " + to.host_header + ": " + ec.message());
-        const ApiResult interim = read_response();
+        ApiResult interim = read_response();
         if (interim.status != 100) return interim;
     }
     http::write(stream, sr, ec);

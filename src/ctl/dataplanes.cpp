@@ -1,6 +1,7 @@
 // optgatectl dataplanes [--json]: the data planes connected to consentd,
-// what they have applied and how far behind they are (GET /v1/dataplanes,
-// docs/protocol.md).
+// what they have applied, how far behind they are and how old their last
+// stats report is, then those that disconnected recently (GET
+// /v1/dataplanes, docs/protocol.md).
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/program_options.hpp>
@@ -24,6 +25,16 @@ std::string text(const json::value& v) {
     if (v.is_bool()) return v.as_bool() ? "yes" : "no";
     if (v.is_number()) return std::to_string(v.to_number<uint64_t>());
     return json::serialize(v);
+}
+
+// A stats report's age: "-" before the first, "850ms", "12.3s".
+std::string age(const json::value& ms) {
+    if (!ms.is_number()) return "-";
+    const uint64_t v = ms.to_number<uint64_t>();
+    if (v < 1000) return std::to_string(v) + "ms";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1fs", double(v) / 1000);
+    return buf;
 }
 
 }  // namespace
@@ -51,14 +62,27 @@ int dataplanes(int argc, char** argv) {
         const auto& list = body.at("dataplanes").as_array();
         std::printf("consentd head seq %s, %zu data plane%s connected\n", text(body.at("head_seq")).c_str(),
                     list.size(), list.size() == 1 ? "" : "s");
-        if (list.empty()) return 0;
-        std::printf("%-20s %-7s %10s %8s  %-24s %-24s %s\n", "NAME", "SYNCED", "APPLIED", "LAG", "LAST ACK",
-                    "CONNECTED SINCE", "ADDRESS");
-        for (const auto& d : list)
-            std::printf("%-20s %-7s %10s %8s  %-24s %-24s %s\n", text(d.at("name")).c_str(),
-                        text(d.at("synced")).c_str(), text(d.at("applied_seq")).c_str(), text(d.at("lag")).c_str(),
-                        text(d.at("last_ack")).c_str(), text(d.at("connected_since")).c_str(),
-                        text(d.at("address")).c_str());
+        if (!list.empty()) {
+            std::printf("%-20s %-7s %10s %8s  %-24s %-9s %-24s %s\n", "NAME", "SYNCED", "APPLIED", "LAG", "LAST ACK",
+                        "STATS AGE", "CONNECTED SINCE", "ADDRESS");
+            for (const auto& d : list) {
+                const json::value* stats_age = d.as_object().if_contains("stats_age_ms");
+                std::printf("%-20s %-7s %10s %8s  %-24s %-9s %-24s %s\n", text(d.at("name")).c_str(),
+                            text(d.at("synced")).c_str(), text(d.at("applied_seq")).c_str(),
+                            text(d.at("lag")).c_str(), text(d.at("last_ack")).c_str(),
+                            stats_age ? age(*stats_age).c_str() : "-", text(d.at("connected_since")).c_str(),
+                            text(d.at("address")).c_str());
+            }
+        }
+        // Gone within consentd's stats_retention (consentd before stats: absent).
+        const json::value* gone = body.as_object().if_contains("disconnected");
+        if (gone && !gone->as_array().empty()) {
+            std::printf("recently disconnected (GET /metrics keeps their last stats, optgate_dataplane_up 0):\n");
+            std::printf("%-20s %-24s %-9s %s\n", "NAME", "DISCONNECTED AT", "STATS AGE", "ADDRESS");
+            for (const auto& d : gone->as_array())
+                std::printf("%-20s %-24s %-9s %s\n", text(d.at("name")).c_str(), text(d.at("disconnected_at")).c_str(),
+                            age(d.at("stats_age_ms")).c_str(), text(d.at("address")).c_str());
+        }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "optgatectl dataplanes: unexpected answer from consentd: %s\n", e.what());
         return 1;

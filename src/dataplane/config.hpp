@@ -32,7 +32,8 @@ struct Config {
     std::string subscriber_port = "0";
     std::string internet_port = "1";
 
-    // Workers: EAL lcore ids; empty means every lcore EAL was given.
+    // Workers: EAL lcore ids; empty means every lcore EAL was given but the
+    // main one (which keeps the control thread), or the main one if alone.
     std::vector<unsigned> worker_lcores;
     Steering steering = Steering::automatic;
     // Sleep this long after 64 empty polls in a row (0: poll without

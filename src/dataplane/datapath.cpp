@@ -281,6 +281,12 @@ void Datapath::run_worker(unsigned index) noexcept {
     publish(w);
 }
 
+void Datapath::abandon(unsigned index) noexcept {
+    (void)index;  // its inbox is emptied by the destructor
+    rx_stopped_.fetch_add(1, std::memory_order_acq_rel);
+    processed_.fetch_add(1, std::memory_order_acq_rel);
+}
+
 void Datapath::read_worker(unsigned index, WorkerCounters& counters, DriverCounters& driver) const {
     const PublishedStats& p = *slots_[index]->published;
     uint32_t sn = 0;

@@ -32,7 +32,7 @@ struct DriverCounters {
 
 // A worker's counters as last published, readable from any thread.
 struct alignas(64) PublishedStats {
-    rte_seqlock_t lock;
+    rte_seqlock_t lock{};
     WorkerCounters counters;
     DriverCounters driver;
     std::atomic<uint64_t> last_rx_ns{0};  // monotonic_ns() of the last non-empty receive
@@ -49,6 +49,9 @@ struct Datapath {
     // Runs worker `index` until stop() and the drain that follows.
     void run_worker(unsigned index) noexcept;
     void stop() noexcept { stop_.store(true, std::memory_order_release); }
+    // A worker that will never run (its launch failed): counted as drained,
+    // so that the others' drain does not wait for it.
+    void abandon(unsigned index) noexcept;
     bool stopping() const noexcept { return stop_.load(std::memory_order_acquire); }
 
     unsigned workers() const noexcept { return unsigned(lcores_.size()); }

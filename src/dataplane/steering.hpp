@@ -69,8 +69,8 @@ public:
         if (type == 0x86dd) {
             if (len < off + 40) return 0;
             const uint8_t* ip = frame + off;
-            for (int i = 0; i < 8; ++i) {
-                uint32_t w;
+            for (size_t i = 0; i < 8; ++i) {
+                uint32_t w = 0;
                 std::memcpy(&w, ip + 8 + 4 * i, 4);
                 tuple[i] = rte_be_to_cpu_32(w);
             }

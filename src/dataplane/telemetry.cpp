@@ -2,6 +2,7 @@
 
 #include <rte_telemetry.h>
 
+#include <mutex>
 #include <string>
 
 #include "core/runtime.hpp"
@@ -10,7 +11,17 @@ namespace optgate::dataplane {
 
 namespace {
 
-const TelemetrySource* g_source = nullptr;
+// Commands run on EAL's telemetry thread and get no context pointer, so the
+// source is reached through this one registry; it goes away when optgate
+// stops, so every command holds the lock while it reads.
+struct Registry {
+    std::mutex mutex;
+    const TelemetrySource* source = nullptr;
+};
+Registry& registry() {
+    static Registry r;
+    return r;
+}
 
 std::string_view health_name(TableHealth h) {
     switch (h) {
@@ -33,10 +44,12 @@ std::string telemetry_name(std::string name) {
 }
 
 int stats_cmd(const char*, const char*, rte_tel_data* d) {
-    if (!g_source) return -1;
+    const std::lock_guard lock(registry().mutex);
+    const TelemetrySource* source = registry().source;
+    if (!source) return -1;
     auto counters = std::make_unique<WorkerCounters>();
     DriverCounters dc;
-    g_source->datapath->read_stats(*counters, dc);
+    source->datapath->read_stats(*counters, dc);
     rte_tel_data_start_dict(d);
     rte_tel_data_add_dict_u64(d, "rx", dc.rx);
     rte_tel_data_add_dict_u64(d, "tx", dc.tx);
@@ -45,14 +58,14 @@ int stats_cmd(const char*, const char*, rte_tel_data* d) {
     rte_tel_data_add_dict_u64(d, "steering_ring_full_dropped", dc.steering_ring_full_dropped);
     for (size_t i = 0; i < kCounterCount; ++i)
         rte_tel_data_add_dict_u64(d, std::string(counter_name(Counter(i))).c_str(), counters->value[i]);
-    const auto view = g_source->enforcement->view(monotonic_ns());
+    const auto view = source->enforcement->view(monotonic_ns());
     rte_tel_data_add_dict_string(d, "table_health", std::string(health_name(view.health)).c_str());
     rte_tel_data_add_dict_int(d, "stale", view.health == TableHealth::fresh ? 0 : 1);
-    rte_tel_data_add_dict_int(d, "workers", int(g_source->datapath->workers()));
-    if (g_source->control) {
+    rte_tel_data_add_dict_int(d, "workers", int(source->datapath->workers()));
+    if (source->control) {
         uint64_t seq = 0, entries = 0;
         bool connected = false;
-        g_source->control(seq, entries, connected);
+        source->control(seq, entries, connected);
         rte_tel_data_add_dict_u64(d, "table_seq", seq);
         rte_tel_data_add_dict_u64(d, "table_entries", entries);
         rte_tel_data_add_dict_int(d, "control_connected", connected ? 1 : 0);
@@ -61,16 +74,18 @@ int stats_cmd(const char*, const char*, rte_tel_data* d) {
 }
 
 int workers_cmd(const char*, const char*, rte_tel_data* d) {
-    if (!g_source) return -1;
+    const std::lock_guard lock(registry().mutex);
+    const TelemetrySource* source = registry().source;
+    if (!source) return -1;
     rte_tel_data_start_dict(d);
     auto counters = std::make_unique<WorkerCounters>();
-    for (unsigned i = 0; i < g_source->datapath->workers(); ++i) {
+    for (unsigned i = 0; i < source->datapath->workers(); ++i) {
         DriverCounters dc;
-        g_source->datapath->read_worker(i, *counters, dc);
+        source->datapath->read_worker(i, *counters, dc);
         rte_tel_data* w = rte_tel_data_alloc();
         if (!w) return -1;
         rte_tel_data_start_dict(w);
-        rte_tel_data_add_dict_int(w, "lcore", int(g_source->datapath->lcore_of(i)));
+        rte_tel_data_add_dict_int(w, "lcore", int(source->datapath->lcore_of(i)));
         rte_tel_data_add_dict_u64(w, "rx", dc.rx);
         rte_tel_data_add_dict_u64(w, "tx", dc.tx);
         rte_tel_data_add_dict_u64(w, "steered_in", dc.steered_in);
@@ -84,13 +99,15 @@ int workers_cmd(const char*, const char*, rte_tel_data* d) {
 }
 
 int collectors_cmd(const char*, const char*, rte_tel_data* d) {
-    if (!g_source) return -1;
-    const auto runtime = g_source->datapath->runtime();
+    const std::lock_guard lock(registry().mutex);
+    const TelemetrySource* source = registry().source;
+    if (!source) return -1;
+    const auto runtime = source->datapath->runtime();
     rte_tel_data_start_dict(d);
     if (!runtime) return 0;
     auto counters = std::make_unique<WorkerCounters>();
     DriverCounters dc;
-    g_source->datapath->read_stats(*counters, dc);
+    source->datapath->read_stats(*counters, dc);
     const auto& policy = runtime->policy();
     size_t slot = 0;
     auto add = [&](const std::string& name) {
@@ -117,8 +134,16 @@ int collectors_cmd(const char*, const char*, rte_tel_data* d) {
 
 }  // namespace
 
+void unregister_telemetry() {
+    const std::lock_guard lock(registry().mutex);
+    registry().source = nullptr;
+}
+
 bool register_telemetry(const TelemetrySource* source) {
-    g_source = source;
+    {
+        const std::lock_guard lock(registry().mutex);
+        registry().source = source;
+    }
     bool ok = rte_telemetry_register_cmd("/optgate/stats", stats_cmd,
                                          "optgate totals: driver, pipeline counters, consent table, health") == 0;
     ok = rte_telemetry_register_cmd("/optgate/workers", workers_cmd, "optgate per-worker counters") == 0 && ok;

@@ -20,8 +20,10 @@ struct TelemetrySource {
     std::function<void(uint64_t& applied_seq, uint64_t& table_entries, bool& connected)> control;
 };
 
-// Registers the commands; `source` must outlive EAL (the commands are never
-// unregistered). Returns false if registration failed (telemetry disabled).
+// Registers the commands; `source` must stay valid until unregister_telemetry()
+// (EAL cannot remove a command). Returns false if registration failed (telemetry disabled).
 bool register_telemetry(const TelemetrySource* source);
+// Before `source` goes away: commands answer -1 from then on.
+void unregister_telemetry();
 
 }  // namespace optgate::dataplane

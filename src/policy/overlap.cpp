@@ -32,7 +32,11 @@ std::optional<std::string> match_overlap(const DestinationMatch& a, const Destin
             if (!b.prefixes[j].overlaps(pa)) continue;
             if (where_in_b) *where_in_b = b_origin.prefix_at[j];
             const std::string bp = b.prefixes[j].to_string(), ap = pa.to_string();
-            std::string why = bp == ap ? "both match " + bp : bp + " overlaps " + ap;
+            std::string why;
+            if (bp == ap)
+                why = "both match " + bp;
+            else
+                why.append(bp).append(" overlaps ").append(ap);
             if (host_pair) why += " for host '" + b.hosts[host_pair->second].to_string() + "'";
             return why;
         }

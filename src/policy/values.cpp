@@ -67,8 +67,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
     uint64_t ms_per_unit = 0;
     if (unit == "ms") ms_per_unit = 1;
     else if (unit == "s") ms_per_unit = 1000;
-    else if (unit == "m") ms_per_unit = 60 * 1000;
-    else if (unit == "h") ms_per_unit = 3600 * 1000;
+    else if (unit == "m") ms_per_unit = uint64_t{60} * 1000;
+    else if (unit == "h") ms_per_unit = uint64_t{3600} * 1000;
     else {
         error = "unknown unit " + quoted(unit) + " in duration " + quoted(text) + ": units are ms, s, m, h";
         return std::nullopt;
@@ -114,7 +114,7 @@ std::optional<uint8_t> parse_dscp(std::string_view text, std::string& error) {
 }
 
 std::optional<HostPattern> parse_host_pattern(std::string_view text, std::string& error) {
-    auto fail = [&](std::string why) -> std::optional<HostPattern> {
+    auto fail = [&](const std::string& why) -> std::optional<HostPattern> {
         error = quoted(text) + " is not a host name: " + why;
         return std::nullopt;
     };

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <yaml-cpp/eventhandler.h>
+
 #include "policy/values.hpp"
 
 namespace optgate::policy::detail {
@@ -74,23 +76,65 @@ std::string read_file(const std::string& path) {
     return text.str();
 }
 
+namespace {
+
+// Where each document starts, and where its root node does; nothing else.
+struct DocumentStarts : YAML::EventHandler {
+    std::vector<YAML::Mark> starts, roots;
+    void OnDocumentStart(const YAML::Mark& m) override { starts.push_back(m); }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+    void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+    void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t, const std::string&) override { node(m); }
+    void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        node(m);
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        node(m);
+    }
+    void OnMapEnd() override {}
+    void node(const YAML::Mark& m) {
+        if (roots.size() < starts.size()) roots.push_back(m);
+    }
+};
+
+}  // namespace
+
 std::optional<YAML::Node> parse_document(std::string_view text, Diagnostics& d) {
-    std::vector<YAML::Node> docs;
+    // Not YAML::LoadAll: on a ',' where a document may start (", a", "[a]\n,")
+    // yaml-cpp 0.7 yields empty documents without consuming it, so LoadAll
+    // never returns and eats memory (found by tests/fuzz). The first document
+    // is read on its own; the document starts are then counted, three at
+    // most, and a start that does not move is that ','.
+    YAML::Node doc;
+    DocumentStarts docs;
     try {
-        docs = YAML::LoadAll(std::string(text));
+        doc = YAML::Load(std::string(text));
+        std::istringstream in{std::string(text)};
+        YAML::Parser parser(in);
+        for (int i = 0; i < 3 && parser.HandleNextDocument(docs); ++i) {
+        }
     } catch (const YAML::Exception& e) {
         d.error({e.mark.line + 1, e.mark.column + 1}, "YAML syntax error: " + e.msg);
         return std::nullopt;
     }
-    if (docs.empty() || docs[0].IsNull()) {
+    for (size_t i = 1; i < docs.starts.size(); ++i) {
+        if (docs.starts[i].pos != docs.starts[i - 1].pos) continue;
+        const YAML::Mark& m = docs.starts[i];
+        d.error({m.line + 1, m.column + 1}, "YAML syntax error: unexpected ',' (a comma outside [ ] or { })");
+        return std::nullopt;
+    }
+    if (doc.IsNull()) {
         d.error({1, 1}, "the file is empty");
         return std::nullopt;
     }
-    if (docs.size() > 1) {
-        d.error(location_of(docs[1]), "a second YAML document: the file must hold exactly one (remove '---')");
+    if (docs.starts.size() > 1) {
+        const YAML::Mark& m = docs.roots.size() > 1 ? docs.roots[1] : docs.starts[1];
+        d.error({m.line + 1, m.column + 1}, "a second YAML document: the file must hold exactly one (remove '---')");
         return std::nullopt;
     }
-    return docs[0];
+    return doc;
 }
 
 Location location_of(const YAML::Node& n) {
@@ -255,7 +299,10 @@ std::optional<std::vector<Value>> as_list(const Value& v, Diagnostics& d) {
     size_t i = 0;
     for (const auto& item : v.node) {
         ++i;
-        items.push_back({item, item.IsNull() ? v.at : location_of(item),
+        // A sequence's iterator_value is a Node (the item) and an unused
+        // key/value pair: keep the Node.
+        const YAML::Node& node = item;
+        items.push_back({node, node.IsNull() ? v.at : location_of(node),
                          "item " + std::to_string(i) + " of " + v.name});
     }
     return items;

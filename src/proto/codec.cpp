@@ -89,6 +89,42 @@ bool is_printable(std::string_view s) noexcept {
     return std::all_of(s.begin(), s.end(), [](char c) { return uint8_t(c) >= 0x20 && c != 0x7f; });
 }
 
+// Stats: metric and label names are lower-case words, so that consentd can
+// export them to Prometheus as they are (optgate_dp_<name>{<label>="..."}).
+bool is_stat_char(char c) noexcept { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; }
+
+bool is_stat_name(std::string_view s) noexcept {
+    return !s.empty() && s.size() <= kMaxStatNameBytes && std::all_of(s.begin(), s.end(), is_stat_char);
+}
+
+// A letter first: Prometheus label names may not start with a digit, and
+// "__" is reserved. "dataplane" is the label consentd adds.
+bool is_stat_label_name(std::string_view s) noexcept {
+    return !s.empty() && s.size() <= kMaxStatLabelNameBytes && s[0] >= 'a' && s[0] <= 'z' &&
+           std::all_of(s.begin(), s.end(), is_stat_char) && s != "dataplane";
+}
+
+// Printable ASCII without quotes and backslashes: needs no escaping in the exposition.
+bool is_stat_label_value(std::string_view s) noexcept {
+    return !s.empty() && s.size() <= kMaxStatLabelValueBytes &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+}
+
+bool stat_fields_ok(uint8_t kind, std::string_view name, std::string_view label_name,
+                    std::string_view label_value) noexcept {
+    if (kind != uint8_t(StatKind::counter) && kind != uint8_t(StatKind::gauge)) return false;
+    if (!is_stat_name(name)) return false;
+    if (label_name.empty()) return label_value.empty();
+    return is_stat_label_name(label_name) && is_stat_label_value(label_value);
+}
+
+int compare3(std::string_view a0, std::string_view a1, std::string_view a2, std::string_view b0,
+             std::string_view b1, std::string_view b2) noexcept {
+    if (const int c = a0.compare(b0)) return c;
+    if (const int c = a1.compare(b1)) return c;
+    return a2.compare(b2);
+}
+
 void check(Reader& r, bool ok, DecodeError e) noexcept {
     if (!r.failed() && !ok) r.fail(e);
 }
@@ -127,6 +163,44 @@ EntryList entry_list(Reader& r, uint32_t count, bool with_op) noexcept {
     return list;
 }
 
+// Validates `count` stats entries at the reader's position and consumes
+// them: each well-formed, strictly after the one before, one kind per name.
+Stats stats_list(Reader& r, uint32_t count) noexcept {
+    Stats f;
+    f.count = count;
+    const uint8_t* start = r.pos();
+    std::string_view prev_name, prev_label, prev_value;
+    uint8_t prev_kind = 0;
+    for (uint32_t i = 0; i < count && !r.failed(); ++i) {
+        const uint8_t kind = r.u8();
+        const std::string_view name = r.str(kStr8, 0, 255);
+        r.u64();
+        const std::string_view label = r.str(kStr8, 0, 255);
+        const std::string_view value = r.str(kStr8, 0, 255);
+        if (r.failed()) break;
+        if (!stat_fields_ok(kind, name, label, value)) {
+            r.fail(DecodeError::bad_stat);
+            break;
+        }
+        if (i > 0) {
+            if (compare3(prev_name, prev_label, prev_value, name, label, value) >= 0) {
+                r.fail(DecodeError::stats_order);
+                break;
+            }
+            if (name == prev_name && kind != prev_kind) {
+                r.fail(DecodeError::stats_kind);
+                break;
+            }
+        }
+        prev_name = name;
+        prev_label = label;
+        prev_value = value;
+        prev_kind = kind;
+    }
+    if (!r.failed()) f.bytes = std::span<const uint8_t>(start, size_t(r.pos() - start));
+    return f;
+}
+
 Frame decode_payload(FrameType type, Reader& r) noexcept {
     switch (type) {
     case FrameType::hello: {
@@ -140,6 +214,12 @@ Frame decode_payload(FrameType type, Reader& r) noexcept {
     }
     case FrameType::ack:
         return Ack{r.u64()};
+    case FrameType::stats: {
+        const uint32_t n = r.u32();
+        check(r, n <= kMaxStatsEntries, DecodeError::bad_count);
+        if (r.failed()) return Stats{};
+        return stats_list(r, n);
+    }
     case FrameType::welcome: {
         Welcome f;
         f.head_seq = r.u64();
@@ -225,6 +305,7 @@ bool allowed(FrameType t, Direction dir) noexcept {
     switch (t) {
     case FrameType::hello:
     case FrameType::ack:
+    case FrameType::stats:
         return dir == Direction::to_server;
     case FrameType::goodbye:
         return true;
@@ -300,6 +381,13 @@ std::string_view to_string(DecodeError e) noexcept {
     case DecodeError::bad_entry: return "entry with an unknown family or operation";
     case DecodeError::bad_count: return "entry count out of range";
     case DecodeError::bad_value: return "field value out of range";
+    case DecodeError::bad_stat:
+        return "stats entry with an unknown kind, a name not of [a-z0-9_] (1..64), a label name not of "
+               "[a-z][a-z0-9_] (1..32, not 'dataplane') or a label value not printable (1..64, no quotes or "
+               "backslashes)";
+    case DecodeError::stats_order:
+        return "stats entries not strictly sorted by name, label name and label value (repeated or out of order)";
+    case DecodeError::stats_kind: return "stats name reported both as a counter and as a gauge";
     }
     return "unknown error";
 }
@@ -308,6 +396,7 @@ std::string_view to_string(FrameType t) noexcept {
     switch (t) {
     case FrameType::hello: return "hello";
     case FrameType::ack: return "ack";
+    case FrameType::stats: return "stats";
     case FrameType::welcome: return "welcome";
     case FrameType::snapshot_begin: return "snapshot-begin";
     case FrameType::snapshot_chunk: return "snapshot-chunk";
@@ -332,12 +421,29 @@ std::string_view to_string(Goodbye::Code c) noexcept {
     return "unknown";
 }
 
+std::string_view to_string(StatKind k) noexcept {
+    switch (k) {
+    case StatKind::counter: return "counter";
+    case StatKind::gauge: return "gauge";
+    }
+    return "unknown";
+}
+
+bool stat_valid(const StatEntry& e) noexcept {
+    return stat_fields_ok(uint8_t(e.kind), e.name, e.label_name, e.label_value);
+}
+
+int stat_compare(const StatEntry& a, const StatEntry& b) noexcept {
+    return compare3(a.name, a.label_name, a.label_value, b.name, b.label_name, b.label_value);
+}
+
 size_t max_payload(FrameType t) noexcept {
     constexpr size_t kPolicyFields = 1 + kMaxTokenBytes + 1 + kMaxTokenBytes + 2 + kMaxPolicyNameBytes + 4 +
                                      kMaxPolicyBytes;
     switch (t) {
     case FrameType::hello: return 1 + kMaxNameBytes + 8 + 1 + kMaxTokenBytes;
     case FrameType::ack: return 8;
+    case FrameType::stats: return 4 + size_t(kMaxStatsEntries) * kMaxStatEntryBytes;
     case FrameType::welcome: return 8 + 4 + 1;
     case FrameType::snapshot_begin: return 8 + 4 + 4 + kPolicyFields;
     case FrameType::snapshot_chunk: return 4 + size_t(kMaxEntriesPerFrame) * kV6EntryBytes;
@@ -467,6 +573,27 @@ bool encode(std::string& out, const Goodbye& f) {
     const size_t s = begin_frame(out, FrameType::goodbye);
     put_u16(out, uint16_t(f.code));
     put_str(out, kStr16, m);
+    end_frame(out, s);
+    return true;
+}
+
+bool encode_stats(std::string& out, std::span<const StatEntry> entries) {
+    if (entries.size() > kMaxStatsEntries) return false;
+    for (size_t i = 0; i < entries.size(); ++i) {
+        if (!stat_valid(entries[i])) return false;
+        if (i > 0 && (stat_compare(entries[i - 1], entries[i]) >= 0 ||
+                      (entries[i - 1].name == entries[i].name && entries[i - 1].kind != entries[i].kind)))
+            return false;
+    }
+    const size_t s = begin_frame(out, FrameType::stats);
+    put_u32(out, uint32_t(entries.size()));
+    for (const auto& e : entries) {
+        put_u8(out, uint8_t(e.kind));
+        put_str(out, kStr8, e.name);
+        put_u64(out, e.value);
+        put_str(out, kStr8, e.label_name);
+        put_str(out, kStr8, e.label_value);
+    }
     end_frame(out, s);
     return true;
 }

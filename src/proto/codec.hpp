@@ -39,6 +39,9 @@ enum class DecodeError : uint8_t {
     bad_entry,        // unknown family or op in an entry list
     bad_count,        // entry count 0 where 1+ is required, or over the limit
     bad_value,        // a field outside its range (flags, mode, interval)
+    bad_stat,         // a stats entry with an unknown kind, or a bad name or label
+    stats_order,      // stats entries not strictly sorted by (name, label), e.g. repeated
+    stats_kind,       // one stats name reported both as a counter and as a gauge
 };
 
 std::string_view to_string(DecodeError e) noexcept;
@@ -64,6 +67,17 @@ size_t max_payload(FrameType t) noexcept;
 template <class Fn>
 void for_each_change(const EntryList& list, Fn&& fn);
 
+// Calls fn(const StatView&) for every entry of a decoded stats frame, in
+// their (sorted) order.
+template <class Fn>
+void for_each_stat(const Stats& stats, Fn&& fn);
+
+// The rules the decoder applies to each stats entry and between neighbours;
+// ControlClient uses them to clean what a stats source produced.
+bool stat_valid(const StatEntry& e) noexcept;
+// <0, 0, >0: the order of (name, label name, label value).
+int stat_compare(const StatEntry& a, const StatEntry& b) noexcept;
+
 // ---- encoding ----
 bool encode(std::string& out, const Hello& f);
 bool encode(std::string& out, const Ack& f);
@@ -73,6 +87,10 @@ bool encode(std::string& out, const SnapshotEnd& f);
 bool encode(std::string& out, const PolicyUpdate& f);
 bool encode(std::string& out, const Heartbeat& f);
 bool encode(std::string& out, const Goodbye& f);
+// False (and nothing appended) unless every entry is valid, they are
+// strictly sorted (stat_compare) with one kind per name, and there are at
+// most kMaxStatsEntries.
+bool encode_stats(std::string& out, std::span<const StatEntry> entries);
 // Chunks and deltas are built from changes (entry lists are decode views).
 bool encode_snapshot_chunk(std::string& out, std::span<const TableChange> entries);
 bool encode_delta(std::string& out, uint64_t seq, bool final, std::span<const TableChange> changes);
@@ -107,6 +125,13 @@ namespace detail {
 inline uint32_t be32(const uint8_t* p) noexcept {
     return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
 }
+inline uint64_t be64(const uint8_t* p) noexcept { return uint64_t(be32(p)) << 32 | be32(p + 4); }
+inline std::string_view str8(const uint8_t*& p) noexcept {
+    const size_t n = *p++;
+    std::string_view s(reinterpret_cast<const char*>(p), n);
+    p += n;
+    return s;
+}
 }  // namespace detail
 
 template <class Fn>
@@ -128,6 +153,21 @@ void for_each_change(const EntryList& list, Fn&& fn) {
             p += 4;
         }
         fn(static_cast<const TableChange&>(c));
+    }
+}
+
+template <class Fn>
+void for_each_stat(const Stats& stats, Fn&& fn) {
+    const uint8_t* p = stats.bytes.data();
+    for (uint32_t i = 0; i < stats.count; ++i) {
+        StatView v;
+        v.kind = StatKind(*p++);
+        v.name = detail::str8(p);
+        v.value = detail::be64(p);
+        p += 8;
+        v.label_name = detail::str8(p);
+        v.label_value = detail::str8(p);
+        fn(static_cast<const StatView&>(v));
     }
 }
 

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "proto/codec.hpp"
+#include "proto/stats.hpp"
 #include "proto/table_sync.hpp"
 
 namespace optgate::proto {
@@ -35,6 +36,11 @@ using asio::awaitable;
 using asio::use_awaitable;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
+
+// How long the control thread waits for the workers to pass a quiescent
+// point before acknowledging; a deferred ack is retried on the next frame
+// (heartbeats come every second).
+constexpr uint64_t kAckBarrierTimeoutNs = 1000000000ull;
 
 struct ControlClient::Impl {
     Impl(Enforcement& e, Options o) : enforcement(e), opts(std::move(o)), sync(e) {}
@@ -58,6 +64,24 @@ struct ControlClient::Impl {
     std::mt19937_64 rng{std::random_device{}()};
     std::vector<uint8_t> buf;
     std::string last_logged;
+
+    // ---- writes: the reader (acks, goodbyes) and the stats loop share the stream ----
+    bool writing = false;
+    asio::steady_timer write_free{io, Clock::time_point::max()};  // cancelled: the stream is free
+
+    // ---- stats reports (io thread) ----
+    std::function<void(std::vector<StatEntry>&)> stats_source;
+    std::chrono::milliseconds stats_interval{1000};  // 0: no reports
+    asio::steady_timer stats_timer{io};
+    asio::steady_timer stats_ended{io, Clock::time_point::max()};  // cancelled: the stats loop is done
+    bool stats_running = false;  // this connection's stats loop has not ended yet
+    bool stats_stop = false;     // this connection is over
+    bool stats_sent = false;     // a report went out on this connection
+    bool stats_refused = false;  // consentd does not know the frame (older than stats)
+    std::vector<StatEntry> stats_entries;
+    std::string stats_frame, stats_problem;
+    // flush_stats(): requests and written reports, by generation (under mu).
+    uint64_t stats_flush_gen = 0, stats_written_gen = 0;
 
     mutable std::mutex mu;
     mutable std::condition_variable cv;
@@ -91,7 +115,10 @@ struct ControlClient::Impl {
         st.snapshots = sync.snapshots_applied();
         st.deltas = sync.deltas_applied();
         st.entries_refused = sync.entries_refused();
+        st.table_entries = enforcement.table() ? enforcement.table()->size() : 0;  // writer thread: exact
         cv.notify_all();
+        // The first stats report goes right after welcome: report_stats waits for it.
+        if (connected && stats_running && !stats_sent) stats_timer.cancel();
     }
 
     // The watchdog closes the current attempt once `deadline` passes; moving
@@ -160,7 +187,7 @@ struct ControlClient::Impl {
                 s.close(ec);
             };
             co_await s.async_connect(asio::local::stream_protocol::endpoint(ep.path), use_awaitable);
-            co_await converse(s);
+            co_await converse_reporting(s);
             co_return;
         }
         tcp::resolver resolver(io);
@@ -174,7 +201,7 @@ struct ControlClient::Impl {
         co_await asio::async_connect(sock, results, use_awaitable);
         sock.set_option(tcp::no_delay(true));
         if (!tls) {
-            co_await converse(sock);
+            co_await converse_reporting(sock);
             co_return;
         }
         ssl::stream<tcp::socket> s(std::move(sock), *tls);
@@ -187,12 +214,146 @@ struct ControlClient::Impl {
         if (ec) SSL_set_tlsext_host_name(s.native_handle(), ep.host.c_str());  // SNI for names only
         s.set_verify_callback(ssl::host_name_verification(ep.host));
         co_await s.async_handshake(ssl::stream_base::client, use_awaitable);
-        co_await converse(s);
+        co_await converse_reporting(s);
     }
 
+    // Whole frames, one writer at a time: the reader and the stats loop
+    // both write to the stream.
     template <class Stream>
     awaitable<void> send(Stream& s, const std::string& bytes) {
+        while (writing) {
+            boost::system::error_code ec;
+            co_await write_free.async_wait(asio::redirect_error(use_awaitable, ec));
+        }
+        writing = true;
+        struct Release {
+            Impl* impl;
+            ~Release() {
+                impl->writing = false;
+                impl->write_free.cancel();
+            }
+        } release{this};
         co_await asio::async_write(s, asio::buffer(bytes), use_awaitable);
+    }
+
+    // converse() plus this connection's stats loop, which ends before the
+    // stream does (it writes to it).
+    template <class Stream>
+    awaitable<void> converse_reporting(Stream& s) {
+        stats_stop = false;
+        stats_sent = false;
+        stats_running = true;
+        asio::co_spawn(io, report_stats(s), [this](std::exception_ptr e) {
+            stats_running = false;
+            stats_ended.cancel();
+            // A report that could not be written: the connection is gone.
+            if (e && !stats_stop && close_current) close_current();
+        });
+        std::exception_ptr ended;
+        try {
+            co_await converse(s);
+        } catch (...) {
+            ended = std::current_exception();
+        }
+        stats_stop = true;
+        stats_timer.cancel();
+        if (close_current) close_current();  // ends a report being written
+        while (stats_running) {
+            boost::system::error_code ec;
+            co_await stats_ended.async_wait(asio::redirect_error(use_awaitable, ec));
+        }
+        if (stats_sent) note_stats_refused(ended);
+        if (ended) std::rethrow_exception(ended);
+    }
+
+    // A consentd older than the stats frame answers it with a protocol
+    // error; reconnecting to send it again would lose the table stream
+    // every time, so this client stops reporting instead.
+    void note_stats_refused(const std::exception_ptr& ended) {
+        try {
+            if (ended) std::rethrow_exception(ended);
+        } catch (const std::exception& e) {
+            const std::string_view what = e.what();
+            if (what.find(to_string(Goodbye::Code::protocol_error)) != std::string_view::npos &&
+                what.find(to_string(DecodeError::unknown_type)) != std::string_view::npos) {
+                stats_refused = true;
+                log("consentd does not know the stats frame (an older version): no more stats reports until "
+                    "this data plane restarts");
+            }
+        } catch (...) {
+        }
+    }
+
+    // One report right after welcome (publish() wakes us), then one every
+    // stats_interval, until the connection ends.
+    template <class Stream>
+    awaitable<void> report_stats(Stream& s) {
+        while (!stats_stop) {
+            const bool due = welcomed && !stats_refused && stats_interval.count() > 0;
+            if (due) {
+                uint64_t gen;
+                {
+                    std::lock_guard lk(mu);
+                    gen = stats_flush_gen;
+                }
+                build_stats();
+                co_await send(s, stats_frame);
+                stats_sent = true;
+                bool flush_waiting;
+                {
+                    std::lock_guard lk(mu);
+                    stats_written_gen = std::max(stats_written_gen, gen);
+                    flush_waiting = stats_flush_gen > gen;  // asked for while this one was on its way
+                }
+                cv.notify_all();
+                if (flush_waiting) continue;
+                stats_timer.expires_after(stats_interval);
+            } else {
+                stats_timer.expires_at(Clock::time_point::max());
+            }
+            boost::system::error_code ec;
+            co_await stats_timer.async_wait(asio::redirect_error(use_awaitable, ec));
+        }
+    }
+
+    void build_stats() {
+        stats_entries.clear();
+        std::string problem;
+        if (stats_source) {
+            try {
+                stats_source(stats_entries);
+            } catch (const std::exception& e) {
+                problem = std::string("the stats source failed: ") + e.what();
+                stats_entries.clear();
+            }
+        }
+        // Our own, after the source's: on a clash the source's entry stays.
+        const auto add = [&](const char* name, uint64_t v, StatKind k) {
+            stats_entries.push_back({name, v, k, {}, {}});
+        };
+        uint64_t connects;
+        {
+            std::lock_guard lk(mu);
+            connects = st.connects;
+        }
+        // This thread is the table's writer: reading it here needs no RCU.
+        const ConsentTable* table = enforcement.table();
+        add("control_synced", sync.has_table(), StatKind::gauge);
+        add("control_applied_seq", sync.applied_seq(), StatKind::gauge);
+        add("control_head_seq", sync.head_seq(), StatKind::gauge);
+        add("control_connects", connects, StatKind::counter);
+        add("control_snapshots", sync.snapshots_applied(), StatKind::counter);
+        add("control_deltas", sync.deltas_applied(), StatKind::counter);
+        add("control_entries_refused", sync.entries_refused(), StatKind::counter);
+        add("table_entries", table ? table->size() : 0, StatKind::gauge);
+        add("table_stale", enforcement.view(monotonic_ns()).health == TableHealth::stale, StatKind::gauge);
+        const size_t dropped = normalize_stats(stats_entries, problem);
+        // Logged when the problem changes, not every second.
+        if ((dropped || !problem.empty()) && problem != stats_problem)
+            log("stats: " + (dropped ? std::to_string(dropped) + " entries dropped: " : std::string()) + problem);
+        stats_problem = problem;
+        stats_frame.clear();
+        encode_stats(stats_frame, stats_entries);
     }
 
     template <class Stream>
@@ -203,11 +364,12 @@ struct ControlClient::Impl {
         co_await send(s, out);
         if (buf.size() < (64u << 10)) buf.resize(64u << 10);
         size_t have = 0;
+        bool ack_owed = false;  // applied, not yet acknowledged
         for (;;) {
             have += co_await s.async_read_some(asio::buffer(buf.data() + have, buf.size() - have), use_awaitable);
             const uint64_t now = monotonic_ns();
             size_t off = 0;
-            bool ack = false;
+            bool ack = ack_owed;
             for (;;) {
                 const auto r = decode(std::span<const uint8_t>(buf.data() + off, have - off), Direction::to_client);
                 if (r.status == DecodeStatus::need_more) {
@@ -267,7 +429,16 @@ struct ControlClient::Impl {
             }
             publish(welcomed);
             enforcement.rcu().reclaim();
+            // Ack only once every worker has finished the bursts that
+            // might have read the table before the change: consentd's
+            // enforcement latency then measures real enforcement.
+            if (ack && !enforcement.rcu().barrier(kAckBarrierTimeoutNs)) {
+                log("a worker did not pass a quiescent point within 1 s; ack deferred");
+                ack = false;
+                ack_owed = true;
+            }
             if (ack) {
+                ack_owed = false;
                 out.clear();
                 encode(out, Ack{sync.applied_seq()});
                 co_await send(s, out);
@@ -297,6 +468,30 @@ ControlClient::~ControlClient() { stop(); }
 
 bool ControlClient::bootstrap(std::string_view policy_yaml, const std::string& name, std::string& error) {
     return impl_->sync.bootstrap(policy_yaml, name, error);
+}
+
+void ControlClient::set_stats_source(std::function<void(std::vector<StatEntry>&)> fn,
+                                     std::chrono::milliseconds interval) {
+    Impl* impl = impl_.get();
+    // Applied on the client's thread, which owns the stats state.
+    asio::post(impl->io, [impl, fn = std::move(fn), interval]() mutable {
+        impl->stats_source = std::move(fn);
+        impl->stats_interval = std::max(interval, std::chrono::milliseconds(0));
+        impl->stats_timer.cancel();  // report with the new source now
+    });
+}
+
+bool ControlClient::flush_stats(std::chrono::milliseconds timeout) {
+    Impl* impl = impl_.get();
+    uint64_t gen;
+    {
+        std::lock_guard lk(impl->mu);
+        if (!impl->st.connected || !impl->thread.joinable()) return false;
+        gen = ++impl->stats_flush_gen;
+    }
+    asio::post(impl->io, [impl] { impl->stats_timer.cancel(); });
+    std::unique_lock lk(impl->mu);
+    return impl->cv.wait_for(lk, timeout, [&] { return impl->stats_written_gen >= gen; });
 }
 
 void ControlClient::start() {

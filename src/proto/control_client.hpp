@@ -15,7 +15,10 @@
 // intervals), it reconnects with capped, jittered exponential backoff; the
 // installed table stays in force until the policy's staleness_limit after
 // the last frame heard, then the verdict rule strips everything.
-// docs/protocol.md.
+//
+// While connected it also reports statistics (the stats frame): its own
+// (control_*, table_*; proto/stats.cpp) and whatever the stats source adds,
+// right after consentd's welcome and then every interval. docs/protocol.md.
 #pragma once
 
 #include <chrono>
@@ -24,10 +27,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/enforcement.hpp"
 #include "proto/endpoint.hpp"
 #include "proto/tls.hpp"
+#include "proto/wire.hpp"
 
 namespace optgate::proto {
 
@@ -52,6 +57,7 @@ public:
         uint64_t head_seq = 0;   // consentd's, as last heard
         uint64_t last_contact_mono_ns = 0;  // monotonic_ns() of the last frame; 0: never
         uint64_t connects = 0, snapshots = 0, deltas = 0, entries_refused = 0;
+        uint64_t table_entries = 0;  // keys in the installed table
         std::string stream_id, table_version, last_error;
     };
 
@@ -67,6 +73,22 @@ public:
     // (strip_table_not_received) rather than packets dropped for want of a
     // policy. False and `error` if it does not load.
     bool bootstrap(std::string_view policy_yaml, const std::string& name, std::string& error);
+
+    // What this data plane reports to consentd besides the client's own
+    // entries, every `interval` (default 1 s; 0 turns reporting off), and
+    // once right after each welcome. `fn` runs on the client's thread,
+    // concurrently with the workers: it must only read what they write
+    // (relaxed atomics, or plain loads of per-worker monotonic u64 counters,
+    // which may be a burst behind), must not block for long (it delays acks)
+    // and must not throw. Entries that break the frame's rules are dropped,
+    // and the first problem logged (proto::normalize_stats). Any time, any
+    // thread; takes effect at the next report.
+    void set_stats_source(std::function<void(std::vector<StatEntry>&)> fn,
+                          std::chrono::milliseconds interval = std::chrono::seconds(1));
+    // Sends a report now and waits until it is written, e.g. before stop()
+    // so that consentd keeps the final counts. False if not connected, or
+    // not written within `timeout`.
+    bool flush_stats(std::chrono::milliseconds timeout);
 
     void start();
     // Closes the connection and joins the thread. Idempotent.

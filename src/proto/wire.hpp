@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <variant>
 
@@ -40,6 +41,14 @@ inline constexpr size_t kMaxMessageBytes = 1024;     // goodbye reason
 inline constexpr uint32_t kMaxEntriesPerFrame = 32768;
 inline constexpr size_t kV4EntryBytes = 1 + 4 + 4;   // family, key, mask
 inline constexpr size_t kV6EntryBytes = 1 + 16 + 4;
+// Stats reports (data plane -> consentd): entries per frame, and the longest
+// metric name, label name and label value.
+inline constexpr uint32_t kMaxStatsEntries = 4096;
+inline constexpr size_t kMaxStatNameBytes = 64;
+inline constexpr size_t kMaxStatLabelNameBytes = 32;
+inline constexpr size_t kMaxStatLabelValueBytes = 64;
+inline constexpr size_t kMaxStatEntryBytes =
+    1 + 1 + kMaxStatNameBytes + 8 + 1 + kMaxStatLabelNameBytes + 1 + kMaxStatLabelValueBytes;
 // The largest payload of any frame type (a snapshot begin with the largest
 // policy). Readers size buffers by this, never more.
 inline constexpr size_t kMaxPayload = 8 + 4 + 4 + 1 + kMaxTokenBytes + 1 + kMaxTokenBytes + 2 + kMaxPolicyNameBytes +
@@ -49,6 +58,7 @@ enum class FrameType : uint8_t {
     // data plane -> consentd
     hello = 0x01,
     ack = 0x02,
+    stats = 0x03,
     // consentd -> data plane
     welcome = 0x10,
     snapshot_begin = 0x11,
@@ -79,6 +89,27 @@ struct Hello {
 // to a heartbeat (liveness).
 struct Ack {
     uint64_t applied_seq = 0;
+};
+
+// What a data plane counts (docs/protocol.md, "stats"): the latest values,
+// replacing the previous report. Entries are validated on decode and sorted
+// strictly by (name, label name, label value), one kind per name; walk them
+// with for_each_stat (codec.hpp).
+enum class StatKind : uint8_t { counter = 1, gauge = 2 };
+
+struct Stats {
+    uint32_t count = 0;               // 0..kMaxStatsEntries
+    std::span<const uint8_t> bytes;   // exactly `count` entries
+};
+
+// One entry of a decoded Stats frame (views into its buffer).
+struct StatView {
+    StatKind kind = StatKind::counter;
+    std::string_view name;         // 1..64 of [a-z0-9_]
+    uint64_t value = 0;
+    std::string_view label_name;   // "" (no label) or 1..32 of [a-z0-9_], starting with a letter,
+                                   // not "dataplane" (consentd adds that label)
+    std::string_view label_value;  // "" without a label, else 1..64 printable, no quotes or backslashes
 };
 
 // consentd's answer to hello.
@@ -157,7 +188,7 @@ struct Goodbye {
 };
 
 using Frame = std::variant<Hello, Ack, Welcome, SnapshotBegin, SnapshotChunk, SnapshotEnd, Delta, PolicyUpdate,
-                           Heartbeat, Goodbye>;
+                           Heartbeat, Goodbye, Stats>;
 
 // One table change as carried by snapshots (always upsert) and deltas.
 struct TableChange {
@@ -167,7 +198,18 @@ struct TableChange {
     PurposeMask purposes = 0;  // upsert only
 };
 
+// One statistic as a data plane reports it (encode_stats, ControlClient):
+//   {"packets", n, StatKind::counter}
+//   {"rx_packets", n, StatKind::counter, "port", "0"}
+struct StatEntry {
+    std::string name;
+    uint64_t value = 0;
+    StatKind kind = StatKind::counter;
+    std::string label_name, label_value;  // both empty: no label
+};
+
 std::string_view to_string(FrameType t) noexcept;
 std::string_view to_string(Goodbye::Code c) noexcept;
+std::string_view to_string(StatKind k) noexcept;  // "counter", "gauge"
 
 }  // namespace optgate::proto

@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "proto/stats.hpp"
 #include "replay/pcap_files.hpp"
 
 namespace optgate::replay {
@@ -25,7 +26,8 @@ std::string default_name() {
 
 }  // namespace
 
-std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforcement& enforcement) {
+std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforcement& enforcement,
+                                                      StatsSource* stats) {
     std::string error;
     const auto ep = proto::Endpoint::parse(o.endpoint, error);
     if (!ep) throw FileError("--control " + o.endpoint + ": " + error);
@@ -42,6 +44,10 @@ std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforce
     } catch (const std::exception& e) {
         throw FileError("--control " + o.endpoint + ": " + e.what());
     }
+    if (stats)
+        client->set_stats_source([stats](std::vector<proto::StatEntry>& out) { stats->fill(out); }, o.stats_interval);
+    else
+        client->set_stats_source(nullptr, o.stats_interval);
     client->start();
     if (!client->wait_synced(o.timeout)) {
         const auto st = client->status();
@@ -51,6 +57,21 @@ std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforce
                         (st.last_error.empty() ? std::string() : " (" + st.last_error + ")"));
     }
     return client;
+}
+
+void StatsSource::update(const WorkerCounters& c, bool now) {
+    const uint64_t t = monotonic_ns();
+    if (!now && t - copied_ns_ < 100'000'000) return;
+    std::lock_guard lk(mu_);
+    copy_ = c;
+    copied_ns_ = t;
+}
+
+void StatsSource::fill(std::vector<proto::StatEntry>& out) {
+    const auto runtime = enforcement_.runtime();  // the control thread installs it: safe here
+    if (!runtime) return;
+    std::lock_guard lk(mu_);
+    proto::append_counters(out, copy_, *runtime);
 }
 
 boost::json::object control_report(const ControlOptions& o, const proto::ControlClient::Status& s) {

@@ -9,7 +9,9 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "core/enforcement.hpp"
 #include "proto/control_client.hpp"
@@ -21,12 +23,33 @@ struct ControlOptions {
     std::string name;      // how consentd lists this replay ("" : replay-HOST-PID)
     std::string tls_cert, tls_key, tls_ca;
     std::chrono::milliseconds timeout{10000};  // for the first snapshot
+    std::chrono::milliseconds stats_interval{1000};  // stats reports to consentd
+};
+
+// The replay's counters for consentd's stats reports: the replay loop hands
+// a copy over now and then (its worker's counters are plain, not atomic);
+// the control thread reports the copy (proto::append_counters names).
+class StatsSource {
+public:
+    explicit StatsSource(Enforcement& enforcement) : enforcement_(enforcement) {}
+    // Replay loop: copies `c` if the last copy is older than 100 ms, or `now`.
+    void update(const WorkerCounters& c, bool now = false);
+    // Control thread (ControlClient::set_stats_source).
+    void fill(std::vector<proto::StatEntry>& out);
+
+private:
+    Enforcement& enforcement_;
+    std::mutex mu_;
+    WorkerCounters copy_;
+    uint64_t copied_ns_ = 0;
 };
 
 // Connects (in the background) and waits for the first snapshot to be
 // installed in `enforcement` (controlled mode). Throws FileError naming the
 // endpoint when it cannot be had within the timeout. Fills in o.name.
-std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforcement& enforcement);
+// `stats`: what the client reports to consentd besides its own state.
+std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforcement& enforcement,
+                                                      StatsSource* stats = nullptr);
 
 // "control": {endpoint, name, connected, applied_seq, head_seq, stream_id,
 // connects, snapshots, deltas, last_error} for the report.

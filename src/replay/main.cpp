@@ -37,6 +37,7 @@ struct Options {
     bool quiet = false;
     replay::ControlOptions control;  // control.endpoint set: --control mode
     std::string control_timeout = "10s";
+    std::string stats_interval;
     bool pace = false;
 };
 
@@ -61,6 +62,8 @@ Options parse_options(int argc, char** argv) {
          "take policy and table from consentd at this Unix socket or HOST:PORT (docs/replay.md#--control)")
         ("name", po::value(&o.control.name), "with --control: how consentd lists this replay (default replay-HOST-PID)")
         ("control-timeout", po::value(&o.control_timeout), "with --control: wait this long for the table (default 10s)")
+        ("stats-interval", po::value(&o.stats_interval),
+         "with --control: report counters to consentd this often (default 1s)")
         ("tls-cert", po::value(&o.control.tls_cert), "with --control HOST:PORT: this data plane's certificate (PEM)")
         ("tls-key", po::value(&o.control.tls_key), "with --control HOST:PORT: its private key (PEM)")
         ("tls-ca", po::value(&o.control.tls_ca), "with --control HOST:PORT: the CA that signs consentd's certificate")
@@ -89,12 +92,17 @@ Options parse_options(int argc, char** argv) {
         const auto t = policy::detail::parse_duration(o.control_timeout, error);
         if (!t) throw UsageError("--control-timeout " + o.control_timeout + ": " + error);
         o.control.timeout = *t;
+        if (vm.count("stats-interval")) {
+            const auto si = policy::detail::parse_duration(o.stats_interval, error);
+            if (!si) throw UsageError("--stats-interval " + o.stats_interval + ": " + error);
+            o.control.stats_interval = *si;
+        }
     } else {
         if (o.policy.empty()) throw UsageError("--policy FILE is required (or --control)");
         if (o.consent.empty()) throw UsageError("--consent FILE is required");
         if (!o.control.name.empty() || !o.control.tls_cert.empty() || !o.control.tls_key.empty() ||
-            !o.control.tls_ca.empty())
-            throw UsageError("--name and --tls-* go with --control");
+            !o.control.tls_ca.empty() || vm.count("stats-interval"))
+            throw UsageError("--name, --stats-interval and --tls-* go with --control");
     }
     if (o.input.empty() || o.output.empty()) throw UsageError("IN.pcap and OUT.pcap are required");
     return o;
@@ -103,9 +111,10 @@ Options parse_options(int argc, char** argv) {
 int run(Options& o) {
     const bool controlled = !o.control.endpoint.empty();
     Enforcement enforcement(controlled ? Enforcement::Mode::controlled : Enforcement::Mode::static_table);
+    replay::StatsSource stats(enforcement);  // before the client, whose thread reads it
     std::unique_ptr<proto::ControlClient> control;
     if (controlled)
-        control = replay::connect_control(o.control, enforcement);  // waits for the snapshot
+        control = replay::connect_control(o.control, enforcement, &stats);  // waits for the snapshot
     else
         install_static_consent(enforcement, o.policy, o.consent);
 
@@ -131,15 +140,16 @@ int run(Options& o) {
             const uint32_t wire = origlen[i] - (caplen_before[i] - pkts[i].len);
             out.write(pkts[i].data, pkts[i].len, wire, pkts[i].timestamp_ns);
         }
+        if (control) stats.update(worker.counters());
     };
     replay::Pacer pacer;
     bool more = true;
     while (more) {
         uint32_t n = 0;
         while (n < kBurst) {
-            const uint8_t* data;
-            uint32_t caplen, len;
-            uint64_t ts;
+            const uint8_t* data = nullptr;
+            uint32_t caplen = 0, len = 0;
+            uint64_t ts = 0;
             if (!in.next(data, caplen, len, ts)) {
                 more = false;
                 break;
@@ -162,7 +172,12 @@ int run(Options& o) {
         process(n);
     }
     worker.idle();
-    if (control) control->stop();  // the table stays installed; the thread is gone
+    if (control) {
+        // consentd keeps the final counts (GET /metrics, up 0 once we are gone).
+        stats.update(worker.counters(), true);
+        control->flush_stats(std::chrono::seconds(1));
+        control->stop();  // the table stays installed; the thread is gone
+    }
 
     out.commit();
     const auto runtime = enforcement.runtime();

@@ -24,8 +24,7 @@ bool file_is_nanosecond(const std::string& path) {
 
 }  // namespace
 
-PcapReader::PcapReader(const std::string& path) : path_(path) {
-    nano_ = file_is_nanosecond(path);
+PcapReader::PcapReader(const std::string& path) : path_(path), nano_(file_is_nanosecond(path)) {
     char err[PCAP_ERRBUF_SIZE] = {};
     handle_ = pcap_open_offline_with_tstamp_precision(
         path.c_str(), nano_ ? PCAP_TSTAMP_PRECISION_NANO : PCAP_TSTAMP_PRECISION_MICRO, err);
@@ -50,9 +49,10 @@ bool PcapReader::next(const uint8_t*& data, uint32_t& caplen, uint32_t& origlen,
 }
 
 PcapWriter::PcapWriter(const std::string& path, int linktype, int snaplen, bool nanosecond)
-    : path_(path), temp_path_(path + ".partial"), nano_(nanosecond) {
-    dead_ = pcap_open_dead_with_tstamp_precision(
-        linktype, snaplen, nanosecond ? PCAP_TSTAMP_PRECISION_NANO : PCAP_TSTAMP_PRECISION_MICRO);
+    : path_(path), temp_path_(path + ".partial"),
+      dead_(pcap_open_dead_with_tstamp_precision(
+          linktype, snaplen, nanosecond ? PCAP_TSTAMP_PRECISION_NANO : PCAP_TSTAMP_PRECISION_MICRO)),
+      nano_(nanosecond) {
     if (!dead_) throw FileError(path + ": cannot create a pcap writer");
     dumper_ = pcap_dump_open(dead_, temp_path_.c_str());
     if (!dumper_) {

@@ -50,7 +50,12 @@ struct Scratch {
         REQUIRE(mkdtemp(templ.data()));
         dir = templ;
     }
-    ~Scratch() { fs::remove_all(dir); }
+    ~Scratch() {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
     std::string write(const std::string& name, const std::string& text) const {
         std::ofstream(dir / name) << text;
         return (dir / name).string();
@@ -61,13 +66,17 @@ Run run(const std::vector<std::string>& args) {
     Scratch s;
     const fs::path out = s.dir / "stdout", err = s.dir / "stderr";
     const std::string ctl = env("OPTGATECTL");
+    // execv takes mutable strings: hand it copies.
+    std::vector<std::string> words{ctl};
+    words.insert(words.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    argv.reserve(words.size() + 1);
+    for (auto& w : words) argv.push_back(w.data());
+    argv.push_back(nullptr);
     const pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
         if (!freopen(out.c_str(), "w", stdout) || !freopen(err.c_str(), "w", stderr)) _exit(127);
-        std::vector<char*> argv{const_cast<char*>(ctl.c_str())};
-        for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
         execv(ctl.c_str(), argv.data());
         _exit(127);
     }

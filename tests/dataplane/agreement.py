@@ -10,6 +10,7 @@ usage: agreement.py OPTGATE OPTGATE_REPLAY CAPTURE POLICY CONSENT
 """
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -36,6 +37,11 @@ def read_pcap(path):
     return frames
 
 
+def remove_runtime_dir(prefix):
+    """EAL's runtime directory (the telemetry socket) outlives the process."""
+    shutil.rmtree(os.path.join("/var/run/dpdk", prefix), ignore_errors=True)
+
+
 def write_empty_pcap(directory):
     """A pcap with no packets: the rx side of a port that receives nothing."""
     path = os.path.join(directory, "empty.pcap")
@@ -57,6 +63,7 @@ def main():
                f"--vdev=net_pcap1,rx_pcap={empty},tx_pcap={to_internet}",
                "--", "--policy", policy, "--consent", consent, "--idle-exit-ms", "500", "--stats", stats]
         dp = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        remove_runtime_dir(f"optgate-agreement-{os.getpid()}")
         if dp.returncode != 0:
             print(dp.stdout, dp.stderr)
             raise SystemExit(f"optgate exited {dp.returncode}")

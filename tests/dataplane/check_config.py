@@ -18,7 +18,7 @@ def main():
     failures = []
     example = os.path.join(root, "config/optgate.example.yaml")
     r = check(optgate, example)
-    if r.returncode != 0 or "ok (controlled by /run/consentd/dataplane.sock)" not in r.stdout:
+    if r.returncode != 0 or "ok (controlled by /run/optgate/consentd.sock)" not in r.stdout:
         failures.append(f"the example does not check: {r.returncode} {r.stdout} {r.stderr}")
     if "EAL" in r.stdout + r.stderr:
         failures.append("EAL started for --check-config")

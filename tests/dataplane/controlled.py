@@ -21,7 +21,7 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "consentd"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import Daemon  # noqa: E402
-from agreement import read_pcap, write_empty_pcap  # noqa: E402
+from agreement import read_pcap, remove_runtime_dir, write_empty_pcap  # noqa: E402
 
 
 def run_dataplane(optgate, capture, socket, tmp, tag):
@@ -34,6 +34,7 @@ def run_dataplane(optgate, capture, socket, tmp, tag):
            "--", "--control", socket, "--name", f"dpdk-{tag}", "--sync-timeout-ms", "10000",
            "--idle-exit-ms", "500", "--stats", stats]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    remove_runtime_dir(f"optgate-controlled-{os.getpid()}-{tag}")
     if r.returncode != 0:
         raise SystemExit(f"optgate exited {r.returncode}:\n{r.stdout}{r.stderr}")
     with open(stats) as f:
@@ -86,6 +87,16 @@ def main():
             check(dp_stats["counters"]["verdict_strip_no_consent"] > 0, "nothing stripped for lack of consent",
                   failures)
             check(dp_stats["counters"]["verdict_strip_table_not_received"] == 0, "ran before the snapshot", failures)
+            # Its final counters reached consentd over the control channel
+            # (flushed before it disconnected) and /metrics shows them.
+            frames = len(read_pcap(capture))
+            for metric, want in ((f'optgate_dp_driver_rx{{dataplane="dpdk-granted"}}', frames),
+                                 (f'optgate_dp_verdict_pass_consent{{dataplane="dpdk-granted"}}', passed),
+                                 (f'optgate_dp_worker_packets{{dataplane="dpdk-granted",worker="0"}}', frames),
+                                 (f'optgate_dp_port_rx_packets{{dataplane="dpdk-granted",port="subscriber"}}',
+                                  frames)):
+                got = d.metric(metric)
+                check(got == want, f"consentd /metrics {metric} = {got}, want {want}", failures)
 
             # Withdraw every grant, waiting until connected data planes enforce
             # it, then run again: no consent is left, so nothing passes.

@@ -24,7 +24,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agreement import read_pcap, write_empty_pcap  # noqa: E402
+from agreement import read_pcap, remove_runtime_dir, write_empty_pcap  # noqa: E402
 
 from scapy.all import Ether, IP, IPv6, TCP, UDP, Raw, wrpcap  # noqa: E402
 
@@ -108,8 +108,10 @@ def run(optgate, capture, policy, consent, tmp, lcores, workers):
            f"--vdev=net_pcap0,rx_pcap={capture},tx_pcap={to_sub}",
            f"--vdev=net_pcap1,rx_pcap={empty},tx_pcap={to_inet}",
            "--", "--policy", policy, "--consent", consent, "--steering", "software",
+           "--worker-lcores", ",".join(str(i) for i in range(workers)),  # the main lcore works too
            "--idle-sleep-us", "50", "--idle-exit-ms", "1500", "--stats", stats]
     dp = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    remove_runtime_dir(f"optgate-mw-{os.getpid()}-{workers}")
     if dp.returncode != 0:
         print(dp.stdout, dp.stderr)
         raise SystemExit(f"optgate ({workers} workers) exited {dp.returncode}")

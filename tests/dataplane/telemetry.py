@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agreement import read_pcap, write_empty_pcap  # noqa: E402
+from agreement import read_pcap, remove_runtime_dir, write_empty_pcap  # noqa: E402
 
 
 def query(path, commands):
@@ -46,7 +46,8 @@ def main():
         cmd = [optgate, "-l", "0-1", "--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--file-prefix", prefix,
                f"--vdev=net_pcap0,rx_pcap={capture},tx_pcap={os.path.join(tmp, 'a.pcap')}",
                f"--vdev=net_pcap1,rx_pcap={empty},tx_pcap={os.path.join(tmp, 'b.pcap')}",
-               "--", "--policy", policy, "--consent", consent, "--idle-sleep-us", "100", "--duration", "60",
+               "--", "--policy", policy, "--consent", consent, "--worker-lcores", "0,1",
+               "--idle-sleep-us", "100", "--duration", "60",
                "--stats", stats]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -83,6 +84,7 @@ def main():
             if p.poll() is None:
                 p.kill()
                 p.communicate()
+            remove_runtime_dir(prefix)
         if p.returncode != 0:
             failures.append(f"exit {p.returncode} after SIGTERM")
         if "signal SIGTERM: draining" not in err:

@@ -47,6 +47,8 @@ public:
     // section body (indented two spaces), beyond the socket, which is set.
     explicit Consentd(const std::string& policy_yaml, const std::string& dataplanes_yaml = "  heartbeat_interval: 100ms\n");
     ~Consentd();
+    Consentd(const Consentd&) = delete;
+    Consentd& operator=(const Consentd&) = delete;
 
     void start();  // waits for the API and the data-plane socket
     void kill(int sig);

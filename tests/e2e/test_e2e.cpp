@@ -54,8 +54,8 @@ enforcement:
   staleness_limit: 1s
 )";
 
-const char* kSub = "100.64.0.10";
-const char* kAdnet = "203.0.113.53";
+const char* const kSub = "100.64.0.10";
+const char* const kAdnet = "203.0.113.53";
 
 uint64_t seq_of(const HttpResult& r) {
     INFO(r.body);
@@ -73,8 +73,7 @@ bool has_dataplane(Consentd& c, const std::string& name, uint64_t applied_at_lea
 // A bare Unix-socket peer (never reads unless asked).
 struct RawPeer {
     int fd = -1;
-    RawPeer(const std::string& path, int rcvbuf = 0) {
-        fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    explicit RawPeer(const std::string& path, int rcvbuf = 0) : fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
         if (rcvbuf) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
         sockaddr_un a{};
         a.sun_family = AF_UNIX;
@@ -82,6 +81,8 @@ struct RawPeer {
         REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
     }
     ~RawPeer() { ::close(fd); }
+    RawPeer(const RawPeer&) = delete;
+    RawPeer& operator=(const RawPeer&) = delete;
     void write(const std::string& s) { (void)!::send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
     // True once the peer has closed (within `timeout`).
     bool closed_within(std::chrono::milliseconds timeout) {
@@ -245,6 +246,79 @@ TEST_CASE("a data plane that never reads does not hold up the API; it is resynce
     // Everyone else still gets the whole table.
     const auto r = replay_control(c.socket(), {dns_with_ecs("100.65.0.7", kAdnet)});
     CHECK(r.counter("verdict_pass_consent") == 1);
+}
+
+namespace {
+bool has_line(const std::string& text, const std::string& line) {
+    return ("\n" + text).find("\n" + line + "\n") != std::string::npos;
+}
+}  // namespace
+
+TEST_CASE("data plane stats: a replay's counters in GET /metrics while it runs, and once it is gone") {
+    Consentd c(kPolicy);
+    c.start();
+    seq_of(c.bind(kSub, "sub-1"));
+    seq_of(c.grant("sub-1", "advertising"));
+    const auto with_ecs = dns_with_ecs(kSub, kAdnet);
+    auto metrics = [&] { return c.request("GET", "/metrics").body; };
+
+    PacedReplay p(c.socket(), {with_ecs, with_ecs}, 2500ms, "e2e-stats");
+    // Between its two packets: the first one, counted under the report's names.
+    REQUIRE(eventually([&] { return has_line(metrics(), R"(optgate_dp_packets{dataplane="e2e-stats"} 1)"); }));
+    {
+        const std::string m = metrics();
+        INFO(m);
+        CHECK(has_line(m, "# TYPE optgate_dp_packets counter"));
+        CHECK(has_line(m, R"(optgate_dataplane_up{dataplane="e2e-stats"} 1)"));
+        CHECK(has_line(m, R"(optgate_dp_verdict_pass_consent{dataplane="e2e-stats"} 1)"));
+        CHECK(has_line(m, R"(optgate_dp_destination_passed{dataplane="e2e-stats",destination="example-adnet"} 1)"));
+        CHECK(has_line(m, R"(optgate_dp_identifier_passed{dataplane="e2e-stats",identifier="EDNS client subnet"} 1)"));
+        CHECK(has_line(m, R"(optgate_dp_control_synced{dataplane="e2e-stats"} 1)"));
+    }
+    {
+        const auto d = c.dataplanes().at(0).as_object();
+        CHECK(d.at("stats_age_ms").to_number<uint64_t>() < 5000);
+        CHECK(d.at("stats_entries").to_number<uint64_t>() > 80);
+        CHECK_FALSE(d.contains("stats"));
+        const auto full = c.request("GET", "/v1/dataplanes?stats=true");
+        REQUIRE(full.status == 200);
+        bool packets = false;
+        const auto body = full.json();
+        for (const auto& e : body.at("dataplanes").at(0).at("stats").as_array())
+            packets = packets || (e.at("name").as_string() == "packets" && e.at("value").to_number<uint64_t>() == 1);
+        CHECK(packets);
+        CHECK(c.request("GET", "/v1/dataplanes?stats=yes").status == 400);
+        const auto r = run({env("OPTGATECTL"), "dataplanes", "--server", c.url(), "--token", Consentd::kToken});
+        INFO(r.output);
+        CHECK(r.exit_code == 0);
+        CHECK(r.output.find("STATS AGE") != std::string::npos);
+    }
+
+    const auto r = p.finish();
+    CHECK(r.counter("packets") == 2);
+    // Gone: its final counts (flushed before it stopped), with up 0.
+    REQUIRE(eventually([&] { return has_line(metrics(), R"(optgate_dataplane_up{dataplane="e2e-stats"} 0)"); }));
+    CHECK(has_line(metrics(), R"(optgate_dp_packets{dataplane="e2e-stats"} 2)"));
+    const auto list = c.request("GET", "/v1/dataplanes").json();
+    CHECK(list.at("dataplanes").as_array().empty());
+    REQUIRE(list.at("disconnected").as_array().size() == 1);
+    CHECK(list.at("disconnected").at(0).at("name").as_string() == "e2e-stats");
+    const auto ctl = run({env("OPTGATECTL"), "dataplanes", "--server", c.url(), "--token", Consentd::kToken});
+    INFO(ctl.output);
+    CHECK(ctl.output.find("recently disconnected") != std::string::npos);
+    CHECK(ctl.output.find("e2e-stats") != std::string::npos);
+
+    // A malformed report closes that connection, like any malformed frame.
+    RawPeer bad(c.socket());
+    std::string h;
+    proto::encode(h, proto::Hello{"e2e-bad-stats", 0, ""});
+    const std::string payload = std::string{0, 0, 0, 1, 1, 2} + "Rx" + std::string(8, '\0') + std::string(2, '\0');
+    bad.write(h + std::string{char(proto::kMagic0), char(proto::kMagic1), char(proto::kVersion),
+                              char(proto::FrameType::stats), 0, 0, 0, char(payload.size())} +
+              payload);
+    CHECK(bad.closed_within(5000ms));
+    CHECK(c.metric("consentd_dataplane_protocol_errors_total") >= 1);
+    CHECK(c.log().find("malformed frame: stats entry") != std::string::npos);
 }
 
 TEST_CASE("malformed and oversized frames close that connection; consentd carries on") {

@@ -16,7 +16,7 @@ using golden::TempDir;
 namespace {
 
 std::string sample_pcap(const TempDir& tmp) {
-    const std::string path = tmp.file("in.pcap");
+    std::string path = tmp.file("in.pcap");
     write_pcap(path, {{1, PacketBuilder().ipv4("100.64.0.10", "203.0.113.5").tcp(1, 80).build()}});
     return path;
 }
@@ -100,6 +100,7 @@ TEST_CASE("invalid YAML and unknown purposes come with line:column") {
 TEST_CASE("a truncated pcap fails without leaving an OUT that looks complete") {
     TempDir tmp;
     std::vector<PcapRecord> recs;
+    recs.reserve(50);
     for (int i = 0; i < 50; ++i)
         recs.push_back({uint64_t(i) * 1000, PacketBuilder().ipv4("100.64.0.10", "203.0.113.5").tcp(1, 80).payload(std::string(100, 'a')).build()});
     const std::string in = tmp.file("in.pcap");

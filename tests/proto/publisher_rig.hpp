@@ -40,6 +40,8 @@ struct TempDir {
         std::error_code ec;
         fs::remove_all(path, ec);
     }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
     std::string file(const std::string& name) const { return (path / name).string(); }
     fs::path path;
 };
@@ -150,6 +152,9 @@ struct Rig {
         return p.get_future().get();
     }
 
+    Rig(const Rig&) = delete;
+    Rig& operator=(const Rig&) = delete;
+    // NOLINTNEXTLINE(bugprone-exception-escape): a teardown that fails should end the test binary, loudly
     ~Rig() {
         on_io([this] {
             server->stop();
@@ -205,6 +210,8 @@ struct DataPlane {
         client.stop();
         enforcement.rcu().unregister_reader(reader);
     }
+    DataPlane(const DataPlane&) = delete;
+    DataPlane& operator=(const DataPlane&) = delete;
 
     proto::ControlClient::Options options(const proto::Endpoint& ep, const std::string& name,
                                           std::chrono::milliseconds backoff, std::optional<proto::TlsFiles> tls) {

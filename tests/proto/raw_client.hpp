@@ -18,8 +18,7 @@ namespace optgate::test_proto {
 class RawClient {
 public:
     // `rcvbuf`: a small receive buffer makes a non-reading peer stall sooner.
-    explicit RawClient(const std::string& path, int rcvbuf = 0) {
-        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    explicit RawClient(const std::string& path, int rcvbuf = 0) : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
         REQUIRE(fd_ >= 0);
         if (rcvbuf) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
         sockaddr_un a{};

@@ -35,7 +35,8 @@ std::optional<Goodbye::Code> goodbye_in(const std::string& bytes, std::string* m
 EnforcementReport wait_enforced(Rig& rig, uint64_t seq, std::chrono::milliseconds timeout) {
     std::promise<EnforcementReport> p;
     auto f = p.get_future();
-    rig.on_io([&] { rig.publisher->wait_enforced(seq, timeout, [&p](EnforcementReport r) { p.set_value(r); }); });
+    rig.on_io(
+        [&] { rig.publisher->wait_enforced(seq, timeout, [&p](const EnforcementReport& r) { p.set_value(r); }); });
     return f.get();
 }
 
@@ -336,7 +337,7 @@ TEST_CASE("?wait=enforced: all connected data planes, disconnects, none at all")
     uint64_t s2 = 0;
     rig.on_io([&] {});
     s2 = rig.ledger.upsert("100.64.0.11", 2);
-    rig.on_io([&] { rig.publisher->wait_enforced(s2, 3000ms, [&p](EnforcementReport r) { p.set_value(r); }); });
+    rig.on_io([&] { rig.publisher->wait_enforced(s2, 3000ms, [&p](const EnforcementReport& r) { p.set_value(r); }); });
     const auto r = f.get();
     CHECK(r.status == EnforcementReport::Status::enforced);
     CHECK(r.seq == s2);
@@ -426,4 +427,22 @@ TEST_CASE("a second connection with the same name replaces the first") {
         const auto d = rig.dataplanes();
         return d.size() == 1 && d[0].name == "edge-1";
     }));
+}
+
+TEST_CASE("a data plane acknowledges a change only once every worker has passed a quiescent point") {
+    Rig rig;
+    DataPlane dp(rig.endpoint(), "edge-1");
+    dp.client.start();
+    REQUIRE(dp.client.wait_synced(5s));
+    REQUIRE(eventually([&] { return rig.dataplanes().size() == 1; }));
+
+    // A worker inside a burst: it may still hold what it read before.
+    const auto worker = dp.enforcement.rcu().register_reader();
+    const uint64_t s = rig.ledger.upsert("100.64.0.11", 3);
+    CHECK(eventually([&] { return dp.client.status().applied_seq >= s; }));  // applied to the table...
+    std::this_thread::sleep_for(300ms);
+    CHECK(rig.dataplanes()[0].applied_seq < s);  // ...but not acknowledged to consentd
+    dp.enforcement.rcu().offline(worker);        // the burst ends, the worker idles
+    CHECK(eventually([&] { return rig.dataplanes()[0].applied_seq >= s; }));
+    dp.enforcement.rcu().unregister_reader(worker);
 }

@@ -191,6 +191,11 @@ TEST_CASE("config: a TCP listener beyond loopback needs TLS; socket modes; heart
     CHECK(read("socket: \"\"\n", c).find("neither") != std::string::npos);
     c = {};
     CHECK(read("heartbeat: 1s\n", c).find("heartbeat_interval") != std::string::npos);  // did you mean
+    c = {};
+    CHECK(c.stats_retention == std::chrono::minutes(10));
+    CHECK(read("stats_retention: 90s\n", c).empty());
+    CHECK(c.stats_retention == std::chrono::seconds(90));
+    CHECK_FALSE(read("stats_retention: 0s\n", c).empty());
 
     c = {};
     c.heartbeat_interval = std::chrono::milliseconds(1000);

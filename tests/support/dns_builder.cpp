@@ -22,8 +22,8 @@ Bytes ecs_option_data(std::string_view prefix, uint8_t scope) {
     };
     std::string addr(prefix.substr(0, prefix.find('/')));
     std::array<uint8_t, 16> bytes{};
-    uint8_t family;
-    unsigned max_len;
+    uint8_t family = 0;
+    unsigned max_len = 0;
     if (inet_pton(AF_INET, addr.c_str(), bytes.data()) == 1) {
         family = 1;
         max_len = 32;

@@ -77,11 +77,11 @@ void parse_ipv6(const Bytes& f, FrameLayout& L) {
             uint8_t type = f[off + 2];
             size_t n_addr = (len - 8) / 16;
             if ((type == 0 || type == 2) && n_addr > 0) {
-                std::array<uint8_t, 16> a;
+                std::array<uint8_t, 16> a{};
                 std::memcpy(a.data(), &f[off + 8 + 16 * (n_addr - 1)], 16);
                 L.final_dst = a;
             } else if (type == 4 && n_addr > 0) {
-                std::array<uint8_t, 16> a;
+                std::array<uint8_t, 16> a{};
                 std::memcpy(a.data(), &f[off + 8], 16);
                 L.final_dst = a;
             }

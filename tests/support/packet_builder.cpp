@@ -120,23 +120,24 @@ PacketBuilder& PacketBuilder::ipv6(std::string_view src, std::string_view dst, I
     return *this;
 }
 
-PacketBuilder& PacketBuilder::ext_hop_by_hop(Bytes options) {
+PacketBuilder& PacketBuilder::ext_hop_by_hop(const Bytes& options) {
     ext_.push_back({kIp6HopByHop, options_header(options)});
     return *this;
 }
 
-PacketBuilder& PacketBuilder::ext_dest_opts(Bytes options) {
+PacketBuilder& PacketBuilder::ext_dest_opts(const Bytes& options) {
     ext_.push_back({kIp6DestOpts, options_header(options)});
     return *this;
 }
 
 PacketBuilder& PacketBuilder::ext_routing(uint8_t routing_type, uint8_t segments_left,
-                                          std::vector<std::string_view> addresses) {
+                                          const std::vector<std::string_view>& addresses) {
     size_t total = 8 + 16 * addresses.size();
     if (total > 2048) throw std::invalid_argument("PacketBuilder::ext_routing: too many addresses");
     Bytes h{0, uint8_t(total / 8 - 1), routing_type, segments_left, 0, 0, 0, 0};
     if (routing_type == 4 && !addresses.empty()) h[4] = uint8_t(addresses.size() - 1);  // last entry
     std::vector<std::array<uint8_t, 16>> parsed;
+    parsed.reserve(addresses.size());
     for (auto a : addresses) {
         parsed.push_back(parse_addr(a, AF_INET6));
         append(h, parsed.back().data(), 16);

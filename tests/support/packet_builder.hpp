@@ -116,8 +116,8 @@ public:
 
     // IPv6 extension headers, chained in call order. Options are raw TLVs;
     // the builder appends Pad1/PadN to the 8-byte boundary.
-    PacketBuilder& ext_hop_by_hop(Bytes options = {});
-    PacketBuilder& ext_dest_opts(Bytes options = {});
+    PacketBuilder& ext_hop_by_hop(const Bytes& options = {});
+    PacketBuilder& ext_dest_opts(const Bytes& options = {});
     // Routing header. Types 0 and 2 carry `addresses` after 4 reserved bytes;
     // type 4 (SRv6 SRH, RFC 8754) carries them as the segment list after
     // last-entry/flags/tag, in wire order (segment list[0] = final segment).
@@ -125,7 +125,7 @@ public:
     // the final destination (type 0/2: last address; type 4: the first), as RFC
     // 8200 8.1 asks and as scapy does; otherwise the IPv6 header's destination.
     PacketBuilder& ext_routing(uint8_t routing_type, uint8_t segments_left,
-                               std::vector<std::string_view> addresses = {});
+                               const std::vector<std::string_view>& addresses = {});
     PacketBuilder& ext_fragment(uint16_t offset8, bool more, uint32_t id);
 
     PacketBuilder& tcp(uint16_t sport, uint16_t dport, TcpOptions o = {});

@@ -32,7 +32,7 @@ void check_l4(const Bytes& f, const detail::FrameLayout& L, ChecksumReport& r) {
         r.detail += "; udp length " + std::to_string(get16(f, L.l4 + 4)) + " != IP payload " + std::to_string(len);
         return;
     }
-    if (!udp && (f[L.l4 + 12] >> 4) * 4u > len) {
+    if (!udp && size_t(f[L.l4 + 12] >> 4) * 4 > len) {
         r.detail += "; tcp data offset beyond the segment";
         return;
     }
@@ -103,7 +103,7 @@ Bytes from_hex(std::string_view hex) {
     Bytes out;
     int hi = -1;
     for (char c : hex) {
-        int v;
+        int v = 0;
         if (c >= '0' && c <= '9') v = c - '0';
         else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
         else if (c >= 'A' && c <= 'F') v = c - 'A' + 10;

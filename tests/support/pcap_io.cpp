@@ -47,9 +47,9 @@ std::vector<PcapRecord> read_pcap(const std::string& path, int* linktype) {
     if (!p) throw std::runtime_error(path + ": " + err);
     if (linktype) *linktype = pcap_datalink(p.get());
     std::vector<PcapRecord> out;
-    pcap_pkthdr* h;
-    const u_char* data;
-    int rc;
+    pcap_pkthdr* h = nullptr;
+    const u_char* data = nullptr;
+    int rc = 0;
     while ((rc = pcap_next_ex(p.get(), &h, &data)) == 1)
         out.push_back({uint64_t(h->ts.tv_sec) * 1000000000u + uint64_t(h->ts.tv_usec), Bytes(data, data + h->caplen)});
     if (rc != PCAP_ERROR_BREAK) throw std::runtime_error(path + ": " + pcap_geterr(p.get()));

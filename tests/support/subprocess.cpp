@@ -13,8 +13,6 @@
 #include <stdexcept>
 #include <thread>
 
-extern char** environ;
-
 namespace optgate::test {
 
 std::string env(const char* name) {
@@ -42,13 +40,14 @@ TempDir::~TempDir() {
 }
 
 std::string TempDir::write(const std::string& name, const std::string& text) const {
-    const std::string p = file(name);
+    std::string p = file(name);
     std::ofstream(p) << text;
     return p;
 }
 
 Process::Process(std::vector<std::string> argv, std::string log) : log_(std::move(log)) {
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
     posix_spawn_file_actions_t actions;

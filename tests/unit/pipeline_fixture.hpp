@@ -50,6 +50,7 @@ struct PipelineFixture {
     // Runs frames as one burst; dropped ones come back empty.
     std::vector<Bytes> run_burst(std::vector<Bytes> frames, uint64_t ts_ns = 1'000'000'000) {
         std::vector<PacketRef> refs;
+        refs.reserve(frames.size());
         for (auto& f : frames) refs.push_back({f.data(), uint32_t(f.size()), ts_ns, Action::forward});
         worker->process_burst(refs.data(), uint32_t(refs.size()), monotonic_ns());
         for (size_t i = 0; i < frames.size(); ++i) {

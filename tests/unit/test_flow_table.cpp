@@ -19,8 +19,7 @@ struct Value {
 using Table = FlowTable<Value>;
 
 FlowKey key(uint16_t sport) {
-    FlowKey k;
-    std::memset(&k, 0, sizeof k);
+    FlowKey k{};
     k.src[0] = 100;
     k.src[1] = 64;
     k.dst[0] = 203;

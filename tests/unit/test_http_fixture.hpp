@@ -63,7 +63,7 @@ inline TcpView read_tcp(const Bytes& f) {
     size_t l4 = 0, end = 0;
     if (et == 0x0800) {
         if (f[off + 9] != 6) return v;
-        l4 = off + (f[off] & 0x0f) * 4u;
+        l4 = off + size_t(f[off] & 0x0f) * 4;
         end = off + u16(off + 2);
     } else if (et == 0x86dd) {
         if (f[off + 6] != 6) return v;
@@ -74,7 +74,7 @@ inline TcpView read_tcp(const Bytes& f) {
     }
     v.seq = uint32_t(f[l4 + 4]) << 24 | uint32_t(f[l4 + 5]) << 16 | uint32_t(f[l4 + 6]) << 8 | f[l4 + 7];
     v.flags = f[l4 + 13];
-    const size_t data = l4 + (f[l4 + 12] >> 4) * 4u;
+    const size_t data = l4 + size_t(f[l4 + 12] >> 4) * 4;
     v.payload.assign(f.begin() + long(data), f.begin() + long(end));
     v.ok = true;
     return v;
@@ -119,6 +119,7 @@ struct HttpPipeline {
     }
     std::vector<Bytes> run_burst(std::vector<Bytes> frames, uint64_t ts_ns = kSecond) {
         std::vector<PacketRef> refs;
+        refs.reserve(frames.size());
         for (auto& f : frames) refs.push_back({f.data(), uint32_t(f.size()), ts_ns, Action::forward});
         worker->process_burst(refs.data(), uint32_t(refs.size()), monotonic_ns());
         for (size_t i = 0; i < frames.size(); ++i) {

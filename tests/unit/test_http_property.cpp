@@ -376,6 +376,7 @@ TEST_CASE("property: random streams, segments, reordering and retransmission") {
                 continue;
             }
             std::vector<Bytes> frames;
+            frames.reserve(burst.size());
             for (const auto& [i, p] : burst) frames.push_back(sims[i].frame(p));
             const auto out = px.run_burst(frames, ts);
             packets += out.size();

@@ -31,7 +31,7 @@ void check_frame(const Bytes& f) {
     CHECK_MESSAGE(r.ok(), r.detail);
 }
 
-std::string with_host(std::string host) {
+std::string with_host(const std::string& host) {
     std::string r = kReq;
     r.replace(r.find("www.example.org"), 15, host);
     return r;

@@ -74,7 +74,7 @@ struct TestSink {
 
 class Harness {
 public:
-    explicit Harness(std::vector<std::pair<std::string, int>> ids = kIdentifiers, size_t host_buffers = 8)
+    explicit Harness(const std::vector<std::pair<std::string, int>>& ids = kIdentifiers, size_t host_buffers = 8)
         : matcher_(ids), hosts_(host_buffers) {}
 
     TestSink sink;
@@ -112,7 +112,7 @@ public:
     // Returns the one-piece result.
     template <class Check>
     Recorded run_all(std::string_view input, Check&& check, int random_cuts = 40) {
-        const Recorded whole = run(input);
+        Recorded whole = run(input);
         check(whole, "whole");
         for (size_t k = 1; k < input.size(); ++k) check(run(input, {k}), "cut at " + std::to_string(k));
         std::vector<size_t> bytes;

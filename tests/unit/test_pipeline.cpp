@@ -10,7 +10,7 @@ namespace {
 
 const EdnsOption kEcs{8, ecs_option_data("100.64.0.0/24")};
 
-Bytes dns4(const char* src, const char* dst, std::vector<EdnsOption> opts, Ipv4Options ip = {}) {
+Bytes dns4(const char* src, const char* dst, std::vector<EdnsOption> opts, const Ipv4Options& ip = {}) {
     return PacketBuilder()
         .ipv4(src, dst, ip)
         .udp(40000, 53)
@@ -61,6 +61,7 @@ TEST_CASE("non-IP, malformed and non-subscriber packets pass through byte-identi
 TEST_CASE("bursts larger than the worker's burst size are split, not truncated") {
     PipelineFixture fx;
     std::vector<Bytes> frames;
+    frames.reserve(150);
     for (int i = 0; i < 150; ++i) frames.push_back(dns4("100.64.0.12", "198.18.0.53", {kEcs}));
     const auto out = fx.run_burst(frames);
     const Bytes expected = dns4("100.64.0.12", "198.18.0.53", {});

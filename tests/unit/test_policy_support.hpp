@@ -64,7 +64,7 @@ inline size_t count(const std::vector<Diagnostic>& ds, Severity s) {
 
 // True when some diagnostic is exactly at line:column, has severity `s`, and
 // its message contains every one of `parts`.
-inline bool has(const std::vector<Diagnostic>& ds, int line, int column, std::vector<std::string_view> parts,
+inline bool has(const std::vector<Diagnostic>& ds, int line, int column, const std::vector<std::string_view>& parts,
                 Severity s = Severity::error) {
     for (const auto& d : ds) {
         if (d.line != line || d.column != column || d.severity != s || d.file != kFile) continue;

@@ -40,6 +40,8 @@ public:
         if (!mkdtemp(t.data())) std::abort();
         path_ = t;
     }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
     ~TempDir() {
         std::error_code ec;
         std::filesystem::remove_all(path_, ec);

@@ -118,6 +118,7 @@ TEST_CASE("concurrent requests share commits, and listeners see every change") {
     h.service->add_listener(&rec);
     constexpr int kClients = 16, kEach = 50;
     std::vector<std::thread> clients;
+    clients.reserve(kClients);
     std::atomic<int> refused{0};  // doctest asserts belong on the test's thread
     for (int c = 0; c < kClients; ++c)
         clients.emplace_back([&, c] {
@@ -131,7 +132,7 @@ TEST_CASE("concurrent requests share commits, and listeners see every change") {
         });
     for (auto& t : clients) t.join();
     CHECK(refused == 0);
-    const uint64_t total = kClients * (kEach + 1);
+    const uint64_t total = uint64_t{kClients} * (kEach + 1);
     CHECK(h.service->head_seq() == total);
     // Fewer commits than events: requests waited for one fsync together.
     CHECK(rec.commits.size() < total);

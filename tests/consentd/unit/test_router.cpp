@@ -20,6 +20,8 @@ TEST_CASE("routes and their parameters") {
     CHECK(match_route(verb::get, "/metrics").route == Route::metrics);
     CHECK(match_route(verb::post, "/v1/import?format=csv").param("format") != nullptr);
     CHECK(match_route(verb::post, "/v1/policy/reload").route == Route::policy_reload);
+    CHECK(match_route(verb::get, "/v1/dataplanes?stats=true").param("stats") != nullptr);
+    CHECK(match_route(verb::get, "/v1/dataplanes?verbose=1").code == "unknown_parameter");
 }
 
 TEST_CASE("an IPv6 prefix in the path, encoded or not") {
