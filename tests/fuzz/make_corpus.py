@@ -103,8 +103,9 @@ def packet_corpus():
 
 # ---------------------------------------------------------------- http
 
-def http_input(stream, flags=0, lengths=(16,)):
-    return bytes([flags, len(lengths) - 1]) + bytes(n - 1 for n in lengths) + stream.encode("latin-1")
+def http_input(stream, flags=0, lengths=(16,), more=0):
+    """more: byte 1's flags above the length count (0x10 out of order, 0x20 late resend)."""
+    return bytes([flags, (len(lengths) - 1) | more]) + bytes(n - 1 for n in lengths) + stream.encode("latin-1")
 
 
 def http_corpus():
@@ -121,6 +122,9 @@ def http_corpus():
     write(t, "h2-preface", http_input(REQ_H2, 0, (4,)))
     write(t, "pass", http_input(REQ_UIDH, 0x10, (8, 8)))
     write(t, "pass-midstream-v6", http_input(REQ_MIDSTREAM, 0x10 | 0x04 | 0x01, (2,)))
+    write(t, "out-of-order-resend", http_input(REQ_PIPELINE, 0, (10, 3), more=0x10 | 0x20))
+    write(t, "out-of-order-body", http_input(REQ_PIPELINE, 0x40, (60, 5, 20), more=0x10))
+    write(t, "late-resend-midstream", http_input(REQ_MIDSTREAM, 0x04 | 0x40, (4,), more=0x20))
 
 
 # ---------------------------------------------------------------- dns
