@@ -47,7 +47,7 @@ std::string v4(uint32_t a) {
            "." + std::to_string(a & 255);
 }
 
-const char* kRequest =
+const char* const kRequest =
     "GET /ad?slot=%u HTTP/1.1\r\nHost: ads.example.net\r\nUser-Agent: Mozilla/5.0 (Linux; Android 14; Pixel 8) "
     "AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36\r\n"
     "Accept: text/html,application/xhtml+xml\r\nAccept-Language: en-US,en;q=0.9\r\n"
@@ -163,7 +163,7 @@ int make_import(const std::string& out, uint32_t subscribers) {
     return 0;
 }
 
-const char* kUsage =
+const char* const kUsage =
     "usage: optgate-bench-mkmix pcap nonhttp|dns|http OUT.pcap [--flows N] [--seed S] [--subscribers N]\n"
     "       optgate-bench-mkmix import OUT.ndjson [--subscribers N]\n";
 

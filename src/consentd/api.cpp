@@ -7,7 +7,7 @@
 #include "consentd/binding_address.hpp"
 #include "consentd/import_parser.hpp"
 #include "consentd/log.hpp"
-#include "consentd/strict_json.hpp"
+#include "consentd/request_bodies.hpp"
 #include "policy/loader.hpp"
 #include "policy/values.hpp"
 #include "policy/yaml_reader.hpp"
@@ -63,9 +63,9 @@ std::optional<json::value> json_body(const Request& req, std::optional<Response>
         error = error_response(415, "unsupported_media_type", "send the body as Content-Type: application/json");
         return std::nullopt;
     }
-    std::string why;
-    auto v = parse_json_strict(req.body(), why);
-    if (!v) error = error_response(400, "malformed_json", why);
+    BodyError why;
+    auto v = read_json_body(req.body(), why);
+    if (!v) error = error_response(400, why.code, why.message);
     return v;
 }
 
@@ -321,18 +321,18 @@ void Api::get_subscriber(const Admission& a, Respond& respond) {
 }
 
 void Api::put_consent(const Admission& a, const json::value& body, bool grant, Respond& respond) {
-    JsonFields f(body, {"source", "notice_version"});
+    BodyError error;
+    auto fields = read_consent_body(body, grant, error);
+    if (!fields) {
+        respond(error_response(400, error.code, error.message));
+        return;
+    }
     ConsentChange c;
     c.subscriber = a.match.subscriber;
     c.purpose = a.match.purpose;
     c.grant = grant;
-    auto source = f.text("source", true);
-    c.notice_version = f.text("notice_version", grant);
-    if (!f.ok()) {
-        respond(error_response(400, "invalid_body", f.error()));
-        return;
-    }
-    c.source = std::move(*source);
+    c.source = std::move(fields->source);
+    c.notice_version = std::move(fields->notice_version);
     submit(std::move(c), a,
            [grant](const Outcome& o) {
                json::object j;
@@ -347,15 +347,10 @@ void Api::put_consent(const Admission& a, const json::value& body, bool grant, R
 }
 
 void Api::put_binding(const Admission& a, const json::value& body, Respond& respond) {
-    JsonFields f(body, {"subscriber", "source"});
-    auto subscriber = f.text("subscriber", true);
-    auto source = f.text("source", false);
-    if (!f.ok()) {
-        respond(error_response(400, "invalid_body", f.error()));
-        return;
-    }
-    if (!policy::detail::is_subscriber_id(*subscriber)) {
-        respond(error_response(400, "invalid_subscriber_id", "subscriber ids are 1..128 characters of [A-Za-z0-9._:@-]"));
+    BodyError error;
+    auto fields = read_bind_body(body, error);
+    if (!fields) {
+        respond(error_response(400, error.code, error.message));
         return;
     }
     std::string why;
@@ -364,7 +359,8 @@ void Api::put_binding(const Admission& a, const json::value& body, Respond& resp
         respond(error_response(400, "invalid_address", "'" + a.match.address + "': " + why));
         return;
     }
-    BindChange c{*address, std::move(*subscriber), source ? std::move(*source) : std::string("api")};
+    BindChange c{*address, std::move(fields->subscriber),
+                 fields->source ? std::move(*fields->source) : std::string("api")};
     submit(std::move(c), a,
            [](const Outcome& o) {
                json::object j;
@@ -380,11 +376,10 @@ void Api::put_binding(const Admission& a, const json::value& body, Respond& resp
 }
 
 void Api::delete_binding(const Admission& a, const json::value& body, Respond& respond) {
-    JsonFields f(body, {"subscriber", "source"});
-    auto subscriber = f.text("subscriber", false);
-    auto source = f.text("source", false);
-    if (!f.ok()) {
-        respond(error_response(400, "invalid_body", f.error()));
+    BodyError error;
+    auto fields = read_unbind_body(body, error);
+    if (!fields) {
+        respond(error_response(400, error.code, error.message));
         return;
     }
     std::string why;
@@ -393,7 +388,8 @@ void Api::delete_binding(const Admission& a, const json::value& body, Respond& r
         respond(error_response(400, "invalid_address", "'" + a.match.address + "': " + why));
         return;
     }
-    UnbindChange c{*address, std::move(subscriber), source ? std::move(*source) : std::string("api")};
+    UnbindChange c{*address, std::move(fields->subscriber),
+                   fields->source ? std::move(*fields->source) : std::string("api")};
     submit(std::move(c), a,
            [](const Outcome& o) {
                json::object j;
@@ -425,7 +421,7 @@ void Api::submit(Change change, const Admission& a, std::function<json::object(c
                             // (latency measured from here) or the timeout.
                             publisher_->wait_enforced(
                                 o.last_seq, *wait,
-                                [ok = std::move(ok), respond = std::move(respond), o](EnforcementReport r) mutable {
+                                [ok = std::move(ok), respond = std::move(respond), o](const EnforcementReport& r) mutable {
                                     json::object body = ok(o);
                                     body["enforcement"] = r.to_json();
                                     respond(json_response(200, body));

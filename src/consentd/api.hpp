@@ -42,8 +42,12 @@ public:
     Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config,
         Publisher* publisher = nullptr);
     ~Api();
+    Api(const Api&) = delete;
+    Api& operator=(const Api&) = delete;
 
     // What to do with a request whose header has been read.
+    // Its implicit move assignment moves a Beast response, which may allocate:
+    // NOLINTNEXTLINE(bugprone-exception-escape)
     struct Admission {
         RouteMatch match;
         const Token* token = nullptr;

@@ -123,7 +123,7 @@ public:
 private:
     struct Item {
         Frames frames;
-        bool bounded;
+        bool bounded = false;
     };
 
     std::string who() const { return name_.empty() ? address_ : name_ + " (" + address_ + ")"; }

@@ -376,7 +376,7 @@ void Publisher::on_commit(uint64_t seq, const std::vector<TableDelta>& deltas) {
     proto::encode_commit(out, seq, changes);
     Commit c{seq, frames_of(std::move(out)), Clock::now()};
     auto shared = std::make_shared<const std::vector<proto::TableChange>>(std::move(changes));
-    asio::post(ioc_, [this, c = std::move(c), shared]() mutable { on_commit_io(std::move(c), shared); });
+    asio::post(ioc_, [this, c = std::move(c), shared] { on_commit_io(c, shared); });
 }
 
 void Publisher::on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version) {
@@ -408,7 +408,7 @@ void Publisher::publish_policy(uint64_t seq, const std::shared_ptr<const Policy>
     });
 }
 
-void Publisher::on_commit_io(Commit c, std::shared_ptr<const std::vector<proto::TableChange>> changes) {
+void Publisher::on_commit_io(const Commit& c, const std::shared_ptr<const std::vector<proto::TableChange>>& changes) {
     if (!started_ || stopping_ || c.seq <= head_seq_) return;  // already in the first snapshot
     head_seq_ = c.seq;
     if (mirror_)
@@ -438,7 +438,7 @@ void Publisher::trim_history() {
     if (history_.empty()) history_floor_ = head_seq_;
 }
 
-void Publisher::on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_version, Frames update,
+void Publisher::on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_version, const Frames& update,
                              bool table_changed) {
     if (!started_ || stopping_) return;
     if (doc.stream_id == stream_id_ && table_version == table_version_) return;  // the same text again

@@ -247,12 +247,12 @@ private:
         std::chrono::system_clock::time_point wall;
     };
     struct Waiter {
-        uint64_t id;
-        uint64_t seq;
+        uint64_t id = 0;
+        uint64_t seq = 0;
         Clock::time_point start;
         struct Row {
-            uint64_t dp_id;
-            bool pending;
+            uint64_t dp_id = 0;
+            bool pending = false;
             Clock::time_point acked_at;
             EnforcementReport::PerDataPlane report;
         };
@@ -263,8 +263,9 @@ private:
     };
 
     // io thread
-    void on_commit_io(Commit c, std::shared_ptr<const std::vector<proto::TableChange>> changes);
-    void on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_version, Frames policy_frame, bool table_changed);
+    void on_commit_io(const Commit& c, const std::shared_ptr<const std::vector<proto::TableChange>>& changes);
+    void on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_version, const Frames& policy_frame,
+                      bool table_changed);
     void request_snapshot();
     void on_snapshot_built(std::shared_ptr<Snapshot> s);
     bool snapshot_usable(const Snapshot& s) const;

@@ -5,7 +5,7 @@
 namespace optgate {
 
 uint64_t monotonic_ns() noexcept {
-    timespec ts;
+    timespec ts{};
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }

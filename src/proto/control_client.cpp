@@ -226,11 +226,21 @@ struct ControlClient::Impl {
             co_await write_free.async_wait(asio::redirect_error(use_awaitable, ec));
         }
         writing = true;
+        // Frees the writer slot however the write ends (error, cancellation).
         struct Release {
             Impl* impl;
+            explicit Release(Impl* i) : impl(i) {}
+            Release(const Release&) = delete;
+            Release& operator=(const Release&) = delete;
             ~Release() {
                 impl->writing = false;
-                impl->write_free.cancel();
+                // Wakes the next writer. timer::cancel() throws only if the
+                // reactor itself fails, and a destructor must not throw; the
+                // waiters then end with the io_context anyway.
+                try {
+                    impl->write_free.cancel();
+                } catch (...) {  // see above
+                }
             }
         } release{this};
         co_await asio::async_write(s, asio::buffer(bytes), use_awaitable);
@@ -243,7 +253,7 @@ struct ControlClient::Impl {
         stats_stop = false;
         stats_sent = false;
         stats_running = true;
-        asio::co_spawn(io, report_stats(s), [this](std::exception_ptr e) {
+        asio::co_spawn(io, report_stats(s), [this](const std::exception_ptr& e) {
             stats_running = false;
             stats_ended.cancel();
             // A report that could not be written: the connection is gone.
@@ -291,7 +301,7 @@ struct ControlClient::Impl {
         while (!stats_stop) {
             const bool due = welcomed && !stats_refused && stats_interval.count() > 0;
             if (due) {
-                uint64_t gen;
+                uint64_t gen = 0;
                 {
                     std::lock_guard lk(mu);
                     gen = stats_flush_gen;
@@ -299,7 +309,7 @@ struct ControlClient::Impl {
                 build_stats();
                 co_await send(s, stats_frame);
                 stats_sent = true;
-                bool flush_waiting;
+                bool flush_waiting = false;
                 {
                     std::lock_guard lk(mu);
                     stats_written_gen = std::max(stats_written_gen, gen);
@@ -331,7 +341,7 @@ struct ControlClient::Impl {
         const auto add = [&](const char* name, uint64_t v, StatKind k) {
             stats_entries.push_back({name, v, k, {}, {}});
         };
-        uint64_t connects;
+        uint64_t connects = 0;
         {
             std::lock_guard lk(mu);
             connects = st.connects;
@@ -464,7 +474,15 @@ ControlClient::ControlClient(Enforcement& enforcement, Options options)
     }
 }
 
-ControlClient::~ControlClient() { stop(); }
+ControlClient::~ControlClient() {
+    // stop() throws only if posting or joining fails (out of memory, a
+    // broken thread library); a destructor reports it instead of throwing.
+    try {
+        stop();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "control client: stop failed: %s\n", e.what());
+    }
+}
 
 bool ControlClient::bootstrap(std::string_view policy_yaml, const std::string& name, std::string& error) {
     return impl_->sync.bootstrap(policy_yaml, name, error);
@@ -483,7 +501,7 @@ void ControlClient::set_stats_source(std::function<void(std::vector<StatEntry>&)
 
 bool ControlClient::flush_stats(std::chrono::milliseconds timeout) {
     Impl* impl = impl_.get();
-    uint64_t gen;
+    uint64_t gen = 0;
     {
         std::lock_guard lk(impl->mu);
         if (!impl->st.connected || !impl->thread.joinable()) return false;
@@ -498,7 +516,7 @@ void ControlClient::start() {
     if (impl_->thread.joinable()) return;
     Impl* impl = impl_.get();
     impl->thread = std::thread([impl] {
-        asio::co_spawn(impl->io, impl->run(), [impl](std::exception_ptr e) {
+        asio::co_spawn(impl->io, impl->run(), [impl](const std::exception_ptr& e) {
             if (!e) return;
             try {
                 std::rethrow_exception(e);

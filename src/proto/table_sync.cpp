@@ -38,7 +38,7 @@ void apply_all(ConsentTable& t, const EntryList& list, unsigned ipv6_key_length,
             if (a.family == Family::v4) {
                 t.prefetch_v4(a.v4_host_order());
             } else {
-                uint64_t hi, lo;
+                uint64_t hi = 0, lo = 0;
                 ConsentTable::split_v6(a.masked(ipv6_key_length), hi, lo);
                 t.prefetch_v6(hi, lo);
             }

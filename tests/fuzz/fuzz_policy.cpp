@@ -69,7 +69,7 @@ std::optional<IpAddr> free_destination(const Policy& p, Family family) {
     return std::nullopt;
 }
 
-void check_enforced(std::shared_ptr<const Runtime> rt) {
+void check_enforced(const std::shared_ptr<const Runtime>& rt) {
     const Policy& p = rt->policy();
     if (p.subscriber_prefixes.empty() || p.http_ports.empty() || p.dns_ports.empty()) return;
     const IpAddr src = p.subscriber_prefixes[0].addr;

@@ -106,7 +106,7 @@ TEST_CASE("the decoder refuses malformed entries, and the encoder refuses to wri
     REQUIRE(decode_stats(raw_stats({good})).status == DecodeStatus::frame);
 
     struct Case {
-        const char* what;
+        const char* what = nullptr;
         RawEntry e;
     };
     const Case cases[] = {
@@ -257,7 +257,7 @@ TEST_CASE("append_counters: the pipeline's counters under their report names") {
 
     std::vector<StatEntry> v;
     append_counters(v, c, *rt);
-    CHECK(v.size() == kCounterCount + 2 * 3 + 2 * 1);
+    CHECK(v.size() == kCounterCount + size_t{2} * 3 + size_t{2} * 1);
     std::map<std::string, uint64_t> by;
     for (const auto& e : v) {
         CHECK(e.kind == StatKind::counter);

@@ -212,7 +212,10 @@ TEST_CASE("the first report goes right after welcome; reports need no source; in
         std::this_thread::sleep_for(200ms);
         CHECK(has_line(rig.metrics(), R"(optgate_dp_rx_packets{dataplane="edge-1",port="0"} 1)"));
         CHECK(a.dp.client.flush_stats(2000ms));
-        CHECK(has_line(rig.metrics(), R"(optgate_dp_rx_packets{dataplane="edge-1",port="0"} 2)"));
+        // flush_stats waits until the report is written; consentd reads it
+        // on its own thread, a moment later.
+        CHECK(eventually(
+            [&] { return has_line(rig.metrics(), R"(optgate_dp_rx_packets{dataplane="edge-1",port="0"} 2)"); }));
     }
     SUBCASE("without a source, the client's own state") {
         DataPlane d(rig.endpoint(), "edge-3");
@@ -346,8 +349,7 @@ namespace {
 // it) with goodbye(protocol error) as consentd does.
 class OldConsentd {
 public:
-    explicit OldConsentd(const std::string& path) {
-        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    explicit OldConsentd(const std::string& path) : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
         sockaddr_un a{};
         a.sun_family = AF_UNIX;
         std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
@@ -361,6 +363,8 @@ public:
         thread_.join();
         ::close(fd_);
     }
+    OldConsentd(const OldConsentd&) = delete;
+    OldConsentd& operator=(const OldConsentd&) = delete;
     std::atomic<int> connections{0}, stats_frames{0}, acks_after_refusal{0};
 
 private:

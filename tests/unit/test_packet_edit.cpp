@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "core/packet_edit.hpp"
+#include "inet_checksum.hpp"
 #include "packet_builder.hpp"
 
 using namespace optgate;
@@ -66,6 +67,54 @@ TEST_CASE("udp_remove_bytes: lengths and checksum as if built without the bytes"
                 CHECK(f == PacketBuilder(b).payload(expected).build());
                 CHECK(p.payload_len == expected.size());
             }
+        }
+    }
+}
+
+// Found by tests/fuzz (regressions/dns/udp-length-short-of-ip-payload): a UDP
+// length shorter than the IP payload is legal (receivers ignore the bytes
+// after it), and the checksum covers only the UDP length. Removing bytes
+// must keep that checksum right and leave the ignored bytes alone.
+TEST_CASE("udp_remove_bytes: a UDP length short of the IP payload keeps its checksum over the UDP length") {
+    std::string payload(60, '\0');
+    for (size_t i = 0; i < payload.size(); ++i) payload[i] = char('a' + i % 26);
+    const std::string ignored = "IGNORED-BYTES";  // in the IP payload, after the UDP length
+    for (int family = 0; family < 2; ++family) {
+        for (uint32_t at = 0, count = 1; at + count < payload.size(); at += 7, count = count % 5 + 1) {
+            // Odd counts too: the ignored bytes' sum then changes alignment.
+            PacketBuilder b;
+            if (family) b.ipv6("2001:db8:1000::1", "2001:db8:ad::1"); else b.ipv4("100.64.0.1", "203.0.113.1");
+            const auto udp_len = uint16_t(8 + payload.size());
+            b.udp(1, 53, {.length = udp_len});
+            Bytes f = b.payload(payload + ignored).build();
+            // The builder sums everything after the UDP header: store the
+            // checksum over the UDP length only, as a sender would.
+            const size_t l4 = family ? 14 + 40 : 14 + 20;
+            const size_t alen = family ? 16 : 4;
+            const uint8_t* src = &f[family ? 14 + 8 : 14 + 12];
+            f[l4 + 6] = f[l4 + 7] = 0;
+            uint16_t c = optgate::test::detail::l4_checksum(src, src + alen, alen, 17, &f[l4], udp_len);
+            if (c == 0) c = 0xffff;
+            f[l4 + 6] = uint8_t(c >> 8);
+            f[l4 + 7] = uint8_t(c);
+
+            ParsedPacket p;
+            REQUIRE(parse_packet(f.data(), uint32_t(f.size()), p).ok);
+            REQUIRE(p.payload_len == payload.size());
+            const uint32_t from = p.payload_offset + at;
+            const uint32_t tail = l4_tail_sum(f.data(), p, from);
+            const uint32_t len = udp_remove_bytes(f.data(), uint32_t(f.size()), p, from, from, count, tail);
+            f.resize(len);
+
+            const uint16_t new_udp_len = uint16_t(udp_len - count);
+            CHECK((f[l4 + 4] << 8 | f[l4 + 5]) == new_udp_len);
+            CHECK(p.payload_len == payload.size() - count);
+            // Summed with its stored checksum over the new UDP length: 0 when right.
+            CHECK(optgate::test::detail::l4_checksum(src, src + alen, alen, 17, &f[l4], new_udp_len) == 0);
+            std::string expected = payload;
+            expected.erase(at, count);
+            CHECK(std::string(f.begin() + long(l4) + 8, f.end()) == expected + ignored);
+            if (family == 0) CHECK(verify_checksums(f).ipv4_header_ok);
         }
     }
 }

@@ -76,6 +76,13 @@ TEST_CASE("IPv6 prefixes must have the policy's key length") {
     CHECK_DIAG(ds, 2, 25, "is a /64", "keyed by their /56 prefix (the policy's ipv6_key_length)");
 }
 
+// Found by tests/fuzz (regressions/consent/yaml-cpp-comma-hang*): the
+// consent loader reads YAML through the same parse_document as the policy.
+TEST_CASE("a comma outside a flow collection is an error, not a hang") {
+    CHECK_DIAG(consent_errors(", a"), 1, 1, "unexpected ','");
+    CHECK_DIAG(consent_errors("[sub-1001]\n,"), 2, 1, "unexpected ','");
+}
+
 TEST_CASE("an unknown purpose is an error at its location") {
     const auto ds = consent_errors(
         "subscribers:\n"                                                            // 1

@@ -28,6 +28,19 @@ TEST_CASE("a YAML syntax error is reported at its line and column") {
     CHECK_DIAG(tab, 3, 2, "YAML syntax error");
 }
 
+// Found by tests/fuzz (regressions/policy/yaml-cpp-comma-hang): yaml-cpp
+// 0.7's LoadAll never returns on a ',' where a document may start. Each of
+// these must come back at once (a hang fails the test by its timeout) with
+// the comma's location.
+TEST_CASE("a comma outside a flow collection is an error, not a hang") {
+    CHECK_DIAG(diagnostics_raw(", a"), 1, 1, "unexpected ','");
+    CHECK_DIAG(diagnostics_raw(","), 1, 1, "unexpected ','");
+    CHECK_DIAG(diagnostics_raw("[a]\n,"), 2, 1, "unexpected ','");
+    const auto ds = diagnostics_raw("version: 1\n, purposes: {}\n");
+    REQUIRE(ds.size() == 1);
+    CHECK(ds[0].to_string().starts_with("p.yaml:2:1: YAML syntax error"));
+}
+
 TEST_CASE("an empty file or several documents are errors") {
     CHECK_DIAG(diagnostics_raw(""), 1, 1, "the file is empty");
     CHECK_DIAG(diagnostics_raw("# only a comment\n"), 1, 1, "the file is empty");
