@@ -159,15 +159,14 @@ private:
         http::async_write(stream_, req_, [self = shared_from_this()](beast::error_code ec, size_t) {
             if (ec) return self->fail();
             self->res_ = {};
-            http::async_read(self->stream_, self->buffer_, self->res_,
-                             [self](beast::error_code e, size_t) {
-                                 if (e) return self->fail();
-                                 if (self->res_.result_int() == 200)
-                                     self->latencies_.push_back(seconds_since(self->sent_));
-                                 else
-                                     ++self->errors_;
-                                 self->send();
-                             });
+            http::async_read(self->stream_, self->buffer_, self->res_, [self](beast::error_code e, size_t) {
+                if (e) return self->fail();
+                if (self->res_.result_int() == 200)
+                    self->latencies_.push_back(seconds_since(self->sent_));
+                else
+                    ++self->errors_;
+                self->send();
+            });
         });
     }
     void fail() { ++errors_; }
@@ -276,13 +275,12 @@ std::string cpu_model() {
 
 int bench_main(int argc, char** argv) {
     po::options_description opts("bench-consentd");
-    opts.add_options()("help,h", "this help")
-        ("consentd", po::value<std::string>()->required(), "the consentd binary")
-        ("policy", po::value<std::string>()->required(), "a policy with an 'advertising' purpose")
-        ("dir", po::value<std::string>()->default_value(""), "work directory (default: a new one under /var/tmp)")
-        ("seconds", po::value<double>()->default_value(5), "measured seconds per concurrency level")
-        ("clients", po::value<std::string>()->default_value("1,8,64"), "concurrency levels")
-        ("import", po::value<size_t>()->default_value(1000000), "subscribers to import (0: skip)");
+    opts.add_options()("help,h", "this help")("consentd", po::value<std::string>()->required(), "the consentd binary")(
+        "policy", po::value<std::string>()->required(), "a policy with an 'advertising' purpose")(
+        "dir", po::value<std::string>()->default_value(""), "work directory (default: a new one under /var/tmp)")(
+        "seconds", po::value<double>()->default_value(5), "measured seconds per concurrency level")(
+        "clients", po::value<std::string>()->default_value("1,8,64"), "concurrency levels")(
+        "import", po::value<size_t>()->default_value(1000000), "subscribers to import (0: skip)");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, opts), vm);
@@ -333,8 +331,10 @@ int bench_main(int argc, char** argv) {
         const std::string body = import_body(n);
         std::string answer;
         const double t = run_import(d.port, body, answer);
-        std::printf("\nimport: %zu subscribers (%zu MB NDJSON, one address each, half with one consent): %.1f s "
-                    "(%.0f subscribers/s)\n  answer: %s", n, body.size() >> 20, t, double(n) / t, answer.c_str());
+        std::printf(
+            "\nimport: %zu subscribers (%zu MB NDJSON, one address each, half with one consent): %.1f s "
+            "(%.0f subscribers/s)\n  answer: %s",
+            n, body.size() >> 20, t, double(n) / t, answer.c_str());
         std::printf("  consentd RSS after import: %ld MiB; ledger file: %ju MiB\n", d.rss_kib() >> 10,
                     uintmax_t(fs::file_size(dir + "/import/ledger.db") >> 20));
     }

@@ -95,8 +95,7 @@ struct Consentd {
             << "listen: {address: 127.0.0.1, port: 0}\n"
             << "database: " << dir << "/bench.db\n"
             << "policy: " << fs::absolute(policy).string() << "\n"
-            << "tokens:\n  - {name: bench, role: admin, sha256: " << consentd::to_hex(consentd::sha256(kToken))
-            << "}\n"
+            << "tokens:\n  - {name: bench, role: admin, sha256: " << consentd::to_hex(consentd::sha256(kToken)) << "}\n"
             << "limits: {max_import_bytes: 1073741824}\n"
             << "dataplanes:\n  socket: " << socket << "\n";
         for (const char* f : {"/bench.db", "/bench.db-wal", "/bench.db-shm", "/port"}) fs::remove(dir + f);
@@ -111,7 +110,8 @@ struct Consentd {
         }
         for (int i = 0; i < 2000 && !(fs::exists(dir + "/port") && fs::exists(socket)); ++i)
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        if (!fs::exists(dir + "/port")) throw std::runtime_error("consentd did not start; see " + dir + "/consentd.log");
+        if (!fs::exists(dir + "/port"))
+            throw std::runtime_error("consentd did not start; see " + dir + "/consentd.log");
         port = uint16_t(std::stoul(slurp(dir + "/port")));
     }
     ~Consentd() {
@@ -256,8 +256,8 @@ void snapshot_in_process(const std::string& policy_file, uint32_t n, const std::
         enc.finish(proto::SnapshotBegin{1, 0, 0, "bench", src.version, policy_file, text}, frames);
         size_t bytes = 0;
         for (const auto& f : frames) bytes += f.size();
-        std::printf("%-52s %9.1f  (%zu frames, %.1f MB)\n", "encode (consentd's snapshot thread)",
-                    ms_since(t0), frames.size(), double(bytes) / 1e6);
+        std::printf("%-52s %9.1f  (%zu frames, %.1f MB)\n", "encode (consentd's snapshot thread)", ms_since(t0),
+                    frames.size(), double(bytes) / 1e6);
     }
     {
         Enforcement e(Enforcement::Mode::controlled);
@@ -362,8 +362,8 @@ void snapshot_consentd(Consentd& c, uint32_t n) {
     };
     const double builds = value("consentd_dataplane_snapshot_build_seconds_count");
     if (mstatus == 200 && builds > 0)
-        std::printf("   consentd snapshot builds: %.0f, mean %.1f ms (copy its mirror of the table + encode)\n",
-                    builds, 1000 * value("consentd_dataplane_snapshot_build_seconds_sum") / builds);
+        std::printf("   consentd snapshot builds: %.0f, mean %.1f ms (copy its mirror of the table + encode)\n", builds,
+                    1000 * value("consentd_dataplane_snapshot_build_seconds_sum") / builds);
 }
 
 }  // namespace

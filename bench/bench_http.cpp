@@ -158,9 +158,10 @@ int main(int argc, char** argv) {
         }
     }
 
-    const std::vector<Case> cases = {
-        {"strip, 1 segment", true, 1}, {"pass, 1 segment", false, 1},
-        {"strip, 4 segments", true, 4}, {"pass, 4 segments", false, 4}};
+    const std::vector<Case> cases = {{"strip, 1 segment", true, 1},
+                                     {"pass, 1 segment", false, 1},
+                                     {"strip, 4 segments", true, 4},
+                                     {"pass, 4 segments", false, 4}};
     std::vector<Row> rows;
     for (const Case& c : cases) {
         if (!only.empty() && c.name.find(only) == std::string::npos) continue;
@@ -185,24 +186,27 @@ int main(int argc, char** argv) {
         double best_pipe = 1e30, best_parse = 1e30, best_scan = 1e30;
         uint64_t checksum = 0;
         for (int rep = 0; rep < repeat; ++rep) {
-            const Result p = measure(f, seconds, restart, [&](PacketRef* refs, uint32_t n) {
-                worker.process_burst(refs, n, now);
-            });
+            const Result p = measure(f, seconds, restart,
+                                     [&](PacketRef* refs, uint32_t n) { worker.process_burst(refs, n, now); });
             best_pipe = std::min(best_pipe, p.seconds / double(p.frames));
-            const Result q = measure(f, seconds, [] {}, [&](PacketRef* refs, uint32_t n) {
-                ParsedPacket pp;
-                for (uint32_t i = 0; i < n; ++i)
-                    checksum += parse_packet(refs[i].data, refs[i].len, pp).ok + pp.payload_len;
-            });
+            const Result q = measure(
+                f, seconds, [] {},
+                [&](PacketRef* refs, uint32_t n) {
+                    ParsedPacket pp;
+                    for (uint32_t i = 0; i < n; ++i)
+                        checksum += parse_packet(refs[i].data, refs[i].len, pp).ok + pp.payload_len;
+                });
             best_parse = std::min(best_parse, q.seconds / double(q.frames));
-            const Result s = measure(f, seconds, [] {}, [&](PacketRef* refs, uint32_t n) {
-                ParsedPacket pp;
-                for (uint32_t i = 0; i < n; ++i) {
-                    parse_packet(refs[i].data, refs[i].len, pp);
-                    const void* end = memmem(refs[i].data + pp.payload_offset, pp.payload_len, "\r\n\r\n", 4);
-                    checksum += end != nullptr;
-                }
-            });
+            const Result s = measure(
+                f, seconds, [] {},
+                [&](PacketRef* refs, uint32_t n) {
+                    ParsedPacket pp;
+                    for (uint32_t i = 0; i < n; ++i) {
+                        parse_packet(refs[i].data, refs[i].len, pp);
+                        const void* end = memmem(refs[i].data + pp.payload_offset, pp.payload_len, "\r\n\r\n", 4);
+                        checksum += end != nullptr;
+                    }
+                });
             best_scan = std::min(best_scan, s.seconds / double(s.frames));
         }
         const auto& k = worker.counters();

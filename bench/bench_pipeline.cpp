@@ -67,11 +67,13 @@ Policy bench_policy() {
     return p;
 }
 
-std::string subscriber_addr(uint32_t i) { return IpAddr::from_v4_host(kFirstSubscriber + i % kSubscribers).to_string(); }
+std::string subscriber_addr(uint32_t i) {
+    return IpAddr::from_v4_host(kFirstSubscriber + i % kSubscribers).to_string();
+}
 
 struct Mix {
-    std::vector<Bytes> frames;         // in replay order
-    std::vector<bool> may_change;      // DNS / HTTP frames: restore after each burst
+    std::vector<Bytes> frames;     // in replay order
+    std::vector<bool> may_change;  // DNS / HTTP frames: restore after each burst
     size_t dns = 0, http = 0;
 };
 
@@ -91,21 +93,34 @@ Mix make_mix(uint32_t seed) {
         const unsigned kind = rng() % 100;
         std::vector<Bytes> pkts;
         std::vector<bool> ch;
-        auto server = [&] { return IpAddr::from_v4_host(0xc6120000u + 256 + rng() % 60000).to_string(); };  // 198.18.1.0+
+        auto server = [&] {
+            return IpAddr::from_v4_host(0xc6120000u + 256 + rng() % 60000).to_string();
+        };                // 198.18.1.0+
         if (kind < 58) {  // HTTPS: two upstream, one downstream
             const std::string dst = server();
             pkts.push_back(PacketBuilder().ipv4(src, dst).tcp(sport, 443, {.seq = 1, .flags = SYN}).build());
-            pkts.push_back(PacketBuilder().ipv4(src, dst).tcp(sport, 443, {.seq = 2}).payload(std::string(300, 'x')).build());
-            pkts.push_back(PacketBuilder().ipv4(dst, src).tcp(443, sport, {.seq = 9}).payload(std::string(1200, 'y')).build());
+            pkts.push_back(
+                PacketBuilder().ipv4(src, dst).tcp(sport, 443, {.seq = 2}).payload(std::string(300, 'x')).build());
+            pkts.push_back(
+                PacketBuilder().ipv4(dst, src).tcp(443, sport, {.seq = 9}).payload(std::string(1200, 'y')).build());
         } else if (kind < 78) {  // QUIC
             const std::string dst = server();
             for (int i = 0; i < 2; ++i)
                 pkts.push_back(PacketBuilder().ipv4(src, dst).udp(sport, 443).payload(std::string(1200, 'q')).build());
             pkts.push_back(PacketBuilder().ipv4(dst, src).udp(443, sport).payload(std::string(1200, 'r')).build());
         } else if (kind < 82) {  // IPv6 HTTPS
-            const std::string src6 = "2001:db8:1000:" + std::to_string(sub % 4096) + "::" + std::to_string(1 + rng() % 100);
-            pkts.push_back(PacketBuilder().ipv6(src6, "2001:db8:ffff::443").tcp(sport, 443, {.seq = 1}).payload(std::string(400, 'v')).build());
-            pkts.push_back(PacketBuilder().ipv6(src6, "2001:db8:ffff::443").tcp(sport, 443, {.seq = 401}).payload(std::string(400, 'v')).build());
+            const std::string src6 = "2001:db8:1000:" + std::to_string(sub % 4096) +
+                                     "::" + std::to_string(1 + rng() % 100);
+            pkts.push_back(PacketBuilder()
+                               .ipv6(src6, "2001:db8:ffff::443")
+                               .tcp(sport, 443, {.seq = 1})
+                               .payload(std::string(400, 'v'))
+                               .build());
+            pkts.push_back(PacketBuilder()
+                               .ipv6(src6, "2001:db8:ffff::443")
+                               .tcp(sport, 443, {.seq = 401})
+                               .payload(std::string(400, 'v'))
+                               .build());
         } else if (kind < 93) {  // DNS: half to the collector resolver, half elsewhere; most carry ECS
             const bool to_collector = rng() % 2;
             const unsigned opts = rng() % 4;
@@ -115,19 +130,25 @@ Mix make_mix(uint32_t seed) {
                 if (opts & 1) q.options.push_back(ecs);
                 if (opts & 2) q.options.push_back(mac);
             }
-            pkts.push_back(PacketBuilder().ipv4(src, to_collector ? "198.18.0.53" : "198.18.1.1").udp(sport, 53).payload(dns_query(q)).build());
+            pkts.push_back(PacketBuilder()
+                               .ipv4(src, to_collector ? "198.18.0.53" : "198.18.1.1")
+                               .udp(sport, 53)
+                               .payload(dns_query(q))
+                               .build());
             ch.push_back(true);
             mix.dns++;
         } else {  // HTTP/80 with identifier headers to a collector or elsewhere
             const std::string dst = rng() % 2 ? "203.0.113." + std::to_string(1 + rng() % 100) : server();
-            const std::string req = "GET /ad?slot=" + std::to_string(rng() % 1000) +
-                                    " HTTP/1.1\r\nHost: ads.example.net\r\nUser-Agent: Mozilla/5.0 (Linux; Android 14; "
-                                    "Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36\r\n"
-                                    "Accept: text/html,application/xhtml+xml\r\nAccept-Language: en-US,en;q=0.9\r\n"
-                                    "X-UIDH: OTgxNTk2NDk0ADJVquRu5NS5+rSbBANlrp+13QL7CXLGsFHpMi4LsUHw\r\n"
-                                    "X-MSISDN: 12075550123\r\nConnection: keep-alive\r\n\r\n";
+            const std::string req =
+                "GET /ad?slot=" + std::to_string(rng() % 1000) +
+                " HTTP/1.1\r\nHost: ads.example.net\r\nUser-Agent: Mozilla/5.0 (Linux; Android 14; "
+                "Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36\r\n"
+                "Accept: text/html,application/xhtml+xml\r\nAccept-Language: en-US,en;q=0.9\r\n"
+                "X-UIDH: OTgxNTk2NDk0ADJVquRu5NS5+rSbBANlrp+13QL7CXLGsFHpMi4LsUHw\r\n"
+                "X-MSISDN: 12075550123\r\nConnection: keep-alive\r\n\r\n";
             pkts.push_back(PacketBuilder().ipv4(src, dst).tcp(sport, 80, {.seq = 100, .flags = SYN}).build());
-            pkts.push_back(PacketBuilder().ipv4(src, dst).tcp(sport, 80, {.seq = 101, .flags = PSH | ACK}).payload(req).build());
+            pkts.push_back(
+                PacketBuilder().ipv4(src, dst).tcp(sport, 80, {.seq = 101, .flags = PSH | ACK}).payload(req).build());
             ch.push_back(false);
             mix.http++;
         }
@@ -169,7 +190,8 @@ Result run_pass(std::vector<Bytes>& frames, const Mix& pristine, Fn&& fn, bool c
     static uint64_t ts = 1'000'000'000;  // packet time keeps moving forward across passes
     for (size_t at = 0; at < frames.size(); at += kBurst) {
         const uint32_t n = uint32_t(std::min<size_t>(kBurst, frames.size() - at));
-        for (uint32_t i = 0; i < n; ++i) refs[i] = {frames[at + i].data(), uint32_t(frames[at + i].size()), ts, Action::forward};
+        for (uint32_t i = 0; i < n; ++i)
+            refs[i] = {frames[at + i].data(), uint32_t(frames[at + i].size()), ts, Action::forward};
         ts += 1000;
         if (callgrind) CALLGRIND_TOGGLE_COLLECT;
         const auto t0 = Clock::now();
@@ -192,12 +214,17 @@ int main(int argc, char** argv) {
     bool callgrind = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--passes" && i + 1 < argc) passes = std::max(1, std::atoi(argv[++i]));
-        else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
-        else if (a == "--mode" && i + 1 < argc) mode = argv[++i];
-        else if (a == "--callgrind") callgrind = true;
+        if (a == "--passes" && i + 1 < argc)
+            passes = std::max(1, std::atoi(argv[++i]));
+        else if (a == "--json" && i + 1 < argc)
+            json_path = argv[++i];
+        else if (a == "--mode" && i + 1 < argc)
+            mode = argv[++i];
+        else if (a == "--callgrind")
+            callgrind = true;
         else {
-            std::fprintf(stderr, "usage: optgate-bench [--passes N] [--json FILE] [--mode both|pipeline|parse] [--callgrind]\n");
+            std::fprintf(
+                stderr, "usage: optgate-bench [--passes N] [--json FILE] [--mode both|pipeline|parse] [--callgrind]\n");
             return 2;
         }
     }
@@ -211,7 +238,8 @@ int main(int argc, char** argv) {
     auto table = enforcement.make_table(kSubscribers);
     std::mt19937 rng(7);
     for (uint32_t i = 0; i < kSubscribers; ++i)
-        table->upsert({IpAddr::from_v4_host(kFirstSubscriber + i)}, rng() % 4);  // a quarter consent to each purpose pair
+        table->upsert({IpAddr::from_v4_host(kFirstSubscriber + i)},
+                      rng() % 4);  // a quarter consent to each purpose pair
     enforcement.install(Runtime::compile(bench_policy()), std::move(table));
     Worker worker(enforcement);
 

@@ -58,8 +58,10 @@ struct Sample {
                 .payload(response)
                 .build());
         add(from(src, server)
-                .tcp(sport, 80, {.seq = isn + 1 + uint32_t(request.size()), .ack = server_isn + 1 + uint32_t(response.size()),
-                                 .flags = FIN | ACK})
+                .tcp(sport, 80,
+                     {.seq = isn + 1 + uint32_t(request.size()),
+                      .ack = server_isn + 1 + uint32_t(response.size()),
+                      .flags = FIN | ACK})
                 .build());
     }
 };
@@ -83,10 +85,14 @@ std::vector<PcapRecord> sample_traffic() {
     for (int i = 0; i < 40; ++i) {
         s.add(s.from("100.64.0.10", "198.18.7.7").tcp(uint16_t(50000 + i), 443).payload(std::string(200, 't')).build());
         s.add(s.from("198.18.7.7", "100.64.0.10").tcp(443, uint16_t(50000 + i)).payload(std::string(900, 'r')).build());
-        s.add(s.from("2001:db8:1000:2::9", "2001:db8:ffff::443").udp(51000, 443).payload(std::string(300, 'q')).build());
+        s.add(
+            s.from("2001:db8:1000:2::9", "2001:db8:ffff::443").udp(51000, 443).payload(std::string(300, 'q')).build());
     }
-    s.add(PacketBuilder().ether("02:00:00:00:00:01", "ff:ff:ff:ff:ff:ff").ethertype(0x0806)
-              .payload(std::string(28, '\0')).build());
+    s.add(PacketBuilder()
+              .ether("02:00:00:00:00:01", "ff:ff:ff:ff:ff:ff")
+              .ethertype(0x0806)
+              .payload(std::string(28, '\0'))
+              .build());
 
     // DNS: every subscriber asks the advertising partner's resolver and an
     // ordinary resolver; CPEs add client subnet, MAC and device id options.
@@ -109,11 +115,11 @@ std::vector<PcapRecord> sample_traffic() {
     const std::string acr = "X-ACR: bWFpbmUtMjA3LTU1NS0wMTIz\r\n";
     uint16_t port = 41000;
     for (const char* sub : {"100.64.0.10", "100.64.0.11", "100.64.1.20", "100.64.0.12"}) {
-        s.http(sub, "203.0.113.10", port++, get("ads.example.net", "/ad?slot=1", uidh + msisdn));   // example-adnet
-        s.http(sub, "198.51.100.20", port++, get("stats.example.com", "/hit", acr));              // web-analytics
-        s.http(sub, "198.18.2.2", port++, get("sdk.metrics.example", "/v1/event", uidh));         // metrics-hosts
-        s.http(sub, "198.18.3.3", port++, get("news.example.org", "/", uidh));                    // no collector
-        s.http(sub, "203.0.113.201", port++, get("pay.carrier.example", "/checkout", msisdn));    // exemption
+        s.http(sub, "203.0.113.10", port++, get("ads.example.net", "/ad?slot=1", uidh + msisdn));  // example-adnet
+        s.http(sub, "198.51.100.20", port++, get("stats.example.com", "/hit", acr));               // web-analytics
+        s.http(sub, "198.18.2.2", port++, get("sdk.metrics.example", "/v1/event", uidh));          // metrics-hosts
+        s.http(sub, "198.18.3.3", port++, get("news.example.org", "/", uidh));                     // no collector
+        s.http(sub, "203.0.113.201", port++, get("pay.carrier.example", "/checkout", msisdn));     // exemption
     }
     s.http("2001:db8:1000:3::42", "2001:db8:ad::80", port++, get("ads.example.net", "/ad", uidh));
     return s.records;

@@ -77,10 +77,16 @@ std::vector<Bytes> nonhttp_flow(Generator& g) {
     const unsigned kind = unsigned(g.rng() % 10);
     if (kind < 6) {
         const std::string dst = g.server();
-        return {PacketBuilder().ipv4(src, dst).tcp(sport, 443, {.seq = 1000, .ack = 1, .flags = PSH | ACK})
-                    .payload(std::string(300, 'x')).build(),
-                PacketBuilder().ipv4(dst, src).tcp(443, sport, {.seq = 1, .ack = 1300, .flags = ACK})
-                    .payload(std::string(1200, 'y')).build()};
+        return {PacketBuilder()
+                    .ipv4(src, dst)
+                    .tcp(sport, 443, {.seq = 1000, .ack = 1, .flags = PSH | ACK})
+                    .payload(std::string(300, 'x'))
+                    .build(),
+                PacketBuilder()
+                    .ipv4(dst, src)
+                    .tcp(443, sport, {.seq = 1, .ack = 1300, .flags = ACK})
+                    .payload(std::string(1200, 'y'))
+                    .build()};
     }
     if (kind < 9) {
         const std::string dst = g.server();
@@ -90,18 +96,26 @@ std::vector<Bytes> nonhttp_flow(Generator& g) {
     char src6[64];
     std::snprintf(src6, sizeof src6, "2001:db8:1%03x:%x::%x", unsigned(sub & 0xfff), unsigned(sub >> 12 & 0xffff),
                   unsigned(1 + g.rng() % 100));
-    return {PacketBuilder().ipv6(src6, "2001:db8:ffff::443").tcp(sport, 443, {.seq = 1000, .ack = 1, .flags = PSH | ACK})
-                .payload(std::string(400, 'v')).build(),
-            PacketBuilder().ipv6("2001:db8:ffff::443", src6).tcp(443, sport, {.seq = 1, .ack = 1400, .flags = ACK})
-                .payload(std::string(1200, 'w')).build()};
+    return {PacketBuilder()
+                .ipv6(src6, "2001:db8:ffff::443")
+                .tcp(sport, 443, {.seq = 1000, .ack = 1, .flags = PSH | ACK})
+                .payload(std::string(400, 'v'))
+                .build(),
+            PacketBuilder()
+                .ipv6("2001:db8:ffff::443", src6)
+                .tcp(443, sport, {.seq = 1, .ack = 1400, .flags = ACK})
+                .payload(std::string(1200, 'w'))
+                .build()};
 }
 
 std::vector<Bytes> dns_flow(Generator& g) {
     const auto [sub, sport] = g.unused_tuple();
-    DnsQuery q{.id = uint16_t(g.rng()), .qname = "www.example" + std::to_string(g.rng() % 10000) + ".com",
+    DnsQuery q{.id = uint16_t(g.rng()),
+               .qname = "www.example" + std::to_string(g.rng() % 10000) + ".com",
                .edns_udp_size = 1232};
     q.options.push_back({kEdnsClientSubnet, ecs_option_data(v4(sub & 0xffffff00u) + "/24")});
-    if (g.rng() % 4 == 0) q.options.push_back({65001, {0x02, 0, 0, uint8_t(sub >> 16), uint8_t(sub >> 8), uint8_t(sub)}});
+    if (g.rng() % 4 == 0)
+        q.options.push_back({65001, {0x02, 0, 0, uint8_t(sub >> 16), uint8_t(sub >> 8), uint8_t(sub)}});
     return {PacketBuilder().ipv4(v4(sub), "198.18.0.53").udp(sport, 53).payload(dns_query(q)).build()};
 }
 
@@ -112,8 +126,11 @@ std::vector<Bytes> http_flow(Generator& g) {
     const int n = std::snprintf(req, sizeof req, kRequest, unsigned(100 + g.rng() % 900));
     const uint32_t isn = uint32_t(g.rng());
     return {PacketBuilder().ipv4(src, dst).tcp(sport, 80, {.seq = isn, .flags = SYN}).build(),
-            PacketBuilder().ipv4(src, dst).tcp(sport, 80, {.seq = isn + 1, .ack = 1, .flags = PSH | ACK})
-                .payload(std::string_view(req, size_t(n))).build()};
+            PacketBuilder()
+                .ipv4(src, dst)
+                .tcp(sport, 80, {.seq = isn + 1, .ack = 1, .flags = PSH | ACK})
+                .payload(std::string_view(req, size_t(n)))
+                .build()};
 }
 
 int make_pcap(const std::string& mix, const std::string& out, size_t flows, uint64_t seed, uint32_t subscribers) {
@@ -178,9 +195,12 @@ int main(int argc, char** argv) {
         const std::string a = argv[i];
         if ((a == "--flows" || a == "--seed" || a == "--subscribers") && i + 1 < argc) {
             const unsigned long long v = std::stoull(argv[++i]);
-            if (a == "--flows") flows = size_t(v);
-            else if (a == "--seed") seed = v;
-            else subscribers = uint32_t(v);
+            if (a == "--flows")
+                flows = size_t(v);
+            else if (a == "--seed")
+                seed = v;
+            else
+                subscribers = uint32_t(v);
         } else {
             pos.push_back(a);
         }

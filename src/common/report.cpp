@@ -62,9 +62,8 @@ std::string human_summary(const WorkerCounters& c, const Runtime& rt) {
     std::ostringstream s;
     s << "packets: " << c.get(Counter::packets) << " in, " << c.get(Counter::forwarded) << " out ("
       << c.get(Counter::rewritten) << " rewritten, " << c.get(Counter::dropped) << " dropped)\n";
-    s << "DNS queries from subscribers: " << c.get(Counter::dns_queries) << " ("
-      << c.get(Counter::dns_with_identifiers) << " with identifier options, " << c.get(Counter::dns_rewritten)
-      << " rewritten)\n";
+    s << "DNS queries from subscribers: " << c.get(Counter::dns_queries) << " (" << c.get(Counter::dns_with_identifiers)
+      << " with identifier options, " << c.get(Counter::dns_rewritten) << " rewritten)\n";
     s << "HTTP requests from subscribers: " << c.get(Counter::http_requests) << " ("
       << c.get(Counter::http_requests_with_identifiers) << " with identifier headers, "
       << c.get(Counter::http_rewritten) << " segments rewritten)\n";

@@ -121,8 +121,9 @@ Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
         }
         if (c.token->role < info.role) {
             a.reject = error_response(403, "forbidden",
-                                      "token '" + c.token->name + "' has role " + std::string(to_string(c.token->role)) +
-                                          "; this endpoint needs " + std::string(to_string(info.role)));
+                                      "token '" + c.token->name + "' has role " +
+                                          std::string(to_string(c.token->role)) + "; this endpoint needs " +
+                                          std::string(to_string(info.role)));
             return a;
         }
         a.token = c.token;
@@ -333,17 +334,18 @@ void Api::put_consent(const Admission& a, const json::value& body, bool grant, R
     c.grant = grant;
     c.source = std::move(fields->source);
     c.notice_version = std::move(fields->notice_version);
-    submit(std::move(c), a,
-           [grant](const Outcome& o) {
-               json::object j;
-               j["subscriber"] = o.subscriber;
-               j["granted"] = grant;
-               j["changed"] = o.changed;
-               j["seq"] = o.last_seq;
-               j["time"] = o.time;
-               return j;
-           },
-           std::move(respond));
+    submit(
+        std::move(c), a,
+        [grant](const Outcome& o) {
+            json::object j;
+            j["subscriber"] = o.subscriber;
+            j["granted"] = grant;
+            j["changed"] = o.changed;
+            j["seq"] = o.last_seq;
+            j["time"] = o.time;
+            return j;
+        },
+        std::move(respond));
 }
 
 void Api::put_binding(const Admission& a, const json::value& body, Respond& respond) {
@@ -361,18 +363,19 @@ void Api::put_binding(const Admission& a, const json::value& body, Respond& resp
     }
     BindChange c{*address, std::move(fields->subscriber),
                  fields->source ? std::move(*fields->source) : std::string("api")};
-    submit(std::move(c), a,
-           [](const Outcome& o) {
-               json::object j;
-               j["address"] = o.address;
-               j["subscriber"] = o.subscriber;
-               j["previous_subscriber"] = opt(o.previous_subscriber);
-               j["changed"] = o.changed;
-               j["seq"] = o.last_seq;
-               j["time"] = o.time;
-               return j;
-           },
-           std::move(respond));
+    submit(
+        std::move(c), a,
+        [](const Outcome& o) {
+            json::object j;
+            j["address"] = o.address;
+            j["subscriber"] = o.subscriber;
+            j["previous_subscriber"] = opt(o.previous_subscriber);
+            j["changed"] = o.changed;
+            j["seq"] = o.last_seq;
+            j["time"] = o.time;
+            return j;
+        },
+        std::move(respond));
 }
 
 void Api::delete_binding(const Admission& a, const json::value& body, Respond& respond) {
@@ -390,44 +393,45 @@ void Api::delete_binding(const Admission& a, const json::value& body, Respond& r
     }
     UnbindChange c{*address, std::move(fields->subscriber),
                    fields->source ? std::move(*fields->source) : std::string("api")};
-    submit(std::move(c), a,
-           [](const Outcome& o) {
-               json::object j;
-               j["address"] = o.address;
-               j["subscriber"] = o.subscriber;
-               j["seq"] = o.last_seq;
-               j["time"] = o.time;
-               return j;
-           },
-           std::move(respond));
+    submit(
+        std::move(c), a,
+        [](const Outcome& o) {
+            json::object j;
+            j["address"] = o.address;
+            j["subscriber"] = o.subscriber;
+            j["seq"] = o.last_seq;
+            j["time"] = o.time;
+            return j;
+        },
+        std::move(respond));
 }
 
-void Api::submit(Change change, const Admission& a, std::function<json::object(const Outcome&)> ok,
-                 Respond respond) {
-    service_.submit(std::move(change), a.token->name,
-                    [this, wait = a.enforced_wait, ok = std::move(ok), respond = std::move(respond)](Outcome o) mutable {
-                        // On the writer thread: hand the answer to the io thread.
-                        boost::asio::post(ioc_, [this, wait, ok = std::move(ok), respond = std::move(respond),
-                                                 o = std::move(o)]() mutable {
-                            if (o.status != Outcome::Status::ok) {
-                                respond(error_response(status_of(o.status), o.code, o.message));
-                                return;
-                            }
-                            if (!wait || !publisher_ || o.last_seq == 0) {
-                                respond(json_response(200, ok(o)));
-                                return;
-                            }
-                            // Durable now; the answer waits for the data planes
-                            // (latency measured from here) or the timeout.
-                            publisher_->wait_enforced(
-                                o.last_seq, *wait,
-                                [ok = std::move(ok), respond = std::move(respond), o](const EnforcementReport& r) mutable {
-                                    json::object body = ok(o);
-                                    body["enforcement"] = r.to_json();
-                                    respond(json_response(200, body));
-                                });
+void Api::submit(Change change, const Admission& a, std::function<json::object(const Outcome&)> ok, Respond respond) {
+    service_.submit(
+        std::move(change), a.token->name,
+        [this, wait = a.enforced_wait, ok = std::move(ok), respond = std::move(respond)](Outcome o) mutable {
+            // On the writer thread: hand the answer to the io thread.
+            boost::asio::post(
+                ioc_, [this, wait, ok = std::move(ok), respond = std::move(respond), o = std::move(o)]() mutable {
+                    if (o.status != Outcome::Status::ok) {
+                        respond(error_response(status_of(o.status), o.code, o.message));
+                        return;
+                    }
+                    if (!wait || !publisher_ || o.last_seq == 0) {
+                        respond(json_response(200, ok(o)));
+                        return;
+                    }
+                    // Durable now; the answer waits for the data planes
+                    // (latency measured from here) or the timeout.
+                    publisher_->wait_enforced(
+                        o.last_seq, *wait,
+                        [ok = std::move(ok), respond = std::move(respond), o](const EnforcementReport& r) mutable {
+                            json::object body = ok(o);
+                            body["enforcement"] = r.to_json();
+                            respond(json_response(200, body));
                         });
-                    });
+                });
+        });
 }
 
 void Api::import(const Admission& a, const Request& req, std::string&& body, Respond& respond) {
@@ -477,27 +481,27 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
             import_busy_ = false;
             auto errors = std::move(parsed.errors);
             boost::asio::post(ioc_, [errors = std::move(errors), respond = std::move(respond)] {
-                respond(error_response(400, "invalid_import",
-                                       "the import has errors; nothing was imported", errors));
+                respond(error_response(400, "invalid_import", "the import has errors; nothing was imported", errors));
             });
             return;
         }
         const size_t records = parsed.records.size();
         auto list = std::make_shared<const std::vector<ImportRecord>>(std::move(parsed.records));
-        submit(ImportChange{std::move(list), std::move(policy)}, a,
-               [records](const Outcome& o) {
-                   json::object j;
-                   j["records"] = records;
-                   j["events"] = o.events;
-                   j["first_seq"] = o.first_seq;
-                   j["last_seq"] = o.last_seq;
-                   j["time"] = o.time;
-                   return j;
-               },
-               [this, respond = std::move(respond)](Response r) mutable {
-                   import_busy_ = false;
-                   respond(std::move(r));
-               });
+        submit(
+            ImportChange{std::move(list), std::move(policy)}, a,
+            [records](const Outcome& o) {
+                json::object j;
+                j["records"] = records;
+                j["events"] = o.events;
+                j["first_seq"] = o.first_seq;
+                j["last_seq"] = o.last_seq;
+                j["time"] = o.time;
+                return j;
+            },
+            [this, respond = std::move(respond)](Response r) mutable {
+                import_busy_ = false;
+                respond(std::move(r));
+            });
     });
 }
 
@@ -518,8 +522,8 @@ void Api::reload_policy(Respond respond) {
         }
         log_error("policy reload refused: the running policy is kept");
         metrics_.count_reload(false);
-        respond(error_response(422, "invalid_policy",
-                               config_.policy + " is not valid; the running policy is kept", errors));
+        respond(error_response(422, "invalid_policy", config_.policy + " is not valid; the running policy is kept",
+                               errors));
         return;
     }
     // Data planes would go stale between heartbeats under a tighter limit.

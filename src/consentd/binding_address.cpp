@@ -77,9 +77,7 @@ bool binding_active(const Prefix& b, const Policy& policy) noexcept {
 
 SubscriberKey binding_key(const Prefix& b) noexcept { return SubscriberKey{b.addr}; }
 
-std::string binding_text(const Prefix& b) {
-    return b.addr.family == Family::v4 ? b.addr.to_string() : b.to_string();
-}
+std::string binding_text(const Prefix& b) { return b.addr.family == Family::v4 ? b.addr.to_string() : b.to_string(); }
 
 std::optional<Prefix> parse_binding_text(std::string_view text) {
     auto p = Prefix::parse(text);

@@ -76,12 +76,14 @@ void read_tokens(const Value& v, Config& c, Diagnostics& d) {
             const auto text = as_text(*h, d);
             const auto digest = text ? digest_from_hex(*text) : std::nullopt;
             if (text && !digest)
-                d.error(h->at, "'sha256' must be the token's SHA-256 as 64 hex digits (consentd --hash-token "
-                               "prints it); never put the token itself here");
+                d.error(h->at,
+                        "'sha256' must be the token's SHA-256 as 64 hex digits (consentd --hash-token "
+                        "prints it); never put the token itself here");
             if (digest) {
                 for (const auto& other : c.tokens)
-                    if (other.sha256 == *digest) d.error(h->at, "token '" + t.name + "' has the same hash as token '" +
-                                                                    other.name + "': one token, two names");
+                    if (other.sha256 == *digest)
+                        d.error(h->at, "token '" + t.name + "' has the same hash as token '" + other.name +
+                                           "': one token, two names");
                 t.sha256 = *digest;
             }
             ok = ok && digest;

@@ -35,8 +35,8 @@ struct Config {
     std::string policy;    // same
     std::vector<Token> tokens;
     Limits limits;
-    size_t max_batch = 4096;    // requests per group commit
-    size_t history_limit = 100; // events GET /v1/subscribers/{id} returns by default
+    size_t max_batch = 4096;     // requests per group commit
+    size_t history_limit = 100;  // events GET /v1/subscribers/{id} returns by default
     DataPlaneConfig dataplanes;  // where data planes connect (docs/protocol.md)
 };
 

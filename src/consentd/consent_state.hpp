@@ -56,8 +56,7 @@ public:
 
     // ---- changes; each appends the table deltas it causes to *out (if set) ----
     // Returns whether the grant state flipped.
-    bool set_consent(std::string_view subscriber, std::string_view purpose, bool granted,
-                     std::vector<TableDelta>* out);
+    bool set_consent(std::string_view subscriber, std::string_view purpose, bool granted, std::vector<TableDelta>* out);
     bool granted(std::string_view subscriber, std::string_view purpose) const;
     // Binds `binding` to `subscriber`, taking it from any other holder.
     void bind(const Prefix& binding, std::string_view subscriber, std::vector<TableDelta>* out);
@@ -85,7 +84,7 @@ public:
 private:
     struct Subscriber {
         const std::string* id = nullptr;  // the map's key
-        std::vector<uint16_t> granted;  // interned purpose ids
+        std::vector<uint16_t> granted;    // interned purpose ids
         PurposeMask mask = 0;
         std::vector<Prefix> bindings;
     };

@@ -70,11 +70,11 @@ void read_tcp(const Value& v, DataPlaneConfig& c, Diagnostics& d, const std::str
 }  // namespace
 
 void read_dataplane_config(const Value& v, DataPlaneConfig& c, Diagnostics& d, const std::string& base_dir) {
-    const MapReader m(v, "'dataplanes'",
-                      {"socket", "socket_mode", "tcp", "heartbeat_interval", "history_commits", "history_bytes",
-                       "max_queue_bytes", "write_timeout", "hello_timeout", "max_dataplanes",
-                       "enforced_wait_timeout", "stats_retention"},
-                      d);
+    const MapReader m(
+        v, "'dataplanes'",
+        {"socket", "socket_mode", "tcp", "heartbeat_interval", "history_commits", "history_bytes", "max_queue_bytes",
+         "write_timeout", "hello_timeout", "max_dataplanes", "enforced_wait_timeout", "stats_retention"},
+        d);
     if (!m.is_map()) return;
     using std::chrono::milliseconds;
     if (const auto x = m.get("socket")) {

@@ -20,7 +20,8 @@ namespace fs = std::filesystem;
 using local = asio::local::stream_protocol;
 using tcp = asio::ip::tcp;
 
-DataPlaneServer::DataPlaneServer(asio::io_context& ioc, Publisher& publisher) : ioc_(ioc), publisher_(publisher), retry_(ioc) {}
+DataPlaneServer::DataPlaneServer(asio::io_context& ioc, Publisher& publisher)
+    : ioc_(ioc), publisher_(publisher), retry_(ioc) {}
 
 DataPlaneServer::~DataPlaneServer() {
     try {
@@ -56,7 +57,8 @@ void DataPlaneServer::start() {
         std::error_code ec;
         if (!dir.empty() && !fs::exists(dir, ec)) {
             fs::create_directories(dir, ec);
-            if (ec) throw std::runtime_error("cannot create " + dir.string() + " for " + c.socket + ": " + ec.message());
+            if (ec)
+                throw std::runtime_error("cannot create " + dir.string() + " for " + c.socket + ": " + ec.message());
             ::chmod(dir.c_str(), 0755);
         }
         clear_stale_socket(c.socket);
@@ -92,8 +94,8 @@ void DataPlaneServer::start() {
             tcp_->bind(at);
             tcp_->listen();
         } catch (const boost::system::system_error& e) {
-            throw std::runtime_error("cannot listen on " + c.tcp->address + ":" + std::to_string(c.tcp->port) +
-                                     ": " + e.code().message());
+            throw std::runtime_error("cannot listen on " + c.tcp->address + ":" + std::to_string(c.tcp->port) + ": " +
+                                     e.code().message());
         }
         accept_tcp();
     }

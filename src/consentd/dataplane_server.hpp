@@ -48,7 +48,7 @@ private:
     std::optional<boost::asio::ip::tcp::acceptor> tcp_;
     std::optional<boost::asio::ssl::context> tls_;
     boost::asio::steady_timer retry_;  // after an accept error (out of descriptors)
-    std::string socket_path_;  // set while we own the file
+    std::string socket_path_;          // set while we own the file
 };
 
 }  // namespace optgate::consentd

@@ -73,12 +73,8 @@ template <class Stream>
 class Session : public DataPlaneLink, public std::enable_shared_from_this<Session<Stream>> {
 public:
     Session(Stream stream, Publisher& publisher, std::string address)
-        : stream_(std::move(stream)),
-          publisher_(publisher),
-          address_(std::move(address)),
-          limits_(publisher.config()),
-          hello_timer_(stream_.get_executor()),
-          write_timer_(stream_.get_executor()),
+        : stream_(std::move(stream)), publisher_(publisher), address_(std::move(address)), limits_(publisher.config()),
+          hello_timer_(stream_.get_executor()), write_timer_(stream_.get_executor()),
           close_timer_(stream_.get_executor()) {}
 
     void start() {
@@ -155,8 +151,8 @@ private:
             }
             if (finished_) co_return;
             if (publisher_.full()) {
-                log_warning("data plane " + address_ + ": refused, already " +
-                            std::to_string(limits_.max_dataplanes) + " data planes connected");
+                log_warning("data plane " + address_ + ": refused, already " + std::to_string(limits_.max_dataplanes) +
+                            " data planes connected");
                 finish("too many data planes");
                 co_return;
             }
@@ -202,7 +198,7 @@ private:
             for (;;) co_await stream_.async_read_some(asio::buffer(rbuf_), use_awaitable);
         } catch (const boost::system::system_error& e) {
             why = e.code() == asio::error::eof || e.code() == ssl::error::stream_truncated ? "connection closed"
-                                                                                            : e.code().message();
+                                                                                           : e.code().message();
         } catch (const std::exception& e) {
             why = e.what();
         }

@@ -62,7 +62,8 @@ std::string shape_error(const Event& e) {
     if (e.subscriber.empty()) return "has no subscriber";
     if (e.source.empty()) return "has no source";
     if (e.credential.empty()) return "has no credential";
-    if (consent && (!e.purpose || e.purpose->empty())) return "is a " + std::string(to_string(e.action)) + " without a purpose";
+    if (consent && (!e.purpose || e.purpose->empty()))
+        return "is a " + std::string(to_string(e.action)) + " without a purpose";
     if (consent && e.address) return "is a " + std::string(to_string(e.action)) + " with an address";
     if (!consent && (!e.address || e.address->empty()))
         return "is a " + std::string(to_string(e.action)) + " without an address";

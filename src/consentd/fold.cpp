@@ -14,12 +14,10 @@ std::string LedgerFold::consent_key(std::string_view subscriber, std::string_vie
 std::string LedgerFold::apply(const Event& e) {
     switch (e.action) {
     case Action::grant:
-        consents_[consent_key(e.subscriber, *e.purpose)] =
-            ConsentRow{e.subscriber, *e.purpose, e.seq, e.time, e.source, e.notice_version, e.credential};
+        consents_[consent_key(e.subscriber, *e.purpose)] = ConsentRow{
+            e.subscriber, *e.purpose, e.seq, e.time, e.source, e.notice_version, e.credential};
         return {};
-    case Action::revoke:
-        consents_.erase(consent_key(e.subscriber, *e.purpose));
-        return {};
+    case Action::revoke: consents_.erase(consent_key(e.subscriber, *e.purpose)); return {};
     case Action::bind: {
         auto [it, fresh] = bindings_.try_emplace(*e.address);
         if (!fresh && it->second.subscriber != e.subscriber) {

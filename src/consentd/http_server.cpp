@@ -77,8 +77,9 @@ private:
         // The endpoint's own limit applies once the header says which it is.
         header_->body_limit(std::max(limits_.max_body_bytes, limits_.max_import_bytes));
         arm(limits_.header_timeout);
-        http::async_read_header(socket_, buffer_, *header_,
-                                [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+        http::async_read_header(
+            socket_, buffer_, *header_,
+            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
     }
 
     // A request that could not be read: answer if it makes sense, then close.
@@ -127,10 +128,11 @@ private:
             continue_.emplace(http::status::continue_, body_->get().version());
             phase_ = Phase::writing;
             arm(limits_.write_timeout);
-            return http::async_write(socket_, *continue_, [self = shared_from_this()](beast::error_code e, std::size_t) {
-                if (e) return self->close();
-                self->read_body();
-            });
+            return http::async_write(socket_, *continue_,
+                                     [self = shared_from_this()](beast::error_code e, std::size_t) {
+                                         if (e) return self->close();
+                                         self->read_body();
+                                     });
         }
         read_body();
     }
@@ -204,8 +206,7 @@ private:
 
 }  // namespace
 
-HttpServer::HttpServer(asio::io_context& ioc, const tcp::endpoint& at, Api& api, const Limits& limits,
-                       Metrics& metrics)
+HttpServer::HttpServer(asio::io_context& ioc, const tcp::endpoint& at, Api& api, const Limits& limits, Metrics& metrics)
     : ioc_(ioc), acceptor_(ioc), retry_(ioc), api_(api), limits_(limits), metrics_(metrics) {
     acceptor_.open(at.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));

@@ -26,8 +26,8 @@ namespace optgate::consentd {
 class HttpServer {
 public:
     // Binds and listens; throws boost::system::system_error when it cannot.
-    HttpServer(boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& at, Api& api,
-               const Limits& limits, Metrics& metrics);
+    HttpServer(boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& at, Api& api, const Limits& limits,
+               Metrics& metrics);
 
     uint16_t port() const { return acceptor_.local_endpoint().port(); }
     void start() { accept(); }

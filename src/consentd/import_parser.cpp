@@ -145,8 +145,9 @@ std::optional<CsvHeader> csv_header(std::string_view line, std::string& error) {
     for (size_t c = 0; c < cols.size(); ++c) {
         const auto it = std::find(std::begin(kFields), std::end(kFields), cols[c]);
         if (it == std::end(kFields)) {
-            error = "unknown column '" + cols[c] + "' in the header (expected: subscriber, addresses, consents, "
-                                                   "notice_version, source)";
+            error = "unknown column '" + cols[c] +
+                    "' in the header (expected: subscriber, addresses, consents, "
+                    "notice_version, source)";
             return std::nullopt;
         }
         int& slot = h.column[it - std::begin(kFields)];
@@ -204,8 +205,7 @@ std::string check_import_record(const ImportRecord& r, const Policy& policy) {
     if (!policy::detail::is_subscriber_id(r.subscriber))
         return "subscriber id '" + r.subscriber + "' is not 1..128 characters of [A-Za-z0-9._:@-]";
     if (r.addresses.empty() && r.consents.empty()) return "the record has no addresses and no consents";
-    if (!r.consents.empty() && !r.notice_version)
-        return "consents need the notice_version the subscriber saw";
+    if (!r.consents.empty() && !r.notice_version) return "consents need the notice_version the subscriber saw";
     for (size_t i = 0; i < r.consents.size(); ++i) {
         if (!policy.purpose_index(r.consents[i])) return "unknown purpose '" + r.consents[i] + "'";
         if (std::find(r.consents.begin(), r.consents.begin() + long(i), r.consents[i]) != r.consents.begin() + long(i))
@@ -257,8 +257,8 @@ ImportParse parse_import(std::string_view body, ImportFormat format, const Polic
             const Prefix b = *binding_for_bind(a, policy, problem, error);
             auto [it, fresh] = bound_at.try_emplace(b, line);
             if (!fresh)
-                return add_error(line, "address " + binding_text(b) + " is already bound by line " +
-                                           std::to_string(it->second));
+                return add_error(
+                    line, "address " + binding_text(b) + " is already bound by line " + std::to_string(it->second));
         }
         out.events += r->addresses.size() + r->consents.size();
         out.records.push_back(std::move(*r));
@@ -266,7 +266,7 @@ ImportParse parse_import(std::string_view body, ImportFormat format, const Polic
     });
     if (out.errors.empty() && out.records.empty())
         out.errors.push_back(format == ImportFormat::csv && !header ? "the CSV has no header line"
-                                                                     : "the import holds no records");
+                                                                    : "the import holds no records");
     if (!out.errors.empty()) out.records.clear();
     return out;
 }

@@ -69,8 +69,9 @@ Event event_from_row(const Statement& st) {
     e.time = st.text(1);
     e.subscriber = st.text(2);
     const auto action = parse_action(st.text(3));
-    if (!action) throw std::runtime_error("event " + std::to_string(e.seq) + " has an unknown action '" +
-                                         std::string(st.text(3)) + "'");
+    if (!action)
+        throw std::runtime_error("event " + std::to_string(e.seq) + " has an unknown action '" +
+                                 std::string(st.text(3)) + "'");
     e.action = *action;
     e.purpose = st.opt_text(4);
     e.address = st.opt_text(5);
@@ -101,8 +102,8 @@ Ledger::Ledger(const std::string& path) : db_(path, Database::Mode::read_write_c
     }
     // FULL: a commit is on disk (WAL fsync'd) before commit() returns.
     db_.exec("PRAGMA synchronous = FULL");
-    db_.exec("PRAGMA cache_size = -65536");             // 64 MiB: imports touch big indexes
-    db_.exec("PRAGMA journal_size_limit = 67108864");   // truncate a WAL grown by an import
+    db_.exec("PRAGMA cache_size = -65536");            // 64 MiB: imports touch big indexes
+    db_.exec("PRAGMA journal_size_limit = 67108864");  // truncate a WAL grown by an import
     if (!has_table(db_, "meta")) {
         db_.exec("BEGIN IMMEDIATE");
         try {

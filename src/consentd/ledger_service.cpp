@@ -42,20 +42,18 @@ ConsentState load_state(Ledger& ledger, std::shared_ptr<const Policy> policy) {
     return s;
 }
 
-LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<const Policy> policy,
-                             Metrics& metrics, Options options)
-    : ledger_(std::move(ledger)),
-      metrics_(metrics),
-      options_(options),
-      state_(load_state(*ledger_, policy)),
-      policy_(std::move(policy)),
-      committed_seq_(ledger_->head_seq()) {
+LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<const Policy> policy, Metrics& metrics,
+                             Options options)
+    : ledger_(std::move(ledger)), metrics_(metrics), options_(options), state_(load_state(*ledger_, policy)),
+      policy_(std::move(policy)), committed_seq_(ledger_->head_seq()) {
     publish_gauges();
 }
 
 LedgerService::~LedgerService() { stop(); }
 
-void LedgerService::start() { writer_ = std::thread([this] { run(); }); }
+void LedgerService::start() {
+    writer_ = std::thread([this] { run(); });
+}
 
 void LedgerService::stop() {
     {
@@ -328,9 +326,9 @@ Outcome LedgerService::apply_unbind(const UnbindChange& c, const std::string& cr
     const std::string* holder = state_.holder(*binding);
     if (!holder) return refused(Outcome::Status::not_found, "not_bound", address + " is not bound");
     if (c.expected_subscriber && *c.expected_subscriber != *holder)
-        return refused(Outcome::Status::conflict, "bound_to_other",
-                       address + " is bound to another subscriber than '" + *c.expected_subscriber +
-                           "'; nothing changed");
+        return refused(
+            Outcome::Status::conflict, "bound_to_other",
+            address + " is bound to another subscriber than '" + *c.expected_subscriber + "'; nothing changed");
     Event e;
     e.time = b.time;
     e.subscriber = *holder;

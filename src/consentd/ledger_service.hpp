@@ -84,7 +84,7 @@ struct Outcome {
     std::string time;
     bool changed = false;  // the derived state changed (not a repeat)
     std::string subscriber;
-    std::string address;  // bind/unbind: the binding's stored text
+    std::string address;                             // bind/unbind: the binding's stored text
     std::optional<std::string> previous_subscriber;  // bind: who held the address
     bool table_resync = false;                       // policy: the table's meaning changed
 };

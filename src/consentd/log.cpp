@@ -16,8 +16,9 @@ void log(LogLevel level, std::string_view message) {
     if (journal) {
         line = "<" + std::to_string(int(level)) + ">";
     } else {
-        line = level == LogLevel::error ? "consentd: error: " : level == LogLevel::warning ? "consentd: warning: "
-                                                                                          : "consentd: ";
+        line = level == LogLevel::error     ? "consentd: error: "
+               : level == LogLevel::warning ? "consentd: warning: "
+                                            : "consentd: ";
     }
     line.append(message);
     line.push_back('\n');

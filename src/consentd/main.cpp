@@ -261,12 +261,10 @@ int run(const std::string& config_path, const std::string& port_file) {
 
 int consentd_main(int argc, char** argv) {
     po::options_description opts("consentd options");
-    opts.add_options()
-        ("help,h", "this help")
-        ("config", po::value<std::string>(), "run with this config file")
-        ("check-config", po::value<std::string>(), "validate a config file and its policy, then exit")
-        ("hash-token", "read a token on stdin, print its sha256 for the config's tokens")
-        ("port-file", po::value<std::string>(), "write the port the API listens on to this file (for port 0)");
+    opts.add_options()("help,h", "this help")("config", po::value<std::string>(), "run with this config file")(
+        "check-config", po::value<std::string>(), "validate a config file and its policy, then exit")(
+        "hash-token", "read a token on stdin, print its sha256 for the config's tokens")(
+        "port-file", po::value<std::string>(), "write the port the API listens on to this file (for port 0)");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, opts), vm);

@@ -114,8 +114,7 @@ std::string Metrics::render() const {
     gauge(out, "consentd_ledger_head_seq", "Sequence number of the last committed event.", head_seq_);
     gauge(out, "consentd_subscribers", "Subscribers known to the ledger.", subscribers_);
     gauge(out, "consentd_bindings", "Current address bindings (active or not).", bindings_);
-    gauge(out, "consentd_table_entries", "Entries of the derived consent table (active bindings).",
-          table_entries_);
+    gauge(out, "consentd_table_entries", "Entries of the derived consent table (active bindings).", table_entries_);
     gauge(out, "consentd_connections", "Open API connections.", uint64_t(connections_.load()));
     return out;
 }

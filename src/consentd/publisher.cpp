@@ -66,8 +66,8 @@ boost::json::object to_json(const DataPlaneInfo& d, bool with_stats) {
         o["applied_seq"] = d.applied_seq;
         o["lag"] = d.lag;
         o["last_ack"] = d.last_ack ? boost::json::value(iso_time(*d.last_ack)) : boost::json::value(nullptr);
-        o["last_heartbeat"] =
-            d.last_heartbeat ? boost::json::value(iso_time(*d.last_heartbeat)) : boost::json::value(nullptr);
+        o["last_heartbeat"] = d.last_heartbeat ? boost::json::value(iso_time(*d.last_heartbeat))
+                                               : boost::json::value(nullptr);
         o["snapshots"] = d.snapshots;
         o["resyncs"] = d.resyncs;
     }
@@ -111,15 +111,12 @@ boost::json::object EnforcementReport::to_json() const {
 }
 
 Publisher::Publisher(asio::io_context& ioc, TableSource& source, DataPlaneConfig config)
-    : ioc_(ioc),
-      source_(source),
-      config_(std::move(config)),
-      heartbeat_timer_(ioc),
+    : ioc_(ioc), source_(source), config_(std::move(config)), heartbeat_timer_(ioc),
       enforcement_seconds_({0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5}),
       snapshot_build_seconds_({0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10}) {
     char buf[17];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(std::random_device{}() ^
-                                                                                (uint64_t(std::random_device{}()) << 32)));
+    std::snprintf(buf, sizeof buf, "%016llx",
+                  static_cast<unsigned long long>(std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32)));
     instance_ = buf;
 }
 
@@ -369,9 +366,9 @@ void Publisher::on_commit(uint64_t seq, const std::vector<TableDelta>& deltas) {
     std::vector<proto::TableChange> changes;
     changes.reserve(deltas.size());
     for (const auto& d : deltas)
-        changes.push_back({d.kind == TableDelta::Kind::upsert ? proto::TableChange::Op::upsert
-                                                              : proto::TableChange::Op::erase,
-                           d.key, d.purposes});
+        changes.push_back(
+            {d.kind == TableDelta::Kind::upsert ? proto::TableChange::Op::upsert : proto::TableChange::Op::erase, d.key,
+             d.purposes});
     std::string out;
     proto::encode_commit(out, seq, changes);
     Commit c{seq, frames_of(std::move(out)), Clock::now()};
@@ -429,8 +426,7 @@ void Publisher::on_commit_io(const Commit& c, const std::shared_ptr<const std::v
 }
 
 void Publisher::trim_history() {
-    while (!history_.empty() &&
-           (history_.size() > config_.history_commits || history_bytes_ > config_.history_bytes)) {
+    while (!history_.empty() && (history_.size() > config_.history_commits || history_bytes_ > config_.history_bytes)) {
         history_floor_ = history_.front().seq;
         history_bytes_ -= history_.front().frames->size();
         history_.pop_front();
@@ -538,9 +534,9 @@ void Publisher::ack(uint64_t id, uint64_t seq) {
     dp.last_heard = now;
     if (!dp.greeted || seq > dp.sent_seq) {
         ++protocol_errors_;
-        dp.link->close(Goodbye::Code::protocol_error,
-                       dp.greeted ? "acknowledged seq " + std::to_string(seq) + ", which was never sent"
-                                  : "ack before hello");
+        dp.link->close(
+            Goodbye::Code::protocol_error,
+            dp.greeted ? "acknowledged seq " + std::to_string(seq) + ", which was never sent" : "ack before hello");
         return;
     }
     dp.last_ack = std::chrono::system_clock::now();
@@ -626,9 +622,10 @@ void Publisher::heartbeat() {
     const auto now = Clock::now();
     const auto wall = std::chrono::system_clock::now();
     std::string out;
-    proto::encode(out, proto::Heartbeat{head_seq_, uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                              wall.time_since_epoch())
-                                                              .count())});
+    proto::encode(
+        out, proto::Heartbeat{
+                 head_seq_,
+                 uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(wall.time_since_epoch()).count())});
     const Frames f = frames_of(std::move(out));
     // A data plane acknowledges every heartbeat; ten missed (at least 5 s)
     // and it is gone, whatever TCP thinks.
@@ -733,10 +730,11 @@ void Publisher::finish_waiter(uint64_t waiter_id, EnforcementReport::Status stat
         }
     }
     for (auto& row : w.rows) {
-        if (row.pending) row.report.applied_seq = std::max(row.report.applied_seq, [&] {
-            const auto dp = dataplanes_.find(row.dp_id);
-            return dp == dataplanes_.end() ? uint64_t(0) : dp->second.applied_seq;
-        }());
+        if (row.pending)
+            row.report.applied_seq = std::max(row.report.applied_seq, [&] {
+                const auto dp = dataplanes_.find(row.dp_id);
+                return dp == dataplanes_.end() ? uint64_t(0) : dp->second.applied_seq;
+            }());
         r.dataplanes.push_back(std::move(row.report));
     }
     if (status == EnforcementReport::Status::enforced) {
@@ -797,8 +795,8 @@ void Publisher::render_metrics(std::string& out) const {
     size_t connected = 0;
     for (const auto& [id, dp] : dataplanes_) connected += dp.greeted;
     metric(out, "consentd_dataplanes_connected", "gauge", "Data planes connected (hello received).", connected);
-    metric(out, "consentd_dataplane_history_commits", "gauge",
-           "Commits kept in memory for data planes that reconnect.", history_.size());
+    metric(out, "consentd_dataplane_history_commits", "gauge", "Commits kept in memory for data planes that reconnect.",
+           history_.size());
     metric_header(out, "consentd_dataplane_enforcement_seconds", "histogram",
                   "From a durable commit to a data plane's acknowledgement of it, per data plane.");
     enforcement_seconds_.render(out, "consentd_dataplane_enforcement_seconds");
@@ -809,15 +807,18 @@ void Publisher::render_metrics(std::string& out) const {
            snapshots_sent_);
     metric(out, "consentd_dataplane_resyncs_total", "counter",
            "Data planes resent the whole table because they fell behind.", resyncs_);
-    metric(out, "consentd_dataplane_disconnects_total", "counter", "Data plane connections that ended.",
-           disconnects_);
+    metric(out, "consentd_dataplane_disconnects_total", "counter", "Data plane connections that ended.", disconnects_);
     metric(out, "consentd_dataplane_protocol_errors_total", "counter",
            "Data plane connections closed for a malformed, oversized or unexpected frame.", protocol_errors_);
     metric(out, "consentd_dataplane_tls_failures_total", "counter",
            "TCP connections refused in the TLS handshake (no or bad client certificate).", tls_failures_);
     metric_header(out, "consentd_enforced_waits_total", "counter", "?wait=enforced requests by outcome.");
-    out.append("consentd_enforced_waits_total{result=\"enforced\"} ").append(std::to_string(waits_enforced_)).append("\n");
-    out.append("consentd_enforced_waits_total{result=\"timeout\"} ").append(std::to_string(waits_timeout_)).append("\n");
+    out.append("consentd_enforced_waits_total{result=\"enforced\"} ")
+        .append(std::to_string(waits_enforced_))
+        .append("\n");
+    out.append("consentd_enforced_waits_total{result=\"timeout\"} ")
+        .append(std::to_string(waits_timeout_))
+        .append("\n");
     out.append("consentd_enforced_waits_total{result=\"no_dataplanes\"} ")
         .append(std::to_string(waits_none_))
         .append("\n");

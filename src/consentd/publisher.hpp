@@ -96,9 +96,7 @@ struct StatsReport {
     uint32_t count = 0;
     std::string bytes;
     std::chrono::steady_clock::time_point received;
-    proto::Stats view() const {
-        return {count, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}};
-    }
+    proto::Stats view() const { return {count, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}}; }
 };
 
 struct DataPlaneInfo {
@@ -108,7 +106,7 @@ struct DataPlaneInfo {
     std::chrono::system_clock::time_point connected_since;
     bool synced = false;  // streaming (not waiting for a snapshot)
     uint64_t applied_seq = 0;
-    uint64_t lag = 0;     // head - applied
+    uint64_t lag = 0;  // head - applied
     std::optional<std::chrono::system_clock::time_point> last_ack, last_heartbeat;
     uint64_t snapshots = 0;
     uint64_t resyncs = 0;
@@ -163,8 +161,10 @@ public:
 
     // ---- the ledger's feed (any thread; TableListener) ----
     void on_commit(uint64_t seq, const std::vector<TableDelta>& deltas) override;
-    void on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version) override;
-    void on_policy(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version) override;
+    void on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy,
+                   const std::string& table_version) override;
+    void on_policy(uint64_t seq, const std::shared_ptr<const Policy>& policy,
+                   const std::string& table_version) override;
     // Every policy change; `table_changed`: its table version differs (full
     // resync), else data planes get the new policy for the table they have.
     void publish_policy(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version,
@@ -232,8 +232,8 @@ private:
         Clock::time_point last_heard;
         bool greeted = false;
         bool awaiting_snapshot = false;
-        uint64_t sent_seq = 0;     // the last commit queued to it (or its snapshot's)
-        uint64_t applied_seq = 0;  // the last it acknowledged
+        uint64_t sent_seq = 0;       // the last commit queued to it (or its snapshot's)
+        uint64_t applied_seq = 0;    // the last it acknowledged
         Clock::time_point acked_at;  // when applied_seq last advanced
         std::optional<std::chrono::system_clock::time_point> last_ack, last_heartbeat;
         uint64_t snapshots = 0, resyncs = 0;

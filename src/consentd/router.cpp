@@ -131,8 +131,7 @@ RouteMatch match_route(http::verb method, std::string_view target) {
     if (!m.subscriber.empty() || m.route == Route::subscriber_get || m.route == Route::consent_put ||
         m.route == Route::consent_delete) {
         if (!policy::detail::is_subscriber_id(m.subscriber))
-            return no_route(400, "invalid_subscriber_id",
-                            "subscriber ids are 1..128 characters of [A-Za-z0-9._:@-]");
+            return no_route(400, "invalid_subscriber_id", "subscriber ids are 1..128 characters of [A-Za-z0-9._:@-]");
     }
     // Path text may be echoed in messages: only printable ASCII gets that far.
     if ((m.route == Route::consent_put || m.route == Route::consent_delete) &&
@@ -148,7 +147,7 @@ RouteMatch match_route(http::verb method, std::string_view target) {
         if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
             return no_route(400, "unknown_parameter",
                             printable(key) && key.size() <= 64 ? "unknown query parameter '" + key + "'"
-                                                                : std::string("unknown query parameter"));
+                                                               : std::string("unknown query parameter"));
         if (m.param(key)) return no_route(400, "duplicate_parameter", "query parameter '" + key + "' is repeated");
         m.query.emplace_back(key, std::string(p.value));
     }

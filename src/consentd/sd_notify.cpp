@@ -22,7 +22,8 @@ bool sd_notify_state(std::string_view state) {
     const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return false;
     const auto addr_len = socklen_t(offsetof(sockaddr_un, sun_path) + len);
-    const ssize_t n = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), addr_len);
+    const ssize_t n = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
+                               addr_len);
     ::close(fd);
     return n == ssize_t(state.size());
 }

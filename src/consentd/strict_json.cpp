@@ -22,7 +22,7 @@ struct Builder {
 
     json::value_stack st;
     std::vector<std::vector<std::string>> keys;  // one list per open object
-    std::string key;                              // the key being read
+    std::string key;                             // the key being read
     std::string duplicate;
 
     bool on_document_begin(json::error_code&) {

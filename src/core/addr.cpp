@@ -85,9 +85,7 @@ std::optional<Prefix> Prefix::parse(std::string_view text, std::string* error, b
     return p;
 }
 
-bool Prefix::contains(const IpAddr& a) const noexcept {
-    return a.family == addr.family && a.masked(len) == addr;
-}
+bool Prefix::contains(const IpAddr& a) const noexcept { return a.family == addr.family && a.masked(len) == addr; }
 
 bool Prefix::overlaps(const Prefix& other) const noexcept {
     if (other.addr.family != addr.family) return false;

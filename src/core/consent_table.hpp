@@ -39,7 +39,7 @@ struct SubscriberKey {
 };
 
 struct ConsentLookup {
-    bool found = false;      // the subscriber key is in the table
+    bool found = false;  // the subscriber key is in the table
     PurposeMask purposes = 0;
 };
 

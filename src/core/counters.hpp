@@ -108,7 +108,7 @@ std::string_view counter_help(Counter c) noexcept;
 
 // Per-collector and per-identifier counters are indexed by the position in
 // the compiled policy; bounded so that a worker never allocates.
-inline constexpr size_t kMaxCollectors = 1024;   // collectors + exemptions
+inline constexpr size_t kMaxCollectors = 1024;  // collectors + exemptions
 inline constexpr size_t kMaxIdentifiers = 256;
 
 struct alignas(64) WorkerCounters {

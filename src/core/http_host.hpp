@@ -50,7 +50,7 @@ public:
     size_t capacity() const noexcept { return len_.size() - 1; }
 
 private:
-    std::vector<uint8_t> bytes_;   // slot 0 unused
+    std::vector<uint8_t> bytes_;  // slot 0 unused
     std::vector<uint16_t> len_;
     std::vector<uint16_t> free_;
 };

@@ -50,7 +50,7 @@ inline uint8_t lower(uint8_t c) noexcept { return kLower[c]; }
 enum class FieldRole : uint8_t { other, host, content_length, transfer_encoding, upgrade };
 
 struct HeaderName {
-    std::string name;        // lowercase
+    std::string name;  // lowercase
     FieldRole role = FieldRole::other;
     int16_t identifier = -1;  // index into policy.identifiers, or -1
     // An identifier that is also a framing header (a policy built without the
@@ -115,8 +115,8 @@ public:
     const std::vector<HeaderName>& names() const noexcept { return names_; }
 
 private:
-    std::vector<HeaderName> names_;   // sorted by name
-    std::vector<uint16_t> lcp_;       // lcp_[i]: common prefix length of names[i-1] and names[i]
+    std::vector<HeaderName> names_;      // sorted by name
+    std::vector<uint16_t> lcp_;          // lcp_[i]: common prefix length of names[i-1] and names[i]
     std::array<uint16_t, 256> first_{};  // first name starting with a byte, or kDead
 };
 

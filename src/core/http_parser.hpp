@@ -124,10 +124,10 @@ struct HttpDecision {
 };
 
 struct HttpParserState {
-    uint64_t remaining = 0;       // body or chunk bytes left; a number being read
-    uint64_t content_length = 0;  // the request's Content-Length
-    HttpDecision decision;        // for this request's identifier fields
-    HttpDecision decision_nohost; // taken at the request's first byte
+    uint64_t remaining = 0;        // body or chunk bytes left; a number being read
+    uint64_t content_length = 0;   // the request's Content-Length
+    HttpDecision decision;         // for this request's identifier fields
+    HttpDecision decision_nohost;  // taken at the request's first byte
     HeaderMatch match;
     uint16_t flags = 0;       // http_flag
     uint16_t host_slot = 0;   // HostBuffers slot holding a split Host value
@@ -332,17 +332,10 @@ void HttpParser::name_done(HttpParserState& st, const HttpParseContext& cx, Sink
     case FieldRole::host:
         if (cx.use_host) st.field = FieldKind::host;
         break;
-    case FieldRole::content_length:
-        st.field = FieldKind::content_length;
-        break;
-    case FieldRole::transfer_encoding:
-        st.field = FieldKind::transfer_encoding;
-        break;
-    case FieldRole::upgrade:
-        st.flags |= http_flag::upgrade;
-        break;
-    case FieldRole::other:
-        break;
+    case FieldRole::content_length: st.field = FieldKind::content_length; break;
+    case FieldRole::transfer_encoding: st.field = FieldKind::transfer_encoding; break;
+    case FieldRole::upgrade: st.flags |= http_flag::upgrade; break;
+    case FieldRole::other: break;
     }
 }
 
@@ -382,8 +375,8 @@ void HttpParser::host_piece(HttpParserState& st, const HttpParseContext& cx, Sin
         }
         if (!last) return;
     }
-    const std::string_view raw =
-        st.host_slot ? cx.hosts.view(st.host_slot) : std::string_view(reinterpret_cast<const char*>(p), n);
+    const std::string_view raw = st.host_slot ? cx.hosts.view(st.host_slot)
+                                              : std::string_view(reinterpret_cast<const char*>(p), n);
     if (st.flags & http_flag::host_seen) {
         host_unusable(st);  // a second Host field: which one a server takes is anyone's guess
     } else {
@@ -435,16 +428,13 @@ void HttpParser::policy_changed(HttpParserState& st, const HttpParseContext& cx,
     // A name half-read was matched against the old policy's names: its
     // prefix is gone, so treat the field as an identifier (fail closed).
     switch (st.state) {
-    case HttpState::name:
-        to_conservative(st, cx, sink, Counter::http_policy_resync, HttpState::c_unknown_name);
-        break;
+    case HttpState::name: to_conservative(st, cx, sink, Counter::http_policy_resync, HttpState::c_unknown_name); break;
     case HttpState::c_name:
     case HttpState::c_name_ws:
         sink.count(Counter::http_policy_resync);
         st.state = HttpState::c_unknown_name;
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -625,9 +615,7 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
             while (i < n && (d[i] == ' ' || d[i] == '\t')) ++i;
             if (i == n) break;
             switch (st.field) {
-            case FieldKind::host:
-                st.state = S::host_value;
-                break;
+            case FieldKind::host: st.state = S::host_value; break;
             case FieldKind::content_length:
                 st.aux = 0;
                 st.remaining = 0;
@@ -637,9 +625,7 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
                 st.aux = 0;
                 st.state = S::coding_value;
                 break;
-            default:
-                st.state = S::value;
-                break;
+            default: st.state = S::value; break;
             }
             break;
         }

@@ -157,8 +157,8 @@ void HttpStage::prepare(const Runtime& rt, Enforcement& enforcement) {
     use_host_ = rt.has_host_rules();
 }
 
-void HttpStage::process_burst(PacketRef* pkts, BurstSlot* slots, const uint8_t* list, uint32_t count,
-                              BurstContext& ctx, Enforcement& enforcement) noexcept {
+void HttpStage::process_burst(PacketRef* pkts, BurstSlot* slots, const uint8_t* list, uint32_t count, BurstContext& ctx,
+                              Enforcement& enforcement) noexcept {
     // First pass: keys, and the flow's entry line (classify already loaded
     // the bucket's signatures). Second pass: the work.
     uint32_t m = 0;

@@ -101,9 +101,9 @@ ParseResult parse_ipv6(const uint8_t* data, uint32_t off, uint32_t len, ParsedPa
     uint32_t pos = off + 40;
     for (unsigned n = 0;; ++n) {
         switch (next) {
-        case 0:    // hop-by-hop options
-        case 43:   // routing
-        case 60: { // destination options
+        case 0:     // hop-by-hop options
+        case 43:    // routing
+        case 60: {  // destination options
             if (n == kMaxIpv6Extensions || out.ip_end < pos + 8) return fail(Counter::bad_ipv6_extension);
             const uint32_t ext_len = (data[pos + 1] + 1u) * 8u;
             if (out.ip_end < pos + ext_len) return fail(Counter::bad_ipv6_extension);
@@ -135,9 +135,7 @@ ParseResult parse_ipv6(const uint8_t* data, uint32_t off, uint32_t len, ParsedPa
             }
             continue;
         }
-        default:
-            out.l4_proto = next;
-            return parse_l4(data, pos, out.ip_end, out);
+        default: out.l4_proto = next; return parse_l4(data, pos, out.ip_end, out);
         }
     }
 }

@@ -43,12 +43,8 @@ struct ParsedPacket {
     // IPv4: identification (for fragment tracking); IPv6: fragment header id.
     uint32_t fragment_id = 0;
 
-    IpAddr src_addr() const noexcept {
-        return family == Family::v4 ? IpAddr::from_v4(src) : IpAddr::from_v6(src);
-    }
-    IpAddr dst_addr() const noexcept {
-        return family == Family::v4 ? IpAddr::from_v4(dst) : IpAddr::from_v6(dst);
-    }
+    IpAddr src_addr() const noexcept { return family == Family::v4 ? IpAddr::from_v4(src) : IpAddr::from_v6(src); }
+    IpAddr dst_addr() const noexcept { return family == Family::v4 ? IpAddr::from_v4(dst) : IpAddr::from_v6(dst); }
 };
 
 namespace tcp_flag {
@@ -56,7 +52,7 @@ inline constexpr uint8_t fin = 0x01, syn = 0x02, rst = 0x04, psh = 0x08, ack = 0
 }
 
 struct ParseResult {
-    bool ok = false;  // IP with a usable layer-4 view (or a non-first fragment)
+    bool ok = false;                    // IP with a usable layer-4 view (or a non-first fragment)
     Counter reason = Counter::packets;  // when !ok: why (non_ip, truncated_*, bad_*)
 };
 

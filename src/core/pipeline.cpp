@@ -64,10 +64,8 @@ Verdict BurstContext::packet_verdict(BurstSlot& s) const noexcept {
 }
 
 Worker::Worker(Enforcement& enforcement, const HttpStageConfig& http)
-    : enforcement_(enforcement),
-      reader_(enforcement.rcu().register_reader()),
-      counters_(std::make_unique<WorkerCounters>()),
-      http_(http) {}
+    : enforcement_(enforcement), reader_(enforcement.rcu().register_reader()),
+      counters_(std::make_unique<WorkerCounters>()), http_(http) {}
 
 Worker::~Worker() { enforcement_.rcu().unregister_reader(reader_); }
 
@@ -140,9 +138,8 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
         s.from_subscriber = true;
         c.add(Counter::from_subscriber);
 
-        const bool inspected_port =
-            p.has_l4 && ((p.l4_proto == kProtoUdp && rt.is_dns_port(p.dst_port)) ||
-                         (p.l4_proto == kProtoTcp && rt.is_http_port(p.dst_port)));
+        const bool inspected_port = p.has_l4 && ((p.l4_proto == kProtoUdp && rt.is_dns_port(p.dst_port)) ||
+                                                 (p.l4_proto == kProtoTcp && rt.is_http_port(p.dst_port)));
         if (p.fragment) {
             // Fragments are not reassembled, so their bytes are never read. A
             // first fragment of an inspected datagram passes only when no byte
@@ -216,9 +213,8 @@ void Worker::dns_stage(PacketRef* pkts, BurstContext& ctx) noexcept {
         // datagram; the checksum needs their sum before they do.
         const uint32_t from = s.parsed.payload_offset + scan.opt_rdlength_at;
         const uint32_t old_tail = l4_tail_sum(pkt.data, s.parsed, from);
-        const uint32_t removed = compact_opt_rdata(msg, scan, rt, [&](int id) {
-            ctx.count_identifier(s.destination, id, false);
-        });
+        const uint32_t removed = compact_opt_rdata(msg, scan, rt,
+                                                   [&](int id) { ctx.count_identifier(s.destination, id, false); });
         const uint16_t rdlength = uint16_t(scan.rdata_end - scan.rdata_begin - removed);
         msg[scan.opt_rdlength_at] = uint8_t(rdlength >> 8);
         msg[scan.opt_rdlength_at + 1] = uint8_t(rdlength);

@@ -12,8 +12,7 @@ std::string ascii_lower(std::string_view s) {
 bool HostPattern::matches(std::string_view host) const noexcept {
     if (!wildcard) return host == name;
     // "*.example.com" matches "a.example.com" and "a.b.example.com".
-    return host.size() > name.size() + 1 && host.ends_with(name) &&
-           host[host.size() - name.size() - 1] == '.';
+    return host.size() > name.size() + 1 && host.ends_with(name) && host[host.size() - name.size() - 1] == '.';
 }
 
 }  // namespace optgate

@@ -29,9 +29,9 @@ struct Purpose {
 struct Identifier {
     enum class Kind : uint8_t { http_header, dns_option };
     Kind kind = Kind::http_header;
-    std::string name;         // readable name used in reports ("Verizon UIDH", "ECS")
-    std::string header;       // http_header: the header name as written in the policy
-    uint16_t option_code = 0; // dns_option: the EDNS0 option code
+    std::string name;          // readable name used in reports ("Verizon UIDH", "ECS")
+    std::string header;        // http_header: the header name as written in the policy
+    uint16_t option_code = 0;  // dns_option: the EDNS0 option code
 };
 
 struct PortRange {
@@ -51,9 +51,9 @@ struct HostPattern {
 };
 
 struct DestinationMatch {
-    std::vector<Prefix> prefixes;     // empty: any address (then hostnames must be set)
-    std::vector<PortRange> ports;     // empty: any port
-    std::vector<HostPattern> hosts;   // empty: any host
+    std::vector<Prefix> prefixes;    // empty: any address (then hostnames must be set)
+    std::vector<PortRange> ports;    // empty: any port
+    std::vector<HostPattern> hosts;  // empty: any host
 };
 
 struct Collector {

@@ -14,8 +14,7 @@ std::shared_ptr<const Runtime> Runtime::compile(Policy policy, std::string* erro
         if (error) *error = std::move(msg);
         return nullptr;
     };
-    if (policy.purposes.size() > kMaxPurposes)
-        return fail("more than " + std::to_string(kMaxPurposes) + " purposes");
+    if (policy.purposes.size() > kMaxPurposes) return fail("more than " + std::to_string(kMaxPurposes) + " purposes");
     if (policy.collectors.size() + policy.exemptions.size() > kMaxCollectors)
         return fail("more than " + std::to_string(kMaxCollectors) + " collectors and exemptions");
     if (policy.identifiers.size() > kMaxIdentifiers)

@@ -56,12 +56,9 @@ inline Verdict decide(const VerdictInputs& in, unsigned collector_purpose, Conse
     if (in.health == TableHealth::stale) return Verdict::strip_table_stale;
     if (!in.from_subscriber) return Verdict::strip_not_subscriber;
     switch (in.destination.kind) {
-    case Destination::Kind::exemption:
-        return Verdict::pass_exempt;
-    case Destination::Kind::none:
-        return in.out_of_sync ? Verdict::strip_out_of_sync : Verdict::strip_no_collector;
-    case Destination::Kind::collector:
-        break;
+    case Destination::Kind::exemption: return Verdict::pass_exempt;
+    case Destination::Kind::none: return in.out_of_sync ? Verdict::strip_out_of_sync : Verdict::strip_no_collector;
+    case Destination::Kind::collector: break;
     }
     const ConsentLookup c = consent();
     if (!c.found) return Verdict::strip_unknown_subscriber;

@@ -28,10 +28,10 @@ namespace http = boost::beast::http;
 namespace json = boost::json;
 
 void add_client_options(po::options_description& opts) {
-    opts.add_options()
-        ("server", po::value<std::string>(), "consentd URL (default $OPTGATE_SERVER, else http://127.0.0.1:8470)")
-        ("token", po::value<std::string>(), "API token (default $OPTGATE_TOKEN; visible in ps: prefer the others)")
-        ("token-file", po::value<std::string>(), "read the API token from this file");
+    opts.add_options()("server", po::value<std::string>(),
+                       "consentd URL (default $OPTGATE_SERVER, else http://127.0.0.1:8470)")(
+        "token", po::value<std::string>(), "API token (default $OPTGATE_TOKEN; visible in ps: prefer the others)")(
+        "token-file", po::value<std::string>(), "read the API token from this file");
 }
 
 std::optional<ApiTarget> api_target(const po::variables_map& vm) {

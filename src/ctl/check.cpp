@@ -37,8 +37,8 @@ std::string policy_summary(const Policy& p) {
     const size_t options = p.identifiers.size() - headers;
     return count(p.purposes.size(), "purpose", "purposes") + ", " +
            count(p.identifiers.size(), "identifier", "identifiers") + " (" +
-           count(headers, "HTTP header", "HTTP headers") + ", " + count(options, "DNS option", "DNS options") +
-           "), " + count(p.collectors.size(), "collector", "collectors") + ", " +
+           count(headers, "HTTP header", "HTTP headers") + ", " + count(options, "DNS option", "DNS options") + "), " +
+           count(p.collectors.size(), "collector", "collectors") + ", " +
            count(p.exemptions.size(), "exemption", "exemptions") + ", " +
            count(p.subscriber_prefixes.size(), "subscriber prefix", "subscriber prefixes");
 }
@@ -49,9 +49,9 @@ std::string consent_summary(const std::vector<policy::ConsentRecord>& records) {
         for (const auto& k : r.keys) (k.addr.family == Family::v4 ? v4 : v6)++;
         consenting += r.purposes != 0;
     }
-    return count(records.size(), "subscriber", "subscribers") + " (" + std::to_string(consenting) +
-           " with consent), " + count(v4 + v6, "subscriber key", "subscriber keys") + " (" + std::to_string(v4) +
-           " IPv4, " + std::to_string(v6) + " IPv6)";
+    return count(records.size(), "subscriber", "subscribers") + " (" + std::to_string(consenting) + " with consent), " +
+           count(v4 + v6, "subscriber key", "subscriber keys") + " (" + std::to_string(v4) + " IPv4, " +
+           std::to_string(v6) + " IPv6)";
 }
 
 }  // namespace

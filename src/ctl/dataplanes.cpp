@@ -68,10 +68,9 @@ int dataplanes(int argc, char** argv) {
             for (const auto& d : list) {
                 const json::value* stats_age = d.as_object().if_contains("stats_age_ms");
                 std::printf("%-20s %-7s %10s %8s  %-24s %-9s %-24s %s\n", text(d.at("name")).c_str(),
-                            text(d.at("synced")).c_str(), text(d.at("applied_seq")).c_str(),
-                            text(d.at("lag")).c_str(), text(d.at("last_ack")).c_str(),
-                            stats_age ? age(*stats_age).c_str() : "-", text(d.at("connected_since")).c_str(),
-                            text(d.at("address")).c_str());
+                            text(d.at("synced")).c_str(), text(d.at("applied_seq")).c_str(), text(d.at("lag")).c_str(),
+                            text(d.at("last_ack")).c_str(), stats_age ? age(*stats_age).c_str() : "-",
+                            text(d.at("connected_since")).c_str(), text(d.at("address")).c_str());
             }
         }
         // Gone within consentd's stats_retention (consentd before stats: absent).

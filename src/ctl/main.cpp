@@ -9,8 +9,8 @@ namespace {
 
 struct Command {
     std::string_view name;
-    std::string_view usage;    // arguments, as in "grant SUB PURPOSE ..."
-    std::string_view summary;  // what it does
+    std::string_view usage;             // arguments, as in "grant SUB PURPOSE ..."
+    std::string_view summary;           // what it does
     int (*run)(int argc, char** argv);  // argv[0] is the command name
 };
 
@@ -23,7 +23,8 @@ constexpr Command kCommands[] = {
     {"unbind", "unbind ADDRESS [--subscriber SUB] [--wait[=T]]", "release an address", optgate::ctl::unbind},
     {"import", "import FILE [--format ndjson|csv]", "bulk-load subscribers", optgate::ctl::import_file},
     {"reload", "reload", "make consentd re-read its policy", optgate::ctl::reload},
-    {"dataplanes", "dataplanes [--json]", "data planes connected to consentd, applied seq, lag", optgate::ctl::dataplanes},
+    {"dataplanes", "dataplanes [--json]", "data planes connected to consentd, applied seq, lag",
+     optgate::ctl::dataplanes},
     {"verify-ledger", "verify-ledger DB", "check a consentd ledger file offline", optgate::ctl::verify_ledger},
 };
 

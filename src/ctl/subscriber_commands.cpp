@@ -74,8 +74,7 @@ int call(std::string_view command, const Parsed& p, http::verb method, const std
         // Recorded durably; say so plainly if a data plane did not confirm.
         const std::string enforcement = enforcement_status(r.body);
         if (enforcement == "timeout") {
-            std::fprintf(stderr,
-                         "optgatectl %.*s: recorded, but not every data plane confirmed enforcing it in time\n",
+            std::fprintf(stderr, "optgatectl %.*s: recorded, but not every data plane confirmed enforcing it in time\n",
                          int(command.size()), command.data());
             return 3;
         }
@@ -88,9 +87,9 @@ int call(std::string_view command, const Parsed& p, http::verb method, const std
 
 int consent(int argc, char** argv, bool grant) {
     po::options_description opts;
-    opts.add_options()
-        ("source", po::value<std::string>(), "channel the choice came through (portal, call-centre...); required")
-        ("notice-version", po::value<std::string>(), "version of the notice the subscriber saw (required to grant)");
+    opts.add_options()("source", po::value<std::string>(),
+                       "channel the choice came through (portal, call-centre...); required")(
+        "notice-version", po::value<std::string>(), "version of the notice the subscriber saw (required to grant)");
     add_wait_option(opts);
     Parsed p;
     const std::string usage = std::string(grant ? "grant" : "revoke") + " SUBSCRIBER PURPOSE --source S" +
@@ -141,9 +140,8 @@ int bind(int argc, char** argv) {
 
 int unbind(int argc, char** argv) {
     po::options_description opts;
-    opts.add_options()
-        ("subscriber", po::value<std::string>(), "only if the address is bound to this subscriber")
-        ("source", po::value<std::string>(), "who reports the release (radius, dhcp...)");
+    opts.add_options()("subscriber", po::value<std::string>(), "only if the address is bound to this subscriber")(
+        "source", po::value<std::string>(), "who reports the release (radius, dhcp...)");
     add_wait_option(opts);
     Parsed p;
     if (auto stop = prepare(argc, argv, opts, {"address"}, "unbind ADDRESS [--subscriber ID] [--source S] [--wait[=T]]",

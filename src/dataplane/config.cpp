@@ -116,8 +116,8 @@ void read_tls(const Value& v, Config& c, Diagnostics& d, const std::string& base
 }
 
 void read_control(const Value& v, Config& c, Diagnostics& d, const std::string& base) {
-    const MapReader m(v, "'control'",
-                      {"endpoint", "name", "bootstrap_policy", "sync_timeout", "stats_interval", "tls"}, d);
+    const MapReader m(v, "'control'", {"endpoint", "name", "bootstrap_policy", "sync_timeout", "stats_interval", "tls"},
+                      d);
     if (!m.is_map()) return;
     if (const auto x = m.require("endpoint")) {
         if (const auto t = as_text(*x, d)) {
@@ -167,10 +167,9 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
     c.file = name;
     if (const auto root = parse_document(yaml, d)) {
         const Value top{*root, location_of(*root), "the optgate config"};
-        const MapReader m(top, "the optgate config",
-                          {"ports", "workers", "queues", "mempool", "control", "static", "http", "stats_file",
-                           "log_level"},
-                          d);
+        const MapReader m(
+            top, "the optgate config",
+            {"ports", "workers", "queues", "mempool", "control", "static", "http", "stats_file", "log_level"}, d);
         if (m.is_map()) {
             if (const auto v = m.require("ports")) read_ports(*v, c, d);
             if (const auto v = m.get("workers")) read_workers(*v, c, d);
@@ -212,7 +211,8 @@ LoadedConfig load_config_file(const std::string& path) {
 std::string validate(const Config& c) {
     const bool static_mode = !c.policy.empty() || !c.consent.empty();
     if (static_mode == !c.control.empty()) return "give either a control endpoint or a policy and consent file";
-    if (static_mode && (c.policy.empty() || c.consent.empty())) return "static mode needs both a policy and a consent file";
+    if (static_mode && (c.policy.empty() || c.consent.empty()))
+        return "static mode needs both a policy and a consent file";
     if (!c.control.empty()) {
         std::string why;
         if (!proto::Endpoint::parse(c.control, why)) return "control endpoint " + c.control + ": " + why;

@@ -52,7 +52,7 @@ struct Config {
     std::string name;     // this data plane's name at consentd; default optgate-<hostname>
     std::string bootstrap_policy;
     std::string tls_cert, tls_key, tls_ca;
-    std::chrono::milliseconds sync_timeout{0};  // 0: forward (stripping) while waiting
+    std::chrono::milliseconds sync_timeout{0};       // 0: forward (stripping) while waiting
     std::chrono::milliseconds stats_interval{1000};  // reports to consentd
 
     std::string policy, consent;  // static mode
@@ -60,7 +60,7 @@ struct Config {
     size_t http_flows = 262144;  // per worker
     std::chrono::seconds http_idle_timeout{120};
 
-    std::string stats_file;  // counters as JSON on exit
+    std::string stats_file;          // counters as JSON on exit
     std::string log_level = "info";  // error, warning, info, debug
 };
 

@@ -131,8 +131,8 @@ void Datapath::drain_tx_rings(Slot& w) noexcept {
     for (unsigned role = 0; role < 2; ++role) {
         if (!tx_ring_[role] || tx_owner_[role] != w.index) continue;
         rte_mbuf* out[Worker::kMaxBurst];
-        const unsigned n =
-            rte_ring_sc_dequeue_burst(tx_ring_[role], reinterpret_cast<void**>(out), Worker::kMaxBurst, nullptr);
+        const unsigned n = rte_ring_sc_dequeue_burst(tx_ring_[role], reinterpret_cast<void**>(out), Worker::kMaxBurst,
+                                                     nullptr);
         if (n == 0) continue;
         const uint16_t sent = rte_eth_tx_burst(port_[role], 0, out, uint16_t(n));
         w.dc.tx += sent;
@@ -198,8 +198,8 @@ void Datapath::steer(Slot& w, rte_mbuf** in, uint16_t n, uint64_t now) noexcept 
         const uint16_t c = w.batch_count[t];
         if (c == 0) continue;
         w.batch_count[t] = 0;
-        const unsigned queued =
-            rte_ring_mp_enqueue_burst(slots_[t]->inbox, reinterpret_cast<void* const*>(w.batch[t].data()), c, nullptr);
+        const unsigned queued = rte_ring_mp_enqueue_burst(
+            slots_[t]->inbox, reinterpret_cast<void* const*>(w.batch[t].data()), c, nullptr);
         for (unsigned i = queued; i < c; ++i) rte_pktmbuf_free(w.batch[t][i]);
         w.dc.steered_out += queued;
         w.dc.steering_ring_full_dropped += c - queued;

@@ -23,9 +23,9 @@ namespace optgate::dataplane {
 // What the driver itself counts, beside the pipeline's counters.
 struct DriverCounters {
     uint64_t rx = 0, tx = 0;
-    uint64_t tx_full_dropped = 0;        // the port's tx queue (or shared-tx ring) was full
-    uint64_t multi_segment_dropped = 0;  // chained mbuf that could not be linearised
-    uint64_t steering_ring_full_dropped = 0;  // another worker's inbox was full
+    uint64_t tx_full_dropped = 0;              // the port's tx queue (or shared-tx ring) was full
+    uint64_t multi_segment_dropped = 0;        // chained mbuf that could not be linearised
+    uint64_t steering_ring_full_dropped = 0;   // another worker's inbox was full
     uint64_t steered_out = 0, steered_in = 0;  // software steering hand-overs
     void accumulate(const DriverCounters& o) noexcept;
 };
@@ -82,7 +82,7 @@ private:
     FlowSteering steering_;
     std::vector<std::unique_ptr<Slot>> slots_;
     rte_ring* tx_ring_[2] = {nullptr, nullptr};  // shared tx: frames for port [r], sent by its poller
-    unsigned tx_owner_[2] = {0, 0};               // the worker that polls port [r]
+    unsigned tx_owner_[2] = {0, 0};              // the worker that polls port [r]
     std::atomic<bool> stop_{false};
     std::atomic<unsigned> rx_stopped_{0}, processed_{0};
 };

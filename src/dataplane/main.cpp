@@ -17,6 +17,7 @@
 #include <rte_log.h>
 #include <rte_mbuf.h>
 
+#include <unistd.h>
 #include <boost/json.hpp>
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -26,7 +27,6 @@
 #include <memory>
 #include <sstream>
 #include <thread>
-#include <unistd.h>
 
 #include "common/report.hpp"
 #include "common/static_consent.hpp"
@@ -90,33 +90,37 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
     Config flags;
     uint64_t http_idle = 0, sync_ms = 0, idle_sleep_us = 0;
     po::options_description d("optgate options (after --)");
-    d.add_options()
-        ("help,h", "show this help")
-        ("config", po::value(&config_file), "the configuration file (config/optgate.example.yaml); flags below override it")
-        ("policy", po::value(&flags.policy), "static mode: policy file (docs/policy.md)")
-        ("consent", po::value(&flags.consent), "static mode: consent file (docs/consent-file.md)")
-        ("control", po::value(&flags.control), "controlled mode: consentd's Unix socket path or HOST:PORT")
-        ("name", po::value(&flags.name), "with --control: this data plane's name (default: optgate-<hostname>)")
-        ("bootstrap-policy", po::value(&flags.bootstrap_policy),
-         "with --control: policy to enforce (stripping everything) until consentd's first snapshot")
-        ("tls-cert", po::value(&flags.tls_cert), "with --control HOST:PORT: client certificate (PEM)")
-        ("tls-key", po::value(&flags.tls_key), "with --control HOST:PORT: client key (PEM)")
-        ("tls-ca", po::value(&flags.tls_ca), "with --control HOST:PORT: CA of consentd's certificate (PEM)")
-        ("sync-timeout-ms", po::value(&sync_ms), "with --control: wait for the first snapshot before forwarding")
-        ("subscriber-port", po::value(&flags.subscriber_port), "port id or device name facing subscribers (default 0)")
-        ("internet-port", po::value(&flags.internet_port), "port id or device name facing the internet (default 1)")
-        ("worker-lcores", po::value(&lcores), "comma-separated EAL lcores that run workers (default: all but the main lcore)")
-        ("steering", po::value(&steering), "auto, rss or software (docs/dataplane.md#workers)")
-        ("burst", po::value(&flags.burst), "frames per receive burst (1..64, default 32)")
-        ("mbufs", po::value(&flags.mbufs), "mbufs in the pool (default: computed)")
-        ("idle-sleep-us", po::value(&idle_sleep_us), "sleep this long when idle (default 0: poll)")
-        ("stats", po::value(&flags.stats_file), "write counters as JSON to this file on exit (docs/replay.md#the-report)")
-        ("http-flows", po::value(&flags.http_flows),
-         "HTTP flows tracked per worker (default 262144; 132 bytes each, allocated at start; docs/http.md)")
-        ("http-idle-timeout", po::value(&http_idle), "seconds before an idle HTTP flow's entry may be reused (default 120)")
-        ("log-level", po::value(&log_level), "error, warning, info (default) or debug")
-        ("idle-exit-ms", po::value(&limits.idle_exit_ms), "exit after this many ms without a packet (tests, pcap vdevs)")
-        ("duration", po::value(&limits.duration_s), "exit after this many seconds");
+    d.add_options()("help,h", "show this help")(
+        "config", po::value(&config_file),
+        "the configuration file (config/optgate.example.yaml); flags below override it")(
+        "policy", po::value(&flags.policy), "static mode: policy file (docs/policy.md)")(
+        "consent", po::value(&flags.consent), "static mode: consent file (docs/consent-file.md)")(
+        "control", po::value(&flags.control), "controlled mode: consentd's Unix socket path or HOST:PORT")(
+        "name", po::value(&flags.name), "with --control: this data plane's name (default: optgate-<hostname>)")(
+        "bootstrap-policy", po::value(&flags.bootstrap_policy),
+        "with --control: policy to enforce (stripping everything) until consentd's first snapshot")(
+        "tls-cert", po::value(&flags.tls_cert), "with --control HOST:PORT: client certificate (PEM)")(
+        "tls-key", po::value(&flags.tls_key), "with --control HOST:PORT: client key (PEM)")(
+        "tls-ca", po::value(&flags.tls_ca), "with --control HOST:PORT: CA of consentd's certificate (PEM)")(
+        "sync-timeout-ms", po::value(&sync_ms), "with --control: wait for the first snapshot before forwarding")(
+        "subscriber-port", po::value(&flags.subscriber_port), "port id or device name facing subscribers (default 0)")(
+        "internet-port", po::value(&flags.internet_port), "port id or device name facing the internet (default 1)")(
+        "worker-lcores", po::value(&lcores),
+        "comma-separated EAL lcores that run workers (default: all but the main lcore)")(
+        "steering", po::value(&steering), "auto, rss or software (docs/dataplane.md#workers)")(
+        "burst", po::value(&flags.burst), "frames per receive burst (1..64, default 32)")(
+        "mbufs", po::value(&flags.mbufs), "mbufs in the pool (default: computed)")(
+        "idle-sleep-us", po::value(&idle_sleep_us), "sleep this long when idle (default 0: poll)")(
+        "stats", po::value(&flags.stats_file),
+        "write counters as JSON to this file on exit (docs/replay.md#the-report)")(
+        "http-flows", po::value(&flags.http_flows),
+        "HTTP flows tracked per worker (default 262144; 132 bytes each, allocated at start; docs/http.md)")(
+        "http-idle-timeout", po::value(&http_idle),
+        "seconds before an idle HTTP flow's entry may be reused (default 120)")(
+        "log-level", po::value(&log_level), "error, warning, info (default) or debug")(
+        "idle-exit-ms", po::value(&limits.idle_exit_ms),
+        "exit after this many ms without a packet (tests, pcap vdevs)")("duration", po::value(&limits.duration_s),
+                                                                        "exit after this many seconds");
     po::variables_map vm;
     try {
         po::store(po::command_line_parser(argc, argv).options(d).run(), vm);
@@ -156,10 +160,14 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
     if (given("internet-port")) c.internet_port = flags.internet_port;
     if (given("worker-lcores")) c.worker_lcores = parse_lcores(lcores);
     if (given("steering")) {
-        if (steering == "auto") c.steering = Steering::automatic;
-        else if (steering == "rss") c.steering = Steering::rss;
-        else if (steering == "software") c.steering = Steering::software;
-        else throw UsageError("--steering must be auto, rss or software");
+        if (steering == "auto")
+            c.steering = Steering::automatic;
+        else if (steering == "rss")
+            c.steering = Steering::rss;
+        else if (steering == "software")
+            c.steering = Steering::software;
+        else
+            throw UsageError("--steering must be auto, rss or software");
     }
     if (given("burst")) c.burst = flags.burst;
     if (given("mbufs")) c.mbufs = flags.mbufs;
@@ -378,9 +386,9 @@ int run(const Config& c, const RunLimits& limits) {
     if (!register_telemetry(&telemetry)) log(Level::warning, "telemetry commands not registered");
     if (client) {
         const uint16_t ports[2] = {subscriber, internet};
-        client->set_stats_source(
-            [&dp, &enforcement, ports](std::vector<proto::StatEntry>& out) { report_stats(out, dp, enforcement, ports); },
-            c.stats_interval);
+        client->set_stats_source([&dp, &enforcement, ports](
+                                     std::vector<proto::StatEntry>& out) { report_stats(out, dp, enforcement, ports); },
+                                 c.stats_interval);
     }
 
     std::vector<std::pair<Datapath*, unsigned>> args;

@@ -58,8 +58,7 @@ QueuePlan plan_queues(uint16_t subscriber, uint16_t internet, unsigned workers, 
             rss_problem = port_label(port) + " has no RSS";
         else if (info.max_rx_queues < workers || info.max_tx_queues < workers)
             rss_problem = port_label(port) + " has " + std::to_string(info.max_rx_queues) + " rx / " +
-                          std::to_string(info.max_tx_queues) + " tx queues for " + std::to_string(workers) +
-                          " workers";
+                          std::to_string(info.max_tx_queues) + " tx queues for " + std::to_string(workers) + " workers";
         if (!rss_problem.empty()) break;
     }
     if (wanted == Steering::rss && !rss_problem.empty())

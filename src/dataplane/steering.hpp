@@ -35,8 +35,10 @@ public:
         return key;
     }
 
-    FlowSteering() { rte_convert_rss_key(reinterpret_cast<const uint32_t*>(symmetric_key().data()),
-                                         reinterpret_cast<uint32_t*>(be_key_.data()), kKeyLen); }
+    FlowSteering() {
+        rte_convert_rss_key(reinterpret_cast<const uint32_t*>(symmetric_key().data()),
+                            reinterpret_cast<uint32_t*>(be_key_.data()), kKeyLen);
+    }
 
     // The flow hash of an Ethernet frame (0 for non-IP frames).
     uint32_t hash(const uint8_t* frame, uint32_t len) const noexcept {

@@ -36,8 +36,8 @@ std::string_view health_name(TableHealth h) {
 // named "example-adnet" is listed as example_adnet.
 std::string telemetry_name(std::string name) {
     for (char& ch : name) {
-        const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                        ch == '_' || ch == '/';
+        const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                        ch == '/';
         if (!ok) ch = '_';
     }
     return name;
@@ -92,8 +92,7 @@ int workers_cmd(const char*, const char*, rte_tel_data* d) {
         rte_tel_data_add_dict_u64(w, "steered_out", dc.steered_out);
         rte_tel_data_add_dict_u64(w, "packets", counters->get(Counter::packets));
         rte_tel_data_add_dict_u64(w, "tx_full_dropped", dc.tx_full_dropped);
-        if (rte_tel_data_add_dict_container(d, ("worker" + std::to_string(i)).c_str(), w, 0) != 0)
-            rte_tel_data_free(w);
+        if (rte_tel_data_add_dict_container(d, ("worker" + std::to_string(i)).c_str(), w, 0) != 0) rte_tel_data_free(w);
     }
     return 0;
 }

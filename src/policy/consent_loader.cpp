@@ -105,8 +105,9 @@ private:
         bool inside = false;
         if (p->addr.family == Family::v4) {
             if (p->len != 32) {
-                d_.error(a.at, "'" + *t + "' is a prefix: IPv4 subscribers are keyed by address, so write one "
-                               "address (A.B.C.D or A.B.C.D/32)");
+                d_.error(a.at, "'" + *t +
+                                   "' is a prefix: IPv4 subscribers are keyed by address, so write one "
+                                   "address (A.B.C.D or A.B.C.D/32)");
                 return;
             }
             for (const auto& s : policy_.subscriber_prefixes) inside = inside || s.contains(p->addr);
@@ -114,8 +115,8 @@ private:
             if (!bare && p->len != key_len) {
                 d_.error(a.at, "'" + *t + "' is a /" + std::to_string(p->len) +
                                    ": IPv6 subscribers are keyed by their /" + std::to_string(key_len) +
-                                   " prefix (the policy's ipv6_key_length), so write a /" +
-                                   std::to_string(key_len) + " or an address in it");
+                                   " prefix (the policy's ipv6_key_length), so write a /" + std::to_string(key_len) +
+                                   " or an address in it");
                 return;
             }
             const Prefix key_prefix{p->addr.masked(key_len), uint8_t(key_len)};
@@ -127,12 +128,14 @@ private:
             return;
         }
         const SubscriberKey key = SubscriberKey::make(p->addr, key_len);
-        if (key.addr.family == Family::v4 && (key.addr.v4_host_order() == 0 || key.addr.v4_host_order() == 0xffffffffu)) {
+        if (key.addr.family == Family::v4 &&
+            (key.addr.v4_host_order() == 0 || key.addr.v4_host_order() == 0xffffffffu)) {
             d_.error(a.at, "'" + *t + "' cannot be a subscriber: 0.0.0.0 and 255.255.255.255 are reserved");
             return;
         }
-        const std::string key_text =
-            key.addr.family == Family::v4 ? key.addr.to_string() : key.addr.to_string() + "/" + std::to_string(key_len);
+        const std::string key_text = key.addr.family == Family::v4
+                                         ? key.addr.to_string()
+                                         : key.addr.to_string() + "/" + std::to_string(key_len);
         const auto [it, inserted] = bound_.try_emplace(key_text, Bound{r.subscriber_id, a.at});
         if (!inserted) {
             const std::string as_key = key_text == *t ? "" : " (subscriber key " + key_text + ")";

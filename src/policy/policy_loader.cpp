@@ -138,8 +138,9 @@ void PolicyReader::read_http_headers(const Value& v) {
     if (!items) return;
     for (const auto& item : *items) {
         if (++identifiers_ > kMaxIdentifiers) {
-            d_.error(item.at, "more than " + std::to_string(kMaxIdentifiers) + " identifiers (HTTP headers and DNS "
-                              "options together): optgate counts each one separately");
+            d_.error(item.at, "more than " + std::to_string(kMaxIdentifiers) +
+                                  " identifiers (HTTP headers and DNS "
+                                  "options together): optgate counts each one separately");
             return;
         }
         const MapReader m(item, "the HTTP header identifier", {"header", "name"}, d_);
@@ -153,16 +154,18 @@ void PolicyReader::read_http_headers(const Value& v) {
                 const auto seen = std::find_if(header_seen_.begin(), header_seen_.end(),
                                                [&](const auto& s) { return s.first == lower; });
                 if (!is_http_token(*t)) {
-                    d_.error(x->at, "'" + *t + "' is not a valid HTTP header name: header names are RFC 9110 "
-                                    "tokens (letters, digits and !#$%&'*+-.^_`|~, no spaces or ':')");
+                    d_.error(x->at, "'" + *t +
+                                        "' is not a valid HTTP header name: header names are RFC 9110 "
+                                        "tokens (letters, digits and !#$%&'*+-.^_`|~, no spaces or ':')");
                     ok = false;
                 } else if (is_protected_header(lower)) {
-                    d_.error(x->at, "'" + *t + "' cannot be an identifier: HTTP needs it to frame or route the "
-                                    "request, and stripping it would break the connection");
+                    d_.error(x->at, "'" + *t +
+                                        "' cannot be an identifier: HTTP needs it to frame or route the "
+                                        "request, and stripping it would break the connection");
                     ok = false;
                 } else if (seen != header_seen_.end()) {
                     d_.error(x->at, "HTTP header '" + *t + "' is listed twice (first at " + line_of(seen->second) +
-                                    "; header names are case-insensitive)");
+                                        "; header names are case-insensitive)");
                     ok = false;
                 } else {
                     header_seen_.emplace_back(lower, x->at);
@@ -186,8 +189,9 @@ void PolicyReader::read_dns_options(const Value& v) {
     if (!items) return;
     for (const auto& item : *items) {
         if (++identifiers_ > kMaxIdentifiers) {
-            d_.error(item.at, "more than " + std::to_string(kMaxIdentifiers) + " identifiers (HTTP headers and DNS "
-                              "options together): optgate counts each one separately");
+            d_.error(item.at, "more than " + std::to_string(kMaxIdentifiers) +
+                                  " identifiers (HTTP headers and DNS "
+                                  "options together): optgate counts each one separately");
             return;
         }
         const MapReader m(item, "the DNS option identifier", {"code", "name"}, d_);
@@ -199,8 +203,9 @@ void PolicyReader::read_dns_options(const Value& v) {
             if (const auto t = as_text(*x, d_)) {
                 const auto code = parse_decimal(*t);
                 if (!code) {
-                    d_.error(x->at, "EDNS0 option code '" + *t + "' is not a number: write the decimal code, "
-                                    "e.g. 8 for client subnet");
+                    d_.error(x->at, "EDNS0 option code '" + *t +
+                                        "' is not a number: write the decimal code, "
+                                        "e.g. 8 for client subnet");
                 } else if (*code == 0 || *code == 65535) {
                     d_.error(x->at, "EDNS0 option code " + *t + " is reserved (RFC 6891): codes are 1..65534");
                 } else if (*code > 65535) {
@@ -244,8 +249,8 @@ std::optional<std::string> PolicyReader::rule_name(const MapReader& m, std::stri
                             "digit (at most 64 characters)");
         return std::nullopt;
     }
-    const auto seen =
-        std::find_if(rule_names_.begin(), rule_names_.end(), [&](const auto& s) { return s.first == *t; });
+    const auto seen = std::find_if(rule_names_.begin(), rule_names_.end(),
+                                   [&](const auto& s) { return s.first == *t; });
     if (seen != rule_names_.end()) {
         d_.error(x->at, "the name '" + *t + "' is already used at " + line_of(seen->second) +
                             ": collector and exemption names must be unique (they name counters)");
@@ -278,7 +283,8 @@ void PolicyReader::read_collectors(const Value& v) {
                     std::vector<std::string_view> names;
                     for (const auto& p : p_.purposes) names.push_back(p.name);
                     std::string msg = owner + " names purpose '" + *t + "', which is not defined under 'purposes'";
-                    if (const auto near = closest_match(*t, names)) msg += " (did you mean '" + std::string(*near) + "'?)";
+                    if (const auto near = closest_match(*t, names))
+                        msg += " (did you mean '" + std::string(*near) + "'?)";
                     d_.error(x->at, std::move(msg));
                 }
             }
@@ -311,8 +317,9 @@ void PolicyReader::read_exemptions(const Value& v) {
         if (const auto x = m.get("reason")) {
             if (auto t = as_text(*x, d_)) e.reason = std::move(*t);
         } else {
-            d_.error(item.at, owner + " has no 'reason': every exemption must say why identifiers pass there "
-                                      "without consent (e.g. a service the subscriber requested, or a legal duty)");
+            d_.error(item.at, owner +
+                                  " has no 'reason': every exemption must say why identifiers pass there "
+                                  "without consent (e.g. a service the subscriber requested, or a legal duty)");
         }
         if (const auto x = m.require("match"))
             if (auto match = read_match(*x, owner, origin)) e.match = std::move(*match);
@@ -322,8 +329,7 @@ void PolicyReader::read_exemptions(const Value& v) {
     }
 }
 
-std::optional<DestinationMatch> PolicyReader::read_match(const Value& v, const std::string& owner,
-                                                         RuleOrigin& origin) {
+std::optional<DestinationMatch> PolicyReader::read_match(const Value& v, const std::string& owner, RuleOrigin& origin) {
     const MapReader m(v, "'match' of " + owner, {"prefixes", "ports", "hosts"}, d_);
     if (!m.is_map()) return std::nullopt;
     const size_t errors = d_.error_count();
@@ -331,8 +337,9 @@ std::optional<DestinationMatch> PolicyReader::read_match(const Value& v, const s
     const auto prefixes = m.get("prefixes");
     const auto hosts = m.get("hosts");
     if (!prefixes && !hosts)
-        d_.error(v.at, "'match' of " + owner + " needs 'prefixes' or 'hosts' (or both): with neither it would match "
-                       "every destination");
+        d_.error(v.at, "'match' of " + owner +
+                           " needs 'prefixes' or 'hosts' (or both): with neither it would match "
+                           "every destination");
     if (prefixes) {
         if (const auto items = as_list(*prefixes, d_)) {
             if (items->empty()) d_.error(prefixes->at, "'prefixes' is empty: list at least one or remove the key");
@@ -442,8 +449,10 @@ void PolicyReader::read_enforcement(const Value& v) {
             if (t->size() == 1 && is_tchar((*t)[0]))
                 p_.strip_filler = (*t)[0];
             else
-                d_.error(x->at, "'strip_filler' must be one character allowed in an HTTP header name (a letter, "
-                                "digit or one of !#$%&'*+-.^_`|~), not '" + *t + "'");
+                d_.error(x->at,
+                         "'strip_filler' must be one character allowed in an HTTP header name (a letter, "
+                         "digit or one of !#$%&'*+-.^_`|~), not '" +
+                             *t + "'");
         }
     }
 }

@@ -65,10 +65,14 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
         return std::nullopt;
     }
     uint64_t ms_per_unit = 0;
-    if (unit == "ms") ms_per_unit = 1;
-    else if (unit == "s") ms_per_unit = 1000;
-    else if (unit == "m") ms_per_unit = uint64_t{60} * 1000;
-    else if (unit == "h") ms_per_unit = uint64_t{3600} * 1000;
+    if (unit == "ms")
+        ms_per_unit = 1;
+    else if (unit == "s")
+        ms_per_unit = 1000;
+    else if (unit == "m")
+        ms_per_unit = uint64_t{60} * 1000;
+    else if (unit == "h")
+        ms_per_unit = uint64_t{3600} * 1000;
     else {
         error = "unknown unit " + quoted(unit) + " in duration " + quoted(text) + ": units are ms, s, m, h";
         return std::nullopt;
@@ -100,10 +104,10 @@ std::optional<uint8_t> parse_dscp(std::string_view text, std::string& error) {
     // RFC 2474 (class selectors), RFC 2597 (AF), RFC 3246 (EF),
     // RFC 5865 (voice-admit), RFC 8622 (lower effort).
     static constexpr std::array<Named, 24> kNames{{
-        {"be", 0},     {"default", 0}, {"cs0", 0},   {"cs1", 8},   {"cs2", 16},  {"cs3", 24},
-        {"cs4", 32},   {"cs5", 40},    {"cs6", 48},  {"cs7", 56},  {"af11", 10}, {"af12", 12},
-        {"af13", 14},  {"af21", 18},   {"af22", 20}, {"af23", 22}, {"af31", 26}, {"af32", 28},
-        {"af33", 30},  {"af41", 34},   {"af42", 36}, {"af43", 38}, {"ef", 46},   {"le", 1},
+        {"be", 0},    {"default", 0}, {"cs0", 0},   {"cs1", 8},   {"cs2", 16},  {"cs3", 24},
+        {"cs4", 32},  {"cs5", 40},    {"cs6", 48},  {"cs7", 56},  {"af11", 10}, {"af12", 12},
+        {"af13", 14}, {"af21", 18},   {"af22", 20}, {"af23", 22}, {"af31", 26}, {"af32", 28},
+        {"af33", 30}, {"af41", 34},   {"af42", 36}, {"af43", 38}, {"ef", 46},   {"le", 1},
     }};
     const std::string lower = ascii_lower(text);
     if (lower == "va" || lower == "voice-admit") return uint8_t(44);
@@ -141,7 +145,8 @@ std::optional<HostPattern> parse_host_pattern(std::string_view text, std::string
             continue;
         }
         const char c = name[i];
-        if (!is_alnum(c) && c != '-' && c != '_') return fail("'" + std::string(1, c) + "' is not allowed in host names");
+        if (!is_alnum(c) && c != '-' && c != '_')
+            return fail("'" + std::string(1, c) + "' is not allowed in host names");
         ++label;
     }
     h.name = ascii_lower(name);
@@ -174,8 +179,7 @@ bool is_subscriber_id(std::string_view s) noexcept {
 }
 
 bool is_protected_header(std::string_view n) noexcept {
-    return n == "host" || n == "content-length" || n == "transfer-encoding" || n == "connection" ||
-           n == "upgrade";
+    return n == "host" || n == "content-length" || n == "transfer-encoding" || n == "connection" || n == "upgrade";
 }
 
 size_t edit_distance(std::string_view a, std::string_view b) {

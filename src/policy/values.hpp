@@ -52,8 +52,7 @@ size_t edit_distance(std::string_view a, std::string_view b);
 
 // The candidate an operator most likely meant when typing `word`: close in
 // edit distance (case-insensitive), or a candidate that `word` starts.
-std::optional<std::string_view> closest_match(std::string_view word,
-                                              const std::vector<std::string_view>& candidates);
+std::optional<std::string_view> closest_match(std::string_view word, const std::vector<std::string_view>& candidates);
 
 // Two host patterns overlap when some host name matches both.
 bool hosts_overlap(const HostPattern& a, const HostPattern& b) noexcept;

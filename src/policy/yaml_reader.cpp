@@ -302,8 +302,8 @@ std::optional<std::vector<Value>> as_list(const Value& v, Diagnostics& d) {
         // A sequence's iterator_value is a Node (the item) and an unused
         // key/value pair: keep the Node.
         const YAML::Node& node = item;
-        items.push_back({node, node.IsNull() ? v.at : location_of(node),
-                         "item " + std::to_string(i) + " of " + v.name});
+        items.push_back(
+            {node, node.IsNull() ? v.at : location_of(node), "item " + std::to_string(i) + " of " + v.name});
     }
     return items;
 }
@@ -337,8 +337,8 @@ std::optional<uint64_t> as_integer(const Value& v, Diagnostics& d, uint64_t min,
         return std::nullopt;
     }
     if (*n < min || *n > max) {
-        d.error(v.at, v.name + " is out of range: " + std::to_string(*n) + " is not in " + std::to_string(min) +
-                          ".." + std::to_string(max));
+        d.error(v.at, v.name + " is out of range: " + std::to_string(*n) + " is not in " + std::to_string(min) + ".." +
+                          std::to_string(max));
         return std::nullopt;
     }
     return n;

@@ -109,9 +109,9 @@ std::optional<std::vector<Value>> as_list(const Value& v, Diagnostics& d);
 std::optional<std::vector<std::string>> as_text_list(const Value& v, Diagnostics& d, bool allow_empty_list);
 std::optional<uint64_t> as_integer(const Value& v, Diagnostics& d, uint64_t min, uint64_t max);
 // "500ms", "30s", "2m", "1h" (values.hpp parse_duration), within [min, max].
-std::optional<std::chrono::milliseconds> as_duration(
-    const Value& v, Diagnostics& d, std::chrono::milliseconds min = std::chrono::milliseconds(0),
-    std::chrono::milliseconds max = std::chrono::milliseconds::max());
+std::optional<std::chrono::milliseconds> as_duration(const Value& v, Diagnostics& d,
+                                                     std::chrono::milliseconds min = std::chrono::milliseconds(0),
+                                                     std::chrono::milliseconds max = std::chrono::milliseconds::max());
 // A path from a config file: relative paths are taken from `base_dir`.
 std::string resolve_path(const std::string& path, const std::string& base_dir);
 

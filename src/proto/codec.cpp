@@ -118,8 +118,8 @@ bool stat_fields_ok(uint8_t kind, std::string_view name, std::string_view label_
     return is_stat_label_name(label_name) && is_stat_label_value(label_value);
 }
 
-int compare3(std::string_view a0, std::string_view a1, std::string_view a2, std::string_view b0,
-             std::string_view b1, std::string_view b2) noexcept {
+int compare3(std::string_view a0, std::string_view a1, std::string_view a2, std::string_view b0, std::string_view b1,
+             std::string_view b2) noexcept {
     if (const int c = a0.compare(b0)) return c;
     if (const int c = a1.compare(b1)) return c;
     return a2.compare(b2);
@@ -212,8 +212,7 @@ Frame decode_payload(FrameType type, Reader& r) noexcept {
         check(r, is_token(f.stream_id, 0), DecodeError::bad_string);
         return f;
     }
-    case FrameType::ack:
-        return Ack{r.u64()};
+    case FrameType::ack: return Ack{r.u64()};
     case FrameType::stats: {
         const uint32_t n = r.u32();
         check(r, n <= kMaxStatsEntries, DecodeError::bad_count);
@@ -305,12 +304,9 @@ bool allowed(FrameType t, Direction dir) noexcept {
     switch (t) {
     case FrameType::hello:
     case FrameType::ack:
-    case FrameType::stats:
-        return dir == Direction::to_server;
-    case FrameType::goodbye:
-        return true;
-    default:
-        return dir == Direction::to_client;
+    case FrameType::stats: return dir == Direction::to_server;
+    case FrameType::goodbye: return true;
+    default: return dir == Direction::to_client;
     }
 }
 
@@ -456,8 +452,8 @@ size_t max_payload(FrameType t) noexcept {
     return 0;
 }
 
-static_assert(kMaxPayload >= 8 + 4 + 4 + 1 + kMaxTokenBytes + 1 + kMaxTokenBytes + 2 + kMaxPolicyNameBytes + 4 +
-                                 kMaxPolicyBytes);
+static_assert(kMaxPayload >=
+              8 + 4 + 4 + 1 + kMaxTokenBytes + 1 + kMaxTokenBytes + 2 + kMaxPolicyNameBytes + 4 + kMaxPolicyBytes);
 
 DecodeResult decode(std::span<const uint8_t> bytes, Direction dir) noexcept {
     DecodeResult res;

@@ -48,10 +48,10 @@ std::string_view to_string(DecodeError e) noexcept;
 
 struct DecodeResult {
     DecodeStatus status = DecodeStatus::need_more;
-    size_t consumed = 0;           // frame: header + payload bytes to drop
-    size_t needed = kHeaderSize;   // need_more: total bytes the frame needs so far
+    size_t consumed = 0;          // frame: header + payload bytes to drop
+    size_t needed = kHeaderSize;  // need_more: total bytes the frame needs so far
     DecodeError error = DecodeError::none;
-    FrameType type{};              // frame, and errors after the header was read
+    FrameType type{};  // frame, and errors after the header was read
     Frame frame{};
 };
 

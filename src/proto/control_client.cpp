@@ -4,6 +4,7 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
@@ -13,7 +14,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/asio/ip/address.hpp>
 
 #include <condition_variable>
 #include <cstdio>
@@ -52,12 +52,12 @@ struct ControlClient::Impl {
 
     asio::io_context io{1};
     std::thread thread;
-    bool stopping = false;                 // io thread only
-    std::function<void()> close_current;   // io thread only: ends the current attempt
+    bool stopping = false;                // io thread only
+    std::function<void()> close_current;  // io thread only: ends the current attempt
     asio::steady_timer backoff_timer{io};
     asio::steady_timer watchdog{io};
     Clock::time_point deadline;
-    uint64_t attempt = 0;  // the watchdog's generation
+    uint64_t attempt = 0;     // the watchdog's generation
     bool progressed = false;  // the current attempt installed or resumed a table
     bool welcomed = false;    // the current attempt got as far as consentd's welcome
     bool replaced = false;    // consentd said another connection has our name
@@ -74,9 +74,9 @@ struct ControlClient::Impl {
     std::chrono::milliseconds stats_interval{1000};  // 0: no reports
     asio::steady_timer stats_timer{io};
     asio::steady_timer stats_ended{io, Clock::time_point::max()};  // cancelled: the stats loop is done
-    bool stats_running = false;  // this connection's stats loop has not ended yet
-    bool stats_stop = false;     // this connection is over
-    bool stats_sent = false;     // a report went out on this connection
+    bool stats_running = false;                                    // this connection's stats loop has not ended yet
+    bool stats_stop = false;                                       // this connection is over
+    bool stats_sent = false;                                       // a report went out on this connection
     bool stats_refused = false;  // consentd does not know the frame (older than stats)
     std::vector<StatEntry> stats_entries;
     std::string stats_frame, stats_problem;
@@ -408,8 +408,8 @@ struct ControlClient::Impl {
                     // Another data plane with our name took over: two would
                     // take turns forever, so wait long between turns.
                     if (step.code == Goodbye::Code::replaced) replaced = true;
-                    throw std::runtime_error("consentd closed the connection (" +
-                                             std::string(to_string(step.code)) + "): " + step.error);
+                    throw std::runtime_error("consentd closed the connection (" + std::string(to_string(step.code)) +
+                                             "): " + step.error);
                 }
                 if (is_welcome) {
                     welcomed = true;
@@ -423,8 +423,7 @@ struct ControlClient::Impl {
                     last_logged.clear();
                     if (sync.streaming()) progressed = true;
                 }
-                if (is_snapshot_begin && sync.has_table() && !is_welcome)
-                    log("consentd is resending the whole table");
+                if (is_snapshot_begin && sync.has_table() && !is_welcome) log("consentd is resending the whole table");
                 if (step.installed) progressed = true;
                 ack = ack || step.ack;
             }
@@ -462,8 +461,7 @@ ControlClient::ControlClient(Enforcement& enforcement, Options options)
     const Options& o = impl_->opts;
     std::string probe;
     if (!encode(probe, Hello{o.name, 0, {}}))
-        throw std::invalid_argument("data plane name '" + o.name +
-                                    "' must be 1..64 characters of [A-Za-z0-9._:@-]");
+        throw std::invalid_argument("data plane name '" + o.name + "' must be 1..64 characters of [A-Za-z0-9._:@-]");
     if (o.endpoint.kind == Endpoint::Kind::tcp && !o.tls && !o.endpoint.is_loopback())
         throw std::invalid_argument("TCP to " + o.endpoint.to_string() +
                                     " needs mutual TLS (certificate, key, CA); only loopback may go without");

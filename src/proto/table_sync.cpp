@@ -61,8 +61,8 @@ TableSync::TableSync(Enforcement& enforcement) : enforcement_(enforcement) {}
 std::shared_ptr<const Runtime> TableSync::compile(std::string_view text, std::string_view name,
                                                   std::string& error) const {
     try {
-        auto loaded = policy::load_policy_text(text, name.empty() ? std::string("<consentd policy>")
-                                                                  : std::string(name));
+        auto loaded = policy::load_policy_text(text,
+                                               name.empty() ? std::string("<consentd policy>") : std::string(name));
         auto runtime = Runtime::compile(std::move(loaded.policy), &error);
         if (!runtime) error = std::string(name) + ": " + error;
         return runtime;
@@ -218,8 +218,7 @@ TableSync::Step TableSync::on_delta(const Delta& f) {
 TableSync::Step TableSync::on_policy(const PolicyUpdate& f) {
     if (state_ != State::streaming || partial_seq_) return fail("policy update outside the stream");
     if (f.seq > applied_seq_) return fail("policy update ahead of the deltas applied");
-    if (f.table_version != table_version_)
-        return fail("policy update changes the table version without a snapshot");
+    if (f.table_version != table_version_) return fail("policy update changes the table version without a snapshot");
     std::string error;
     auto runtime = compile(f.policy_text, f.policy_name, error);
     if (!runtime)

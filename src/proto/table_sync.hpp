@@ -33,11 +33,11 @@ public:
 
     struct Step {
         bool ok = true;
-        bool ack = false;       // send Ack{applied_seq()} after this batch of frames
-        bool installed = false; // a snapshot or policy was installed
-        bool closed = false;    // the peer said goodbye (ok stays true)
+        bool ack = false;                                    // send Ack{applied_seq()} after this batch of frames
+        bool installed = false;                              // a snapshot or policy was installed
+        bool closed = false;                                 // the peer said goodbye (ok stays true)
         Goodbye::Code code = Goodbye::Code::protocol_error;  // when !ok
-        std::string error;      // when !ok, or the goodbye's reason
+        std::string error;                                   // when !ok, or the goodbye's reason
     };
 
     // Installs a local policy with an empty table before consentd is heard
@@ -55,7 +55,7 @@ public:
     Step on_frame(const Frame& frame, uint64_t now_mono_ns);
 
     // Status.
-    bool has_table() const noexcept { return has_table_; }   // a consentd table is installed
+    bool has_table() const noexcept { return has_table_; }  // a consentd table is installed
     bool streaming() const noexcept { return state_ == State::streaming; }
     uint64_t head_seq() const noexcept { return head_seq_; }  // consentd's, from welcome/heartbeats
     const std::string& table_version() const noexcept { return table_version_; }

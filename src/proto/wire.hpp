@@ -39,7 +39,7 @@ inline constexpr size_t kMaxMessageBytes = 1024;     // goodbye reason
 // Entries per snapshot chunk or delta part: a 1M-entry snapshot is ~31
 // chunks of at most 32768 * 21 bytes.
 inline constexpr uint32_t kMaxEntriesPerFrame = 32768;
-inline constexpr size_t kV4EntryBytes = 1 + 4 + 4;   // family, key, mask
+inline constexpr size_t kV4EntryBytes = 1 + 4 + 4;  // family, key, mask
 inline constexpr size_t kV6EntryBytes = 1 + 16 + 4;
 // Stats reports (data plane -> consentd): entries per frame, and the longest
 // metric name, label name and label value.
@@ -47,8 +47,8 @@ inline constexpr uint32_t kMaxStatsEntries = 4096;
 inline constexpr size_t kMaxStatNameBytes = 64;
 inline constexpr size_t kMaxStatLabelNameBytes = 32;
 inline constexpr size_t kMaxStatLabelValueBytes = 64;
-inline constexpr size_t kMaxStatEntryBytes =
-    1 + 1 + kMaxStatNameBytes + 8 + 1 + kMaxStatLabelNameBytes + 1 + kMaxStatLabelValueBytes;
+inline constexpr size_t kMaxStatEntryBytes = 1 + 1 + kMaxStatNameBytes + 8 + 1 + kMaxStatLabelNameBytes + 1 +
+                                             kMaxStatLabelValueBytes;
 // The largest payload of any frame type (a snapshot begin with the largest
 // policy). Readers size buffers by this, never more.
 inline constexpr size_t kMaxPayload = 8 + 4 + 4 + 1 + kMaxTokenBytes + 1 + kMaxTokenBytes + 2 + kMaxPolicyNameBytes +
@@ -80,7 +80,7 @@ enum class Direction : uint8_t { to_server, to_client };
 // applied last (empty and 0 on a fresh start): consentd resumes with deltas
 // when it can, else sends a snapshot.
 struct Hello {
-    std::string_view name;       // 1..64 of [A-Za-z0-9._:@-]
+    std::string_view name;  // 1..64 of [A-Za-z0-9._:@-]
     uint64_t last_seq = 0;
     std::string_view stream_id;  // 0..64 bytes, opaque
 };
@@ -98,14 +98,14 @@ struct Ack {
 enum class StatKind : uint8_t { counter = 1, gauge = 2 };
 
 struct Stats {
-    uint32_t count = 0;               // 0..kMaxStatsEntries
-    std::span<const uint8_t> bytes;   // exactly `count` entries
+    uint32_t count = 0;              // 0..kMaxStatsEntries
+    std::span<const uint8_t> bytes;  // exactly `count` entries
 };
 
 // One entry of a decoded Stats frame (views into its buffer).
 struct StatView {
     StatKind kind = StatKind::counter;
-    std::string_view name;         // 1..64 of [a-z0-9_]
+    std::string_view name;  // 1..64 of [a-z0-9_]
     uint64_t value = 0;
     std::string_view label_name;   // "" (no label) or 1..32 of [a-z0-9_], starting with a letter,
                                    // not "dataplane" (consentd adds that label)
@@ -117,7 +117,7 @@ struct Welcome {
     enum class Mode : uint8_t { snapshot = 0, resume = 1 };
     uint64_t head_seq = 0;
     uint32_t heartbeat_interval_ms = 0;  // > 0
-    Mode mode = Mode::snapshot;  // resume: deltas after hello.last_seq follow
+    Mode mode = Mode::snapshot;          // resume: deltas after hello.last_seq follow
 };
 
 // Starts a full table: the policy the table belongs to (its YAML text, to be
@@ -136,8 +136,8 @@ struct SnapshotBegin {
 // A list of table entries or changes, validated on decode.
 struct EntryList {
     uint32_t count = 0;
-    bool with_op = false;                // delta: each entry starts with an op byte
-    std::span<const uint8_t> bytes;      // exactly `count` entries
+    bool with_op = false;            // delta: each entry starts with an op byte
+    std::span<const uint8_t> bytes;  // exactly `count` entries
 };
 
 struct SnapshotChunk {
@@ -145,8 +145,8 @@ struct SnapshotChunk {
 };
 
 struct SnapshotEnd {
-    uint64_t seq = 0;        // as in the begin
-    uint32_t entries = 0;    // v4 + v6 of the begin, and what the chunks held
+    uint64_t seq = 0;      // as in the begin
+    uint32_t entries = 0;  // v4 + v6 of the begin, and what the chunks held
 };
 
 // What one committed ledger transaction did to the table. A commit with more

@@ -26,8 +26,7 @@ std::string default_name() {
 
 }  // namespace
 
-std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforcement& enforcement,
-                                                      StatsSource* stats) {
+std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforcement& enforcement, StatsSource* stats) {
     std::string error;
     const auto ep = proto::Endpoint::parse(o.endpoint, error);
     if (!ep) throw FileError("--control " + o.endpoint + ": " + error);

@@ -22,7 +22,7 @@ struct ControlOptions {
     std::string endpoint;  // Unix socket path or HOST:PORT
     std::string name;      // how consentd lists this replay ("" : replay-HOST-PID)
     std::string tls_cert, tls_key, tls_ca;
-    std::chrono::milliseconds timeout{10000};  // for the first snapshot
+    std::chrono::milliseconds timeout{10000};        // for the first snapshot
     std::chrono::milliseconds stats_interval{1000};  // stats reports to consentd
 };
 

@@ -52,22 +52,21 @@ struct UsageError : std::runtime_error {
 Options parse_options(int argc, char** argv) {
     Options o;
     po::options_description named("options");
-    named.add_options()
-        ("help,h", "show this help")
-        ("policy", po::value(&o.policy), "policy file (YAML, docs/policy.md)")
-        ("consent", po::value(&o.consent), "consent file (YAML, docs/consent-file.md)")
-        ("report", po::value(&o.report), "write counters as JSON to this file")
-        ("quiet,q", po::bool_switch(&o.quiet), "do not print the summary")
-        ("control", po::value(&o.control.endpoint),
-         "take policy and table from consentd at this Unix socket or HOST:PORT (docs/replay.md#--control)")
-        ("name", po::value(&o.control.name), "with --control: how consentd lists this replay (default replay-HOST-PID)")
-        ("control-timeout", po::value(&o.control_timeout), "with --control: wait this long for the table (default 10s)")
-        ("stats-interval", po::value(&o.stats_interval),
-         "with --control: report counters to consentd this often (default 1s)")
-        ("tls-cert", po::value(&o.control.tls_cert), "with --control HOST:PORT: this data plane's certificate (PEM)")
-        ("tls-key", po::value(&o.control.tls_key), "with --control HOST:PORT: its private key (PEM)")
-        ("tls-ca", po::value(&o.control.tls_ca), "with --control HOST:PORT: the CA that signs consentd's certificate")
-        ("pace", po::bool_switch(&o.pace), "replay in real time, honouring the capture's inter-packet gaps");
+    named.add_options()("help,h", "show this help")("policy", po::value(&o.policy),
+                                                    "policy file (YAML, docs/policy.md)")(
+        "consent", po::value(&o.consent), "consent file (YAML, docs/consent-file.md)")(
+        "report", po::value(&o.report), "write counters as JSON to this file")("quiet,q", po::bool_switch(&o.quiet),
+                                                                               "do not print the summary")(
+        "control", po::value(&o.control.endpoint),
+        "take policy and table from consentd at this Unix socket or HOST:PORT (docs/replay.md#--control)")(
+        "name", po::value(&o.control.name), "with --control: how consentd lists this replay (default replay-HOST-PID)")(
+        "control-timeout", po::value(&o.control_timeout), "with --control: wait this long for the table (default 10s)")(
+        "stats-interval", po::value(&o.stats_interval),
+        "with --control: report counters to consentd this often (default 1s)")(
+        "tls-cert", po::value(&o.control.tls_cert), "with --control HOST:PORT: this data plane's certificate (PEM)")(
+        "tls-key", po::value(&o.control.tls_key), "with --control HOST:PORT: its private key (PEM)")(
+        "tls-ca", po::value(&o.control.tls_ca), "with --control HOST:PORT: the CA that signs consentd's certificate")(
+        "pace", po::bool_switch(&o.pace), "replay in real time, honouring the capture's inter-packet gaps");
     po::options_description hidden;
     hidden.add_options()("input", po::value(&o.input))("output", po::value(&o.output));
     po::options_description all;

@@ -1,9 +1,9 @@
 #include "replay/pcap_files.hpp"
 
+#include <unistd.h>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <unistd.h>
 
 namespace optgate::replay {
 namespace {

@@ -229,10 +229,10 @@ TEST_CASE("a consent file is not checked against an invalid policy") {
 
 TEST_CASE("usage errors exit 2, --help exits 0") {
     const std::string policy = example("policy.example.yaml");
-    for (const auto& args : {std::vector<std::string>{"check"}, std::vector<std::string>{"check", "--frobnicate", policy},
-                             std::vector<std::string>{"check", policy, policy},
-                             std::vector<std::string>{"check", policy, "--consent"},
-                             std::vector<std::string>{"check", policy, "--consent", "a", "--consent", "b"}}) {
+    for (const auto& args :
+         {std::vector<std::string>{"check"}, std::vector<std::string>{"check", "--frobnicate", policy},
+          std::vector<std::string>{"check", policy, policy}, std::vector<std::string>{"check", policy, "--consent"},
+          std::vector<std::string>{"check", policy, "--consent", "a", "--consent", "b"}}) {
         const Run r = run(args);
         CHECK_MESSAGE(r.status == 2, args.size());
         CHECK(r.out == "");
@@ -245,4 +245,4 @@ TEST_CASE("usage errors exit 2, --help exits 0") {
     CHECK(run({"no-such-command"}).status == 2);
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("optgatectl check")

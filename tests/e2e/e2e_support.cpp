@@ -48,16 +48,17 @@ std::string sha256_hex(const std::string& s) {
 
 Consentd::Consentd(const std::string& policy_yaml, const std::string& dataplanes_yaml) {
     dir.write("policy.yaml", policy_yaml);
-    dir.write("consentd.yaml", "listen: {address: 127.0.0.1, port: 0}\n"
-                               "database: consentd.db\n"
-                               "policy: policy.yaml\n"
-                               "tokens:\n"
-                               "  - {name: e2e, role: admin, sha256: " +
-                                   sha256_hex(kToken) +
-                                   "}\n"
-                                   "dataplanes:\n"
-                                   "  socket: dp.sock\n" +
-                                   dataplanes_yaml);
+    dir.write("consentd.yaml",
+              "listen: {address: 127.0.0.1, port: 0}\n"
+              "database: consentd.db\n"
+              "policy: policy.yaml\n"
+              "tokens:\n"
+              "  - {name: e2e, role: admin, sha256: " +
+                  sha256_hex(kToken) +
+                  "}\n"
+                  "dataplanes:\n"
+                  "  socket: dp.sock\n" +
+                  dataplanes_yaml);
 }
 
 Consentd::~Consentd() {
@@ -177,7 +178,7 @@ Replay replay_control(const std::string& socket, const std::vector<test::Bytes>&
     TempDir tmp;
     auto input = records(frames, 1ms);
     test::write_pcap(tmp.file("in.pcap"), input);
-    std::vector<std::string> argv{env("OPTGATE_REPLAY"), "--control", socket, "--quiet", "--report",
+    std::vector<std::string> argv{env("OPTGATE_REPLAY"),  "--control", socket, "--quiet", "--report",
                                   tmp.file("report.json")};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     argv.push_back(tmp.file("in.pcap"));

@@ -12,8 +12,8 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "packet_builder.hpp"
@@ -45,7 +45,8 @@ public:
 
     // `policy_yaml`: the policy; `dataplanes_yaml`: the config's dataplanes
     // section body (indented two spaces), beyond the socket, which is set.
-    explicit Consentd(const std::string& policy_yaml, const std::string& dataplanes_yaml = "  heartbeat_interval: 100ms\n");
+    explicit Consentd(const std::string& policy_yaml,
+                      const std::string& dataplanes_yaml = "  heartbeat_interval: 100ms\n");
     ~Consentd();
     Consentd(const Consentd&) = delete;
     Consentd& operator=(const Consentd&) = delete;

@@ -207,8 +207,8 @@ TEST_CASE("consentd stops: once the staleness limit passes, the data plane strip
     c.wait();
     const auto r = p.finish();
     REQUIRE(r.output.size() == 2);
-    CHECK(r.output[0].data == with_ecs);                          // fresh: consent holds
-    CHECK(r.output[1].data == dns_without_ecs(kSub, kAdnet));     // 3 s later: stale
+    CHECK(r.output[0].data == with_ecs);                       // fresh: consent holds
+    CHECK(r.output[1].data == dns_without_ecs(kSub, kAdnet));  // 3 s later: stale
     CHECK(r.counter("verdict_pass_consent") == 1);
     CHECK(r.counter("verdict_strip_table_stale") == 1);
     CHECK_FALSE(r.report.at("control").at("connected").as_bool());
@@ -235,7 +235,8 @@ TEST_CASE("a data plane that never reads does not hold up the API; it is resynce
     for (int i = 0; i < 30; ++i) {
         const auto t0 = std::chrono::steady_clock::now();
         seq_of(c.grant("sub-" + std::to_string(i), "analytics"));
-        worst_ms = std::max(worst_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        worst_ms = std::max(worst_ms,
+                            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
     MESSAGE("worst durable grant while a data plane is stalled: " << worst_ms << " ms");
     CHECK(worst_ms < 1000);
@@ -313,8 +314,9 @@ TEST_CASE("data plane stats: a replay's counters in GET /metrics while it runs, 
     std::string h;
     proto::encode(h, proto::Hello{"e2e-bad-stats", 0, ""});
     const std::string payload = std::string{0, 0, 0, 1, 1, 2} + "Rx" + std::string(8, '\0') + std::string(2, '\0');
-    bad.write(h + std::string{char(proto::kMagic0), char(proto::kMagic1), char(proto::kVersion),
-                              char(proto::FrameType::stats), 0, 0, 0, char(payload.size())} +
+    bad.write(h +
+              std::string{char(proto::kMagic0), char(proto::kMagic1), char(proto::kVersion),
+                          char(proto::FrameType::stats), 0, 0, 0, char(payload.size())} +
               payload);
     CHECK(bad.closed_within(5000ms));
     CHECK(c.metric("consentd_dataplane_protocol_errors_total") >= 1);

@@ -87,7 +87,8 @@ std::optional<json::value> read_json(std::string_view body) {
     const std::string text = json::serialize(*v);
     std::string again_error;
     const auto again = parse_json_strict(text, again_error);
-    FUZZ_CHECK(again && same_json(*again, *v), "JSON serialised as " + text + " does not parse back the same: " + again_error);
+    FUZZ_CHECK(again && same_json(*again, *v),
+               "JSON serialised as " + text + " does not parse back the same: " + again_error);
     return v;
 }
 
@@ -200,8 +201,10 @@ void check_import(std::string_view body, ImportFormat format) {
         FUZZ_CHECK(check_import_record(rec, policy()).empty(), "a parsed record fails check_import_record");
         events += rec.addresses.size() + rec.consents.size();
     }
-    FUZZ_CHECK(events == r.events, "events " + std::to_string(r.events) + ", records ask for " + std::to_string(events));
-    for (const auto& [text, f] : {std::pair{ndjson(r.records), ImportFormat::ndjson}, {csv(r.records), ImportFormat::csv}}) {
+    FUZZ_CHECK(events == r.events,
+               "events " + std::to_string(r.events) + ", records ask for " + std::to_string(events));
+    for (const auto& [text, f] :
+         {std::pair{ndjson(r.records), ImportFormat::ndjson}, {csv(r.records), ImportFormat::csv}}) {
         const ImportParse again = parse_import(text, f, policy());
         std::string why;
         const bool same = again.errors.empty() && same_records(r.records, again.records, why);

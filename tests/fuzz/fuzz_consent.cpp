@@ -61,7 +61,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     {
         ConsentTable table(rcu);
         for (const auto& r : records)
-            for (const auto& k : r.keys) FUZZ_CHECK(table.upsert(k, r.purposes), "the table refused " + k.addr.to_string());
+            for (const auto& k : r.keys)
+                FUZZ_CHECK(table.upsert(k, r.purposes), "the table refused " + k.addr.to_string());
         FUZZ_CHECK(table.size() == keys.size(), "table size " + std::to_string(table.size()));
         for (const auto& r : records)
             for (const auto& k : r.keys) {

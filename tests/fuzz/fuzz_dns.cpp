@@ -39,8 +39,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     test::PacketBuilder b;
     if (vlan) b.vlan(7);
-    const char* src = v6 ? (pass ? "2001:db8:1000:1::5" : "2001:db8:1000:2::5") : (pass ? "100.64.0.10" : "100.64.0.12");
-    const char* dst = v6 ? (collector ? "2001:db8:ad::53" : "2001:db8:53::53") : (collector ? "198.18.0.53" : "198.18.1.1");
+    const char* src = v6 ? (pass ? "2001:db8:1000:1::5" : "2001:db8:1000:2::5")
+                         : (pass ? "100.64.0.10" : "100.64.0.12");
+    const char* dst = v6 ? (collector ? "2001:db8:ad::53" : "2001:db8:53::53")
+                         : (collector ? "198.18.0.53" : "198.18.1.1");
     if (v6) {
         b.ipv6(src, dst);
         if (options) b.ext_hop_by_hop();
@@ -65,11 +67,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Bytes out = in;
     FUZZ_CHECK(run_one(*worker, out, rig.now()), "a DNS query was dropped");
     const FrameView o = read_frame(out);
-    FUZZ_CHECK(o.l4 && o.proto == 17 && o.dport == 53, "the output no longer reads as UDP to port 53:\n" +
-                                                          hex(out.data(), out.size()));
+    FUZZ_CHECK(o.l4 && o.proto == 17 && o.dport == 53,
+               "the output no longer reads as UDP to port 53:\n" + hex(out.data(), out.size()));
     std::string why;
-    FUZZ_CHECK(checksums_ok(out, &why).value_or(false), "checksum wrong after the DNS stage: " + why + "\n" +
-                                                            hex(out.data(), out.size()));
+    FUZZ_CHECK(checksums_ok(out, &why).value_or(false),
+               "checksum wrong after the DNS stage: " + why + "\n" + hex(out.data(), out.size()));
     if (no_checksum) FUZZ_CHECK(get16(&out[o.l4_at + 6]) == 0, "a UDP checksum appeared where there was none");
 
     const size_t removed = in.size() - out.size();

@@ -48,8 +48,8 @@ std::string reencode(const Frame& frame) {
             } else if constexpr (std::is_same_v<T, Stats>) {
                 std::vector<StatEntry> entries;
                 for_each_stat(f, [&](const StatView& v) {
-                    entries.push_back({std::string(v.name), v.value, v.kind, std::string(v.label_name),
-                                       std::string(v.label_value)});
+                    entries.push_back(
+                        {std::string(v.name), v.value, v.kind, std::string(v.label_name), std::string(v.label_value)});
                 });
                 FUZZ_CHECK(entries.size() == f.count, "for_each_stat visited " + std::to_string(entries.size()) +
                                                           " of " + std::to_string(f.count) + " entries");
@@ -67,12 +67,13 @@ void check_stream(std::span<const uint8_t> bytes, Direction dir) {
     for (int frames = 0; frames < 64 && !bytes.empty(); ++frames) {
         const DecodeResult r = decode(bytes, dir);
         if (r.status == DecodeStatus::need_more) {
-            FUZZ_CHECK(r.needed > bytes.size(), "need_more, but needed " + std::to_string(r.needed) + " <= " +
-                                                    std::to_string(bytes.size()) + " bytes given");
+            FUZZ_CHECK(r.needed > bytes.size(), "need_more, but needed " + std::to_string(r.needed) +
+                                                    " <= " + std::to_string(bytes.size()) + " bytes given");
             return;
         }
         if (r.status == DecodeStatus::error) {
-            FUZZ_CHECK(r.error != DecodeError::none && r.consumed == 0, "an error without a reason, or consuming bytes");
+            FUZZ_CHECK(r.error != DecodeError::none && r.consumed == 0,
+                       "an error without a reason, or consuming bytes");
             return;
         }
         FUZZ_CHECK(r.consumed >= kHeaderSize && r.consumed <= bytes.size(), "consumed " + std::to_string(r.consumed));
@@ -84,8 +85,8 @@ void check_stream(std::span<const uint8_t> bytes, Direction dir) {
                        fuzz::hex(orig.data(), orig.size()) + "\nre-encoded:\n" +
                        fuzz::hex(reinterpret_cast<const uint8_t*>(again.data()), again.size()));
         // Prefixes: the header's end, a few inside the payload, the last byte.
-        for (size_t cut : {size_t(0), size_t(1), kHeaderSize - 1, kHeaderSize, kHeaderSize + 1, r.consumed / 2,
-                           r.consumed - 1}) {
+        for (size_t cut :
+             {size_t(0), size_t(1), kHeaderSize - 1, kHeaderSize, kHeaderSize + 1, r.consumed / 2, r.consumed - 1}) {
             if (cut >= r.consumed) continue;
             const DecodeResult p = decode(orig.first(cut), dir);
             FUZZ_CHECK(p.status == DecodeStatus::need_more && p.needed > cut && p.needed <= r.consumed,

@@ -97,7 +97,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (reorder)
         for (size_t i = first_data; i + 1 < data_end; i += 2) std::swap(sent[i], sent[i + 1]);
     if (resend)
-        for (size_t i = first_data; i < data_end; ++i) sent.push_back({sent[i].frame, sent[i].offset, sent[i].len, true});
+        for (size_t i = first_data; i < data_end; ++i)
+            sent.push_back({sent[i].frame, sent[i].offset, sent[i].len, true});
 
     auto worker = rig.worker();
     std::vector<Bytes> out(sent.size());

@@ -43,8 +43,8 @@ void check_parser(const Bytes& in, const FrameView& v) {
     const ParseResult r = parse_packet(in.data(), uint32_t(in.size()), p);
     const bool core_whole = r.ok && p.has_l4 && !p.fragment && (p.l4_proto == 6 || p.l4_proto == 17);
     FUZZ_CHECK(core_whole == v.l4, std::string("core parser: ") + (core_whole ? "whole" : "not whole") +
-                                       " TCP/UDP datagram, reference: " + (v.l4 ? "whole" : "not whole") +
-                                       " (reason " + std::to_string(int(r.reason)) + ")\n" + hex(in.data(), in.size()));
+                                       " TCP/UDP datagram, reference: " + (v.l4 ? "whole" : "not whole") + " (reason " +
+                                       std::to_string(int(r.reason)) + ")\n" + hex(in.data(), in.size()));
     if (!v.l4) return;
     FUZZ_CHECK(p.l3_offset == v.l3 && p.l4_offset == v.l4_at && p.ip_end == v.ip_end && p.l4_proto == v.proto &&
                    p.payload_offset == v.payload && p.payload_len == v.payload_end - v.payload &&
@@ -110,8 +110,8 @@ void check_frame(PacketRig& rig, const Bytes& in) {
     if (const auto ok = checksums_ok(in); ok && *ok) {
         std::string why;
         FUZZ_CHECK(checksums_ok(out, &why).value_or(false), "checksums right on input are wrong on output: " + why +
-                                                                  "\ninput\n" + hex(in.data(), in.size()) + "\noutput\n" +
-                                                                  hex(out.data(), out.size()));
+                                                                "\ninput\n" + hex(in.data(), in.size()) + "\noutput\n" +
+                                                                hex(out.data(), out.size()));
     }
     if (!v.v6 && out.size() >= v.l3 + v.ip_header) {
         const bool before = test::detail::inet_checksum(&in[v.l3], v.ip_header) == 0;
@@ -134,8 +134,8 @@ void check_frame(PacketRig& rig, const Bytes& in) {
     if (dns && (strip || pass)) check_dns(rig, in, out, v, strip);
     if (!http && !dns) {
         for (size_t i = 0; i < in.size(); ++i)
-            FUZZ_CHECK(in[i] == out[i] || tag_byte(v, i), "byte " + std::to_string(i) +
-                                                              " changed in a frame that is not inspected");
+            FUZZ_CHECK(in[i] == out[i] || tag_byte(v, i),
+                       "byte " + std::to_string(i) + " changed in a frame that is not inspected");
     }
 }
 

@@ -55,8 +55,9 @@ void check_limits(const Policy& p) {
 
 // A destination of `family` in no exemption prefix, or nullopt.
 std::optional<IpAddr> free_destination(const Policy& p, Family family) {
-    const char* candidates[] = {"203.0.113.7", "198.51.100.7", "198.18.0.7", "100.64.1.1", "10.1.2.3", "255.255.255.254",
-                                "2001:db8:ad::7", "2001:db8:1000::7", "2001:db8:cafe::7", "3fff::7", "::1"};
+    const char* candidates[] = {
+        "203.0.113.7",    "198.51.100.7",     "198.18.0.7",       "100.64.1.1", "10.1.2.3", "255.255.255.254",
+        "2001:db8:ad::7", "2001:db8:1000::7", "2001:db8:cafe::7", "3fff::7",    "::1"};
     for (const char* c : candidates) {
         const IpAddr a = *IpAddr::parse(c);
         if (a.family != family) continue;

@@ -34,7 +34,9 @@ uint64_t destination_field(const boost::json::object& report, const std::string&
 }
 }  // namespace
 
-uint64_t Replay::stripped_to(const std::string& d) const { return destination_field(report, d, "identifiers_stripped"); }
+uint64_t Replay::stripped_to(const std::string& d) const {
+    return destination_field(report, d, "identifiers_stripped");
+}
 uint64_t Replay::passed_to(const std::string& d) const { return destination_field(report, d, "identifiers_passed"); }
 
 Replay replay(const std::vector<test::Bytes>& frames, const std::string& policy, const std::string& consent) {

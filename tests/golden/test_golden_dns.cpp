@@ -89,8 +89,9 @@ TEST_CASE("golden DNS replay: byte-exact output, timestamps and order kept") {
         const std::string what = rows()[i].what;
         CAPTURE(what);
         const Bytes expected = frame(rows()[i], rows()[i].out);
-        CHECK_MESSAGE(result.output[i].data == expected, "got\n" << hexdump(result.output[i].data) << "expected\n"
-                                                                 << hexdump(expected));
+        CHECK_MESSAGE(result.output[i].data == expected, "got\n"
+                                                             << hexdump(result.output[i].data) << "expected\n"
+                                                             << hexdump(expected));
         CHECK(result.output[i].ts_ns == result.input[i].ts_ns);
         CHECK(verify_checksums(result.output[i].data).ok());
         changed += expected != in[i];
@@ -134,7 +135,8 @@ TEST_CASE("golden: a pcap with nothing to change comes out byte-identical") {
     std::vector<Bytes> in;
     for (const auto& r : rows())
         if (r.in.size() == r.out.size()) in.push_back(frame(r, r.in));
-    in.push_back(PacketBuilder().ipv4("100.64.0.10", "203.0.113.5").tcp(40000, 443).payload("\x16\x03\x01 hello").build());
+    in.push_back(
+        PacketBuilder().ipv4("100.64.0.10", "203.0.113.5").tcp(40000, 443).payload("\x16\x03\x01 hello").build());
     in.push_back(PacketBuilder().ethertype(0x0806).payload(std::string(28, '\0')).build());
     const auto result = replay(in);
     REQUIRE(result.output.size() == in.size());

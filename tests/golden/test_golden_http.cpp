@@ -46,7 +46,10 @@ struct Conn {
     }
     Bytes syn() const { return base().tcp(sport, 80, {.seq = isn, .flags = SYN}).build(); }
     Bytes data(size_t offset, std::string_view payload) const {
-        return base().tcp(sport, 80, {.seq = uint32_t(isn + 1 + offset), .ack = 1, .flags = PSH | ACK}).payload(payload).build();
+        return base()
+            .tcp(sport, 80, {.seq = uint32_t(isn + 1 + offset), .ack = 1, .flags = PSH | ACK})
+            .payload(payload)
+            .build();
     }
     Bytes response(std::string_view payload) const {
         PacketBuilder b;
@@ -159,7 +162,7 @@ TEST_CASE("golden HTTP replay: byte-exact output over IPv4, IPv6, VLAN and QinQ"
     };
     part(0, a);
     part(a, b);
-    part(a, b);  // retransmitted
+    part(a, b);                           // retransmitted
     e.dropped(c7.data(d, r7.substr(d)));  // out of order, inside the second request's fields
     part(b, d);
     part(d, r7.size());
@@ -169,8 +172,9 @@ TEST_CASE("golden HTTP replay: byte-exact output over IPv4, IPv6, VLAN and QinQ"
     REQUIRE(result.output.size() == e.out.size());
     for (size_t i = 0; i < e.out.size(); ++i) {
         CAPTURE(i);
-        CHECK_MESSAGE(result.output[i].data == e.out[i], "got\n" << hexdump(result.output[i].data) << "expected\n"
-                                                               << hexdump(e.out[i]));
+        CHECK_MESSAGE(result.output[i].data == e.out[i], "got\n"
+                                                             << hexdump(result.output[i].data) << "expected\n"
+                                                             << hexdump(e.out[i]));
         CHECK(verify_checksums(result.output[i].data).ok());
     }
 

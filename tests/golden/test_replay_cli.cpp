@@ -51,7 +51,8 @@ TEST_CASE("missing files are named") {
     r = run_replay({"--policy", golden::example_policy(), "--consent", tmp.file("gone.yaml"), in, out});
     CHECK(r.exit_code == 2);
     CHECK(contains(r.output, tmp.file("gone.yaml")));
-    r = run_replay({"--policy", golden::example_policy(), "--consent", golden::example_consent(), tmp.file("no.pcap"), out});
+    r = run_replay(
+        {"--policy", golden::example_policy(), "--consent", golden::example_consent(), tmp.file("no.pcap"), out});
     CHECK(r.exit_code == 2);
     CHECK(contains(r.output, tmp.file("no.pcap")));
     CHECK_FALSE(std::filesystem::exists(out));
@@ -102,7 +103,9 @@ TEST_CASE("a truncated pcap fails without leaving an OUT that looks complete") {
     std::vector<PcapRecord> recs;
     recs.reserve(50);
     for (int i = 0; i < 50; ++i)
-        recs.push_back({uint64_t(i) * 1000, PacketBuilder().ipv4("100.64.0.10", "203.0.113.5").tcp(1, 80).payload(std::string(100, 'a')).build()});
+        recs.push_back(
+            {uint64_t(i) * 1000,
+             PacketBuilder().ipv4("100.64.0.10", "203.0.113.5").tcp(1, 80).payload(std::string(100, 'a')).build()});
     const std::string in = tmp.file("in.pcap");
     write_pcap(in, recs);
     std::filesystem::resize_file(in, std::filesystem::file_size(in) - 37);  // cut inside the last record

@@ -50,8 +50,9 @@ enforcement:
 inline std::string policy_with_more_collectors() {
     std::string p = kPolicyYaml;
     const std::string anchor = "subscribers:\n";
-    p.insert(p.find(anchor), "  - name: more-ads\n    purpose: advertising\n    description: More ads.\n"
-                             "    match:\n      prefixes: [198.18.0.0/15]\n");
+    p.insert(p.find(anchor),
+             "  - name: more-ads\n    purpose: advertising\n    description: More ads.\n"
+             "    match:\n      prefixes: [198.18.0.0/15]\n");
     return p;
 }
 

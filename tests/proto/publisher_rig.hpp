@@ -202,8 +202,7 @@ struct DataPlane {
 
     DataPlane(const proto::Endpoint& ep, const std::string& name, std::chrono::milliseconds backoff = 50ms,
               std::optional<proto::TlsFiles> tls = std::nullopt)
-        : client(enforcement, options(ep, name, backoff, std::move(tls))),
-          reader(enforcement.rcu().register_reader()) {
+        : client(enforcement, options(ep, name, backoff, std::move(tls))), reader(enforcement.rcu().register_reader()) {
         enforcement.rcu().offline(reader);
     }
     ~DataPlane() {

@@ -18,7 +18,8 @@ namespace optgate::test_proto {
 class RawClient {
 public:
     // `rcvbuf`: a small receive buffer makes a non-reading peer stall sooner.
-    explicit RawClient(const std::string& path, int rcvbuf = 0) : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    explicit RawClient(const std::string& path, int rcvbuf = 0)
+        : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
         REQUIRE(fd_ >= 0);
         if (rcvbuf) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
         sockaddr_un a{};
@@ -49,7 +50,8 @@ public:
         closed = false;
         const auto end = std::chrono::steady_clock::now() + timeout;
         for (;;) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end -
+                                                                                    std::chrono::steady_clock::now());
             if (left.count() <= 0) return got;
             pollfd p{fd_, POLLIN, 0};
             if (::poll(&p, 1, int(left.count())) <= 0) return got;
@@ -68,7 +70,8 @@ public:
         std::string got;
         const auto end = std::chrono::steady_clock::now() + timeout;
         while (got.size() < n) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end -
+                                                                                    std::chrono::steady_clock::now());
             if (left.count() <= 0) break;
             pollfd p{fd_, POLLIN, 0};
             if (::poll(&p, 1, int(left.count())) <= 0) break;

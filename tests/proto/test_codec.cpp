@@ -243,8 +243,8 @@ TEST_CASE("oversized frames are refused from the header alone") {
         CHECK(r.status == DecodeStatus::error);
         CHECK(r.error == DecodeError::oversized);
     }
-    std::string h = {char(kMagic0), char(kMagic1), char(kVersion), char(0x12), char(0xff), char(0xff), char(0xff),
-                     char(0xff)};
+    std::string h = {char(kMagic0), char(kMagic1), char(kVersion), char(0x12),
+                     char(0xff),    char(0xff),    char(0xff),     char(0xff)};
     CHECK(decode_str(h, Direction::to_client).error == DecodeError::oversized);
 }
 

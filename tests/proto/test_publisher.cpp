@@ -154,8 +154,9 @@ TEST_CASE("policy changes: same table meaning sends the policy, a new meaning re
 
     // A third purpose changes what the bits mean: a full resync.
     std::string three = more;
-    three.insert(three.find("identifiers:"), "  research:\n    description: Research.\n    data: [x]\n"
-                                              "    retention: 1 day\n");
+    three.insert(three.find("identifiers:"),
+                 "  research:\n    description: Research.\n    data: [x]\n"
+                 "    retention: 1 day\n");
     auto p3 = load_policy(three);
     rig.publisher->add_policy_document(p3, "test-policy.yaml", three);
     rig.ledger.set_policy(p3);
@@ -202,8 +203,14 @@ TEST_CASE("malformed, oversized and out-of-place frames close that connection on
     }
     SUBCASE("an oversized frame is refused from its header") {
         RawClient raw(rig.config.socket);
-        std::string h = {char(proto::kMagic0), char(proto::kMagic1), char(proto::kVersion), char(0x01),
-                         char(0x7f), char(0xff), char(0xff), char(0xff)};
+        std::string h = {char(proto::kMagic0),
+                         char(proto::kMagic1),
+                         char(proto::kVersion),
+                         char(0x01),
+                         char(0x7f),
+                         char(0xff),
+                         char(0xff),
+                         char(0xff)};
         raw.write(h);  // no payload follows: it is not waited for
         const auto got = raw.read_all(3000ms, closed);
         CHECK(closed);
@@ -370,8 +377,9 @@ TEST_CASE("snapshots come from consentd's mirror of the table, through commits a
             std::vector<TableDelta> d;
             for (int j = 0; j < 20; ++j) {
                 const uint32_t host = 0x64400000u + 1 + rng() % 500;
-                const SubscriberKey k = (rng() % 4 == 0) ? key(("2001:db8:1000:" + std::to_string(rng() % 300) + "::").c_str())
-                                                         : SubscriberKey{IpAddr::from_v4_host(host)};
+                const SubscriberKey k = (rng() % 4 == 0)
+                                            ? key(("2001:db8:1000:" + std::to_string(rng() % 300) + "::").c_str())
+                                            : SubscriberKey{IpAddr::from_v4_host(host)};
                 if (rng() % 3 == 0)
                     d.push_back({TableDelta::Kind::erase, k, 0});
                 else
@@ -396,8 +404,9 @@ TEST_CASE("snapshots come from consentd's mirror of the table, through commits a
     // A policy that changes the table's meaning: consentd re-reads the table
     // (here: the same entries), commits keep coming meanwhile.
     std::string three = kPolicyYaml;
-    three.insert(three.find("identifiers:"), "  research:\n    description: Research.\n    data: [x]\n"
-                                              "    retention: 1 day\n");
+    three.insert(three.find("identifiers:"),
+                 "  research:\n    description: Research.\n    data: [x]\n"
+                 "    retention: 1 day\n");
     auto p3 = load_policy(three);
     rig.publisher->add_policy_document(p3, "test-policy.yaml", three);
     rig.ledger.set_policy(p3);

@@ -164,10 +164,10 @@ TEST_CASE("entries must be strictly sorted by name and label, one kind per name"
     CHECK(to_string(DecodeError::stats_kind).find("counter and as a gauge") != std::string_view::npos);
 
     std::string none;
-    CHECK_FALSE(encode_stats(none, std::vector<StatEntry>{{"b", 1, StatKind::counter, "", ""},
-                                                          {"a", 1, StatKind::counter, "", ""}}));
-    CHECK_FALSE(encode_stats(none, std::vector<StatEntry>{{"a", 1, StatKind::counter, "", ""},
-                                                          {"a", 2, StatKind::gauge, "port", "0"}}));
+    CHECK_FALSE(encode_stats(
+        none, std::vector<StatEntry>{{"b", 1, StatKind::counter, "", ""}, {"a", 1, StatKind::counter, "", ""}}));
+    CHECK_FALSE(encode_stats(
+        none, std::vector<StatEntry>{{"a", 1, StatKind::counter, "", ""}, {"a", 2, StatKind::gauge, "port", "0"}}));
     CHECK(none.empty());
 }
 
@@ -205,14 +205,11 @@ TEST_CASE("counts and lengths: at most 4096 entries, every field inside the payl
 
 TEST_CASE("normalize_stats makes any list encodable, keeping the first of each") {
     std::vector<StatEntry> v = {
-        {"zeta", 1, StatKind::counter, "", ""},
-        {"alpha", 2, StatKind::gauge, "", ""},
-        {"Bad-Name", 3, StatKind::counter, "", ""},
-        {"alpha", 4, StatKind::gauge, "", ""},                 // repeated: dropped
-        {"rx", 5, StatKind::counter, "port", "1"},
-        {"rx", 6, StatKind::counter, "port", "0"},
-        {"rx", 7, StatKind::gauge, "port", "2"},               // other kind: dropped
-        {"tx", 8, StatKind::counter, "dataplane", "x"},        // reserved label: dropped
+        {"zeta", 1, StatKind::counter, "", ""},         {"alpha", 2, StatKind::gauge, "", ""},
+        {"Bad-Name", 3, StatKind::counter, "", ""},     {"alpha", 4, StatKind::gauge, "", ""},  // repeated: dropped
+        {"rx", 5, StatKind::counter, "port", "1"},      {"rx", 6, StatKind::counter, "port", "0"},
+        {"rx", 7, StatKind::gauge, "port", "2"},         // other kind: dropped
+        {"tx", 8, StatKind::counter, "dataplane", "x"},  // reserved label: dropped
     };
     std::string problem;
     CHECK(normalize_stats(v, problem) == 4);

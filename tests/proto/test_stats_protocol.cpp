@@ -127,8 +127,8 @@ TEST_CASE("reports reach GET /metrics per data plane, grouped by family, and /v1
 
     // Values move with the source.
     a.rx = 6;
-    CHECK(eventually(
-        [&] { return has_line(rig.metrics(), R"(optgate_dp_rx_packets{dataplane="edge-1",port="0"} 6)"); }));
+    CHECK(
+        eventually([&] { return has_line(rig.metrics(), R"(optgate_dp_rx_packets{dataplane="edge-1",port="0"} 6)"); }));
 
     const auto dps = rig.dataplanes();
     REQUIRE(dps.size() == 2);
@@ -144,8 +144,8 @@ TEST_CASE("reports reach GET /metrics per data plane, grouped by family, and /v1
         CHECK(entries[0].at("name").as_string() == "control_applied_seq");  // sorted
         bool labelled = false;
         for (const auto& e : entries)
-            if (e.at("name").as_string() == "rx_packets" &&
-                e.at("labels").at("port").as_string() == "1" && e.at("kind").as_string() == "counter")
+            if (e.at("name").as_string() == "rx_packets" && e.at("labels").at("port").as_string() == "1" &&
+                e.at("kind").as_string() == "counter")
                 labelled = true;
         CHECK(labelled);
         CHECK_FALSE(consentd::to_json(d).contains("stats"));
@@ -220,8 +220,8 @@ TEST_CASE("the first report goes right after welcome; reports need no source; in
     SUBCASE("without a source, the client's own state") {
         DataPlane d(rig.endpoint(), "edge-3");
         d.client.start();
-        REQUIRE(eventually(
-            [&] { return has_line(rig.metrics(), R"(optgate_dp_control_synced{dataplane="edge-3"} 1)"); }));
+        REQUIRE(
+            eventually([&] { return has_line(rig.metrics(), R"(optgate_dp_control_synced{dataplane="edge-3"} 1)"); }));
     }
     SUBCASE("interval 0: no reports, and flush_stats says so") {
         DataPlane d(rig.endpoint(), "edge-4");
@@ -267,14 +267,9 @@ TEST_CASE("malformed stats close that connection with a protocol error; the larg
         p += name;
         p += std::string(8, '\0');
         p += char(label.size()) + label + char(value.size()) + value;
-        std::string f = {char(proto::kMagic0),
-                         char(proto::kMagic1),
-                         char(proto::kVersion),
-                         char(proto::FrameType::stats),
-                         0,
-                         0,
-                         0,
-                         char(p.size())};
+        std::string f = {
+            char(proto::kMagic0), char(proto::kMagic1), char(proto::kVersion), char(proto::FrameType::stats), 0, 0, 0,
+            char(p.size())};
         return f + p;
     };
     SUBCASE("a bad name") {

@@ -133,8 +133,8 @@ TEST_CASE("resume: deltas after the hello's sequence, without a snapshot") {
     REQUIRE(feed(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}})).ok);
     // The connection drops; a new one resumes.
     sync.connection_started();
-    const auto s = feed(sync, welcome(Welcome::Mode::resume, 6) +
-                                  delta(6, {{TableChange::Op::upsert, key("100.64.0.10"), 3}}));
+    const auto s = feed(
+        sync, welcome(Welcome::Mode::resume, 6) + delta(6, {{TableChange::Op::upsert, key("100.64.0.10"), 3}}));
     CHECK(s.ok);
     CHECK(sync.applied_seq() == 6);
     CHECK(look(e, "100.64.0.10").purposes == 3);
@@ -211,7 +211,8 @@ TEST_CASE("policy update: same table, new policy") {
     Enforcement e(Enforcement::Mode::controlled);
     TableSync sync(e);
     sync.connection_started();
-    REQUIRE(feed(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}, {"2001:db8:1000:1::", 2}})).ok);
+    REQUIRE(
+        feed(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}, {"2001:db8:1000:1::", 2}})).ok);
     const ConsentTable* old_table = e.table();
     std::string p;
     REQUIRE(encode(p, PolicyUpdate{5, "s2", "tv1", "test-policy.yaml", policy_with_more_collectors()}));

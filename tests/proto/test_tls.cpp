@@ -46,9 +46,9 @@ struct Certs {
             key(name);
             std::ofstream(d + "/" + name + ".ext") << ext << "\n";
             sh("openssl req -new -key " + d + "/" + name + ".key -out " + d + "/" + name + ".csr -subj /CN=" + cn);
-            sh("openssl x509 -req -in " + d + "/" + name + ".csr -CA " + d + "/" + ca_name + ".crt -CAkey " + d +
-               "/" + ca_name + ".key -CAcreateserial -out " + d + "/" + name + ".crt -days 2 -extfile " + d + "/" +
-               name + ".ext");
+            sh("openssl x509 -req -in " + d + "/" + name + ".csr -CA " + d + "/" + ca_name + ".crt -CAkey " + d + "/" +
+               ca_name + ".key -CAcreateserial -out " + d + "/" + name + ".crt -days 2 -extfile " + d + "/" + name +
+               ".ext");
         };
         ca("ca");
         ca("rogue-ca");
@@ -174,7 +174,8 @@ TEST_CASE("config: a TCP listener beyond loopback needs TLS; socket modes; heart
 
     c = {};
     CHECK(read("socket: run/consentd.sock\nsocket_mode: \"0600\"\nheartbeat_interval: 250ms\n"
-               "tcp:\n  address: \"::\"\n  port: 9000\n  tls: {certificate: a.crt, private_key: a.key, client_ca: ca.crt}\n",
+               "tcp:\n  address: \"::\"\n  port: 9000\n  tls: {certificate: a.crt, private_key: a.key, client_ca: "
+               "ca.crt}\n",
                c)
               .empty());
     CHECK(c.socket == "/etc/optgate/run/consentd.sock");

@@ -61,8 +61,7 @@ Bytes dns_name(std::string_view name) {
         out.push_back(uint8_t(label.size()));
         out.insert(out.end(), label.begin(), label.end());
         name = dot == std::string_view::npos ? std::string_view{} : name.substr(dot + 1);
-        if (dot != std::string_view::npos && name.empty())
-            throw std::invalid_argument("dns_name: empty label");
+        if (dot != std::string_view::npos && name.empty()) throw std::invalid_argument("dns_name: empty label");
     }
     out.push_back(0);
     if (out.size() > 255) throw std::invalid_argument("dns_name: longer than 255 bytes");

@@ -40,7 +40,7 @@ struct DnsQuery {
     std::optional<uint16_t> edns_udp_size{};  // set: an OPT RR (root owner) in the additional section
     std::vector<EdnsOption> options{};        // OPT options, in order
     bool do_bit = false;
-    std::vector<Bytes> extra_additional{};    // raw RRs after the OPT (e.g. to test "OPT not last")
+    std::vector<Bytes> extra_additional{};  // raw RRs after the OPT (e.g. to test "OPT not last")
     // Overrides of the header counts (malformed messages); default: what is there.
     std::optional<uint16_t> qdcount{}, ancount{}, nscount{}, arcount{};
 };

@@ -57,8 +57,7 @@ void parse_ipv6(const Bytes& f, FrameLayout& L) {
     uint8_t nh = f[L.l3 + 6];
     size_t off = L.l3 + 40;
     for (;;) {
-        if (nh != kIp6HopByHop && nh != kIp6Routing && nh != kIp6Fragment && nh != kIp6DestOpts && nh != 51)
-            break;
+        if (nh != kIp6HopByHop && nh != kIp6Routing && nh != kIp6Fragment && nh != kIp6DestOpts && nh != 51) break;
         if (off + 8 > L.ip_end) {
             L.error = "truncated IPv6 extension header " + std::to_string(nh);
             return;

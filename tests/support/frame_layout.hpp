@@ -24,12 +24,12 @@ struct FrameLayout {
     std::string error;  // non-empty: the frame is not Ethernet + IP with sane lengths
     size_t l3 = 0;      // IP header offset
     int ip_version = 0;
-    size_t ip_header_len = 0;  // IPv4 IHL * 4, IPv6 40
-    size_t ip_end = 0;         // end of the datagram per the IP length field
+    size_t ip_header_len = 0;       // IPv4 IHL * 4, IPv6 40
+    size_t ip_end = 0;              // end of the datagram per the IP length field
     std::vector<ExtHeaderPos> ext;  // IPv6 extension headers, in chain order
-    uint8_t l4_proto = 0;      // protocol / last next-header
-    size_t l4 = 0;             // upper-layer offset (or fragment data)
-    bool fragment = false;     // part of a fragmented datagram (not a whole one)
+    uint8_t l4_proto = 0;           // protocol / last next-header
+    size_t l4 = 0;                  // upper-layer offset (or fragment data)
+    bool fragment = false;          // part of a fragmented datagram (not a whole one)
     // Pseudo-header destination from a routing header with segments left.
     std::optional<std::array<uint8_t, 16>> final_dst;
 };

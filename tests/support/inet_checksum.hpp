@@ -28,8 +28,8 @@ inline uint16_t inet_checksum(const uint8_t* p, size_t n) { return uint16_t(~fol
 
 // TCP/UDP checksum with the IPv4 (RFC 793/768) or IPv6 (RFC 8200 8.1)
 // pseudo-header; addr_len is 4 or 16, `len` is the upper-layer length.
-inline uint16_t l4_checksum(const uint8_t* src, const uint8_t* dst, size_t addr_len, uint8_t proto,
-                            const uint8_t* l4, size_t len) {
+inline uint16_t l4_checksum(const uint8_t* src, const uint8_t* dst, size_t addr_len, uint8_t proto, const uint8_t* l4,
+                            size_t len) {
     uint64_t acc = sum16(src, addr_len);
     acc = sum16(dst, addr_len, acc);
     acc += proto;

@@ -78,8 +78,10 @@ Mac Mac::parse(std::string_view text) {
     bool ok = text.size() == 17;
     for (size_t i = 0; ok && i < 6; ++i) {
         int hi = hex(text[3 * i]), lo = hex(text[3 * i + 1]);
-        if (hi < 0 || lo < 0 || (i < 5 && text[3 * i + 2] != ':' && text[3 * i + 2] != '-')) ok = false;
-        else m.b[i] = uint8_t(hi << 4 | lo);
+        if (hi < 0 || lo < 0 || (i < 5 && text[3 * i + 2] != ':' && text[3 * i + 2] != '-'))
+            ok = false;
+        else
+            m.b[i] = uint8_t(hi << 4 | lo);
     }
     if (!ok) throw std::invalid_argument("Mac::parse: not a MAC address: '" + std::string(text) + "'");
     return m;
@@ -271,8 +273,10 @@ Bytes PacketBuilder::build() const {
         const uint8_t* dst = final_dst_ && l3_ == L3::v6 ? final_dst_->data() : dst_ip_.data();
         uint16_t c = detail::l4_checksum(src_ip_.data(), dst, addr_len, proto, l4.data(), l4.size());
         if (l4_ == L4::udp) {
-            if (udp_.zero_checksum) c = 0;
-            else if (c == 0) c = 0xffff;  // RFC 768: a computed 0 is sent as all ones
+            if (udp_.zero_checksum)
+                c = 0;
+            else if (c == 0)
+                c = 0xffff;  // RFC 768: a computed 0 is sent as all ones
         }
         if (corrupt_l4_) c = corrupted(c);
         put16(l4, csum_at, c);

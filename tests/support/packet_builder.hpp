@@ -57,8 +57,7 @@ inline constexpr uint16_t kTpid8021Q = 0x8100;   // customer tag (inner, or the 
 inline constexpr uint16_t kTpid8021ad = 0x88a8;  // service tag (QinQ outer)
 
 // IPv6 next-header values of the extension headers the builder makes.
-inline constexpr uint8_t kIp6HopByHop = 0, kIp6Routing = 43, kIp6Fragment = 44, kIp6DestOpts = 60,
-                         kIp6NoNext = 59;
+inline constexpr uint8_t kIp6HopByHop = 0, kIp6Routing = 43, kIp6Fragment = 44, kIp6DestOpts = 60, kIp6NoNext = 59;
 
 // Fields in header order, so designated initializers read like the header.
 struct Ipv4Options {
@@ -67,7 +66,7 @@ struct Ipv4Options {
     uint16_t id = 0;
     bool df = false;
     bool mf = false;
-    uint16_t frag_offset = 0;           // in 8-byte units
+    uint16_t frag_offset = 0;  // in 8-byte units
     uint8_t ttl = 64;
     std::optional<uint8_t> protocol{};  // default: 6/17 from tcp()/udp(), else 253 (experimental)
     bool bad_checksum = false;          // store a known-wrong header checksum (as corrupt_l4_checksum)
@@ -102,9 +101,7 @@ class PacketBuilder {
 public:
     // Default addresses 02:00:00:00:00:01 -> 02:00:00:00:00:02.
     PacketBuilder& ether(Mac src, Mac dst);
-    PacketBuilder& ether(std::string_view src, std::string_view dst) {
-        return ether(Mac::parse(src), Mac::parse(dst));
-    }
+    PacketBuilder& ether(std::string_view src, std::string_view dst) { return ether(Mac::parse(src), Mac::parse(dst)); }
     // The innermost EtherType. Default: from ipv4()/ipv6(), else 0x88b5.
     PacketBuilder& ethertype(uint16_t type);
     // One 802.1Q/802.1ad tag per call, outermost first: QinQ is

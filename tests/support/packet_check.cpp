@@ -104,11 +104,16 @@ Bytes from_hex(std::string_view hex) {
     int hi = -1;
     for (char c : hex) {
         int v = 0;
-        if (c >= '0' && c <= '9') v = c - '0';
-        else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
-        else if (c == ' ' || c == '\n' || c == '\t' || c == ':' || c == '-') continue;
-        else throw std::invalid_argument(std::string("from_hex: bad character '") + c + "'");
+        if (c >= '0' && c <= '9')
+            v = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            v = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            v = c - 'A' + 10;
+        else if (c == ' ' || c == '\n' || c == '\t' || c == ':' || c == '-')
+            continue;
+        else
+            throw std::invalid_argument(std::string("from_hex: bad character '") + c + "'");
         if (hi < 0) {
             hi = v;
         } else {

@@ -21,8 +21,7 @@ namespace optgate::test {
 //   2001:db8:1000:1::/64    advertising
 //   100.64.0.99             not in the table
 struct PipelineFixture {
-    explicit PipelineFixture(Policy policy = sample_policy(),
-                             Enforcement::Mode mode = Enforcement::Mode::static_table)
+    explicit PipelineFixture(Policy policy = sample_policy(), Enforcement::Mode mode = Enforcement::Mode::static_table)
         : enforcement(mode) {
         std::string error;
         auto rt = Runtime::compile(std::move(policy), &error);

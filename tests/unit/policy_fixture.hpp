@@ -30,8 +30,8 @@ inline Policy sample_policy() {
     Collector adnet{"adnet", 0, {{P("203.0.113.0/25"), P("2001:db8:ad::/48")}, {}, {}}, "An ad network"};
     Collector adnet_dns{"adnet-dns", 0, {{P("198.18.0.53/32")}, {{53, 53}}, {}}, "Ad network resolver"};
     Collector metrics{"metrics", 1, {{}, {}, {{"metrics.example", true}}}, "Audience metrics"};
-    Collector ads_web{"ads-web", 0, {{P("198.51.100.0/24")}, {{80, 80}, {8080, 8080}}, {{"ads.example.net", false}}},
-                      "Ad server"};
+    Collector ads_web{
+        "ads-web", 0, {{P("198.51.100.0/24")}, {{80, 80}, {8080, 8080}}, {{"ads.example.net", false}}}, "Ad server"};
     Collector analytics{"analytics", 1, {{P("198.51.100.0/24")}, {}, {}}, "Analytics"};
     p.collectors = {adnet, adnet_dns, metrics, ads_web, analytics};
     p.exemptions = {{"billing", {{P("203.0.113.200/29")}, {}, {}}, "Billing and fraud prevention"}};

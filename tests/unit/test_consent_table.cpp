@@ -1,9 +1,9 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <map>
 #include <random>
 #include <thread>
-#include <map>
 #include <unordered_map>
 
 #include "core/consent_table.hpp"
@@ -216,7 +216,8 @@ TEST_CASE("readers see consistent entries while one writer changes them") {
         rcu.reclaim();
     }
     // Wait until the reader has seen a late version: updates become visible.
-    for (int i = 0; i < 2000 && version_seen.load() < 150; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (int i = 0; i < 2000 && version_seen.load() < 150; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     stop = true;
     reader.join();
     rcu.synchronize();

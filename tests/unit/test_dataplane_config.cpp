@@ -92,8 +92,9 @@ static: {policy: p.yaml}
 
 TEST_CASE("whole-file rules") {
     CHECK(errors_of("ports: {subscriber: 0, internet: 1}\n").find("missing 'control'") != std::string::npos);
-    CHECK(errors_of("ports: {subscriber: 0, internet: 0}\nstatic: {policy: p, consent: c}\n")
-              .find("ports must differ") != std::string::npos);
+    CHECK(
+        errors_of("ports: {subscriber: 0, internet: 0}\nstatic: {policy: p, consent: c}\n").find("ports must differ") !=
+        std::string::npos);
     CHECK(errors_of("ports: {subscriber: 0, internet: 1}\ncontrol: {endpoint: /run/c.sock, tls: {cert: a}}\n")
               .find("missing the required key 'key'") != std::string::npos);
     CHECK(errors_of("ports: [0, 1]\nstatic: {policy: p, consent: c}\n").find("'ports'") != std::string::npos);

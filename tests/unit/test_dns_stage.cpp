@@ -14,7 +14,7 @@ namespace {
 const EdnsOption kEcs{8, ecs_option_data("100.64.0.0/24")};
 const EdnsOption kMac{65001, {0x02, 0x11, 0x22, 0x33, 0x44, 0x55}};
 const EdnsOption kCookie{10, {1, 2, 3, 4, 5, 6, 7, 8}};  // not an identifier
-const EdnsOption kPadding{12, Bytes(5, 0)};             // not an identifier
+const EdnsOption kPadding{12, Bytes(5, 0)};              // not an identifier
 
 Bytes dns_frame(const char* src, const char* dst, const DnsQuery& q, uint16_t dport = 53) {
     PacketBuilder b;
@@ -60,8 +60,7 @@ TEST_CASE("strip: identifier options removed, everything else exactly as if neve
         {"cookie, ECS, padding", "100.64.0.12", "198.18.0.53", {kCookie, kEcs, kPadding}, {kCookie, kPadding}},
         {"to a resolver that is no collector", "100.64.0.10", "198.51.200.1", {kMac, kEcs}, {}},
         {"unknown subscriber", "100.64.0.99", "198.18.0.53", {kEcs}, {}},
-        {"IPv6 subscriber not in the table", "2001:db8:1000:9::1", "2001:db8:ad::53",
-         {kEcs, kCookie}, {kCookie}},
+        {"IPv6 subscriber not in the table", "2001:db8:1000:9::1", "2001:db8:ad::53", {kEcs, kCookie}, {kCookie}},
     };
     for (const auto& c : cases) {
         const std::string what = c.what;
@@ -110,7 +109,8 @@ TEST_CASE("queries without identifiers, responses and other ports are untouched"
     const Bytes other_port = dns_frame("100.64.0.12", "198.18.0.53", query({kEcs}), 5353);
     Bytes response = dns_query(query({kEcs}));
     response[2] |= 0x80;  // QR
-    const Bytes resp_frame = PacketBuilder().ipv4("100.64.0.12", "198.18.0.53").udp(40000, 53).payload(response).build();
+    const Bytes resp_frame =
+        PacketBuilder().ipv4("100.64.0.12", "198.18.0.53").udp(40000, 53).payload(response).build();
     const Bytes from_internet = dns_frame("203.0.113.9", "198.18.0.53", query({kEcs}));
     for (const Bytes& f : {no_opt, cookie_only, other_port, resp_frame, from_internet}) CHECK(fx.run(f) == f);
     CHECK(fx.count(Counter::dns_not_query) == 1);
@@ -161,7 +161,7 @@ TEST_CASE("UDP checksum zero over IPv4 stays zero; a wrong checksum stays wrong"
             .build();
     };
     Bytes in = plain({kEcs, kCookie});
-    const size_t cks = 14 + 20 + 6;  // UDP checksum field
+    const size_t cks = 14 + 20 + 6;          // UDP checksum field
     in[cks + 1] = uint8_t(in[cks + 1] + 3);  // off by 3: the receiver must still drop it
     const Bytes out = fx.run(in);
     const auto report = verify_checksums(out);
@@ -234,8 +234,8 @@ TEST_CASE("malformed DNS is forwarded unchanged and counted by reason") {
     {
         // A compression pointer to itself (a loop if followed).
         Bytes m(good.begin(), good.begin() + 12);
-        m[5] = 1;                                         // qdcount 1
-        m[7] = m[9] = m[11] = 0;                          // no records
+        m[5] = 1;                 // qdcount 1
+        m[7] = m[9] = m[11] = 0;  // no records
         m.insert(m.end(), {0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01});
         cases.push_back({"pointer loop", m, Counter::dns_malformed_name});
     }

@@ -88,7 +88,8 @@ TEST_CASE("names in any letter case, duplicated identifiers, empty values") {
         "POST /a HTTP/1.1\r\nx-uidh: one\r\nX-UiDh:two\r\nX-UIDH:\t three \r\nX-IMSI:\r\nX-UIDH:   \r\n"
         "Content-Length: 0\r\n\r\n";
     Harness h;
-    expect(h, in, fill_values(in, {"one", "two", "three "}), {{0, false}, {0, false}, {0, false}, {4, false}, {0, false}});
+    expect(h, in, fill_values(in, {"one", "two", "three "}),
+           {{0, false}, {0, false}, {0, false}, {4, false}, {0, false}});
 }
 
 TEST_CASE("obs-fold continuation lines of an identifier are scrubbed, their leading whitespace kept") {
@@ -101,9 +102,11 @@ TEST_CASE("obs-fold continuation lines of an identifier are scrubbed, their lead
 }
 
 TEST_CASE("bare LF line endings") {
-    const std::string in = "GET / HTTP/1.1\nHost: a.example\nX-UIDH: abc\nX-ACR: def\n  fold\n\nGET /2 HTTP/1.0\nX-UIDH: ghi\n\n";
+    const std::string in =
+        "GET / HTTP/1.1\nHost: a.example\nX-UIDH: abc\nX-ACR: def\n  fold\n\nGET /2 HTTP/1.0\nX-UIDH: ghi\n\n";
     Harness h;
-    const Recorded r = expect(h, in, fill_values(in, {"abc", "def", "fold", "ghi"}), {{0, false}, {1, false}, {0, false}});
+    const Recorded r = expect(h, in, fill_values(in, {"abc", "def", "fold", "ghi"}),
+                              {{0, false}, {1, false}, {0, false}});
     CHECK(r.count(Counter::http_requests) == 2);
 }
 
@@ -128,8 +131,8 @@ TEST_CASE("chunked bodies: sizes, extensions, data that looks like fields, trail
         "0\r\nX-UIDH: trailer-id\r\nChecksum: 1\r\nContent-Length: 12\r\n\r\n"
         "GET /next HTTP/1.1\r\nX-ACR: after\r\n\r\n";
     Harness h;
-    const Recorded r =
-        expect(h, in, fill_values(in, {"h1", "trailer-id", "after"}), {{0, false}, {0, false}, {1, false}});
+    const Recorded r = expect(h, in, fill_values(in, {"h1", "trailer-id", "after"}),
+                              {{0, false}, {0, false}, {1, false}});
     CHECK(r.count(Counter::http_requests) == 2);
     CHECK(r.first_of_request == 2);  // the trailer belongs to the first request
     CHECK(r.count(Counter::http_conservative_flows) == 0);
@@ -225,7 +228,8 @@ TEST_CASE("normalize_host") {
 
 TEST_CASE("keep-alive: each request takes its own decision at its first byte") {
     const std::string in =
-        "GET /1 HTTP/1.1\r\nX-UIDH: a\r\n\r\nGET /2 HTTP/1.1\r\nX-UIDH: b\r\n\r\n\r\nGET /3 HTTP/1.1\r\nX-UIDH: c\r\n\r\n";
+        "GET /1 HTTP/1.1\r\nX-UIDH: a\r\n\r\nGET /2 HTTP/1.1\r\nX-UIDH: b\r\n\r\n\r\nGET /3 HTTP/1.1\r\nX-UIDH: "
+        "c\r\n\r\n";
     Harness h;
     h.sink.requests = {kPass, kStrip, kPass};
     const Recorded r = expect(h, in, fill_values(in, {"b"}), {{0, true}, {0, false}, {0, true}});
@@ -243,43 +247,108 @@ TEST_CASE("framing errors go to conservative mode, which still scrubs identifier
     };
     // Values that must be scrubbed are "ID1", "ID2"; anything else must stay.
     const std::vector<Case> cases = {
-        {"conflicting lengths", "POST / HTTP/1.1\r\nContent-Length: 5, 6\r\nX-UIDH: ID1\r\n\r\nX-UIDH: ID2\r\n", Counter::http_error_content_length, {"ID1", "ID2"}},
-        {"two different lengths", "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nX-ACR: ID1\r\n", Counter::http_error_content_length, {"ID1"}},
-        {"length not a number", "POST / HTTP/1.1\r\nContent-Length: 5x\r\nX-UIDH: ID1\r\n", Counter::http_error_content_length, {"ID1"}},
-        {"empty length", "POST / HTTP/1.1\r\nContent-Length:\r\nX-UIDH: ID1\r\n", Counter::http_error_content_length, {"ID1"}},
-        {"length overflow", "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\nX-UIDH: ID1\r\n", Counter::http_error_content_length, {"ID1"}},
-        {"length and chunked", "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nX-UIDH: ID1\r\n", Counter::http_error_content_length, {"ID1"}},
-        {"folded length", "POST / HTTP/1.1\r\nContent-Length: 3\r\n 4\r\nX-UIDH: ID1\r\n", Counter::http_error_content_length, {"ID1"}},
-        {"coding not chunked", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\nX-UIDH: ID1\r\n", Counter::http_error_transfer_encoding, {"ID1"}},
-        {"coding with parameters", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked;q=1\r\nX-UIDH: ID1\r\n", Counter::http_error_transfer_encoding, {"ID1"}},
-        {"chunked on HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\nX-UIDH: ID1\r\n", Counter::http_error_transfer_encoding, {"ID1"}},
-        {"bad chunk size", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nX-UIDH: ID1\r\n", Counter::http_error_chunk, {"ID1"}},
-        {"chunk size too long", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nX-UIDH: ID1\r\n", Counter::http_error_chunk, {"ID1"}},
-        {"chunk data without CRLF", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX-UIDH: ID1\r\nX-UIDH: ID2\r\n", Counter::http_error_chunk, {"ID1", "ID2"}},
+        {"conflicting lengths",
+         "POST / HTTP/1.1\r\nContent-Length: 5, 6\r\nX-UIDH: ID1\r\n\r\nX-UIDH: ID2\r\n",
+         Counter::http_error_content_length,
+         {"ID1", "ID2"}},
+        {"two different lengths",
+         "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nX-ACR: ID1\r\n",
+         Counter::http_error_content_length,
+         {"ID1"}},
+        {"length not a number",
+         "POST / HTTP/1.1\r\nContent-Length: 5x\r\nX-UIDH: ID1\r\n",
+         Counter::http_error_content_length,
+         {"ID1"}},
+        {"empty length",
+         "POST / HTTP/1.1\r\nContent-Length:\r\nX-UIDH: ID1\r\n",
+         Counter::http_error_content_length,
+         {"ID1"}},
+        {"length overflow",
+         "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\nX-UIDH: ID1\r\n",
+         Counter::http_error_content_length,
+         {"ID1"}},
+        {"length and chunked",
+         "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nX-UIDH: ID1\r\n",
+         Counter::http_error_content_length,
+         {"ID1"}},
+        {"folded length",
+         "POST / HTTP/1.1\r\nContent-Length: 3\r\n 4\r\nX-UIDH: ID1\r\n",
+         Counter::http_error_content_length,
+         {"ID1"}},
+        {"coding not chunked",
+         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\nX-UIDH: ID1\r\n",
+         Counter::http_error_transfer_encoding,
+         {"ID1"}},
+        {"coding with parameters",
+         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked;q=1\r\nX-UIDH: ID1\r\n",
+         Counter::http_error_transfer_encoding,
+         {"ID1"}},
+        {"chunked on HTTP/1.0",
+         "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\nX-UIDH: ID1\r\n",
+         Counter::http_error_transfer_encoding,
+         {"ID1"}},
+        {"bad chunk size",
+         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nX-UIDH: ID1\r\n",
+         Counter::http_error_chunk,
+         {"ID1"}},
+        {"chunk size too long",
+         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nX-UIDH: ID1\r\n",
+         Counter::http_error_chunk,
+         {"ID1"}},
+        {"chunk data without CRLF",
+         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX-UIDH: ID1\r\nX-UIDH: ID2\r\n",
+         Counter::http_error_chunk,
+         {"ID1", "ID2"}},
         {"bad name byte", "GET / HTTP/1.1\r\nX(UIDH: zz\r\nX-UIDH: ID1\r\n", Counter::http_error_header_line, {"ID1"}},
         {"line without colon", "GET / HTTP/1.1\r\nX-UIDH\r\nX-UIDH: ID1\r\n", Counter::http_error_header_line, {"ID1"}},
         {"whitespace before colon", "GET / HTTP/1.1\r\nX-UIDH : ID1\r\n", Counter::http_error_header_line, {"ID1"}},
-        {"whitespace before the first field", "GET / HTTP/1.1\r\n X-UIDH: zz\r\nX-UIDH: ID1\r\n", Counter::http_error_header_line, {"ID1"}},
-        {"bare CR in a value", "GET / HTTP/1.1\r\nX-UIDH: ID1\rID2\r\nAccept: *\r\n", Counter::http_error_bare_cr, {"ID1", "ID2"}},
-        {"bare CR ends a value for a lenient server", "GET / HTTP/1.1\r\nAccept: zz\rX-UIDH: ID1\r\n", Counter::http_error_bare_cr, {"ID1"}},
+        {"whitespace before the first field",
+         "GET / HTTP/1.1\r\n X-UIDH: zz\r\nX-UIDH: ID1\r\n",
+         Counter::http_error_header_line,
+         {"ID1"}},
+        {"bare CR in a value",
+         "GET / HTTP/1.1\r\nX-UIDH: ID1\rID2\r\nAccept: *\r\n",
+         Counter::http_error_bare_cr,
+         {"ID1", "ID2"}},
+        {"bare CR ends a value for a lenient server",
+         "GET / HTTP/1.1\r\nAccept: zz\rX-UIDH: ID1\r\n",
+         Counter::http_error_bare_cr,
+         {"ID1"}},
         {"bad request line", "GET /a b HTTP/1.1\r\nX-UIDH: ID1\r\n", Counter::http_error_request_line, {"ID1"}},
         {"HTTP/0.9", "GET /\r\nX-UIDH: ID1\r\n", Counter::http_error_request_line, {"ID1"}},
         {"unknown version", "GET / HTTP/3.0\r\nX-UIDH: ID1\r\n", Counter::http_error_request_line, {"ID1"}},
         {"non-HTTP bytes", "\x01\x02\x03\nX-UIDH: ID1\r\n"s, Counter::http_bail_non_http, {"ID1"}},
-        {"TLS on port 80", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\nX-UIDH: ID1\r\n"s, Counter::http_bail_tls, {"ID1"}},
-        {"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00\nX-UIDH: ID1\r\n"s, Counter::http_bail_h2, {"ID1"}},
-        {"CONNECT", "CONNECT ads.example:443 HTTP/1.1\r\nHost: ads.example:443\r\nX-UIDH: ID1\r\n\r\n\x16\x03\x01\r\nX-UIDH: ID2\r\n", Counter::http_bail_connect, {"ID1", "ID2"}},
-        {"Upgrade", "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-UIDH: ID1\r\n\r\n\x81\x05hello\nx-uidh: ID2\r\n", Counter::http_bail_upgrade, {"ID1", "ID2"}},
+        {"TLS on port 80",
+         "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\nX-UIDH: ID1\r\n"s,
+         Counter::http_bail_tls,
+         {"ID1"}},
+        {"HTTP/2 preface",
+         "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00\nX-UIDH: ID1\r\n"s,
+         Counter::http_bail_h2,
+         {"ID1"}},
+        {"CONNECT",
+         "CONNECT ads.example:443 HTTP/1.1\r\nHost: ads.example:443\r\nX-UIDH: ID1\r\n\r\n\x16\x03\x01\r\nX-UIDH: "
+         "ID2\r\n",
+         Counter::http_bail_connect,
+         {"ID1", "ID2"}},
+        {"Upgrade",
+         "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-UIDH: ID1\r\n\r\n\x81\x05hello\nx-uidh: "
+         "ID2\r\n",
+         Counter::http_bail_upgrade,
+         {"ID1", "ID2"}},
     };
     for (const Case& c : cases) {
         INFO(std::string(c.name));
         const std::string out = fill_values(c.in, c.scrubbed);
-        const Recorded r = h.run_all(c.in, [&](const Recorded& got, const std::string& where) {
-            INFO(where);
-            CHECK(got.out == out);
-            CHECK(got.count(c.why) == 1);
-            CHECK(got.count(Counter::http_conservative_flows) == 1);
-        }, 10);
+        const Recorded r = h.run_all(
+            c.in,
+            [&](const Recorded& got, const std::string& where) {
+                INFO(where);
+                CHECK(got.out == out);
+                CHECK(got.count(c.why) == 1);
+                CHECK(got.count(Counter::http_conservative_flows) == 1);
+            },
+            10);
         CHECK(r.state >= HttpState::c_line_start);  // conservative for the rest of the flow
         for (const auto& [id, passed] : r.ids) CHECK_FALSE(passed);
     }

@@ -80,7 +80,9 @@ private:
         return v;
     }
 
-    Mark id_mark() const { return sc_ == Scenario::pass || (sc_ == Scenario::by_host && !strip_host_) ? Mark::id_pass : Mark::id_strip; }
+    Mark id_mark() const {
+        return sc_ == Scenario::pass || (sc_ == Scenario::by_host && !strip_host_) ? Mark::id_pass : Mark::id_strip;
+    }
 
     void identifier_field(Stream& s) {
         ++s.identifier_lines;
@@ -100,8 +102,9 @@ private:
 
     void other_field(Stream& s) {
         static const std::vector<std::string> names = {
-            "User-Agent", "Accept", "Cookie", "Referer", "X-Forwarded-For", "X-UIDH-Extra", "X-UID", "X-MSISDN2",
-            "Accept-Encoding", "Cache-Control", "X-Requested-With", "Origin", "Connection", "Pragma", "X-Acr"};
+            "User-Agent",       "Accept", "Cookie",     "Referer",         "X-Forwarded-For",
+            "X-UIDH-Extra",     "X-UID",  "X-MSISDN2",  "Accept-Encoding", "Cache-Control",
+            "X-Requested-With", "Origin", "Connection", "Pragma",          "X-Acr"};
         std::string name = chance(70) ? pick(names) : word(1, 20, kTchars);
         s.add(random_case(name) + ":" + ows());
         std::string v = value();
@@ -140,18 +143,13 @@ private:
         if (body) payload = body_bytes();
         for (int f : fields) {
             switch (f) {
-            case 0:
-                identifier_field(s);
-                break;
-            case 1:
-                other_field(s);
-                break;
-            case 2:
-                host_field(s);
-                break;
+            case 0: identifier_field(s); break;
+            case 1: other_field(s); break;
+            case 2: host_field(s); break;
             case 3:
                 if (chunked)
-                    s.add(random_case("transfer-encoding") + ":" + ows() + (chance(20) ? "gzip, " : "") + "chunked" + ows() + eol_);
+                    s.add(random_case("transfer-encoding") + ":" + ows() + (chance(20) ? "gzip, " : "") + "chunked" +
+                          ows() + eol_);
                 else
                     s.add(random_case("content-length") + ":" + ows() + std::to_string(payload.size()) + eol_);
                 break;
@@ -187,14 +185,9 @@ private:
         const size_t n = below(400);
         while (b.size() < n) {
             switch (below(4)) {
-            case 0:
-                b += "\r\nX-UIDH: in-the-body\r\n\r\nGET / HTTP/1.1\r\n";
-                break;
-            case 1:
-                b += char(below(256));
-                break;
-            default:
-                b += word(1, 30, kValueChars);
+            case 0: b += "\r\nX-UIDH: in-the-body\r\n\r\nGET / HTTP/1.1\r\n"; break;
+            case 1: b += char(below(256)); break;
+            default: b += word(1, 30, kValueChars);
             }
         }
         return b;
@@ -202,7 +195,8 @@ private:
 
     static constexpr std::string_view kValueChars =
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/=-_.,;:()@";
-    static constexpr std::string_view kTchars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!#$%&'*+^`|~";
+    static constexpr std::string_view kTchars =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!#$%&'*+^`|~";
     static constexpr std::string_view kPathChars = "abcdefghijklmnopqrstuvwxyz0123456789/?=&.-_%";
 
     std::mt19937_64 rng_;
@@ -386,7 +380,8 @@ TEST_CASE("property: random streams, segments, reordering and retransmission") {
             sim.check_stream();
             // The connection ends; its flow entry is done with.
             const bool rst = rng() % 4 == 0;
-            const Bytes end = sim.conn.data(sim.st.bytes.size(), "", rst ? test::RST | test::ACK : test::FIN | test::ACK);
+            const Bytes end = sim.conn.data(sim.st.bytes.size(), "",
+                                            rst ? test::RST | test::ACK : test::FIN | test::ACK);
             REQUIRE(px.run(end, ts) == end);
         }
     }

@@ -124,8 +124,7 @@ TEST_CASE("hostname collectors: the Host before the identifier decides") {
         c.src = "100.64.0.11";
         c.dst = "198.18.7.7";
         px.run(c.syn());
-        const std::string req =
-            "GET / HTTP/1.1\r\nX-UIDH: late-host-id\r\nHost: cdn.metrics.example\r\n\r\n";
+        const std::string req = "GET / HTTP/1.1\r\nX-UIDH: late-host-id\r\nHost: cdn.metrics.example\r\n\r\n";
         CHECK(payload(px.run(c.data(0, req))) == fill_values(req, {"late-host-id"}));
         CHECK(px.count(Counter::verdict_strip_no_collector) == 1);
         CHECK(px.worker->counters().destination_stripped[6] == 1);
@@ -137,9 +136,9 @@ TEST_CASE("hostname collectors: the Host before the identifier decides") {
         c.dst = "198.51.100.7";
         px.run(c.syn());
         const Bytes out = px.run(c.data(0, with_host("ads.example.net") + with_host("other.example")));
-        const std::string expected =
-            fill_values(with_host("ads.example.net"), {"UIDH-0123456789abcdef", "15551234567"}) +
-            with_host("other.example");
+        const std::string expected = fill_values(with_host("ads.example.net"),
+                                                 {"UIDH-0123456789abcdef", "15551234567"}) +
+                                     with_host("other.example");
         CHECK(payload(out) == expected);
         CHECK(px.count(Counter::verdict_strip_no_consent) == 1);  // ads-web: no advertising consent
         CHECK(px.count(Counter::verdict_pass_consent) == 1);      // analytics by address
@@ -167,7 +166,8 @@ TEST_CASE("every split point of a request, and one byte per segment, give the sa
     px.run(c.syn());
     std::string out;
     for (const auto& s : test::segment_stream(kReq, c.isn + 1, {1})) {
-        const Bytes f = px.run(c.segment(s.seq, std::string_view(reinterpret_cast<const char*>(s.payload.data()), s.payload.size())));
+        const Bytes f = px.run(
+            c.segment(s.seq, std::string_view(reinterpret_cast<const char*>(s.payload.data()), s.payload.size())));
         REQUIRE(!f.empty());
         check_frame(f);
         out += payload(f);
@@ -243,7 +243,8 @@ TEST_CASE("out of order inside a Content-Length body: the hole is skipped") {
     const std::string body(3000, 'b');
     const std::string head = "POST /upload HTTP/1.1\r\nX-UIDH: post-id\r\nContent-Length: 3000\r\n\r\n";
     const std::string next = "GET /after HTTP/1.1\r\nX-MSISDN: 15550001111\r\n\r\n";
-    CHECK(payload(px.run(c.data(0, head + body.substr(0, 1000)))) == fill_values(head, {"post-id"}) + body.substr(0, 1000));
+    CHECK(payload(px.run(c.data(0, head + body.substr(0, 1000)))) ==
+          fill_values(head, {"post-id"}) + body.substr(0, 1000));
     const size_t at2 = head.size() + 2000;
     const Bytes late = c.data(at2, body.substr(2000) + next);  // skips body bytes 1000..1999
     CHECK(payload(px.run(late)) == body.substr(2000) + fill_values(next, {"15550001111"}));
@@ -322,7 +323,8 @@ TEST_CASE("a flow first seen mid-stream: conservative for its whole life, host u
 TEST_CASE("a mid-stream flow's bytes from before its first segment are scanned on their own") {
     HttpPipeline px;
     const Conn c;
-    const std::string stream = "GET / HTTP/1.1\r\nX-UIDH: early-id\r\nAccept: a\r\n\r\nGET / HTTP/1.1\r\nX-UIDH: late-id\r\n\r\n";
+    const std::string stream =
+        "GET / HTTP/1.1\r\nX-UIDH: early-id\r\nAccept: a\r\n\r\nGET / HTTP/1.1\r\nX-UIDH: late-id\r\n\r\n";
     const size_t cut = stream.find("GET", 5);
     CHECK(payload(px.run(c.data(cut, stream.substr(cut)))) == fill_values(stream.substr(cut), {"late-id"}));
     CHECK(payload(px.run(c.data(0, stream.substr(0, cut)))) == fill_values(stream.substr(0, cut), {"early-id"}));
@@ -462,7 +464,8 @@ TEST_CASE("a flow that scrubbed bytes keeps its record for 30 s of idleness") {
     CHECK(px.count(Counter::http_flow_table_full) == 1);
     // A retransmission starting inside the value still gets the rewrite.
     const size_t mid = req.find("value");
-    CHECK(payload(px.run(conns[5].data(mid, req.substr(mid)), 20 * kSecond)) == fill_values(req, {"scrubbed-value"}).substr(mid));
+    CHECK(payload(px.run(conns[5].data(mid, req.substr(mid)), 20 * kSecond)) ==
+          fill_values(req, {"scrubbed-value"}).substr(mid));
     // After 30 s without a segment, the record may go.
     CHECK_FALSE(px.run(late.syn(), 32 * kSecond).empty());
     CHECK(px.count(Counter::http_flows_evicted) == 1);
@@ -523,7 +526,7 @@ TEST_CASE("fragments of a segment carrying header bytes never pass identifier by
     SUBCASE("pass by address, but the policy has hostname rules: the fragments are dropped") {
         HttpPipeline px;
         Conn c;
-        c.src = "100.64.0.11";  // analytics: passes to 198.51.100.0/24 by address...
+        c.src = "100.64.0.11";   // analytics: passes to 198.51.100.0/24 by address...
         c.dst = "198.51.100.7";  // ...but with "Host: ads.example.net" it is ads-web (advertising)
         px.run(c.syn());
         const auto frags = test::fragment_ipv4(c.data(0, with_host("ads.example.net")), 64);
@@ -560,8 +563,10 @@ TEST_CASE("bail-outs are counted and the flow goes on in conservative mode") {
     };
     using namespace std::string_literals;
     const std::vector<Case> cases = {
-        {"CONNECT ads.example:443 HTTP/1.1\r\nHost: ads.example:443\r\n\r\n\x16\x03\x01\x00\x05hello\nX-UIDH: v\r\n"s, Counter::http_bail_connect},
-        {"GET /chat HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x85\nX-UIDH: v\r\n"s, Counter::http_bail_upgrade},
+        {"CONNECT ads.example:443 HTTP/1.1\r\nHost: ads.example:443\r\n\r\n\x16\x03\x01\x00\x05hello\nX-UIDH: v\r\n"s,
+         Counter::http_bail_connect},
+        {"GET /chat HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x85\nX-UIDH: v\r\n"s,
+         Counter::http_bail_upgrade},
         {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00\nX-UIDH: v\r\n"s, Counter::http_bail_h2},
         {"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\nX-UIDH: v\r\n"s, Counter::http_bail_tls},
         {"SSH-2.0-OpenSSH_9.2p1\r\nX-UIDH: v\r\n"s, Counter::http_bail_non_http},

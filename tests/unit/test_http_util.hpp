@@ -23,12 +23,12 @@ inline const std::vector<std::pair<std::string, int>> kIdentifiers = {
     {"x-uidh", 0}, {"x-acr", 1}, {"x-msisdn", 2}, {"x-up-calling-line-id", 3}, {"x-imsi", 4}};
 
 struct Recorded {
-    std::string out;                      // the stream after scrubbing
+    std::string out;                        // the stream after scrubbing
     std::vector<std::pair<int, bool>> ids;  // identifier lines: (index, passed)
-    std::vector<std::string> hosts;       // hosts passed to host_decision
+    std::vector<std::string> hosts;         // hosts passed to host_decision
     std::map<Counter, int> counts;
-    int requests = 0;                     // request_decision() calls
-    int first_of_request = 0;             // identifier lines flagged first in their request
+    int requests = 0;          // request_decision() calls
+    int first_of_request = 0;  // identifier lines flagged first in their request
     HttpState state = HttpState::request_start;
 
     int count(Counter c) const {
@@ -86,8 +86,10 @@ public:
         Recorded rec;
         rec.out = std::string(input);
         HttpParserState st;
-        if (conservative_start) HttpParser::reset_conservative(st, hosts_, 1);
-        else HttpParser::reset(st, hosts_, 1);
+        if (conservative_start)
+            HttpParser::reset_conservative(st, hosts_, 1);
+        else
+            HttpParser::reset(st, hosts_, 1);
         const HttpParseContext cx{matcher_, hosts_, 1, use_host};
         TestSink s = sink;
         s.rec = &rec;

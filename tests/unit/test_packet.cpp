@@ -163,8 +163,7 @@ TEST_CASE("malformed headers are reported by name") {
         {"IPv6 payload length past the frame",
          PacketBuilder().ipv6("2001:db8:1000::1", "2001:db8:ad::1", {.payload_length = 500}).build(),
          Counter::bad_ipv6_length},
-        {"TCP data offset 4",
-         PacketBuilder().ipv4("100.64.0.1", "203.0.113.1").tcp(1, 80, {.data_offset = 4}).build(),
+        {"TCP data offset 4", PacketBuilder().ipv4("100.64.0.1", "203.0.113.1").tcp(1, 80, {.data_offset = 4}).build(),
          Counter::bad_tcp_header},
         {"TCP data offset past the datagram",
          PacketBuilder().ipv4("100.64.0.1", "203.0.113.1").tcp(1, 80, {.data_offset = 15}).build(),
@@ -172,8 +171,7 @@ TEST_CASE("malformed headers are reported by name") {
         {"UDP length past the datagram",
          PacketBuilder().ipv4("100.64.0.1", "203.0.113.1").udp(1, 53, {.length = 99}).payload("abc").build(),
          Counter::bad_udp_length},
-        {"UDP length under 8",
-         PacketBuilder().ipv4("100.64.0.1", "203.0.113.1").udp(1, 53, {.length = 7}).build(),
+        {"UDP length under 8", PacketBuilder().ipv4("100.64.0.1", "203.0.113.1").udp(1, 53, {.length = 7}).build(),
          Counter::bad_udp_length},
     };
     for (const auto& c : cases) {
@@ -186,12 +184,8 @@ TEST_CASE("malformed headers are reported by name") {
 }
 
 TEST_CASE("Ethernet padding after the IP datagram is not payload") {
-    const Bytes f = PacketBuilder()
-                        .ipv4("100.64.0.1", "203.0.113.1")
-                        .udp(1, 2)
-                        .payload("ab")
-                        .trailer(Bytes(16, 0))
-                        .build();
+    const Bytes f =
+        PacketBuilder().ipv4("100.64.0.1", "203.0.113.1").udp(1, 2).payload("ab").trailer(Bytes(16, 0)).build();
     ParsedPacket p;
     REQUIRE(parse(f, p).ok);
     CHECK(p.payload_len == 2);
@@ -202,7 +196,13 @@ TEST_CASE("every truncation of valid packets parses or fails cleanly, never read
     // Run under ASan/valgrind to catch reads past the end; here we check
     // that a truncated packet is never reported as a whole one.
     const Bytes frames[] = {
-        PacketBuilder().vlan(1, kTpid8021ad).vlan(2).ipv4("100.64.0.1", "203.0.113.1").tcp(1, 80).payload("abc").build(),
+        PacketBuilder()
+            .vlan(1, kTpid8021ad)
+            .vlan(2)
+            .ipv4("100.64.0.1", "203.0.113.1")
+            .tcp(1, 80)
+            .payload("abc")
+            .build(),
         PacketBuilder()
             .ipv6("2001:db8:1000::1", "2001:db8:ad::1")
             .ext_hop_by_hop()
@@ -234,7 +234,12 @@ TEST_CASE("mutated and random frames never make the parser read out of bounds") 
         PacketBuilder().ipv4("100.64.0.1", "203.0.113.1", {.options = {1, 1, 1, 1}}).tcp(1, 80).payload("GET").build(),
         PacketBuilder().vlan(1, kTpid8021ad).vlan(2).ipv4("100.64.0.1", "203.0.113.1").udp(1, 53).payload("ab").build(),
         PacketBuilder().ipv6("2001:db8:1000::1", "2001:db8:ad::1").ext_hop_by_hop().ext_dest_opts().tcp(1, 80).build(),
-        PacketBuilder().ipv6("2001:db8:1000::1", "2001:db8:ad::1").ext_routing(0, 0, {"2001:db8:ad::2"}).ext_fragment(0, true, 1).udp(1, 53).build(),
+        PacketBuilder()
+            .ipv6("2001:db8:1000::1", "2001:db8:ad::1")
+            .ext_routing(0, 0, {"2001:db8:ad::2"})
+            .ext_fragment(0, true, 1)
+            .udp(1, 53)
+            .build(),
     };
     std::mt19937 rng(1234);
     ParsedPacket p;

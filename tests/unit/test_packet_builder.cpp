@@ -25,9 +25,7 @@ namespace {
 Bytes slice(const Bytes& b, size_t from, size_t n) { return Bytes(b.begin() + from, b.begin() + from + n); }
 uint16_t get16(const Bytes& b, size_t off) { return uint16_t(b[off] << 8 | b[off + 1]); }
 
-std::string temp_path(const char* name) {
-    return "/tmp/optgate-test-pb-" + std::to_string(getpid()) + "-" + name;
-}
+std::string temp_path(const char* name) { return "/tmp/optgate-test-pb-" + std::to_string(getpid()) + "-" + name; }
 
 }  // namespace
 
@@ -82,11 +80,9 @@ TEST_CASE("TCP options are zero-padded to 4 bytes and set the data offset") {
                   .build();
     CHECK((f[14 + 20 + 12] >> 4) == 7);
     CHECK(f[14 + 20 + 13] == 0x12);
-    Bytes g = PacketBuilder()
-                  .ipv4("100.64.0.1", "203.0.113.5")
-                  .tcp(1, 2, {.options = from_hex("01 01 04 02 01")})
-                  .build();
-    CHECK((g[14 + 20 + 12] >> 4) == 7);                       // 5 bytes -> 8
+    Bytes g =
+        PacketBuilder().ipv4("100.64.0.1", "203.0.113.5").tcp(1, 2, {.options = from_hex("01 01 04 02 01")}).build();
+    CHECK((g[14 + 20 + 12] >> 4) == 7);  // 5 bytes -> 8
     CHECK(slice(g, 14 + 40, 8) == from_hex("01 01 04 02 01 00 00 00"));
     CHECK(verify_checksums(g).ok());
 }
@@ -197,28 +193,26 @@ TEST_CASE("A UDP checksum that computes to 0 is sent as 0xffff") {
 TEST_CASE("IPv6 extension headers: padding and next-header chaining") {
     Bytes f = PacketBuilder()
                   .ipv6("2001:db8:1000::1", "2001:db8:ad::1")
-                  .ext_hop_by_hop()                       // 2 + PadN(4) = 8
-                  .ext_dest_opts(from_hex("1e 01 00"))    // 2 + 3 + PadN(1) = 8
-                  .ext_dest_opts(from_hex("1e 04 00 00 00 00"))  // 2 + 6 = 8, no padding
+                  .ext_hop_by_hop()                                  // 2 + PadN(4) = 8
+                  .ext_dest_opts(from_hex("1e 01 00"))               // 2 + 3 + PadN(1) = 8
+                  .ext_dest_opts(from_hex("1e 04 00 00 00 00"))      // 2 + 6 = 8, no padding
                   .ext_hop_by_hop(from_hex("1e 05 00 00 00 00 00"))  // 2 + 7 + PadN(7) = 16
                   .ext_fragment(0x1234, true, 0xdeadbeef)
                   .tcp(1, 2)
                   .build();
     const size_t ip = 14, e = ip + 40;
     CHECK(f[ip + 6] == kIp6HopByHop);
-    CHECK(slice(f, e, 8) == from_hex("3c 00 01 04 00 00 00 00"));          // -> dest opts, PadN 4
-    CHECK(slice(f, e + 8, 8) == from_hex("3c 00 1e 01 00 01 01 00"));      // -> dest opts, PadN 1
-    CHECK(slice(f, e + 16, 8) == from_hex("00 00 1e 04 00 00 00 00"));     // -> hop-by-hop, no pad
+    CHECK(slice(f, e, 8) == from_hex("3c 00 01 04 00 00 00 00"));       // -> dest opts, PadN 4
+    CHECK(slice(f, e + 8, 8) == from_hex("3c 00 1e 01 00 01 01 00"));   // -> dest opts, PadN 1
+    CHECK(slice(f, e + 16, 8) == from_hex("00 00 1e 04 00 00 00 00"));  // -> hop-by-hop, no pad
     CHECK(slice(f, e + 24, 16) ==
-          from_hex("2c 01 1e 05 00 00 00 00 00 01 05 00 00 00 00 00"));   // 9 + PadN 5 = 16, len 1
+          from_hex("2c 01 1e 05 00 00 00 00 00 01 05 00 00 00 00 00"));  // 9 + PadN 5 = 16, len 1
     // Fragment: -> TCP, offset 0x1234 << 3 | M.
     CHECK(slice(f, e + 40, 8) == from_hex("06 00 91 a1 de ad be ef"));
     CHECK(get16(f, ip + 4) == 48 + 20);  // extension headers + TCP
 
-    Bytes one = PacketBuilder()
-                    .ipv6("2001:db8:1000::1", "2001:db8:ad::1")
-                    .ext_dest_opts(from_hex("1e 03 00 00 00"))
-                    .build();
+    Bytes one =
+        PacketBuilder().ipv6("2001:db8:1000::1", "2001:db8:ad::1").ext_dest_opts(from_hex("1e 03 00 00 00")).build();
     CHECK(slice(one, e, 8) == from_hex("3b 00 1e 03 00 00 00 00"));  // 2 + 5 + Pad1
     CHECK(one.size() == e + 8);
     Bytes padn = PacketBuilder()
@@ -297,10 +291,14 @@ TEST_CASE("corrupt_l4_checksum() is detected by verify_checksums()") {
     for (bool v6 : {false, true}) {
         for (bool udp : {false, true}) {
             PacketBuilder b;
-            if (v6) b.ipv6("2001:db8:1000::1", "2001:db8:ad::1");
-            else b.ipv4("100.64.0.1", "198.18.0.1");
-            if (udp) b.udp(1, 2);
-            else b.tcp(1, 2);
+            if (v6)
+                b.ipv6("2001:db8:1000::1", "2001:db8:ad::1");
+            else
+                b.ipv4("100.64.0.1", "198.18.0.1");
+            if (udp)
+                b.udp(1, 2);
+            else
+                b.tcp(1, 2);
             b.payload("payload");
             Bytes good = b.build();
             Bytes bad = PacketBuilder(b).corrupt_l4_checksum().build();
@@ -421,7 +419,7 @@ TEST_CASE("fragment_ipv6: per-fragment headers stay, the rest is cut and reassem
     auto atomic = fragment_ipv6(PacketBuilder().ipv6("2001:db8:1000::1", "2001:db8:ad::2").udp(1, 2).build(), 64, 9);
     REQUIRE(atomic.size() == 1);
     CHECK(atomic[0][14 + 6] == kIp6Fragment);
-    CHECK(get16(atomic[0], 14 + 42) == 0);  // offset 0, M clear
+    CHECK(get16(atomic[0], 14 + 42) == 0);     // offset 0, M clear
     CHECK(verify_checksums(atomic[0]).l4_ok);  // an atomic fragment is a whole datagram
 
     CHECK_THROWS_AS(fragment_ipv6(frags[0], 8, 1), std::invalid_argument);
@@ -463,8 +461,13 @@ TEST_CASE("dns_name and dns_query wire format") {
     CHECK(plain == from_hex("12 34 01 00 00 01 00 00 00 00 00 00"
                             "07 65 78 61 6d 70 6c 65 03 63 6f 6d 00  00 01 00 01"));
 
-    Bytes q = dns_query({.id = 0xabcd, .qname = "example.com", .qtype = 28, .rd = false, .edns_udp_size = 1232,
-                         .options = {{65001, from_hex("02 00 00 00 00 01")}}, .do_bit = true});
+    Bytes q = dns_query({.id = 0xabcd,
+                         .qname = "example.com",
+                         .qtype = 28,
+                         .rd = false,
+                         .edns_udp_size = 1232,
+                         .options = {{65001, from_hex("02 00 00 00 00 01")}},
+                         .do_bit = true});
     Bytes want = from_hex(
         "ab cd 00 00 00 01 00 00 00 00 00 01"
         "07 65 78 61 6d 70 6c 65 03 63 6f 6d 00  00 1c 00 01"
@@ -505,7 +508,8 @@ TEST_CASE("ECS option data, RFC 7871") {
                   .vlan(100)
                   .ipv4("100.64.0.10", "198.18.0.53")
                   .udp(40000, 53)
-                  .payload(dns_query({.qname = "example.com", .edns_udp_size = 1232,
+                  .payload(dns_query({.qname = "example.com",
+                                      .edns_udp_size = 1232,
                                       .options = {{kEdnsClientSubnet, ecs_option_data("100.64.0.0/24")}}}))
                   .build();
     Bytes tail = from_hex("00 08 00 07 00 01 18 00 64 40 00");
@@ -517,7 +521,8 @@ TEST_CASE("ECS option data, RFC 7871") {
 TEST_CASE("pcap round trip preserves bytes and timestamps (to the microsecond)") {
     std::vector<PcapRecord> in = {
         {1'700'000'000'000'000'000ull, PacketBuilder().ipv4("100.64.0.1", "198.18.0.1").udp(1, 2).build()},
-        {1'700'000'000'123'456'789ull, PacketBuilder().vlan(5).ipv6("2001:db8:1000::1", "2001:db8:ad::2").tcp(3, 4).build()},
+        {1'700'000'000'123'456'789ull,
+         PacketBuilder().vlan(5).ipv6("2001:db8:1000::1", "2001:db8:ad::2").tcp(3, 4).build()},
         {1'700'000'001'000'000'499ull, Bytes(1514, 0x5a)},
     };
     const std::string path = temp_path("rt.pcap");

@@ -12,8 +12,14 @@ TEST_CASE("l4_fill_bytes keeps TCP and UDP checksums right at every offset and l
     for (int family = 0; family < 2; ++family) {
         for (int udp = 0; udp < 2; ++udp) {
             PacketBuilder b;
-            if (family) b.ipv6("2001:db8:1000::1", "2001:db8:ad::1"); else b.ipv4("100.64.0.1", "203.0.113.1");
-            if (udp) b.udp(1, 80); else b.tcp(1, 80, {.seq = 5});
+            if (family)
+                b.ipv6("2001:db8:1000::1", "2001:db8:ad::1");
+            else
+                b.ipv4("100.64.0.1", "203.0.113.1");
+            if (udp)
+                b.udp(1, 80);
+            else
+                b.tcp(1, 80, {.seq = 5});
             const Bytes original = b.payload(payload).build();
             ParsedPacket p;
             REQUIRE(parse_packet(original.data(), uint32_t(original.size()), p).ok);
@@ -33,7 +39,12 @@ TEST_CASE("l4_fill_bytes keeps TCP and UDP checksums right at every offset and l
 }
 
 TEST_CASE("l4_fill_bytes keeps a wrong checksum wrong") {
-    const Bytes original = PacketBuilder().ipv4("100.64.0.1", "203.0.113.1").tcp(1, 80).payload("X-UIDH: abc\r\n").corrupt_l4_checksum().build();
+    const Bytes original = PacketBuilder()
+                               .ipv4("100.64.0.1", "203.0.113.1")
+                               .tcp(1, 80)
+                               .payload("X-UIDH: abc\r\n")
+                               .corrupt_l4_checksum()
+                               .build();
     ParsedPacket p;
     REQUIRE(parse_packet(original.data(), uint32_t(original.size()), p).ok);
     Bytes f = original;
@@ -50,7 +61,10 @@ TEST_CASE("udp_remove_bytes: lengths and checksum as if built without the bytes"
         for (uint32_t at = 0; at < 40; at += 3) {
             for (uint32_t count = 1; count < 9; ++count) {
                 PacketBuilder b;
-                if (family) b.ipv6("2001:db8:1000::1", "2001:db8:ad::1"); else b.ipv4("100.64.0.1", "203.0.113.1");
+                if (family)
+                    b.ipv6("2001:db8:1000::1", "2001:db8:ad::1");
+                else
+                    b.ipv4("100.64.0.1", "203.0.113.1");
                 b.udp(1, 53);
                 Bytes f = PacketBuilder(b).payload(payload).build();
                 ParsedPacket p;
@@ -59,7 +73,8 @@ TEST_CASE("udp_remove_bytes: lengths and checksum as if built without the bytes"
                 const uint32_t from = p.payload_offset + (at > 2 ? at - 2 : 0);
                 const uint32_t tail = l4_tail_sum(f.data(), p, from);
                 f[from] = '#';
-                const uint32_t len = udp_remove_bytes(f.data(), uint32_t(f.size()), p, from, p.payload_offset + at, count, tail);
+                const uint32_t len = udp_remove_bytes(f.data(), uint32_t(f.size()), p, from, p.payload_offset + at,
+                                                      count, tail);
                 f.resize(len);
                 std::string expected = payload;
                 expected[from - (p.payload_offset)] = '#';
@@ -83,7 +98,10 @@ TEST_CASE("udp_remove_bytes: a UDP length short of the IP payload keeps its chec
         for (uint32_t at = 0, count = 1; at + count < payload.size(); at += 7, count = count % 5 + 1) {
             // Odd counts too: the ignored bytes' sum then changes alignment.
             PacketBuilder b;
-            if (family) b.ipv6("2001:db8:1000::1", "2001:db8:ad::1"); else b.ipv4("100.64.0.1", "203.0.113.1");
+            if (family)
+                b.ipv6("2001:db8:1000::1", "2001:db8:ad::1");
+            else
+                b.ipv4("100.64.0.1", "203.0.113.1");
             const auto udp_len = uint16_t(8 + payload.size());
             b.udp(1, 53, {.length = udp_len});
             Bytes f = b.payload(payload + ignored).build();

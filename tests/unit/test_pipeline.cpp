@@ -20,9 +20,9 @@ Bytes dns4(const char* src, const char* dst, std::vector<EdnsOption> opts, const
 
 Policy tagging_policy() {
     Policy p = sample_policy();
-    p.tagging.passed = 10;    // AF11
-    p.tagging.stripped = 8;   // CS1
-    p.tagging.exempt = 18;    // AF21
+    p.tagging.passed = 10;   // AF11
+    p.tagging.stripped = 8;  // CS1
+    p.tagging.exempt = 18;   // AF21
     return p;
 }
 
@@ -42,8 +42,10 @@ TEST_CASE("non-IP, malformed and non-subscriber packets pass through byte-identi
     PipelineFixture fx;
     const Bytes arp = PacketBuilder().ethertype(0x0806).payload(std::string(28, '\x01')).build();
     const Bytes bad = PacketBuilder().ipv4("100.64.0.10", "203.0.113.5", {.total_length = 999}).build();
-    const Bytes downstream = PacketBuilder().ipv4("203.0.113.5", "100.64.0.10").tcp(80, 40000).payload("HTTP/1.1 200 OK\r\n").build();
-    const Bytes https = PacketBuilder().ipv4("100.64.0.10", "203.0.113.5").tcp(40000, 443).payload("\x16\x03\x01").build();
+    const Bytes downstream =
+        PacketBuilder().ipv4("203.0.113.5", "100.64.0.10").tcp(80, 40000).payload("HTTP/1.1 200 OK\r\n").build();
+    const Bytes https =
+        PacketBuilder().ipv4("100.64.0.10", "203.0.113.5").tcp(40000, 443).payload("\x16\x03\x01").build();
     const auto out = fx.run_burst({arp, bad, downstream, https});
     CHECK(out[0] == arp);
     CHECK(out[1] == bad);
@@ -188,8 +190,8 @@ TEST_CASE("fragments of an inspected datagram: dropped on strip, forwarded on pa
     std::vector<Bytes> reordered(early.begin() + 1, early.end());
     reordered.push_back(early[0]);
     const auto out2 = fx.run_burst(reordered);
-    CHECK(out2.back().empty());                 // the first fragment: dropped
-    CHECK(out2.front() == reordered.front());   // an early later fragment: forwarded
+    CHECK(out2.back().empty());                // the first fragment: dropped
+    CHECK(out2.front() == reordered.front());  // an early later fragment: forwarded
 
     // Fragments of non-inspected traffic (UDP 443) are not touched.
     const Bytes quic = PacketBuilder()
@@ -206,9 +208,8 @@ TEST_CASE("IPv6 fragments of a strip-verdict DNS query are dropped") {
     const Bytes whole = PacketBuilder()
                             .ipv6("2001:db8:1000:9::1", "2001:db8:ad::53")
                             .udp(40000, 53)
-                            .payload(dns_query({.qname = std::string(60, 'a') + ".example",
-                                                .edns_udp_size = 1232,
-                                                .options = {kEcs}}))
+                            .payload(dns_query(
+                                {.qname = std::string(60, 'a') + ".example", .edns_udp_size = 1232, .options = {kEcs}}))
                             .build();
     const auto frags = fragment_ipv6(whole, 48, 0x1234);
     REQUIRE(frags.size() >= 2);
@@ -232,20 +233,26 @@ TEST_CASE("tagging sets DSCP by verdict on IPv4 and IPv6, keeps ECN, fixes the I
         Counter counter;
     };
     const Case cases[] = {
-        {"v4 to collector, consent", PacketBuilder().ipv4("100.64.0.10", "203.0.113.5", {.tos = 0x03}).tcp(1, 443).build(),
-         10, Counter::tagged_passed},
-        {"v4 to collector, no consent", PacketBuilder().ipv4("100.64.0.12", "203.0.113.5", {.tos = 0x02}).tcp(1, 443).build(),
-         8, Counter::tagged_stripped},
+        {"v4 to collector, consent",
+         PacketBuilder().ipv4("100.64.0.10", "203.0.113.5", {.tos = 0x03}).tcp(1, 443).build(), 10,
+         Counter::tagged_passed},
+        {"v4 to collector, no consent",
+         PacketBuilder().ipv4("100.64.0.12", "203.0.113.5", {.tos = 0x02}).tcp(1, 443).build(), 8,
+         Counter::tagged_stripped},
         {"v4 to exemption", PacketBuilder().ipv4("100.64.0.12", "203.0.113.201").tcp(1, 443).build(), 18,
          Counter::tagged_exempt},
         {"v4 elsewhere", PacketBuilder().ipv4("100.64.0.10", "8.8.8.8", {.tos = 0xb8}).tcp(1, 443).build(), -1,
          Counter::packets},
         {"v6 to collector, consent",
-         PacketBuilder().ipv6("2001:db8:1000:1::1", "2001:db8:ad::5", {.traffic_class = 0x01}).udp(1, 443).payload("x").build(),
+         PacketBuilder()
+             .ipv6("2001:db8:1000:1::1", "2001:db8:ad::5", {.traffic_class = 0x01})
+             .udp(1, 443)
+             .payload("x")
+             .build(),
          10, Counter::tagged_passed},
         {"v6 to collector, unknown subscriber",
-         PacketBuilder().ipv6("2001:db8:1000:7::1", "2001:db8:ad::5", {.traffic_class = 0xfe}).tcp(1, 80).build(),
-         8, Counter::tagged_stripped},
+         PacketBuilder().ipv6("2001:db8:1000:7::1", "2001:db8:ad::5", {.traffic_class = 0xfe}).tcp(1, 80).build(), 8,
+         Counter::tagged_stripped},
         {"downstream, not a subscriber", PacketBuilder().ipv4("203.0.113.5", "100.64.0.10").tcp(443, 1).build(), -1,
          Counter::packets},
     };

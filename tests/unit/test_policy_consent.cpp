@@ -50,7 +50,8 @@ TEST_CASE("subscribers, their keys and their purpose masks") {
                                            policy_with_key_length(), "c.yaml");
     REQUIRE(records.size() == 3);
     CHECK(records[0].subscriber_id == "sub-1001");
-    CHECK(records[0].keys == std::vector<SubscriberKey>{key("100.64.0.10"), key("2001:db8:1000:2::"), key("100.64.0.11")});
+    CHECK(records[0].keys ==
+          std::vector<SubscriberKey>{key("100.64.0.10"), key("2001:db8:1000:2::"), key("100.64.0.11")});
     CHECK(records[0].purposes == 0b11);
     // A bare IPv6 address stands for its /64.
     REQUIRE(records[1].keys.size() == 1);
@@ -68,7 +69,8 @@ TEST_CASE("IPv6 prefixes must have the policy's key length") {
         "subscribers:\n  - {id: a, addresses: [\"2001:db8:1000:200::/56\", \"2001:db8:1000:300::1\"], consents: []}\n",
         p56);
     REQUIRE(records.size() == 1);
-    CHECK(records[0].keys == std::vector<SubscriberKey>{key("2001:db8:1000:200::", 56), key("2001:db8:1000:300::", 56)});
+    CHECK(records[0].keys ==
+          std::vector<SubscriberKey>{key("2001:db8:1000:200::", 56), key("2001:db8:1000:300::", 56)});
 
     const auto ds = consent_errors("subscribers:\n  - {id: a, addresses: [\"2001:db8:1000:200::/64\"], consents: []}\n",
                                    p56);
@@ -85,10 +87,10 @@ TEST_CASE("a comma outside a flow collection is an error, not a hang") {
 
 TEST_CASE("an unknown purpose is an error at its location") {
     const auto ds = consent_errors(
-        "subscribers:\n"                                                            // 1
-        "  - id: sub-1001\n"                                                        // 2
-        "    addresses: [100.64.0.10]\n"                                            // 3
-        "    consents: [advertsing, telemetry]\n");                                 // 4
+        "subscribers:\n"                             // 1
+        "  - id: sub-1001\n"                         // 2
+        "    addresses: [100.64.0.10]\n"             // 3
+        "    consents: [advertsing, telemetry]\n");  // 4
     REQUIRE(ds.size() == 2);
     CHECK_DIAG(ds, 4, 16, "unknown purpose 'advertsing'", "did you mean 'advertising'?");
     CHECK_DIAG(ds, 4, 28, "unknown purpose 'telemetry'", "it defines: advertising, analytics");
@@ -96,10 +98,10 @@ TEST_CASE("an unknown purpose is an error at its location") {
 
 TEST_CASE("addresses outside the subscriber prefixes, prefixes and bad addresses") {
     const auto ds = consent_errors(
-        "subscribers:\n"                                                                                // 1
-        "  - id: sub-1001\n"                                                                            // 2
+        "subscribers:\n"      // 1
+        "  - id: sub-1001\n"  // 2
         "    addresses: [198.51.100.1, 100.64.0.0/24, \"2001:db8:2000::/64\", \"2001:db8:1000:1::1/64\", nope]\n"
-        "    consents: []\n");                                                                          // 4
+        "    consents: []\n");  // 4
     CHECK_DIAG(ds, 3, 17, "'198.51.100.1' is not in the policy's subscriber prefixes");
     CHECK_DIAG(ds, 3, 31, "'100.64.0.0/24' is a prefix", "IPv4 subscribers are keyed by address");
     CHECK_DIAG(ds, 3, 46, "'2001:db8:2000::/64' is not in the policy's subscriber prefixes");
@@ -110,13 +112,14 @@ TEST_CASE("addresses outside the subscriber prefixes, prefixes and bad addresses
 
 TEST_CASE("one subscriber key bound to two subscribers") {
     const auto ds = consent_errors(
-        "subscribers:\n"                                                                        // 1
-        "  - {id: a, addresses: [100.64.0.10, \"2001:db8:1000:1::/64\"], consents: []}\n"      // 2
-        "  - {id: b, addresses: [100.64.0.10, \"2001:db8:1000:1::99\"], consents: []}\n"       // 3
-        "  - {id: c, addresses: [100.64.0.20, 100.64.0.20], consents: []}\n"                   // 4
-        "  - {id: a, addresses: [100.64.0.30], consents: []}\n");                              // 5
+        "subscribers:\n"                                                                   // 1
+        "  - {id: a, addresses: [100.64.0.10, \"2001:db8:1000:1::/64\"], consents: []}\n"  // 2
+        "  - {id: b, addresses: [100.64.0.10, \"2001:db8:1000:1::99\"], consents: []}\n"   // 3
+        "  - {id: c, addresses: [100.64.0.20, 100.64.0.20], consents: []}\n"               // 4
+        "  - {id: a, addresses: [100.64.0.30], consents: []}\n");                          // 5
     CHECK_DIAG(ds, 3, 25, "'100.64.0.10' is already bound to subscriber 'a' at line 2");
-    CHECK_DIAG(ds, 3, 38, "'2001:db8:1000:1::99' (subscriber key 2001:db8:1000:1::/64) is already bound to subscriber 'a'");
+    CHECK_DIAG(ds, 3, 38,
+               "'2001:db8:1000:1::99' (subscriber key 2001:db8:1000:1::/64) is already bound to subscriber 'a'");
     CHECK_DIAG(ds, 4, 38, "'100.64.0.20' is listed twice for subscriber 'c'");
     CHECK_DIAG(ds, 5, 10, "subscriber id 'a' is used twice (first at line 2)");
     CHECK(ds.size() == 4);
@@ -124,17 +127,17 @@ TEST_CASE("one subscriber key bound to two subscribers") {
 
 TEST_CASE("unknown keys, missing keys, wrong types and bad ids") {
     const auto ds = consent_errors(
-        "subscribers:\n"                                    // 1
-        "  - id: sub 1\n"                                   // 2
-        "    adresses: [100.64.0.10]\n"                     // 3
-        "    consents: [advertising]\n"                     // 4
-        "  - id: sub-2\n"                                   // 5
-        "    addresses: 100.64.0.11\n"                      // 6
-        "    consents: advertising\n"                       // 7
-        "  - id: sub-3\n"                                   // 8
-        "    addresses: []\n"                               // 9
-        "    consents: []\n"                                // 10
-        "subscriber: []\n");                                // 11
+        "subscribers:\n"                 // 1
+        "  - id: sub 1\n"                // 2
+        "    adresses: [100.64.0.10]\n"  // 3
+        "    consents: [advertising]\n"  // 4
+        "  - id: sub-2\n"                // 5
+        "    addresses: 100.64.0.11\n"   // 6
+        "    consents: advertising\n"    // 7
+        "  - id: sub-3\n"                // 8
+        "    addresses: []\n"            // 9
+        "    consents: []\n"             // 10
+        "subscriber: []\n");             // 11
     CHECK_DIAG(ds, 2, 9, "subscriber id 'sub 1' is not valid");
     CHECK_DIAG(ds, 3, 5, "unknown key 'adresses' in subscriber 'sub 1'", "did you mean 'addresses'?");
     CHECK_DIAG(ds, 2, 5, "subscriber 'sub 1' is missing the required key 'addresses'");
@@ -179,4 +182,4 @@ TEST_CASE("the example consent file matches the example policy") {
     CHECK(v6 == 3);
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("consent file")

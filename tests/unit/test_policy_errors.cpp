@@ -64,15 +64,15 @@ TEST_CASE("version: missing or not 1") {
 
 TEST_CASE("unknown keys, with a suggestion for near misses") {
     const auto ds = diagnostics(
-        "colectors:\n"                           // 1
-        "  - name: adnet\n"                      // 2
-        "    purpose: advertising\n"             // 3
-        "    descripton: Example ad network\n"   // 4
-        "    match:\n"                           // 5
-        "      prefix: [203.0.113.0/25]\n"       // 6
-        "      colour: blue\n"                   // 7
-        "enforcement: {staleness: 10s}\n"        // 8
-        "Tagging: {}\n");                        // 9
+        "colectors:\n"                          // 1
+        "  - name: adnet\n"                     // 2
+        "    purpose: advertising\n"            // 3
+        "    descripton: Example ad network\n"  // 4
+        "    match:\n"                          // 5
+        "      prefix: [203.0.113.0/25]\n"      // 6
+        "      colour: blue\n"                  // 7
+        "enforcement: {staleness: 10s}\n"       // 8
+        "Tagging: {}\n");                       // 9
     CHECK_DIAG(ds, 1, 1, "unknown key 'colectors' in the policy", "did you mean 'collectors'?");
     CHECK_DIAG(ds, 8, 15, "unknown key 'staleness' in 'enforcement'", "did you mean 'staleness_limit'?");
     CHECK_DIAG(ds, 9, 1, "unknown key 'Tagging'", "did you mean 'tagging'?");
@@ -81,13 +81,13 @@ TEST_CASE("unknown keys, with a suggestion for near misses") {
     CHECK(ds.size() == 3);
 
     const auto nested = diagnostics(
-        "collectors:\n"                          // 1
-        "  - name: adnet\n"                      // 2
-        "    purpose: advertising\n"             // 3
-        "    descripton: Example ad network\n"   // 4
-        "    match:\n"                           // 5
-        "      prefix: [203.0.113.0/25]\n"       // 6
-        "      colour: blue\n");                 // 7
+        "collectors:\n"                         // 1
+        "  - name: adnet\n"                     // 2
+        "    purpose: advertising\n"            // 3
+        "    descripton: Example ad network\n"  // 4
+        "    match:\n"                          // 5
+        "      prefix: [203.0.113.0/25]\n"      // 6
+        "      colour: blue\n");                // 7
     CHECK_DIAG(nested, 4, 5, "unknown key 'descripton' in collector 'adnet'", "did you mean 'description'?");
     CHECK_DIAG(nested, 6, 7, "unknown key 'prefix' in 'match' of collector 'adnet'", "did you mean 'prefixes'?");
     CHECK_DIAG(nested, 7, 7, "unknown key 'colour'", "expected one of: prefixes, ports, hosts");
@@ -97,22 +97,22 @@ TEST_CASE("unknown keys, with a suggestion for near misses") {
 
 TEST_CASE("wrong types") {
     const auto ds = diagnostics(
-        "purposes:\n"                                                   // 1
-        "  advertising:\n"                                              // 2
-        "    description: [not, text]\n"                                // 3
-        "    data: device identifier\n"                                 // 4
-        "    retention: {days: 90}\n"                                   // 5
-        "collectors:\n"                                                 // 6
-        "  - name: adnet\n"                                             // 7
-        "    purpose: advertising\n"                                    // 8
-        "    description: Example ad network\n"                         // 9
-        "    match:\n"                                                  // 10
-        "      prefixes: 203.0.113.0/25\n"                              // 11
-        "      ports: {http: 80}\n"                                     // 12
-        "subscribers:\n"                                                // 13
-        "  prefixes: [100.64.0.0/10]\n"                                 // 14
-        "  ipv6_key_length: sixty-four\n"                               // 15
-        "http: [80]\n");                                                // 16
+        "purposes:\n"                            // 1
+        "  advertising:\n"                       // 2
+        "    description: [not, text]\n"         // 3
+        "    data: device identifier\n"          // 4
+        "    retention: {days: 90}\n"            // 5
+        "collectors:\n"                          // 6
+        "  - name: adnet\n"                      // 7
+        "    purpose: advertising\n"             // 8
+        "    description: Example ad network\n"  // 9
+        "    match:\n"                           // 10
+        "      prefixes: 203.0.113.0/25\n"       // 11
+        "      ports: {http: 80}\n"              // 12
+        "subscribers:\n"                         // 13
+        "  prefixes: [100.64.0.0/10]\n"          // 14
+        "  ipv6_key_length: sixty-four\n"        // 15
+        "http: [80]\n");                         // 16
     CHECK_DIAG(ds, 3, 18, "'description' must be text, not a list");
     CHECK_DIAG(ds, 4, 11, "'data' must be a list, not text");
     CHECK_DIAG(ds, 5, 16, "'retention' must be text, not a map");
@@ -165,14 +165,14 @@ TEST_CASE("missing required fields") {
 
 TEST_CASE("invalid prefixes and prefixes with host bits set") {
     const auto ds = diagnostics(
-        "collectors:\n"                                                                    // 1
-        "  - name: adnet\n"                                                                // 2
-        "    purpose: advertising\n"                                                       // 3
-        "    description: Example ad network\n"                                            // 4
-        "    match:\n"                                                                     // 5
+        "collectors:\n"                          // 1
+        "  - name: adnet\n"                      // 2
+        "    purpose: advertising\n"             // 3
+        "    description: Example ad network\n"  // 4
+        "    match:\n"                           // 5
         "      prefixes: [203.0.113.7/25, \"2001:db8:ad::1/48\", 203.0.113.0/33, ads.example, 198.51.100.0/x]\n"
-        "subscribers:\n"                                                                   // 7
-        "  prefixes: [100.64.0.1/10]\n");                                                  // 8
+        "subscribers:\n"                   // 7
+        "  prefixes: [100.64.0.1/10]\n");  // 8
     CHECK_DIAG(ds, 6, 18, "'203.0.113.7/25' has host bits set", "did you mean 203.0.113.0/25?");
     CHECK_DIAG(ds, 6, 34, "'2001:db8:ad::1/48' has host bits set", "did you mean 2001:db8:ad::/48?");
     CHECK_DIAG(ds, 6, 55, "prefix length /33 is longer than 32 bits");
@@ -184,15 +184,15 @@ TEST_CASE("invalid prefixes and prefixes with host bits set") {
 
 TEST_CASE("ports out of range and bad port ranges") {
     const auto ds = diagnostics(
-        "collectors:\n"                                                     // 1
-        "  - name: adnet\n"                                                 // 2
-        "    purpose: advertising\n"                                        // 3
-        "    description: Example ad network\n"                             // 4
-        "    match:\n"                                                      // 5
-        "      prefixes: [203.0.113.0/25]\n"                                // 6
+        "collectors:\n"                                                       // 1
+        "  - name: adnet\n"                                                   // 2
+        "    purpose: advertising\n"                                          // 3
+        "    description: Example ad network\n"                               // 4
+        "    match:\n"                                                        // 5
+        "      prefixes: [203.0.113.0/25]\n"                                  // 6
         "      ports: [0, 65536, \"9000-8000\", \"8000-70000\", http, 80]\n"  // 7
-        "http: {ports: [80, -1]}\n"                                         // 8
-        "dns: {ports: []}\n");                                              // 9
+        "http: {ports: [80, -1]}\n"                                           // 8
+        "dns: {ports: []}\n");                                                // 9
     CHECK_DIAG(ds, 7, 15, "port 0 is out of range: ports are 1..65535");
     CHECK_DIAG(ds, 7, 18, "port 65536 is out of range");
     CHECK_DIAG(ds, 7, 25, "port range '9000-8000' is backwards");
@@ -210,26 +210,26 @@ TEST_CASE("ports out of range and bad port ranges") {
 
 TEST_CASE("duplicate names") {
     const auto ds = diagnostics(
-        "purposes:\n"                                                                         // 1
-        "  advertising: {description: a, data: [x], retention: r}\n"                          // 2
-        "  advertising: {description: b, data: [y], retention: s}\n"                          // 3
-        "collectors:\n"                                                                       // 4
+        "purposes:\n"                                                 // 1
+        "  advertising: {description: a, data: [x], retention: r}\n"  // 2
+        "  advertising: {description: b, data: [y], retention: s}\n"  // 3
+        "collectors:\n"                                               // 4
         "  - {name: adnet, purpose: advertising, description: d, match: {prefixes: [203.0.113.0/25]}}\n"
         "  - {name: adnet, purpose: advertising, description: d, match: {prefixes: [198.51.100.0/24]}}\n"
-        "  - name: other\n"                                                                   // 7
-        "    purpose: advertising\n"                                                          // 8
-        "    purpose: advertising\n"                                                          // 9
-        "    description: d\n"                                                                // 10
-        "    match: {prefixes: [198.18.0.0/24]}\n"                                            // 11
-        "exemptions:\n"                                                                       // 12
-        "  - {name: adnet, reason: billing, match: {prefixes: [198.18.1.0/24]}}\n"            // 13
-        "identifiers:\n"                                                                      // 14
-        "  http_headers:\n"                                                                   // 15
-        "    - {header: X-UIDH, name: a}\n"                                                   // 16
-        "    - {header: x-uidh, name: b}\n"                                                   // 17
-        "  dns_options:\n"                                                                    // 18
-        "    - {code: 8, name: a}\n"                                                          // 19
-        "    - {code: 8, name: b}\n");                                                        // 20
+        "  - name: other\n"                                                         // 7
+        "    purpose: advertising\n"                                                // 8
+        "    purpose: advertising\n"                                                // 9
+        "    description: d\n"                                                      // 10
+        "    match: {prefixes: [198.18.0.0/24]}\n"                                  // 11
+        "exemptions:\n"                                                             // 12
+        "  - {name: adnet, reason: billing, match: {prefixes: [198.18.1.0/24]}}\n"  // 13
+        "identifiers:\n"                                                            // 14
+        "  http_headers:\n"                                                         // 15
+        "    - {header: X-UIDH, name: a}\n"                                         // 16
+        "    - {header: x-uidh, name: b}\n"                                         // 17
+        "  dns_options:\n"                                                          // 18
+        "    - {code: 8, name: a}\n"                                                // 19
+        "    - {code: 8, name: b}\n");                                              // 20
     CHECK_DIAG(ds, 3, 3, "duplicate name 'advertising' in 'purposes' (first at line 2)");
     CHECK_DIAG(ds, 6, 12, "the name 'adnet' is already used at line 5");
     CHECK_DIAG(ds, 9, 5, "duplicate key 'purpose' in collector 'other' (first at line 8)");
@@ -241,7 +241,7 @@ TEST_CASE("duplicate names") {
 
 TEST_CASE("a collector naming an undefined purpose") {
     const auto ds = diagnostics(
-        "collectors:\n"                                                                      // 1
+        "collectors:\n"  // 1
         "  - {name: adnet, purpose: advertsing, description: d, match: {prefixes: [203.0.113.0/25]}}\n"
         "  - {name: other, purpose: telemetry, description: d, match: {prefixes: [198.51.100.0/24]}}\n");
     CHECK_DIAG(ds, 2, 28, "collector 'adnet' names purpose 'advertsing', which is not defined under 'purposes'",
@@ -253,13 +253,13 @@ TEST_CASE("a collector naming an undefined purpose") {
 
 TEST_CASE("an identifier header that is not a valid HTTP token") {
     const auto ds = diagnostics(
-        "identifiers:\n"                               // 1
-        "  http_headers:\n"                            // 2
-        "    - {header: \"X UIDH\", name: a}\n"        // 3
-        "    - {header: \"X-UIDH:\", name: b}\n"       // 4
-        "    - {header: \"X-Ünïcode\", name: c}\n"     // 5
-        "    - {header: Content-Length, name: d}\n"    // 6
-        "    - {header: X-ACR, name: e}\n");           // 7
+        "identifiers:\n"                             // 1
+        "  http_headers:\n"                          // 2
+        "    - {header: \"X UIDH\", name: a}\n"      // 3
+        "    - {header: \"X-UIDH:\", name: b}\n"     // 4
+        "    - {header: \"X-Ünïcode\", name: c}\n"   // 5
+        "    - {header: Content-Length, name: d}\n"  // 6
+        "    - {header: X-ACR, name: e}\n");         // 7
     CHECK_DIAG(ds, 3, 16, "'X UIDH' is not a valid HTTP header name", "RFC 9110 token");
     CHECK_DIAG(ds, 4, 16, "'X-UIDH:' is not a valid HTTP header name");
     CHECK_DIAG(ds, 5, 16, "is not a valid HTTP header name");
@@ -306,8 +306,7 @@ TEST_CASE("more collectors and exemptions, or identifiers, than the counters hol
     CHECK_DIAG(ds, int(kMaxCollectors) + 3, 5, "more than 1024 collectors and exemptions");
 
     std::string ids = "identifiers:\n  dns_options:\n";
-    for (size_t i = 0; i <= kMaxIdentifiers; ++i)
-        ids += "    - {code: " + std::to_string(1000 + i) + ", name: n}\n";
+    for (size_t i = 0; i <= kMaxIdentifiers; ++i) ids += "    - {code: " + std::to_string(1000 + i) + ", name: n}\n";
     const auto too_many = diagnostics(ids);
     REQUIRE(too_many.size() == 1);
     CHECK_DIAG(too_many, int(kMaxIdentifiers) + 3, 7, "more than 256 identifiers");
@@ -315,9 +314,9 @@ TEST_CASE("more collectors and exemptions, or identifiers, than the counters hol
 
 TEST_CASE("an exemption without a reason") {
     const auto ds = diagnostics(
-        "exemptions:\n"                                              // 1
-        "  - name: billing\n"                                        // 2
-        "    match: {prefixes: [203.0.113.200/29]}\n"                // 3
+        "exemptions:\n"                                                         // 1
+        "  - name: billing\n"                                                   // 2
+        "    match: {prefixes: [203.0.113.200/29]}\n"                           // 3
         "  - {name: fraud, reason: \"\", match: {hosts: [fraud.example]}}\n");  // 4
     CHECK_DIAG(ds, 2, 5, "exemption 'billing' has no 'reason'", "must say why");
     CHECK_DIAG(ds, 4, 27, "'reason' must not be empty");
@@ -326,14 +325,14 @@ TEST_CASE("an exemption without a reason") {
 
 TEST_CASE("a collector and an exemption that overlap are an error") {
     const auto ds = diagnostics(
-        "collectors:\n"                                                                              // 1
+        "collectors:\n"  // 1
         "  - {name: adnet, purpose: advertising, description: d, match: {prefixes: [203.0.113.0/24]}}\n"
         "  - {name: sdk, purpose: analytics, description: d, match: {hosts: [\"*.metrics.example\"]}}\n"
-        "exemptions:\n"                                                                              // 4
-        "  - name: billing\n"                                                                        // 5
-        "    reason: carrier billing\n"                                                              // 6
-        "    match: {prefixes: [198.51.100.0/24, 203.0.113.200/29]}\n"                               // 7
-        "  - {name: fraud, reason: fraud checks, match: {hosts: [fraud.metrics.example]}}\n");      // 8
+        "exemptions:\n"                                                                         // 4
+        "  - name: billing\n"                                                                   // 5
+        "    reason: carrier billing\n"                                                         // 6
+        "    match: {prefixes: [198.51.100.0/24, 203.0.113.200/29]}\n"                          // 7
+        "  - {name: fraud, reason: fraud checks, match: {hosts: [fraud.metrics.example]}}\n");  // 8
     CHECK_DIAG(ds, 7, 41, "exemption 'billing' overlaps collector 'adnet' (line 2)",
                "203.0.113.200/29 overlaps 203.0.113.0/24");
     CHECK_DIAG(ds, 8, 57, "exemption 'fraud' overlaps collector 'sdk' (line 3)",
@@ -347,7 +346,8 @@ TEST_CASE("collector and exemption rules that cannot both match do not overlap")
     const auto loaded = load(
         "collectors:\n"
         "  - {name: adnet, purpose: advertising, description: d, match: {prefixes: [203.0.113.0/24], ports: [80]}}\n"
-        "  - {name: ads2, purpose: advertising, description: d, match: {prefixes: [198.51.100.0/24], hosts: [ads.example]}}\n"
+        "  - {name: ads2, purpose: advertising, description: d, match: {prefixes: [198.51.100.0/24], hosts: "
+        "[ads.example]}}\n"
         "  - {name: sdk, purpose: analytics, description: d, match: {hosts: [\"*.metrics.example\"]}}\n"
         "exemptions:\n"
         "  - {name: billing, reason: r, match: {prefixes: [203.0.113.200/29], ports: [443, \"8000-8099\"]}}\n"
@@ -360,14 +360,15 @@ TEST_CASE("collector and exemption rules that cannot both match do not overlap")
 
 TEST_CASE("two collectors with different purposes that overlap are a warning") {
     const auto ds = diagnostics(
-        "collectors:\n"                                                                                  // 1
+        "collectors:\n"  // 1
         "  - {name: adnet, purpose: advertising, description: d, match: {prefixes: [203.0.113.0/24]}}\n"
         "  - {name: stats, purpose: analytics, description: d, match: {prefixes: [203.0.113.128/25]}}\n"
         "  - {name: more-ads, purpose: advertising, description: d, match: {prefixes: [203.0.113.0/26]}}\n"
         "  - {name: sdk, purpose: analytics, description: d, match: {hosts: [\"*.example\"]}}\n"
         "  - {name: sdk-ads, purpose: advertising, description: d, match: {hosts: [ads.example]}}\n");
     CHECK(count(ds, Severity::error) == 0);
-    CHECK_WARNING(ds, 3, 74, "collector 'stats' (purpose analytics) overlaps collector 'adnet' (purpose advertising, line 2)",
+    CHECK_WARNING(ds, 3, 74,
+                  "collector 'stats' (purpose analytics) overlaps collector 'adnet' (purpose advertising, line 2)",
                   "the more specific prefix wins");
     CHECK_WARNING(ds, 6, 75, "collector 'sdk-ads' (purpose advertising) overlaps collector 'sdk'",
                   "the one listed first wins");
@@ -386,23 +387,23 @@ TEST_CASE("two collectors with different purposes that overlap are a warning") {
 
 TEST_CASE("host names, durations, DSCP, filler, key length and matches are checked") {
     const auto ds = diagnostics(
-        "collectors:\n"                                                                         // 1
-        "  - name: adnet\n"                                                                     // 2
-        "    purpose: advertising\n"                                                            // 3
-        "    description: d\n"                                                                  // 4
-        "    match:\n"                                                                          // 5
+        "collectors:\n"               // 1
+        "  - name: adnet\n"           // 2
+        "    purpose: advertising\n"  // 3
+        "    description: d\n"        // 4
+        "    match:\n"                // 5
         "      hosts: [\"ads.example:8080\", \"a*.example\", \"*.\", \"http://x.example\", \"a..b\"]\n"
-        "  - {name: empty, purpose: advertising, description: d, match: {ports: [80]}}\n"       // 7
-        "subscribers:\n"                                                                        // 8
-        "  prefixes: [100.64.0.0/10]\n"                                                         // 9
-        "  ipv6_key_length: 0\n"                                                                // 10
-        "enforcement:\n"                                                                        // 11
-        "  staleness_limit: 30\n"                                                               // 12
-        "  strip_filler: \"xy\"\n"                                                              // 13
-        "tagging:\n"                                                                            // 14
-        "  passed: af44\n"                                                                      // 15
-        "  stripped: 64\n"                                                                      // 16
-        "  exempt: ef\n");                                                                      // 17
+        "  - {name: empty, purpose: advertising, description: d, match: {ports: [80]}}\n"  // 7
+        "subscribers:\n"                                                                   // 8
+        "  prefixes: [100.64.0.0/10]\n"                                                    // 9
+        "  ipv6_key_length: 0\n"                                                           // 10
+        "enforcement:\n"                                                                   // 11
+        "  staleness_limit: 30\n"                                                          // 12
+        "  strip_filler: \"xy\"\n"                                                         // 13
+        "tagging:\n"                                                                       // 14
+        "  passed: af44\n"                                                                 // 15
+        "  stripped: 64\n"                                                                 // 16
+        "  exempt: ef\n");                                                                 // 17
     CHECK_DIAG(ds, 6, 15, "'ads.example:8080' is not a host name", "without a port");
     CHECK_DIAG(ds, 6, 35, "'a*.example' is not a host name", "leading \"*.\"");
     CHECK_DIAG(ds, 6, 49, "'*.' is not a host name");
@@ -423,19 +424,20 @@ TEST_CASE("host names, durations, DSCP, filler, key length and matches are check
 
 TEST_CASE("every error is reported, in file order, as FILE:LINE:COLUMN: message") {
     try {
-        load_policy_text(with_defaults(
-                             "purposes:\n"
-                             "  advertising: {description: d, data: [x], retention: r, extra: 1}\n"
-                             "collectors:\n"
-                             "  - {name: adnet, purpose: nope, description: d, match: {prefixes: [203.0.113.1/24]}}\n"
-                             "tagging: {passed: 99}\n"),
-                         "edge.yaml");
+        load_policy_text(
+            with_defaults("purposes:\n"
+                          "  advertising: {description: d, data: [x], retention: r, extra: 1}\n"
+                          "collectors:\n"
+                          "  - {name: adnet, purpose: nope, description: d, match: {prefixes: [203.0.113.1/24]}}\n"
+                          "tagging: {passed: 99}\n"),
+            "edge.yaml");
         FAIL("the policy should not load");
     } catch (const PolicyError& e) {
         const auto& ds = e.diagnostics();
         REQUIRE(ds.size() == 4);
-        CHECK(ds[0].to_string() == "edge.yaml:2:58: unknown key 'extra' in purpose 'advertising' (expected one of: "
-                                   "description, data, retention)");
+        CHECK(ds[0].to_string() ==
+              "edge.yaml:2:58: unknown key 'extra' in purpose 'advertising' (expected one of: "
+              "description, data, retention)");
         CHECK(ds[1].to_string().starts_with("edge.yaml:4:28: collector 'adnet' names purpose 'nope'"));
         CHECK(ds[2].to_string().starts_with("edge.yaml:4:69: '203.0.113.1/24' has host bits set"));
         CHECK(ds[3].to_string().starts_with("edge.yaml:5:19: 'passed': DSCP 99 is out of range"));
@@ -457,4 +459,4 @@ TEST_CASE("a file that cannot be read is reported with its name") {
     }
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("policy errors")

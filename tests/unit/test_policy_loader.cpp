@@ -178,7 +178,8 @@ TEST_CASE("YAML anchors and block styles are ordinary YAML") {
       - device identifier
     retention: &keep 90 days
   analytics: {description: x, data: [y], retention: *keep}
-)").policy;
+)")
+                       .policy;
     CHECK(p.purposes[0].description == "Two\nlines.\n");
     CHECK(p.purposes[1].retention == "90 days");
 }
@@ -229,4 +230,4 @@ TEST_CASE("the example policy loads and classifies as its comments say") {
     CHECK(rt->purpose_of(classify(*rt, "198.18.0.53", 53)) == 0u);
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("policy loader")

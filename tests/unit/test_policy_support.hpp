@@ -78,9 +78,10 @@ inline bool has(const std::vector<Diagnostic>& ds, int line, int column, const s
 }  // namespace optgate::policy::testing
 
 // Checks one diagnostic, printing all of them when it is missing.
-#define CHECK_DIAG(ds, line, column, ...) \
-    CHECK_MESSAGE(::optgate::policy::testing::has(ds, line, column, {__VA_ARGS__}), ::optgate::policy::testing::joined(ds))
-#define CHECK_WARNING(ds, line, column, ...)                                                                    \
-    CHECK_MESSAGE(::optgate::policy::testing::has(ds, line, column, {__VA_ARGS__},                             \
-                                                  ::optgate::policy::testing::Severity::warning),               \
+#define CHECK_DIAG(ds, line, column, ...)                                           \
+    CHECK_MESSAGE(::optgate::policy::testing::has(ds, line, column, {__VA_ARGS__}), \
+                  ::optgate::policy::testing::joined(ds))
+#define CHECK_WARNING(ds, line, column, ...)                                                      \
+    CHECK_MESSAGE(::optgate::policy::testing::has(ds, line, column, {__VA_ARGS__},                \
+                                                  ::optgate::policy::testing::Severity::warning), \
                   ::optgate::policy::testing::joined(ds))

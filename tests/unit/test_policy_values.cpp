@@ -164,4 +164,4 @@ TEST_CASE("suggestions for near misses") {
     CHECK(closest_match("host", top) == "hosts");
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("policy values")

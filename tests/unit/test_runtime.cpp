@@ -16,7 +16,9 @@ Destination classify(const Runtime& rt, const char* addr, uint16_t port, const c
     return rt.classify(a.family, a.bytes.data(), port, host ? &h : nullptr);
 }
 
-std::string name_of(const Runtime& rt, const Destination& d) { return std::string(rt.destination_name(d.counter_slot)); }
+std::string name_of(const Runtime& rt, const Destination& d) {
+    return std::string(rt.destination_name(d.counter_slot));
+}
 
 }  // namespace
 
@@ -54,7 +56,7 @@ TEST_CASE("collectors: longest prefix first, ports, hosts, exemptions") {
     CHECK(classify(*rt, "198.18.0.54", 53).kind == Destination::Kind::none);
     // Same prefix, two rules: the first (ports + host) needs the host.
     CHECK(name_of(*rt, classify(*rt, "198.51.100.7", 80, "ads.example.net")) == "ads-web");
-    CHECK(name_of(*rt, classify(*rt, "198.51.100.7", 80)) == "analytics");           // host unknown
+    CHECK(name_of(*rt, classify(*rt, "198.51.100.7", 80)) == "analytics");  // host unknown
     CHECK(name_of(*rt, classify(*rt, "198.51.100.7", 80, "other.example")) == "analytics");
     CHECK(name_of(*rt, classify(*rt, "198.51.100.7", 443, "ads.example.net")) == "analytics");
     // Host-only collector: any address, only with a matching host.

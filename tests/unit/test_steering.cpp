@@ -24,8 +24,12 @@ TEST_CASE("TCP and UDP over IPv4 and IPv6 hash the same in both directions") {
         const auto up6 = PacketBuilder().ipv6("2001:db8:1000:1::5", "2001:db8:ad::9").udp(port, 53).build();
         const auto down6 = PacketBuilder().ipv6("2001:db8:ad::9", "2001:db8:1000:1::5").udp(53, port).build();
         CHECK(hash_of(s, up6) == hash_of(s, down6));
-        const auto tagged = PacketBuilder().vlan(10, test::kTpid8021ad).vlan(20)
-                                .ipv4("203.0.113.10", "100.64.3.7").tcp(80, port).build();
+        const auto tagged = PacketBuilder()
+                                .vlan(10, test::kTpid8021ad)
+                                .vlan(20)
+                                .ipv4("203.0.113.10", "100.64.3.7")
+                                .tcp(80, port)
+                                .build();
         CHECK(hash_of(s, tagged) == hash_of(s, up4));  // VLAN tags do not move a flow
     }
 }
@@ -42,8 +46,11 @@ TEST_CASE("ports spread flows between the same two hosts") {
 
 TEST_CASE("every fragment of a datagram hashes like the others, on addresses only") {
     const FlowSteering s;
-    const auto whole = PacketBuilder().ipv4("100.64.3.7", "198.18.0.53", {.id = 77})
-                           .udp(40000, 53).payload(std::string(200, 'q')).build();
+    const auto whole = PacketBuilder()
+                           .ipv4("100.64.3.7", "198.18.0.53", {.id = 77})
+                           .udp(40000, 53)
+                           .payload(std::string(200, 'q'))
+                           .build();
     const auto fragments = test::fragment_ipv4(whole, 64);
     REQUIRE(fragments.size() >= 3);
     const auto addresses_only = PacketBuilder().ipv4("198.18.0.53", "100.64.3.7", {.protocol = 47}).build();

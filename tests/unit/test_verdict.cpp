@@ -17,10 +17,9 @@ Verdict run(TableHealth h, bool sub, Destination d, ConsentLookup c, unsigned pu
         return c;
     });
     // The table is consulted only when a collector decides.
-    CHECK(lookups == (v == Verdict::pass_consent || v == Verdict::strip_no_consent ||
-                              v == Verdict::strip_unknown_subscriber
-                          ? 1
-                          : 0));
+    CHECK(lookups ==
+          (v == Verdict::pass_consent || v == Verdict::strip_no_consent || v == Verdict::strip_unknown_subscriber ? 1
+                                                                                                                  : 0));
     return v;
 }
 

@@ -13,8 +13,8 @@ namespace {
 const std::string kHashS3cret = "a81e611a041b13f078bf8ebe5dab4d4fd63fcc5594661c918bec093a2f416a7e";  // "s3cret-token"
 
 TokenTable sample_tokens() {
-    return TokenTable({{"portal", Role::write, *digest_from_hex(kHashS3cret)},
-                       {"auditor", Role::read, sha256("read-token")}});
+    return TokenTable(
+        {{"portal", Role::write, *digest_from_hex(kHashS3cret)}, {"auditor", Role::read, sha256("read-token")}});
 }
 
 std::vector<std::string> config_errors(const std::string& yaml) {
@@ -54,8 +54,8 @@ TEST_CASE("a full config") {
         "listen: {address: 127.0.0.1, port: 0}\n"
         "database: consentd.db\n"
         "policy: /etc/optgate/policy.yaml\n" +
-            kTokens +
-            "  - {name: ops, role: admin, sha256: " + to_hex(sha256("x")) + "}\n"
+            kTokens + "  - {name: ops, role: admin, sha256: " + to_hex(sha256("x")) +
+            "}\n"
             "limits: {max_body_bytes: 4096, header_timeout: 2s, import_timeout: 5m, max_connections: 10}\n"
             "ledger: {max_batch: 64, history_limit: 10}\n",
         "c.yaml", "/var/lib/optgate");
@@ -131,7 +131,7 @@ TEST_CASE("strict JSON") {
     CHECK_FALSE(parse_json_strict("{\"a\": 1} x", err));
     CHECK(err.find("unexpected content") != std::string::npos);
     CHECK_FALSE(parse_json_strict("{\"a\": 1,}", err));
-    CHECK_FALSE(parse_json_strict("{\"a\": \"\xff\"}", err));  // invalid UTF-8
+    CHECK_FALSE(parse_json_strict("{\"a\": \"\xff\"}", err));    // invalid UTF-8
     CHECK_FALSE(parse_json_strict(std::string(100, '['), err));  // too deep
 
     const auto v = parse_json_strict("{\"source\": \"portal\", \"notice_version\": 3}", err);

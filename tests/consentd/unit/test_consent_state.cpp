@@ -112,8 +112,8 @@ TEST_CASE("policy changes recompute masks and active bindings") {
 }
 
 TEST_CASE("coalesce keeps the last change per key in first-change order") {
-    const auto out = coalesce({up("100.64.0.1", 1), up("100.64.0.2", 1), del("100.64.0.1"), up("100.64.0.3", 2),
-                               up("100.64.0.2", 3)});
+    const auto out = coalesce(
+        {up("100.64.0.1", 1), up("100.64.0.2", 1), del("100.64.0.1"), up("100.64.0.3", 2), up("100.64.0.2", 3)});
     CHECK(out == std::vector<TableDelta>{del("100.64.0.1"), up("100.64.0.2", 3), up("100.64.0.3", 2)});
 }
 
@@ -145,7 +145,7 @@ TEST_CASE("binding addresses") {
 
     CHECK(parse_binding_text("100.64.0.1"));
     CHECK(parse_binding_text("2001:db8:1000:1::/64"));
-    CHECK_FALSE(parse_binding_text("100.64.0.1/32"));       // not the stored form
-    CHECK_FALSE(parse_binding_text("2001:db8:1000:1::"));   // IPv6 is stored with its length
+    CHECK_FALSE(parse_binding_text("100.64.0.1/32"));      // not the stored form
+    CHECK_FALSE(parse_binding_text("2001:db8:1000:1::"));  // IPv6 is stored with its length
     CHECK_FALSE(parse_binding_text("2001:DB8:1000:1::/64"));
 }

@@ -60,10 +60,11 @@ TEST_CASE("CSV records: header order, quoting, space-separated lists") {
 TEST_CASE("bad NDJSON records name their line") {
     const char* ok = "{\"subscriber\": \"s0\", \"addresses\": [\"100.64.0.9\"]}\n";
     auto bad = [&](const char* line) { return first_error(std::string(ok) + line + "\n", ImportFormat::ndjson); };
-    CHECK(bad("{\"subscriber\": \"s1\"") .find("line 2: malformed JSON") == 0);
+    CHECK(bad("{\"subscriber\": \"s1\"").find("line 2: malformed JSON") == 0);
     CHECK(bad("{\"subscriber\": \"s1\", \"subscriber\": \"s2\", \"addresses\": [\"100.64.0.1\"]}") ==
           "line 2: duplicate key 'subscriber'");
-    CHECK(bad("{\"subscriber\": \"s1\", \"adresses\": [\"100.64.0.1\"]}").find("line 2: unknown field 'adresses'") == 0);
+    CHECK(bad("{\"subscriber\": \"s1\", \"adresses\": [\"100.64.0.1\"]}").find("line 2: unknown field 'adresses'") ==
+          0);
     CHECK(bad("{\"subscriber\": \"bad id!\", \"addresses\": [\"100.64.0.1\"]}").find("line 2: subscriber id") == 0);
     CHECK(bad("{\"subscriber\": \"s1\", \"consents\": [\"advertising\"]}") ==
           "line 2: consents need the notice_version the subscriber saw");
@@ -78,15 +79,18 @@ TEST_CASE("bad NDJSON records name their line") {
           "line 2: address 100.64.0.1 is listed twice");
     CHECK(bad("{\"subscriber\": \"s1\"}") == "line 2: the record has no addresses and no consents");
     CHECK(bad("[1, 2]").find("line 2: the body must be a JSON object") == 0);
-    CHECK(bad("{\"subscriber\": \"s1\", \"addresses\": \"100.64.0.1\"}").find("line 2: field 'addresses' must be a list") == 0);
+    CHECK(bad("{\"subscriber\": \"s1\", \"addresses\": \"100.64.0.1\"}")
+              .find("line 2: field 'addresses' must be a list") == 0);
 }
 
 TEST_CASE("bad CSV") {
-    CHECK(first_error("subscriber,adresses\ns1,100.64.0.1\n", ImportFormat::csv).find("line 1: unknown column 'adresses'") == 0);
+    CHECK(first_error("subscriber,adresses\ns1,100.64.0.1\n", ImportFormat::csv)
+              .find("line 1: unknown column 'adresses'") == 0);
     CHECK(first_error("addresses\n100.64.0.1\n", ImportFormat::csv) == "line 1: the header has no 'subscriber' column");
     CHECK(first_error("subscriber,addresses\ns1,100.64.0.1,extra\n", ImportFormat::csv) ==
           "line 2: 3 fields, the header has 2");
-    CHECK(first_error("subscriber,addresses\ns1,\"100.64.0.1\n", ImportFormat::csv) == "line 2: unterminated quoted field");
+    CHECK(first_error("subscriber,addresses\ns1,\"100.64.0.1\n", ImportFormat::csv) ==
+          "line 2: unterminated quoted field");
     CHECK(first_error("", ImportFormat::csv) == "the CSV has no header line");
     CHECK(first_error("\n\n", ImportFormat::ndjson) == "the import holds no records");
 }

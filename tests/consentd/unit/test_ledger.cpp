@@ -82,7 +82,8 @@ TEST_CASE("derived rows follow the fold") {
     l.for_each_binding([&](std::string_view a, std::string_view s) { bindings[std::string(a)] = s; });
     CHECK(bindings == std::map<std::string, std::string>{{"100.64.0.1", "sub-2"}, {"2001:db8:1000:1::/64", "sub-2"}});
     std::vector<std::string> consents;
-    l.for_each_consent([&](std::string_view s, std::string_view p) { consents.push_back(std::string(s) + "/" + std::string(p)); });
+    l.for_each_consent(
+        [&](std::string_view s, std::string_view p) { consents.push_back(std::string(s) + "/" + std::string(p)); });
     CHECK(consents == std::vector<std::string>{"sub-1/advertising"});
 }
 
@@ -160,14 +161,15 @@ TEST_CASE("verify finds the first inconsistency of each kind") {
     CHECK(damaged("UPDATE events SET subscriber = 'sub-9' WHERE seq = 2").find("event 2 has hash") == 0);
     CHECK(damaged("UPDATE events SET prev_hash = hash WHERE seq = 3").find("event 3 has prev_hash") == 0);
     CHECK(damaged("DELETE FROM events WHERE seq = 4").find("event 5 follows event 3") == 0);
-    CHECK(damaged("DELETE FROM events WHERE seq = 7") .find("bindings row '2001:db8:1000:1::/64' exists") == 0);
+    CHECK(damaged("DELETE FROM events WHERE seq = 7").find("bindings row '2001:db8:1000:1::/64' exists") == 0);
     CHECK(damaged("DELETE FROM consents").find("event 1 grants 'advertising' to 'sub-1'") == 0);
     CHECK(damaged("INSERT INTO consents VALUES ('sub-1', 'analytics', 2, 't', 'portal', 'v1', 'test')")
               .find("consents row ('sub-1', 'analytics') exists") == 0);
     CHECK(damaged("UPDATE bindings SET subscriber = 'sub-1' WHERE address = '100.64.0.1'")
               .find("bindings row '100.64.0.1' names subscriber 'sub-1'") == 0);
-    CHECK(damaged("UPDATE consents SET notice_version = 'v9'").find("consents row ('sub-1', 'advertising') has "
-                                                                     "notice_version 'v9'") == 0);
+    CHECK(damaged("UPDATE consents SET notice_version = 'v9'")
+              .find("consents row ('sub-1', 'advertising') has "
+                    "notice_version 'v9'") == 0);
 }
 
 TEST_CASE("a recomputed chain over an inconsistent history still fails the fold") {

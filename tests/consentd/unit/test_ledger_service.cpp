@@ -126,8 +126,8 @@ TEST_CASE("concurrent requests share commits, and listeners see every change") {
             const std::string addr = "100.64.1." + std::to_string(c);
             if (h.run(BindChange{A(addr.c_str()), sub, "radius"}).status != Outcome::Status::ok) ++refused;
             for (int i = 0; i < kEach; ++i)
-                if (h.run(ConsentChange{sub, i % 2 ? "analytics" : "advertising", i % 4 < 2, "portal", "v1"})
-                        .status != Outcome::Status::ok)
+                if (h.run(ConsentChange{sub, i % 2 ? "analytics" : "advertising", i % 4 < 2, "portal", "v1"}).status !=
+                    Outcome::Status::ok)
                     ++refused;
         });
     for (auto& t : clients) t.join();
@@ -175,14 +175,15 @@ TEST_CASE("an import is one batch of events; a policy change resyncs") {
     h.service->add_listener(&rec);
     h.bind("100.64.0.7", "old-holder");
     auto records = std::make_shared<std::vector<ImportRecord>>();
-    records->push_back({1, "imp-1", {A("100.64.0.7"), A("2001:db8:1000:7::/64")}, {"advertising", "analytics"}, "import",
-                        "v9"});
+    records->push_back(
+        {1, "imp-1", {A("100.64.0.7"), A("2001:db8:1000:7::/64")}, {"advertising", "analytics"}, "import", "v9"});
     records->push_back({2, "imp-2", {A("100.64.0.8")}, {}, "import", std::nullopt});
     const auto policy = h.service->policy();
     auto o = h.run(ImportChange{records, policy});
     CHECK(o.status == Outcome::Status::ok);
     CHECK(o.events == 6);  // unbind old-holder, 3 binds, 2 grants
-    CHECK(h.table() == std::map<std::string, PurposeMask>{{"100.64.0.7", 3}, {"2001:db8:1000:7::", 3}, {"100.64.0.8", 0}});
+    CHECK(h.table() ==
+          std::map<std::string, PurposeMask>{{"100.64.0.7", 3}, {"2001:db8:1000:7::", 3}, {"100.64.0.8", 0}});
 
     Policy changed = *policy;
     std::swap(changed.purposes[0], changed.purposes[1]);

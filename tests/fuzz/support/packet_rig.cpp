@@ -16,7 +16,7 @@ bool in_prefix(const uint8_t* a, const uint8_t* net, unsigned bits) {
     return true;
 }
 
-const uint8_t kCgnat[4] = {100, 64, 0, 0};                                     // 100.64.0.0/10
+const uint8_t kCgnat[4] = {100, 64, 0, 0};  // 100.64.0.0/10
 const uint8_t kSub10[4] = {100, 64, 0, 10}, kSub11[4] = {100, 64, 0, 11};
 const uint8_t kAdnet[4] = {203, 0, 113, 0}, kWeb[4] = {198, 51, 100, 0};
 const uint8_t kBilling[4] = {203, 0, 113, 200};                                // 203.0.113.200/29

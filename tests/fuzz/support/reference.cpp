@@ -211,9 +211,12 @@ std::string show_bytes(std::string_view s, size_t at, size_t context) {
     for (size_t i = from; i < to; ++i) {
         if (i == at) r += "[[";
         const unsigned char c = uint8_t(s[i]);
-        if (c == '\r') r += "\\r";
-        else if (c == '\n') r += "\\n";
-        else if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') r += char(c);
+        if (c == '\r')
+            r += "\\r";
+        else if (c == '\n')
+            r += "\\n";
+        else if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+            r += char(c);
         else {
             char b[8];
             std::snprintf(b, sizeof b, "\\x%02x", c);

@@ -32,11 +32,11 @@ inline void put16(uint8_t* p, uint16_t v) {
 // Fragments (IPv4 MF/offset, any IPv6 fragment header) are `fragment` and
 // have no L4 view.
 struct FrameView {
-    bool ip = false;        // Ethernet + IP with lengths inside the frame
+    bool ip = false;  // Ethernet + IP with lengths inside the frame
     bool v6 = false;
     bool fragment = false;
-    bool l4 = false;        // a whole TCP or UDP datagram, as above
-    bool routed = false;    // IPv6 routing header with segments left: the pseudo-header uses another address
+    bool l4 = false;      // a whole TCP or UDP datagram, as above
+    bool routed = false;  // IPv6 routing header with segments left: the pseudo-header uses another address
     size_t l3 = 0, ip_header = 0, l4_at = 0, ip_end = 0;
     uint8_t proto = 0;
     size_t payload = 0, payload_end = 0;  // TCP: to ip_end; UDP: to the UDP length
