@@ -24,7 +24,9 @@ public:
     static constexpr size_t kKeyLen = 40;
     // The symmetric RSS key (also what rss mode programs into the NIC).
     static const std::array<uint8_t, kKeyLen>& symmetric_key() noexcept {
-        static const std::array<uint8_t, kKeyLen> key = [] {
+        // Aligned for rte_convert_rss_key, which reads it as uint32_t words
+        // (UBSan found the misaligned load).
+        alignas(uint32_t) static const std::array<uint8_t, kKeyLen> key = [] {
             std::array<uint8_t, kKeyLen> k{};
             for (size_t i = 0; i < kKeyLen; i += 2) {
                 k[i] = 0x6d;

@@ -1,0 +1,44 @@
+# Shared by the scripts in scripts/: sourced (`. scripts/lib.sh`), not run.
+
+# install_missing TAG PACKAGE...: installs, with apt-get, the Debian
+# packages of the list that are not installed yet (as root, or through
+# sudo). TAG prefixes the message ("setup: installing ...").
+install_missing() {
+  local tag="$1" p
+  shift
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  echo "$tag: installing ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# The sanitizer build (docs/testing.md): clang 14 with AddressSanitizer and
+# UBSan, and libFuzzer's coverage in everything (-Dfuzz=true), so one build
+# directory serves both the sanitized test run and scripts/fuzz.
+sanitizer_options=(-Dwerror=true -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false)
+
+# sanitizer_setup TAG DIR: installs clang and its runtimes if missing and
+# configures DIR the first time. A DIR configured otherwise (by an older
+# script, with gcc) is configured again from scratch.
+sanitizer_setup() {
+  local tag="$1" dir="$2"
+  install_missing "$tag" clang-14 libclang-rt-14-dev || return 1
+  if [ -f "$dir/build.ninja" ] && ! grep -q 'clang++-14' "$dir/build.ninja"; then
+    echo "$tag: $dir is not a clang sanitizer build: configuring it again"
+    rm -rf "$dir"
+  fi
+  [ -f "$dir/build.ninja" ] && return 0
+  echo "$tag: configuring $dir (clang 14, ${sanitizer_options[*]})"
+  CC=clang-14 CXX=clang++-14 meson setup "$dir" "${sanitizer_options[@]}" >"$dir.setup.log" 2>&1 || {
+    cat "$dir.setup.log" >&2
+    echo "$tag: meson setup $dir failed" >&2
+    return 1
+  }
+  rm -f "$dir.setup.log"
+}
