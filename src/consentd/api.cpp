@@ -348,6 +348,32 @@ void Api::put_consent(const Admission& a, const json::value& body, bool grant, R
         std::move(respond));
 }
 
+namespace {
+
+// The route's {address}, or nullopt with the 400 answer sent.
+std::optional<AddressText> route_address(const std::string& text, const Api::Respond& respond) {
+    std::string why;
+    auto address = parse_address_text(text, why);
+    if (!address) respond(error_response(400, "invalid_address", "'" + text + "': " + why));
+    return address;
+}
+
+// What a bind or unbind answers.
+json::object binding_json(const Outcome& o, bool bind) {
+    json::object j;
+    j["address"] = o.address;
+    j["subscriber"] = o.subscriber;
+    if (bind) {
+        j["previous_subscriber"] = opt(o.previous_subscriber);
+        j["changed"] = o.changed;
+    }
+    j["seq"] = o.last_seq;
+    j["time"] = o.time;
+    return j;
+}
+
+}  // namespace
+
 void Api::put_binding(const Admission& a, const json::value& body, Respond& respond) {
     BodyError error;
     auto fields = read_bind_body(body, error);
@@ -355,27 +381,11 @@ void Api::put_binding(const Admission& a, const json::value& body, Respond& resp
         respond(error_response(400, error.code, error.message));
         return;
     }
-    std::string why;
-    auto address = parse_address_text(a.match.address, why);
-    if (!address) {
-        respond(error_response(400, "invalid_address", "'" + a.match.address + "': " + why));
-        return;
-    }
-    BindChange c{*address, std::move(fields->subscriber),
-                 fields->source ? std::move(*fields->source) : std::string("api")};
+    const auto address = route_address(a.match.address, respond);
+    if (!address) return;
+    BindChange c{*address, std::move(fields->subscriber), fields->source.value_or("api")};
     submit(
-        std::move(c), a,
-        [](const Outcome& o) {
-            json::object j;
-            j["address"] = o.address;
-            j["subscriber"] = o.subscriber;
-            j["previous_subscriber"] = opt(o.previous_subscriber);
-            j["changed"] = o.changed;
-            j["seq"] = o.last_seq;
-            j["time"] = o.time;
-            return j;
-        },
-        std::move(respond));
+        std::move(c), a, [](const Outcome& o) { return binding_json(o, true); }, std::move(respond));
 }
 
 void Api::delete_binding(const Admission& a, const json::value& body, Respond& respond) {
@@ -385,25 +395,11 @@ void Api::delete_binding(const Admission& a, const json::value& body, Respond& r
         respond(error_response(400, error.code, error.message));
         return;
     }
-    std::string why;
-    auto address = parse_address_text(a.match.address, why);
-    if (!address) {
-        respond(error_response(400, "invalid_address", "'" + a.match.address + "': " + why));
-        return;
-    }
-    UnbindChange c{*address, std::move(fields->subscriber),
-                   fields->source ? std::move(*fields->source) : std::string("api")};
+    const auto address = route_address(a.match.address, respond);
+    if (!address) return;
+    UnbindChange c{*address, std::move(fields->subscriber), fields->source.value_or("api")};
     submit(
-        std::move(c), a,
-        [](const Outcome& o) {
-            json::object j;
-            j["address"] = o.address;
-            j["subscriber"] = o.subscriber;
-            j["seq"] = o.last_seq;
-            j["time"] = o.time;
-            return j;
-        },
-        std::move(respond));
+        std::move(c), a, [](const Outcome& o) { return binding_json(o, false); }, std::move(respond));
 }
 
 void Api::submit(Change change, const Admission& a, std::function<json::object(const Outcome&)> ok, Respond respond) {

@@ -152,6 +152,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string error;
     auto rt = Runtime::compile(loaded.policy, &error);
     FUZZ_CHECK(rt, "a policy the loader accepted does not compile: " + error);
-    check_enforced(std::move(rt));
+    check_enforced(rt);
     return 0;
 }
