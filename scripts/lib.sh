@@ -22,13 +22,16 @@ install_missing() {
 # UBSan, and libFuzzer's coverage in everything (-Dfuzz=true), so one build
 # directory serves both the sanitized test run and scripts/fuzz.
 sanitizer_options=(-Dwerror=true -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false)
+# Turns the sanitizers' stack addresses into FILE:LINE (package llvm-14,
+# which clang-14 only recommends); for ASAN_OPTIONS and UBSAN_OPTIONS.
+sanitizer_symbolizer=external_symbolizer_path=/usr/lib/llvm-14/bin/llvm-symbolizer
 
 # sanitizer_setup TAG DIR: installs clang and its runtimes if missing and
 # configures DIR the first time. A DIR configured otherwise (by an older
 # script, with gcc) is configured again from scratch.
 sanitizer_setup() {
   local tag="$1" dir="$2"
-  install_missing "$tag" clang-14 libclang-rt-14-dev || return 1
+  install_missing "$tag" clang-14 libclang-rt-14-dev llvm-14 || return 1
   if [ -f "$dir/build.ninja" ] && ! grep -q 'clang++-14' "$dir/build.ninja"; then
     echo "$tag: $dir is not a clang sanitizer build: configuring it again"
     rm -rf "$dir"
