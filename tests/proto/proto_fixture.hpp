@@ -2,7 +2,11 @@
 // text), keys, and frame helpers.
 #pragma once
 
+#include <doctest/doctest.h>
+
+#include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "core/addr.hpp"
@@ -73,6 +77,24 @@ inline std::vector<proto::DecodeResult> decode_all(const std::string& s, proto::
         out.push_back(r);
     }
     return out;
+}
+
+// A data plane's hello frame.
+inline std::string hello(const std::string& name, uint64_t seq = 0, const std::string& stream = "") {
+    std::string s;
+    REQUIRE(proto::encode(s, proto::Hello{name, seq, stream}));
+    return s;
+}
+
+// The goodbye a closed connection ended with, if any.
+inline std::optional<proto::Goodbye::Code> goodbye_in(const std::string& bytes, std::string* message = nullptr) {
+    std::optional<proto::Goodbye::Code> code;
+    for (const auto& r : decode_all(bytes, proto::Direction::to_client))
+        if (const auto* g = std::get_if<proto::Goodbye>(&r.frame)) {
+            code = g->code;
+            if (message) *message = std::string(g->message);
+        }
+    return code;
 }
 
 }  // namespace optgate::test_proto

@@ -15,23 +15,6 @@ using proto::Goodbye;
 
 namespace {
 
-std::string hello(const std::string& name, uint64_t seq = 0, const std::string& stream = "") {
-    std::string s;
-    REQUIRE(proto::encode(s, proto::Hello{name, seq, stream}));
-    return s;
-}
-
-// The goodbye a closed connection ended with, if any.
-std::optional<Goodbye::Code> goodbye_in(const std::string& bytes, std::string* message = nullptr) {
-    std::optional<Goodbye::Code> code;
-    for (const auto& r : decode_all(bytes, proto::Direction::to_client))
-        if (const auto* g = std::get_if<Goodbye>(&r.frame)) {
-            code = g->code;
-            if (message) *message = std::string(g->message);
-        }
-    return code;
-}
-
 EnforcementReport wait_enforced(Rig& rig, uint64_t seq, std::chrono::milliseconds timeout) {
     std::promise<EnforcementReport> p;
     auto f = p.get_future();

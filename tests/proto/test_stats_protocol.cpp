@@ -23,22 +23,6 @@ using proto::StatKind;
 
 namespace {
 
-std::string hello(const std::string& name) {
-    std::string s;
-    REQUIRE(proto::encode(s, proto::Hello{name, 0, ""}));
-    return s;
-}
-
-std::optional<Goodbye::Code> goodbye_in(const std::string& bytes, std::string* message = nullptr) {
-    std::optional<Goodbye::Code> code;
-    for (const auto& r : decode_all(bytes, proto::Direction::to_client))
-        if (const auto* g = std::get_if<Goodbye>(&r.frame)) {
-            code = g->code;
-            if (message) *message = std::string(g->message);
-        }
-    return code;
-}
-
 bool has_line(const std::string& text, const std::string& line) {
     return ("\n" + text).find("\n" + line + "\n") != std::string::npos;
 }
