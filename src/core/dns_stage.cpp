@@ -1,6 +1,8 @@
 #include "core/dns_stage.hpp"
 
 #include "core/checksum.hpp"
+#include "core/packet_edit.hpp"
+#include "core/pipeline.hpp"
 
 namespace optgate {
 namespace {
@@ -38,7 +40,7 @@ bool skip_name(const uint8_t* msg, uint32_t len, uint32_t& pos) noexcept {
 
 }  // namespace
 
-Counter scan_dns_query(const uint8_t* msg, uint32_t len, const Runtime& rt, DnsScan& out) noexcept {
+std::optional<Counter> scan_dns_query(const uint8_t* msg, uint32_t len, const Runtime& rt, DnsScan& out) noexcept {
     out = DnsScan{};
     if (len < 12) return Counter::dns_malformed_header;
     if (msg[2] & 0x80) return Counter::dns_not_query;
@@ -78,7 +80,51 @@ Counter scan_dns_query(const uint8_t* msg, uint32_t len, const Runtime& rt, DnsS
         }
         pos = rdata + rdlength;
     }
-    return Counter::packets;
+    return std::nullopt;
+}
+
+void DnsStage::process_burst(PacketRef* pkts, BurstSlot* slots, const uint8_t* list, uint32_t count,
+                             BurstContext& ctx) const noexcept {
+    WorkerCounters& c = ctx.counters;
+    const Runtime& rt = ctx.runtime;
+    for (uint32_t k = 0; k < count; ++k) {
+        const uint32_t i = list[k];
+        BurstSlot& s = slots[i];
+        PacketRef& pkt = pkts[i];
+        uint8_t* msg = pkt.data + s.parsed.payload_offset;
+        DnsScan scan;
+        const std::optional<Counter> unread = scan_dns_query(msg, s.parsed.payload_len, rt, scan);
+        if (unread == Counter::dns_not_query) {
+            c.add(*unread);
+            continue;
+        }
+        c.add(Counter::dns_queries);
+        if (unread) {
+            c.add(*unread);  // malformed: forwarded unchanged
+            continue;
+        }
+        if (scan.identifier_options == 0) continue;
+        c.add(Counter::dns_with_identifiers);
+        const Verdict v = ctx.packet_verdict(s);
+        c.add(verdict_counter(v));
+        if (passes(v)) {
+            for_each_dns_identifier(msg, scan, rt, [&](int id) { ctx.count_identifier(s.destination, id, true); });
+            continue;
+        }
+        // Strip. Bytes change from the OPT RDLENGTH to the end of the
+        // datagram; the checksum needs their sum before they do.
+        const uint32_t from = s.parsed.payload_offset + scan.opt_rdlength_at;
+        const uint32_t old_tail = l4_tail_sum(pkt.data, s.parsed, from);
+        const uint32_t removed = compact_opt_rdata(msg, scan, rt,
+                                                   [&](int id) { ctx.count_identifier(s.destination, id, false); });
+        const uint16_t rdlength = uint16_t(scan.rdata_end - scan.rdata_begin - removed);
+        msg[scan.opt_rdlength_at] = uint8_t(rdlength >> 8);
+        msg[scan.opt_rdlength_at + 1] = uint8_t(rdlength);
+        const uint32_t cut_at = s.parsed.payload_offset + scan.rdata_end - removed;
+        pkt.len = udp_remove_bytes(pkt.data, pkt.len, s.parsed, from, cut_at, removed, old_tail);
+        s.changed = true;
+        c.add(Counter::dns_rewritten);
+    }
 }
 
 }  // namespace optgate

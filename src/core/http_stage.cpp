@@ -138,22 +138,24 @@ HttpStage::HttpStage(const HttpStageConfig& config)
 
 HttpStage::~HttpStage() = default;
 
-void HttpStage::prepare(const Runtime& rt, Enforcement& enforcement) {
+void HttpStage::prepare(const Runtime& rt, Enforcement& enforcement) noexcept {
     if (&rt == runtime_) return;
-    // Cold: once per policy change. Pin the runtime so that pointer equality
-    // means "same policy" (a freed runtime's address could be reused).
+    // Once per policy change, and nothing allocates: the matcher was built
+    // by Runtime::compile; this takes a reference to it. Pin the runtime so
+    // that pointer equality means "same policy" (a freed runtime's address
+    // could be reused).
     std::shared_ptr<const Runtime> current = enforcement.runtime();
     pinned_ = current.get() == &rt ? std::move(current) : nullptr;
     runtime_ = pinned_ ? &rt : nullptr;
-    HeaderMatcher m(rt.http_identifiers());
-    bool same = m.names().size() == matcher_.names().size();
-    for (size_t i = 0; same && i < m.names().size(); ++i)
-        same = m.names()[i].name == matcher_.names()[i].name &&
-               m.names()[i].identifier == matcher_.names()[i].identifier;
-    if (!same) {
-        matcher_ = std::move(m);
-        if (++generation_ == 0) generation_ = 1;
-    }
+    const std::shared_ptr<const HeaderMatcher>& m = rt.header_matcher();
+    bool same = matcher_ && m->names().size() == matcher_->names().size();
+    for (size_t i = 0; same && i < m->names().size(); ++i)
+        same = m->names()[i].name == matcher_->names()[i].name &&
+               m->names()[i].identifier == matcher_->names()[i].identifier;
+    // Match states in flows belong to a matcher's name order: a different
+    // list of names starts a new generation (HttpParser::policy_changed).
+    if (!same && ++generation_ == 0) generation_ = 1;
+    matcher_ = m;
     use_host_ = rt.has_host_rules();
 }
 
@@ -293,7 +295,7 @@ void HttpStage::payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstCont
         c.add(Counter::http_out_of_order_skipped);
     }
     if (off < len) {
-        const HttpParseContext cx{matcher_, hosts_, generation_, use_host_};
+        const HttpParseContext cx{*matcher_, hosts_, generation_, use_host_};
         sink.frame_base = p.payload_offset + off;
         sink.seq_base = seq + off;
         const bool was_conservative = HttpParser::conservative(f.parser);
@@ -330,7 +332,7 @@ bool HttpStage::replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noex
         const uint32_t upto = seq_before(end, f.history_from) ? end : f.history_from;
         HttpParserState st;
         HttpParser::reset_conservative(st, hosts_, generation_);
-        const HttpParseContext cx{matcher_, hosts_, generation_, use_host_};
+        const HttpParseContext cx{*matcher_, hosts_, generation_, use_host_};
         HttpFlow* record = sink.record;
         sink.record = nullptr;
         sink.frame_base = frame0 + (needs_record - seq);

@@ -110,7 +110,7 @@ public:
 private:
     struct Sink;
 
-    void prepare(const Runtime& rt, Enforcement& enforcement);
+    void prepare(const Runtime& rt, Enforcement& enforcement) noexcept;
     void process(PacketRef& pkt, BurstSlot& s, BurstContext& ctx, const FlowKey& key, uint64_t hash) noexcept;
     Table::Entry* make_entry(const FlowKey& key, uint64_t hash, uint32_t now, BurstContext& ctx) noexcept;
     void payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstContext& ctx, uint32_t seq) noexcept;
@@ -120,7 +120,9 @@ private:
     HttpStageConfig config_;
     Table table_;
     HostBuffers hosts_;
-    HeaderMatcher matcher_;
+    // The current policy's matcher (Runtime::header_matcher), held so that
+    // the next policy's can be compared with it; null before the first burst.
+    std::shared_ptr<const HeaderMatcher> matcher_;
     // The runtime the matcher was built from, held so that its address
     // cannot be reused by a later policy while we compare against it.
     std::shared_ptr<const Runtime> pinned_;

@@ -1,6 +1,5 @@
 #include "core/pipeline.hpp"
 
-#include "core/dns_stage.hpp"
 #include "core/packet_edit.hpp"
 
 namespace optgate {
@@ -183,46 +182,7 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
 }
 
 void Worker::dns_stage(PacketRef* pkts, BurstContext& ctx) noexcept {
-    WorkerCounters& c = ctx.counters;
-    const Runtime& rt = ctx.runtime;
-    for (uint32_t k = 0; k < dns_count_; ++k) {
-        const uint32_t i = dns_list_[k];
-        BurstSlot& s = slots_[i];
-        PacketRef& pkt = pkts[i];
-        uint8_t* msg = pkt.data + s.parsed.payload_offset;
-        DnsScan scan;
-        const Counter result = scan_dns_query(msg, s.parsed.payload_len, rt, scan);
-        if (result == Counter::dns_not_query) {
-            c.add(result);
-            continue;
-        }
-        c.add(Counter::dns_queries);
-        if (result != Counter::packets) {
-            c.add(result);  // malformed: forwarded unchanged
-            continue;
-        }
-        if (scan.identifier_options == 0) continue;
-        c.add(Counter::dns_with_identifiers);
-        const Verdict v = ctx.packet_verdict(s);
-        c.add(verdict_counter(v));
-        if (passes(v)) {
-            for_each_dns_identifier(msg, scan, rt, [&](int id) { ctx.count_identifier(s.destination, id, true); });
-            continue;
-        }
-        // Strip. Bytes change from the OPT RDLENGTH to the end of the
-        // datagram; the checksum needs their sum before they do.
-        const uint32_t from = s.parsed.payload_offset + scan.opt_rdlength_at;
-        const uint32_t old_tail = l4_tail_sum(pkt.data, s.parsed, from);
-        const uint32_t removed = compact_opt_rdata(msg, scan, rt,
-                                                   [&](int id) { ctx.count_identifier(s.destination, id, false); });
-        const uint16_t rdlength = uint16_t(scan.rdata_end - scan.rdata_begin - removed);
-        msg[scan.opt_rdlength_at] = uint8_t(rdlength >> 8);
-        msg[scan.opt_rdlength_at + 1] = uint8_t(rdlength);
-        const uint32_t cut_at = s.parsed.payload_offset + scan.rdata_end - removed;
-        pkt.len = udp_remove_bytes(pkt.data, pkt.len, s.parsed, from, cut_at, removed, old_tail);
-        s.changed = true;
-        c.add(Counter::dns_rewritten);
-    }
+    if (dns_count_) dns_.process_burst(pkts, slots_.data(), dns_list_.data(), dns_count_, ctx);
 }
 
 void Worker::http_stage(PacketRef* pkts, BurstContext& ctx) noexcept {

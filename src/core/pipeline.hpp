@@ -20,6 +20,7 @@
 #include <memory>
 
 #include "core/counters.hpp"
+#include "core/dns_stage.hpp"
 #include "core/enforcement.hpp"
 #include "core/fragment_guard.hpp"
 #include "core/http_stage.hpp"
@@ -114,6 +115,7 @@ private:
     std::array<uint8_t, kMaxBurst> dns_list_{}, http_list_{};
     uint32_t dns_count_ = 0, http_count_ = 0;
     FragmentGuard fragments_;
+    DnsStage dns_;
     HttpStage http_;
 };
 

@@ -109,6 +109,7 @@ std::shared_ptr<const Runtime> Runtime::compile(Policy policy, std::string* erro
         else
             rt->http_headers_.emplace_back(ascii_lower(id.header), int(i));
     }
+    rt->header_matcher_ = std::make_shared<const HeaderMatcher>(rt->http_headers_);
     return rt;
 }
 

@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/http_matcher.hpp"
 #include "core/policy.hpp"
 #include "core/prefix_trie.hpp"
 
@@ -113,6 +114,10 @@ public:
         return -1;
     }
     const std::vector<std::pair<std::string, int>>& http_identifiers() const noexcept { return http_headers_; }
+    // The HTTP stage's header-name matcher for this policy, built here once
+    // so that a worker meeting a new policy only takes a reference (no
+    // allocation inside a burst). Shared: a stage keeps it past the runtime.
+    const std::shared_ptr<const HeaderMatcher>& header_matcher() const noexcept { return header_matcher_; }
 
     uint16_t no_collector_slot() const noexcept { return no_collector_slot_; }
     size_t destination_slots() const noexcept { return size_t(no_collector_slot_) + 1; }
@@ -154,6 +159,7 @@ private:
     PortSet http_ports_, dns_ports_;
     std::vector<std::pair<uint16_t, int>> dns_codes_;
     std::vector<std::pair<std::string, int>> http_headers_;
+    std::shared_ptr<const HeaderMatcher> header_matcher_;
     uint16_t no_collector_slot_ = 0;
     bool has_host_rules_ = false;
 };
