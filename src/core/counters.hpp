@@ -92,7 +92,9 @@ namespace optgate {
     /* tagging */                                                                                    \
     X(tagged_passed, "packets to collectors tagged with the 'passed' DSCP")                          \
     X(tagged_stripped, "packets to collectors tagged with the 'stripped' DSCP")                      \
-    X(tagged_exempt, "packets to exemptions tagged with the 'exempt' DSCP")
+    X(tagged_exempt, "packets to exemptions tagged with the 'exempt' DSCP")                          \
+    /* disclosure accounting (docs/pipeline.md#disclosure-accounting) */                             \
+    X(disclosure_overflow, "identifier instances not in the disclosure counts: worker's table full")
 
 enum class Counter : uint16_t {
 #define OPTGATE_X(name, help) name,

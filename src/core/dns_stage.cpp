@@ -108,15 +108,16 @@ void DnsStage::process_burst(PacketRef* pkts, BurstSlot* slots, const uint8_t* l
         const Verdict v = ctx.packet_verdict(s);
         c.add(verdict_counter(v));
         if (passes(v)) {
-            for_each_dns_identifier(msg, scan, rt, [&](int id) { ctx.count_identifier(s.destination, id, true); });
+            for_each_dns_identifier(msg, scan, rt,
+                                    [&](int id) { ctx.count_identifier(s.parsed, s.destination, id, true); });
             continue;
         }
         // Strip. Bytes change from the OPT RDLENGTH to the end of the
         // datagram; the checksum needs their sum before they do.
         const uint32_t from = s.parsed.payload_offset + scan.opt_rdlength_at;
         const uint32_t old_tail = l4_tail_sum(pkt.data, s.parsed, from);
-        const uint32_t removed = compact_opt_rdata(msg, scan, rt,
-                                                   [&](int id) { ctx.count_identifier(s.destination, id, false); });
+        const uint32_t removed = compact_opt_rdata(
+            msg, scan, rt, [&](int id) { ctx.count_identifier(s.parsed, s.destination, id, false); });
         const uint16_t rdlength = uint16_t(scan.rdata_end - scan.rdata_begin - removed);
         msg[scan.opt_rdlength_at] = uint8_t(rdlength >> 8);
         msg[scan.opt_rdlength_at + 1] = uint8_t(rdlength);

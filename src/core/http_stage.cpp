@@ -113,7 +113,7 @@ struct HttpStage::Sink {
         if (id >= 0) {
             Destination dest;
             dest.counter_slot = d.dest_slot;
-            ctx.count_identifier(dest, id, passed);
+            ctx.count_identifier(s.parsed, dest, id, passed);
         } else {  // name lost at a policy change: destination only
             (passed ? ctx.counters.destination_passed : ctx.counters.destination_stripped)[d.dest_slot]++;
         }

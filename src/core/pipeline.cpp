@@ -62,9 +62,17 @@ Verdict BurstContext::packet_verdict(BurstSlot& s) const noexcept {
     return s.verdict;
 }
 
-Worker::Worker(Enforcement& enforcement, const HttpStageConfig& http)
+void BurstContext::count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier,
+                                    bool passed) const noexcept {
+    const SourceKey k = source_key(p, runtime.policy().ipv6_key_length);
+    disclosure->count(k.v4 ? Family::v4 : Family::v6, k.hi, k.v4 ? k.addr : k.lo, destination_slot, identifier, passed,
+                      counters);
+}
+
+Worker::Worker(Enforcement& enforcement, const HttpStageConfig& http, const DisclosureConfig& disclosure)
     : enforcement_(enforcement), reader_(enforcement.rcu().register_reader()),
-      counters_(std::make_unique<WorkerCounters>()), http_(http) {}
+      counters_(std::make_unique<WorkerCounters>()),
+      disclosure_(disclosure.entries ? std::make_unique<DisclosureCounts>(disclosure) : nullptr), http_(http) {}
 
 Worker::~Worker() { enforcement_.rcu().unregister_reader(reader_); }
 
@@ -92,7 +100,8 @@ uint32_t Worker::process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::V
         c.add(Counter::dropped, n);
         return 0;
     }
-    BurstContext ctx{*view.runtime, *view.table, view.health, now, c};
+    if (disclosure_) disclosure_->begin_burst(*view.runtime);
+    BurstContext ctx{*view.runtime, *view.table, view.health, now, c, disclosure_.get()};
     classify(pkts, n, ctx);
     dns_stage(pkts, ctx);
     http_stage(pkts, ctx);

@@ -20,6 +20,7 @@
 #include <memory>
 
 #include "core/counters.hpp"
+#include "core/disclosure.hpp"
 #include "core/dns_stage.hpp"
 #include "core/enforcement.hpp"
 #include "core/fragment_guard.hpp"
@@ -60,6 +61,7 @@ struct BurstContext {
     TableHealth health;
     uint64_t now_mono_ns;
     WorkerCounters& counters;
+    DisclosureCounts* disclosure = nullptr;  // null: disclosure accounting off
 
     // The consent of the packet's source subscriber (lazy lookup).
     ConsentLookup consent_of(const ParsedPacket& p) const noexcept;
@@ -68,12 +70,16 @@ struct BurstContext {
     Verdict verdict_for(const ParsedPacket& p, const Destination& dest, bool out_of_sync = false) const noexcept;
     // Packet-level verdict (destination by address and port only), cached in the slot.
     Verdict packet_verdict(BurstSlot& s) const noexcept;
-    // Counts one identifier instance (header line, EDNS0 option) under the
-    // verdict: per destination slot and per identifier.
-    void count_identifier(const Destination& dest, int identifier, bool passed) const noexcept {
+    // Counts one identifier instance (header line, EDNS0 option) in packet
+    // `p` under the verdict: per destination slot and per identifier, and
+    // per source subscriber key in the disclosure counts. Stages only see
+    // packets from subscribers, so every instance has a subscriber key.
+    void count_identifier(const ParsedPacket& p, const Destination& dest, int identifier, bool passed) const noexcept {
         (passed ? counters.destination_passed : counters.destination_stripped)[dest.counter_slot]++;
         (passed ? counters.identifier_passed : counters.identifier_stripped)[size_t(identifier)]++;
+        if (disclosure) count_disclosure(p, dest.counter_slot, identifier, passed);
     }
+    void count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier, bool passed) const noexcept;
 };
 
 class Worker {
@@ -82,7 +88,9 @@ public:
     static_assert(kMaxBurst <= HttpStage::kMaxBurst, "the HTTP stage's per-burst arrays must hold a burst");
 
     // `http`: the HTTP stage's flow table size and idle timeout (http_stage.hpp).
-    explicit Worker(Enforcement& enforcement, const HttpStageConfig& http = {});
+    // `disclosure`: the disclosure table's size (disclosure.hpp; 0: off).
+    explicit Worker(Enforcement& enforcement, const HttpStageConfig& http = {},
+                    const DisclosureConfig& disclosure = {});
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -96,6 +104,8 @@ public:
     void idle() noexcept { enforcement_.rcu().offline(reader_); }
 
     const WorkerCounters& counters() const noexcept { return *counters_; }
+    // This worker's disclosure counts, for DisclosureDrain; null when off.
+    DisclosureCounts* disclosure() noexcept { return disclosure_.get(); }
     // The runtime the last burst used (for naming counters in reports).
     std::shared_ptr<const Runtime> runtime() const { return enforcement_.runtime(); }
 
@@ -109,6 +119,7 @@ private:
     Enforcement& enforcement_;
     QsbrDomain::ReaderId reader_;
     std::unique_ptr<WorkerCounters> counters_;
+    std::unique_ptr<DisclosureCounts> disclosure_;
     std::array<BurstSlot, kMaxBurst> slots_;
     // Work lists that classify fills: the slots each stage works on, so a
     // stage never walks packets that are not for it.

@@ -50,7 +50,9 @@ private:
     std::bitset<65536> bits_;
 };
 
-class Runtime {
+// enable_shared_from_this: a worker pins the runtime its disclosure counts
+// were made under (disclosure.hpp) without allocating.
+class Runtime : public std::enable_shared_from_this<Runtime> {
 public:
     // Compiles a validated policy. Returns nullptr and sets `error` if the
     // policy exceeds what the packet path supports (too many collectors or

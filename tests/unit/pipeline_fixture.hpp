@@ -21,7 +21,8 @@ namespace optgate::test {
 //   2001:db8:1000:1::/64    advertising
 //   100.64.0.99             not in the table
 struct PipelineFixture {
-    explicit PipelineFixture(Policy policy = sample_policy(), Enforcement::Mode mode = Enforcement::Mode::static_table)
+    explicit PipelineFixture(Policy policy = sample_policy(), Enforcement::Mode mode = Enforcement::Mode::static_table,
+                             const DisclosureConfig& disclosure = {})
         : enforcement(mode) {
         std::string error;
         auto rt = Runtime::compile(std::move(policy), &error);
@@ -34,7 +35,7 @@ struct PipelineFixture {
         table->upsert(key("2001:db8:1000:1::"), 0b01);
         enforcement.install(std::move(rt), std::move(table));
         if (mode == Enforcement::Mode::controlled) enforcement.heard_from_control(monotonic_ns());
-        worker = std::make_unique<Worker>(enforcement);
+        worker = std::make_unique<Worker>(enforcement, HttpStageConfig{}, disclosure);
     }
 
     // Runs one frame through the worker; returns it as forwarded (empty if dropped).

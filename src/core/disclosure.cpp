@@ -1,0 +1,180 @@
+#include "core/disclosure.hpp"
+
+#include <time.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <new>
+#include <tuple>
+
+#include "core/pipeline.hpp"
+#include "core/rcu.hpp"
+#include "core/runtime.hpp"
+
+namespace optgate {
+
+uint64_t unix_ms_now() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return uint64_t(ts.tv_sec) * 1000u + uint64_t(ts.tv_nsec) / 1000000u;
+}
+
+DisclosureCounts::DisclosureCounts(const DisclosureConfig& config) {
+    size_t slots = 4;
+    while (slots < config.entries) slots <<= 1;
+    mask_ = slots - 1;
+    max_rows_ = slots / 4 * 3;  // linear probing stays short up to 3/4 full
+    for (Table& t : tables_) {
+        // calloc: zeroed pages come from the kernel on first touch, so an
+        // unused table costs address space, not memory.
+        t.rows = static_cast<Row*>(std::calloc(slots, sizeof(Row)));
+        if (!t.rows) {
+            std::free(tables_[0].rows);
+            throw std::bad_alloc();
+        }
+    }
+}
+
+DisclosureCounts::~DisclosureCounts() {
+    for (Table& t : tables_) std::free(t.rows);
+}
+
+void DisclosureCounts::switch_runtime(const Runtime& rt) noexcept {
+    Table& t = *table_;
+    t.runtime_now = &rt;
+    for (unsigned i = 0; i < t.runtime_count; ++i) {
+        if (t.runtimes[i].get() == &rt) {
+            t.runtime_index = uint8_t(i);
+            t.runtime_full = false;
+            return;
+        }
+    }
+    if (t.runtime_count == kRuntimesPerTable) {
+        // More policy changes in one interval than a table can name: count
+        // as overflow until the drain (no name could be trusted).
+        t.runtime_full = true;
+        return;
+    }
+    // The worker holds the runtime for this burst (RCU), so it is alive;
+    // lock() takes a reference, it allocates nothing.
+    t.runtimes[t.runtime_count] = rt.weak_from_this().lock();
+    t.runtime_index = uint8_t(t.runtime_count++);
+    t.runtime_full = false;
+}
+
+uint64_t DisclosureCounts::hash(uint64_t hi, uint64_t lo, uint32_t tail) noexcept {
+    // Multiply-xorshift (as in murmur3's finalizer): keys from one prefix
+    // differ in a few low bits and must spread over the whole table.
+    uint64_t h = hi * 0x9e3779b97f4a7c15ull ^ lo;
+    h ^= uint64_t(tail) << 32 | tail;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+void DisclosureCounts::count(Family family, uint64_t hi, uint64_t lo, uint16_t destination_slot, int identifier,
+                             bool passed, WorkerCounters& counters) noexcept {
+    Table& t = *table_;
+    if (t.runtime_full) {
+        ++t.overflowed;
+        counters.add(Counter::disclosure_overflow);
+        return;
+    }
+    const uint8_t fam = uint8_t(family);
+    const uint8_t id = uint8_t(identifier);
+    const uint32_t tail = uint32_t(destination_slot) << 16 | uint32_t(id) << 8 | t.runtime_index;
+    for (size_t i = hash(hi, lo, tail) & mask_;; i = (i + 1) & mask_) {
+        Row& r = t.rows[i];
+        if (r.family == 0) {
+            if (t.used == max_rows_) {
+                ++t.overflowed;
+                counters.add(Counter::disclosure_overflow);
+                return;
+            }
+            r = Row{hi, lo, 0, 0, destination_slot, id, t.runtime_index, fam};
+            ++t.used;
+        } else if (r.lo != lo || r.hi != hi || r.destination != destination_slot || r.identifier != id ||
+                   r.runtime != t.runtime_index || r.family != fam) {
+            continue;
+        }
+        ++(passed ? r.passed : r.stripped);
+        return;
+    }
+}
+
+namespace {
+
+DisclosureEntry entry_key(const Runtime& rt, uint8_t family, uint64_t hi, uint64_t lo, uint16_t destination,
+                          uint8_t identifier) {
+    DisclosureEntry e;
+    e.family = Family(family);
+    if (e.family == Family::v4) {
+        for (int b = 0; b < 4; ++b) e.key[size_t(b)] = uint8_t(lo >> (24 - 8 * b));
+    } else {
+        for (int b = 0; b < 8; ++b) {
+            e.key[size_t(b)] = uint8_t(hi >> (56 - 8 * b));
+            e.key[size_t(8 + b)] = uint8_t(lo >> (56 - 8 * b));
+        }
+    }
+    e.destination = std::string(rt.destination_name(destination));
+    e.identifier = rt.policy().identifiers[identifier].name;
+    return e;
+}
+
+}  // namespace
+
+bool DisclosureDrain::drain(QsbrDomain& rcu, std::span<Worker* const> workers, uint64_t now_unix_ms,
+                            DisclosureBatch& out, std::chrono::nanoseconds timeout) {
+    out = DisclosureBatch{};
+    // Flip every worker first, then one grace period covers them all. A
+    // worker flipped by a call whose grace period timed out keeps its
+    // retired table pending: it is read by the next call, not flipped again.
+    bool any = false;
+    for (Worker* w : workers) {
+        DisclosureCounts* d = w->disclosure();
+        if (!d) continue;
+        any = true;
+        if (!d->retired_pending_) {
+            d->active_.store(d->active_.load(std::memory_order_relaxed) ^ 1u, std::memory_order_seq_cst);
+            d->retired_pending_ = true;
+        }
+    }
+    if (any && !rcu.barrier(uint64_t(timeout.count()))) return false;
+
+    using Key = std::tuple<Family, std::array<uint8_t, 16>, std::string, std::string>;
+    std::map<Key, DisclosureEntry> merged;
+    for (Worker* w : workers) {
+        DisclosureCounts* d = w->disclosure();
+        if (!d) continue;
+        DisclosureCounts::Table& t = d->tables_[d->active_.load(std::memory_order_relaxed) ^ 1u];
+        for (size_t i = 0; t.used && i <= d->mask_; ++i) {
+            const DisclosureCounts::Row& r = t.rows[i];
+            if (r.family == 0) continue;
+            DisclosureEntry e = entry_key(*t.runtimes[r.runtime], r.family, r.hi, r.lo, r.destination, r.identifier);
+            DisclosureEntry& m = merged.try_emplace(Key{e.family, e.key, e.destination, e.identifier}, e).first->second;
+            m.passed += r.passed;
+            m.stripped += r.stripped;
+        }
+        out.overflowed += t.overflowed;
+        if (t.used) std::memset(static_cast<void*>(t.rows), 0, (d->mask_ + 1) * sizeof(DisclosureCounts::Row));
+        t.used = 0;
+        t.overflowed = 0;
+        for (auto& rt : t.runtimes) rt.reset();
+        t.runtime_count = 0;
+        t.runtime_now = nullptr;
+        t.runtime_full = false;
+        d->retired_pending_ = false;
+    }
+    out.entries.reserve(merged.size());
+    for (auto& [key, e] : merged) out.entries.push_back(std::move(e));
+    out.start_unix_ms = start_unix_ms_;
+    out.end_unix_ms = now_unix_ms;
+    start_unix_ms_ = now_unix_ms;
+    return true;
+}
+
+}  // namespace optgate
