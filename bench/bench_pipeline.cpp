@@ -3,6 +3,7 @@
 // same run. Not a test: it asserts nothing and never gates CI.
 //
 //   optgate-bench [--passes N] [--json FILE] [--mode both|pipeline|parse] [--callgrind]
+//                 [--disclosure-entries N]
 //
 // Each pass replays the whole mix once; pipeline and baseline passes
 // alternate. Reported: the best pass of each (least disturbed by other load
@@ -19,6 +20,11 @@
 // the measured calls (run under `valgrind --tool=callgrind
 // --collect-atstart=no`; scripts/bench does), for repeatable
 // instructions-per-packet figures on machines without hardware counters.
+//
+// --disclosure-entries N: the worker's disclosure table (core/disclosure.hpp;
+// default 65536 as in the data plane, 0: accounting off, for its cost). The
+// table is drained before every pass, outside the timed region, as the
+// control thread does every interval.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -212,6 +218,7 @@ int main(int argc, char** argv) {
     int passes = 5;
     std::string json_path, mode = "both";
     bool callgrind = false;
+    DisclosureConfig disclosure;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--passes" && i + 1 < argc)
@@ -222,9 +229,12 @@ int main(int argc, char** argv) {
             mode = argv[++i];
         else if (a == "--callgrind")
             callgrind = true;
+        else if (a == "--disclosure-entries" && i + 1 < argc)
+            disclosure.entries = size_t(std::strtoull(argv[++i], nullptr, 10));
         else {
-            std::fprintf(
-                stderr, "usage: optgate-bench [--passes N] [--json FILE] [--mode both|pipeline|parse] [--callgrind]\n");
+            std::fprintf(stderr,
+                         "usage: optgate-bench [--passes N] [--json FILE] [--mode both|pipeline|parse] [--callgrind] "
+                         "[--disclosure-entries N]\n");
             return 2;
         }
     }
@@ -241,7 +251,17 @@ int main(int argc, char** argv) {
         table->upsert({IpAddr::from_v4_host(kFirstSubscriber + i)},
                       rng() % 4);  // a quarter consent to each purpose pair
     enforcement.install(Runtime::compile(bench_policy()), std::move(table));
-    Worker worker(enforcement);
+    Worker worker(enforcement, HttpStageConfig{}, disclosure);
+    DisclosureDrain drainer(0);
+    uint64_t disclosure_rows = 0, disclosure_overflowed = 0;
+    auto drain = [&] {
+        worker.idle();
+        Worker* workers[] = {&worker};
+        DisclosureBatch batch;
+        drainer.drain(enforcement.rcu(), workers, 0, batch);
+        disclosure_rows += batch.entries.size();
+        disclosure_overflowed += batch.overflowed;
+    };
 
     auto pipeline = [&](PacketRef* refs, uint32_t n) { worker.process_burst(refs, n, 0); };
     auto parse_only = [&](PacketRef* refs, uint32_t n) {
@@ -261,6 +281,7 @@ int main(int argc, char** argv) {
     run_pass(frames, pristine, parse_only, false);
     std::vector<Result> pipe_runs, parse_runs;
     for (int pass = 0; pass < passes; ++pass) {
+        drain();
         if (mode != "parse") pipe_runs.push_back(run_pass(frames, pristine, pipeline, callgrind));
         if (mode != "pipeline") parse_runs.push_back(run_pass(frames, pristine, parse_only, callgrind));
     }
@@ -291,6 +312,10 @@ int main(int argc, char** argv) {
     std::printf("pipeline work: %llu DNS rewritten, %llu packets rewritten, %llu identifiers passed\n",
                 (unsigned long long)c.get(Counter::dns_rewritten), (unsigned long long)c.get(Counter::rewritten),
                 (unsigned long long)c.get(Counter::verdict_pass_consent));
+    drain();
+    std::printf("disclosure accounting: %s, %llu rows drained, %llu overflowed\n",
+                disclosure.entries ? ("table of " + std::to_string(disclosure.entries)).c_str() : "off",
+                (unsigned long long)disclosure_rows, (unsigned long long)disclosure_overflowed);
     // The same figures as JSON: on stdout after the table, and in --json FILE.
     char json[512];
     std::snprintf(json, sizeof json,

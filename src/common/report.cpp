@@ -1,7 +1,11 @@
 #include "common/report.hpp"
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <map>
+#include <optional>
 #include <sstream>
+#include <tuple>
 
 namespace optgate::report {
 
@@ -55,6 +59,46 @@ json::object to_json(const WorkerCounters& c, const Runtime& rt) {
         identifiers.push_back(std::move(o));
     }
     out["identifiers"] = std::move(identifiers);
+    return out;
+}
+
+json::array disclosures_to_json(const std::vector<DisclosureEntry>& entries,
+                                const std::vector<std::pair<SubscriberKey, std::string>>& bindings,
+                                unsigned ipv6_key_length) {
+    std::map<std::pair<Family, std::array<uint8_t, 16>>, const std::string*> ids;
+    for (const auto& [key, id] : bindings) ids.emplace(std::pair{key.addr.family, key.addr.bytes}, &id);
+    struct Row {
+        const std::string* subscriber;  // null: unbound
+        const DisclosureEntry* entry;
+    };
+    std::vector<Row> rows;
+    rows.reserve(entries.size());
+    for (const auto& e : entries) {
+        const auto it = ids.find({e.family, e.key});
+        rows.push_back({it == ids.end() ? nullptr : it->second, &e});
+    }
+    auto order = [](const Row& r) {
+        return std::tuple(r.subscriber == nullptr, r.subscriber ? std::string_view(*r.subscriber) : std::string_view(),
+                          r.entry->family, r.entry->key, std::string_view(r.entry->destination),
+                          std::string_view(r.entry->identifier));
+    };
+    std::sort(rows.begin(), rows.end(), [&](const Row& a, const Row& b) { return order(a) < order(b); });
+    json::array out;
+    for (const Row& r : rows) {
+        IpAddr a;
+        a.family = r.entry->family;
+        a.bytes = r.entry->key;
+        std::string key = a.to_string();
+        if (a.family == Family::v6) key += "/" + std::to_string(ipv6_key_length);
+        json::object o;
+        o["subscriber"] = r.subscriber ? json::value(*r.subscriber) : json::value(nullptr);
+        o["key"] = key;
+        o["destination"] = r.entry->destination;
+        o["identifier"] = r.entry->identifier;
+        o["passed"] = r.entry->passed;
+        o["stripped"] = r.entry->stripped;
+        out.push_back(std::move(o));
+    }
     return out;
 }
 

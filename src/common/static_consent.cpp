@@ -21,6 +21,7 @@ StaticLoadResult install_static_consent(Enforcement& enforcement, const std::str
         ++result.subscribers;
         for (const auto& key : r.keys) {
             table->upsert(key, r.purposes);
+            result.bindings.emplace_back(key, r.subscriber_id);
             ++result.keys;
         }
     }

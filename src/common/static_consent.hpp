@@ -4,6 +4,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/enforcement.hpp"
 
@@ -12,6 +14,9 @@ namespace optgate {
 struct StaticLoadResult {
     size_t subscribers = 0;
     size_t keys = 0;
+    // Every key with its subscriber's id, in file order: who a key's
+    // disclosure counts belong to (optgate-replay --report).
+    std::vector<std::pair<SubscriberKey, std::string>> bindings;
 };
 
 // Loads both files, prints policy warnings to stderr, compiles the policy

@@ -159,6 +159,16 @@ void read_http(const Value& v, Config& c, Diagnostics& d) {
             c.http_idle_timeout = std::chrono::duration_cast<std::chrono::seconds>(*t);
 }
 
+void read_disclosure(const Value& v, Config& c, Diagnostics& d) {
+    const MapReader m(v, "'disclosure'", {"interval", "entries"}, d);
+    if (!m.is_map()) return;
+    if (const auto x = m.get("interval"))
+        if (const auto t = as_duration(*x, d, std::chrono::seconds(1), std::chrono::hours(24)))
+            c.disclosure_interval = *t;
+    if (const auto x = m.get("entries"))
+        if (const auto n = as_integer(*x, d, 0, uint64_t(1) << 24)) c.disclosure_entries = size_t(*n);
+}
+
 }  // namespace
 
 LoadedConfig load_config_text(std::string_view yaml, const std::string& name, const std::string& base_dir) {
@@ -167,9 +177,10 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
     c.file = name;
     if (const auto root = parse_document(yaml, d)) {
         const Value top{*root, location_of(*root), "the optgate config"};
-        const MapReader m(
-            top, "the optgate config",
-            {"ports", "workers", "queues", "mempool", "control", "static", "http", "stats_file", "log_level"}, d);
+        const MapReader m(top, "the optgate config",
+                          {"ports", "workers", "queues", "mempool", "control", "static", "http", "disclosure",
+                           "stats_file", "log_level"},
+                          d);
         if (m.is_map()) {
             if (const auto v = m.require("ports")) read_ports(*v, c, d);
             if (const auto v = m.get("workers")) read_workers(*v, c, d);
@@ -184,6 +195,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
             if (!control && !fixed)
                 d.error(top.at, "missing 'control' (consent from consentd) or 'static' (policy and consent files)");
             if (const auto v = m.get("http")) read_http(*v, c, d);
+            if (const auto v = m.get("disclosure")) read_disclosure(*v, c, d);
             if (const auto v = m.get("stats_file"))
                 if (const auto t = as_text(*v, d)) c.stats_file = resolve_path(*t, base_dir);
             if (const auto v = m.get("log_level")) {
@@ -221,6 +233,9 @@ std::string validate(const Config& c) {
     if (c.burst == 0 || c.burst > 64) return "burst must be between 1 and 64";
     if (c.http_flows < 8 || c.http_flows > (size_t(1) << 26)) return "http flows must be between 8 and 67108864";
     if (c.http_idle_timeout.count() < 1) return "the HTTP idle timeout must be at least 1 second";
+    if (c.disclosure_entries > (size_t(1) << 24)) return "disclosure entries must be between 0 (off) and 16777216";
+    if (c.disclosure_interval < std::chrono::seconds(1) || c.disclosure_interval > std::chrono::hours(24))
+        return "the disclosure interval must be between 1 second and 24 hours";
     const bool tls_any = !c.tls_cert.empty() || !c.tls_key.empty() || !c.tls_ca.empty();
     const bool tls_all = !c.tls_cert.empty() && !c.tls_key.empty() && !c.tls_ca.empty();
     if (tls_any && !tls_all) return "TLS needs a certificate, a key and a CA together";

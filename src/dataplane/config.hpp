@@ -60,6 +60,12 @@ struct Config {
     size_t http_flows = 262144;  // per worker
     std::chrono::seconds http_idle_timeout{120};
 
+    // Disclosure accounting (core/disclosure.hpp): counts per subscriber key,
+    // destination and identifier, drained every interval. entries: slots per
+    // worker table (two tables, 40 bytes a slot; 0: off).
+    std::chrono::milliseconds disclosure_interval{60000};
+    size_t disclosure_entries = 65536;
+
     std::string stats_file;          // counters as JSON on exit
     std::string log_level = "info";  // error, warning, info, debug
 };

@@ -61,8 +61,9 @@ Datapath::Datapath(Enforcement& enforcement, const Config& config, const QueuePl
     for (unsigned i = 0; i < n; ++i) {
         auto s = std::make_unique<Slot>();
         s->index = i;
-        s->worker = std::make_unique<Worker>(enforcement, http);
+        s->worker = std::make_unique<Worker>(enforcement, http, DisclosureConfig{config.disclosure_entries});
         s->worker->idle();  // offline until it runs: reclamation and acks must not wait for it
+        core_workers_.push_back(s->worker.get());
         rte_seqlock_init(&s->published->lock);
         if (n == 1) {
             s->rx[s->rx_count++] = {subscriber, 0};

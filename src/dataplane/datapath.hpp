@@ -65,6 +65,10 @@ struct Datapath {
     const WorkerCounters& final_counters(unsigned index) const;
     const DriverCounters& final_driver(unsigned index) const;
     std::shared_ptr<const Runtime> runtime() const;
+    // The core workers, for DisclosureDrain::drain on the control thread
+    // (core/disclosure.hpp): every disclosure interval, e.g.
+    //   drain.drain(enforcement.rcu(), datapath.core_workers(), unix_ms_now(), batch)
+    const std::vector<Worker*>& core_workers() const noexcept { return core_workers_; }
 
 private:
     struct Slot;
@@ -79,6 +83,7 @@ private:
     const QueuePlan plan_;
     const uint16_t port_[2];  // [0] subscriber, [1] internet
     const std::vector<unsigned> lcores_;
+    std::vector<Worker*> core_workers_;
     FlowSteering steering_;
     std::vector<std::unique_ptr<Slot>> slots_;
     rte_ring* tx_ring_[2] = {nullptr, nullptr};  // shared tx: frames for port [r], sent by its poller

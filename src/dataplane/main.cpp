@@ -88,7 +88,7 @@ std::vector<unsigned> parse_lcores(const std::string& text) {
 Config parse_options(int argc, char** argv, RunLimits& limits) {
     std::string config_file, lcores, steering, log_level;
     Config flags;
-    uint64_t http_idle = 0, sync_ms = 0, idle_sleep_us = 0;
+    uint64_t http_idle = 0, sync_ms = 0, idle_sleep_us = 0, disclosure_interval_s = 0;
     po::options_description d("optgate options (after --)");
     d.add_options()("help,h", "show this help")(
         "config", po::value(&config_file),
@@ -117,6 +117,10 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
         "HTTP flows tracked per worker (default 262144; 132 bytes each, allocated at start; docs/http.md)")(
         "http-idle-timeout", po::value(&http_idle),
         "seconds before an idle HTTP flow's entry may be reused (default 120)")(
+        "disclosure-interval", po::value(&disclosure_interval_s),
+        "seconds between drains of the disclosure counts (default 60; docs/pipeline.md#disclosure-accounting)")(
+        "disclosure-entries", po::value(&flags.disclosure_entries),
+        "disclosure table slots per worker (default 65536; two tables of 40 bytes a slot; 0: off)")(
         "log-level", po::value(&log_level), "error, warning, info (default) or debug")(
         "idle-exit-ms", po::value(&limits.idle_exit_ms),
         "exit after this many ms without a packet (tests, pcap vdevs)")("duration", po::value(&limits.duration_s),
@@ -175,6 +179,8 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
     if (given("stats")) c.stats_file = flags.stats_file;
     if (given("http-flows")) c.http_flows = flags.http_flows;
     if (given("http-idle-timeout")) c.http_idle_timeout = std::chrono::seconds(http_idle);
+    if (given("disclosure-interval")) c.disclosure_interval = std::chrono::seconds(disclosure_interval_s);
+    if (given("disclosure-entries")) c.disclosure_entries = flags.disclosure_entries;
     if (given("log-level")) c.log_level = log_level;
     if (const std::string why = validate(c); !why.empty()) throw UsageError(why);
     if (!set_log_level(c.log_level)) throw UsageError("--log-level must be error, warning, info or debug");

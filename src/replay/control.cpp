@@ -66,6 +66,43 @@ void StatsSource::update(const WorkerCounters& c, bool now) {
     copied_ns_ = t;
 }
 
+void DisclosureSource::attach(Worker& worker) {
+    std::lock_guard lock(mu_);
+    worker_ = &worker;
+}
+
+void DisclosureSource::drain_into(DisclosureBatch& out) {
+    std::lock_guard lock(mu_);
+    out = DisclosureBatch{};
+    if (!worker_) return;
+    Worker* workers[] = {worker_};
+    // The replay loop passes a quiescent state after every burst and goes
+    // offline when it waits or ends, so the grace period is short; if it
+    // is not over in time, the counts stay for the next drain.
+    if (!drain_.drain(enforcement_.rcu(), workers, unix_ms_now(), out)) return;
+    for (const auto& e : out.entries) {
+        auto [it, fresh] = totals_.try_emplace({e.family, e.key, e.destination, e.identifier}, e);
+        if (!fresh) {
+            it->second.passed += e.passed;
+            it->second.stripped += e.stripped;
+        }
+    }
+    overflowed_ += out.overflowed;
+}
+
+std::vector<DisclosureEntry> DisclosureSource::totals() const {
+    std::lock_guard lock(mu_);
+    std::vector<DisclosureEntry> out;
+    out.reserve(totals_.size());
+    for (const auto& [k, e] : totals_) out.push_back(e);
+    return out;
+}
+
+uint64_t DisclosureSource::overflowed() const {
+    std::lock_guard lock(mu_);
+    return overflowed_;
+}
+
 void StatsSource::fill(std::vector<proto::StatEntry>& out) {
     const auto runtime = enforcement_.runtime();  // the control thread installs it: safe here
     if (!runtime) return;

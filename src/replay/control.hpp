@@ -6,13 +6,17 @@
 
 #include <boost/json/object.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "core/disclosure.hpp"
 #include "core/enforcement.hpp"
 #include "proto/control_client.hpp"
 
@@ -22,8 +26,34 @@ struct ControlOptions {
     std::string endpoint;  // Unix socket path or HOST:PORT
     std::string name;      // how consentd lists this replay ("" : replay-HOST-PID)
     std::string tls_cert, tls_key, tls_ca;
-    std::chrono::milliseconds timeout{10000};        // for the first snapshot
-    std::chrono::milliseconds stats_interval{1000};  // stats reports to consentd
+    std::chrono::milliseconds timeout{10000};              // for the first snapshot
+    std::chrono::milliseconds stats_interval{1000};        // stats reports to consentd
+    std::chrono::milliseconds disclosure_interval{60000};  // disclosure reports to consentd
+};
+
+// The replay's disclosure counts (core/disclosure.hpp): drained by the
+// control thread every disclosure interval (reported to consentd) and once
+// at the end of the run; every batch also adds to the run's totals, which
+// --report shows per subscriber. Thread-safe: one drain at a time.
+class DisclosureSource {
+public:
+    explicit DisclosureSource(Enforcement& enforcement) : enforcement_(enforcement), drain_(unix_ms_now()) {}
+    // The worker, once it exists (before: drains are empty).
+    void attach(Worker& worker);
+    // Moves the worker's counts since the last drain into `out` (replaced).
+    // Control thread: ControlClient::set_disclosure_source.
+    void drain_into(DisclosureBatch& out);
+    // The run's totals (sorted as DisclosureBatch), and what overflowed.
+    std::vector<DisclosureEntry> totals() const;
+    uint64_t overflowed() const;
+
+private:
+    Enforcement& enforcement_;
+    mutable std::mutex mu_;
+    Worker* worker_ = nullptr;
+    DisclosureDrain drain_;
+    std::map<std::tuple<Family, std::array<uint8_t, 16>, std::string, std::string>, DisclosureEntry> totals_;
+    uint64_t overflowed_ = 0;
 };
 
 // The replay's counters for consentd's stats reports: the replay loop hands

@@ -38,6 +38,8 @@ struct Options {
     replay::ControlOptions control;  // control.endpoint set: --control mode
     std::string control_timeout = "10s";
     std::string stats_interval;
+    std::string disclosure_interval;
+    size_t disclosure_entries = DisclosureConfig{}.entries;
     bool pace = false;
 };
 
@@ -63,6 +65,10 @@ Options parse_options(int argc, char** argv) {
         "control-timeout", po::value(&o.control_timeout), "with --control: wait this long for the table (default 10s)")(
         "stats-interval", po::value(&o.stats_interval),
         "with --control: report counters to consentd this often (default 1s)")(
+        "disclosure-interval", po::value(&o.disclosure_interval),
+        "with --control: report disclosure counts to consentd this often (default 60s)")(
+        "disclosure-entries", po::value(&o.disclosure_entries),
+        "disclosure table slots (default 65536; 0: off, no \"disclosures\" in the report; docs/replay.md#disclosures)")(
         "tls-cert", po::value(&o.control.tls_cert), "with --control HOST:PORT: this data plane's certificate (PEM)")(
         "tls-key", po::value(&o.control.tls_key), "with --control HOST:PORT: its private key (PEM)")(
         "tls-ca", po::value(&o.control.tls_ca), "with --control HOST:PORT: the CA that signs consentd's certificate")(
@@ -96,14 +102,23 @@ Options parse_options(int argc, char** argv) {
             if (!si) throw UsageError("--stats-interval " + o.stats_interval + ": " + error);
             o.control.stats_interval = *si;
         }
+        if (vm.count("disclosure-interval")) {
+            const auto di = policy::detail::parse_duration(o.disclosure_interval, error);
+            if (!di || *di < std::chrono::seconds(1))
+                throw UsageError("--disclosure-interval " + o.disclosure_interval + ": " +
+                                 (di ? "must be at least 1s" : error));
+            o.control.disclosure_interval = *di;
+        }
     } else {
         if (o.policy.empty()) throw UsageError("--policy FILE is required (or --control)");
         if (o.consent.empty()) throw UsageError("--consent FILE is required");
         if (!o.control.name.empty() || !o.control.tls_cert.empty() || !o.control.tls_key.empty() ||
-            !o.control.tls_ca.empty() || vm.count("stats-interval"))
-            throw UsageError("--name, --stats-interval and --tls-* go with --control");
+            !o.control.tls_ca.empty() || vm.count("stats-interval") || vm.count("disclosure-interval"))
+            throw UsageError("--name, --stats-interval, --disclosure-interval and --tls-* go with --control");
     }
     if (o.input.empty() || o.output.empty()) throw UsageError("IN.pcap and OUT.pcap are required");
+    if (o.disclosure_entries > (size_t(1) << 24))
+        throw UsageError("--disclosure-entries must be between 0 (off) and 16777216");
     return o;
 }
 
@@ -111,11 +126,13 @@ int run(Options& o) {
     const bool controlled = !o.control.endpoint.empty();
     Enforcement enforcement(controlled ? Enforcement::Mode::controlled : Enforcement::Mode::static_table);
     replay::StatsSource stats(enforcement);  // before the client, whose thread reads it
+    replay::DisclosureSource disclosures(enforcement);
     std::unique_ptr<proto::ControlClient> control;
+    StaticLoadResult consent;  // static mode: who holds each key, for the report
     if (controlled)
         control = replay::connect_control(o.control, enforcement, &stats);  // waits for the snapshot
     else
-        install_static_consent(enforcement, o.policy, o.consent);
+        consent = install_static_consent(enforcement, o.policy, o.consent);
 
     replay::PcapReader in(o.input);
     if (in.linktype() != DLT_EN10MB)
@@ -123,7 +140,8 @@ int run(Options& o) {
                                 " is not Ethernet (DLT_EN10MB); optgate-replay reads Ethernet captures only");
     replay::PcapWriter out(o.output, in.linktype(), in.snaplen(), in.nanosecond());
 
-    Worker worker(enforcement);
+    Worker worker(enforcement, HttpStageConfig{}, DisclosureConfig{o.disclosure_entries});
+    if (worker.disclosure()) disclosures.attach(worker);
     const uint32_t max_frame = uint32_t(std::max(in.snaplen(), 65536)) + 64;
     std::vector<std::vector<uint8_t>> buffers(kBurst, std::vector<uint8_t>(max_frame));
     PacketRef pkts[kBurst];
@@ -177,6 +195,10 @@ int run(Options& o) {
         control->flush_stats(std::chrono::seconds(1));
         control->stop();  // the table stays installed; the thread is gone
     }
+    // What no drain took yet (a final report to consentd drains before the
+    // client stops): into the totals for --report.
+    DisclosureBatch last;
+    disclosures.drain_into(last);
 
     out.commit();
     const auto runtime = enforcement.runtime();
@@ -185,6 +207,11 @@ int run(Options& o) {
         std::ofstream f(partial);
         auto json = report::to_json(worker.counters(), *runtime);
         if (control) json["control"] = replay::control_report(o.control, control->status());
+        if (worker.disclosure()) {
+            json["disclosures"] = report::disclosures_to_json(disclosures.totals(), consent.bindings,
+                                                              runtime->policy().ipv6_key_length);
+            json["disclosures_overflowed"] = disclosures.overflowed();
+        }
         f << boost::json::serialize(json) << "\n";
         f.close();
         if (!f || std::rename(partial.c_str(), o.report.c_str()) != 0)

@@ -101,3 +101,19 @@ TEST_CASE("whole-file rules") {
     CHECK(errors_of("log_level: loud\nports: {subscriber: 0, internet: 1}\nstatic: {policy: p, consent: c}\n")
               .find("'log_level' must be one of") != std::string::npos);
 }
+
+TEST_CASE("disclosure: defaults, values and their bounds") {
+    const char* base = "ports: {subscriber: 0, internet: 1}\nstatic: {policy: p, consent: c}\n";
+    const auto d = load_config_text(base, "optgate.yaml", "/srv").config;
+    CHECK(d.disclosure_interval == std::chrono::seconds(60));
+    CHECK(d.disclosure_entries == 65536);
+    const auto c =
+        load_config_text(std::string(base) + "disclosure: {interval: 5m, entries: 0}\n", "optgate.yaml", "/srv").config;
+    CHECK(c.disclosure_interval == std::chrono::minutes(5));
+    CHECK(c.disclosure_entries == 0);
+    CHECK(errors_of(std::string(base) + "disclosure: {interval: 10ms}\n").find("'interval'") != std::string::npos);
+    CHECK(errors_of(std::string(base) + "disclosure: {entries: 99999999}\n").find("'entries' is out of range") !=
+          std::string::npos);
+    CHECK(errors_of(std::string(base) + "disclosure: {entrys: 4}\n").find("did you mean 'entries'") !=
+          std::string::npos);
+}
