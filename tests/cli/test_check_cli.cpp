@@ -94,8 +94,8 @@ std::string example(const char* name) { return env("OPTGATE_SOURCE_ROOT") + "/co
 // A small valid policy; tests append to it.
 constexpr const char* kPolicy = R"(version: 1
 purposes:
-  advertising: {description: Ads chosen for you., data: [device identifier], retention: 90 days}
-  analytics: {description: Counting visits., data: [device identifier], retention: 13 months}
+  advertising: {description: Ads chosen for you., benefit: Fewer irrelevant ads., data: [device identifier], retention: 90 days}
+  analytics: {description: Counting visits., benefit: Better sites., data: [device identifier], retention: 13 months}
 identifiers:
   http_headers: [{header: X-UIDH, name: Verizon UIDH}]
   dns_options: [{code: 8, name: ECS}]
