@@ -376,9 +376,9 @@ void Api::get_receipt(const Admission& a, Respond& respond) {
         return;
     }
     if (!r.event || r.event->subscriber != id) {
-        respond(error_response(404, "unknown_event",
-                               r.event ? "event " + n + " is not one of subscriber '" + id + "'"
-                                       : "the ledger has no event " + n));
+        respond(error_response(
+            404, "unknown_event",
+            r.event ? "event " + n + " is not one of subscriber '" + id + "'" : "the ledger has no event " + n));
         return;
     }
     if (r.event->action != Action::grant && r.event->action != Action::revoke) {

@@ -26,8 +26,8 @@ struct SubscriberRecord {
 // What a receipt of event `seq` is built from (receipt.hpp), read in one
 // snapshot.
 struct EventRecord {
-    bool subscriber_known = false;              // some event names the subscriber
-    std::optional<Event> event;                 // event `seq`, whoever it names
+    bool subscriber_known = false;               // some event names the subscriber
+    std::optional<Event> event;                  // event `seq`, whoever it names
     std::shared_ptr<const PolicyRecord> record;  // the policy history's record in force at it
 };
 

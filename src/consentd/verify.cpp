@@ -200,8 +200,8 @@ ReceiptCheck verify_receipt(const std::string& path, std::string_view text) {
     try {
         Verifier v(path);
         std::string problem;
-        if (!v.walk_to(c.seq, problem)) return fail("the ledger does not verify up to event " +
-                                                    std::to_string(c.seq) + ": " + problem);
+        if (!v.walk_to(c.seq, problem))
+            return fail("the ledger does not verify up to event " + std::to_string(c.seq) + ": " + problem);
         auto st = v.db().prepare("SELECT " + std::string(kEventColumns) + " FROM events WHERE seq = ?1");
         st.bind(1, int64_t(c.seq));
         if (!st.step()) return fail("the ledger has no event " + std::to_string(c.seq));

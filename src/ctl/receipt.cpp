@@ -61,8 +61,7 @@ void print_receipt(const json::object& r) {
     line("retention", text(r.at("retention")));
     if (const auto& t = r.at("third_parties"); t.is_array()) {
         if (t.as_array().empty()) line("third parties", "none");
-        for (const auto& c : t.as_array())
-            line("third party", text(c.at("name")) + ": " + text(c.at("description")));
+        for (const auto& c : t.as_array()) line("third party", text(c.at("name")) + ": " + text(c.at("description")));
     } else {
         line("third parties", text(nullptr));
     }

@@ -217,10 +217,10 @@ TEST_CASE("ports out of range and bad port ranges") {
 
 TEST_CASE("duplicate names") {
     const auto ds = diagnostics(
-        "purposes:\n"                                                 // 1
+        "purposes:\n"                                                             // 1
         "  advertising: {description: a, benefit: a, data: [x], retention: r}\n"  // 2
         "  advertising: {description: b, benefit: b, data: [y], retention: s}\n"  // 3
-        "collectors:\n"                                               // 4
+        "collectors:\n"                                                           // 4
         "  - {name: adnet, purpose: advertising, description: d, match: {prefixes: [203.0.113.0/25]}}\n"
         "  - {name: adnet, purpose: advertising, description: d, match: {prefixes: [198.51.100.0/24]}}\n"
         "  - name: other\n"                                                         // 7

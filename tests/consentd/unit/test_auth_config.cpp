@@ -132,7 +132,7 @@ TEST_CASE("receipts: who issues them, all keys required and checked") {
 
     const auto e = config_errors(base +
                                  "receipts:\n"                                   // 5
-                                 "  jurisdiction: \"EU\\tDE\"\n"                // 6
+                                 "  jurisdiction: \"EU\\tDE\"\n"                 // 6
                                  "  controller: {name: Example ISP, mail: x}\n"  // 7
                                  "  policy_url: isp.example/privacy\n");         // 8
     REQUIRE(e.size() == 4);

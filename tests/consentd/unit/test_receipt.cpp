@@ -73,8 +73,8 @@ struct Service {
         return f.get();
     }
     Outcome consent(const char* sub, const char* purpose, bool grant) {
-        return run(ConsentChange{sub, purpose, grant, "portal",
-                                 grant ? std::optional<std::string>("2024-05") : std::nullopt});
+        return run(
+            ConsentChange{sub, purpose, grant, "portal", grant ? std::optional<std::string>("2024-05") : std::nullopt});
     }
     Outcome reload(const std::string& text) { return run(PolicyChange{load(text), text}); }
 
@@ -234,7 +234,8 @@ TEST_CASE("a changed field fails verification, naming the field") {
     // The timestamp: one millisecond later.
     std::string bad = good;
     const std::string time = g.time;
-    bad.replace(bad.find(time), time.size(), time.substr(0, time.size() - 2) + (time[time.size() - 2] == '9' ? "0Z" : "9Z"));
+    bad.replace(bad.find(time), time.size(),
+                time.substr(0, time.size() - 2) + (time[time.size() - 2] == '9' ? "0Z" : "9Z"));
     CHECK(verify_receipt(s.path, bad).problem.find("field 'timestamp'") != std::string::npos);
     CHECK(verify_receipt(s.path, "not json").problem.find("not a JSON object") != std::string::npos);
 }
@@ -283,8 +284,7 @@ TEST_CASE("events older than the policy history, and purposes the policy dropped
 
     // A bind has no receipt.
     std::string why;
-    REQUIRE(s.run(BindChange{*parse_address_text("100.64.0.9", why), "old-1", "radius"}).status ==
-            Outcome::Status::ok);
+    REQUIRE(s.run(BindChange{*parse_address_text("100.64.0.9", why), "old-1", "radius"}).status == Outcome::Status::ok);
     s.service->stop();
     std::string bind_receipt = json::serialize(dropped);
     const std::string seq = "\"seq\":" + std::to_string(r.last_seq);
