@@ -165,6 +165,19 @@ exemptions:
     CHECK(err[3].starts_with(p + ":16:5: exemption 'billing' has no 'reason'"));
 }
 
+TEST_CASE("a purpose without a benefit is an error located at the purpose") {
+    Scratch s;
+    std::string text = kPolicy;
+    const std::string benefit = " benefit: Better sites.,";
+    text.erase(text.find(benefit), benefit.size());  // line 4: analytics
+    const std::string p = s.write("no-benefit.yaml", text + "collectors: []\n");
+    const Run r = run({"check", p});
+    CHECK(r.status == 1);
+    CHECK(r.out == "");
+    CHECK(r.err == p + ":4:14: purpose 'analytics' has no 'benefit': every purpose must say what the subscriber "
+                       "gains by opting in (shown beside 'description' wherever they are asked)\n");
+}
+
 TEST_CASE("warnings are printed and the policy still passes") {
     Scratch s;
     const std::string p = s.write("warn.yaml", std::string(kPolicy) + R"(collectors:
