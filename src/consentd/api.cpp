@@ -183,6 +183,7 @@ void Api::handle(const Admission& a, Request&& req, Respond respond) {
     case Route::purposes: get_purposes(respond); return;
     case Route::dataplanes: get_dataplanes(a, respond); return;
     case Route::subscriber_get: get_subscriber(a, respond); return;
+    case Route::receipt_get: get_receipt(a, respond); return;
     case Route::import: import(a, req, std::move(req.body()), respond); return;
     case Route::policy_reload: reload_policy(std::move(respond)); return;
     default: break;
@@ -211,6 +212,7 @@ void Api::get_purposes(Respond& respond) {
         o["name"] = p.name;
         o["bit"] = i;
         o["description"] = p.description;
+        o["benefit"] = p.benefit;
         json::array data;
         for (const auto& d : p.data) data.emplace_back(d);
         o["data"] = std::move(data);
@@ -343,9 +345,51 @@ void Api::put_consent(const Admission& a, const json::value& body, bool grant, R
             j["changed"] = o.changed;
             j["seq"] = o.last_seq;
             j["time"] = o.time;
+            if (o.receipt) j["receipt"] = build_receipt(*o.receipt);
             return j;
         },
         std::move(respond));
+}
+
+void Api::get_receipt(const Admission& a, Respond& respond) {
+    const std::string& id = a.match.subscriber;
+    const std::string n = std::to_string(a.match.seq);
+    EventRecord r;
+    ReceiptSource source;
+    try {
+        r = reader_.event(id, a.match.seq);
+        if (r.record && r.record->text) {
+            // Parsing a policy costs far more than reading the event: once
+            // per record (a few: one per policy reload).
+            if (recorded_policies_.size() >= 64) recorded_policies_.clear();
+            auto& cached = recorded_policies_[r.record->id];
+            if (!cached) cached = load_recorded_policy(*r.record);
+            source.policy = cached;
+        }
+    } catch (const std::exception& e) {
+        log_error(std::string("reading a receipt: ") + e.what());
+        respond(error_response(503, "ledger_unavailable", "the ledger could not be read; retry"));
+        return;
+    }
+    if (!r.subscriber_known) {
+        respond(error_response(404, "unknown_subscriber", "the ledger has no event for subscriber '" + id + "'"));
+        return;
+    }
+    if (!r.event || r.event->subscriber != id) {
+        respond(error_response(
+            404, "unknown_event",
+            r.event ? "event " + n + " is not one of subscriber '" + id + "'" : "the ledger has no event " + n));
+        return;
+    }
+    if (r.event->action != Action::grant && r.event->action != Action::revoke) {
+        respond(error_response(404, "not_a_consent_event",
+                               "event " + n + " is a " + std::string(to_string(r.event->action)) +
+                                   ": only grants and revokes have receipts"));
+        return;
+    }
+    source.event = std::move(*r.event);
+    source.record = std::move(r.record);
+    respond(json_response(200, build_receipt(source)));
 }
 
 namespace {
@@ -534,7 +578,7 @@ void Api::reload_policy(Respond respond) {
     // Data planes load the very text consentd loaded.
     if (publisher_) publisher_->add_policy_document(policy, config_.policy, text);
     const size_t purposes = policy->purposes.size();
-    service_.submit(PolicyChange{policy}, "",
+    service_.submit(PolicyChange{policy, text}, "",
                     [this, warnings, purposes, respond = std::move(respond)](Outcome o) mutable {
                         boost::asio::post(ioc_, [this, o = std::move(o), warnings = std::move(warnings), purposes,
                                                  respond = std::move(respond)]() mutable {

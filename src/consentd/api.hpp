@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -72,6 +73,7 @@ private:
     void get_purposes(Respond& respond);
     void get_dataplanes(const Admission& a, Respond& respond);
     void get_subscriber(const Admission& a, Respond& respond);
+    void get_receipt(const Admission& a, Respond& respond);
     void put_consent(const Admission& a, const boost::json::value& body, bool grant, Respond& respond);
     void put_binding(const Admission& a, const boost::json::value& body, Respond& respond);
     void delete_binding(const Admission& a, const boost::json::value& body, Respond& respond);
@@ -88,6 +90,7 @@ private:
     Publisher* publisher_;
     TokenTable tokens_;
     LedgerReader reader_;
+    std::map<uint64_t, std::shared_ptr<const Policy>> recorded_policies_;  // by policy history record id
     boost::asio::thread_pool import_pool_{1};
     std::atomic<bool> import_busy_{false};
 };

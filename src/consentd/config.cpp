@@ -1,5 +1,7 @@
 #include "consentd/config.hpp"
 
+#include <boost/url/parse.hpp>
+
 #include <algorithm>
 #include <filesystem>
 
@@ -131,6 +133,42 @@ void read_ledger(const Value& v, Config& c, Diagnostics& d) {
         if (const auto n = as_integer(*x, d, 1, 100000)) c.history_limit = *n;
 }
 
+// Receipt texts are shown to subscribers: any language, no control characters.
+std::optional<std::string> receipt_text(const Value& v, Diagnostics& d, size_t max) {
+    auto t = as_text(v, d);
+    if (!t) return std::nullopt;
+    const bool control = std::any_of(t->begin(), t->end(), [](char ch) { return uint8_t(ch) < 0x20 || ch == 0x7f; });
+    if (control || t->size() > max) {
+        d.error(v.at, v.name + " must be one line of at most " + std::to_string(max) + " bytes");
+        return std::nullopt;
+    }
+    return t;
+}
+
+void read_receipts(const Value& v, Config& c, Diagnostics& d) {
+    const MapReader m(v, "'receipts'", {"jurisdiction", "controller", "policy_url"}, d);
+    if (!m.is_map()) return;
+    ReceiptIssuer& r = c.receipts;
+    if (const auto x = m.require("jurisdiction")) r.jurisdiction = receipt_text(*x, d, 64);
+    if (const auto x = m.require("controller")) {
+        const MapReader cm(*x, "'controller' of 'receipts'", {"name", "contact"}, d);
+        if (cm.is_map()) {
+            if (const auto y = cm.require("name")) r.controller_name = receipt_text(*y, d, 256);
+            if (const auto y = cm.require("contact")) r.controller_contact = receipt_text(*y, d, 256);
+        }
+    }
+    if (const auto x = m.require("policy_url")) {
+        if (auto t = receipt_text(*x, d, 2048)) {
+            const auto url = boost::urls::parse_absolute_uri(*t);
+            if (!url || (url->scheme() != "https" && url->scheme() != "http") || url->encoded_host().empty())
+                d.error(x->at, "'policy_url' must be an http or https URL, like https://isp.example/privacy, not '" +
+                                   *t + "'");
+            else
+                r.policy_url = std::move(t);
+        }
+    }
+}
+
 }  // namespace
 
 LoadedConfig load_config_text(std::string_view yaml, const std::string& name, const std::string& base_dir) {
@@ -140,7 +178,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
     if (const auto root = parse_document(yaml, d)) {
         const Value top{*root, location_of(*root), "the consentd config"};
         const MapReader m(top, "the consentd config",
-                          {"listen", "database", "policy", "tokens", "limits", "ledger", "dataplanes"}, d);
+                          {"listen", "database", "policy", "tokens", "limits", "ledger", "dataplanes", "receipts"}, d);
         if (m.is_map()) {
             if (const auto v = m.get("listen")) read_listen(*v, c, d);
             if (const auto v = m.require("database"))
@@ -151,6 +189,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
             if (const auto v = m.get("limits")) read_limits(*v, c, d);
             if (const auto v = m.get("ledger")) read_ledger(*v, c, d);
             if (const auto v = m.get("dataplanes")) read_dataplane_config(*v, c.dataplanes, d, base_dir);
+            if (const auto v = m.get("receipts")) read_receipts(*v, c, d);
             if (c.tokens.empty() && d.error_count() == 0)
                 d.error(top.at, "no tokens: every API call needs one (see consentd --hash-token)");
         }

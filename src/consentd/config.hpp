@@ -12,6 +12,7 @@
 
 #include "consentd/auth.hpp"
 #include "consentd/dataplane_config.hpp"
+#include "consentd/policy_history.hpp"
 #include "policy/loader.hpp"
 
 namespace optgate::consentd {
@@ -38,6 +39,7 @@ struct Config {
     size_t max_batch = 4096;     // requests per group commit
     size_t history_limit = 100;  // events GET /v1/subscribers/{id} returns by default
     DataPlaneConfig dataplanes;  // where data planes connect (docs/protocol.md)
+    ReceiptIssuer receipts;      // who issues consent receipts (docs/receipts.md); empty: not configured
 };
 
 struct LoadedConfig {

@@ -55,13 +55,13 @@ CREATE TABLE bindings (
 CREATE INDEX bindings_by_subscriber ON bindings (subscriber);
 )sql";
 
+}  // namespace
+
 bool has_table(Database& db, std::string_view name) {
     auto st = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1");
     st.bind(1, name);
     return st.step();
 }
-
-}  // namespace
 
 Event event_from_row(const Statement& st) {
     Event e;
@@ -118,6 +118,8 @@ Ledger::Ledger(const std::string& path) : db_(path, Database::Mode::read_write_c
         }
     }
     check_schema(db_);
+    create_policy_history(db_);  // additive: older ledgers gain it
+    policy_record_ = latest_policy_record(db_);
     insert_event_ = db_.prepare(
         "INSERT INTO events (seq, time, subscriber, action, purpose, address, source, notice_version, credential, "
         "prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
@@ -242,6 +244,10 @@ void Ledger::rollback() noexcept {
     open_ = false;
     // Fails only if SQLite already rolled back (e.g. after SQLITE_FULL).
     sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+void Ledger::record_policy(const std::optional<std::string>& text, const ReceiptIssuer& issuer) {
+    policy_record_ = append_policy_record(db_, seq_ + 1, text, issuer);
 }
 
 void Ledger::for_each_binding(const std::function<void(std::string_view, std::string_view)>& fn) {

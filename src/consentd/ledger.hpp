@@ -15,6 +15,7 @@
 
 #include "consentd/event.hpp"
 #include "consentd/fold.hpp"
+#include "consentd/policy_history.hpp"
 #include "consentd/sqlite.hpp"
 
 namespace optgate::consentd {
@@ -30,6 +31,7 @@ Event event_from_row(const Statement& st);
 // Throws std::runtime_error unless `db` holds a consentd ledger of this
 // schema version.
 void check_schema(Database& db);
+bool has_table(Database& db, std::string_view name);
 
 class Ledger {
 public:
@@ -45,6 +47,13 @@ public:
     void append(Event& e);  // fills seq, prev_hash, hash; writes the event and its derived row
     void commit();          // durable once it returns
     void rollback() noexcept;
+
+    // The policy history (policy_history.hpp): `text` (nullopt: not known)
+    // and the receipt issuer, in force from the next event. Between
+    // transactions only.
+    void record_policy(const std::optional<std::string>& text, const ReceiptIssuer& issuer);
+    // The record in force for the next event; null when there is none.
+    const std::shared_ptr<const PolicyRecord>& policy_record() const noexcept { return policy_record_; }
 
     // The derived rows, for loading the in-memory state at startup.
     void for_each_binding(const std::function<void(std::string_view address, std::string_view subscriber)>& fn);
@@ -64,6 +73,7 @@ private:
     Digest pending_hash_{};
     std::string pending_hash_hex_ = kGenesisHash;
     bool open_ = false;
+    std::shared_ptr<const PolicyRecord> policy_record_;
 };
 
 }  // namespace optgate::consentd

@@ -61,4 +61,29 @@ std::optional<SubscriberRecord> LedgerReader::subscriber(const std::string& id, 
     return r;
 }
 
+EventRecord LedgerReader::event(const std::string& subscriber, uint64_t seq) {
+    db_.exec("BEGIN");
+    struct End {
+        Database& db;
+        explicit End(Database& d) : db(d) {}
+        End(const End&) = delete;
+        End& operator=(const End&) = delete;
+        ~End() { sqlite3_exec(db.handle(), "COMMIT", nullptr, nullptr, nullptr); }
+    } end{db_};
+    EventRecord r;
+    {
+        auto st = db_.prepare("SELECT 1 FROM events WHERE subscriber = ?1 LIMIT 1");
+        st.bind(1, subscriber);
+        r.subscriber_known = st.step();
+    }
+    if (!r.subscriber_known) return r;
+    {
+        auto st = db_.prepare("SELECT " + std::string(kEventColumns) + " FROM events WHERE seq = ?1");
+        st.bind(1, int64_t(seq));
+        if (st.step()) r.event = event_from_row(st);
+    }
+    if (r.event) r.record = policy_record_at(db_, seq);
+    return r;
+}
+
 }  // namespace optgate::consentd

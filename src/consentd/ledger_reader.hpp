@@ -11,6 +11,7 @@
 
 #include "consentd/event.hpp"
 #include "consentd/fold.hpp"
+#include "consentd/policy_history.hpp"
 #include "consentd/sqlite.hpp"
 
 namespace optgate::consentd {
@@ -22,12 +23,21 @@ struct SubscriberRecord {
     uint64_t event_count = 0;          // all of this subscriber's events
 };
 
+// What a receipt of event `seq` is built from (receipt.hpp), read in one
+// snapshot.
+struct EventRecord {
+    bool subscriber_known = false;               // some event names the subscriber
+    std::optional<Event> event;                  // event `seq`, whoever it names
+    std::shared_ptr<const PolicyRecord> record;  // the policy history's record in force at it
+};
+
 class LedgerReader {
 public:
     explicit LedgerReader(const std::string& path);
 
     // nullopt when the ledger has no event for `subscriber`.
     std::optional<SubscriberRecord> subscriber(const std::string& subscriber, size_t history_limit);
+    EventRecord event(const std::string& subscriber, uint64_t seq);
 
 private:
     Database db_;

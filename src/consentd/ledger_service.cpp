@@ -46,6 +46,7 @@ LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<con
                              Options options)
     : ledger_(std::move(ledger)), metrics_(metrics), options_(options), state_(load_state(*ledger_, policy)),
       policy_(std::move(policy)), committed_seq_(ledger_->head_seq()) {
+    ledger_->record_policy(options_.policy_text, options_.receipts);
     publish_gauges();
 }
 
@@ -195,20 +196,35 @@ void LedgerService::reload_state() {
 void LedgerService::install_policy(Pending& p) {
     const auto& change = std::get<PolicyChange>(p.change);
     Outcome o;
+    std::string failure;
     {
         std::lock_guard lk(state_mu_);
-        o.table_resync = state_.set_policy(change.policy);
-        {
-            std::lock_guard plk(policy_mu_);
-            policy_ = change.policy;
+        // Recorded before any event is judged under it, or not installed.
+        try {
+            ledger_->record_policy(change.text, options_.receipts);
+        } catch (const std::exception& e) {
+            failure = e.what();
         }
-        for (auto* l : listeners_) {
-            if (o.table_resync)
-                l->on_resync(ledger_->head_seq(), change.policy, state_.table_version());
-            else
-                l->on_policy(ledger_->head_seq(), change.policy, state_.table_version());
+        if (failure.empty()) {
+            o.table_resync = state_.set_policy(change.policy);
+            {
+                std::lock_guard plk(policy_mu_);
+                policy_ = change.policy;
+            }
+            for (auto* l : listeners_) {
+                if (o.table_resync)
+                    l->on_resync(ledger_->head_seq(), change.policy, state_.table_version());
+                else
+                    l->on_policy(ledger_->head_seq(), change.policy, state_.table_version());
+            }
+            publish_gauges();
         }
-        publish_gauges();
+    }
+    if (!failure.empty()) {
+        log_error("cannot record the policy in the ledger's policy history, the running one is kept: " + failure);
+        p.done(refused(Outcome::Status::unavailable, "ledger_unavailable",
+                       "the policy could not be recorded in the ledger; the running policy is kept: " + failure));
+        return;
     }
     p.done(std::move(o));
 }
@@ -262,6 +278,7 @@ Outcome LedgerService::apply_consent(const ConsentChange& c, const std::string& 
     o.time = b.time;
     o.subscriber = c.subscriber;
     o.changed = state_.set_consent(c.subscriber, c.purpose, c.grant, &b.deltas);
+    o.receipt = ReceiptSource{e, ledger_->policy_record(), state_.policy_ptr()};
     return o;
 }
 

@@ -36,6 +36,7 @@
 #include "consentd/import_parser.hpp"
 #include "consentd/ledger.hpp"
 #include "consentd/metrics.hpp"
+#include "consentd/receipt.hpp"
 
 namespace optgate::consentd {
 
@@ -68,6 +69,7 @@ struct ImportChange {
 
 struct PolicyChange {
     std::shared_ptr<const Policy> policy;
+    std::optional<std::string> text{};  // as read: recorded in the policy history (receipts)
 };
 
 using Change = std::variant<ConsentChange, BindChange, UnbindChange, ImportChange, PolicyChange>;
@@ -87,6 +89,7 @@ struct Outcome {
     std::string address;                             // bind/unbind: the binding's stored text
     std::optional<std::string> previous_subscriber;  // bind: who held the address
     bool table_resync = false;                       // policy: the table's meaning changed
+    std::optional<ReceiptSource> receipt{};          // grant, revoke: its receipt (docs/receipts.md)
 };
 
 // Hears what each commit did to the consent table. Called on the writer
@@ -113,6 +116,11 @@ class LedgerService {
 public:
     struct Options {
         size_t max_batch = 4096;
+        // The policy's text as read, and consentd's `receipts:` config: the
+        // service records them in the policy history before any event is
+        // judged under the policy (nullopt text: recorded as unknown).
+        std::optional<std::string> policy_text{};
+        ReceiptIssuer receipts{};
     };
 
     // Loads the in-memory state from the ledger's derived tables.

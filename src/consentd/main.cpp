@@ -170,13 +170,18 @@ int run(const std::string& config_path, const std::string& port_file) {
     if (!l) return 1;
     const Config& config = l->config;
     if (!lock_ledger(config.database)) return 1;
+    if (!config.receipts.controller_name)
+        log_warning("no 'receipts' section in " + config_path +
+                    ": consent receipts will not name the controller, jurisdiction or privacy policy "
+                    "(docs/receipts.md)");
 
     Metrics metrics;
     std::unique_ptr<LedgerService> service;
     try {
         auto ledger = std::make_unique<Ledger>(config.database);
-        service = std::make_unique<LedgerService>(std::move(ledger), l->policy, metrics,
-                                                  LedgerService::Options{config.max_batch});
+        service = std::make_unique<LedgerService>(
+            std::move(ledger), l->policy, metrics,
+            LedgerService::Options{config.max_batch, l->policy_text, config.receipts});
     } catch (const std::exception& e) {
         log_error(std::string("cannot open the ledger: ") + e.what());
         return 1;

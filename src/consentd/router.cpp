@@ -24,6 +24,7 @@ constexpr RouteInfo kRoutes[] = {
     {"POST", "/v1/import", Role::admin, true},
     {"POST", "/v1/policy/reload", Role::admin, false},
     {"GET", "/v1/dataplanes", Role::read, false},
+    {"GET", "/v1/subscribers/{id}/receipts/{seq}", Role::read, false},
     {"", "unmatched", Role::none, false},
 };
 
@@ -80,6 +81,7 @@ RouteMatch match_route(http::verb method, std::string_view target) {
     // Which path, with its methods: [GET, PUT, DELETE, POST] routes.
     Route by_method[4] = {Route::none, Route::none, Route::none, Route::none};
     RouteMatch m;
+    std::string_view seq;
     const size_t n = seg.size();
     auto is = [&](size_t i, std::string_view s) { return i < n && seg[i] == s; };
     if (n == 1 && is(0, "healthz")) {
@@ -96,6 +98,10 @@ RouteMatch match_route(http::verb method, std::string_view target) {
         by_method[2] = Route::consent_delete;
         m.subscriber = seg[2];
         m.purpose = seg[4];
+    } else if (n == 5 && is(0, "v1") && is(1, "subscribers") && is(3, "receipts")) {
+        by_method[0] = Route::receipt_get;
+        m.subscriber = seg[2];
+        seq = seg[4];
     } else if ((n == 3 || (n == 4 && all_digits(seg[3]))) && is(0, "v1") && is(1, "bindings")) {
         // An IPv6 prefix's "/" may arrive encoded (%2F, one segment) or
         // not (two segments); both mean the same binding.
@@ -129,7 +135,7 @@ RouteMatch match_route(http::verb method, std::string_view target) {
     m.route = by_method[slot];
 
     if (!m.subscriber.empty() || m.route == Route::subscriber_get || m.route == Route::consent_put ||
-        m.route == Route::consent_delete) {
+        m.route == Route::consent_delete || m.route == Route::receipt_get) {
         if (!policy::detail::is_subscriber_id(m.subscriber))
             return no_route(400, "invalid_subscriber_id", "subscriber ids are 1..128 characters of [A-Za-z0-9._:@-]");
     }
@@ -137,6 +143,12 @@ RouteMatch match_route(http::verb method, std::string_view target) {
     if ((m.route == Route::consent_put || m.route == Route::consent_delete) &&
         (m.purpose.empty() || m.purpose.size() > 64 || !printable(m.purpose)))
         return no_route(404, "unknown_purpose", "no such purpose (GET /v1/purposes lists them)");
+    if (m.route == Route::receipt_get) {
+        const auto n_seq = seq.size() <= 19 ? policy::detail::parse_decimal(seq) : std::nullopt;
+        if (!n_seq || *n_seq == 0 || *n_seq > uint64_t(INT64_MAX))
+            return no_route(400, "invalid_seq", "{seq} is an event's sequence number: 1, 2, 3...");
+        m.seq = *n_seq;
+    }
     if ((m.route == Route::binding_put || m.route == Route::binding_delete) &&
         (m.address.empty() || m.address.size() > 64 || !printable(m.address)))
         return no_route(400, "invalid_address", "not an IP address or prefix");

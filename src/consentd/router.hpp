@@ -26,6 +26,7 @@ enum class Route : uint8_t {
     import,
     policy_reload,
     dataplanes,
+    receipt_get,
     none,  // no route: `status` says why
 };
 
@@ -46,6 +47,7 @@ struct RouteMatch {
     std::string subscriber;  // {id}
     std::string purpose;     // {purpose}
     std::string address;     // {address}: "%2F" decoded, or two segments "addr/len" joined
+    uint64_t seq = 0;        // {seq}: an event's sequence number, >= 1
     std::vector<std::pair<std::string, std::string>> query;
 
     const std::string* param(std::string_view name) const;

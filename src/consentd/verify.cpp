@@ -1,10 +1,13 @@
 #include "consentd/verify.hpp"
 
+#include <boost/json/parse.hpp>
+
 #include <exception>
 #include <unordered_set>
 
 #include "consentd/binding_address.hpp"
 #include "consentd/ledger.hpp"
+#include "consentd/receipt.hpp"
 
 namespace optgate::consentd {
 
@@ -42,11 +45,23 @@ public:
     VerifyReport run() {
         check_schema(db_);
         db_.exec("BEGIN");  // one snapshot for the whole walk
-        if (walk_events() && compare_consents() && compare_bindings()) r_.ok = true;
+        if (walk_events() && compare_consents() && compare_bindings() && check_policies()) r_.ok = true;
         db_.exec("COMMIT");
         r_.subscribers = subscribers_.size();
         return r_;
     }
+
+    // The chain from event 1 to `seq` only: what a receipt of event `seq`
+    // rests on. Leaves the read transaction open for the caller.
+    bool walk_to(uint64_t seq, std::string& problem) {
+        check_schema(db_);
+        db_.exec("BEGIN");
+        last_ = seq;
+        const bool ok = walk_events();
+        problem = r_.problem;
+        return ok;
+    }
+    Database& db() { return db_; }
 
 private:
     bool fail(std::string problem) {
@@ -62,7 +77,8 @@ private:
     }
 
     bool walk_events() {
-        auto st = db_.prepare("SELECT " + std::string(kEventColumns) + " FROM events ORDER BY seq");
+        auto st = db_.prepare("SELECT " + std::string(kEventColumns) + " FROM events WHERE seq <= ?1 ORDER BY seq");
+        st.bind(1, int64_t(last_));
         Digest prev{};
         std::string prev_hex = kGenesisHash;
         uint64_t expected = 1;
@@ -146,13 +162,67 @@ private:
         return true;
     }
 
+    bool check_policies() {
+        if (auto s = check_policy_history(db_, r_.events, r_.policies); !s.empty()) return fail(s);
+        return true;
+    }
+
     Database db_;
+    uint64_t last_ = uint64_t(INT64_MAX);
     LedgerFold fold_;
     std::unordered_set<std::string> subscribers_;
     VerifyReport r_;
 };
 
 }  // namespace
+
+ReceiptCheck verify_receipt(const std::string& path, std::string_view text) {
+    namespace json = boost::json;
+    ReceiptCheck c;
+    auto fail = [&](std::string problem) {
+        c.problem = std::move(problem);
+        return c;
+    };
+    boost::system::error_code ec;
+    json::value given = json::parse(text, ec);
+    if (ec || !given.is_object()) return fail("the receipt is not a JSON object");
+    // A grant or revoke answer holds its receipt.
+    if (const auto* inner = given.as_object().if_contains("receipt"); inner && inner->is_object()) given = *inner;
+    const auto* ledger = given.as_object().if_contains("ledger");
+    const auto* seq = ledger && ledger->is_object() ? ledger->as_object().if_contains("seq") : nullptr;
+    const auto* id = given.as_object().if_contains("receipt_id");
+    if (!seq || !seq->is_number() || !id || !id->is_string())
+        return fail("the receipt has no ledger.seq or no receipt_id: it is not a consent receipt");
+    const auto n = seq->to_number<int64_t>(ec);
+    if (ec || n < 1) return fail("field 'ledger.seq' is not an event number");
+    c.seq = uint64_t(n);
+    c.receipt_id = std::string(id->as_string());
+    try {
+        Verifier v(path);
+        std::string problem;
+        if (!v.walk_to(c.seq, problem))
+            return fail("the ledger does not verify up to event " + std::to_string(c.seq) + ": " + problem);
+        auto st = v.db().prepare("SELECT " + std::string(kEventColumns) + " FROM events WHERE seq = ?1");
+        st.bind(1, int64_t(c.seq));
+        if (!st.step()) return fail("the ledger has no event " + std::to_string(c.seq));
+        ReceiptSource source;
+        source.event = event_from_row(st);
+        const Event& e = source.event;
+        if (e.action != Action::grant && e.action != Action::revoke)
+            return fail("event " + std::to_string(c.seq) + " is a " + std::string(to_string(e.action)) +
+                        ", not a consent event: it has no receipt");
+        if (e.hash != c.receipt_id)
+            return fail("field 'receipt_id' is " + c.receipt_id + ", but event " + std::to_string(c.seq) +
+                        " of the ledger has hash " + e.hash);
+        source.record = policy_record_at(v.db(), c.seq);
+        if (source.record) source.policy = load_recorded_policy(*source.record);
+        if (auto d = receipt_difference(given, build_receipt(source)); !d.empty()) return fail(d);
+    } catch (const std::exception& e) {
+        return fail(e.what());
+    }
+    c.ok = true;
+    return c;
+}
 
 VerifyReport verify_ledger(const std::string& path) {
     try {

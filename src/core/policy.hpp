@@ -24,6 +24,9 @@ struct Purpose {
     std::string description;        // plain language: what opting in means
     std::vector<std::string> data;  // data categories shared
     std::string retention;
+    // What the subscriber gains by opting in, shown wherever they are asked
+    // or told (last, so that positional initializers elsewhere stay valid).
+    std::string benefit{};
 };
 
 struct Identifier {

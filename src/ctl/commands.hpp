@@ -20,7 +20,10 @@ int import_file(int argc, char** argv);
 int reload(int argc, char** argv);
 // dataplanes [--json]: data planes connected to consentd (dataplanes.cpp).
 int dataplanes(int argc, char** argv);
-// verify-ledger DB: offline ledger check (verify_ledger.cpp; exit 0 ok, 1 not).
+// verify-ledger DB [--receipt FILE]: offline ledger (or receipt) check
+// (verify_ledger.cpp; exit 0 ok, 1 not).
 int verify_ledger(int argc, char** argv);
+// receipt SUB SEQ [--json]: a consent event's receipt (receipt.cpp).
+int receipt(int argc, char** argv);
 
 }  // namespace optgate::ctl

@@ -25,7 +25,9 @@ constexpr Command kCommands[] = {
     {"reload", "reload", "make consentd re-read its policy", optgate::ctl::reload},
     {"dataplanes", "dataplanes [--json]", "data planes connected to consentd, applied seq, lag",
      optgate::ctl::dataplanes},
-    {"verify-ledger", "verify-ledger DB", "check a consentd ledger file offline", optgate::ctl::verify_ledger},
+    {"verify-ledger", "verify-ledger DB [--receipt FILE]", "check a consentd ledger file (or a receipt) offline",
+     optgate::ctl::verify_ledger},
+    {"receipt", "receipt SUB SEQ [--json]", "the consent receipt of a grant or revoke", optgate::ctl::receipt},
 };
 
 void usage(FILE* out) {

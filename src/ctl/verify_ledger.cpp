@@ -1,28 +1,70 @@
-// optgatectl verify-ledger DB: offline check of a consentd ledger file (the
-// hash chain and the derived tables); exit 0 and one line when consistent,
-// exit 1 and the first inconsistency otherwise.
+// optgatectl verify-ledger DB [--receipt FILE]: offline check of a consentd
+// ledger file (the hash chain, the derived tables, the policy history); exit
+// 0 and one line when consistent, exit 1 and the first inconsistency
+// otherwise. With --receipt: a consent receipt checked against the ledger
+// instead (docs/receipts.md): exit 0 when every field is what the ledger
+// says, 1 naming the first field that is not.
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
 
 #include "consentd/verify.hpp"
 #include "ctl/commands.hpp"
 
 namespace optgate::ctl {
 
-int verify_ledger(int argc, char** argv) {
-    if (argc != 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help")) {
-        std::fprintf(argc == 2 ? stdout : stderr, "usage: optgatectl verify-ledger DB\n");
-        return argc == 2 ? 0 : 2;
-    }
-    const auto r = consentd::verify_ledger(argv[1]);
-    if (!r.ok) {
-        std::fprintf(stderr, "%s: INCONSISTENT: %s\n", argv[1], r.problem.c_str());
+namespace {
+
+int check_receipt(const char* db, const char* file) {
+    std::ifstream in(file, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (!in) {
+        std::fprintf(stderr, "%s: cannot read it\n", file);
         return 1;
     }
-    std::printf("%s: ok: %llu events, head %s, %llu consents, %llu bindings, %llu subscribers\n", argv[1],
+    const auto c = consentd::verify_receipt(db, text.str());
+    if (!c.ok) {
+        std::fprintf(stderr, "%s: DOES NOT MATCH %s: %s\n", file, db, c.problem.c_str());
+        return 1;
+    }
+    std::printf("%s: ok: receipt %s is event %llu of %s, chain verified from event 1\n", file, c.receipt_id.c_str(),
+                static_cast<unsigned long long>(c.seq), db);
+    return 0;
+}
+
+}  // namespace
+
+int verify_ledger(int argc, char** argv) {
+    const char* db = nullptr;
+    const char* receipt = nullptr;
+    bool usage = false, help = false;
+    for (int i = 1; i < argc; ++i) {
+        if (!std::strcmp(argv[i], "-h") || !std::strcmp(argv[i], "--help"))
+            help = true;
+        else if (!std::strcmp(argv[i], "--receipt") && i + 1 < argc && !receipt)
+            receipt = argv[++i];
+        else if (argv[i][0] != '-' && !db)
+            db = argv[i];
+        else
+            usage = true;
+    }
+    if (help || usage || !db) {
+        std::fprintf(help ? stdout : stderr, "usage: optgatectl verify-ledger DB [--receipt FILE]\n");
+        return help ? 0 : 2;
+    }
+    if (receipt) return check_receipt(db, receipt);
+    const auto r = consentd::verify_ledger(db);
+    if (!r.ok) {
+        std::fprintf(stderr, "%s: INCONSISTENT: %s\n", db, r.problem.c_str());
+        return 1;
+    }
+    std::printf("%s: ok: %llu events, head %s, %llu consents, %llu bindings, %llu subscribers, %llu policies\n", db,
                 static_cast<unsigned long long>(r.events), r.head_hash.c_str(),
                 static_cast<unsigned long long>(r.consents), static_cast<unsigned long long>(r.bindings),
-                static_cast<unsigned long long>(r.subscribers));
+                static_cast<unsigned long long>(r.subscribers), static_cast<unsigned long long>(r.policies));
     return 0;
 }
 

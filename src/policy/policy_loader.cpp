@@ -111,9 +111,17 @@ void PolicyReader::read_purposes(const Value& v) {
         Purpose purpose;
         purpose.name = e.name;
         const std::string owner = "purpose '" + e.name + "'";
-        const MapReader m(e.value, owner, {"description", "data", "retention"}, d_);
+        const MapReader m(e.value, owner, {"description", "benefit", "data", "retention"}, d_);
         if (const auto x = m.require("description"))
             if (auto t = as_text(*x, d_)) purpose.description = std::move(*t);
+        // A company that cannot say what the subscriber gains should not ask.
+        if (const auto x = m.get("benefit")) {
+            if (auto t = as_text(*x, d_)) purpose.benefit = std::move(*t);
+        } else if (m.is_map()) {
+            d_.error(e.value.at, owner +
+                                     " has no 'benefit': every purpose must say what the subscriber gains by "
+                                     "opting in (shown beside 'description' wherever they are asked)");
+        }
         if (const auto x = m.require("data"))
             if (auto t = as_text_list(*x, d_, false)) purpose.data = std::move(*t);
         if (const auto x = m.require("retention"))

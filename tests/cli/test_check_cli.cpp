@@ -94,8 +94,8 @@ std::string example(const char* name) { return env("OPTGATE_SOURCE_ROOT") + "/co
 // A small valid policy; tests append to it.
 constexpr const char* kPolicy = R"(version: 1
 purposes:
-  advertising: {description: Ads chosen for you., data: [device identifier], retention: 90 days}
-  analytics: {description: Counting visits., data: [device identifier], retention: 13 months}
+  advertising: {description: Ads chosen for you., benefit: Fewer irrelevant ads., data: [device identifier], retention: 90 days}
+  analytics: {description: Counting visits., benefit: Better sites., data: [device identifier], retention: 13 months}
 identifiers:
   http_headers: [{header: X-UIDH, name: Verizon UIDH}]
   dns_options: [{code: 8, name: ECS}]
@@ -163,6 +163,19 @@ exemptions:
     CHECK(err[1].starts_with(p + ":14:24: '203.0.113.1/25' has host bits set"));
     CHECK(err[2] == p + ":14:49: port 0 is out of range: ports are 1..65535");
     CHECK(err[3].starts_with(p + ":16:5: exemption 'billing' has no 'reason'"));
+}
+
+TEST_CASE("a purpose without a benefit is an error located at the purpose") {
+    Scratch s;
+    std::string text = kPolicy;
+    const std::string benefit = " benefit: Better sites.,";
+    text.erase(text.find(benefit), benefit.size());  // line 4: analytics
+    const std::string p = s.write("no-benefit.yaml", text + "collectors: []\n");
+    const Run r = run({"check", p});
+    CHECK(r.status == 1);
+    CHECK(r.out == "");
+    CHECK(r.err == p + ":4:14: purpose 'analytics' has no 'benefit': every purpose must say what the subscriber "
+                       "gains by opting in (shown beside 'description' wherever they are asked)\n");
 }
 
 TEST_CASE("warnings are printed and the policy still passes") {

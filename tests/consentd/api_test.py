@@ -80,6 +80,8 @@ class ApiTest(unittest.TestCase):
         ads = j["purposes"][0]
         self.assertEqual(ads["bit"], 0)
         self.assertIn("identifier for your device", ads["description"])
+        self.assertIn("2 EUR off", ads["benefit"])  # what the subscriber gains
+        self.assertEqual(j["purposes"][1]["benefit"], "The sites and apps you use learn what to improve.")
         self.assertEqual(ads["data"], ["device identifier"])
         self.assertEqual(ads["retention"], "90 days")
         self.assertEqual(ads["collectors"], [{"name": "example-adnet", "description": "Example Ad Network Ltd."}])
@@ -480,7 +482,8 @@ class PolicyReloadTest(unittest.TestCase):
 
         # Valid, without "analytics": the consent stays in the ledger, not in force.
         self.write_policy(original.replace("  analytics:\n    description: Analytics providers count visits to web "
-                                           "sites and apps.\n    data: [device identifier, client subnet]\n"
+                                           "sites and apps.\n    benefit: The sites and apps you use learn what "
+                                           "to improve.\n    data: [device identifier, client subnet]\n"
                                            "    retention: 13 months\n", "")
                           .replace("  - name: web-analytics\n    purpose: analytics\n    description: Example "
                                    "Analytics Inc.\n    match:\n      prefixes: [198.51.100.0/24]\n", ""))
@@ -510,6 +513,171 @@ class PolicyReloadTest(unittest.TestCase):
         r = d.ctl("reload", token="ops")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertFalse(json.loads(r.stdout)["table_resync"])  # same policy, same table
+
+
+RECEIPTS = ("receipts:\n  jurisdiction: EU\n"
+            "  controller: {name: Example ISP Ltd., contact: privacy@isp.example}\n"
+            "  policy_url: https://isp.example/privacy\n")
+
+
+class ReceiptTest(unittest.TestCase):
+    """Consent receipts (docs/receipts.md): in every grant and revoke answer,
+    again from GET .../receipts/{seq}, from the policy in force at the event,
+    and checked against the ledger by optgatectl verify-ledger --receipt."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(limits=RECEIPTS)
+
+    @classmethod
+    def tearDownClass(cls):
+        alive = cls.d.alive()
+        cls.d.cleanup()
+        assert alive, "consentd died during the tests"
+
+    def receipt(self, sub, seq):
+        st, _, j = self.d.request("GET", f"/v1/subscribers/{sub}/receipts/{seq}", token="auditor")
+        self.assertEqual(st, 200, j)
+        return j
+
+    def verify(self, receipt):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", dir=self.d.dir, delete=False) as f:
+            f.write(receipt if isinstance(receipt, str) else json.dumps(receipt))
+        return self.d.ctl("verify-ledger", self.d.db, "--receipt", f.name, token=None)
+
+    def test_grant_and_revoke_answers_carry_receipts(self):
+        st, _, g = self.d.request("PUT", "/v1/subscribers/rita/consents/advertising", GRANT)
+        self.assertEqual(st, 200, g)
+        r = g["receipt"]
+        _, _, s = self.d.request("GET", "/v1/subscribers/rita", token="auditor")
+        self.assertEqual(r["receipt_id"], s["history"][-1]["hash"])  # the event's hash
+        self.assertEqual(r["version"], "optgate-receipt-1")
+        self.assertEqual((r["jurisdiction"], r["controller"], r["policy_url"]),
+                         ("EU", {"name": "Example ISP Ltd.", "contact": "privacy@isp.example"},
+                          "https://isp.example/privacy"))
+        self.assertEqual((r["timestamp"], r["collection_method"], r["subscriber"], r["notice_version"], r["action"]),
+                         (g["time"], "portal", "rita", "2024-05", "opt-in"))
+        self.assertEqual(r["purpose"]["name"], "advertising")
+        self.assertEqual(r["purpose"]["description"], "Advertising partners receive an identifier for your device.")
+        self.assertIn("2 EUR off", r["purpose"]["benefit"])
+        self.assertEqual((r["data_categories"], r["retention"]), (["device identifier"], "90 days"))
+        self.assertEqual(r["third_parties"], [{"name": "example-adnet", "description": "Example Ad Network Ltd."}])
+        self.assertEqual([i["name"] for i in r["identifiers"]], ["unique identifier header", "EDNS client subnet"])
+        self.assertEqual(r["ledger"]["seq"], g["seq"])
+        self.assertEqual(len(r["policy"]["sha256"]), 64)
+        self.assertEqual(self.receipt("rita", g["seq"]), r)  # the same, read back
+
+        st, _, v = self.d.request("DELETE", "/v1/subscribers/rita/consents/advertising", {"source": "app"})
+        self.assertEqual(st, 200, v)
+        self.assertEqual((v["receipt"]["action"], v["receipt"]["collection_method"], v["receipt"]["notice_version"]),
+                         ("opt-out", "app", None))
+        self.assertEqual(v["receipt"]["ledger"]["prev_hash"], r["receipt_id"])
+        self.assertEqual(self.receipt("rita", v["seq"]), v["receipt"])
+        # A repeat is an event of its own, with its own receipt.
+        st, _, again = self.d.request("PUT", "/v1/subscribers/rita/consents/advertising", GRANT)
+        self.assertNotEqual(again["receipt"]["receipt_id"], r["receipt_id"])
+
+    def test_bad_receipt_requests_change_nothing(self):
+        _, _, g = self.d.request("PUT", "/v1/subscribers/sam/consents/analytics", GRANT)
+        _, _, b = self.d.request("PUT", "/v1/bindings/100.64.9.1", {"subscriber": "sam"})
+        _, _, other = self.d.request("PUT", "/v1/subscribers/tom/consents/analytics", GRANT)
+        refuse = ApiTest.assertRefused
+        refuse(self, 404, "unknown_subscriber", "GET", f"/v1/subscribers/nobody-at-all/receipts/{g['seq']}",
+               token="auditor")
+        refuse(self, 404, "unknown_event", "GET", "/v1/subscribers/sam/receipts/99999999", token="auditor")
+        refuse(self, 404, "unknown_event", "GET", f"/v1/subscribers/sam/receipts/{other['seq']}", token="auditor")
+        j = refuse(self, 404, "not_a_consent_event", "GET", f"/v1/subscribers/sam/receipts/{b['seq']}",
+                   token="auditor")
+        self.assertIn("bind", j["error"]["message"])
+        for bad in ("0", "abc", "-1", "1.5", "99999999999999999999"):
+            refuse(self, 400, "invalid_seq", "GET", f"/v1/subscribers/sam/receipts/{bad}", token="auditor")
+        refuse(self, 400, "invalid_subscriber_id", "GET", "/v1/subscribers/s%20m/receipts/1", token="auditor")
+        refuse(self, 401, "unauthorized", "GET", f"/v1/subscribers/sam/receipts/{g['seq']}", token=None)
+        refuse(self, 405, "method_not_allowed", "PUT", f"/v1/subscribers/sam/receipts/{g['seq']}", GRANT)
+        refuse(self, 400, "unknown_parameter", "GET", f"/v1/subscribers/sam/receipts/{g['seq']}?x=1",
+               token="auditor")
+        self.assertEqual(self.receipt("sam", g["seq"]), g["receipt"])  # the good one still answers
+
+    def head(self):
+        return self.d.metric("consentd_ledger_head_seq")
+
+    def test_cli_receipt_and_verify(self):
+        d = self.d
+        r = d.ctl("grant", "uma", "advertising", "--source", "call-centre", "--notice-version", "2024-07")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        seq = json.loads(r.stdout)["seq"]
+        # The grant's printed answer holds the receipt: it verifies as it is.
+        v = self.verify(r.stdout)
+        self.assertEqual(v.returncode, 0, v.stderr)
+        self.assertIn(f"is event {seq} of", v.stdout)
+
+        r = d.ctl("receipt", "uma", str(seq), token="auditor")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for text in ("Example ISP Ltd., privacy@isp.example", "opt-in (consent given)", "call-centre", "2024-07",
+                     "2 EUR off", "example-adnet: Example Ad Network Ltd.", "HTTP X-UIDH", "EDNS0 option 8",
+                     "90 days", "https://isp.example/privacy"):
+            self.assertIn(text, r.stdout)
+        r = d.ctl("receipt", "uma", str(seq), "--json", token="auditor")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        receipt = json.loads(r.stdout)
+        self.assertEqual(self.verify(receipt).returncode, 0)
+
+        # Any field changed: verification fails, naming the field.
+        changes = [("purpose.benefit", lambda x: x["purpose"].update(benefit="A free phone")),
+                   ("purpose.description", lambda x: x["purpose"].update(description="Nothing is shared.")),
+                   ("action", lambda x: x.update(action="opt-out")),
+                   ("timestamp", lambda x: x.update(timestamp="2020-01-01T00:00:00.000Z")),
+                   ("third_parties", lambda x: x.update(third_parties=[])),
+                   ("controller.contact", lambda x: x["controller"].update(contact="nobody@isp.example")),
+                   ("notice_version", lambda x: x.update(notice_version="2024-01")),
+                   ("subscriber", lambda x: x.update(subscriber="someone-else")),
+                   ("retention", lambda x: x.update(retention="1 day")),
+                   ("receipt_id", lambda x: x.update(receipt_id="0" * 64))]
+        for name, change in changes:
+            bad = json.loads(json.dumps(receipt))
+            change(bad)
+            v = self.verify(bad)
+            self.assertEqual(v.returncode, 1, (name, v.stdout))
+            self.assertIn(name, v.stderr)
+            self.assertIn("DOES NOT MATCH", v.stderr)
+
+        r = d.ctl("receipt", "uma", "999999", token="auditor")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("HTTP 404: unknown_event", r.stderr)
+        r = d.ctl("receipt", "uma", token="auditor")
+        self.assertEqual(r.returncode, 2)
+        r = d.ctl("verify-ledger", d.db, token=None)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r", [1-9]\d* policies$")
+
+    def test_receipt_from_the_policy_in_force_at_the_event(self):
+        d = Daemon(limits=RECEIPTS)
+        try:
+            _, _, first = d.request("PUT", "/v1/subscribers/vic/consents/advertising", GRANT)
+            with open(d.policy) as f:
+                original = f.read()
+            with open(d.policy, "w") as f:
+                f.write(original.replace("Ads chosen for your interests, and 2 EUR off your monthly bill.",
+                                         "5 EUR off your monthly bill.")
+                        .replace("description: Example Ad Network Ltd.", "description: Example Ads GmbH"))
+            st, _, j = d.request("POST", "/v1/policy/reload", token="ops")
+            self.assertEqual(st, 200, j)
+            _, _, second = d.request("PUT", "/v1/subscribers/vic/consents/advertising", GRANT)
+            self.assertEqual(second["receipt"]["purpose"]["benefit"], "5 EUR off your monthly bill.")
+            self.assertNotEqual(second["receipt"]["policy"]["sha256"], first["receipt"]["policy"]["sha256"])
+            # Read after the reload, the first receipt still says what the subscriber was told then.
+            st, _, again = d.request("GET", f"/v1/subscribers/vic/receipts/{first['seq']}", token="auditor")
+            self.assertEqual(st, 200)
+            self.assertEqual(again, first["receipt"])
+            self.assertIn("2 EUR off", again["purpose"]["benefit"])
+            self.assertEqual(again["third_parties"][0]["description"], "Example Ad Network Ltd.")
+            # A restart keeps the history.
+            d.stop()
+            d.start()
+            st, _, again = d.request("GET", f"/v1/subscribers/vic/receipts/{first['seq']}", token="auditor")
+            self.assertEqual(again, first["receipt"])
+        finally:
+            d.cleanup()
 
 
 class ProgramTest(unittest.TestCase):

@@ -47,6 +47,7 @@ EXTRA_PURPOSE = """  noloss-research:
     description: >-
       A purpose added by the no-loss test: appending one changes the table's
       meaning, so consentd resends the whole table to data planes.
+    benefit: The test learns that no packet is lost.
     data: [device identifier]
     retention: "30 days"
 """

@@ -26,10 +26,12 @@ const std::string kPolicy = R"(version: 1
 purposes:
   advertising:
     description: Advertising partners receive an identifier for your device.
+    benefit: Ads chosen for your interests, and 2 EUR off your monthly bill.
     data: [client subnet]
     retention: 90 days
   analytics:
     description: Analytics providers count visits.
+    benefit: The sites and apps you use learn what to improve.
     data: [client subnet]
     retention: 13 months
 identifiers:

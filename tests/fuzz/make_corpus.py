@@ -161,8 +161,8 @@ def dns_corpus():
 
 POLICY_SMALL = """version: 1
 purposes:
-  advertising: {description: Ads chosen for you., data: [device identifier], retention: 90 days}
-  analytics: {description: Counting visits., data: [device identifier], retention: 13 months}
+  advertising: {description: Ads chosen for you., benefit: Fewer irrelevant ads., data: [device identifier], retention: 90 days}
+  analytics: {description: Counting visits., benefit: Better sites., data: [device identifier], retention: 13 months}
 identifiers:
   http_headers: [{header: X-UIDH, name: UIDH}, {header: X-MSISDN, name: MSISDN}]
   dns_options: [{code: 8, name: ECS}, {code: 65001, name: MAC}]
@@ -180,7 +180,7 @@ tagging: {passed: af11, stripped: 12, exempt: ef}
 
 POLICY_ANCHORS = """version: 1
 purposes:
-  ads: &p {description: Ads., data: [id], retention: 1 day}
+  ads: &p {description: Ads., benefit: Cheaper plan., data: [id], retention: 1 day}
   more: *p
 identifiers: {http_headers: [{header: X-Acr, name: ACR}], dns_options: []}
 collectors: []

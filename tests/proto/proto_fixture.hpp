@@ -22,10 +22,12 @@ inline const std::string kPolicyYaml = R"(version: 1
 purposes:
   advertising:
     description: Advertising partners receive an identifier for your device.
+    benefit: Ads chosen for your interests, and 2 EUR off your monthly bill.
     data: [device identifier]
     retention: 90 days
   analytics:
     description: Analytics providers count visits.
+    benefit: The sites and apps you use learn what to improve.
     data: [device identifier]
     retention: 13 months
 identifiers:

@@ -138,7 +138,7 @@ TEST_CASE("policy changes: same table meaning sends the policy, a new meaning re
     // A third purpose changes what the bits mean: a full resync.
     std::string three = more;
     three.insert(three.find("identifiers:"),
-                 "  research:\n    description: Research.\n    data: [x]\n"
+                 "  research:\n    description: Research.\n    benefit: Science.\n    data: [x]\n"
                  "    retention: 1 day\n");
     auto p3 = load_policy(three);
     rig.publisher->add_policy_document(p3, "test-policy.yaml", three);
@@ -388,7 +388,7 @@ TEST_CASE("snapshots come from consentd's mirror of the table, through commits a
     // (here: the same entries), commits keep coming meanwhile.
     std::string three = kPolicyYaml;
     three.insert(three.find("identifiers:"),
-                 "  research:\n    description: Research.\n    data: [x]\n"
+                 "  research:\n    description: Research.\n    benefit: Science.\n    data: [x]\n"
                  "    retention: 1 day\n");
     auto p3 = load_policy(three);
     rig.publisher->add_policy_document(p3, "test-policy.yaml", three);

@@ -100,27 +100,29 @@ TEST_CASE("wrong types") {
         "purposes:\n"                            // 1
         "  advertising:\n"                       // 2
         "    description: [not, text]\n"         // 3
-        "    data: device identifier\n"          // 4
-        "    retention: {days: 90}\n"            // 5
-        "collectors:\n"                          // 6
-        "  - name: adnet\n"                      // 7
-        "    purpose: advertising\n"             // 8
-        "    description: Example ad network\n"  // 9
-        "    match:\n"                           // 10
-        "      prefixes: 203.0.113.0/25\n"       // 11
-        "      ports: {http: 80}\n"              // 12
-        "subscribers:\n"                         // 13
-        "  prefixes: [100.64.0.0/10]\n"          // 14
-        "  ipv6_key_length: sixty-four\n"        // 15
-        "http: [80]\n");                         // 16
+        "    benefit: {money: 2}\n"              // 4
+        "    data: device identifier\n"          // 5
+        "    retention: {days: 90}\n"            // 6
+        "collectors:\n"                          // 7
+        "  - name: adnet\n"                      // 8
+        "    purpose: advertising\n"             // 9
+        "    description: Example ad network\n"  // 10
+        "    match:\n"                           // 11
+        "      prefixes: 203.0.113.0/25\n"       // 12
+        "      ports: {http: 80}\n"              // 13
+        "subscribers:\n"                         // 14
+        "  prefixes: [100.64.0.0/10]\n"          // 15
+        "  ipv6_key_length: sixty-four\n"        // 16
+        "http: [80]\n");                         // 17
     CHECK_DIAG(ds, 3, 18, "'description' must be text, not a list");
-    CHECK_DIAG(ds, 4, 11, "'data' must be a list, not text");
-    CHECK_DIAG(ds, 5, 16, "'retention' must be text, not a map");
-    CHECK_DIAG(ds, 11, 17, "'prefixes' must be a list, not text");
-    CHECK_DIAG(ds, 12, 14, "'ports' must be a list, not a map");
-    CHECK_DIAG(ds, 15, 20, "'ipv6_key_length' must be a whole number, not 'sixty-four'");
-    CHECK_DIAG(ds, 16, 7, "'http' must be a map, not a list");
-    CHECK(ds.size() == 7);
+    CHECK_DIAG(ds, 4, 14, "'benefit' must be text, not a map");
+    CHECK_DIAG(ds, 5, 11, "'data' must be a list, not text");
+    CHECK_DIAG(ds, 6, 16, "'retention' must be text, not a map");
+    CHECK_DIAG(ds, 12, 17, "'prefixes' must be a list, not text");
+    CHECK_DIAG(ds, 13, 14, "'ports' must be a list, not a map");
+    CHECK_DIAG(ds, 16, 20, "'ipv6_key_length' must be a whole number, not 'sixty-four'");
+    CHECK_DIAG(ds, 17, 7, "'http' must be a map, not a list");
+    CHECK(ds.size() == 8);
 
     CHECK_DIAG(diagnostics_raw("- version: 1\n"), 1, 1, "the policy must be a map, not a list");
     CHECK_DIAG(diagnostics("purposes: [advertising]\n"), 1, 11, "'purposes' must be a map, not a list");
@@ -142,11 +144,12 @@ TEST_CASE("missing required fields") {
         "subscribers:\n"                             // 12
         "  ipv6_key_length: 64\n");                  // 13
     CHECK_DIAG(ds, 3, 5, "purpose 'advertising' is missing the required key 'retention'");
+    CHECK_DIAG(ds, 3, 5, "purpose 'advertising' has no 'benefit'", "what the subscriber gains by opting in");
     CHECK_DIAG(ds, 6, 5, "collector 'adnet' is missing the required key 'purpose'");
     CHECK_DIAG(ds, 9, 5, "collector 2 is missing the required key 'name'");
     CHECK_DIAG(ds, 11, 5, "'match' is empty: expected a map");
     CHECK_DIAG(ds, 13, 3, "'subscribers' is missing the required key 'prefixes'");
-    CHECK(ds.size() == 5);
+    CHECK(ds.size() == 6);
 
     const auto top = diagnostics_raw("version: 1\n");
     CHECK_DIAG(top, 1, 1, "the policy is missing the required key 'purposes'");
@@ -157,10 +160,14 @@ TEST_CASE("missing required fields") {
 
     const auto empty_text = diagnostics(
         "purposes:\n"
-        "  advertising: {description: \"  \", data: [\"\"], retention: }\n");
+        "  advertising: {description: \"  \", benefit: \" \", data: [\"\"], retention: }\n"
+        "  analytics: {description: d, benefit: , data: [x], retention: r}\n");
     CHECK_DIAG(empty_text, 2, 30, "'description' must not be empty");
-    CHECK_DIAG(empty_text, 2, 43, "item 1 of 'data' must not be empty");
-    CHECK_DIAG(empty_text, 2, 48, "'retention' is empty: expected text");
+    CHECK_DIAG(empty_text, 2, 45, "'benefit' must not be empty");
+    CHECK_DIAG(empty_text, 2, 57, "item 1 of 'data' must not be empty");
+    CHECK_DIAG(empty_text, 2, 62, "'retention' is empty: expected text");
+    CHECK_DIAG(empty_text, 3, 31, "'benefit' is empty: expected text");
+    CHECK(empty_text.size() == 5);
 }
 
 TEST_CASE("invalid prefixes and prefixes with host bits set") {
@@ -210,10 +217,10 @@ TEST_CASE("ports out of range and bad port ranges") {
 
 TEST_CASE("duplicate names") {
     const auto ds = diagnostics(
-        "purposes:\n"                                                 // 1
-        "  advertising: {description: a, data: [x], retention: r}\n"  // 2
-        "  advertising: {description: b, data: [y], retention: s}\n"  // 3
-        "collectors:\n"                                               // 4
+        "purposes:\n"                                                             // 1
+        "  advertising: {description: a, benefit: a, data: [x], retention: r}\n"  // 2
+        "  advertising: {description: b, benefit: b, data: [y], retention: s}\n"  // 3
+        "collectors:\n"                                                           // 4
         "  - {name: adnet, purpose: advertising, description: d, match: {prefixes: [203.0.113.0/25]}}\n"
         "  - {name: adnet, purpose: advertising, description: d, match: {prefixes: [198.51.100.0/24]}}\n"
         "  - name: other\n"                                                         // 7
@@ -285,13 +292,15 @@ TEST_CASE("EDNS0 option codes out of range") {
 
 TEST_CASE("more purposes than the consent bitmask holds") {
     std::string yaml = "purposes:\n";
-    for (int i = 0; i < 34; ++i) yaml += "  p" + std::to_string(i) + ": {description: d, data: [x], retention: r}\n";
+    for (int i = 0; i < 34; ++i)
+        yaml += "  p" + std::to_string(i) + ": {description: d, benefit: b, data: [x], retention: r}\n";
     const auto ds = diagnostics(yaml);
     REQUIRE(ds.size() == 1);
     CHECK_DIAG(ds, 34, 3, "more than 32 purposes");  // the 33rd purpose, on line 34
 
     yaml = "purposes:\n";
-    for (int i = 0; i < 32; ++i) yaml += "  p" + std::to_string(i) + ": {description: d, data: [x], retention: r}\n";
+    for (int i = 0; i < 32; ++i)
+        yaml += "  p" + std::to_string(i) + ": {description: d, benefit: b, data: [x], retention: r}\n";
     CHECK(load(yaml).policy.purposes.size() == 32);
 }
 
@@ -426,7 +435,7 @@ TEST_CASE("every error is reported, in file order, as FILE:LINE:COLUMN: message"
     try {
         load_policy_text(
             with_defaults("purposes:\n"
-                          "  advertising: {description: d, data: [x], retention: r, extra: 1}\n"
+                          "  advertising: {description: d, benefit: b, data: [x], retention: r, extra: 1}\n"
                           "collectors:\n"
                           "  - {name: adnet, purpose: nope, description: d, match: {prefixes: [203.0.113.1/24]}}\n"
                           "tagging: {passed: 99}\n"),
@@ -436,8 +445,8 @@ TEST_CASE("every error is reported, in file order, as FILE:LINE:COLUMN: message"
         const auto& ds = e.diagnostics();
         REQUIRE(ds.size() == 4);
         CHECK(ds[0].to_string() ==
-              "edge.yaml:2:58: unknown key 'extra' in purpose 'advertising' (expected one of: "
-              "description, data, retention)");
+              "edge.yaml:2:70: unknown key 'extra' in purpose 'advertising' (expected one of: "
+              "description, benefit, data, retention)");
         CHECK(ds[1].to_string().starts_with("edge.yaml:4:28: collector 'adnet' names purpose 'nope'"));
         CHECK(ds[2].to_string().starts_with("edge.yaml:4:69: '203.0.113.1/24' has host bits set"));
         CHECK(ds[3].to_string().starts_with("edge.yaml:5:19: 'passed': DSCP 99 is out of range"));

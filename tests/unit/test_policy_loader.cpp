@@ -34,10 +34,14 @@ purposes:
   analytics:
     description: >-
       Counting visits.
+    benefit: >-
+      Sites learn what to
+      improve.
     data: [device identifier, client subnet]
     retention: "13 months"
   advertising:
     description: Ads chosen for you.
+    benefit: Fewer irrelevant ads.
     data: [phone number]
     retention: 90 days
 identifiers:
@@ -90,7 +94,9 @@ tagging:
     CHECK(p.purposes[0].description == "Counting visits.");
     CHECK(p.purposes[0].data == std::vector<std::string>{"device identifier", "client subnet"});
     CHECK(p.purposes[0].retention == "13 months");
+    CHECK(p.purposes[0].benefit == "Sites learn what to improve.");
     CHECK(p.purposes[1].name == "advertising");
+    CHECK(p.purposes[1].benefit == "Fewer irrelevant ads.");
     CHECK(p.purpose_index("advertising") == 1u);
 
     // HTTP headers first, then DNS options, each in file order.
@@ -174,14 +180,16 @@ TEST_CASE("YAML anchors and block styles are ordinary YAML") {
     description: |
       Two
       lines.
+    benefit: &gain A better web.
     data:
       - device identifier
     retention: &keep 90 days
-  analytics: {description: x, data: [y], retention: *keep}
+  analytics: {description: x, benefit: *gain, data: [y], retention: *keep}
 )")
                        .policy;
     CHECK(p.purposes[0].description == "Two\nlines.\n");
     CHECK(p.purposes[1].retention == "90 days");
+    CHECK(p.purposes[1].benefit == "A better web.");
 }
 
 TEST_CASE("the example policy loads and classifies as its comments say") {
@@ -192,6 +200,8 @@ TEST_CASE("the example policy loads and classifies as its comments say") {
     CHECK(p.purposes[0].name == "advertising");
     CHECK(p.purposes[1].name == "analytics");
     CHECK(p.purposes[2].name == "carrier-marketing");
+    // Every purpose says what the subscriber gains.
+    for (const auto& purpose : p.purposes) CHECK_FALSE(purpose.benefit.empty());
 
     std::vector<std::string> headers;
     std::vector<uint16_t> codes;

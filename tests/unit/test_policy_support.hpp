@@ -27,8 +27,10 @@ inline std::string with_defaults(std::string_view yaml) {
     if (!has("purposes"))
         tail +=
             "purposes:\n"
-            "  advertising: {description: Ads chosen for you., data: [device identifier], retention: 90 days}\n"
-            "  analytics: {description: Counting visits., data: [device identifier], retention: 13 months}\n";
+            "  advertising: {description: Ads chosen for you., benefit: Fewer irrelevant ads., data: [device "
+            "identifier], retention: 90 days}\n"
+            "  analytics: {description: Counting visits., benefit: Better sites., data: [device identifier], "
+            "retention: 13 months}\n";
     if (!has("identifiers")) tail += "identifiers:\n  dns_options: [{code: 8, name: ECS}]\n";
     if (!has("collectors")) tail += "collectors: []\n";
     if (!has("subscribers")) tail += "subscribers:\n  prefixes: [100.64.0.0/10, \"2001:db8:1000::/36\"]\n";

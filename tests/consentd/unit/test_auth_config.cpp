@@ -110,6 +110,37 @@ TEST_CASE("the example config is valid and says what the defaults are") {
     const Config d;
     CHECK(c.config.max_batch == d.max_batch);
     CHECK(c.config.history_limit == d.history_limit);
+    CHECK(c.config.receipts.controller_name);  // the example shows the receipts section
+    CHECK(c.config.receipts.policy_url);
+}
+
+TEST_CASE("receipts: who issues them, all keys required and checked") {
+    const std::string base = "database: a.db\npolicy: p.yaml\n" + kTokens;
+    const auto c = load_config_text(base +
+                                        "receipts:\n"
+                                        "  jurisdiction: EU\n"
+                                        "  controller: {name: Exämple ISP GmbH, contact: privacy@isp.example}\n"
+                                        "  policy_url: https://isp.example/privacy\n",
+                                    "c.yaml", "");
+    CHECK(c.warnings.empty());
+    CHECK(c.config.receipts.jurisdiction == std::string("EU"));
+    CHECK(c.config.receipts.controller_name == std::string("Exämple ISP GmbH"));
+    CHECK(c.config.receipts.controller_contact == std::string("privacy@isp.example"));
+    CHECK(c.config.receipts.policy_url == std::string("https://isp.example/privacy"));
+    // Not configured: receipts name nobody (consentd logs a warning at start).
+    CHECK_FALSE(load_config_text(base, "c.yaml", "").config.receipts.controller_name);
+
+    const auto e = config_errors(base +
+                                 "receipts:\n"                                   // 5
+                                 "  jurisdiction: \"EU\\tDE\"\n"                 // 6
+                                 "  controller: {name: Example ISP, mail: x}\n"  // 7
+                                 "  policy_url: isp.example/privacy\n");         // 8
+    REQUIRE(e.size() == 4);
+    CHECK(e[0] == "c.yaml:6:17: 'jurisdiction' must be one line of at most 64 bytes");
+    CHECK(e[1] == "c.yaml:7:15: 'controller' of 'receipts' is missing the required key 'contact'");
+    CHECK(e[2].find("c.yaml:7:35: unknown key 'mail' in 'controller' of 'receipts'") == 0);
+    CHECK(e[3].find("c.yaml:8:15: 'policy_url' must be an http or https URL") == 0);
+    CHECK(config_errors(base + "receipts: {jurisdiction: EU}\n").size() == 2);  // controller, policy_url
 }
 
 TEST_CASE("config warnings and the no-token rule") {
