@@ -245,8 +245,7 @@ std::string accounting_request(uint8_t id, const std::string& attrs) {
 
 class RadiusLoad {
 public:
-    RadiusLoad(asio::io_context& ioc, uint16_t port, unsigned window, unsigned first_slot, const bool& stop,
-               Samples& s)
+    RadiusLoad(asio::io_context& ioc, uint16_t port, unsigned window, unsigned first_slot, const bool& stop, Samples& s)
         : to_(asio::ip::make_address("127.0.0.1"), port), stop_(stop), s_(s), retry_(ioc) {
         const unsigned sockets = std::min(4u, window);
         for (unsigned i = 0; i < sockets; ++i) sockets_.push_back(std::make_unique<Sock>(ioc));
@@ -281,37 +280,36 @@ private:
         const uint64_t k = sl.k++;
         const std::string attrs = attr(40, std::string("\0\0\0\3", 4)) + attr(1, subscriber_of(sl.slot, k)) +
                                   attr(44, "s-" + std::to_string(sl.slot) + "-" + std::to_string(k)) +
-                                  attr(8, std::string(reinterpret_cast<const char*>(
-                                                          asio::ip::make_address_v4(address_of(sl.slot, k))
-                                                              .to_bytes()
-                                                              .data()),
-                                                      4));
+                                  attr(8, std::string(
+                                              reinterpret_cast<const char*>(
+                                                  asio::ip::make_address_v4(address_of(sl.slot, k)).to_bytes().data()),
+                                              4));
         sl.packet = accounting_request(sl.id, attrs);
         sockets_[sl.sock]->by_id[sl.id] = size_t(&sl - slots_.data());
         sl.first_sent = sl.last_sent = Clock::now();
         sockets_[sl.sock]->socket.send_to(asio::buffer(sl.packet), to_);
     }
     void receive(Sock& sock) {
-        sock.socket.async_receive_from(asio::buffer(sock.buffer), sock.from, [this, &sock](beast::error_code ec,
-                                                                                           size_t n) {
-            if (ec || stop_) return;
-            const size_t i = n >= 20 ? sock.by_id[sock.buffer[1]] : SIZE_MAX;
-            if (i != SIZE_MAX && sock.buffer[0] == 5) {
-                Slot& sl = slots_[i];
-                // The Response Authenticator covers the request's: check it.
-                std::string check(reinterpret_cast<const char*>(sock.buffer.data()), 4);
-                check.append(sl.packet, 4, 16).append(kSecret);
-                const auto want = md5(check);
-                if (std::memcmp(want.data(), sock.buffer.data() + 4, 16) == 0) {
-                    s_.latencies.push_back(seconds_since(sl.first_sent));
-                    sock.by_id[sl.id] = SIZE_MAX;
-                    send(sl);
-                } else {
-                    ++s_.errors;
-                }
-            }
-            receive(sock);
-        });
+        sock.socket.async_receive_from(asio::buffer(sock.buffer), sock.from,
+                                       [this, &sock](beast::error_code ec, size_t n) {
+                                           if (ec || stop_) return;
+                                           const size_t i = n >= 20 ? sock.by_id[sock.buffer[1]] : SIZE_MAX;
+                                           if (i != SIZE_MAX && sock.buffer[0] == 5) {
+                                               Slot& sl = slots_[i];
+                                               // The Response Authenticator covers the request's: check it.
+                                               std::string check(reinterpret_cast<const char*>(sock.buffer.data()), 4);
+                                               check.append(sl.packet, 4, 16).append(kSecret);
+                                               const auto want = md5(check);
+                                               if (std::memcmp(want.data(), sock.buffer.data() + 4, 16) == 0) {
+                                                   s_.latencies.push_back(seconds_since(sl.first_sent));
+                                                   sock.by_id[sl.id] = SIZE_MAX;
+                                                   send(sl);
+                                               } else {
+                                                   ++s_.errors;
+                                               }
+                                           }
+                                           receive(sock);
+                                       });
     }
     void check_retries() {
         retry_.expires_after(std::chrono::milliseconds(200));
@@ -376,9 +374,10 @@ int bench_main(int argc, char** argv) {
     // Slots 0..255 for the API, 256.. for RADIUS: distinct addresses.
     const unsigned clients = vm["clients"].as<unsigned>();
     const auto base = api_load(d.port, clients, seconds, 0);
-    std::printf("baseline: API PUT /v1/bindings, %u connections: %.0f durable bindings/s, p50 %.2f ms, p99 %.2f ms, "
-                "%llu errors\n\n",
-                clients, base.per_second, base.p50_ms, base.p99_ms, static_cast<unsigned long long>(base.errors));
+    std::printf(
+        "baseline: API PUT /v1/bindings, %u connections: %.0f durable bindings/s, p50 %.2f ms, p99 %.2f ms, "
+        "%llu errors\n\n",
+        clients, base.per_second, base.p50_ms, base.p99_ms, static_cast<unsigned long long>(base.errors));
     std::printf("| in flight | durable bindings/s | x API | p50 ms | p99 ms | retries | errors |\n");
     std::printf("|----------:|-------------------:|------:|-------:|-------:|--------:|-------:|\n");
     std::fflush(stdout);

@@ -39,7 +39,8 @@ struct Config {
     size_t max_batch = 4096;     // requests per group commit
     size_t history_limit = 100;  // events GET /v1/subscribers/{id} returns by default
     DataPlaneConfig dataplanes;  // where data planes connect (docs/protocol.md)
-    std::optional<RadiusConfig> radius;  // the accounting listener, when configured (docs/radius.md)
+    // The RADIUS accounting listener, when configured (docs/radius.md).
+    std::optional<RadiusConfig> radius;
 };
 
 struct LoadedConfig {

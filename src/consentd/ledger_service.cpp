@@ -44,8 +44,8 @@ ConsentState load_state(Ledger& ledger, std::shared_ptr<const Policy> policy) {
 
 LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<const Policy> policy, Metrics& metrics,
                              Options options)
-    : ledger_(std::move(ledger)), radius_sessions_(ledger_->db()), metrics_(metrics), options_(options), state_(load_state(*ledger_, policy)),
-      policy_(std::move(policy)), committed_seq_(ledger_->head_seq()) {
+    : ledger_(std::move(ledger)), radius_sessions_(ledger_->db()), metrics_(metrics), options_(options),
+      state_(load_state(*ledger_, policy)), policy_(std::move(policy)), committed_seq_(ledger_->head_seq()) {
     publish_gauges();
 }
 

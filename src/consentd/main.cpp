@@ -221,8 +221,8 @@ int run(const std::string& config_path, const std::string& port_file) {
         try {
             radius.emplace(ioc, *service, metrics, *config.radius);
         } catch (const std::exception& e) {
-            log_error("RADIUS: cannot listen on " + config.radius->address + ":" +
-                      std::to_string(config.radius->port) + ": " + e.what());
+            log_error("RADIUS: cannot listen on " + config.radius->address + ":" + std::to_string(config.radius->port) +
+                      ": " + e.what());
             service->remove_listener(&publisher);
             return 1;
         }

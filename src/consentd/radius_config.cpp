@@ -56,8 +56,8 @@ void read_clients(const Value& v, RadiusConfig& c, Diagnostics& d) {
             if (p) {
                 for (const auto& other : c.clients)
                     if (other.from == *p)
-                        d.error(a->at, "client '" + client.name + "' has the same address as client '" +
-                                           other.name + "': which secret would apply?");
+                        d.error(a->at, "client '" + client.name + "' has the same address as client '" + other.name +
+                                           "': which secret would apply?");
                 client.from = *p;
             }
             ok = ok && p;
@@ -137,15 +137,14 @@ const RadiusClient* RadiusConfig::client_for(const IpAddr& from) const noexcept 
         a = IpAddr::from_v4(from.bytes.data() + 12);
     const RadiusClient* best = nullptr;
     for (const auto& c : clients)
-        if (c.from.addr.family == a.family && c.from.contains(a) && (!best || c.from.len > best->from.len))
-            best = &c;
+        if (c.from.addr.family == a.family && c.from.contains(a) && (!best || c.from.len > best->from.len)) best = &c;
     return best;
 }
 
 void read_radius_config(const Value& v, std::optional<RadiusConfig>& out, Diagnostics& d) {
     const MapReader m(v, "'radius'",
-                      {"listen", "clients", "subscriber", "max_delegated_keys", "retransmit_window",
-                       "retransmit_cache", "max_pending"},
+                      {"listen", "clients", "subscriber", "max_delegated_keys", "retransmit_window", "retransmit_cache",
+                       "max_pending"},
                       d);
     if (!m.is_map()) return;
     RadiusConfig c;

@@ -144,9 +144,8 @@ bool message_authenticator_ok(const Packet& p, std::string_view secret) noexcept
     if (!at) return true;
     const auto b = p.bytes();
     Md5 want;
-    if (!hmac_md5(secret, {b.first(4), kZero16, b.subspan(kHeaderBytes, at - kHeaderBytes), kZero16,
-                           b.subspan(at + 16)},
-                  want))
+    if (!hmac_md5(secret,
+                  {b.first(4), kZero16, b.subspan(kHeaderBytes, at - kHeaderBytes), kZero16, b.subspan(at + 16)}, want))
         return false;
     return CRYPTO_memcmp(want.data(), b.data() + at, 16) == 0;
 }

@@ -58,11 +58,11 @@ enum Status : uint32_t { start = 1, stop = 2, interim_update = 3, accounting_on 
 
 enum class Malformed : uint8_t {
     none,
-    too_short,             // under 20 bytes: no header
-    bad_length,            // Length field under 20 or over 4096
-    truncated,             // the datagram is shorter than its Length field
-    attribute_too_short,   // an attribute's length byte is 0 or 1
-    attribute_overrun,     // an attribute runs past Length
+    too_short,                         // under 20 bytes: no header
+    bad_length,                        // Length field under 20 or over 4096
+    truncated,                         // the datagram is shorter than its Length field
+    attribute_too_short,               // an attribute's length byte is 0 or 1
+    attribute_overrun,                 // an attribute runs past Length
     bad_message_authenticator_length,  // Message-Authenticator not 18 bytes, or twice
 };
 std::string_view to_string(Malformed m) noexcept;

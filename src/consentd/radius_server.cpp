@@ -58,8 +58,7 @@ IpAddr with_bits(IpAddr a, unsigned from, unsigned bits, uint32_t value) {
 
 }  // namespace
 
-RadiusServer::RadiusServer(asio::io_context& ioc, LedgerService& service, Metrics& metrics,
-                           const RadiusConfig& config)
+RadiusServer::RadiusServer(asio::io_context& ioc, LedgerService& service, Metrics& metrics, const RadiusConfig& config)
     : ioc_(ioc), service_(service), metrics_(metrics), config_(config),
       socket_(ioc, udp::endpoint(asio::ip::make_address(config.address), config.port)) {
     metrics_.add_renderer(this, [this](std::string& out) { render_metrics(out); });
@@ -152,13 +151,12 @@ void RadiusServer::handle(std::span<const uint8_t> datagram, const Endpoint& fro
     }
     ++pending_;
     remember(key);
-    service_.submit(std::move(*change), "radius:" + client->name,
-                    [this, key, from, client, answer](Outcome o) {
-                        asio::post(ioc_, [this, key, from, client, answer, o = std::move(o)] {
-                            --pending_;
-                            finish(key, from, *client, answer, &o);
-                        });
-                    });
+    service_.submit(std::move(*change), "radius:" + client->name, [this, key, from, client, answer](Outcome o) {
+        asio::post(ioc_, [this, key, from, client, answer, o = std::move(o)] {
+            --pending_;
+            finish(key, from, *client, answer, &o);
+        });
+    });
 }
 
 std::optional<SessionChange> RadiusServer::change_for(const radius::Packet& p, const RadiusClient& client,
@@ -301,8 +299,7 @@ void RadiusServer::expire() {
     while (!cache_order_.empty() && cache_order_.front().second < oldest) {
         const auto it = cache_.find(cache_order_.front().first);
         // Pending entries stay: their answer is still to come.
-        if (it != cache_.end() && it->second.at == cache_order_.front().second && it->second.answered)
-            cache_.erase(it);
+        if (it != cache_.end() && it->second.at == cache_order_.front().second && it->second.answered) cache_.erase(it);
         cache_order_.pop_front();
     }
 }
@@ -334,8 +331,8 @@ void RadiusServer::render_metrics(std::string& out) const {
         out.append("# TYPE ").append(name).append(" counter\n");
         for (const auto& [client, c] : counters_) each(client, c);
     };
-    auto sample = [&](std::string_view name, const std::string& client, std::string_view label,
-                      std::string_view value, uint64_t n) {
+    auto sample = [&](std::string_view name, const std::string& client, std::string_view label, std::string_view value,
+                      uint64_t n) {
         out.append(name).append("{client=\"").append(client).append("\"");
         if (!label.empty()) out.append(",").append(label).append("=\"").append(value).append("\"");
         out.append("} ").append(std::to_string(n)).append("\n");
@@ -363,7 +360,8 @@ void RadiusServer::render_metrics(std::string& out) const {
            });
     family("consentd_radius_drops_total", "Requests dropped without an answer, by reason.",
            [&](const std::string& client, const ClientCounters& c) {
-               for (const auto& [reason, n] : c.drops) sample("consentd_radius_drops_total", client, "reason", reason, n);
+               for (const auto& [reason, n] : c.drops)
+                   sample("consentd_radius_drops_total", client, "reason", reason, n);
            });
     family("consentd_radius_skipped_total", "Requests answered without binding (some or all of) their addresses.",
            [&](const std::string& client, const ClientCounters& c) {

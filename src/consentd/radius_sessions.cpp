@@ -50,8 +50,7 @@ std::optional<RadiusSessions::Holder> RadiusSessions::holder(std::string_view ad
     return h;
 }
 
-void RadiusSessions::hold(std::string_view address, const RadiusSession& s, std::string_view subscriber,
-                          uint64_t seq) {
+void RadiusSessions::hold(std::string_view address, const RadiusSession& s, std::string_view subscriber, uint64_t seq) {
     hold_.bind(1, address).bind(2, s.client).bind(3, s.nas).bind(4, s.session_id).bind(5, subscriber);
     hold_.bind(6, int64_t(seq));
     hold_.run();

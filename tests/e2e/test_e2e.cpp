@@ -450,21 +450,22 @@ TEST_CASE("optgatectl --wait: exit 0 when enforced or nobody to wait for, 3 when
 
 TEST_CASE("RADIUS accounting: a Start makes the data plane enforce its subscriber's consent; a Stop strips") {
     const std::string secret = "e2e-radius-secret-0123";
-    Consentd c(kPolicy, "  heartbeat_interval: 100ms\n"
-                        "radius:\n"
-                        "  listen: {address: 127.0.0.1, port: 0}\n"
-                        "  clients:\n"
-                        "    - {name: bng-e2e, address: 127.0.0.1, secret: \"" +
-                            secret + "\"}\n");
+    Consentd c(kPolicy,
+               "  heartbeat_interval: 100ms\n"
+               "radius:\n"
+               "  listen: {address: 127.0.0.1, port: 0}\n"
+               "  clients:\n"
+               "    - {name: bng-e2e, address: 127.0.0.1, secret: \"" +
+                   secret + "\"}\n");
     c.start();
     const std::string port = slurp(c.dir.file("port.radius"));
     const char* radclient_env = std::getenv("RADCLIENT");
     const std::string radclient = radclient_env ? radclient_env : "/usr/bin/radclient";
     // radclient (freeradius-utils) sends the request and exits 0 once answered.
     auto account = [&](const std::string& status) {
-        c.dir.write("request.txt", "Acct-Status-Type = " + status +
-                                       ", User-Name = \"sub-r\", Acct-Session-Id = \"e2e-1\", Framed-IP-Address = " +
-                                       kSub + "\n");
+        c.dir.write("request.txt",
+                    "Acct-Status-Type = " + status +
+                        ", User-Name = \"sub-r\", Acct-Session-Id = \"e2e-1\", Framed-IP-Address = " + kSub + "\n");
         const auto r = run({radclient, "-x", "-r", "1", "-t", "30", "-f", c.dir.file("request.txt"),
                             "127.0.0.1:" + std::to_string(std::stoul(port)), "acct", secret},
                            120000ms);

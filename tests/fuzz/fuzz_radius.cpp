@@ -79,7 +79,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const int ref = shape_ok ? reference_walk(data, length) : -1;
     if (!p) {
         // The only other refusal: a Message-Authenticator of the wrong length, or two.
-        if (ref >= 0) FUZZ_CHECK(why == radius::Malformed::bad_message_authenticator_length, std::string(to_string(why)));
+        if (ref >= 0)
+            FUZZ_CHECK(why == radius::Malformed::bad_message_authenticator_length, std::string(to_string(why)));
         return 0;
     }
     FUZZ_CHECK(shape_ok && ref >= 0, "accepted a packet the reference walk refuses");
@@ -105,9 +106,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     radius::request_authenticator_ok(*p, kSecret);
     radius::message_authenticator_ok(*p, kSecret);
     const auto answer = radius::accounting_response(*p, kSecret);
-    FUZZ_CHECK(answer[0] == radius::kAccountingResponse && answer[1] == p->identifier() && answer[2] == 0 &&
-                   answer[3] == 20,
-               "Accounting-Response header");
+    FUZZ_CHECK(
+        answer[0] == radius::kAccountingResponse && answer[1] == p->identifier() && answer[2] == 0 && answer[3] == 20,
+        "Accounting-Response header");
 
     // Signed here, the same bytes must authenticate; one flipped byte must not.
     std::vector<uint8_t> signed_packet(data, data + length);

@@ -23,7 +23,8 @@ constexpr std::string_view kSecret = "testing123-secret-0123";
 
 std::vector<uint8_t> hex(std::string_view h) {
     std::vector<uint8_t> out;
-    for (size_t i = 0; i + 1 < h.size(); i += 2) out.push_back(uint8_t(std::stoul(std::string(h.substr(i, 2)), nullptr, 16)));
+    for (size_t i = 0; i + 1 < h.size(); i += 2)
+        out.push_back(uint8_t(std::stoul(std::string(h.substr(i, 2)), nullptr, 16)));
     return out;
 }
 
@@ -185,7 +186,8 @@ TEST_CASE("radius config: clients, subscriber rule, and every error") {
 
     const auto errors = config_errors(kBase + R"(radius:
   clients:
-    - {name: bng-1, address: 203.0.113.10, secret: short}
+    - {name: weak, address: 203.0.113.9, secret: short}
+    - {name: bng-1, address: 203.0.113.10, secret: "0123456789abcdef"}
     - {name: bng-1, address: 203.0.113.11, secret: "0123456789abcdef"}
     - {name: "b ad", address: 203.0.113.300, secret: "0123456789abcdef"}
   subscriber: {attribute: Framed-IP-Address, vendor: 3, rewrite: {match: '(', replace: x}}
