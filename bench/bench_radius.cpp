@@ -250,7 +250,7 @@ public:
         const unsigned sockets = std::min(4u, window);
         for (unsigned i = 0; i < sockets; ++i) sockets_.push_back(std::make_unique<Sock>(ioc));
         for (unsigned i = 0; i < window; ++i)
-            slots_.push_back({first_slot + i, i % sockets, uint8_t(i / sockets), 0, {}, {}});
+            slots_.push_back({first_slot + i, i % sockets, uint8_t(i / sockets), 0, {}, {}, {}});
     }
     void start() {
         for (auto& sock : sockets_) receive(*sock);
