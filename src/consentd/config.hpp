@@ -13,6 +13,7 @@
 #include "consentd/auth.hpp"
 #include "consentd/dataplane_config.hpp"
 #include "consentd/policy_history.hpp"
+#include "consentd/radius_config.hpp"
 #include "policy/loader.hpp"
 
 namespace optgate::consentd {
@@ -40,6 +41,8 @@ struct Config {
     size_t history_limit = 100;  // events GET /v1/subscribers/{id} returns by default
     DataPlaneConfig dataplanes;  // where data planes connect (docs/protocol.md)
     ReceiptIssuer receipts;      // who issues consent receipts (docs/receipts.md); empty: not configured
+    // The RADIUS accounting listener, when configured (docs/radius.md).
+    std::optional<RadiusConfig> radius;
 };
 
 struct LoadedConfig {

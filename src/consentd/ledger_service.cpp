@@ -44,8 +44,8 @@ ConsentState load_state(Ledger& ledger, std::shared_ptr<const Policy> policy) {
 
 LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<const Policy> policy, Metrics& metrics,
                              Options options)
-    : ledger_(std::move(ledger)), metrics_(metrics), options_(options), state_(load_state(*ledger_, policy)),
-      policy_(std::move(policy)), committed_seq_(ledger_->head_seq()) {
+    : ledger_(std::move(ledger)), radius_sessions_(ledger_->db()), metrics_(metrics), options_(options),
+      state_(load_state(*ledger_, policy)), policy_(std::move(policy)), committed_seq_(ledger_->head_seq()) {
     ledger_->record_policy(options_.policy_text, options_.receipts);
     publish_gauges();
 }
@@ -252,6 +252,8 @@ Outcome LedgerService::apply(Pending& p, Batch& b) {
                 return apply_unbind(c, p.credential, b);
             else if constexpr (std::is_same_v<T, ImportChange>)
                 return apply_import(c, p.credential, b);
+            else if constexpr (std::is_same_v<T, SessionChange>)
+                return apply_session(c, p.credential, b);
             else
                 return refused(Outcome::Status::invalid, "internal", "policy changes do not commit");
         },
@@ -398,6 +400,81 @@ Outcome LedgerService::apply_import(const ImportChange& c, const std::string& cr
     o.last_seq = ledger_->head_seq() + b.events;
     o.first_seq = o.events ? o.last_seq - o.events + 1 : 0;
     o.time = b.time;
+    o.changed = o.events > 0;
+    return o;
+}
+
+Outcome LedgerService::apply_session(const SessionChange& c, const std::string& credential, Batch& b) {
+    Outcome o;
+    o.time = b.time;
+    o.subscriber = c.subscriber;
+    const size_t before = b.events;
+    // Every event this request makes is noted with its Acct-Session-Id.
+    auto note_since = [&](size_t from) {
+        for (size_t i = from; i < b.events; ++i) radius_sessions_.note_event(ledger_->head_seq() + i + 1, c.session);
+    };
+    auto unbind = [&](const Prefix& binding, const std::string& address, const std::string& holder) {
+        Event e;
+        e.time = b.time;
+        e.subscriber = holder;
+        e.action = Action::unbind;
+        e.address = address;
+        e.source = c.source;
+        e.credential = credential;
+        record(e, b);
+        state_.unbind(binding, &b.deltas);
+        radius_sessions_.forget(address);
+        ++o.unbound;
+    };
+    switch (c.kind) {
+    case SessionChange::Kind::bind:
+        for (const auto& key : c.bindings) {
+            if (!binding_active(key, state_.policy())) continue;  // a reload since the listener shaped it
+            const std::string address = binding_text(key);
+            const std::string* holder = state_.holder(key);
+            // An Interim-Update repeats the Start: nothing new to record.
+            if (holder && *holder == c.subscriber) {
+                const auto h = radius_sessions_.holder(address);
+                if (h && h->session == c.session) continue;
+            }
+            const size_t from = b.events;
+            const auto previous = record_bind(key, c.subscriber, c.source, credential, b);
+            radius_sessions_.hold(address, c.session, c.subscriber, ledger_->head_seq() + b.events);
+            note_since(from);
+            ++o.bound;
+            if (previous && *previous != c.subscriber) ++o.unbound;
+        }
+        break;
+    case SessionChange::Kind::release:
+        for (const auto& key : c.bindings) {
+            const std::string address = binding_text(key);
+            const auto h = radius_sessions_.holder(address);
+            // Only the session that holds the binding may end it: a Stop that
+            // comes after the address went to another session (or was
+            // rebound through the API) changes nothing.
+            if (!h || h->session != c.session) continue;
+            const std::string* holder = state_.holder(key);
+            if (!holder || *holder != h->subscriber) continue;
+            const size_t from = b.events;
+            unbind(key, address, h->subscriber);
+            note_since(from);
+        }
+        break;
+    case SessionChange::Kind::release_nas:
+        for (const auto& [address, subscriber] : radius_sessions_.held_by(c.session.client, c.session.nas)) {
+            const auto key = parse_binding_text(address);
+            const std::string* holder = key ? state_.holder(*key) : nullptr;
+            if (!holder || *holder != subscriber) continue;
+            const size_t from = b.events;
+            unbind(*key, address, subscriber);
+            note_since(from);
+        }
+        radius_sessions_.forget_all(c.session.client, c.session.nas);
+        break;
+    }
+    o.events = b.events - before;
+    o.last_seq = ledger_->head_seq() + b.events;
+    o.first_seq = o.events ? o.last_seq - o.events + 1 : 0;
     o.changed = o.events > 0;
     return o;
 }

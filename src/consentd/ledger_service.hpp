@@ -37,6 +37,7 @@
 #include "consentd/ledger.hpp"
 #include "consentd/metrics.hpp"
 #include "consentd/receipt.hpp"
+#include "consentd/radius_sessions.hpp"
 
 namespace optgate::consentd {
 
@@ -72,7 +73,25 @@ struct PolicyChange {
     std::optional<std::string> text{};  // as read: recorded in the policy history (receipts)
 };
 
-using Change = std::variant<ConsentChange, BindChange, UnbindChange, ImportChange, PolicyChange>;
+// RADIUS accounting (radius_server.hpp, docs/radius.md): one request's
+// effect on its session's bindings, in one commit, with the session kept in
+// the side tables (radius_sessions.hpp). `bindings` are keys already shaped
+// to the policy's key length; under a policy reloaded meanwhile, those that
+// no longer fit are skipped.
+struct SessionChange {
+    enum class Kind : uint8_t {
+        bind,         // Start, Interim-Update: bind `bindings` to `subscriber` for the session
+        release,      // Stop: unbind those of `bindings` the session still holds
+        release_nas,  // Accounting-On/Off: unbind every binding held through (client, nas)
+    };
+    Kind kind = Kind::bind;
+    RadiusSession session;
+    std::string subscriber;
+    std::vector<Prefix> bindings;
+    std::string source;
+};
+
+using Change = std::variant<ConsentChange, BindChange, UnbindChange, ImportChange, PolicyChange, SessionChange>;
 
 struct Outcome {
     enum class Status : uint8_t { ok, invalid, not_found, conflict, unavailable };
@@ -90,6 +109,7 @@ struct Outcome {
     std::optional<std::string> previous_subscriber;  // bind: who held the address
     bool table_resync = false;                       // policy: the table's meaning changed
     std::optional<ReceiptSource> receipt{};          // grant, revoke: its receipt (docs/receipts.md)
+    size_t bound = 0, unbound = 0;                   // session: bind and unbind events among `events`
 };
 
 // Hears what each commit did to the consent table. Called on the writer
@@ -166,6 +186,7 @@ private:
     Outcome apply_bind(const BindChange& c, const std::string& credential, Batch& b);
     Outcome apply_unbind(const UnbindChange& c, const std::string& credential, Batch& b);
     Outcome apply_import(const ImportChange& c, const std::string& credential, Batch& b);
+    Outcome apply_session(const SessionChange& c, const std::string& credential, Batch& b);
     // Appends a bind of `binding` to `subscriber`, unbinding any other holder
     // first; returns that holder.
     std::optional<std::string> record_bind(const Prefix& binding, const std::string& subscriber,
@@ -175,6 +196,7 @@ private:
     void publish_gauges();
 
     std::unique_ptr<Ledger> ledger_;
+    RadiusSessions radius_sessions_;  // side tables, created when the ledger opens
     Metrics& metrics_;
     Options options_;
 

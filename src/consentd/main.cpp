@@ -29,6 +29,7 @@
 #include "consentd/log.hpp"
 #include "consentd/metrics.hpp"
 #include "consentd/publisher.hpp"
+#include "consentd/radius_server.hpp"
 #include "consentd/sd_notify.hpp"
 #include "policy/loader.hpp"
 #include "policy/yaml_reader.hpp"
@@ -121,10 +122,14 @@ int check_config(const std::string& path) {
             return 1;
         }
     }
-    std::printf("%s: ok: listen %s:%u, %zu tokens, database %s (%s), policy %s (%zu purposes), data planes %s\n",
+    const auto& r = l->config.radius;
+    const std::string radius = r ? ", RADIUS accounting " + r->address + ":" + std::to_string(r->port) + " (" +
+                                       std::to_string(r->clients.size()) + " clients)"
+                                 : "";
+    std::printf("%s: ok: listen %s:%u, %zu tokens, database %s (%s), policy %s (%zu purposes), data planes %s%s\n",
                 path.c_str(), l->config.listen_address.c_str(), unsigned(l->config.port), l->config.tokens.size(),
                 l->config.database.c_str(), ledger.c_str(), l->config.policy.c_str(), l->policy->purposes.size(),
-                dataplane_listeners(l->config.dataplanes).c_str());
+                dataplane_listeners(l->config.dataplanes).c_str(), radius.c_str());
     return 0;
 }
 
@@ -216,6 +221,21 @@ int run(const std::string& config_path, const std::string& port_file) {
     }
     server->start();
     const uint16_t port = server->port();
+    std::optional<RadiusServer> radius;
+    if (config.radius) {
+        try {
+            radius.emplace(ioc, *service, metrics, *config.radius);
+        } catch (const std::exception& e) {
+            log_error("RADIUS: cannot listen on " + config.radius->address + ":" + std::to_string(config.radius->port) +
+                      ": " + e.what());
+            service->remove_listener(&publisher);
+            return 1;
+        }
+        radius->start();
+        if (!port_file.empty()) write_port_file(port_file + ".radius", radius->port());
+        log_info("RADIUS accounting on " + config.radius->address + ":" + std::to_string(radius->port()) + ", " +
+                 std::to_string(config.radius->clients.size()) + " clients");
+    }
     if (!port_file.empty()) write_port_file(port_file, port);
 
     asio::signal_set signals(ioc, SIGINT, SIGTERM, SIGHUP);
@@ -231,6 +251,7 @@ int run(const std::string& config_path, const std::string& port_file) {
         log_info("stopping: finishing queued requests");
         sd_notify_state("STOPPING=1");
         server->stop();
+        if (radius) radius->stop();
         service->stop();  // drains the writer; their answers are queued on ioc
         // Data planes get a goodbye (they keep their tables until the
         // staleness limit); pending ?wait=enforced answers say "timeout".

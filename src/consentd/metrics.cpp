@@ -84,6 +84,16 @@ void Metrics::set_state(uint64_t head_seq, size_t subscribers, size_t bindings, 
     table_entries_ = table_entries;
 }
 
+void Metrics::add_renderer(const void* owner, std::function<void(std::string&)> fn) {
+    std::lock_guard lk(mu_);
+    renderers_.emplace_back(owner, std::move(fn));
+}
+
+void Metrics::remove_renderer(const void* owner) {
+    std::lock_guard lk(mu_);
+    std::erase_if(renderers_, [&](const auto& r) { return r.first == owner; });
+}
+
 std::string Metrics::render() const {
     std::string out;
     std::lock_guard lk(mu_);
@@ -116,6 +126,7 @@ std::string Metrics::render() const {
     gauge(out, "consentd_bindings", "Current address bindings (active or not).", bindings_);
     gauge(out, "consentd_table_entries", "Entries of the derived consent table (active bindings).", table_entries_);
     gauge(out, "consentd_connections", "Open API connections.", uint64_t(connections_.load()));
+    for (const auto& r : renderers_) r.second(out);
     return out;
 }
 

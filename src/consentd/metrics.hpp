@@ -14,6 +14,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -49,6 +50,9 @@ public:
     void count_reload(bool ok);
     void set_state(uint64_t head_seq, size_t subscribers, size_t bindings, size_t table_entries);
     std::atomic<int64_t>& connections() noexcept { return connections_; }
+    // More families appended by render() (the RADIUS listener's), until removed.
+    void add_renderer(const void* owner, std::function<void(std::string&)> fn);
+    void remove_renderer(const void* owner);
 
     std::string render() const;
 
@@ -62,6 +66,7 @@ private:
     uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
     uint64_t head_seq_ = 0, subscribers_ = 0, bindings_ = 0, table_entries_ = 0;
     std::atomic<int64_t> connections_{0};
+    std::vector<std::pair<const void*, std::function<void(std::string&)>>> renderers_;
 };
 
 }  // namespace optgate::consentd

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -447,4 +448,51 @@ TEST_CASE("optgatectl --wait: exit 0 when enforced or nobody to wait for, 3 when
     INFO(r.output);
     CHECK(r.exit_code == 0);
     CHECK(c.request("GET", "/v1/subscribers/sub-1").json().at("consents").as_array().empty());
+}
+
+TEST_CASE("RADIUS accounting: a Start makes the data plane enforce its subscriber's consent; a Stop strips") {
+    const std::string secret = "e2e-radius-secret-0123";
+    Consentd c(kPolicy,
+               "  heartbeat_interval: 100ms\n"
+               "radius:\n"
+               "  listen: {address: 127.0.0.1, port: 0}\n"
+               "  clients:\n"
+               "    - {name: bng-e2e, address: 127.0.0.1, secret: \"" +
+                   secret + "\"}\n");
+    c.start();
+    const std::string port = slurp(c.dir.file("port.radius"));
+    const char* radclient_env = std::getenv("RADCLIENT");
+    const std::string radclient = radclient_env ? radclient_env : "/usr/bin/radclient";
+    // radclient (freeradius-utils) sends the request and exits 0 once answered.
+    auto account = [&](const std::string& status) {
+        c.dir.write("request.txt",
+                    "Acct-Status-Type = " + status +
+                        ", User-Name = \"sub-r\", Acct-Session-Id = \"e2e-1\", Framed-IP-Address = " + kSub + "\n");
+        const auto r = run({radclient, "-x", "-r", "1", "-t", "30", "-f", c.dir.file("request.txt"),
+                            "127.0.0.1:" + std::to_string(std::stoul(port)), "acct", secret},
+                           120000ms);
+        INFO(r.output);
+        REQUIRE(r.exit_code == 0);
+        CHECK(r.output.find("Received Accounting-Response") != std::string::npos);
+    };
+    const auto with_ecs = dns_with_ecs(kSub, kAdnet);
+    const auto stripped = dns_without_ecs(kSub, kAdnet);
+    seq_of(c.grant("sub-r", "advertising"));
+    {
+        const auto r = replay_control(c.socket(), {with_ecs});
+        CHECK(r.output.at(0).data == stripped);
+        CHECK(r.counter("verdict_strip_unknown_subscriber") == 1);
+    }
+    account("Start");  // answered once the bind is durable: the next snapshot has it
+    {
+        const auto r = replay_control(c.socket(), {with_ecs});
+        CHECK(r.output.at(0).data == with_ecs);
+        CHECK(r.counter("verdict_pass_consent") == 1);
+    }
+    account("Stop");
+    {
+        const auto r = replay_control(c.socket(), {with_ecs});
+        CHECK(r.output.at(0).data == stripped);
+        CHECK(r.counter("verdict_strip_unknown_subscriber") == 1);
+    }
 }

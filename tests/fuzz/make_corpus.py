@@ -316,6 +316,39 @@ def api_corpus():
         write(t, name, bytes([mode]) + text.encode())
 
 
+def radius_corpus():
+    """Accounting-Requests (tests/fuzz/fuzz_radius.cpp): one datagram each."""
+    import hashlib
+    import hmac
+    secret = b"fuzz-secret-0123456789"
+
+    def attr(t, v):
+        return bytes([t, len(v) + 2]) + v
+
+    def request(attrs, ident=1, ma=False):
+        if ma:
+            attrs += attr(80, bytes(16))
+        head = bytes([4, ident]) + struct.pack("!H", 20 + len(attrs))
+        if ma:
+            attrs = attrs[:-16] + hmac.new(secret, head + bytes(16) + attrs, hashlib.md5).digest()
+        return head + hashlib.md5(head + bytes(16) + attrs + secret).digest() + attrs
+
+    start = (attr(40, struct.pack("!I", 1)) + attr(1, b"cust-1@isp.example") + attr(44, b"s-1") +
+             attr(8, bytes([100, 64, 1, 1])) + attr(32, b"nas-1"))
+    write("radius", "start-ipv4", request(start))
+    write("radius", "start-message-authenticator", request(start, ident=2, ma=True))
+    write("radius", "interim-ipv6", request(
+        attr(40, struct.pack("!I", 3)) + attr(1, b"cust-6") + attr(44, b"s-6") +
+        attr(97, bytes([0, 64]) + bytes.fromhex("20010db810000006")) +
+        attr(123, bytes([0, 56]) + bytes.fromhex("20010db8100006")) +
+        attr(168, bytes.fromhex("20010db8100000070000000000000001"))))
+    write("radius", "stop-vendor", request(
+        attr(40, struct.pack("!I", 2)) + attr(44, b"s-1") + attr(4, bytes([203, 0, 113, 10])) +
+        attr(26, struct.pack("!I", 3561) + attr(1, b"line-7"))))
+    write("radius", "accounting-on", request(attr(40, struct.pack("!I", 7)) + attr(32, b"nas-1")))
+    write("radius", "padded", request(start) + bytes(8))
+
+
 def main():
     packet_corpus()
     http_corpus()
@@ -323,6 +356,7 @@ def main():
     policy_corpus()
     frame_corpus()
     api_corpus()
+    radius_corpus()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(os.path.join(HERE, "corpus")) for f in fs)
     print(f"corpus: {total} bytes")
     return 0
