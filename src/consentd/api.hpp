@@ -21,6 +21,7 @@
 
 #include "consentd/auth.hpp"
 #include "consentd/config.hpp"
+#include "consentd/disclosures.hpp"
 #include "consentd/ledger_reader.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/metrics.hpp"
@@ -72,6 +73,7 @@ private:
     void get_purposes(Respond& respond);
     void get_dataplanes(const Admission& a, Respond& respond);
     void get_subscriber(const Admission& a, Respond& respond);
+    void get_disclosures(const Admission& a, Respond& respond);
     void put_consent(const Admission& a, const boost::json::value& body, bool grant, Respond& respond);
     void put_binding(const Admission& a, const boost::json::value& body, Respond& respond);
     void delete_binding(const Admission& a, const boost::json::value& body, Respond& respond);
@@ -88,6 +90,7 @@ private:
     Publisher* publisher_;
     TokenTable tokens_;
     LedgerReader reader_;
+    DisclosureReader disclosure_reader_;
     boost::asio::thread_pool import_pool_{1};
     std::atomic<bool> import_busy_{false};
 };

@@ -27,6 +27,12 @@ struct Limits {
     unsigned max_connections = 1024;
 };
 
+// disclosures: what was shared about each subscriber (docs/transparency.md).
+struct DisclosureConfig {
+    unsigned retention_days = 400;                 // "400d": daily rows older than this are pruned
+    std::chrono::milliseconds clock_margin{5000};  // data plane vs consentd clocks, binding delays
+};
+
 struct Config {
     std::string file;  // the config file itself
     std::string listen_address = "127.0.0.1";
@@ -38,6 +44,7 @@ struct Config {
     size_t max_batch = 4096;     // requests per group commit
     size_t history_limit = 100;  // events GET /v1/subscribers/{id} returns by default
     DataPlaneConfig dataplanes;  // where data planes connect (docs/protocol.md)
+    DisclosureConfig disclosures;
 };
 
 struct LoadedConfig {
