@@ -349,8 +349,11 @@ Attribution DisclosureStore::attribute(const std::string& address, const std::st
     // Events after the window do not matter.
     struct Reset {
         Statement& st;
+        explicit Reset(Statement& statement) : st(statement) {}
+        Reset(const Reset&) = delete;
+        Reset& operator=(const Reset&) = delete;
         ~Reset() { st.reset(); }
-    } reset{history_};
+    } reset(history_);
     history_.bind(1, address);
     std::vector<std::optional<std::string>> states;  // holders during the window (nullopt: unbound)
     bool found_start = false;
@@ -407,12 +410,15 @@ std::optional<std::vector<DisclosureRow>> DisclosureReader::subscriber(const std
     db_.exec("BEGIN");
     struct End {
         DisclosureReader& r;
+        explicit End(DisclosureReader& reader) : r(reader) {}
+        End(const End&) = delete;
+        End& operator=(const End&) = delete;
         ~End() {
             r.known_.reset();
             r.rows_.reset();
             sqlite3_exec(r.db_.handle(), "COMMIT", nullptr, nullptr, nullptr);
         }
-    } end{*this};
+    } end(*this);
     known_.bind(1, id);
     if (!known_.step()) return std::nullopt;
     std::vector<DisclosureRow> rows;
