@@ -127,6 +127,17 @@ struct DisclosureStore::Tally {
     uint64_t entries[3] = {0, 0, 0};  // by Attribution
 };
 
+// One report's counts summed per holder (or reason), destination and
+// identifier: a subscriber's keys and a report's repeated names add up.
+struct DisclosureStore::Attributed {
+    struct Sum {
+        uint64_t passed = 0, stripped = 0;
+    };
+    std::string day;
+    std::map<std::tuple<Attribution, std::string, std::string, std::string>, Sum> sums;
+    uint64_t entries[3] = {0, 0, 0};  // by Attribution
+};
+
 DisclosureStore::DisclosureStore(const std::string& database, DisclosureOptions options, Metrics& metrics,
                                  PolicySource policy)
     : db_(database, Database::Mode::read_write), options_(options), metrics_(metrics), policy_(std::move(policy)) {
@@ -255,13 +266,29 @@ void DisclosureStore::store_batch(std::vector<Pending>& batch) {
     Tally t;
     bool ok = true;
     try {
+        // The history is read first, in one read transaction, without
+        // SQLite's write lock: the ledger writer is held up only by the
+        // writes. Nothing read can change meanwhile: every report here is
+        // past its window's close, and later bindings carry later times.
         const auto policy = policy_();
+        std::vector<Attributed> attributed;
+        attributed.reserve(batch.size());
+        db_.exec("BEGIN");
+        try {
+            for (const auto& p : batch) attributed.push_back(attribute_report(p.report, *policy));
+            db_.exec("COMMIT");
+        } catch (...) {
+            sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+            throw;
+        }
         db_.exec("BEGIN IMMEDIATE");
-        for (const auto& p : batch) {
-            if (store_one(p.report, *policy, t))
-                ++t.stored;
-            else
+        for (size_t i = 0; i < batch.size(); ++i) {
+            if (!store_one(batch[i].report, attributed[i], *policy)) {
                 ++t.duplicates;
+                continue;
+            }
+            ++t.stored;
+            for (unsigned a = 0; a < 3; ++a) t.entries[a] += attributed[i].entries[a];
         }
         db_.exec("COMMIT");
     } catch (const std::exception& e) {
@@ -278,21 +305,11 @@ void DisclosureStore::store_batch(std::vector<Pending>& batch) {
     for (auto& p : batch) p.done(ok);
 }
 
-bool DisclosureStore::store_one(const DisclosureReport& r, const Policy& policy, Tally& t) {
+DisclosureStore::Attributed DisclosureStore::attribute_report(const DisclosureReport& r, const Policy& policy) {
     const uint64_t first = std::min(r.batch.start_unix_ms, r.batch.end_unix_ms);
     const uint64_t last = std::max(r.batch.start_unix_ms, r.batch.end_unix_ms);
-    const std::string day = utc_day(first);
-    insert_report_.bind(1, r.dataplane)
-        .bind(2, int64_t(r.reporter))  // the random id's bits, as SQLite's signed integer
-        .bind(3, to_sql(r.seq))
-        .bind(4, day)
-        .bind(5, to_sql(r.batch.start_unix_ms))
-        .bind(6, to_sql(r.batch.end_unix_ms))
-        .bind(7, int64_t(r.batch.entries.size()))
-        .bind(8, to_sql(r.batch.overflowed));
-    insert_report_.run();
-    if (sqlite3_changes(db_.handle()) == 0) return false;  // counted when it first came
-
+    Attributed out;
+    out.day = utc_day(first);
     // The window within which the holder must not have changed, in the
     // events' own time text (fixed width: text order is time order).
     const uint64_t margin = uint64_t(options_.clock_margin.count());
@@ -301,13 +318,6 @@ bool DisclosureStore::store_one(const DisclosureReport& r, const Policy& policy,
     };
     const std::string from = at(first > margin ? first - margin : 0);
     const std::string to = at(last + margin);
-
-    // Summed first: a subscriber's keys and a report's repeated names add up.
-    // Key: holder (or reason), destination, identifier.
-    struct Sum {
-        uint64_t passed = 0, stripped = 0;
-    };
-    std::map<std::tuple<Attribution, std::string, std::string, std::string>, Sum> sums;
     std::map<std::string, std::pair<Attribution, std::string>> seen;  // address -> attribution, holder
     for (const auto& e : r.batch.entries) {
         const std::string address = key_address(e, policy);
@@ -318,19 +328,33 @@ bool DisclosureStore::store_one(const DisclosureReport& r, const Policy& policy,
             it = seen.emplace(address, std::make_pair(a, std::move(holder))).first;
         }
         const auto& [a, holder] = it->second;
-        ++t.entries[unsigned(a)];
-        Sum& s = sums[{a, holder, e.destination, e.identifier}];
+        ++out.entries[unsigned(a)];
+        auto& s = out.sums[{a, holder, e.destination, e.identifier}];
         s.passed += e.passed;
         s.stripped += e.stripped;
     }
-    for (const auto& [k, s] : sums) {
-        const auto& [a, holder, destination, identifier] = k;
+    return out;
+}
+
+bool DisclosureStore::store_one(const DisclosureReport& r, const Attributed& a, const Policy& policy) {
+    insert_report_.bind(1, r.dataplane)
+        .bind(2, int64_t(r.reporter))  // the random id's bits, as SQLite's signed integer
+        .bind(3, to_sql(r.seq))
+        .bind(4, a.day)
+        .bind(5, to_sql(r.batch.start_unix_ms))
+        .bind(6, to_sql(r.batch.end_unix_ms))
+        .bind(7, int64_t(r.batch.entries.size()))
+        .bind(8, to_sql(r.batch.overflowed));
+    insert_report_.run();
+    if (sqlite3_changes(db_.handle()) == 0) return false;  // counted when it first came
+    for (const auto& [k, s] : a.sums) {
+        const auto& [attribution, holder, destination, identifier] = k;
         const std::string purpose = destination_purpose(policy, destination);
-        Statement& st = a == Attribution::subscriber ? upsert_subscriber_ : upsert_unattributed_;
-        st.bind(1, a == Attribution::subscriber ? std::string_view(holder) : std::string_view(day))
-            .bind(2, a == Attribution::subscriber
-                         ? std::string_view(day)
-                         : std::string_view(a == Attribution::unbound ? "unbound" : "ambiguous"))
+        const bool to_subscriber = attribution == Attribution::subscriber;
+        Statement& st = to_subscriber ? upsert_subscriber_ : upsert_unattributed_;
+        st.bind(1, to_subscriber ? std::string_view(holder) : std::string_view(a.day))
+            .bind(2, to_subscriber ? std::string_view(a.day)
+                                   : std::string_view(attribution == Attribution::unbound ? "unbound" : "ambiguous"))
             .bind(3, destination)
             .bind(4, purpose)
             .bind(5, identifier)

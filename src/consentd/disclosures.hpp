@@ -26,10 +26,11 @@
 // ledger file. SQLite lets one writer at a time into the WAL; the ledger
 // writer's transactions and the store's are both short and each waits for
 // the other (busy timeout), so neither needs to know about the other, and the
-// ledger's group commit path is unchanged. Each batch of queued reports is one
-// transaction holding both the counts and the reports' ids: a report is
-// counted exactly once, and acknowledged (done(true)) only once that
-// transaction is durable (synchronous=FULL).
+// ledger's group commit path is unchanged. The history is read before the
+// write transaction, so the ledger writer waits only for the writes. Each
+// batch of queued reports is one write transaction holding both the counts
+// and the reports' ids: a report is counted exactly once, and acknowledged
+// (done(true)) only once that transaction is durable (synchronous=FULL).
 #pragma once
 
 #include <chrono>
@@ -108,11 +109,14 @@ private:
         uint64_t ready_unix_ms = 0;  // when the history for its window is complete
     };
     struct Tally;
+    struct Attributed;
 
     void run();
     void store_batch(std::vector<Pending>& batch);
-    // In the open transaction; false when the report was already stored.
-    bool store_one(const DisclosureReport& r, const Policy& policy, Tally& t);
+    // Reads the binding history only.
+    Attributed attribute_report(const DisclosureReport& r, const Policy& policy);
+    // In the open write transaction; false when the report was already stored.
+    bool store_one(const DisclosureReport& r, const Attributed& a, const Policy& policy);
     Attribution attribute(const std::string& address, const std::string& from, const std::string& to,
                           std::string& holder);
 
