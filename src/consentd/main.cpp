@@ -202,8 +202,9 @@ int run(const std::string& config_path, const std::string& port_file) {
     service->add_listener(&publisher);
     service->start();
     disclosures->start();
-    // Data-plane sessions hand their disclosure reports to the store (the
-    // DisclosureSink seam): connected where sessions take a sink.
+    // Data-plane sessions hand their disclosure reports to the store:
+    // disclosures.get() is the DisclosureSink* they submit to (it outlives
+    // them: stopped below, after the io_context has run its last handler).
     DataPlaneServer dataplanes(ioc, publisher);
     try {
         publisher.start();
