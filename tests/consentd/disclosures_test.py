@@ -146,6 +146,13 @@ class DisclosuresTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("none recorded", r.stdout)
 
+        # consentd killed and started again over the same database (whose
+        # disclosure tables now exist): the same answer.
+        self.d.kill()
+        self.d.start()
+        self.assertEqual(self.counts(self.disclosures("disc-a")), self.counts(a))
+        self.assertEqual(self.counts(self.disclosures("disc-b")), self.counts(b))
+
     def test_rebinding_inside_a_report_gives_it_to_nobody(self):
         t0 = self.bind("100.64.21.1", "disc-c")
         wait_past(t0 + 20)
