@@ -3,11 +3,14 @@
 // nobody, a report counted once, durability across reopening, retention.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <future>
 #include <map>
+#include <thread>
 
 #include "consentd/disclosures.hpp"
 #include "consentd/ledger.hpp"
+#include "consentd/ledger_service.hpp"
 #include "fixture.hpp"
 
 using namespace optgate;
@@ -281,4 +284,51 @@ TEST_CASE("days") {
     CHECK_FALSE(parse_day("2024-05-01x"));
     CHECK_FALSE(parse_day("1969-12-31"));
     CHECK(day_text(*parse_day("2024-12-31") + days(1)) == "2025-01-01");
+}
+
+TEST_CASE("the store and the ledger writer share the database: both commit everything") {
+    TempDir dir;
+    const std::string path = dir.file("ledger.db");
+    Metrics metrics;
+    LedgerService service(std::make_unique<Ledger>(path), shared_policy(), metrics, LedgerService::Options{});
+    service.start();
+    DisclosureStore store(path, DisclosureOptions{400, milliseconds(1)}, metrics, [&] { return service.policy(); });
+    store.start();
+
+    // Binds through the writer while reports arrive: neither is refused for
+    // the other's transactions.
+    constexpr int kBinds = 200, kReports = 50;
+    std::atomic<int> binds_ok{0}, reports_ok{0}, answered{0};
+    for (int i = 0; i < kBinds; ++i) {
+        std::string e;
+        const std::string address = "100.64.5." + std::to_string(i);
+        service.submit(BindChange{*parse_address_text(address, e), "sub-" + std::to_string(i), "radius"}, "test",
+                       [&](Outcome o) {
+                           if (o.status == Outcome::Status::ok) ++binds_ok;
+                           ++answered;
+                       });
+        if (i % 4 == 0) {
+            DisclosureReport r;
+            r.dataplane = "edge-1";
+            r.reporter = 9;
+            r.seq = uint64_t(i / 4 + 1);
+            r.batch.start_unix_ms = at(1, 0);
+            r.batch.end_unix_ms = at(1, 1);
+            r.batch.entries = {entry("100.64.6.1", "adnet", "UIDH", 1, 0)};
+            store.submit(std::move(r), [&](bool ok) {
+                if (ok) ++reports_ok;
+                ++answered;
+            });
+        }
+    }
+    const auto deadline = steady_clock::now() + seconds(60);
+    while (answered < kBinds + kReports && steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(5));
+    CHECK(binds_ok == kBinds);
+    CHECK(reports_ok == kReports);
+    store.stop();
+    service.stop();
+    Database db(path, Database::Mode::read_only);
+    auto st = db.prepare("SELECT sum(passed) FROM disclosures_unattributed");
+    REQUIRE(st.step());
+    CHECK(st.int64(0) == kReports);
 }
