@@ -303,7 +303,7 @@ TEST_CASE("the store and the ledger writer share the database: both commit every
         std::string e;
         const std::string address = "100.64.5." + std::to_string(i);
         service.submit(BindChange{*parse_address_text(address, e), "sub-" + std::to_string(i), "radius"}, "test",
-                       [&](Outcome o) {
+                       [&](const Outcome& o) {
                            if (o.status == Outcome::Status::ok) ++binds_ok;
                            ++answered;
                        });
@@ -311,7 +311,7 @@ TEST_CASE("the store and the ledger writer share the database: both commit every
             DisclosureReport r;
             r.dataplane = "edge-1";
             r.reporter = 9;
-            r.seq = uint64_t(i / 4 + 1);
+            r.seq = uint64_t(i) / 4 + 1;
             r.batch.start_unix_ms = at(1, 0);
             r.batch.end_unix_ms = at(1, 1);
             r.batch.entries = {entry("100.64.6.1", "adnet", "UIDH", 1, 0)};
