@@ -97,7 +97,7 @@ Response error_response(unsigned status, std::string_view code, std::string_view
 Api::Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config,
          Publisher* publisher)
     : ioc_(ioc), service_(service), metrics_(metrics), config_(config), publisher_(publisher), tokens_(config.tokens),
-      reader_(config.database) {}
+      reader_(config.database), disclosure_reader_(config.database) {}
 
 Api::~Api() { import_pool_.join(); }
 
@@ -184,6 +184,7 @@ void Api::handle(const Admission& a, Request&& req, Respond respond) {
     case Route::dataplanes: get_dataplanes(a, respond); return;
     case Route::subscriber_get: get_subscriber(a, respond); return;
     case Route::receipt_get: get_receipt(a, respond); return;
+    case Route::disclosures_get: get_disclosures(a, respond); return;
     case Route::import: import(a, req, std::move(req.body()), respond); return;
     case Route::policy_reload: reload_policy(std::move(respond)); return;
     default: break;
@@ -320,6 +321,109 @@ void Api::get_subscriber(const Admission& a, Respond& respond) {
     body["history"] = std::move(history);
     body["history_total"] = r->event_count;
     body["history_truncated"] = r->history.size() < r->event_count;
+    respond(json_response(200, body));
+}
+
+// Days a disclosures request covers by default, and at most.
+constexpr int kDisclosureDefaultDays = 30;
+constexpr int kDisclosureMaxDays = 366;
+
+void Api::get_disclosures(const Admission& a, Respond& respond) {
+    using std::chrono::days;
+    // Defaults: the last 30 days up to today (UTC); `to` alone: the 30 days
+    // before it; `from` alone: up to today.
+    std::optional<std::chrono::sys_days> from, to;
+    for (const char* name : {"from", "to"}) {
+        if (const auto* v = a.match.param(name)) {
+            const auto d = parse_day(*v);
+            if (!d) {
+                respond(error_response(400, "invalid_parameter",
+                                       std::string(name) + " must be a date as YYYY-MM-DD (UTC), e.g. 2024-05-01"));
+                return;
+            }
+            (name[0] == 'f' ? from : to) = d;
+        }
+    }
+    if (!to) to = std::chrono::floor<days>(std::chrono::system_clock::now());
+    if (!from) from = *to - days(kDisclosureDefaultDays - 1);
+    if (*from > *to) {
+        respond(error_response(400, "invalid_parameter", "from is after to"));
+        return;
+    }
+    if ((*to - *from).count() + 1 > kDisclosureMaxDays) {
+        respond(error_response(400, "invalid_parameter",
+                               "at most " + std::to_string(kDisclosureMaxDays) + " days per request"));
+        return;
+    }
+    const std::string from_text = day_text(*from), to_text = day_text(*to);
+    std::optional<std::vector<DisclosureRow>> rows;
+    try {
+        rows = disclosure_reader_.subscriber(a.match.subscriber, from_text, to_text);
+    } catch (const std::exception& e) {
+        log_error(std::string("reading disclosures: ") + e.what());
+        respond(error_response(503, "ledger_unavailable", "the ledger could not be read; retry"));
+        return;
+    }
+    if (!rows) {
+        respond(error_response(404, "unknown_subscriber",
+                               "the ledger has no event for subscriber '" + a.match.subscriber + "'"));
+        return;
+    }
+    // Rows come ordered by day, destination, purpose, identifier: group them.
+    const auto policy = service_.policy();
+    json::array day_list;
+    uint64_t passed = 0, stripped = 0;
+    for (size_t i = 0; i < rows->size();) {
+        const std::string& day = (*rows)[i].day;
+        json::array collectors;
+        while (i < rows->size() && (*rows)[i].day == day) {
+            const DisclosureRow& first = (*rows)[i];
+            json::object c;
+            c["name"] = first.destination;
+            // What the destination is, as the policy in force describes it.
+            json::value description = nullptr;
+            std::string_view kind = "other";  // "(none)" or a name this policy does not know
+            for (const auto& col : policy->collectors)
+                if (col.name == first.destination) {
+                    kind = "collector";
+                    description = col.description;
+                }
+            for (const auto& ex : policy->exemptions)
+                if (ex.name == first.destination) {
+                    kind = "exemption";
+                    description = ex.reason;
+                }
+            c["kind"] = kind;
+            c["description"] = description;
+            c["purpose"] = first.purpose;
+            json::array identifiers;
+            while (i < rows->size() && (*rows)[i].day == day && (*rows)[i].destination == first.destination &&
+                   (*rows)[i].purpose == first.purpose) {
+                const DisclosureRow& r = (*rows)[i];
+                json::object id;
+                id["name"] = r.identifier;
+                id["passed"] = r.passed;
+                id["stripped"] = r.stripped;
+                identifiers.emplace_back(std::move(id));
+                passed += r.passed;
+                stripped += r.stripped;
+                ++i;
+            }
+            c["identifiers"] = std::move(identifiers);
+            collectors.emplace_back(std::move(c));
+        }
+        json::object d;
+        d["day"] = day;
+        d["collectors"] = std::move(collectors);
+        day_list.emplace_back(std::move(d));
+    }
+    json::object body;
+    body["subscriber"] = a.match.subscriber;
+    body["from"] = from_text;
+    body["to"] = to_text;
+    body["days"] = std::move(day_list);
+    body["passed"] = passed;
+    body["stripped"] = stripped;
     respond(json_response(200, body));
 }
 

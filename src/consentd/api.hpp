@@ -22,6 +22,7 @@
 
 #include "consentd/auth.hpp"
 #include "consentd/config.hpp"
+#include "consentd/disclosures.hpp"
 #include "consentd/ledger_reader.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/metrics.hpp"
@@ -74,6 +75,7 @@ private:
     void get_dataplanes(const Admission& a, Respond& respond);
     void get_subscriber(const Admission& a, Respond& respond);
     void get_receipt(const Admission& a, Respond& respond);
+    void get_disclosures(const Admission& a, Respond& respond);
     void put_consent(const Admission& a, const boost::json::value& body, bool grant, Respond& respond);
     void put_binding(const Admission& a, const boost::json::value& body, Respond& respond);
     void delete_binding(const Admission& a, const boost::json::value& body, Respond& respond);
@@ -91,6 +93,7 @@ private:
     TokenTable tokens_;
     LedgerReader reader_;
     std::map<uint64_t, std::shared_ptr<const Policy>> recorded_policies_;  // by policy history record id
+    DisclosureReader disclosure_reader_;
     boost::asio::thread_pool import_pool_{1};
     std::atomic<bool> import_busy_{false};
 };

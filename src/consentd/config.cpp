@@ -169,6 +169,27 @@ void read_receipts(const Value& v, Config& c, Diagnostics& d) {
     }
 }
 
+void read_disclosures(const Value& v, Config& c, Diagnostics& d) {
+    const MapReader m(v, "'disclosures'", {"retention", "clock_margin"}, d);
+    if (!m.is_map()) return;
+    if (const auto x = m.get("retention")) {
+        // Days, beyond what a duration (at most 24h) can say: "400d".
+        if (const auto text = as_text(*x, d)) {
+            const auto n = text->size() > 1 && text->back() == 'd'
+                               ? parse_decimal(std::string_view(*text).substr(0, text->size() - 1))
+                               : std::nullopt;
+            if (!n || *n < 1 || *n > 36500)
+                d.error(x->at,
+                        "'retention' must be a number of days from 1d to 36500d, like 400d, not '" + *text + "'");
+            else
+                c.disclosures.retention_days = unsigned(*n);
+        }
+    }
+    if (const auto x = m.get("clock_margin"))
+        if (const auto t = as_duration(*x, d, std::chrono::milliseconds(1), std::chrono::minutes(10)))
+            c.disclosures.clock_margin = *t;
+}
+
 }  // namespace
 
 LoadedConfig load_config_text(std::string_view yaml, const std::string& name, const std::string& base_dir) {
@@ -179,7 +200,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
         const Value top{*root, location_of(*root), "the consentd config"};
         const MapReader m(top, "the consentd config",
                           {"listen", "database", "policy", "tokens", "limits", "ledger", "dataplanes", "receipts",
-                           "radius"},
+                           "radius", "disclosures"},
                           d);
         if (m.is_map()) {
             if (const auto v = m.get("listen")) read_listen(*v, c, d);
@@ -193,6 +214,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
             if (const auto v = m.get("dataplanes")) read_dataplane_config(*v, c.dataplanes, d, base_dir);
             if (const auto v = m.get("receipts")) read_receipts(*v, c, d);
             if (const auto v = m.get("radius")) read_radius_config(*v, c.radius, d);
+            if (const auto v = m.get("disclosures")) read_disclosures(*v, c, d);
             if (c.tokens.empty() && d.error_count() == 0)
                 d.error(top.at, "no tokens: every API call needs one (see consentd --hash-token)");
         }

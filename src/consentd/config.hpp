@@ -29,6 +29,12 @@ struct Limits {
     unsigned max_connections = 1024;
 };
 
+// disclosures: what was shared about each subscriber (docs/transparency.md).
+struct DisclosureConfig {
+    unsigned retention_days = 400;                 // "400d": daily rows older than this are pruned
+    std::chrono::milliseconds clock_margin{5000};  // data plane vs consentd clocks, binding delays
+};
+
 struct Config {
     std::string file;  // the config file itself
     std::string listen_address = "127.0.0.1";
@@ -43,6 +49,7 @@ struct Config {
     ReceiptIssuer receipts;      // who issues consent receipts (docs/receipts.md); empty: not configured
     // The RADIUS accounting listener, when configured (docs/radius.md).
     std::optional<RadiusConfig> radius;
+    DisclosureConfig disclosures;
 };
 
 struct LoadedConfig {

@@ -23,6 +23,7 @@
 #include "consentd/auth.hpp"
 #include "consentd/config.hpp"
 #include "consentd/dataplane_server.hpp"
+#include "consentd/disclosures.hpp"
 #include "consentd/http_server.hpp"
 #include "consentd/ledger.hpp"
 #include "consentd/ledger_service.hpp"
@@ -191,6 +192,17 @@ int run(const std::string& config_path, const std::string& port_file) {
         log_error(std::string("cannot open the ledger: ") + e.what());
         return 1;
     }
+    // Disclosure reports from data planes, attributed through the binding
+    // history into the same database (docs/transparency.md).
+    std::unique_ptr<DisclosureStore> disclosures;
+    try {
+        disclosures = std::make_unique<DisclosureStore>(
+            config.database, DisclosureOptions{config.disclosures.retention_days, config.disclosures.clock_margin},
+            metrics, [&service] { return service->policy(); });
+    } catch (const std::exception& e) {
+        log_error(std::string("cannot open the disclosures store: ") + e.what());
+        return 1;
+    }
     // The publisher hears every commit from the start; its first snapshot
     // then covers whatever came before (it ignores commits it already has).
     asio::io_context ioc(1);
@@ -199,6 +211,10 @@ int run(const std::string& config_path, const std::string& port_file) {
     publisher.add_policy_document(l->policy, config.policy, l->policy_text);
     service->add_listener(&publisher);
     service->start();
+    disclosures->start();
+    // Data-plane sessions hand their disclosure reports to the store:
+    // disclosures.get() is the DisclosureSink* they submit to (it outlives
+    // them: stopped below, after the io_context has run its last handler).
     DataPlaneServer dataplanes(ioc, publisher);
     try {
         publisher.start();
@@ -281,6 +297,7 @@ int run(const std::string& config_path, const std::string& port_file) {
     api.reset();
     service->stop();
     service->remove_listener(&publisher);
+    disclosures->stop();  // stores what is attributable; the rest is resent (unacknowledged)
     log_info("stopped");
     return 0;
 }

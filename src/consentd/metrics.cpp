@@ -92,6 +92,24 @@ void Metrics::add_renderer(const void* owner, std::function<void(std::string&)> 
 void Metrics::remove_renderer(const void* owner) {
     std::lock_guard lk(mu_);
     std::erase_if(renderers_, [&](const auto& r) { return r.first == owner; });
+void Metrics::count_disclosures(uint64_t stored, uint64_t duplicates, uint64_t to_subscriber, uint64_t unbound,
+                                uint64_t ambiguous) {
+    std::lock_guard lk(mu_);
+    disclosure_reports_[0] += stored;
+    disclosure_reports_[1] += duplicates;
+    disclosure_entries_[0] += to_subscriber;
+    disclosure_entries_[1] += unbound;
+    disclosure_entries_[2] += ambiguous;
+}
+
+void Metrics::count_disclosure_failures(uint64_t reports) {
+    std::lock_guard lk(mu_);
+    disclosure_reports_[2] += reports;
+}
+
+void Metrics::count_disclosures_pruned(uint64_t rows) {
+    std::lock_guard lk(mu_);
+    disclosure_pruned_ += rows;
 }
 
 std::string Metrics::render() const {
@@ -121,6 +139,27 @@ std::string Metrics::render() const {
     out.append("consentd_policy_reloads_total{result=\"ok\"} ").append(std::to_string(reloads_ok_)).append("\n");
     out.append("consentd_policy_reloads_total{result=\"invalid\"} ").append(std::to_string(reloads_failed_));
     out.append("\n");
+    header(out, "consentd_disclosure_reports_total", "counter",
+           "Disclosure reports from data planes: stored, duplicate (already stored), failed (not stored, resent).");
+    const char* report_results[] = {"stored", "duplicate", "failed"};
+    for (unsigned i = 0; i < 3; ++i)
+        out.append("consentd_disclosure_reports_total{result=\"")
+            .append(report_results[i])
+            .append("\"} ")
+            .append(std::to_string(disclosure_reports_[i]))
+            .append("\n");
+    header(out, "consentd_disclosure_entries_total", "counter",
+           "Disclosure report entries by attribution: to a subscriber, unbound key, ambiguous (rebound meanwhile).");
+    const char* attributions[] = {"subscriber", "unbound", "ambiguous"};
+    for (unsigned i = 0; i < 3; ++i)
+        out.append("consentd_disclosure_entries_total{attribution=\"")
+            .append(attributions[i])
+            .append("\"} ")
+            .append(std::to_string(disclosure_entries_[i]))
+            .append("\n");
+    header(out, "consentd_disclosure_rows_pruned_total", "counter",
+           "Disclosure rows and report ids deleted past disclosures.retention.");
+    out.append("consentd_disclosure_rows_pruned_total ").append(std::to_string(disclosure_pruned_)).append("\n");
     gauge(out, "consentd_ledger_head_seq", "Sequence number of the last committed event.", head_seq_);
     gauge(out, "consentd_subscribers", "Subscribers known to the ledger.", subscribers_);
     gauge(out, "consentd_bindings", "Current address bindings (active or not).", bindings_);

@@ -5,6 +5,8 @@
 //     durable COMMIT)
 //   consentd_commit_batch_requests (histogram: requests sharing a commit)
 //   consentd_commit_failures_total, consentd_policy_reloads_total{result}
+//   consentd_disclosure_reports_total{result}, consentd_disclosure_entries_total
+//     {attribution}, consentd_disclosure_rows_pruned_total (disclosures.hpp)
 //   gauges: consentd_ledger_head_seq, consentd_subscribers, consentd_bindings,
 //     consentd_table_entries, consentd_connections
 // Updated from the API thread and the ledger writer; one mutex (a few
@@ -49,6 +51,12 @@ public:
     void count_commit_failure();
     void count_reload(bool ok);
     void set_state(uint64_t head_seq, size_t subscribers, size_t bindings, size_t table_entries);
+    // Disclosure reports durably stored (or repeats of stored ones), and
+    // their entries by attribution; reports whose transaction failed.
+    void count_disclosures(uint64_t stored, uint64_t duplicates, uint64_t to_subscriber, uint64_t unbound,
+                           uint64_t ambiguous);
+    void count_disclosure_failures(uint64_t reports);
+    void count_disclosures_pruned(uint64_t rows);
     std::atomic<int64_t>& connections() noexcept { return connections_; }
     // More families appended by render() (the RADIUS listener's), until removed.
     void add_renderer(const void* owner, std::function<void(std::string&)> fn);
@@ -67,6 +75,9 @@ private:
     uint64_t head_seq_ = 0, subscribers_ = 0, bindings_ = 0, table_entries_ = 0;
     std::atomic<int64_t> connections_{0};
     std::vector<std::pair<const void*, std::function<void(std::string&)>>> renderers_;
+    uint64_t disclosure_reports_[3] = {0, 0, 0};  // stored, duplicate, failed
+    uint64_t disclosure_entries_[3] = {0, 0, 0};  // subscriber, unbound, ambiguous
+    uint64_t disclosure_pruned_ = 0;
 };
 
 }  // namespace optgate::consentd

@@ -25,6 +25,7 @@ constexpr RouteInfo kRoutes[] = {
     {"POST", "/v1/policy/reload", Role::admin, false},
     {"GET", "/v1/dataplanes", Role::read, false},
     {"GET", "/v1/subscribers/{id}/receipts/{seq}", Role::read, false},
+    {"GET", "/v1/subscribers/{id}/disclosures", Role::read, false},
     {"", "unmatched", Role::none, false},
 };
 
@@ -39,6 +40,7 @@ std::vector<std::string_view> allowed_params(Route r) {
     case Route::binding_delete: return {"wait", "timeout"};
     case Route::import: return {"format", "wait", "timeout"};
     case Route::dataplanes: return {"stats"};
+    case Route::disclosures_get: return {"from", "to"};
     default: return {};
     }
 }
@@ -93,6 +95,9 @@ RouteMatch match_route(http::verb method, std::string_view target) {
     } else if (n == 3 && is(0, "v1") && is(1, "subscribers")) {
         by_method[0] = Route::subscriber_get;
         m.subscriber = seg[2];
+    } else if (n == 4 && is(0, "v1") && is(1, "subscribers") && is(3, "disclosures")) {
+        by_method[0] = Route::disclosures_get;
+        m.subscriber = seg[2];
     } else if (n == 5 && is(0, "v1") && is(1, "subscribers") && is(3, "consents")) {
         by_method[1] = Route::consent_put;
         by_method[2] = Route::consent_delete;
@@ -135,7 +140,7 @@ RouteMatch match_route(http::verb method, std::string_view target) {
     m.route = by_method[slot];
 
     if (!m.subscriber.empty() || m.route == Route::subscriber_get || m.route == Route::consent_put ||
-        m.route == Route::consent_delete || m.route == Route::receipt_get) {
+        m.route == Route::consent_delete || m.route == Route::receipt_get || m.route == Route::disclosures_get) {
         if (!policy::detail::is_subscriber_id(m.subscriber))
             return no_route(400, "invalid_subscriber_id", "subscriber ids are 1..128 characters of [A-Za-z0-9._:@-]");
     }

@@ -27,6 +27,7 @@ enum class Route : uint8_t {
     policy_reload,
     dataplanes,
     receipt_get,
+    disclosures_get,
     none,  // no route: `status` says why
 };
 

@@ -20,6 +20,9 @@ int import_file(int argc, char** argv);
 int reload(int argc, char** argv);
 // dataplanes [--json]: data planes connected to consentd (dataplanes.cpp).
 int dataplanes(int argc, char** argv);
+// disclosures SUB [--from D] [--to D] [--json]: what was shared about a
+// subscriber, per day, collector and identifier (disclosures.cpp).
+int disclosures(int argc, char** argv);
 // verify-ledger DB [--receipt FILE]: offline ledger (or receipt) check
 // (verify_ledger.cpp; exit 0 ok, 1 not).
 int verify_ledger(int argc, char** argv);

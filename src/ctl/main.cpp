@@ -25,6 +25,8 @@ constexpr Command kCommands[] = {
     {"reload", "reload", "make consentd re-read its policy", optgate::ctl::reload},
     {"dataplanes", "dataplanes [--json]", "data planes connected to consentd, applied seq, lag",
      optgate::ctl::dataplanes},
+    {"disclosures", "disclosures SUB [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--json]",
+     "identifiers passed and stripped about a subscriber, per day and collector", optgate::ctl::disclosures},
     {"verify-ledger", "verify-ledger DB [--receipt FILE]", "check a consentd ledger file (or a receipt) offline",
      optgate::ctl::verify_ledger},
     {"receipt", "receipt SUB SEQ [--json]", "the consent receipt of a grant or revoke", optgate::ctl::receipt},

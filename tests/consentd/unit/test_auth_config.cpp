@@ -181,3 +181,26 @@ TEST_CASE("strict JSON") {
     JsonFields h(*ctl, {"source"});
     CHECK_FALSE(h.text("source", true));  // control characters are refused
 }
+
+TEST_CASE("the disclosures section: retention in days, clock margin, and their errors") {
+    const std::string base = "database: a.db\npolicy: p.yaml\n" + kTokens;
+    const auto c = load_config_text(base + "disclosures: {retention: 30d, clock_margin: 2s}\n", "c.yaml", "");
+    CHECK(c.config.disclosures.retention_days == 30);
+    CHECK(c.config.disclosures.clock_margin == std::chrono::seconds(2));
+    const DisclosureConfig defaults;
+    CHECK(load_config_text(base, "c.yaml", "").config.disclosures.retention_days == defaults.retention_days);
+    // The example documents the defaults.
+    const auto example = load_config_file(OPTGATE_SOURCE_ROOT "/config/consentd.example.yaml");
+    CHECK(example.config.disclosures.retention_days == 400);
+    CHECK(defaults.retention_days == 400);
+    CHECK(example.config.disclosures.clock_margin == defaults.clock_margin);
+
+    const auto e = config_errors(base + "disclosures: {retention: 400, clock_margin: 1h, retain: 1d}\n");
+    REQUIRE(e.size() == 3);
+    CHECK(e[0] == "c.yaml:5:26: 'retention' must be a number of days from 1d to 36500d, like 400d, not '400'");
+    CHECK(e[1] == "c.yaml:5:45: 'clock_margin' must be between 1ms and 600000ms");
+    CHECK(e[2].find("c.yaml:5:49: unknown key 'retain' in 'disclosures'") == 0);
+    CHECK(config_errors(base + "disclosures: {retention: 0d}\n").size() == 1);
+    CHECK(config_errors(base + "disclosures: {retention: 36501d}\n").size() == 1);
+    CHECK(config_errors(base + "disclosures: {retention: d}\n").size() == 1);
+}

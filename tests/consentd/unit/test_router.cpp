@@ -66,3 +66,16 @@ TEST_CASE("roles per route") {
     CHECK(route_info(Route::import).role == Role::admin);
     CHECK(route_info(Route::policy_reload).role == Role::admin);
 }
+
+TEST_CASE("a subscriber's disclosures") {
+    auto m = match_route(verb::get, "/v1/subscribers/cust-1/disclosures?from=2024-05-01&to=2024-05-30");
+    CHECK(m.route == Route::disclosures_get);
+    CHECK(m.subscriber == "cust-1");
+    CHECK(*m.param("from") == "2024-05-01");
+    CHECK(*m.param("to") == "2024-05-30");
+    CHECK(route_info(Route::disclosures_get).role == Role::read);
+    CHECK(match_route(verb::get, "/v1/subscribers/cust-1/disclosures?history=1").code == "unknown_parameter");
+    CHECK(match_route(verb::get, "/v1/subscribers/cust-1/disclosures?to=a&to=b").code == "duplicate_parameter");
+    CHECK(match_route(verb::get, "/v1/subscribers//disclosures").code == "invalid_subscriber_id");
+    CHECK(match_route(verb::post, "/v1/subscribers/cust-1/disclosures").status == 405);
+}
