@@ -59,8 +59,8 @@ struct BurstSlot {
 struct BurstContext {
     const Runtime& runtime;
     const ConsentTable& table;
-    TableHealth health;
-    uint64_t now_mono_ns;
+    TableHealth health = TableHealth::not_received;
+    uint64_t now_mono_ns = 0;
     WorkerCounters& counters;
     DisclosureCounts* disclosure = nullptr;  // null: disclosure accounting off
 

@@ -31,7 +31,7 @@ Bytes dns(const char* src, const char* dst, std::vector<EdnsOption> options) {
     else
         b.ipv4(src, dst);
     return b.udp(40000, 53)
-        .payload(dns_query({.qname = "www.example.org", .edns_udp_size = 1232, .options = options}))
+        .payload(dns_query({.qname = "www.example.org", .edns_udp_size = 1232, .options = std::move(options)}))
         .build();
 }
 
