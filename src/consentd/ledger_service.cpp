@@ -44,7 +44,7 @@ ConsentState load_state(Ledger& ledger, std::shared_ptr<const Policy> policy) {
 
 LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<const Policy> policy, Metrics& metrics,
                              Options options)
-    : ledger_(std::move(ledger)), radius_sessions_(ledger_->db()), metrics_(metrics), options_(options),
+    : ledger_(std::move(ledger)), radius_sessions_(ledger_->db()), metrics_(metrics), options_(std::move(options)),
       state_(load_state(*ledger_, policy)), policy_(std::move(policy)), committed_seq_(ledger_->head_seq()) {
     ledger_->record_policy(options_.policy_text, options_.receipts);
     publish_gauges();

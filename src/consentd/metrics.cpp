@@ -92,6 +92,8 @@ void Metrics::add_renderer(const void* owner, std::function<void(std::string&)> 
 void Metrics::remove_renderer(const void* owner) {
     std::lock_guard lk(mu_);
     std::erase_if(renderers_, [&](const auto& r) { return r.first == owner; });
+}
+
 void Metrics::count_disclosures(uint64_t stored, uint64_t duplicates, uint64_t to_subscriber, uint64_t unbound,
                                 uint64_t ambiguous) {
     std::lock_guard lk(mu_);
