@@ -231,11 +231,11 @@ std::optional<SessionChange> RadiusServer::change_for(const radius::Packet& p, c
         }
     });
     skip = outside;
+    if (c.kind == SessionChange::Kind::release) return c;  // also what the session holds beyond the Stop's addresses
     if (c.bindings.empty()) {
         if (skip.empty()) skip = "no_address";
         return std::nullopt;
     }
-    if (c.kind == SessionChange::Kind::release) return c;
 
     const auto& rule = config_.subscriber;
     const auto value = rule.attribute == radius::vendor_specific ? p.find_vendor(rule.vendor, rule.vendor_type)
