@@ -61,6 +61,11 @@ IpAddr with_bits(IpAddr a, unsigned from, unsigned bits, uint32_t value) {
 RadiusServer::RadiusServer(asio::io_context& ioc, LedgerService& service, Metrics& metrics, const RadiusConfig& config)
     : ioc_(ioc), service_(service), metrics_(metrics), config_(config),
       socket_(ioc, udp::endpoint(asio::ip::make_address(config.address), config.port)) {
+    // A BNG that restarts sends thousands of requests at once; while this
+    // thread waits for the CPU they queue in the socket. Ask for 8 MiB: the
+    // kernel grants at most net.core.rmem_max (docs/radius.md).
+    boost::system::error_code ec;
+    socket_.set_option(asio::socket_base::receive_buffer_size(8 << 20), ec);
     metrics_.add_renderer(this, [this](std::string& out) { render_metrics(out); });
 }
 
