@@ -445,8 +445,13 @@ Outcome LedgerService::apply_session(const SessionChange& c, const std::string& 
             if (previous && *previous != c.subscriber) ++o.unbound;
         }
         break;
-    case SessionChange::Kind::release:
-        for (const auto& key : c.bindings) {
+    case SessionChange::Kind::release: {
+        // The Stop's addresses and whatever else the session still holds
+        // (a Stop need not repeat every address of its Start).
+        std::vector<Prefix> keys = c.bindings;
+        for (const auto& held : radius_sessions_.held_by(c.session))
+            if (const auto key = parse_binding_text(held.first)) keys.push_back(*key);
+        for (const auto& key : keys) {
             const std::string address = binding_text(key);
             const auto h = radius_sessions_.holder(address);
             // Only the session that holds the binding may end it: a Stop that
@@ -460,6 +465,7 @@ Outcome LedgerService::apply_session(const SessionChange& c, const std::string& 
             note_since(from);
         }
         break;
+    }
     case SessionChange::Kind::release_nas:
         for (const auto& [address, subscriber] : radius_sessions_.held_by(c.session.client, c.session.nas)) {
             const auto key = parse_binding_text(address);

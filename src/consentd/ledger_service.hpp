@@ -81,7 +81,7 @@ struct PolicyChange {
 struct SessionChange {
     enum class Kind : uint8_t {
         bind,         // Start, Interim-Update: bind `bindings` to `subscriber` for the session
-        release,      // Stop: unbind those of `bindings` the session still holds
+        release,      // Stop: unbind what the session still holds (`bindings` and any other)
         release_nas,  // Accounting-On/Off: unbind every binding held through (client, nas)
     };
     Kind kind = Kind::bind;

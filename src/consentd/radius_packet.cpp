@@ -15,15 +15,20 @@ using Bytes = std::span<const uint8_t>;
 
 Bytes as_bytes(std::string_view s) noexcept { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
 
+struct Ctx {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    Ctx() = default;
+    ~Ctx() { EVP_MD_CTX_free(ctx); }
+    Ctx(const Ctx&) = delete;
+    Ctx& operator=(const Ctx&) = delete;
+};
+
 // MD5 over the concatenation of `parts`, after `prefix`; false if OpenSSL
 // fails (no MD5 in a FIPS-only provider: then nothing authenticates and every
 // packet is dropped). Fetched once, like sha256.cpp's digest.
 bool md5(std::initializer_list<Bytes> parts, Md5& out, Bytes prefix = {}) noexcept {
-    static EVP_MD* const md = EVP_MD_fetch(nullptr, "MD5", nullptr);
-    thread_local struct Ctx {
-        EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-        ~Ctx() { EVP_MD_CTX_free(ctx); }
-    } c;
+    static const EVP_MD* const md = EVP_MD_fetch(nullptr, "MD5", nullptr);
+    thread_local Ctx c;
     if (!md || !c.ctx || EVP_DigestInit_ex(c.ctx, md, nullptr) != 1 ||
         EVP_DigestUpdate(c.ctx, prefix.data(), prefix.size()) != 1)
         return false;
@@ -43,7 +48,7 @@ bool hmac_md5(std::string_view secret, std::initializer_list<Bytes> parts, Md5& 
     } else {
         std::memcpy(key.data(), secret.data(), secret.size());
     }
-    std::array<uint8_t, 64> ipad, opad;
+    std::array<uint8_t, 64> ipad{}, opad{};
     for (size_t i = 0; i < key.size(); ++i) {
         ipad[i] = key[i] ^ 0x36;
         opad[i] = key[i] ^ 0x5c;

@@ -61,6 +61,11 @@ IpAddr with_bits(IpAddr a, unsigned from, unsigned bits, uint32_t value) {
 RadiusServer::RadiusServer(asio::io_context& ioc, LedgerService& service, Metrics& metrics, const RadiusConfig& config)
     : ioc_(ioc), service_(service), metrics_(metrics), config_(config),
       socket_(ioc, udp::endpoint(asio::ip::make_address(config.address), config.port)) {
+    // A BNG that restarts sends thousands of requests at once; while this
+    // thread waits for the CPU they queue in the socket. Ask for 8 MiB: the
+    // kernel grants at most net.core.rmem_max (docs/radius.md).
+    boost::system::error_code ec;
+    socket_.set_option(asio::socket_base::receive_buffer_size(8 << 20), ec);
     metrics_.add_renderer(this, [this](std::string& out) { render_metrics(out); });
 }
 
@@ -231,11 +236,11 @@ std::optional<SessionChange> RadiusServer::change_for(const radius::Packet& p, c
         }
     });
     skip = outside;
+    if (c.kind == SessionChange::Kind::release) return c;  // also what the session holds beyond the Stop's addresses
     if (c.bindings.empty()) {
         if (skip.empty()) skip = "no_address";
         return std::nullopt;
     }
-    if (c.kind == SessionChange::Kind::release) return c;
 
     const auto& rule = config_.subscriber;
     const auto value = rule.attribute == radius::vendor_specific ? p.find_vendor(rule.vendor, rule.vendor_type)

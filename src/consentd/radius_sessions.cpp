@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS radius_sessions (
     subscriber TEXT NOT NULL,
     seq        INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS radius_sessions_by_nas ON radius_sessions (client, nas);
+CREATE INDEX IF NOT EXISTS radius_sessions_by_session ON radius_sessions (client, nas, session_id);
 CREATE TABLE IF NOT EXISTS radius_events (
     seq        INTEGER PRIMARY KEY,
     client     TEXT NOT NULL,
@@ -36,6 +36,9 @@ RadiusSessions::RadiusSessions(Database& db) {
     held_by_ = db.prepare(
         "SELECT r.address, r.subscriber FROM radius_sessions r "
         "JOIN bindings b ON b.address = r.address AND b.seq = r.seq WHERE r.client = ?1 AND r.nas = ?2");
+    held_by_session_ = db.prepare(
+        "SELECT r.address, r.subscriber FROM radius_sessions r JOIN bindings b ON b.address = r.address AND "
+        "b.seq = r.seq WHERE r.client = ?1 AND r.nas = ?2 AND r.session_id = ?3");
     forget_all_ = db.prepare("DELETE FROM radius_sessions WHERE client = ?1 AND nas = ?2");
     note_ = db.prepare("INSERT INTO radius_events (seq, client, nas, session_id) VALUES (?1, ?2, ?3, ?4)");
 }
@@ -67,6 +70,14 @@ std::vector<std::pair<std::string, std::string>> RadiusSessions::held_by(std::st
     std::vector<std::pair<std::string, std::string>> out;
     while (held_by_.step()) out.emplace_back(held_by_.text(0), held_by_.text(1));
     held_by_.reset();
+    return out;
+}
+
+std::vector<std::pair<std::string, std::string>> RadiusSessions::held_by(const RadiusSession& s) {
+    held_by_session_.bind(1, s.client).bind(2, s.nas).bind(3, s.session_id);
+    std::vector<std::pair<std::string, std::string>> out;
+    while (held_by_session_.step()) out.emplace_back(held_by_session_.text(0), held_by_session_.text(1));
+    held_by_session_.reset();
     return out;
 }
 

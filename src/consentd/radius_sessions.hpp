@@ -47,11 +47,13 @@ public:
     void forget(std::string_view address);
     // Every current binding made through `client` for `nas` (address, subscriber).
     std::vector<std::pair<std::string, std::string>> held_by(std::string_view client, std::string_view nas);
+    // Every current binding the session made (address, subscriber).
+    std::vector<std::pair<std::string, std::string>> held_by(const RadiusSession& s);
     void forget_all(std::string_view client, std::string_view nas);
     void note_event(uint64_t seq, const RadiusSession& s);
 
 private:
-    Statement holder_, hold_, forget_, held_by_, forget_all_, note_;
+    Statement holder_, hold_, forget_, held_by_, held_by_session_, forget_all_, note_;
 };
 
 }  // namespace optgate::consentd
