@@ -20,7 +20,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "consentd"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon import Daemon  # noqa: E402
+from daemon import PATIENCE, Daemon  # noqa: E402
 from agreement import read_pcap, remove_runtime_dir, write_empty_pcap  # noqa: E402
 
 
@@ -31,7 +31,7 @@ def run_dataplane(optgate, capture, socket, tmp, tag):
            "--file-prefix", f"optgate-controlled-{os.getpid()}-{tag}", "--log-level", "warning",
            f"--vdev=net_pcap0,rx_pcap={capture},tx_pcap={os.path.join(tmp, tag + '.to_subscribers.pcap')}",
            f"--vdev=net_pcap1,rx_pcap={write_empty_pcap(tmp)},tx_pcap={out}",
-           "--", "--control", socket, "--name", f"dpdk-{tag}", "--sync-timeout-ms", "10000",
+           "--", "--control", socket, "--name", f"dpdk-{tag}", "--sync-timeout-ms", str(PATIENCE * 1000),
            "--idle-exit-ms", "500", "--stats", stats]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     remove_runtime_dir(f"optgate-controlled-{os.getpid()}-{tag}")

@@ -44,7 +44,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "consentd"))
-from daemon import Daemon  # noqa: E402
+from daemon import PATIENCE, Daemon  # noqa: E402
 
 PY = "/usr/bin/python3"
 PID = os.getpid()
@@ -95,7 +95,7 @@ class Failure(Exception):
     pass
 
 
-def run(cmd, timeout=20, check=True, **kw):
+def run(cmd, timeout=PATIENCE, check=True, **kw):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     if check and r.returncode != 0:
         raise Failure(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stdout}{r.stderr}")
@@ -175,7 +175,7 @@ class Procs:
         self.procs.append(p)
         return p
 
-    def stop(self, p, timeout=20):
+    def stop(self, p, timeout=PATIENCE):
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)  # `timeout` passes it on to its child
             try:
@@ -188,14 +188,14 @@ class Procs:
         for p in reversed(self.procs):
             if p.stdin:
                 p.stdin.close()
-            self.stop(p, timeout=10)
+            self.stop(p)
 
 
 def start_server(procs, tmp, script, port, name):
     log, ready = os.path.join(tmp, f"{name}.jsonl"), os.path.join(tmp, f"{name}.ready")
     p = procs.start(in_ns(SRV_NS, "timeout", str(LIFETIME_S), PY, os.path.join(HERE, "live", script),
                           SERVER, str(port), log, ready), os.path.join(tmp, f"{name}.log"))
-    wait_for(f"{name} to listen", lambda: os.path.exists(ready) or p.poll() is not None, 15)
+    wait_for(f"{name} to listen", lambda: os.path.exists(ready) or p.poll() is not None, PATIENCE)
     if p.poll() is not None:
         raise Failure(f"{name} exited {p.returncode}")
     return log
@@ -220,7 +220,7 @@ class KeepAlive:
             raise Failure(f"keep-alive client: {hello}")
         self.local_port = hello["local_port"]
 
-    def read(self, timeout=15):
+    def read(self, timeout=PATIENCE):
         ready, _, _ = select.select([self.p.stdout], [], [], timeout)
         line = self.p.stdout.readline() if ready else b""
         if not line:
@@ -266,7 +266,7 @@ class Live:
         return json.loads(r.stdout)
 
     def enforced(self, *args):
-        out = self.ctl(*args, "--wait=5s")
+        out = self.ctl(*args, "--wait=60s")
         status = out.get("enforcement", {}).get("status")
         if status != "enforced":
             raise Failure(f"optgatectl {' '.join(args)} --wait: {status}: {out}")
@@ -339,8 +339,8 @@ class Live:
 
     def curl(self, tag, verdict):
         path, sent = f"/curl/{tag}", self.uidh(tag)
-        r = run(in_ns(CLI_NS, "curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
-                      "-H", f"X-UIDH: {sent}", f"http://{SERVER}{path}"), timeout=15)
+        r = run(in_ns(CLI_NS, "curl", "-sS", "--max-time", str(PATIENCE), "-o", "/dev/null", "-w", "%{http_code}",
+                      "-H", f"X-UIDH: {sent}", f"http://{SERVER}{path}"), timeout=PATIENCE + 10)
         if r.stdout != "200":
             raise Failure(f"curl {path}: HTTP {r.stdout}")
         record, received = self.server_saw(path)
@@ -350,8 +350,8 @@ class Live:
 
     def dig(self, verdict):
         before = len(read_jsonl(self.dns_log))
-        r = run(in_ns(CLI_NS, "dig", "+subnet=100.64.10.0/24", "+tries=1", "+time=3", f"@{SERVER}",
-                      "example.com", "A"), timeout=15, check=False)
+        r = run(in_ns(CLI_NS, "dig", "+subnet=100.64.10.0/24", "+tries=1", f"+time={PATIENCE}", f"@{SERVER}",
+                      "example.com", "A"), timeout=PATIENCE + 10, check=False)
         if r.returncode != 0 or "status: NOERROR" not in r.stdout or SERVER not in r.stdout:
             raise Failure(f"dig failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")
         queries = read_jsonl(self.dns_log)[before:]
@@ -390,7 +390,7 @@ class Live:
             f.write(POLICY)
         self.d = Daemon(workdir=workdir)
         self.start_optgate()
-        self.wait_synced(30)
+        self.wait_synced(PATIENCE)
         self.say("consentd and optgate started; optgate synced")
 
         # 1. Bound, no consent yet.
@@ -425,13 +425,13 @@ class Live:
         # The last contact was at most one heartbeat before the stop, so the
         # table is stale by STALENESS_S after it; optgate logs the transition.
         wait_for("optgate to log that its table went stale",
-                 lambda: self.optgate_log_count(r"consent table stale") > stale_logs, STALENESS_S + 3)
+                 lambda: self.optgate_log_count(r"consent table stale") > stale_logs, PATIENCE)
         self.say(f"optgate: table stale {time.monotonic() - stopped:.2f} s after consentd stopped")
         time.sleep(max(0.0, stopped + STALENESS_S + 0.5 - time.monotonic()))
         self.keepalive("5-consentd-down", "verdict_strip_table_stale")
         self.d.start()
         restarted = time.monotonic()
-        self.wait_synced(20)
+        self.wait_synced(PATIENCE)
         self.say(f"consentd restarted on the same ledger; optgate synced again after "
                  f"{time.monotonic() - restarted:.2f} s")
         self.keepalive("5-consentd-back", "verdict_pass_consent")

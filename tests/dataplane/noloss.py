@@ -35,7 +35,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "consentd"))
-from daemon import Daemon  # noqa: E402
+from daemon import PATIENCE, Daemon  # noqa: E402
 
 CHANGES, RELOADS, SECONDS = 100, 5, 18.0
 NAME = "noloss"
@@ -123,10 +123,10 @@ def main():
             cmd = [optgate, "-l", "0-1", "--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--file-prefix", prefix,
                    f"--vdev=net_pcap0,rx_pcap={capture},infinite_rx=1", "--vdev=net_null0,no-rx=1",
                    "--", "--control", os.path.join(d.dir, "dp.sock"), "--name", NAME, "--worker-lcores", "1",
-                   "--sync-timeout-ms", "10000", "--stats", stats]
+                   "--sync-timeout-ms", str(PATIENCE * 1000), "--stats", stats]
             p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             seen = []
-            wait_for_line(p.stderr, "forwarding between", 30, seen)
+            wait_for_line(p.stderr, "forwarding between", PATIENCE, seen)
             start = time.monotonic()
 
             conn = d.connect()
@@ -146,7 +146,7 @@ def main():
                     reloads += 1
                 sub, purpose = TOGGLED[i % len(TOGGLED)]
                 method = "DELETE" if state[(sub, purpose)] else "PUT"
-                status, _, body = d.request(method, f"/v1/subscribers/{sub}/consents/{purpose}?wait=enforced&timeout=5s",
+                status, _, body = d.request(method, f"/v1/subscribers/{sub}/consents/{purpose}?wait=enforced&timeout={PATIENCE}s",
                                             grant, conn=conn)
                 state[(sub, purpose)] = not state[(sub, purpose)]
                 if status != 200:

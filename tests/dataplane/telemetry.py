@@ -21,6 +21,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agreement import read_pcap, remove_runtime_dir, write_empty_pcap  # noqa: E402
 
+PATIENCE = 60  # seconds: a generous deadline for what should happen (tests/consentd/daemon.py)
+
 
 def query(path, commands):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -47,13 +49,13 @@ def main():
                f"--vdev=net_pcap0,rx_pcap={capture},tx_pcap={os.path.join(tmp, 'a.pcap')}",
                f"--vdev=net_pcap1,rx_pcap={empty},tx_pcap={os.path.join(tmp, 'b.pcap')}",
                "--", "--policy", policy, "--consent", consent, "--worker-lcores", "0,1",
-               "--idle-sleep-us", "100", "--duration", "60",
+               "--idle-sleep-us", "100", "--duration", "300",  # stopped below
                "--stats", stats]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             t = None
-            deadline = time.time() + 30
-            while time.time() < deadline:
+            deadline = time.monotonic() + PATIENCE
+            while time.monotonic() < deadline:
                 if os.path.exists(sock):
                     try:
                         t = query(sock, ["/optgate/stats", "/optgate/workers", "/optgate/collectors"])
@@ -79,7 +81,7 @@ def main():
                 if c.get("example_adnet", {}).get("stripped", 0) == 0 or "exemption/billing_fraud" not in c:
                     failures.append(f"/optgate/collectors: {c}")
             p.send_signal(signal.SIGTERM)
-            out, err = p.communicate(timeout=30)
+            out, err = p.communicate(timeout=PATIENCE)
         finally:
             if p.poll() is None:
                 p.kill()

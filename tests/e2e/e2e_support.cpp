@@ -64,7 +64,7 @@ Consentd::Consentd(const std::string& policy_yaml, const std::string& dataplanes
 Consentd::~Consentd() {
     if (proc_) {
         proc_->kill(SIGTERM);
-        if (proc_->wait(5000ms) < 0) proc_->kill(SIGKILL);
+        if (proc_->wait(kPatience) < 0) proc_->kill(SIGKILL);
     }
 }
 
@@ -74,7 +74,7 @@ void Consentd::start() {
     proc_ = std::make_unique<Process>(
         std::vector<std::string>{env("CONSENTD"), "--config", config_path(), "--port-file", dir.file("port")},
         dir.file("consentd.log"));
-    const bool up = eventually([&] { return fs::exists(dir.file("port")) && fs::exists(socket()); }, 20000ms);
+    const bool up = eventually([&] { return fs::exists(dir.file("port")) && fs::exists(socket()); });
     INFO("consentd log:\n" << log());
     REQUIRE(up);
     port_ = uint16_t(std::stoul(slurp(dir.file("port"))));

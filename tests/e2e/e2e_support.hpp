@@ -32,6 +32,12 @@ using test::RunResult;
 using test::slurp;
 using test::TempDir;
 
+// How long a test waits for something that should happen: generous, because
+// the suite runs on a busy 2-core machine and under ASan (about 3x slower).
+// Waits poll for their condition, so a generous deadline costs nothing when
+// things go well; only what must NOT happen is waited for with a short time.
+constexpr std::chrono::milliseconds kPatience = 60000ms;
+
 struct HttpResult {
     unsigned status = 0;
     std::string body;
@@ -53,7 +59,7 @@ public:
 
     void start();  // waits for the API and the data-plane socket
     void kill(int sig);
-    int wait(std::chrono::milliseconds timeout = 30000ms);
+    int wait(std::chrono::milliseconds timeout = kPatience);
     std::string log() const;
 
     HttpResult request(const std::string& method, const std::string& target, const std::string& body = {});
@@ -95,7 +101,7 @@ public:
     PacedReplay(const std::string& socket, const std::vector<test::Bytes>& frames, std::chrono::milliseconds gap,
                 const std::string& name);
     // Waits for the process and reads its output and report.
-    Replay finish(std::chrono::milliseconds timeout = 60000ms);
+    Replay finish(std::chrono::milliseconds timeout = kPatience);
 
 private:
     TempDir dir_;
@@ -108,7 +114,7 @@ test::Bytes dns_with_ecs(const char* src, const char* dst);
 test::Bytes dns_without_ecs(const char* src, const char* dst);
 
 template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 10000ms) {
+bool eventually(Pred pred, std::chrono::milliseconds timeout = kPatience) {
     const auto end = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < end) {
         if (pred()) return true;

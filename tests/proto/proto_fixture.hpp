@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <variant>
@@ -14,6 +15,13 @@
 #include "proto/codec.hpp"
 
 namespace optgate::test_proto {
+
+// How long a test waits for something that should happen: generous, because
+// the suite runs on a busy 2-core machine and under ASan (about 3x slower).
+// Waits return as soon as their condition holds, so a generous deadline
+// costs nothing when things go well; only what must NOT happen is given a
+// short time.
+inline constexpr std::chrono::milliseconds kPatience{60000};
 
 // Two purposes; advertising (bit 0) to 203.0.113.0/25, analytics (bit 1) to
 // 198.51.100.0/24; subscribers 100.64.0.0/10 and 2001:db8:1000::/36 keyed

@@ -260,9 +260,9 @@ struct DataPlane {
     }
 };
 
-// Polls `pred` until true or `timeout`.
+// Polls `pred` until true or `timeout` (kPatience: proto_fixture.hpp).
 template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 5000ms) {
+bool eventually(Pred pred, std::chrono::milliseconds timeout = kPatience) {
     const auto end = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < end) {
         if (pred()) return true;

@@ -81,7 +81,7 @@ TEST_CASE("mutual TLS: a data plane with a certificate from the CA gets the tabl
 
     DataPlane good(tcp_endpoint(port), "edge-tls", 50ms, certs.client());
     good.client.start();
-    REQUIRE(good.client.wait_synced(5s));
+    REQUIRE(good.client.wait_synced(kPatience));
     CHECK(good.look("100.64.0.10").purposes == 1);
     const auto d = rig.dataplanes();
     REQUIRE(d.size() == 1);
