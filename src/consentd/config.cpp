@@ -140,7 +140,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
     if (const auto root = parse_document(yaml, d)) {
         const Value top{*root, location_of(*root), "the consentd config"};
         const MapReader m(top, "the consentd config",
-                          {"listen", "database", "policy", "tokens", "limits", "ledger", "dataplanes"}, d);
+                          {"listen", "database", "policy", "tokens", "limits", "ledger", "dataplanes", "portal"}, d);
         if (m.is_map()) {
             if (const auto v = m.get("listen")) read_listen(*v, c, d);
             if (const auto v = m.require("database"))
@@ -151,6 +151,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
             if (const auto v = m.get("limits")) read_limits(*v, c, d);
             if (const auto v = m.get("ledger")) read_ledger(*v, c, d);
             if (const auto v = m.get("dataplanes")) read_dataplane_config(*v, c.dataplanes, d, base_dir);
+            if (const auto v = m.get("portal")) read_portal_config(*v, c.portal, d, base_dir);
             if (c.tokens.empty() && d.error_count() == 0)
                 d.error(top.at, "no tokens: every API call needs one (see consentd --hash-token)");
         }

@@ -12,6 +12,7 @@
 
 #include "consentd/auth.hpp"
 #include "consentd/dataplane_config.hpp"
+#include "consentd/portal_config.hpp"
 #include "policy/loader.hpp"
 
 namespace optgate::consentd {
@@ -38,6 +39,7 @@ struct Config {
     size_t max_batch = 4096;     // requests per group commit
     size_t history_limit = 100;  // events GET /v1/subscribers/{id} returns by default
     DataPlaneConfig dataplanes;  // where data planes connect (docs/protocol.md)
+    PortalConfig portal;         // the subscriber's privacy page (docs/portal.md); off by default
 };
 
 struct LoadedConfig {

@@ -28,6 +28,7 @@
 #include "consentd/ledger_service.hpp"
 #include "consentd/log.hpp"
 #include "consentd/metrics.hpp"
+#include "consentd/portal_server.hpp"
 #include "consentd/publisher.hpp"
 #include "consentd/sd_notify.hpp"
 #include "policy/loader.hpp"
@@ -81,6 +82,12 @@ std::optional<Loaded> load(const std::string& path) {
             proto::make_server_tls(*l.config.dataplanes.tcp->tls);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "%s: dataplanes.tcp.tls: %s\n", path.c_str(), e.what());
+            return std::nullopt;
+        }
+    }
+    if (l.config.portal.enabled) {
+        if (const auto why = check_portal_files(l.config.portal); !why.empty()) {
+            std::fprintf(stderr, "%s\n", why.c_str());
             return std::nullopt;
         }
     }
@@ -211,6 +218,21 @@ int run(const std::string& config_path, const std::string& port_file) {
     }
     server->start();
     const uint16_t port = server->port();
+    // The subscribers' privacy page, on its own listener (docs/portal.md).
+    std::optional<PortalDaemon> portal;
+    if (config.portal.enabled) {
+        try {
+            portal.emplace(ioc, *service, &publisher, config, *api);
+        } catch (const std::exception& e) {
+            log_error("portal: cannot listen on " + config.portal.listen_address + ":" +
+                      std::to_string(config.portal.port) + ": " + e.what());
+            return 1;
+        }
+        portal->server.start();
+        log_info("portal (" + std::string(to_string(config.portal.mode)) + ") on " + config.portal.listen_address +
+                 ":" + std::to_string(portal->server.port()) + ", public URL " + config.portal.public_url);
+        if (!port_file.empty()) write_port_file(port_file + ".portal", portal->server.port());
+    }
     if (!port_file.empty()) write_port_file(port_file, port);
 
     asio::signal_set signals(ioc, SIGINT, SIGTERM, SIGHUP);
@@ -226,6 +248,7 @@ int run(const std::string& config_path, const std::string& port_file) {
         log_info("stopping: finishing queued requests");
         sd_notify_state("STOPPING=1");
         server->stop();
+        if (portal) portal->server.stop();
         service->stop();  // drains the writer; their answers are queued on ioc
         // Data planes get a goodbye (they keep their tables until the
         // staleness limit); pending ?wait=enforced answers say "timeout".
@@ -251,6 +274,7 @@ int run(const std::string& config_path, const std::string& port_file) {
             log_error(std::string("API thread: ") + e.what());
         }
     }
+    portal.reset();
     server.reset();
     api.reset();
     service->stop();

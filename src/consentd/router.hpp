@@ -26,6 +26,7 @@ enum class Route : uint8_t {
     import,
     policy_reload,
     dataplanes,
+    portal_link,
     none,  // no route: `status` says why
 };
 
