@@ -230,7 +230,8 @@ int run(const std::string& config_path, const std::string& port_file) {
         }
         portal->server.start();
         log_info("portal (" + std::string(to_string(config.portal.mode)) + ") on " + config.portal.listen_address +
-                 ":" + std::to_string(portal->server.port()) + ", public URL " + config.portal.public_url);
+                 ":" + std::to_string(portal->server.port()) + ", public URL " +
+                 config.portal.url_for(portal->server.port()));
         if (!port_file.empty()) write_port_file(port_file + ".portal", portal->server.port());
     }
     if (!port_file.empty()) write_port_file(port_file, port);

@@ -39,6 +39,13 @@ void read_secret(const Value& v, PortalConfig& c, Diagnostics& d, const std::str
 
 }  // namespace
 
+std::string PortalConfig::url_for(uint16_t bound_port) const {
+    if (!public_url.empty()) return public_url;
+    const bool v6 = listen_address.find(':') != std::string::npos;
+    return std::string(tls ? "https://" : "http://") + (v6 ? "[" : "") + listen_address + (v6 ? "]" : "") + ":" +
+           std::to_string(bound_port);
+}
+
 void read_portal_config(const Value& v, PortalConfig& c, Diagnostics& d, const std::string& base_dir) {
     const MapReader m(v, "'portal'",
                       {"listen", "tls", "public_url", "mode", "link_secret_file", "link_lifetime", "session_lifetime",
@@ -89,11 +96,6 @@ void read_portal_config(const Value& v, PortalConfig& c, Diagnostics& d, const s
                 c.public_url = *t;
             while (!c.public_url.empty() && c.public_url.back() == '/') c.public_url.pop_back();
         }
-    }
-    if (c.public_url.empty()) {
-        const bool v6 = c.listen_address.find(':') != std::string::npos;
-        c.public_url = std::string(c.tls ? "https://" : "http://") + (v6 ? "[" : "") + c.listen_address +
-                       (v6 ? "]" : "") + ":" + std::to_string(c.port);
     }
     if (const auto x = m.get("mode")) {
         if (const auto t = as_text(*x, d)) {

@@ -42,7 +42,8 @@ struct PortalConfig {
     uint16_t port = 8480;
     std::optional<PortalTls> tls;
     // The origin subscribers' browsers use (the TLS proxy's, when there is
-    // one); signed links start with it. Default: http(s)://address:port.
+    // one); signed links start with it. "" : http(s)://address:port, with
+    // the port bound (see url_for()).
     std::string public_url;
     Mode mode = Mode::signed_link;
     std::string link_secret;  // the bytes of link_secret_file
@@ -58,6 +59,8 @@ struct PortalConfig {
     // The session cookie gets Secure when the browser talks TLS: to us, or
     // to the proxy public_url names.
     bool secure_cookie() const { return tls || public_url.rfind("https://", 0) == 0; }
+    // public_url, or this listener's own URL once bound to `port`.
+    std::string url_for(uint16_t bound_port) const;
 };
 
 std::string_view to_string(PortalConfig::Mode m) noexcept;

@@ -42,6 +42,9 @@ public:
     // Checks the token and, if it is good, marks it used.
     Redeemed redeem(std::string_view token, Clock::time_point now = Clock::now());
 
+    // Links start with this (set once the listener is bound).
+    void set_public_url(std::string url) { public_url_ = std::move(url); }
+
     // For tests: links issued before `t` are refused (a restart at `t`).
     void set_started(Clock::time_point t) { started_ms_ = ms(t); }
 

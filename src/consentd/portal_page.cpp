@@ -238,6 +238,7 @@ std::string render_confirm_page(const Catalogue& c, Lang l, const PurposeView& p
 std::string_view portal_css() {
     // System fonts, high contrast (text 16:1, buttons over 7:1, graphics
     // over 4.5:1), a visible focus ring, one column that fits 320 px.
+    // Turning on and turning off look alike: neither is the nudged choice.
     return R"CSS(*,*::before,*::after{box-sizing:border-box}
 html{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",sans-serif;font-size:100%;line-height:1.5;color:#1a1a1a;background:#f4f5f7}
 body{margin:0 auto;max-width:46rem;padding:1rem}
@@ -260,8 +261,7 @@ dd ul{margin:0;padding-left:1.1rem}
 .agree{display:flex;gap:.6rem;align-items:flex-start;margin:.75rem 0}
 .agree input{width:1.4rem;height:1.4rem;margin:.1rem 0 0;flex:none}
 button{font:inherit;font-weight:600;min-height:2.75rem;padding:.5rem 1rem;border-radius:.4rem;cursor:pointer;border:2px solid #0b4f8a;background:#fff;color:#0b4f8a}
-button.on{background:#0b4f8a;color:#fff}
-button.off{border-color:#1a1a1a;color:#1a1a1a}
+button.on,button.off{background:#0b4f8a;color:#fff}
 button:hover{text-decoration:underline}
 .flash{border-radius:.5rem;padding:.75rem 1rem;margin:1rem 0;border:2px solid}
 .flash.ok{background:#e9f6ee;border-color:#1b6e35}

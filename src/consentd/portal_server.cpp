@@ -136,7 +136,7 @@ asio::ssl::context make_portal_tls(const PortalTls& files) {
 
 PortalServer::PortalServer(asio::io_context& ioc, const tcp::endpoint& at, Portal& portal,
                            std::optional<asio::ssl::context> tls)
-    : ioc_(ioc), acceptor_(ioc), portal_(portal), tls_(std::move(tls)) {
+    : ioc_(ioc), acceptor_(ioc), retry_(ioc), portal_(portal), tls_(std::move(tls)) {
     acceptor_.open(at.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
     acceptor_.bind(at);
@@ -154,14 +154,16 @@ Catalogue load_catalogue(const PortalConfig& c) {
 PortalDaemon::PortalDaemon(asio::io_context& ioc, LedgerService& service, Publisher* publisher, const Config& config,
                            Api& api)
     : links(config.portal.mode == PortalConfig::Mode::signed_link
-                ? std::optional<PortalLinks>(std::in_place, config.portal.link_secret, config.portal.public_url,
-                                             config.portal.link_lifetime)
+                ? std::optional<PortalLinks>(std::in_place, config.portal.link_secret, "", config.portal.link_lifetime)
                 : std::nullopt),
       portal(ioc, service, publisher, config, load_catalogue(config.portal), links ? &*links : nullptr),
       server(
           ioc, tcp::endpoint(asio::ip::make_address(config.portal.listen_address), config.portal.port), portal,
           config.portal.tls ? std::optional<asio::ssl::context>(make_portal_tls(*config.portal.tls)) : std::nullopt) {
-    if (links) api.set_portal_links(&*links);
+    if (links) {
+        links->set_public_url(config.portal.url_for(server.port()));
+        api.set_portal_links(&*links);
+    }
 }
 
 std::string check_portal_files(const PortalConfig& c) {
@@ -181,14 +183,22 @@ std::string check_portal_files(const PortalConfig& c) {
 void PortalServer::stop() {
     beast::error_code ignored;
     acceptor_.close(ignored);
+    retry_.cancel();
 }
 
 void PortalServer::accept() {
     acceptor_.async_accept(ioc_, [this](beast::error_code ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
         if (ec) {
+            // Out of descriptors, most likely: back off instead of spinning.
             log_warning("portal accept: " + ec.message());
-        } else if (*connections_ >= kMaxConnections) {
+            retry_.expires_after(std::chrono::milliseconds(100));
+            retry_.async_wait([this](beast::error_code e) {
+                if (!e) accept();
+            });
+            return;
+        }
+        if (*connections_ >= kMaxConnections) {
             beast::error_code ignored;
             socket.close(ignored);
         } else {

@@ -12,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "consentd/api.hpp"
 #include "consentd/portal.hpp"
@@ -37,6 +38,7 @@ private:
 
     boost::asio::io_context& ioc_;
     boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::steady_timer retry_;
     Portal& portal_;
     std::optional<boost::asio::ssl::context> tls_;
     std::shared_ptr<int> connections_ = std::make_shared<int>(0);

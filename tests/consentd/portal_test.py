@@ -10,6 +10,7 @@ PORTAL_SCREENSHOTS=DIR saves the screenshots there (docs/images/ for the
 docs) instead of the test's temporary directory.
 """
 import base64
+import datetime
 import http.client
 import json
 import os
@@ -28,6 +29,7 @@ from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap, wrpcap
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -110,7 +112,7 @@ def browser(tmp, lang=None, headers=None):
 def screenshot(driver, path, width):
     """The whole page at `width` CSS pixels."""
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": width < 500})
+                           {"width": width, "height": 200, "deviceScaleFactor": 1, "mobile": width < 500})
     h = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]["height"]
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": width, "height": int(h) + 1, "deviceScaleFactor": 1, "mobile": width < 500})
@@ -124,8 +126,18 @@ def section(driver, purpose):
     return driver.find_element(By.CSS_SELECTOR, f"section[aria-labelledby='purpose-{purpose}']")
 
 
-def flash(driver):
-    return driver.find_element(By.CSS_SELECTOR, ".flash").text
+def text_of(driver, css):
+    try:
+        return driver.find_element(By.CSS_SELECTOR, css).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
+def wait_text(driver, css, text):
+    """Waits until the element's text contains `text` (a click on a submit
+    button returns before the next page has loaded), and returns it."""
+    return eventually(lambda: text in text_of(driver, css) and text_of(driver, css),
+                      f"'{text}' in {css} (now: {text_of(driver, css)!r})")
 
 
 def write_capture(path, src):
@@ -157,7 +169,8 @@ class SignedLinkTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="portal-test-")
         cls.shots = os.environ.get("PORTAL_SCREENSHOTS") or cls.tmp
-        cls.d = PortalDaemon(portal_section(cls.tmp, "signed-link"))
+        cls.d = PortalDaemon(portal_section(cls.tmp, "signed-link",
+                                            "  rate_limits: {per_address: 1000, per_session: 1000}\n"))
         for address, sub in (("100.64.0.10", "sub-1001"), ("100.64.0.11", "sub-1002")):
             st, _, j = cls.d.request("PUT", f"/v1/bindings/{address}", {"subscriber": sub, "source": "radius"})
             assert st == 200, j
@@ -217,7 +230,7 @@ class SignedLinkTest(unittest.TestCase):
         # The button alone does not opt in: the box must be ticked.
         head = d.head()
         ads.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        self.assertIn("tick “I agree” first", flash(drv))
+        wait_text(drv, ".flash", "tick “I agree” first")
         self.assertEqual(d.head(), head)
         self.assertNotIn("advertising", d.consents("sub-1001"))
 
@@ -239,7 +252,7 @@ class SignedLinkTest(unittest.TestCase):
                              ).click()  # ticking through the label, as a keyboard or mouse user would
             self.assertTrue(section(drv, "advertising").find_element(By.NAME, "agree").is_selected())
             section(drv, "advertising").find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            self.assertIn("“advertising” is on. In effect on the network now.", flash(drv))
+            wait_text(drv, ".flash", "“advertising” is on. In effect on the network now.")
         finally:
             keeper.send_signal(signal.SIGTERM)
             keeper.wait(timeout=DEADLINE)
@@ -253,7 +266,7 @@ class SignedLinkTest(unittest.TestCase):
 
         # Opting out: one click. No data plane is connected now: recorded, not confirmed.
         section(drv, "advertising").find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        self.assertIn("“advertising” is off. Recorded; the network has not confirmed yet.", flash(drv))
+        wait_text(drv, ".flash", "“advertising” is off. Recorded; the network has not confirmed yet.")
         self.assertNotIn("advertising", d.consents("sub-1001"))
         self.assertFalse(identifier_passed(d, self.capture, self.tmp, "revoked"), "consent withdrawn, identifier passed")
 
@@ -297,7 +310,7 @@ class SignedLinkTest(unittest.TestCase):
     def test_4_log_out_ends_the_session(self):
         self.open_link(self.driver, "sub-1002")
         self.driver.find_element(By.CSS_SELECTOR, "footer button").click()
-        self.assertEqual(self.driver.find_element(By.TAG_NAME, "h1").text, "You are logged out")
+        wait_text(self.driver, "h1", "You are logged out")
         self.driver.get(self.d.portal_url("/"))
         self.assertEqual(self.driver.find_element(By.TAG_NAME, "h1").text, "Your session has ended")
 
@@ -331,8 +344,8 @@ class ExpiredLinkTest(unittest.TestCase):
         drv = browser(tmp)
         try:
             link = d.link("sub-1001")
-            expires = time.mktime(time.strptime(link["expires"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-            eventually(lambda: time.time() > expires + 0.5, "the link's expiry")
+            expires = datetime.datetime.fromisoformat(link["expires"].replace("Z", "+00:00")).timestamp()
+            eventually(lambda: time.time() > expires + 0.2, "the link's expiry")
             drv.get(link["url"])
             self.assertEqual(drv.find_element(By.TAG_NAME, "h1").text, "This link has expired")
             drv.get(d.portal_url("/"))
@@ -350,7 +363,8 @@ class NetworkModeTest(unittest.TestCase):
         cls.shots = os.environ.get("PORTAL_SCREENSHOTS") or cls.tmp
         # The test's browser stands behind a "proxy" on loopback that says
         # which subscriber address it serves.
-        cls.d = PortalDaemon(portal_section(cls.tmp, "network", "  trusted_proxies: [127.0.0.1]\n"))
+        cls.d = PortalDaemon(portal_section(cls.tmp, "network", "  trusted_proxies: [127.0.0.1]\n"
+                                                                "  rate_limits: {per_address: 40}\n"))
         st, _, j = cls.d.request("PUT", "/v1/bindings/100.64.0.20", {"subscriber": "sub-2001", "source": "radius"})
         assert st == 200, j
 
@@ -373,12 +387,12 @@ class NetworkModeTest(unittest.TestCase):
                              ).click()
             section(drv, "analytics").find_element(By.CSS_SELECTOR, "button[type=submit]").click()
             # One confirmation, naming the line.
-            self.assertEqual(drv.find_element(By.TAG_NAME, "h1").text, "Confirm the change")
+            wait_text(drv, "h1", "Confirm the change")
             self.assertIn("100.64.0.20", drv.find_element(By.TAG_NAME, "main").text)
             self.assertEqual(self.d.consents("sub-2001"), {})
             screenshot(drv, os.path.join(self.shots, "portal-network-confirm-mobile.png"), 390)
             drv.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
-            self.assertIn("“analytics” is on.", flash(drv))
+            wait_text(drv, ".flash", "“analytics” is on.")
             c = self.d.consents("sub-2001")["analytics"]
             self.assertEqual((c["source"], c["credential"]), ("portal", "portal-network"))
         finally:
@@ -393,6 +407,20 @@ class NetworkModeTest(unittest.TestCase):
             self.assertEqual(len(drv.find_elements(By.TAG_NAME, "form")), 0)
         finally:
             drv.quit()
+
+
+    def test_requests_per_address_are_limited(self):
+        def get(address):
+            c = http.client.HTTPConnection("127.0.0.1", self.d.portal_port, timeout=DEADLINE)
+            c.request("GET", "/", headers={"X-Forwarded-For": address})
+            r = c.getresponse()
+            r.read()
+            c.close()
+            return r.status
+        # 40 a minute: the 41st within the minute is refused; another address is not.
+        statuses = [get("100.64.0.21") for _ in range(41)]
+        self.assertEqual(statuses, [403] * 40 + [429])
+        self.assertEqual(get("100.64.0.22"), 403)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,13 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
-#include <regex>
 
 #include "consentd/config.hpp"
 #include "consentd/portal.hpp"
 #include "consentd/portal_link.hpp"
 #include "consentd/portal_page.hpp"
 #include "consentd/portal_text.hpp"
+#include "consentd/router.hpp"
 #include "fixture.hpp"
 
 using namespace optgate;
@@ -167,7 +167,8 @@ TEST_CASE("the portal section: off unless present, defaults, and every error") {
     CHECK(on.enabled);
     CHECK(on.mode == PortalConfig::Mode::signed_link);
     CHECK(on.link_secret == std::string(64, 'k'));
-    CHECK(on.public_url == "http://127.0.0.1:8480");
+    CHECK(on.url_for(8480) == "http://127.0.0.1:8480");
+    CHECK(on.url_for(41234) == "http://127.0.0.1:41234");  // port 0: the one bound
     CHECK(on.link_lifetime == 15min);
     CHECK(on.notice_version == "2026-01");
     CHECK_FALSE(on.secure_cookie());
@@ -179,7 +180,7 @@ TEST_CASE("the portal section: off unless present, defaults, and every error") {
                                       "c.yaml", dir.file(""))
                          .config.portal;
     CHECK(net.mode == PortalConfig::Mode::network);
-    CHECK(net.public_url == "https://privacy.isp.example");
+    CHECK(net.url_for(8480) == "https://privacy.isp.example");
     CHECK(net.secure_cookie());
     CHECK(net.trusted_proxies.size() == 2);
     CHECK(net.per_address_per_minute == 5);
@@ -204,7 +205,7 @@ TEST_CASE("the portal section: off unless present, defaults, and every error") {
         config_errors(kTokens + "portal: {mode: network, notice_version: v1, trusted_proxies: [x]}\n", dir.file("")),
         "'trusted_proxies'"));
     CHECK(any_contains(
-        config_errors(kTokens + "portal: {mode: network, notice_version: v1, sessions: 3}\n", dir.file("")),
+        config_errors(kTokens + "portal: {mode: network, notice_version: v1, max_sesions: 3}\n", dir.file("")),
         "did you mean 'max_sessions'"));
 }
 
@@ -328,4 +329,17 @@ TEST_CASE("the whole page: language, whom it applies to, and only the sections t
     h = render_page(c, v);
     CHECK(h.find("shared-title") != std::string::npos);
     CHECK(h.find("l’adresse <strong>100.64.0.10</strong> (compte <strong>cust-0042</strong>)") != std::string::npos);
+}
+
+TEST_CASE("the API route that issues links: POST, role write, a valid subscriber id") {
+    using boost::beast::http::verb;
+    const auto m = match_route(verb::post, "/v1/subscribers/cust-0042/portal-links");
+    CHECK(m.route == Route::portal_link);
+    CHECK(m.subscriber == "cust-0042");
+    CHECK(route_info(m.route).role == Role::write);
+    const auto get = match_route(verb::get, "/v1/subscribers/cust-0042/portal-links");
+    CHECK(get.status == 405);
+    CHECK(get.allow == "POST");
+    CHECK(match_route(verb::post, "/v1/subscribers/bad%20id/portal-links").code == "invalid_subscriber_id");
+    CHECK(match_route(verb::post, "/v1/subscribers/cust-0042/portal-links?x=1").code == "unknown_parameter");
 }
