@@ -132,6 +132,9 @@ int check_config(const std::string& path) {
                 path.c_str(), l->config.listen_address.c_str(), unsigned(l->config.port), l->config.tokens.size(),
                 l->config.database.c_str(), ledger.c_str(), l->config.policy.c_str(), l->policy->purposes.size(),
                 dataplane_listeners(l->config.dataplanes).c_str());
+    if (l->config.portal.enabled)
+        std::printf("%s: portal: %s on %s:%u\n", path.c_str(), std::string(to_string(l->config.portal.mode)).c_str(),
+                    l->config.portal.listen_address.c_str(), unsigned(l->config.portal.port));
     return 0;
 }
 
