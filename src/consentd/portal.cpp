@@ -454,7 +454,7 @@ void Portal::post_choice(Context& cx, const Request& req) {
     apply_change(cx, *purpose, grant);
 }
 
-void Portal::apply_change(Context& cx, std::string purpose, bool grant) {
+void Portal::apply_change(Context& cx, const std::string& purpose, bool grant) {
     const Session* s = find_session(*cx.req);
     const std::string sid = s->id;
     ConsentChange c;

@@ -79,7 +79,7 @@ private:
     void post_choice(Context& cx, const Request& req);
     void post_logout(Context& cx, const Request& req);
     void get_receipt(Context& cx, std::string_view seq);
-    void apply_change(Context& cx, std::string purpose, bool grant);
+    void apply_change(Context& cx, const std::string& purpose, bool grant);
 
     // Network mode: the subscriber holding the client's address now, and
     // that binding's text.

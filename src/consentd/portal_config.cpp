@@ -129,10 +129,14 @@ void read_portal_config(const Value& v, PortalConfig& c, Diagnostics& d, const s
         if (const auto items = as_text_list(*x, d, true)) {
             for (const auto& text : *items) {
                 std::string why;
-                if (const auto p = Prefix::parse(text, &why))
+                if (const auto p = Prefix::parse(text, &why)) {
                     c.trusted_proxies.push_back(*p);
-                else
-                    d.error(x->at, "'trusted_proxies': '" + text + "' is not an address or prefix: " + why);
+                    continue;
+                }
+                std::string msg = "'trusted_proxies': '" + text;  // in a loop: appended, not concatenated
+                msg += "' is not an address or prefix: ";
+                msg += why;
+                d.error(x->at, std::move(msg));
             }
         }
     }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <map>
 
 namespace optgate::consentd {
@@ -157,8 +158,8 @@ std::string render_disclosures(const Catalogue& c, Lang l, const std::vector<Dis
          c.html(l, Text::col_stripped) + "</text>\n";
     int y = kTop;
     for (const auto& [k, s] : sums) {
-        const int wp = int(double(s.passed) / double(max_total) * kBar + 0.5);
-        const int ws = int(double(s.stripped) / double(max_total) * kBar + 0.5);
+        const int wp = int(std::lround(double(s.passed) / double(max_total) * kBar));
+        const int ws = int(std::lround(double(s.stripped) / double(max_total) * kBar));
         h += "<text x=\"0\" y=\"" + std::to_string(y + 14) + "\">" + e(k.first) + " · " + e(k.second) + "</text>\n";
         if (wp > 0)
             h += "<rect x=\"0\" y=\"" + std::to_string(y + 20) + "\" width=\"" + std::to_string(wp) +
