@@ -200,6 +200,7 @@ void Api::handle(const Admission& a, Request&& req, Respond respond) {
     case Route::consent_delete: put_consent(a, *body, false, respond); return;
     case Route::binding_put: put_binding(a, *body, respond); return;
     case Route::binding_delete: delete_binding(a, *body, respond); return;
+    case Route::portal_link: post_portal_link(a, *body, respond); return;
     default: respond(error_response(500, "internal", "unhandled route"));
     }
 }
@@ -425,6 +426,24 @@ void Api::get_disclosures(const Admission& a, Respond& respond) {
     body["passed"] = passed;
     body["stripped"] = stripped;
     respond(json_response(200, body));
+}
+
+void Api::post_portal_link(const Admission& a, const json::value& body, Respond& respond) {
+    if (!portal_links_) {
+        respond(error_response(404, "portal_not_enabled",
+                               "the portal is not enabled in signed-link mode (docs/portal.md)"));
+        return;
+    }
+    if (!body.is_object() || !body.as_object().empty()) {
+        respond(error_response(400, "invalid_body", "send no body, or {}"));
+        return;
+    }
+    const auto link = portal_links_->issue(a.match.subscriber);
+    json::object j;
+    j["subscriber"] = a.match.subscriber;
+    j["url"] = link.url;
+    j["expires"] = format_utc_ms(link.expires);
+    respond(json_response(200, j));
 }
 
 void Api::put_consent(const Admission& a, const json::value& body, bool grant, Respond& respond) {

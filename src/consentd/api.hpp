@@ -26,6 +26,7 @@
 #include "consentd/ledger_reader.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/metrics.hpp"
+#include "consentd/portal_link.hpp"
 #include "consentd/publisher.hpp"
 #include "consentd/router.hpp"
 
@@ -70,12 +71,17 @@ public:
     // it if valid, else keeps the running one and answers every error.
     void reload_policy(Respond respond);
 
+    // POST /v1/subscribers/{id}/portal-links: signed-link mode's issuer
+    // (docs/portal.md); without one the endpoint answers 404.
+    void set_portal_links(PortalLinks* links) { portal_links_ = links; }
+
 private:
     void get_purposes(Respond& respond);
     void get_dataplanes(const Admission& a, Respond& respond);
     void get_subscriber(const Admission& a, Respond& respond);
     void get_receipt(const Admission& a, Respond& respond);
     void get_disclosures(const Admission& a, Respond& respond);
+    void post_portal_link(const Admission& a, const boost::json::value& body, Respond& respond);
     void put_consent(const Admission& a, const boost::json::value& body, bool grant, Respond& respond);
     void put_binding(const Admission& a, const boost::json::value& body, Respond& respond);
     void delete_binding(const Admission& a, const boost::json::value& body, Respond& respond);
@@ -96,6 +102,7 @@ private:
     DisclosureReader disclosure_reader_;
     boost::asio::thread_pool import_pool_{1};
     std::atomic<bool> import_busy_{false};
+    PortalLinks* portal_links_ = nullptr;
 };
 
 }  // namespace optgate::consentd

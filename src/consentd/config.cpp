@@ -200,7 +200,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
         const Value top{*root, location_of(*root), "the consentd config"};
         const MapReader m(top, "the consentd config",
                           {"listen", "database", "policy", "tokens", "limits", "ledger", "dataplanes", "receipts",
-                           "radius", "disclosures"},
+                           "radius", "disclosures", "portal"},
                           d);
         if (m.is_map()) {
             if (const auto v = m.get("listen")) read_listen(*v, c, d);
@@ -215,6 +215,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
             if (const auto v = m.get("receipts")) read_receipts(*v, c, d);
             if (const auto v = m.get("radius")) read_radius_config(*v, c.radius, d);
             if (const auto v = m.get("disclosures")) read_disclosures(*v, c, d);
+            if (const auto v = m.get("portal")) read_portal_config(*v, c.portal, d, base_dir);
             if (c.tokens.empty() && d.error_count() == 0)
                 d.error(top.at, "no tokens: every API call needs one (see consentd --hash-token)");
         }

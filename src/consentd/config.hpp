@@ -14,6 +14,7 @@
 #include "consentd/dataplane_config.hpp"
 #include "consentd/policy_history.hpp"
 #include "consentd/radius_config.hpp"
+#include "consentd/portal_config.hpp"
 #include "policy/loader.hpp"
 
 namespace optgate::consentd {
@@ -50,6 +51,7 @@ struct Config {
     // The RADIUS accounting listener, when configured (docs/radius.md).
     std::optional<RadiusConfig> radius;
     DisclosureConfig disclosures;
+    PortalConfig portal;         // the subscriber's privacy page (docs/portal.md); off by default
 };
 
 struct LoadedConfig {

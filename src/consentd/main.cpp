@@ -29,6 +29,7 @@
 #include "consentd/ledger_service.hpp"
 #include "consentd/log.hpp"
 #include "consentd/metrics.hpp"
+#include "consentd/portal_server.hpp"
 #include "consentd/publisher.hpp"
 #include "consentd/radius_server.hpp"
 #include "consentd/sd_notify.hpp"
@@ -86,6 +87,12 @@ std::optional<Loaded> load(const std::string& path) {
             return std::nullopt;
         }
     }
+    if (l.config.portal.enabled) {
+        if (const auto why = check_portal_files(l.config.portal); !why.empty()) {
+            std::fprintf(stderr, "%s\n", why.c_str());
+            return std::nullopt;
+        }
+    }
     return l;
 }
 
@@ -131,6 +138,9 @@ int check_config(const std::string& path) {
                 path.c_str(), l->config.listen_address.c_str(), unsigned(l->config.port), l->config.tokens.size(),
                 l->config.database.c_str(), ledger.c_str(), l->config.policy.c_str(), l->policy->purposes.size(),
                 dataplane_listeners(l->config.dataplanes).c_str(), radius.c_str());
+    if (l->config.portal.enabled)
+        std::printf("%s: portal: %s on %s:%u\n", path.c_str(), std::string(to_string(l->config.portal.mode)).c_str(),
+                    l->config.portal.listen_address.c_str(), unsigned(l->config.portal.port));
     return 0;
 }
 
@@ -252,6 +262,24 @@ int run(const std::string& config_path, const std::string& port_file) {
         log_info("RADIUS accounting on " + config.radius->address + ":" + std::to_string(radius->port()) + ", " +
                  std::to_string(config.radius->clients.size()) + " clients");
     }
+    // The subscribers' privacy page, on its own listener (docs/portal.md).
+    std::optional<PortalDaemon> portal;
+    if (config.portal.enabled) {
+        try {
+            portal.emplace(ioc, *service, &publisher, config, *api);
+        } catch (const std::exception& e) {
+            log_error("portal: cannot listen on " + config.portal.listen_address + ":" +
+                      std::to_string(config.portal.port) + ": " + e.what());
+            if (radius) radius->stop();
+            service->remove_listener(&publisher);
+            return 1;
+        }
+        portal->server.start();
+        log_info("portal (" + std::string(to_string(config.portal.mode)) + ") on " + config.portal.listen_address +
+                 ":" + std::to_string(portal->server.port()) + ", public URL " +
+                 config.portal.url_for(portal->server.port()));
+        if (!port_file.empty()) write_port_file(port_file + ".portal", portal->server.port());
+    }
     if (!port_file.empty()) write_port_file(port_file, port);
 
     asio::signal_set signals(ioc, SIGINT, SIGTERM, SIGHUP);
@@ -268,6 +296,7 @@ int run(const std::string& config_path, const std::string& port_file) {
         sd_notify_state("STOPPING=1");
         server->stop();
         if (radius) radius->stop();
+        if (portal) portal->server.stop();
         service->stop();  // drains the writer; their answers are queued on ioc
         // Data planes get a goodbye (they keep their tables until the
         // staleness limit); pending ?wait=enforced answers say "timeout".
@@ -293,6 +322,7 @@ int run(const std::string& config_path, const std::string& port_file) {
             log_error(std::string("API thread: ") + e.what());
         }
     }
+    portal.reset();
     server.reset();
     api.reset();
     service->stop();

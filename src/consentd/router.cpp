@@ -26,6 +26,7 @@ constexpr RouteInfo kRoutes[] = {
     {"GET", "/v1/dataplanes", Role::read, false},
     {"GET", "/v1/subscribers/{id}/receipts/{seq}", Role::read, false},
     {"GET", "/v1/subscribers/{id}/disclosures", Role::read, false},
+    {"POST", "/v1/subscribers/{id}/portal-links", Role::write, false},
     {"", "unmatched", Role::none, false},
 };
 
@@ -119,6 +120,9 @@ RouteMatch match_route(http::verb method, std::string_view target) {
         by_method[3] = Route::policy_reload;
     } else if (n == 2 && is(0, "v1") && is(1, "dataplanes")) {
         by_method[0] = Route::dataplanes;
+    } else if (n == 4 && is(0, "v1") && is(1, "subscribers") && is(3, "portal-links")) {
+        by_method[3] = Route::portal_link;
+        m.subscriber = seg[2];
     } else {
         return no_route(404, "not_found", "no such endpoint: " + std::string(url->encoded_path()));
     }
@@ -140,7 +144,8 @@ RouteMatch match_route(http::verb method, std::string_view target) {
     m.route = by_method[slot];
 
     if (!m.subscriber.empty() || m.route == Route::subscriber_get || m.route == Route::consent_put ||
-        m.route == Route::consent_delete || m.route == Route::receipt_get || m.route == Route::disclosures_get) {
+        m.route == Route::consent_delete || m.route == Route::receipt_get || m.route == Route::disclosures_get ||
+        m.route == Route::portal_link) {
         if (!policy::detail::is_subscriber_id(m.subscriber))
             return no_route(400, "invalid_subscriber_id", "subscriber ids are 1..128 characters of [A-Za-z0-9._:@-]");
     }

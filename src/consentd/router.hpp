@@ -28,6 +28,7 @@ enum class Route : uint8_t {
     dataplanes,
     receipt_get,
     disclosures_get,
+    portal_link,
     none,  // no route: `status` says why
 };
 

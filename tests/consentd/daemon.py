@@ -39,7 +39,7 @@ class Daemon:
     """Starts consentd on 127.0.0.1, port 0, with a fresh ledger (or the one
     in `workdir` when given, to restart over the same files)."""
 
-    def __init__(self, limits="", workdir=None, env=None):
+    def __init__(self, limits="", workdir=None, env=None, dataplanes="{socket: dp.sock}"):
         self.owned_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="consentd-test-")
         self.db = os.path.join(self.dir, "ledger.db")
@@ -55,7 +55,7 @@ class Daemon:
             f.write("listen: {address: 127.0.0.1, port: 0}\n"
                     "database: ledger.db\n"
                     "policy: policy.yaml\n"
-                    "dataplanes: {socket: dp.sock}\n"  # not the shared /run/optgate default
+                    f"dataplanes: {dataplanes}\n"  # not the shared /run/optgate default
                     "tokens:\n" + tokens + limits)
         self.env = dict(os.environ, **(env or {}))
         self.proc = None

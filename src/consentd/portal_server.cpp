@@ -1,0 +1,221 @@
+#include "consentd/portal_server.hpp"
+
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include <stdexcept>
+
+#include "consentd/log.hpp"
+
+namespace optgate::consentd {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr size_t kMaxRequestBytes = 16u << 10;
+constexpr auto kReadTimeout = std::chrono::seconds(10);
+constexpr auto kWriteTimeout = std::chrono::seconds(30);
+constexpr int kMaxConnections = 512;
+
+beast::tcp_stream& lowest(beast::tcp_stream& s) { return s; }
+beast::tcp_stream& lowest(beast::ssl_stream<beast::tcp_stream>& s) { return beast::get_lowest_layer(s); }
+
+template <class Stream>
+class Connection : public std::enable_shared_from_this<Connection<Stream>> {
+public:
+    template <class... Args>
+    Connection(Portal& portal, std::shared_ptr<int> count, asio::ip::address peer, Args&&... args)
+        : stream_(std::forward<Args>(args)...), portal_(portal), count_(std::move(count)), peer_(std::move(peer)) {
+        ++*count_;
+    }
+    ~Connection() { --*count_; }
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    void start() {
+        if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+            read();
+        } else {
+            lowest(stream_).expires_after(kReadTimeout);
+            stream_.async_handshake(asio::ssl::stream_base::server,
+                                    [self = this->shared_from_this()](beast::error_code ec) {
+                                        if (!ec) self->read();
+                                    });
+        }
+    }
+
+private:
+    void read() {
+        parser_.emplace();
+        parser_->header_limit(kMaxRequestBytes);
+        parser_->body_limit(kMaxRequestBytes);
+        lowest(stream_).expires_after(kReadTimeout);
+        http::async_read(stream_, buffer_, *parser_,
+                         [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+    }
+
+    void on_read(beast::error_code ec) {
+        if (ec) {
+            if (ec == http::error::header_limit || ec == http::error::body_limit || ec == http::error::bad_target ||
+                ec == http::error::bad_method || ec == http::error::bad_field) {
+                Portal::Response r{http::status::bad_request, 11};
+                r.set(http::field::content_type, "text/plain; charset=utf-8");
+                r.body() = "bad request\n";
+                write(std::move(r), true);
+            }
+            return;  // timeout or the browser went away
+        }
+        req_ = parser_->release();
+        keep_alive_ = req_.keep_alive();
+        const bool head = req_.method() == http::verb::head;
+        portal_.handle(req_, peer_, [self = this->shared_from_this(), head](Portal::Response r) {
+            r.version(self->req_.version());
+            if (head) {
+                r.prepare_payload();
+                const auto length = r.body().size();
+                r.body().clear();
+                r.content_length(length);
+            }
+            self->write(std::move(r), !self->keep_alive_);
+        });
+    }
+
+    void write(Portal::Response r, bool close) {
+        res_ = std::make_shared<Portal::Response>(std::move(r));
+        res_->set(http::field::server, "consentd");
+        res_->keep_alive(!close);
+        if (res_->body().size() || res_->find(http::field::content_length) == res_->end()) res_->prepare_payload();
+        lowest(stream_).expires_after(kWriteTimeout);
+        http::async_write(stream_, *res_, [self = this->shared_from_this(), close](beast::error_code ec, size_t) {
+            self->res_.reset();
+            if (ec || close) return self->shutdown();
+            self->read();
+        });
+    }
+
+    void shutdown() {
+        beast::error_code ignored;
+        lowest(stream_).socket().shutdown(tcp::socket::shutdown_send, ignored);
+        lowest(stream_).close();
+    }
+
+    Stream stream_;
+    Portal& portal_;
+    std::shared_ptr<int> count_;
+    asio::ip::address peer_;
+    beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    Portal::Request req_;
+    std::shared_ptr<Portal::Response> res_;
+    bool keep_alive_ = true;
+};
+
+}  // namespace
+
+asio::ssl::context make_portal_tls(const PortalTls& files) {
+    asio::ssl::context ctx(asio::ssl::context::tls_server);
+    ctx.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+    beast::error_code ec;
+    ctx.use_certificate_chain_file(files.certificate, ec);
+    if (ec) throw std::runtime_error(files.certificate + ": " + ec.message());
+    ctx.use_private_key_file(files.private_key, asio::ssl::context::pem, ec);
+    if (ec) throw std::runtime_error(files.private_key + ": " + ec.message());
+    if (SSL_CTX_check_private_key(ctx.native_handle()) != 1)
+        throw std::runtime_error(files.private_key + " does not match " + files.certificate);
+    return ctx;
+}
+
+PortalServer::PortalServer(asio::io_context& ioc, const tcp::endpoint& at, Portal& portal,
+                           std::optional<asio::ssl::context> tls)
+    : ioc_(ioc), acceptor_(ioc), retry_(ioc), portal_(portal), tls_(std::move(tls)) {
+    acceptor_.open(at.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    acceptor_.bind(at);
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+}
+
+namespace {
+
+Catalogue load_catalogue(const PortalConfig& c) {
+    return c.texts.empty() ? Catalogue() : Catalogue::with_overrides(c.texts);
+}
+
+}  // namespace
+
+PortalDaemon::PortalDaemon(asio::io_context& ioc, LedgerService& service, Publisher* publisher, const Config& config,
+                           Api& api)
+    : links(config.portal.mode == PortalConfig::Mode::signed_link
+                ? std::optional<PortalLinks>(std::in_place, config.portal.link_secret, "", config.portal.link_lifetime)
+                : std::nullopt),
+      portal(ioc, service, publisher, config, load_catalogue(config.portal), links ? &*links : nullptr),
+      server(
+          ioc, tcp::endpoint(asio::ip::make_address(config.portal.listen_address), config.portal.port), portal,
+          config.portal.tls ? std::optional<asio::ssl::context>(make_portal_tls(*config.portal.tls)) : std::nullopt) {
+    if (links) {
+        links->set_public_url(config.portal.url_for(server.port()));
+        api.set_portal_links(&*links);
+    }
+}
+
+std::string check_portal_files(const PortalConfig& c) {
+    try {
+        if (c.tls) make_portal_tls(*c.tls);
+        load_catalogue(c);
+    } catch (const policy::PolicyError& e) {
+        std::string why;
+        for (const auto& d : e.diagnostics()) why += (why.empty() ? "" : "\n") + d.to_string();
+        return why;
+    } catch (const std::exception& e) {
+        return std::string("portal.tls: ") + e.what();
+    }
+    return {};
+}
+
+void PortalServer::stop() {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+    retry_.cancel();
+}
+
+void PortalServer::accept() {
+    acceptor_.async_accept(ioc_, [this](beast::error_code ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+        if (ec) {
+            // Out of descriptors, most likely: back off instead of spinning.
+            log_warning("portal accept: " + ec.message());
+            retry_.expires_after(std::chrono::milliseconds(100));
+            retry_.async_wait([this](beast::error_code e) {
+                if (!e) accept();
+            });
+            return;
+        }
+        if (*connections_ >= kMaxConnections) {
+            beast::error_code ignored;
+            socket.close(ignored);
+        } else {
+            beast::error_code peer_ec;
+            const auto peer = socket.remote_endpoint(peer_ec).address();
+            if (!peer_ec) {
+                if (tls_)
+                    std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(portal_, connections_, peer,
+                                                                                       std::move(socket), *tls_)
+                        ->start();
+                else
+                    std::make_shared<Connection<beast::tcp_stream>>(portal_, connections_, peer, std::move(socket))
+                        ->start();
+            }
+        }
+        accept();
+    });
+}
+
+}  // namespace optgate::consentd

@@ -1,0 +1,63 @@
+// The privacy page's own listener (docs/portal.md): HTTP/1.1, or HTTPS with
+// portal.tls, on the daemon's io_context. Small requests only (a form is a
+// few hundred bytes): header and body within 16 KiB, received within 10 s;
+// a response the browser does not read is dropped after 30 s; at most 512
+// connections.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "consentd/api.hpp"
+#include "consentd/portal.hpp"
+
+namespace optgate::consentd {
+
+// A TLS server context from the portal's certificate chain and key (TLS 1.2
+// or later); throws std::runtime_error naming the file that does not load.
+boost::asio::ssl::context make_portal_tls(const PortalTls& files);
+
+class PortalServer {
+public:
+    // Binds and listens; throws boost::system::system_error when it cannot.
+    PortalServer(boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& at, Portal& portal,
+                 std::optional<boost::asio::ssl::context> tls);
+
+    uint16_t port() const { return acceptor_.local_endpoint().port(); }
+    void start() { accept(); }
+    void stop();
+
+private:
+    void accept();
+
+    boost::asio::io_context& ioc_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::steady_timer retry_;
+    Portal& portal_;
+    std::optional<boost::asio::ssl::context> tls_;
+    std::shared_ptr<int> connections_ = std::make_shared<int>(0);
+};
+
+// The portal as consentd runs it (main.cpp): the signed-link issuer (handed
+// to the API), the page and its listener, built from the config. Throws
+// std::exception (policy::PolicyError for the texts file) when something
+// does not load or cannot listen.
+struct PortalDaemon {
+    PortalDaemon(boost::asio::io_context& ioc, LedgerService& service, Publisher* publisher, const Config& config,
+                 Api& api);
+    std::optional<PortalLinks> links;
+    Portal portal;
+    PortalServer server;
+};
+
+// Loads the portal's files (TLS, texts) as PortalDaemon would; "" when they
+// load, else why not (consentd --check-config and start).
+std::string check_portal_files(const PortalConfig& c);
+
+}  // namespace optgate::consentd

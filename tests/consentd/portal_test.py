@@ -1,0 +1,427 @@
+#!/usr/bin/python3
+"""The subscriber's privacy page in a real browser (docs/portal.md): headless
+Chromium driven by Selenium, with JavaScript disabled, against real consentd
+processes, and a data plane (optgate-replay --control) showing that what the
+subscriber chose through the page is what the network enforces.
+
+Environment (tests/consentd/meson.build): CONSENTD, OPTGATECTL,
+CONSENTD_TEST_POLICY (config/policy.example.yaml), OPTGATE_REPLAY;
+PORTAL_SCREENSHOTS=DIR saves the screenshots there (docs/images/ for the
+docs) instead of the test's temporary directory.
+"""
+import base64
+import datetime
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.utils import rdpcap, wrpcap
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.common.by import By
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon import Daemon  # noqa: E402
+
+REPLAY = os.environ["OPTGATE_REPLAY"]
+NOTICE = "2026-01"
+IDENTIFIER = b"portal-test-uidh-0001"  # the X-UIDH value the data plane passes or strips
+DEADLINE = 60  # seconds for anything event-driven; the suite also runs under ASan on a busy machine
+
+
+def eventually(cond, what, timeout=DEADLINE):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def portal_section(tmp, mode, extra=""):
+    secret = os.path.join(tmp, f"link-{mode}.key")
+    with open(secret, "w") as f:
+        f.write(base64.b16encode(os.urandom(32)).decode() + "\n")
+    return (f"portal:\n  mode: {mode}\n  listen: {{address: 127.0.0.1, port: 0}}\n"
+            f"  link_secret_file: {secret}\n  notice_version: \"{NOTICE}\"\n" + extra)
+
+
+class PortalDaemon(Daemon):
+    """consentd with a portal section; `portal_port` is the page's port."""
+
+    def __init__(self, section):
+        super().__init__(limits=section, dataplanes="{socket: dp.sock, enforced_wait_timeout: 30s}")
+
+    def start(self):
+        super().start()
+        pf = self.port_file + ".portal"
+        eventually(lambda: os.path.exists(pf), "the portal's port file")
+        with open(pf) as f:
+            self.portal_port = int(f.read())
+
+    def portal_url(self, path="/"):
+        return f"http://127.0.0.1:{self.portal_port}{path}"
+
+    def link(self, subscriber):
+        st, _, j = self.request("POST", f"/v1/subscribers/{subscriber}/portal-links")
+        assert st == 200, j
+        return j
+
+    def consents(self, subscriber):
+        st, _, j = self.request("GET", f"/v1/subscribers/{subscriber}", token="auditor")
+        return {c["purpose"]: c for c in j["consents"]} if st == 200 else {}
+
+    def head(self):
+        return self.metric("consentd_ledger_head_seq")
+
+
+def browser(tmp, lang=None, headers=None):
+    """Headless Chromium, no JavaScript, a fresh profile, no network but loopback."""
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--disable-dev-shm-usage", "--window-size=1280,900",
+              "--user-data-dir=" + tempfile.mkdtemp(prefix="chromium-", dir=tmp)):
+        opts.add_argument(a)
+    prefs = {"profile.managed_default_content_settings.javascript": 2}
+    if lang:
+        prefs["intl.accept_languages"] = lang
+    opts.add_experimental_option("prefs", prefs)
+    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    d.set_page_load_timeout(DEADLINE)
+    if headers:
+        d.execute_cdp_cmd("Network.enable", {})
+        d.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": headers})
+    return d
+
+
+def screenshot(driver, path, width):
+    """The whole page at `width` CSS pixels."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": 200, "deviceScaleFactor": 1, "mobile": width < 500})
+    h = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]["height"]
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": int(h) + 1, "deviceScaleFactor": 1, "mobile": width < 500})
+    png = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    with open(path, "wb") as f:
+        f.write(base64.b64decode(png["data"]))
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def section(driver, purpose):
+    return driver.find_element(By.CSS_SELECTOR, f"section[aria-labelledby='purpose-{purpose}']")
+
+
+def text_of(driver, css):
+    try:
+        return driver.find_element(By.CSS_SELECTOR, css).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
+def wait_text(driver, css, text):
+    """Waits until the element's text contains `text` (a click on a submit
+    button returns before the next page has loaded), and returns it."""
+    return eventually(lambda: text in text_of(driver, css) and text_of(driver, css),
+                      f"'{text}' in {css} (now: {text_of(driver, css)!r})")
+
+
+def write_capture(path, src):
+    """One HTTP request from subscriber address `src` to example-adnet
+    (advertising), carrying the identifier."""
+    payload = (b"GET /ad HTTP/1.1\r\nHost: ads.example\r\nX-UIDH: " + IDENTIFIER + b"\r\n\r\n")
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    pkts = [eth / IP(src=src, dst="203.0.113.10") / TCP(sport=40000, dport=80, flags="S", seq=1000),
+            eth / IP(src=src, dst="203.0.113.10") / TCP(sport=40000, dport=80, flags="PA", seq=1001, ack=1) /
+            payload]
+    for i, p in enumerate(pkts):
+        p.time = 1700000000 + i * 0.001
+    wrpcap(path, pkts)
+
+
+def identifier_passed(d, capture, tmp, tag):
+    """Replays the capture as a data plane of `d`; True if the identifier left intact."""
+    out = os.path.join(tmp, f"{tag}.out.pcap")
+    r = subprocess.run([REPLAY, "--quiet", "--control", os.path.join(d.dir, "dp.sock"), "--name", f"check-{tag}",
+                        capture, out], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = b"".join(bytes(p) for p in rdpcap(out))
+    assert b"X-UIDH: " in data, "the request did not come out"
+    return IDENTIFIER in data
+
+
+class SignedLinkTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="portal-test-")
+        cls.shots = os.environ.get("PORTAL_SCREENSHOTS") or cls.tmp
+        cls.d = PortalDaemon(portal_section(cls.tmp, "signed-link",
+                                            "  rate_limits: {per_address: 1000, per_session: 1000}\n"))
+        for address, sub in (("100.64.0.10", "sub-1001"), ("100.64.0.11", "sub-1002")):
+            st, _, j = cls.d.request("PUT", f"/v1/bindings/{address}", {"subscriber": sub, "source": "radius"})
+            assert st == 200, j
+        cls.capture = os.path.join(cls.tmp, "request.pcap")
+        write_capture(cls.capture, "100.64.0.10")
+        cls.driver = browser(cls.tmp)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.driver.quit()
+        alive = cls.d.alive()
+        cls.d.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        assert alive, "consentd died during the tests"
+
+    def open_link(self, driver, subscriber):
+        url = self.d.link(subscriber)["url"]
+        driver.delete_all_cookies()
+        driver.get(url)
+        # The link's page moves on to the privacy page by itself (no script).
+        eventually(lambda: driver.current_url == self.d.portal_url("/"), "the privacy page after the link")
+        return url
+
+    def session_form(self, driver):
+        """The browser's session cookie and the page's CSRF token."""
+        cookie = driver.get_cookie("optgate_portal")
+        csrf = driver.find_element(By.CSS_SELECTOR, "input[name=csrf]").get_attribute("value")
+        return cookie, csrf
+
+    def post(self, path, fields, cookie=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.d.portal_port, timeout=DEADLINE)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if cookie:
+            headers["Cookie"] = f"optgate_portal={cookie['value']}"
+        c.request("POST", path, body=urllib.parse.urlencode(fields), headers=headers)
+        r = c.getresponse()
+        body = r.read().decode()
+        c.close()
+        return r.status, body
+
+    def test_1_opt_in_then_out_is_enforced_by_the_data_plane(self):
+        d, drv = self.d, self.driver
+        self.assertFalse(identifier_passed(d, self.capture, self.tmp, "before"), "passed before any consent")
+        self.open_link(drv, "sub-1001")
+        self.assertEqual(drv.find_element(By.TAG_NAME, "html").get_attribute("lang"), "en")
+        self.assertIn("sub-1001", drv.find_element(By.TAG_NAME, "header").text)
+        ads = section(drv, "advertising")
+        self.assertIn("Example Ad Network Ltd.", ads.text)  # who receives it, with its description
+        self.assertIn("90 days, then deleted", ads.text)
+        agree = ads.find_element(By.NAME, "agree")
+        self.assertFalse(agree.is_selected(), "the 'I agree' box must start unticked")
+        label = ads.find_element(By.CSS_SELECTOR, f"label[for='{agree.get_attribute('id')}']")
+        self.assertIn("I agree", label.text)
+        screenshot(drv, os.path.join(self.shots, "portal-desktop.png"), 1280)
+        screenshot(drv, os.path.join(self.shots, "portal-mobile.png"), 390)
+
+        # The button alone does not opt in: the box must be ticked.
+        head = d.head()
+        ads.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_text(drv, ".flash", "tick “I agree” first")
+        self.assertEqual(d.head(), head)
+        self.assertNotIn("advertising", d.consents("sub-1001"))
+
+        # A data plane connected through the change: it confirms, and the page says so.
+        keeper_cap = os.path.join(self.tmp, "keeper.pcap")
+        eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+        k = [eth / IP(src="100.64.0.99", dst="198.51.100.1") / TCP(sport=1, dport=9) for _ in range(2)]
+        k[0].time, k[1].time = 1700000000, 1700000000 + 3600  # paced: connected for an hour, or until stopped
+        wrpcap(keeper_cap, k)
+        keeper = subprocess.Popen([REPLAY, "--quiet", "--pace", "--control", os.path.join(d.dir, "dp.sock"),
+                                   "--name", "keeper", keeper_cap, os.path.join(self.tmp, "keeper.out.pcap")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            eventually(lambda: any(x["name"] == "keeper" and x.get("synced", True)
+                                   for x in d.request("GET", "/v1/dataplanes", token="auditor")[2]["dataplanes"]),
+                       "the keeper data plane to connect")
+            ads = section(drv, "advertising")
+            ads.find_element(By.CSS_SELECTOR, f"label[for='{ads.find_element(By.NAME, 'agree').get_attribute('id')}']"
+                             ).click()  # ticking through the label, as a keyboard or mouse user would
+            self.assertTrue(section(drv, "advertising").find_element(By.NAME, "agree").is_selected())
+            section(drv, "advertising").find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            wait_text(drv, ".flash", "“advertising” is on. In effect on the network now.")
+        finally:
+            keeper.send_signal(signal.SIGTERM)
+            keeper.wait(timeout=DEADLINE)
+        c = d.consents("sub-1001")["advertising"]
+        self.assertEqual((c["source"], c["notice_version"], c["credential"]), ("portal", NOTICE, "portal-signed-link"))
+        self.assertIn("On since", section(drv, "advertising").text)
+        history = drv.find_element(By.CSS_SELECTOR, "section.history").text
+        self.assertIn("turned on", history)
+        screenshot(drv, os.path.join(self.shots, "portal-opted-in-desktop.png"), 1280)
+        self.assertTrue(identifier_passed(d, self.capture, self.tmp, "granted"), "consent given, identifier stripped")
+
+        # Opting out: one click. No data plane is connected now: recorded, not confirmed.
+        section(drv, "advertising").find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_text(drv, ".flash", "“advertising” is off. Recorded; the network has not confirmed yet.")
+        self.assertNotIn("advertising", d.consents("sub-1001"))
+        self.assertFalse(identifier_passed(d, self.capture, self.tmp, "revoked"), "consent withdrawn, identifier passed")
+
+    def test_2_a_link_works_once(self):
+        url = self.open_link(self.driver, "sub-1001")
+        self.driver.delete_all_cookies()
+        self.driver.get(url)
+        self.assertEqual(self.driver.find_element(By.TAG_NAME, "h1").text, "This link was already used")
+        self.driver.get(self.d.portal_url("/"))  # and no session came with it
+        self.assertEqual(self.driver.find_element(By.TAG_NAME, "h1").text, "Your session has ended")
+        self.driver.get(url[:-3] + ("AAA" if not url.endswith("AAA") else "BBB"))
+        self.assertEqual(self.driver.find_element(By.TAG_NAME, "h1").text, "This link is not valid")
+
+    def test_3_forms_without_the_token_or_for_someone_else_change_nothing(self):
+        self.open_link(self.driver, "sub-1001")
+        cookie, csrf = self.session_form(self.driver)
+        self.assertTrue(cookie["httpOnly"])
+        self.assertEqual(cookie["sameSite"], "Strict")
+        head = self.d.head()
+        grant = {"purpose": "analytics", "action": "on", "agree": "yes"}
+        for fields, cookie_sent in ((grant, cookie),                                  # no token
+                                    (dict(grant, csrf="0" * 64), cookie),              # a wrong one
+                                    (dict(grant, csrf=csrf), None),                    # no session
+                                    (dict(grant, csrf=csrf, subscriber="sub-1002"), cookie),  # naming another
+                                    (dict(grant, csrf=csrf, purpose="no-such-purpose"), cookie)):
+            st, body = self.post("/choice", fields, cookie_sent)
+            self.assertIn(st, (400, 403), (fields, body))
+            self.assertIn("Nothing was changed", body)
+        self.assertEqual(self.d.head(), head, "a refused form changed the ledger")
+        self.assertEqual(self.d.consents("sub-1002"), {})
+        self.assertEqual(self.d.consents("sub-1001"), {})
+        # The same session's well-formed form does work (so the refusals above were for the reasons tested).
+        st, _ = self.post("/choice", dict(grant, csrf=csrf), cookie)
+        self.assertEqual(st, 303)
+        self.assertIn("analytics", self.d.consents("sub-1001"))
+        self.assertEqual(self.d.consents("sub-1002"), {})
+        st, _ = self.post("/choice", {"csrf": csrf, "purpose": "analytics", "action": "off"}, cookie)
+        self.assertEqual(st, 303)
+        self.assertNotIn("analytics", self.d.consents("sub-1001"))
+
+    def test_4_log_out_ends_the_session(self):
+        self.open_link(self.driver, "sub-1002")
+        self.driver.find_element(By.CSS_SELECTOR, "footer button").click()
+        wait_text(self.driver, "h1", "You are logged out")
+        self.driver.get(self.d.portal_url("/"))
+        self.assertEqual(self.driver.find_element(By.TAG_NAME, "h1").text, "Your session has ended")
+
+    def test_5_french(self):
+        drv = browser(self.tmp, lang="fr-FR,fr")
+        try:
+            self.open_link(drv, "sub-1002")
+            self.assertEqual(drv.find_element(By.TAG_NAME, "html").get_attribute("lang"), "fr")
+            self.assertEqual(drv.find_element(By.TAG_NAME, "h1").text, "Vos choix de confidentialité")
+            self.assertIn("J’accepte", section(drv, "advertising").text)
+            screenshot(drv, os.path.join(self.shots, "portal-fr-mobile.png"), 390)
+        finally:
+            drv.quit()
+
+    def test_6_no_script_anywhere(self):
+        self.open_link(self.driver, "sub-1002")
+        self.assertNotIn("<script", self.driver.page_source)
+        c = http.client.HTTPConnection("127.0.0.1", self.d.portal_port, timeout=DEADLINE)
+        c.request("GET", "/style.css")
+        r = c.getresponse()
+        r.read()
+        self.assertEqual(r.status, 200)
+        self.assertIn("default-src 'none'", r.getheader("Content-Security-Policy"))  # no script could run
+        c.close()
+
+
+class ExpiredLinkTest(unittest.TestCase):
+    def test_an_expired_link_is_refused(self):
+        tmp = tempfile.mkdtemp(prefix="portal-test-")
+        d = PortalDaemon(portal_section(tmp, "signed-link", "  link_lifetime: 1s\n"))
+        drv = browser(tmp)
+        try:
+            link = d.link("sub-1001")
+            expires = datetime.datetime.fromisoformat(link["expires"].replace("Z", "+00:00")).timestamp()
+            eventually(lambda: time.time() > expires + 0.2, "the link's expiry")
+            drv.get(link["url"])
+            self.assertEqual(drv.find_element(By.TAG_NAME, "h1").text, "This link has expired")
+            drv.get(d.portal_url("/"))
+            self.assertEqual(drv.find_element(By.TAG_NAME, "h1").text, "Your session has ended")
+        finally:
+            drv.quit()
+            d.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class NetworkModeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="portal-test-")
+        cls.shots = os.environ.get("PORTAL_SCREENSHOTS") or cls.tmp
+        # The test's browser stands behind a "proxy" on loopback that says
+        # which subscriber address it serves.
+        cls.d = PortalDaemon(portal_section(cls.tmp, "network", "  trusted_proxies: [127.0.0.1]\n"
+                                                                "  rate_limits: {per_address: 40}\n"))
+        st, _, j = cls.d.request("PUT", "/v1/bindings/100.64.0.20", {"subscriber": "sub-2001", "source": "radius"})
+        assert st == 200, j
+
+    @classmethod
+    def tearDownClass(cls):
+        alive = cls.d.alive()
+        cls.d.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        assert alive, "consentd died during the tests"
+
+    def test_a_bound_address_sees_its_subscriber_and_confirms_once(self):
+        drv = browser(self.tmp, headers={"X-Forwarded-For": "100.64.0.20"})
+        try:
+            drv.get(self.d.portal_url("/"))
+            header = drv.find_element(By.TAG_NAME, "header").text
+            self.assertIn("100.64.0.20", header)
+            self.assertIn("sub-2001", header)
+            ads = section(drv, "analytics")
+            ads.find_element(By.CSS_SELECTOR, f"label[for='{ads.find_element(By.NAME, 'agree').get_attribute('id')}']"
+                             ).click()
+            section(drv, "analytics").find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            # One confirmation, naming the line.
+            wait_text(drv, "h1", "Confirm the change")
+            self.assertIn("100.64.0.20", drv.find_element(By.TAG_NAME, "main").text)
+            self.assertEqual(self.d.consents("sub-2001"), {})
+            screenshot(drv, os.path.join(self.shots, "portal-network-confirm-mobile.png"), 390)
+            drv.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
+            wait_text(drv, ".flash", "“analytics” is on.")
+            c = self.d.consents("sub-2001")["analytics"]
+            self.assertEqual((c["source"], c["credential"]), ("portal", "portal-network"))
+        finally:
+            drv.quit()
+
+    def test_an_unbound_address_is_not_recognised(self):
+        drv = browser(self.tmp, headers={"X-Forwarded-For": "100.64.0.99"})
+        try:
+            drv.get(self.d.portal_url("/"))
+            self.assertEqual(drv.find_element(By.TAG_NAME, "h1").text, "Address not recognised")
+            self.assertIn("100.64.0.99", drv.find_element(By.TAG_NAME, "main").text)
+            self.assertEqual(len(drv.find_elements(By.TAG_NAME, "form")), 0)
+        finally:
+            drv.quit()
+
+
+    def test_requests_per_address_are_limited(self):
+        def get(address):
+            c = http.client.HTTPConnection("127.0.0.1", self.d.portal_port, timeout=DEADLINE)
+            c.request("GET", "/", headers={"X-Forwarded-For": address})
+            r = c.getresponse()
+            r.read()
+            c.close()
+            return r.status
+        # 40 a minute: the 41st within the minute is refused; another address is not.
+        statuses = [get("100.64.0.21") for _ in range(41)]
+        self.assertEqual(statuses, [403] * 40 + [429])
+        self.assertEqual(get("100.64.0.22"), 403)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
