@@ -133,7 +133,7 @@ std::string render_disclosures(const Catalogue& c, Lang l, const std::vector<Dis
     };
     std::map<std::pair<std::string, std::string>, Sum> sums;  // (collector, identifier), sorted
     for (const auto& r : rows) {
-        auto& s = sums[{r.collector, r.identifier}];
+        auto& s = sums[{r.destination, r.identifier}];
         s.passed += r.passed;
         s.stripped += r.stripped;
     }

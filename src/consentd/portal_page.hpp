@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "consentd/disclosures.hpp"  // DisclosureRow: the store's daily rows
 #include "consentd/portal_text.hpp"
 #include "core/policy.hpp"
 
@@ -51,13 +52,6 @@ struct HistoryRow {
 };
 
 // Identifiers of this subscriber seen going to a collector on one day.
-struct DisclosureRow {
-    std::string date;  // YYYY-MM-DD
-    std::string collector;
-    std::string identifier;
-    uint64_t passed = 0, stripped = 0;
-};
-
 struct Flash {
     enum class Kind : uint8_t { ok, pending, error };
     Kind kind = Kind::ok;

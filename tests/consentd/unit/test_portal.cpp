@@ -286,10 +286,10 @@ TEST_CASE("history: newest first, each with its receipt when there is one") {
 TEST_CASE("what was shared: summed per recipient and identifier, bars to scale, and a table") {
     const Catalogue c;
     const auto views = purpose_views(test::sample_policy());
-    const std::vector<DisclosureRow> rows = {{"2026-01-01", "adnet", "X-UIDH", 10, 5},
-                                             {"2026-01-02", "adnet", "X-UIDH", 20, 25},
-                                             {"2026-01-02", "metrics", "ECS", 0, 15},
-                                             {"2026-01-03", "metrics", "X-UIDH", 0, 0}};
+    const std::vector<DisclosureRow> rows = {{"2026-01-01", "adnet", "advertising", "X-UIDH", 10, 5},
+                                             {"2026-01-02", "adnet", "advertising", "X-UIDH", 20, 25},
+                                             {"2026-01-02", "metrics", "analytics", "ECS", 0, 15},
+                                             {"2026-01-03", "metrics", "analytics", "X-UIDH", 0, 0}};
     const std::string h = render_disclosures(c, Lang::en, rows, views);
     // adnet/X-UIDH: 30 passed + 30 removed = the largest: 150 + 150 of 300 units.
     CHECK(h.find("<rect x=\"0\" y=\"54\" width=\"150\" height=\"20\" fill=\"#1b6e35\"/>") != std::string::npos);
