@@ -18,7 +18,7 @@ struct ConnectionEnd {
         io_error,        // the connection broke after the welcome (read or write error, closed by the peer)
         timeout,         // no welcome within connect_timeout, or nothing heard for three heartbeat intervals
         peer_goodbye,    // consentd said goodbye (`code`)
-        frame_refused,   // consentd refused a frame type it does not know (an older consentd)
+        frame_refused,   // consentd refused a frame it does not know or take (an older or limited consentd)
         protocol_error,  // we refused what consentd sent and said goodbye (`code`: protocol error, policy rejected)
     };
     Kind kind = Kind::io_error;
@@ -28,8 +28,9 @@ struct ConnectionEnd {
 
 // Whether a goodbye says that the peer refused a frame type it does not
 // know (every consentd answers one with protocol error "malformed frame:
-// unknown frame type"). The one place the client reads a peer's goodbye
-// text: an older consentd has no other way to say it.
+// unknown frame type") or does not take (code unsupported). The one place
+// the client reads a peer's goodbye text: an older consentd has no other
+// way to say it.
 bool refuses_frame(const Goodbye& g) noexcept;
 
 }  // namespace optgate::proto

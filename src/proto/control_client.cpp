@@ -26,6 +26,7 @@
 
 #include "proto/codec.hpp"
 #include "proto/connection_end.hpp"
+#include "proto/disclosure_reporter.hpp"
 #include "proto/stats_reporter.hpp"
 #include "proto/table_sync.hpp"
 
@@ -44,6 +45,7 @@ using Clock = std::chrono::steady_clock;
 constexpr uint64_t kAckBarrierTimeoutNs = 1000000000ull;
 
 bool refuses_frame(const Goodbye& g) noexcept {
+    if (g.code == Goodbye::Code::unsupported) return true;
     return g.code == Goodbye::Code::protocol_error &&
            g.message.find(to_string(DecodeError::unknown_type)) != std::string_view::npos;
 }
@@ -52,7 +54,9 @@ struct ControlClient::Impl {
     Impl(Enforcement& e, Options o)
         : enforcement(e), opts(std::move(o)), sync(e),
           stats(
-              io, [this](std::vector<StatEntry>& out) { own_stats(out); }, [this](const std::string& l) { log(l); }) {}
+              io, [this](std::vector<StatEntry>& out) { own_stats(out); }, [this](const std::string& l) { log(l); }),
+          disclosures(io, opts.disclosure_queue_bytes, opts.disclosure_resend_after,
+                      [this](const std::string& l) { log(l); }) {}
 
     Enforcement& enforcement;
     Options opts;
@@ -88,6 +92,7 @@ struct ControlClient::Impl {
     asio::steady_timer side_loops_ended{io, Clock::time_point::max()};  // cancelled: one ended
 
     StatsReporter stats;
+    DisclosureReporter disclosures;
 
     mutable std::mutex mu;
     mutable std::condition_variable cv;
@@ -183,7 +188,11 @@ struct ControlClient::Impl {
         // A consentd older than the stats frame answers it with a protocol
         // error; reconnecting to send it again would lose the table stream
         // every time, so this client stops reporting instead.
-        if (e.kind == ConnectionEnd::Kind::frame_refused && stats.sent()) stats.refused();
+        // A report of ours unconfirmed on that connection was sent after the
+        // stats report: the newer frame is the one refused (if it was stats
+        // after all, the next connection, without reports, says so).
+        if (e.kind != ConnectionEnd::Kind::frame_refused) return;
+        if (!disclosures.refused_by_peer() && stats.sent()) stats.refused();
     }
 
     awaitable<void> run() {
@@ -325,6 +334,8 @@ struct ControlClient::Impl {
         at.conversing = true;
         stats.connection_started();
         spawn_side_loop(stats.run(send_frame));
+        disclosures.connection_started();
+        spawn_side_loop(disclosures.run(send_frame));
         std::exception_ptr ended;
         try {
             co_await converse(s);
@@ -333,6 +344,7 @@ struct ControlClient::Impl {
         }
         at.conversing = false;
         stats.stop();
+        disclosures.stop();
         if (at.close) at.close();  // ends a frame being written
         while (side_loops > 0) {
             boost::system::error_code ec;
@@ -360,6 +372,13 @@ struct ControlClient::Impl {
         add("control_entries_refused", sync.entries_refused(), StatKind::counter);
         add("table_entries", table ? table->size() : 0, StatKind::gauge);
         add("table_stale", enforcement.view(monotonic_ns()).health == TableHealth::stale, StatKind::gauge);
+        if (disclosures.configured()) {
+            const auto c = disclosures.counts();
+            add("disclosure_reports_sent", c.sent, StatKind::counter);
+            add("disclosure_reports_acked", c.acked, StatKind::counter);
+            add("disclosure_reports_pending", c.pending, StatKind::gauge);
+            add("disclosure_reports_dropped", c.dropped, StatKind::counter);
+        }
     }
 
     // Sends our goodbye and records why we end the connection.
@@ -400,6 +419,10 @@ struct ControlClient::Impl {
                     co_return;
                 }
                 off += r.consumed;
+                if (const auto* a = std::get_if<DisclosureAck>(&r.frame)) {
+                    disclosures.on_ack(*a);
+                    continue;
+                }
                 const bool is_welcome = std::holds_alternative<Welcome>(r.frame);
                 const bool is_snapshot_begin = std::holds_alternative<SnapshotBegin>(r.frame);
                 TableSync::Step step = sync.on_frame(r.frame, now);
@@ -441,6 +464,7 @@ struct ControlClient::Impl {
             }
             publish(at.welcomed);
             if (at.welcomed) stats.welcomed();
+            if (at.welcomed && sync.streaming()) disclosures.synced(sync.stream_id());
             enforcement.rcu().reclaim();
             // Ack only once every worker has finished the bursts that
             // might have read the table before the change: consentd's
@@ -498,6 +522,22 @@ void ControlClient::set_stats_source(std::function<void(std::vector<StatEntry>&)
                [impl, fn = std::move(fn), interval]() mutable { impl->stats.set_source(std::move(fn), interval); });
 }
 
+void ControlClient::set_disclosure_source(std::function<void(DisclosureBatch&)> fn,
+                                          std::chrono::milliseconds interval) {
+    Impl* impl = impl_.get();
+    asio::post(impl->io, [impl, fn = std::move(fn), interval]() mutable {
+        impl->disclosures.set_source(std::move(fn), interval);
+    });
+}
+
+bool ControlClient::flush_disclosures(std::chrono::milliseconds timeout) {
+    Impl* impl = impl_.get();
+    if (!impl->thread.joinable()) return false;
+    const uint64_t gen = impl->disclosures.flush_requested();
+    asio::post(impl->io, [impl, gen] { impl->disclosures.flush(gen); });
+    return impl->disclosures.wait_flushed(gen, timeout);
+}
+
 bool ControlClient::flush_stats(std::chrono::milliseconds timeout) {
     Impl* impl = impl_.get();
     {
@@ -513,6 +553,7 @@ void ControlClient::start() {
     if (impl_->thread.joinable()) return;
     Impl* impl = impl_.get();
     impl->thread = std::thread([impl] {
+        asio::co_spawn(impl->io, impl->disclosures.drain_loop(), asio::detached);
         asio::co_spawn(impl->io, impl->run(), [impl](const std::exception_ptr& e) {
             if (!e) return;
             try {
@@ -533,13 +574,20 @@ void ControlClient::stop() {
         impl->end_attempt({ConnectionEnd::Kind::stopped, Goodbye::Code::shutdown, "stopped"});
         impl->backoff_timer.cancel();
         impl->watchdog.cancel();
+        impl->disclosures.stop_draining();
     });
     impl->thread.join();
 }
 
 ControlClient::Status ControlClient::status() const {
+    const auto c = impl_->disclosures.counts();
     std::lock_guard lk(impl_->mu);
-    return impl_->st;
+    Status s = impl_->st;
+    s.disclosures_sent = c.sent;
+    s.disclosures_acked = c.acked;
+    s.disclosures_pending = c.pending;
+    s.disclosures_dropped = c.dropped;
+    return s;
 }
 
 bool ControlClient::wait_synced(std::chrono::milliseconds timeout) const {
