@@ -111,9 +111,10 @@ size_t disclosure_entry_bytes(const DisclosureEntry& e) noexcept;
 
 // A batch as reports of one frame each, seq `first_seq`, `first_seq + 1`...
 // (as many as needed: kMaxDisclosureEntries and kMaxDisclosurePayload per
-// report; the overflow is in the first). Entries that cannot travel are
-// left out and their instances added to the overflow; returns how many.
-// A batch with no entries and no overflow makes no report.
+// report; the batch's overflow in the first). Entries that cannot travel
+// are left out and their instances added to the overflow of the report
+// being built (each instance counted once); returns how many. A batch with
+// no entries and no overflow makes no report.
 size_t encode_disclosure_batch(std::vector<std::string>& frames, uint64_t reporter, uint64_t first_seq,
                                const DisclosureBatch& batch);
 

@@ -100,8 +100,8 @@ struct Client {
     Source source;
     DataPlane dp;
     Client(const proto::Endpoint& ep, uint64_t batches, std::chrono::milliseconds interval,
-           std::function<void(proto::ControlClient::Options&)> tune = {})
-        : source(batches), dp(ep, "edge-1", 50ms, std::nullopt, std::move(tune)) {
+           const std::function<void(proto::ControlClient::Options&)>& tune = {})
+        : source(batches), dp(ep, "edge-1", 50ms, std::nullopt, tune) {
         dp.client.set_disclosure_source([this](DisclosureBatch& b) { source(b); }, interval);
     }
 };
