@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <vector>
 
@@ -214,6 +215,8 @@ private:
             publisher_.ack(id_, a->applied_seq);
         } else if (const auto* st = std::get_if<proto::Stats>(&f)) {
             publisher_.stats(id_, *st);
+        } else if (const auto* d = std::get_if<proto::Disclosure>(&f)) {
+            on_disclosure(*d);
         } else if (const auto* g = std::get_if<Goodbye>(&f)) {
             const std::string why = "it said goodbye (" + std::string(proto::to_string(g->code)) + ": " +
                                     printable(g->message) + ")";
@@ -221,6 +224,70 @@ private:
             finish(why);
         }
         // The decoder admits nothing else towards consentd.
+    }
+
+    void on_disclosure(const proto::Disclosure& d) {
+        using Outcome = Publisher::DisclosureOutcome;
+        if (!greeted_) {
+            publisher_.count_protocol_error();
+            close(Goodbye::Code::protocol_error, "disclosure before hello");
+            return;
+        }
+        DisclosureSink* sink = publisher_.disclosure_sink();
+        if (!sink) {
+            publisher_.count_disclosure(Outcome::refused);
+            close(Goodbye::Code::unsupported, "this consentd stores no disclosure reports");
+            return;
+        }
+        const std::pair<uint64_t, uint64_t> id{d.reporter, d.seq};
+        // A repeat of one being stored: its acknowledgement will do.
+        if (std::find(storing_.begin(), storing_.end(), id) != storing_.end()) return;
+        if (storing_.size() >= proto::kMaxDisclosuresInFlight) {
+            publisher_.count_disclosure(Outcome::busy);
+            return;
+        }
+        DisclosureReport r;
+        r.dataplane = name_;
+        r.reporter = d.reporter;
+        r.seq = d.seq;
+        r.batch.start_unix_ms = d.start_unix_ms;
+        r.batch.end_unix_ms = d.end_unix_ms;
+        r.batch.overflowed = d.overflowed;
+        r.batch.entries.reserve(d.count);
+        proto::for_each_disclosure(d, [&](const proto::DisclosureView& v) {
+            DisclosureEntry e;
+            e.family = v.family;
+            std::copy(v.key.begin(), v.key.end(), e.key.begin());
+            e.destination = std::string(v.destination);
+            e.identifier = std::string(v.identifier);
+            e.passed = v.passed;
+            e.stripped = v.stripped;
+            r.batch.entries.push_back(std::move(e));
+        });
+        storing_.push_back(id);
+        std::weak_ptr<Session> weak = this->shared_from_this();
+        auto ex = stream_.get_executor();
+        sink->submit(std::move(r), [weak, ex, id](bool stored) {
+            asio::post(ex, [weak, id, stored] {
+                if (auto self = weak.lock()) self->on_stored(id, stored);
+            });
+        });
+    }
+
+    void on_stored(std::pair<uint64_t, uint64_t> id, bool stored) {
+        std::erase(storing_, id);
+        publisher_.count_disclosure(stored ? Publisher::DisclosureOutcome::stored
+                                           : Publisher::DisclosureOutcome::failed);
+        if (!stored) {
+            log_warning("data plane " + who() + ": disclosure report " + std::to_string(id.second) +
+                        " could not be stored; the data plane sends it again");
+            return;
+        }
+        if (closing_ || finished_) return;
+        std::string out;
+        proto::encode(out, proto::DisclosureAck{id.first, id.second});
+        queue_.push_back({std::make_shared<const std::string>(std::move(out)), false});
+        if (!writing_) write_next();
     }
 
     void drop_unsent() {
@@ -302,7 +369,8 @@ private:
     static constexpr size_t kReadBuffer = 16u << 10, kKeepReadBuffer = 64u << 10;
     std::vector<uint8_t> rbuf_ = std::vector<uint8_t>(kReadBuffer);
     std::deque<Item> queue_;
-    size_t inflight_ = 0;  // queue_ items being written
+    std::vector<std::pair<uint64_t, uint64_t>> storing_;  // disclosure reports with the sink: (reporter, seq)
+    size_t inflight_ = 0;                                 // queue_ items being written
     size_t bounded_bytes_ = 0;
     bool writing_ = false;
     uint64_t write_gen_ = 0;
@@ -310,7 +378,8 @@ private:
     asio::steady_timer hello_timer_, write_timer_, close_timer_;
 };
 
-// Hello, ack and goodbye never need the read buffer to grow.
+// Hello, ack and goodbye never need the read buffer to grow; a disclosure
+// report may (1 MiB at most), as a stats report may.
 static_assert(proto::kHeaderSize + 2 + 2 + proto::kMaxMessageBytes <= 16u << 10);
 static_assert(proto::kHeaderSize + 1 + proto::kMaxNameBytes + 8 + 1 + proto::kMaxTokenBytes <= 16u << 10);
 

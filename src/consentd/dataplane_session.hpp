@@ -10,9 +10,17 @@
 //  - a malformed, oversized or unexpected frame is logged and closes the
 //    connection (after a goodbye saying why); nothing the peer sends can
 //    crash consentd or make it allocate more than one read buffer (16 KiB,
-//    growing to the largest frame a data plane may send, a stats report of
-//    at most ~700 KB, while one is read);
-//  - stats reports replace the data plane's last one at the publisher.
+//    growing to the largest frame a data plane may send, a disclosure
+//    report of at most 1 MiB, while one is read);
+//  - stats reports replace the data plane's last one at the publisher;
+//  - disclosure reports go to the publisher's DisclosureSink with the
+//    hello name; the disclosure-ack goes only after the sink's done(true),
+//    posted back to the io thread (a session gone by then is skipped). At
+//    most kMaxDisclosuresInFlight reports per connection are with the sink;
+//    more are dropped unacknowledged (the data plane sends them again), as
+//    is a repeat of one being stored. Without a sink, the first report is
+//    answered goodbye (unsupported): nothing is acknowledged that was not
+//    stored, and the data plane keeps its reports.
 // All on the io thread.
 #pragma once
 

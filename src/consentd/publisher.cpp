@@ -110,8 +110,8 @@ boost::json::object EnforcementReport::to_json() const {
     return o;
 }
 
-Publisher::Publisher(asio::io_context& ioc, TableSource& source, DataPlaneConfig config)
-    : ioc_(ioc), source_(source), config_(std::move(config)), heartbeat_timer_(ioc),
+Publisher::Publisher(asio::io_context& ioc, TableSource& source, DataPlaneConfig config, DisclosureSink* disclosures)
+    : ioc_(ioc), source_(source), config_(std::move(config)), disclosures_(disclosures), heartbeat_timer_(ioc),
       enforcement_seconds_({0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5}),
       snapshot_build_seconds_({0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10}) {
     char buf[17];
@@ -824,6 +824,17 @@ void Publisher::render_metrics(std::string& out) const {
         .append("\n");
     metric(out, "consentd_dataplane_stats_reports_total", "counter", "Stats reports received from data planes.",
            stats_reports_);
+    metric_header(out, "consentd_dataplane_disclosure_reports_total", "counter",
+                  "Disclosure reports from data planes by outcome: stored (acknowledged), failed (the store could not "
+                  "take it; the data plane sends it again), busy (too many in flight; sent again), refused (no "
+                  "disclosure store).");
+    static constexpr const char* kOutcomes[] = {"stored", "failed", "busy", "refused"};
+    for (size_t i = 0; i < 4; ++i)
+        out.append("consentd_dataplane_disclosure_reports_total{result=\"")
+            .append(kOutcomes[i])
+            .append("\"} ")
+            .append(std::to_string(disclosure_reports_[i]))
+            .append("\n");
     render_dataplane_stats(out);
 }
 

@@ -43,6 +43,7 @@
 
 #include "consentd/consent_state.hpp"
 #include "consentd/dataplane_config.hpp"
+#include "consentd/disclosure_sink.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/metrics.hpp"
 #include "core/rcu.hpp"
@@ -144,7 +145,12 @@ struct EnforcementReport {
 
 class Publisher : public TableListener {
 public:
-    Publisher(boost::asio::io_context& ioc, TableSource& source, DataPlaneConfig config);
+    // `disclosures`: where sessions hand data planes' disclosure reports
+    // (it must outlive the publisher, and call every `done` before the
+    // io_context is destroyed); null: consentd takes none (a data plane
+    // that sends one is told goodbye "unsupported" and keeps its reports).
+    Publisher(boost::asio::io_context& ioc, TableSource& source, DataPlaneConfig config,
+              DisclosureSink* disclosures = nullptr);
     ~Publisher() override;
     Publisher(const Publisher&) = delete;
     Publisher& operator=(const Publisher&) = delete;
@@ -183,6 +189,10 @@ public:
     bool disconnect(const std::string& name, const std::string& reason);
     void count_protocol_error() { ++protocol_errors_; }
     void count_tls_failure() { ++tls_failures_; }
+    DisclosureSink* disclosure_sink() const noexcept { return disclosures_; }
+    // What became of a disclosure report a session received.
+    enum class DisclosureOutcome : uint8_t { stored, failed, busy, refused };
+    void count_disclosure(DisclosureOutcome o) { ++disclosure_reports_[size_t(o)]; }
     const DataPlaneConfig& config() const noexcept { return config_; }
 
     // ---- API (io thread) ----
@@ -295,6 +305,7 @@ private:
     boost::asio::io_context& ioc_;
     TableSource& source_;
     DataPlaneConfig config_;
+    DisclosureSink* disclosures_;
     std::string instance_;  // random per process: resume only within one consentd run
 
     std::mutex docs_mu_;
@@ -327,6 +338,7 @@ private:
     uint64_t snapshots_sent_ = 0, resyncs_ = 0, protocol_errors_ = 0, tls_failures_ = 0, disconnects_ = 0;
     uint64_t waits_enforced_ = 0, waits_timeout_ = 0, waits_none_ = 0;
     uint64_t stats_reports_ = 0;
+    uint64_t disclosure_reports_[4] = {};  // by DisclosureOutcome
 };
 
 }  // namespace optgate::consentd

@@ -201,6 +201,41 @@ Stats stats_list(Reader& r, uint32_t count) noexcept {
     return f;
 }
 
+// Destination and identifier names in disclosure reports: what a policy
+// may name them, bounded, without control characters (consentd logs and
+// stores them).
+bool is_disclosure_name(std::string_view s) noexcept {
+    return !s.empty() && s.size() <= kMaxDisclosureNameBytes && is_printable(s);
+}
+
+// Validates `count` disclosure entries at the reader's position and
+// consumes them.
+Disclosure disclosure_list(Reader& r, Disclosure f) noexcept {
+    const uint8_t* start = r.pos();
+    for (uint32_t i = 0; i < f.count && !r.failed(); ++i) {
+        const uint8_t family = r.u8();
+        if (r.failed()) break;
+        if (family != 4 && family != 6) {
+            r.fail(DecodeError::bad_entry);
+            break;
+        }
+        const size_t key = family == 4 ? 4 : 16;
+        if (r.left() < key) {
+            r.fail(DecodeError::truncated);
+            break;
+        }
+        r.skip(key);
+        const std::string_view destination = r.str(kStr8, 1, kMaxDisclosureNameBytes);
+        check(r, is_disclosure_name(destination), DecodeError::bad_string);
+        const std::string_view identifier = r.str(kStr8, 1, kMaxDisclosureNameBytes);
+        check(r, is_disclosure_name(identifier), DecodeError::bad_string);
+        r.u64();
+        r.u64();
+    }
+    if (!r.failed()) f.bytes = std::span<const uint8_t>(start, size_t(r.pos() - start));
+    return f;
+}
+
 Frame decode_payload(FrameType type, Reader& r) noexcept {
     switch (type) {
     case FrameType::hello: {
@@ -218,6 +253,27 @@ Frame decode_payload(FrameType type, Reader& r) noexcept {
         check(r, n <= kMaxStatsEntries, DecodeError::bad_count);
         if (r.failed()) return Stats{};
         return stats_list(r, n);
+    }
+    case FrameType::disclosure: {
+        Disclosure f;
+        f.reporter = r.u64();
+        f.seq = r.u64();
+        check(r, f.seq >= 1, DecodeError::bad_value);
+        f.start_unix_ms = r.u64();
+        f.end_unix_ms = r.u64();
+        check(r, f.start_unix_ms <= f.end_unix_ms, DecodeError::bad_value);
+        f.overflowed = r.u64();
+        f.count = r.u32();
+        check(r, f.count <= kMaxDisclosureEntries, DecodeError::bad_count);
+        if (r.failed()) return Disclosure{};
+        return disclosure_list(r, f);
+    }
+    case FrameType::disclosure_ack: {
+        DisclosureAck f;
+        f.reporter = r.u64();
+        f.seq = r.u64();
+        check(r, f.seq >= 1, DecodeError::bad_value);
+        return f;
     }
     case FrameType::welcome: {
         Welcome f;
@@ -304,7 +360,8 @@ bool allowed(FrameType t, Direction dir) noexcept {
     switch (t) {
     case FrameType::hello:
     case FrameType::ack:
-    case FrameType::stats: return dir == Direction::to_server;
+    case FrameType::stats:
+    case FrameType::disclosure: return dir == Direction::to_server;
     case FrameType::goodbye: return true;
     default: return dir == Direction::to_client;
     }
@@ -393,6 +450,7 @@ std::string_view to_string(FrameType t) noexcept {
     case FrameType::hello: return "hello";
     case FrameType::ack: return "ack";
     case FrameType::stats: return "stats";
+    case FrameType::disclosure: return "disclosure";
     case FrameType::welcome: return "welcome";
     case FrameType::snapshot_begin: return "snapshot-begin";
     case FrameType::snapshot_chunk: return "snapshot-chunk";
@@ -400,6 +458,7 @@ std::string_view to_string(FrameType t) noexcept {
     case FrameType::delta: return "delta";
     case FrameType::policy: return "policy";
     case FrameType::heartbeat: return "heartbeat";
+    case FrameType::disclosure_ack: return "disclosure-ack";
     case FrameType::goodbye: return "goodbye";
     }
     return "unknown";
@@ -413,6 +472,7 @@ std::string_view to_string(Goodbye::Code c) noexcept {
     case Goodbye::Code::too_slow: return "too slow";
     case Goodbye::Code::replaced: return "replaced";
     case Goodbye::Code::timeout: return "timeout";
+    case Goodbye::Code::unsupported: return "unsupported";
     }
     return "unknown";
 }
@@ -440,6 +500,8 @@ size_t max_payload(FrameType t) noexcept {
     case FrameType::hello: return 1 + kMaxNameBytes + 8 + 1 + kMaxTokenBytes;
     case FrameType::ack: return 8;
     case FrameType::stats: return 4 + size_t(kMaxStatsEntries) * kMaxStatEntryBytes;
+    case FrameType::disclosure: return kMaxDisclosurePayload;
+    case FrameType::disclosure_ack: return 8 + 8;
     case FrameType::welcome: return 8 + 4 + 1;
     case FrameType::snapshot_begin: return 8 + 4 + 4 + kPolicyFields;
     case FrameType::snapshot_chunk: return 4 + size_t(kMaxEntriesPerFrame) * kV6EntryBytes;
@@ -571,6 +633,86 @@ bool encode(std::string& out, const Goodbye& f) {
     put_str(out, kStr16, m);
     end_frame(out, s);
     return true;
+}
+
+bool encode(std::string& out, const DisclosureAck& f) {
+    if (f.seq < 1) return false;
+    const size_t s = begin_frame(out, FrameType::disclosure_ack);
+    put_u64(out, f.reporter);
+    put_u64(out, f.seq);
+    end_frame(out, s);
+    return true;
+}
+
+bool disclosure_entry_valid(const DisclosureEntry& e) noexcept {
+    return (e.family == Family::v4 || e.family == Family::v6) && is_disclosure_name(e.destination) &&
+           is_disclosure_name(e.identifier);
+}
+
+size_t disclosure_entry_bytes(const DisclosureEntry& e) noexcept {
+    return 1 + (e.family == Family::v4 ? 4 : 16) + 1 + e.destination.size() + 1 + e.identifier.size() + 8 + 8;
+}
+
+bool encode_disclosure(std::string& out, const Disclosure& head, std::span<const DisclosureEntry> entries) {
+    if (head.seq < 1 || head.start_unix_ms > head.end_unix_ms || entries.size() > kMaxDisclosureEntries) return false;
+    size_t payload = kDisclosureHeadBytes;
+    for (const auto& e : entries) {
+        if (!disclosure_entry_valid(e)) return false;
+        payload += disclosure_entry_bytes(e);
+    }
+    if (payload > kMaxDisclosurePayload) return false;
+    out.reserve(out.size() + kHeaderSize + payload);
+    const size_t s = begin_frame(out, FrameType::disclosure);
+    put_u64(out, head.reporter);
+    put_u64(out, head.seq);
+    put_u64(out, head.start_unix_ms);
+    put_u64(out, head.end_unix_ms);
+    put_u64(out, head.overflowed);
+    put_u32(out, uint32_t(entries.size()));
+    for (const auto& e : entries) {
+        put_u8(out, uint8_t(e.family));
+        out.append(reinterpret_cast<const char*>(e.key.data()), e.family == Family::v4 ? 4 : 16);
+        put_str(out, kStr8, e.destination);
+        put_str(out, kStr8, e.identifier);
+        put_u64(out, e.passed);
+        put_u64(out, e.stripped);
+    }
+    end_frame(out, s);
+    return true;
+}
+
+size_t encode_disclosure_batch(std::vector<std::string>& frames, uint64_t reporter, uint64_t first_seq,
+                               const DisclosureBatch& batch) {
+    Disclosure head;
+    head.reporter = reporter;
+    head.seq = first_seq;
+    head.start_unix_ms = batch.start_unix_ms;
+    head.end_unix_ms = std::max(batch.start_unix_ms, batch.end_unix_ms);
+    head.overflowed = batch.overflowed;
+    std::vector<DisclosureEntry> part;
+    size_t left_out = 0;
+    size_t bytes = kDisclosureHeadBytes;
+    const auto flush = [&] {
+        frames.emplace_back();
+        encode_disclosure(frames.back(), head, part);
+        ++head.seq;
+        head.overflowed = 0;  // counted once, in the first report
+        part.clear();
+        bytes = kDisclosureHeadBytes;
+    };
+    for (const auto& e : batch.entries) {
+        if (!disclosure_entry_valid(e)) {
+            ++left_out;
+            head.overflowed += e.passed + e.stripped;  // counted, not attributed
+            continue;
+        }
+        const size_t n = disclosure_entry_bytes(e);
+        if (part.size() == kMaxDisclosureEntries || bytes + n > kMaxDisclosurePayload) flush();
+        part.push_back(e);
+        bytes += n;
+    }
+    if (!part.empty() || head.overflowed > 0) flush();
+    return left_out;
 }
 
 bool encode_stats(std::string& out, std::span<const StatEntry> entries) {

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "core/disclosure_report.hpp"
 #include "proto/wire.hpp"
 
 namespace optgate::proto {
@@ -72,6 +73,11 @@ void for_each_change(const EntryList& list, Fn&& fn);
 template <class Fn>
 void for_each_stat(const Stats& stats, Fn&& fn);
 
+// Calls fn(const DisclosureView&) for every entry of a decoded disclosure
+// report, in their order.
+template <class Fn>
+void for_each_disclosure(const Disclosure& report, Fn&& fn);
+
 // The rules the decoder applies to each stats entry and between neighbours;
 // ControlClient uses them to clean what a stats source produced.
 bool stat_valid(const StatEntry& e) noexcept;
@@ -87,10 +93,31 @@ bool encode(std::string& out, const SnapshotEnd& f);
 bool encode(std::string& out, const PolicyUpdate& f);
 bool encode(std::string& out, const Heartbeat& f);
 bool encode(std::string& out, const Goodbye& f);
+bool encode(std::string& out, const DisclosureAck& f);
 // False (and nothing appended) unless every entry is valid, they are
 // strictly sorted (stat_compare) with one kind per name, and there are at
 // most kMaxStatsEntries.
 bool encode_stats(std::string& out, std::span<const StatEntry> entries);
+// A disclosure report: `head`'s ids, interval and overflow (its count and
+// bytes are ignored) and `entries`. False (and nothing appended) unless
+// seq >= 1, start <= end, every entry is valid (disclosure_entry_valid),
+// and they fit one frame (kMaxDisclosureEntries, kMaxDisclosurePayload).
+bool encode_disclosure(std::string& out, const Disclosure& head, std::span<const DisclosureEntry> entries);
+// What a disclosure entry must be to travel: destination and identifier
+// 1..255 bytes without control characters, an IPv4 or IPv6 key.
+bool disclosure_entry_valid(const DisclosureEntry& e) noexcept;
+// Its size in a report.
+size_t disclosure_entry_bytes(const DisclosureEntry& e) noexcept;
+
+// A batch as reports of one frame each, seq `first_seq`, `first_seq + 1`...
+// (as many as needed: kMaxDisclosureEntries and kMaxDisclosurePayload per
+// report; the batch's overflow in the first). Entries that cannot travel
+// are left out and their instances added to the overflow of the report
+// being built (each instance counted once); returns how many. A batch with
+// no entries and no overflow makes no report.
+size_t encode_disclosure_batch(std::vector<std::string>& frames, uint64_t reporter, uint64_t first_seq,
+                               const DisclosureBatch& batch);
+
 // Chunks and deltas are built from changes (entry lists are decode views).
 bool encode_snapshot_chunk(std::string& out, std::span<const TableChange> entries);
 bool encode_delta(std::string& out, uint64_t seq, bool final, std::span<const TableChange> changes);
@@ -153,6 +180,24 @@ void for_each_change(const EntryList& list, Fn&& fn) {
             p += 4;
         }
         fn(static_cast<const TableChange&>(c));
+    }
+}
+
+template <class Fn>
+void for_each_disclosure(const Disclosure& report, Fn&& fn) {
+    const uint8_t* p = report.bytes.data();
+    for (uint32_t i = 0; i < report.count; ++i) {
+        DisclosureView v;
+        v.family = Family(*p++);
+        const size_t n = v.family == Family::v4 ? 4 : 16;
+        v.key = std::span<const uint8_t>(p, n);
+        p += n;
+        v.destination = detail::str8(p);
+        v.identifier = detail::str8(p);
+        v.passed = detail::be64(p);
+        v.stripped = detail::be64(p + 8);
+        p += 16;
+        fn(static_cast<const DisclosureView&>(v));
     }
 }
 

@@ -25,7 +25,9 @@
 #include <vector>
 
 #include "proto/codec.hpp"
-#include "proto/stats.hpp"
+#include "proto/connection_end.hpp"
+#include "proto/disclosure_reporter.hpp"
+#include "proto/stats_reporter.hpp"
 #include "proto/table_sync.hpp"
 
 namespace optgate::proto {
@@ -42,8 +44,19 @@ using Clock = std::chrono::steady_clock;
 // (heartbeats come every second).
 constexpr uint64_t kAckBarrierTimeoutNs = 1000000000ull;
 
+bool refuses_frame(const Goodbye& g) noexcept {
+    if (g.code == Goodbye::Code::unsupported) return true;
+    return g.code == Goodbye::Code::protocol_error &&
+           g.message.find(to_string(DecodeError::unknown_type)) != std::string_view::npos;
+}
+
 struct ControlClient::Impl {
-    Impl(Enforcement& e, Options o) : enforcement(e), opts(std::move(o)), sync(e) {}
+    Impl(Enforcement& e, Options o)
+        : enforcement(e), opts(std::move(o)), sync(e),
+          stats(
+              io, [this](std::vector<StatEntry>& out) { own_stats(out); }, [this](const std::string& l) { log(l); }),
+          disclosures(io, opts.disclosure_queue_bytes, opts.disclosure_resend_after,
+                      [this](const std::string& l) { log(l); }) {}
 
     Enforcement& enforcement;
     Options opts;
@@ -52,36 +65,34 @@ struct ControlClient::Impl {
 
     asio::io_context io{1};
     std::thread thread;
-    bool stopping = false;                // io thread only
-    std::function<void()> close_current;  // io thread only: ends the current attempt
+    bool stopping = false;  // io thread only
     asio::steady_timer backoff_timer{io};
     asio::steady_timer watchdog{io};
-    Clock::time_point deadline;
-    uint64_t attempt = 0;     // the watchdog's generation
-    bool progressed = false;  // the current attempt installed or resumed a table
-    bool welcomed = false;    // the current attempt got as far as consentd's welcome
-    bool replaced = false;    // consentd said another connection has our name
     std::mt19937_64 rng{std::random_device{}()};
     std::vector<uint8_t> buf;
     std::string last_logged;
 
-    // ---- writes: the reader (acks, goodbyes) and the stats loop share the stream ----
+    // ---- the current connection attempt (io thread) ----
+    struct Attempt {
+        uint64_t number = 0;               // the watchdog's generation
+        std::function<void()> close;       // ends it: closes the socket, or cancels the resolve
+        Clock::time_point deadline;        // the watchdog ends it then (connect_timeout, then the idle limit)
+        bool welcomed = false;             // it got as far as consentd's welcome
+        bool progressed = false;           // it installed or resumed a table
+        bool conversing = false;           // its reader runs: a side loop's failed write ends it
+        std::optional<ConnectionEnd> end;  // the first reason recorded is the one
+    } at;
+
+    // ---- writes: the reader (acks, goodbyes) and the side loops share the stream ----
     bool writing = false;
     asio::steady_timer write_free{io, Clock::time_point::max()};  // cancelled: the stream is free
 
-    // ---- stats reports (io thread) ----
-    std::function<void(std::vector<StatEntry>&)> stats_source;
-    std::chrono::milliseconds stats_interval{1000};  // 0: no reports
-    asio::steady_timer stats_timer{io};
-    asio::steady_timer stats_ended{io, Clock::time_point::max()};  // cancelled: the stats loop is done
-    bool stats_running = false;                                    // this connection's stats loop has not ended yet
-    bool stats_stop = false;                                       // this connection is over
-    bool stats_sent = false;                                       // a report went out on this connection
-    bool stats_refused = false;  // consentd does not know the frame (older than stats)
-    std::vector<StatEntry> stats_entries;
-    std::string stats_frame, stats_problem;
-    // flush_stats(): requests and written reports, by generation (under mu).
-    uint64_t stats_flush_gen = 0, stats_written_gen = 0;
+    // ---- side loops (the reporters) write to the stream: each connection waits for them to end ----
+    size_t side_loops = 0;
+    asio::steady_timer side_loops_ended{io, Clock::time_point::max()};  // cancelled: one ended
+
+    StatsReporter stats;
+    DisclosureReporter disclosures;
 
     mutable std::mutex mu;
     mutable std::condition_variable cv;
@@ -117,18 +128,30 @@ struct ControlClient::Impl {
         st.entries_refused = sync.entries_refused();
         st.table_entries = enforcement.table() ? enforcement.table()->size() : 0;  // writer thread: exact
         cv.notify_all();
-        // The first stats report goes right after welcome: report_stats waits for it.
-        if (connected && stats_running && !stats_sent) stats_timer.cancel();
     }
 
-    // The watchdog closes the current attempt once `deadline` passes; moving
+    // Records why the current attempt ends (unless a reason is recorded
+    // already) and closes it.
+    void end_attempt(ConnectionEnd end) {
+        if (!at.end) at.end = std::move(end);
+        if (at.close) at.close();
+    }
+
+    // The watchdog ends the current attempt once `deadline` passes; moving
     // the deadline needs no timer cancel.
     void arm_watchdog() {
-        watchdog.expires_at(deadline);
-        watchdog.async_wait([this, gen = attempt](boost::system::error_code ec) {
-            if (ec || gen != attempt) return;
-            if (Clock::now() >= deadline) {
-                if (close_current) close_current();
+        watchdog.expires_at(at.deadline);
+        watchdog.async_wait([this, gen = at.number](boost::system::error_code ec) {
+            if (ec || gen != at.number) return;
+            if (Clock::now() >= at.deadline) {
+                end_attempt(
+                    {ConnectionEnd::Kind::timeout, Goodbye::Code::timeout,
+                     at.welcomed
+                         ? "nothing heard from consentd for " +
+                               std::to_string(
+                                   std::chrono::duration_cast<std::chrono::milliseconds>(idle_limit()).count()) +
+                               " ms"
+                         : "no welcome within " + std::to_string(opts.connect_timeout.count()) + " ms"});
                 return;
             }
             arm_watchdog();
@@ -141,30 +164,53 @@ struct ControlClient::Impl {
         return std::max<Clock::duration>(3 * hb, std::chrono::seconds(1));
     }
 
+    // The log line for how a connection ended.
+    std::string describe(const ConnectionEnd& e) const {
+        const std::string where = opts.endpoint.to_string();
+        switch (e.kind) {
+        case ConnectionEnd::Kind::stopped: return "stopped";
+        case ConnectionEnd::Kind::connect_failed: return "cannot connect to " + where + ": " + e.message;
+        case ConnectionEnd::Kind::io_error: return "connection to " + where + " lost: " + e.message;
+        case ConnectionEnd::Kind::timeout:
+            return (at.welcomed ? "connection to " + where + " lost: " : "cannot connect to " + where + ": ") +
+                   e.message;
+        case ConnectionEnd::Kind::peer_goodbye:
+        case ConnectionEnd::Kind::frame_refused:
+            return "connection to " + where + " ended: consentd closed the connection (" +
+                   std::string(to_string(e.code)) + "): " + e.message;
+        case ConnectionEnd::Kind::protocol_error: return "connection to " + where + " ended: " + e.message;
+        }
+        return "connection to " + where + " ended";
+    }
+
+    // What the connection that just ended says about the peer.
+    void learn_from(const ConnectionEnd& e) {
+        // A consentd older than the stats frame answers it with a protocol
+        // error; reconnecting to send it again would lose the table stream
+        // every time, so this client stops reporting instead.
+        // A report of ours unconfirmed on that connection was sent after the
+        // stats report: the newer frame is the one refused (if it was stats
+        // after all, the next connection, without reports, says so).
+        if (e.kind != ConnectionEnd::Kind::frame_refused) return;
+        if (!disclosures.refused_by_peer() && stats.sent()) stats.refused();
+    }
+
     awaitable<void> run() {
         auto backoff = opts.backoff_initial;
         while (!stopping) {
-            progressed = false;
-            welcomed = false;
-            const std::string where = opts.endpoint.to_string();
-            try {
-                co_await attempt_once();
-            } catch (const boost::system::system_error& e) {
-                if (!stopping)
-                    set_error(welcomed ? "connection to " + where + " lost: " + e.code().message()
-                                       : "cannot connect to " + where + ": " + e.code().message());
-            } catch (const std::exception& e) {
-                if (!stopping) set_error("connection to " + where + " ended: " + e.what());
-            }
-            ++attempt;
-            close_current = nullptr;
+            at = Attempt{at.number + 1, nullptr, {}, false, false, false, std::nullopt};
+            const ConnectionEnd end = co_await attempt();
+            ++at.number;  // the watchdog of this attempt is done
+            at.close = nullptr;
             publish(false);
             if (stopping) break;
-            if (progressed) backoff = opts.backoff_initial;
-            if (replaced) {
+            set_error(describe(end));
+            learn_from(end);
+            if (at.progressed) backoff = opts.backoff_initial;
+            // Another data plane with our name took over: two would take
+            // turns forever, so wait long between turns.
+            if (end.kind == ConnectionEnd::Kind::peer_goodbye && end.code == Goodbye::Code::replaced)
                 backoff = opts.backoff_max;
-                replaced = false;
-            }
             // Full jitter over the upper half: data planes that lost consentd
             // together do not come back in lockstep.
             const auto ms = backoff.count();
@@ -176,36 +222,52 @@ struct ControlClient::Impl {
         }
     }
 
+    // One attempt, from connecting to the end of its connection: why it ended.
+    awaitable<ConnectionEnd> attempt() {
+        try {
+            co_await attempt_once();
+        } catch (const boost::system::system_error& e) {
+            if (!at.end)
+                at.end = ConnectionEnd{
+                    at.welcomed ? ConnectionEnd::Kind::io_error : ConnectionEnd::Kind::connect_failed,
+                    Goodbye::Code::shutdown, e.code().message()};
+        } catch (const std::exception& e) {
+            if (!at.end) at.end = ConnectionEnd{ConnectionEnd::Kind::io_error, Goodbye::Code::shutdown, e.what()};
+        }
+        if (!at.end) at.end = ConnectionEnd{ConnectionEnd::Kind::io_error, Goodbye::Code::shutdown, "closed"};
+        co_return *at.end;
+    }
+
     awaitable<void> attempt_once() {
-        deadline = Clock::now() + opts.connect_timeout;
+        at.deadline = Clock::now() + opts.connect_timeout;
         arm_watchdog();
         const Endpoint& ep = opts.endpoint;
         if (ep.kind == Endpoint::Kind::unix_socket) {
             asio::local::stream_protocol::socket s(io);
-            close_current = [&s] {
+            at.close = [&s] {
                 boost::system::error_code ec;
                 s.close(ec);
             };
             co_await s.async_connect(asio::local::stream_protocol::endpoint(ep.path), use_awaitable);
-            co_await converse_reporting(s);
+            co_await converse_with_side_loops(s);
             co_return;
         }
         tcp::resolver resolver(io);
-        close_current = [&resolver] { resolver.cancel(); };
+        at.close = [&resolver] { resolver.cancel(); };
         const auto results = co_await resolver.async_resolve(ep.host, std::to_string(ep.port), use_awaitable);
         tcp::socket sock(io);
-        close_current = [&sock] {
+        at.close = [&sock] {
             boost::system::error_code ec;
             sock.close(ec);
         };
         co_await asio::async_connect(sock, results, use_awaitable);
         sock.set_option(tcp::no_delay(true));
         if (!tls) {
-            co_await converse_reporting(sock);
+            co_await converse_with_side_loops(sock);
             co_return;
         }
         ssl::stream<tcp::socket> s(std::move(sock), *tls);
-        close_current = [&s] {
+        at.close = [&s] {
             boost::system::error_code ec;
             s.lowest_layer().close(ec);
         };
@@ -214,11 +276,11 @@ struct ControlClient::Impl {
         if (ec) SSL_set_tlsext_host_name(s.native_handle(), ep.host.c_str());  // SNI for names only
         s.set_verify_callback(ssl::host_name_verification(ep.host));
         co_await s.async_handshake(ssl::stream_base::client, use_awaitable);
-        co_await converse_reporting(s);
+        co_await converse_with_side_loops(s);
     }
 
-    // Whole frames, one writer at a time: the reader and the stats loop
-    // both write to the stream.
+    // Whole frames, one writer at a time: the reader and the side loops
+    // all write to the stream.
     template <class Stream>
     awaitable<void> send(Stream& s, const std::string& bytes) {
         while (writing) {
@@ -246,101 +308,54 @@ struct ControlClient::Impl {
         co_await asio::async_write(s, asio::buffer(bytes), use_awaitable);
     }
 
-    // converse() plus this connection's stats loop, which ends before the
-    // stream does (it writes to it).
-    template <class Stream>
-    awaitable<void> converse_reporting(Stream& s) {
-        stats_stop = false;
-        stats_sent = false;
-        stats_running = true;
-        asio::co_spawn(io, report_stats(s), [this](const std::exception_ptr& e) {
-            stats_running = false;
-            stats_ended.cancel();
-            // A report that could not be written: the connection is gone.
-            if (e && !stats_stop && close_current) close_current();
+    // A loop beside the reader for this connection (a reporter). A write it
+    // cannot make ends the connection.
+    void spawn_side_loop(awaitable<void> loop) {
+        ++side_loops;
+        asio::co_spawn(io, std::move(loop), [this](const std::exception_ptr& e) {
+            --side_loops;
+            side_loops_ended.cancel();
+            if (!e || !at.conversing) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const boost::system::system_error& ex) {
+                end_attempt({ConnectionEnd::Kind::io_error, Goodbye::Code::shutdown, ex.code().message()});
+            } catch (const std::exception& ex) {
+                end_attempt({ConnectionEnd::Kind::io_error, Goodbye::Code::shutdown, ex.what()});
+            }
         });
+    }
+
+    // converse() plus this connection's side loops, which end before the
+    // stream does (they write to it).
+    template <class Stream>
+    awaitable<void> converse_with_side_loops(Stream& s) {
+        const SendFrame send_frame = [this, &s](const std::string& bytes) { return send(s, bytes); };
+        at.conversing = true;
+        stats.connection_started();
+        spawn_side_loop(stats.run(send_frame));
+        disclosures.connection_started();
+        spawn_side_loop(disclosures.run(send_frame));
         std::exception_ptr ended;
         try {
             co_await converse(s);
         } catch (...) {
             ended = std::current_exception();
         }
-        stats_stop = true;
-        stats_timer.cancel();
-        if (close_current) close_current();  // ends a report being written
-        while (stats_running) {
+        at.conversing = false;
+        stats.stop();
+        disclosures.stop();
+        if (at.close) at.close();  // ends a frame being written
+        while (side_loops > 0) {
             boost::system::error_code ec;
-            co_await stats_ended.async_wait(asio::redirect_error(use_awaitable, ec));
+            co_await side_loops_ended.async_wait(asio::redirect_error(use_awaitable, ec));
         }
-        if (stats_sent) note_stats_refused(ended);
         if (ended) std::rethrow_exception(ended);
     }
 
-    // A consentd older than the stats frame answers it with a protocol
-    // error; reconnecting to send it again would lose the table stream
-    // every time, so this client stops reporting instead.
-    void note_stats_refused(const std::exception_ptr& ended) {
-        try {
-            if (ended) std::rethrow_exception(ended);
-        } catch (const std::exception& e) {
-            const std::string_view what = e.what();
-            if (what.find(to_string(Goodbye::Code::protocol_error)) != std::string_view::npos &&
-                what.find(to_string(DecodeError::unknown_type)) != std::string_view::npos) {
-                stats_refused = true;
-                log("consentd does not know the stats frame (an older version): no more stats reports until "
-                    "this data plane restarts");
-            }
-        } catch (...) {
-        }
-    }
-
-    // One report right after welcome (publish() wakes us), then one every
-    // stats_interval, until the connection ends.
-    template <class Stream>
-    awaitable<void> report_stats(Stream& s) {
-        while (!stats_stop) {
-            const bool due = welcomed && !stats_refused && stats_interval.count() > 0;
-            if (due) {
-                uint64_t gen = 0;
-                {
-                    std::lock_guard lk(mu);
-                    gen = stats_flush_gen;
-                }
-                build_stats();
-                co_await send(s, stats_frame);
-                stats_sent = true;
-                bool flush_waiting = false;
-                {
-                    std::lock_guard lk(mu);
-                    stats_written_gen = std::max(stats_written_gen, gen);
-                    flush_waiting = stats_flush_gen > gen;  // asked for while this one was on its way
-                }
-                cv.notify_all();
-                if (flush_waiting) continue;
-                stats_timer.expires_after(stats_interval);
-            } else {
-                stats_timer.expires_at(Clock::time_point::max());
-            }
-            boost::system::error_code ec;
-            co_await stats_timer.async_wait(asio::redirect_error(use_awaitable, ec));
-        }
-    }
-
-    void build_stats() {
-        stats_entries.clear();
-        std::string problem;
-        if (stats_source) {
-            try {
-                stats_source(stats_entries);
-            } catch (const std::exception& e) {
-                problem = std::string("the stats source failed: ") + e.what();
-                stats_entries.clear();
-            }
-        }
-        // Our own, after the source's: on a clash the source's entry stays.
-        const auto add = [&](const char* name, uint64_t v, StatKind k) {
-            stats_entries.push_back({name, v, k, {}, {}});
-        };
+    // The client's own entries in every stats report.
+    void own_stats(std::vector<StatEntry>& out) {
+        const auto add = [&](const char* name, uint64_t v, StatKind k) { out.push_back({name, v, k, {}, {}}); };
         uint64_t connects = 0;
         {
             std::lock_guard lk(mu);
@@ -357,15 +372,26 @@ struct ControlClient::Impl {
         add("control_entries_refused", sync.entries_refused(), StatKind::counter);
         add("table_entries", table ? table->size() : 0, StatKind::gauge);
         add("table_stale", enforcement.view(monotonic_ns()).health == TableHealth::stale, StatKind::gauge);
-        const size_t dropped = normalize_stats(stats_entries, problem);
-        // Logged when the problem changes, not every second.
-        if ((dropped || !problem.empty()) && problem != stats_problem)
-            log("stats: " + (dropped ? std::to_string(dropped) + " entries dropped: " : std::string()) + problem);
-        stats_problem = problem;
-        stats_frame.clear();
-        encode_stats(stats_frame, stats_entries);
+        if (disclosures.configured()) {
+            const auto c = disclosures.counts();
+            add("disclosure_reports_sent", c.sent, StatKind::counter);
+            add("disclosure_reports_acked", c.acked, StatKind::counter);
+            add("disclosure_reports_pending", c.pending, StatKind::gauge);
+            add("disclosure_reports_dropped", c.dropped, StatKind::counter);
+        }
     }
 
+    // Sends our goodbye and records why we end the connection.
+    template <class Stream>
+    awaitable<void> refuse(Stream& s, Goodbye::Code code, const std::string& why) {
+        at.end = ConnectionEnd{ConnectionEnd::Kind::protocol_error, code, why};
+        std::string out;
+        encode(out, Goodbye{code, why});
+        co_await send(s, out);
+    }
+
+    // The reader: returns when a goodbye ends the connection (either way),
+    // throws when the stream fails.
     template <class Stream>
     awaitable<void> converse(Stream& s) {
         sync.connection_started();
@@ -388,31 +414,31 @@ struct ControlClient::Impl {
                     break;
                 }
                 if (r.status == DecodeStatus::error) {
-                    const std::string why = "malformed frame from consentd (" + std::string(to_string(r.error)) + ")";
-                    out.clear();
-                    encode(out, Goodbye{Goodbye::Code::protocol_error, why});
-                    co_await send(s, out);
-                    throw std::runtime_error(why);
+                    co_await refuse(s, Goodbye::Code::protocol_error,
+                                    "malformed frame from consentd (" + std::string(to_string(r.error)) + ")");
+                    co_return;
                 }
                 off += r.consumed;
+                if (const auto* a = std::get_if<DisclosureAck>(&r.frame)) {
+                    disclosures.on_ack(*a);
+                    continue;
+                }
                 const bool is_welcome = std::holds_alternative<Welcome>(r.frame);
                 const bool is_snapshot_begin = std::holds_alternative<SnapshotBegin>(r.frame);
                 TableSync::Step step = sync.on_frame(r.frame, now);
                 if (!step.ok) {
-                    out.clear();
-                    encode(out, Goodbye{step.code, step.error});
-                    co_await send(s, out);
-                    throw std::runtime_error(step.error);
+                    co_await refuse(s, step.code, step.error);
+                    co_return;
                 }
                 if (step.closed) {
-                    // Another data plane with our name took over: two would
-                    // take turns forever, so wait long between turns.
-                    if (step.code == Goodbye::Code::replaced) replaced = true;
-                    throw std::runtime_error("consentd closed the connection (" + std::string(to_string(step.code)) +
-                                             "): " + step.error);
+                    const auto& g = std::get<Goodbye>(r.frame);
+                    at.end = ConnectionEnd{
+                        refuses_frame(g) ? ConnectionEnd::Kind::frame_refused : ConnectionEnd::Kind::peer_goodbye,
+                        step.code, step.error};
+                    co_return;
                 }
                 if (is_welcome) {
-                    welcomed = true;
+                    at.welcomed = true;
                     {
                         std::lock_guard lk(mu);
                         ++st.connects;
@@ -421,22 +447,24 @@ struct ControlClient::Impl {
                         (sync.streaming() ? ", resuming after " + std::to_string(sync.applied_seq())
                                           : ", receiving a snapshot"));
                     last_logged.clear();
-                    if (sync.streaming()) progressed = true;
+                    if (sync.streaming()) at.progressed = true;
                 }
                 if (is_snapshot_begin && sync.has_table() && !is_welcome) log("consentd is resending the whole table");
-                if (step.installed) progressed = true;
+                if (step.installed) at.progressed = true;
                 ack = ack || step.ack;
             }
             if (off) {
                 std::memmove(buf.data(), buf.data() + off, have - off);
                 have -= off;
             }
-            if (welcomed) deadline = Clock::now() + idle_limit();
+            if (at.welcomed) at.deadline = Clock::now() + idle_limit();
             {
                 std::lock_guard lk(mu);
                 st.last_contact_mono_ns = now;
             }
-            publish(welcomed);
+            publish(at.welcomed);
+            if (at.welcomed) stats.welcomed();
+            if (at.welcomed && sync.streaming()) disclosures.synced(sync.stream_id());
             enforcement.rcu().reclaim();
             // Ack only once every worker has finished the bursts that
             // might have read the table before the change: consentd's
@@ -490,30 +518,42 @@ void ControlClient::set_stats_source(std::function<void(std::vector<StatEntry>&)
                                      std::chrono::milliseconds interval) {
     Impl* impl = impl_.get();
     // Applied on the client's thread, which owns the stats state.
+    asio::post(impl->io,
+               [impl, fn = std::move(fn), interval]() mutable { impl->stats.set_source(std::move(fn), interval); });
+}
+
+void ControlClient::set_disclosure_source(std::function<void(DisclosureBatch&)> fn,
+                                          std::chrono::milliseconds interval) {
+    Impl* impl = impl_.get();
     asio::post(impl->io, [impl, fn = std::move(fn), interval]() mutable {
-        impl->stats_source = std::move(fn);
-        impl->stats_interval = std::max(interval, std::chrono::milliseconds(0));
-        impl->stats_timer.cancel();  // report with the new source now
+        impl->disclosures.set_source(std::move(fn), interval);
     });
+}
+
+bool ControlClient::flush_disclosures(std::chrono::milliseconds timeout) {
+    Impl* impl = impl_.get();
+    if (!impl->thread.joinable()) return false;
+    const uint64_t gen = impl->disclosures.flush_requested();
+    asio::post(impl->io, [impl, gen] { impl->disclosures.flush(gen); });
+    return impl->disclosures.wait_flushed(gen, timeout);
 }
 
 bool ControlClient::flush_stats(std::chrono::milliseconds timeout) {
     Impl* impl = impl_.get();
-    uint64_t gen = 0;
     {
         std::lock_guard lk(impl->mu);
         if (!impl->st.connected || !impl->thread.joinable()) return false;
-        gen = ++impl->stats_flush_gen;
     }
-    asio::post(impl->io, [impl] { impl->stats_timer.cancel(); });
-    std::unique_lock lk(impl->mu);
-    return impl->cv.wait_for(lk, timeout, [&] { return impl->stats_written_gen >= gen; });
+    const uint64_t gen = impl->stats.flush_requested();
+    asio::post(impl->io, [impl] { impl->stats.wake(); });
+    return impl->stats.wait_written(gen, timeout);
 }
 
 void ControlClient::start() {
     if (impl_->thread.joinable()) return;
     Impl* impl = impl_.get();
     impl->thread = std::thread([impl] {
+        asio::co_spawn(impl->io, impl->disclosures.drain_loop(), asio::detached);
         asio::co_spawn(impl->io, impl->run(), [impl](const std::exception_ptr& e) {
             if (!e) return;
             try {
@@ -531,16 +571,23 @@ void ControlClient::stop() {
     if (!impl->thread.joinable()) return;
     asio::post(impl->io, [impl] {
         impl->stopping = true;
-        if (impl->close_current) impl->close_current();
+        impl->end_attempt({ConnectionEnd::Kind::stopped, Goodbye::Code::shutdown, "stopped"});
         impl->backoff_timer.cancel();
         impl->watchdog.cancel();
+        impl->disclosures.stop_draining();
     });
     impl->thread.join();
 }
 
 ControlClient::Status ControlClient::status() const {
+    const auto c = impl_->disclosures.counts();
     std::lock_guard lk(impl_->mu);
-    return impl_->st;
+    Status s = impl_->st;
+    s.disclosures_sent = c.sent;
+    s.disclosures_acked = c.acked;
+    s.disclosures_pending = c.pending;
+    s.disclosures_dropped = c.dropped;
+    return s;
 }
 
 bool ControlClient::wait_synced(std::chrono::milliseconds timeout) const {

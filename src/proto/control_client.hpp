@@ -18,7 +18,10 @@
 //
 // While connected it also reports statistics (the stats frame): its own
 // (control_*, table_*; proto/stats.cpp) and whatever the stats source adds,
-// right after consentd's welcome and then every interval. docs/protocol.md.
+// right after consentd's welcome and then every interval; and, with a
+// disclosure source, what the data plane passed and stripped per subscriber
+// (disclosure reports, acknowledged by consentd, kept and sent again until
+// they are). docs/protocol.md.
 #pragma once
 
 #include <chrono>
@@ -29,6 +32,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/disclosure_report.hpp"
 #include "core/enforcement.hpp"
 #include "proto/endpoint.hpp"
 #include "proto/tls.hpp"
@@ -46,6 +50,12 @@ public:
         std::chrono::milliseconds backoff_max{5000};
         // Connect, TLS handshake and consentd's welcome must fit in this.
         std::chrono::milliseconds connect_timeout{5000};
+        // Disclosure reports not acknowledged yet are kept up to this many
+        // bytes (encoded); past it the oldest is dropped and counted.
+        size_t disclosure_queue_bytes = 64u << 20;
+        // A report not acknowledged this long after it was sent goes again
+        // on the same connection (consentd could not store it).
+        std::chrono::milliseconds disclosure_resend_after{30000};
         // Connection events and errors, one line each. Default: stderr.
         std::function<void(std::string_view)> log;
     };
@@ -59,6 +69,9 @@ public:
         uint64_t connects = 0, snapshots = 0, deltas = 0, entries_refused = 0;
         uint64_t table_entries = 0;  // keys in the installed table
         std::string stream_id, table_version, last_error;
+        // Disclosure reports: frames written (resends included), acknowledged,
+        // kept unacknowledged, dropped from the full queue.
+        uint64_t disclosures_sent = 0, disclosures_acked = 0, disclosures_pending = 0, disclosures_dropped = 0;
     };
 
     // Throws std::invalid_argument for a bad name, or TCP to a non-loopback
@@ -89,6 +102,22 @@ public:
     // so that consentd keeps the final counts. False if not connected, or
     // not written within `timeout`.
     bool flush_stats(std::chrono::milliseconds timeout);
+
+    // What the data plane passed and stripped (the core's disclosure
+    // accounting): `fn` fills the batch every `interval` (default 60 s; 0:
+    // only flush_disclosures() drains) on the client's thread, connected or
+    // not. Each batch becomes one or more reports (ids: a random reporter
+    // per client, seq from 1), kept in a bounded queue
+    // (Options::disclosure_queue_bytes) and sent in order while connected
+    // until consentd acknowledges each; after a reconnect, every report not
+    // acknowledged goes again. `fn` must not block for long or throw (a
+    // throw is logged, that batch is lost). Any time, any thread.
+    void set_disclosure_source(std::function<void(DisclosureBatch&)> fn,
+                               std::chrono::milliseconds interval = std::chrono::seconds(60));
+    // Drains the source once more and waits until every report so far is
+    // acknowledged, e.g. before stop(). False on timeout, when consentd
+    // does not take reports, or when one was dropped meanwhile.
+    bool flush_disclosures(std::chrono::milliseconds timeout);
 
     void start();
     // Closes the connection and joins the thread. Idempotent.

@@ -27,6 +27,10 @@ constexpr Help kHelp[] = {
     {"control_entries_refused", "table entries refused (outside the policy's subscriber prefixes)"},
     {"table_entries", "entries in the installed consent table"},
     {"table_stale", "1 while nothing was heard from consentd for the staleness limit: every identifier is stripped"},
+    {"disclosure_reports_sent", "disclosure report frames written to consentd (resends included)"},
+    {"disclosure_reports_acked", "disclosure reports consentd acknowledged (stored)"},
+    {"disclosure_reports_pending", "disclosure reports kept until consentd acknowledges them"},
+    {"disclosure_reports_dropped", "disclosure reports dropped unacknowledged because the queue was full"},
 };
 
 }  // namespace

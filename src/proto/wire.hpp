@@ -49,6 +49,17 @@ inline constexpr size_t kMaxStatLabelNameBytes = 32;
 inline constexpr size_t kMaxStatLabelValueBytes = 64;
 inline constexpr size_t kMaxStatEntryBytes = 1 + 1 + kMaxStatNameBytes + 8 + 1 + kMaxStatLabelNameBytes + 1 +
                                              kMaxStatLabelValueBytes;
+// Disclosure reports (data plane -> consentd): entries per report and the
+// report's payload; a batch larger than either goes as several reports.
+// Destination and identifier names: 1..255 bytes without control characters.
+inline constexpr uint32_t kMaxDisclosureEntries = 16384;
+inline constexpr size_t kMaxDisclosurePayload = 1u << 20;
+inline constexpr size_t kDisclosureHeadBytes = 8 + 8 + 8 + 8 + 8 + 4;  // reporter, seq, start, end, overflowed, count
+inline constexpr size_t kMaxDisclosureNameBytes = 255;
+// Reports a data plane has sent on a connection and consentd has not
+// acknowledged yet: the client sends no more; consentd takes no more
+// (it drops the extra ones unacknowledged, to be sent again).
+inline constexpr size_t kMaxDisclosuresInFlight = 4;
 // The largest payload of any frame type (a snapshot begin with the largest
 // policy). Readers size buffers by this, never more.
 inline constexpr size_t kMaxPayload = 8 + 4 + 4 + 1 + kMaxTokenBytes + 1 + kMaxTokenBytes + 2 + kMaxPolicyNameBytes +
@@ -59,6 +70,7 @@ enum class FrameType : uint8_t {
     hello = 0x01,
     ack = 0x02,
     stats = 0x03,
+    disclosure = 0x04,
     // consentd -> data plane
     welcome = 0x10,
     snapshot_begin = 0x11,
@@ -67,6 +79,7 @@ enum class FrameType : uint8_t {
     delta = 0x14,
     policy = 0x15,
     heartbeat = 0x16,
+    disclosure_ack = 0x17,
     // either way, just before closing
     goodbye = 0x20,
 };
@@ -110,6 +123,37 @@ struct StatView {
     std::string_view label_name;   // "" (no label) or 1..32 of [a-z0-9_], starting with a letter,
                                    // not "dataplane" (consentd adds that label)
     std::string_view label_value;  // "" without a label, else 1..64 printable, no quotes or backslashes
+};
+
+// What a data plane passed and stripped in one interval (docs/protocol.md,
+// "Disclosures"). `reporter` is random per data-plane process start, `seq`
+// counts its reports from 1: (hello name, reporter, seq) is a report's
+// identity, and a report sent again after a lost acknowledgement carries
+// the same. Entries are validated on decode; walk them with
+// for_each_disclosure (codec.hpp).
+struct Disclosure {
+    uint64_t reporter = 0;
+    uint64_t seq = 0;                // >= 1
+    uint64_t start_unix_ms = 0;      // the interval [start, end), wall clock
+    uint64_t end_unix_ms = 0;        // >= start
+    uint64_t overflowed = 0;         // instances counted but in no entry
+    uint32_t count = 0;              // 0..kMaxDisclosureEntries
+    std::span<const uint8_t> bytes;  // exactly `count` entries
+};
+
+// One entry of a decoded Disclosure (views into its buffer).
+struct DisclosureView {
+    Family family = Family::v4;
+    std::span<const uint8_t> key;  // 4 bytes (IPv4) or 16 (IPv6 prefix, masked)
+    std::string_view destination;  // collector or exemption name, "(none)"
+    std::string_view identifier;   // the policy's identifier name
+    uint64_t passed = 0, stripped = 0;
+};
+
+// consentd stored the report (reporter, seq): the data plane forgets it.
+struct DisclosureAck {
+    uint64_t reporter = 0;
+    uint64_t seq = 0;  // >= 1
 };
 
 // consentd's answer to hello.
@@ -182,13 +226,14 @@ struct Goodbye {
         too_slow = 3,         // the data plane did not keep up
         replaced = 4,         // another connection with the same name
         timeout = 5,
+        unsupported = 6,  // the peer knows the frame but does not take it (consentd without a disclosure store)
     };
     Code code = Code::shutdown;  // unknown codes decode as they are
     std::string_view message;    // 0..1024
 };
 
 using Frame = std::variant<Hello, Ack, Welcome, SnapshotBegin, SnapshotChunk, SnapshotEnd, Delta, PolicyUpdate,
-                           Heartbeat, Goodbye, Stats>;
+                           Heartbeat, Goodbye, Stats, Disclosure, DisclosureAck>;
 
 // One table change as carried by snapshots (always upsert) and deltas.
 struct TableChange {

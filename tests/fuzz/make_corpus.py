@@ -270,13 +270,20 @@ def frame_corpus():
                    + struct.pack(">I", len(policy)) + policy)
     heartbeat = frame(0x16, struct.pack(">QQ", 44, 1700000000000))
     goodbye = frame(0x20, struct.pack(">H", 4) + struct.pack(">H", 8) + b"replaced")
+    disclosure = frame(0x04, struct.pack(">QQQQQI", 0x0123456789ABCDEF, 1, 1700000000000, 1700000060000, 2, 2)
+                       + b"\x04" + bytes([100, 64, 0, 10]) + s8(b"example-adnet") + s8(b"X-UIDH")
+                       + struct.pack(">QQ", 3, 0)
+                       + V6_KEY[:17] + s8(b"(none)") + s8(b"EDNS client subnet") + struct.pack(">QQ", 0, 7))
+    disclosure_empty = frame(0x04, struct.pack(">QQQQQI", 7, 2, 1700000060000, 1700000120000, 5, 0))
+    disclosure_ack = frame(0x17, struct.pack(">QQ", 0x0123456789ABCDEF, 1))
     for name, data in (("hello", hello), ("ack", ack), ("stats", stats), ("welcome", welcome),
                        ("snapshot-begin", begin), ("snapshot-chunk", chunk), ("snapshot-end", end),
                        ("delta", delta), ("delta-part", delta_part), ("policy", update),
-                       ("heartbeat", heartbeat), ("goodbye", goodbye)):
+                       ("heartbeat", heartbeat), ("goodbye", goodbye), ("disclosure", disclosure),
+                       ("disclosure-overflow-only", disclosure_empty), ("disclosure-ack", disclosure_ack)):
         write(t, name, data)
-    write(t, "to-server-stream", hello + ack + stats + goodbye)
-    write(t, "to-client-stream", welcome + begin + chunk + end + delta + delta_part + heartbeat)
+    write(t, "to-server-stream", hello + ack + stats + disclosure + goodbye)
+    write(t, "to-client-stream", welcome + begin + chunk + end + delta + delta_part + heartbeat + disclosure_ack)
     write(t, "truncated", begin[:40])
 
 

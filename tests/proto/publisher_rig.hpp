@@ -120,13 +120,14 @@ struct Rig {
     std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
     std::thread io_thread;
 
-    // `tune` adjusts the config before anything starts.
+    // `tune` adjusts the config before anything starts; `disclosures`: the
+    // publisher's disclosure sink (none by default).
     template <class Tune>
-    explicit Rig(Tune tune) {
+    explicit Rig(Tune tune, consentd::DisclosureSink* disclosures = nullptr) {
         config.socket = dir.file("dp.sock");
         config.heartbeat_interval = 50ms;
         tune(config);
-        publisher = std::make_unique<consentd::Publisher>(ioc, ledger, config);
+        publisher = std::make_unique<consentd::Publisher>(ioc, ledger, config, disclosures);
         publisher->add_policy_document(policy, "test-policy.yaml", kPolicyYaml);
         ledger.publisher = publisher.get();
         publisher->start();
@@ -200,9 +201,12 @@ struct DataPlane {
 
     QsbrDomain::ReaderId reader;
 
+    // `tune` adjusts the client's options.
     DataPlane(const proto::Endpoint& ep, const std::string& name, std::chrono::milliseconds backoff = 50ms,
-              std::optional<proto::TlsFiles> tls = std::nullopt)
-        : client(enforcement, options(ep, name, backoff, std::move(tls))), reader(enforcement.rcu().register_reader()) {
+              std::optional<proto::TlsFiles> tls = std::nullopt,
+              const std::function<void(proto::ControlClient::Options&)>& tune = {})
+        : client(enforcement, options(ep, name, backoff, std::move(tls), tune)),
+          reader(enforcement.rcu().register_reader()) {
         enforcement.rcu().offline(reader);
     }
     ~DataPlane() {
@@ -213,7 +217,8 @@ struct DataPlane {
     DataPlane& operator=(const DataPlane&) = delete;
 
     proto::ControlClient::Options options(const proto::Endpoint& ep, const std::string& name,
-                                          std::chrono::milliseconds backoff, std::optional<proto::TlsFiles> tls) {
+                                          std::chrono::milliseconds backoff, std::optional<proto::TlsFiles> tls,
+                                          const std::function<void(proto::ControlClient::Options&)>& tune) {
         proto::ControlClient::Options o;
         o.name = name;
         o.endpoint = ep;
@@ -224,6 +229,7 @@ struct DataPlane {
             std::lock_guard lk(log_mu);
             log.emplace_back(line);
         };
+        if (tune) tune(o);
         return o;
     }
 
