@@ -217,14 +217,15 @@ int run(const std::string& config_path, const std::string& port_file) {
     // then covers whatever came before (it ignores commits it already has).
     asio::io_context ioc(1);
     LedgerTableSource table_source(*service);
-    Publisher publisher(ioc, table_source, config.dataplanes);
+    // Data planes' disclosure reports go to the store and are acknowledged
+    // once durable. The store outlives the sessions: it is stopped below,
+    // after the io_context has run its last handler (its late answers are
+    // posted to a stopped io_context, which drops them unrun).
+    Publisher publisher(ioc, table_source, config.dataplanes, disclosures.get());
     publisher.add_policy_document(l->policy, config.policy, l->policy_text);
     service->add_listener(&publisher);
     service->start();
     disclosures->start();
-    // Data-plane sessions hand their disclosure reports to the store:
-    // disclosures.get() is the DisclosureSink* they submit to (it outlives
-    // them: stopped below, after the io_context has run its last handler).
     DataPlaneServer dataplanes(ioc, publisher);
     try {
         publisher.start();

@@ -30,6 +30,7 @@
 
 #include "common/report.hpp"
 #include "common/static_consent.hpp"
+#include "core/disclosure.hpp"
 #include "core/enforcement.hpp"
 #include "dataplane/config.hpp"
 #include "dataplane/datapath.hpp"
@@ -350,6 +351,9 @@ int run(const Config& c, const RunLimits& limits) {
                          std::to_string(mbufs) + " mbufs");
 
     Enforcement enforcement(c.control.empty() ? Enforcement::Mode::static_table : Enforcement::Mode::controlled);
+    // Drains the workers' disclosure counts for consentd (the client's thread;
+    // declared before the client, which may call it until it stops).
+    DisclosureDrain disclosure_drain(unix_ms_now());
     std::unique_ptr<proto::ControlClient> client;
     if (c.control.empty()) {
         const auto loaded = install_static_consent(enforcement, c.policy, c.consent);
@@ -395,6 +399,12 @@ int run(const Config& c, const RunLimits& limits) {
         client->set_stats_source([&dp, &enforcement, ports](
                                      std::vector<proto::StatEntry>& out) { report_stats(out, dp, enforcement, ports); },
                                  c.stats_interval);
+        if (c.disclosure_entries)
+            client->set_disclosure_source(
+                [&dp, &enforcement, &disclosure_drain](DisclosureBatch& batch) {
+                    disclosure_drain.drain(enforcement.rcu(), dp.core_workers(), unix_ms_now(), batch);
+                },
+                c.disclosure_interval);
     }
 
     std::vector<std::pair<Datapath*, unsigned>> args;
@@ -430,6 +440,10 @@ int run(const Config& c, const RunLimits& limits) {
     unregister_telemetry();
     if (client) {
         client->flush_stats(std::chrono::milliseconds(1000));  // consentd keeps the final counts
+        // The workers are offline now: the last disclosure counts, acknowledged
+        // once consentd has stored them (after its clock margin).
+        if (c.disclosure_entries && !client->flush_disclosures(std::chrono::seconds(60)))
+            log(Level::warning, "consentd did not acknowledge every disclosure report within 60 s: they are lost");
         client->stop();
     }
 

@@ -123,6 +123,10 @@ boost::json::object control_report(const ControlOptions& o, const proto::Control
     j["snapshots"] = s.snapshots;
     j["deltas"] = s.deltas;
     j["last_error"] = s.last_error;
+    j["disclosure_reports"] = {{"sent", s.disclosures_sent},
+                               {"acknowledged", s.disclosures_acked},
+                               {"pending", s.disclosures_pending},
+                               {"dropped", s.disclosures_dropped}};
     return j;
 }
 

@@ -31,6 +31,9 @@ using namespace optgate;
 namespace {
 
 constexpr uint32_t kBurst = 32;
+// How long the end of a --control run waits for consentd to acknowledge
+// the last disclosure reports (consentd answers after its clock margin).
+constexpr std::chrono::milliseconds kDisclosureFlushTimeout{60000};
 
 struct Options {
     std::string policy, consent, report, input, output;
@@ -141,7 +144,13 @@ int run(Options& o) {
     replay::PcapWriter out(o.output, in.linktype(), in.snaplen(), in.nanosecond());
 
     Worker worker(enforcement, HttpStageConfig{}, DisclosureConfig{o.disclosure_entries});
-    if (worker.disclosure()) disclosures.attach(worker);
+    if (worker.disclosure()) {
+        disclosures.attach(worker);
+        // Reported to consentd every interval, and once more at the end.
+        if (control)
+            control->set_disclosure_source([&](DisclosureBatch& b) { disclosures.drain_into(b); },
+                                           o.control.disclosure_interval);
+    }
     const uint32_t max_frame = uint32_t(std::max(in.snaplen(), 65536)) + 64;
     std::vector<std::vector<uint8_t>> buffers(kBurst, std::vector<uint8_t>(max_frame));
     PacketRef pkts[kBurst];
@@ -193,6 +202,12 @@ int run(Options& o) {
         // consentd keeps the final counts (GET /metrics, up 0 once we are gone).
         stats.update(worker.counters(), true);
         control->flush_stats(std::chrono::seconds(1));
+        // The last counts, acknowledged once consentd has stored them (after
+        // its clock margin: docs/transparency.md); unacknowledged ones are
+        // lost with this process, as the report's "control" block says.
+        if (worker.disclosure() && !control->flush_disclosures(kDisclosureFlushTimeout))
+            std::fprintf(stderr, "optgate-replay: consentd did not acknowledge every disclosure report within %llds\n",
+                         static_cast<long long>(kDisclosureFlushTimeout.count() / 1000));
         control->stop();  // the table stays installed; the thread is gone
     }
     // What no drain took yet (a final report to consentd drains before the

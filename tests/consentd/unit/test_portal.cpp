@@ -302,7 +302,7 @@ TEST_CASE("what was shared: summed per recipient and identifier, bars to scale, 
     CHECK(count(h, "<tr><td>") == 2);  // the all-zero row is left out
     CHECK(h.find("role=\"img\" aria-labelledby=\"chart-title\"") != std::string::npos);
     CHECK(render_disclosures(c, Lang::en, {}, views).find("None of your identifiers") != std::string::npos);
-    CHECK(render_disclosures(c, Lang::en, {{"2026-01-01", "<x>", "y", 1, 0}}, views).find("&lt;x&gt;") !=
+    CHECK(render_disclosures(c, Lang::en, {{"2026-01-01", "<x>", "p", "y", 1, 0}}, views).find("&lt;x&gt;") !=
           std::string::npos);
 }
 
