@@ -441,9 +441,10 @@ int run(const Config& c, const RunLimits& limits) {
     if (client) {
         client->flush_stats(std::chrono::milliseconds(1000));  // consentd keeps the final counts
         // The workers are offline now: the last disclosure counts, acknowledged
-        // once consentd has stored them (after its clock margin).
-        if (c.disclosure_entries && !client->flush_disclosures(std::chrono::seconds(60)))
-            log(Level::warning, "consentd did not acknowledge every disclosure report within 60 s: they are lost");
+        // once consentd has stored them (after its clock margin). Bounded, so
+        // that a stop while consentd is away does not hang (docs/dataplane.md).
+        if (c.disclosure_entries && !client->flush_disclosures(std::chrono::seconds(10)))
+            log(Level::warning, "consentd did not acknowledge every disclosure report within 10 s: they are lost");
         client->stop();
     }
 

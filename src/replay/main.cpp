@@ -31,9 +31,6 @@ using namespace optgate;
 namespace {
 
 constexpr uint32_t kBurst = 32;
-// How long the end of a --control run waits for consentd to acknowledge
-// the last disclosure reports (consentd answers after its clock margin).
-constexpr std::chrono::milliseconds kDisclosureFlushTimeout{60000};
 
 struct Options {
     std::string policy, consent, report, input, output;
@@ -65,7 +62,7 @@ Options parse_options(int argc, char** argv) {
         "control", po::value(&o.control.endpoint),
         "take policy and table from consentd at this Unix socket or HOST:PORT (docs/replay.md#--control)")(
         "name", po::value(&o.control.name), "with --control: how consentd lists this replay (default replay-HOST-PID)")(
-        "control-timeout", po::value(&o.control_timeout), "with --control: wait this long for the table (default 10s)")(
+        "control-timeout", po::value(&o.control_timeout), "with --control: wait this long for the table, and at the end for consentd to acknowledge the last disclosure report (default 10s)")(
         "stats-interval", po::value(&o.stats_interval),
         "with --control: report counters to consentd this often (default 1s)")(
         "disclosure-interval", po::value(&o.disclosure_interval),
@@ -205,9 +202,13 @@ int run(Options& o) {
         // The last counts, acknowledged once consentd has stored them (after
         // its clock margin: docs/transparency.md); unacknowledged ones are
         // lost with this process, as the report's "control" block says.
-        if (worker.disclosure() && !control->flush_disclosures(kDisclosureFlushTimeout))
-            std::fprintf(stderr, "optgate-replay: consentd did not acknowledge every disclosure report within %llds\n",
-                         static_cast<long long>(kDisclosureFlushTimeout.count() / 1000));
+        // Bounded by --control-timeout, so a consentd that is gone does not
+        // hold the end of the run for long.
+        if (worker.disclosure() && !control->flush_disclosures(o.control.timeout))
+            std::fprintf(stderr,
+                         "optgate-replay: consentd did not acknowledge every disclosure report within "
+                         "--control-timeout (%lld ms)\n",
+                         static_cast<long long>(o.control.timeout.count()));
         control->stop();  // the table stays installed; the thread is gone
     }
     // What no drain took yet (a final report to consentd drains before the
