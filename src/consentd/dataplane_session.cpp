@@ -254,16 +254,7 @@ private:
         r.batch.end_unix_ms = d.end_unix_ms;
         r.batch.overflowed = d.overflowed;
         r.batch.entries.reserve(d.count);
-        proto::for_each_disclosure(d, [&](const proto::DisclosureView& v) {
-            DisclosureEntry e;
-            e.family = v.family;
-            std::copy(v.key.begin(), v.key.end(), e.key.begin());
-            e.destination = std::string(v.destination);
-            e.identifier = std::string(v.identifier);
-            e.passed = v.passed;
-            e.stripped = v.stripped;
-            r.batch.entries.push_back(std::move(e));
-        });
+        proto::for_each_disclosure(d, [&](const proto::DisclosureView& v) { r.batch.entries.push_back(v.entry()); });
         storing_.push_back(id);
         std::weak_ptr<Session> weak = this->shared_from_this();
         auto ex = stream_.get_executor();

@@ -14,6 +14,7 @@
 // the buffer the frame was decoded from, valid while that buffer is.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -22,6 +23,7 @@
 #include <variant>
 
 #include "core/consent_table.hpp"
+#include "core/disclosure_report.hpp"
 
 namespace optgate::proto {
 
@@ -148,6 +150,18 @@ struct DisclosureView {
     std::string_view destination;  // collector or exemption name, "(none)"
     std::string_view identifier;   // the policy's identifier name
     uint64_t passed = 0, stripped = 0;
+
+    // The entry as the core's seam type (copies the names).
+    DisclosureEntry entry() const {
+        DisclosureEntry e;
+        e.family = family;
+        std::copy(key.begin(), key.end(), e.key.begin());
+        e.destination = std::string(destination);
+        e.identifier = std::string(identifier);
+        e.passed = passed;
+        e.stripped = stripped;
+        return e;
+    }
 };
 
 // consentd stored the report (reporter, seq): the data plane forgets it.

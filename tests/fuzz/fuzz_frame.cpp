@@ -56,16 +56,7 @@ std::string reencode(const Frame& frame) {
                 ok = encode_stats(out, entries);
             } else if constexpr (std::is_same_v<T, Disclosure>) {
                 std::vector<DisclosureEntry> entries;
-                for_each_disclosure(f, [&](const DisclosureView& v) {
-                    DisclosureEntry e;
-                    e.family = v.family;
-                    std::copy(v.key.begin(), v.key.end(), e.key.begin());
-                    e.destination = std::string(v.destination);
-                    e.identifier = std::string(v.identifier);
-                    e.passed = v.passed;
-                    e.stripped = v.stripped;
-                    entries.push_back(std::move(e));
-                });
+                for_each_disclosure(f, [&](const DisclosureView& v) { entries.push_back(v.entry()); });
                 FUZZ_CHECK(entries.size() == f.count, "for_each_disclosure visited " + std::to_string(entries.size()) +
                                                           " of " + std::to_string(f.count) + " entries");
                 ok = encode_disclosure(out, f, entries);

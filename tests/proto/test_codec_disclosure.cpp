@@ -30,16 +30,7 @@ DisclosureEntry entry(const char* addr, std::string destination, std::string ide
 
 std::vector<DisclosureEntry> collect(const Disclosure& d) {
     std::vector<DisclosureEntry> out;
-    for_each_disclosure(d, [&](const DisclosureView& v) {
-        DisclosureEntry e;
-        e.family = v.family;
-        std::copy(v.key.begin(), v.key.end(), e.key.begin());
-        e.destination = std::string(v.destination);
-        e.identifier = std::string(v.identifier);
-        e.passed = v.passed;
-        e.stripped = v.stripped;
-        out.push_back(std::move(e));
-    });
+    for_each_disclosure(d, [&](const DisclosureView& v) { out.push_back(v.entry()); });
     return out;
 }
 
