@@ -66,18 +66,27 @@ int disclosures(int argc, char** argv) {
             std::printf("none recorded in these days\n");
             return 0;
         }
-        std::printf("%-10s  %-24s %-20s %-28s %10s %10s\n", "DAY", "COLLECTOR", "PURPOSE", "IDENTIFIER", "PASSED",
-                    "STRIPPED");
+        // Columns as wide as their longest value (names come from the policy).
+        int wc = 9, wp = 7, wi = 10;  // "COLLECTOR", "PURPOSE", "IDENTIFIER"
+        for (const auto& d : days)
+            for (const auto& c : d.at("collectors").as_array()) {
+                wc = std::max(wc, int(str(c.at("name")).size()));
+                wp = std::max(wp, int(str(c.at("purpose")).size()));
+                for (const auto& id : c.at("identifiers").as_array()) wi = std::max(wi, int(str(id.at("name")).size()));
+            }
+        const auto row = [&](const std::string& day, const std::string& collector, const std::string& purpose,
+                             const std::string& identifier, const std::string& passed, const std::string& stripped) {
+            std::printf("%-10s  %-*s  %-*s  %-*s  %10s %10s\n", day.c_str(), wc, collector.c_str(), wp, purpose.c_str(),
+                        wi, identifier.c_str(), passed.c_str(), stripped.c_str());
+        };
+        const auto number = [](const json::value& v) { return std::to_string(v.to_number<uint64_t>()); };
+        row("DAY", "COLLECTOR", "PURPOSE", "IDENTIFIER", "PASSED", "STRIPPED");
         for (const auto& d : days)
             for (const auto& c : d.at("collectors").as_array())
                 for (const auto& id : c.at("identifiers").as_array())
-                    std::printf("%-10s  %-24s %-20s %-28s %10llu %10llu\n", str(d.at("day")).c_str(),
-                                str(c.at("name")).c_str(), str(c.at("purpose")).c_str(), str(id.at("name")).c_str(),
-                                static_cast<unsigned long long>(id.at("passed").to_number<uint64_t>()),
-                                static_cast<unsigned long long>(id.at("stripped").to_number<uint64_t>()));
-        std::printf("%-10s  %-24s %-20s %-28s %10llu %10llu\n", "total", "", "", "",
-                    static_cast<unsigned long long>(body.at("passed").to_number<uint64_t>()),
-                    static_cast<unsigned long long>(body.at("stripped").to_number<uint64_t>()));
+                    row(str(d.at("day")), str(c.at("name")), str(c.at("purpose")), str(id.at("name")),
+                        number(id.at("passed")), number(id.at("stripped")));
+        row("total", "", "", "", number(body.at("passed")), number(body.at("stripped")));
         // Who each collector is: once, below the table.
         std::vector<std::string> described;
         for (const auto& d : days)
