@@ -45,6 +45,7 @@ std::vector<PurposeView> purpose_views(const Policy& policy) {
         PurposeView v;
         v.name = p.name;
         v.description = p.description;
+        v.benefit = p.benefit;
         v.data = p.data;
         v.retention = p.retention;
         for (const auto& col : policy.collectors)
