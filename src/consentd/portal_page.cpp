@@ -273,6 +273,7 @@ button:hover{text-decoration:underline}
 table{border-collapse:collapse;width:100%;font-size:.95rem}
 th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid #d5d9df;vertical-align:top}
 .num{text-align:right;font-variant-numeric:tabular-nums}
+.history td:first-child{min-width:7rem}
 .who{color:#4a4a4a;font-size:.9rem}
 figure{margin:.5rem 0 1rem}
 svg.chart{width:100%;max-width:34rem;height:auto;font-size:14px;font-family:inherit}
