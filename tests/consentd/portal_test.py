@@ -364,7 +364,8 @@ class SignedLinkTest(unittest.TestCase):
         # Through the page: opt in to analytics, then out.
         self.open_link(drv, "sub-1001")
         an = section(drv, "analytics")
-        an.find_element(By.CSS_SELECTOR, f"label[for='{an.find_element(By.NAME, 'agree').get_attribute('id')}']").click()
+        agree_id = an.find_element(By.NAME, "agree").get_attribute("id")
+        an.find_element(By.CSS_SELECTOR, f"label[for='{agree_id}']").click()
         section(drv, "analytics").find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         wait_text(drv, ".flash", "“analytics” is on.")
         section(drv, "analytics").find_element(By.CSS_SELECTOR, "button[type=submit]").click()
