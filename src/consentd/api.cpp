@@ -477,42 +477,30 @@ void Api::put_consent(const Admission& a, const json::value& body, bool grant, R
 void Api::get_receipt(const Admission& a, Respond& respond) {
     const std::string& id = a.match.subscriber;
     const std::string n = std::to_string(a.match.seq);
-    EventRecord r;
-    ReceiptSource source;
+    ReceiptReader::Result r;
     try {
-        r = reader_.event(id, a.match.seq);
-        if (r.record && r.record->text) {
-            // Parsing a policy costs far more than reading the event: once
-            // per record (a few: one per policy reload).
-            if (recorded_policies_.size() >= 64) recorded_policies_.clear();
-            auto& cached = recorded_policies_[r.record->id];
-            if (!cached) cached = load_recorded_policy(*r.record);
-            source.policy = cached;
-        }
+        r = receipts_.read(id, a.match.seq);
     } catch (const std::exception& e) {
         log_error(std::string("reading a receipt: ") + e.what());
         respond(error_response(503, "ledger_unavailable", "the ledger could not be read; retry"));
         return;
     }
-    if (!r.subscriber_known) {
+    using Status = ReceiptReader::Status;
+    switch (r.status) {
+    case Status::found: respond(json_response(200, r.receipt)); return;
+    case Status::unknown_subscriber:
         respond(error_response(404, "unknown_subscriber", "the ledger has no event for subscriber '" + id + "'"));
         return;
-    }
-    if (!r.event || r.event->subscriber != id) {
+    case Status::unknown_event: respond(error_response(404, "unknown_event", "the ledger has no event " + n)); return;
+    case Status::other_subscriber:
+        respond(error_response(404, "unknown_event", "event " + n + " is not one of subscriber '" + id + "'"));
+        return;
+    case Status::not_a_consent_event:
         respond(error_response(
-            404, "unknown_event",
-            r.event ? "event " + n + " is not one of subscriber '" + id + "'" : "the ledger has no event " + n));
+            404, "not_a_consent_event",
+            "event " + n + " is a " + std::string(to_string(r.action)) + ": only grants and revokes have receipts"));
         return;
     }
-    if (r.event->action != Action::grant && r.event->action != Action::revoke) {
-        respond(error_response(404, "not_a_consent_event",
-                               "event " + n + " is a " + std::string(to_string(r.event->action)) +
-                                   ": only grants and revokes have receipts"));
-        return;
-    }
-    source.event = std::move(*r.event);
-    source.record = std::move(r.record);
-    respond(json_response(200, build_receipt(source)));
 }
 
 namespace {

@@ -28,6 +28,7 @@
 #include "consentd/metrics.hpp"
 #include "consentd/portal_link.hpp"
 #include "consentd/publisher.hpp"
+#include "consentd/receipt.hpp"
 #include "consentd/router.hpp"
 
 namespace optgate::consentd {
@@ -98,7 +99,7 @@ private:
     Publisher* publisher_;
     TokenTable tokens_;
     LedgerReader reader_;
-    std::map<uint64_t, std::shared_ptr<const Policy>> recorded_policies_;  // by policy history record id
+    ReceiptReader receipts_{reader_};
     DisclosureReader disclosure_reader_;
     boost::asio::thread_pool import_pool_{1};
     std::atomic<bool> import_busy_{false};

@@ -263,11 +263,15 @@ int run(const std::string& config_path, const std::string& port_file) {
         log_info("RADIUS accounting on " + config.radius->address + ":" + std::to_string(radius->port()) + ", " +
                  std::to_string(config.radius->clients.size()) + " clients");
     }
-    // The subscribers' privacy page, on its own listener (docs/portal.md).
+    // The subscribers' privacy page, on its own listener (docs/portal.md),
+    // with each choice's receipt and the last 30 days' disclosures.
+    std::optional<LedgerTransparency> transparency;
     std::optional<PortalDaemon> portal;
     if (config.portal.enabled) {
         try {
+            transparency.emplace(config.database);
             portal.emplace(ioc, *service, &publisher, config, *api);
+            portal->portal.set_transparency(&*transparency);
         } catch (const std::exception& e) {
             log_error("portal: cannot listen on " + config.portal.listen_address + ":" +
                       std::to_string(config.portal.port) + ": " + e.what());

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "consentd/api.hpp"  // json_response: the receipt as the API answers it
 #include "consentd/binding_address.hpp"
 #include "consentd/log.hpp"
 #include "policy/values.hpp"
@@ -520,6 +521,10 @@ void Portal::get_receipt(Context& cx, std::string_view seq_text) {
         cx.respond(message(cx, 401, Text::session_title, catalogue_.html(cx.lang, Text::session_ended), false));
         return;
     }
+    if (over_session_limit(*s)) {  // each receipt is a ledger read
+        cx.respond(message(cx, 429, Text::rate_title, catalogue_.html(cx.lang, Text::rate_limited), false));
+        return;
+    }
     const auto seq = policy::detail::parse_decimal(seq_text);
     const auto receipt = seq ? transparency_->receipt(s->subscriber, *seq) : std::nullopt;
     if (!receipt) {
@@ -531,6 +536,22 @@ void Portal::get_receipt(Context& cx, std::string_view seq_text) {
     r.set(http::field::content_disposition, "attachment; filename=\"receipt-" + std::to_string(*seq) + ".json\"");
     r.body() = *receipt;
     cx.respond(std::move(r));
+}
+
+LedgerTransparency::LedgerTransparency(const std::string& database) : ledger_(database), disclosures_(database) {}
+
+std::vector<DisclosureRow> LedgerTransparency::disclosures(const std::string& subscriber, unsigned count) {
+    using std::chrono::days;
+    const auto today = std::chrono::floor<days>(std::chrono::system_clock::now());
+    const auto from = today - days(std::max(count, 1U) - 1);
+    auto rows = disclosures_.subscriber(subscriber, day_text(from), day_text(today));
+    return rows ? std::move(*rows) : std::vector<DisclosureRow>{};
+}
+
+std::optional<std::string> LedgerTransparency::receipt(const std::string& subscriber, uint64_t seq) {
+    auto r = receipts_.read(subscriber, seq);
+    if (r.status != ReceiptReader::Status::found) return std::nullopt;
+    return json_response(200, r.receipt).body();
 }
 
 }  // namespace optgate::consentd

@@ -20,12 +20,14 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include "consentd/config.hpp"
+#include "consentd/disclosures.hpp"
 #include "consentd/ledger_reader.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/portal_link.hpp"
 #include "consentd/portal_page.hpp"
 #include "consentd/portal_text.hpp"
 #include "consentd/publisher.hpp"
+#include "consentd/receipt.hpp"
 
 namespace optgate::consentd {
 
@@ -39,6 +41,26 @@ public:
     // The receipt (JSON) of the subscriber's consent event `seq`; nullopt
     // when `seq` is not one of this subscriber's consent events.
     virtual std::optional<std::string> receipt(const std::string& subscriber, uint64_t seq) = 0;
+};
+
+// The TransparencySource of consentd: the disclosure store's rows and the
+// ledger's receipts, read as the API reads them (ReceiptReader: the same
+// receipt, from the one builder). Its own connections to the ledger file,
+// used on the io_context thread only, like the API's.
+class LedgerTransparency final : public TransparencySource {
+public:
+    explicit LedgerTransparency(const std::string& database);
+
+    // Days today - days + 1 .. today (UTC); none when the ledger does not
+    // know the subscriber.
+    std::vector<DisclosureRow> disclosures(const std::string& subscriber, unsigned days) override;
+    // The API's body for GET /v1/subscribers/{id}/receipts/{seq}.
+    std::optional<std::string> receipt(const std::string& subscriber, uint64_t seq) override;
+
+private:
+    LedgerReader ledger_;
+    ReceiptReader receipts_{ledger_};
+    DisclosureReader disclosures_;
 };
 
 class Portal {

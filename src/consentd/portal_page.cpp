@@ -45,6 +45,7 @@ std::vector<PurposeView> purpose_views(const Policy& policy) {
         PurposeView v;
         v.name = p.name;
         v.description = p.description;
+        v.benefit = p.benefit;
         v.data = p.data;
         v.retention = p.retention;
         for (const auto& col : policy.collectors)
@@ -239,6 +240,7 @@ std::string render_confirm_page(const Catalogue& c, Lang l, const PurposeView& p
 std::string_view portal_css() {
     // System fonts, high contrast (text 16:1, buttons over 7:1, graphics
     // over 4.5:1), a visible focus ring, one column that fits 320 px.
+    // History dates and notice versions are not broken at their hyphens.
     // Turning on and turning off look alike: neither is the nudged choice.
     return R"CSS(*,*::before,*::after{box-sizing:border-box}
 html{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",sans-serif;font-size:100%;line-height:1.5;color:#1a1a1a;background:#f4f5f7}
@@ -272,6 +274,8 @@ button:hover{text-decoration:underline}
 table{border-collapse:collapse;width:100%;font-size:.95rem}
 th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid #d5d9df;vertical-align:top}
 .num{text-align:right;font-variant-numeric:tabular-nums}
+.history td:first-child{min-width:7rem}
+.history td:nth-child(5){white-space:nowrap}
 .who{color:#4a4a4a;font-size:.9rem}
 figure{margin:.5rem 0 1rem}
 svg.chart{width:100%;max-width:34rem;height:auto;font-size:14px;font-family:inherit}

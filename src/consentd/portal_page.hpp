@@ -51,7 +51,7 @@ struct HistoryRow {
     std::string receipt_href;    // "" : no receipt to link
 };
 
-// Identifiers of this subscriber seen going to a collector on one day.
+// What the page says about the last change (after its redirect).
 struct Flash {
     enum class Kind : uint8_t { ok, pending, error };
     Kind kind = Kind::ok;

@@ -27,7 +27,7 @@ constexpr Entry kEntries[] = {
      "Rien ne vous concernant n’est partagé sans votre accord donné ici. Vous pouvez changer d’avis à tout moment : "
      "désactiver un choix se fait en un clic."},
     {Text::notice_version, "Information notice version {1}.", "Version de la notice d’information : {1}."},
-    {Text::benefit, "What you get", "Ce que vous y gagnez"},
+    {Text::benefit, "What you gain", "Ce que vous y gagnez"},
     {Text::data, "Data shared", "Données partagées"},
     {Text::retention, "Kept for", "Durée de conservation"},
     {Text::recipients, "Who receives it", "Qui les reçoit"},

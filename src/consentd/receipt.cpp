@@ -179,4 +179,40 @@ std::string receipt_difference(const json::value& given, const json::value& expe
     return difference(given, expected, "");
 }
 
+ReceiptReader::Result ReceiptReader::read(const std::string& subscriber, uint64_t seq) {
+    EventRecord r = reader_.event(subscriber, seq);
+    Result out;
+    if (!r.subscriber_known) {
+        out.status = Status::unknown_subscriber;
+        return out;
+    }
+    if (!r.event) {
+        out.status = Status::unknown_event;
+        return out;
+    }
+    if (r.event->subscriber != subscriber) {
+        out.status = Status::other_subscriber;
+        return out;
+    }
+    if (r.event->action != Action::grant && r.event->action != Action::revoke) {
+        out.status = Status::not_a_consent_event;
+        out.action = r.event->action;
+        return out;
+    }
+    ReceiptSource source;
+    if (r.record && r.record->text) {
+        // Parsing a policy costs far more than reading the event: once per
+        // record (a few: one per policy reload).
+        if (recorded_policies_.size() >= 64) recorded_policies_.clear();
+        auto& cached = recorded_policies_[r.record->id];
+        if (!cached) cached = load_recorded_policy(*r.record);
+        source.policy = cached;
+    }
+    source.event = std::move(*r.event);
+    source.record = std::move(r.record);
+    out.status = Status::found;
+    out.receipt = build_receipt(source);
+    return out;
+}
+
 }  // namespace optgate::consentd

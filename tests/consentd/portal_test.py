@@ -63,7 +63,10 @@ class PortalDaemon(Daemon):
     """consentd with a portal section; `portal_port` is the page's port."""
 
     def __init__(self, section):
-        super().__init__(limits=section, dataplanes="{socket: dp.sock, enforced_wait_timeout: 30s}")
+        # A small clock margin: each data plane run ends with a flush of its
+        # disclosure counts that consentd acknowledges after margin + 1 s.
+        super().__init__(limits=section + "disclosures: {clock_margin: 200ms}\n",
+                         dataplanes="{socket: dp.sock, enforced_wait_timeout: 30s}")
 
     def start(self):
         super().start()
@@ -86,6 +89,12 @@ class PortalDaemon(Daemon):
 
     def head(self):
         return self.metric("consentd_ledger_head_seq")
+
+    def benefits(self):
+        """Each purpose's benefit, as the policy states it."""
+        st, _, j = self.request("GET", "/v1/purposes", token="auditor")
+        assert st == 200, j
+        return {p["name"]: p["benefit"] for p in j["purposes"]}
 
 
 def browser(tmp, lang=None, headers=None):
@@ -157,7 +166,7 @@ def identifier_passed(d, capture, tmp, tag):
     """Replays the capture as a data plane of `d`; True if the identifier left intact."""
     out = os.path.join(tmp, f"{tag}.out.pcap")
     r = subprocess.run([REPLAY, "--quiet", "--control", os.path.join(d.dir, "dp.sock"), "--name", f"check-{tag}",
-                        capture, out], capture_output=True, text=True, timeout=120)
+                        "--disclosure-interval", "1s", capture, out], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     data = b"".join(bytes(p) for p in rdpcap(out))
     assert b"X-UIDH: " in data, "the request did not come out"
@@ -200,6 +209,15 @@ class SignedLinkTest(unittest.TestCase):
         csrf = driver.find_element(By.CSS_SELECTOR, "input[name=csrf]").get_attribute("value")
         return cookie, csrf
 
+    def get(self, path, cookie=None):
+        """GET on the portal with the browser's session cookie: status, headers, body."""
+        c = http.client.HTTPConnection("127.0.0.1", self.d.portal_port, timeout=DEADLINE)
+        c.request("GET", path, headers={"Cookie": f"optgate_portal={cookie['value']}"} if cookie else {})
+        r = c.getresponse()
+        body = r.read().decode()
+        c.close()
+        return r.status, r, body
+
     def post(self, path, fields, cookie=None):
         c = http.client.HTTPConnection("127.0.0.1", self.d.portal_port, timeout=DEADLINE)
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -220,6 +238,9 @@ class SignedLinkTest(unittest.TestCase):
         ads = section(drv, "advertising")
         self.assertIn("Example Ad Network Ltd.", ads.text)  # who receives it, with its description
         self.assertIn("90 days, then deleted", ads.text)
+        benefit = d.benefits()["advertising"]
+        self.assertTrue(benefit)
+        self.assertIn("What you gain\n" + benefit, ads.text)  # the benefit, labelled, beside what it costs
         agree = ads.find_element(By.NAME, "agree")
         self.assertFalse(agree.is_selected(), "the 'I agree' box must start unticked")
         label = ads.find_element(By.CSS_SELECTOR, f"label[for='{agree.get_attribute('id')}']")
@@ -321,6 +342,7 @@ class SignedLinkTest(unittest.TestCase):
             self.assertEqual(drv.find_element(By.TAG_NAME, "html").get_attribute("lang"), "fr")
             self.assertEqual(drv.find_element(By.TAG_NAME, "h1").text, "Vos choix de confidentialité")
             self.assertIn("J’accepte", section(drv, "advertising").text)
+            self.assertIn("Ce que vous y gagnez\n" + self.d.benefits()["advertising"], section(drv, "advertising").text)
             screenshot(drv, os.path.join(self.shots, "portal-fr-mobile.png"), 390)
         finally:
             drv.quit()
@@ -335,6 +357,107 @@ class SignedLinkTest(unittest.TestCase):
         self.assertEqual(r.status, 200)
         self.assertIn("default-src 'none'", r.getheader("Content-Security-Policy"))  # no script could run
         c.close()
+
+
+    def test_7_each_choice_has_its_receipt_and_only_the_subscribers_own(self):
+        d, drv = self.d, self.driver
+        # Through the page: opt in to analytics, then out.
+        self.open_link(drv, "sub-1001")
+        an = section(drv, "analytics")
+        agree_id = an.find_element(By.NAME, "agree").get_attribute("id")
+        an.find_element(By.CSS_SELECTOR, f"label[for='{agree_id}']").click()
+        section(drv, "analytics").find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_text(drv, ".flash", "“analytics” is on.")
+        section(drv, "analytics").find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_text(drv, ".flash", "“analytics” is off.")
+        st, _, sub = d.request("GET", "/v1/subscribers/sub-1001", token="auditor")
+        self.assertEqual(st, 200)
+        events = {e["seq"]: e for e in sub["history"]}
+        # The history's rows, newest first: the revoke, then the grant, each with its receipt link.
+        rows = drv.find_elements(By.CSS_SELECTOR, "section.history tbody tr")
+        self.assertGreaterEqual(len(rows), 2)
+        links = []
+        for row, choice in zip(rows[:2], ("turned off", "turned on")):
+            self.assertIn("analytics", row.text)
+            self.assertIn(choice, row.text)
+            a = row.find_element(By.CSS_SELECTOR, "a[download]")
+            m = re.fullmatch(re.escape(d.portal_url("/receipts/")) + r"(\d+)", a.get_attribute("href"))
+            self.assertTrue(m, a.get_attribute("href"))
+            links.append(int(m.group(1)))
+        self.assertEqual([events[s]["action"] for s in links], ["revoke", "grant"])
+        # Every consent event of the page's history links its receipt.
+        hrefs = [a.get_attribute("href") for a in drv.find_elements(By.CSS_SELECTOR, "section.history a[download]")]
+        self.assertEqual(len(hrefs), len(rows))
+        cookie, _ = self.session_form(drv)
+        for seq in links:
+            st, r, body = self.get(f"/receipts/{seq}", cookie)
+            self.assertEqual(st, 200, body)
+            self.assertEqual(r.getheader("Content-Type"), "application/json")
+            self.assertEqual(r.getheader("Content-Disposition"), f'attachment; filename="receipt-{seq}.json"')
+            st, _, api = d.request("GET", f"/v1/subscribers/sub-1001/receipts/{seq}", token="auditor")
+            self.assertEqual(st, 200, api)
+            self.assertEqual(json.loads(body), api)  # the API's receipt, from the same builder
+            self.assertEqual(api["receipt_id"], events[seq]["hash"])
+            self.assertEqual(api["ledger"]["seq"], seq)
+
+        # Another subscriber's consent event: refused, nothing of theirs shown.
+        st, _, j = d.request("PUT", "/v1/subscribers/sub-1002/consents/analytics",
+                             {"source": "web", "notice_version": "secret-notice-7"})
+        self.assertEqual(st, 200, j)
+        theirs = j["seq"]
+        self.assertEqual(d.request("GET", f"/v1/subscribers/sub-1002/receipts/{theirs}", token="auditor")[0], 200)
+        bind = [s for s, e in events.items() if e["action"] == "bind"]
+        for seq in [theirs, bind[0], 10 ** 9]:  # theirs, one of ours that is no choice, none at all
+            st, _, body = self.get(f"/receipts/{seq}", cookie)
+            self.assertEqual(st, 404, (seq, body))
+            for leak in ("sub-1002", "secret-notice-7", "receipt_id"):
+                self.assertNotIn(leak, body)
+        drv.get(d.portal_url(f"/receipts/{theirs}"))
+        self.assertEqual(drv.find_element(By.TAG_NAME, "h1").text, "Page not found")
+        self.assertNotIn("sub-1002", drv.page_source)
+        self.assertEqual(self.get(f"/receipts/{links[0]}")[0], 401)  # no session, no receipt
+        st, _, j = d.request("DELETE", "/v1/subscribers/sub-1002/consents/analytics", {"source": "web"})
+        self.assertEqual(st, 200, j)
+
+    def test_8_what_was_shared_in_the_last_30_days_equals_the_api(self):
+        d, drv = self.d, self.driver
+        # A data plane strips the identifier now (no consent): with test 1's runs, some passed and some stripped.
+        self.assertFalse(identifier_passed(d, self.capture, self.tmp, "shared"))
+        st, _, j = d.request("GET", "/v1/subscribers/sub-1001/disclosures", token="auditor")
+        self.assertEqual(st, 200, j)
+        expected = {}
+        for day in j["days"]:
+            for col in day["collectors"]:
+                for i in col["identifiers"]:
+                    k = (col["name"], i["name"])
+                    p, s_ = expected.get(k, (0, 0))
+                    expected[k] = (p + i["passed"], s_ + i["stripped"])
+        self.assertTrue(expected)
+        self.assertGreater(sum(p for p, _ in expected.values()), 0)
+        self.assertGreater(sum(s_ for _, s_ in expected.values()), 0)
+
+        self.open_link(drv, "sub-1001")
+        shared = drv.find_element(By.CSS_SELECTOR, "section.shared")
+        self.assertIn("last 30 days", shared.find_element(By.TAG_NAME, "h2").text)
+        chart = shared.find_element(By.CSS_SELECTOR, "svg.chart")
+        self.assertEqual(chart.get_attribute("role"), "img")
+        bars = chart.find_elements(By.CSS_SELECTOR, "rect")
+        self.assertGreater(len(bars), 2)  # the legend's two, and bars
+        shown = {}
+        for row in shared.find_elements(By.CSS_SELECTOR, "tbody tr"):
+            cells = row.find_elements(By.TAG_NAME, "td")
+            name = cells[0].find_element(By.TAG_NAME, "strong").text
+            shown[(name, cells[1].text)] = (int(cells[2].text), int(cells[3].text))
+        self.assertEqual(shown, expected)
+        for (name, ident), (p, s_) in expected.items():  # the chart's labels and numbers
+            self.assertIn(f">{name} · {ident}</text>", drv.page_source)
+            self.assertIn(f">{p} / {s_}</text>", drv.page_source)
+        screenshot(drv, os.path.join(self.shots, "portal-history-shared-desktop.png"), 1280)
+        screenshot(drv, os.path.join(self.shots, "portal-history-shared-mobile.png"), 390)
+        # Another subscriber's page shows none of it.
+        self.open_link(drv, "sub-1002")
+        self.assertIn("None of your identifiers went to a recipient",
+                      drv.find_element(By.CSS_SELECTOR, "section.shared").text)
 
 
 class ExpiredLinkTest(unittest.TestCase):
@@ -352,6 +475,56 @@ class ExpiredLinkTest(unittest.TestCase):
             self.assertEqual(drv.find_element(By.TAG_NAME, "h1").text, "Your session has ended")
         finally:
             drv.quit()
+            d.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class LimitsTest(unittest.TestCase):
+    """max_sessions and rate_limits.per_session (docs/portal.md#security)."""
+
+    def test_sessions_are_bounded_and_each_one_is_rate_limited(self):
+        tmp = tempfile.mkdtemp(prefix="portal-test-")
+        d = PortalDaemon(portal_section(tmp, "signed-link",
+                                        "  max_sessions: 2\n  rate_limits: {per_address: 1000, per_session: 5}\n"))
+
+        def get(path, cookie=None):
+            c = http.client.HTTPConnection("127.0.0.1", d.portal_port, timeout=DEADLINE)
+            c.request("GET", path, headers={"Cookie": "optgate_portal=" + cookie} if cookie else {})
+            r = c.getresponse()
+            body = r.read().decode()
+            c.close()
+            m = re.match(r"optgate_portal=([0-9a-f]+);", r.getheader("Set-Cookie") or "")
+            return r.status, (m.group(1) if m else None), body
+
+        def open_link(subscriber):
+            return get(urllib.parse.urlsplit(d.link(subscriber)["url"]).path)
+
+        try:
+            st1, c1, _ = open_link("sub-1001")
+            st2, c2, _ = open_link("sub-1002")
+            self.assertEqual((st1, st2), (200, 200))
+            self.assertTrue(c1 and c2)
+            # A third session while two are open: a "busy" page, no session.
+            st3, c3, body = open_link("sub-1003")
+            self.assertEqual((st3, c3), (503, None), body)
+            self.assertIn("Too many people", body)
+            # 5 requests a minute per session (the page and receipts alike):
+            # the 6th is refused; the other session is not affected.
+            statuses = [get("/", c1)[0] for _ in range(5)] + [get("/receipts/1", c1)[0]]
+            self.assertEqual(statuses, [200] * 5 + [429])
+            st, _, body = get("/", c2)
+            self.assertEqual(st, 200)
+            # Logging out frees a place.
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', body).group(1)
+            c = http.client.HTTPConnection("127.0.0.1", d.portal_port, timeout=DEADLINE)
+            c.request("POST", "/logout", body="csrf=" + csrf,
+                      headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": "optgate_portal=" + c2})
+            self.assertEqual(c.getresponse().status, 200)
+            c.close()
+            st3, c3, _ = open_link("sub-1003")
+            self.assertEqual(st3, 200)
+            self.assertTrue(c3)
+        finally:
             d.cleanup()
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -235,9 +235,11 @@ TEST_CASE("X-Forwarded-For counts only from trusted proxies") {
 }
 
 TEST_CASE("a purpose: what it means, who receives it, and an unticked 'I agree' to turn it on") {
-    const auto policy = test::sample_policy();
+    auto policy = test::sample_policy();
+    policy.purposes[0].benefit = "2 EUR off your bill";
     auto views = purpose_views(policy);
     REQUIRE(views.size() == 3);
+    CHECK(views[0].benefit == "2 EUR off your bill");  // every purpose states the subscriber's benefit
     CHECK(views[0].collectors.size() == 1);
     CHECK(views[0].collectors[0].name == "adnet");
     CHECK(views[2].collectors.empty());
@@ -246,7 +248,7 @@ TEST_CASE("a purpose: what it means, who receives it, and an unticked 'I agree' 
     const Catalogue c;
     const std::string off = render_purpose(c, Lang::en, views[0], "tok");
     CHECK(off.find("Ads &lt;b&gt;for&lt;/b&gt; you") != std::string::npos);
-    CHECK(off.find("<dt>What you get</dt><dd>Fewer irrelevant ads</dd>") != std::string::npos);
+    CHECK(off.find("<dt>What you gain</dt><dd>Fewer irrelevant ads</dd>") != std::string::npos);
     CHECK(off.find("An ad network") != std::string::npos);
     CHECK(off.find("device identifier") != std::string::npos);
     CHECK(off.find("90 days") != std::string::npos);
@@ -265,7 +267,7 @@ TEST_CASE("a purpose: what it means, who receives it, and an unticked 'I agree' 
     CHECK(on.find("name=\"action\" value=\"off\"") != std::string::npos);
     CHECK(on.find("checkbox") == std::string::npos);  // turning off is one click
     views[1].benefit.clear();
-    CHECK(render_purpose(c, Lang::en, views[1], "t").find("What you get") == std::string::npos);
+    CHECK(render_purpose(c, Lang::en, views[1], "t").find("What you gain") == std::string::npos);
 }
 
 TEST_CASE("history: newest first, each with its receipt when there is one") {
