@@ -165,7 +165,7 @@ void let_bindings_settle() { std::this_thread::sleep_for(kMargin * 5); }
 // One value from the ledger database (sqlite3 -readonly; consentd holds it
 // in WAL mode, so reading beside it is safe).
 std::string sql(Consentd& c, const std::string& query) {
-    const auto r = run({"sqlite3", "-readonly", c.database(), query});
+    const auto r = run({"/usr/bin/sqlite3", "-readonly", c.database(), query});
     INFO(query << "\n" << r.output);
     REQUIRE(r.exit_code == 0);
     return r.output;
