@@ -220,7 +220,9 @@ TEST_CASE("disclosures: the API says per subscriber, collector and identifier wh
     // it held; the unbound key's counts are nobody's.
     std::map<std::string, Counts> expected{{"sub-d", {}}};
     for (const auto& [address, sub] : bindings) expected[sub] = by_key[address];
-    for (const auto& [sub, want] : expected) {
+    for (const auto& entry : expected) {
+        const std::string& sub = entry.first;  // not a structured binding: INFO captures it
+        const Counts& want = entry.second;
         INFO("subscriber " << sub);
         const auto got = api_counts(c, sub);
         INFO("API:\n" << show(got) << "report:\n" << show(want));
