@@ -6,8 +6,11 @@ Consent is granted through consentd's API; then `optgate --control` and
 `optgate-replay --control` replay the same capture against the same consentd.
 They must agree byte for byte and counter for counter, and the counters must
 show that consentd's grants (not a local file) decided: identifiers both
-passed and stripped. Then a revocation with ?wait=enforced reaches a second
-data-plane run: nothing passes any more.
+passed and stripped. What each subscriber was shown to have shared
+(GET /v1/subscribers/{id}/disclosures, docs/transparency.md) after the DPDK
+run is exactly what optgate-replay's --report counts for that subscriber's
+keys; after the replay's own reports, exactly twice that. Then a revocation
+with ?wait=enforced reaches a second data-plane run: nothing passes any more.
 
 usage: controlled.py OPTGATE OPTGATE_REPLAY CAPTURE
 Environment: CONSENTD, OPTGATECTL, CONSENTD_TEST_POLICY (the example policy).
@@ -17,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "consentd"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -52,6 +56,43 @@ def run_replay(replay, capture, socket, tmp, tag):
         return read_pcap(out), json.load(f)
 
 
+# consentd attributes disclosure counts through the binding history, with
+# an interval widened by this margin (docs/transparency.md): small, so that
+# it acknowledges the data plane's last report soon after the run.
+CLOCK_MARGIN_S = 0.2
+
+
+def disclosures_by_subscriber(report, bindings):
+    """The replay report's "disclosures" for each bound subscriber:
+    {sub: {(destination, identifier): [passed, stripped]}}; unbound keys are
+    nobody's."""
+    out = {sub: {} for sub in bindings.values()}
+    for row in report["disclosures"]:
+        sub = bindings.get(row["key"])
+        if sub is None:
+            continue
+        c = out[sub].setdefault((row["destination"], row["identifier"]), [0, 0])
+        c[0] += row["passed"]
+        c[1] += row["stripped"]
+    return out
+
+
+def api_disclosures(d, sub):
+    """GET /v1/subscribers/{sub}/disclosures summed over its days, in the
+    shape disclosures_by_subscriber gives."""
+    status, _, body = d.request("GET", f"/v1/subscribers/{sub}/disclosures", token="auditor")
+    if status != 200:
+        raise SystemExit(f"disclosures of {sub}: {status} {body}")
+    out = {}
+    for day in body["days"]:
+        for col in day["collectors"]:
+            for ident in col["identifiers"]:
+                c = out.setdefault((col["name"], ident["name"]), [0, 0])
+                c[0] += ident["passed"]
+                c[1] += ident["stripped"]
+    return out
+
+
 def check(cond, message, failures):
     if not cond:
         failures.append(message)
@@ -59,13 +100,14 @@ def check(cond, message, failures):
 
 def main():
     optgate, replay, capture = sys.argv[1:4]
-    d = Daemon()
+    d = Daemon(limits=f"disclosures: {{clock_margin: {int(CLOCK_MARGIN_S * 1000)}ms}}\n")
     failures = []
     try:
         socket = os.path.join(d.dir, "dp.sock")
         # The same subscribers as config/consent.example.yaml's IPv4 ones.
-        for address, sub in (("100.64.0.10", "sub-1001"), ("100.64.0.11", "sub-1002"),
-                             ("100.64.1.20", "sub-1003"), ("100.64.0.12", "sub-1005")):
+        bindings = {"100.64.0.10": "sub-1001", "100.64.0.11": "sub-1002", "100.64.1.20": "sub-1003",
+                    "100.64.0.12": "sub-1005"}
+        for address, sub in bindings.items():
             status, _, body = d.request("PUT", f"/v1/bindings/{address}", {"subscriber": sub, "source": "radius"})
             check(status == 200, f"bind {address}: {status} {body}", failures)
         for sub, purpose in (("sub-1001", "advertising"), ("sub-1001", "analytics"), ("sub-1002", "analytics"),
@@ -74,9 +116,26 @@ def main():
                                         {"source": "portal", "notice_version": "2026-01"})
             check(status == 200, f"grant {sub} {purpose}: {status} {body}", failures)
 
+        # A data plane's first interval must begin after the bindings plus
+        # the margin, or its counts are ambiguous: let that time pass.
+        time.sleep(5 * CLOCK_MARGIN_S)
+
         with tempfile.TemporaryDirectory(prefix="optgate-controlled-") as tmp:
             dp_frames, dp_stats = run_dataplane(optgate, capture, socket, tmp, "granted")
+            # optgate flushed its last disclosure report, acknowledged once
+            # stored, before it exited: the API has all of it now.
+            after_dpdk = {sub: api_disclosures(d, sub) for sub in set(bindings.values())}
             rp_frames, rp_report = run_replay(replay, capture, socket, tmp, "granted")
+            want = disclosures_by_subscriber(rp_report, bindings)
+            check(rp_report["disclosures_overflowed"] == 0, "the replay's disclosure table overflowed", failures)
+            check(any(want.values()), "the capture has no identifiers from bound subscribers", failures)
+            for sub in sorted(want):
+                check(after_dpdk[sub] == want[sub],
+                      f"disclosures of {sub} after optgate --control: {after_dpdk[sub]}, "
+                      f"optgate-replay --report counts {want[sub]}", failures)
+                twice = {k: [2 * v[0], 2 * v[1]] for k, v in want[sub].items()}
+                got = api_disclosures(d, sub)
+                check(got == twice, f"disclosures of {sub} after both runs: {got}, want twice {want[sub]}", failures)
             check(dp_frames == rp_frames, "optgate --control and optgate-replay --control forward different frames",
                   failures)
             for key in ("packets", "destinations", "identifiers"):

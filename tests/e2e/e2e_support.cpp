@@ -46,7 +46,7 @@ std::string sha256_hex(const std::string& s) {
 
 }  // namespace
 
-Consentd::Consentd(const std::string& policy_yaml, const std::string& dataplanes_yaml) {
+Consentd::Consentd(const std::string& policy_yaml, const std::string& dataplanes_yaml, const std::string& more_yaml) {
     dir.write("policy.yaml", policy_yaml);
     dir.write("consentd.yaml",
               "listen: {address: 127.0.0.1, port: 0}\n"
@@ -58,7 +58,7 @@ Consentd::Consentd(const std::string& policy_yaml, const std::string& dataplanes
                   "}\n"
                   "dataplanes:\n"
                   "  socket: dp.sock\n" +
-                  dataplanes_yaml);
+                  dataplanes_yaml + more_yaml);
 }
 
 Consentd::~Consentd() {
@@ -187,13 +187,17 @@ Replay replay_control(const std::string& socket, const std::vector<test::Bytes>&
 }
 
 PacedReplay::PacedReplay(const std::string& socket, const std::vector<test::Bytes>& frames,
-                         std::chrono::milliseconds gap, const std::string& name) {
+                         std::chrono::milliseconds gap, const std::string& name,
+                         const std::vector<std::string>& extra_args) {
     input_ = records(frames, gap);
     test::write_pcap(dir_.file("in.pcap"), input_);
-    proc_ = std::make_unique<Process>(
-        std::vector<std::string>{env("OPTGATE_REPLAY"), "--control", socket, "--name", name, "--pace", "--quiet",
-                                 "--report", dir_.file("report.json"), dir_.file("in.pcap"), dir_.file("out.pcap")},
-        dir_.file("replay.log"));
+    std::vector<std::string> argv{
+        env("OPTGATE_REPLAY"),   "--control", socket, "--name", name, "--pace", "--quiet", "--report",
+        dir_.file("report.json")};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    argv.push_back(dir_.file("in.pcap"));
+    argv.push_back(dir_.file("out.pcap"));
+    proc_ = std::make_unique<Process>(argv, dir_.file("replay.log"));
 }
 
 Replay PacedReplay::finish(std::chrono::milliseconds timeout) {

@@ -51,8 +51,10 @@ public:
 
     // `policy_yaml`: the policy; `dataplanes_yaml`: the config's dataplanes
     // section body (indented two spaces), beyond the socket, which is set.
+    // `more_yaml`: further top-level sections (e.g. "disclosures: {...}\n").
     explicit Consentd(const std::string& policy_yaml,
-                      const std::string& dataplanes_yaml = "  heartbeat_interval: 100ms\n");
+                      const std::string& dataplanes_yaml = "  heartbeat_interval: 100ms\n",
+                      const std::string& more_yaml = "");
     ~Consentd();
     Consentd(const Consentd&) = delete;
     Consentd& operator=(const Consentd&) = delete;
@@ -75,6 +77,7 @@ public:
     std::string socket() const { return dir.file("dp.sock"); }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
     std::string config_path() const { return dir.file("consentd.yaml"); }
+    std::string database() const { return dir.file("consentd.db"); }
 
     TempDir dir;
 
@@ -99,7 +102,7 @@ Replay replay_control(const std::string& socket, const std::vector<test::Bytes>&
 class PacedReplay {
 public:
     PacedReplay(const std::string& socket, const std::vector<test::Bytes>& frames, std::chrono::milliseconds gap,
-                const std::string& name);
+                const std::string& name, const std::vector<std::string>& extra_args = {});
     // Waits for the process and reads its output and report.
     Replay finish(std::chrono::milliseconds timeout = kPatience);
 

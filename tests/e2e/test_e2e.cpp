@@ -232,7 +232,10 @@ TEST_CASE("consentd stops: once the staleness limit passes, the data plane strip
     seq_of(c.bind(kSub, "sub-1"));
     const uint64_t granted = seq_of(c.grant("sub-1", "advertising"));
     const auto with_ecs = dns_with_ecs(kSub, kAdnet);
-    PacedReplay p(c.socket(), {with_ecs, with_ecs}, kPacketGap, "e2e-stale");
+    // Without disclosure accounting: at its end a replay waits up to 60 s
+    // for consentd to acknowledge its last disclosure report, and this
+    // consentd is gone for good (the disclosure tests restart theirs).
+    PacedReplay p(c.socket(), {with_ecs, with_ecs}, kPacketGap, "e2e-stale", {"--disclosure-entries", "0"});
     REQUIRE(eventually([&] { return has_dataplane(c, "e2e-stale", granted); }));
     REQUIRE(eventually([&] { return counted_packets(c, "e2e-stale", 1); }));
     c.kill(SIGKILL);
