@@ -97,10 +97,12 @@ class PortalDaemon(Daemon):
         return {p["name"]: p["benefit"] for p in j["purposes"]}
 
 
-def browser(tmp, lang=None, headers=None):
+def browser(tmp, lang=None, headers=None, trust_any_certificate=False):
     """Headless Chromium, no JavaScript, a fresh profile, no network but loopback."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
+    if trust_any_certificate:  # the TLS test's self-signed certificate
+        opts.add_argument("--ignore-certificate-errors")
     for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
               "--disable-background-networking", "--disable-component-update", "--disable-sync",
               "--disable-dev-shm-usage", "--window-size=1280,900",
@@ -473,6 +475,45 @@ class ExpiredLinkTest(unittest.TestCase):
             self.assertEqual(drv.find_element(By.TAG_NAME, "h1").text, "This link has expired")
             drv.get(d.portal_url("/"))
             self.assertEqual(drv.find_element(By.TAG_NAME, "h1").text, "Your session has ended")
+        finally:
+            drv.quit()
+            d.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class TlsTest(unittest.TestCase):
+    def test_consentd_serves_the_page_over_tls_with_a_secure_cookie(self):
+        tmp = tempfile.mkdtemp(prefix="portal-test-")
+        cert, key = os.path.join(tmp, "portal.crt"), os.path.join(tmp, "portal.key")
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                            "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+                           capture_output=True, text=True, timeout=DEADLINE)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        d = PortalDaemon(portal_section(tmp, "signed-link",
+                                        f"  tls: {{certificate: {cert}, private_key: {key}}}\n"))
+        drv = browser(tmp, trust_any_certificate=True)
+        try:
+            link = d.link("sub-1001")
+            self.assertTrue(link["url"].startswith(f"https://127.0.0.1:{d.portal_port}/"), link["url"])
+            drv.get(link["url"])
+            wait_text(drv, "h1", "Your privacy choices")
+            self.assertTrue(drv.current_url.startswith("https://"), drv.current_url)
+            cookies = drv.get_cookies()
+            self.assertTrue(cookies, "no session cookie")
+            for c in cookies:
+                self.assertTrue(c["secure"], c)
+                self.assertTrue(c["httpOnly"], c)
+                self.assertEqual(c["sameSite"], "Strict", c)
+            # Plain HTTP to the TLS listener gets no page.
+            conn = http.client.HTTPConnection("127.0.0.1", d.portal_port, timeout=DEADLINE)
+            try:
+                conn.request("GET", "/")
+                status = conn.getresponse().status
+            except (http.client.HTTPException, OSError):
+                status = None
+            finally:
+                conn.close()
+            self.assertNotEqual(status, 200)
         finally:
             drv.quit()
             d.cleanup()
