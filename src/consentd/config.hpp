@@ -13,8 +13,8 @@
 #include "consentd/auth.hpp"
 #include "consentd/dataplane_config.hpp"
 #include "consentd/policy_history.hpp"
-#include "consentd/radius_config.hpp"
 #include "consentd/portal_config.hpp"
+#include "consentd/radius_config.hpp"
 #include "policy/loader.hpp"
 
 namespace optgate::consentd {
@@ -51,7 +51,7 @@ struct Config {
     // The RADIUS accounting listener, when configured (docs/radius.md).
     std::optional<RadiusConfig> radius;
     DisclosureConfig disclosures;
-    PortalConfig portal;         // the subscriber's privacy page (docs/portal.md); off by default
+    PortalConfig portal;  // the subscriber's privacy page (docs/portal.md); off by default
 };
 
 struct LoadedConfig {

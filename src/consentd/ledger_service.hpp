@@ -36,8 +36,8 @@
 #include "consentd/import_parser.hpp"
 #include "consentd/ledger.hpp"
 #include "consentd/metrics.hpp"
-#include "consentd/receipt.hpp"
 #include "consentd/radius_sessions.hpp"
+#include "consentd/receipt.hpp"
 
 namespace optgate::consentd {
 

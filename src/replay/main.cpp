@@ -62,9 +62,10 @@ Options parse_options(int argc, char** argv) {
         "control", po::value(&o.control.endpoint),
         "take policy and table from consentd at this Unix socket or HOST:PORT (docs/replay.md#--control)")(
         "name", po::value(&o.control.name), "with --control: how consentd lists this replay (default replay-HOST-PID)")(
-        "control-timeout", po::value(&o.control_timeout), "with --control: wait this long for the table, and at the end for consentd to acknowledge the last disclosure report (default 10s)")(
-        "stats-interval", po::value(&o.stats_interval),
-        "with --control: report counters to consentd this often (default 1s)")(
+        "control-timeout", po::value(&o.control_timeout),
+        "with --control: wait this long for the table, and at the end for consentd to acknowledge the last disclosure "
+        "report (default 10s)")("stats-interval", po::value(&o.stats_interval),
+                                "with --control: report counters to consentd this often (default 1s)")(
         "disclosure-interval", po::value(&o.disclosure_interval),
         "with --control: report disclosure counts to consentd this often (default 60s)")(
         "disclosure-entries", po::value(&o.disclosure_entries),
