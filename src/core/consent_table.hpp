@@ -9,7 +9,7 @@
 // Layout: two open-addressing tables with linear probing, load factor <= 1/2.
 //  - IPv4: one 8-byte atomic word per slot, key in the high half, mask in the
 //    low half, so a reader sees a whole entry or none: 16.8 bytes per entry at
-//    1M entries (measured by tests/unit/test_consent_table.cpp).
+//    1M entries (measured by tests/core/test_consent_table.cpp).
 //  - IPv6: 24-byte slots (key, atomic mask, atomic state). A slot's key is
 //    written once, before the slot is published, and never rewritten while
 //    the array is live, so readers never see a torn key.

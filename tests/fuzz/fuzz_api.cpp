@@ -1,5 +1,5 @@
 // fuzz_api: consentd's request parsers (src/consentd) on fuzz bytes, under
-// consentd's unit-test policy (tests/consentd/unit/fixture.hpp).
+// consentd's unit-test policy (tests/consentd/fixture.hpp).
 //
 // Input: byte 0 picks the parser, the rest is its text.
 //   0 PUT    /v1/subscribers/{id}/consents/{purpose}  body {source, notice_version}

@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "fuzz_check.hpp"
-#include "policy_fixture.hpp"  // tests/unit: the sample policy
+#include "policy_fixture.hpp"  // tests/support: the sample policy
 
 namespace optgate::fuzz {
 namespace {

@@ -3,7 +3,7 @@
 // binary, the real config files), and the output pcap and JSON report are
 // compared with what the test expects.
 //
-// Environment (set by tests/golden/meson.build):
+// Environment (set by tests/replay/meson.build):
 //   OPTGATE_REPLAY       path of the optgate-replay binary
 //   OPTGATE_SOURCE_ROOT  the source tree (for config/*.yaml)
 #pragma once
