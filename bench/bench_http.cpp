@@ -1,7 +1,7 @@
 // bench-http: the HTTP stage's cost, through optgate::Worker, one core, over
 // in-memory frames. Not a test: it asserts nothing and never gates CI.
 //
-//   bench-http [--seconds S] [--repeat N] [--json FILE] [--case TEXT]
+//   bench-http [--seconds S] [--repeat N] [--json FILE] [--case TEXT] [--header-prefix]
 //
 // A typical 500-byte request with two identifier headers (X-UIDH,
 // X-MSISDN), from 256 subscribers on 256 keep-alive connections to a
@@ -47,11 +47,13 @@ const std::string kRequest =
     "X-MSISDN: 12075550123\r\n"
     "Connection: keep-alive\r\n\r\n";
 
-Policy bench_policy() {
+// `prefix`: the MSISDN identifier as `header_prefix: X-MSIS` (the same
+// request bytes, matched as a header family: docs/benchmarks.md).
+Policy bench_policy(bool prefix) {
     Policy p;
     p.purposes = {{"advertising", "", {}, ""}};
     p.identifiers = {{Identifier::Kind::http_header, "UIDH", "X-UIDH", 0},
-                     {Identifier::Kind::http_header, "MSISDN", "X-MSISDN", 0}};
+                     {Identifier::Kind::http_header, "MSISDN", prefix ? "X-MSIS" : "X-MSISDN", 0, prefix}};
     p.collectors = {{"adnet", 0, {{*Prefix::parse("203.0.113.0/25")}, {}, {}}, ""}};
     p.subscriber_prefixes = {*Prefix::parse("100.64.0.0/10")};
     return p;
@@ -142,6 +144,7 @@ int main(int argc, char** argv) {
     double seconds = 1.0;
     int repeat = 3;
     std::string json_path, only;
+    bool prefix = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--seconds" && i + 1 < argc) {
@@ -152,8 +155,11 @@ int main(int argc, char** argv) {
             json_path = argv[++i];
         } else if (a == "--case" && i + 1 < argc) {
             only = argv[++i];  // run the cases whose name contains this
+        } else if (a == "--header-prefix") {
+            prefix = true;
         } else {
-            std::fprintf(stderr, "usage: bench-http [--seconds S] [--repeat N] [--json FILE] [--case TEXT]\n");
+            std::fprintf(
+                stderr, "usage: bench-http [--seconds S] [--repeat N] [--json FILE] [--case TEXT] [--header-prefix]\n");
             return 2;
         }
     }
@@ -166,7 +172,7 @@ int main(int argc, char** argv) {
     for (const Case& c : cases) {
         if (!only.empty() && c.name.find(only) == std::string::npos) continue;
         Enforcement enforcement(Enforcement::Mode::static_table);
-        auto rt = Runtime::compile(bench_policy());
+        auto rt = Runtime::compile(bench_policy(prefix));
         auto table = enforcement.make_table(kConnections);
         for (unsigned i = 0; i < kConnections; ++i)
             table->upsert(SubscriberKey::make(IpAddr::from_v4_host(0x64400100u + i), 64), c.strip ? 0 : 1);

@@ -151,7 +151,8 @@ void HttpStage::prepare(const Runtime& rt, Enforcement& enforcement) noexcept {
     bool same = matcher_ && m->names().size() == matcher_->names().size();
     for (size_t i = 0; same && i < m->names().size(); ++i)
         same = m->names()[i].name == matcher_->names()[i].name &&
-               m->names()[i].identifier == matcher_->names()[i].identifier;
+               m->names()[i].identifier == matcher_->names()[i].identifier &&
+               m->names()[i].prefix == matcher_->names()[i].prefix;
     // Match states in flows belong to a matcher's name order: a different
     // list of names starts a new generation (HttpParser::policy_changed).
     if (!same && ++generation_ == 0) generation_ = 1;

@@ -109,13 +109,15 @@ public:
     }
     bool has_dns_identifiers() const noexcept { return !dns_codes_.empty(); }
 
-    // Identifier index for a lowercase HTTP header name, or -1.
+    // Identifier index for a lowercase HTTP header name (exact names only), or -1.
     int http_identifier(std::string_view lowercase_name) const noexcept {
         for (const auto& [name, idx] : http_headers_)
             if (name == lowercase_name) return idx;
         return -1;
     }
     const std::vector<std::pair<std::string, int>>& http_identifiers() const noexcept { return http_headers_; }
+    // (lowercase header-name prefix, identifier index) for `header_prefix` identifiers.
+    const std::vector<std::pair<std::string, int>>& http_identifier_prefixes() const noexcept { return http_prefixes_; }
     // The HTTP stage's header-name matcher for this policy, built here once
     // so that a worker meeting a new policy only takes a reference (no
     // allocation inside a burst). Shared: a stage keeps it past the runtime.
@@ -161,6 +163,7 @@ private:
     PortSet http_ports_, dns_ports_;
     std::vector<std::pair<uint16_t, int>> dns_codes_;
     std::vector<std::pair<std::string, int>> http_headers_;
+    std::vector<std::pair<std::string, int>> http_prefixes_;
     std::shared_ptr<const HeaderMatcher> header_matcher_;
     uint16_t no_collector_slot_ = 0;
     bool has_host_rules_ = false;

@@ -59,6 +59,45 @@ TEST_CASE("header names match case-insensitively, whole names only, split anywhe
     CHECK(c.find("content-length")->conflict);
 }
 
+TEST_CASE("header-name prefixes: longest match wins, exact names before prefixes") {
+    // x-nokia- (5) and x-nokia-msisdn- (6) are prefixes; x-nokia-id (7) and
+    // x-uidh (0) exact names; "x" (8) a one-byte prefix in its own matcher.
+    const HeaderMatcher m({{"x-uidh", 0}, {"x-nokia-id", 7}}, {{"X-Nokia-", 5}, {"x-nokia-msisdn-", 6}});
+    CHECK(m.find("x-nokia-")->identifier == 5);  // the prefix itself
+    CHECK(m.find("X-NOKIA-IMSI")->identifier == 5);
+    CHECK(m.find("x-nokia-i")->identifier == 5);    // on the way to x-nokia-id
+    CHECK(m.find("x-nokia-idx")->identifier == 5);  // past it
+    CHECK(m.find("x-nokia-id")->identifier == 7);   // the exact name wins
+    CHECK(m.find("x-nokia-msisdn")->identifier == 5);
+    CHECK(m.find("x-nokia-msisdn-")->identifier == 6);  // the longer prefix wins
+    CHECK(m.find("x-nokia-msisdn-home")->identifier == 6);
+    CHECK(m.find("x-nokia-id")->prefix == false);
+    CHECK(m.find("x-nokia-zz")->prefix);
+    for (std::string_view n : {"x-nokia", "x-noki", "x-nokib-", "nokia-x", "x-uidhx", "host2"}) {
+        INFO(n);
+        CHECK(m.find(n) == nullptr);
+    }
+    CHECK(m.find("x-uidh")->identifier == 0);
+    CHECK(m.find("Host")->role == FieldRole::host);
+
+    const HeaderMatcher one({{"xa", 1}}, {{"x", 8}});
+    CHECK(one.find("x")->identifier == 8);
+    CHECK(one.find("xa")->identifier == 1);
+    CHECK(one.find("xab")->identifier == 8);
+    CHECK(one.find("y") == nullptr);
+
+    // Streamed through the parser, cut anywhere: the family's values are
+    // scrubbed, other fields are not.
+    const std::string in =
+        "GET / HTTP/1.1\r\nX-Nokia-Msisdn: 4915123\r\nX-Nokiax: keep\r\nx-nokia-id: dev-1\r\n"
+        "X-NOKIA-MSISDN-HOME: 4930\r\nX-Noki: keep\r\n\r\n";
+    Harness h({{"x-uidh", 0}, {"x-nokia-id", 7}}, 8, {{"x-nokia-", 5}, {"x-nokia-msisdn-", 6}});
+    expect(h, in, fill_values(in, {"4915123", "dev-1", "4930"}), {{5, false}, {7, false}, {6, false}});
+    // Conservative mode finds them too.
+    h.conservative_start = true;
+    expect(h, in, fill_values(in, {"4915123", "dev-1", "4930"}), {{5, false}, {7, false}, {6, false}});
+}
+
 TEST_CASE("identifier values are overwritten on strip, left alone on pass") {
     const std::string in =
         "GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nX-UIDH: 3g4h5j6k7l\r\nAccept: */*\r\n"

@@ -13,6 +13,7 @@
 
 #include <cstdlib>
 #include <deque>
+#include <map>
 #include <random>
 
 #include "test_http_fixture.hpp"
@@ -404,4 +405,47 @@ TEST_CASE("property: random streams, segments, reordering and retransmission") {
     CHECK(px.count(Counter::http_retransmitted) > 0);
     CHECK(px.count(Counter::verdict_pass_consent) > 0);
     CHECK(px.count(Counter::verdict_strip_no_consent) > 0);
+}
+
+// The matcher against a plain model: a name is the identifier of its exact
+// entry if there is one, else of the longest prefix it starts with. Small
+// alphabets make names share prefixes at every length.
+TEST_CASE("property: header-name matcher with exact names and prefixes agrees with the model") {
+    const uint64_t first_seed = env_or("OPTGATE_SEED", 20261204);
+    const uint64_t cases = env_or("OPTGATE_CASES", 2000) / 4 + 1;
+    for (uint64_t seed = first_seed; seed < first_seed + cases; ++seed) {
+        INFO("rerun: OPTGATE_SEED=" << seed << " OPTGATE_CASES=1 test-http -tc='property: header-name*'");
+        std::mt19937_64 rng(seed);
+        auto word = [&](size_t max) {
+            std::string w;
+            for (size_t n = 1 + rng() % max; n > 0; --n) w += "ab-"[rng() % 3];
+            return w;
+        };
+        std::vector<std::pair<std::string, int>> exact, prefixes;
+        std::map<std::string, std::pair<int, bool>> model;  // name -> (identifier, prefix); first listing wins
+        int next = 0;
+        for (uint64_t k = 1 + rng() % 8; k > 0; --k) {
+            const bool prefix = rng() % 2 == 0;
+            const std::string w = word(6);
+            (prefix ? prefixes : exact).emplace_back(w, next);
+            ++next;
+        }
+        for (const auto& [w, i] : exact) model.emplace(w, std::pair{i, false});
+        for (const auto& [w, i] : prefixes) model.emplace(w, std::pair{i, true});
+        const HeaderMatcher m(exact, prefixes);
+        for (int probe = 0; probe < 200; ++probe) {
+            std::string name = word(9);
+            int want = -1;
+            if (auto it = model.find(name); it != model.end()) want = it->second.first;
+            for (size_t len = name.size(); want < 0 && len > 0; --len)
+                if (auto it = model.find(name.substr(0, len)); it != model.end() && it->second.second)
+                    want = it->second.first;
+            std::string mixed = name;
+            for (auto& c : mixed)
+                if (rng() % 2) c = char(std::toupper(uint8_t(c)));
+            INFO("name " << mixed);
+            const HeaderName* h = m.find(mixed);
+            CHECK((h ? h->identifier : -1) == want);
+        }
+    }
 }

@@ -74,8 +74,9 @@ struct TestSink {
 
 class Harness {
 public:
-    explicit Harness(const std::vector<std::pair<std::string, int>>& ids = kIdentifiers, size_t host_buffers = 8)
-        : matcher_(ids), hosts_(host_buffers) {}
+    explicit Harness(const std::vector<std::pair<std::string, int>>& ids = kIdentifiers, size_t host_buffers = 8,
+                     const std::vector<std::pair<std::string, int>>& prefixes = {})
+        : matcher_(ids, prefixes), hosts_(host_buffers) {}
 
     TestSink sink;
     bool use_host = true;
