@@ -73,8 +73,12 @@ public:
     }
     // One identifier instance from subscriber key (hi, lo) (IPv4: the
     // address in `lo`, host order), toward the destination's counter slot.
+    // `gpc`: stripped because the request carried Sec-GPC: 1; counted in the
+    // destination's Global Privacy Control row (kGpcIdentifierName), not
+    // the identifier's, so that a subscriber can be told how often their
+    // browser's signal was honoured.
     void count(Family family, uint64_t hi, uint64_t lo, uint16_t destination_slot, int identifier, bool passed,
-               WorkerCounters& counters) noexcept;
+               WorkerCounters& counters, bool gpc = false) noexcept;
 
 private:
     friend class DisclosureDrain;
@@ -86,6 +90,7 @@ private:
         uint8_t identifier;    // identifier index of the row's runtime
         uint8_t runtime;       // index into Table::runtimes
         uint8_t family;        // 0: free slot, else 4 or 6
+        uint8_t gpc;           // 1: the destination's Global Privacy Control row (identifier 0)
     };
     static_assert(sizeof(Row) == 40);
     static_assert(kMaxIdentifiers <= 256 && kRuntimesPerTable <= 255);

@@ -11,6 +11,7 @@ HeaderMatcher::HeaderMatcher(const std::vector<std::pair<std::string, int>>& ide
         {"content-length", FieldRole::content_length},
         {"transfer-encoding", FieldRole::transfer_encoding},
         {"upgrade", FieldRole::upgrade},
+        {"sec-gpc", FieldRole::gpc},
     };
     for (const auto& [name, role] : framing) names_.push_back({std::string(name), role, -1, false});
     auto add = [&](const std::string& raw, int index, bool prefix) {
@@ -22,6 +23,9 @@ HeaderMatcher::HeaderMatcher(const std::vector<std::pair<std::string, int>>& ide
             names_.push_back({name, FieldRole::other, int16_t(index), false, prefix});
         } else if (it->identifier < 0) {
             it->identifier = int16_t(index);
+            // Sec-GPC as an identifier (a policy built without the loader,
+            // which rejects it): stripped like any identifier, not a signal.
+            if (it->role == FieldRole::gpc) it->role = FieldRole::other;
             it->conflict = it->role != FieldRole::other;
             it->prefix = prefix;
         }

@@ -1,7 +1,8 @@
 // Streaming, case-insensitive recognition of the HTTP header names the HTTP
 // stage acts on: the policy's identifier headers (exact names and name
-// prefixes, for vendor families such as X-Nokia-...) and the framing headers
-// (Host, Content-Length, Transfer-Encoding, Upgrade).
+// prefixes, for vendor families such as X-Nokia-...), the framing headers
+// (Host, Content-Length, Transfer-Encoding, Upgrade) and Sec-GPC (Global
+// Privacy Control).
 //
 // A name may be split across any number of TCP segments, so the matcher
 // never needs the bytes already read: names are kept sorted, and the names
@@ -56,7 +57,7 @@ inline uint8_t lower(uint8_t c) noexcept { return kLower[c]; }
 }  // namespace http_chars
 
 // What a recognised header name means to the parser.
-enum class FieldRole : uint8_t { other, host, content_length, transfer_encoding, upgrade };
+enum class FieldRole : uint8_t { other, host, content_length, transfer_encoding, upgrade, gpc };
 
 struct HeaderName {
     std::string name;  // lowercase

@@ -55,8 +55,16 @@ void push_scrubbed(HttpFlow& f, uint32_t seq, uint32_t len) noexcept {
         }
         --f.scrub_count;
     }
-    f.scrub_seq[f.scrub_count] = seq;
-    f.scrub_len[f.scrub_count] = uint16_t(len);
+    // Oldest first: a held line stripped on Sec-GPC (http_parser.hpp) comes
+    // after lines of the same segment that follow it.
+    unsigned at = f.scrub_count;
+    while (at > 0 && seq_before(seq, f.scrub_seq[at - 1])) {
+        f.scrub_seq[at] = f.scrub_seq[at - 1];
+        f.scrub_len[at] = f.scrub_len[at - 1];
+        --at;
+    }
+    f.scrub_seq[at] = seq;
+    f.scrub_len[at] = uint16_t(len);
     ++f.scrub_count;
 }
 
@@ -78,6 +86,7 @@ struct HttpStage::Sink {
     HttpDecision conservative{};
 
     HttpDecision request_decision() noexcept {
+        release();  // the previous request's lines: no Sec-GPC can reach them now
         const Verdict v = ctx.packet_verdict(s);
         return {v, s.destination.counter_slot};
     }
@@ -94,12 +103,68 @@ struct HttpStage::Sink {
         }
         return conservative;
     }
-    void identifier(int id, const HttpDecision& d, bool first_of_request) noexcept {
+    // Global Privacy Control: identifier lines that pass but that a
+    // Sec-GPC: 1 later in this segment would strip are held (counted later)
+    // with their value bytes' ranges, so that the signal can still strip
+    // them before the segment leaves.
+    static constexpr unsigned kHeldLines = 4, kHeldRanges = 8;
+    struct Held {
+        int id;
+        HttpDecision d;
+        bool first;
+    };
+    Held held[kHeldLines] = {};
+    uint32_t range_off[kHeldRanges] = {}, range_len[kHeldRanges] = {};
+    uint8_t held_count = 0, range_count = 0;
+    bool range_lost = false;
+
+    IdentifierHold identifier(int id, const HttpDecision& d, bool first_of_request) noexcept {
+        if (d.verdict == Verdict::pass_consent && ctx.runtime.honours_gpc(d.dest_slot)) {
+            if (held_count < kHeldLines) {
+                held[held_count++] = {id, d, first_of_request};
+                return IdentifierHold::held;
+            }
+            count_identifier(id, d, first_of_request);
+            return IdentifierHold::exposed;
+        }
+        count_identifier(id, d, first_of_request);
+        return IdentifierHold::counted;
+    }
+    void count_identifier(int id, const HttpDecision& d, bool first_of_request) noexcept {
         if (first_of_request) {
             ctx.counters.add(verdict_counter(d.verdict));
             ctx.counters.add(Counter::http_requests_with_identifiers);
         }
         count_line(id, d);
+    }
+    void held_value(uint32_t offset, uint32_t len) noexcept {
+        if (range_count == kHeldRanges) {
+            range_lost = true;  // these bytes leave whatever comes
+            return;
+        }
+        range_off[range_count] = offset;
+        range_len[range_count++] = len;
+    }
+    HttpDecision gpc_decision(const HttpDecision& d) const noexcept {
+        return {with_gpc(d.verdict, ctx.runtime.honours_gpc(d.dest_slot)), d.dest_slot};
+    }
+    // All or nothing: with a value piece not remembered, the held lines
+    // pass as they are (and the parser counts the signal too late).
+    bool gpc() noexcept {
+        if (range_lost) {
+            release();
+            return false;
+        }
+        for (unsigned k = 0; k < range_count; ++k) scrub(range_off[k], range_len[k]);
+        for (unsigned k = 0; k < held_count; ++k) count_identifier(held[k].id, gpc_decision(held[k].d), held[k].first);
+        held_count = range_count = 0;
+        return true;
+    }
+    // The held lines pass: their request ended, or their segment is done.
+    void release() noexcept {
+        for (unsigned k = 0; k < held_count; ++k) count_identifier(held[k].id, held[k].d, held[k].first);
+        held_count = range_count = 0;
+        range_lost = false;
     }
     void conservative_identifier(int id, const HttpDecision& d) noexcept {
         if (!conservative_counted) {  // one verdict per packet in conservative mode
@@ -110,10 +175,12 @@ struct HttpStage::Sink {
     }
     void count_line(int id, const HttpDecision& d) noexcept {
         const bool passed = passes(d.verdict);
+        const bool gpc = d.verdict == Verdict::strip_gpc;
+        if (gpc) ctx.counters.add(Counter::http_gpc_stripped);
         if (id >= 0) {
             Destination dest;
             dest.counter_slot = d.dest_slot;
-            ctx.count_identifier(s.parsed, dest, id, passed);
+            ctx.count_identifier(s.parsed, dest, id, passed, gpc);
         } else {  // name lost at a policy change: destination only
             (passed ? ctx.counters.destination_passed : ctx.counters.destination_stripped)[d.dest_slot]++;
         }
@@ -301,6 +368,7 @@ void HttpStage::payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstCont
         sink.seq_base = seq + off;
         const bool was_conservative = HttpParser::conservative(f.parser);
         HttpParser::feed(f.parser, cx, pkt.data + p.payload_offset + off, len - off, sink);
+        sink.release();
         f.next_seq = seq + len;
         if (was_conservative || HttpParser::conservative(f.parser)) c.add(Counter::http_conservative_packets);
     }

@@ -27,6 +27,9 @@ struct Purpose {
     // What the subscriber gains by opting in, shown wherever they are asked
     // or told (last, so that positional initializers elsewhere stay valid).
     std::string benefit{};
+    // A request carrying Sec-GPC: 1 (Global Privacy Control) strips this
+    // purpose's identifiers even with consent (docs/http.md#global-privacy-control).
+    bool honour_gpc = true;
 };
 
 struct Identifier {

@@ -100,6 +100,8 @@ std::shared_ptr<const Runtime> Runtime::compile(Policy policy, std::string* erro
         i = j;
     }
 
+    for (size_t i = 0; i < p.purposes.size(); ++i)
+        if (p.purposes[i].honour_gpc) rt->gpc_purposes_ |= PurposeMask(1) << i;
     rt->http_ports_ = PortSet(p.http_ports);
     rt->dns_ports_ = PortSet(p.dns_ports);
     for (size_t i = 0; i < p.identifiers.size(); ++i) {

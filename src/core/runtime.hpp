@@ -94,6 +94,13 @@ public:
     // The purpose a collector destination needs.
     unsigned purpose_of(const Destination& d) const noexcept { return policy_.collectors[d.index].purpose; }
 
+    // Whether the destination of this counter slot is a collector whose
+    // purpose honours Global Privacy Control (Purpose::honour_gpc).
+    bool honours_gpc(uint16_t counter_slot) const noexcept {
+        return counter_slot < policy_.collectors.size() &&
+               (gpc_purposes_ >> policy_.collectors[counter_slot].purpose & 1u) != 0;
+    }
+
     // Some collector or exemption matches by hostname: an HTTP request's
     // Host can change its destination, so only a parsed request decides.
     bool has_host_rules() const noexcept { return has_host_rules_; }
@@ -166,6 +173,7 @@ private:
     std::vector<std::pair<std::string, int>> http_prefixes_;
     std::shared_ptr<const HeaderMatcher> header_matcher_;
     uint16_t no_collector_slot_ = 0;
+    PurposeMask gpc_purposes_ = 0;  // purposes with honour_gpc
     bool has_host_rules_ = false;
 };
 

@@ -122,7 +122,7 @@ void PolicyReader::read_purposes(const Value& v) {
         Purpose purpose;
         purpose.name = e.name;
         const std::string owner = "purpose '" + e.name + "'";
-        const MapReader m(e.value, owner, {"description", "benefit", "data", "retention"}, d_);
+        const MapReader m(e.value, owner, {"description", "benefit", "data", "retention", "honour_gpc"}, d_);
         if (const auto x = m.require("description"))
             if (auto t = as_text(*x, d_)) purpose.description = std::move(*t);
         // A company that cannot say what the subscriber gains should not ask.
@@ -137,6 +137,10 @@ void PolicyReader::read_purposes(const Value& v) {
             if (auto t = as_text_list(*x, d_, false)) purpose.data = std::move(*t);
         if (const auto x = m.require("retention"))
             if (auto t = as_text(*x, d_)) purpose.retention = std::move(*t);
+        // Global Privacy Control is a legal opt-out in California and
+        // Colorado: honoured unless the policy says otherwise, visibly.
+        if (const auto x = m.get("honour_gpc"))
+            if (auto b = as_bool(*x, d_)) purpose.honour_gpc = *b;
         // Kept even when incomplete, so that collectors naming it do not
         // report a second, misleading error.
         p_.purposes.push_back(std::move(purpose));
@@ -192,6 +196,11 @@ void PolicyReader::read_http_headers(const Value& v) {
                                  (id.header_prefix ? "header name prefix" : "HTTP header name") +
                                  ": header names are RFC 9110 tokens (letters, digits and !#$%&'*+-.^_`|~, no "
                                  "spaces or ':')");
+                ok = false;
+            } else if (lower == "sec-gpc" || (id.header_prefix && std::string_view("sec-gpc").starts_with(lower))) {
+                d_.error(at, "'" + *t +
+                                 "' cannot be an identifier: Sec-GPC is the subscriber's Global Privacy Control "
+                                 "signal, which optgate reads and forwards (docs/http.md#global-privacy-control)");
                 ok = false;
             } else if (!id.header_prefix && is_protected_header(lower)) {
                 d_.error(at, "'" + *t +

@@ -326,6 +326,28 @@ TEST_CASE("header prefixes: warnings for short prefixes and names a prefix also 
               .empty());
 }
 
+TEST_CASE("honour_gpc: true by default, true or false, and Sec-GPC cannot be an identifier") {
+    const auto r = load(
+        "purposes:\n"
+        "  a: {description: d, benefit: b, data: [x], retention: r}\n"
+        "  b: {description: d, benefit: b, data: [x], retention: r, honour_gpc: false}\n"
+        "  c: {description: d, benefit: b, data: [x], retention: r, honour_gpc: true}\n");
+    REQUIRE(r.policy.purposes.size() == 3);
+    CHECK(r.policy.purposes[0].honour_gpc);
+    CHECK_FALSE(r.policy.purposes[1].honour_gpc);
+    CHECK(r.policy.purposes[2].honour_gpc);
+
+    const auto ds = diagnostics(
+        "purposes:\n"                                                                       // 1
+        "  a: {description: d, benefit: b, data: [x], retention: r, honour_gpc: yes}\n"     // 2
+        "identifiers:\n"                                                                    // 3
+        "  http_headers: [{header: Sec-GPC, name: g}, {header_prefix: Sec-, name: s}]\n");  // 4
+    CHECK_DIAG(ds, 2, 72, "'honour_gpc' must be true or false, not 'yes'");
+    CHECK_DIAG(ds, 4, 27, "'Sec-GPC' cannot be an identifier", "Global Privacy Control");
+    CHECK_DIAG(ds, 4, 62, "'Sec-' cannot be an identifier");
+    CHECK(count(ds, Severity::error) == 3);
+}
+
 TEST_CASE("EDNS0 option codes out of range") {
     const auto ds = diagnostics(
         "identifiers:\n"                    // 1
@@ -498,7 +520,7 @@ TEST_CASE("every error is reported, in file order, as FILE:LINE:COLUMN: message"
         REQUIRE(ds.size() == 4);
         CHECK(ds[0].to_string() ==
               "edge.yaml:2:70: unknown key 'extra' in purpose 'advertising' (expected one of: "
-              "description, benefit, data, retention)");
+              "description, benefit, data, retention, honour_gpc)");
         CHECK(ds[1].to_string().starts_with("edge.yaml:4:28: collector 'adnet' names purpose 'nope'"));
         CHECK(ds[2].to_string().starts_with("edge.yaml:4:69: '203.0.113.1/24' has host bits set"));
         CHECK(ds[3].to_string().starts_with("edge.yaml:5:19: 'passed': DSCP 99 is out of range"));

@@ -264,3 +264,35 @@ TEST_CASE("golden HTTP replay: a header_prefix identifier scrubs the whole famil
     }
     CHECK(found);
 }
+
+// Global Privacy Control with the example policy (every purpose honours it
+// by default): the advertising subscriber's identifiers to example-adnet are
+// stripped in a request carrying Sec-GPC: 1, before or after the signal.
+TEST_CASE("golden HTTP replay: Sec-GPC: 1 strips consented identifiers, counted") {
+    Expect e;
+    const Conn c1{"100.64.0.10", "203.0.113.10", 42001};
+    const std::string r1 = "GET /p HTTP/1.1\r\nHost: ads.example.net\r\n" + kUidh + "Sec-GPC: 1\r\n" + kMsisdn + "\r\n";
+    e.same(c1.syn());
+    e.changed(c1.data(0, r1), c1.data(0, scrub(r1, {"X-UIDH", "X-MSISDN"})));
+    // The next request on the connection carries no signal: it passes.
+    const std::string r2 = request("ads.example.net", kUidh);
+    e.same(c1.data(r1.size(), r2));
+
+    const auto result = replay(e.in);
+    INFO(result.run.output);
+    REQUIRE(result.output.size() == e.out.size());
+    for (size_t i = 0; i < e.out.size(); ++i) {
+        CAPTURE(i);
+        CHECK_MESSAGE(result.output[i].data == e.out[i], "got\n"
+                                                             << hexdump(result.output[i].data) << "expected\n"
+                                                             << hexdump(e.out[i]));
+        CHECK(verify_checksums(result.output[i].data).ok());
+    }
+    CHECK(result.counter("http_gpc_requests") == 1);
+    CHECK(result.counter("http_gpc_stripped") == 2);
+    CHECK(result.counter("http_gpc_too_late") == 0);
+    CHECK(result.counter("verdict_strip_gpc") == 1);
+    CHECK(result.counter("verdict_pass_consent") == 1);
+    CHECK(result.stripped_to("example-adnet") == 2);
+    CHECK(result.passed_to("example-adnet") == 1);
+}
