@@ -86,9 +86,10 @@ void DisclosureCounts::count(Family family, uint64_t hi, uint64_t lo, uint16_t d
         return;
     }
     const uint8_t fam = uint8_t(family);
+    // A GPC row: the destination's, whatever the identifier.
     const uint8_t id = gpc ? 0 : uint8_t(identifier);
-    const uint8_t g = gpc ? 1 : 0;
-    const uint32_t tail = uint32_t(destination_slot) << 16 | uint32_t(id) << 8 | uint32_t(g) << 7 | t.runtime_index;
+    destination_slot = uint16_t(destination_slot | (gpc ? kGpcRow : 0));
+    const uint32_t tail = uint32_t(destination_slot) << 16 | uint32_t(id) << 8 | t.runtime_index;
     for (size_t i = hash(hi, lo, tail) & mask_;; i = (i + 1) & mask_) {
         Row& r = t.rows[i];
         if (r.family == 0) {
@@ -97,10 +98,10 @@ void DisclosureCounts::count(Family family, uint64_t hi, uint64_t lo, uint16_t d
                 counters.add(Counter::disclosure_overflow);
                 return;
             }
-            r = Row{hi, lo, 0, 0, destination_slot, id, t.runtime_index, fam, g};
+            r = Row{hi, lo, 0, 0, destination_slot, id, t.runtime_index, fam};
             ++t.used;
         } else if (r.lo != lo || r.hi != hi || r.destination != destination_slot || r.identifier != id ||
-                   r.runtime != t.runtime_index || r.family != fam || r.gpc != g) {
+                   r.runtime != t.runtime_index || r.family != fam) {
             continue;
         }
         ++(passed ? r.passed : r.stripped);
@@ -111,7 +112,7 @@ void DisclosureCounts::count(Family family, uint64_t hi, uint64_t lo, uint16_t d
 namespace {
 
 DisclosureEntry entry_key(const Runtime& rt, uint8_t family, uint64_t hi, uint64_t lo, uint16_t destination,
-                          uint8_t identifier, bool gpc) {
+                          uint8_t identifier) {
     DisclosureEntry e;
     e.family = Family(family);
     if (e.family == Family::v4) {
@@ -122,7 +123,8 @@ DisclosureEntry entry_key(const Runtime& rt, uint8_t family, uint64_t hi, uint64
             e.key[8 + b] = uint8_t(lo >> (56 - 8 * b));
         }
     }
-    e.destination = std::string(rt.destination_name(destination));
+    const bool gpc = (destination & DisclosureCounts::kGpcRow) != 0;
+    e.destination = std::string(rt.destination_name(destination & ~DisclosureCounts::kGpcRow));
     e.identifier = gpc ? std::string(kGpcIdentifierName) : rt.policy().identifiers[identifier].name;
     return e;
 }
@@ -156,8 +158,7 @@ bool DisclosureDrain::drain(QsbrDomain& rcu, std::span<Worker* const> workers, u
         for (size_t i = 0; t.used && i <= d->mask_; ++i) {
             const DisclosureCounts::Row& r = t.rows[i];
             if (r.family == 0) continue;
-            DisclosureEntry e = entry_key(*t.runtimes[r.runtime], r.family, r.hi, r.lo, r.destination, r.identifier,
-                                          r.gpc != 0);
+            DisclosureEntry e = entry_key(*t.runtimes[r.runtime], r.family, r.hi, r.lo, r.destination, r.identifier);
             DisclosureEntry& m = merged.try_emplace(Key{e.family, e.key, e.destination, e.identifier}, e).first->second;
             m.passed += r.passed;
             m.stripped += r.stripped;

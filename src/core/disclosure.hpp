@@ -54,6 +54,10 @@ struct DisclosureConfig {
 class DisclosureCounts {
 public:
     static constexpr unsigned kRuntimesPerTable = 8;
+    // Set in a row's destination slot (slots are at most kMaxCollectors):
+    // the destination's Global Privacy Control row.
+    static constexpr uint16_t kGpcRow = 0x8000;
+    static_assert(kMaxCollectors + 1 < kGpcRow);
 
     explicit DisclosureCounts(const DisclosureConfig& config);
     ~DisclosureCounts();
@@ -90,7 +94,6 @@ private:
         uint8_t identifier;    // identifier index of the row's runtime
         uint8_t runtime;       // index into Table::runtimes
         uint8_t family;        // 0: free slot, else 4 or 6
-        uint8_t gpc;           // 1: the destination's Global Privacy Control row (identifier 0)
     };
     static_assert(sizeof(Row) == 40);
     static_assert(kMaxIdentifiers <= 256 && kRuntimesPerTable <= 255);

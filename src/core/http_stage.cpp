@@ -1,6 +1,7 @@
 #include "core/http_stage.hpp"
 
 #include <cstring>
+#include <utility>
 
 #include "core/packet_edit.hpp"
 #include "core/pipeline.hpp"
@@ -55,17 +56,19 @@ void push_scrubbed(HttpFlow& f, uint32_t seq, uint32_t len) noexcept {
         }
         --f.scrub_count;
     }
-    // Oldest first: a held line stripped on Sec-GPC (http_parser.hpp) comes
-    // after lines of the same segment that follow it.
-    unsigned at = f.scrub_count;
-    while (at > 0 && seq_before(seq, f.scrub_seq[at - 1])) {
-        f.scrub_seq[at] = f.scrub_seq[at - 1];
-        f.scrub_len[at] = f.scrub_len[at - 1];
-        --at;
-    }
-    f.scrub_seq[at] = seq;
-    f.scrub_len[at] = uint16_t(len);
+    f.scrub_seq[f.scrub_count] = seq;
+    f.scrub_len[f.scrub_count] = uint16_t(len);
     ++f.scrub_count;
+}
+
+// A held line stripped on Sec-GPC (http_parser.hpp) may come before lines
+// of the same segment already recorded: keep the record oldest first.
+void insert_scrubbed(HttpFlow& f, uint32_t seq, uint32_t len) noexcept {
+    push_scrubbed(f, seq, len);
+    for (unsigned at = f.scrub_count - 1u; at > 0 && seq_before(f.scrub_seq[at], f.scrub_seq[at - 1]); --at) {
+        std::swap(f.scrub_seq[at], f.scrub_seq[at - 1]);
+        std::swap(f.scrub_len[at], f.scrub_len[at - 1]);
+    }
 }
 
 }  // namespace
@@ -73,6 +76,12 @@ void push_scrubbed(HttpFlow& f, uint32_t seq, uint32_t len) noexcept {
 // The parser's view of one packet: decisions from the verdict rule, scrubs
 // into the frame (and the flow's record of scrubbed ranges).
 struct HttpStage::Sink {
+    // The held-line arrays are written before they are read (counts below):
+    // left uninitialised, so that a segment does not pay for zeroing them.
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init)
+    Sink(BurstContext& c, BurstSlot& slot, PacketRef& p, HttpFlow* rec, uint32_t fb, uint32_t sb, uint8_t fill_byte)
+        : ctx(c), s(slot), pkt(p), record(rec), frame_base(fb), seq_base(sb), filler(fill_byte) {}
+
     BurstContext& ctx;
     BurstSlot& s;
     PacketRef& pkt;
@@ -113,8 +122,8 @@ struct HttpStage::Sink {
         HttpDecision d;
         bool first;
     };
-    Held held[kHeldLines] = {};
-    uint32_t range_off[kHeldRanges] = {}, range_len[kHeldRanges] = {};
+    Held held[kHeldLines];
+    uint32_t range_off[kHeldRanges], range_len[kHeldRanges];
     uint8_t held_count = 0, range_count = 0;
     bool range_lost = false;
 
@@ -155,7 +164,10 @@ struct HttpStage::Sink {
             release();
             return false;
         }
-        for (unsigned k = 0; k < range_count; ++k) scrub(range_off[k], range_len[k]);
+        for (unsigned k = 0; k < range_count; ++k) {
+            fill(frame_base + range_off[k], range_len[k]);
+            if (record) insert_scrubbed(*record, seq_base + range_off[k], range_len[k]);
+        }
         for (unsigned k = 0; k < held_count; ++k) count_identifier(held[k].id, gpc_decision(held[k].d), held[k].first);
         held_count = range_count = 0;
         return true;
