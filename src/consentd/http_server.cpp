@@ -6,10 +6,13 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/write.hpp>
 
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "consentd/log.hpp"
 
@@ -21,6 +24,26 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 namespace {
+
+// RFC 9112 §6: the only transfer coding consentd reads is chunked, and only
+// on HTTP/1.1. Anything else cannot be framed reliably: the body would be
+// read as the next request (issue 17). Returns the answer, or nothing.
+std::optional<Response> check_transfer_encoding(const http::request_parser<http::empty_body>& parser) {
+    const auto& h = parser.get();
+    auto [first, last] = h.equal_range(http::field::transfer_encoding);
+    if (first == last) return std::nullopt;
+    if (h.version() < 11)
+        return error_response(400, "bad_request", "Transfer-Encoding is not allowed in an HTTP/1.0 request");
+    std::vector<std::string> codings;
+    for (auto it = first; it != last; ++it)
+        for (const auto& c : http::token_list(it->value())) codings.emplace_back(c);
+    const bool chunked_last = !codings.empty() && beast::iequals(codings.back(), "chunked");
+    if (!chunked_last || !parser.chunked())
+        return error_response(400, "bad_request", "the request's final transfer coding is not chunked");
+    if (codings.size() != 1)
+        return error_response(501, "not_implemented", "consentd reads only Transfer-Encoding: chunked");
+    return std::nullopt;
+}
 
 std::string_view method_label(http::verb v) {
     switch (v) {
@@ -107,6 +130,7 @@ private:
         method_ = method_label(h.method());
         version_ = h.version();
         keep_alive_ = h.keep_alive();
+        if (auto bad = check_transfer_encoding(*header_)) return finish(std::move(*bad), true);
         try {
             admission_ = api_.admit(h);
         } catch (const std::exception& e) {

@@ -275,6 +275,85 @@ class ApiTest(unittest.TestCase):
         self.assertIn(b'"body_too_large"', out)
         self.assertRefused(404, "unknown_subscriber", "GET", "/v1/subscribers/hank", token="auditor")
 
+    def test_routes_without_a_token_take_no_body(self):
+        # Anyone may call /healthz: it must not wait for (and buffer) the
+        # megabyte a client announces (issue 17). Answered before any body.
+        out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 413"), out[:200])
+        self.assertIn(b'"body_too_large"', out)
+        out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"5\r\nhello\r\n0\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 413"), out[:200])
+        st, _, j = self.d.request("GET", "/healthz", token=None)
+        self.assertEqual(st, 200, j)
+
+    def test_transfer_encoding_other_than_chunked_is_refused(self):
+        # RFC 9112 §6.3: a request whose final transfer coding is not chunked
+        # cannot be framed: 400 and close; before, its body was read as the
+        # next request. Chunked in HTTP/1.0 is faulty framing too (§6.1).
+        before = self.head()
+        body = json.dumps(GRANT).encode()
+        for te in (b"gzip", b"xchunked", b"chunked, gzip"):
+            req = (b"PUT /v1/subscribers/tess/consents/advertising HTTP/1.1\r\nHost: x\r\n"
+                   b"Authorization: Bearer " + TOKENS["portal"][0].encode() + b"\r\n"
+                   b"Content-Type: application/json\r\nTransfer-Encoding: " + te + b"\r\n\r\n" + body)
+            out = raw(self.d, req)
+            self.assertTrue(out.startswith(b"HTTP/1.1 400"), (te, out[:300]))
+            self.assertEqual(out.count(b"HTTP/1.1 "), 1, (te, out[:600]))  # the body was not a request
+        # A coding before chunked: framed, but not one consentd decodes.
+        out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 501"), out[:200])
+        out = raw(self.d, b"GET /healthz HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.0 400"), out[:200])
+        self.assertEqual(self.head(), before)
+        self.assertRefused(404, "unknown_subscriber", "GET", "/v1/subscribers/tess", token="auditor")
+
+    def test_second_import_is_refused_before_its_body(self):
+        # The one-import slot is taken at admission: a second import is
+        # refused before its body is read, so concurrent uploads never all sit
+        # in memory (issue 17). The first, still uploading, holds the slot.
+        line = json.dumps({"subscriber": "slot-1", "addresses": ["100.65.9.1"]}) + "\n"
+        first = socket.create_connection(("127.0.0.1", self.d.port))
+        try:
+            first.settimeout(PATIENCE)
+            first.sendall((f"POST /v1/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['ops'][0]}\r\n"
+                           f"Content-Type: application/x-ndjson\r\nContent-Length: {len(line)}\r\n\r\n").encode()
+                          + line[:5].encode())
+            # The first request's header is admitted once the server answers
+            # a request sent after it on another connection: poll until the
+            # second import is refused (the slot is taken by then).
+            deadline = time.monotonic() + PATIENCE
+            while True:
+                st, _, j = self.d.request("POST", "/v1/import", line.replace("slot-1", "slot-2"), token="ops",
+                                          headers={"Content-Type": "application/x-ndjson"})
+                if st == 409 or time.monotonic() > deadline:
+                    break
+            self.assertEqual((st, j["error"]["code"]), (409, "import_in_progress"), j)
+            first.sendall(line[5:].encode())
+            out = first.recv(65536)
+            self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:300])
+        finally:
+            first.close()
+        # Answered: the slot is free again.
+        st, _, j = self.d.request("POST", "/v1/import", line.replace("slot-1", "slot-3"), token="ops",
+                                  headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual(st, 200, j)
+
+    def test_import_slot_comes_back_when_an_upload_dies(self):
+        line = json.dumps({"subscriber": "slot-4", "addresses": ["100.65.9.4"]}) + "\n"
+        s = socket.create_connection(("127.0.0.1", self.d.port))
+        s.sendall((f"POST /v1/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['ops'][0]}\r\n"
+                   f"Content-Type: application/x-ndjson\r\nContent-Length: {len(line) + 100}\r\n\r\n").encode())
+        s.close()  # gone before its body
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            st, _, j = self.d.request("POST", "/v1/import", line, token="ops",
+                                      headers={"Content-Type": "application/x-ndjson"})
+            if st != 409 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(st, 200, j)
+
     def test_header_too_large(self):
         out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 20000 + b"\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 431"), out[:200])
