@@ -515,6 +515,101 @@ class ApiTest(unittest.TestCase):
         self.assertRegex(r.stdout, r"ok: \d+ events, head [0-9a-f]{64}, \d+ consents, \d+ bindings, \d+ subscribers")
 
 
+class ConnectionLimitsTest(unittest.TestCase):
+    """Limits under attack (issue 17, docs/consentd.md): connections without
+    a token cannot keep a client with one from being served; a full house is
+    answered 503 with Retry-After, not closed in silence."""
+    MAX = 32
+    RESERVED = 8
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(limits=(f"limits: {{max_connections: {cls.MAX}, reserved_connections: {cls.RESERVED},\n"
+                               "         header_timeout: 60s, body_timeout: 60s}\n"))
+
+    @classmethod
+    def tearDownClass(cls):
+        alive = cls.d.alive()
+        cls.d.cleanup()
+        assert alive, "consentd died during the tests"
+
+    def open(self, n, first_bytes=b""):
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", self.d.port))
+            s.settimeout(PATIENCE)
+            if first_bytes:
+                s.sendall(first_bytes)
+            socks.append(s)
+        return socks
+
+    def test_idle_and_slowloris_connections_do_not_starve_a_client_with_a_token(self):
+        reclaimed = self.d.metric("consentd_http_connections_reclaimed_total")
+        # Ten times the slots, half idle, half sending a header that never ends.
+        attack = self.open(5 * self.MAX) + self.open(5 * self.MAX, b"GET /v1/purposes HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for i in range(3):
+                st, _, j = self.d.request("PUT", f"/v1/subscribers/victim-{i}/consents/advertising", GRANT)
+                self.assertEqual(st, 200, j)
+                # A revocation must always be possible.
+                st, _, j = self.d.request("DELETE", f"/v1/subscribers/victim-{i}/consents/advertising",
+                                          {"source": "portal"})
+                self.assertEqual(st, 200, j)
+            self.assertGreaterEqual(self.d.metric("consentd_http_connections_reclaimed_total") - reclaimed,
+                                    10 * self.MAX - self.MAX)
+            # The oldest attackers were closed to make room.
+            attack[0].settimeout(PATIENCE)
+            self.assertEqual(attack[0].recv(100), b"")
+        finally:
+            for s in attack:
+                s.close()
+
+    def test_a_full_house_is_answered_503_with_retry_after(self):
+        # Every slot held by a client with a token in the middle of a body:
+        # nothing to reclaim, so the next connection hears why it is refused.
+        req = (f"PUT /v1/subscribers/busy/consents/advertising HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {TOKENS['portal'][0]}\r\nContent-Type: application/json\r\n"
+               "Expect: 100-continue\r\nContent-Length: 100\r\n\r\n").encode()
+        holders = []
+        try:
+            for _ in range(self.MAX):
+                s = self.open(1, req)[0]
+                holders.append(s)
+                # 100 Continue: admitted with its token, now reading the body.
+                self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 100"))
+                s.sendall(b"{")
+            out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(out.startswith(b"HTTP/1.1 503"), out[:300])
+            self.assertIn(b"Retry-After: 1", out)
+            self.assertIn(b'"busy"', out)
+        finally:
+            for s in holders:
+                s.close()
+        # Slots come back as the holders go.
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if out.startswith(b"HTTP/1.1 200") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:300])
+
+    def test_idle_keep_alive_connections_are_reclaimed_for_new_ones(self):
+        conns = []
+        try:
+            for _ in range(self.MAX):
+                c = self.d.connect()
+                st, _, _ = self.d.request("GET", "/v1/purposes", conn=c)
+                self.assertEqual(st, 200)
+                conns.append(c)  # kept alive, idle, with a token
+            for i in range(5):
+                st, _, j = self.d.request("GET", "/v1/purposes")
+                self.assertEqual(st, 200, j)
+        finally:
+            for c in conns:
+                c.close()
+
+
 class PolicyReloadTest(unittest.TestCase):
     """A daemon of its own: these tests change its purposes."""
 

@@ -69,8 +69,19 @@ TEST_CASE("a full config") {
     CHECK(c.config.limits.header_timeout == std::chrono::seconds(2));
     CHECK(c.config.limits.import_timeout == std::chrono::minutes(5));
     CHECK(c.config.limits.max_import_bytes == 256u << 20);  // default
+    CHECK(c.config.limits.reserved() == 0);                 // default: max_connections / 16
     CHECK(c.config.max_batch == 64);
     CHECK(c.config.history_limit == 10);
+}
+
+TEST_CASE("reserved connections: fewer than all of them") {
+    const std::string head = "database: x.db\npolicy: p.yaml\n" + kTokens;
+    const auto ok = load_config_text(head + "limits: {max_connections: 100, reserved_connections: 99}\n", "c.yaml",
+                                     "/");
+    CHECK(ok.config.limits.reserved() == 99);
+    const auto e = config_errors(head + "limits: {max_connections: 100, reserved_connections: 100}\n");
+    REQUIRE(e.size() == 1);
+    CHECK(e[0].find("'reserved_connections' must be less than max_connections (100)") != std::string::npos);
 }
 
 TEST_CASE("config errors: all of them, located") {
@@ -107,6 +118,7 @@ TEST_CASE("the example config is valid and says what the defaults are") {
     CHECK(c.config.limits.import_timeout == defaults.import_timeout);
     CHECK(c.config.limits.write_timeout == defaults.write_timeout);
     CHECK(c.config.limits.max_connections == defaults.max_connections);
+    CHECK(c.config.limits.reserved() == defaults.reserved());
     const Config d;
     CHECK(c.config.max_batch == d.max_batch);
     CHECK(c.config.history_limit == d.history_limit);
