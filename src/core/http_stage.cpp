@@ -117,7 +117,7 @@ struct HttpStage::Sink {
     // with their value bytes' ranges, so that the signal can still strip
     // them before the segment leaves.
     static constexpr unsigned kHeldLines = 4, kHeldRanges = 8;
-    struct Held {
+    struct Held {  // NOLINT(cppcoreguidelines-pro-type-member-init): written before read (held_count)
         int id;
         HttpDecision d;
         bool first;
