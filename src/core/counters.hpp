@@ -60,7 +60,9 @@ namespace optgate {
     X(http_midstream_flows, "flows first seen without SYN: conservative mode for their life")        \
     X(http_midstream_unseen, "segments with bytes from before a mid-stream flow's first one")        \
     X(http_retransmitted, "segments repeating bytes already seen: given the same rewrite")           \
-    X(http_retransmit_dropped, "retransmissions reaching past the scrubbed-range record: dropped")   \
+    X(http_retransmit_dropped, "retransmissions reaching back past the flow's record: dropped")      \
+    X(http_retransmit_inconsistent, "retransmissions with other bytes than forwarded: dropped")      \
+    X(http_retransmit_unverified, "retransmissions covering a forwarded segment in part: dropped")   \
     X(http_out_of_order_dropped, "segments after a hole outside a known-length body: dropped")       \
     X(http_out_of_order_skipped, "segments after a hole inside a known-length body: hole skipped")   \
     X(http_conservative_flows, "flows that went to conservative mode (any reason)")                  \
