@@ -44,21 +44,22 @@ StreamFingerprint StreamFingerprint::random() noexcept {
 }
 
 uint64_t StreamFingerprint::operator()(const uint8_t* d, uint32_t n) const noexcept {
-    uint64_t h = 0;
+    using u128 = unsigned __int128;
+    uint64_t h = 0;  // < 2^62 between steps
     uint32_t i = 0;
-    // Four words (28 bytes) per step; reading 8 bytes for each 7 needs one
-    // byte past the fourth word, hence the 29.
+    // Four words (28 bytes) per step, reduced once: (h + a) r^4 < 2^123 and
+    // b r^3, c r^2, e r < 2^117 each, so their sum is below 2^124. Reading
+    // 8 bytes for each 7 needs one byte past the fourth word: hence 29.
     for (; i + 29 <= n; i += 28) {
-        const uint64_t a = mulmod(h + word7(d + i), r4_);
-        const uint64_t b = mulmod(word7(d + i + 7), r3_);
-        const uint64_t c = mulmod(word7(d + i + 14), r2_);
-        const uint64_t e = mulmod(word7(d + i + 21), r1_);
-        h = a + b + c + e;  // < 2^63
+        const u128 m = u128(h + word7(d + i)) * r4_ + u128(word7(d + i + 7)) * r3_ +
+                       u128(word7(d + i + 14)) * r2_ + u128(word7(d + i + 21)) * r1_;
+        h = (uint64_t(m) & kP) + uint64_t(m >> 61);  // < 2^61 + 2^63
         h = (h & kP) + (h >> 61);
     }
-    for (; i < n; i += 7) {
+    for (; i + 8 <= n; i += 7) h = mulmod(h + word7(d + i), r1_);
+    if (i < n) {  // the last, partial word
         uint64_t w = 0;
-        for (uint32_t k = n - i < 7 ? n - i : 7; k > 0; --k) w = w << 8 | d[i + k - 1];
+        for (uint32_t k = n - i; k > 0; --k) w = w << 8 | d[i + k - 1];
         h = mulmod(h + w, r1_);
     }
     return mulmod(h + n, r1_);
