@@ -29,30 +29,28 @@ constexpr uint8_t seen_opt = 1 << 7;     // the message had an OPT record
 // dropped by the packet's verdict, so no flow needs keeping.
 unsigned eviction_rank(const DnsTcpFlow& f, uint32_t) noexcept { return (f.flags & DnsTcpFlow::kClosed) ? 0 : 1; }
 
-void push_rewrite(DnsTcpFlow& f, uint32_t seq, uint32_t len, uint8_t value) noexcept {
-    if (f.rewrite_count > 0) {
-        const unsigned last = f.rewrite_count - 1u;
-        if (f.rewrite_value[last] == value && f.rewrite_seq[last] + f.rewrite_len[last] == seq &&
-            f.rewrite_len[last] + len <= 0xffffu) {
-            f.rewrite_len[last] = uint16_t(f.rewrite_len[last] + len);
-            return;
-        }
+// Remembers an option made Padding (from its code's first byte), or
+// extends the last one when it is the same option.
+void remember_padded(DnsTcpFlow& f, uint32_t seq, uint32_t len, bool keep_high) noexcept {
+    if (f.padded_count > 0 && f.padded_seq[f.padded_count - 1] == seq) {
+        f.padded_len[f.padded_count - 1] = uint16_t(len);
+        return;
     }
-    if (f.rewrite_count == DnsTcpFlow::kRewrites) {
-        const uint32_t end = f.rewrite_seq[0] + f.rewrite_len[0];
+    if (f.padded_count == DnsTcpFlow::kPadded) {
+        const uint32_t end = f.padded_seq[0] + f.padded_len[0];
         if (seq_before(f.history_from, end)) f.history_from = end;
         f.flags |= DnsTcpFlow::kHistoryLost;
-        for (unsigned i = 1; i < DnsTcpFlow::kRewrites; ++i) {
-            f.rewrite_seq[i - 1] = f.rewrite_seq[i];
-            f.rewrite_len[i - 1] = f.rewrite_len[i];
-            f.rewrite_value[i - 1] = f.rewrite_value[i];
+        for (unsigned i = 1; i < DnsTcpFlow::kPadded; ++i) {
+            f.padded_seq[i - 1] = f.padded_seq[i];
+            f.padded_len[i - 1] = f.padded_len[i];
+            f.padded_keep_high[i - 1] = f.padded_keep_high[i];
         }
-        --f.rewrite_count;
+        --f.padded_count;
     }
-    f.rewrite_seq[f.rewrite_count] = seq;
-    f.rewrite_len[f.rewrite_count] = uint16_t(len);
-    f.rewrite_value[f.rewrite_count] = value;
-    ++f.rewrite_count;
+    f.padded_seq[f.padded_count] = seq;
+    f.padded_len[f.padded_count] = uint16_t(len);
+    f.padded_keep_high[f.padded_count] = keep_high;
+    ++f.padded_count;
 }
 
 }  // namespace
@@ -66,7 +64,6 @@ struct DnsTcpStage::Sink {
     DnsTcpFlow& flow;
     uint32_t frame_base = 0;  // frame offset of the first byte fed
     uint32_t seq_base = 0;    // its stream sequence number
-    bool record = true;       // remember rewrites (not when replaying them)
     bool changed = false;
 
     bool strips() noexcept { return !passes(ctx.packet_verdict(s)); }
@@ -84,9 +81,11 @@ struct DnsTcpStage::Sink {
         return passed;
     }
     // Sets `len` bytes at `offset` of the piece fed to `value`.
-    void set(uint32_t offset, uint32_t len, uint8_t value) noexcept {
-        if (record) push_rewrite(flow, seq_base + offset, len, value);
-        fill(frame_base + offset, len, value);
+    void set(uint32_t offset, uint32_t len, uint8_t value) noexcept { fill(frame_base + offset, len, value); }
+    // The option whose code starts `back` bytes before `offset` is Padding
+    // up to `offset` + `len`.
+    void padded(uint32_t offset, uint32_t back, uint32_t len, bool keep_high) noexcept {
+        remember_padded(flow, seq_base + offset - back, back + len, keep_high);
     }
     void fill(uint32_t at, uint32_t len, uint8_t value) noexcept {
         const uint8_t* p = pkt.data + at;
@@ -247,6 +246,7 @@ private:
             if (last && rt_.dns_identifier_high_byte(c) && sink.strips()) {
                 st_.flags |= flag::padding;
                 sink.set(i, 1, 0);
+                sink.padded(i, 0, 1, false);
             }
             return 1;
         case S::opt_code_lo: {
@@ -268,6 +268,8 @@ private:
             st_.flags |= flag::padding;
             if (i > 0 && !straddled) sink.set(i - 1, 1, 0);
             sink.set(i, 1, kPaddingCode);
+            sink.padded(i, 1, 1, i == 0 && !straddled);
+            st_.aux = i == 0 && !straddled;  // the code's first byte left unchanged
             return 1;
         }
         case S::opt_len_hi:
@@ -282,6 +284,7 @@ private:
                 sink.count(Counter::dns_malformed_opt);
                 st_.left = st_.rdata_left;
             }
+            if (st_.flags & flag::padding) sink.padded(i, 3, 1u + st_.left, st_.aux != 0);
             st_.state = S::opt_data;
             if (st_.left == 0) option_done();
             return 1;
@@ -459,11 +462,17 @@ void DnsTcpStage::payload(DnsTcpFlow& f, PacketRef& pkt, BurstSlot& s, BurstCont
 Counter DnsTcpStage::replay(DnsTcpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noexcept {
     if (seq_before(seq, f.history_from)) return Counter::dns_tcp_retransmit_dropped;
     const uint32_t end = seq + len;
-    for (unsigned r = 0; r < f.rewrite_count; ++r) {
-        const uint32_t a = f.rewrite_seq[r], b = a + f.rewrite_len[r];
+    // Sets the bytes of [a, b) inside the retransmission to v.
+    auto fill = [&](uint32_t a, uint32_t b, uint8_t v) noexcept {
         const uint32_t from = seq_before(a, seq) ? seq : a;
         const uint32_t to = seq_before(end, b) ? end : b;
-        if (seq_before(from, to)) sink.fill(sink.frame_base + (from - seq), to - from, f.rewrite_value[r]);
+        if (seq_before(from, to)) sink.fill(sink.frame_base + (from - seq), to - from, v);
+    };
+    for (unsigned r = 0; r < f.padded_count; ++r) {
+        const uint32_t a = f.padded_seq[r], n = f.padded_len[r];
+        if (!f.padded_keep_high[r]) fill(a, a + 1, 0);
+        if (n > 1) fill(a + 1, a + 2, kPaddingCode);
+        if (n > 4) fill(a + 4, a + n, 0);
     }
     switch (f.forwarded.check(seq, sink.pkt.data + sink.frame_base, len, fingerprint_)) {
     case ForwardedRecord::Check::consistent: return Counter::dns_tcp_retransmitted;

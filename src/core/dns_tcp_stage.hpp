@@ -17,7 +17,7 @@
 //    the OPT record's options; its state between segments is 20 bytes;
 //  - new bytes in order are read; a gap drops the segment (TCP resends);
 //  - bytes already seen get the same rewrite again from the flow's record
-//    of rewritten ranges and are checked against the fingerprints of what
+//    of the options it made Padding and are checked against the fingerprints of what
 //    was forwarded (stream_record.hpp): the HTTP stage's rule;
 //  - a flow met without its SYN (after a restart, or its entry reused)
 //    cannot be framed: its segments pass when the packet's verdict passes
@@ -81,18 +81,21 @@ static_assert(sizeof(DnsStreamState) <= 20);
 
 // What the stage keeps per flow.
 struct DnsTcpFlow {
-    static constexpr unsigned kRewrites = 8;
+    static constexpr unsigned kPadded = 8;
     static constexpr uint8_t kClosed = 1;       // FIN seen
-    static constexpr uint8_t kHistoryLost = 2;  // a rewritten range or a fingerprint was forgotten
+    static constexpr uint8_t kHistoryLost = 2;  // a Padding record or a fingerprint was forgotten
 
     DnsStreamState reader;
     uint32_t next_seq = 0;      // sequence number of the next stream byte to read
     uint32_t history_from = 0;  // every rewrite and every forwarded byte after this is recorded
-    // Rewritten ranges, oldest first: bytes [seq, seq + len) were set to value.
-    uint32_t rewrite_seq[kRewrites] = {};
-    uint16_t rewrite_len[kRewrites] = {};
-    uint8_t rewrite_value[kRewrites] = {};
-    uint8_t rewrite_count = 0;
+    // Options made Padding, oldest first: the option at padded_seq, of
+    // padded_len bytes so far (code, length, data) had its code made 00 0c
+    // (its first byte kept if padded_keep_high: it had left unchanged) and
+    // its data zeroed.
+    uint32_t padded_seq[kPadded] = {};
+    uint16_t padded_len[kPadded] = {};
+    uint8_t padded_keep_high[kPadded] = {};
+    uint8_t padded_count = 0;
     uint8_t flags = 0;
     ForwardedRecord forwarded{};
 };

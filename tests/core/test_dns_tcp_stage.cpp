@@ -109,9 +109,8 @@ TEST_CASE("DNS over TCP: every split point, one byte per segment, several messag
     // two bytes, it is made Padding too (its first byte left before the second came).
     const size_t cookie = in.find(std::string("\x00\x0a\x00\x08", 4));
     REQUIRE(cookie != std::string::npos);
-    const std::string cookie_padded =
-        framed(query({padding_for(kEcs), padding_for(kCookie)})) +
-        framed(query({padding_for(kMac), padding_for(kEcs)}, "a.example.net"));
+    const std::string cookie_padded = framed(query({padding_for(kEcs), padding_for(kCookie)})) +
+                                      framed(query({padding_for(kMac), padding_for(kEcs)}, "a.example.net"));
     HttpPipeline px;
     Conn c = dns_conn();
     for (size_t k = 1; k < in.size(); ++k) {

@@ -3,6 +3,7 @@
 
 #include <set>
 
+#include "core/dns_tcp_stage.hpp"
 #include "core/flow_table.hpp"
 #include "core/http_stage.hpp"
 #include "packet_builder.hpp"
@@ -148,4 +149,9 @@ TEST_CASE("a full bucket reuses: empty, expired, rank 0, oldest rank 1; never kK
 TEST_CASE("HTTP flow entries are 192 bytes (three cache lines)") {
     CHECK(sizeof(FlowTable<HttpFlow>::Entry) == 192);
     CHECK(FlowTable<HttpFlow>::kBytesPerFlow == 196);
+}
+
+TEST_CASE("DNS-over-TCP flow entries are 200 bytes") {
+    CHECK(sizeof(FlowTable<DnsTcpFlow>::Entry) == 200);
+    CHECK(FlowTable<DnsTcpFlow>::kBytesPerFlow == 204);
 }
