@@ -29,12 +29,9 @@ inline uint64_t word7(const uint8_t* d) noexcept {
 
 }  // namespace
 
-StreamFingerprint::StreamFingerprint(uint64_t key) noexcept {
-    r1_ = key % (kP - 2) + 2;  // a point in [2, p-1]
-    r2_ = mulmod(r1_, r1_);
-    r3_ = mulmod(r2_, r1_);
-    r4_ = mulmod(r2_, r2_);
-}
+StreamFingerprint::StreamFingerprint(uint64_t key) noexcept
+    : r1_(key % (kP - 2) + 2),  // a point in [2, p-1]
+      r2_(mulmod(r1_, r1_)), r3_(mulmod(r2_, r1_)), r4_(mulmod(r2_, r2_)) {}
 
 StreamFingerprint StreamFingerprint::random() noexcept {
     uint64_t key = 0;
@@ -51,8 +48,8 @@ uint64_t StreamFingerprint::operator()(const uint8_t* d, uint32_t n) const noexc
     // b r^3, c r^2, e r < 2^117 each, so their sum is below 2^124. Reading
     // 8 bytes for each 7 needs one byte past the fourth word: hence 29.
     for (; i + 29 <= n; i += 28) {
-        const u128 m = u128(h + word7(d + i)) * r4_ + u128(word7(d + i + 7)) * r3_ +
-                       u128(word7(d + i + 14)) * r2_ + u128(word7(d + i + 21)) * r1_;
+        const u128 m = u128(h + word7(d + i)) * r4_ + u128(word7(d + i + 7)) * r3_ + u128(word7(d + i + 14)) * r2_ +
+                       u128(word7(d + i + 21)) * r1_;
         h = (uint64_t(m) & kP) + uint64_t(m >> 61);  // < 2^61 + 2^63
         h = (h & kP) + (h >> 61);
     }

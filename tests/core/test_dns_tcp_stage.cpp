@@ -275,7 +275,9 @@ TEST_CASE("DNS over TCP property: random queries, segments and (inconsistent) re
                 std::string bytes = in.substr(a, len);
                 const int kind = int(rng() % 3);
                 if (kind == 1) {
-                    bytes[rng() % len] ^= char(1 + rng() % 255);
+                    const size_t at = rng() % len;
+                    bytes[at] = static_cast<char>(static_cast<uint8_t>(bytes[at]) ^
+                                                  static_cast<uint8_t>(1 + rng() % 255));
                     ++evasions;
                     deliver(a, bytes, true);
                 } else if (kind == 2 && len > 1) {

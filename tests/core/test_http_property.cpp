@@ -297,7 +297,8 @@ struct Sim {
             const uint32_t at = uint32_t(rng() % len);
             for (uint32_t k = 0; at + k < len && k < line.size(); ++k) bytes[at + k] = line[k];
         } else {
-            bytes[rng() % len] ^= char(1 + rng() % 255);
+            const size_t at = rng() % len;
+            bytes[at] = static_cast<char>(static_cast<uint8_t>(bytes[at]) ^ static_cast<uint8_t>(1 + rng() % 255));
         }
         p = {a, len};
         return bytes != st.bytes.substr(a, len);

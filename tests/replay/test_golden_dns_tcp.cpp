@@ -21,7 +21,7 @@ const EdnsOption kCookie{10, {1, 2, 3, 4, 5, 6, 7, 8}};
 EdnsOption padding(const EdnsOption& o) { return {12, Bytes(o.data.size(), 0)}; }
 
 // A query as sent over TCP: its 2-byte length, then the message.
-Bytes framed(std::vector<EdnsOption> options, uint16_t id) {
+Bytes framed(const std::vector<EdnsOption>& options, uint16_t id) {
     const Bytes m = dns_query({.id = id, .qname = "www.example.org", .edns_udp_size = 1232, .options = options});
     Bytes out = {uint8_t(m.size() >> 8), uint8_t(m.size())};
     out.insert(out.end(), m.begin(), m.end());
@@ -86,6 +86,7 @@ TEST_CASE("golden DNS over TCP replay: Padding in place, split and batched messa
         {mid.segment(0, two), {}},                     // no SYN seen, strip: dropped
     };
     std::vector<Bytes> in;
+    in.reserve(steps.size());
     for (const auto& s : steps) in.push_back(s.in);
     const auto result = replay(in);
     size_t k = 0;
