@@ -681,7 +681,7 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
                 j["time"] = o.time;
                 return j;
             },
-            [this, respond = std::move(respond)](Response r) mutable { respond(std::move(r)); });
+            [respond = std::move(respond)](Response r) mutable { respond(std::move(r)); });
     });
 }
 
