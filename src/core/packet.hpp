@@ -42,6 +42,16 @@ struct ParsedPacket {
     const uint8_t* dst = nullptr;
     // IPv4: identification (for fragment tracking); IPv6: fragment header id.
     uint32_t fragment_id = 0;
+    // Fragments only (core/reassembly.hpp): where this fragment's data sits
+    // in the datagram (bytes), whether more follow, the frame offset of the
+    // data (after the IPv4 header, or the IPv6 fragment header), and for
+    // IPv6 the frame offset of the next-header byte that names the fragment
+    // header. A first fragment too short for its TCP/UDP header parses
+    // with has_l4 false (the tiny-fragment case, RFC 1858 / RFC 7112).
+    uint32_t fragment_offset = 0;
+    uint32_t fragment_data = 0;
+    uint32_t fragment_link = 0;
+    bool more_fragments = false;
 
     IpAddr src_addr() const noexcept { return family == Family::v4 ? IpAddr::from_v4(src) : IpAddr::from_v6(src); }
     IpAddr dst_addr() const noexcept { return family == Family::v4 ? IpAddr::from_v4(dst) : IpAddr::from_v6(dst); }
