@@ -460,8 +460,10 @@ void Reassembly::refragment(uint32_t d, uint32_t len, WorkerCounters& c, const E
 }
 
 void Reassembly::finish(uint32_t d, uint64_t now) noexcept {
-    // Later copies of its fragments have nothing left to join.
-    discard(d, Decision::drop, now);
+    // Nothing remembered: the next datagram may reuse the id (IPv4 ids
+    // wrap after 65536 datagrams). A late copy of a fragment starts a
+    // datagram that never completes and times out.
+    discard(d, Decision::none, now);
 }
 
 }  // namespace optgate

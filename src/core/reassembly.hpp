@@ -95,7 +95,7 @@ public:
     // Cuts the (processed) scratch frame into fragments no larger than the
     // datagram's largest, and emits them; whole if it fits that size.
     void refragment(uint32_t datagram, uint32_t len, WorkerCounters& c, const Emitter& emit) noexcept;
-    // Frees the datagram's slot; later copies of its fragments are dropped.
+    // Frees the datagram's slot (whatever assemble() and refragment() did).
     void finish(uint32_t datagram, uint64_t now_ns) noexcept;
 
     size_t held_datagrams() const noexcept { return live_; }
