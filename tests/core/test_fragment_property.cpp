@@ -75,7 +75,7 @@ bool contains(const Bytes& frame, const Bytes& what) {
 }
 
 struct Case {
-    bool v6, http, strip;
+    bool v6 = false, http = false, strip = false;
     Bytes whole;
     Bytes identifier;  // bytes that must never leave on strip
 };

@@ -44,8 +44,12 @@ struct PipelineFixture {
             },
             this);
     }
+    // The emit hook holds `this`.
     PipelineFixture(const PipelineFixture&) = delete;
     PipelineFixture& operator=(const PipelineFixture&) = delete;
+    PipelineFixture(PipelineFixture&&) = delete;
+    PipelineFixture& operator=(PipelineFixture&&) = delete;
+    ~PipelineFixture() = default;
 
     // Everything that leaves for a burst, in the order a driver sends it:
     // each forwarded frame, then the frames the worker emitted on its

@@ -103,8 +103,12 @@ struct HttpPipeline {
             },
             this);
     }
+    // The emit hook holds `this`.
     HttpPipeline(const HttpPipeline&) = delete;
     HttpPipeline& operator=(const HttpPipeline&) = delete;
+    HttpPipeline(HttpPipeline&&) = delete;
+    HttpPipeline& operator=(HttpPipeline&&) = delete;
+    ~HttpPipeline() = default;
 
     static HttpStageConfig small() {
         HttpStageConfig c;
