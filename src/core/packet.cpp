@@ -153,6 +153,14 @@ ParseResult parse_ipv6(const uint8_t* data, uint32_t off, uint32_t len, ParsedPa
             // a first fragment without a TCP/UDP view (discarded as tiny).
             if (out.fragment) return headers_cut(pos, next, out);
             const uint16_t frag = load16(data + pos + 2);
+            if (frag >> 3 == 0 && !(frag & 1)) {
+                // An atomic fragment (offset 0, no more): a whole datagram,
+                // processed in isolation (RFC 6946).
+                next = data[pos];
+                link = pos;
+                pos += 8;
+                continue;
+            }
             out.fragment = true;
             out.first_fragment = (frag >> 3) == 0;
             out.more_fragments = frag & 1;

@@ -351,3 +351,26 @@ TEST_CASE("malformed fragments: a non-last fragment not a multiple of 8, data pa
         CHECK(fx.count(Counter::fragment_malformed) == 1);
     }
 }
+
+TEST_CASE("an IPv6 atomic fragment (offset 0, no more) is a whole datagram, inspected in place (RFC 6946)") {
+    auto atomic = [](const char* src) {
+        return PacketBuilder()
+            .ipv6(src, "2001:db8:ad::53")
+            .ext_fragment(0, false, 0xabcdef01)
+            .udp(40000, 53)
+            .payload(dns_query({.qname = "example.com", .edns_udp_size = 1232, .options = {kEcs}}))
+            .build();
+    };
+    PipelineFixture fx;
+    const Bytes pass = atomic("2001:db8:1000:1::5");
+    CHECK(fx.run_stream({pass}) == std::vector<Bytes>{pass});
+    const Bytes strip = atomic("2001:db8:1000:9::5");
+    const auto out = fx.run_stream({strip});
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].size() < strip.size());  // the ECS option went, the fragment header stayed
+    CHECK(out[0][14 + 6] == 44);
+    check_all_checksums(out);
+    CHECK(fx.count(Counter::fragment_held) == 0);
+    CHECK(fx.count(Counter::ipv6_fragment) == 0);
+    CHECK(fx.count(Counter::dns_rewritten) == 1);
+}
