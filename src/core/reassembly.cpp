@@ -1,6 +1,7 @@
 #include "core/reassembly.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "core/checksum.hpp"
@@ -58,12 +59,17 @@ uint32_t header_sum(const uint8_t* ip, unsigned ihl) noexcept {
 Reassembly::Reassembly(const ReassemblyConfig& config)
     : config_(config), slots_(uint32_t(std::max<size_t>(config.datagrams, 1))),
       blocks_(uint32_t(std::max<size_t>(config.memory / kBlockBytes, 1))), hash_(std::make_unique<uint64_t[]>(slots_)),
-      datagrams_(std::make_unique<Datagram[]>(slots_)),
+      bucket_mask_(uint32_t(std::bit_ceil(size_t(slots_) * 2) - 1)),
+      bucket_(std::make_unique<uint32_t[]>(size_t(bucket_mask_) + 1)), chain_(std::make_unique<uint32_t[]>(slots_)),
+      free_slot_(std::make_unique<uint32_t[]>(slots_)), datagrams_(std::make_unique<Datagram[]>(slots_)),
       bytes_(std::make_unique<uint8_t[]>(size_t(blocks_) * kBlockBytes)),
       next_block_(std::make_unique<uint32_t[]>(blocks_)), fragments_(std::make_unique<Fragment[]>(blocks_)),
       decided_(std::make_unique<std::array<Decided, kDecisionSets * kDecisionWays>>()),
       frame_(std::make_unique<uint8_t[]>(kMaxFrame)), out_(std::make_unique<uint8_t[]>(kMaxFrame)) {
     for (uint32_t b = 0; b < blocks_; ++b) next_block_[b] = b + 1 < blocks_ ? b + 1 : kNone;
+    for (uint32_t b = 0; b <= bucket_mask_; ++b) bucket_[b] = kNone;
+    for (uint32_t k = 0; k < slots_; ++k) free_slot_[k] = slots_ - 1 - k;  // slot 0 first
+    free_slots_ = slots_;
     free_block_ = 0;
     free_blocks_ = blocks_;
 }
@@ -147,7 +153,7 @@ Reassembly::Step Reassembly::accept(const uint8_t* frame, const ParsedPacket& p,
         c.add(Counter::fragment_dropped);  // find() just found its datagram timed out
         return Step::drop;
     }
-    if (d == kNone) d = make(p, key, now);
+    if (d == kNone) d = make(p, key, now, c);
     if (d == kNone) {
         c.add(Counter::fragment_store_full);
         c.add(Counter::fragment_dropped);
@@ -159,45 +165,52 @@ Reassembly::Step Reassembly::accept(const uint8_t* frame, const ParsedPacket& p,
     return step;
 }
 
-uint32_t Reassembly::find(const ParsedPacket& p, uint64_t key, uint64_t now, WorkerCounters& c) noexcept {
-    // One pass over the slots: the datagram's, a free one for make(), and
-    // the expired ones freed on the way (their timeout counted).
-    uint32_t found = kNone;
-    free_hint_ = kNone;
-    const unsigned alen = p.family == Family::v4 ? 4 : 16;
-    for (uint32_t k = 0; k < slots_; ++k) {
-        const uint64_t h = hash_[k];
-        if (h != 0 && !datagrams_[k].complete && datagrams_[k].expires_ns <= now) {
-            c.add(Counter::fragment_timeout);
-            discard(k, Decision::drop, now);
-        }
-        if (hash_[k] == 0) {
-            if (free_hint_ == kNone) free_hint_ = k;
-            continue;
-        }
-        if (h != key) continue;
-        const Datagram& g = datagrams_[k];
-        if (g.family == p.family && g.id == p.fragment_id && (p.family == Family::v6 || g.proto == p.l4_proto) &&
-            std::memcmp(g.src.data(), p.src, alen) == 0 && std::memcmp(g.dst.data(), p.dst, alen) == 0)
-            found = k;
-    }
-    return found;
+bool Reassembly::expire_if_due(uint32_t d, uint64_t now, WorkerCounters& c) noexcept {
+    if (hash_[d] == 0 || datagrams_[d].complete || datagrams_[d].expires_ns > now) return false;
+    c.add(Counter::fragment_timeout);
+    discard(d, Decision::drop, now);
+    return true;
 }
 
-uint32_t Reassembly::make(const ParsedPacket& p, uint64_t key, uint64_t now) noexcept {
-    const uint32_t k = free_hint_;
-    if (k == kNone) return kNone;
-    free_hint_ = kNone;
-    Datagram& g = datagrams_[k];
-    g = Datagram{};
+uint32_t Reassembly::find(const ParsedPacket& p, uint64_t key, uint64_t now, WorkerCounters& c) noexcept {
+    // A little of the expiry sweep, then the datagram's chain.
+    for (int k = 0; k < 2; ++k) {
+        expire_if_due(hand_, now, c);
+        hand_ = hand_ + 1 == slots_ ? 0 : hand_ + 1;
+    }
     const unsigned alen = p.family == Family::v4 ? 4 : 16;
+    for (uint32_t k = bucket(key); k != kNone; k = chain_[k]) {
+        const Datagram& g = datagrams_[k];
+        if (hash_[k] != key || g.family != p.family || g.id != p.fragment_id ||
+            (p.family == Family::v4 && g.proto != p.l4_proto) || std::memcmp(g.src.data(), p.src, alen) != 0 ||
+            std::memcmp(g.dst.data(), p.dst, alen) != 0)
+            continue;
+        return expire_if_due(k, now, c) ? kNone : k;
+    }
+    return kNone;
+}
+
+uint32_t Reassembly::make(const ParsedPacket& p, uint64_t key, uint64_t now, WorkerCounters& c) noexcept {
+    if (free_slots_ == 0)
+        for (uint32_t k = 0; k < slots_; ++k) expire_if_due(k, now, c);  // the whole sweep, only when full
+    if (free_slots_ == 0) return kNone;
+    const uint32_t k = free_slot_[--free_slots_];
+    Datagram& g = datagrams_[k];
     g.expires_ns = now + timeout(p.family);  // from the first fragment to arrive (RFC 791, RFC 8200)
     g.family = p.family;
     g.proto = p.l4_proto;
+    g.complete = g.have_last = false;
     g.id = p.fragment_id;
+    const unsigned alen = p.family == Family::v4 ? 4 : 16;
     std::memcpy(g.src.data(), p.src, alen);
     std::memcpy(g.dst.data(), p.dst, alen);
+    g.head = g.tail = g.first = kNone;
+    g.total = g.high = g.received = g.max_ip = 0;
+    g.have.fill(0);
+    g.start.fill(0);
     hash_[k] = key;
+    chain_[k] = bucket(key);
+    bucket(key) = k;
     ++live_;
     return k;
 }
@@ -324,8 +337,16 @@ void Reassembly::free_fragments(Datagram& g) noexcept {
 void Reassembly::discard(uint32_t d, Decision decision, uint64_t now) noexcept {
     Datagram& g = datagrams_[d];
     free_fragments(g);
-    if (decision != Decision::none) decide(hash_[d], decision, now + timeout(g.family));
+    const uint64_t key = hash_[d];
+    if (decision != Decision::none) decide(key, decision, now + timeout(g.family));
+    for (uint32_t* at = &bucket(key); *at != kNone; at = &chain_[*at]) {
+        if (*at == d) {
+            *at = chain_[d];
+            break;
+        }
+    }
     hash_[d] = 0;
+    free_slot_[free_slots_++] = d;
     --live_;
 }
 

@@ -21,8 +21,9 @@
 // (offsets bitmaps), fragment copies in 512-byte blocks up to `memory`
 // bytes, a 4-way table of 8192 datagram decisions (256 KiB), and two
 // 70 KiB scratch frames. Nothing is allocated, nothing throws afterwards.
-// Lookups scan the slots' hashes (256 by default): fragments are rare, and
-// the scan is bounded by the configured count.
+// Datagrams are found through a chained hash index; expired ones are freed
+// by a sweep that looks at two slots per lookup (all of them when no slot
+// is free) and when their own next fragment comes.
 //
 // Cost: docs/benchmarks.md, "Fragments".
 #pragma once
@@ -129,7 +130,9 @@ private:
     void decide(uint64_t key, Decision d, uint64_t expires) noexcept;
 
     uint32_t find(const ParsedPacket& p, uint64_t key, uint64_t now, WorkerCounters& c) noexcept;
-    uint32_t make(const ParsedPacket& p, uint64_t key, uint64_t now) noexcept;
+    bool expire_if_due(uint32_t d, uint64_t now, WorkerCounters& c) noexcept;
+    uint32_t& bucket(uint64_t key) noexcept { return bucket_[key & bucket_mask_]; }
+    uint32_t make(const ParsedPacket& p, uint64_t key, uint64_t now, WorkerCounters& c) noexcept;
     Step hold(uint32_t d, const uint8_t* frame, const ParsedPacket& p, WorkerCounters& c) noexcept;
     // Frees a slot and its blocks; `decision` (pass/drop) is remembered.
     void discard(uint32_t d, Decision decision, uint64_t now) noexcept;
@@ -142,11 +145,16 @@ private:
     const uint32_t slots_;
     const uint32_t blocks_;
     std::unique_ptr<uint64_t[]> hash_;  // per slot, 0: free
+    const uint32_t bucket_mask_;
+    std::unique_ptr<uint32_t[]> bucket_;     // first slot of each hash chain
+    std::unique_ptr<uint32_t[]> chain_;      // next slot in the same chain
+    std::unique_ptr<uint32_t[]> free_slot_;  // stack of free slots
+    uint32_t free_slots_ = 0;
+    uint32_t hand_ = 0;  // the expiry sweep's next slot
     std::unique_ptr<Datagram[]> datagrams_;
     std::unique_ptr<uint8_t[]> bytes_;        // blocks_ x kBlockBytes
     std::unique_ptr<uint32_t[]> next_block_;  // chain of a fragment's blocks, and the free list
     std::unique_ptr<Fragment[]> fragments_;   // by a fragment's first block
-    uint32_t free_hint_ = kNone;              // a free slot find() saw, for make()
     uint32_t free_block_ = kNone;
     uint32_t free_blocks_ = 0;
     size_t live_ = 0;

@@ -199,14 +199,29 @@ TEST_CASE("property: random fragmentation, shuffled, duplicated, overlapping; IP
             ++discarded;
             continue;
         }
-        CHECK(!tiny);
+        // (With an overlapping piece, that piece may be a whole first
+        // fragment that completes the datagram before the tiny one comes.)
+        if (!overlap) CHECK(!tiny);
         if (std::getenv("OPTGATE_DEBUG")) {
             for (const auto& pc : sent) MESSAGE("sent " << pc.offset << "+" << pc.len);
             for (const auto& f : out) MESSAGE("out\n" << hexdump(f));
         }
-        const auto re = reassemble(out);
-        REQUIRE(re);
-        CHECK(*re == expected);
+        // Duplicates of every fragment after the datagram went out make it
+        // again (as the network would deliver a duplicated datagram): each
+        // copy, whole or in fragments, is the expected datagram.
+        std::vector<Bytes> pieces_out;
+        for (const auto& f : out) {
+            if (reassemble({f}) == std::optional<Bytes>(f)) {  // a whole datagram comes back as it is
+                CHECK(f == expected);
+            } else {
+                pieces_out.push_back(f);
+            }
+        }
+        if (!pieces_out.empty()) {
+            const auto re = reassemble(pieces_out);
+            REQUIRE(re);
+            CHECK(*re == expected);
+        }
         (c.strip ? strips : passes)++;
     }
     MESSAGE(cases << " cases, " << fragments << " fragments: " << strips << " stripped, " << passes << " passed, "
