@@ -20,28 +20,26 @@ inline uint32_t load32(const uint8_t* p) noexcept {
 
 ParseResult fail(Counter reason) noexcept { return {false, reason}; }
 
+// A first fragment that ends before its TCP/UDP header does (RFC 1858's
+// tiny fragment; for IPv6 also inside the header chain, RFC 7112): parsed,
+// without an L4 view, `next` the header cut; the pipeline discards its
+// datagram. It must not pass as a parse failure, which is forwarded.
+ParseResult headers_cut(uint32_t pos, uint8_t next, ParsedPacket& out) noexcept {
+    out.l4_proto = next;
+    out.payload_offset = pos;
+    out.payload_len = out.ip_end - pos;
+    return {true, Counter::packets};
+}
+
 // Parses TCP/UDP at `off`, bounded by `end` (the IP datagram end).
 ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out) noexcept {
     out.l4_offset = off;
-    // A first fragment too short for its TCP/UDP header: parsed, no L4 view
-    // (the pipeline discards it; it must not pass as a parse failure).
-    const bool tiny_fragment = out.fragment && end < off + (out.l4_proto == kProtoTcp ? 20u : 8u);
-    if ((out.l4_proto == kProtoTcp || out.l4_proto == kProtoUdp) && tiny_fragment) {
-        out.payload_offset = off;
-        out.payload_len = end - off;
-        return {true, Counter::packets};
-    }
     if (out.l4_proto == kProtoTcp) {
-        if (end < off + 20) return fail(Counter::truncated_tcp);
+        if (end < off + 20) return out.fragment ? headers_cut(off, kProtoTcp, out) : fail(Counter::truncated_tcp);
         const uint8_t* t = data + off;
         const unsigned hlen = (t[12] >> 4) * 4u;
         if (hlen < 20) return fail(Counter::bad_tcp_header);
-        if (end < off + hlen) {
-            if (!out.fragment) return fail(Counter::truncated_tcp);
-            out.payload_offset = off;  // options cut by the fragment end: tiny, as above
-            out.payload_len = end - off;
-            return {true, Counter::packets};
-        }
+        if (end < off + hlen) return out.fragment ? headers_cut(off, kProtoTcp, out) : fail(Counter::truncated_tcp);
         out.src_port = load16(t);
         out.dst_port = load16(t + 2);
         out.tcp_seq = load32(t + 4);
@@ -52,7 +50,7 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
         return {true, Counter::packets};
     }
     if (out.l4_proto == kProtoUdp) {
-        if (end < off + 8) return fail(Counter::truncated_udp);
+        if (end < off + 8) return out.fragment ? headers_cut(off, kProtoUdp, out) : fail(Counter::truncated_udp);
         const uint8_t* u = data + off;
         const unsigned ulen = load16(u + 4);
         // In a first fragment the UDP length covers the whole datagram.
@@ -91,7 +89,7 @@ ParseResult parse_ipv4(const uint8_t* data, uint32_t off, uint32_t len, ParsedPa
         out.fragment = true;
         out.first_fragment = frag_offset == 0;
         out.more_fragments = more_fragments;
-        out.fragment_offset = frag_offset * 8;
+        out.fragment_offset = uint16_t(frag_offset * 8);
         out.fragment_data = off + ihl;
         if (!out.first_fragment) {
             out.payload_offset = off + ihl;
@@ -100,15 +98,6 @@ ParseResult parse_ipv4(const uint8_t* data, uint32_t off, uint32_t len, ParsedPa
         }
     }
     return parse_l4(data, off + ihl, out.ip_end, out);
-}
-
-// A first IPv6 fragment whose header chain ends before its TCP/UDP header
-// (RFC 7112 forbids it): parsed without an L4 view, `next` the header cut.
-ParseResult headers_cut(uint32_t pos, uint8_t next, ParsedPacket& out) noexcept {
-    out.l4_proto = next;
-    out.payload_offset = pos;
-    out.payload_len = out.ip_end - pos;
-    return {true, Counter::packets};
 }
 
 ParseResult parse_ipv6(const uint8_t* data, uint32_t off, uint32_t len, ParsedPacket& out) noexcept {
@@ -164,8 +153,8 @@ ParseResult parse_ipv6(const uint8_t* data, uint32_t off, uint32_t len, ParsedPa
             out.fragment = true;
             out.first_fragment = (frag >> 3) == 0;
             out.more_fragments = frag & 1;
-            out.fragment_offset = uint32_t(frag >> 3) * 8;
-            out.fragment_link = link;
+            out.fragment_offset = uint16_t(frag & 0xfff8);
+            out.fragment_link = uint16_t(link);
             out.fragment_id = load32(data + pos + 4);
             next = data[pos];
             link = pos;

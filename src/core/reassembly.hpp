@@ -25,7 +25,9 @@
 // by a sweep that looks at two slots per lookup (all of them when no slot
 // is free) and when their own next fragment comes.
 //
-// Cost: docs/benchmarks.md, "Fragments".
+// Cost (callgrind, optgate-bench --fragments): about 6,400 instructions per
+// datagram of 4.5 fragments on top of the datagram's own inspection; nothing
+// measurable on unfragmented packets (docs/benchmarks.md, "Fragments").
 #pragma once
 
 #include <array>
