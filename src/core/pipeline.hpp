@@ -2,9 +2,9 @@
 // data plane, the pcap replay tool, the benchmark) hand it bursts of frames
 // and forward or drop each one as told; everything that decides is here.
 //
-//   classify ─► fragments ─► dns ─► http ─► tag
-//                  │                         ▲
-//                  └─ reassembled datagram ──┘ (then re-fragmented, emitted)
+//   classify ─► fragments ─► dns ─► dns over tcp ─► http ─► tag
+//                  │                                         ▲
+//                  └─ reassembled datagram ──────────────────┘ (then re-fragmented, emitted)
 //
 // Stages work on the whole burst, each over the packets routed to it (VPP
 // style). Per-packet state lives in a fixed array of BurstSlot; nothing is
@@ -25,6 +25,7 @@
 #include "core/counters.hpp"
 #include "core/disclosure.hpp"
 #include "core/dns_stage.hpp"
+#include "core/dns_tcp_stage.hpp"
 #include "core/enforcement.hpp"
 #include "core/http_stage.hpp"
 #include "core/packet.hpp"
@@ -47,8 +48,8 @@ struct PacketRef {
 // Per-packet state for one burst.
 struct BurstSlot {
     ParsedPacket parsed;
-    enum class Next : uint8_t { done, dns, http } next = Next::done;
-    uint64_t flow_hash = 0;  // Next::http: the flow key's hash (classify computes it to prefetch)
+    enum class Next : uint8_t { done, dns, http, dns_tcp } next = Next::done;
+    uint64_t flow_hash = 0;  // Next::http, dns_tcp: the flow key's hash (classify computes it to prefetch)
     bool from_subscriber = false;
     bool changed = false;
     // The packet-level verdict (no hostname), computed at most once.
@@ -77,12 +78,16 @@ struct BurstContext {
     // `p` under the verdict: per destination slot and per identifier, and
     // per source subscriber key in the disclosure counts. Stages only see
     // packets from subscribers, so every instance has a subscriber key.
-    void count_identifier(const ParsedPacket& p, const Destination& dest, int identifier, bool passed) const noexcept {
+    // `gpc`: stripped only because the request carried Sec-GPC: 1 (a
+    // disclosure row of its own, disclosure.hpp).
+    void count_identifier(const ParsedPacket& p, const Destination& dest, int identifier, bool passed,
+                          bool gpc = false) const noexcept {
         (passed ? counters.destination_passed : counters.destination_stripped)[dest.counter_slot]++;
         (passed ? counters.identifier_passed : counters.identifier_stripped)[size_t(identifier)]++;
-        if (disclosure) count_disclosure(p, dest.counter_slot, identifier, passed);
+        if (disclosure) count_disclosure(p, dest.counter_slot, identifier, passed, gpc);
     }
-    void count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier, bool passed) const noexcept;
+    void count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier, bool passed,
+                          bool gpc = false) const noexcept;
 };
 
 class Worker {
@@ -133,6 +138,7 @@ private:
     void run_stages(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
     void inspect_reassembled(BurstContext& ctx, uint32_t index) noexcept;
     void dns_stage(PacketRef* pkts, BurstContext& ctx) noexcept;
+    void dns_tcp_stage(PacketRef* pkts, BurstContext& ctx) noexcept;
     void http_stage(PacketRef* pkts, BurstContext& ctx) noexcept;
     void tag_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
 
@@ -143,14 +149,15 @@ private:
     std::array<BurstSlot, kMaxBurst> slots_;
     // Work lists that classify fills: the slots each stage works on, so a
     // stage never walks packets that are not for it.
-    std::array<uint8_t, kMaxBurst> dns_list_{}, http_list_{};
-    uint32_t dns_count_ = 0, http_count_ = 0;
+    std::array<uint8_t, kMaxBurst> dns_list_{}, http_list_{}, dns_tcp_list_{};
+    uint32_t dns_count_ = 0, http_count_ = 0, dns_tcp_count_ = 0;
     Reassembly reassembly_;
     uint32_t reassembled_ = ~0u;   // a datagram classify completed, for inspect_reassembled()
     uint64_t reassembled_ns_ = 0;  // its last fragment's timestamp
     EmitFn emit_fn_ = nullptr;
     void* emit_user_ = nullptr;
     DnsStage dns_;
+    DnsTcpStage dns_tcp_;
     HttpStage http_;
 };
 

@@ -1,8 +1,9 @@
 // The per-lcore packet loop: receive, steer, run the core Worker, transmit.
 //
-// Each worker owns a core Worker (its own HTTP flow table, fragment guard and
-// counters) and never shares a packet-path structure with another worker,
-// except the rings software steering hands frames over. docs/dataplane.md#workers.
+// Each worker owns a core Worker (its own HTTP flow table, fragment
+// reassembly store and counters) and never shares a packet-path structure
+// with another worker, except the rings software steering hands frames
+// over. docs/dataplane.md#workers.
 #pragma once
 
 #include <rte_ring.h>
