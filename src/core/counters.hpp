@@ -14,7 +14,7 @@ namespace optgate {
     /* totals */                                                                                     \
     X(packets, "packets processed")                                                                  \
     X(forwarded, "packets forwarded (changed or not)")                                               \
-    X(dropped, "packets dropped (see the drop reasons)")                                             \
+    X(dropped, "packets dropped (see the drop reasons) or held for reassembly")                      \
     X(rewritten, "packets whose bytes were changed")                                                 \
     X(from_subscriber, "IP packets whose source is a subscriber prefix")                             \
     X(not_from_subscriber, "IP packets from other sources: not inspected")                           \
@@ -36,7 +36,18 @@ namespace optgate {
     X(bad_udp_length, "UDP length inconsistent with the IP length")                                  \
     X(ipv4_fragment, "IPv4 fragments seen")                                                          \
     X(ipv6_fragment, "IPv6 fragments seen")                                                          \
-    X(fragment_dropped, "fragments of an inspected datagram dropped on a strip verdict")             \
+    /* fragments (docs/pipeline.md#fragments) */                                                     \
+    X(fragment_held, "fragments of datagrams to inspect copied into the reassembly store")           \
+    X(fragment_reassembled, "datagrams reassembled and run through the stages as one packet")        \
+    X(fragment_released, "datagrams whose held fragments were sent on unchanged (no inspection)")    \
+    X(fragment_emitted, "frames sent from the reassembly store (re-fragmented, or released)")        \
+    X(fragment_dropped, "fragments dropped on arrival: a reason below, or their datagram discarded") \
+    X(fragment_duplicate, "exact duplicate fragments dropped (RFC 5722 section 4)")                  \
+    X(fragment_overlap, "datagrams discarded: overlapping fragments (RFC 5722; IPv4 too)")           \
+    X(fragment_tiny, "datagrams discarded: first fragment without the whole TCP/UDP header")         \
+    X(fragment_malformed, "datagrams discarded: bad fragment length, past 65535 or the last one")    \
+    X(fragment_timeout, "datagrams discarded: not whole within the reassembly timeout")              \
+    X(fragment_store_full, "datagrams discarded: the worker's reassembly store had no room")         \
     /* DNS stage */                                                                                  \
     X(dns_queries, "DNS queries from subscribers inspected")                                         \
     X(dns_not_query, "DNS messages with QR=1 on a DNS port: not inspected")                          \
@@ -78,7 +89,6 @@ namespace optgate {
     X(http_out_of_order_skipped, "segments after a hole inside a known-length body: hole skipped")   \
     X(http_conservative_flows, "flows that went to conservative mode (any reason)")                  \
     X(http_conservative_packets, "segments read in conservative mode")                               \
-    X(http_fragment_resync, "flows forgotten after a fragmented segment passed unread")              \
     X(http_policy_resync, "field names cut by a policy change: value scrubbed, conservative mode")   \
     X(http_host_no_buffer, "Host values split across segments with no free buffer: host unknown")    \
     X(http_error_request_line, "malformed request line: conservative mode")                          \

@@ -20,15 +20,26 @@ inline uint32_t load32(const uint8_t* p) noexcept {
 
 ParseResult fail(Counter reason) noexcept { return {false, reason}; }
 
+// A first fragment that ends before its TCP/UDP header does (RFC 1858's
+// tiny fragment; for IPv6 also inside the header chain, RFC 7112): parsed,
+// without an L4 view, `next` the header cut; the pipeline discards its
+// datagram. It must not pass as a parse failure, which is forwarded.
+ParseResult headers_cut(uint32_t pos, uint8_t next, ParsedPacket& out) noexcept {
+    out.l4_proto = next;
+    out.payload_offset = pos;
+    out.payload_len = out.ip_end - pos;
+    return {true, Counter::packets};
+}
+
 // Parses TCP/UDP at `off`, bounded by `end` (the IP datagram end).
 ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out) noexcept {
     out.l4_offset = off;
     if (out.l4_proto == kProtoTcp) {
-        if (end < off + 20) return fail(Counter::truncated_tcp);
+        if (end < off + 20) return out.fragment ? headers_cut(off, kProtoTcp, out) : fail(Counter::truncated_tcp);
         const uint8_t* t = data + off;
         const unsigned hlen = (t[12] >> 4) * 4u;
         if (hlen < 20) return fail(Counter::bad_tcp_header);
-        if (end < off + hlen) return fail(Counter::truncated_tcp);
+        if (end < off + hlen) return out.fragment ? headers_cut(off, kProtoTcp, out) : fail(Counter::truncated_tcp);
         out.src_port = load16(t);
         out.dst_port = load16(t + 2);
         out.tcp_seq = load32(t + 4);
@@ -39,7 +50,7 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
         return {true, Counter::packets};
     }
     if (out.l4_proto == kProtoUdp) {
-        if (end < off + 8) return fail(Counter::truncated_udp);
+        if (end < off + 8) return out.fragment ? headers_cut(off, kProtoUdp, out) : fail(Counter::truncated_udp);
         const uint8_t* u = data + off;
         const unsigned ulen = load16(u + 4);
         // In a first fragment the UDP length covers the whole datagram.
@@ -77,6 +88,9 @@ ParseResult parse_ipv4(const uint8_t* data, uint32_t off, uint32_t len, ParsedPa
     if (more_fragments || frag_offset != 0) {
         out.fragment = true;
         out.first_fragment = frag_offset == 0;
+        out.more_fragments = more_fragments;
+        out.fragment_offset = uint16_t(frag_offset * 8);
+        out.fragment_data = off + ihl;
         if (!out.first_fragment) {
             out.payload_offset = off + ihl;
             out.payload_len = total - ihl;
@@ -99,34 +113,53 @@ ParseResult parse_ipv6(const uint8_t* data, uint32_t off, uint32_t len, ParsedPa
     out.dst = ip + 24;
     uint8_t next = ip[6];
     uint32_t pos = off + 40;
+    uint32_t link = off + 6;  // the byte that names the header at `pos`
     for (unsigned n = 0;; ++n) {
         switch (next) {
         case 0:     // hop-by-hop options
         case 43:    // routing
         case 60: {  // destination options
-            if (n == kMaxIpv6Extensions || out.ip_end < pos + 8) return fail(Counter::bad_ipv6_extension);
+            if (n == kMaxIpv6Extensions || out.ip_end < pos + 8 || out.ip_end < pos + (data[pos + 1] + 1u) * 8u)
+                return out.fragment ? headers_cut(pos, next, out) : fail(Counter::bad_ipv6_extension);
             const uint32_t ext_len = (data[pos + 1] + 1u) * 8u;
-            if (out.ip_end < pos + ext_len) return fail(Counter::bad_ipv6_extension);
             next = data[pos];
+            link = pos;
             pos += ext_len;
             continue;
         }
         case 51: {  // authentication header: length in 4-octet units, minus 2
-            if (n == kMaxIpv6Extensions || out.ip_end < pos + 8) return fail(Counter::bad_ipv6_extension);
+            if (n == kMaxIpv6Extensions || out.ip_end < pos + 8 || out.ip_end < pos + (data[pos + 1] + 2u) * 4u)
+                return out.fragment ? headers_cut(pos, next, out) : fail(Counter::bad_ipv6_extension);
             const uint32_t ext_len = (data[pos + 1] + 2u) * 4u;
-            if (out.ip_end < pos + ext_len) return fail(Counter::bad_ipv6_extension);
             next = data[pos];
+            link = pos;
             pos += ext_len;
             continue;
         }
         case 44: {  // fragment
             if (n == kMaxIpv6Extensions || out.ip_end < pos + 8) return fail(Counter::bad_ipv6_extension);
+            // A fragment header inside a fragment: no sender makes this;
+            // a first fragment without a TCP/UDP view (discarded as tiny).
+            if (out.fragment) return headers_cut(pos, next, out);
             const uint16_t frag = load16(data + pos + 2);
+            if (frag >> 3 == 0 && !(frag & 1)) {
+                // An atomic fragment (offset 0, no more): a whole datagram,
+                // processed in isolation (RFC 6946).
+                next = data[pos];
+                link = pos;
+                pos += 8;
+                continue;
+            }
             out.fragment = true;
             out.first_fragment = (frag >> 3) == 0;
+            out.more_fragments = frag & 1;
+            out.fragment_offset = uint16_t(frag & 0xfff8);
+            out.fragment_link = uint16_t(link);
             out.fragment_id = load32(data + pos + 4);
             next = data[pos];
+            link = pos;
             pos += 8;
+            out.fragment_data = pos;
             if (!out.first_fragment) {
                 out.l4_proto = next;
                 out.payload_offset = pos;

@@ -1,8 +1,9 @@
 // The per-lcore packet loop: receive, steer, run the core Worker, transmit.
 //
-// Each worker owns a core Worker (its own HTTP flow table, fragment guard and
-// counters) and never shares a packet-path structure with another worker,
-// except the rings software steering hands frames over. docs/dataplane.md#workers.
+// Each worker owns a core Worker (its own HTTP flow table, fragment
+// reassembly store and counters) and never shares a packet-path structure
+// with another worker, except the rings software steering hands frames
+// over. docs/dataplane.md#workers.
 #pragma once
 
 #include <rte_ring.h>
@@ -27,6 +28,7 @@ struct DriverCounters {
     uint64_t multi_segment_dropped = 0;        // chained mbuf that could not be linearised
     uint64_t steering_ring_full_dropped = 0;   // another worker's inbox was full
     uint64_t steered_out = 0, steered_in = 0;  // software steering hand-overs
+    uint64_t emit_dropped = 0;                 // a frame the core emitted found no mbuf (or none large enough)
     void accumulate(const DriverCounters& o) noexcept;
 };
 
@@ -73,6 +75,7 @@ struct Datapath {
 private:
     struct Slot;
     void process(Slot& w, rte_mbuf** mbufs, uint16_t n, uint64_t now) noexcept;
+    static void emit(void* user, const uint8_t* frame, uint32_t len, uint32_t index) noexcept;
     void transmit(Slot& w, unsigned role, rte_mbuf** out, uint16_t n) noexcept;
     void steer(Slot& w, rte_mbuf** in, uint16_t n, uint64_t now) noexcept;
     void drain_tx_rings(Slot& w) noexcept;

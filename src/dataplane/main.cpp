@@ -122,6 +122,10 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
         "seconds between drains of the disclosure counts (default 60; docs/pipeline.md#disclosure-accounting)")(
         "disclosure-entries", po::value(&flags.disclosure_entries),
         "disclosure table slots per worker (default 65536; two tables of 40 bytes a slot; 0: off)")(
+        "fragment-datagrams", po::value(&flags.fragment_datagrams),
+        "fragmented datagrams held for reassembly per worker (default 256; docs/pipeline.md#fragments)")(
+        "fragment-memory", po::value(&flags.fragment_memory),
+        "bytes of fragment copies held for reassembly per worker (default 4194304)")(
         "log-level", po::value(&log_level), "error, warning, info (default) or debug")(
         "idle-exit-ms", po::value(&limits.idle_exit_ms),
         "exit after this many ms without a packet (tests, pcap vdevs)")("duration", po::value(&limits.duration_s),
@@ -182,6 +186,8 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
     if (given("http-idle-timeout")) c.http_idle_timeout = std::chrono::seconds(http_idle);
     if (given("disclosure-interval")) c.disclosure_interval = std::chrono::seconds(disclosure_interval_s);
     if (given("disclosure-entries")) c.disclosure_entries = flags.disclosure_entries;
+    if (given("fragment-datagrams")) c.fragment_datagrams = flags.fragment_datagrams;
+    if (given("fragment-memory")) c.fragment_memory = flags.fragment_memory;
     if (given("log-level")) c.log_level = log_level;
     if (const std::string why = validate(c); !why.empty()) throw UsageError(why);
     if (!set_log_level(c.log_level)) throw UsageError("--log-level must be error, warning, info or debug");
@@ -306,6 +312,7 @@ void report_stats(std::vector<proto::StatEntry>& out, const Datapath& dp, const 
     out.push_back({"driver_tx_full_dropped", dc.tx_full_dropped, StatKind::counter, "", ""});
     out.push_back({"driver_multi_segment_dropped", dc.multi_segment_dropped, StatKind::counter, "", ""});
     out.push_back({"driver_steering_ring_full_dropped", dc.steering_ring_full_dropped, StatKind::counter, "", ""});
+    out.push_back({"driver_emit_dropped", dc.emit_dropped, StatKind::counter, "", ""});
     out.push_back({"workers", dp.workers(), StatKind::gauge, "", ""});
     // table_stale, table_entries and control_* come from the control client itself.
     auto one = std::make_unique<WorkerCounters>();
@@ -459,7 +466,8 @@ int run(const Config& c, const RunLimits& limits) {
     if (runtime) std::cout << report::human_summary(*counters, *runtime);
     std::cout << "driver: " << dc.rx << " received, " << dc.tx << " sent, " << dc.tx_full_dropped
               << " dropped on full tx queues, " << dc.multi_segment_dropped << " unlinearisable jumbo frames dropped, "
-              << dc.steering_ring_full_dropped << " dropped on full steering rings\n";
+              << dc.steering_ring_full_dropped << " dropped on full steering rings, " << dc.emit_dropped
+              << " emitted frames without an mbuf\n";
     if (!c.stats_file.empty() && runtime) {
         auto j = report::to_json(*counters, *runtime);
         j["driver"] = boost::json::object{{"rx", dc.rx},
@@ -467,6 +475,7 @@ int run(const Config& c, const RunLimits& limits) {
                                           {"tx_full_dropped", dc.tx_full_dropped},
                                           {"multi_segment_dropped", dc.multi_segment_dropped},
                                           {"steering_ring_full_dropped", dc.steering_ring_full_dropped},
+                                          {"emit_dropped", dc.emit_dropped},
                                           {"steered", dc.steered_out},
                                           {"workers", lcores.size()},
                                           {"steering", steering}};

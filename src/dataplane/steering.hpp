@@ -1,5 +1,5 @@
 // Which worker a frame belongs to, so that both directions of a flow meet
-// the same worker's HTTP flow table and fragment guard.
+// the same worker's HTTP flow table and fragment reassembly store.
 //
 // The hash is Toeplitz with the symmetric key (0x6d5a repeated), the one the
 // ports are given in RSS mode: swapping source and destination (addresses

@@ -56,6 +56,7 @@ int stats_cmd(const char*, const char*, rte_tel_data* d) {
     rte_tel_data_add_dict_u64(d, "tx_full_dropped", dc.tx_full_dropped);
     rte_tel_data_add_dict_u64(d, "multi_segment_dropped", dc.multi_segment_dropped);
     rte_tel_data_add_dict_u64(d, "steering_ring_full_dropped", dc.steering_ring_full_dropped);
+    rte_tel_data_add_dict_u64(d, "emit_dropped", dc.emit_dropped);
     for (size_t i = 0; i < kCounterCount; ++i)
         rte_tel_data_add_dict_u64(d, std::string(counter_name(Counter(i))).c_str(), counters->value[i]);
     const auto view = source->enforcement->view(monotonic_ns());
