@@ -12,17 +12,21 @@ std::string number(double v) {
     return buf;
 }
 
-void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+void gauge(std::string& out, std::string_view name, std::string_view help, uint64_t v) {
+    metric(out, name, "gauge", help, v);
+}
+
+}  // namespace
+
+void metric_header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
     out.append("# HELP ").append(name).append(" ").append(help).append("\n");
     out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
 }
 
-void gauge(std::string& out, std::string_view name, std::string_view help, uint64_t v) {
-    header(out, name, "gauge", help);
+void metric(std::string& out, std::string_view name, std::string_view type, std::string_view help, uint64_t v) {
+    metric_header(out, name, type, help);
     out.append(name).append(" ").append(std::to_string(v)).append("\n");
 }
-
-}  // namespace
 
 Histogram::Histogram(std::initializer_list<double> bounds) : bounds_(bounds), counts_(bounds.size() + 1, 0) {}
 
@@ -117,31 +121,31 @@ void Metrics::count_disclosures_pruned(uint64_t rows) {
 std::string Metrics::render() const {
     std::string out;
     std::lock_guard lk(mu_);
-    header(out, "consentd_http_requests_total", "counter", "HTTP requests by method, route and status.");
+    metric_header(out, "consentd_http_requests_total", "counter", "HTTP requests by method, route and status.");
     for (const auto& [k, n] : requests_) {
         const auto& [method, route, status] = k;
         out.append("consentd_http_requests_total{method=\"").append(method).append("\",route=\"").append(route);
         out.append("\",status=\"").append(std::to_string(status)).append("\"} ").append(std::to_string(n));
         out.append("\n");
     }
-    header(out, "consentd_ledger_events_total", "counter", "Ledger events committed, by action.");
+    metric_header(out, "consentd_ledger_events_total", "counter", "Ledger events committed, by action.");
     for (unsigned a = 0; a < kActionCount; ++a) {
         out.append("consentd_ledger_events_total{action=\"").append(to_string(Action(a))).append("\"} ");
         out.append(std::to_string(events_[a])).append("\n");
     }
-    header(out, "consentd_commit_duration_seconds", "histogram",
+    metric_header(out, "consentd_commit_duration_seconds", "histogram",
            "One group commit, from BEGIN to durable COMMIT (fsync).");
     commit_seconds_.render(out, "consentd_commit_duration_seconds");
-    header(out, "consentd_commit_batch_requests", "histogram", "Requests that shared one commit.");
+    metric_header(out, "consentd_commit_batch_requests", "histogram", "Requests that shared one commit.");
     batch_requests_.render(out, "consentd_commit_batch_requests");
-    header(out, "consentd_commit_failures_total", "counter",
+    metric_header(out, "consentd_commit_failures_total", "counter",
            "Group commits that failed (their requests got 503 and changed nothing).");
     out.append("consentd_commit_failures_total ").append(std::to_string(commit_failures_)).append("\n");
-    header(out, "consentd_policy_reloads_total", "counter", "Policy reloads by result.");
+    metric_header(out, "consentd_policy_reloads_total", "counter", "Policy reloads by result.");
     out.append("consentd_policy_reloads_total{result=\"ok\"} ").append(std::to_string(reloads_ok_)).append("\n");
     out.append("consentd_policy_reloads_total{result=\"invalid\"} ").append(std::to_string(reloads_failed_));
     out.append("\n");
-    header(out, "consentd_disclosure_reports_total", "counter",
+    metric_header(out, "consentd_disclosure_reports_total", "counter",
            "Disclosure reports from data planes: stored, duplicate (already stored), failed (not stored, resent).");
     const char* report_results[] = {"stored", "duplicate", "failed"};
     for (unsigned i = 0; i < 3; ++i)
@@ -150,7 +154,7 @@ std::string Metrics::render() const {
             .append("\"} ")
             .append(std::to_string(disclosure_reports_[i]))
             .append("\n");
-    header(out, "consentd_disclosure_entries_total", "counter",
+    metric_header(out, "consentd_disclosure_entries_total", "counter",
            "Disclosure report entries by attribution: to a subscriber, unbound key, ambiguous (rebound meanwhile).");
     const char* attributions[] = {"subscriber", "unbound", "ambiguous"};
     for (unsigned i = 0; i < 3; ++i)
@@ -159,7 +163,7 @@ std::string Metrics::render() const {
             .append("\"} ")
             .append(std::to_string(disclosure_entries_[i]))
             .append("\n");
-    header(out, "consentd_disclosure_rows_pruned_total", "counter",
+    metric_header(out, "consentd_disclosure_rows_pruned_total", "counter",
            "Disclosure rows and report ids deleted past disclosures.retention.");
     out.append("consentd_disclosure_rows_pruned_total ").append(std::to_string(disclosure_pruned_)).append("\n");
     gauge(out, "consentd_ledger_head_seq", "Sequence number of the last committed event.", head_seq_);

@@ -28,6 +28,12 @@
 
 namespace optgate::consentd {
 
+// A family's "# HELP" and "# TYPE" lines: every family consentd renders
+// starts with them (the text format wants both before the samples).
+void metric_header(std::string& out, std::string_view name, std::string_view type, std::string_view help);
+// A family of one unlabelled sample: its header, then "name value".
+void metric(std::string& out, std::string_view name, std::string_view type, std::string_view help, uint64_t v);
+
 class Histogram {
 public:
     explicit Histogram(std::initializer_list<double> bounds);

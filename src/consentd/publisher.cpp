@@ -32,16 +32,6 @@ uint64_t age_ms(std::chrono::steady_clock::time_point then, std::chrono::steady_
     return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(now - then).count());
 }
 
-void metric_header(std::string& out, const char* name, const char* type, const char* help) {
-    out.append("# HELP ").append(name).append(" ").append(help).append("\n");
-    out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
-}
-
-void metric(std::string& out, const char* name, const char* type, const char* help, uint64_t v) {
-    metric_header(out, name, type, help);
-    out.append(name).append(" ").append(std::to_string(v)).append("\n");
-}
-
 }  // namespace
 
 // ---- the ledger as a table source ----
