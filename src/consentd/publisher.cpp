@@ -20,10 +20,6 @@ using proto::Goodbye;
 
 namespace {
 
-double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
-    return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
 std::string iso_time(std::chrono::system_clock::time_point t) { return format_utc_ms(t); }
 
 Frames frames_of(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
@@ -79,29 +75,9 @@ boost::json::object to_json(const DataPlaneInfo& d, bool with_stats) {
     return o;
 }
 
-boost::json::object EnforcementReport::to_json() const {
-    boost::json::object o;
-    o["status"] = status == Status::enforced ? "enforced" : status == Status::timeout ? "timeout" : "no_dataplanes";
-    o["seq"] = seq;
-    o["latency_ms"] = latency_ms;
-    if (since_commit_ms) o["since_commit_ms"] = *since_commit_ms;
-    boost::json::array rows;
-    for (const auto& r : dataplanes) {
-        boost::json::object j;
-        j["name"] = r.name;
-        j["address"] = r.address;
-        j["acknowledged"] = r.acknowledged;
-        j["disconnected"] = r.disconnected;
-        if (r.acknowledged) j["latency_ms"] = r.latency_ms;
-        j["applied_seq"] = r.applied_seq;
-        rows.emplace_back(std::move(j));
-    }
-    o["dataplanes"] = std::move(rows);
-    return o;
-}
-
 Publisher::Publisher(asio::io_context& ioc, TableSource& source, DataPlaneConfig config, DisclosureSink* disclosures)
-    : ioc_(ioc), source_(source), config_(std::move(config)), disclosures_(disclosures), heartbeat_timer_(ioc),
+    : ioc_(ioc), source_(source), config_(std::move(config)), disclosures_(disclosures),
+      history_(config_.history_commits, config_.history_bytes), heartbeat_timer_(ioc),
       enforcement_seconds_({0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5}),
       snapshot_build_seconds_({0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10}) {
     char buf[17];
@@ -176,7 +152,7 @@ void Publisher::mirror_from(const Entries& entries) {
 
 bool Publisher::snapshot_usable(const Snapshot& s) const {
     // Usable while every commit after it is still in the history.
-    return s.stream_id == stream_id_ && s.seq >= history_floor_ && s.seq <= head_seq_;
+    return s.stream_id == stream_id_ && history_.covers(s.seq);
 }
 
 bool Publisher::snapshot_worth_reusing(const Snapshot& s) const {
@@ -184,8 +160,7 @@ bool Publisher::snapshot_worth_reusing(const Snapshot& s) const {
     // After a large commit (an import), an old snapshot plus that commit is
     // more to send and apply than a new snapshot, and may not fit the queue.
     size_t after = 0;
-    auto it = std::partition_point(history_.begin(), history_.end(), [&](const Commit& c) { return c.seq <= s.seq; });
-    for (; it != history_.end(); ++it) after += it->frames->size();
+    for (auto it = history_.after(s.seq); it != history_.end(); ++it) after += it->frames->size();
     return after <= std::max<size_t>(1u << 20, s.bytes / 4) && after < config_.max_queue_bytes / 2;
 }
 
@@ -194,7 +169,7 @@ void Publisher::start() {
     TableRead r = read_table();
     const auto doc = document_for(r.policy.get());
     if (!doc) throw std::runtime_error("no policy text for the running policy");
-    head_seq_ = history_floor_ = r.seq;
+    history_.reset(r.seq);
     stream_id_ = doc->stream_id;
     table_version_ = r.table_version;
     policy_name_ = doc->name;
@@ -216,9 +191,7 @@ void Publisher::stop() {
     stopping_ = true;
     heartbeat_timer_.cancel();
     for (auto& [id, dp] : dataplanes_) dp.link->close(Goodbye::Code::shutdown, "consentd is stopping");
-    std::vector<uint64_t> ids;
-    for (const auto& [id, w] : waiters_) ids.push_back(id);
-    for (auto id : ids) finish_waiter(id, EnforcementReport::Status::timeout);
+    waiters_.stop();
 }
 
 void Publisher::request_snapshot() {
@@ -237,7 +210,7 @@ void Publisher::request_snapshot() {
     auto entries = std::make_shared<Entries>();
     entries->reserve(mirror_->size());
     mirror_->for_each([&](const SubscriberKey& k, PurposeMask m) { entries->emplace_back(k, m); });
-    asio::post(snapshot_thread_, [this, t0, entries, seq = head_seq_, stream = stream_id_, tv = table_version_,
+    asio::post(snapshot_thread_, [this, t0, entries, seq = history_.head(), stream = stream_id_, tv = table_version_,
                                   name = policy_name_, text = policy_text_] {
         auto snap = encode_snapshot(seq, stream, tv, name, text, *entries);
         if (snap) snap->build_time = Clock::now() - t0;
@@ -289,15 +262,14 @@ void Publisher::on_table_read(TableRead r) {
     if (stopping_) return;
     // Another table change meanwhile, or commits after the read already gone
     // from the history: read again.
-    if (reload_again_ || r.table_version != table_version_ || r.seq < history_floor_ || r.seq > head_seq_) {
+    if (reload_again_ || r.table_version != table_version_ || !history_.covers(r.seq)) {
         reload_again_ = false;
         reload_mirror();
         return;
     }
     mirror_from(r.entries);
     // Then the commits after the read, from the history's frames.
-    auto it = std::partition_point(history_.begin(), history_.end(), [&](const Commit& c) { return c.seq <= r.seq; });
-    for (; it != history_.end(); ++it) {
+    for (auto it = history_.after(r.seq); it != history_.end(); ++it) {
         const std::string& bytes = *it->frames;
         size_t off = 0;
         while (off < bytes.size()) {
@@ -325,8 +297,7 @@ void Publisher::deliver_snapshot(DataPlane& dp) {
     ++dp.snapshots;
     ++snapshots_sent_;
     // Then every commit after it, from the history.
-    auto it = std::partition_point(history_.begin(), history_.end(), [&](const Commit& c) { return c.seq <= s.seq; });
-    for (; it != history_.end() && !dp.awaiting_snapshot; ++it) {
+    for (auto it = history_.after(s.seq); it != history_.end() && !dp.awaiting_snapshot; ++it) {
         send(dp, it->frames);
         if (!dp.awaiting_snapshot) dp.sent_seq = it->seq;
     }
@@ -341,7 +312,7 @@ void Publisher::resync(DataPlane& dp) {
     dp.awaiting_snapshot = true;
     // The freshest table: a stale cached one could overflow it again with
     // the history after it.
-    if (snapshot_ && snapshot_->seq < head_seq_) snapshot_.reset();
+    if (snapshot_ && snapshot_->seq < history_.head()) snapshot_.reset();
     asio::post(ioc_, [this] { request_snapshot(); });
 }
 
@@ -396,8 +367,7 @@ void Publisher::publish_policy(uint64_t seq, const std::shared_ptr<const Policy>
 }
 
 void Publisher::on_commit_io(const Commit& c, const std::shared_ptr<const std::vector<proto::TableChange>>& changes) {
-    if (!started_ || stopping_ || c.seq <= head_seq_) return;  // already in the first snapshot
-    head_seq_ = c.seq;
+    if (!started_ || stopping_ || c.seq <= history_.head()) return;  // already in the first snapshot
     if (mirror_)
         for (const auto& ch : *changes) {
             if (ch.op == proto::TableChange::Op::erase)
@@ -405,23 +375,12 @@ void Publisher::on_commit_io(const Commit& c, const std::shared_ptr<const std::v
             else
                 mirror_->upsert(ch.key, ch.purposes);
         }
-    history_bytes_ += c.frames->size();
-    history_.push_back(c);
-    trim_history();
+    history_.append(c);
     for (auto& [id, dp] : dataplanes_) {
         if (!dp.greeted || dp.awaiting_snapshot || c.seq <= dp.sent_seq) continue;
         send(dp, c.frames);
         if (!dp.awaiting_snapshot) dp.sent_seq = c.seq;
     }
-}
-
-void Publisher::trim_history() {
-    while (!history_.empty() && (history_.size() > config_.history_commits || history_bytes_ > config_.history_bytes)) {
-        history_floor_ = history_.front().seq;
-        history_bytes_ -= history_.front().frames->size();
-        history_.pop_front();
-    }
-    if (history_.empty()) history_floor_ = head_seq_;
 }
 
 void Publisher::on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_version, const Frames& update,
@@ -441,8 +400,6 @@ void Publisher::on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_vers
         // Deltas from before cannot be applied to a table of the new
         // meaning, and the ledger recomputed every entry: read it again.
         history_.clear();
-        history_bytes_ = 0;
-        history_floor_ = head_seq_;
         mirror_.reset();
         reload_mirror();
     }
@@ -491,22 +448,19 @@ void Publisher::hello(uint64_t id, const proto::Hello& h) {
     for (auto& [other_id, other] : dataplanes_)
         if (other_id != id && other.greeted && other.name == dp.name)
             other.link->close(Goodbye::Code::replaced, "a newer connection from data plane " + dp.name);
-    const bool resume = !stopping_ && h.stream_id == stream_id_ && h.last_seq >= history_floor_ &&
-                        h.last_seq <= head_seq_;
+    const bool resume = !stopping_ && h.stream_id == stream_id_ && history_.covers(h.last_seq);
     log_info("data plane " + dp.name + " connected from " + dp.address + ": " +
              (resume ? "resuming after seq " + std::to_string(h.last_seq)
                      : "sending the table (it has seq " + std::to_string(h.last_seq) + ")"));
     std::string out;
-    proto::encode(out, proto::Welcome{head_seq_, uint32_t(config_.heartbeat_interval.count()),
+    proto::encode(out, proto::Welcome{history_.head(), uint32_t(config_.heartbeat_interval.count()),
                                       resume ? proto::Welcome::Mode::resume : proto::Welcome::Mode::snapshot});
     if (dp.link->send(frames_of(std::move(out)), false) == DataPlaneLink::SendResult::closed) return;
     if (resume) {
         // Its table is this stream's as of last_seq; otherwise it has
         // nothing until the snapshot is installed.
         dp.applied_seq = dp.sent_seq = h.last_seq;
-        auto c = std::partition_point(history_.begin(), history_.end(),
-                                      [&](const Commit& x) { return x.seq <= h.last_seq; });
-        for (; c != history_.end() && !dp.awaiting_snapshot; ++c) {
+        for (auto c = history_.after(h.last_seq); c != history_.end() && !dp.awaiting_snapshot; ++c) {
             send(dp, c->frames);
             if (!dp.awaiting_snapshot) dp.sent_seq = c->seq;
         }
@@ -533,8 +487,7 @@ void Publisher::ack(uint64_t id, uint64_t seq) {
     if (seq > dp.applied_seq) {
         // Commit-to-acknowledgement latency of what this ack covers (the
         // newest 64 commits at most: a snapshot catch-up is not latency).
-        auto first = std::partition_point(history_.begin(), history_.end(),
-                                          [&](const Commit& c) { return c.seq <= dp.applied_seq; });
+        auto first = history_.after(dp.applied_seq);
         auto last = std::partition_point(first, history_.end(), [&](const Commit& c) { return c.seq <= seq; });
         if (last - first > 64) first = last - 64;
         for (auto c = first; c != last; ++c)
@@ -542,7 +495,7 @@ void Publisher::ack(uint64_t id, uint64_t seq) {
         dp.applied_seq = seq;
         dp.acked_at = now;
     }
-    settle_waiters(id, false);
+    waiters_.acknowledged(id, dp.applied_seq);
 }
 
 void Publisher::stats(uint64_t id, const proto::Stats& s) {
@@ -583,7 +536,7 @@ void Publisher::detach(uint64_t id, const std::string& why) {
         }
     }
     dataplanes_.erase(it);
-    settle_waiters(id, true);
+    waiters_.disconnected(id);
 }
 
 bool Publisher::disconnect(const std::string& name, const std::string& reason) {
@@ -614,7 +567,7 @@ void Publisher::heartbeat() {
     std::string out;
     proto::encode(
         out, proto::Heartbeat{
-                 head_seq_,
+                 history_.head(),
                  uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(wall.time_since_epoch()).count())});
     const Frames f = frames_of(std::move(out));
     // A data plane acknowledges every heartbeat; ten missed (at least 5 s)
@@ -624,7 +577,7 @@ void Publisher::heartbeat() {
         if (!dp.greeted) continue;
         if (now - dp.last_heard > silence) {
             dp.link->close(Goodbye::Code::timeout,
-                           "nothing heard for " + std::to_string(int(ms_between(dp.last_heard, now))) + " ms");
+                           "nothing heard for " + std::to_string(age_ms(dp.last_heard, now)) + " ms");
             continue;
         }
         if (dp.awaiting_snapshot) continue;
@@ -641,102 +594,10 @@ void Publisher::heartbeat() {
 
 void Publisher::wait_enforced(uint64_t seq, std::chrono::milliseconds timeout,
                               std::function<void(EnforcementReport)> done) {
-    Waiter w;
-    w.id = next_waiter_++;
-    w.seq = seq;
-    w.start = Clock::now();
-    w.done = std::move(done);
-    for (const auto& [id, dp] : dataplanes_) {
-        if (!dp.greeted) continue;
-        Waiter::Row row{id, dp.applied_seq < seq, dp.acked_at, {}};
-        row.report.name = dp.name;
-        row.report.address = dp.address;
-        row.report.applied_seq = dp.applied_seq;
-        row.report.acknowledged = !row.pending;
-        w.pending += row.pending;
-        w.rows.push_back(std::move(row));
-    }
-    const uint64_t wid = w.id;
-    const bool none = w.rows.empty();
-    const bool all = w.pending == 0;
-    if (!all) {
-        w.timer = std::make_unique<asio::steady_timer>(ioc_, timeout);
-        w.timer->async_wait([this, wid](boost::system::error_code ec) {
-            if (!ec) finish_waiter(wid, EnforcementReport::Status::timeout);
-        });
-    }
-    waiters_.emplace(wid, std::move(w));
-    if (all) {
-        // Answer from the io loop, not from inside the caller.
-        asio::post(ioc_, [this, wid, none] {
-            finish_waiter(wid, none ? EnforcementReport::Status::no_dataplanes : EnforcementReport::Status::enforced);
-        });
-    }
-}
-
-void Publisher::settle_waiters(uint64_t dp_id, bool gone) {
-    if (waiters_.empty()) return;
-    const auto dp = dataplanes_.find(dp_id);
-    const auto now = Clock::now();
-    std::vector<uint64_t> finished;
-    for (auto& [wid, w] : waiters_) {
-        for (auto& row : w.rows) {
-            if (row.dp_id != dp_id || !row.pending) continue;
-            if (gone) {
-                row.report.disconnected = true;
-            } else if (dp != dataplanes_.end() && dp->second.applied_seq >= w.seq) {
-                row.report.acknowledged = true;
-                row.report.latency_ms = ms_between(w.start, now);
-                row.acked_at = now;
-                row.report.applied_seq = dp->second.applied_seq;
-            } else {
-                continue;
-            }
-            row.pending = false;
-            --w.pending;
-        }
-        if (w.pending == 0) finished.push_back(wid);
-    }
-    for (auto wid : finished) finish_waiter(wid, EnforcementReport::Status::enforced);
-}
-
-void Publisher::finish_waiter(uint64_t waiter_id, EnforcementReport::Status status) {
-    const auto it = waiters_.find(waiter_id);
-    if (it == waiters_.end()) return;
-    Waiter w = std::move(it->second);
-    waiters_.erase(it);
-    if (w.timer) w.timer->cancel();
-    EnforcementReport r;
-    r.status = status;
-    r.seq = w.seq;
-    if (status == EnforcementReport::Status::enforced && !w.rows.empty()) {
-        const auto c = std::partition_point(history_.begin(), history_.end(),
-                                            [&](const Commit& x) { return x.seq < w.seq; });
-        if (c != history_.end() && c->seq == w.seq) {
-            Clock::time_point last = c->committed;
-            for (const auto& row : w.rows)
-                if (!row.report.disconnected) last = std::max(last, row.acked_at);
-            r.since_commit_ms = ms_between(c->committed, last);
-        }
-    }
-    for (auto& row : w.rows) {
-        if (row.pending)
-            row.report.applied_seq = std::max(row.report.applied_seq, [&] {
-                const auto dp = dataplanes_.find(row.dp_id);
-                return dp == dataplanes_.end() ? uint64_t(0) : dp->second.applied_seq;
-            }());
-        r.dataplanes.push_back(std::move(row.report));
-    }
-    if (status == EnforcementReport::Status::enforced) {
-        for (const auto& row : r.dataplanes) r.latency_ms = std::max(r.latency_ms, row.latency_ms);
-        ++waits_enforced_;
-    } else if (status == EnforcementReport::Status::timeout) {
-        r.latency_ms = ms_between(w.start, Clock::now());
-        ++waits_timeout_;
-    } else {
-        ++waits_none_;
-    }
-    w.done(std::move(r));
+    std::vector<EnforcementWaiters::DataPlane> greeted;
+    for (const auto& [id, dp] : dataplanes_)
+        if (dp.greeted) greeted.push_back({id, dp.name, dp.address, dp.applied_seq, dp.acked_at});
+    waiters_.wait(seq, greeted, timeout, std::move(done));
 }
 
 // ---- status ----
@@ -753,7 +614,7 @@ std::vector<DataPlaneInfo> Publisher::dataplanes() const {
         i.connected_since = dp.connected_since;
         i.synced = !dp.awaiting_snapshot;
         i.applied_seq = dp.applied_seq;
-        i.lag = head_seq_ > dp.applied_seq ? head_seq_ - dp.applied_seq : 0;
+        i.lag = history_.head() > dp.applied_seq ? history_.head() - dp.applied_seq : 0;
         i.last_ack = dp.last_ack;
         i.last_heartbeat = dp.last_heartbeat;
         i.snapshots = dp.snapshots;
@@ -804,13 +665,13 @@ void Publisher::render_metrics(std::string& out) const {
            "TCP connections refused in the TLS handshake (no or bad client certificate).", tls_failures_);
     metric_header(out, "consentd_enforced_waits_total", "counter", "?wait=enforced requests by outcome.");
     out.append("consentd_enforced_waits_total{result=\"enforced\"} ")
-        .append(std::to_string(waits_enforced_))
+        .append(std::to_string(waiters_.answered(EnforcementReport::Status::enforced)))
         .append("\n");
     out.append("consentd_enforced_waits_total{result=\"timeout\"} ")
-        .append(std::to_string(waits_timeout_))
+        .append(std::to_string(waiters_.answered(EnforcementReport::Status::timeout)))
         .append("\n");
     out.append("consentd_enforced_waits_total{result=\"no_dataplanes\"} ")
-        .append(std::to_string(waits_none_))
+        .append(std::to_string(waiters_.answered(EnforcementReport::Status::no_dataplanes)))
         .append("\n");
     metric(out, "consentd_dataplane_stats_reports_total", "counter", "Stats reports received from data planes.",
            stats_reports_);

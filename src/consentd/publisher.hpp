@@ -10,7 +10,8 @@
 //    policy that changes the table's meaning);
 //  - data plane sessions (io thread): attach, hello, ack, detach.
 // Everything else runs on the io thread:
-//  - a bounded in-memory history of commits, for resuming with deltas;
+//  - a bounded in-memory history of commits, for resuming with deltas
+//    (commit_history.hpp);
 //  - a mirror of the table (a ConsentTable kept in step with the commits),
 //    so that snapshots are copied from it here and encoded on the snapshot
 //    thread: the ledger's lock is taken only at start and after a policy
@@ -19,7 +20,8 @@
 //    reused while the history covers what came after it);
 //  - each data plane's state; its queue bound is the session's, and past it
 //    the publisher resynchronises it with a snapshot;
-//  - heartbeats, idle checks, ?wait=enforced waiters and metrics;
+//  - heartbeats, idle checks and metrics;
+//  - ?wait=enforced waiters (enforcement_waiters.hpp);
 //  - each data plane's last stats report (kept for stats_retention after it
 //    disconnects), exported in GET /metrics and GET /v1/dataplanes.
 #pragma once
@@ -41,9 +43,11 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json/object.hpp>
 
+#include "consentd/commit_history.hpp"
 #include "consentd/consent_state.hpp"
 #include "consentd/dataplane_config.hpp"
 #include "consentd/disclosure_sink.hpp"
+#include "consentd/enforcement_waiters.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/metrics.hpp"
 #include "core/rcu.hpp"
@@ -51,8 +55,6 @@
 #include "proto/wire.hpp"
 
 namespace optgate::consentd {
-
-using Frames = std::shared_ptr<const std::string>;
 
 // The publisher's view of a connection (a session implements it).
 class DataPlaneLink {
@@ -121,28 +123,6 @@ struct DataPlaneInfo {
 // entries too ([{"name", "kind", "value", "labels"?}]).
 boost::json::object to_json(const DataPlaneInfo& d, bool with_stats = false);
 
-struct EnforcementReport {
-    enum class Status : uint8_t { enforced, timeout, no_dataplanes };
-    Status status = Status::no_dataplanes;
-    uint64_t seq = 0;
-    // From the API's durable acknowledgement (when the wait began) to the
-    // last data plane's acknowledgement, or to the timeout; 0 when every
-    // data plane had acknowledged before the API answered.
-    double latency_ms = 0;
-    // From the durable commit (handed to the publisher) to the last
-    // acknowledgement; absent if the commit left the history.
-    std::optional<double> since_commit_ms;
-    struct PerDataPlane {
-        std::string name, address;
-        bool acknowledged = false;
-        bool disconnected = false;
-        double latency_ms = 0;  // acknowledged: when
-        uint64_t applied_seq = 0;
-    };
-    std::vector<PerDataPlane> dataplanes;
-    boost::json::object to_json() const;
-};
-
 class Publisher : public TableListener {
 public:
     // `disclosures`: where sessions hand data planes' disclosure reports
@@ -199,7 +179,7 @@ public:
     std::vector<DataPlaneInfo> dataplanes() const;
     // Those that disconnected within stats_retention and have not come back.
     std::vector<DataPlaneInfo> disconnected_dataplanes() const;
-    uint64_t head_seq() const noexcept { return head_seq_; }
+    uint64_t head_seq() const noexcept { return history_.head(); }
     // Calls done once every data plane connected now has acknowledged `seq`
     // (or has disconnected), or at the timeout.
     void wait_enforced(uint64_t seq, std::chrono::milliseconds timeout, std::function<void(EnforcementReport)> done);
@@ -209,11 +189,6 @@ public:
 private:
     using Clock = std::chrono::steady_clock;
 
-    struct Commit {
-        uint64_t seq;
-        Frames frames;
-        Clock::time_point committed;
-    };
     struct Snapshot {
         uint64_t seq = 0;
         std::string stream_id, table_version;
@@ -256,21 +231,6 @@ private:
         Clock::time_point at;
         std::chrono::system_clock::time_point wall;
     };
-    struct Waiter {
-        uint64_t id = 0;
-        uint64_t seq = 0;
-        Clock::time_point start;
-        struct Row {
-            uint64_t dp_id = 0;
-            bool pending = false;
-            Clock::time_point acked_at;
-            EnforcementReport::PerDataPlane report;
-        };
-        std::vector<Row> rows;
-        size_t pending = 0;
-        std::function<void(EnforcementReport)> done;
-        std::unique_ptr<boost::asio::steady_timer> timer;
-    };
 
     // io thread
     void on_commit_io(const Commit& c, const std::shared_ptr<const std::vector<proto::TableChange>>& changes);
@@ -284,12 +244,9 @@ private:
     void deliver_snapshot(DataPlane& dp);
     void resync(DataPlane& dp);
     void send(DataPlane& dp, const Frames& f);
-    void trim_history();
     void heartbeat();
-    void settle_waiters(uint64_t dp_id, bool gone);
     void forget_gone();  // past stats_retention, or over max_dataplanes of them
     void render_dataplane_stats(std::string& out) const;
-    void finish_waiter(uint64_t waiter_id, EnforcementReport::Status status);
     // Reads the whole table under the ledger's lock (start; snapshot thread).
     TableRead read_table();
     // Rebuilds the mirror from the ledger (after a table-changing policy).
@@ -313,10 +270,7 @@ private:
 
     // io thread state
     bool started_ = false, stopping_ = false;
-    uint64_t head_seq_ = 0;
-    uint64_t history_floor_ = 0;  // every commit after this is in history_
-    std::deque<Commit> history_;
-    size_t history_bytes_ = 0;
+    CommitHistory history_;
     std::string stream_id_, table_version_;
     std::string policy_name_, policy_text_;  // the current policy document
     QsbrDomain mirror_rcu_;                  // no readers: frees at once
@@ -327,8 +281,7 @@ private:
     std::map<uint64_t, DataPlane> dataplanes_;
     std::map<std::string, Gone> gone_;  // by name
     uint64_t next_id_ = 1;
-    std::map<uint64_t, Waiter> waiters_;
-    uint64_t next_waiter_ = 1;
+    EnforcementWaiters waiters_{ioc_, history_};
     boost::asio::steady_timer heartbeat_timer_;
     boost::asio::thread_pool snapshot_thread_{1};
 
@@ -336,7 +289,6 @@ private:
     Histogram enforcement_seconds_;
     Histogram snapshot_build_seconds_;
     uint64_t snapshots_sent_ = 0, resyncs_ = 0, protocol_errors_ = 0, tls_failures_ = 0, disconnects_ = 0;
-    uint64_t waits_enforced_ = 0, waits_timeout_ = 0, waits_none_ = 0;
     uint64_t stats_reports_ = 0;
     uint64_t disclosure_reports_[4] = {};  // by DisclosureOutcome
 };
