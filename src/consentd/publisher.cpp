@@ -1,17 +1,14 @@
 #include "consentd/publisher.hpp"
 
 #include <boost/asio/post.hpp>
-#include <boost/json/array.hpp>
 
 #include <algorithm>
 #include <cstdio>
 #include <random>
 
-#include "consentd/event.hpp"
 #include "consentd/log.hpp"
 #include "consentd/sha256.hpp"
 #include "proto/codec.hpp"
-#include "proto/stats.hpp"
 
 namespace optgate::consentd {
 
@@ -20,13 +17,7 @@ using proto::Goodbye;
 
 namespace {
 
-std::string iso_time(std::chrono::system_clock::time_point t) { return format_utc_ms(t); }
-
 Frames frames_of(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
-
-uint64_t age_ms(std::chrono::steady_clock::time_point then, std::chrono::steady_clock::time_point now) {
-    return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(now - then).count());
-}
 
 }  // namespace
 
@@ -39,47 +30,9 @@ void LedgerTableSource::snapshot(SnapshotSink& sink) {
     });
 }
 
-boost::json::object to_json(const DataPlaneInfo& d, bool with_stats) {
-    boost::json::object o;
-    o["name"] = d.name;
-    o["address"] = d.address;
-    if (d.disconnected_at) {
-        // Gone: what it last said, and when it went.
-        o["disconnected_at"] = iso_time(*d.disconnected_at);
-    } else {
-        o["connected_since"] = iso_time(d.connected_since);
-        o["synced"] = d.synced;
-        o["applied_seq"] = d.applied_seq;
-        o["lag"] = d.lag;
-        o["last_ack"] = d.last_ack ? boost::json::value(iso_time(*d.last_ack)) : boost::json::value(nullptr);
-        o["last_heartbeat"] = d.last_heartbeat ? boost::json::value(iso_time(*d.last_heartbeat))
-                                               : boost::json::value(nullptr);
-        o["snapshots"] = d.snapshots;
-        o["resyncs"] = d.resyncs;
-    }
-    o["stats_age_ms"] = d.stats_age_ms ? boost::json::value(*d.stats_age_ms) : boost::json::value(nullptr);
-    o["stats_entries"] = d.stats ? d.stats->count : 0;
-    if (with_stats) {
-        boost::json::array entries;
-        if (d.stats)
-            proto::for_each_stat(d.stats->view(), [&](const proto::StatView& e) {
-                boost::json::object j;
-                j["name"] = e.name;
-                j["kind"] = proto::to_string(e.kind);
-                j["value"] = e.value;
-                if (!e.label_name.empty()) j["labels"] = boost::json::object{{e.label_name, e.label_value}};
-                entries.emplace_back(std::move(j));
-            });
-        o["stats"] = std::move(entries);
-    }
-    return o;
-}
-
 Publisher::Publisher(asio::io_context& ioc, TableSource& source, DataPlaneConfig config, DisclosureSink* disclosures)
     : ioc_(ioc), source_(source), config_(std::move(config)), disclosures_(disclosures),
-      history_(config_.history_commits, config_.history_bytes), heartbeat_timer_(ioc),
-      enforcement_seconds_({0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5}),
-      snapshot_build_seconds_({0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10}) {
+      history_(config_.history_commits, config_.history_bytes), heartbeat_timer_(ioc) {
     char buf[17];
     std::snprintf(buf, sizeof buf, "%016llx",
                   static_cast<unsigned long long>(std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32)));
@@ -181,7 +134,7 @@ void Publisher::start() {
         throw std::runtime_error("the policy " + policy_name_ + " is larger than the protocol carries (" +
                                  std::to_string(proto::kMaxPolicyBytes) + " bytes)");
     snapshot_->build_time = Clock::now() - t0;
-    snapshot_build_seconds_.observe(snapshot_->build_time.count());
+    counters_.snapshot_build_seconds.observe(snapshot_->build_time.count());
     started_ = true;
     heartbeat();
 }
@@ -229,7 +182,7 @@ void Publisher::on_snapshot_built(std::shared_ptr<Snapshot> s) {
                 dp.link->close(Goodbye::Code::shutdown, "consentd cannot build a snapshot; see its log");
         return;
     }
-    snapshot_build_seconds_.observe(s->build_time.count());
+    counters_.snapshot_build_seconds.observe(s->build_time.count());
     // A build that raced a policy change or a history trim is dropped; the
     // next one will do.
     if (!snapshot_usable(*s)) {
@@ -295,7 +248,7 @@ void Publisher::deliver_snapshot(DataPlane& dp) {
         if (dp.link->send(f, false) == DataPlaneLink::SendResult::closed) return;
     dp.sent_seq = s.seq;
     ++dp.snapshots;
-    ++snapshots_sent_;
+    ++counters_.snapshots_sent;
     // Then every commit after it, from the history.
     for (auto it = history_.after(s.seq); it != history_.end() && !dp.awaiting_snapshot; ++it) {
         send(dp, it->frames);
@@ -306,7 +259,7 @@ void Publisher::deliver_snapshot(DataPlane& dp) {
 void Publisher::resync(DataPlane& dp) {
     if (dp.awaiting_snapshot) return;
     ++dp.resyncs;
-    ++resyncs_;
+    ++counters_.resyncs;
     log_warning("data plane " + dp.name + " (" + dp.address + ") fell behind by more than " +
                 std::to_string(config_.max_queue_bytes) + " queued bytes: resending the whole table");
     dp.awaiting_snapshot = true;
@@ -435,14 +388,14 @@ void Publisher::hello(uint64_t id, const proto::Hello& h) {
     if (it == dataplanes_.end()) return;
     DataPlane& dp = it->second;
     if (dp.greeted) {
-        ++protocol_errors_;
+        ++counters_.protocol_errors;
         dp.link->close(Goodbye::Code::protocol_error, "hello twice");
         return;
     }
     dp.greeted = true;
     dp.name = std::string(h.name);
     dp.last_heard = Clock::now();
-    gone_.erase(dp.name);  // back: its old report goes
+    disconnected_.reconnected(dp.name);
     // A data plane that reconnects before its old connection timed out: the
     // old one is dead weight (and would hold up ?wait=enforced).
     for (auto& [other_id, other] : dataplanes_)
@@ -477,7 +430,7 @@ void Publisher::ack(uint64_t id, uint64_t seq) {
     const auto now = Clock::now();
     dp.last_heard = now;
     if (!dp.greeted || seq > dp.sent_seq) {
-        ++protocol_errors_;
+        ++counters_.protocol_errors;
         dp.link->close(
             Goodbye::Code::protocol_error,
             dp.greeted ? "acknowledged seq " + std::to_string(seq) + ", which was never sent" : "ack before hello");
@@ -491,7 +444,7 @@ void Publisher::ack(uint64_t id, uint64_t seq) {
         auto last = std::partition_point(first, history_.end(), [&](const Commit& c) { return c.seq <= seq; });
         if (last - first > 64) first = last - 64;
         for (auto c = first; c != last; ++c)
-            enforcement_seconds_.observe(std::chrono::duration<double>(now - c->committed).count());
+            counters_.enforcement_seconds.observe(std::chrono::duration<double>(now - c->committed).count());
         dp.applied_seq = seq;
         dp.acked_at = now;
     }
@@ -503,7 +456,7 @@ void Publisher::stats(uint64_t id, const proto::Stats& s) {
     if (it == dataplanes_.end()) return;
     DataPlane& dp = it->second;
     if (!dp.greeted) {
-        ++protocol_errors_;
+        ++counters_.protocol_errors;
         dp.link->close(Goodbye::Code::protocol_error, "stats before hello");
         return;
     }
@@ -515,7 +468,7 @@ void Publisher::stats(uint64_t id, const proto::Stats& s) {
     r->bytes.assign(reinterpret_cast<const char*>(s.bytes.data()), s.bytes.size());
     r->received = now;
     dp.stats = std::move(r);
-    ++stats_reports_;
+    ++counters_.stats_reports;
 }
 
 void Publisher::detach(uint64_t id, const std::string& why) {
@@ -524,15 +477,14 @@ void Publisher::detach(uint64_t id, const std::string& why) {
     if (it->second.greeted) {
         const DataPlane& dp = it->second;
         log_info("data plane " + dp.name + " (" + dp.address + ") disconnected: " + why);
-        ++disconnects_;
+        ++counters_.disconnects;
         // Kept for operators (up 0, last stats) unless a newer connection
         // with its name is here already (replaced).
         const bool back = std::any_of(dataplanes_.begin(), dataplanes_.end(), [&](const auto& kv) {
             return kv.first != id && kv.second.greeted && kv.second.name == dp.name;
         });
         if (!back && !stopping_) {
-            gone_[dp.name] = Gone{dp.address, dp.stats, Clock::now(), std::chrono::system_clock::now()};
-            forget_gone();
+            disconnected_.disconnected(dp.name, dp.address, dp.stats);
         }
     }
     dataplanes_.erase(it);
@@ -551,17 +503,9 @@ bool Publisher::disconnect(const std::string& name, const std::string& reason) {
 
 // ---- heartbeats ----
 
-void Publisher::forget_gone() {
-    const auto now = Clock::now();
-    std::erase_if(gone_, [&](const auto& kv) { return now - kv.second.at > config_.stats_retention; });
-    while (gone_.size() > config_.max_dataplanes)
-        gone_.erase(std::min_element(gone_.begin(), gone_.end(),
-                                     [](const auto& a, const auto& b) { return a.second.at < b.second.at; }));
-}
-
 void Publisher::heartbeat() {
     if (stopping_) return;
-    forget_gone();
+    disconnected_.forget();
     const auto now = Clock::now();
     const auto wall = std::chrono::system_clock::now();
     std::string out;
@@ -626,137 +570,25 @@ std::vector<DataPlaneInfo> Publisher::dataplanes() const {
     return out;
 }
 
-std::vector<DataPlaneInfo> Publisher::disconnected_dataplanes() const {
-    const auto now = Clock::now();
-    std::vector<DataPlaneInfo> out;
-    for (const auto& [name, g] : gone_) {
-        if (now - g.at > config_.stats_retention) continue;
-        DataPlaneInfo i;
-        i.name = name;
-        i.address = g.address;
-        i.disconnected_at = g.wall;
-        i.stats = g.stats;
-        if (g.stats) i.stats_age_ms = age_ms(g.stats->received, now);
-        out.push_back(std::move(i));
-    }
-    return out;
-}
+std::vector<DataPlaneInfo> Publisher::disconnected_dataplanes() const { return disconnected_.list(); }
 
 void Publisher::render_metrics(std::string& out) const {
-    size_t connected = 0;
-    for (const auto& [id, dp] : dataplanes_) connected += dp.greeted;
-    metric(out, "consentd_dataplanes_connected", "gauge", "Data planes connected (hello received).", connected);
-    metric(out, "consentd_dataplane_history_commits", "gauge", "Commits kept in memory for data planes that reconnect.",
-           history_.size());
-    metric_header(out, "consentd_dataplane_enforcement_seconds", "histogram",
-                  "From a durable commit to a data plane's acknowledgement of it, per data plane.");
-    enforcement_seconds_.render(out, "consentd_dataplane_enforcement_seconds");
-    metric_header(out, "consentd_dataplane_snapshot_build_seconds", "histogram",
-                  "Reading and encoding a full table snapshot.");
-    snapshot_build_seconds_.render(out, "consentd_dataplane_snapshot_build_seconds");
-    metric(out, "consentd_dataplane_snapshots_sent_total", "counter", "Full tables sent to data planes.",
-           snapshots_sent_);
-    metric(out, "consentd_dataplane_resyncs_total", "counter",
-           "Data planes resent the whole table because they fell behind.", resyncs_);
-    metric(out, "consentd_dataplane_disconnects_total", "counter", "Data plane connections that ended.", disconnects_);
-    metric(out, "consentd_dataplane_protocol_errors_total", "counter",
-           "Data plane connections closed for a malformed, oversized or unexpected frame.", protocol_errors_);
-    metric(out, "consentd_dataplane_tls_failures_total", "counter",
-           "TCP connections refused in the TLS handshake (no or bad client certificate).", tls_failures_);
-    metric_header(out, "consentd_enforced_waits_total", "counter", "?wait=enforced requests by outcome.");
-    out.append("consentd_enforced_waits_total{result=\"enforced\"} ")
-        .append(std::to_string(waiters_.answered(EnforcementReport::Status::enforced)))
-        .append("\n");
-    out.append("consentd_enforced_waits_total{result=\"timeout\"} ")
-        .append(std::to_string(waiters_.answered(EnforcementReport::Status::timeout)))
-        .append("\n");
-    out.append("consentd_enforced_waits_total{result=\"no_dataplanes\"} ")
-        .append(std::to_string(waiters_.answered(EnforcementReport::Status::no_dataplanes)))
-        .append("\n");
-    metric(out, "consentd_dataplane_stats_reports_total", "counter", "Stats reports received from data planes.",
-           stats_reports_);
-    metric_header(out, "consentd_dataplane_disclosure_reports_total", "counter",
-                  "Disclosure reports from data planes by outcome: stored (acknowledged), failed (the store could not "
-                  "take it; the data plane sends it again), busy (too many in flight; sent again), refused (no "
-                  "disclosure store).");
-    static constexpr const char* kOutcomes[] = {"stored", "failed", "busy", "refused"};
-    for (size_t i = 0; i < 4; ++i)
-        out.append("consentd_dataplane_disclosure_reports_total{result=\"")
-            .append(kOutcomes[i])
-            .append("\"} ")
-            .append(std::to_string(disclosure_reports_[i]))
-            .append("\n");
-    render_dataplane_stats(out);
-}
-
-// optgate_dataplane_up and _stats_age_seconds per data plane, then every
-// family the data planes reported as optgate_dp_<name>: all samples of a
-// family together under one TYPE line, as the text format requires.
-void Publisher::render_dataplane_stats(std::string& out) const {
-    const auto now = Clock::now();
-    struct Source {
-        bool up;
-        const StatsReport* stats;
-    };
+    DataPlaneMetrics m{counters_};
+    m.history_commits = history_.size();
+    m.waits_enforced = waiters_.answered(EnforcementReport::Status::enforced);
+    m.waits_timeout = waiters_.answered(EnforcementReport::Status::timeout);
+    m.waits_none = waiters_.answered(EnforcementReport::Status::no_dataplanes);
     // One per name: the newest connection (ids ascend), else the gone one.
-    std::map<std::string_view, Source> sources;
+    const auto now = Clock::now();
     for (const auto& [id, dp] : dataplanes_)
-        if (dp.greeted) sources[dp.name] = {true, dp.stats.get()};
-    for (const auto& [name, g] : gone_)
-        if (now - g.at <= config_.stats_retention) sources.try_emplace(name, Source{false, g.stats.get()});
-
-    const auto sample_start = [&](std::string_view family, std::string_view dp) {
-        out.append(family).append("{dataplane=\"").append(dp).append("\"");
-    };
-    metric_header(out, "optgate_dataplane_up", "gauge",
-                  "1 while a data plane is connected; 0 for one that disconnected within dataplanes.stats_retention.");
-    for (const auto& [name, s] : sources) {
-        sample_start("optgate_dataplane_up", name);
-        out.append(s.up ? "} 1\n" : "} 0\n");
-    }
-    metric_header(out, "optgate_dataplane_stats_age_seconds", "gauge", "Time since a data plane's last stats report.");
-    for (const auto& [name, s] : sources) {
-        if (!s.stats) continue;
-        char age[32];
-        std::snprintf(age, sizeof age, "} %.3f\n", std::chrono::duration<double>(now - s.stats->received).count());
-        sample_start("optgate_dataplane_stats_age_seconds", name);
-        out.append(age);
-    }
-
-    struct Sample {
-        std::string_view name, dataplane, label, value;
-        proto::StatKind kind;
-        uint64_t v;
-    };
-    std::vector<Sample> samples;
-    for (const auto& [name, s] : sources) {
-        if (!s.stats) continue;
-        const std::string_view dataplane = name;  // clang 14 cannot capture a structured binding
-        proto::for_each_stat(s.stats->view(), [&](const proto::StatView& e) {
-            samples.push_back({e.name, dataplane, e.label_name, e.label_value, e.kind, e.value});
-        });
-    }
-    // Each report is sorted; stable by name keeps data planes and labels in order.
-    std::stable_sort(samples.begin(), samples.end(), [](const Sample& a, const Sample& b) { return a.name < b.name; });
-    std::string family;
-    for (size_t i = 0; i < samples.size();) {
-        size_t end = i;
-        bool mixed = false;
-        for (; end < samples.size() && samples[end].name == samples[i].name; ++end)
-            mixed = mixed || samples[end].kind != samples[i].kind;
-        family.assign("optgate_dp_").append(samples[i].name);
-        if (const auto help = proto::stat_help(samples[i].name); !help.empty())
-            out.append("# HELP ").append(family).append(" ").append(help).append("\n");
-        // Data planes of different versions may disagree on a kind.
-        out.append("# TYPE ").append(family).append(" ").append(mixed ? "untyped" : proto::to_string(samples[i].kind));
-        out.append("\n");
-        for (; i < end; ++i) {
-            const Sample& x = samples[i];
-            sample_start(family, x.dataplane);
-            if (!x.label.empty()) out.append(",").append(x.label).append("=\"").append(x.value).append("\"");
-            out.append("} ").append(std::to_string(x.v)).append("\n");
+        if (dp.greeted) {
+            ++m.connected;
+            m.sources[dp.name] = {true, dp.stats.get()};
         }
-    }
+    disconnected_.for_each(now, [&](const std::string& name, const StatsReport* stats) {
+        m.sources.try_emplace(name, DataPlaneMetrics::Source{false, stats});
+    });
+    render_dataplane_metrics(out, m, now);
 }
 
 }  // namespace optgate::consentd
