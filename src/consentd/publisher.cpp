@@ -275,18 +275,13 @@ void Publisher::send(DataPlane& dp, const Frames& f) {
 
 // ---- the ledger's feed ----
 
-void Publisher::on_commit(uint64_t seq, const std::vector<TableDelta>& deltas) {
-    // On the ledger writer, with its state lock held: encode once, post.
-    std::vector<proto::TableChange> changes;
-    changes.reserve(deltas.size());
-    for (const auto& d : deltas)
-        changes.push_back(
-            {d.kind == TableDelta::Kind::upsert ? proto::TableChange::Op::upsert : proto::TableChange::Op::erase, d.key,
-             d.purposes});
+void Publisher::on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes) {
+    // On the ledger writer, with its state lock held: encode once, post
+    // (with a copy of the changes, for the mirror).
     std::string out;
     proto::encode_commit(out, seq, changes);
     Commit c{seq, frames_of(std::move(out)), Clock::now()};
-    auto shared = std::make_shared<const std::vector<proto::TableChange>>(std::move(changes));
+    auto shared = std::make_shared<const std::vector<proto::TableChange>>(changes);
     asio::post(ioc_, [this, c = std::move(c), shared] { on_commit_io(c, shared); });
 }
 

@@ -124,7 +124,7 @@ public:
     void stop();
 
     // ---- the ledger's feed (any thread; TableListener) ----
-    void on_commit(uint64_t seq, const std::vector<TableDelta>& deltas) override;
+    void on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes) override;
     void on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy,
                    const std::string& table_version) override;
     void on_policy(uint64_t seq, const std::shared_ptr<const Policy>& policy,
