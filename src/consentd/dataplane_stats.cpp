@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "consentd/event.hpp"
+#include "proto/codec.hpp"
 #include "proto/stats.hpp"
 
 namespace optgate::consentd {

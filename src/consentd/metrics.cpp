@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "consentd/dataplane_stats.hpp"
+#include "proto/codec.hpp"
 #include "proto/stats.hpp"
 
 namespace optgate::consentd {
