@@ -96,8 +96,7 @@ Response error_response(unsigned status, std::string_view code, std::string_view
 Api::Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config,
          PolicyReloader& reloader, Publisher* publisher)
     : ioc_(ioc), service_(service), metrics_(metrics), config_(config), reloader_(reloader), publisher_(publisher),
-      tokens_(config.tokens),
-      reader_(config.database), disclosure_reader_(config.database) {}
+      tokens_(config.tokens), reader_(config.database), disclosure_reader_(config.database) {}
 
 Api::~Api() { import_pool_.join(); }
 

@@ -33,8 +33,7 @@ CommitHistory::const_iterator CommitHistory::after(uint64_t seq) const {
 }
 
 const Commit* CommitHistory::find(uint64_t seq) const {
-    const auto c =
-        std::partition_point(commits_.begin(), commits_.end(), [&](const Commit& x) { return x.seq < seq; });
+    const auto c = std::partition_point(commits_.begin(), commits_.end(), [&](const Commit& x) { return x.seq < seq; });
     return c != commits_.end() && c->seq == seq ? &*c : nullptr;
 }
 

@@ -48,7 +48,8 @@ public:
 
     // ---- changes; each appends the table changes it causes to *out (if set) ----
     // Returns whether the grant state flipped.
-    bool set_consent(std::string_view subscriber, std::string_view purpose, bool granted, std::vector<proto::TableChange>* out);
+    bool set_consent(std::string_view subscriber, std::string_view purpose, bool granted,
+                     std::vector<proto::TableChange>* out);
     bool granted(std::string_view subscriber, std::string_view purpose) const;
     // Binds `binding` to `subscriber`, taking it from any other holder.
     void bind(const Prefix& binding, std::string_view subscriber, std::vector<proto::TableChange>* out);

@@ -139,19 +139,20 @@ std::string Metrics::render() const {
         out.append(std::to_string(events_[a])).append("\n");
     }
     metric_header(out, "consentd_commit_duration_seconds", "histogram",
-           "One group commit, from BEGIN to durable COMMIT (fsync).");
+                  "One group commit, from BEGIN to durable COMMIT (fsync).");
     commit_seconds_.render(out, "consentd_commit_duration_seconds");
     metric_header(out, "consentd_commit_batch_requests", "histogram", "Requests that shared one commit.");
     batch_requests_.render(out, "consentd_commit_batch_requests");
     metric_header(out, "consentd_commit_failures_total", "counter",
-           "Group commits that failed (their requests got 503 and changed nothing).");
+                  "Group commits that failed (their requests got 503 and changed nothing).");
     out.append("consentd_commit_failures_total ").append(std::to_string(commit_failures_)).append("\n");
     metric_header(out, "consentd_policy_reloads_total", "counter", "Policy reloads by result.");
     out.append("consentd_policy_reloads_total{result=\"ok\"} ").append(std::to_string(reloads_ok_)).append("\n");
     out.append("consentd_policy_reloads_total{result=\"invalid\"} ").append(std::to_string(reloads_failed_));
     out.append("\n");
-    metric_header(out, "consentd_disclosure_reports_total", "counter",
-           "Disclosure reports from data planes: stored, duplicate (already stored), failed (not stored, resent).");
+    metric_header(
+        out, "consentd_disclosure_reports_total", "counter",
+        "Disclosure reports from data planes: stored, duplicate (already stored), failed (not stored, resent).");
     const char* report_results[] = {"stored", "duplicate", "failed"};
     for (unsigned i = 0; i < 3; ++i)
         out.append("consentd_disclosure_reports_total{result=\"")
@@ -159,8 +160,9 @@ std::string Metrics::render() const {
             .append("\"} ")
             .append(std::to_string(disclosure_reports_[i]))
             .append("\n");
-    metric_header(out, "consentd_disclosure_entries_total", "counter",
-           "Disclosure report entries by attribution: to a subscriber, unbound key, ambiguous (rebound meanwhile).");
+    metric_header(
+        out, "consentd_disclosure_entries_total", "counter",
+        "Disclosure report entries by attribution: to a subscriber, unbound key, ambiguous (rebound meanwhile).");
     const char* attributions[] = {"subscriber", "unbound", "ambiguous"};
     for (unsigned i = 0; i < 3; ++i)
         out.append("consentd_disclosure_entries_total{attribution=\"")
@@ -169,7 +171,7 @@ std::string Metrics::render() const {
             .append(std::to_string(disclosure_entries_[i]))
             .append("\n");
     metric_header(out, "consentd_disclosure_rows_pruned_total", "counter",
-           "Disclosure rows and report ids deleted past disclosures.retention.");
+                  "Disclosure rows and report ids deleted past disclosures.retention.");
     out.append("consentd_disclosure_rows_pruned_total ").append(std::to_string(disclosure_pruned_)).append("\n");
     gauge(out, "consentd_ledger_head_seq", "Sequence number of the last committed event.", head_seq_);
     gauge(out, "consentd_subscribers", "Subscribers known to the ledger.", subscribers_);
@@ -259,7 +261,8 @@ void render_dataplane_metrics(std::string& out, const DataPlaneMetrics& m, std::
            m.counters.snapshots_sent);
     metric(out, "consentd_dataplane_resyncs_total", "counter",
            "Data planes resent the whole table because they fell behind.", m.counters.resyncs);
-    metric(out, "consentd_dataplane_disconnects_total", "counter", "Data plane connections that ended.", m.counters.disconnects);
+    metric(out, "consentd_dataplane_disconnects_total", "counter", "Data plane connections that ended.",
+           m.counters.disconnects);
     metric(out, "consentd_dataplane_protocol_errors_total", "counter",
            "Data plane connections closed for a malformed, oversized or unexpected frame.", m.counters.protocol_errors);
     metric(out, "consentd_dataplane_tls_failures_total", "counter",

@@ -10,8 +10,8 @@
 using namespace optgate;
 using namespace optgate::test_proto;
 using consentd::EnforcementReport;
-using proto::TableChange;
 using proto::Goodbye;
+using proto::TableChange;
 
 namespace {
 
