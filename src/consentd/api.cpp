@@ -151,14 +151,27 @@ Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
             a.enforced_wait = *t;
         }
     }
-    a.body_limit = info.import_body ? config_.limits.max_import_bytes : config_.limits.max_body_bytes;
+    // A route that needs no token takes no body: anyone may call it, so it
+    // must not buffer what anyone sends (issue 17: 1,000 × 1 MiB to /healthz).
+    a.body_limit = info.role == Role::none ? 0
+                   : info.import_body      ? config_.limits.max_import_bytes
+                                           : config_.limits.max_body_bytes;
     a.body_timeout = info.import_body ? config_.limits.import_timeout : config_.limits.body_timeout;
     if (const auto len = h.find(http::field::content_length); len != h.end()) {
         const auto n = policy::detail::parse_decimal(len->value());
-        if (n && *n > a.body_limit)
+        if (n && *n > a.body_limit) {
             a.reject = error_response(413, "body_too_large",
                                       "the body is " + std::to_string(*n) + " bytes; this endpoint takes at most " +
                                           std::to_string(a.body_limit));
+            return a;
+        }
+    }
+    if (info.import_body) {
+        if (import_busy_->exchange(true)) {
+            a.reject = error_response(409, "import_in_progress", "another import is running; retry when it is done");
+            return a;
+        }
+        a.import_slot = std::make_shared<ImportSlot>(import_busy_);
     }
     return a;
 }
@@ -585,6 +598,11 @@ void Api::submit(Change change, const Admission& a, std::function<json::object(c
 }
 
 void Api::import(const Admission& a, const Request& req, std::string&& body, Respond& respond) {
+    // The slot taken at admission is given back with the answer, whatever it is.
+    respond = [slot = a.import_slot, respond = std::move(respond)](Response r) {
+        slot->release();
+        respond(std::move(r));
+    };
     std::optional<ImportFormat> format;
     std::string wanted;
     if (const auto* f = a.match.param("format")) {
@@ -602,10 +620,6 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
                                "(or ?format=ndjson|csv)"));
         return;
     }
-    if (import_busy_.exchange(true)) {
-        respond(error_response(409, "import_in_progress", "another import is running; retry when it is done"));
-        return;
-    }
     // Parsing a large import takes seconds: not on the io thread.
     auto text = std::make_shared<std::string>(std::move(body));
     auto policy = service_.policy();
@@ -616,7 +630,6 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
             parsed = parse_import(*text, *format, *policy);
         } catch (const std::exception& e) {  // out of memory, most likely
             log_error(std::string("import: ") + e.what());
-            import_busy_ = false;
             boost::asio::post(ioc_, [respond = std::move(respond)] {
                 respond(error_response(503, "import_failed", "the import could not be read; nothing was imported"));
             });
@@ -628,7 +641,6 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
                  " s");
         text.reset();
         if (!parsed.errors.empty()) {
-            import_busy_ = false;
             auto errors = std::move(parsed.errors);
             boost::asio::post(ioc_, [errors = std::move(errors), respond = std::move(respond)] {
                 respond(error_response(400, "invalid_import", "the import has errors; nothing was imported", errors));
@@ -648,10 +660,7 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
                 j["time"] = o.time;
                 return j;
             },
-            [this, respond = std::move(respond)](Response r) mutable {
-                import_busy_ = false;
-                respond(std::move(r));
-            });
+            [this, respond = std::move(respond)](Response r) mutable { respond(std::move(r)); });
     });
 }
 
