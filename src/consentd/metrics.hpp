@@ -106,6 +106,7 @@ struct DataPlaneCounters {
 
 // The publisher's state as GET /metrics shows it.
 struct DataPlaneMetrics {
+    explicit DataPlaneMetrics(const DataPlaneCounters& c) : counters(c) {}
     const DataPlaneCounters& counters;
     size_t connected = 0;  // hello received
     size_t history_commits = 0;

@@ -10,6 +10,7 @@
 // (docs/protocol.md), and the policy history records it (receipts).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
