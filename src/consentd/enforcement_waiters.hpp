@@ -62,8 +62,6 @@ public:
     };
 
     EnforcementWaiters(boost::asio::io_context& ioc, const CommitHistory& history) : ioc_(ioc), history_(history) {}
-    EnforcementWaiters(const EnforcementWaiters&) = delete;
-    EnforcementWaiters& operator=(const EnforcementWaiters&) = delete;
 
     // Calls done once every one of `dataplanes` has acknowledged `seq` (or
     // has disconnected), or at the timeout; never from inside this call.
