@@ -206,11 +206,11 @@ void Publisher::reload_mirror() {
     reloading_ = true;
     asio::post(snapshot_thread_, [this] {
         auto r = read_table();
-        asio::post(ioc_, [this, r = std::move(r)]() mutable { on_table_read(std::move(r)); });
+        asio::post(ioc_, [this, r = std::move(r)] { on_table_read(r); });
     });
 }
 
-void Publisher::on_table_read(TableRead r) {
+void Publisher::on_table_read(const TableRead& r) {
     reloading_ = false;
     if (stopping_) return;
     // Another table change meanwhile, or commits after the read already gone

@@ -220,7 +220,7 @@ private:
     TableRead read_table();
     // Rebuilds the mirror from the ledger (after a table-changing policy).
     void reload_mirror();
-    void on_table_read(TableRead r);
+    void on_table_read(const TableRead& r);
     void mirror_from(const Entries& entries);
     // Frames for a table (any thread: pure). Null if the policy is too large.
     static std::shared_ptr<Snapshot> encode_snapshot(uint64_t seq, const std::string& stream_id,
