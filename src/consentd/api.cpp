@@ -96,9 +96,13 @@ Response error_response(unsigned status, std::string_view code, std::string_view
 Api::Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config,
          PolicyReloader& reloader, Publisher* publisher)
     : ioc_(ioc), service_(service), metrics_(metrics), config_(config), reloader_(reloader), publisher_(publisher),
-      tokens_(config.tokens), reader_(config.database), disclosure_reader_(config.database) {}
+      tokens_(config.tokens), reader_(config.database), disclosure_reader_(config.database),
+      history_reader_(config.database) {}
 
-Api::~Api() { import_pool_.join(); }
+Api::~Api() {
+    import_pool_.join();
+    read_pool_.join();
+}
 
 Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
     Admission a;
@@ -286,20 +290,35 @@ void Api::get_subscriber(const Admission& a, Respond& respond) {
         }
         limit = *n;
     }
+    uint64_t before = uint64_t(INT64_MAX);
+    if (const auto* b = a.match.param("before")) {
+        const auto n = policy::detail::parse_decimal(*b);
+        if (!n || *n < 1 || *n > uint64_t(INT64_MAX)) {
+            respond(error_response(400, "invalid_parameter",
+                                   "before must be an event seq from 1 (history_before of the previous page)"));
+            return;
+        }
+        before = *n;
+    }
+    // The read and the answer's JSON on the read thread; the answer back here.
+    boost::asio::post(read_pool_, [this, subscriber = a.match.subscriber, limit, before, policy = service_.policy(),
+                                   respond = std::move(respond)]() mutable {
+        Response answer = subscriber_answer(subscriber, limit, before, *policy);
+        boost::asio::post(
+            ioc_, [answer = std::move(answer), respond = std::move(respond)]() mutable { respond(std::move(answer)); });
+    });
+}
+
+Response Api::subscriber_answer(const std::string& subscriber, size_t limit, uint64_t before, const Policy& policy) {
     std::optional<SubscriberRecord> r;
     try {
-        r = reader_.subscriber(a.match.subscriber, limit);
+        r = history_reader_.subscriber(subscriber, limit, before);
     } catch (const std::exception& e) {
         log_error(std::string("reading the ledger: ") + e.what());
-        respond(error_response(503, "ledger_unavailable", "the ledger could not be read; retry"));
-        return;
+        return error_response(503, "ledger_unavailable", "the ledger could not be read; retry");
     }
-    if (!r) {
-        respond(error_response(404, "unknown_subscriber",
-                               "the ledger has no event for subscriber '" + a.match.subscriber + "'"));
-        return;
-    }
-    const auto policy = service_.policy();
+    if (!r)
+        return error_response(404, "unknown_subscriber", "the ledger has no event for subscriber '" + subscriber + "'");
     json::array consents;
     for (const auto& c : r->consents) {
         json::object o;
@@ -310,7 +329,7 @@ void Api::get_subscriber(const Admission& a, Respond& respond) {
         o["notice_version"] = opt(c.notice_version);
         o["credential"] = c.credential;
         // A purpose the policy no longer defines is kept but not enforced.
-        o["in_policy"] = policy->purpose_index(c.purpose).has_value();
+        o["in_policy"] = policy.purpose_index(c.purpose).has_value();
         consents.emplace_back(std::move(o));
     }
     json::array bindings;
@@ -322,19 +341,21 @@ void Api::get_subscriber(const Admission& a, Respond& respond) {
         o["source"] = b.source;
         o["credential"] = b.credential;
         const auto p = parse_binding_text(b.address);
-        o["active"] = p && binding_active(*p, *policy);
+        o["active"] = p && binding_active(*p, policy);
         bindings.emplace_back(std::move(o));
     }
     json::array history;
     for (const auto& e : r->history) history.emplace_back(event_json(e));
     json::object body;
-    body["subscriber"] = a.match.subscriber;
+    body["subscriber"] = subscriber;
     body["consents"] = std::move(consents);
     body["bindings"] = std::move(bindings);
     body["history"] = std::move(history);
     body["history_total"] = r->event_count;
-    body["history_truncated"] = r->history.size() < r->event_count;
-    respond(json_response(200, body));
+    body["history_truncated"] = r->older;
+    // The next (older) page: ?before=<this>.
+    if (r->older) body["history_before"] = r->history.empty() ? before : r->history.front().seq;
+    return json_response(200, body);
 }
 
 // Days a disclosures request covers by default, and at most.

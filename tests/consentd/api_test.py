@@ -134,6 +134,34 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(s["history"][1]["seq"], r["seq"])
         self.assertNotIn("notice_version", s["history"][1])  # not given on this revoke
 
+    def test_history_pages_with_a_cursor(self):
+        for i in range(12):
+            if i % 2 == 0:
+                st, _, j = self.d.request("PUT", "/v1/subscribers/paged/consents/advertising", GRANT)
+            else:
+                st, _, j = self.d.request("DELETE", "/v1/subscribers/paged/consents/advertising", {"source": "portal"})
+            self.assertEqual(st, 200, j)
+        _, _, full = self.d.request("GET", "/v1/subscribers/paged?history=100", token="auditor")
+        self.assertEqual(len(full["history"]), 12)
+        self.assertFalse(full["history_truncated"])
+        self.assertNotIn("history_before", full)
+        pages, path = [], "/v1/subscribers/paged?history=5"
+        while True:
+            st, _, p = self.d.request("GET", path, token="auditor")
+            self.assertEqual(st, 200, p)
+            pages.insert(0, p["history"])
+            self.assertEqual(p["history_total"], 12)
+            if not p["history_truncated"]:
+                self.assertNotIn("history_before", p)
+                break
+            self.assertEqual(p["history_before"], p["history"][0]["seq"])
+            path = f"/v1/subscribers/paged?history=5&before={p['history_before']}"
+        self.assertEqual([len(p) for p in pages], [2, 5, 5])
+        self.assertEqual([e for p in pages for e in p], full["history"])  # oldest first, nothing twice
+        for bad in ("0", "x", "-1", "99999999999999999999"):
+            self.assertRefused(400, "invalid_parameter", "GET", f"/v1/subscribers/paged?before={bad}",
+                               token="auditor")
+
     def test_percent_encoded_ids(self):
         st, _, g = self.d.request("PUT", "/v1/subscribers/bob%40isp%3A1/consents/analytics", GRANT)
         self.assertEqual((st, g["subscriber"]), (200, "bob@isp:1"))
