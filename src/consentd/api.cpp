@@ -10,7 +10,6 @@
 #include "consentd/request_bodies.hpp"
 #include "policy/loader.hpp"
 #include "policy/values.hpp"
-#include "policy/yaml_reader.hpp"
 
 namespace optgate::consentd {
 
@@ -95,9 +94,10 @@ Response error_response(unsigned status, std::string_view code, std::string_view
 }
 
 Api::Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config,
-         Publisher* publisher)
-    : ioc_(ioc), service_(service), metrics_(metrics), config_(config), publisher_(publisher), tokens_(config.tokens),
-      reader_(config.database), disclosure_reader_(config.database), history_reader_(config.database) {}
+         PolicyReloader& reloader, Publisher* publisher)
+    : ioc_(ioc), service_(service), metrics_(metrics), config_(config), reloader_(reloader), publisher_(publisher),
+      tokens_(config.tokens), reader_(config.database), disclosure_reader_(config.database),
+      history_reader_(config.database) {}
 
 Api::~Api() {
     import_pool_.join();
@@ -686,59 +686,31 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
 }
 
 void Api::reload_policy(Respond respond) {
-    std::shared_ptr<const Policy> policy;
-    std::vector<std::string> warnings;
-    std::string text;
-    try {
-        text = policy::detail::read_file(config_.policy);
-        auto loaded = policy::load_policy_text(text, config_.policy);
-        for (const auto& w : loaded.warnings) warnings.push_back(w.to_string());
-        policy = std::make_shared<const Policy>(std::move(loaded.policy));
-    } catch (const policy::PolicyError& e) {
-        std::vector<std::string> errors;
-        for (const auto& d : e.diagnostics()) {
-            errors.push_back(d.to_string());
-            log_error("policy reload: " + d.to_string());
+    // The daemon's reload (it logs and counts the outcome); here, the answer.
+    reloader_.reload([this, respond = std::move(respond)](const PolicyReload& r) {
+        switch (r.status) {
+        case PolicyReload::Status::invalid:
+            respond(error_response(422, "invalid_policy", config_.policy + " is not valid; the running policy is kept",
+                                   r.details));
+            return;
+        case PolicyReload::Status::unusable:
+            respond(error_response(422, "invalid_policy", config_.policy + " is not usable; the running policy is kept",
+                                   r.details));
+            return;
+        case PolicyReload::Status::failed:
+            respond(error_response(status_of(r.outcome.status), r.outcome.code, r.outcome.message));
+            return;
+        case PolicyReload::Status::reloaded: break;
         }
-        log_error("policy reload refused: the running policy is kept");
-        metrics_.count_reload(false);
-        respond(error_response(422, "invalid_policy", config_.policy + " is not valid; the running policy is kept",
-                               errors));
-        return;
-    }
-    // Data planes would go stale between heartbeats under a tighter limit.
-    if (const auto why = check_heartbeat_against(config_.dataplanes, policy->staleness_limit); !why.empty()) {
-        log_error("policy reload refused: " + why + "; the running policy is kept");
-        metrics_.count_reload(false);
-        respond(error_response(422, "invalid_policy", config_.policy + " is not usable; the running policy is kept",
-                               {config_.policy + ": " + why}));
-        return;
-    }
-    for (const auto& w : warnings) log_warning("policy reload: " + w);
-    // Data planes load the very text consentd loaded.
-    if (publisher_) publisher_->add_policy_document(policy, config_.policy, text);
-    const size_t purposes = policy->purposes.size();
-    service_.submit(PolicyChange{policy, text}, "",
-                    [this, warnings, purposes, respond = std::move(respond)](Outcome o) mutable {
-                        boost::asio::post(ioc_, [this, o = std::move(o), warnings = std::move(warnings), purposes,
-                                                 respond = std::move(respond)]() mutable {
-                            if (o.status != Outcome::Status::ok) {
-                                respond(error_response(status_of(o.status), o.code, o.message));
-                                return;
-                            }
-                            metrics_.count_reload(true);
-                            log_info("policy reloaded from " + config_.policy +
-                                     (o.table_resync ? ": the consent table changed meaning (full resync)" : ""));
-                            json::object j;
-                            j["reloaded"] = true;
-                            j["purposes"] = purposes;
-                            j["table_resync"] = o.table_resync;
-                            json::array w;
-                            for (const auto& s : warnings) w.emplace_back(s);
-                            j["warnings"] = std::move(w);
-                            respond(json_response(200, j));
-                        });
-                    });
+        json::object j;
+        j["reloaded"] = true;
+        j["purposes"] = r.purposes;
+        j["table_resync"] = r.outcome.table_resync;
+        json::array w;
+        for (const auto& s : r.warnings) w.emplace_back(s);
+        j["warnings"] = std::move(w);
+        respond(json_response(200, j));
+    });
 }
 
 }  // namespace optgate::consentd

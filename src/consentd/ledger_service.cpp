@@ -24,7 +24,7 @@ Outcome refused(Outcome::Status s, std::string code, std::string message) {
 
 struct LedgerService::Batch {
     std::string time;
-    std::vector<TableDelta> deltas;
+    std::vector<proto::TableChange> deltas;
     std::array<uint64_t, kActionCount> counts{};
     size_t events = 0;
 };

@@ -120,7 +120,7 @@ public:
     virtual ~TableListener() = default;
     // After each commit that recorded events: its last sequence number and
     // the table changes it caused (at most one per key; possibly none).
-    virtual void on_commit(uint64_t seq, const std::vector<TableDelta>& deltas) = 0;
+    virtual void on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes) = 0;
     // After a policy change altered the table's meaning (purposes, key
     // length, subscriber prefixes): the table was recomputed; resend it whole.
     virtual void on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy,

@@ -332,8 +332,7 @@ void RadiusServer::count_skip(const std::string& client, std::string_view reason
 void RadiusServer::render_metrics(std::string& out) const {
     std::lock_guard lk(counters_mu_);
     auto family = [&](std::string_view name, std::string_view help, auto&& each) {
-        out.append("# HELP ").append(name).append(" ").append(help).append("\n");
-        out.append("# TYPE ").append(name).append(" counter\n");
+        metric_header(out, name, "counter", help);
         for (const auto& [client, c] : counters_) each(client, c);
     };
     auto sample = [&](std::string_view name, const std::string& client, std::string_view label, std::string_view value,

@@ -249,12 +249,16 @@ struct Goodbye {
 using Frame = std::variant<Hello, Ack, Welcome, SnapshotBegin, SnapshotChunk, SnapshotEnd, Delta, PolicyUpdate,
                            Heartbeat, Goodbye, Stats, Disclosure, DisclosureAck>;
 
-// One table change as carried by snapshots (always upsert) and deltas.
+// One change to the consent table, the one type for it on both sides:
+// what consentd's state emits per commit (consentd/consent_state.hpp), what
+// snapshots (always upsert) and deltas carry, what table_sync applies. Op's
+// values are the wire's.
 struct TableChange {
     enum class Op : uint8_t { upsert = 1, erase = 2 };
     Op op = Op::upsert;
     SubscriberKey key;
     PurposeMask purposes = 0;  // upsert only
+    friend bool operator==(const TableChange&, const TableChange&) = default;
 };
 
 // One statistic as a data plane reports it (encode_stats, ControlClient):
