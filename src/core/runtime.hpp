@@ -13,15 +13,13 @@
 //    not been seen before the identifier), rules with hostnames never match.
 #pragma once
 
-#include <endian.h>
-
 #include <bitset>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/big_endian.hpp"
 #include "core/http_matcher.hpp"
 #include "core/policy.hpp"
 #include "core/prefix_trie.hpp"
@@ -67,17 +65,13 @@ public:
     bool is_subscriber(Family f, const uint8_t* src) const noexcept {
         if (f == Family::v4) {
             if (few_v4_count_ > kFewPrefixes) return subscribers_v4_.lookup(src) != 0;
-            uint32_t a = 0;
-            std::memcpy(&a, src, 4);
-            a = be32toh(a);
+            const uint32_t a = big_endian::load32(src);
             for (unsigned i = 0; i < few_v4_count_; ++i)
                 if ((a & few_v4_[i].mask) == few_v4_[i].net) return true;
             return false;
         }
         if (few_v6_count_ > kFewPrefixes) return subscribers_v6_.lookup(src) != 0;
-        uint64_t hi = 0;
-        std::memcpy(&hi, src, 8);
-        hi = be64toh(hi);
+        const uint64_t hi = big_endian::load64(src);
         for (unsigned i = 0; i < few_v6_count_; ++i) {
             if ((hi & few_v6_[i].mask) != few_v6_[i].net) continue;
             if (few_v6_[i].len <= 64) return true;

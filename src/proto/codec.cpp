@@ -538,7 +538,7 @@ DecodeResult decode(std::span<const uint8_t> bytes, Direction dir) noexcept {
         res.needed = kHeaderSize;
         return res;
     }
-    const uint32_t len = detail::be32(bytes.data() + 4);
+    const uint32_t len = big_endian::load32(bytes.data() + 4);
     if (len > max_payload(res.type)) return error(DecodeError::oversized);
     if (bytes.size() < kHeaderSize + len) {
         res.needed = kHeaderSize + len;
