@@ -51,14 +51,6 @@ inline uint64_t v4_word(uint32_t key, PurposeMask m) noexcept { return uint64_t(
 
 }  // namespace
 
-void ConsentTable::split_v6(const IpAddr& a, uint64_t& hi, uint64_t& lo) noexcept {
-    hi = lo = 0;
-    for (int b = 0; b < 8; ++b) {
-        hi = hi << 8 | a.bytes[b];
-        lo = lo << 8 | a.bytes[8 + b];
-    }
-}
-
 ConsentTable::ConsentTable(QsbrDomain& rcu, size_t expected_v4_entries) : rcu_(rcu) {
     v4_.store(allocate_array<V4Array, std::atomic<uint64_t>>(capacity_for(expected_v4_entries)));
     v6_.store(allocate_array<V6Array, V6Slot>(kMinCapacity));
@@ -110,7 +102,7 @@ void ConsentTable::prefetch_v6(uint64_t hi, uint64_t lo) const noexcept {
 ConsentLookup ConsentTable::lookup(const SubscriberKey& key) const noexcept {
     if (key.addr.family == Family::v4) return lookup_v4(key.addr.v4_host_order());
     uint64_t hi = 0, lo = 0;
-    split_v6(key.addr, hi, lo);
+    split_v6(key.addr.bytes.data(), hi, lo);
     return lookup_v6(hi, lo);
 }
 
@@ -148,7 +140,7 @@ bool ConsentTable::upsert(const SubscriberKey& key, PurposeMask purposes) {
     }
 
     uint64_t hi = 0, lo = 0;
-    split_v6(key.addr, hi, lo);
+    split_v6(key.addr.bytes.data(), hi, lo);
     if ((v6_used_ + 1) * 2 > v6_.load()->mask + 1) rebuild_v6(next_capacity(v6_live_, v6_.load()->mask + 1));
     V6Array* a = v6_.load(std::memory_order_relaxed);
     for (size_t i = hash_v6(hi, lo) & a->mask;; i = (i + 1) & a->mask) {
@@ -196,7 +188,7 @@ bool ConsentTable::erase(const SubscriberKey& key) {
         }
     }
     uint64_t hi = 0, lo = 0;
-    split_v6(key.addr, hi, lo);
+    split_v6(key.addr.bytes.data(), hi, lo);
     V6Array* a = v6_.load(std::memory_order_relaxed);
     for (size_t i = hash_v6(hi, lo) & a->mask;; i = (i + 1) & a->mask) {
         V6Slot& s = a->slots[i];

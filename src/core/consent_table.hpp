@@ -23,6 +23,7 @@
 #include <optional>
 
 #include "core/addr.hpp"
+#include "core/big_endian.hpp"
 #include "core/policy.hpp"
 #include "core/rcu.hpp"
 
@@ -82,7 +83,20 @@ public:
     template <class Fn>
     void for_each(Fn&& fn) const;
 
-    static void split_v6(const IpAddr& a, uint64_t& hi, uint64_t& lo) noexcept;
+    // An IPv6 key as the table holds it: the address (16 bytes, network
+    // order) masked to its first `key_length` bits (1..128), as two
+    // host-order words. The packet path, the writer and the client library
+    // all split keys here.
+    static void split_v6(const uint8_t* address, uint64_t& hi, uint64_t& lo, unsigned key_length = 128) noexcept {
+        hi = big_endian::load64(address);
+        lo = big_endian::load64(address + 8);
+        if (key_length <= 64) {
+            if (key_length < 64) hi &= ~(~uint64_t(0) >> key_length);
+            lo = 0;
+        } else if (key_length < 128) {
+            lo &= ~(~uint64_t(0) >> (key_length - 64));
+        }
+    }
 
 private:
     static constexpr uint64_t kV4Empty = 0;                     // key 0.0.0.0
