@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/chars.hpp"
 #include "policy/values.hpp"
 
 namespace optgate::consentd {
@@ -55,9 +56,7 @@ RouteMatch no_route(unsigned status, std::string code, std::string message, std:
     return m;
 }
 
-bool printable(std::string_view s) {
-    return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
-}
+bool printable(std::string_view s) { return std::all_of(s.begin(), s.end(), ascii::is_visible); }
 
 bool all_digits(std::string_view s) {
     return !s.empty() && s.size() <= 3 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });

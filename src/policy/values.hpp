@@ -32,8 +32,7 @@ std::optional<uint8_t> parse_dscp(std::string_view text, std::string& error);
 // lowercased, without a trailing dot, no port.
 std::optional<HostPattern> parse_host_pattern(std::string_view text, std::string& error);
 
-// RFC 9110 tchar / token (header field names).
-bool is_tchar(char c) noexcept;
+// RFC 9110 token (header field names): tchar (core/chars.hpp) only.
 bool is_http_token(std::string_view s) noexcept;
 
 // Purpose names: [a-z][a-z0-9_-]*, at most 32 characters.
