@@ -143,7 +143,7 @@ Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
         a.enforced_wait = config_.dataplanes.enforced_wait_timeout;
         if (timeout) {
             std::string why;
-            const auto t = policy::detail::parse_duration(*timeout, why);
+            const auto t = policy::syntax::parse_duration(*timeout, why);
             if (!t || t->count() < 1 || *t > std::chrono::minutes(1)) {
                 a.reject = error_response(400, "invalid_parameter",
                                           "timeout must be a duration from 1ms to 60s, like 500ms or 2s");
@@ -155,7 +155,7 @@ Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
     a.body_limit = info.import_body ? config_.limits.max_import_bytes : config_.limits.max_body_bytes;
     a.body_timeout = info.import_body ? config_.limits.import_timeout : config_.limits.body_timeout;
     if (const auto len = h.find(http::field::content_length); len != h.end()) {
-        const auto n = policy::detail::parse_decimal(len->value());
+        const auto n = policy::syntax::parse_decimal(len->value());
         if (n && *n > a.body_limit)
             a.reject = error_response(413, "body_too_large",
                                       "the body is " + std::to_string(*n) + " bytes; this endpoint takes at most " +
@@ -267,7 +267,7 @@ void Api::get_dataplanes(const Admission& a, Respond& respond) {
 void Api::get_subscriber(const Admission& a, Respond& respond) {
     size_t limit = config_.history_limit;
     if (const auto* h = a.match.param("history")) {
-        const auto n = policy::detail::parse_decimal(*h);
+        const auto n = policy::syntax::parse_decimal(*h);
         if (!n || *n > 100000) {
             respond(error_response(400, "invalid_parameter", "history must be a number of events, 0..100000"));
             return;
@@ -661,7 +661,7 @@ void Api::reload_policy(Respond respond) {
     std::vector<std::string> warnings;
     std::string text;
     try {
-        text = policy::detail::read_file(config_.policy);
+        text = policy::syntax::read_file(config_.policy);
         auto loaded = policy::load_policy_text(text, config_.policy);
         for (const auto& w : loaded.warnings) warnings.push_back(w.to_string());
         policy = std::make_shared<const Policy>(std::move(loaded.policy));

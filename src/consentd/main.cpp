@@ -66,7 +66,7 @@ std::optional<Loaded> load(const std::string& path) {
         return std::nullopt;
     }
     try {
-        l.policy_text = policy::detail::read_file(l.config.policy);
+        l.policy_text = policy::syntax::read_file(l.config.policy);
         auto p = policy::load_policy_text(l.policy_text, l.config.policy);
         print_diagnostics(p.warnings);
         l.policy = std::make_shared<const Policy>(std::move(p.policy));

@@ -15,7 +15,7 @@ namespace optgate::policy {
 
 namespace {
 
-using namespace detail;
+using namespace syntax;
 
 std::string line_of(Location at) { return "line " + std::to_string(at.line); }
 

@@ -6,7 +6,7 @@
 
 #include "core/chars.hpp"
 
-namespace optgate::policy::detail {
+namespace optgate::policy::syntax {
 
 namespace {
 
@@ -235,4 +235,4 @@ bool ports_overlap(const std::vector<PortRange>& a, const std::vector<PortRange>
     return false;
 }
 
-}  // namespace optgate::policy::detail
+}  // namespace optgate::policy::syntax

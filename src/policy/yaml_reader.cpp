@@ -11,7 +11,7 @@
 
 #include "policy/values.hpp"
 
-namespace optgate::policy::detail {
+namespace optgate::policy::syntax {
 
 namespace {
 
@@ -344,4 +344,4 @@ std::optional<uint64_t> as_integer(const Value& v, Diagnostics& d, uint64_t min,
     return n;
 }
 
-}  // namespace optgate::policy::detail
+}  // namespace optgate::policy::syntax
