@@ -124,7 +124,6 @@ bool ConsentTable::upsert(const SubscriberKey& key, PurposeMask purposes) {
             const uint32_t slot_key = uint32_t(w >> 32);
             if (slot_key == k) {
                 a->slots[i].store(v4_word(k, purposes), std::memory_order_release);
-                bump();
                 return true;
             }
             // A one-word slot can take a new key in place: a reader sees the
@@ -135,7 +134,6 @@ bool ConsentTable::upsert(const SubscriberKey& key, PurposeMask purposes) {
         if (tombstone) --v4_tombstones_;
         reuse->store(v4_word(k, purposes), std::memory_order_release);
         ++v4_live_;
-        bump();
         return true;
     }
 
@@ -153,7 +151,6 @@ bool ConsentTable::upsert(const SubscriberKey& key, PurposeMask purposes) {
             s.state.store(1, std::memory_order_release);
             ++v6_live_;
             ++v6_used_;
-            bump();
             return true;
         }
         if (s.hi == hi && s.lo == lo) {
@@ -164,7 +161,6 @@ bool ConsentTable::upsert(const SubscriberKey& key, PurposeMask purposes) {
                 s.state.store(1, std::memory_order_release);
                 ++v6_live_;
             }
-            bump();
             return true;
         }
     }
@@ -182,7 +178,6 @@ bool ConsentTable::erase(const SubscriberKey& key) {
                 a->slots[i].store(v4_word(uint32_t(kV4TombstoneKey), 0), std::memory_order_release);
                 --v4_live_;
                 ++v4_tombstones_;
-                bump();
                 return true;
             }
         }
@@ -199,7 +194,6 @@ bool ConsentTable::erase(const SubscriberKey& key) {
             s.state.store(2, std::memory_order_release);
             s.purposes.store(0, std::memory_order_release);
             --v6_live_;
-            bump();
             return true;
         }
     }
@@ -211,7 +205,6 @@ void ConsentTable::clear() {
     v4_.store(allocate_array<V4Array, std::atomic<uint64_t>>(kMinCapacity), std::memory_order_release);
     v6_.store(allocate_array<V6Array, V6Slot>(kMinCapacity), std::memory_order_release);
     v4_live_ = v4_tombstones_ = v6_live_ = v6_used_ = 0;
-    bump();
     rcu_.retire([old4, old6] {
         free_array(old4);
         free_array(old6);

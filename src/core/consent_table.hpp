@@ -61,9 +61,6 @@ public:
     void prefetch_v4(uint32_t host_order_addr) const noexcept;
     void prefetch_v6(uint64_t hi, uint64_t lo) const noexcept;
 
-    // Bumped on every change; flows cache inputs against it.
-    uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
-
     // ---- writer: one thread ----
     // Returns false only for the two reserved IPv4 keys (0.0.0.0 and
     // 255.255.255.255), which can never be subscribers.
@@ -118,14 +115,12 @@ private:
 
     void rebuild_v4(size_t capacity);
     void rebuild_v6(size_t capacity);
-    void bump() noexcept { generation_.fetch_add(1, std::memory_order_acq_rel); }
 
     QsbrDomain& rcu_;
     std::atomic<V4Array*> v4_;
     std::atomic<V6Array*> v6_;
     size_t v4_live_ = 0, v4_tombstones_ = 0;
     size_t v6_live_ = 0, v6_used_ = 0;  // used = live + tombstones
-    std::atomic<uint64_t> generation_{0};
 };
 
 template <class Fn>

@@ -52,7 +52,7 @@ public:
     // The framing headers only.
     HeaderMatcher() : HeaderMatcher(std::vector<std::pair<std::string, int>>{}) {}
     // `identifiers`: (lowercase header name, identifier index), as
-    // Runtime::http_identifiers() returns them. A name listed twice keeps its
+    // Runtime::compile builds them from the policy. A name listed twice keeps its
     // first index.
     explicit HeaderMatcher(const std::vector<std::pair<std::string, int>>& identifiers);
 

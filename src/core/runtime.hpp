@@ -101,7 +101,6 @@ public:
             if (c == code) return idx;
         return -1;
     }
-    bool has_dns_identifiers() const noexcept { return !dns_codes_.empty(); }
 
     // Identifier index for a lowercase HTTP header name, or -1.
     int http_identifier(std::string_view lowercase_name) const noexcept {
@@ -109,7 +108,6 @@ public:
             if (name == lowercase_name) return idx;
         return -1;
     }
-    const std::vector<std::pair<std::string, int>>& http_identifiers() const noexcept { return http_headers_; }
     // The HTTP stage's header-name matcher for this policy, built here once
     // so that a worker meeting a new policy only takes a reference (no
     // allocation inside a burst). Shared: a stage keeps it past the runtime.

@@ -89,20 +89,6 @@ TEST_CASE("split_v6: the address masked to the key length, as two host-order wor
     }
 }
 
-TEST_CASE("generation moves on every change") {
-    QsbrDomain rcu;
-    ConsentTable t(rcu);
-    const auto g0 = t.generation();
-    t.upsert(key("100.64.0.1"), 1);
-    const auto g1 = t.generation();
-    CHECK(g1 > g0);
-    t.erase(key("100.64.0.1"));
-    CHECK(t.generation() > g1);
-    const auto g2 = t.generation();
-    t.clear();
-    CHECK(t.generation() > g2);
-}
-
 TEST_CASE("random operations agree with a reference map (growth, tombstones, clear)") {
     QsbrDomain rcu;
     ConsentTable t(rcu);
