@@ -88,6 +88,13 @@ public:
     // The purpose a collector destination needs.
     unsigned purpose_of(const Destination& d) const noexcept { return policy_.collectors[d.index].purpose; }
 
+    // Whether the destination of this counter slot is a collector whose
+    // purpose honours Global Privacy Control (Purpose::honour_gpc).
+    bool honours_gpc(uint16_t counter_slot) const noexcept {
+        return counter_slot < policy_.collectors.size() &&
+               (gpc_purposes_ >> policy_.collectors[counter_slot].purpose & 1u) != 0;
+    }
+
     // Some collector or exemption matches by hostname: an HTTP request's
     // Host can change its destination, so only a parsed request decides.
     bool has_host_rules() const noexcept { return has_host_rules_; }
@@ -101,8 +108,14 @@ public:
             if (c == code) return idx;
         return -1;
     }
+    // Some identifier option code has this first (high) byte.
+    bool dns_identifier_high_byte(uint8_t b) const noexcept {
+        for (const auto& [c, idx] : dns_codes_)
+            if (c >> 8 == b) return true;
+        return false;
+    }
 
-    // Identifier index for a lowercase HTTP header name, or -1.
+    // Identifier index for a lowercase HTTP header name (exact names only), or -1.
     int http_identifier(std::string_view lowercase_name) const noexcept {
         for (const auto& [name, idx] : http_headers_)
             if (name == lowercase_name) return idx;
@@ -153,8 +166,10 @@ private:
     PortSet http_ports_, dns_ports_;
     std::vector<std::pair<uint16_t, int>> dns_codes_;
     std::vector<std::pair<std::string, int>> http_headers_;
+    std::vector<std::pair<std::string, int>> http_prefixes_;
     std::shared_ptr<const HeaderMatcher> header_matcher_;
     uint16_t no_collector_slot_ = 0;
+    PurposeMask gpc_purposes_ = 0;  // purposes with honour_gpc
     bool has_host_rules_ = false;
 };
 
