@@ -146,7 +146,7 @@ Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
         a.enforced_wait = config_.dataplanes.enforced_wait_timeout;
         if (timeout) {
             std::string why;
-            const auto t = policy::detail::parse_duration(*timeout, why);
+            const auto t = policy::syntax::parse_duration(*timeout, why);
             if (!t || t->count() < 1 || *t > std::chrono::minutes(1)) {
                 a.reject = error_response(400, "invalid_parameter",
                                           "timeout must be a duration from 1ms to 60s, like 500ms or 2s");
@@ -162,7 +162,7 @@ Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
                                            : config_.limits.max_body_bytes;
     a.body_timeout = info.import_body ? config_.limits.import_timeout : config_.limits.body_timeout;
     if (const auto len = h.find(http::field::content_length); len != h.end()) {
-        const auto n = policy::detail::parse_decimal(len->value());
+        const auto n = policy::syntax::parse_decimal(len->value());
         if (n && *n > a.body_limit) {
             a.reject = error_response(413, "body_too_large",
                                       "the body is " + std::to_string(*n) + " bytes; this endpoint takes at most " +
@@ -283,7 +283,7 @@ void Api::get_dataplanes(const Admission& a, Respond& respond) {
 void Api::get_subscriber(const Admission& a, Respond& respond) {
     size_t limit = config_.history_limit;
     if (const auto* h = a.match.param("history")) {
-        const auto n = policy::detail::parse_decimal(*h);
+        const auto n = policy::syntax::parse_decimal(*h);
         if (!n || *n > 100000) {
             respond(error_response(400, "invalid_parameter", "history must be a number of events, 0..100000"));
             return;
@@ -292,7 +292,7 @@ void Api::get_subscriber(const Admission& a, Respond& respond) {
     }
     uint64_t before = uint64_t(INT64_MAX);
     if (const auto* b = a.match.param("before")) {
-        const auto n = policy::detail::parse_decimal(*b);
+        const auto n = policy::syntax::parse_decimal(*b);
         if (!n || *n < 1 || *n > uint64_t(INT64_MAX)) {
             respond(error_response(400, "invalid_parameter",
                                    "before must be an event seq from 1 (history_before of the previous page)"));

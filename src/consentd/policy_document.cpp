@@ -7,7 +7,7 @@ namespace optgate::consentd {
 PolicyDocument load_policy_document(const std::string& path, const DataPlaneConfig& dataplanes) {
     PolicyDocument d;
     try {
-        d.text = policy::detail::read_file(path);
+        d.text = policy::syntax::read_file(path);
         auto loaded = policy::load_policy_text(d.text, path);
         d.warnings = std::move(loaded.warnings);
         d.policy = std::make_shared<const Policy>(std::move(loaded.policy));

@@ -254,7 +254,7 @@ std::optional<SessionChange> RadiusServer::change_for(const radius::Packet& p, c
         std::smatch m;
         if (std::regex_match(name, m, *rule.match)) name = m.format(rule.replace);
     }
-    if (!policy::detail::is_subscriber_id(name)) {
+    if (!policy::syntax::is_subscriber_id(name)) {
         skip = "bad_subscriber";
         return std::nullopt;
     }

@@ -1,6 +1,6 @@
 #include "core/packet.hpp"
 
-#include "core/checksum.hpp"
+#include "core/big_endian.hpp"
 
 namespace optgate {
 namespace {
@@ -12,11 +12,8 @@ constexpr uint16_t kEtherQinQ = 0x88a8;
 constexpr unsigned kMaxVlanTags = 2;
 constexpr unsigned kMaxIpv6Extensions = 8;
 
-using checksum::load16;
-
-inline uint32_t load32(const uint8_t* p) noexcept {
-    return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
-}
+using big_endian::load16;
+using big_endian::load32;
 
 ParseResult fail(Counter reason) noexcept { return {false, reason}; }
 

@@ -15,20 +15,9 @@ struct SourceKey {
 };
 
 inline SourceKey source_key(const ParsedPacket& p, unsigned keylen) noexcept {
-    const uint8_t* s = p.src;
-    if (p.family == Family::v4)
-        return {true, uint32_t(s[0]) << 24 | uint32_t(s[1]) << 16 | uint32_t(s[2]) << 8 | s[3], 0, 0};
+    if (p.family == Family::v4) return {true, big_endian::load32(p.src), 0, 0};
     uint64_t hi = 0, lo = 0;
-    for (int i = 0; i < 8; ++i) {
-        hi = hi << 8 | s[i];
-        lo = lo << 8 | s[8 + i];
-    }
-    if (keylen <= 64) {
-        if (keylen < 64) hi &= ~(~uint64_t(0) >> keylen);
-        lo = 0;
-    } else if (keylen < 128) {
-        lo &= ~(~uint64_t(0) >> (keylen - 64));
-    }
+    ConsentTable::split_v6(p.src, hi, lo, keylen);
     return {false, 0, hi, lo};
 }
 

@@ -4,12 +4,13 @@
 #include <bit>
 #include <cstring>
 
+#include "core/big_endian.hpp"
 #include "core/checksum.hpp"
 
 namespace optgate {
 
-using checksum::load16;
-using checksum::store16;
+using big_endian::load16;
+using big_endian::store16;
 
 struct Reassembly::Datagram {
     uint64_t expires_ns = 0;

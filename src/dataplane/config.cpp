@@ -7,7 +7,7 @@
 
 namespace optgate::dataplane {
 
-using namespace policy::detail;
+using namespace policy::syntax;
 
 std::string_view to_string(Steering s) noexcept {
     switch (s) {

@@ -23,11 +23,9 @@ rte_ring* make_ring(const std::string& name, unsigned size, unsigned flags) {
 }  // namespace
 
 void DriverCounters::accumulate(const DriverCounters& o) noexcept {
-    rx += o.rx;
-    tx += o.tx;
-    tx_full_dropped += o.tx_full_dropped;
-    multi_segment_dropped += o.multi_segment_dropped;
-    steering_ring_full_dropped += o.steering_ring_full_dropped;
+#define OPTGATE_X(name, summary) name += o.name;
+    OPTGATE_DRIVER_COUNTERS(OPTGATE_X)
+#undef OPTGATE_X
     steered_out += o.steered_out;
     steered_in += o.steered_in;
     emit_dropped += o.emit_dropped;

@@ -21,14 +21,28 @@
 
 namespace optgate::dataplane {
 
-// What the driver itself counts, beside the pipeline's counters.
+// What the driver itself counts, beside the pipeline's counters, as one
+// list: X(name, what the exit summary prints after the number). The stats
+// channel (driver_<name>), /optgate/stats, the exit summary and the JSON
+// report (docs/dataplane.md) are generated from it.
+#define OPTGATE_DRIVER_COUNTERS(X)                                  \
+    X(rx, "received")                                               \
+    X(tx, "sent")                                                   \
+    /* the port's tx queue (or shared-tx ring) was full */          \
+    X(tx_full_dropped, "dropped on full tx queues")                 \
+    /* chained mbuf that could not be linearised */                 \
+    X(multi_segment_dropped, "unlinearisable jumbo frames dropped") \
+    /* another worker's inbox was full */                           \
+    X(steering_ring_full_dropped, "dropped on full steering rings") \
+    /* a frame the core emitted found no mbuf (or none large enough) */ \
+    X(emit_dropped, "emitted frames without an mbuf")
+
 struct DriverCounters {
-    uint64_t rx = 0, tx = 0;
-    uint64_t tx_full_dropped = 0;              // the port's tx queue (or shared-tx ring) was full
-    uint64_t multi_segment_dropped = 0;        // chained mbuf that could not be linearised
-    uint64_t steering_ring_full_dropped = 0;   // another worker's inbox was full
-    uint64_t steered_out = 0, steered_in = 0;  // software steering hand-overs
-    uint64_t emit_dropped = 0;                 // a frame the core emitted found no mbuf (or none large enough)
+#define OPTGATE_X(name, summary) uint64_t name = 0;
+    OPTGATE_DRIVER_COUNTERS(OPTGATE_X)
+#undef OPTGATE_X
+    // Software steering hand-overs: reported per worker, apart from the list.
+    uint64_t steered_out = 0, steered_in = 0;
     void accumulate(const DriverCounters& o) noexcept;
 };
 

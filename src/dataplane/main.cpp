@@ -307,12 +307,9 @@ void report_stats(std::vector<proto::StatEntry>& out, const Datapath& dp, const 
     DriverCounters dc;
     dp.read_stats(*counters, dc);
     if (const auto runtime = enforcement.runtime()) proto::append_counters(out, *counters, *runtime);
-    out.push_back({"driver_rx", dc.rx, StatKind::counter, "", ""});
-    out.push_back({"driver_tx", dc.tx, StatKind::counter, "", ""});
-    out.push_back({"driver_tx_full_dropped", dc.tx_full_dropped, StatKind::counter, "", ""});
-    out.push_back({"driver_multi_segment_dropped", dc.multi_segment_dropped, StatKind::counter, "", ""});
-    out.push_back({"driver_steering_ring_full_dropped", dc.steering_ring_full_dropped, StatKind::counter, "", ""});
-    out.push_back({"driver_emit_dropped", dc.emit_dropped, StatKind::counter, "", ""});
+#define OPTGATE_X(name, summary) out.push_back({"driver_" #name, dc.name, StatKind::counter, "", ""});
+    OPTGATE_DRIVER_COUNTERS(OPTGATE_X)
+#undef OPTGATE_X
     out.push_back({"workers", dp.workers(), StatKind::gauge, "", ""});
     // table_stale, table_entries and control_* come from the control client itself.
     auto one = std::make_unique<WorkerCounters>();
@@ -464,21 +461,21 @@ int run(const Config& c, const RunLimits& limits) {
     dp.final_stats(*counters, dc);
     const auto runtime = enforcement.runtime();
     if (runtime) std::cout << report::human_summary(*counters, *runtime);
-    std::cout << "driver: " << dc.rx << " received, " << dc.tx << " sent, " << dc.tx_full_dropped
-              << " dropped on full tx queues, " << dc.multi_segment_dropped << " unlinearisable jumbo frames dropped, "
-              << dc.steering_ring_full_dropped << " dropped on full steering rings, " << dc.emit_dropped
-              << " emitted frames without an mbuf\n";
+    std::string summary;
+#define OPTGATE_X(name, text) summary += (summary.empty() ? "driver: " : ", ") + std::to_string(dc.name) + " " text;
+    OPTGATE_DRIVER_COUNTERS(OPTGATE_X)
+#undef OPTGATE_X
+    std::cout << summary << "\n";
     if (!c.stats_file.empty() && runtime) {
         auto j = report::to_json(*counters, *runtime);
-        j["driver"] = boost::json::object{{"rx", dc.rx},
-                                          {"tx", dc.tx},
-                                          {"tx_full_dropped", dc.tx_full_dropped},
-                                          {"multi_segment_dropped", dc.multi_segment_dropped},
-                                          {"steering_ring_full_dropped", dc.steering_ring_full_dropped},
-                                          {"emit_dropped", dc.emit_dropped},
-                                          {"steered", dc.steered_out},
-                                          {"workers", lcores.size()},
-                                          {"steering", steering}};
+        boost::json::object driver;
+#define OPTGATE_X(name, summary) driver[#name] = dc.name;
+        OPTGATE_DRIVER_COUNTERS(OPTGATE_X)
+#undef OPTGATE_X
+        driver["steered"] = dc.steered_out;
+        driver["workers"] = lcores.size();
+        driver["steering"] = steering;
+        j["driver"] = std::move(driver);
         boost::json::array per_worker;
         for (unsigned i = 0; i < dp.workers(); ++i) {
             const auto& wd = dp.final_driver(i);

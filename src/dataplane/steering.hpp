@@ -10,12 +10,12 @@
 // non-IP frames (ARP, LLDP) go to worker 0.
 #pragma once
 
-#include <rte_byteorder.h>
 #include <rte_thash.h>
 
 #include <array>
 #include <cstdint>
-#include <cstring>
+
+#include "core/big_endian.hpp"
 
 namespace optgate::dataplane {
 
@@ -44,6 +44,8 @@ public:
 
     // The flow hash of an Ethernet frame (0 for non-IP frames).
     uint32_t hash(const uint8_t* frame, uint32_t len) const noexcept {
+        using big_endian::load16;
+        using big_endian::load32;
         uint32_t off = 12;
         if (len < off + 2) return 0;
         uint16_t type = load16(frame + off);
@@ -58,10 +60,8 @@ public:
             if (len < off + 20) return 0;
             const uint8_t* ip = frame + off;
             const uint32_t ihl = uint32_t(ip[0] & 0x0f) * 4;
-            std::memcpy(&tuple[0], ip + 12, 4);
-            std::memcpy(&tuple[1], ip + 16, 4);
-            tuple[0] = rte_be_to_cpu_32(tuple[0]);
-            tuple[1] = rte_be_to_cpu_32(tuple[1]);
+            tuple[0] = load32(ip + 12);
+            tuple[1] = load32(ip + 16);
             const bool fragment = (load16(ip + 6) & 0x3fff) != 0;
             const uint8_t proto = ip[9];
             if (!fragment && (proto == 6 || proto == 17) && ihl >= 20 && len >= off + ihl + 4) {
@@ -73,11 +73,7 @@ public:
         if (type == 0x86dd) {
             if (len < off + 40) return 0;
             const uint8_t* ip = frame + off;
-            for (size_t i = 0; i < 8; ++i) {
-                uint32_t w = 0;
-                std::memcpy(&w, ip + 8 + 4 * i, 4);
-                tuple[i] = rte_be_to_cpu_32(w);
-            }
+            for (size_t i = 0; i < 8; ++i) tuple[i] = load32(ip + 8 + 4 * i);
             // Ports only when TCP or UDP follows the fixed header directly;
             // with extension headers the flow hashes on addresses alone
             // (both directions of a flow carry the same kind of chain).
@@ -92,8 +88,6 @@ public:
     }
 
 private:
-    static uint16_t load16(const uint8_t* p) noexcept { return uint16_t(p[0] << 8 | p[1]); }
-
     alignas(8) std::array<uint8_t, kKeyLen> be_key_{};
 };
 

@@ -101,16 +101,16 @@ Options parse_options(int argc, char** argv) {
         if (!o.policy.empty() || !o.consent.empty())
             throw UsageError("--control takes the policy and table from consentd: drop --policy and --consent");
         std::string error;
-        const auto t = policy::detail::parse_duration(o.control_timeout, error);
+        const auto t = policy::syntax::parse_duration(o.control_timeout, error);
         if (!t) throw UsageError("--control-timeout " + o.control_timeout + ": " + error);
         o.control.timeout = *t;
         if (vm.count("stats-interval")) {
-            const auto si = policy::detail::parse_duration(o.stats_interval, error);
+            const auto si = policy::syntax::parse_duration(o.stats_interval, error);
             if (!si) throw UsageError("--stats-interval " + o.stats_interval + ": " + error);
             o.control.stats_interval = *si;
         }
         if (vm.count("disclosure-interval")) {
-            const auto di = policy::detail::parse_duration(o.disclosure_interval, error);
+            const auto di = policy::syntax::parse_duration(o.disclosure_interval, error);
             if (!di || *di < std::chrono::seconds(1))
                 throw UsageError("--disclosure-interval " + o.disclosure_interval + ": " +
                                  (di ? "must be at least 1s" : error));
