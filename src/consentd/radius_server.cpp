@@ -66,6 +66,7 @@ RadiusServer::RadiusServer(asio::io_context& ioc, LedgerService& service, Metric
     // kernel grants at most net.core.rmem_max (docs/radius.md).
     boost::system::error_code ec;
     socket_.set_option(asio::socket_base::receive_buffer_size(8 << 20), ec);
+    socket_.non_blocking(true);  // receive() reads until the socket is empty
     metrics_.add_renderer(this, [this](std::string& out) { render_metrics(out); });
 }
 
@@ -80,7 +81,17 @@ void RadiusServer::stop() {
 void RadiusServer::receive() {
     socket_.async_receive_from(asio::buffer(buffer_), from_, [this](boost::system::error_code ec, size_t n) {
         if (stopped_ || ec == asio::error::operation_aborted) return;
-        if (!ec) handle(std::span<const uint8_t>(buffer_.data(), n), from_);
+        if (!ec) {
+            handle(std::span<const uint8_t>(buffer_.data(), n), from_);
+            // Whatever else queued meanwhile (a BNG sends in bursts), read
+            // at once rather than through the io_context one by one; bounded
+            // so that the API and the answers get their turn.
+            for (int i = 0; i < 64 && !stopped_; ++i) {
+                n = socket_.receive_from(asio::buffer(buffer_), from_, 0, ec);
+                if (ec) break;  // would_block: the socket is empty
+                handle(std::span<const uint8_t>(buffer_.data(), n), from_);
+            }
+        }
         receive();
     });
 }
@@ -156,12 +167,31 @@ void RadiusServer::handle(std::span<const uint8_t> datagram, const Endpoint& fro
     }
     ++pending_;
     remember(key);
-    service_.submit(std::move(*change), "radius:" + client->name, [this, key, from, client, answer](Outcome o) {
-        asio::post(ioc_, [this, key, from, client, answer, o = std::move(o)] {
-            --pending_;
-            finish(key, from, *client, answer, &o);
-        });
+    service_.submit(std::move(*change), "radius:" + client->name, [this, key, from, client, answer](Outcome o) mutable {
+        complete(Completed{std::move(key), from, client, answer, std::move(o)});
     });
+}
+
+void RadiusServer::complete(Completed c) {
+    bool first = false;
+    {
+        std::lock_guard lk(completed_mu_);
+        first = completed_.empty();
+        completed_.push_back(std::move(c));
+    }
+    if (first) asio::post(ioc_, [this] { send_completed(); });
+}
+
+void RadiusServer::send_completed() {
+    std::vector<Completed> done;
+    {
+        std::lock_guard lk(completed_mu_);
+        done.swap(completed_);
+    }
+    for (const auto& c : done) {
+        --pending_;
+        finish(c.key, c.to, *c.client, c.answer, &c.outcome);
+    }
 }
 
 std::optional<SessionChange> RadiusServer::change_for(const radius::Packet& p, const RadiusClient& client,
