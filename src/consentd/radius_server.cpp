@@ -66,7 +66,6 @@ RadiusServer::RadiusServer(asio::io_context& ioc, LedgerService& service, Metric
     // kernel grants at most net.core.rmem_max (docs/radius.md).
     boost::system::error_code ec;
     socket_.set_option(asio::socket_base::receive_buffer_size(8 << 20), ec);
-    socket_.non_blocking(true);  // receive() reads until the socket is empty
     metrics_.add_renderer(this, [this](std::string& out) { render_metrics(out); });
 }
 
@@ -85,10 +84,12 @@ void RadiusServer::receive() {
             handle(std::span<const uint8_t>(buffer_.data(), n), from_);
             // Whatever else queued meanwhile (a BNG sends in bursts), read
             // at once rather than through the io_context one by one; bounded
-            // so that the API and the answers get their turn.
-            for (int i = 0; i < 64 && !stopped_; ++i) {
+            // so that the API and the answers get their turn. The socket
+            // stays blocking (the answers' send_to must not drop): read only
+            // what is queued.
+            for (int i = 0; i < 64 && !stopped_ && socket_.available(ec) > 0 && !ec; ++i) {
                 n = socket_.receive_from(asio::buffer(buffer_), from_, 0, ec);
-                if (ec) break;  // would_block: the socket is empty
+                if (ec) break;
                 handle(std::span<const uint8_t>(buffer_.data(), n), from_);
             }
         }
