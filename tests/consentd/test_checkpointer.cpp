@@ -52,10 +52,11 @@ TEST_CASE("the checkpointer's thread copies the WAL into the database file") {
         Checkpointer c(l.db(), {.background_frames = 8, .writer_frames = 1 << 30});
         for (int i = 0; i < 100; ++i) commit_binds(l, i, 10);
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-        while ((c.runs() == 0 || file_size(path) <= before + 16 * 4096) && std::chrono::steady_clock::now() < deadline)
+        while ((c.runs() == 0 || file_size(path) <= before + uint64_t(16) * 4096) &&
+               std::chrono::steady_clock::now() < deadline)
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
         CHECK(c.runs() > 0);
-        CHECK(file_size(path) > before + 16 * 4096);
+        CHECK(file_size(path) > before + uint64_t(16) * 4096);
         CHECK(l.head_seq() == 1000);
     }
     Ledger reopened(path);
