@@ -1,5 +1,6 @@
 #include "core/http_stage.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/packet_edit.hpp"
@@ -134,7 +135,8 @@ struct HttpStage::Sink {
 };
 
 HttpStage::HttpStage(const HttpStageConfig& config)
-    : config_(config), table_(config.flow_capacity, config.idle_timeout_ns), hosts_(config.host_buffers) {}
+    : config_(config), table_(config.flow_capacity, config.idle_timeout_ns), hosts_(config.host_buffers),
+      fingerprint_(StreamFingerprint::random()) {}
 
 HttpStage::~HttpStage() = default;
 
@@ -274,9 +276,10 @@ void HttpStage::payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstCont
     if (gap < 0) {
         // Bytes already seen: the same rewrite as the first time.
         const uint32_t seen = uint32_t(-int64_t(gap)) < len ? uint32_t(-int64_t(gap)) : len;
-        if (!replay(f, sink, seq, seen)) {
+        const Counter why = replay(f, sink, seq, seen);
+        if (why != Counter::http_retransmitted) {
             pkt.action = Action::drop;
-            c.add(Counter::http_retransmit_dropped);
+            c.add(why);
             return;
         }
         c.add(Counter::http_retransmitted);
@@ -299,7 +302,15 @@ void HttpStage::payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstCont
         sink.frame_base = p.payload_offset + off;
         sink.seq_base = seq + off;
         const bool was_conservative = HttpParser::conservative(f.parser);
+        // Body bytes at the front that the parser skips unread need no
+        // fingerprint: a retransmission may change them without effect.
+        const HttpParserState& st = f.parser;
+        uint32_t unread = 0;
+        if (st.state == HttpState::body || st.state == HttpState::chunk_data)
+            unread = uint32_t(std::min<uint64_t>(st.remaining, len - off));
         HttpParser::feed(f.parser, cx, pkt.data + p.payload_offset + off, len - off, sink);
+        if (off + unread < len)
+            remember_forwarded(f, seq + off + unread, pkt.data + p.payload_offset + off + unread, len - off - unread);
         f.next_seq = seq + len;
         if (was_conservative || HttpParser::conservative(f.parser)) c.add(Counter::http_conservative_packets);
     }
@@ -309,7 +320,16 @@ void HttpStage::payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstCont
     }
 }
 
-bool HttpStage::replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noexcept {
+void HttpStage::remember_forwarded(HttpFlow& f, uint32_t seq, const uint8_t* d, uint32_t n) noexcept {
+    uint32_t forgotten = seq + n;  // a run too long to record is forgotten at once
+    if (n <= 0xffff && !f.forwarded.push(seq, n, fingerprint_(d, n), forgotten)) return;
+    if (seq_before(f.history_from, forgotten)) f.history_from = forgotten;
+    f.flags |= HttpFlow::kHistoryLost;
+}
+
+// Gives bytes already seen the rewrite recorded for them and checks them
+// against what was forwarded. Returns http_retransmitted, or why to drop.
+Counter HttpStage::replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noexcept {
     const uint32_t end = seq + len;
     const uint32_t frame0 = sink.frame_base;  // frame offset of `seq`
     // The open hole's bytes were never seen and hold nothing to scrub; only
@@ -326,7 +346,8 @@ bool HttpStage::replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noex
         }
     }
     if (needs_record != end && seq_before(needs_record, f.history_from)) {
-        if (!(f.flags & HttpFlow::kMidstream) || (f.flags & HttpFlow::kHistoryLost)) return false;
+        if (!(f.flags & HttpFlow::kMidstream) || (f.flags & HttpFlow::kHistoryLost))
+            return Counter::http_retransmit_dropped;
         // A flow met mid-stream: these bytes are from before the first one we
         // saw. Scan them on their own, in conservative mode.
         const uint32_t upto = seq_before(end, f.history_from) ? end : f.history_from;
@@ -342,15 +363,21 @@ bool HttpStage::replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noex
         sink.frame_base = frame0;
         sink.ctx.counters.add(Counter::http_midstream_unseen);
     }
-    f.hole_seq = hole_seq;
-    f.hole_len = uint16_t(hole_len);
     for (unsigned r = 0; r < f.scrub_count; ++r) {
         const uint32_t a = f.scrub_seq[r], b = a + f.scrub_len[r];
         const uint32_t from = seq_before(a, seq) ? seq : a;
         const uint32_t to = seq_before(end, b) ? end : b;
         if (seq_before(from, to)) sink.fill(frame0 + (from - seq), to - from);
     }
-    return true;
+    // Now they read as forwarded, if they are the same bytes.
+    switch (f.forwarded.check(seq, sink.pkt.data + frame0, len, fingerprint_)) {
+    case ForwardedRecord::Check::consistent: break;
+    case ForwardedRecord::Check::inconsistent: return Counter::http_retransmit_inconsistent;
+    case ForwardedRecord::Check::unverifiable: return Counter::http_retransmit_unverified;
+    }
+    f.hole_seq = hole_seq;
+    f.hole_len = uint16_t(hole_len);
+    return Counter::http_retransmitted;
 }
 
 }  // namespace optgate

@@ -108,6 +108,12 @@ public:
         return -1;
     }
     bool has_dns_identifiers() const noexcept { return !dns_codes_.empty(); }
+    // Some identifier option code has this first (high) byte.
+    bool dns_identifier_high_byte(uint8_t b) const noexcept {
+        for (const auto& [c, idx] : dns_codes_)
+            if (c >> 8 == b) return true;
+        return false;
+    }
 
     // Identifier index for a lowercase HTTP header name, or -1.
     int http_identifier(std::string_view lowercase_name) const noexcept {

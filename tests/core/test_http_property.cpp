@@ -5,7 +5,11 @@
 //   (b) pass: the stream arrives byte-identical;
 //   (c) every other byte arrives unchanged;
 // and any byte received twice is the same both times (retransmissions get
-// the same rewrite); every forwarded frame has right checksums.
+// the same rewrite); every forwarded frame has right checksums. Among the
+// segments go inconsistent retransmissions: bytes the receiver already has,
+// changed (an identifier field line written over them, or one byte flipped):
+// each is dropped or forwarded as the bytes first forwarded, so whichever
+// copy a receiver keeps, no identifier byte gets out on a strip verdict.
 //
 // OPTGATE_SEED=<n> starts at case seed n, OPTGATE_CASES=<k> runs k cases:
 // a failure prints the line that reruns just that case.
@@ -30,11 +34,13 @@ enum class Mark : uint8_t { other, id_strip, id_pass };
 struct Stream {
     std::string bytes;
     std::vector<Mark> marks;
+    std::vector<bool> body;  // message body bytes: read by no one as fields
     size_t identifier_lines = 0;
 
-    void add(std::string_view s, Mark m = Mark::other) {
+    void add(std::string_view s, Mark m = Mark::other, bool in_body = false) {
         bytes += s;
         marks.insert(marks.end(), s.size(), m);
+        body.insert(body.end(), s.size(), in_body);
     }
 };
 
@@ -158,7 +164,7 @@ private:
         s.add(eol_);
         if (!body) return;
         if (!chunked) {
-            s.add(payload);
+            s.add(payload, Mark::other, true);
             return;
         }
         for (size_t pos = 0; pos < payload.size();) {
@@ -166,7 +172,7 @@ private:
             char hex[32];
             std::snprintf(hex, sizeof hex, chance(50) ? "%zx" : "%zX", n);
             s.add(std::string(hex) + (chance(20) ? ";ext=\"a b\"" : "") + eol_);
-            s.add(payload.substr(pos, n));
+            s.add(payload.substr(pos, n), Mark::other, true);
             s.add(eol_);
             pos += n;
         }
@@ -222,6 +228,7 @@ struct Sim {
     std::deque<Piece> queue;
     std::string got;
     std::vector<bool> have;
+    std::vector<Piece> forwarded;  // pieces optgate forwarded
     size_t delivered = 0;
 
     Sim(uint64_t seed, uint16_t sport) {
@@ -268,8 +275,37 @@ struct Sim {
 
     Bytes frame(const Piece& p) const { return conn.data(p.off, std::string_view(st.bytes).substr(p.off, p.len)); }
 
+    // An inconsistent retransmission: a run of bytes the receiver has, with
+    // an identifier field line written over part of it, or a byte flipped.
+    bool evasion(std::mt19937_64& rng, Piece& p, std::string& bytes) const {
+        const uint32_t total = uint32_t(st.bytes.size());
+        uint32_t a = 0, len = 0;
+        if (!forwarded.empty() && rng() % 2) {  // a forwarded segment's bytes, the same boundaries
+            const Piece& f = forwarded[rng() % forwarded.size()];
+            a = f.off;
+            len = f.len;
+        } else {
+            a = uint32_t(rng() % total);
+            uint32_t e = a;
+            while (e < total && have[e] && e - a < 300) ++e;
+            if (e == a) return false;
+            len = 1 + uint32_t(rng() % (e - a));
+        }
+        bytes = st.bytes.substr(a, len);
+        if (rng() % 2) {
+            static const std::string line = "\r\nX-UIDH: leaked-identifier\r\n";
+            const uint32_t at = uint32_t(rng() % len);
+            for (uint32_t k = 0; at + k < len && k < line.size(); ++k) bytes[at + k] = line[k];
+        } else {
+            const size_t at = rng() % len;
+            bytes[at] = static_cast<char>(static_cast<uint8_t>(bytes[at]) ^ static_cast<uint8_t>(1 + rng() % 255));
+        }
+        p = {a, len};
+        return bytes != st.bytes.substr(a, len);
+    }
+
     // What came out for `p` (empty: dropped). Returns false on a property failure.
-    void received(const Piece& p, const Bytes& out, std::mt19937_64& rng) {
+    void received(const Piece& p, const Bytes& out, std::mt19937_64& rng, bool evasive = false) {
         if (out.empty()) {
             // Dropped: TCP sends the bytes the receiver lacks again later
             // (SACK recovery: only the holes).
@@ -285,6 +321,7 @@ struct Sim {
             }
             return;
         }
+        if (!evasive) forwarded.push_back(p);
         const auto cs = test::verify_checksums(out);
         REQUIRE_MESSAGE(cs.ok(), cs.detail);
         const TcpView v = read_tcp(out);
@@ -292,6 +329,10 @@ struct Sim {
         for (uint32_t k = 0; k < p.len; ++k) {
             const uint32_t at = p.off + k;
             if (have[at]) {
+                // A changed body byte may pass: the parser never reads body
+                // bytes, and the server frames the body as the parser did
+                // (the framing bytes are checked).
+                if (evasive && st.body[at]) continue;
                 INFO("byte " << at << " received twice, different");
                 REQUIRE(got[at] == v.payload[k]);
             } else {
@@ -324,7 +365,7 @@ TEST_CASE("property: random streams, segments, reordering and retransmission") {
     cfg.flow_capacity = 4096;
     HttpPipeline px(test::sample_policy(), cfg);
     size_t identifier_lines = 0;
-    uint64_t packets = 0;
+    uint64_t packets = 0, evasions = 0, evasions_dropped = 0;
 
     for (uint64_t seed = first_seed; seed < first_seed + cases; ++seed) {
         INFO("rerun: OPTGATE_SEED=" << seed << " OPTGATE_CASES=1 test-http -tc='property*'");
@@ -357,10 +398,24 @@ TEST_CASE("property: random streams, segments, reordering and retransmission") {
                 FAIL("no progress after 100000 bursts:\n" << why);
             }
             std::vector<std::pair<size_t, Piece>> burst;
+            std::vector<Bytes> frames;
+            std::vector<bool> evasive;
             for (uint64_t k = 1 + rng() % 8; k > 0; --k) {
                 const size_t i = rng() % conns;
                 if (sims[i].queue.empty()) continue;
+                if (sims[i].delivered > 0 && rng() % 6 == 0) {
+                    Piece p{};
+                    std::string bytes;
+                    if (sims[i].evasion(rng, p, bytes)) {
+                        burst.emplace_back(i, p);
+                        frames.push_back(sims[i].conn.data(p.off, bytes));
+                        evasive.push_back(true);
+                        continue;
+                    }
+                }
                 burst.emplace_back(i, sims[i].queue.front());
+                frames.push_back(sims[i].frame(sims[i].queue.front()));
+                evasive.push_back(false);
                 sims[i].queue.pop_front();
             }
             if (burst.empty()) {
@@ -369,12 +424,18 @@ TEST_CASE("property: random streams, segments, reordering and retransmission") {
                 if (idle) break;
                 continue;
             }
-            std::vector<Bytes> frames;
-            frames.reserve(burst.size());
-            for (const auto& [i, p] : burst) frames.push_back(sims[i].frame(p));
             const auto out = px.run_burst(frames, ts);
             packets += out.size();
-            for (size_t j = 0; j < out.size(); ++j) sims[burst[j].first].received(burst[j].second, out[j], rng);
+            for (size_t j = 0; j < out.size(); ++j) {
+                if (evasive[j]) {
+                    ++evasions;
+                    if (out[j].empty()) ++evasions_dropped;
+                }
+                // An evasion forwarded must carry exactly the bytes first
+                // forwarded (received() requires a byte received twice to be
+                // the same); dropped, it leaves nothing missing.
+                sims[burst[j].first].received(burst[j].second, out[j], rng, evasive[j]);
+            }
         }
         for (auto& sim : sims) {
             sim.check_stream();
@@ -397,11 +458,16 @@ TEST_CASE("property: random streams, segments, reordering and retransmission") {
                   << px.count(Counter::http_out_of_order_skipped) << " body holes skipped, "
                   << px.count(Counter::http_retransmitted) << " retransmissions, "
                   << px.count(Counter::http_retransmit_dropped) << " past the record, "
+                  << px.count(Counter::http_retransmit_unverified) << " unverifiable, " << evasions
+                  << " inconsistent retransmissions sent, " << evasions_dropped << " dropped ("
+                  << px.count(Counter::http_retransmit_inconsistent) << " as inconsistent), "
                   << px.count(Counter::http_rewritten) << " rewritten");
     // The generator must reach the paths the properties are about.
     CHECK(px.count(Counter::http_out_of_order_dropped) > 0);
     CHECK(px.count(Counter::http_out_of_order_skipped) > 0);
     CHECK(px.count(Counter::http_retransmitted) > 0);
+    CHECK(px.count(Counter::http_retransmit_inconsistent) > 0);
+    CHECK(evasions_dropped > evasions / 2);
     CHECK(px.count(Counter::verdict_pass_consent) > 0);
     CHECK(px.count(Counter::verdict_strip_no_consent) > 0);
 }
