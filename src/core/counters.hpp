@@ -92,6 +92,9 @@ namespace optgate {
     X(http_bail_h2, "HTTP/2 prior-knowledge prefaces: conservative mode")                            \
     X(http_bail_tls, "TLS records on an HTTP port: conservative mode")                               \
     X(http_bail_non_http, "other non-HTTP bytes where a request should start: conservative mode")    \
+    X(http_gpc_requests, "requests carrying Sec-GPC: 1 (Global Privacy Control)")                    \
+    X(http_gpc_stripped, "identifier lines stripped only because of Sec-GPC: 1 (consent held)")      \
+    X(http_gpc_too_late, "Sec-GPC: 1 after an identifier it covers left in an earlier segment")      \
     /* verdicts (one per decision on identifiers found) */                                           \
     X(verdict_pass_consent, "identifiers passed: subscriber consented to the collector's purpose")   \
     X(verdict_pass_exempt, "identifiers passed: destination is an exemption")                        \
@@ -102,6 +105,7 @@ namespace optgate {
     X(verdict_strip_table_not_received, "identifiers stripped: no consent table received yet")       \
     X(verdict_strip_table_stale, "identifiers stripped: consent table older than the limit")         \
     X(verdict_strip_out_of_sync, "identifiers stripped: HTTP parser lost sync, host unknown")        \
+    X(verdict_strip_gpc, "identifiers stripped: request sent Sec-GPC: 1, purpose honours it")        \
     /* tagging */                                                                                    \
     X(tagged_passed, "packets to collectors tagged with the 'passed' DSCP")                          \
     X(tagged_stripped, "packets to collectors tagged with the 'stripped' DSCP")                      \

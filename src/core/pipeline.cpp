@@ -62,11 +62,11 @@ Verdict BurstContext::packet_verdict(BurstSlot& s) const noexcept {
     return s.verdict;
 }
 
-void BurstContext::count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier,
-                                    bool passed) const noexcept {
+void BurstContext::count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier, bool passed,
+                                    bool gpc) const noexcept {
     const SourceKey k = source_key(p, runtime.policy().ipv6_key_length);
     disclosure->count(k.v4 ? Family::v4 : Family::v6, k.hi, k.v4 ? k.addr : k.lo, destination_slot, identifier, passed,
-                      counters);
+                      counters, gpc);
 }
 
 Worker::Worker(Enforcement& enforcement, const HttpStageConfig& http, const DisclosureConfig& disclosure)

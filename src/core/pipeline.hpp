@@ -76,12 +76,16 @@ struct BurstContext {
     // `p` under the verdict: per destination slot and per identifier, and
     // per source subscriber key in the disclosure counts. Stages only see
     // packets from subscribers, so every instance has a subscriber key.
-    void count_identifier(const ParsedPacket& p, const Destination& dest, int identifier, bool passed) const noexcept {
+    // `gpc`: stripped only because the request carried Sec-GPC: 1 (a
+    // disclosure row of its own, disclosure.hpp).
+    void count_identifier(const ParsedPacket& p, const Destination& dest, int identifier, bool passed,
+                          bool gpc = false) const noexcept {
         (passed ? counters.destination_passed : counters.destination_stripped)[dest.counter_slot]++;
         (passed ? counters.identifier_passed : counters.identifier_stripped)[size_t(identifier)]++;
-        if (disclosure) count_disclosure(p, dest.counter_slot, identifier, passed);
+        if (disclosure) count_disclosure(p, dest.counter_slot, identifier, passed, gpc);
     }
-    void count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier, bool passed) const noexcept;
+    void count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier, bool passed,
+                          bool gpc = false) const noexcept;
 };
 
 class Worker {

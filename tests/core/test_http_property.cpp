@@ -4,6 +4,9 @@
 //   (a) strip: every identifier value byte arrives as the filler;
 //   (b) pass: the stream arrives byte-identical;
 //   (c) every other byte arrives unchanged;
+//   (d) with Sec-GPC: 1 in a consented request, identifier values after it
+//       arrive as filler (a), and each one before it wholly as filler or
+//       wholly unchanged;
 // and any byte received twice is the same both times (retransmissions get
 // the same rewrite); every forwarded frame has right checksums. Among the
 // segments go inconsistent retransmissions: bytes the receiver already has,
@@ -17,6 +20,7 @@
 
 #include <cstdlib>
 #include <deque>
+#include <map>
 #include <random>
 
 #include "test_http_fixture.hpp"
@@ -28,18 +32,23 @@ namespace {
 
 enum class Scenario { strip, pass, by_host };
 
-// What a byte of the generated stream is.
-enum class Mark : uint8_t { other, id_strip, id_pass };
+// What a byte of the generated stream is. id_either: a consented identifier
+// value before a Sec-GPC: 1 in its request, which the signal strips when it
+// comes in the segment in which the line's name ended, else not: each such
+// line arrives either wholly as filler or wholly as sent.
+enum class Mark : uint8_t { other, id_strip, id_pass, id_either };
 
 struct Stream {
     std::string bytes;
     std::vector<Mark> marks;
-    std::vector<bool> body;  // message body bytes: read by no one as fields
+    std::vector<uint32_t> lines;  // id_either: the identifier line the byte belongs to
+    std::vector<bool> body;       // message body bytes: read by no one as fields
     size_t identifier_lines = 0;
 
     void add(std::string_view s, Mark m = Mark::other, bool in_body = false) {
         bytes += s;
         marks.insert(marks.end(), s.size(), m);
+        lines.insert(lines.end(), s.size(), uint32_t(identifier_lines));
         body.insert(body.end(), s.size(), in_body);
     }
 };
@@ -87,7 +96,10 @@ private:
     }
 
     Mark id_mark() const {
-        return sc_ == Scenario::pass || (sc_ == Scenario::by_host && !strip_host_) ? Mark::id_pass : Mark::id_strip;
+        const bool pass = sc_ == Scenario::pass || (sc_ == Scenario::by_host && !strip_host_);
+        if (!pass) return Mark::id_strip;
+        if (gpc_ == Gpc::before) return Mark::id_either;  // every purpose of the sample policy honours it
+        return gpc_ == Gpc::after ? Mark::id_strip : Mark::id_pass;
     }
 
     void identifier_field(Stream& s) {
@@ -144,6 +156,11 @@ private:
         for (int i = int(below(4)); i > 0; --i) fields.push_back(1);
         if (chance(70)) fields.push_back(2);
         if (body) fields.push_back(3);
+        gpc_ = Gpc::none;
+        if (chance(25)) {
+            fields.push_back(4);
+            gpc_ = Gpc::before;
+        }
         std::shuffle(fields.begin(), fields.end(), rng_);
         std::string payload;
         if (body) payload = body_bytes();
@@ -152,6 +169,10 @@ private:
             case 0: identifier_field(s); break;
             case 1: other_field(s); break;
             case 2: host_field(s); break;
+            case 4:
+                s.add(random_case("sec-gpc") + ":" + ows() + "1" + ows() + eol_);
+                gpc_ = Gpc::after;
+                break;
             case 3:
                 if (chunked)
                     s.add(random_case("transfer-encoding") + ":" + ows() + (chance(20) ? "gzip, " : "") + "chunked" +
@@ -209,6 +230,8 @@ private:
     Scenario sc_;
     std::string eol_ = "\r\n";
     bool strip_host_ = false;
+    // Where the request's fields are relative to its Sec-GPC: 1, if any.
+    enum class Gpc { none, before, after } gpc_ = Gpc::none;
 };
 
 struct Piece {
@@ -345,13 +368,23 @@ struct Sim {
 
     void check_stream() const {
         REQUIRE(delivered == st.bytes.size());
+        std::map<uint32_t, std::pair<bool, bool>> either;  // line -> (all as sent, all filler)
         for (size_t k = 0; k < st.bytes.size(); ++k) {
             INFO("byte " << k << " of " << st.bytes.size()
                          << " context: " << std::string_view(st.bytes).substr(k < 40 ? 0 : k - 40, 80));
-            if (st.marks[k] == Mark::id_strip)
+            if (st.marks[k] == Mark::id_either) {
+                auto& [sent, filler] = either.try_emplace(st.lines[k], true, true).first->second;
+                sent = sent && got[k] == st.bytes[k];
+                filler = filler && got[k] == 'x';
+            } else if (st.marks[k] == Mark::id_strip) {
                 REQUIRE(got[k] == 'x');  // (a)
-            else
+            } else {
                 REQUIRE(got[k] == st.bytes[k]);  // (b), (c)
+            }
+        }
+        for (const auto& [line, r] : either) {
+            INFO("identifier line " << line << " before Sec-GPC: 1");
+            REQUIRE((r.first || r.second));  // (d) never half overwritten
         }
     }
 };
@@ -470,4 +503,50 @@ TEST_CASE("property: random streams, segments, reordering and retransmission") {
     CHECK(evasions_dropped > evasions / 2);
     CHECK(px.count(Counter::verdict_pass_consent) > 0);
     CHECK(px.count(Counter::verdict_strip_no_consent) > 0);
+    CHECK(px.count(Counter::http_gpc_requests) > 0);
+    CHECK(px.count(Counter::http_gpc_stripped) > 0);
+    CHECK(px.count(Counter::http_gpc_too_late) > 0);
+}
+
+// The matcher against a plain model: a name is the identifier of its exact
+// entry if there is one, else of the longest prefix it starts with. Small
+// alphabets make names share prefixes at every length.
+TEST_CASE("property: header-name matcher with exact names and prefixes agrees with the model") {
+    const uint64_t first_seed = env_or("OPTGATE_SEED", 20261204);
+    const uint64_t cases = env_or("OPTGATE_CASES", 2000) / 4 + 1;
+    for (uint64_t seed = first_seed; seed < first_seed + cases; ++seed) {
+        INFO("rerun: OPTGATE_SEED=" << seed << " OPTGATE_CASES=1 test-http -tc='property: header-name*'");
+        std::mt19937_64 rng(seed);
+        auto word = [&](size_t max) {
+            std::string w;
+            for (size_t n = 1 + rng() % max; n > 0; --n) w += "ab-"[rng() % 3];
+            return w;
+        };
+        std::vector<std::pair<std::string, int>> exact, prefixes;
+        std::map<std::string, std::pair<int, bool>> model;  // name -> (identifier, prefix); first listing wins
+        int next = 0;
+        for (uint64_t k = 1 + rng() % 8; k > 0; --k) {
+            const bool prefix = rng() % 2 == 0;
+            const std::string w = word(6);
+            (prefix ? prefixes : exact).emplace_back(w, next);
+            ++next;
+        }
+        for (const auto& [w, i] : exact) model.emplace(w, std::pair{i, false});
+        for (const auto& [w, i] : prefixes) model.emplace(w, std::pair{i, true});
+        const HeaderMatcher m(exact, prefixes);
+        for (int probe = 0; probe < 200; ++probe) {
+            std::string name = word(9);
+            int want = -1;
+            if (auto it = model.find(name); it != model.end()) want = it->second.first;
+            for (size_t len = name.size(); want < 0 && len > 0; --len)
+                if (auto it = model.find(name.substr(0, len)); it != model.end() && it->second.second)
+                    want = it->second.first;
+            std::string mixed = name;
+            for (auto& c : mixed)
+                if (rng() % 2) c = char(std::toupper(uint8_t(c)));
+            INFO("name " << mixed);
+            const HeaderName* h = m.find(mixed);
+            CHECK((h ? h->identifier : -1) == want);
+        }
+    }
 }

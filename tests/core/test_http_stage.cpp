@@ -3,6 +3,8 @@
 // checksums are checked with the packet builder's own code.
 #include <doctest/doctest.h>
 
+#include <map>
+
 #include "test_http_fixture.hpp"
 #include "test_http_util.hpp"
 
@@ -678,4 +680,76 @@ TEST_CASE("a new policy applies to the next bytes, and a name cut by the change 
     const std::string b = "-Id: cut-by-reload\r\nX-MSISDN: 15550000000\r\nX-Foo-Id: whole\r\n\r\n";
     CHECK(payload(px.run(c.data(a.size(), b))) == fill_values(b, {"cut-by-reload", "whole"}));
     CHECK(px.count(Counter::http_policy_resync) == 1);
+}
+
+TEST_CASE("Global Privacy Control: consented identifiers stripped in the signal's segment, counted, per subscriber") {
+    HttpPipeline px;
+    Conn c;
+    c.src = "100.64.0.10";  // advertising consent -> adnet (advertising)
+    px.run(c.syn());
+    // The identifier before the signal in the same segment is still reached.
+    const std::string r1 =
+        "GET /1 HTTP/1.1\r\nHost: www.example.org\r\nX-UIDH: uidh-1\r\nSec-GPC: 1\r\nX-MSISDN: 4915\r\n\r\n";
+    const Bytes in1 = c.data(0, r1);
+    const Bytes out1 = px.run(in1);
+    CHECK(payload(out1) == fill_values(r1, {"uidh-1", "4915"}));
+    check_frame(out1);
+    CHECK(px.run(in1) == out1);  // a retransmission gets the same rewrite
+    CHECK(px.count(Counter::http_gpc_requests) == 1);
+    CHECK(px.count(Counter::http_gpc_stripped) == 2);
+    CHECK(px.count(Counter::verdict_strip_gpc) == 1);
+    CHECK(px.count(Counter::verdict_pass_consent) == 0);
+    CHECK(px.count(Counter::http_gpc_too_late) == 0);
+
+    // The identifier in an earlier segment has left: too late for it; the
+    // one after the signal is stripped.
+    const std::string r2a = "GET /2 HTTP/1.1\r\nX-UIDH: uidh-2\r\n", r2b = "Sec-GPC: 1\r\nX-MSISDN: 4916\r\n\r\n";
+    const Bytes in2a = c.data(r1.size(), r2a);
+    CHECK(px.run(in2a) == in2a);
+    CHECK(payload(px.run(c.data(r1.size() + r2a.size(), r2b))) == fill_values(r2b, {"4916"}));
+    CHECK(px.count(Counter::http_gpc_too_late) == 1);
+    CHECK(px.count(Counter::verdict_pass_consent) == 1);
+    CHECK(px.count(Counter::http_gpc_stripped) == 3);
+    const auto& k = px.worker->counters();
+    CHECK(k.identifier_stripped[0] == 1);
+    CHECK(k.identifier_passed[0] == 1);
+    CHECK(k.identifier_stripped[1] == 2);
+
+    // Per subscriber: the signal's strips in the destination's Global
+    // Privacy Control row, the rest under the identifiers' names.
+    DisclosureDrain drain(1000);
+    std::vector<Worker*> workers{px.worker.get()};
+    DisclosureBatch batch;
+    px.worker->idle();  // the worker runs on this thread: it must not hold up the grace period
+    REQUIRE(drain.drain(px.enforcement.rcu(), workers, 2000, batch));
+    std::map<std::string, std::pair<uint64_t, uint64_t>> rows;  // identifier -> (passed, stripped) to adnet
+    for (const auto& e : batch.entries) {
+        CHECK(e.destination == "adnet");
+        rows[e.identifier] = {e.passed, e.stripped};
+    }
+    CHECK(rows.size() == 2);
+    CHECK(rows[kGpcIdentifierName] == std::pair<uint64_t, uint64_t>{0, 3});
+    CHECK(rows["Verizon UIDH"] == std::pair<uint64_t, uint64_t>{1, 0});
+}
+
+TEST_CASE("Global Privacy Control: a purpose with honour_gpc false passes; exemptions pass") {
+    Policy p = test::sample_policy();
+    p.purposes[0].honour_gpc = false;
+    HttpPipeline px(p);
+    Conn c;
+    c.src = "100.64.0.10";
+    px.run(c.syn());
+    const std::string r = "GET / HTTP/1.1\r\nSec-GPC: 1\r\nX-UIDH: uidh-1\r\n\r\n";
+    const Bytes in = c.data(0, r);
+    CHECK(px.run(in) == in);
+    CHECK(px.count(Counter::http_gpc_requests) == 1);
+    CHECK(px.count(Counter::verdict_pass_consent) == 1);
+
+    HttpPipeline ex;
+    Conn b;
+    b.dst = "203.0.113.201";  // billing exemption
+    ex.run(b.syn());
+    const Bytes bin = b.data(0, r);
+    CHECK(ex.run(bin) == bin);
+    CHECK(ex.count(Counter::verdict_pass_exempt) == 1);
 }
