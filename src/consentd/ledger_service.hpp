@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "consentd/binding_address.hpp"
+#include "consentd/checkpointer.hpp"
 #include "consentd/consent_state.hpp"
 #include "consentd/import_parser.hpp"
 #include "consentd/ledger.hpp"
@@ -141,6 +142,9 @@ public:
         // judged under the policy (nullopt text: recorded as unknown).
         std::optional<std::string> policy_text{};
         ReceiptIssuer receipts{};
+        // WAL checkpoints on a thread of their own (checkpointer.hpp) while
+        // the writer runs.
+        Checkpointer::Limits checkpoints{};
     };
 
     // Loads the in-memory state from the ledger's derived tables.
@@ -150,6 +154,7 @@ public:
     LedgerService(const LedgerService&) = delete;
     LedgerService& operator=(const LedgerService&) = delete;
 
+    // Starts the writer and the checkpointer.
     void start();
     // Finishes every queued request, then stops the writer.
     void stop();
@@ -212,6 +217,7 @@ private:
     std::deque<Pending> queue_;
     bool stopping_ = false;
     std::atomic<uint64_t> committed_seq_{0};
+    std::unique_ptr<Checkpointer> checkpointer_;  // while the writer runs
     std::thread writer_;
 };
 
