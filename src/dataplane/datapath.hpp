@@ -25,15 +25,15 @@ namespace optgate::dataplane {
 // list: X(name, what the exit summary prints after the number). The stats
 // channel (driver_<name>), /optgate/stats, the exit summary and the JSON
 // report (docs/dataplane.md) are generated from it.
-#define OPTGATE_DRIVER_COUNTERS(X)                                  \
-    X(rx, "received")                                               \
-    X(tx, "sent")                                                   \
-    /* the port's tx queue (or shared-tx ring) was full */          \
-    X(tx_full_dropped, "dropped on full tx queues")                 \
-    /* chained mbuf that could not be linearised */                 \
-    X(multi_segment_dropped, "unlinearisable jumbo frames dropped") \
-    /* another worker's inbox was full */                           \
-    X(steering_ring_full_dropped, "dropped on full steering rings") \
+#define OPTGATE_DRIVER_COUNTERS(X)                                      \
+    X(rx, "received")                                                   \
+    X(tx, "sent")                                                       \
+    /* the port's tx queue (or shared-tx ring) was full */              \
+    X(tx_full_dropped, "dropped on full tx queues")                     \
+    /* chained mbuf that could not be linearised */                     \
+    X(multi_segment_dropped, "unlinearisable jumbo frames dropped")     \
+    /* another worker's inbox was full */                               \
+    X(steering_ring_full_dropped, "dropped on full steering rings")     \
     /* a frame the core emitted found no mbuf (or none large enough) */ \
     X(emit_dropped, "emitted frames without an mbuf")
 
