@@ -37,6 +37,17 @@ namespace optgate {
     X(ipv4_fragment, "IPv4 fragments seen")                                                          \
     X(ipv6_fragment, "IPv6 fragments seen")                                                          \
     X(fragment_dropped, "fragments of an inspected datagram dropped on a strip verdict")             \
+    /* encapsulations (docs/pipeline.md#encapsulations); per kind in Encapsulation order */          \
+    X(encapsulated_inspected, "frames parsed through an enabled encapsulation to the inner packet")  \
+    X(encapsulated_not_inspected_pppoe, "PPPoE sessions not looked into (off, or unparsable)")       \
+    X(encapsulated_not_inspected_mpls, "MPLS frames not looked into (off, or unparsable)")           \
+    X(encapsulated_not_inspected_gre, "GRE not looked into (off, or unparsable)")                    \
+    X(encapsulated_not_inspected_l2tp, "L2TP (UDP 1701) not looked into (off, or unparsable)")       \
+    X(encapsulated_not_inspected_vxlan, "VXLAN (UDP 4789) not looked into (off, or unparsable)")     \
+    X(encapsulated_not_inspected_geneve, "Geneve (UDP 6081) not looked into (off, or unparsable)")   \
+    X(encapsulated_not_inspected_gtpu, "GTP-U (UDP 2152) not looked into (off, or unparsable)")      \
+    X(encapsulated_fragment_not_inspected, "outer fragments of an enabled tunnel: not looked into")  \
+    X(encapsulated_too_deep, "more than 4 encapsulation layers: forwarded unchanged")                \
     /* DNS stage */                                                                                  \
     X(dns_queries, "DNS queries from subscribers inspected")                                         \
     X(dns_not_query, "DNS messages with QR=1 on a DNS port: not inspected")                          \

@@ -123,6 +123,7 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
     WorkerCounters& c = ctx.counters;
     const Runtime& rt = ctx.runtime;
     dns_count_ = http_count_ = 0;
+    const EncapsulationSet encapsulations = rt.policy().encapsulations;
     for (uint32_t i = 0; i < n; ++i) {
         if (i + 2 < n) __builtin_prefetch(pkts[i + 2].data);
         BurstSlot& s = slots_[i];
@@ -132,7 +133,10 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
         s.from_subscriber = false;
         PacketRef& pkt = pkts[i];
         pkt.action = Action::forward;
-        const ParseResult r = parse_packet(pkt.data, pkt.len, s.parsed);
+        const ParseResult r = parse_packet(pkt.data, pkt.len, s.parsed, encapsulations);
+        // Encapsulated frames: looked into, or what was not (docs/pipeline.md#encapsulations).
+        if (r.note != Counter::packets) [[unlikely]]
+            c.add(r.note);
         if (!r.ok) {
             c.add(r.reason);
             continue;

@@ -8,6 +8,14 @@
 // types: TCP and UDP hash addresses and ports; other IP traffic and every
 // IPv4 fragment hash addresses only (later fragments carry no ports);
 // non-IP frames (ARP, LLDP) go to worker 0.
+//
+// Encapsulated frames (docs/pipeline.md#encapsulations): when the policy
+// looks into an encapsulation, a frame that carries it hashes on its inner
+// flow, parsed by the core's parser, so both directions of an inner flow
+// meet on one worker whatever the outer headers say (VXLAN's and GTP-U's
+// outer source ports differ by direction; PPPoE has no IP header outside).
+// Only frames that may be encapsulated (PPPoE/MPLS EtherTypes, GRE, UDP to
+// a tunnel port) are parsed twice; native frames cost what they did.
 #pragma once
 
 #include <rte_byteorder.h>
@@ -16,6 +24,8 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+
+#include "core/packet.hpp"
 
 namespace optgate::dataplane {
 
@@ -43,7 +53,8 @@ public:
     }
 
     // The flow hash of an Ethernet frame (0 for non-IP frames).
-    uint32_t hash(const uint8_t* frame, uint32_t len) const noexcept {
+    // `encapsulations`: those the policy looks into (Enforcement::encapsulations()).
+    uint32_t hash(const uint8_t* frame, uint32_t len, EncapsulationSet encapsulations = 0) const noexcept {
         uint32_t off = 12;
         if (len < off + 2) return 0;
         uint16_t type = load16(frame + off);
@@ -52,6 +63,10 @@ public:
             if (len < off + 4) return 0;
             type = load16(frame + off + 2);
             off += 4;
+        }
+        if (encapsulations && may_be_encapsulated(frame, len, type, off)) [[unlikely]] {
+            ParsedPacket p;
+            if (parse_packet(frame, len, p, encapsulations).ok && p.encapsulations) return hash_inner(p);
         }
         uint32_t tuple[10];
         if (type == 0x0800) {
@@ -93,6 +108,39 @@ public:
 
 private:
     static uint16_t load16(const uint8_t* p) noexcept { return uint16_t(p[0] << 8 | p[1]); }
+
+    // A cheap look at the outer headers: could the parser find a tunnel here?
+    static bool may_be_encapsulated(const uint8_t* frame, uint32_t len, uint16_t type, uint32_t off) noexcept {
+        if (type == 0x8864 || type == 0x8847 || type == 0x8848) return true;
+        uint8_t proto = 0;
+        uint32_t l4 = 0;
+        if (type == 0x0800 && len >= off + 20) {
+            proto = frame[off + 9];
+            l4 = off + uint32_t(frame[off] & 0x0f) * 4;
+        } else if (type == 0x86dd && len >= off + 40) {
+            proto = frame[off + 6];  // tunnels behind IPv6 extension headers hash on the outer packet
+            l4 = off + 40;
+        }
+        if (proto == kProtoGre) return true;
+        return proto == kProtoUdp && len >= l4 + 4 && udp_tunnel(load16(frame + l4), load16(frame + l4 + 2));
+    }
+
+    // The inner packet's flow, as hash() would hash it were it native.
+    uint32_t hash_inner(const ParsedPacket& p) const noexcept {
+        uint32_t tuple[9];
+        const unsigned words = p.family == Family::v4 ? 1 : 4;
+        for (unsigned i = 0; i < words; ++i) {
+            uint32_t s = 0, d = 0;
+            std::memcpy(&s, p.src + 4 * i, 4);
+            std::memcpy(&d, p.dst + 4 * i, 4);
+            tuple[i] = rte_be_to_cpu_32(s);
+            tuple[words + i] = rte_be_to_cpu_32(d);
+        }
+        uint32_t n = 2 * words;
+        if (p.has_l4 && !p.fragment && (p.l4_proto == kProtoTcp || p.l4_proto == kProtoUdp))
+            tuple[n++] = uint32_t(p.src_port) << 16 | p.dst_port;
+        return rte_softrss_be(tuple, n, be_key_.data());
+    }
 
     alignas(8) std::array<uint8_t, kKeyLen> be_key_{};
 };
