@@ -1,5 +1,7 @@
 #include "core/packet.hpp"
 
+#include <new>
+
 #include "core/checksum.hpp"
 
 namespace optgate {
@@ -87,8 +89,8 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
     return {true, Counter::packets};
 }
 
-ParseResult parse_ipv4(const uint8_t* data, uint32_t off, uint32_t len, ParsedPacket& out,
-                       EncapsulationSet enc) noexcept {
+[[gnu::always_inline]] inline ParseResult parse_ipv4(const uint8_t* data, uint32_t off, uint32_t len, ParsedPacket& out,
+                                                     EncapsulationSet enc) noexcept {
     if (len < off + 20) return fail(Counter::truncated_ipv4);
     const uint8_t* ip = data + off;
     const unsigned ihl = (ip[0] & 0x0f) * 4u;
@@ -118,8 +120,8 @@ ParseResult parse_ipv4(const uint8_t* data, uint32_t off, uint32_t len, ParsedPa
     return parse_l4(data, off + ihl, out.ip_end, out, enc);
 }
 
-ParseResult parse_ipv6(const uint8_t* data, uint32_t off, uint32_t len, ParsedPacket& out,
-                       EncapsulationSet enc) noexcept {
+[[gnu::always_inline]] inline ParseResult parse_ipv6(const uint8_t* data, uint32_t off, uint32_t len, ParsedPacket& out,
+                                                     EncapsulationSet enc) noexcept {
     if (len < off + 40) return fail(Counter::truncated_ipv6);
     const uint8_t* ip = data + off;
     if ((ip[0] >> 4) != 6) return fail(Counter::bad_ipv6_header);
@@ -174,8 +176,8 @@ ParseResult parse_ipv6(const uint8_t* data, uint32_t off, uint32_t len, ParsedPa
 }
 
 // Ethernet (with up to two VLAN tags) at `off`, bounded by `end`.
-ParseResult parse_ethernet(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out,
-                           EncapsulationSet enc) noexcept {
+[[gnu::always_inline]] inline ParseResult parse_ethernet(const uint8_t* data, uint32_t off, uint32_t end,
+                                                         ParsedPacket& out, EncapsulationSet enc) noexcept {
     if (end < off + 14) return fail(Counter::truncated_l2);
     off += 12;
     uint16_t ether_type = load16(data + off);
@@ -193,6 +195,22 @@ ParseResult parse_ethernet(const uint8_t* data, uint32_t off, uint32_t end, Pars
 }
 
 // ---- encapsulations (docs/pipeline.md#encapsulations) ----
+
+// The inner packet's entry points, out of line: the native layers above are
+// inlined into parse_packet() (one straight function for native frames, as
+// before encapsulations), and into these once more for inner packets.
+[[gnu::noinline]] ParseResult parse_inner_ipv4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out,
+                                               EncapsulationSet enc) noexcept {
+    return parse_ipv4(data, off, end, out, enc);
+}
+[[gnu::noinline]] ParseResult parse_inner_ipv6(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out,
+                                               EncapsulationSet enc) noexcept {
+    return parse_ipv6(data, off, end, out, enc);
+}
+[[gnu::noinline]] ParseResult parse_inner_ethernet(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out,
+                                                   EncapsulationSet enc) noexcept {
+    return parse_ethernet(data, off, end, out, enc);
+}
 
 ParseResult not_looked_into(Encapsulation kind) noexcept { return fail(not_inspected(kind)); }
 
@@ -236,8 +254,8 @@ ParseResult parse_ip_by_version(const uint8_t* data, uint32_t off, uint32_t end,
                                 EncapsulationSet enc, Encapsulation kind) noexcept {
     if (end < off + 1) return not_looked_into(kind);
     const unsigned version = data[off] >> 4;
-    if (version == 4) return inner(kind, parse_ipv4(data, off, end, out, enc));
-    if (version == 6) return inner(kind, parse_ipv6(data, off, end, out, enc));
+    if (version == 4) return inner(kind, parse_inner_ipv4(data, off, end, out, enc));
+    if (version == 6) return inner(kind, parse_inner_ipv6(data, off, end, out, enc));
     return not_looked_into(kind);
 }
 
@@ -255,8 +273,8 @@ ParseResult parse_ppp(const uint8_t* data, uint32_t off, uint32_t end, ParsedPac
         protocol = load16(data + off);
         off += 2;
     }
-    if (protocol == 0x0021) return inner(kind, parse_ipv4(data, off, end, out, enc));
-    if (protocol == 0x0057) return inner(kind, parse_ipv6(data, off, end, out, enc));
+    if (protocol == 0x0021) return inner(kind, parse_inner_ipv4(data, off, end, out, enc));
+    if (protocol == 0x0057) return inner(kind, parse_inner_ipv6(data, off, end, out, enc));
     return fail(Counter::non_ip);  // LCP, IPCP, ...: control, nothing to inspect
 }
 
@@ -307,9 +325,9 @@ ParseResult parse_other_ethertype(const uint8_t* data, uint16_t type, uint32_t o
 // What a tunnel header says follows it, as an EtherType (GRE, Geneve).
 ParseResult parse_tunnel_payload(const uint8_t* data, uint16_t type, uint32_t off, uint32_t end, ParsedPacket& out,
                                  EncapsulationSet enc, Encapsulation kind) noexcept {
-    if (type == kEtherIpv4) return inner(kind, parse_ipv4(data, off, end, out, enc));
-    if (type == kEtherIpv6) return inner(kind, parse_ipv6(data, off, end, out, enc));
-    if (type == kEtherTeb) return inner(kind, parse_ethernet(data, off, end, out, enc));
+    if (type == kEtherIpv4) return inner(kind, parse_inner_ipv4(data, off, end, out, enc));
+    if (type == kEtherIpv6) return inner(kind, parse_inner_ipv6(data, off, end, out, enc));
+    if (type == kEtherTeb) return inner(kind, parse_inner_ethernet(data, off, end, out, enc));
     return not_looked_into(kind);
 }
 
@@ -349,7 +367,7 @@ ParseResult parse_udp_tunnel(const uint8_t* data, Encapsulation kind, uint32_t o
         if (!enter_layer(out)) return fail(Counter::encapsulated_too_deep);
         record_carrier(out);
         record(out, OuterField::Kind::udp, off);
-        return inner(kind, parse_ethernet(data, h + 8, udp_end, out, enc));
+        return inner(kind, parse_inner_ethernet(data, h + 8, udp_end, out, enc));
     case Encapsulation::geneve: {  // RFC 8926: version 0, options skipped
         if (udp_end < h + 8 || (t[0] >> 6) != 0) return not_looked_into(kind);
         const uint32_t start = h + 8 + (t[0] & 0x3f) * 4u;
@@ -415,7 +433,7 @@ ParseResult parse_udp_tunnel(const uint8_t* data, Encapsulation kind, uint32_t o
 }  // namespace
 
 ParseResult parse_packet(const uint8_t* data, uint32_t len, ParsedPacket& out, EncapsulationSet enc) noexcept {
-    out = ParsedPacket{};
+    new (&out) ParsedPacket;  // default-initialised: the outer fields array is not written
     // OuterField offsets are 16-bit: a frame longer than 64 KiB (no link
     // carries one; a capture might) is parsed as if nothing were enabled.
     if (len > 0xffff) [[unlikely]]

@@ -66,7 +66,8 @@ struct OuterField {
     uint16_t end;  // gre_checksum: the end of the GRE packet (its carrier's IP end)
     // No initialisation: ParsedPacket is reset for every packet, and only
     // the first `outer_count` entries are ever read.
-    OuterField() noexcept {}  // NOLINT(modernize-use-equals-default): must not zero
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init, modernize-use-equals-default): must not zero
+    OuterField() noexcept {}
     OuterField(Kind k, uint32_t off, uint32_t e) noexcept : kind(k), offset(uint16_t(off)), end(uint16_t(e)) {}
 };
 // Per layer at most an IP header and two tunnel fields (UDP + GTP-U/L2TP).

@@ -117,10 +117,8 @@ void fix_outer(uint8_t* frame, const ParsedPacket& p, Changes ch, uint32_t remov
                 ch.word(o + 10, old_check, load16(h + 10));
             }
             break;
-        case OuterField::Kind::ipv6:
-            if (removed) shrink16(h + 4, o + 4, removed, ch);
-            break;
-        case OuterField::Kind::pppoe:
+        case OuterField::Kind::ipv6:   // payload length
+        case OuterField::Kind::pppoe:  // payload length
             if (removed) shrink16(h + 4, o + 4, removed, ch);
             break;
         case OuterField::Kind::gtpu:

@@ -131,8 +131,8 @@ private:
         const unsigned words = p.family == Family::v4 ? 1 : 4;
         for (unsigned i = 0; i < words; ++i) {
             uint32_t s = 0, d = 0;
-            std::memcpy(&s, p.src + 4 * i, 4);
-            std::memcpy(&d, p.dst + 4 * i, 4);
+            std::memcpy(&s, p.src + size_t(4) * i, 4);
+            std::memcpy(&d, p.dst + size_t(4) * i, 4);
             tuple[i] = rte_be_to_cpu_32(s);
             tuple[words + i] = rte_be_to_cpu_32(d);
         }

@@ -34,8 +34,10 @@ struct PipelineFixture {
         table->upsert(key("100.64.0.12"), 0);
         table->upsert(key("2001:db8:1000:1::"), 0b01);
         enforcement.install(std::move(rt), std::move(table));
-        if (mode == Enforcement::Mode::controlled) enforcement.heard_from_control(monotonic_ns());
         worker = std::make_unique<Worker>(enforcement, HttpStageConfig{}, disclosure);
+        // After the worker: it touches its 33 MiB flow table, which on a
+        // loaded machine can take longer than a test's staleness limit.
+        if (mode == Enforcement::Mode::controlled) enforcement.heard_from_control(monotonic_ns());
     }
 
     // Runs one frame through the worker; returns it as forwarded (empty if dropped).
