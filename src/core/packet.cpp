@@ -37,20 +37,16 @@ static_assert(unsigned(Counter::encapsulated_not_inspected_gtpu) ==
 
 bool enabled(EncapsulationSet set, Encapsulation e) noexcept { return (set & encapsulation_bit(e)) != 0; }
 
-// The layers of an encapsulated frame. Declared here, defined after the
-// native layers; kept out of line so that the native path (Ethernet, IP,
-// TCP/UDP) stays one straight inlined function with one rare branch per
-// encapsulation point.
+// The layers of an encapsulated frame behind a non-IP EtherType (PPPoE,
+// MPLS). Declared here, defined after the native layers; out of line, so
+// that the native path (Ethernet, IP, TCP/UDP) stays one straight inlined
+// function. IP tunnels (GRE, UDP) are looked for once the IP packet is
+// parsed (parse_packet).
 [[gnu::noinline]] ParseResult parse_other_ethertype(const uint8_t* data, uint16_t type, uint32_t off, uint32_t end,
                                                     ParsedPacket& out, EncapsulationSet enc) noexcept;
-[[gnu::noinline]] ParseResult parse_udp_tunnel(const uint8_t* data, Encapsulation kind, uint32_t off, ParsedPacket& out,
-                                               EncapsulationSet enc) noexcept;
-[[gnu::noinline]] ParseResult parse_gre(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out,
-                                        EncapsulationSet enc) noexcept;
 
 // Parses TCP/UDP at `off`, bounded by `end` (the IP datagram end).
-ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out,
-                     EncapsulationSet enc) noexcept {
+ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out) noexcept {
     out.l4_offset = off;
     if (out.l4_proto == kProtoTcp) {
         if (end < off + 20) return fail(Counter::truncated_tcp);
@@ -78,19 +74,15 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
         out.payload_offset = off + 8;
         out.payload_len = out.fragment ? end - off - 8 : ulen - 8;
         out.has_l4 = true;
-        if (const auto tunnel = udp_tunnel(out.src_port, out.dst_port)) [[unlikely]]
-            return parse_udp_tunnel(data, *tunnel, off, out, enc);
         return {true, Counter::packets};
     }
     out.payload_offset = off;
     out.payload_len = end - off;
-    if (out.l4_proto == kProtoGre) [[unlikely]]
-        return parse_gre(data, off, end, out, enc);
     return {true, Counter::packets};
 }
 
-[[gnu::always_inline]] inline ParseResult parse_ipv4(const uint8_t* data, uint32_t off, uint32_t len, ParsedPacket& out,
-                                                     EncapsulationSet enc) noexcept {
+[[gnu::always_inline]] inline ParseResult parse_ipv4(const uint8_t* data, uint32_t off, uint32_t len,
+                                                     ParsedPacket& out) noexcept {
     if (len < off + 20) return fail(Counter::truncated_ipv4);
     const uint8_t* ip = data + off;
     const unsigned ihl = (ip[0] & 0x0f) * 4u;
@@ -117,11 +109,11 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
             return {true, Counter::packets};
         }
     }
-    return parse_l4(data, off + ihl, out.ip_end, out, enc);
+    return parse_l4(data, off + ihl, out.ip_end, out);
 }
 
-[[gnu::always_inline]] inline ParseResult parse_ipv6(const uint8_t* data, uint32_t off, uint32_t len, ParsedPacket& out,
-                                                     EncapsulationSet enc) noexcept {
+[[gnu::always_inline]] inline ParseResult parse_ipv6(const uint8_t* data, uint32_t off, uint32_t len,
+                                                     ParsedPacket& out) noexcept {
     if (len < off + 40) return fail(Counter::truncated_ipv6);
     const uint8_t* ip = data + off;
     if ((ip[0] >> 4) != 6) return fail(Counter::bad_ipv6_header);
@@ -170,7 +162,7 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
             }
             continue;
         }
-        default: out.l4_proto = next; return parse_l4(data, pos, out.ip_end, out, enc);
+        default: out.l4_proto = next; return parse_l4(data, pos, out.ip_end, out);
         }
     }
 }
@@ -189,8 +181,8 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
         ether_type = load16(data + off);
     }
     off += 2;
-    if (ether_type == kEtherIpv4) return parse_ipv4(data, off, end, out, enc);
-    if (ether_type == kEtherIpv6) return parse_ipv6(data, off, end, out, enc);
+    if (ether_type == kEtherIpv4) return parse_ipv4(data, off, end, out);
+    if (ether_type == kEtherIpv6) return parse_ipv6(data, off, end, out);
     return parse_other_ethertype(data, ether_type, off, end, out, enc);
 }
 
@@ -199,13 +191,13 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
 // The inner packet's entry points, out of line: the native layers above are
 // inlined into parse_packet() (one straight function for native frames, as
 // before encapsulations), and into these once more for inner packets.
-[[gnu::noinline]] ParseResult parse_inner_ipv4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out,
-                                               EncapsulationSet enc) noexcept {
-    return parse_ipv4(data, off, end, out, enc);
+[[gnu::noinline]] ParseResult parse_inner_ipv4(const uint8_t* data, uint32_t off, uint32_t end,
+                                               ParsedPacket& out) noexcept {
+    return parse_ipv4(data, off, end, out);
 }
-[[gnu::noinline]] ParseResult parse_inner_ipv6(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out,
-                                               EncapsulationSet enc) noexcept {
-    return parse_ipv6(data, off, end, out, enc);
+[[gnu::noinline]] ParseResult parse_inner_ipv6(const uint8_t* data, uint32_t off, uint32_t end,
+                                               ParsedPacket& out) noexcept {
+    return parse_ipv6(data, off, end, out);
 }
 [[gnu::noinline]] ParseResult parse_inner_ethernet(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out,
                                                    EncapsulationSet enc) noexcept {
@@ -251,18 +243,17 @@ ParseResult inner(Encapsulation kind, ParseResult r) noexcept {
 
 // An IP packet whose version is its first nibble (MPLS, GTP-U carry no type).
 ParseResult parse_ip_by_version(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out,
-                                EncapsulationSet enc, Encapsulation kind) noexcept {
+                                Encapsulation kind) noexcept {
     if (end < off + 1) return not_looked_into(kind);
     const unsigned version = data[off] >> 4;
-    if (version == 4) return inner(kind, parse_inner_ipv4(data, off, end, out, enc));
-    if (version == 6) return inner(kind, parse_inner_ipv6(data, off, end, out, enc));
+    if (version == 4) return inner(kind, parse_inner_ipv4(data, off, end, out));
+    if (version == 6) return inner(kind, parse_inner_ipv6(data, off, end, out));
     return not_looked_into(kind);
 }
 
 // A PPP frame (PPPoE, L2TP): optional address/control (ff 03), then the
 // protocol, one byte when compressed (RFC 1661 PFC: odd values).
-ParseResult parse_ppp(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out, EncapsulationSet enc,
-                      Encapsulation kind) noexcept {
+ParseResult parse_ppp(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out, Encapsulation kind) noexcept {
     if (end >= off + 2 && data[off] == 0xff && data[off + 1] == 0x03) off += 2;
     if (end < off + 1) return not_looked_into(kind);
     uint16_t protocol = data[off];
@@ -273,31 +264,29 @@ ParseResult parse_ppp(const uint8_t* data, uint32_t off, uint32_t end, ParsedPac
         protocol = load16(data + off);
         off += 2;
     }
-    if (protocol == 0x0021) return inner(kind, parse_inner_ipv4(data, off, end, out, enc));
-    if (protocol == 0x0057) return inner(kind, parse_inner_ipv6(data, off, end, out, enc));
+    if (protocol == 0x0021) return inner(kind, parse_inner_ipv4(data, off, end, out));
+    if (protocol == 0x0057) return inner(kind, parse_inner_ipv6(data, off, end, out));
     return fail(Counter::non_ip);  // LCP, IPCP, ...: control, nothing to inspect
 }
 
 // PPPoE session stage (RFC 2516): ver/type 0x11, code 0, session id, length.
 // The session id is not used: subscribers are keyed by their inner source
 // address, as everywhere else (bindings are by address).
-ParseResult parse_pppoe(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out,
-                        EncapsulationSet enc) noexcept {
+ParseResult parse_pppoe(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out) noexcept {
     constexpr Encapsulation kind = Encapsulation::pppoe;
     if (end < off + 6 || data[off] != 0x11 || data[off + 1] != 0) return not_looked_into(kind);
     const uint32_t payload_end = off + 6 + load16(data + off + 4);
     if (payload_end > end) return not_looked_into(kind);
     if (!enter_layer(out)) return fail(Counter::encapsulated_too_deep);
     record(out, OuterField::Kind::pppoe, off);
-    return parse_ppp(data, off + 6, payload_end, out, enc, kind);
+    return parse_ppp(data, off + 6, payload_end, out, kind);
 }
 
 // An MPLS label stack to its bottom, then IP told by its version nibble.
 // Anything else after the stack (a pseudowire control word, an Ethernet
 // pseudowire without one) is not looked into: it cannot be told from IP
 // reliably.
-ParseResult parse_mpls(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out,
-                       EncapsulationSet enc) noexcept {
+ParseResult parse_mpls(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out) noexcept {
     constexpr Encapsulation kind = Encapsulation::mpls;
     for (unsigned n = 0;; ++n) {
         if (n == kMaxMplsLabels || end < off + 4) return not_looked_into(kind);
@@ -306,18 +295,18 @@ ParseResult parse_mpls(const uint8_t* data, uint32_t off, uint32_t end, ParsedPa
         if (bottom) break;
     }
     if (!enter_layer(out)) return fail(Counter::encapsulated_too_deep);
-    return parse_ip_by_version(data, off, end, out, enc, kind);
+    return parse_ip_by_version(data, off, end, out, kind);
 }
 
 ParseResult parse_other_ethertype(const uint8_t* data, uint16_t type, uint32_t off, uint32_t end, ParsedPacket& out,
                                   EncapsulationSet enc) noexcept {
     if (type == kEtherPppoeSession) {
         if (!enabled(enc, Encapsulation::pppoe)) return not_looked_into(Encapsulation::pppoe);
-        return parse_pppoe(data, off, end, out, enc);
+        return parse_pppoe(data, off, end, out);
     }
     if (type == kEtherMpls || type == kEtherMplsMulticast) {
         if (!enabled(enc, Encapsulation::mpls)) return not_looked_into(Encapsulation::mpls);
-        return parse_mpls(data, off, end, out, enc);
+        return parse_mpls(data, off, end, out);
     }
     return fail(Counter::non_ip);
 }
@@ -325,8 +314,8 @@ ParseResult parse_other_ethertype(const uint8_t* data, uint16_t type, uint32_t o
 // What a tunnel header says follows it, as an EtherType (GRE, Geneve).
 ParseResult parse_tunnel_payload(const uint8_t* data, uint16_t type, uint32_t off, uint32_t end, ParsedPacket& out,
                                  EncapsulationSet enc, Encapsulation kind) noexcept {
-    if (type == kEtherIpv4) return inner(kind, parse_inner_ipv4(data, off, end, out, enc));
-    if (type == kEtherIpv6) return inner(kind, parse_inner_ipv6(data, off, end, out, enc));
+    if (type == kEtherIpv4) return inner(kind, parse_inner_ipv4(data, off, end, out));
+    if (type == kEtherIpv6) return inner(kind, parse_inner_ipv6(data, off, end, out));
     if (type == kEtherTeb) return inner(kind, parse_inner_ethernet(data, off, end, out, enc));
     return not_looked_into(kind);
 }
@@ -399,7 +388,7 @@ ParseResult parse_udp_tunnel(const uint8_t* data, Encapsulation kind, uint32_t o
         record_carrier(out);
         record(out, OuterField::Kind::udp, off);
         record(out, OuterField::Kind::gtpu, h);
-        return parse_ip_by_version(data, pos, msg_end, out, enc, kind);
+        return parse_ip_by_version(data, pos, msg_end, out, kind);
     }
     case Encapsulation::l2tp: {  // RFC 2661 data messages
         constexpr uint16_t kControl = 0x8000, kLength = 0x4000, kSequence = 0x0800, kOffset = 0x0200;
@@ -424,9 +413,30 @@ ParseResult parse_udp_tunnel(const uint8_t* data, Encapsulation kind, uint32_t o
         record_carrier(out);
         record(out, OuterField::Kind::udp, off);
         if (flags & kLength) record(out, OuterField::Kind::l2tp, h);
-        return parse_ppp(data, pos, msg_end, out, enc, kind);
+        return parse_ppp(data, pos, msg_end, out, kind);
     }
     default: return not_looked_into(kind);
+    }
+}
+
+// Does the parsed IP packet carry an IP tunnel (GRE, or UDP to a tunnel
+// port)? Later fragments show no header: they are not looked at.
+inline bool carries_tunnel(const ParsedPacket& p) noexcept {
+    if (p.l4_proto == kProtoUdp) return p.has_l4 && udp_tunnel(p.src_port, p.dst_port).has_value();
+    return p.l4_proto == kProtoGre && !(p.fragment && !p.first_fragment);
+}
+
+// Follows IP tunnels from the parsed packet inwards, as long as one is
+// entered and its inner packet carries another.
+[[gnu::noinline]] ParseResult parse_ip_tunnels(const uint8_t* data, ParsedPacket& out, EncapsulationSet enc,
+                                               ParseResult r) noexcept {
+    for (;;) {
+        const uint8_t layers = out.encapsulations;
+        if (out.l4_proto == kProtoUdp)
+            r = parse_udp_tunnel(data, *udp_tunnel(out.src_port, out.dst_port), out.l4_offset, out, enc);
+        else
+            r = parse_gre(data, out.l4_offset, out.ip_end, out, enc);
+        if (!r.ok || out.encapsulations == layers || !carries_tunnel(out)) return r;
     }
 }
 
@@ -438,7 +448,10 @@ ParseResult parse_packet(const uint8_t* data, uint32_t len, ParsedPacket& out, E
     // carries one; a capture might) is parsed as if nothing were enabled.
     if (len > 0xffff) [[unlikely]]
         enc = 0;
-    return parse_ethernet(data, 0, len, out, enc);
+    const ParseResult r = parse_ethernet(data, 0, len, out, enc);
+    if (r.ok && carries_tunnel(out)) [[unlikely]]
+        return parse_ip_tunnels(data, out, enc, r);
+    return r;
 }
 
 }  // namespace optgate
