@@ -232,13 +232,20 @@ void record_carrier(ParsedPacket& out) noexcept {
 // What the inner packet's parse says, as seen from the layer around it: an
 // inner packet that does not parse is also counted against the layer (the
 // operator sees where it was); non-IP payloads (PPP LCP, ARP) are not.
-ParseResult inner(Encapsulation kind, ParseResult r) noexcept {
-    if (r.ok) {
-        if (r.note == Counter::packets) r.note = Counter::encapsulated_inspected;
-    } else if (r.note == Counter::packets && r.reason > Counter::non_ip && r.reason <= Counter::bad_udp_length) {
-        r.note = not_inspected(kind);
+ParseResult inner(ParsedPacket& out, Encapsulation kind, ParseResult r) noexcept {
+    if (out.note == Counter::packets) {
+        if (r.ok)
+            out.note = Counter::encapsulated_inspected;
+        else if (r.reason > Counter::non_ip && r.reason <= Counter::bad_udp_length)
+            out.note = not_inspected(kind);
     }
     return r;
+}
+
+// The outer packet stays the view (a tunnel not looked into), counted by `note`.
+ParseResult outer_only(ParsedPacket& out, Counter note) noexcept {
+    out.note = note;
+    return {true, Counter::packets};
 }
 
 // An IP packet whose version is its first nibble (MPLS, GTP-U carry no type).
@@ -246,8 +253,8 @@ ParseResult parse_ip_by_version(const uint8_t* data, uint32_t off, uint32_t end,
                                 Encapsulation kind) noexcept {
     if (end < off + 1) return not_looked_into(kind);
     const unsigned version = data[off] >> 4;
-    if (version == 4) return inner(kind, parse_inner_ipv4(data, off, end, out));
-    if (version == 6) return inner(kind, parse_inner_ipv6(data, off, end, out));
+    if (version == 4) return inner(out, kind, parse_inner_ipv4(data, off, end, out));
+    if (version == 6) return inner(out, kind, parse_inner_ipv6(data, off, end, out));
     return not_looked_into(kind);
 }
 
@@ -264,8 +271,8 @@ ParseResult parse_ppp(const uint8_t* data, uint32_t off, uint32_t end, ParsedPac
         protocol = load16(data + off);
         off += 2;
     }
-    if (protocol == 0x0021) return inner(kind, parse_inner_ipv4(data, off, end, out));
-    if (protocol == 0x0057) return inner(kind, parse_inner_ipv6(data, off, end, out));
+    if (protocol == 0x0021) return inner(out, kind, parse_inner_ipv4(data, off, end, out));
+    if (protocol == 0x0057) return inner(out, kind, parse_inner_ipv6(data, off, end, out));
     return fail(Counter::non_ip);  // LCP, IPCP, ...: control, nothing to inspect
 }
 
@@ -300,6 +307,9 @@ ParseResult parse_mpls(const uint8_t* data, uint32_t off, uint32_t end, ParsedPa
 
 ParseResult parse_other_ethertype(const uint8_t* data, uint16_t type, uint32_t off, uint32_t end, ParsedPacket& out,
                                   EncapsulationSet enc) noexcept {
+    // OuterField offsets are 16-bit: a frame longer than 64 KiB (no link
+    // carries one; a capture might) is not looked into.
+    if (end > 0xffff) enc = 0;
     if (type == kEtherPppoeSession) {
         if (!enabled(enc, Encapsulation::pppoe)) return not_looked_into(Encapsulation::pppoe);
         return parse_pppoe(data, off, end, out);
@@ -314,9 +324,9 @@ ParseResult parse_other_ethertype(const uint8_t* data, uint16_t type, uint32_t o
 // What a tunnel header says follows it, as an EtherType (GRE, Geneve).
 ParseResult parse_tunnel_payload(const uint8_t* data, uint16_t type, uint32_t off, uint32_t end, ParsedPacket& out,
                                  EncapsulationSet enc, Encapsulation kind) noexcept {
-    if (type == kEtherIpv4) return inner(kind, parse_inner_ipv4(data, off, end, out));
-    if (type == kEtherIpv6) return inner(kind, parse_inner_ipv6(data, off, end, out));
-    if (type == kEtherTeb) return inner(kind, parse_inner_ethernet(data, off, end, out, enc));
+    if (type == kEtherIpv4) return inner(out, kind, parse_inner_ipv4(data, off, end, out));
+    if (type == kEtherIpv6) return inner(out, kind, parse_inner_ipv6(data, off, end, out));
+    if (type == kEtherTeb) return inner(out, kind, parse_inner_ethernet(data, off, end, out, enc));
     return not_looked_into(kind);
 }
 
@@ -327,8 +337,8 @@ ParseResult parse_gre(const uint8_t* data, uint32_t off, uint32_t end, ParsedPac
     constexpr Encapsulation kind = Encapsulation::gre;
     // Not looked into: the outer packet is an ordinary IP packet to its
     // outer addresses, parsed as before; the counter says what was missed.
-    if (!enabled(enc, kind)) return {true, Counter::packets, not_inspected(kind)};
-    if (out.fragment) return {true, Counter::packets, Counter::encapsulated_fragment_not_inspected};
+    if (!enabled(enc, kind)) return outer_only(out, not_inspected(kind));
+    if (out.fragment) return outer_only(out, Counter::encapsulated_fragment_not_inspected);
     constexpr uint16_t kChecksum = 0x8000, kKey = 0x2000, kSequence = 0x1000;
     if (end < off + 4) return not_looked_into(kind);
     const uint16_t flags = load16(data + off);
@@ -345,8 +355,8 @@ ParseResult parse_gre(const uint8_t* data, uint32_t off, uint32_t end, ParsedPac
 // A UDP tunnel; `off` is the UDP header, the UDP length bounds the tunnel.
 ParseResult parse_udp_tunnel(const uint8_t* data, Encapsulation kind, uint32_t off, ParsedPacket& out,
                              EncapsulationSet enc) noexcept {
-    if (!enabled(enc, kind)) return {true, Counter::packets, not_inspected(kind)};
-    if (out.fragment) return {true, Counter::packets, Counter::encapsulated_fragment_not_inspected};
+    if (!enabled(enc, kind)) return outer_only(out, not_inspected(kind));
+    if (out.fragment) return outer_only(out, Counter::encapsulated_fragment_not_inspected);
     const uint32_t h = out.payload_offset;
     const uint32_t udp_end = h + out.payload_len;
     const uint8_t* t = data + h;
@@ -356,7 +366,7 @@ ParseResult parse_udp_tunnel(const uint8_t* data, Encapsulation kind, uint32_t o
         if (!enter_layer(out)) return fail(Counter::encapsulated_too_deep);
         record_carrier(out);
         record(out, OuterField::Kind::udp, off);
-        return inner(kind, parse_inner_ethernet(data, h + 8, udp_end, out, enc));
+        return inner(out, kind, parse_inner_ethernet(data, h + 8, udp_end, out, enc));
     case Encapsulation::geneve: {  // RFC 8926: version 0, options skipped
         if (udp_end < h + 8 || (t[0] >> 6) != 0) return not_looked_into(kind);
         const uint32_t start = h + 8 + (t[0] & 0x3f) * 4u;
@@ -430,8 +440,10 @@ inline bool carries_tunnel(const ParsedPacket& p) noexcept {
 // entered and its inner packet carries another.
 [[gnu::noinline]] ParseResult parse_ip_tunnels(const uint8_t* data, ParsedPacket& out, EncapsulationSet enc,
                                                ParseResult r) noexcept {
+    if (out.ip_end > 0xffff) return r;  // OuterField offsets are 16-bit; no link carries such a frame
     for (;;) {
         const uint8_t layers = out.encapsulations;
+        out.note = Counter::packets;  // this layer's own
         if (out.l4_proto == kProtoUdp)
             r = parse_udp_tunnel(data, *udp_tunnel(out.src_port, out.dst_port), out.l4_offset, out, enc);
         else
@@ -444,10 +456,6 @@ inline bool carries_tunnel(const ParsedPacket& p) noexcept {
 
 ParseResult parse_packet(const uint8_t* data, uint32_t len, ParsedPacket& out, EncapsulationSet enc) noexcept {
     new (&out) ParsedPacket;  // default-initialised: the outer fields array is not written
-    // OuterField offsets are 16-bit: a frame longer than 64 KiB (no link
-    // carries one; a capture might) is parsed as if nothing were enabled.
-    if (len > 0xffff) [[unlikely]]
-        enc = 0;
     const ParseResult r = parse_ethernet(data, 0, len, out, enc);
     if (r.ok && carries_tunnel(out)) [[unlikely]]
         return parse_ip_tunnels(data, out, enc, r);

@@ -98,6 +98,11 @@ struct ParsedPacket {
     // the outer fields covering it, outermost first.
     uint8_t encapsulations = 0;
     uint8_t outer_count = 0;
+    // A second counter for the frame, whether it parsed or not (Counter::packets:
+    // none): encapsulated_inspected, or an encapsulation seen but not looked
+    // into (encapsulated_not_inspected_*, encapsulated_fragment_not_inspected).
+    // Here rather than in ParseResult, which stays one register wide.
+    Counter note = Counter::packets;
     OuterField outer[kMaxOuterFields];
 
     IpAddr src_addr() const noexcept { return family == Family::v4 ? IpAddr::from_v4(src) : IpAddr::from_v6(src); }
@@ -111,15 +116,11 @@ inline constexpr uint8_t fin = 0x01, syn = 0x02, rst = 0x04, psh = 0x08, ack = 0
 struct ParseResult {
     bool ok = false;                    // IP with a usable layer-4 view (or a non-first fragment)
     Counter reason = Counter::packets;  // when !ok: why (non_ip, truncated_*, bad_*)
-    // A second counter for the frame, besides `reason` (Counter::packets:
-    // none): encapsulated_inspected, or an encapsulation seen but not looked
-    // into (encapsulated_not_inspected_*, encapsulated_fragment_not_inspected).
-    Counter note = Counter::packets;
 };
 
 // `encapsulations`: the ones to look into (the policy's); others are parsed
 // as today (a GRE or VXLAN packet is an IP packet to its outer addresses),
-// and counted in `note`.
+// and counted in ParsedPacket::note.
 ParseResult parse_packet(const uint8_t* data, uint32_t len, ParsedPacket& out,
                          EncapsulationSet encapsulations = 0) noexcept;
 

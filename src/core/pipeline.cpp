@@ -135,8 +135,8 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
         pkt.action = Action::forward;
         const ParseResult r = parse_packet(pkt.data, pkt.len, s.parsed, encapsulations);
         // Encapsulated frames: looked into, or what was not (docs/pipeline.md#encapsulations).
-        if (r.note != Counter::packets) [[unlikely]]
-            c.add(r.note);
+        if (s.parsed.note != Counter::packets) [[unlikely]]
+            c.add(s.parsed.note);
         if (!r.ok) {
             c.add(r.reason);
             continue;

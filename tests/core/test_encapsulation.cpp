@@ -130,7 +130,7 @@ TEST_CASE("every encapsulation parses to the inner packet when enabled") {
                 REQUIRE(parse(in, native, 0).ok);
                 const ParseResult r = parse(f, p, only(w.kind));
                 REQUIRE(r.ok);
-                CHECK(r.note == Counter::encapsulated_inspected);
+                CHECK(p.note == Counter::encapsulated_inspected);
                 CHECK(p.encapsulations == 1);
                 CHECK(p.family == native.family);
                 CHECK(p.src_addr() == native.src_addr());
@@ -167,7 +167,7 @@ TEST_CASE("an encapsulation not enabled is counted and parsed as before") {
         } else {
             // An IP packet to its outer addresses, as before encapsulations.
             CHECK(r.ok);
-            CHECK(r.note == counter);
+            CHECK(p.note == counter);
             CHECK(p.src_addr() == IpAddr::from_v4(f.data() + 14 + 12));
         }
     }
@@ -187,8 +187,8 @@ TEST_CASE("native frames are unaffected by the enabled set") {
     const ParseResult ra = parse(f, a, 0), rb = parse(f, b, kAll);
     CHECK(ra.ok);
     CHECK(rb.ok);
-    CHECK(ra.note == Counter::packets);
-    CHECK(rb.note == Counter::packets);
+    CHECK(a.note == Counter::packets);
+    CHECK(b.note == Counter::packets);
     CHECK(b.encapsulations == 0);
     CHECK(a.payload_offset == b.payload_offset);
 }
@@ -223,7 +223,7 @@ TEST_CASE("control and non-IP payloads are non_ip; unsupported headers are not l
     bad[14 + 20 + 8 + 8 + 14] = 0x35;  // inner IPv4 IHL 5 -> version 3
     r = parse(bad, p, kAll);
     CHECK(r.reason == Counter::bad_ipv4_header);
-    CHECK(r.note == Counter::encapsulated_not_inspected_vxlan);
+    CHECK(p.note == Counter::encapsulated_not_inspected_vxlan);
 }
 
 TEST_CASE("depth is bounded: five layers are too deep, four are not") {
@@ -251,7 +251,7 @@ TEST_CASE("outer fragments are not looked into and say so") {
     ParsedPacket p;
     const ParseResult r = parse(frags[0], p, kAll);
     CHECK(r.ok);
-    CHECK(r.note == Counter::encapsulated_fragment_not_inspected);
+    CHECK(p.note == Counter::encapsulated_fragment_not_inspected);
     CHECK(p.encapsulations == 0);
     CHECK(p.fragment);
 }
