@@ -432,6 +432,8 @@ ParseResult parse_udp_tunnel(const uint8_t* data, Encapsulation kind, uint32_t o
 // Does the parsed IP packet carry an IP tunnel (GRE, or UDP to a tunnel
 // port)? Later fragments show no header: they are not looked at.
 inline bool carries_tunnel(const ParsedPacket& p) noexcept {
+    if (p.l4_proto == kProtoTcp) [[likely]]
+        return false;
     if (p.l4_proto == kProtoUdp) return p.has_l4 && udp_tunnel(p.src_port, p.dst_port).has_value();
     return p.l4_proto == kProtoGre && !(p.fragment && !p.first_fragment);
 }
