@@ -1,7 +1,7 @@
 // bench-http: the HTTP stage's cost, through optgate::Worker, one core, over
 // in-memory frames. Not a test: it asserts nothing and never gates CI.
 //
-//   bench-http [--seconds S] [--repeat N] [--json FILE] [--case TEXT]
+//   bench-http [--seconds S] [--repeat N] [--json FILE] [--case TEXT] [--header-prefix] [--gpc]
 //
 // A typical 500-byte request with two identifier headers (X-UIDH,
 // X-MSISDN), from 256 subscribers on 256 keep-alive connections to a
@@ -47,11 +47,13 @@ const std::string kRequest =
     "X-MSISDN: 12075550123\r\n"
     "Connection: keep-alive\r\n\r\n";
 
-Policy bench_policy() {
+// `prefix`: the MSISDN identifier as `header_prefix: X-MSIS` (the same
+// request bytes, matched as a header family: docs/benchmarks.md).
+Policy bench_policy(bool prefix) {
     Policy p;
     p.purposes = {{"advertising", "", {}, ""}};
     p.identifiers = {{Identifier::Kind::http_header, "UIDH", "X-UIDH", 0},
-                     {Identifier::Kind::http_header, "MSISDN", "X-MSISDN", 0}};
+                     {Identifier::Kind::http_header, "MSISDN", prefix ? "X-MSIS" : "X-MSISDN", 0, prefix}};
     p.collectors = {{"adnet", 0, {{*Prefix::parse("203.0.113.0/25")}, {}, {}}, ""}};
     p.subscriber_prefixes = {*Prefix::parse("100.64.0.0/10")};
     return p;
@@ -69,7 +71,15 @@ struct Frames {
     std::vector<Bytes> pristine;  // copies to restore
 };
 
-Frames make_frames(const Case& c) {
+// `--gpc`: the request also carries `Sec-GPC: 1`, after its identifiers
+// (the same-segment case: held, then stripped even under consent).
+std::string request_text(bool gpc) {
+    std::string r = kRequest;
+    if (gpc) r.insert(r.find("Connection: "), "Sec-GPC: 1\r\n");
+    return r;
+}
+
+Frames make_frames(const Case& c, const std::string& request) {
     Frames f;
     std::vector<std::vector<Bytes>> per_conn(kConnections);
     for (unsigned i = 0; i < kConnections; ++i) {
@@ -80,13 +90,13 @@ Frames make_frames(const Case& c) {
         f.syns.push_back(PacketBuilder().ipv4(src, dst).tcp(sport, 80, {.seq = isn, .flags = SYN}).build());
         uint32_t seq = isn + 1;
         for (unsigned r = 0; r < kRequestsPerConnection; ++r) {
-            const size_t n = kRequest.size();
+            const size_t n = request.size();
             for (unsigned s = 0; s < c.segments; ++s) {
                 const size_t a = n * s / c.segments, b = n * (s + 1) / c.segments;
                 per_conn[i].push_back(PacketBuilder()
                                           .ipv4(src, dst)
                                           .tcp(sport, 80, {.seq = uint32_t(seq + a), .flags = PSH | ACK})
-                                          .payload(kRequest.substr(a, b - a))
+                                          .payload(request.substr(a, b - a))
                                           .build());
             }
             seq += uint32_t(n);
@@ -142,6 +152,7 @@ int main(int argc, char** argv) {
     double seconds = 1.0;
     int repeat = 3;
     std::string json_path, only;
+    bool prefix = false, gpc = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--seconds" && i + 1 < argc) {
@@ -152,8 +163,14 @@ int main(int argc, char** argv) {
             json_path = argv[++i];
         } else if (a == "--case" && i + 1 < argc) {
             only = argv[++i];  // run the cases whose name contains this
+        } else if (a == "--header-prefix") {
+            prefix = true;
+        } else if (a == "--gpc") {
+            gpc = true;
         } else {
-            std::fprintf(stderr, "usage: bench-http [--seconds S] [--repeat N] [--json FILE] [--case TEXT]\n");
+            std::fprintf(
+                stderr,
+                "usage: bench-http [--seconds S] [--repeat N] [--json FILE] [--case TEXT] [--header-prefix] [--gpc]\n");
             return 2;
         }
     }
@@ -166,14 +183,14 @@ int main(int argc, char** argv) {
     for (const Case& c : cases) {
         if (!only.empty() && c.name.find(only) == std::string::npos) continue;
         Enforcement enforcement(Enforcement::Mode::static_table);
-        auto rt = Runtime::compile(bench_policy());
+        auto rt = Runtime::compile(bench_policy(prefix));
         auto table = enforcement.make_table(kConnections);
         for (unsigned i = 0; i < kConnections; ++i)
             table->upsert(SubscriberKey::make(IpAddr::from_v4_host(0x64400100u + i), 64), c.strip ? 0 : 1);
         enforcement.install(rt, std::move(table));
         HttpStageConfig cfg;  // the defaults: 256Ki flows, 120 s
         Worker worker(enforcement, cfg);
-        Frames f = make_frames(c);
+        Frames f = make_frames(c, request_text(gpc));
         const double requests_per_frame = 1.0 / c.segments;
         auto restart = [&] {
             std::vector<PacketRef> refs;

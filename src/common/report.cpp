@@ -49,7 +49,7 @@ json::object to_json(const WorkerCounters& c, const Runtime& rt) {
         o["name"] = id.name;
         if (id.kind == Identifier::Kind::http_header) {
             o["kind"] = "http_header";
-            o["header"] = id.header;
+            o[id.header_prefix ? "header_prefix" : "header"] = id.header;
         } else {
             o["kind"] = "dns_option";
             o["code"] = id.option_code;

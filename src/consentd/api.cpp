@@ -97,9 +97,12 @@ Response error_response(unsigned status, std::string_view code, std::string_view
 Api::Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config,
          Publisher* publisher)
     : ioc_(ioc), service_(service), metrics_(metrics), config_(config), publisher_(publisher), tokens_(config.tokens),
-      reader_(config.database), disclosure_reader_(config.database) {}
+      reader_(config.database), disclosure_reader_(config.database), history_reader_(config.database) {}
 
-Api::~Api() { import_pool_.join(); }
+Api::~Api() {
+    import_pool_.join();
+    read_pool_.join();
+}
 
 Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
     Admission a;
@@ -152,14 +155,27 @@ Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
             a.enforced_wait = *t;
         }
     }
-    a.body_limit = info.import_body ? config_.limits.max_import_bytes : config_.limits.max_body_bytes;
+    // A route that needs no token takes no body: anyone may call it, so it
+    // must not buffer what anyone sends (issue 17: 1,000 × 1 MiB to /healthz).
+    a.body_limit = info.role == Role::none ? 0
+                   : info.import_body      ? config_.limits.max_import_bytes
+                                           : config_.limits.max_body_bytes;
     a.body_timeout = info.import_body ? config_.limits.import_timeout : config_.limits.body_timeout;
     if (const auto len = h.find(http::field::content_length); len != h.end()) {
         const auto n = policy::detail::parse_decimal(len->value());
-        if (n && *n > a.body_limit)
+        if (n && *n > a.body_limit) {
             a.reject = error_response(413, "body_too_large",
                                       "the body is " + std::to_string(*n) + " bytes; this endpoint takes at most " +
                                           std::to_string(a.body_limit));
+            return a;
+        }
+    }
+    if (info.import_body) {
+        if (import_busy_->exchange(true)) {
+            a.reject = error_response(409, "import_in_progress", "another import is running; retry when it is done");
+            return a;
+        }
+        a.import_slot = std::make_shared<ImportSlot>(import_busy_);
     }
     return a;
 }
@@ -274,20 +290,35 @@ void Api::get_subscriber(const Admission& a, Respond& respond) {
         }
         limit = *n;
     }
+    uint64_t before = uint64_t(INT64_MAX);
+    if (const auto* b = a.match.param("before")) {
+        const auto n = policy::detail::parse_decimal(*b);
+        if (!n || *n < 1 || *n > uint64_t(INT64_MAX)) {
+            respond(error_response(400, "invalid_parameter",
+                                   "before must be an event seq from 1 (history_before of the previous page)"));
+            return;
+        }
+        before = *n;
+    }
+    // The read and the answer's JSON on the read thread; the answer back here.
+    boost::asio::post(read_pool_, [this, subscriber = a.match.subscriber, limit, before, policy = service_.policy(),
+                                   respond = std::move(respond)]() mutable {
+        Response answer = subscriber_answer(subscriber, limit, before, *policy);
+        boost::asio::post(
+            ioc_, [answer = std::move(answer), respond = std::move(respond)]() mutable { respond(std::move(answer)); });
+    });
+}
+
+Response Api::subscriber_answer(const std::string& subscriber, size_t limit, uint64_t before, const Policy& policy) {
     std::optional<SubscriberRecord> r;
     try {
-        r = reader_.subscriber(a.match.subscriber, limit);
+        r = history_reader_.subscriber(subscriber, limit, before);
     } catch (const std::exception& e) {
         log_error(std::string("reading the ledger: ") + e.what());
-        respond(error_response(503, "ledger_unavailable", "the ledger could not be read; retry"));
-        return;
+        return error_response(503, "ledger_unavailable", "the ledger could not be read; retry");
     }
-    if (!r) {
-        respond(error_response(404, "unknown_subscriber",
-                               "the ledger has no event for subscriber '" + a.match.subscriber + "'"));
-        return;
-    }
-    const auto policy = service_.policy();
+    if (!r)
+        return error_response(404, "unknown_subscriber", "the ledger has no event for subscriber '" + subscriber + "'");
     json::array consents;
     for (const auto& c : r->consents) {
         json::object o;
@@ -298,7 +329,7 @@ void Api::get_subscriber(const Admission& a, Respond& respond) {
         o["notice_version"] = opt(c.notice_version);
         o["credential"] = c.credential;
         // A purpose the policy no longer defines is kept but not enforced.
-        o["in_policy"] = policy->purpose_index(c.purpose).has_value();
+        o["in_policy"] = policy.purpose_index(c.purpose).has_value();
         consents.emplace_back(std::move(o));
     }
     json::array bindings;
@@ -310,19 +341,21 @@ void Api::get_subscriber(const Admission& a, Respond& respond) {
         o["source"] = b.source;
         o["credential"] = b.credential;
         const auto p = parse_binding_text(b.address);
-        o["active"] = p && binding_active(*p, *policy);
+        o["active"] = p && binding_active(*p, policy);
         bindings.emplace_back(std::move(o));
     }
     json::array history;
     for (const auto& e : r->history) history.emplace_back(event_json(e));
     json::object body;
-    body["subscriber"] = a.match.subscriber;
+    body["subscriber"] = subscriber;
     body["consents"] = std::move(consents);
     body["bindings"] = std::move(bindings);
     body["history"] = std::move(history);
     body["history_total"] = r->event_count;
-    body["history_truncated"] = r->history.size() < r->event_count;
-    respond(json_response(200, body));
+    body["history_truncated"] = r->older;
+    // The next (older) page: ?before=<this>.
+    if (r->older) body["history_before"] = r->history.empty() ? before : r->history.front().seq;
+    return json_response(200, body);
 }
 
 // Days a disclosures request covers by default, and at most.
@@ -586,6 +619,11 @@ void Api::submit(Change change, const Admission& a, std::function<json::object(c
 }
 
 void Api::import(const Admission& a, const Request& req, std::string&& body, Respond& respond) {
+    // The slot taken at admission is given back with the answer, whatever it is.
+    respond = [slot = a.import_slot, respond = std::move(respond)](Response r) {
+        slot->release();
+        respond(std::move(r));
+    };
     std::optional<ImportFormat> format;
     std::string wanted;
     if (const auto* f = a.match.param("format")) {
@@ -603,10 +641,6 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
                                "(or ?format=ndjson|csv)"));
         return;
     }
-    if (import_busy_.exchange(true)) {
-        respond(error_response(409, "import_in_progress", "another import is running; retry when it is done"));
-        return;
-    }
     // Parsing a large import takes seconds: not on the io thread.
     auto text = std::make_shared<std::string>(std::move(body));
     auto policy = service_.policy();
@@ -617,7 +651,6 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
             parsed = parse_import(*text, *format, *policy);
         } catch (const std::exception& e) {  // out of memory, most likely
             log_error(std::string("import: ") + e.what());
-            import_busy_ = false;
             boost::asio::post(ioc_, [respond = std::move(respond)] {
                 respond(error_response(503, "import_failed", "the import could not be read; nothing was imported"));
             });
@@ -629,7 +662,6 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
                  " s");
         text.reset();
         if (!parsed.errors.empty()) {
-            import_busy_ = false;
             auto errors = std::move(parsed.errors);
             boost::asio::post(ioc_, [errors = std::move(errors), respond = std::move(respond)] {
                 respond(error_response(400, "invalid_import", "the import has errors; nothing was imported", errors));
@@ -649,10 +681,7 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
                 j["time"] = o.time;
                 return j;
             },
-            [this, respond = std::move(respond)](Response r) mutable {
-                import_busy_ = false;
-                respond(std::move(r));
-            });
+            [this, respond = std::move(respond)](Response r) mutable { respond(std::move(r)); });
     });
 }
 

@@ -40,6 +40,25 @@ Response error_response(unsigned status, std::string_view code, std::string_view
                         const std::vector<std::string>& details = {});
 Response json_response(unsigned status, const boost::json::object& body);
 
+// The one import at a time. Taken when an import request is admitted, before
+// its body is read (concurrent 256 MiB uploads must not all sit in memory:
+// issue 17), and given back exactly once: when the import answers, or when
+// its request dies unanswered (the session drops its Admission).
+class ImportSlot {
+public:
+    explicit ImportSlot(std::shared_ptr<std::atomic<bool>> busy) : busy_(std::move(busy)) {}
+    ~ImportSlot() { release(); }
+    ImportSlot(const ImportSlot&) = delete;
+    ImportSlot& operator=(const ImportSlot&) = delete;
+    void release() noexcept {
+        if (!released_.exchange(true)) *busy_ = false;
+    }
+
+private:
+    std::shared_ptr<std::atomic<bool>> busy_;
+    std::atomic<bool> released_{false};
+};
+
 class Api {
 public:
     // `publisher`: data planes (GET /v1/dataplanes, ?wait=enforced); may be null.
@@ -60,6 +79,7 @@ public:
         std::chrono::milliseconds body_timeout{};
         // ?wait=enforced[&timeout=]: answer once data planes enforce the write.
         std::optional<std::chrono::milliseconds> enforced_wait;
+        std::shared_ptr<ImportSlot> import_slot;  // POST /v1/import only
     };
     Admission admit(const boost::beast::http::request<boost::beast::http::empty_body>& header) const;
 
@@ -80,6 +100,8 @@ private:
     void get_purposes(Respond& respond);
     void get_dataplanes(const Admission& a, Respond& respond);
     void get_subscriber(const Admission& a, Respond& respond);
+    // On the read thread: GET /v1/subscribers/{id}'s answer.
+    Response subscriber_answer(const std::string& subscriber, size_t limit, uint64_t before, const Policy& policy);
     void get_receipt(const Admission& a, Respond& respond);
     void get_disclosures(const Admission& a, Respond& respond);
     void post_portal_link(const Admission& a, const boost::json::value& body, Respond& respond);
@@ -102,7 +124,12 @@ private:
     ReceiptReader receipts_{reader_};
     DisclosureReader disclosure_reader_;
     boost::asio::thread_pool import_pool_{1};
-    std::atomic<bool> import_busy_{false};
+    // GET /v1/subscribers/{id}: read and built off the API thread (issue 17:
+    // eight parallel ?history=100000 delayed every other request by 3.9 s),
+    // with its own connection, used on that thread only.
+    LedgerReader history_reader_;
+    boost::asio::thread_pool read_pool_{1};
+    std::shared_ptr<std::atomic<bool>> import_busy_ = std::make_shared<std::atomic<bool>>(false);
     PortalLinks* portal_links_ = nullptr;
 };
 

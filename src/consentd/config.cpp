@@ -102,7 +102,7 @@ void read_tokens(const Value& v, Config& c, Diagnostics& d) {
 void read_limits(const Value& v, Config& c, Diagnostics& d) {
     const MapReader m(v, "'limits'",
                       {"max_body_bytes", "max_import_bytes", "max_header_bytes", "header_timeout", "body_timeout",
-                       "import_timeout", "write_timeout", "max_connections"},
+                       "import_timeout", "write_timeout", "max_connections", "reserved_connections"},
                       d);
     if (!m.is_map()) return;
     Limits& l = c.limits;
@@ -122,6 +122,14 @@ void read_limits(const Value& v, Config& c, Diagnostics& d) {
         if (const auto t = as_duration(*x, d)) l.write_timeout = *t;
     if (const auto x = m.get("max_connections"))
         if (const auto n = as_integer(*x, d, 1, 65536)) l.max_connections = unsigned(*n);
+    if (const auto x = m.get("reserved_connections"))
+        if (const auto n = as_integer(*x, d, 0, 65535)) {
+            if (*n >= l.max_connections)
+                d.error(x->at, "'reserved_connections' must be less than max_connections (" +
+                                   std::to_string(l.max_connections) + ")");
+            else
+                l.reserved_connections = unsigned(*n);
+        }
 }
 
 void read_ledger(const Value& v, Config& c, Diagnostics& d) {

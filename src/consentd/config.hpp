@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,10 @@ struct Limits {
     std::chrono::milliseconds import_timeout{600000};  // an import body's upload
     std::chrono::milliseconds write_timeout{30000};    // a client that does not read its response
     unsigned max_connections = 1024;
+    // Slots only connections that presented a valid token may hold; unset:
+    // max_connections / 16 (64 of 1024). docs/consentd.md "Limits under attack".
+    std::optional<unsigned> reserved_connections;
+    unsigned reserved() const { return reserved_connections.value_or(max_connections / 16); }
 };
 
 // disclosures: what was shared about each subscriber (docs/transparency.md).

@@ -6,10 +6,15 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <algorithm>
+#include <list>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "consentd/log.hpp"
 
@@ -22,6 +27,26 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// RFC 9112 §6: the only transfer coding consentd reads is chunked, and only
+// on HTTP/1.1. Anything else cannot be framed reliably: the body would be
+// read as the next request (issue 17). Returns the answer, or nothing.
+std::optional<Response> check_transfer_encoding(const http::request_parser<http::empty_body>& parser) {
+    const auto& h = parser.get();
+    auto [first, last] = h.equal_range(http::field::transfer_encoding);
+    if (first == last) return std::nullopt;
+    if (h.version() < 11)
+        return error_response(400, "bad_request", "Transfer-Encoding is not allowed in an HTTP/1.0 request");
+    std::vector<std::string> codings;
+    for (auto it = first; it != last; ++it)
+        for (const auto& c : http::token_list(it->value())) codings.emplace_back(c);
+    const bool chunked_last = !codings.empty() && beast::iequals(codings.back(), "chunked");
+    if (!chunked_last || !parser.chunked())
+        return error_response(400, "bad_request", "the request's final transfer coding is not chunked");
+    if (codings.size() != 1)
+        return error_response(501, "not_implemented", "consentd reads only Transfer-Encoding: chunked");
+    return std::nullopt;
+}
+
 std::string_view method_label(http::verb v) {
     switch (v) {
     case http::verb::get: return "GET";
@@ -33,20 +58,88 @@ std::string_view method_label(http::verb v) {
     }
 }
 
+class Session;
+
+}  // namespace
+
+// The API's connection slots, on the API thread only (issue 17: 1,024 idle or
+// slowloris connections without a token kept a legitimate client from being
+// served at all). Every connection is listed oldest first; it is `trusted`
+// once a request on it presented a valid token.
+//  - Connections without a token hold at most max_connections - reserved
+//    slots. A new one beyond that reclaims the oldest untrusted connection
+//    still waiting for a request header: a client that is served sends its
+//    header within a round trip, so only connections that dawdle lose.
+//  - With all max_connections taken, the oldest connection waiting idle for
+//    its next request (keep-alive, trusted or not) is reclaimed; if none is
+//    idle, the new connection is answered 503 with Retry-After and closed.
+class ConnectionSlots {
+public:
+    using Entry = std::list<Session*>::iterator;
+    Entry add(Session* s) {
+        ++untrusted_;
+        return order_.insert(order_.end(), s);
+    }
+    void remove(Entry e, bool trusted) {
+        if (!trusted) --untrusted_;
+        order_.erase(e);
+    }
+    void trust() { --untrusted_; }
+    size_t total() const { return order_.size(); }
+    size_t untrusted() const { return untrusted_; }
+    // The oldest connection `pick` accepts, or null.
+    template <class Pick>
+    Session* oldest(Pick&& pick) const {
+        for (Session* s : order_)
+            if (pick(*s)) return s;
+        return nullptr;
+    }
+    uint64_t reclaimed = 0, refused = 0;
+
+private:
+    std::list<Session*> order_;
+    size_t untrusted_ = 0;
+};
+
+namespace {
+
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(tcp::socket socket, Api& api, const Limits& limits, Metrics& metrics)
-        : socket_(std::move(socket)), timer_(socket_.get_executor()), api_(api), limits_(limits), metrics_(metrics) {
+    Session(tcp::socket socket, Api& api, const Limits& limits, Metrics& metrics,
+            std::shared_ptr<ConnectionSlots> slots)
+        : socket_(std::move(socket)), timer_(socket_.get_executor()), api_(api), limits_(limits), metrics_(metrics),
+          slots_(std::move(slots)), slot_(slots_->add(this)) {
         ++metrics_.connections();
     }
-    ~Session() { --metrics_.connections(); }
+    ~Session() {
+        release_slot();
+        --metrics_.connections();
+    }
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
     void start() { read_header(); }
 
+    bool trusted() const { return trusted_; }
+    // Waiting for a request header (slowloris included) / with nothing of it yet.
+    bool waiting_header() const { return phase_ == Phase::header && !reclaimed_; }
+    bool idle() const { return waiting_header() && !header_->got_some() && buffer_.size() == 0; }
+    // Gives the slot up now and closes; the handlers in flight end the session.
+    void reclaim() {
+        reclaimed_ = true;
+        release_slot();
+        disarm();
+        beast::error_code ignored;
+        socket_.close(ignored);
+    }
+
 private:
     enum class Phase { header, body, handling, writing };
+
+    void release_slot() {
+        if (!slot_released_) slots_->remove(slot_, trusted_);
+        slot_released_ = true;
+    }
 
     // Every wait gets a generation: a deadline that fired just as its
     // operation completed must not cut off the next one.
@@ -107,6 +200,7 @@ private:
         method_ = method_label(h.method());
         version_ = h.version();
         keep_alive_ = h.keep_alive();
+        if (auto bad = check_transfer_encoding(*header_)) return finish(std::move(*bad), true);
         try {
             admission_ = api_.admit(h);
         } catch (const std::exception& e) {
@@ -114,6 +208,10 @@ private:
             return finish(error_response(500, "internal", "the request could not be handled"), true);
         }
         route_ = route_info(admission_.match.route).pattern;
+        if (admission_.token && !trusted_) {
+            trusted_ = true;
+            if (!slot_released_) slots_->trust();
+        }
         if (admission_.reject) {
             // The unread body would be taken for the next request: close
             // unless there is none.
@@ -202,17 +300,51 @@ private:
     std::string_view method_, route_;
     bool keep_alive_ = true;
     unsigned version_ = 11;
+    std::shared_ptr<ConnectionSlots> slots_;
+    ConnectionSlots::Entry slot_;
+    bool slot_released_ = false;
+    bool trusted_ = false;
+    bool reclaimed_ = false;
 };
+
+// A full house: a short answer written without waiting, then close.
+void refuse(tcp::socket& socket) {
+    static const std::string kBusy = [] {
+        const std::string body =
+            "{\"error\":{\"code\":\"busy\",\"message\":\"every connection slot is taken; retry in a second\"}}\n";
+        return "HTTP/1.1 503 Service Unavailable\r\nServer: consentd\r\nRetry-After: 1\r\n"
+               "Content-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n" + body;
+    }();
+    beast::error_code ignored;
+    socket.non_blocking(true, ignored);
+    socket.write_some(asio::buffer(kBusy), ignored);
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    socket.close(ignored);
+}
 
 }  // namespace
 
 HttpServer::HttpServer(asio::io_context& ioc, const tcp::endpoint& at, Api& api, const Limits& limits, Metrics& metrics)
-    : ioc_(ioc), acceptor_(ioc), retry_(ioc), api_(api), limits_(limits), metrics_(metrics) {
+    : ioc_(ioc), acceptor_(ioc), retry_(ioc), api_(api), limits_(limits), metrics_(metrics),
+      slots_(std::make_shared<ConnectionSlots>()) {
+    metrics_.add_renderer(this, [slots = slots_](std::string& out) {
+        // Read on the API thread's metrics request; the counts are the API
+        // thread's too.
+        out += "# HELP consentd_http_connections_reclaimed_total Connections closed to make room for a new one.\n";
+        out += "# TYPE consentd_http_connections_reclaimed_total counter\n";
+        out += "consentd_http_connections_reclaimed_total " + std::to_string(slots->reclaimed) + "\n";
+        out += "# HELP consentd_http_connections_refused_total Connections answered 503: every slot busy.\n";
+        out += "# TYPE consentd_http_connections_refused_total counter\n";
+        out += "consentd_http_connections_refused_total " + std::to_string(slots->refused) + "\n";
+    });
     acceptor_.open(at.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
     acceptor_.bind(at);
     acceptor_.listen(asio::socket_base::max_listen_connections);
 }
+
+HttpServer::~HttpServer() { metrics_.remove_renderer(this); }
 
 void HttpServer::stop() {
     beast::error_code ignored;
@@ -232,16 +364,31 @@ void HttpServer::accept() {
             });
             return;
         }
-        if (metrics_.connections().load() >= int64_t(limits_.max_connections)) {
-            beast::error_code ignored;
-            socket.close(ignored);
-        } else {
+        if (make_room()) {
             beast::error_code ignored;
             socket.set_option(tcp::no_delay(true), ignored);  // keep-alive answers must not wait for Nagle
-            std::make_shared<Session>(std::move(socket), api_, limits_, metrics_)->start();
+            std::make_shared<Session>(std::move(socket), api_, limits_, metrics_, slots_)->start();
+        } else {
+            ++slots_->refused;
+            refuse(socket);
         }
         accept();
     });
+}
+
+bool HttpServer::make_room() {
+    ConnectionSlots& slots = *slots_;
+    const size_t untrusted_cap = limits_.max_connections - limits_.reserved();
+    Session* victim = nullptr;
+    if (slots.untrusted() >= untrusted_cap)
+        victim = slots.oldest([](const Session& s) { return !s.trusted() && s.waiting_header(); });
+    if (!victim && slots.total() >= limits_.max_connections)
+        victim = slots.oldest([](const Session& s) { return s.idle(); });
+    if (victim) {
+        ++slots.reclaimed;
+        victim->reclaim();
+    }
+    return slots.total() < limits_.max_connections && slots.untrusted() < std::max<size_t>(untrusted_cap, 1);
 }
 
 }  // namespace optgate::consentd

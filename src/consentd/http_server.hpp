@@ -6,12 +6,16 @@
 //  - body: read only after authentication, at most the endpoint's limit,
 //    complete within its timeout;
 //  - a response the client does not read is dropped after write_timeout;
-//  - at most max_connections at once; more are closed on accept.
+//  - at most max_connections at once, some reserved for clients with a
+//    token; a new connection reclaims the oldest one that dawdles without a
+//    token, or an idle keep-alive one; with none to reclaim it is answered
+//    503 with Retry-After (ConnectionSlots in the .cpp; issue 17).
 // A request cut off by a timeout after it began gets 408 and the connection
 // closes; an idle connection just closes.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -23,11 +27,16 @@
 
 namespace optgate::consentd {
 
+class ConnectionSlots;
+
 class HttpServer {
 public:
     // Binds and listens; throws boost::system::system_error when it cannot.
     HttpServer(boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& at, Api& api, const Limits& limits,
                Metrics& metrics);
+    ~HttpServer();
+    HttpServer(const HttpServer&) = delete;
+    HttpServer& operator=(const HttpServer&) = delete;
 
     uint16_t port() const { return acceptor_.local_endpoint().port(); }
     void start() { accept(); }
@@ -35,6 +44,8 @@ public:
 
 private:
     void accept();
+    // Frees a slot for a new connection if the rules allow; false: refuse it.
+    bool make_room();
 
     boost::asio::io_context& ioc_;
     boost::asio::ip::tcp::acceptor acceptor_;
@@ -42,6 +53,7 @@ private:
     Api& api_;
     const Limits& limits_;
     Metrics& metrics_;
+    std::shared_ptr<ConnectionSlots> slots_;
 };
 
 }  // namespace optgate::consentd

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "consentd/prefix_hash.hpp"
 #include "consentd/strict_json.hpp"
@@ -211,15 +212,15 @@ std::string check_import_record(const ImportRecord& r, const Policy& policy) {
         if (std::find(r.consents.begin(), r.consents.begin() + long(i), r.consents[i]) != r.consents.begin() + long(i))
             return "purpose '" + r.consents[i] + "' is listed twice";
     }
-    std::vector<Prefix> seen;
+    // A hash set: a list made a record of 40k addresses cost 4.3 s (issue 17).
+    std::unordered_set<Prefix, PrefixHash> seen;
+    seen.reserve(r.addresses.size());
     for (const auto& a : r.addresses) {
         AddressProblem problem = AddressProblem::none;
         std::string error;
         const auto b = binding_for_bind(a, policy, problem, error);
         if (!b) return error;
-        if (std::find(seen.begin(), seen.end(), *b) != seen.end())
-            return "address " + binding_text(*b) + " is listed twice";
-        seen.push_back(*b);
+        if (!seen.insert(*b).second) return "address " + binding_text(*b) + " is listed twice";
     }
     return {};
 }

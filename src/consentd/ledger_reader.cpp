@@ -16,10 +16,10 @@ LedgerReader::LedgerReader(const std::string& path) : db_(path, Database::Mode::
         "SELECT address, subscriber, seq, time, source, credential FROM bindings WHERE subscriber = ?1 "
         "ORDER BY address");
     history_ = db_.prepare("SELECT " + std::string(kEventColumns) +
-                           " FROM events WHERE subscriber = ?1 ORDER BY seq DESC LIMIT ?2");
+                           " FROM events WHERE subscriber = ?1 AND seq < ?3 ORDER BY seq DESC LIMIT ?2");
 }
 
-std::optional<SubscriberRecord> LedgerReader::subscriber(const std::string& id, size_t history_limit) {
+std::optional<SubscriberRecord> LedgerReader::subscriber(const std::string& id, size_t history_limit, uint64_t before) {
     // One read transaction: the four queries see the same commit.
     db_.exec("BEGIN");
     struct End {
@@ -54,9 +54,14 @@ std::optional<SubscriberRecord> LedgerReader::subscriber(const std::string& id, 
                                         std::string(bindings_.text(4)), std::string(bindings_.text(5))});
     bindings_.reset();
 
-    history_.bind(1, id).bind(2, int64_t(history_limit));
+    // One more than asked: whether older events exist, without a count.
+    history_.bind(1, id).bind(2, int64_t(history_limit) + 1).bind(3, int64_t(std::min<uint64_t>(before, INT64_MAX)));
     while (history_.step()) r.history.push_back(event_from_row(history_));
     history_.reset();
+    if (r.history.size() > history_limit) {
+        r.older = true;
+        r.history.pop_back();
+    }
     std::reverse(r.history.begin(), r.history.end());
     return r;
 }

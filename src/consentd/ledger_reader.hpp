@@ -19,8 +19,9 @@ namespace optgate::consentd {
 struct SubscriberRecord {
     std::vector<ConsentRow> consents;  // by purpose name
     std::vector<BindingRow> bindings;  // by address
-    std::vector<Event> history;        // the latest events, oldest first
+    std::vector<Event> history;        // the latest events (before the cursor), oldest first
     uint64_t event_count = 0;          // all of this subscriber's events
+    bool older = false;                // events before the oldest in `history` exist
 };
 
 // What a receipt of event `seq` is built from (receipt.hpp), read in one
@@ -35,8 +36,10 @@ class LedgerReader {
 public:
     explicit LedgerReader(const std::string& path);
 
-    // nullopt when the ledger has no event for `subscriber`.
-    std::optional<SubscriberRecord> subscriber(const std::string& subscriber, size_t history_limit);
+    // nullopt when the ledger has no event for `subscriber`. `history`: the
+    // latest `history_limit` events with a seq below `before` (a page cursor).
+    std::optional<SubscriberRecord> subscriber(const std::string& subscriber, size_t history_limit,
+                                               uint64_t before = uint64_t(INT64_MAX));
     EventRecord event(const std::string& subscriber, uint64_t seq);
 
 private:

@@ -28,7 +28,7 @@ json::array identifiers_json(const Policy& p) {
         json::object o;
         o["name"] = id.name;
         if (id.kind == Identifier::Kind::http_header)
-            o["http_header"] = id.header;
+            o[id.header_prefix ? "http_header_prefix" : "http_header"] = id.header;
         else
             o["edns0_option"] = id.option_code;
         a.emplace_back(std::move(o));

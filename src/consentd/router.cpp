@@ -33,7 +33,7 @@ constexpr RouteInfo kRoutes[] = {
 // Query parameters each route accepts.
 std::vector<std::string_view> allowed_params(Route r) {
     switch (r) {
-    case Route::subscriber_get: return {"history"};
+    case Route::subscriber_get: return {"history", "before"};
     // Every write may wait until data planes enforce it (docs/consentd.md).
     case Route::consent_put:
     case Route::consent_delete:

@@ -4,6 +4,7 @@
 #include <boost/json/value_stack.hpp>
 
 #include <algorithm>
+#include <unordered_set>
 #include <vector>
 
 namespace optgate::consentd {
@@ -13,7 +14,8 @@ namespace json = boost::json;
 namespace {
 
 // A basic_parser handler that builds the value like json::parser does and
-// remembers each open object's keys to refuse duplicates.
+// remembers each open object's keys to refuse duplicates. A hash set per open
+// object: a list made a 934 KiB body of 120k keys cost 21.6 s (issue 17).
 struct Builder {
     static constexpr std::size_t max_object_size = std::size_t(-1);
     static constexpr std::size_t max_array_size = std::size_t(-1);
@@ -21,8 +23,8 @@ struct Builder {
     static constexpr std::size_t max_string_size = std::size_t(-1);
 
     json::value_stack st;
-    std::vector<std::vector<std::string>> keys;  // one list per open object
-    std::string key;                             // the key being read
+    std::vector<std::unordered_set<std::string>> keys;  // one set per open object
+    std::string key;                                    // the key being read
     std::string duplicate;
 
     bool on_document_begin(json::error_code&) {
@@ -51,13 +53,11 @@ struct Builder {
     }
     bool on_key(json::string_view s, std::size_t, json::error_code& ec) {
         key.append(s.data(), s.size());
-        auto& seen = keys.back();
-        if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+        if (!keys.back().insert(key).second) {
             duplicate = key;
             ec = json::make_error_code(json::error::syntax);
             return false;
         }
-        seen.push_back(std::move(key));
         key.clear();
         st.push_key(s);
         return true;

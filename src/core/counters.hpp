@@ -58,6 +58,17 @@ namespace optgate {
     X(dns_malformed_record, "DNS record truncated or counts larger than the message")                \
     X(dns_multiple_opt, "more than one OPT record (RFC 6891 forbids it)")                            \
     X(dns_malformed_opt, "OPT record with a bad owner name or options that overrun it")              \
+    /* DNS over TCP (docs/pipeline.md) */                                                            \
+    X(dns_tcp_segments, "TCP segments with payload from subscribers to DNS ports")                   \
+    X(dns_tcp_flows, "DNS-over-TCP flow entries made (SYN)")                                         \
+    X(dns_tcp_rewritten, "segments whose identifier options were made Padding")                      \
+    X(dns_tcp_padded_straddling, "non-identifier options made Padding: code cut across segments")    \
+    X(dns_tcp_midstream_dropped, "segments of flows met without SYN, on a strip verdict: dropped")   \
+    X(dns_tcp_out_of_order_dropped, "segments after a hole: dropped")                                \
+    X(dns_tcp_retransmitted, "segments repeating bytes already seen: given the same rewrite")        \
+    X(dns_tcp_retransmit_dropped, "retransmissions reaching back past the flow's record: dropped")   \
+    X(dns_tcp_retransmit_inconsistent, "retransmissions with other bytes than forwarded: dropped")   \
+    X(dns_tcp_retransmit_unverified, "retransmissions covering a forwarded segment in part")         \
     /* HTTP stage (docs/http.md) */                                                                  \
     X(http_segments, "TCP segments with payload from subscribers to HTTP ports")                     \
     X(http_requests, "HTTP/1.x request lines read")                                                  \
@@ -71,7 +82,9 @@ namespace optgate {
     X(http_midstream_flows, "flows first seen without SYN: conservative mode for their life")        \
     X(http_midstream_unseen, "segments with bytes from before a mid-stream flow's first one")        \
     X(http_retransmitted, "segments repeating bytes already seen: given the same rewrite")           \
-    X(http_retransmit_dropped, "retransmissions reaching past the scrubbed-range record: dropped")   \
+    X(http_retransmit_dropped, "retransmissions reaching back past the flow's record: dropped")      \
+    X(http_retransmit_inconsistent, "retransmissions with other bytes than forwarded: dropped")      \
+    X(http_retransmit_unverified, "retransmissions covering a forwarded segment in part: dropped")   \
     X(http_out_of_order_dropped, "segments after a hole outside a known-length body: dropped")       \
     X(http_out_of_order_skipped, "segments after a hole inside a known-length body: hole skipped")   \
     X(http_conservative_flows, "flows that went to conservative mode (any reason)")                  \
@@ -90,6 +103,9 @@ namespace optgate {
     X(http_bail_h2, "HTTP/2 prior-knowledge prefaces: conservative mode")                            \
     X(http_bail_tls, "TLS records on an HTTP port: conservative mode")                               \
     X(http_bail_non_http, "other non-HTTP bytes where a request should start: conservative mode")    \
+    X(http_gpc_requests, "requests carrying Sec-GPC: 1 (Global Privacy Control)")                    \
+    X(http_gpc_stripped, "identifier lines stripped only because of Sec-GPC: 1 (consent held)")      \
+    X(http_gpc_too_late, "Sec-GPC: 1 after an identifier it covers left in an earlier segment")      \
     /* verdicts (one per decision on identifiers found) */                                           \
     X(verdict_pass_consent, "identifiers passed: subscriber consented to the collector's purpose")   \
     X(verdict_pass_exempt, "identifiers passed: destination is an exemption")                        \
@@ -100,6 +116,7 @@ namespace optgate {
     X(verdict_strip_table_not_received, "identifiers stripped: no consent table received yet")       \
     X(verdict_strip_table_stale, "identifiers stripped: consent table older than the limit")         \
     X(verdict_strip_out_of_sync, "identifiers stripped: HTTP parser lost sync, host unknown")        \
+    X(verdict_strip_gpc, "identifiers stripped: request sent Sec-GPC: 1, purpose honours it")        \
     /* tagging */                                                                                    \
     X(tagged_passed, "packets to collectors tagged with the 'passed' DSCP")                          \
     X(tagged_stripped, "packets to collectors tagged with the 'stripped' DSCP")                      \

@@ -54,6 +54,10 @@ struct DisclosureConfig {
 class DisclosureCounts {
 public:
     static constexpr unsigned kRuntimesPerTable = 8;
+    // Set in a row's destination slot (slots are at most kMaxCollectors):
+    // the destination's Global Privacy Control row.
+    static constexpr uint16_t kGpcRow = 0x8000;
+    static_assert(kMaxCollectors + 1 < kGpcRow);
 
     explicit DisclosureCounts(const DisclosureConfig& config);
     ~DisclosureCounts();
@@ -73,8 +77,12 @@ public:
     }
     // One identifier instance from subscriber key (hi, lo) (IPv4: the
     // address in `lo`, host order), toward the destination's counter slot.
+    // `gpc`: stripped because the request carried Sec-GPC: 1; counted in the
+    // destination's Global Privacy Control row (kGpcIdentifierName), not
+    // the identifier's, so that a subscriber can be told how often their
+    // browser's signal was honoured.
     void count(Family family, uint64_t hi, uint64_t lo, uint16_t destination_slot, int identifier, bool passed,
-               WorkerCounters& counters) noexcept;
+               WorkerCounters& counters, bool gpc = false) noexcept;
 
 private:
     friend class DisclosureDrain;

@@ -20,6 +20,12 @@
 
 namespace optgate {
 
+// The identifier name of the rows that count, per destination, identifier
+// instances stripped only because the request carried Sec-GPC: 1 (Global
+// Privacy Control, docs/http.md#global-privacy-control). In parentheses, like
+// the "(none)" destination: never a name the policy gives.
+inline constexpr const char* kGpcIdentifierName = "(Global Privacy Control)";
+
 struct DisclosureEntry {
     // The subscriber key as in the consent table: the IPv4 address (bytes
     // 0..3), or the IPv6 address masked to the policy's ipv6_key_length.

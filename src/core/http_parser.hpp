@@ -9,7 +9,12 @@
 //                             with the host unknown (consent read now)
 //   host_decision(host)       at the end of the request's Host field
 //   conservative_decision()   for an identifier line found in conservative mode
-//   identifier(i, d, first)   an identifier field line `i` under decision `d`
+//   identifier(i, d, first)   an identifier field line `i` under decision `d`;
+//                             returns whether the sink holds it (IdentifierHold)
+//   held_value(offset, length)  value bytes of a held line, in the piece fed
+//   gpc_decision(d)           `d` for a request that carried Sec-GPC: 1
+//   gpc()                     Sec-GPC: 1 arrived: strip the lines held in this
+//                             piece; false if one could not be held whole
 //   conservative_identifier(i, d)   the same in conservative mode (i may be -1)
 //   scrub(offset, length)     overwrite these bytes of the piece fed
 //   count(counter)            parse errors, bail-outs, requests
@@ -29,6 +34,14 @@
 // (host_decision), and every identifier field after it uses it. A request
 // with an absolute-form target, two Host fields, a folded, invalid or
 // unbufferable Host keeps the host-unknown decision (fail closed).
+//
+// Global Privacy Control: a `Sec-GPC: 1` field in a request's header section
+// changes the request's decision to gpc_decision() for every identifier
+// field after it. Identifier lines before it in the same piece (segment)
+// have not left yet: the sink holds the ones the signal would strip and
+// strips them when it comes (gpc()); lines that left in an earlier piece
+// are counted as too late (Counter::http_gpc_too_late). Not read in
+// trailers or in conservative mode (docs/http.md#global-privacy-control).
 //
 // Conservative mode: on a parse error, or after the flow stops being
 // HTTP/1 (CONNECT, Upgrade, HTTP/2 preface, TLS, other bytes), or for a
@@ -78,6 +91,7 @@ enum class HttpState : uint8_t {
     host_value,
     length_value,
     coding_value,
+    gpc_value,
     blank_cr,
     // message body
     body,
@@ -101,7 +115,7 @@ enum class HttpState : uint8_t {
 
 // The field whose value is being read (or, at field_start, the field of the
 // previous line, which an obs-fold line continues).
-enum class FieldKind : uint8_t { none, other, identifier, host, content_length, transfer_encoding };
+enum class FieldKind : uint8_t { none, other, identifier, host, content_length, transfer_encoding, gpc };
 
 namespace http_flag {
 inline constexpr uint16_t host_seen = 1 << 0;      // a Host field set st.decision
@@ -114,8 +128,22 @@ inline constexpr uint16_t connect = 1 << 6;
 inline constexpr uint16_t counted = 1 << 7;  // the request's verdict was counted
 inline constexpr uint16_t trailers = 1 << 8;
 inline constexpr uint16_t http10 = 1 << 9;
-inline constexpr uint16_t scrubbing = 1 << 10;  // the current identifier line is overwritten
+inline constexpr uint16_t scrubbing = 1 << 10;      // the current identifier line is overwritten
+inline constexpr uint16_t gpc = 1 << 11;            // the request carried Sec-GPC: 1
+inline constexpr uint16_t gpc_held_line = 1 << 12;  // the current identifier line is held by the sink
+inline constexpr uint16_t gpc_held = 1 << 13;       // a line of this request is held in the piece being fed
+inline constexpr uint16_t gpc_exposed = 1 << 14;    // a line Sec-GPC would strip left in an earlier piece
 }  // namespace http_flag
+
+// What the sink did with an identifier line (Sink::identifier).
+enum class IdentifierHold : uint8_t {
+    counted,  // decided for good
+    // Passes, but a Sec-GPC: 1 later in this piece would strip it: the sink
+    // counts it at the end of the piece or request, or strips it on gpc();
+    // the parser reports its value bytes (held_value) until the line ends.
+    held,
+    exposed,  // the same, but the sink had no room to hold it: it passes
+};
 
 // A verdict and the per-destination counter slot it counts under.
 struct HttpDecision {
@@ -307,6 +335,8 @@ private:
     static void end_of_fields(HttpParserState& st, const HttpParseContext& cx, Sink& sink) noexcept;
     template <class Sink>
     static void policy_changed(HttpParserState& st, const HttpParseContext& cx, Sink& sink) noexcept;
+    template <class Sink>
+    static void gpc_signal(HttpParserState& st, Sink& sink) noexcept;
 };
 
 // ---- implementation (templates: the sink's calls inline) ----
@@ -314,13 +344,15 @@ private:
 template <class Sink>
 void HttpParser::name_done(HttpParserState& st, const HttpParseContext& cx, Sink& sink) noexcept {
     const HeaderName* h = cx.matcher.complete(st.match);
-    st.flags &= uint16_t(~http_flag::scrubbing);
+    st.flags &= uint16_t(~(http_flag::scrubbing | http_flag::gpc_held_line));
     st.state = HttpState::value_ows;
     if (h && h->identifier >= 0) {
         const HttpDecision dec = st.decision;
-        sink.identifier(h->identifier, dec, !(st.flags & http_flag::counted));
+        const IdentifierHold hold = sink.identifier(h->identifier, dec, !(st.flags & http_flag::counted));
         st.flags |= http_flag::counted;
         if (!passes(dec.verdict)) st.flags |= http_flag::scrubbing;
+        if (hold == IdentifierHold::held) st.flags |= http_flag::gpc_held | http_flag::gpc_held_line;
+        if (hold == IdentifierHold::exposed) st.flags |= http_flag::gpc_exposed;
         st.field = FieldKind::identifier;
         // An identifier that is also a framing field: scrub it, trust no framing.
         if (h->conflict) to_conservative(st, cx, sink, Counter::http_error_header_line, HttpState::c_value_ows);
@@ -335,6 +367,7 @@ void HttpParser::name_done(HttpParserState& st, const HttpParseContext& cx, Sink
     case FieldRole::content_length: st.field = FieldKind::content_length; break;
     case FieldRole::transfer_encoding: st.field = FieldKind::transfer_encoding; break;
     case FieldRole::upgrade: st.flags |= http_flag::upgrade; break;
+    case FieldRole::gpc: st.field = FieldKind::gpc; break;
     case FieldRole::other: break;
     }
 }
@@ -386,6 +419,7 @@ void HttpParser::host_piece(HttpParserState& st, const HttpParseContext& cx, Sin
             host_unusable(st);
         } else {
             st.decision = sink.host_decision(host);
+            if (st.flags & http_flag::gpc) st.decision = sink.gpc_decision(st.decision);
             st.flags |= http_flag::host_seen;
         }
     }
@@ -422,6 +456,19 @@ void HttpParser::end_of_fields(HttpParserState& st, const HttpParseContext& cx, 
     }
 }
 
+// A `Sec-GPC: 1` line ended: the request's decisions from now on, and the
+// lines of this piece the sink holds, take the signal into account.
+template <class Sink>
+void HttpParser::gpc_signal(HttpParserState& st, Sink& sink) noexcept {
+    if (st.flags & http_flag::gpc) return;  // a second Sec-GPC field
+    sink.count(Counter::http_gpc_requests);
+    const bool held_whole = (st.flags & http_flag::gpc_held) ? sink.gpc() : true;
+    if ((st.flags & http_flag::gpc_exposed) || !held_whole) sink.count(Counter::http_gpc_too_late);
+    st.flags = uint16_t((st.flags | http_flag::gpc) & ~(http_flag::gpc_held | http_flag::gpc_held_line));
+    st.decision = sink.gpc_decision(st.decision);
+    st.decision_nohost = sink.gpc_decision(st.decision_nohost);
+}
+
 template <class Sink>
 void HttpParser::policy_changed(HttpParserState& st, const HttpParseContext& cx, Sink& sink) noexcept {
     st.generation = cx.generation;
@@ -445,6 +492,9 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
     using http_chars::is_tchar;
     using http_detail::find_cr_lf;
     if (st.generation != cx.generation) policy_changed(st, cx, sink);
+    // Lines held in the previous piece have left with it.
+    if (st.flags & http_flag::gpc_held)
+        st.flags = uint16_t((st.flags | http_flag::gpc_exposed) & ~(http_flag::gpc_held | http_flag::gpc_held_line));
     uint32_t i = 0;
     while (i < n) {
         switch (st.state) {
@@ -564,6 +614,10 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
                     st.field = FieldKind::other;
                     st.state = S::value_ows;
                     break;
+                case FieldKind::gpc:  // a folded Sec-GPC: the continuation is not read
+                    st.field = FieldKind::other;
+                    st.state = S::value_ows;
+                    break;
                 case FieldKind::identifier:
                 case FieldKind::other:
                     st.state = S::value_ows;  // keeps the fold's whitespace, then the value as before
@@ -625,6 +679,10 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
                 st.aux = 0;
                 st.state = S::coding_value;
                 break;
+            case FieldKind::gpc:
+                st.aux = 0;
+                st.state = S::gpc_value;
+                break;
             default: st.state = S::value; break;
             }
             break;
@@ -632,7 +690,12 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
         case S::value: {
             const uint32_t start = i;
             i = find_cr_lf(d, i, n);
-            if ((st.flags & http_flag::scrubbing) && i > start) sink.scrub(start, i - start);
+            if (i > start) {
+                if (st.flags & http_flag::scrubbing)
+                    sink.scrub(start, i - start);
+                else if (st.flags & http_flag::gpc_held_line)
+                    sink.held_value(start, i - start);
+            }
             if (i == n) break;
             if (d[i] == '\n') {
                 st.state = S::field_start;
@@ -744,6 +807,22 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
             }
             element();
             st.flags |= http_flag::te_seen;
+            st.state = S::value;  // ends the line
+            break;
+        }
+        case S::gpc_value: {
+            // aux: 0 nothing read, 1 "1", 2 "1" and whitespace, 3 anything
+            // else. Only a value of exactly "1" is the signal (the GPC spec).
+            for (; i < n && d[i] != '\r' && d[i] != '\n'; ++i) {
+                const uint8_t c = d[i];
+                if (c == ' ' || c == '\t') {
+                    if (st.aux == 1) st.aux = 2;
+                } else {
+                    st.aux = c == '1' && st.aux == 0 ? 1 : 3;
+                }
+            }
+            if (i == n) break;
+            if (st.aux == 1 || st.aux == 2) gpc_signal(st, sink);
             st.state = S::value;  // ends the line
             break;
         }

@@ -1,6 +1,8 @@
 #include "core/http_stage.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "core/packet_edit.hpp"
 #include "core/pipeline.hpp"
@@ -60,11 +62,27 @@ void push_scrubbed(HttpFlow& f, uint32_t seq, uint32_t len) noexcept {
     ++f.scrub_count;
 }
 
+// A held line stripped on Sec-GPC (http_parser.hpp) may come before lines
+// of the same segment already recorded: keep the record oldest first.
+void insert_scrubbed(HttpFlow& f, uint32_t seq, uint32_t len) noexcept {
+    push_scrubbed(f, seq, len);
+    for (unsigned at = f.scrub_count - 1u; at > 0 && seq_before(f.scrub_seq[at], f.scrub_seq[at - 1]); --at) {
+        std::swap(f.scrub_seq[at], f.scrub_seq[at - 1]);
+        std::swap(f.scrub_len[at], f.scrub_len[at - 1]);
+    }
+}
+
 }  // namespace
 
 // The parser's view of one packet: decisions from the verdict rule, scrubs
 // into the frame (and the flow's record of scrubbed ranges).
 struct HttpStage::Sink {
+    // The held-line arrays are written before they are read (counts below):
+    // left uninitialised, so that a segment does not pay for zeroing them.
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init)
+    Sink(BurstContext& c, BurstSlot& slot, PacketRef& p, HttpFlow* rec, uint32_t fb, uint32_t sb, uint8_t fill_byte)
+        : ctx(c), s(slot), pkt(p), record(rec), frame_base(fb), seq_base(sb), filler(fill_byte) {}
+
     BurstContext& ctx;
     BurstSlot& s;
     PacketRef& pkt;
@@ -78,6 +96,7 @@ struct HttpStage::Sink {
     HttpDecision conservative{};
 
     HttpDecision request_decision() noexcept {
+        release();  // the previous request's lines: no Sec-GPC can reach them now
         const Verdict v = ctx.packet_verdict(s);
         return {v, s.destination.counter_slot};
     }
@@ -94,12 +113,71 @@ struct HttpStage::Sink {
         }
         return conservative;
     }
-    void identifier(int id, const HttpDecision& d, bool first_of_request) noexcept {
+    // Global Privacy Control: identifier lines that pass but that a
+    // Sec-GPC: 1 later in this segment would strip are held (counted later)
+    // with their value bytes' ranges, so that the signal can still strip
+    // them before the segment leaves.
+    static constexpr unsigned kHeldLines = 4, kHeldRanges = 8;
+    struct Held {  // NOLINT(cppcoreguidelines-pro-type-member-init): written before read (held_count)
+        int id;
+        HttpDecision d;
+        bool first;
+    };
+    Held held[kHeldLines];
+    uint32_t range_off[kHeldRanges], range_len[kHeldRanges];
+    uint8_t held_count = 0, range_count = 0;
+    bool range_lost = false;
+
+    IdentifierHold identifier(int id, const HttpDecision& d, bool first_of_request) noexcept {
+        if (d.verdict == Verdict::pass_consent && ctx.runtime.honours_gpc(d.dest_slot)) {
+            if (held_count < kHeldLines) {
+                held[held_count++] = {id, d, first_of_request};
+                return IdentifierHold::held;
+            }
+            count_identifier(id, d, first_of_request);
+            return IdentifierHold::exposed;
+        }
+        count_identifier(id, d, first_of_request);
+        return IdentifierHold::counted;
+    }
+    void count_identifier(int id, const HttpDecision& d, bool first_of_request) noexcept {
         if (first_of_request) {
             ctx.counters.add(verdict_counter(d.verdict));
             ctx.counters.add(Counter::http_requests_with_identifiers);
         }
         count_line(id, d);
+    }
+    void held_value(uint32_t offset, uint32_t len) noexcept {
+        if (range_count == kHeldRanges) {
+            range_lost = true;  // these bytes leave whatever comes
+            return;
+        }
+        range_off[range_count] = offset;
+        range_len[range_count++] = len;
+    }
+    HttpDecision gpc_decision(const HttpDecision& d) const noexcept {
+        return {with_gpc(d.verdict, ctx.runtime.honours_gpc(d.dest_slot)), d.dest_slot};
+    }
+    // All or nothing: with a value piece not remembered, the held lines
+    // pass as they are (and the parser counts the signal too late).
+    bool gpc() noexcept {
+        if (range_lost) {
+            release();
+            return false;
+        }
+        for (unsigned k = 0; k < range_count; ++k) {
+            fill(frame_base + range_off[k], range_len[k]);
+            if (record) insert_scrubbed(*record, seq_base + range_off[k], range_len[k]);
+        }
+        for (unsigned k = 0; k < held_count; ++k) count_identifier(held[k].id, gpc_decision(held[k].d), held[k].first);
+        held_count = range_count = 0;
+        return true;
+    }
+    // The held lines pass: their request ended, or their segment is done.
+    void release() noexcept {
+        for (unsigned k = 0; k < held_count; ++k) count_identifier(held[k].id, held[k].d, held[k].first);
+        held_count = range_count = 0;
+        range_lost = false;
     }
     void conservative_identifier(int id, const HttpDecision& d) noexcept {
         if (!conservative_counted) {  // one verdict per packet in conservative mode
@@ -110,10 +188,12 @@ struct HttpStage::Sink {
     }
     void count_line(int id, const HttpDecision& d) noexcept {
         const bool passed = passes(d.verdict);
+        const bool gpc = d.verdict == Verdict::strip_gpc;
+        if (gpc) ctx.counters.add(Counter::http_gpc_stripped);
         if (id >= 0) {
             Destination dest;
             dest.counter_slot = d.dest_slot;
-            ctx.count_identifier(s.parsed, dest, id, passed);
+            ctx.count_identifier(s.parsed, dest, id, passed, gpc);
         } else {  // name lost at a policy change: destination only
             (passed ? ctx.counters.destination_passed : ctx.counters.destination_stripped)[d.dest_slot]++;
         }
@@ -134,7 +214,8 @@ struct HttpStage::Sink {
 };
 
 HttpStage::HttpStage(const HttpStageConfig& config)
-    : config_(config), table_(config.flow_capacity, config.idle_timeout_ns), hosts_(config.host_buffers) {}
+    : config_(config), table_(config.flow_capacity, config.idle_timeout_ns), hosts_(config.host_buffers),
+      fingerprint_(StreamFingerprint::random()) {}
 
 HttpStage::~HttpStage() = default;
 
@@ -151,7 +232,8 @@ void HttpStage::prepare(const Runtime& rt, Enforcement& enforcement) noexcept {
     bool same = matcher_ && m->names().size() == matcher_->names().size();
     for (size_t i = 0; same && i < m->names().size(); ++i)
         same = m->names()[i].name == matcher_->names()[i].name &&
-               m->names()[i].identifier == matcher_->names()[i].identifier;
+               m->names()[i].identifier == matcher_->names()[i].identifier &&
+               m->names()[i].prefix == matcher_->names()[i].prefix;
     // Match states in flows belong to a matcher's name order: a different
     // list of names starts a new generation (HttpParser::policy_changed).
     if (!same && ++generation_ == 0) generation_ = 1;
@@ -274,9 +356,10 @@ void HttpStage::payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstCont
     if (gap < 0) {
         // Bytes already seen: the same rewrite as the first time.
         const uint32_t seen = uint32_t(-int64_t(gap)) < len ? uint32_t(-int64_t(gap)) : len;
-        if (!replay(f, sink, seq, seen)) {
+        const Counter why = replay(f, sink, seq, seen);
+        if (why != Counter::http_retransmitted) {
             pkt.action = Action::drop;
-            c.add(Counter::http_retransmit_dropped);
+            c.add(why);
             return;
         }
         c.add(Counter::http_retransmitted);
@@ -299,7 +382,16 @@ void HttpStage::payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstCont
         sink.frame_base = p.payload_offset + off;
         sink.seq_base = seq + off;
         const bool was_conservative = HttpParser::conservative(f.parser);
+        // Body bytes at the front that the parser skips unread need no
+        // fingerprint: a retransmission may change them without effect.
+        const HttpParserState& st = f.parser;
+        uint32_t unread = 0;
+        if (st.state == HttpState::body || st.state == HttpState::chunk_data)
+            unread = uint32_t(std::min<uint64_t>(st.remaining, len - off));
         HttpParser::feed(f.parser, cx, pkt.data + p.payload_offset + off, len - off, sink);
+        sink.release();
+        if (off + unread < len)
+            remember_forwarded(f, seq + off + unread, pkt.data + p.payload_offset + off + unread, len - off - unread);
         f.next_seq = seq + len;
         if (was_conservative || HttpParser::conservative(f.parser)) c.add(Counter::http_conservative_packets);
     }
@@ -309,7 +401,16 @@ void HttpStage::payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstCont
     }
 }
 
-bool HttpStage::replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noexcept {
+void HttpStage::remember_forwarded(HttpFlow& f, uint32_t seq, const uint8_t* d, uint32_t n) noexcept {
+    uint32_t forgotten = seq + n;  // a run too long to record is forgotten at once
+    if (n <= 0xffff && !f.forwarded.push(seq, n, fingerprint_(d, n), forgotten)) return;
+    if (seq_before(f.history_from, forgotten)) f.history_from = forgotten;
+    f.flags |= HttpFlow::kHistoryLost;
+}
+
+// Gives bytes already seen the rewrite recorded for them and checks them
+// against what was forwarded. Returns http_retransmitted, or why to drop.
+Counter HttpStage::replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noexcept {
     const uint32_t end = seq + len;
     const uint32_t frame0 = sink.frame_base;  // frame offset of `seq`
     // The open hole's bytes were never seen and hold nothing to scrub; only
@@ -326,7 +427,8 @@ bool HttpStage::replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noex
         }
     }
     if (needs_record != end && seq_before(needs_record, f.history_from)) {
-        if (!(f.flags & HttpFlow::kMidstream) || (f.flags & HttpFlow::kHistoryLost)) return false;
+        if (!(f.flags & HttpFlow::kMidstream) || (f.flags & HttpFlow::kHistoryLost))
+            return Counter::http_retransmit_dropped;
         // A flow met mid-stream: these bytes are from before the first one we
         // saw. Scan them on their own, in conservative mode.
         const uint32_t upto = seq_before(end, f.history_from) ? end : f.history_from;
@@ -342,15 +444,21 @@ bool HttpStage::replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noex
         sink.frame_base = frame0;
         sink.ctx.counters.add(Counter::http_midstream_unseen);
     }
-    f.hole_seq = hole_seq;
-    f.hole_len = uint16_t(hole_len);
     for (unsigned r = 0; r < f.scrub_count; ++r) {
         const uint32_t a = f.scrub_seq[r], b = a + f.scrub_len[r];
         const uint32_t from = seq_before(a, seq) ? seq : a;
         const uint32_t to = seq_before(end, b) ? end : b;
         if (seq_before(from, to)) sink.fill(frame0 + (from - seq), to - from);
     }
-    return true;
+    // Now they read as forwarded, if they are the same bytes.
+    switch (f.forwarded.check(seq, sink.pkt.data + frame0, len, fingerprint_)) {
+    case ForwardedRecord::Check::consistent: break;
+    case ForwardedRecord::Check::inconsistent: return Counter::http_retransmit_inconsistent;
+    case ForwardedRecord::Check::unverifiable: return Counter::http_retransmit_unverified;
+    }
+    f.hole_seq = hole_seq;
+    f.hole_len = uint16_t(hole_len);
+    return Counter::http_retransmitted;
 }
 
 }  // namespace optgate

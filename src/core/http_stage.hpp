@@ -10,8 +10,13 @@
 //  - sequence numbers decide what the segment's bytes are:
 //      new bytes (seq == next)      parsed (HttpParser), values scrubbed;
 //      bytes already seen (seq < next)  given the same rewrite again from
-//                                   the flow's record of scrubbed ranges;
-//                                   dropped if they reach back past it;
+//                                   the flow's record of scrubbed ranges,
+//                                   then checked against the fingerprints
+//                                   of the segments forwarded
+//                                   (stream_record.hpp); dropped if they
+//                                   differ, cover a fingerprinted segment
+//                                   only in part, or reach back past the
+//                                   record;
 //      a gap (seq > next)           skipped if it lies inside a request
 //                                   body of known length (and no other
 //                                   hole is open), else the segment is
@@ -29,7 +34,7 @@
 // comes here: the flow is forgotten, so its next segment starts
 // conservative mode.
 //
-// Memory: FlowTable<HttpFlow>::kBytesPerFlow (132) per flow of capacity,
+// Memory: FlowTable<HttpFlow>::kBytesPerFlow (196) per flow of capacity,
 // mapped and populated at construction, plus host_buffers x 256 bytes.
 // Cost: docs/benchmarks.md, "HTTP stage".
 #pragma once
@@ -41,6 +46,7 @@
 #include "core/http_host.hpp"
 #include "core/http_matcher.hpp"
 #include "core/http_parser.hpp"
+#include "core/stream_record.hpp"
 
 namespace optgate {
 
@@ -56,16 +62,18 @@ struct HttpStageConfig {
     size_t host_buffers = 1024;                         // for Host values split across segments
 };
 
-// What the stage keeps per flow (80 bytes; the entry adds key and time).
+// What the stage keeps per flow (144 bytes; the entry adds key and time).
 struct HttpFlow {
     static constexpr unsigned kScrubRanges = 4;
     static constexpr uint8_t kClosed = 1;       // FIN seen: reused before live flows
     static constexpr uint8_t kMidstream = 2;    // first seen without SYN
-    static constexpr uint8_t kHistoryLost = 4;  // a scrubbed range was forgotten
+    static constexpr uint8_t kHistoryLost = 4;  // a scrubbed range or a fingerprint was forgotten
 
     HttpParserState parser;
-    uint32_t next_seq = 0;      // sequence number of the next stream byte to parse
-    uint32_t history_from = 0;  // every scrubbed range that ends after this is in scrub_*
+    uint32_t next_seq = 0;  // sequence number of the next stream byte to parse
+    // Every scrubbed range that ends after this is in scrub_*, and every
+    // parsed byte after it is in a fingerprinted run of `forwarded`.
+    uint32_t history_from = 0;
     // Scrubbed ranges of the stream, oldest first, for retransmissions.
     uint32_t scrub_seq[kScrubRanges] = {};
     uint16_t scrub_len[kScrubRanges] = {};
@@ -76,8 +84,11 @@ struct HttpFlow {
     uint16_t hole_len = 0;
     uint8_t scrub_count = 0;
     uint8_t flags = 0;
+    // What was forwarded, for checking retransmissions (bytes the parser
+    // read; body bytes it skipped unread need no check).
+    ForwardedRecord forwarded{};
 };
-static_assert(sizeof(HttpFlow) <= 80);
+static_assert(sizeof(HttpFlow) <= 144);
 
 class HttpStage {
 public:
@@ -114,12 +125,14 @@ private:
     void process(PacketRef& pkt, BurstSlot& s, BurstContext& ctx, const FlowKey& key, uint64_t hash) noexcept;
     Table::Entry* make_entry(const FlowKey& key, uint64_t hash, uint32_t now, BurstContext& ctx) noexcept;
     void payload(Table::Entry& e, PacketRef& pkt, BurstSlot& s, BurstContext& ctx, uint32_t seq) noexcept;
-    bool replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noexcept;
+    Counter replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) noexcept;
+    void remember_forwarded(HttpFlow& f, uint32_t seq, const uint8_t* d, uint32_t n) noexcept;
     void forget(Table::Entry* e) noexcept;
 
     HttpStageConfig config_;
     Table table_;
     HostBuffers hosts_;
+    StreamFingerprint fingerprint_;
     // The current policy's matcher (Runtime::header_matcher), held so that
     // the next policy's can be compared with it; null before the first burst.
     std::shared_ptr<const HeaderMatcher> matcher_;

@@ -62,11 +62,11 @@ Verdict BurstContext::packet_verdict(BurstSlot& s) const noexcept {
     return s.verdict;
 }
 
-void BurstContext::count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier,
-                                    bool passed) const noexcept {
+void BurstContext::count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier, bool passed,
+                                    bool gpc) const noexcept {
     const SourceKey k = source_key(p, runtime.policy().ipv6_key_length);
     disclosure->count(k.v4 ? Family::v4 : Family::v6, k.hi, k.v4 ? k.addr : k.lo, destination_slot, identifier, passed,
-                      counters);
+                      counters, gpc);
 }
 
 Worker::Worker(Enforcement& enforcement, const HttpStageConfig& http, const DisclosureConfig& disclosure)
@@ -104,6 +104,7 @@ uint32_t Worker::process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::V
     BurstContext ctx{*view.runtime, *view.table, view.health, now, c, disclosure_.get()};
     classify(pkts, n, ctx);
     dns_stage(pkts, ctx);
+    dns_tcp_stage(pkts, ctx);
     http_stage(pkts, ctx);
     if (view.runtime->policy().tagging.enabled()) tag_stage(pkts, n, ctx);
 
@@ -122,7 +123,7 @@ uint32_t Worker::process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::V
 void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
     WorkerCounters& c = ctx.counters;
     const Runtime& rt = ctx.runtime;
-    dns_count_ = http_count_ = 0;
+    dns_count_ = http_count_ = dns_tcp_count_ = 0;
     const EncapsulationSet encapsulations = rt.policy().encapsulations;
     for (uint32_t i = 0; i < n; ++i) {
         if (i + 2 < n) __builtin_prefetch(pkts[i + 2].data);
@@ -150,8 +151,11 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
         s.from_subscriber = true;
         c.add(Counter::from_subscriber);
 
-        const bool inspected_port = p.has_l4 && ((p.l4_proto == kProtoUdp && rt.is_dns_port(p.dst_port)) ||
-                                                 (p.l4_proto == kProtoTcp && rt.is_http_port(p.dst_port)));
+        const bool tcp = p.has_l4 && p.l4_proto == kProtoTcp;
+        const bool http = tcp && rt.is_http_port(p.dst_port);
+        const bool dns_tcp = tcp && !http && rt.is_dns_port(p.dst_port);  // DNS over TCP
+        const bool inspected_port = http || dns_tcp ||
+                                    (p.has_l4 && p.l4_proto == kProtoUdp && rt.is_dns_port(p.dst_port));
         if (p.fragment) {
             // Fragments are not reassembled, so their bytes are never read. A
             // first fragment of an inspected datagram passes only when no byte
@@ -161,15 +165,19 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
             // (docs/pipeline.md#fragments).
             if (p.first_fragment) {
                 if (!inspected_port) continue;
-                const bool host_may_decide = p.l4_proto == kProtoTcp && rt.has_host_rules();
+                const bool host_may_decide = http && rt.has_host_rules();
                 if (host_may_decide || !passes(ctx.packet_verdict(s))) {
                     fragments_.remember(p, pkt.timestamp_ns);
                     pkt.action = Action::drop;
                     c.add(Counter::fragment_dropped);
-                } else if (p.l4_proto == kProtoTcp) {
+                } else if (http) {
                     s.next = BurstSlot::Next::http;  // passes unread: the flow loses its place
                     s.flow_hash = http_.prefetch_flow(p);
                     http_list_[http_count_++] = uint8_t(i);
+                } else if (dns_tcp) {
+                    s.next = BurstSlot::Next::dns_tcp;  // the same
+                    s.flow_hash = dns_tcp_.prefetch_flow(p);
+                    dns_tcp_list_[dns_tcp_count_++] = uint8_t(i);
                 }
             } else if (fragments_.dropped_earlier(p, pkt.timestamp_ns)) {
                 pkt.action = Action::drop;
@@ -185,10 +193,14 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
             if (p.l4_proto == kProtoUdp) {
                 s.next = BurstSlot::Next::dns;
                 dns_list_[dns_count_++] = uint8_t(i);
-            } else {
+            } else if (http) {
                 s.next = BurstSlot::Next::http;
                 s.flow_hash = http_.prefetch_flow(p);
                 http_list_[http_count_++] = uint8_t(i);
+            } else {
+                s.next = BurstSlot::Next::dns_tcp;
+                s.flow_hash = dns_tcp_.prefetch_flow(p);
+                dns_tcp_list_[dns_tcp_count_++] = uint8_t(i);
             }
         }
     }
@@ -196,6 +208,10 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
 
 void Worker::dns_stage(PacketRef* pkts, BurstContext& ctx) noexcept {
     if (dns_count_) dns_.process_burst(pkts, slots_.data(), dns_list_.data(), dns_count_, ctx);
+}
+
+void Worker::dns_tcp_stage(PacketRef* pkts, BurstContext& ctx) noexcept {
+    if (dns_tcp_count_) dns_tcp_.process_burst(pkts, slots_.data(), dns_tcp_list_.data(), dns_tcp_count_, ctx);
 }
 
 void Worker::http_stage(PacketRef* pkts, BurstContext& ctx) noexcept {

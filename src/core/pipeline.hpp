@@ -2,7 +2,7 @@
 // data plane, the pcap replay tool, the benchmark) hand it bursts of frames
 // and forward or drop each one as told; everything that decides is here.
 //
-//   classify ─► fragments ─► dns ─► http ─► tag
+//   classify ─► fragments ─► dns ─► dns over tcp ─► http ─► tag
 //
 // Stages work on the whole burst, each over the packets routed to it (VPP
 // style). Per-packet state lives in a fixed array of BurstSlot; nothing is
@@ -23,6 +23,7 @@
 #include "core/counters.hpp"
 #include "core/disclosure.hpp"
 #include "core/dns_stage.hpp"
+#include "core/dns_tcp_stage.hpp"
 #include "core/enforcement.hpp"
 #include "core/fragment_guard.hpp"
 #include "core/http_stage.hpp"
@@ -45,8 +46,8 @@ struct PacketRef {
 // Per-packet state for one burst.
 struct BurstSlot {
     ParsedPacket parsed;
-    enum class Next : uint8_t { done, dns, http } next = Next::done;
-    uint64_t flow_hash = 0;  // Next::http: the flow key's hash (classify computes it to prefetch)
+    enum class Next : uint8_t { done, dns, http, dns_tcp } next = Next::done;
+    uint64_t flow_hash = 0;  // Next::http, dns_tcp: the flow key's hash (classify computes it to prefetch)
     bool from_subscriber = false;
     bool changed = false;
     // The packet-level verdict (no hostname), computed at most once.
@@ -75,12 +76,16 @@ struct BurstContext {
     // `p` under the verdict: per destination slot and per identifier, and
     // per source subscriber key in the disclosure counts. Stages only see
     // packets from subscribers, so every instance has a subscriber key.
-    void count_identifier(const ParsedPacket& p, const Destination& dest, int identifier, bool passed) const noexcept {
+    // `gpc`: stripped only because the request carried Sec-GPC: 1 (a
+    // disclosure row of its own, disclosure.hpp).
+    void count_identifier(const ParsedPacket& p, const Destination& dest, int identifier, bool passed,
+                          bool gpc = false) const noexcept {
         (passed ? counters.destination_passed : counters.destination_stripped)[dest.counter_slot]++;
         (passed ? counters.identifier_passed : counters.identifier_stripped)[size_t(identifier)]++;
-        if (disclosure) count_disclosure(p, dest.counter_slot, identifier, passed);
+        if (disclosure) count_disclosure(p, dest.counter_slot, identifier, passed, gpc);
     }
-    void count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier, bool passed) const noexcept;
+    void count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier, bool passed,
+                          bool gpc = false) const noexcept;
 };
 
 class Worker {
@@ -114,6 +119,7 @@ private:
     uint32_t process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::View& view, uint64_t now) noexcept;
     void classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
     void dns_stage(PacketRef* pkts, BurstContext& ctx) noexcept;
+    void dns_tcp_stage(PacketRef* pkts, BurstContext& ctx) noexcept;
     void http_stage(PacketRef* pkts, BurstContext& ctx) noexcept;
     void tag_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
 
@@ -124,10 +130,11 @@ private:
     std::array<BurstSlot, kMaxBurst> slots_;
     // Work lists that classify fills: the slots each stage works on, so a
     // stage never walks packets that are not for it.
-    std::array<uint8_t, kMaxBurst> dns_list_{}, http_list_{};
-    uint32_t dns_count_ = 0, http_count_ = 0;
+    std::array<uint8_t, kMaxBurst> dns_list_{}, http_list_{}, dns_tcp_list_{};
+    uint32_t dns_count_ = 0, http_count_ = 0, dns_tcp_count_ = 0;
     FragmentGuard fragments_;
     DnsStage dns_;
+    DnsTcpStage dns_tcp_;
     HttpStage http_;
 };
 

@@ -28,6 +28,9 @@ struct Purpose {
     // What the subscriber gains by opting in, shown wherever they are asked
     // or told (last, so that positional initializers elsewhere stay valid).
     std::string benefit{};
+    // A request carrying Sec-GPC: 1 (Global Privacy Control) strips this
+    // purpose's identifiers even with consent (docs/http.md#global-privacy-control).
+    bool honour_gpc = true;
 };
 
 struct Identifier {
@@ -36,6 +39,10 @@ struct Identifier {
     std::string name;          // readable name used in reports ("Verizon UIDH", "ECS")
     std::string header;        // http_header: the header name as written in the policy
     uint16_t option_code = 0;  // dns_option: the EDNS0 option code
+    // http_header: `header` is a name prefix (policy key `header_prefix`):
+    // every header whose name starts with it, unless another identifier's
+    // exact name or longer prefix matches it (docs/policy.md).
+    bool header_prefix = false;
 };
 
 struct PortRange {

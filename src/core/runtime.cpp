@@ -100,6 +100,8 @@ std::shared_ptr<const Runtime> Runtime::compile(Policy policy, std::string* erro
         i = j;
     }
 
+    for (size_t i = 0; i < p.purposes.size(); ++i)
+        if (p.purposes[i].honour_gpc) rt->gpc_purposes_ |= PurposeMask(1) << i;
     rt->http_ports_ = PortSet(p.http_ports);
     rt->dns_ports_ = PortSet(p.dns_ports);
     for (size_t i = 0; i < p.identifiers.size(); ++i) {
@@ -107,9 +109,9 @@ std::shared_ptr<const Runtime> Runtime::compile(Policy policy, std::string* erro
         if (id.kind == Identifier::Kind::dns_option)
             rt->dns_codes_.emplace_back(id.option_code, int(i));
         else
-            rt->http_headers_.emplace_back(ascii_lower(id.header), int(i));
+            (id.header_prefix ? rt->http_prefixes_ : rt->http_headers_).emplace_back(ascii_lower(id.header), int(i));
     }
-    rt->header_matcher_ = std::make_shared<const HeaderMatcher>(rt->http_headers_);
+    rt->header_matcher_ = std::make_shared<const HeaderMatcher>(rt->http_headers_, rt->http_prefixes_);
     return rt;
 }
 

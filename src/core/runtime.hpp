@@ -94,6 +94,13 @@ public:
     // The purpose a collector destination needs.
     unsigned purpose_of(const Destination& d) const noexcept { return policy_.collectors[d.index].purpose; }
 
+    // Whether the destination of this counter slot is a collector whose
+    // purpose honours Global Privacy Control (Purpose::honour_gpc).
+    bool honours_gpc(uint16_t counter_slot) const noexcept {
+        return counter_slot < policy_.collectors.size() &&
+               (gpc_purposes_ >> policy_.collectors[counter_slot].purpose & 1u) != 0;
+    }
+
     // Some collector or exemption matches by hostname: an HTTP request's
     // Host can change its destination, so only a parsed request decides.
     bool has_host_rules() const noexcept { return has_host_rules_; }
@@ -108,14 +115,22 @@ public:
         return -1;
     }
     bool has_dns_identifiers() const noexcept { return !dns_codes_.empty(); }
+    // Some identifier option code has this first (high) byte.
+    bool dns_identifier_high_byte(uint8_t b) const noexcept {
+        for (const auto& [c, idx] : dns_codes_)
+            if (c >> 8 == b) return true;
+        return false;
+    }
 
-    // Identifier index for a lowercase HTTP header name, or -1.
+    // Identifier index for a lowercase HTTP header name (exact names only), or -1.
     int http_identifier(std::string_view lowercase_name) const noexcept {
         for (const auto& [name, idx] : http_headers_)
             if (name == lowercase_name) return idx;
         return -1;
     }
     const std::vector<std::pair<std::string, int>>& http_identifiers() const noexcept { return http_headers_; }
+    // (lowercase header-name prefix, identifier index) for `header_prefix` identifiers.
+    const std::vector<std::pair<std::string, int>>& http_identifier_prefixes() const noexcept { return http_prefixes_; }
     // The HTTP stage's header-name matcher for this policy, built here once
     // so that a worker meeting a new policy only takes a reference (no
     // allocation inside a burst). Shared: a stage keeps it past the runtime.
@@ -161,8 +176,10 @@ private:
     PortSet http_ports_, dns_ports_;
     std::vector<std::pair<uint16_t, int>> dns_codes_;
     std::vector<std::pair<std::string, int>> http_headers_;
+    std::vector<std::pair<std::string, int>> http_prefixes_;
     std::shared_ptr<const HeaderMatcher> header_matcher_;
     uint16_t no_collector_slot_ = 0;
+    PurposeMask gpc_purposes_ = 0;  // purposes with honour_gpc
     bool has_host_rules_ = false;
 };
 

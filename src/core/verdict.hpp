@@ -5,7 +5,8 @@
 //     staleness limit), and
 //   - the packet comes from a subscriber, and
 //   - its destination is an exemption, or a collector whose purpose is in
-//     that subscriber's consent.
+//     that subscriber's consent (and, for an HTTP request carrying
+//     Sec-GPC: 1, whose purpose does not honour it: with_gpc below).
 // Every other case strips: opt-in is the default and failure is closed. A
 // stale or missing table strips everything, exemptions included ("strip
 // everything" is always the safe side for the subscriber).
@@ -31,6 +32,7 @@ enum class Verdict : uint8_t {
     strip_table_not_received,
     strip_table_stale,
     strip_out_of_sync,
+    strip_gpc,
 };
 
 inline constexpr bool passes(Verdict v) noexcept { return v == Verdict::pass_consent || v == Verdict::pass_exempt; }
@@ -66,7 +68,15 @@ inline Verdict decide(const VerdictInputs& in, unsigned collector_purpose, Conse
     return Verdict::pass_consent;
 }
 
-static_assert(verdict_counter(Verdict::strip_out_of_sync) == Counter::verdict_strip_out_of_sync,
+// Global Privacy Control (docs/http.md#global-privacy-control): a request
+// carrying Sec-GPC: 1 withdraws, for that request, the consent of every
+// purpose that honours it. Exemptions do not rest on consent and are not
+// affected; a strip stays a strip.
+inline constexpr Verdict with_gpc(Verdict v, bool purpose_honours_gpc) noexcept {
+    return v == Verdict::pass_consent && purpose_honours_gpc ? Verdict::strip_gpc : v;
+}
+
+static_assert(verdict_counter(Verdict::strip_gpc) == Counter::verdict_strip_gpc,
               "verdict counters must follow the Verdict enum order");
 
 }  // namespace optgate

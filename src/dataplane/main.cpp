@@ -115,7 +115,7 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
         "stats", po::value(&flags.stats_file),
         "write counters as JSON to this file on exit (docs/replay.md#the-report)")(
         "http-flows", po::value(&flags.http_flows),
-        "HTTP flows tracked per worker (default 262144; 132 bytes each, allocated at start; docs/http.md)")(
+        "HTTP flows tracked per worker (default 262144; 196 bytes each, allocated at start; docs/http.md)")(
         "http-idle-timeout", po::value(&http_idle),
         "seconds before an idle HTTP flow's entry may be reused (default 120)")(
         "disclosure-interval", po::value(&disclosure_interval_s),

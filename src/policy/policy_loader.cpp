@@ -51,7 +51,18 @@ private:
 
     Diagnostics& d_;
     Policy p_;
-    std::vector<std::pair<std::string, Location>> header_seen_;  // lowercase header
+    void check_header_prefixes();
+
+    struct HeaderSeen {
+        std::string lower;  // the header name or prefix, lowercase
+        Location at;
+        bool prefix = false;
+        size_t identifier = 0;  // index into p_.identifiers, once accepted
+    };
+    // A prefix shorter than this covers too many unrelated headers ("X-").
+    static constexpr size_t kShortHeaderPrefix = 4;
+
+    std::vector<HeaderSeen> header_seen_;  // accepted headers and prefixes
     std::vector<std::pair<uint16_t, Location>> code_seen_;
     size_t identifiers_ = 0;
     std::vector<std::pair<std::string, Location>> rule_names_;
@@ -113,7 +124,7 @@ void PolicyReader::read_purposes(const Value& v) {
         Purpose purpose;
         purpose.name = e.name;
         const std::string owner = "purpose '" + e.name + "'";
-        const MapReader m(e.value, owner, {"description", "benefit", "data", "retention"}, d_);
+        const MapReader m(e.value, owner, {"description", "benefit", "data", "retention", "honour_gpc"}, d_);
         if (const auto x = m.require("description"))
             if (auto t = as_text(*x, d_)) purpose.description = std::move(*t);
         // A company that cannot say what the subscriber gains should not ask.
@@ -128,6 +139,10 @@ void PolicyReader::read_purposes(const Value& v) {
             if (auto t = as_text_list(*x, d_, false)) purpose.data = std::move(*t);
         if (const auto x = m.require("retention"))
             if (auto t = as_text(*x, d_)) purpose.retention = std::move(*t);
+        // Global Privacy Control is a legal opt-out in California and
+        // Colorado: honoured unless the policy says otherwise, visibly.
+        if (const auto x = m.get("honour_gpc"))
+            if (auto b = as_bool(*x, d_)) purpose.honour_gpc = *b;
         // Kept even when incomplete, so that collectors naming it do not
         // report a second, misleading error.
         p_.purposes.push_back(std::move(purpose));
@@ -153,44 +168,93 @@ void PolicyReader::read_http_headers(const Value& v) {
                                   "options together): optgate counts each one separately");
             return;
         }
-        const MapReader m(item, "the HTTP header identifier", {"header", "name"}, d_);
+        const MapReader m(item, "the HTTP header identifier", {"header", "header_prefix", "name"}, d_);
         if (!m.is_map()) continue;
         Identifier id;
         id.kind = Identifier::Kind::http_header;
         bool ok = true;
-        if (const auto x = m.require("header")) {
-            if (auto t = as_text(*x, d_)) {
-                const std::string lower = ascii_lower(*t);
-                const auto seen = std::find_if(header_seen_.begin(), header_seen_.end(),
-                                               [&](const auto& s) { return s.first == lower; });
-                if (!is_http_token(*t)) {
-                    d_.error(x->at, "'" + *t +
-                                        "' is not a valid HTTP header name: header names are RFC 9110 "
-                                        "tokens (letters, digits and !#$%&'*+-.^_`|~, no spaces or ':')");
-                    ok = false;
-                } else if (is_protected_header(lower)) {
-                    d_.error(x->at, "'" + *t +
-                                        "' cannot be an identifier: HTTP needs it to frame or route the "
-                                        "request, and stripping it would break the connection");
-                    ok = false;
-                } else if (seen != header_seen_.end()) {
-                    d_.error(x->at, "HTTP header '" + *t + "' is listed twice (first at " + line_of(seen->second) +
-                                        "; header names are case-insensitive)");
-                    ok = false;
-                } else {
-                    header_seen_.emplace_back(lower, x->at);
-                }
-                id.header = std::move(*t);
-            } else {
+        const auto exact = m.get("header");
+        const auto prefix = m.get("header_prefix");
+        if (exact && prefix) {
+            d_.error(prefix->at,
+                     "an HTTP header identifier has either 'header' (one name) or 'header_prefix' (every name "
+                     "starting with it), not both");
+            ok = false;
+        } else if (!exact && !prefix) {
+            d_.error(item.at,
+                     "the HTTP header identifier is missing the required key 'header' (the header name; or "
+                     "'header_prefix' for a family of headers)");
+            ok = false;
+        } else if (auto t = as_text(exact ? *exact : *prefix, d_)) {
+            const Location at = (exact ? *exact : *prefix).at;
+            id.header_prefix = prefix.has_value();
+            const std::string what = id.header_prefix ? "header prefix" : "HTTP header";
+            const std::string lower = ascii_lower(*t);
+            const auto seen = std::find_if(header_seen_.begin(), header_seen_.end(),
+                                           [&](const HeaderSeen& s) { return s.lower == lower; });
+            const std::string_view covered = id.header_prefix ? protected_header_with_prefix(lower) : "";
+            if (!is_http_token(*t)) {
+                d_.error(at, "'" + *t + "' is not a valid " +
+                                 (id.header_prefix ? "header name prefix" : "HTTP header name") +
+                                 ": header names are RFC 9110 tokens (letters, digits and !#$%&'*+-.^_`|~, no "
+                                 "spaces or ':')");
                 ok = false;
+            } else if (lower == "sec-gpc" || (id.header_prefix && std::string_view("sec-gpc").starts_with(lower))) {
+                d_.error(at, "'" + *t +
+                                 "' cannot be an identifier: Sec-GPC is the subscriber's Global Privacy Control "
+                                 "signal, which optgate reads and forwards (docs/http.md#global-privacy-control)");
+                ok = false;
+            } else if (!id.header_prefix && is_protected_header(lower)) {
+                d_.error(at, "'" + *t +
+                                 "' cannot be an identifier: HTTP needs it to frame or route the "
+                                 "request, and stripping it would break the connection");
+                ok = false;
+            } else if (!covered.empty()) {
+                d_.error(at, "header prefix '" + *t + "' covers '" + std::string(covered) +
+                                 "', which HTTP needs to frame or route the request: stripping it would break the "
+                                 "connection (make the prefix longer)");
+                ok = false;
+            } else if (seen != header_seen_.end()) {
+                d_.error(at, what + " '" + *t + "' is listed twice (first at " + line_of(seen->at) +
+                                 "; header names are case-insensitive)");
+                ok = false;
+            } else {
+                header_seen_.push_back({lower, at, id.header_prefix, 0});
             }
+            id.header = std::move(*t);
         } else {
             ok = false;
         }
         if (const auto x = m.require("name")) {
             if (auto t = as_text(*x, d_)) id.name = std::move(*t);
         }
-        if (ok) p_.identifiers.push_back(std::move(id));
+        if (ok) {
+            header_seen_.back().identifier = p_.identifiers.size();
+            p_.identifiers.push_back(std::move(id));
+        }
+    }
+    check_header_prefixes();
+}
+
+// A prefix stands for every header starting with it: say when that is more
+// than the operator may have meant. Exact names and longer prefixes win over
+// a prefix (docs/policy.md), so nothing here is ambiguous, only surprising.
+void PolicyReader::check_header_prefixes() {
+    for (const HeaderSeen& pre : header_seen_) {
+        if (!pre.prefix) continue;
+        const std::string& text = p_.identifiers[pre.identifier].header;
+        if (pre.lower.size() < kShortHeaderPrefix)
+            d_.warning(pre.at, "header prefix '" + text + "' is short (under " + std::to_string(kShortHeaderPrefix) +
+                                   " characters): every header whose name starts with it is an identifier, common "
+                                   "headers unrelated to subscribers included, and is stripped without consent");
+        for (const HeaderSeen& other : header_seen_) {
+            if (&other == &pre || !other.lower.starts_with(pre.lower)) continue;
+            const Identifier& o = p_.identifiers[other.identifier];
+            d_.warning(other.at, std::string(other.prefix ? "header prefix '" : "header '") + o.header +
+                                     "' is also covered by the header prefix '" + text + "' (" + line_of(pre.at) +
+                                     "): it counts as '" + o.name + "', not as '" +
+                                     p_.identifiers[pre.identifier].name + "' (the longest match wins)");
+        }
     }
 }
 

@@ -178,8 +178,19 @@ bool is_subscriber_id(std::string_view s) noexcept {
                        [&](char c) { return is_alnum(c) || kSpecials.find(c) != std::string_view::npos; });
 }
 
+namespace {
+constexpr std::string_view kProtectedHeaders[] = {"host", "content-length", "transfer-encoding", "connection",
+                                                  "upgrade"};
+}
+
 bool is_protected_header(std::string_view n) noexcept {
-    return n == "host" || n == "content-length" || n == "transfer-encoding" || n == "connection" || n == "upgrade";
+    return std::find(std::begin(kProtectedHeaders), std::end(kProtectedHeaders), n) != std::end(kProtectedHeaders);
+}
+
+std::string_view protected_header_with_prefix(std::string_view prefix) noexcept {
+    for (std::string_view h : kProtectedHeaders)
+        if (h.starts_with(prefix)) return h;
+    return {};
 }
 
 size_t edit_distance(std::string_view a, std::string_view b) {

@@ -46,6 +46,8 @@ bool is_subscriber_id(std::string_view s) noexcept;
 // Headers the HTTP stage relies on to frame or route a request; stripping
 // them would break the connection, so they cannot be identifiers.
 bool is_protected_header(std::string_view lowercase_name) noexcept;
+// The first such header whose name starts with `lowercase_prefix`, or "".
+std::string_view protected_header_with_prefix(std::string_view lowercase_prefix) noexcept;
 
 // Optimal string alignment distance (an adjacent swap counts as one edit).
 size_t edit_distance(std::string_view a, std::string_view b);

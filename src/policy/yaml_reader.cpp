@@ -344,4 +344,13 @@ std::optional<uint64_t> as_integer(const Value& v, Diagnostics& d, uint64_t min,
     return n;
 }
 
+std::optional<bool> as_bool(const Value& v, Diagnostics& d) {
+    const auto text = as_text(v, d);
+    if (!text) return std::nullopt;
+    if (*text == "true") return true;
+    if (*text == "false") return false;
+    d.error(v.at, v.name + " must be true or false, not '" + *text + "'");
+    return std::nullopt;
+}
+
 }  // namespace optgate::policy::detail

@@ -108,6 +108,9 @@ std::optional<std::string> as_text(const Value& v, Diagnostics& d, bool allow_em
 std::optional<std::vector<Value>> as_list(const Value& v, Diagnostics& d);
 std::optional<std::vector<std::string>> as_text_list(const Value& v, Diagnostics& d, bool allow_empty_list);
 std::optional<uint64_t> as_integer(const Value& v, Diagnostics& d, uint64_t min, uint64_t max);
+// `true` or `false` (YAML 1.2 core schema; not yes/no/on/off, which YAML 1.1
+// read as booleans and 1.2 as text).
+std::optional<bool> as_bool(const Value& v, Diagnostics& d);
 // "500ms", "30s", "2m", "1h" (values.hpp parse_duration), within [min, max].
 std::optional<std::chrono::milliseconds> as_duration(const Value& v, Diagnostics& d,
                                                      std::chrono::milliseconds min = std::chrono::milliseconds(0),

@@ -134,6 +134,34 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(s["history"][1]["seq"], r["seq"])
         self.assertNotIn("notice_version", s["history"][1])  # not given on this revoke
 
+    def test_history_pages_with_a_cursor(self):
+        for i in range(12):
+            if i % 2 == 0:
+                st, _, j = self.d.request("PUT", "/v1/subscribers/paged/consents/advertising", GRANT)
+            else:
+                st, _, j = self.d.request("DELETE", "/v1/subscribers/paged/consents/advertising", {"source": "portal"})
+            self.assertEqual(st, 200, j)
+        _, _, full = self.d.request("GET", "/v1/subscribers/paged?history=100", token="auditor")
+        self.assertEqual(len(full["history"]), 12)
+        self.assertFalse(full["history_truncated"])
+        self.assertNotIn("history_before", full)
+        pages, path = [], "/v1/subscribers/paged?history=5"
+        while True:
+            st, _, p = self.d.request("GET", path, token="auditor")
+            self.assertEqual(st, 200, p)
+            pages.insert(0, p["history"])
+            self.assertEqual(p["history_total"], 12)
+            if not p["history_truncated"]:
+                self.assertNotIn("history_before", p)
+                break
+            self.assertEqual(p["history_before"], p["history"][0]["seq"])
+            path = f"/v1/subscribers/paged?history=5&before={p['history_before']}"
+        self.assertEqual([len(p) for p in pages], [2, 5, 5])
+        self.assertEqual([e for p in pages for e in p], full["history"])  # oldest first, nothing twice
+        for bad in ("0", "x", "-1", "99999999999999999999"):
+            self.assertRefused(400, "invalid_parameter", "GET", f"/v1/subscribers/paged?before={bad}",
+                               token="auditor")
+
     def test_percent_encoded_ids(self):
         st, _, g = self.d.request("PUT", "/v1/subscribers/bob%40isp%3A1/consents/analytics", GRANT)
         self.assertEqual((st, g["subscriber"]), (200, "bob@isp:1"))
@@ -274,6 +302,85 @@ class ApiTest(unittest.TestCase):
         self.assertTrue(out.startswith(b"HTTP/1.1 413"), out[:200])
         self.assertIn(b'"body_too_large"', out)
         self.assertRefused(404, "unknown_subscriber", "GET", "/v1/subscribers/hank", token="auditor")
+
+    def test_routes_without_a_token_take_no_body(self):
+        # Anyone may call /healthz: it must not wait for (and buffer) the
+        # megabyte a client announces (issue 17). Answered before any body.
+        out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 413"), out[:200])
+        self.assertIn(b'"body_too_large"', out)
+        out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"5\r\nhello\r\n0\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 413"), out[:200])
+        st, _, j = self.d.request("GET", "/healthz", token=None)
+        self.assertEqual(st, 200, j)
+
+    def test_transfer_encoding_other_than_chunked_is_refused(self):
+        # RFC 9112 §6.3: a request whose final transfer coding is not chunked
+        # cannot be framed: 400 and close; before, its body was read as the
+        # next request. Chunked in HTTP/1.0 is faulty framing too (§6.1).
+        before = self.head()
+        body = json.dumps(GRANT).encode()
+        for te in (b"gzip", b"xchunked", b"chunked, gzip"):
+            req = (b"PUT /v1/subscribers/tess/consents/advertising HTTP/1.1\r\nHost: x\r\n"
+                   b"Authorization: Bearer " + TOKENS["portal"][0].encode() + b"\r\n"
+                   b"Content-Type: application/json\r\nTransfer-Encoding: " + te + b"\r\n\r\n" + body)
+            out = raw(self.d, req)
+            self.assertTrue(out.startswith(b"HTTP/1.1 400"), (te, out[:300]))
+            self.assertEqual(out.count(b"HTTP/1.1 "), 1, (te, out[:600]))  # the body was not a request
+        # A coding before chunked: framed, but not one consentd decodes.
+        out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 501"), out[:200])
+        out = raw(self.d, b"GET /healthz HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.0 400"), out[:200])
+        self.assertEqual(self.head(), before)
+        self.assertRefused(404, "unknown_subscriber", "GET", "/v1/subscribers/tess", token="auditor")
+
+    def test_second_import_is_refused_before_its_body(self):
+        # The one-import slot is taken at admission: a second import is
+        # refused before its body is read, so concurrent uploads never all sit
+        # in memory (issue 17). The first, still uploading, holds the slot.
+        line = json.dumps({"subscriber": "slot-1", "addresses": ["100.65.9.1"]}) + "\n"
+        first = socket.create_connection(("127.0.0.1", self.d.port))
+        try:
+            first.settimeout(PATIENCE)
+            first.sendall((f"POST /v1/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['ops'][0]}\r\n"
+                           f"Content-Type: application/x-ndjson\r\nContent-Length: {len(line)}\r\n\r\n").encode()
+                          + line[:5].encode())
+            # The first request's header is admitted once the server answers
+            # a request sent after it on another connection: poll until the
+            # second import is refused (the slot is taken by then).
+            deadline = time.monotonic() + PATIENCE
+            while True:
+                st, _, j = self.d.request("POST", "/v1/import", line.replace("slot-1", "slot-2"), token="ops",
+                                          headers={"Content-Type": "application/x-ndjson"})
+                if st == 409 or time.monotonic() > deadline:
+                    break
+            self.assertEqual((st, j["error"]["code"]), (409, "import_in_progress"), j)
+            first.sendall(line[5:].encode())
+            out = first.recv(65536)
+            self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:300])
+        finally:
+            first.close()
+        # Answered: the slot is free again.
+        st, _, j = self.d.request("POST", "/v1/import", line.replace("slot-1", "slot-3"), token="ops",
+                                  headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual(st, 200, j)
+
+    def test_import_slot_comes_back_when_an_upload_dies(self):
+        line = json.dumps({"subscriber": "slot-4", "addresses": ["100.65.9.4"]}) + "\n"
+        s = socket.create_connection(("127.0.0.1", self.d.port))
+        s.sendall((f"POST /v1/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['ops'][0]}\r\n"
+                   f"Content-Type: application/x-ndjson\r\nContent-Length: {len(line) + 100}\r\n\r\n").encode())
+        s.close()  # gone before its body
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            st, _, j = self.d.request("POST", "/v1/import", line, token="ops",
+                                      headers={"Content-Type": "application/x-ndjson"})
+            if st != 409 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(st, 200, j)
 
     def test_header_too_large(self):
         out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 20000 + b"\r\n\r\n")
@@ -434,6 +541,101 @@ class ApiTest(unittest.TestCase):
         r = d.ctl("verify-ledger", d.db, token=None)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout, r"ok: \d+ events, head [0-9a-f]{64}, \d+ consents, \d+ bindings, \d+ subscribers")
+
+
+class ConnectionLimitsTest(unittest.TestCase):
+    """Limits under attack (issue 17, docs/consentd.md): connections without
+    a token cannot keep a client with one from being served; a full house is
+    answered 503 with Retry-After, not closed in silence."""
+    MAX = 32
+    RESERVED = 8
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(limits=(f"limits: {{max_connections: {cls.MAX}, reserved_connections: {cls.RESERVED},\n"
+                               "         header_timeout: 60s, body_timeout: 60s}\n"))
+
+    @classmethod
+    def tearDownClass(cls):
+        alive = cls.d.alive()
+        cls.d.cleanup()
+        assert alive, "consentd died during the tests"
+
+    def open(self, n, first_bytes=b""):
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", self.d.port))
+            s.settimeout(PATIENCE)
+            if first_bytes:
+                s.sendall(first_bytes)
+            socks.append(s)
+        return socks
+
+    def test_idle_and_slowloris_connections_do_not_starve_a_client_with_a_token(self):
+        reclaimed = self.d.metric("consentd_http_connections_reclaimed_total")
+        # Ten times the slots, half idle, half sending a header that never ends.
+        attack = self.open(5 * self.MAX) + self.open(5 * self.MAX, b"GET /v1/purposes HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for i in range(3):
+                st, _, j = self.d.request("PUT", f"/v1/subscribers/victim-{i}/consents/advertising", GRANT)
+                self.assertEqual(st, 200, j)
+                # A revocation must always be possible.
+                st, _, j = self.d.request("DELETE", f"/v1/subscribers/victim-{i}/consents/advertising",
+                                          {"source": "portal"})
+                self.assertEqual(st, 200, j)
+            self.assertGreaterEqual(self.d.metric("consentd_http_connections_reclaimed_total") - reclaimed,
+                                    10 * self.MAX - self.MAX)
+            # The oldest attackers were closed to make room.
+            attack[0].settimeout(PATIENCE)
+            self.assertEqual(attack[0].recv(100), b"")
+        finally:
+            for s in attack:
+                s.close()
+
+    def test_a_full_house_is_answered_503_with_retry_after(self):
+        # Every slot held by a client with a token in the middle of a body:
+        # nothing to reclaim, so the next connection hears why it is refused.
+        req = (f"PUT /v1/subscribers/busy/consents/advertising HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {TOKENS['portal'][0]}\r\nContent-Type: application/json\r\n"
+               "Expect: 100-continue\r\nContent-Length: 100\r\n\r\n").encode()
+        holders = []
+        try:
+            for _ in range(self.MAX):
+                s = self.open(1, req)[0]
+                holders.append(s)
+                # 100 Continue: admitted with its token, now reading the body.
+                self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 100"))
+                s.sendall(b"{")
+            out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(out.startswith(b"HTTP/1.1 503"), out[:300])
+            self.assertIn(b"Retry-After: 1", out)
+            self.assertIn(b'"busy"', out)
+        finally:
+            for s in holders:
+                s.close()
+        # Slots come back as the holders go.
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            out = raw(self.d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if out.startswith(b"HTTP/1.1 200") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:300])
+
+    def test_idle_keep_alive_connections_are_reclaimed_for_new_ones(self):
+        conns = []
+        try:
+            for _ in range(self.MAX):
+                c = self.d.connect()
+                st, _, _ = self.d.request("GET", "/v1/purposes", conn=c)
+                self.assertEqual(st, 200)
+                conns.append(c)  # kept alive, idle, with a token
+            for i in range(5):
+                st, _, j = self.d.request("GET", "/v1/purposes")
+                self.assertEqual(st, 200, j)
+        finally:
+            for c in conns:
+                c.close()
 
 
 class PolicyReloadTest(unittest.TestCase):

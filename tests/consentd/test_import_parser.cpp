@@ -102,3 +102,23 @@ TEST_CASE("errors are capped and nothing is returned when any record is bad") {
     CHECK(r.errors.size() == 5);
     CHECK(r.records.empty());
 }
+
+// Addresses of one record are de-duplicated with a hash set: with a list, 40k
+// addresses took 4.3 s (issue 17); 1M would take hours and time this test
+// out. The duplicate is the last address, so every one is compared.
+TEST_CASE("a record with a million addresses, the last one a duplicate") {
+    ImportRecord r;
+    r.subscriber = "big";
+    std::string err;
+    auto address = [&err](const std::string& text) {
+        const auto a = parse_address_text(text, err);
+        if (!a) FAIL(text << ": " << err);
+        return *a;
+    };
+    for (uint32_t i = 0; i < 1000000; ++i)
+        r.addresses.push_back(address("100." + std::to_string(64 + (i >> 16)) + "." + std::to_string((i >> 8) & 0xff) +
+                                      "." + std::to_string(i & 0xff)));
+    CHECK(check_import_record(r, sample_policy()) == "");
+    r.addresses.push_back(address("100.64.0.7"));
+    CHECK(check_import_record(r, sample_policy()) == "address 100.64.0.7 is listed twice");
+}

@@ -3,6 +3,7 @@
 
 #include <set>
 
+#include "core/dns_tcp_stage.hpp"
 #include "core/flow_table.hpp"
 #include "core/http_stage.hpp"
 #include "packet_builder.hpp"
@@ -145,7 +146,12 @@ TEST_CASE("a full bucket reuses: empty, expired, rank 0, oldest rank 1; never kK
     for (uint16_t p : {1, 2, 3, 4, 5, 6, 8, 20}) CHECK(u.find(key(p), flow_hash(key(p))) != nullptr);
 }
 
-TEST_CASE("HTTP flow entries are 128 bytes") {
-    CHECK(sizeof(FlowTable<HttpFlow>::Entry) == 128);
-    CHECK(FlowTable<HttpFlow>::kBytesPerFlow == 132);
+TEST_CASE("HTTP flow entries are 192 bytes (three cache lines)") {
+    CHECK(sizeof(FlowTable<HttpFlow>::Entry) == 192);
+    CHECK(FlowTable<HttpFlow>::kBytesPerFlow == 196);
+}
+
+TEST_CASE("DNS-over-TCP flow entries are 200 bytes") {
+    CHECK(sizeof(FlowTable<DnsTcpFlow>::Entry) == 200);
+    CHECK(FlowTable<DnsTcpFlow>::kBytesPerFlow == 204);
 }

@@ -59,6 +59,45 @@ TEST_CASE("header names match case-insensitively, whole names only, split anywhe
     CHECK(c.find("content-length")->conflict);
 }
 
+TEST_CASE("header-name prefixes: longest match wins, exact names before prefixes") {
+    // x-nokia- (5) and x-nokia-msisdn- (6) are prefixes; x-nokia-id (7) and
+    // x-uidh (0) exact names; "x" (8) a one-byte prefix in its own matcher.
+    const HeaderMatcher m({{"x-uidh", 0}, {"x-nokia-id", 7}}, {{"X-Nokia-", 5}, {"x-nokia-msisdn-", 6}});
+    CHECK(m.find("x-nokia-")->identifier == 5);  // the prefix itself
+    CHECK(m.find("X-NOKIA-IMSI")->identifier == 5);
+    CHECK(m.find("x-nokia-i")->identifier == 5);    // on the way to x-nokia-id
+    CHECK(m.find("x-nokia-idx")->identifier == 5);  // past it
+    CHECK(m.find("x-nokia-id")->identifier == 7);   // the exact name wins
+    CHECK(m.find("x-nokia-msisdn")->identifier == 5);
+    CHECK(m.find("x-nokia-msisdn-")->identifier == 6);  // the longer prefix wins
+    CHECK(m.find("x-nokia-msisdn-home")->identifier == 6);
+    CHECK(m.find("x-nokia-id")->prefix == false);
+    CHECK(m.find("x-nokia-zz")->prefix);
+    for (std::string_view n : {"x-nokia", "x-noki", "x-nokib-", "nokia-x", "x-uidhx", "host2"}) {
+        INFO(n);
+        CHECK(m.find(n) == nullptr);
+    }
+    CHECK(m.find("x-uidh")->identifier == 0);
+    CHECK(m.find("Host")->role == FieldRole::host);
+
+    const HeaderMatcher one({{"xa", 1}}, {{"x", 8}});
+    CHECK(one.find("x")->identifier == 8);
+    CHECK(one.find("xa")->identifier == 1);
+    CHECK(one.find("xab")->identifier == 8);
+    CHECK(one.find("y") == nullptr);
+
+    // Streamed through the parser, cut anywhere: the family's values are
+    // scrubbed, other fields are not.
+    const std::string in =
+        "GET / HTTP/1.1\r\nX-Nokia-Msisdn: 4915123\r\nX-Nokiax: keep\r\nx-nokia-id: dev-1\r\n"
+        "X-NOKIA-MSISDN-HOME: 4930\r\nX-Noki: keep\r\n\r\n";
+    Harness h({{"x-uidh", 0}, {"x-nokia-id", 7}}, 8, {{"x-nokia-", 5}, {"x-nokia-msisdn-", 6}});
+    expect(h, in, fill_values(in, {"4915123", "dev-1", "4930"}), {{5, false}, {7, false}, {6, false}});
+    // Conservative mode finds them too.
+    h.conservative_start = true;
+    expect(h, in, fill_values(in, {"4915123", "dev-1", "4930"}), {{5, false}, {7, false}, {6, false}});
+}
+
 TEST_CASE("identifier values are overwritten on strip, left alone on pass") {
     const std::string in =
         "GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nX-UIDH: 3g4h5j6k7l\r\nAccept: */*\r\n"
@@ -464,4 +503,116 @@ TEST_CASE("in_identifier_line marks the states whose loss could leak") {
     CHECK_FALSE(state_after("GET / HTTP/1.1\r\nX-UIDH: abc\r\n\r\n"));
     CHECK_FALSE(state_after("GET / HTT"));
     CHECK_FALSE(state_after("POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nabc"));
+}
+
+// ---- Global Privacy Control (docs/http.md#global-privacy-control)
+
+TEST_CASE("Sec-GPC: 1 before an identifier strips it despite consent, wherever the segments are cut") {
+    const std::string in = "GET / HTTP/1.1\r\nsec-gpc:  1 \r\nX-UIDH: uidh-value\r\nAccept: */*\r\n\r\n";
+    Harness h;
+    h.sink.requests = {kPass};
+    const Recorded r = expect(h, in, fill_values(in, {"uidh-value"}), {{0, false}});
+    CHECK(r.count(Counter::http_gpc_requests) == 1);
+    CHECK(r.count(Counter::http_gpc_stripped) == 1);
+    CHECK(r.count(Counter::http_gpc_too_late) == 0);
+
+    // A purpose that does not honour it: the identifier passes.
+    h.sink.honour_gpc = false;
+    const Recorded off = expect(h, in, in, {{0, true}});
+    CHECK(off.count(Counter::http_gpc_requests) == 1);
+    CHECK(off.count(Counter::http_gpc_stripped) == 0);
+
+    // A strip stays a strip, and is not counted as GPC's doing.
+    h.sink.honour_gpc = true;
+    h.sink.requests = {kStrip};
+    const Recorded strip = expect(h, in, fill_values(in, {"uidh-value"}), {{0, false}});
+    CHECK(strip.count(Counter::http_gpc_stripped) == 0);
+}
+
+TEST_CASE("Sec-GPC: only the value 1 is the signal") {
+    Harness h;
+    h.sink.requests = {kPass};
+    for (std::string v : {"0", "11", "1 1", "1,1", "", "true", "yes"}) {
+        INFO("Sec-GPC: '" << v << "'");
+        const std::string in = "GET / HTTP/1.1\r\nSec-GPC: " + v + "\r\nX-UIDH: u\r\n\r\n";
+        const Recorded r = expect(h, in, in, {{0, true}});
+        CHECK(r.count(Counter::http_gpc_requests) == 0);
+    }
+    for (std::string v : {"1", "1 ", "1\t "}) {
+        const std::string in = "GET / HTTP/1.1\r\nSec-GPC: " + v + "\r\nX-UIDH: u\r\n\r\n";
+        expect(h, in, fill_values(in, {"u"}), {{0, false}});
+    }
+}
+
+TEST_CASE("an identifier before Sec-GPC: 1 is stripped in the same segment, too late after an earlier one") {
+    const std::string in = "GET / HTTP/1.1\r\nX-UIDH: uidh-value\r\n X-folded\r\nSec-GPC: 1\r\nX-MSISDN: 4915\r\n\r\n";
+    const std::string all = fill_values(in, {"uidh-value", "X-folded", "4915"});
+    const std::string late = fill_values(in, {"4915"});
+    const size_t colon = in.find("X-UIDH:") + 6;            // name_done consumes the ':'
+    const size_t gpc_end = in.find("Sec-GPC: 1\r\n") + 10;  // the value's end, where the signal is read
+    Harness h;
+    h.sink.requests = {kPass};
+    const Recorded whole = h.run(in);
+    CHECK(whole.out == all);
+    CHECK(whole.ids == Ids{{0, false}, {2, false}});
+    CHECK(whole.count(Counter::http_gpc_stripped) == 2);
+    CHECK(whole.count(Counter::http_gpc_too_late) == 0);
+    for (size_t k = 1; k < in.size(); ++k) {
+        INFO("cut at " << k);
+        const Recorded r = h.run(in, {k});
+        if (k <= colon || k > gpc_end) {  // the identifier's name and the signal in one piece
+            CHECK(r.out == all);
+            CHECK(r.count(Counter::http_gpc_too_late) == 0);
+        } else {  // the line was decided, and left, before the signal came
+            CHECK(r.out == late);
+            CHECK(r.ids == Ids{{0, true}, {2, false}});
+            CHECK(r.count(Counter::http_gpc_too_late) == 1);
+        }
+    }
+}
+
+TEST_CASE("Sec-GPC: held lines beyond the sink's room pass and are counted too late") {
+    const std::string in = "GET / HTTP/1.1\r\nX-UIDH: a\r\nX-ACR: b\r\nSec-GPC: 1\r\n\r\n";
+    Harness h;
+    h.sink.requests = {kPass};
+    h.sink.hold_lines = 1;
+    const Recorded r = h.run(in);
+    CHECK(r.out == fill_values(in, {"a"}));
+    CHECK(r.ids == Ids{{0, false}, {1, true}});
+    CHECK(r.count(Counter::http_gpc_too_late) == 1);
+    h.sink.hold_lines = 4;
+    h.sink.hold_ranges = 0;  // a value whose bytes could not be remembered
+    const Recorded lost = h.run(in);
+    CHECK(lost.out == in);
+    CHECK(lost.ids == Ids{{0, true}, {1, true}});
+    CHECK(lost.count(Counter::http_gpc_too_late) == 1);
+}
+
+TEST_CASE("Sec-GPC: per request; with a Host after it; not in trailers or conservative mode") {
+    Harness h;
+    h.sink.requests = {kPass};
+    // Pipelined: the signal of the first request does not reach the second.
+    const std::string two =
+        "GET /1 HTTP/1.1\r\nSec-GPC: 1\r\nX-UIDH: one\r\n\r\nGET /2 HTTP/1.1\r\nX-UIDH: two\r\n\r\n";
+    const Recorded r = expect(h, two, fill_values(two, {"one"}), {{0, false}, {0, true}});
+    CHECK(r.count(Counter::http_gpc_requests) == 1);
+
+    // A Host after the signal retakes the decision; the signal still applies.
+    h.sink.by_host["ads.example.net"] = kPass;
+    const std::string host = "GET / HTTP/1.1\r\nSec-GPC: 1\r\nHost: ads.example.net\r\nX-UIDH: v\r\n\r\n";
+    expect(h, host, fill_values(host, {"v"}), {{0, false}});
+
+    // Trailers come after the header section has left: Sec-GPC there is not read.
+    const std::string trailer =
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-UIDH: head\r\n\r\n0\r\nSec-GPC: 1\r\nX-UIDH: tail\r\n\r\n";
+    const Recorded t = h.run(trailer);
+    CHECK(t.out == trailer);
+    CHECK(t.count(Counter::http_gpc_requests) == 0);
+
+    // Conservative mode looks for identifier names only.
+    h.sink.conservative = kPass;
+    h.conservative_start = true;
+    const std::string mid = "Sec-GPC: 1\r\nX-UIDH: v\r\n\r\n";
+    const Recorded c = expect(h, mid, mid, {{0, true}});
+    CHECK(c.count(Counter::http_gpc_requests) == 0);
 }

@@ -193,6 +193,27 @@ TEST_CASE("warnings are printed and the policy still passes") {
     CHECK(r.out.starts_with(p + ": OK: "));
 }
 
+TEST_CASE("header prefixes: checked, warned about, counted as HTTP headers") {
+    Scratch s;
+    std::string text = kPolicy;
+    const std::string exact = "  http_headers: [{header: X-UIDH, name: Verizon UIDH}]\n";
+    text.replace(text.find(exact), exact.size(),
+                 "  http_headers: [{header: X-UIDH, name: Verizon UIDH}, {header_prefix: X-Nokia-, name: Nokia family},"
+                 " {header_prefix: X, name: every X}]\n");
+    const Run ok = run({"check", s.write("families.yaml", text + "collectors: []\n")});
+    CHECK(ok.status == 0);
+    CHECK(ok.out.find("4 identifiers (3 HTTP headers, 1 DNS option)") != std::string::npos);
+    const auto err = lines(ok.err);
+    REQUIRE(err.size() == 3);  // X is short; it covers X-UIDH and X-Nokia-
+    CHECK(err[0].find(":6:27: warning: header 'X-UIDH' is also covered by the header prefix 'X' (line 6)") !=
+          std::string::npos);
+
+    text.replace(text.find("header_prefix: X,"), 17, "header_prefix: \"X:\",");
+    const Run bad = run({"check", s.write("bad.yaml", text + "collectors: []\n")});
+    CHECK(bad.status == 1);
+    CHECK(bad.err.find("'X:' is not a valid header name prefix") != std::string::npos);
+}
+
 TEST_CASE("a YAML syntax error exits 1 with its location") {
     Scratch s;
     const std::string p = s.write("syntax.yaml", "version: 1\npurposes:\n\t- x\n");

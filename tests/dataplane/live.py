@@ -20,7 +20,9 @@ every step asserts what the servers received:
   4. grant, then the address moves to a subscriber without consent: stripped
   5. moved back: intact; consentd stopped: stripped once the table is stale;
      consentd restarted on the same ledger: intact again
-  6. dig +subnet: the ECS option arrives with consent, is removed without
+  6. dig +subnet: the ECS option arrives with consent, is removed without;
+     dig +tcp +subnet: it arrives with consent, and as a Padding option of
+     the same length with zeroed content without
 
 and at exit optgate's counters must account for exactly those verdicts.
 
@@ -253,6 +255,7 @@ class Live:
         self.expect = {"verdict_pass_consent": 0, "verdict_strip_no_consent": 0, "verdict_strip_table_stale": 0}
         self.http = {"stripped": 0, "passed": 0}
         self.dns = {"stripped": 0, "passed": 0}
+        self.dns_rewritten = {"udp": 0, "tcp": 0}  # queries whose ECS was stripped, by transport
         self.requests = 0
 
     def say(self, text):
@@ -348,15 +351,16 @@ class Live:
             raise Failure(f"curl {path} came from {record['client']}")
         self.check_http(path, sent, received, verdict)
 
-    def dig(self, verdict):
+    def dig(self, verdict, tcp=False):
         before = len(read_jsonl(self.dns_log))
-        r = run(in_ns(CLI_NS, "dig", "+subnet=100.64.10.0/24", "+tries=1", f"+time={PATIENCE}", f"@{SERVER}",
-                      "example.com", "A"), timeout=PATIENCE + 10, check=False)
+        r = run(in_ns(CLI_NS, "dig", *(["+tcp"] if tcp else []), "+subnet=100.64.10.0/24", "+tries=1",
+                      f"+time={PATIENCE}", f"@{SERVER}", "example.com", "A"), timeout=PATIENCE + 10, check=False)
         if r.returncode != 0 or "status: NOERROR" not in r.stdout or SERVER not in r.stdout:
             raise Failure(f"dig failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")
         queries = read_jsonl(self.dns_log)[before:]
-        if len(queries) != 1 or not queries[0].get("edns"):
-            raise Failure(f"the DNS server recorded {queries} for one dig")
+        transport = "tcp" if tcp else "udp"
+        if len(queries) != 1 or not queries[0].get("edns") or queries[0].get("transport") != transport:
+            raise Failure(f"the DNS server recorded {queries} for one dig over {transport}")
         options = queries[0]["options"]
         ecs = [data for code, data in options if code == 8]
         stripped = verdict != "verdict_pass_consent"
@@ -365,9 +369,13 @@ class Live:
             raise Failure(f"ECS arrived without consent: {options}")
         if not stripped and ecs != ["0001180064400a"]:
             raise Failure(f"ECS did not arrive intact with consent: {options}")
+        if stripped and tcp and [12, "00" * 7] not in options:
+            raise Failure(f"over TCP, ECS did not become a zeroed Padding option of its length: {options}")
         self.expect[verdict] += 1
         self.dns["stripped" if stripped else "passed"] += 1
-        self.say(f"dig +subnet: ECS {'removed' if stripped else 'intact'} ({verdict}); "
+        if stripped:
+            self.dns_rewritten[transport] += 1
+        self.say(f"dig{' +tcp' if tcp else ''} +subnet: ECS {'stripped' if stripped else 'intact'} ({verdict}); "
                  f"options at the server: {[c for c, _ in options]}")
         return [c for c, _ in options]
 
@@ -442,6 +450,14 @@ class Live:
         stripped_codes = self.dig("verdict_strip_no_consent")
         if stripped_codes != [c for c in passed_codes if c != 8]:
             raise Failure(f"stripping ECS changed the other options: {passed_codes} -> {stripped_codes}")
+        # The same over TCP: ECS made Padding in place (the stream keeps its length).
+        stripped_codes = self.dig("verdict_strip_no_consent", tcp=True)
+        if stripped_codes != [12 if c == 8 else c for c in passed_codes]:
+            raise Failure(f"over TCP, stripping ECS changed the other options: {passed_codes} -> {stripped_codes}")
+        self.enforced("grant", "sub-a", "advertising", "--source", "portal", "--notice-version", "2026-01")
+        passed_tcp = self.dig("verdict_pass_consent", tcp=True)
+        if passed_tcp != passed_codes:
+            raise Failure(f"over TCP with consent the options changed: {passed_codes} -> {passed_tcp}")
 
         # Every request arrived once, keep-alive ones on one connection.
         all_http = read_jsonl(self.http_log)
@@ -475,8 +491,9 @@ class Live:
         if (dest["identifiers_stripped"], dest["identifiers_passed"]) != (
                 self.http["stripped"] + self.dns["stripped"], self.http["passed"] + self.dns["passed"]):
             problems.append(f"destination {COLLECTOR}: {dest}")
-        if s["counters"]["dns_rewritten"] != self.dns["stripped"]:
-            problems.append(f"dns_rewritten = {s['counters']['dns_rewritten']}, expected {self.dns['stripped']}")
+        for name, want in (("dns_rewritten", self.dns_rewritten["udp"]), ("dns_tcp_rewritten", self.dns_rewritten["tcp"])):
+            if s["counters"][name] != want:
+                problems.append(f"{name} = {s['counters'][name]}, expected {want}")
         if s["packets"]["dropped"] != 0:
             problems.append(f"optgate dropped {s['packets']['dropped']} packets")
         if problems:
@@ -537,7 +554,7 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
     if not ok:
         raise SystemExit(1)
-    print(f"live end to end: {live.requests} HTTP requests and 2 DNS queries through optgate, "
+    print(f"live end to end: {live.requests} HTTP requests and 4 DNS queries (2 over TCP) through optgate, "
           f"every verdict as consent said, in {time.monotonic() - live.t0:.1f} s")
 
 

@@ -274,6 +274,80 @@ TEST_CASE("an identifier header that is not a valid HTTP token") {
     CHECK(ds.size() == 4);
 }
 
+TEST_CASE("header prefixes: tokens, exactly one of header and header_prefix, framing headers, duplicates") {
+    const auto ds = diagnostics(
+        "identifiers:\n"                                       // 1
+        "  http_headers:\n"                                    // 2
+        "    - {header_prefix: \"X Nokia\", name: a}\n"        // 3
+        "    - {header_prefix: \"\", name: b}\n"               // 4
+        "    - {header_prefix: Content-, name: c}\n"           // 5
+        "    - {header_prefix: Con, name: d}\n"                // 6
+        "    - {header: X-A, header_prefix: X-A-, name: e}\n"  // 7
+        "    - {name: f}\n"                                    // 8
+        "    - {header_prefix: X-Nokia-, name: g}\n"           // 9
+        "    - {header_prefix: x-nokia-, name: h}\n"           // 10
+        "    - {header: X-Nokia-, name: i}\n");                // 11
+    CHECK_DIAG(ds, 3, 23, "'X Nokia' is not a valid header name prefix", "RFC 9110 token");
+    CHECK_DIAG(ds, 4, 23, "'header_prefix' must not be empty");
+    CHECK_DIAG(ds, 5, 23, "header prefix 'Content-' covers 'content-length'", "frame or route");
+    CHECK_DIAG(ds, 6, 23, "header prefix 'Con' covers 'content-length'");
+    CHECK_DIAG(ds, 7, 36, "either 'header' (one name) or 'header_prefix'", "not both");
+    CHECK_DIAG(ds, 8, 7, "missing the required key 'header'", "'header_prefix'");
+    CHECK_DIAG(ds, 10, 23, "header prefix 'x-nokia-' is listed twice (first at line 9");
+    CHECK_DIAG(ds, 11, 16, "HTTP header 'X-Nokia-' is listed twice (first at line 9");
+    CHECK(count(ds, Severity::error) == 8);
+}
+
+TEST_CASE("header prefixes: warnings for short prefixes and names a prefix also covers") {
+    const auto r = load(
+        "identifiers:\n"                                         // 1
+        "  http_headers:\n"                                      // 2
+        "    - {header_prefix: X-, name: every x header}\n"      // 3
+        "    - {header_prefix: X-Nokia-, name: nokia family}\n"  // 4
+        "    - {header: X-Nokia-Id, name: nokia device id}\n"    // 5
+        "    - {header: X-UIDH, name: uidh}\n");                 // 6
+    const auto& ds = r.warnings;
+    CHECK_WARNING(ds, 3, 23, "header prefix 'X-' is short", "stripped without consent");
+    CHECK_WARNING(ds, 4, 23, "header prefix 'X-Nokia-' is also covered by the header prefix 'X-' (line 3)",
+                  "counts as 'nokia family'");
+    CHECK_WARNING(ds, 5, 16, "header 'X-Nokia-Id' is also covered by the header prefix 'X-Nokia-' (line 4)",
+                  "counts as 'nokia device id', not as 'nokia family'");
+    CHECK_WARNING(ds, 5, 16, "header 'X-Nokia-Id' is also covered by the header prefix 'X-' (line 3)");
+    CHECK_WARNING(ds, 6, 16, "header 'X-UIDH' is also covered by the header prefix 'X-' (line 3)");
+    CHECK(ds.size() == 5);
+    REQUIRE(r.policy.identifiers.size() == 4);
+    CHECK(r.policy.identifiers[0].header_prefix);
+    CHECK(r.policy.identifiers[0].header == "X-");
+    CHECK(r.policy.identifiers[1].header_prefix);
+    CHECK_FALSE(r.policy.identifiers[2].header_prefix);
+
+    // A longer prefix alone says nothing.
+    CHECK(diagnostics("identifiers:\n  http_headers: [{header_prefix: X-Nokia-, name: n}, {header: X-UIDH, name: u}]\n")
+              .empty());
+}
+
+TEST_CASE("honour_gpc: true by default, true or false, and Sec-GPC cannot be an identifier") {
+    const auto r = load(
+        "purposes:\n"
+        "  a: {description: d, benefit: b, data: [x], retention: r}\n"
+        "  b: {description: d, benefit: b, data: [x], retention: r, honour_gpc: false}\n"
+        "  c: {description: d, benefit: b, data: [x], retention: r, honour_gpc: true}\n");
+    REQUIRE(r.policy.purposes.size() == 3);
+    CHECK(r.policy.purposes[0].honour_gpc);
+    CHECK_FALSE(r.policy.purposes[1].honour_gpc);
+    CHECK(r.policy.purposes[2].honour_gpc);
+
+    const auto ds = diagnostics(
+        "purposes:\n"                                                                       // 1
+        "  a: {description: d, benefit: b, data: [x], retention: r, honour_gpc: yes}\n"     // 2
+        "identifiers:\n"                                                                    // 3
+        "  http_headers: [{header: Sec-GPC, name: g}, {header_prefix: Sec-, name: s}]\n");  // 4
+    CHECK_DIAG(ds, 2, 72, "'honour_gpc' must be true or false, not 'yes'");
+    CHECK_DIAG(ds, 4, 27, "'Sec-GPC' cannot be an identifier", "Global Privacy Control");
+    CHECK_DIAG(ds, 4, 62, "'Sec-' cannot be an identifier");
+    CHECK(count(ds, Severity::error) == 3);
+}
+
 TEST_CASE("EDNS0 option codes out of range") {
     const auto ds = diagnostics(
         "identifiers:\n"                    // 1
@@ -446,7 +520,7 @@ TEST_CASE("every error is reported, in file order, as FILE:LINE:COLUMN: message"
         REQUIRE(ds.size() == 4);
         CHECK(ds[0].to_string() ==
               "edge.yaml:2:70: unknown key 'extra' in purpose 'advertising' (expected one of: "
-              "description, benefit, data, retention)");
+              "description, benefit, data, retention, honour_gpc)");
         CHECK(ds[1].to_string().starts_with("edge.yaml:4:28: collector 'adnet' names purpose 'nope'"));
         CHECK(ds[2].to_string().starts_with("edge.yaml:4:69: '203.0.113.1/24' has host bits set"));
         CHECK(ds[3].to_string().starts_with("edge.yaml:5:19: 'passed': DSCP 99 is out of range"));

@@ -17,6 +17,8 @@
 // builder), so the output pcap is compared byte for byte.
 #include <doctest/doctest.h>
 
+#include <fstream>
+#include <iterator>
 #include <map>
 
 #include "golden_support.hpp"
@@ -207,4 +209,90 @@ TEST_CASE("golden HTTP replay: byte-exact output over IPv4, IPv6, VLAN and QinQ"
     CHECK(by_name.at("Verizon unique identifier header") == std::pair<uint64_t, uint64_t>{4, 2});
     CHECK(by_name.at("subscriber phone number (MSISDN)") == std::pair<uint64_t, uint64_t>{2, 3});
     CHECK(by_name.at("AT&T anonymous customer reference") == std::pair<uint64_t, uint64_t>{1, 1});
+}
+
+// Header families: the example policy plus `header_prefix: X-Nokia-`.
+TEST_CASE("golden HTTP replay: a header_prefix identifier scrubs the whole family, by consent") {
+    const TempDir dir;
+    std::string policy;
+    {
+        std::ifstream in(golden::example_policy());
+        policy.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    const std::string anchor = "  http_headers:";
+    const size_t at = policy.find('\n', policy.find(anchor)) + 1;
+    policy.insert(at, "    - header_prefix: X-Nokia-\n      name: Nokia subscriber headers\n");
+    const std::string policy_file = dir.write("policy.yaml", policy);
+
+    const std::string family =
+        "X-Nokia-Msisdn: 4915112345678\r\nX-Nokiax: not-in-the-family\r\n"
+        "x-nokia-imsi: 262011234567890\r\n";
+    Expect e;
+    // Consent (advertising) to example-adnet: passes untouched.
+    const Conn c1{"100.64.0.10", "203.0.113.10", 41001};
+    const std::string r1 = request("ads.example.net", family);
+    e.same(c1.syn());
+    e.same(c1.data(0, r1));
+    // No consent: both family members scrubbed, X-Nokiax and X-UIDH's
+    // neighbours untouched; the name cut across segments.
+    const Conn c2{"100.64.0.12", "203.0.113.10", 41002};
+    const std::string r2 = request("ads.example.net", family + kUidh);
+    const std::string s2 = scrub(scrub(scrub(r2, {"X-Nokia-Msisdn"}), {"x-nokia-imsi"}), {"X-UIDH"});
+    const size_t cut = r2.find("X-Nokia-Ms") + 6;
+    e.same(c2.syn());
+    e.changed(c2.data(0, r2.substr(0, cut)), c2.data(0, s2.substr(0, cut)));
+    e.changed(c2.data(cut, r2.substr(cut)), c2.data(cut, s2.substr(cut)));
+
+    const auto result = replay(e.in, policy_file);
+    INFO(result.run.output);
+    REQUIRE(result.output.size() == e.out.size());
+    for (size_t i = 0; i < e.out.size(); ++i) {
+        CAPTURE(i);
+        CHECK_MESSAGE(result.output[i].data == e.out[i], "got\n"
+                                                             << hexdump(result.output[i].data) << "expected\n"
+                                                             << hexdump(e.out[i]));
+    }
+    CHECK(result.passed_to("example-adnet") == 2);
+    CHECK(result.stripped_to("example-adnet") == 3);
+    bool found = false;
+    for (const auto& id : result.report.at("identifiers").as_array()) {
+        if (id.at("name").as_string() != "Nokia subscriber headers") continue;
+        found = true;
+        CHECK(id.at("header_prefix").as_string() == "X-Nokia-");
+        CHECK(id.at("stripped").to_number<uint64_t>() == 2);
+        CHECK(id.at("passed").to_number<uint64_t>() == 2);
+    }
+    CHECK(found);
+}
+
+// Global Privacy Control with the example policy (every purpose honours it
+// by default): the advertising subscriber's identifiers to example-adnet are
+// stripped in a request carrying Sec-GPC: 1, before or after the signal.
+TEST_CASE("golden HTTP replay: Sec-GPC: 1 strips consented identifiers, counted") {
+    Expect e;
+    const Conn c1{"100.64.0.10", "203.0.113.10", 42001};
+    const std::string r1 = "GET /p HTTP/1.1\r\nHost: ads.example.net\r\n" + kUidh + "Sec-GPC: 1\r\n" + kMsisdn + "\r\n";
+    e.same(c1.syn());
+    e.changed(c1.data(0, r1), c1.data(0, scrub(r1, {"X-UIDH", "X-MSISDN"})));
+    // The next request on the connection carries no signal: it passes.
+    const std::string r2 = request("ads.example.net", kUidh);
+    e.same(c1.data(r1.size(), r2));
+
+    const auto result = replay(e.in);
+    INFO(result.run.output);
+    REQUIRE(result.output.size() == e.out.size());
+    for (size_t i = 0; i < e.out.size(); ++i) {
+        CAPTURE(i);
+        CHECK_MESSAGE(result.output[i].data == e.out[i], "got\n"
+                                                             << hexdump(result.output[i].data) << "expected\n"
+                                                             << hexdump(e.out[i]));
+        CHECK(verify_checksums(result.output[i].data).ok());
+    }
+    CHECK(result.counter("http_gpc_requests") == 1);
+    CHECK(result.counter("http_gpc_stripped") == 2);
+    CHECK(result.counter("http_gpc_too_late") == 0);
+    CHECK(result.counter("verdict_strip_gpc") == 1);
+    CHECK(result.counter("verdict_pass_consent") == 1);
+    CHECK(result.stripped_to("example-adnet") == 2);
+    CHECK(result.passed_to("example-adnet") == 1);
 }

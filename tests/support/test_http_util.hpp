@@ -43,12 +43,21 @@ struct TestSink {
     std::map<std::string, HttpDecision> by_host;  // host -> decision; others: kStripNoCollector
     HttpDecision conservative = kOutOfSync;
     char filler = 'x';
+    // Global Privacy Control as the stage does it: consented lines are held
+    // until the end of the piece (at most `hold_lines`, their values in at
+    // most `hold_ranges` pieces) and stripped by a Sec-GPC: 1 in it.
+    bool honour_gpc = true;
+    size_t hold_lines = 4, hold_ranges = 8;
+    std::vector<size_t> held;  // indices into rec->ids
+    std::vector<std::pair<uint32_t, uint32_t>> held_ranges;
+    bool range_lost = false;
 
     Recorded* rec = nullptr;
     uint8_t* piece = nullptr;  // the bytes being fed (scrubbed in place, as the stage does)
     size_t base = 0;           // stream offset of piece[0]
 
     HttpDecision request_decision() {
+        release();
         const size_t k = size_t(rec->requests++);
         return requests[k < requests.size() ? k : requests.size() - 1];
     }
@@ -58,9 +67,39 @@ struct TestSink {
         return it == by_host.end() ? kStripNoCollector : it->second;
     }
     HttpDecision conservative_decision() { return conservative; }
-    void identifier(int id, const HttpDecision& d, bool first) {
+    IdentifierHold identifier(int id, const HttpDecision& d, bool first) {
         rec->ids.emplace_back(id, passes(d.verdict));
         if (first) ++rec->first_of_request;
+        if (d.verdict == Verdict::strip_gpc) rec->counts[Counter::http_gpc_stripped]++;
+        if (d.verdict != Verdict::pass_consent || !honour_gpc) return IdentifierHold::counted;
+        if (held.size() == hold_lines) return IdentifierHold::exposed;
+        held.push_back(rec->ids.size() - 1);
+        return IdentifierHold::held;
+    }
+    void held_value(uint32_t off, uint32_t len) {
+        if (held_ranges.size() == hold_ranges)
+            range_lost = true;
+        else
+            held_ranges.emplace_back(off, len);
+    }
+    HttpDecision gpc_decision(const HttpDecision& d) const { return {with_gpc(d.verdict, honour_gpc), d.dest_slot}; }
+    bool gpc() {
+        if (range_lost) {
+            release();
+            return false;
+        }
+        for (auto [off, len] : held_ranges) scrub(off, len);
+        for (size_t k : held) {
+            rec->ids[k].second = false;
+            rec->counts[Counter::http_gpc_stripped]++;
+        }
+        release();
+        return true;
+    }
+    void release() {
+        held.clear();
+        held_ranges.clear();
+        range_lost = false;
     }
     void conservative_identifier(int id, const HttpDecision& d) { rec->ids.emplace_back(id, passes(d.verdict)); }
     void scrub(uint32_t off, uint32_t len) {
@@ -74,8 +113,9 @@ struct TestSink {
 
 class Harness {
 public:
-    explicit Harness(const std::vector<std::pair<std::string, int>>& ids = kIdentifiers, size_t host_buffers = 8)
-        : matcher_(ids), hosts_(host_buffers) {}
+    explicit Harness(const std::vector<std::pair<std::string, int>>& ids = kIdentifiers, size_t host_buffers = 8,
+                     const std::vector<std::pair<std::string, int>>& prefixes = {})
+        : matcher_(ids, prefixes), hosts_(host_buffers) {}
 
     TestSink sink;
     bool use_host = true;
@@ -102,6 +142,7 @@ public:
             s.piece = piece.data();
             s.base = from;
             HttpParser::feed(st, cx, piece.data(), uint32_t(piece.size()), s);
+            s.release();  // the piece has left
             from = to;
         }
         rec.state = st.state;

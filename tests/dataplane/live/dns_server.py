@@ -2,7 +2,9 @@
 """The live test's DNS responder: answers every query NOERROR with one A
 record (its own address) and appends one JSON line per query to LOG: the
 query id, the name, whether it had an OPT record and that record's EDNS0
-options (code and data, hex) as they arrived.
+options (code and data, hex) as they arrived, and the transport. It serves
+UDP and TCP (RFC 1035 4.2.2: each message after its 2-byte length) on the
+same port.
 
 Parsed here rather than with scapy: scapy 2.5 reads everything after an
 EDNS client subnet option as that option's payload, so the options after it
@@ -14,6 +16,7 @@ import json
 import socket
 import struct
 import sys
+import threading
 import time
 
 
@@ -66,25 +69,70 @@ def answer(qid, flags, question, address):
     return header + question + record
 
 
+LOG_LOCK = threading.Lock()
+
+
+def handle(msg, peer, address, log_path, transport):
+    """Logs one query; returns the reply, or None."""
+    try:
+        qid, flags, name, question, opt = parse_query(msg)
+    except (ValueError, IndexError, struct.error) as e:
+        record = {"time": time.time(), "client": list(peer), "error": str(e), "raw": msg.hex()}
+        reply = None
+    else:
+        record = {"time": time.time(), "client": list(peer), "id": qid, "name": name,
+                  "edns": opt is not None, "options": opt or []}
+        reply = answer(qid, flags, question, address)
+    record["transport"] = transport
+    with LOG_LOCK, open(log_path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    return reply
+
+
+def read_exactly(conn, n):
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def serve_tcp(listener, address, log_path):
+    while True:
+        conn, peer = listener.accept()
+        with conn:
+            conn.settimeout(30)
+            try:
+                while True:
+                    prefix = read_exactly(conn, 2)
+                    if prefix is None:
+                        break
+                    msg = read_exactly(conn, struct.unpack("!H", prefix)[0])
+                    if msg is None:
+                        break
+                    reply = handle(msg, peer, address, log_path, "tcp")
+                    if reply:
+                        conn.sendall(struct.pack("!H", len(reply)) + reply)
+            except OSError:
+                pass
+
+
 def main():
     address, port, log_path, ready = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((address, port))
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((address, port))
+    listener.listen(16)
+    threading.Thread(target=serve_tcp, args=(listener, address, log_path), daemon=True).start()
     with open(ready, "w") as f:
         f.write("ready\n")
     while True:
         msg, peer = s.recvfrom(4096)
-        try:
-            qid, flags, name, question, opt = parse_query(msg)
-        except (ValueError, IndexError, struct.error) as e:
-            record = {"time": time.time(), "client": list(peer), "error": str(e), "raw": msg.hex()}
-            reply = None
-        else:
-            record = {"time": time.time(), "client": list(peer), "id": qid, "name": name,
-                      "edns": opt is not None, "options": opt or []}
-            reply = answer(qid, flags, question, address)
-        with open(log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        reply = handle(msg, peer, address, log_path, "udp")
         if reply:
             s.sendto(reply, peer)
 
