@@ -3,7 +3,7 @@
 // same run. Not a test: it asserts nothing and never gates CI.
 //
 //   optgate-bench [--passes N] [--json FILE] [--mode both|pipeline|parse] [--callgrind]
-//                 [--disclosure-entries N] [--encapsulate NAME]
+//                 [--disclosure-entries N] [--encapsulate NAME] [--fragments]
 //
 // Each pass replays the whole mix once; pipeline and baseline passes
 // alternate. Reported: the best pass of each (least disturbed by other load
@@ -20,6 +20,13 @@
 // the measured calls (run under `valgrind --tool=callgrind
 // --collect-atstart=no`; scripts/bench does), for repeatable
 // instructions-per-packet figures on machines without hardware counters.
+//
+// --fragments: instead, the cost of reassembly (docs/pipeline.md#fragments):
+// the same datagrams (DNS queries with identifier options, HTTP requests with
+// identifier headers, to collectors, from consenting and non-consenting
+// subscribers) sent whole and cut into 64-byte IPv4 fragments, alternating
+// passes; reported per datagram, and the difference. With --callgrind,
+// --mode whole|fragmented picks the one pass measured.
 //
 // --disclosure-entries N: the worker's disclosure table (core/disclosure.hpp;
 // default 65536 as in the data plane, 0: accounting off, for its cost). The
@@ -236,12 +243,119 @@ void encapsulate(Mix& mix, Encapsulation kind) {
     }
 }
 
+// --fragments: ns per datagram, whole against fragmented, same worker setup.
+// With `callgrind`, one pass of `only` ("whole" or "fragmented") with
+// collection on around the pipeline calls.
+int fragment_bench(Enforcement& enforcement, int passes, bool callgrind, const std::string& only) {
+    constexpr size_t kDatagrams = 20000;
+    std::mt19937 rng(2027);
+    const EdnsOption ecs{8, ecs_option_data("100.64.0.0/24")};
+    const EdnsOption mac{65001, {2, 0, 0, 0, 0, 1}};
+    std::vector<Bytes> whole;
+    std::vector<std::vector<Bytes>> cut;
+    for (size_t i = 0; i < kDatagrams; ++i) {
+        const std::string src = subscriber_addr(rng() % kSubscribers);
+        const uint16_t id = uint16_t(i);
+        Bytes f;
+        if (i % 2) {
+            DnsQuery q{.id = uint16_t(rng()),
+                       .qname = std::string(40, 'a') + std::to_string(i) + ".example.com",
+                       .edns_udp_size = 1232,
+                       .options = {ecs, mac}};
+            f = PacketBuilder()
+                    .ipv4(src, "198.18.0.53", {.id = id})
+                    .udp(1024 + id % 60000, 53)
+                    .payload(dns_query(q))
+                    .build();
+        } else {
+            const std::string req = "GET /ad?slot=" + std::to_string(i) +
+                                    " HTTP/1.1\r\nHost: ads.example.net\r\nUser-Agent: Mozilla/5.0 " +
+                                    std::string(200, 'm') +
+                                    "\r\nX-UIDH: OTgxNTk2NDk0ADJVquRu5NS5+rSbBANlrp+13QL7CXLGsFHpMi4LsUHw\r\n"
+                                    "X-MSISDN: 12075550123\r\n\r\n";
+            f = PacketBuilder()
+                    .ipv4(src, "203.0.113.10", {.id = id})
+                    .tcp(uint16_t(1024 + id % 60000), 80, {.seq = 101, .flags = PSH | ACK})
+                    .payload(req)
+                    .build();
+        }
+        cut.push_back(fragment_ipv4(f, 64));
+        whole.push_back(std::move(f));
+    }
+    size_t fragments = 0;
+    for (const auto& c : cut) fragments += c.size();
+
+    Worker worker(enforcement);
+    uint64_t emitted = 0;
+    worker.set_emit([](void* user, const uint8_t*, uint32_t, uint32_t) noexcept { ++*static_cast<uint64_t*>(user); },
+                    &emitted);
+    static uint64_t ts = 1'000'000'000;
+    // One timed pass over `frames` in bursts (only process_burst is timed).
+    auto pass = [&](std::vector<Bytes>& frames) {
+        double seconds = 0;
+        PacketRef refs[kBurst];
+        for (size_t at = 0; at < frames.size(); at += kBurst) {
+            const uint32_t n = uint32_t(std::min<size_t>(kBurst, frames.size() - at));
+            for (uint32_t i = 0; i < n; ++i) refs[i] = {frames[at + i].data(), uint32_t(frames[at + i].size()), ts};
+            ts += 1000;
+            if (callgrind) CALLGRIND_TOGGLE_COLLECT;
+            const auto t0 = Clock::now();
+            worker.process_burst(refs, n, 0);
+            seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+            if (callgrind) CALLGRIND_TOGGLE_COLLECT;
+        }
+        return seconds;
+    };
+    auto whole_pass = [&] {
+        std::vector<Bytes> frames = whole;  // rewritten in place: a fresh copy, untimed
+        return pass(frames);
+    };
+    auto cut_pass = [&] {
+        std::vector<Bytes> frames;  // fragments are copied by the store, never changed in place
+        for (const auto& c : cut)
+            for (const auto& f : c) frames.push_back(f);
+        return pass(frames);
+    };
+    if (callgrind) {
+        if (only == "fragmented")
+            cut_pass();
+        else
+            whole_pass();
+        std::printf("optgate-bench --fragments --callgrind: one %s pass of %zu datagrams (%zu fragments)\n",
+                    only == "fragmented" ? "fragmented" : "whole", kDatagrams, fragments);
+        return 0;
+    }
+    whole_pass();
+    cut_pass();
+    std::vector<double> w, c;
+    for (int p = 0; p < passes; ++p) {
+        w.push_back(whole_pass());
+        c.push_back(cut_pass());
+    }
+    std::sort(w.begin(), w.end());
+    std::sort(c.begin(), c.end());
+    const double per = 1e9 / double(kDatagrams);
+    const auto& k = worker.counters();
+    std::printf(
+        "optgate-bench --fragments: %zu datagrams (DNS and HTTP, %zu fragments of 64 B of IP payload), %d passes\n",
+        kDatagrams, fragments, passes);
+    std::printf("%-24s %16s %18s\n", "", "ns/datagram best", "ns/datagram median");
+    std::printf("%-24s %16.1f %18.1f\n", "whole", w.front() * per, w[w.size() / 2] * per);
+    std::printf("%-24s %16.1f %18.1f\n", "fragmented (reassembled)", c.front() * per, c[c.size() / 2] * per);
+    std::printf("%-24s %16.1f %18.1f\n", "reassembly adds", (c.front() - w.front()) * per,
+                (c[c.size() / 2] - w[w.size() / 2]) * per);
+    std::printf("reassembled %llu, emitted %llu frames, dropped on arrival %llu\n",
+                (unsigned long long)k.get(Counter::fragment_reassembled), (unsigned long long)emitted,
+                (unsigned long long)k.get(Counter::fragment_dropped));
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     int passes = 5;
     std::string json_path, mode = "both";
-    bool callgrind = false;
+    bool callgrind = false, fragments = false;
     DisclosureConfig disclosure;
     std::optional<Encapsulation> encapsulation;
     for (int i = 1; i < argc; ++i) {
@@ -254,6 +368,8 @@ int main(int argc, char** argv) {
             mode = argv[++i];
         else if (a == "--callgrind")
             callgrind = true;
+        else if (a == "--fragments")
+            fragments = true;
         else if (a == "--disclosure-entries" && i + 1 < argc)
             disclosure.entries = size_t(std::strtoull(argv[++i], nullptr, 10));
         else if (a == "--encapsulate" && i + 1 < argc && (encapsulation = encapsulation_from_name(argv[i + 1])))
@@ -261,7 +377,8 @@ int main(int argc, char** argv) {
         else {
             std::fprintf(stderr,
                          "usage: optgate-bench [--passes N] [--json FILE] [--mode both|pipeline|parse] [--callgrind] "
-                         "[--disclosure-entries N] [--encapsulate pppoe|mpls|gre|l2tp|vxlan|geneve|gtpu]\n");
+                         "[--disclosure-entries N] [--encapsulate pppoe|mpls|gre|l2tp|vxlan|geneve|gtpu] "
+                         "[--fragments]\n");
             return 2;
         }
     }
@@ -283,6 +400,7 @@ int main(int argc, char** argv) {
         table->upsert({IpAddr::from_v4_host(kFirstSubscriber + i)},
                       rng() % 4);  // a quarter consent to each purpose pair
     enforcement.install(Runtime::compile(std::move(policy)), std::move(table));
+    if (fragments) return fragment_bench(enforcement, passes, callgrind, mode);
     Worker worker(enforcement, HttpStageConfig{}, disclosure);
     DisclosureDrain drainer(0);
     uint64_t disclosure_rows = 0, disclosure_overflowed = 0;

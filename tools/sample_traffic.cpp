@@ -1,5 +1,6 @@
 #include "sample_traffic.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include "dns_builder.hpp"
@@ -156,6 +157,29 @@ std::vector<PcapRecord> encapsulated_traffic() {
         }
     }
     return records;
+}
+
+std::vector<PcapRecord> fragmented_traffic() {
+    std::vector<PcapRecord> out;
+    uint32_t id = 0x7000;
+    size_t n = 0;
+    for (const PcapRecord& r : sample_traffic()) {
+        const Bytes& f = r.data;
+        const bool v4 = f.size() > 34 && f[12] == 0x08 && f[13] == 0x00;
+        const bool v6 = f.size() > 54 && f[12] == 0x86 && f[13] == 0xdd && f[20] != 44;
+        const size_t payload = v4 ? f.size() - 34 : v6 ? f.size() - 54 : 0;
+        if (payload <= 56) {
+            out.push_back(r);
+            continue;
+        }
+        std::vector<Bytes> frags = v4 ? fragment_ipv4(f, 48) : fragment_ipv6(f, 64, id++);
+        ++n;
+        if (n % 3 == 0) std::reverse(frags.begin(), frags.end());
+        if (n % 5 == 0) frags.insert(frags.begin() + 1, frags.front());
+        uint64_t ts = r.ts_ns;
+        for (auto& x : frags) out.push_back({ts++, std::move(x)});
+    }
+    return out;
 }
 
 }  // namespace optgate::tools

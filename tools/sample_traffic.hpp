@@ -21,4 +21,10 @@ std::vector<test::PcapRecord> sample_traffic();
 // from one to the next; only the inner flow must hold them together.
 std::vector<test::PcapRecord> encapsulated_traffic();
 
+// The same traffic with every IP datagram of more than 56 bytes of payload
+// cut into fragments (IPv4 48 bytes, IPv6 64), some datagrams' fragments
+// reversed, some fragments sent twice: the data plane's agreement test for
+// reassembly (docs/pipeline.md#fragments). Deterministic.
+std::vector<test::PcapRecord> fragmented_traffic();
+
 }  // namespace optgate::tools

@@ -10,7 +10,6 @@
 #include "consentd/request_bodies.hpp"
 #include "policy/loader.hpp"
 #include "policy/values.hpp"
-#include "policy/yaml_reader.hpp"
 
 namespace optgate::consentd {
 
@@ -95,9 +94,10 @@ Response error_response(unsigned status, std::string_view code, std::string_view
 }
 
 Api::Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config,
-         Publisher* publisher)
-    : ioc_(ioc), service_(service), metrics_(metrics), config_(config), publisher_(publisher), tokens_(config.tokens),
-      reader_(config.database), disclosure_reader_(config.database), history_reader_(config.database) {}
+         PolicyReloader& reloader, Publisher* publisher)
+    : ioc_(ioc), service_(service), metrics_(metrics), config_(config), reloader_(reloader), publisher_(publisher),
+      tokens_(config.tokens), reader_(config.database), disclosure_reader_(config.database),
+      history_reader_(config.database) {}
 
 Api::~Api() {
     import_pool_.join();
@@ -146,7 +146,7 @@ Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
         a.enforced_wait = config_.dataplanes.enforced_wait_timeout;
         if (timeout) {
             std::string why;
-            const auto t = policy::detail::parse_duration(*timeout, why);
+            const auto t = policy::syntax::parse_duration(*timeout, why);
             if (!t || t->count() < 1 || *t > std::chrono::minutes(1)) {
                 a.reject = error_response(400, "invalid_parameter",
                                           "timeout must be a duration from 1ms to 60s, like 500ms or 2s");
@@ -162,7 +162,7 @@ Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
                                            : config_.limits.max_body_bytes;
     a.body_timeout = info.import_body ? config_.limits.import_timeout : config_.limits.body_timeout;
     if (const auto len = h.find(http::field::content_length); len != h.end()) {
-        const auto n = policy::detail::parse_decimal(len->value());
+        const auto n = policy::syntax::parse_decimal(len->value());
         if (n && *n > a.body_limit) {
             a.reject = error_response(413, "body_too_large",
                                       "the body is " + std::to_string(*n) + " bytes; this endpoint takes at most " +
@@ -283,7 +283,7 @@ void Api::get_dataplanes(const Admission& a, Respond& respond) {
 void Api::get_subscriber(const Admission& a, Respond& respond) {
     size_t limit = config_.history_limit;
     if (const auto* h = a.match.param("history")) {
-        const auto n = policy::detail::parse_decimal(*h);
+        const auto n = policy::syntax::parse_decimal(*h);
         if (!n || *n > 100000) {
             respond(error_response(400, "invalid_parameter", "history must be a number of events, 0..100000"));
             return;
@@ -292,7 +292,7 @@ void Api::get_subscriber(const Admission& a, Respond& respond) {
     }
     uint64_t before = uint64_t(INT64_MAX);
     if (const auto* b = a.match.param("before")) {
-        const auto n = policy::detail::parse_decimal(*b);
+        const auto n = policy::syntax::parse_decimal(*b);
         if (!n || *n < 1 || *n > uint64_t(INT64_MAX)) {
             respond(error_response(400, "invalid_parameter",
                                    "before must be an event seq from 1 (history_before of the previous page)"));
@@ -681,64 +681,36 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
                 j["time"] = o.time;
                 return j;
             },
-            [this, respond = std::move(respond)](Response r) mutable { respond(std::move(r)); });
+            [respond = std::move(respond)](Response r) mutable { respond(std::move(r)); });
     });
 }
 
 void Api::reload_policy(Respond respond) {
-    std::shared_ptr<const Policy> policy;
-    std::vector<std::string> warnings;
-    std::string text;
-    try {
-        text = policy::detail::read_file(config_.policy);
-        auto loaded = policy::load_policy_text(text, config_.policy);
-        for (const auto& w : loaded.warnings) warnings.push_back(w.to_string());
-        policy = std::make_shared<const Policy>(std::move(loaded.policy));
-    } catch (const policy::PolicyError& e) {
-        std::vector<std::string> errors;
-        for (const auto& d : e.diagnostics()) {
-            errors.push_back(d.to_string());
-            log_error("policy reload: " + d.to_string());
+    // The daemon's reload (it logs and counts the outcome); here, the answer.
+    reloader_.reload([this, respond = std::move(respond)](const PolicyReload& r) {
+        switch (r.status) {
+        case PolicyReload::Status::invalid:
+            respond(error_response(422, "invalid_policy", config_.policy + " is not valid; the running policy is kept",
+                                   r.details));
+            return;
+        case PolicyReload::Status::unusable:
+            respond(error_response(422, "invalid_policy", config_.policy + " is not usable; the running policy is kept",
+                                   r.details));
+            return;
+        case PolicyReload::Status::failed:
+            respond(error_response(status_of(r.outcome.status), r.outcome.code, r.outcome.message));
+            return;
+        case PolicyReload::Status::reloaded: break;
         }
-        log_error("policy reload refused: the running policy is kept");
-        metrics_.count_reload(false);
-        respond(error_response(422, "invalid_policy", config_.policy + " is not valid; the running policy is kept",
-                               errors));
-        return;
-    }
-    // Data planes would go stale between heartbeats under a tighter limit.
-    if (const auto why = check_heartbeat_against(config_.dataplanes, policy->staleness_limit); !why.empty()) {
-        log_error("policy reload refused: " + why + "; the running policy is kept");
-        metrics_.count_reload(false);
-        respond(error_response(422, "invalid_policy", config_.policy + " is not usable; the running policy is kept",
-                               {config_.policy + ": " + why}));
-        return;
-    }
-    for (const auto& w : warnings) log_warning("policy reload: " + w);
-    // Data planes load the very text consentd loaded.
-    if (publisher_) publisher_->add_policy_document(policy, config_.policy, text);
-    const size_t purposes = policy->purposes.size();
-    service_.submit(PolicyChange{policy, text}, "",
-                    [this, warnings, purposes, respond = std::move(respond)](Outcome o) mutable {
-                        boost::asio::post(ioc_, [this, o = std::move(o), warnings = std::move(warnings), purposes,
-                                                 respond = std::move(respond)]() mutable {
-                            if (o.status != Outcome::Status::ok) {
-                                respond(error_response(status_of(o.status), o.code, o.message));
-                                return;
-                            }
-                            metrics_.count_reload(true);
-                            log_info("policy reloaded from " + config_.policy +
-                                     (o.table_resync ? ": the consent table changed meaning (full resync)" : ""));
-                            json::object j;
-                            j["reloaded"] = true;
-                            j["purposes"] = purposes;
-                            j["table_resync"] = o.table_resync;
-                            json::array w;
-                            for (const auto& s : warnings) w.emplace_back(s);
-                            j["warnings"] = std::move(w);
-                            respond(json_response(200, j));
-                        });
-                    });
+        json::object j;
+        j["reloaded"] = true;
+        j["purposes"] = r.purposes;
+        j["table_resync"] = r.outcome.table_resync;
+        json::array w;
+        for (const auto& s : r.warnings) w.emplace_back(s);
+        j["warnings"] = std::move(w);
+        respond(json_response(200, j));
+    });
 }
 
 }  // namespace optgate::consentd

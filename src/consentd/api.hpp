@@ -26,6 +26,7 @@
 #include "consentd/ledger_reader.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/metrics.hpp"
+#include "consentd/policy_reloader.hpp"
 #include "consentd/portal_link.hpp"
 #include "consentd/publisher.hpp"
 #include "consentd/receipt.hpp"
@@ -61,9 +62,10 @@ private:
 
 class Api {
 public:
+    // `reloader`: the daemon's policy reload (POST /v1/policy/reload).
     // `publisher`: data planes (GET /v1/dataplanes, ?wait=enforced); may be null.
     Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config,
-        Publisher* publisher = nullptr);
+        PolicyReloader& reloader, Publisher* publisher = nullptr);
     ~Api();
     Api(const Api&) = delete;
     Api& operator=(const Api&) = delete;
@@ -88,8 +90,8 @@ public:
     void handle(const Admission& a, boost::beast::http::request<boost::beast::http::string_body>&& req,
                 Respond respond);
 
-    // POST /v1/policy/reload and SIGHUP: re-reads the policy file; installs
-    // it if valid, else keeps the running one and answers every error.
+    // POST /v1/policy/reload: the daemon's reload (policy_reloader.hpp),
+    // answered with every error, or what was installed.
     void reload_policy(Respond respond);
 
     // POST /v1/subscribers/{id}/portal-links: signed-link mode's issuer
@@ -118,6 +120,7 @@ private:
     LedgerService& service_;
     Metrics& metrics_;
     const Config& config_;
+    PolicyReloader& reloader_;
     Publisher* publisher_;
     TokenTable tokens_;
     LedgerReader reader_;

@@ -6,12 +6,13 @@
 #include <filesystem>
 
 #include "core/addr.hpp"
+#include "core/chars.hpp"
 #include "policy/values.hpp"
 #include "policy/yaml_reader.hpp"
 
 namespace optgate::consentd {
 
-using namespace policy::detail;
+using namespace policy::syntax;
 
 namespace {
 
@@ -145,7 +146,7 @@ void read_ledger(const Value& v, Config& c, Diagnostics& d) {
 std::optional<std::string> receipt_text(const Value& v, Diagnostics& d, size_t max) {
     auto t = as_text(v, d);
     if (!t) return std::nullopt;
-    const bool control = std::any_of(t->begin(), t->end(), [](char ch) { return uint8_t(ch) < 0x20 || ch == 0x7f; });
+    const bool control = std::any_of(t->begin(), t->end(), ascii::is_control);
     if (control || t->size() > max) {
         d.error(v.at, v.name + " must be one line of at most " + std::to_string(max) + " bytes");
         return std::nullopt;

@@ -7,13 +7,13 @@
 
 namespace optgate::consentd {
 
-std::vector<TableDelta> coalesce(std::vector<TableDelta> deltas) {
-    if (deltas.size() < 2) return deltas;
+std::vector<proto::TableChange> coalesce(std::vector<proto::TableChange> changes) {
+    if (changes.size() < 2) return changes;
     std::unordered_map<SubscriberKey, size_t, SubscriberKeyHash> at;
-    at.reserve(deltas.size());
-    std::vector<TableDelta> out;
-    out.reserve(deltas.size());
-    for (const auto& d : deltas) {
+    at.reserve(changes.size());
+    std::vector<proto::TableChange> out;
+    out.reserve(changes.size());
+    for (const auto& d : changes) {
         auto [it, fresh] = at.try_emplace(d.key, out.size());
         if (fresh)
             out.push_back(d);
@@ -64,14 +64,14 @@ PurposeMask ConsentState::compute_mask(const Subscriber& s) const noexcept {
     return m;
 }
 
-void ConsentState::emit_upserts(const Subscriber& s, std::vector<TableDelta>* out) const {
+void ConsentState::emit_upserts(const Subscriber& s, std::vector<proto::TableChange>* out) const {
     if (!out) return;
     for (const auto& p : s.bindings)
-        if (bindings_.at(p).active) out->push_back({TableDelta::Kind::upsert, binding_key(p), s.mask});
+        if (bindings_.at(p).active) out->push_back({proto::TableChange::Op::upsert, binding_key(p), s.mask});
 }
 
 bool ConsentState::set_consent(std::string_view id, std::string_view purpose, bool granted,
-                               std::vector<TableDelta>* out) {
+                               std::vector<proto::TableChange>* out) {
     Subscriber& s = subscriber(id);
     const uint16_t pid = intern(purpose);
     const auto it = std::find(s.granted.begin(), s.granted.end(), pid);
@@ -104,19 +104,19 @@ const std::string* ConsentState::holder(const Prefix& binding) const {
     return it == bindings_.end() ? nullptr : it->second.holder->id;
 }
 
-void ConsentState::unbind(const Prefix& binding, std::vector<TableDelta>* out) {
+void ConsentState::unbind(const Prefix& binding, std::vector<proto::TableChange>* out) {
     const auto it = bindings_.find(binding);
     if (it == bindings_.end()) return;
     auto& list = it->second.holder->bindings;
     list.erase(std::find(list.begin(), list.end(), binding));
     if (it->second.active) {
         --active_bindings_;
-        if (out) out->push_back({TableDelta::Kind::erase, binding_key(binding), 0});
+        if (out) out->push_back({proto::TableChange::Op::erase, binding_key(binding), 0});
     }
     bindings_.erase(it);
 }
 
-void ConsentState::bind(const Prefix& binding, std::string_view id, std::vector<TableDelta>* out) {
+void ConsentState::bind(const Prefix& binding, std::string_view id, std::vector<proto::TableChange>* out) {
     Subscriber& s = subscriber(id);
     auto [it, fresh] = bindings_.try_emplace(binding);
     Binding& b = it->second;
@@ -131,7 +131,7 @@ void ConsentState::bind(const Prefix& binding, std::string_view id, std::vector<
     b.holder = &s;
     s.bindings.push_back(binding);
     // One upsert covers a move too: the new holder's mask replaces the old.
-    if (b.active && out) out->push_back({TableDelta::Kind::upsert, binding_key(binding), s.mask});
+    if (b.active && out) out->push_back({proto::TableChange::Op::upsert, binding_key(binding), s.mask});
 }
 
 bool ConsentState::set_policy(std::shared_ptr<const Policy> policy) {

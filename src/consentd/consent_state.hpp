@@ -25,21 +25,13 @@
 #include "core/addr.hpp"
 #include "core/consent_table.hpp"
 #include "core/policy.hpp"
+#include "proto/wire.hpp"
 
 namespace optgate::consentd {
 
-// One change to the consent table.
-struct TableDelta {
-    enum class Kind : uint8_t { upsert, erase };
-    Kind kind = Kind::upsert;
-    SubscriberKey key;
-    PurposeMask purposes = 0;  // upsert only
-    friend bool operator==(const TableDelta&, const TableDelta&) = default;
-};
-
 // Keeps the last change per key, in first-change order: what a commit did to
 // the table, as data planes should apply it.
-std::vector<TableDelta> coalesce(std::vector<TableDelta> deltas);
+std::vector<proto::TableChange> coalesce(std::vector<proto::TableChange> changes);
 
 // A digest of what the table's keys and bits mean under `policy` (purpose
 // names in order, IPv6 key length, subscriber prefixes): equal digests mean a
@@ -54,14 +46,15 @@ public:
     const std::shared_ptr<const Policy>& policy_ptr() const noexcept { return policy_; }
     const std::string& table_version() const noexcept { return table_version_; }
 
-    // ---- changes; each appends the table deltas it causes to *out (if set) ----
+    // ---- changes; each appends the table changes it causes to *out (if set) ----
     // Returns whether the grant state flipped.
-    bool set_consent(std::string_view subscriber, std::string_view purpose, bool granted, std::vector<TableDelta>* out);
+    bool set_consent(std::string_view subscriber, std::string_view purpose, bool granted,
+                     std::vector<proto::TableChange>* out);
     bool granted(std::string_view subscriber, std::string_view purpose) const;
     // Binds `binding` to `subscriber`, taking it from any other holder.
-    void bind(const Prefix& binding, std::string_view subscriber, std::vector<TableDelta>* out);
+    void bind(const Prefix& binding, std::string_view subscriber, std::vector<proto::TableChange>* out);
     // No-op when not bound.
-    void unbind(const Prefix& binding, std::vector<TableDelta>* out);
+    void unbind(const Prefix& binding, std::vector<proto::TableChange>* out);
     // The subscriber holding `binding`, or null.
     const std::string* holder(const Prefix& binding) const;
 
@@ -101,7 +94,7 @@ private:
     std::optional<uint16_t> find_purpose(std::string_view purpose) const;
     Subscriber& subscriber(std::string_view id);
     PurposeMask compute_mask(const Subscriber& s) const noexcept;
-    void emit_upserts(const Subscriber& s, std::vector<TableDelta>* out) const;
+    void emit_upserts(const Subscriber& s, std::vector<proto::TableChange>* out) const;
 
     std::shared_ptr<const Policy> policy_;
     std::string table_version_;

@@ -7,7 +7,7 @@
 
 namespace optgate::consentd {
 
-using namespace policy::detail;
+using namespace policy::syntax;
 
 namespace {
 

@@ -64,7 +64,7 @@ struct DataPlaneConfig {
 
 // Reads the section into `c`, reporting every problem into `d`. Relative
 // paths are resolved against `base_dir`.
-void read_dataplane_config(const policy::detail::Value& v, DataPlaneConfig& c, policy::detail::Diagnostics& d,
+void read_dataplane_config(const policy::syntax::Value& v, DataPlaneConfig& c, policy::syntax::Diagnostics& d,
                            const std::string& base_dir);
 
 // The cross-check with the policy: heartbeats must come well within the

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "consentd/log.hpp"
+#include "core/chars.hpp"
 #include "proto/codec.hpp"
 
 namespace optgate::consentd {
@@ -40,7 +41,7 @@ struct is_tls<ssl::stream<T>> : std::true_type {};
 // Printable for logs: what a peer wrote is not trusted to be.
 std::string printable(std::string_view s) {
     std::string out;
-    for (char c : s.substr(0, 200)) out.push_back(uint8_t(c) >= 0x20 && uint8_t(c) < 0x7f ? c : '?');
+    for (char c : s.substr(0, 200)) out.push_back(ascii::is_printable(c) ? c : '?');
     return out;
 }
 

@@ -203,7 +203,7 @@ std::optional<ImportRecord> csv_record(size_t line, std::string_view text, const
 }  // namespace
 
 std::string check_import_record(const ImportRecord& r, const Policy& policy) {
-    if (!policy::detail::is_subscriber_id(r.subscriber))
+    if (!policy::syntax::is_subscriber_id(r.subscriber))
         return "subscriber id '" + r.subscriber + "' is not 1..128 characters of [A-Za-z0-9._:@-]";
     if (r.addresses.empty() && r.consents.empty()) return "the record has no addresses and no consents";
     if (!r.consents.empty() && !r.notice_version) return "consents need the notice_version the subscriber saw";

@@ -24,7 +24,7 @@ Outcome refused(Outcome::Status s, std::string code, std::string message) {
 
 struct LedgerService::Batch {
     std::string time;
-    std::vector<TableDelta> deltas;
+    std::vector<proto::TableChange> deltas;
     std::array<uint64_t, kActionCount> counts{};
     size_t events = 0;
 };
@@ -53,6 +53,12 @@ LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<con
 LedgerService::~LedgerService() { stop(); }
 
 void LedgerService::start() {
+    try {
+        checkpointer_ = std::make_unique<Checkpointer>(ledger_->db(), options_.checkpoints);
+    } catch (const std::exception& e) {
+        // Slower commits, nothing worse: SQLite checkpoints on the writer.
+        log_warning(std::string("WAL checkpoints stay on the writer thread: ") + e.what());
+    }
     writer_ = std::thread([this] { run(); });
 }
 
@@ -63,6 +69,7 @@ void LedgerService::stop() {
     }
     queue_cv_.notify_all();
     if (writer_.joinable()) writer_.join();
+    checkpointer_.reset();
 }
 
 void LedgerService::submit(Change change, std::string credential, Done done) {

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "consentd/binding_address.hpp"
+#include "consentd/checkpointer.hpp"
 #include "consentd/consent_state.hpp"
 #include "consentd/import_parser.hpp"
 #include "consentd/ledger.hpp"
@@ -120,7 +121,7 @@ public:
     virtual ~TableListener() = default;
     // After each commit that recorded events: its last sequence number and
     // the table changes it caused (at most one per key; possibly none).
-    virtual void on_commit(uint64_t seq, const std::vector<TableDelta>& deltas) = 0;
+    virtual void on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes) = 0;
     // After a policy change altered the table's meaning (purposes, key
     // length, subscriber prefixes): the table was recomputed; resend it whole.
     virtual void on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy,
@@ -141,6 +142,9 @@ public:
         // judged under the policy (nullopt text: recorded as unknown).
         std::optional<std::string> policy_text{};
         ReceiptIssuer receipts{};
+        // WAL checkpoints on a thread of their own (checkpointer.hpp) while
+        // the writer runs.
+        Checkpointer::Limits checkpoints{};
     };
 
     // Loads the in-memory state from the ledger's derived tables.
@@ -150,6 +154,7 @@ public:
     LedgerService(const LedgerService&) = delete;
     LedgerService& operator=(const LedgerService&) = delete;
 
+    // Starts the writer and the checkpointer.
     void start();
     // Finishes every queued request, then stops the writer.
     void stop();
@@ -212,6 +217,7 @@ private:
     std::deque<Pending> queue_;
     bool stopping_ = false;
     std::atomic<uint64_t> committed_seq_{0};
+    std::unique_ptr<Checkpointer> checkpointer_;  // while the writer runs
     std::thread writer_;
 };
 

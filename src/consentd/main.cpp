@@ -29,12 +29,13 @@
 #include "consentd/ledger_service.hpp"
 #include "consentd/log.hpp"
 #include "consentd/metrics.hpp"
+#include "consentd/policy_document.hpp"
+#include "consentd/policy_reloader.hpp"
 #include "consentd/portal_server.hpp"
 #include "consentd/publisher.hpp"
 #include "consentd/radius_server.hpp"
 #include "consentd/sd_notify.hpp"
 #include "policy/loader.hpp"
-#include "policy/yaml_reader.hpp"
 #include "proto/tls.hpp"
 
 namespace po = boost::program_options;
@@ -65,20 +66,20 @@ std::optional<Loaded> load(const std::string& path) {
         print_diagnostics(e.diagnostics());
         return std::nullopt;
     }
-    try {
-        l.policy_text = policy::detail::read_file(l.config.policy);
-        auto p = policy::load_policy_text(l.policy_text, l.config.policy);
-        print_diagnostics(p.warnings);
-        l.policy = std::make_shared<const Policy>(std::move(p.policy));
-    } catch (const policy::PolicyError& e) {
-        print_diagnostics(e.diagnostics());
+    // The policy as a reload reads it, checked against the config's data
+    // planes; then the TLS files themselves.
+    auto doc = load_policy_document(l.config.policy, l.config.dataplanes);
+    print_diagnostics(doc.warnings);
+    if (doc.status == PolicyDocument::Status::invalid) {
+        print_diagnostics(doc.errors);
         return std::nullopt;
     }
-    // Cross-checks that need both files, and the TLS files themselves.
-    if (const auto why = check_heartbeat_against(l.config.dataplanes, l.policy->staleness_limit); !why.empty()) {
-        std::fprintf(stderr, "%s: %s\n", path.c_str(), why.c_str());
+    if (doc.status == PolicyDocument::Status::unusable) {
+        std::fprintf(stderr, "%s: %s\n", path.c_str(), doc.unusable.c_str());
         return std::nullopt;
     }
+    l.policy = std::move(doc.policy);
+    l.policy_text = std::move(doc.text);
     if (l.config.dataplanes.tcp && l.config.dataplanes.tcp->tls) {
         try {
             proto::make_server_tls(*l.config.dataplanes.tcp->tls);
@@ -236,10 +237,12 @@ int run(const std::string& config_path, const std::string& port_file) {
         return 1;
     }
 
+    // SIGHUP and POST /v1/policy/reload both reload through it.
+    PolicyReloader reloader(ioc, *service, metrics, config, &publisher);
     std::optional<Api> api;
     std::optional<HttpServer> server;
     try {
-        api.emplace(ioc, *service, metrics, config, &publisher);
+        api.emplace(ioc, *service, metrics, config, reloader, &publisher);
         const asio::ip::tcp::endpoint at(asio::ip::make_address(config.listen_address), config.port);
         server.emplace(ioc, at, *api, config.limits, metrics);
     } catch (const std::exception& e) {
@@ -293,7 +296,7 @@ int run(const std::string& config_path, const std::string& port_file) {
         if (ec) return;
         if (sig == SIGHUP) {
             log_info("SIGHUP: reloading the policy");
-            api->reload_policy([](const Response&) {});  // the outcome is logged
+            reloader.reload();  // the outcome is logged and counted
             signals.async_wait(on_signal);
             return;
         }

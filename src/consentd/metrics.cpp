@@ -1,6 +1,11 @@
 #include "consentd/metrics.hpp"
 
+#include <algorithm>
 #include <cstdio>
+
+#include "consentd/dataplane_stats.hpp"
+#include "proto/codec.hpp"
+#include "proto/stats.hpp"
 
 namespace optgate::consentd {
 
@@ -12,17 +17,21 @@ std::string number(double v) {
     return buf;
 }
 
-void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+void gauge(std::string& out, std::string_view name, std::string_view help, uint64_t v) {
+    metric(out, name, "gauge", help, v);
+}
+
+}  // namespace
+
+void metric_header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
     out.append("# HELP ").append(name).append(" ").append(help).append("\n");
     out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
 }
 
-void gauge(std::string& out, std::string_view name, std::string_view help, uint64_t v) {
-    header(out, name, "gauge", help);
+void metric(std::string& out, std::string_view name, std::string_view type, std::string_view help, uint64_t v) {
+    metric_header(out, name, type, help);
     out.append(name).append(" ").append(std::to_string(v)).append("\n");
 }
-
-}  // namespace
 
 Histogram::Histogram(std::initializer_list<double> bounds) : bounds_(bounds), counts_(bounds.size() + 1, 0) {}
 
@@ -117,32 +126,33 @@ void Metrics::count_disclosures_pruned(uint64_t rows) {
 std::string Metrics::render() const {
     std::string out;
     std::lock_guard lk(mu_);
-    header(out, "consentd_http_requests_total", "counter", "HTTP requests by method, route and status.");
+    metric_header(out, "consentd_http_requests_total", "counter", "HTTP requests by method, route and status.");
     for (const auto& [k, n] : requests_) {
         const auto& [method, route, status] = k;
         out.append("consentd_http_requests_total{method=\"").append(method).append("\",route=\"").append(route);
         out.append("\",status=\"").append(std::to_string(status)).append("\"} ").append(std::to_string(n));
         out.append("\n");
     }
-    header(out, "consentd_ledger_events_total", "counter", "Ledger events committed, by action.");
+    metric_header(out, "consentd_ledger_events_total", "counter", "Ledger events committed, by action.");
     for (unsigned a = 0; a < kActionCount; ++a) {
         out.append("consentd_ledger_events_total{action=\"").append(to_string(Action(a))).append("\"} ");
         out.append(std::to_string(events_[a])).append("\n");
     }
-    header(out, "consentd_commit_duration_seconds", "histogram",
-           "One group commit, from BEGIN to durable COMMIT (fsync).");
+    metric_header(out, "consentd_commit_duration_seconds", "histogram",
+                  "One group commit, from BEGIN to durable COMMIT (fsync).");
     commit_seconds_.render(out, "consentd_commit_duration_seconds");
-    header(out, "consentd_commit_batch_requests", "histogram", "Requests that shared one commit.");
+    metric_header(out, "consentd_commit_batch_requests", "histogram", "Requests that shared one commit.");
     batch_requests_.render(out, "consentd_commit_batch_requests");
-    header(out, "consentd_commit_failures_total", "counter",
-           "Group commits that failed (their requests got 503 and changed nothing).");
+    metric_header(out, "consentd_commit_failures_total", "counter",
+                  "Group commits that failed (their requests got 503 and changed nothing).");
     out.append("consentd_commit_failures_total ").append(std::to_string(commit_failures_)).append("\n");
-    header(out, "consentd_policy_reloads_total", "counter", "Policy reloads by result.");
+    metric_header(out, "consentd_policy_reloads_total", "counter", "Policy reloads by result.");
     out.append("consentd_policy_reloads_total{result=\"ok\"} ").append(std::to_string(reloads_ok_)).append("\n");
     out.append("consentd_policy_reloads_total{result=\"invalid\"} ").append(std::to_string(reloads_failed_));
     out.append("\n");
-    header(out, "consentd_disclosure_reports_total", "counter",
-           "Disclosure reports from data planes: stored, duplicate (already stored), failed (not stored, resent).");
+    metric_header(
+        out, "consentd_disclosure_reports_total", "counter",
+        "Disclosure reports from data planes: stored, duplicate (already stored), failed (not stored, resent).");
     const char* report_results[] = {"stored", "duplicate", "failed"};
     for (unsigned i = 0; i < 3; ++i)
         out.append("consentd_disclosure_reports_total{result=\"")
@@ -150,8 +160,9 @@ std::string Metrics::render() const {
             .append("\"} ")
             .append(std::to_string(disclosure_reports_[i]))
             .append("\n");
-    header(out, "consentd_disclosure_entries_total", "counter",
-           "Disclosure report entries by attribution: to a subscriber, unbound key, ambiguous (rebound meanwhile).");
+    metric_header(
+        out, "consentd_disclosure_entries_total", "counter",
+        "Disclosure report entries by attribution: to a subscriber, unbound key, ambiguous (rebound meanwhile).");
     const char* attributions[] = {"subscriber", "unbound", "ambiguous"};
     for (unsigned i = 0; i < 3; ++i)
         out.append("consentd_disclosure_entries_total{attribution=\"")
@@ -159,8 +170,8 @@ std::string Metrics::render() const {
             .append("\"} ")
             .append(std::to_string(disclosure_entries_[i]))
             .append("\n");
-    header(out, "consentd_disclosure_rows_pruned_total", "counter",
-           "Disclosure rows and report ids deleted past disclosures.retention.");
+    metric_header(out, "consentd_disclosure_rows_pruned_total", "counter",
+                  "Disclosure rows and report ids deleted past disclosures.retention.");
     out.append("consentd_disclosure_rows_pruned_total ").append(std::to_string(disclosure_pruned_)).append("\n");
     gauge(out, "consentd_ledger_head_seq", "Sequence number of the last committed event.", head_seq_);
     gauge(out, "consentd_subscribers", "Subscribers known to the ledger.", subscribers_);
@@ -169,6 +180,117 @@ std::string Metrics::render() const {
     gauge(out, "consentd_connections", "Open API connections.", uint64_t(connections_.load()));
     for (const auto& r : renderers_) r.second(out);
     return out;
+}
+
+// ---- the publisher's families ----
+
+namespace {
+
+// optgate_dataplane_up and _stats_age_seconds per data plane, then every
+// family the data planes reported as optgate_dp_<name>: all samples of a
+// family together under one TYPE line, as the text format requires.
+void render_dataplane_stats(std::string& out, const std::map<std::string_view, DataPlaneMetrics::Source>& sources,
+                            std::chrono::steady_clock::time_point now) {
+    const auto sample_start = [&](std::string_view family, std::string_view dp) {
+        out.append(family).append("{dataplane=\"").append(dp).append("\"");
+    };
+    metric_header(out, "optgate_dataplane_up", "gauge",
+                  "1 while a data plane is connected; 0 for one that disconnected within dataplanes.stats_retention.");
+    for (const auto& [name, s] : sources) {
+        sample_start("optgate_dataplane_up", name);
+        out.append(s.up ? "} 1\n" : "} 0\n");
+    }
+    metric_header(out, "optgate_dataplane_stats_age_seconds", "gauge", "Time since a data plane's last stats report.");
+    for (const auto& [name, s] : sources) {
+        if (!s.stats) continue;
+        char age[32];
+        std::snprintf(age, sizeof age, "} %.3f\n", std::chrono::duration<double>(now - s.stats->received).count());
+        sample_start("optgate_dataplane_stats_age_seconds", name);
+        out.append(age);
+    }
+
+    struct Sample {
+        std::string_view name, dataplane, label, value;
+        proto::StatKind kind;
+        uint64_t v;
+    };
+    std::vector<Sample> samples;
+    for (const auto& [name, s] : sources) {
+        if (!s.stats) continue;
+        const std::string_view dataplane = name;  // clang 14 cannot capture a structured binding
+        proto::for_each_stat(s.stats->view(), [&](const proto::StatView& e) {
+            samples.push_back({e.name, dataplane, e.label_name, e.label_value, e.kind, e.value});
+        });
+    }
+    // Each report is sorted; stable by name keeps data planes and labels in order.
+    std::stable_sort(samples.begin(), samples.end(), [](const Sample& a, const Sample& b) { return a.name < b.name; });
+    std::string family;
+    for (size_t i = 0; i < samples.size();) {
+        size_t end = i;
+        bool mixed = false;
+        for (; end < samples.size() && samples[end].name == samples[i].name; ++end)
+            mixed = mixed || samples[end].kind != samples[i].kind;
+        family.assign("optgate_dp_").append(samples[i].name);
+        if (const auto help = proto::stat_help(samples[i].name); !help.empty())
+            out.append("# HELP ").append(family).append(" ").append(help).append("\n");
+        // Data planes of different versions may disagree on a kind.
+        out.append("# TYPE ").append(family).append(" ").append(mixed ? "untyped" : proto::to_string(samples[i].kind));
+        out.append("\n");
+        for (; i < end; ++i) {
+            const Sample& x = samples[i];
+            sample_start(family, x.dataplane);
+            if (!x.label.empty()) out.append(",").append(x.label).append("=\"").append(x.value).append("\"");
+            out.append("} ").append(std::to_string(x.v)).append("\n");
+        }
+    }
+}
+
+}  // namespace
+
+void render_dataplane_metrics(std::string& out, const DataPlaneMetrics& m, std::chrono::steady_clock::time_point now) {
+    metric(out, "consentd_dataplanes_connected", "gauge", "Data planes connected (hello received).", m.connected);
+    metric(out, "consentd_dataplane_history_commits", "gauge", "Commits kept in memory for data planes that reconnect.",
+           m.history_commits);
+    metric_header(out, "consentd_dataplane_enforcement_seconds", "histogram",
+                  "From a durable commit to a data plane's acknowledgement of it, per data plane.");
+    m.counters.enforcement_seconds.render(out, "consentd_dataplane_enforcement_seconds");
+    metric_header(out, "consentd_dataplane_snapshot_build_seconds", "histogram",
+                  "Reading and encoding a full table snapshot.");
+    m.counters.snapshot_build_seconds.render(out, "consentd_dataplane_snapshot_build_seconds");
+    metric(out, "consentd_dataplane_snapshots_sent_total", "counter", "Full tables sent to data planes.",
+           m.counters.snapshots_sent);
+    metric(out, "consentd_dataplane_resyncs_total", "counter",
+           "Data planes resent the whole table because they fell behind.", m.counters.resyncs);
+    metric(out, "consentd_dataplane_disconnects_total", "counter", "Data plane connections that ended.",
+           m.counters.disconnects);
+    metric(out, "consentd_dataplane_protocol_errors_total", "counter",
+           "Data plane connections closed for a malformed, oversized or unexpected frame.", m.counters.protocol_errors);
+    metric(out, "consentd_dataplane_tls_failures_total", "counter",
+           "TCP connections refused in the TLS handshake (no or bad client certificate).", m.counters.tls_failures);
+    metric_header(out, "consentd_enforced_waits_total", "counter", "?wait=enforced requests by outcome.");
+    out.append("consentd_enforced_waits_total{result=\"enforced\"} ")
+        .append(std::to_string(m.waits_enforced))
+        .append("\n");
+    out.append("consentd_enforced_waits_total{result=\"timeout\"} ")
+        .append(std::to_string(m.waits_timeout))
+        .append("\n");
+    out.append("consentd_enforced_waits_total{result=\"no_dataplanes\"} ")
+        .append(std::to_string(m.waits_none))
+        .append("\n");
+    metric(out, "consentd_dataplane_stats_reports_total", "counter", "Stats reports received from data planes.",
+           m.counters.stats_reports);
+    metric_header(out, "consentd_dataplane_disclosure_reports_total", "counter",
+                  "Disclosure reports from data planes by outcome: stored (acknowledged), failed (the store could not "
+                  "take it; the data plane sends it again), busy (too many in flight; sent again), refused (no "
+                  "disclosure store).");
+    static constexpr const char* kOutcomes[] = {"stored", "failed", "busy", "refused"};
+    for (size_t i = 0; i < 4; ++i)
+        out.append("consentd_dataplane_disclosure_reports_total{result=\"")
+            .append(kOutcomes[i])
+            .append("\"} ")
+            .append(std::to_string(m.counters.disclosure_reports[i]))
+            .append("\n");
+    render_dataplane_stats(out, m.sources, now);
 }
 
 }  // namespace optgate::consentd

@@ -9,12 +9,16 @@
 //     {attribution}, consentd_disclosure_rows_pruned_total (disclosures.hpp)
 //   gauges: consentd_ledger_head_seq, consentd_subscribers, consentd_bindings,
 //     consentd_table_entries, consentd_connections
+// and, rendered from the publisher's counts (render_dataplane_metrics), the
+// consentd_dataplane* and optgate_dataplane* families and the data planes'
+// own stats (optgate_dp_*).
 // Updated from the API thread and the ledger writer; one mutex (a few
 // updates per request, far from the commit path's cost).
 #pragma once
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -27,6 +31,12 @@
 #include "consentd/event.hpp"
 
 namespace optgate::consentd {
+
+// A family's "# HELP" and "# TYPE" lines: every family consentd renders
+// starts with them (the text format wants both before the samples).
+void metric_header(std::string& out, std::string_view name, std::string_view type, std::string_view help);
+// A family of one unlabelled sample: its header, then "name value".
+void metric(std::string& out, std::string_view name, std::string_view type, std::string_view help, uint64_t v);
 
 class Histogram {
 public:
@@ -79,5 +89,40 @@ private:
     uint64_t disclosure_entries_[3] = {0, 0, 0};  // subscriber, unbound, ambiguous
     uint64_t disclosure_pruned_ = 0;
 };
+
+// ---- the publisher's families (docs/consentd.md, "Metrics") ----
+
+struct StatsReport;  // dataplane_stats.hpp
+
+// What the publisher counts: kept by it on the io thread, and rendered from
+// that thread (GET /metrics), so without a lock.
+struct DataPlaneCounters {
+    Histogram enforcement_seconds{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5};
+    Histogram snapshot_build_seconds{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+    uint64_t snapshots_sent = 0, resyncs = 0, protocol_errors = 0, tls_failures = 0, disconnects = 0;
+    uint64_t stats_reports = 0;
+    uint64_t disclosure_reports[4] = {};  // stored, failed, busy, refused (Publisher::DisclosureOutcome)
+};
+
+// The publisher's state as GET /metrics shows it.
+struct DataPlaneMetrics {
+    explicit DataPlaneMetrics(const DataPlaneCounters& c) : counters(c) {}
+    const DataPlaneCounters& counters;
+    size_t connected = 0;  // hello received
+    size_t history_commits = 0;
+    uint64_t waits_enforced = 0, waits_timeout = 0, waits_none = 0;  // ?wait=enforced answers
+    // Per data plane name: connected (up), or disconnected within
+    // stats_retention; its last stats report, or null.
+    struct Source {
+        bool up = false;
+        const StatsReport* stats = nullptr;
+    };
+    std::map<std::string_view, Source> sources;
+};
+
+// consentd_dataplane* families, then optgate_dataplane_up and
+// _stats_age_seconds per data plane, then what the data planes reported, as
+// optgate_dp_<name>.
+void render_dataplane_metrics(std::string& out, const DataPlaneMetrics& m, std::chrono::steady_clock::time_point now);
 
 }  // namespace optgate::consentd

@@ -414,7 +414,7 @@ void Portal::post_choice(Context& cx, const Request& req) {
         bool held = false;
         service_.snapshot(
             [&](uint64_t, const ConsentState& st) { held = !grant && st.granted(s->subscriber, *purpose); });
-        if (!held || !policy::detail::is_subscriber_id(*purpose)) {
+        if (!held || !policy::syntax::is_subscriber_id(*purpose)) {
             cx.respond(message(cx, 400, Text::form_title, catalogue_.html(cx.lang, Text::form_refused)));
             return;
         }
@@ -525,7 +525,7 @@ void Portal::get_receipt(Context& cx, std::string_view seq_text) {
         cx.respond(message(cx, 429, Text::rate_title, catalogue_.html(cx.lang, Text::rate_limited), false));
         return;
     }
-    const auto seq = policy::detail::parse_decimal(seq_text);
+    const auto seq = policy::syntax::parse_decimal(seq_text);
     const auto receipt = seq ? transparency_->receipt(s->subscriber, *seq) : std::nullopt;
     if (!receipt) {
         cx.respond(message(cx, 404, Text::not_found_title, catalogue_.html(cx.lang, Text::not_found)));

@@ -4,7 +4,7 @@
 
 namespace optgate::consentd {
 
-using namespace policy::detail;
+using namespace policy::syntax;
 
 std::string_view to_string(PortalConfig::Mode m) noexcept {
     return m == PortalConfig::Mode::network ? "network" : "signed-link";

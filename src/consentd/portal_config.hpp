@@ -67,7 +67,7 @@ std::string_view to_string(PortalConfig::Mode m) noexcept;
 
 // Reads the section into `c`, reporting every problem into `d`; reads the
 // link secret file. Relative paths are resolved against `base_dir`.
-void read_portal_config(const policy::detail::Value& v, PortalConfig& c, policy::detail::Diagnostics& d,
+void read_portal_config(const policy::syntax::Value& v, PortalConfig& c, policy::syntax::Diagnostics& d,
                         const std::string& base_dir);
 
 }  // namespace optgate::consentd

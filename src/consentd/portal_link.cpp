@@ -18,7 +18,7 @@ constexpr std::string_view kPayloadTag = "optgate-portal-link-v1";
 constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 std::optional<int64_t> parse_ms(std::string_view s) {
-    const auto n = policy::detail::parse_decimal(s);
+    const auto n = policy::syntax::parse_decimal(s);
     if (!n || *n > uint64_t(INT64_MAX)) return std::nullopt;
     return int64_t(*n);
 }
@@ -115,7 +115,7 @@ PortalLinks::Redeemed PortalLinks::redeem(std::string_view token, Clock::time_po
     }
     const auto issued = parse_ms(f[1]);
     const auto expires = parse_ms(f[2]);
-    if (f[0] != kPayloadTag || !issued || !expires || !policy::detail::is_subscriber_id(rest))
+    if (f[0] != kPayloadTag || !issued || !expires || !policy::syntax::is_subscriber_id(rest))
         return {Refusal::malformed, {}};
     const int64_t t = ms(now);
     for (auto it = used_.begin(); it != used_.end();) it = it->second <= t ? used_.erase(it) : std::next(it);

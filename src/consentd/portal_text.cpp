@@ -232,7 +232,7 @@ std::string Catalogue::html(Lang l, Text t, const std::vector<std::string>& args
 }
 
 Catalogue Catalogue::with_overrides_text(std::string_view yaml, const std::string& name) {
-    using namespace policy::detail;
+    using namespace policy::syntax;
     Catalogue c;
     Diagnostics d(name);
     if (const auto root = parse_document(yaml, d)) {
@@ -266,7 +266,7 @@ Catalogue Catalogue::with_overrides_text(std::string_view yaml, const std::strin
 }
 
 Catalogue Catalogue::with_overrides(const std::string& path) {
-    return with_overrides_text(policy::detail::read_file(path), path);
+    return with_overrides_text(policy::syntax::read_file(path), path);
 }
 
 }  // namespace optgate::consentd

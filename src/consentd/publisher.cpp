@@ -1,17 +1,14 @@
 #include "consentd/publisher.hpp"
 
 #include <boost/asio/post.hpp>
-#include <boost/json/array.hpp>
 
 #include <algorithm>
 #include <cstdio>
 #include <random>
 
-#include "consentd/event.hpp"
 #include "consentd/log.hpp"
 #include "consentd/sha256.hpp"
 #include "proto/codec.hpp"
-#include "proto/stats.hpp"
 
 namespace optgate::consentd {
 
@@ -20,27 +17,7 @@ using proto::Goodbye;
 
 namespace {
 
-double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
-    return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-std::string iso_time(std::chrono::system_clock::time_point t) { return format_utc_ms(t); }
-
 Frames frames_of(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
-
-uint64_t age_ms(std::chrono::steady_clock::time_point then, std::chrono::steady_clock::time_point now) {
-    return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(now - then).count());
-}
-
-void metric_header(std::string& out, const char* name, const char* type, const char* help) {
-    out.append("# HELP ").append(name).append(" ").append(help).append("\n");
-    out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
-}
-
-void metric(std::string& out, const char* name, const char* type, const char* help, uint64_t v) {
-    metric_header(out, name, type, help);
-    out.append(name).append(" ").append(std::to_string(v)).append("\n");
-}
 
 }  // namespace
 
@@ -53,67 +30,9 @@ void LedgerTableSource::snapshot(SnapshotSink& sink) {
     });
 }
 
-boost::json::object to_json(const DataPlaneInfo& d, bool with_stats) {
-    boost::json::object o;
-    o["name"] = d.name;
-    o["address"] = d.address;
-    if (d.disconnected_at) {
-        // Gone: what it last said, and when it went.
-        o["disconnected_at"] = iso_time(*d.disconnected_at);
-    } else {
-        o["connected_since"] = iso_time(d.connected_since);
-        o["synced"] = d.synced;
-        o["applied_seq"] = d.applied_seq;
-        o["lag"] = d.lag;
-        o["last_ack"] = d.last_ack ? boost::json::value(iso_time(*d.last_ack)) : boost::json::value(nullptr);
-        o["last_heartbeat"] = d.last_heartbeat ? boost::json::value(iso_time(*d.last_heartbeat))
-                                               : boost::json::value(nullptr);
-        o["snapshots"] = d.snapshots;
-        o["resyncs"] = d.resyncs;
-    }
-    o["stats_age_ms"] = d.stats_age_ms ? boost::json::value(*d.stats_age_ms) : boost::json::value(nullptr);
-    o["stats_entries"] = d.stats ? d.stats->count : 0;
-    if (with_stats) {
-        boost::json::array entries;
-        if (d.stats)
-            proto::for_each_stat(d.stats->view(), [&](const proto::StatView& e) {
-                boost::json::object j;
-                j["name"] = e.name;
-                j["kind"] = proto::to_string(e.kind);
-                j["value"] = e.value;
-                if (!e.label_name.empty()) j["labels"] = boost::json::object{{e.label_name, e.label_value}};
-                entries.emplace_back(std::move(j));
-            });
-        o["stats"] = std::move(entries);
-    }
-    return o;
-}
-
-boost::json::object EnforcementReport::to_json() const {
-    boost::json::object o;
-    o["status"] = status == Status::enforced ? "enforced" : status == Status::timeout ? "timeout" : "no_dataplanes";
-    o["seq"] = seq;
-    o["latency_ms"] = latency_ms;
-    if (since_commit_ms) o["since_commit_ms"] = *since_commit_ms;
-    boost::json::array rows;
-    for (const auto& r : dataplanes) {
-        boost::json::object j;
-        j["name"] = r.name;
-        j["address"] = r.address;
-        j["acknowledged"] = r.acknowledged;
-        j["disconnected"] = r.disconnected;
-        if (r.acknowledged) j["latency_ms"] = r.latency_ms;
-        j["applied_seq"] = r.applied_seq;
-        rows.emplace_back(std::move(j));
-    }
-    o["dataplanes"] = std::move(rows);
-    return o;
-}
-
 Publisher::Publisher(asio::io_context& ioc, TableSource& source, DataPlaneConfig config, DisclosureSink* disclosures)
-    : ioc_(ioc), source_(source), config_(std::move(config)), disclosures_(disclosures), heartbeat_timer_(ioc),
-      enforcement_seconds_({0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5}),
-      snapshot_build_seconds_({0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10}) {
+    : ioc_(ioc), source_(source), config_(std::move(config)), disclosures_(disclosures),
+      history_(config_.history_commits, config_.history_bytes), heartbeat_timer_(ioc) {
     char buf[17];
     std::snprintf(buf, sizeof buf, "%016llx",
                   static_cast<unsigned long long>(std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32)));
@@ -186,7 +105,7 @@ void Publisher::mirror_from(const Entries& entries) {
 
 bool Publisher::snapshot_usable(const Snapshot& s) const {
     // Usable while every commit after it is still in the history.
-    return s.stream_id == stream_id_ && s.seq >= history_floor_ && s.seq <= head_seq_;
+    return s.stream_id == stream_id_ && history_.covers(s.seq);
 }
 
 bool Publisher::snapshot_worth_reusing(const Snapshot& s) const {
@@ -194,8 +113,7 @@ bool Publisher::snapshot_worth_reusing(const Snapshot& s) const {
     // After a large commit (an import), an old snapshot plus that commit is
     // more to send and apply than a new snapshot, and may not fit the queue.
     size_t after = 0;
-    auto it = std::partition_point(history_.begin(), history_.end(), [&](const Commit& c) { return c.seq <= s.seq; });
-    for (; it != history_.end(); ++it) after += it->frames->size();
+    for (auto it = history_.after(s.seq); it != history_.end(); ++it) after += it->frames->size();
     return after <= std::max<size_t>(1u << 20, s.bytes / 4) && after < config_.max_queue_bytes / 2;
 }
 
@@ -204,7 +122,7 @@ void Publisher::start() {
     TableRead r = read_table();
     const auto doc = document_for(r.policy.get());
     if (!doc) throw std::runtime_error("no policy text for the running policy");
-    head_seq_ = history_floor_ = r.seq;
+    history_.reset(r.seq);
     stream_id_ = doc->stream_id;
     table_version_ = r.table_version;
     policy_name_ = doc->name;
@@ -216,7 +134,7 @@ void Publisher::start() {
         throw std::runtime_error("the policy " + policy_name_ + " is larger than the protocol carries (" +
                                  std::to_string(proto::kMaxPolicyBytes) + " bytes)");
     snapshot_->build_time = Clock::now() - t0;
-    snapshot_build_seconds_.observe(snapshot_->build_time.count());
+    counters_.snapshot_build_seconds.observe(snapshot_->build_time.count());
     started_ = true;
     heartbeat();
 }
@@ -226,9 +144,7 @@ void Publisher::stop() {
     stopping_ = true;
     heartbeat_timer_.cancel();
     for (auto& [id, dp] : dataplanes_) dp.link->close(Goodbye::Code::shutdown, "consentd is stopping");
-    std::vector<uint64_t> ids;
-    for (const auto& [id, w] : waiters_) ids.push_back(id);
-    for (auto id : ids) finish_waiter(id, EnforcementReport::Status::timeout);
+    waiters_.stop();
 }
 
 void Publisher::request_snapshot() {
@@ -247,7 +163,7 @@ void Publisher::request_snapshot() {
     auto entries = std::make_shared<Entries>();
     entries->reserve(mirror_->size());
     mirror_->for_each([&](const SubscriberKey& k, PurposeMask m) { entries->emplace_back(k, m); });
-    asio::post(snapshot_thread_, [this, t0, entries, seq = head_seq_, stream = stream_id_, tv = table_version_,
+    asio::post(snapshot_thread_, [this, t0, entries, seq = history_.head(), stream = stream_id_, tv = table_version_,
                                   name = policy_name_, text = policy_text_] {
         auto snap = encode_snapshot(seq, stream, tv, name, text, *entries);
         if (snap) snap->build_time = Clock::now() - t0;
@@ -266,7 +182,7 @@ void Publisher::on_snapshot_built(std::shared_ptr<Snapshot> s) {
                 dp.link->close(Goodbye::Code::shutdown, "consentd cannot build a snapshot; see its log");
         return;
     }
-    snapshot_build_seconds_.observe(s->build_time.count());
+    counters_.snapshot_build_seconds.observe(s->build_time.count());
     // A build that raced a policy change or a history trim is dropped; the
     // next one will do.
     if (!snapshot_usable(*s)) {
@@ -290,24 +206,23 @@ void Publisher::reload_mirror() {
     reloading_ = true;
     asio::post(snapshot_thread_, [this] {
         auto r = read_table();
-        asio::post(ioc_, [this, r = std::move(r)]() mutable { on_table_read(std::move(r)); });
+        asio::post(ioc_, [this, r = std::move(r)] { on_table_read(r); });
     });
 }
 
-void Publisher::on_table_read(TableRead r) {
+void Publisher::on_table_read(const TableRead& r) {
     reloading_ = false;
     if (stopping_) return;
     // Another table change meanwhile, or commits after the read already gone
     // from the history: read again.
-    if (reload_again_ || r.table_version != table_version_ || r.seq < history_floor_ || r.seq > head_seq_) {
+    if (reload_again_ || r.table_version != table_version_ || !history_.covers(r.seq)) {
         reload_again_ = false;
         reload_mirror();
         return;
     }
     mirror_from(r.entries);
     // Then the commits after the read, from the history's frames.
-    auto it = std::partition_point(history_.begin(), history_.end(), [&](const Commit& c) { return c.seq <= r.seq; });
-    for (; it != history_.end(); ++it) {
+    for (auto it = history_.after(r.seq); it != history_.end(); ++it) {
         const std::string& bytes = *it->frames;
         size_t off = 0;
         while (off < bytes.size()) {
@@ -333,10 +248,9 @@ void Publisher::deliver_snapshot(DataPlane& dp) {
         if (dp.link->send(f, false) == DataPlaneLink::SendResult::closed) return;
     dp.sent_seq = s.seq;
     ++dp.snapshots;
-    ++snapshots_sent_;
+    ++counters_.snapshots_sent;
     // Then every commit after it, from the history.
-    auto it = std::partition_point(history_.begin(), history_.end(), [&](const Commit& c) { return c.seq <= s.seq; });
-    for (; it != history_.end() && !dp.awaiting_snapshot; ++it) {
+    for (auto it = history_.after(s.seq); it != history_.end() && !dp.awaiting_snapshot; ++it) {
         send(dp, it->frames);
         if (!dp.awaiting_snapshot) dp.sent_seq = it->seq;
     }
@@ -345,13 +259,13 @@ void Publisher::deliver_snapshot(DataPlane& dp) {
 void Publisher::resync(DataPlane& dp) {
     if (dp.awaiting_snapshot) return;
     ++dp.resyncs;
-    ++resyncs_;
+    ++counters_.resyncs;
     log_warning("data plane " + dp.name + " (" + dp.address + ") fell behind by more than " +
                 std::to_string(config_.max_queue_bytes) + " queued bytes: resending the whole table");
     dp.awaiting_snapshot = true;
     // The freshest table: a stale cached one could overflow it again with
     // the history after it.
-    if (snapshot_ && snapshot_->seq < head_seq_) snapshot_.reset();
+    if (snapshot_ && snapshot_->seq < history_.head()) snapshot_.reset();
     asio::post(ioc_, [this] { request_snapshot(); });
 }
 
@@ -361,18 +275,13 @@ void Publisher::send(DataPlane& dp, const Frames& f) {
 
 // ---- the ledger's feed ----
 
-void Publisher::on_commit(uint64_t seq, const std::vector<TableDelta>& deltas) {
-    // On the ledger writer, with its state lock held: encode once, post.
-    std::vector<proto::TableChange> changes;
-    changes.reserve(deltas.size());
-    for (const auto& d : deltas)
-        changes.push_back(
-            {d.kind == TableDelta::Kind::upsert ? proto::TableChange::Op::upsert : proto::TableChange::Op::erase, d.key,
-             d.purposes});
+void Publisher::on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes) {
+    // On the ledger writer, with its state lock held: encode once, post
+    // (with a copy of the changes, for the mirror).
     std::string out;
     proto::encode_commit(out, seq, changes);
     Commit c{seq, frames_of(std::move(out)), Clock::now()};
-    auto shared = std::make_shared<const std::vector<proto::TableChange>>(std::move(changes));
+    auto shared = std::make_shared<const std::vector<proto::TableChange>>(changes);
     asio::post(ioc_, [this, c = std::move(c), shared] { on_commit_io(c, shared); });
 }
 
@@ -406,8 +315,7 @@ void Publisher::publish_policy(uint64_t seq, const std::shared_ptr<const Policy>
 }
 
 void Publisher::on_commit_io(const Commit& c, const std::shared_ptr<const std::vector<proto::TableChange>>& changes) {
-    if (!started_ || stopping_ || c.seq <= head_seq_) return;  // already in the first snapshot
-    head_seq_ = c.seq;
+    if (!started_ || stopping_ || c.seq <= history_.head()) return;  // already in the first snapshot
     if (mirror_)
         for (const auto& ch : *changes) {
             if (ch.op == proto::TableChange::Op::erase)
@@ -415,23 +323,12 @@ void Publisher::on_commit_io(const Commit& c, const std::shared_ptr<const std::v
             else
                 mirror_->upsert(ch.key, ch.purposes);
         }
-    history_bytes_ += c.frames->size();
-    history_.push_back(c);
-    trim_history();
+    history_.append(c);
     for (auto& [id, dp] : dataplanes_) {
         if (!dp.greeted || dp.awaiting_snapshot || c.seq <= dp.sent_seq) continue;
         send(dp, c.frames);
         if (!dp.awaiting_snapshot) dp.sent_seq = c.seq;
     }
-}
-
-void Publisher::trim_history() {
-    while (!history_.empty() && (history_.size() > config_.history_commits || history_bytes_ > config_.history_bytes)) {
-        history_floor_ = history_.front().seq;
-        history_bytes_ -= history_.front().frames->size();
-        history_.pop_front();
-    }
-    if (history_.empty()) history_floor_ = head_seq_;
 }
 
 void Publisher::on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_version, const Frames& update,
@@ -451,8 +348,6 @@ void Publisher::on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_vers
         // Deltas from before cannot be applied to a table of the new
         // meaning, and the ledger recomputed every entry: read it again.
         history_.clear();
-        history_bytes_ = 0;
-        history_floor_ = head_seq_;
         mirror_.reset();
         reload_mirror();
     }
@@ -488,35 +383,32 @@ void Publisher::hello(uint64_t id, const proto::Hello& h) {
     if (it == dataplanes_.end()) return;
     DataPlane& dp = it->second;
     if (dp.greeted) {
-        ++protocol_errors_;
+        ++counters_.protocol_errors;
         dp.link->close(Goodbye::Code::protocol_error, "hello twice");
         return;
     }
     dp.greeted = true;
     dp.name = std::string(h.name);
     dp.last_heard = Clock::now();
-    gone_.erase(dp.name);  // back: its old report goes
+    disconnected_.reconnected(dp.name);
     // A data plane that reconnects before its old connection timed out: the
     // old one is dead weight (and would hold up ?wait=enforced).
     for (auto& [other_id, other] : dataplanes_)
         if (other_id != id && other.greeted && other.name == dp.name)
             other.link->close(Goodbye::Code::replaced, "a newer connection from data plane " + dp.name);
-    const bool resume = !stopping_ && h.stream_id == stream_id_ && h.last_seq >= history_floor_ &&
-                        h.last_seq <= head_seq_;
+    const bool resume = !stopping_ && h.stream_id == stream_id_ && history_.covers(h.last_seq);
     log_info("data plane " + dp.name + " connected from " + dp.address + ": " +
              (resume ? "resuming after seq " + std::to_string(h.last_seq)
                      : "sending the table (it has seq " + std::to_string(h.last_seq) + ")"));
     std::string out;
-    proto::encode(out, proto::Welcome{head_seq_, uint32_t(config_.heartbeat_interval.count()),
+    proto::encode(out, proto::Welcome{history_.head(), uint32_t(config_.heartbeat_interval.count()),
                                       resume ? proto::Welcome::Mode::resume : proto::Welcome::Mode::snapshot});
     if (dp.link->send(frames_of(std::move(out)), false) == DataPlaneLink::SendResult::closed) return;
     if (resume) {
         // Its table is this stream's as of last_seq; otherwise it has
         // nothing until the snapshot is installed.
         dp.applied_seq = dp.sent_seq = h.last_seq;
-        auto c = std::partition_point(history_.begin(), history_.end(),
-                                      [&](const Commit& x) { return x.seq <= h.last_seq; });
-        for (; c != history_.end() && !dp.awaiting_snapshot; ++c) {
+        for (auto c = history_.after(h.last_seq); c != history_.end() && !dp.awaiting_snapshot; ++c) {
             send(dp, c->frames);
             if (!dp.awaiting_snapshot) dp.sent_seq = c->seq;
         }
@@ -533,7 +425,7 @@ void Publisher::ack(uint64_t id, uint64_t seq) {
     const auto now = Clock::now();
     dp.last_heard = now;
     if (!dp.greeted || seq > dp.sent_seq) {
-        ++protocol_errors_;
+        ++counters_.protocol_errors;
         dp.link->close(
             Goodbye::Code::protocol_error,
             dp.greeted ? "acknowledged seq " + std::to_string(seq) + ", which was never sent" : "ack before hello");
@@ -543,16 +435,15 @@ void Publisher::ack(uint64_t id, uint64_t seq) {
     if (seq > dp.applied_seq) {
         // Commit-to-acknowledgement latency of what this ack covers (the
         // newest 64 commits at most: a snapshot catch-up is not latency).
-        auto first = std::partition_point(history_.begin(), history_.end(),
-                                          [&](const Commit& c) { return c.seq <= dp.applied_seq; });
+        auto first = history_.after(dp.applied_seq);
         auto last = std::partition_point(first, history_.end(), [&](const Commit& c) { return c.seq <= seq; });
         if (last - first > 64) first = last - 64;
         for (auto c = first; c != last; ++c)
-            enforcement_seconds_.observe(std::chrono::duration<double>(now - c->committed).count());
+            counters_.enforcement_seconds.observe(std::chrono::duration<double>(now - c->committed).count());
         dp.applied_seq = seq;
         dp.acked_at = now;
     }
-    settle_waiters(id, false);
+    waiters_.acknowledged(id, dp.applied_seq);
 }
 
 void Publisher::stats(uint64_t id, const proto::Stats& s) {
@@ -560,7 +451,7 @@ void Publisher::stats(uint64_t id, const proto::Stats& s) {
     if (it == dataplanes_.end()) return;
     DataPlane& dp = it->second;
     if (!dp.greeted) {
-        ++protocol_errors_;
+        ++counters_.protocol_errors;
         dp.link->close(Goodbye::Code::protocol_error, "stats before hello");
         return;
     }
@@ -572,7 +463,7 @@ void Publisher::stats(uint64_t id, const proto::Stats& s) {
     r->bytes.assign(reinterpret_cast<const char*>(s.bytes.data()), s.bytes.size());
     r->received = now;
     dp.stats = std::move(r);
-    ++stats_reports_;
+    ++counters_.stats_reports;
 }
 
 void Publisher::detach(uint64_t id, const std::string& why) {
@@ -581,19 +472,18 @@ void Publisher::detach(uint64_t id, const std::string& why) {
     if (it->second.greeted) {
         const DataPlane& dp = it->second;
         log_info("data plane " + dp.name + " (" + dp.address + ") disconnected: " + why);
-        ++disconnects_;
+        ++counters_.disconnects;
         // Kept for operators (up 0, last stats) unless a newer connection
         // with its name is here already (replaced).
         const bool back = std::any_of(dataplanes_.begin(), dataplanes_.end(), [&](const auto& kv) {
             return kv.first != id && kv.second.greeted && kv.second.name == dp.name;
         });
         if (!back && !stopping_) {
-            gone_[dp.name] = Gone{dp.address, dp.stats, Clock::now(), std::chrono::system_clock::now()};
-            forget_gone();
+            disconnected_.disconnected(dp.name, dp.address, dp.stats);
         }
     }
     dataplanes_.erase(it);
-    settle_waiters(id, true);
+    waiters_.disconnected(id);
 }
 
 bool Publisher::disconnect(const std::string& name, const std::string& reason) {
@@ -608,23 +498,15 @@ bool Publisher::disconnect(const std::string& name, const std::string& reason) {
 
 // ---- heartbeats ----
 
-void Publisher::forget_gone() {
-    const auto now = Clock::now();
-    std::erase_if(gone_, [&](const auto& kv) { return now - kv.second.at > config_.stats_retention; });
-    while (gone_.size() > config_.max_dataplanes)
-        gone_.erase(std::min_element(gone_.begin(), gone_.end(),
-                                     [](const auto& a, const auto& b) { return a.second.at < b.second.at; }));
-}
-
 void Publisher::heartbeat() {
     if (stopping_) return;
-    forget_gone();
+    disconnected_.forget();
     const auto now = Clock::now();
     const auto wall = std::chrono::system_clock::now();
     std::string out;
     proto::encode(
         out, proto::Heartbeat{
-                 head_seq_,
+                 history_.head(),
                  uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(wall.time_since_epoch()).count())});
     const Frames f = frames_of(std::move(out));
     // A data plane acknowledges every heartbeat; ten missed (at least 5 s)
@@ -634,7 +516,7 @@ void Publisher::heartbeat() {
         if (!dp.greeted) continue;
         if (now - dp.last_heard > silence) {
             dp.link->close(Goodbye::Code::timeout,
-                           "nothing heard for " + std::to_string(int(ms_between(dp.last_heard, now))) + " ms");
+                           "nothing heard for " + std::to_string(age_ms(dp.last_heard, now)) + " ms");
             continue;
         }
         if (dp.awaiting_snapshot) continue;
@@ -651,102 +533,10 @@ void Publisher::heartbeat() {
 
 void Publisher::wait_enforced(uint64_t seq, std::chrono::milliseconds timeout,
                               std::function<void(EnforcementReport)> done) {
-    Waiter w;
-    w.id = next_waiter_++;
-    w.seq = seq;
-    w.start = Clock::now();
-    w.done = std::move(done);
-    for (const auto& [id, dp] : dataplanes_) {
-        if (!dp.greeted) continue;
-        Waiter::Row row{id, dp.applied_seq < seq, dp.acked_at, {}};
-        row.report.name = dp.name;
-        row.report.address = dp.address;
-        row.report.applied_seq = dp.applied_seq;
-        row.report.acknowledged = !row.pending;
-        w.pending += row.pending;
-        w.rows.push_back(std::move(row));
-    }
-    const uint64_t wid = w.id;
-    const bool none = w.rows.empty();
-    const bool all = w.pending == 0;
-    if (!all) {
-        w.timer = std::make_unique<asio::steady_timer>(ioc_, timeout);
-        w.timer->async_wait([this, wid](boost::system::error_code ec) {
-            if (!ec) finish_waiter(wid, EnforcementReport::Status::timeout);
-        });
-    }
-    waiters_.emplace(wid, std::move(w));
-    if (all) {
-        // Answer from the io loop, not from inside the caller.
-        asio::post(ioc_, [this, wid, none] {
-            finish_waiter(wid, none ? EnforcementReport::Status::no_dataplanes : EnforcementReport::Status::enforced);
-        });
-    }
-}
-
-void Publisher::settle_waiters(uint64_t dp_id, bool gone) {
-    if (waiters_.empty()) return;
-    const auto dp = dataplanes_.find(dp_id);
-    const auto now = Clock::now();
-    std::vector<uint64_t> finished;
-    for (auto& [wid, w] : waiters_) {
-        for (auto& row : w.rows) {
-            if (row.dp_id != dp_id || !row.pending) continue;
-            if (gone) {
-                row.report.disconnected = true;
-            } else if (dp != dataplanes_.end() && dp->second.applied_seq >= w.seq) {
-                row.report.acknowledged = true;
-                row.report.latency_ms = ms_between(w.start, now);
-                row.acked_at = now;
-                row.report.applied_seq = dp->second.applied_seq;
-            } else {
-                continue;
-            }
-            row.pending = false;
-            --w.pending;
-        }
-        if (w.pending == 0) finished.push_back(wid);
-    }
-    for (auto wid : finished) finish_waiter(wid, EnforcementReport::Status::enforced);
-}
-
-void Publisher::finish_waiter(uint64_t waiter_id, EnforcementReport::Status status) {
-    const auto it = waiters_.find(waiter_id);
-    if (it == waiters_.end()) return;
-    Waiter w = std::move(it->second);
-    waiters_.erase(it);
-    if (w.timer) w.timer->cancel();
-    EnforcementReport r;
-    r.status = status;
-    r.seq = w.seq;
-    if (status == EnforcementReport::Status::enforced && !w.rows.empty()) {
-        const auto c = std::partition_point(history_.begin(), history_.end(),
-                                            [&](const Commit& x) { return x.seq < w.seq; });
-        if (c != history_.end() && c->seq == w.seq) {
-            Clock::time_point last = c->committed;
-            for (const auto& row : w.rows)
-                if (!row.report.disconnected) last = std::max(last, row.acked_at);
-            r.since_commit_ms = ms_between(c->committed, last);
-        }
-    }
-    for (auto& row : w.rows) {
-        if (row.pending)
-            row.report.applied_seq = std::max(row.report.applied_seq, [&] {
-                const auto dp = dataplanes_.find(row.dp_id);
-                return dp == dataplanes_.end() ? uint64_t(0) : dp->second.applied_seq;
-            }());
-        r.dataplanes.push_back(std::move(row.report));
-    }
-    if (status == EnforcementReport::Status::enforced) {
-        for (const auto& row : r.dataplanes) r.latency_ms = std::max(r.latency_ms, row.latency_ms);
-        ++waits_enforced_;
-    } else if (status == EnforcementReport::Status::timeout) {
-        r.latency_ms = ms_between(w.start, Clock::now());
-        ++waits_timeout_;
-    } else {
-        ++waits_none_;
-    }
-    w.done(std::move(r));
+    std::vector<EnforcementWaiters::DataPlane> greeted;
+    for (const auto& [id, dp] : dataplanes_)
+        if (dp.greeted) greeted.push_back({id, dp.name, dp.address, dp.applied_seq, dp.acked_at});
+    waiters_.wait(seq, greeted, timeout, std::move(done));
 }
 
 // ---- status ----
@@ -763,7 +553,7 @@ std::vector<DataPlaneInfo> Publisher::dataplanes() const {
         i.connected_since = dp.connected_since;
         i.synced = !dp.awaiting_snapshot;
         i.applied_seq = dp.applied_seq;
-        i.lag = head_seq_ > dp.applied_seq ? head_seq_ - dp.applied_seq : 0;
+        i.lag = history_.head() > dp.applied_seq ? history_.head() - dp.applied_seq : 0;
         i.last_ack = dp.last_ack;
         i.last_heartbeat = dp.last_heartbeat;
         i.snapshots = dp.snapshots;
@@ -775,137 +565,25 @@ std::vector<DataPlaneInfo> Publisher::dataplanes() const {
     return out;
 }
 
-std::vector<DataPlaneInfo> Publisher::disconnected_dataplanes() const {
-    const auto now = Clock::now();
-    std::vector<DataPlaneInfo> out;
-    for (const auto& [name, g] : gone_) {
-        if (now - g.at > config_.stats_retention) continue;
-        DataPlaneInfo i;
-        i.name = name;
-        i.address = g.address;
-        i.disconnected_at = g.wall;
-        i.stats = g.stats;
-        if (g.stats) i.stats_age_ms = age_ms(g.stats->received, now);
-        out.push_back(std::move(i));
-    }
-    return out;
-}
+std::vector<DataPlaneInfo> Publisher::disconnected_dataplanes() const { return disconnected_.list(); }
 
 void Publisher::render_metrics(std::string& out) const {
-    size_t connected = 0;
-    for (const auto& [id, dp] : dataplanes_) connected += dp.greeted;
-    metric(out, "consentd_dataplanes_connected", "gauge", "Data planes connected (hello received).", connected);
-    metric(out, "consentd_dataplane_history_commits", "gauge", "Commits kept in memory for data planes that reconnect.",
-           history_.size());
-    metric_header(out, "consentd_dataplane_enforcement_seconds", "histogram",
-                  "From a durable commit to a data plane's acknowledgement of it, per data plane.");
-    enforcement_seconds_.render(out, "consentd_dataplane_enforcement_seconds");
-    metric_header(out, "consentd_dataplane_snapshot_build_seconds", "histogram",
-                  "Reading and encoding a full table snapshot.");
-    snapshot_build_seconds_.render(out, "consentd_dataplane_snapshot_build_seconds");
-    metric(out, "consentd_dataplane_snapshots_sent_total", "counter", "Full tables sent to data planes.",
-           snapshots_sent_);
-    metric(out, "consentd_dataplane_resyncs_total", "counter",
-           "Data planes resent the whole table because they fell behind.", resyncs_);
-    metric(out, "consentd_dataplane_disconnects_total", "counter", "Data plane connections that ended.", disconnects_);
-    metric(out, "consentd_dataplane_protocol_errors_total", "counter",
-           "Data plane connections closed for a malformed, oversized or unexpected frame.", protocol_errors_);
-    metric(out, "consentd_dataplane_tls_failures_total", "counter",
-           "TCP connections refused in the TLS handshake (no or bad client certificate).", tls_failures_);
-    metric_header(out, "consentd_enforced_waits_total", "counter", "?wait=enforced requests by outcome.");
-    out.append("consentd_enforced_waits_total{result=\"enforced\"} ")
-        .append(std::to_string(waits_enforced_))
-        .append("\n");
-    out.append("consentd_enforced_waits_total{result=\"timeout\"} ")
-        .append(std::to_string(waits_timeout_))
-        .append("\n");
-    out.append("consentd_enforced_waits_total{result=\"no_dataplanes\"} ")
-        .append(std::to_string(waits_none_))
-        .append("\n");
-    metric(out, "consentd_dataplane_stats_reports_total", "counter", "Stats reports received from data planes.",
-           stats_reports_);
-    metric_header(out, "consentd_dataplane_disclosure_reports_total", "counter",
-                  "Disclosure reports from data planes by outcome: stored (acknowledged), failed (the store could not "
-                  "take it; the data plane sends it again), busy (too many in flight; sent again), refused (no "
-                  "disclosure store).");
-    static constexpr const char* kOutcomes[] = {"stored", "failed", "busy", "refused"};
-    for (size_t i = 0; i < 4; ++i)
-        out.append("consentd_dataplane_disclosure_reports_total{result=\"")
-            .append(kOutcomes[i])
-            .append("\"} ")
-            .append(std::to_string(disclosure_reports_[i]))
-            .append("\n");
-    render_dataplane_stats(out);
-}
-
-// optgate_dataplane_up and _stats_age_seconds per data plane, then every
-// family the data planes reported as optgate_dp_<name>: all samples of a
-// family together under one TYPE line, as the text format requires.
-void Publisher::render_dataplane_stats(std::string& out) const {
-    const auto now = Clock::now();
-    struct Source {
-        bool up;
-        const StatsReport* stats;
-    };
+    DataPlaneMetrics m{counters_};
+    m.history_commits = history_.size();
+    m.waits_enforced = waiters_.answered(EnforcementReport::Status::enforced);
+    m.waits_timeout = waiters_.answered(EnforcementReport::Status::timeout);
+    m.waits_none = waiters_.answered(EnforcementReport::Status::no_dataplanes);
     // One per name: the newest connection (ids ascend), else the gone one.
-    std::map<std::string_view, Source> sources;
+    const auto now = Clock::now();
     for (const auto& [id, dp] : dataplanes_)
-        if (dp.greeted) sources[dp.name] = {true, dp.stats.get()};
-    for (const auto& [name, g] : gone_)
-        if (now - g.at <= config_.stats_retention) sources.try_emplace(name, Source{false, g.stats.get()});
-
-    const auto sample_start = [&](std::string_view family, std::string_view dp) {
-        out.append(family).append("{dataplane=\"").append(dp).append("\"");
-    };
-    metric_header(out, "optgate_dataplane_up", "gauge",
-                  "1 while a data plane is connected; 0 for one that disconnected within dataplanes.stats_retention.");
-    for (const auto& [name, s] : sources) {
-        sample_start("optgate_dataplane_up", name);
-        out.append(s.up ? "} 1\n" : "} 0\n");
-    }
-    metric_header(out, "optgate_dataplane_stats_age_seconds", "gauge", "Time since a data plane's last stats report.");
-    for (const auto& [name, s] : sources) {
-        if (!s.stats) continue;
-        char age[32];
-        std::snprintf(age, sizeof age, "} %.3f\n", std::chrono::duration<double>(now - s.stats->received).count());
-        sample_start("optgate_dataplane_stats_age_seconds", name);
-        out.append(age);
-    }
-
-    struct Sample {
-        std::string_view name, dataplane, label, value;
-        proto::StatKind kind;
-        uint64_t v;
-    };
-    std::vector<Sample> samples;
-    for (const auto& [name, s] : sources) {
-        if (!s.stats) continue;
-        const std::string_view dataplane = name;  // clang 14 cannot capture a structured binding
-        proto::for_each_stat(s.stats->view(), [&](const proto::StatView& e) {
-            samples.push_back({e.name, dataplane, e.label_name, e.label_value, e.kind, e.value});
-        });
-    }
-    // Each report is sorted; stable by name keeps data planes and labels in order.
-    std::stable_sort(samples.begin(), samples.end(), [](const Sample& a, const Sample& b) { return a.name < b.name; });
-    std::string family;
-    for (size_t i = 0; i < samples.size();) {
-        size_t end = i;
-        bool mixed = false;
-        for (; end < samples.size() && samples[end].name == samples[i].name; ++end)
-            mixed = mixed || samples[end].kind != samples[i].kind;
-        family.assign("optgate_dp_").append(samples[i].name);
-        if (const auto help = proto::stat_help(samples[i].name); !help.empty())
-            out.append("# HELP ").append(family).append(" ").append(help).append("\n");
-        // Data planes of different versions may disagree on a kind.
-        out.append("# TYPE ").append(family).append(" ").append(mixed ? "untyped" : proto::to_string(samples[i].kind));
-        out.append("\n");
-        for (; i < end; ++i) {
-            const Sample& x = samples[i];
-            sample_start(family, x.dataplane);
-            if (!x.label.empty()) out.append(",").append(x.label).append("=\"").append(x.value).append("\"");
-            out.append("} ").append(std::to_string(x.v)).append("\n");
+        if (dp.greeted) {
+            ++m.connected;
+            m.sources[dp.name] = {true, dp.stats.get()};
         }
-    }
+    disconnected_.for_each(now, [&](const std::string& name, const StatsReport* stats) {
+        m.sources.try_emplace(name, DataPlaneMetrics::Source{false, stats});
+    });
+    render_dataplane_metrics(out, m, now);
 }
 
 }  // namespace optgate::consentd

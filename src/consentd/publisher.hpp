@@ -1,6 +1,7 @@
 // consentd's publisher: streams the consent table to data planes
 // (docs/protocol.md). Sockets are elsewhere (dataplane_session.hpp,
-// dataplane_server.hpp); this is the hub they report to.
+// dataplane_server.hpp); this is the hub they report to, and it keeps the
+// orchestration: who gets a snapshot, who gets which commits, when.
 //
 // Inputs:
 //  - the ledger writer's feed (TableListener: on_commit, on_resync,
@@ -8,42 +9,53 @@
 //  - the table source (a consistent table as of a sequence, read under the
 //    ledger's state lock: at start, and on the snapshot thread after a
 //    policy that changes the table's meaning);
-//  - data plane sessions (io thread): attach, hello, ack, detach.
-// Everything else runs on the io thread:
-//  - a bounded in-memory history of commits, for resuming with deltas;
-//  - a mirror of the table (a ConsentTable kept in step with the commits),
-//    so that snapshots are copied from it here and encoded on the snapshot
-//    thread: the ledger's lock is taken only at start and after a policy
-//    that changes the table's meaning, never per snapshot;
-//  - the latest snapshot (frames shared by every data plane that needs it,
-//    reused while the history covers what came after it);
-//  - each data plane's state; its queue bound is the session's, and past it
-//    the publisher resynchronises it with a snapshot;
-//  - heartbeats, idle checks, ?wait=enforced waiters and metrics;
-//  - each data plane's last stats report (kept for stats_retention after it
-//    disconnects), exported in GET /metrics and GET /v1/dataplanes.
+//  - data plane sessions (io thread): attach, hello, ack, stats, detach.
+//
+// Threads, and what each owns:
+//  - the ledger writer (any thread calling the TableListener functions):
+//    only encodes and posts; reads docs_ under docs_mu_;
+//  - the API (add_policy_document, any thread): docs_, under docs_mu_;
+//  - the snapshot thread (snapshot_thread_): encodes snapshots from a copy
+//    of the mirror and reads the table from the ledger; owns nothing, posts
+//    its result back to the io thread;
+//  - the io thread owns everything else, unlocked:
+//    - the commit history, for resuming with deltas (commit_history.hpp);
+//    - a mirror of the table (a ConsentTable kept in step with the commits),
+//      so that snapshots are copied from it here and encoded on the snapshot
+//      thread: the ledger's lock is taken only at start and after a policy
+//      that changes the table's meaning, never per snapshot;
+//    - the latest snapshot (frames shared by every data plane that needs it,
+//      reused while the history covers what came after it);
+//    - each data plane's state; its queue bound is the session's, and past
+//      it the publisher resynchronises it with a snapshot;
+//    - heartbeats and idle checks;
+//    - ?wait=enforced waiters (enforcement_waiters.hpp);
+//    - each data plane's last stats report, and those of data planes that
+//      disconnected within stats_retention (dataplane_stats.hpp), shown in
+//      GET /v1/dataplanes;
+//    - the counters of GET /metrics (rendered in metrics.cpp).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/json/object.hpp>
 
+#include "consentd/commit_history.hpp"
 #include "consentd/consent_state.hpp"
 #include "consentd/dataplane_config.hpp"
+#include "consentd/dataplane_stats.hpp"
 #include "consentd/disclosure_sink.hpp"
+#include "consentd/enforcement_waiters.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/metrics.hpp"
 #include "core/rcu.hpp"
@@ -51,8 +63,6 @@
 #include "proto/wire.hpp"
 
 namespace optgate::consentd {
-
-using Frames = std::shared_ptr<const std::string>;
 
 // The publisher's view of a connection (a session implements it).
 class DataPlaneLink {
@@ -91,58 +101,6 @@ private:
     LedgerService& service_;
 };
 
-// A data plane's last stats frame: its entries as they came (validated by
-// the decoder, sorted), one copy, walked with proto::for_each_stat(view()).
-struct StatsReport {
-    uint32_t count = 0;
-    std::string bytes;
-    std::chrono::steady_clock::time_point received;
-    proto::Stats view() const { return {count, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}}; }
-};
-
-struct DataPlaneInfo {
-    uint64_t id = 0;
-    std::string name;     // from hello ("" before it)
-    std::string address;  // peer: "unix pid=.. uid=..", "IP:port", plus the certificate subject
-    std::chrono::system_clock::time_point connected_since;
-    bool synced = false;  // streaming (not waiting for a snapshot)
-    uint64_t applied_seq = 0;
-    uint64_t lag = 0;  // head - applied
-    std::optional<std::chrono::system_clock::time_point> last_ack, last_heartbeat;
-    uint64_t snapshots = 0;
-    uint64_t resyncs = 0;
-    std::shared_ptr<const StatsReport> stats;  // null: no report yet
-    std::optional<uint64_t> stats_age_ms;
-    // Set for a data plane that has disconnected (kept for stats_retention).
-    std::optional<std::chrono::system_clock::time_point> disconnected_at;
-};
-
-// GET /v1/dataplanes: one object per data plane; `with_stats`: its reported
-// entries too ([{"name", "kind", "value", "labels"?}]).
-boost::json::object to_json(const DataPlaneInfo& d, bool with_stats = false);
-
-struct EnforcementReport {
-    enum class Status : uint8_t { enforced, timeout, no_dataplanes };
-    Status status = Status::no_dataplanes;
-    uint64_t seq = 0;
-    // From the API's durable acknowledgement (when the wait began) to the
-    // last data plane's acknowledgement, or to the timeout; 0 when every
-    // data plane had acknowledged before the API answered.
-    double latency_ms = 0;
-    // From the durable commit (handed to the publisher) to the last
-    // acknowledgement; absent if the commit left the history.
-    std::optional<double> since_commit_ms;
-    struct PerDataPlane {
-        std::string name, address;
-        bool acknowledged = false;
-        bool disconnected = false;
-        double latency_ms = 0;  // acknowledged: when
-        uint64_t applied_seq = 0;
-    };
-    std::vector<PerDataPlane> dataplanes;
-    boost::json::object to_json() const;
-};
-
 class Publisher : public TableListener {
 public:
     // `disclosures`: where sessions hand data planes' disclosure reports
@@ -166,7 +124,7 @@ public:
     void stop();
 
     // ---- the ledger's feed (any thread; TableListener) ----
-    void on_commit(uint64_t seq, const std::vector<TableDelta>& deltas) override;
+    void on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes) override;
     void on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy,
                    const std::string& table_version) override;
     void on_policy(uint64_t seq, const std::shared_ptr<const Policy>& policy,
@@ -187,19 +145,19 @@ public:
     // Closes a data plane's connection (it reconnects and resumes); returns
     // whether one by that name was connected.
     bool disconnect(const std::string& name, const std::string& reason);
-    void count_protocol_error() { ++protocol_errors_; }
-    void count_tls_failure() { ++tls_failures_; }
+    void count_protocol_error() { ++counters_.protocol_errors; }
+    void count_tls_failure() { ++counters_.tls_failures; }
     DisclosureSink* disclosure_sink() const noexcept { return disclosures_; }
     // What became of a disclosure report a session received.
     enum class DisclosureOutcome : uint8_t { stored, failed, busy, refused };
-    void count_disclosure(DisclosureOutcome o) { ++disclosure_reports_[size_t(o)]; }
+    void count_disclosure(DisclosureOutcome o) { ++counters_.disclosure_reports[size_t(o)]; }
     const DataPlaneConfig& config() const noexcept { return config_; }
 
     // ---- API (io thread) ----
     std::vector<DataPlaneInfo> dataplanes() const;
     // Those that disconnected within stats_retention and have not come back.
     std::vector<DataPlaneInfo> disconnected_dataplanes() const;
-    uint64_t head_seq() const noexcept { return head_seq_; }
+    uint64_t head_seq() const noexcept { return history_.head(); }
     // Calls done once every data plane connected now has acknowledged `seq`
     // (or has disconnected), or at the timeout.
     void wait_enforced(uint64_t seq, std::chrono::milliseconds timeout, std::function<void(EnforcementReport)> done);
@@ -209,11 +167,6 @@ public:
 private:
     using Clock = std::chrono::steady_clock;
 
-    struct Commit {
-        uint64_t seq;
-        Frames frames;
-        Clock::time_point committed;
-    };
     struct Snapshot {
         uint64_t seq = 0;
         std::string stream_id, table_version;
@@ -249,28 +202,6 @@ private:
         uint64_t snapshots = 0, resyncs = 0;
         std::shared_ptr<const StatsReport> stats;
     };
-    // A data plane that disconnected, kept for stats_retention.
-    struct Gone {
-        std::string address;
-        std::shared_ptr<const StatsReport> stats;
-        Clock::time_point at;
-        std::chrono::system_clock::time_point wall;
-    };
-    struct Waiter {
-        uint64_t id = 0;
-        uint64_t seq = 0;
-        Clock::time_point start;
-        struct Row {
-            uint64_t dp_id = 0;
-            bool pending = false;
-            Clock::time_point acked_at;
-            EnforcementReport::PerDataPlane report;
-        };
-        std::vector<Row> rows;
-        size_t pending = 0;
-        std::function<void(EnforcementReport)> done;
-        std::unique_ptr<boost::asio::steady_timer> timer;
-    };
 
     // io thread
     void on_commit_io(const Commit& c, const std::shared_ptr<const std::vector<proto::TableChange>>& changes);
@@ -284,17 +215,12 @@ private:
     void deliver_snapshot(DataPlane& dp);
     void resync(DataPlane& dp);
     void send(DataPlane& dp, const Frames& f);
-    void trim_history();
     void heartbeat();
-    void settle_waiters(uint64_t dp_id, bool gone);
-    void forget_gone();  // past stats_retention, or over max_dataplanes of them
-    void render_dataplane_stats(std::string& out) const;
-    void finish_waiter(uint64_t waiter_id, EnforcementReport::Status status);
     // Reads the whole table under the ledger's lock (start; snapshot thread).
     TableRead read_table();
     // Rebuilds the mirror from the ledger (after a table-changing policy).
     void reload_mirror();
-    void on_table_read(TableRead r);
+    void on_table_read(const TableRead& r);
     void mirror_from(const Entries& entries);
     // Frames for a table (any thread: pure). Null if the policy is too large.
     static std::shared_ptr<Snapshot> encode_snapshot(uint64_t seq, const std::string& stream_id,
@@ -313,10 +239,7 @@ private:
 
     // io thread state
     bool started_ = false, stopping_ = false;
-    uint64_t head_seq_ = 0;
-    uint64_t history_floor_ = 0;  // every commit after this is in history_
-    std::deque<Commit> history_;
-    size_t history_bytes_ = 0;
+    CommitHistory history_;
     std::string stream_id_, table_version_;
     std::string policy_name_, policy_text_;  // the current policy document
     QsbrDomain mirror_rcu_;                  // no readers: frees at once
@@ -325,20 +248,14 @@ private:
     std::shared_ptr<Snapshot> snapshot_;
     bool building_ = false;
     std::map<uint64_t, DataPlane> dataplanes_;
-    std::map<std::string, Gone> gone_;  // by name
+    DisconnectedDataPlanes disconnected_{config_.stats_retention, config_.max_dataplanes};
     uint64_t next_id_ = 1;
-    std::map<uint64_t, Waiter> waiters_;
-    uint64_t next_waiter_ = 1;
+    EnforcementWaiters waiters_{ioc_, history_};
     boost::asio::steady_timer heartbeat_timer_;
     boost::asio::thread_pool snapshot_thread_{1};
 
     // metrics (io thread)
-    Histogram enforcement_seconds_;
-    Histogram snapshot_build_seconds_;
-    uint64_t snapshots_sent_ = 0, resyncs_ = 0, protocol_errors_ = 0, tls_failures_ = 0, disconnects_ = 0;
-    uint64_t waits_enforced_ = 0, waits_timeout_ = 0, waits_none_ = 0;
-    uint64_t stats_reports_ = 0;
-    uint64_t disclosure_reports_[4] = {};  // by DisclosureOutcome
+    DataPlaneCounters counters_;  // rendered by render_dataplane_metrics (metrics.hpp)
 };
 
 }  // namespace optgate::consentd

@@ -4,7 +4,7 @@
 
 namespace optgate::consentd {
 
-using namespace policy::detail;
+using namespace policy::syntax;
 
 namespace {
 

@@ -62,6 +62,6 @@ struct RadiusConfig {
     const RadiusClient* client_for(const IpAddr& a) const noexcept;
 };
 
-void read_radius_config(const policy::detail::Value& v, std::optional<RadiusConfig>& c, policy::detail::Diagnostics& d);
+void read_radius_config(const policy::syntax::Value& v, std::optional<RadiusConfig>& c, policy::syntax::Diagnostics& d);
 
 }  // namespace optgate::consentd

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "core/big_endian.hpp"
+
 namespace optgate::consentd::radius {
 
 namespace {
@@ -80,7 +82,7 @@ std::optional<Packet> decode(std::span<const uint8_t> d, Malformed& why) noexcep
         why = Malformed::too_short;
         return std::nullopt;
     }
-    const size_t length = size_t(d[2]) << 8 | d[3];
+    const size_t length = big_endian::load16(d.data() + 2);
     if (length < kHeaderBytes || length > kMaxPacketBytes) {
         why = Malformed::bad_length;
         return std::nullopt;
@@ -127,8 +129,7 @@ std::optional<std::span<const uint8_t>> Packet::find_vendor(uint32_t vendor, uin
     for (size_t at = kHeaderBytes; at < bytes_.size(); at += bytes_[at + 1]) {
         if (bytes_[at] != vendor_specific) continue;
         const auto v = bytes_.subspan(at + 2, bytes_[at + 1] - 2u);
-        if (v.size() < 4 || (uint32_t(v[0]) << 24 | uint32_t(v[1]) << 16 | uint32_t(v[2]) << 8 | v[3]) != vendor)
-            continue;
+        if (v.size() < 4 || big_endian::load32(v.data()) != vendor) continue;
         // Sub-attributes: type, length (>= 2), value; stop at the first that
         // does not fit (a vendor format other than RFC 2865's).
         for (size_t s = 4; s + 2 <= v.size() && v[s + 1] >= 2 && v[s + 1] <= v.size() - s; s += v[s + 1])
@@ -165,7 +166,7 @@ std::array<uint8_t, kHeaderBytes> accounting_response(const Packet& request, std
 
 std::optional<uint32_t> integer(std::span<const uint8_t> v) noexcept {
     if (v.size() != 4) return std::nullopt;
-    return uint32_t(v[0]) << 24 | uint32_t(v[1]) << 16 | uint32_t(v[2]) << 8 | v[3];
+    return big_endian::load32(v.data());
 }
 
 std::optional<IpAddr> ipv4_address(std::span<const uint8_t> v) noexcept {

@@ -80,7 +80,19 @@ void RadiusServer::stop() {
 void RadiusServer::receive() {
     socket_.async_receive_from(asio::buffer(buffer_), from_, [this](boost::system::error_code ec, size_t n) {
         if (stopped_ || ec == asio::error::operation_aborted) return;
-        if (!ec) handle(std::span<const uint8_t>(buffer_.data(), n), from_);
+        if (!ec) {
+            handle(std::span<const uint8_t>(buffer_.data(), n), from_);
+            // Whatever else queued meanwhile (a BNG sends in bursts), read
+            // at once rather than through the io_context one by one; bounded
+            // so that the API and the answers get their turn. The socket
+            // stays blocking (the answers' send_to must not drop): read only
+            // what is queued.
+            for (int i = 0; i < 64 && !stopped_ && socket_.available(ec) > 0 && !ec; ++i) {
+                n = socket_.receive_from(asio::buffer(buffer_), from_, 0, ec);
+                if (ec) break;
+                handle(std::span<const uint8_t>(buffer_.data(), n), from_);
+            }
+        }
         receive();
     });
 }
@@ -156,12 +168,31 @@ void RadiusServer::handle(std::span<const uint8_t> datagram, const Endpoint& fro
     }
     ++pending_;
     remember(key);
-    service_.submit(std::move(*change), "radius:" + client->name, [this, key, from, client, answer](Outcome o) {
-        asio::post(ioc_, [this, key, from, client, answer, o = std::move(o)] {
-            --pending_;
-            finish(key, from, *client, answer, &o);
-        });
+    service_.submit(std::move(*change), "radius:" + client->name, [this, key, from, client, answer](Outcome o) mutable {
+        complete(Completed{std::move(key), from, client, answer, std::move(o)});
     });
+}
+
+void RadiusServer::complete(Completed c) {
+    bool first = false;
+    {
+        std::lock_guard lk(completed_mu_);
+        first = completed_.empty();
+        completed_.push_back(std::move(c));
+    }
+    if (first) asio::post(ioc_, [this] { send_completed(); });
+}
+
+void RadiusServer::send_completed() {
+    std::vector<Completed> done;
+    {
+        std::lock_guard lk(completed_mu_);
+        done.swap(completed_);
+    }
+    for (const auto& c : done) {
+        --pending_;
+        finish(c.key, c.to, *c.client, c.answer, &c.outcome);
+    }
 }
 
 std::optional<SessionChange> RadiusServer::change_for(const radius::Packet& p, const RadiusClient& client,
@@ -254,7 +285,7 @@ std::optional<SessionChange> RadiusServer::change_for(const radius::Packet& p, c
         std::smatch m;
         if (std::regex_match(name, m, *rule.match)) name = m.format(rule.replace);
     }
-    if (!policy::detail::is_subscriber_id(name)) {
+    if (!policy::syntax::is_subscriber_id(name)) {
         skip = "bad_subscriber";
         return std::nullopt;
     }
@@ -332,8 +363,7 @@ void RadiusServer::count_skip(const std::string& client, std::string_view reason
 void RadiusServer::render_metrics(std::string& out) const {
     std::lock_guard lk(counters_mu_);
     auto family = [&](std::string_view name, std::string_view help, auto&& each) {
-        out.append("# HELP ").append(name).append(" ").append(help).append("\n");
-        out.append("# TYPE ").append(name).append(" counter\n");
+        metric_header(out, name, "counter", help);
         for (const auto& [client, c] : counters_) each(client, c);
     };
     auto sample = [&](std::string_view name, const std::string& client, std::string_view label, std::string_view value,

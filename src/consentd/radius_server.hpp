@@ -26,6 +26,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -60,8 +61,21 @@ private:
         std::chrono::steady_clock::time_point at;
     };
 
+    // A request the writer has finished with, waiting for the io thread.
+    struct Completed {
+        std::string key;
+        Endpoint to;
+        const RadiusClient* client;
+        std::array<uint8_t, radius::kHeaderBytes> answer;
+        Outcome outcome;
+    };
+
     void receive();
     void handle(std::span<const uint8_t> datagram, const Endpoint& from);
+    // Called on the writer thread: queues `c` and wakes the io thread once
+    // per commit, not once per request.
+    void complete(Completed c);
+    void send_completed();
     // Builds the change for a request that authenticated; nullopt when it is
     // answered at once (nothing to bind) or dropped (`drop` set).
     std::optional<SessionChange> change_for(const radius::Packet& p, const RadiusClient& client, uint32_t status,
@@ -86,6 +100,9 @@ private:
     std::unordered_map<std::string, Cached> cache_;  // source, Identifier, Request Authenticator
     std::deque<std::pair<std::string, std::chrono::steady_clock::time_point>> cache_order_;
     size_t pending_ = 0;
+
+    std::mutex completed_mu_;
+    std::vector<Completed> completed_;  // a drain is posted while this is not empty
 
     struct ClientCounters {
         std::map<std::string, uint64_t, std::less<>> requests;  // by status type

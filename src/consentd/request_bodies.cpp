@@ -36,7 +36,7 @@ std::optional<BindBody> read_bind_body(const json::value& body, BodyError& error
         error = {"invalid_body", f.error()};
         return std::nullopt;
     }
-    if (!policy::detail::is_subscriber_id(*subscriber)) {
+    if (!policy::syntax::is_subscriber_id(*subscriber)) {
         error = {"invalid_subscriber_id", "subscriber ids are 1..128 characters of [A-Za-z0-9._:@-]"};
         return std::nullopt;
     }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/chars.hpp"
 #include "policy/values.hpp"
 
 namespace optgate::consentd {
@@ -55,9 +56,7 @@ RouteMatch no_route(unsigned status, std::string code, std::string message, std:
     return m;
 }
 
-bool printable(std::string_view s) {
-    return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
-}
+bool printable(std::string_view s) { return std::all_of(s.begin(), s.end(), ascii::is_visible); }
 
 bool all_digits(std::string_view s) {
     return !s.empty() && s.size() <= 3 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -146,7 +145,7 @@ RouteMatch match_route(http::verb method, std::string_view target) {
     if (!m.subscriber.empty() || m.route == Route::subscriber_get || m.route == Route::consent_put ||
         m.route == Route::consent_delete || m.route == Route::receipt_get || m.route == Route::disclosures_get ||
         m.route == Route::portal_link) {
-        if (!policy::detail::is_subscriber_id(m.subscriber))
+        if (!policy::syntax::is_subscriber_id(m.subscriber))
             return no_route(400, "invalid_subscriber_id", "subscriber ids are 1..128 characters of [A-Za-z0-9._:@-]");
     }
     // Path text may be echoed in messages: only printable ASCII gets that far.
@@ -154,7 +153,7 @@ RouteMatch match_route(http::verb method, std::string_view target) {
         (m.purpose.empty() || m.purpose.size() > 64 || !printable(m.purpose)))
         return no_route(404, "unknown_purpose", "no such purpose (GET /v1/purposes lists them)");
     if (m.route == Route::receipt_get) {
-        const auto n_seq = seq.size() <= 19 ? policy::detail::parse_decimal(seq) : std::nullopt;
+        const auto n_seq = seq.size() <= 19 ? policy::syntax::parse_decimal(seq) : std::nullopt;
         if (!n_seq || *n_seq == 0 || *n_seq > uint64_t(INT64_MAX))
             return no_route(400, "invalid_seq", "{seq} is an event's sequence number: 1, 2, 3...");
         m.seq = *n_seq;

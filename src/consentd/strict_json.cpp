@@ -7,6 +7,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "core/chars.hpp"
+
 namespace optgate::consentd {
 
 namespace json = boost::json;
@@ -118,9 +120,7 @@ std::optional<json::value> parse_json_strict(std::string_view text, std::string&
     return p.handler().st.release();
 }
 
-bool is_printable_ascii(std::string_view s) noexcept {
-    return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
-}
+bool is_printable_ascii(std::string_view s) noexcept { return std::all_of(s.begin(), s.end(), ascii::is_printable); }
 
 JsonFields::JsonFields(const json::value& v, std::initializer_list<std::string_view> known) : obj_(v.if_object()) {
     if (!obj_) {

@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/big_endian.hpp"
+
 namespace optgate {
 
 enum class Family : uint8_t { v4 = 4, v6 = 6 };
@@ -37,9 +39,7 @@ struct IpAddr {
     static std::optional<IpAddr> parse(std::string_view text);
 
     unsigned bit_width() const noexcept { return family == Family::v4 ? 32 : 128; }
-    uint32_t v4_host_order() const noexcept {
-        return uint32_t(bytes[0]) << 24 | uint32_t(bytes[1]) << 16 | uint32_t(bytes[2]) << 8 | bytes[3];
-    }
+    uint32_t v4_host_order() const noexcept { return big_endian::load32(bytes.data()); }
     // Clears every bit after the first `len` bits.
     IpAddr masked(unsigned len) const noexcept;
     std::string to_string() const;

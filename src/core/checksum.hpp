@@ -43,12 +43,6 @@ inline uint16_t update16(uint16_t stored, uint16_t old_word, uint16_t new_word) 
     return update(stored, old_word, new_word);
 }
 
-inline uint16_t load16(const uint8_t* p) noexcept { return uint16_t(p[0] << 8 | p[1]); }
-inline void store16(uint8_t* p, uint16_t v) noexcept {
-    p[0] = uint8_t(v >> 8);
-    p[1] = uint8_t(v);
-}
-
 // Sum of the TCP/UDP pseudo-header (RFC 768 / RFC 8200 §8.1).
 uint32_t pseudo_header_sum(bool ipv6, const uint8_t* src, const uint8_t* dst, uint8_t proto,
                            uint32_t l4_length) noexcept;

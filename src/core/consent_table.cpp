@@ -51,14 +51,6 @@ inline uint64_t v4_word(uint32_t key, PurposeMask m) noexcept { return uint64_t(
 
 }  // namespace
 
-void ConsentTable::split_v6(const IpAddr& a, uint64_t& hi, uint64_t& lo) noexcept {
-    hi = lo = 0;
-    for (int b = 0; b < 8; ++b) {
-        hi = hi << 8 | a.bytes[b];
-        lo = lo << 8 | a.bytes[8 + b];
-    }
-}
-
 ConsentTable::ConsentTable(QsbrDomain& rcu, size_t expected_v4_entries) : rcu_(rcu) {
     v4_.store(allocate_array<V4Array, std::atomic<uint64_t>>(capacity_for(expected_v4_entries)));
     v6_.store(allocate_array<V6Array, V6Slot>(kMinCapacity));
@@ -110,7 +102,7 @@ void ConsentTable::prefetch_v6(uint64_t hi, uint64_t lo) const noexcept {
 ConsentLookup ConsentTable::lookup(const SubscriberKey& key) const noexcept {
     if (key.addr.family == Family::v4) return lookup_v4(key.addr.v4_host_order());
     uint64_t hi = 0, lo = 0;
-    split_v6(key.addr, hi, lo);
+    split_v6(key.addr.bytes.data(), hi, lo);
     return lookup_v6(hi, lo);
 }
 
@@ -132,7 +124,6 @@ bool ConsentTable::upsert(const SubscriberKey& key, PurposeMask purposes) {
             const uint32_t slot_key = uint32_t(w >> 32);
             if (slot_key == k) {
                 a->slots[i].store(v4_word(k, purposes), std::memory_order_release);
-                bump();
                 return true;
             }
             // A one-word slot can take a new key in place: a reader sees the
@@ -143,12 +134,11 @@ bool ConsentTable::upsert(const SubscriberKey& key, PurposeMask purposes) {
         if (tombstone) --v4_tombstones_;
         reuse->store(v4_word(k, purposes), std::memory_order_release);
         ++v4_live_;
-        bump();
         return true;
     }
 
     uint64_t hi = 0, lo = 0;
-    split_v6(key.addr, hi, lo);
+    split_v6(key.addr.bytes.data(), hi, lo);
     if ((v6_used_ + 1) * 2 > v6_.load()->mask + 1) rebuild_v6(next_capacity(v6_live_, v6_.load()->mask + 1));
     V6Array* a = v6_.load(std::memory_order_relaxed);
     for (size_t i = hash_v6(hi, lo) & a->mask;; i = (i + 1) & a->mask) {
@@ -161,7 +151,6 @@ bool ConsentTable::upsert(const SubscriberKey& key, PurposeMask purposes) {
             s.state.store(1, std::memory_order_release);
             ++v6_live_;
             ++v6_used_;
-            bump();
             return true;
         }
         if (s.hi == hi && s.lo == lo) {
@@ -172,7 +161,6 @@ bool ConsentTable::upsert(const SubscriberKey& key, PurposeMask purposes) {
                 s.state.store(1, std::memory_order_release);
                 ++v6_live_;
             }
-            bump();
             return true;
         }
     }
@@ -190,13 +178,12 @@ bool ConsentTable::erase(const SubscriberKey& key) {
                 a->slots[i].store(v4_word(uint32_t(kV4TombstoneKey), 0), std::memory_order_release);
                 --v4_live_;
                 ++v4_tombstones_;
-                bump();
                 return true;
             }
         }
     }
     uint64_t hi = 0, lo = 0;
-    split_v6(key.addr, hi, lo);
+    split_v6(key.addr.bytes.data(), hi, lo);
     V6Array* a = v6_.load(std::memory_order_relaxed);
     for (size_t i = hash_v6(hi, lo) & a->mask;; i = (i + 1) & a->mask) {
         V6Slot& s = a->slots[i];
@@ -207,7 +194,6 @@ bool ConsentTable::erase(const SubscriberKey& key) {
             s.state.store(2, std::memory_order_release);
             s.purposes.store(0, std::memory_order_release);
             --v6_live_;
-            bump();
             return true;
         }
     }
@@ -219,7 +205,6 @@ void ConsentTable::clear() {
     v4_.store(allocate_array<V4Array, std::atomic<uint64_t>>(kMinCapacity), std::memory_order_release);
     v6_.store(allocate_array<V6Array, V6Slot>(kMinCapacity), std::memory_order_release);
     v4_live_ = v4_tombstones_ = v6_live_ = v6_used_ = 0;
-    bump();
     rcu_.retire([old4, old6] {
         free_array(old4);
         free_array(old6);

@@ -23,6 +23,7 @@
 #include <optional>
 
 #include "core/addr.hpp"
+#include "core/big_endian.hpp"
 #include "core/policy.hpp"
 #include "core/rcu.hpp"
 
@@ -60,9 +61,6 @@ public:
     void prefetch_v4(uint32_t host_order_addr) const noexcept;
     void prefetch_v6(uint64_t hi, uint64_t lo) const noexcept;
 
-    // Bumped on every change; flows cache inputs against it.
-    uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
-
     // ---- writer: one thread ----
     // Returns false only for the two reserved IPv4 keys (0.0.0.0 and
     // 255.255.255.255), which can never be subscribers.
@@ -82,7 +80,20 @@ public:
     template <class Fn>
     void for_each(Fn&& fn) const;
 
-    static void split_v6(const IpAddr& a, uint64_t& hi, uint64_t& lo) noexcept;
+    // An IPv6 key as the table holds it: the address (16 bytes, network
+    // order) masked to its first `key_length` bits (1..128), as two
+    // host-order words. The packet path, the writer and the client library
+    // all split keys here.
+    static void split_v6(const uint8_t* address, uint64_t& hi, uint64_t& lo, unsigned key_length = 128) noexcept {
+        hi = big_endian::load64(address);
+        lo = big_endian::load64(address + 8);
+        if (key_length <= 64) {
+            if (key_length < 64) hi &= ~(~uint64_t(0) >> key_length);
+            lo = 0;
+        } else if (key_length < 128) {
+            lo &= ~(~uint64_t(0) >> (key_length - 64));
+        }
+    }
 
 private:
     static constexpr uint64_t kV4Empty = 0;                     // key 0.0.0.0
@@ -104,14 +115,12 @@ private:
 
     void rebuild_v4(size_t capacity);
     void rebuild_v6(size_t capacity);
-    void bump() noexcept { generation_.fetch_add(1, std::memory_order_acq_rel); }
 
     QsbrDomain& rcu_;
     std::atomic<V4Array*> v4_;
     std::atomic<V6Array*> v6_;
     size_t v4_live_ = 0, v4_tombstones_ = 0;
     size_t v6_live_ = 0, v6_used_ = 0;  // used = live + tombstones
-    std::atomic<uint64_t> generation_{0};
 };
 
 template <class Fn>

@@ -14,7 +14,7 @@ namespace optgate {
     /* totals */                                                                                     \
     X(packets, "packets processed")                                                                  \
     X(forwarded, "packets forwarded (changed or not)")                                               \
-    X(dropped, "packets dropped (see the drop reasons)")                                             \
+    X(dropped, "packets dropped (see the drop reasons) or held for reassembly")                      \
     X(rewritten, "packets whose bytes were changed")                                                 \
     X(from_subscriber, "IP packets whose source is a subscriber prefix")                             \
     X(not_from_subscriber, "IP packets from other sources: not inspected")                           \
@@ -36,7 +36,18 @@ namespace optgate {
     X(bad_udp_length, "UDP length inconsistent with the IP length")                                  \
     X(ipv4_fragment, "IPv4 fragments seen")                                                          \
     X(ipv6_fragment, "IPv6 fragments seen")                                                          \
-    X(fragment_dropped, "fragments of an inspected datagram dropped on a strip verdict")             \
+    /* fragments (docs/pipeline.md#fragments) */                                                     \
+    X(fragment_held, "fragments of datagrams to inspect copied into the reassembly store")           \
+    X(fragment_reassembled, "datagrams reassembled and run through the stages as one packet")        \
+    X(fragment_released, "datagrams whose held fragments were sent on unchanged (no inspection)")    \
+    X(fragment_emitted, "frames sent from the reassembly store (re-fragmented, or released)")        \
+    X(fragment_dropped, "fragments dropped on arrival: a reason below, or their datagram discarded") \
+    X(fragment_duplicate, "exact duplicate fragments dropped (RFC 5722 section 4)")                  \
+    X(fragment_overlap, "datagrams discarded: overlapping fragments (RFC 5722; IPv4 too)")           \
+    X(fragment_tiny, "datagrams discarded: first fragment without the whole TCP/UDP header")         \
+    X(fragment_malformed, "datagrams discarded: bad fragment length, past 65535 or the last one")    \
+    X(fragment_timeout, "datagrams discarded: not whole within the reassembly timeout")              \
+    X(fragment_store_full, "datagrams discarded: the worker's reassembly store had no room")         \
     /* encapsulations (docs/pipeline.md#encapsulations); per kind in Encapsulation order */          \
     X(encapsulated_inspected, "frames parsed through an enabled encapsulation to the inner packet")  \
     X(encapsulated_not_inspected_pppoe, "PPPoE sessions not looked into (off, or unparsable)")       \
@@ -46,7 +57,7 @@ namespace optgate {
     X(encapsulated_not_inspected_vxlan, "VXLAN (UDP 4789) not looked into (off, or unparsable)")     \
     X(encapsulated_not_inspected_geneve, "Geneve (UDP 6081) not looked into (off, or unparsable)")   \
     X(encapsulated_not_inspected_gtpu, "GTP-U (UDP 2152) not looked into (off, or unparsable)")      \
-    X(encapsulated_fragment_not_inspected, "outer fragments of an enabled tunnel: not looked into")  \
+    X(encapsulated_fragment_not_inspected, "fragments of or in an enabled tunnel: not reassembled")  \
     X(encapsulated_too_deep, "more than 4 encapsulation layers: forwarded unchanged")                \
     /* DNS stage */                                                                                  \
     X(dns_queries, "DNS queries from subscribers inspected")                                         \
@@ -89,7 +100,6 @@ namespace optgate {
     X(http_out_of_order_skipped, "segments after a hole inside a known-length body: hole skipped")   \
     X(http_conservative_flows, "flows that went to conservative mode (any reason)")                  \
     X(http_conservative_packets, "segments read in conservative mode")                               \
-    X(http_fragment_resync, "flows forgotten after a fragmented segment passed unread")              \
     X(http_policy_resync, "field names cut by a policy change: value scrubbed, conservative mode")   \
     X(http_host_no_buffer, "Host values split across segments with no free buffer: host unknown")    \
     X(http_error_request_line, "malformed request line: conservative mode")                          \

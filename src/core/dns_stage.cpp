@@ -1,13 +1,13 @@
 #include "core/dns_stage.hpp"
 
-#include "core/checksum.hpp"
+#include "core/big_endian.hpp"
 #include "core/packet_edit.hpp"
 #include "core/pipeline.hpp"
 
 namespace optgate {
 namespace {
 
-using checksum::load16;
+using big_endian::load16;
 
 constexpr uint16_t kTypeOpt = 41;
 constexpr unsigned kMaxNameLength = 255;

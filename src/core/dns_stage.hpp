@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "core/big_endian.hpp"
 #include "core/counters.hpp"
 #include "core/runtime.hpp"
 
@@ -61,8 +62,8 @@ uint32_t compact_opt_rdata(uint8_t* msg, const DnsScan& scan, const Runtime& rt,
 template <class Fn>
 void for_each_dns_identifier(const uint8_t* msg, const DnsScan& scan, const Runtime& rt, Fn&& fn) noexcept {
     for (uint32_t pos = scan.rdata_begin; pos + 4 <= scan.rdata_end;) {
-        const uint16_t code = uint16_t(msg[pos] << 8 | msg[pos + 1]);
-        const uint16_t olen = uint16_t(msg[pos + 2] << 8 | msg[pos + 3]);
+        const uint16_t code = big_endian::load16(msg + pos);
+        const uint16_t olen = big_endian::load16(msg + pos + 2);
         const int id = rt.dns_identifier(code);
         if (id >= 0) fn(id);
         pos += 4u + olen;
@@ -73,8 +74,8 @@ template <class OnRemoved>
 uint32_t compact_opt_rdata(uint8_t* msg, const DnsScan& scan, const Runtime& rt, OnRemoved&& on_removed) noexcept {
     uint32_t write = scan.rdata_begin;
     for (uint32_t pos = scan.rdata_begin; pos + 4 <= scan.rdata_end;) {
-        const uint16_t code = uint16_t(msg[pos] << 8 | msg[pos + 1]);
-        const uint32_t size = 4u + uint16_t(msg[pos + 2] << 8 | msg[pos + 3]);
+        const uint16_t code = big_endian::load16(msg + pos);
+        const uint32_t size = 4u + big_endian::load16(msg + pos + 2);
         const int id = rt.dns_identifier(code);
         if (id >= 0) {
             on_removed(id);

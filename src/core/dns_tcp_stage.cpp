@@ -368,12 +368,6 @@ void DnsTcpStage::process_burst(PacketRef* pkts, BurstSlot* slots, const uint8_t
         const uint32_t i = list[k];
         BurstSlot& s = slots[i];
         const ParsedPacket& p = s.parsed;
-        if (p.fragment) {
-            // A first fragment classify let pass unread (the verdict passes):
-            // the flow's position is lost, its next segments go by the verdict.
-            if (Table::Entry* e = table_.find(FlowKey::from(p), s.flow_hash)) table_.erase(e);
-            continue;
-        }
         if (p.payload_len == 0 && !(p.tcp_flags & (tcp_flag::syn | tcp_flag::fin | tcp_flag::rst))) continue;
         process(pkts[i], s, ctx);
     }

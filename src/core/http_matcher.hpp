@@ -31,30 +31,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/chars.hpp"
+
 namespace optgate {
-
-namespace http_chars {
-
-// RFC 9110 tchar: the bytes allowed in a field name or method.
-inline constexpr std::array<bool, 256> kTchar = [] {
-    std::array<bool, 256> t{};
-    for (int c = '0'; c <= '9'; ++c) t[size_t(c)] = true;
-    for (int c = 'a'; c <= 'z'; ++c) t[size_t(c)] = true;
-    for (int c = 'A'; c <= 'Z'; ++c) t[size_t(c)] = true;
-    for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[uint8_t(c)] = true;
-    return t;
-}();
-
-inline constexpr std::array<uint8_t, 256> kLower = [] {
-    std::array<uint8_t, 256> t{};
-    for (int c = 0; c < 256; ++c) t[size_t(c)] = uint8_t(c >= 'A' && c <= 'Z' ? c + 32 : c);
-    return t;
-}();
-
-inline bool is_tchar(uint8_t c) noexcept { return kTchar[c]; }
-inline uint8_t lower(uint8_t c) noexcept { return kLower[c]; }
-
-}  // namespace http_chars
 
 // What a recognised header name means to the parser.
 enum class FieldRole : uint8_t { other, host, content_length, transfer_encoding, upgrade, gpc };
@@ -91,9 +70,8 @@ public:
     // The framing headers only.
     HeaderMatcher() : HeaderMatcher(std::vector<std::pair<std::string, int>>{}) {}
     // `identifiers`: (lowercase header name, identifier index), as
-    // Runtime::http_identifiers() returns them; `prefixes` the same for
-    // header-name prefixes (Runtime::http_identifier_prefixes()). A name
-    // listed twice keeps its first index.
+    // Runtime::compile builds them from the policy; `prefixes` the same for
+    // header-name prefixes. A name listed twice keeps its first index.
     explicit HeaderMatcher(const std::vector<std::pair<std::string, int>>& identifiers,
                            const std::vector<std::pair<std::string, int>>& prefixes = {});
 

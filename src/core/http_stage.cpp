@@ -251,8 +251,7 @@ void HttpStage::process_burst(PacketRef* pkts, BurstSlot* slots, const uint8_t* 
         const BurstSlot& s = slots[i];
         const ParsedPacket& p = s.parsed;
         // A bare ACK carries nothing to read and changes no state.
-        if (!p.fragment && p.payload_len == 0 && !(p.tcp_flags & (tcp_flag::syn | tcp_flag::fin | tcp_flag::rst)))
-            continue;
+        if (p.payload_len == 0 && !(p.tcp_flags & (tcp_flag::syn | tcp_flag::fin | tcp_flag::rst))) continue;
         keys_[m] = FlowKey::from(p);
         table_.prefetch_entry(s.flow_hash);
         todo_[m++] = uint8_t(i);
@@ -262,15 +261,7 @@ void HttpStage::process_burst(PacketRef* pkts, BurstSlot* slots, const uint8_t* 
     for (uint32_t j = 0; j < m; ++j) {
         const uint32_t i = todo_[j];
         BurstSlot& s = slots[i];
-        if (!s.parsed.fragment) {
-            process(pkts[i], s, ctx, keys_[j], s.flow_hash);
-        } else if (Table::Entry* e = table_.find(keys_[j], s.flow_hash)) {
-            // A first fragment classify let pass unread (nothing in it could
-            // change the verdict), but the flow's position is lost: its next
-            // segment starts conservative mode.
-            forget(e);
-            ctx.counters.add(Counter::http_fragment_resync);
-        }
+        process(pkts[i], s, ctx, keys_[j], s.flow_hash);
     }
 }
 

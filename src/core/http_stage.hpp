@@ -29,10 +29,8 @@
 //    range a retransmission may still need); else the new flow's packet is
 //    dropped.
 //
-// A first fragment of an HTTP-port segment that classify let pass unread
-// (nothing in it could change the verdict: docs/pipeline.md#fragments) also
-// comes here: the flow is forgotten, so its next segment starts
-// conservative mode.
+// A fragmented segment comes here reassembled, as one packet
+// (docs/pipeline.md#fragments).
 //
 // Memory: FlowTable<HttpFlow>::kBytesPerFlow (196) per flow of capacity,
 // mapped and populated at construction, plus host_buffers x 256 bytes.

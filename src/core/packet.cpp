@@ -2,7 +2,7 @@
 
 #include <new>
 
-#include "core/checksum.hpp"
+#include "core/big_endian.hpp"
 
 namespace optgate {
 namespace {
@@ -20,11 +20,8 @@ constexpr unsigned kMaxIpv6Extensions = 8;
 constexpr unsigned kMaxMplsLabels = 8;
 constexpr unsigned kMaxGtpuExtensions = 4;
 
-using checksum::load16;
-
-inline uint32_t load32(const uint8_t* p) noexcept {
-    return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
-}
+using big_endian::load16;
+using big_endian::load32;
 
 ParseResult fail(Counter reason) noexcept { return {false, reason}; }
 
@@ -44,16 +41,26 @@ bool enabled(EncapsulationSet set, Encapsulation e) noexcept { return (set & enc
 // parsed (parse_packet).
 [[gnu::noinline]] ParseResult parse_other_ethertype(const uint8_t* data, uint16_t type, uint32_t off, uint32_t end,
                                                     ParsedPacket& out, EncapsulationSet enc) noexcept;
+// A first fragment that ends before its TCP/UDP header does (RFC 1858's
+// tiny fragment; for IPv6 also inside the header chain, RFC 7112): parsed,
+// without an L4 view, `next` the header cut; the pipeline discards its
+// datagram. It must not pass as a parse failure, which is forwarded.
+ParseResult headers_cut(uint32_t pos, uint8_t next, ParsedPacket& out) noexcept {
+    out.l4_proto = next;
+    out.payload_offset = pos;
+    out.payload_len = out.ip_end - pos;
+    return {true, Counter::packets};
+}
 
 // Parses TCP/UDP at `off`, bounded by `end` (the IP datagram end).
 ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPacket& out) noexcept {
     out.l4_offset = off;
     if (out.l4_proto == kProtoTcp) {
-        if (end < off + 20) return fail(Counter::truncated_tcp);
+        if (end < off + 20) return out.fragment ? headers_cut(off, kProtoTcp, out) : fail(Counter::truncated_tcp);
         const uint8_t* t = data + off;
         const unsigned hlen = (t[12] >> 4) * 4u;
         if (hlen < 20) return fail(Counter::bad_tcp_header);
-        if (end < off + hlen) return fail(Counter::truncated_tcp);
+        if (end < off + hlen) return out.fragment ? headers_cut(off, kProtoTcp, out) : fail(Counter::truncated_tcp);
         out.src_port = load16(t);
         out.dst_port = load16(t + 2);
         out.tcp_seq = load32(t + 4);
@@ -64,7 +71,7 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
         return {true, Counter::packets};
     }
     if (out.l4_proto == kProtoUdp) {
-        if (end < off + 8) return fail(Counter::truncated_udp);
+        if (end < off + 8) return out.fragment ? headers_cut(off, kProtoUdp, out) : fail(Counter::truncated_udp);
         const uint8_t* u = data + off;
         const unsigned ulen = load16(u + 4);
         // In a first fragment the UDP length covers the whole datagram.
@@ -103,6 +110,9 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
     if (more_fragments || frag_offset != 0) {
         out.fragment = true;
         out.first_fragment = frag_offset == 0;
+        out.more_fragments = more_fragments;
+        out.fragment_offset = uint16_t(frag_offset * 8);
+        out.fragment_data = off + ihl;
         if (!out.first_fragment) {
             out.payload_offset = off + ihl;
             out.payload_len = total - ihl;
@@ -126,34 +136,53 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
     out.dst = ip + 24;
     uint8_t next = ip[6];
     uint32_t pos = off + 40;
+    uint32_t link = off + 6;  // the byte that names the header at `pos`
     for (unsigned n = 0;; ++n) {
         switch (next) {
         case 0:     // hop-by-hop options
         case 43:    // routing
         case 60: {  // destination options
-            if (n == kMaxIpv6Extensions || out.ip_end < pos + 8) return fail(Counter::bad_ipv6_extension);
+            if (n == kMaxIpv6Extensions || out.ip_end < pos + 8 || out.ip_end < pos + (data[pos + 1] + 1u) * 8u)
+                return out.fragment ? headers_cut(pos, next, out) : fail(Counter::bad_ipv6_extension);
             const uint32_t ext_len = (data[pos + 1] + 1u) * 8u;
-            if (out.ip_end < pos + ext_len) return fail(Counter::bad_ipv6_extension);
             next = data[pos];
+            link = pos;
             pos += ext_len;
             continue;
         }
         case 51: {  // authentication header: length in 4-octet units, minus 2
-            if (n == kMaxIpv6Extensions || out.ip_end < pos + 8) return fail(Counter::bad_ipv6_extension);
+            if (n == kMaxIpv6Extensions || out.ip_end < pos + 8 || out.ip_end < pos + (data[pos + 1] + 2u) * 4u)
+                return out.fragment ? headers_cut(pos, next, out) : fail(Counter::bad_ipv6_extension);
             const uint32_t ext_len = (data[pos + 1] + 2u) * 4u;
-            if (out.ip_end < pos + ext_len) return fail(Counter::bad_ipv6_extension);
             next = data[pos];
+            link = pos;
             pos += ext_len;
             continue;
         }
         case 44: {  // fragment
             if (n == kMaxIpv6Extensions || out.ip_end < pos + 8) return fail(Counter::bad_ipv6_extension);
+            // A fragment header inside a fragment: no sender makes this;
+            // a first fragment without a TCP/UDP view (discarded as tiny).
+            if (out.fragment) return headers_cut(pos, next, out);
             const uint16_t frag = load16(data + pos + 2);
+            if (frag >> 3 == 0 && !(frag & 1)) {
+                // An atomic fragment (offset 0, no more): a whole datagram,
+                // processed in isolation (RFC 6946).
+                next = data[pos];
+                link = pos;
+                pos += 8;
+                continue;
+            }
             out.fragment = true;
             out.first_fragment = (frag >> 3) == 0;
+            out.more_fragments = frag & 1;
+            out.fragment_offset = uint16_t(frag & 0xfff8);
+            out.fragment_link = uint16_t(link);
             out.fragment_id = load32(data + pos + 4);
             next = data[pos];
+            link = pos;
             pos += 8;
+            out.fragment_data = pos;
             if (!out.first_fragment) {
                 out.l4_proto = next;
                 out.payload_offset = pos;
@@ -212,11 +241,12 @@ ParseResult not_looked_into(Encapsulation kind) noexcept { return fail(not_inspe
 bool enter_layer(ParsedPacket& out) noexcept {
     if (out.encapsulations == kMaxEncapsulationLayers) return false;
     ++out.encapsulations;
-    out.fragment = out.first_fragment = out.has_l4 = false;
+    out.fragment = out.first_fragment = out.has_l4 = out.more_fragments = false;
     out.src_port = out.dst_port = 0;
     out.tcp_seq = 0;
     out.tcp_flags = 0;
-    out.fragment_id = 0;
+    out.fragment_offset = out.fragment_link = 0;
+    out.fragment_id = out.fragment_data = 0;
     return true;
 }
 

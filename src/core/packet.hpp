@@ -82,6 +82,7 @@ struct ParsedPacket {
     bool fragment = false;        // part of a fragmented datagram
     bool first_fragment = false;  // fragment offset 0: carries the L4 header
     bool has_l4 = false;          // TCP/UDP header present and valid
+    bool more_fragments = false;  // fragments: more follow (IPv4 MF, IPv6 M)
     uint32_t l3_offset = 0;       // IP header
     uint32_t l4_offset = 0;       // TCP/UDP header
     uint32_t payload_offset = 0;  // first byte after the TCP/UDP header
@@ -91,11 +92,19 @@ struct ParsedPacket {
     // TCP only
     uint32_t tcp_seq = 0;
     uint8_t tcp_flags = 0;
+    // Fragments only (core/reassembly.hpp): where this fragment's data sits
+    // in the datagram (bytes), and for IPv6 the frame offset of the
+    // next-header byte that names the fragment header. A first fragment too
+    // short for its TCP/UDP header (or IPv6 header chain) parses with has_l4
+    // false (the tiny-fragment case, RFC 1858 / RFC 7112).
+    uint16_t fragment_offset = 0;
+    uint16_t fragment_link = 0;
     // Source/destination address bytes (4 or 16) inside the frame.
     const uint8_t* src = nullptr;
     const uint8_t* dst = nullptr;
     // IPv4: identification (for fragment tracking); IPv6: fragment header id.
     uint32_t fragment_id = 0;
+    uint32_t fragment_data = 0;  // fragments: frame offset of the data (after the IPv4 header / IPv6 fragment header)
     // Encapsulation layers followed to reach this packet (0: native), and
     // the outer fields covering it, outermost first.
     uint8_t encapsulations = 0;

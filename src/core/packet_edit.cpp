@@ -2,13 +2,14 @@
 
 #include <cstring>
 
+#include "core/big_endian.hpp"
 #include "core/checksum.hpp"
 
 namespace optgate {
 namespace {
 
-using checksum::load16;
-using checksum::store16;
+using big_endian::load16;
+using big_endian::store16;
 
 uint32_t checksum_field_offset(const ParsedPacket& p) noexcept {
     return p.l4_offset + (p.l4_proto == kProtoTcp ? 16u : 6u);

@@ -15,21 +15,23 @@ struct SourceKey {
 };
 
 inline SourceKey source_key(const ParsedPacket& p, unsigned keylen) noexcept {
-    const uint8_t* s = p.src;
-    if (p.family == Family::v4)
-        return {true, uint32_t(s[0]) << 24 | uint32_t(s[1]) << 16 | uint32_t(s[2]) << 8 | s[3], 0, 0};
+    if (p.family == Family::v4) return {true, big_endian::load32(p.src), 0, 0};
     uint64_t hi = 0, lo = 0;
-    for (int i = 0; i < 8; ++i) {
-        hi = hi << 8 | s[i];
-        lo = lo << 8 | s[8 + i];
-    }
-    if (keylen <= 64) {
-        if (keylen < 64) hi &= ~(~uint64_t(0) >> keylen);
-        lo = 0;
-    } else if (keylen < 128) {
-        lo &= ~(~uint64_t(0) >> (keylen - 64));
-    }
+    ConsentTable::split_v6(p.src, hi, lo, keylen);
     return {false, 0, hi, lo};
+}
+
+// What a subscriber's fragment needs. Later fragments carry no ports: one
+// whose protocol could be TCP or UDP (for IPv6, also an extension header
+// the first fragment would show) may belong to an inspected datagram.
+inline Reassembly::Need fragment_need(const ParsedPacket& p, bool inspected_port) noexcept {
+    const uint8_t proto = p.l4_proto;
+    const bool may_carry = proto == kProtoTcp || proto == kProtoUdp ||
+                           (p.family == Family::v6 &&
+                            (proto == 0 || proto == 43 || proto == 44 || proto == 51 || proto == 60));
+    if (!p.first_fragment) return may_carry ? Reassembly::Need::unknown : Reassembly::Need::none;
+    if (!p.has_l4) return may_carry ? Reassembly::Need::tiny : Reassembly::Need::none;
+    return inspected_port ? Reassembly::Need::inspect : Reassembly::Need::none;
 }
 
 }  // namespace
@@ -69,10 +71,12 @@ void BurstContext::count_disclosure(const ParsedPacket& p, uint16_t destination_
                       counters, gpc);
 }
 
-Worker::Worker(Enforcement& enforcement, const HttpStageConfig& http, const DisclosureConfig& disclosure)
+Worker::Worker(Enforcement& enforcement, const HttpStageConfig& http, const DisclosureConfig& disclosure,
+               const ReassemblyConfig& fragments)
     : enforcement_(enforcement), reader_(enforcement.rcu().register_reader()),
       counters_(std::make_unique<WorkerCounters>()),
-      disclosure_(disclosure.entries ? std::make_unique<DisclosureCounts>(disclosure) : nullptr), http_(http) {}
+      disclosure_(disclosure.entries ? std::make_unique<DisclosureCounts>(disclosure) : nullptr),
+      reassembly_(fragments), http_(http) {}
 
 Worker::~Worker() { enforcement_.rcu().unregister_reader(reader_); }
 
@@ -82,14 +86,15 @@ uint32_t Worker::process_burst(PacketRef* pkts, uint32_t n, uint64_t now_mono_ns
     uint32_t forwarded = 0;
     for (uint32_t done = 0; done < n;) {
         const uint32_t chunk = n - done < kMaxBurst ? n - done : kMaxBurst;
-        forwarded += process_chunk(pkts + done, chunk, view, now_mono_ns);
+        forwarded += process_chunk(pkts + done, chunk, view, now_mono_ns, done);
         done += chunk;
     }
     enforcement_.rcu().quiescent(reader_);
     return forwarded;
 }
 
-uint32_t Worker::process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::View& view, uint64_t now) noexcept {
+uint32_t Worker::process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::View& view, uint64_t now,
+                               uint32_t base) noexcept {
     WorkerCounters& c = *counters_;
     c.add(Counter::packets, n);
     if (!view.runtime) {
@@ -102,25 +107,53 @@ uint32_t Worker::process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::V
     }
     if (disclosure_) disclosure_->begin_burst(*view.runtime);
     BurstContext ctx{*view.runtime, *view.table, view.health, now, c, disclosure_.get()};
-    classify(pkts, n, ctx);
-    dns_stage(pkts, ctx);
-    dns_tcp_stage(pkts, ctx);
-    http_stage(pkts, ctx);
-    if (view.runtime->policy().tagging.enabled()) tag_stage(pkts, n, ctx);
-
     uint32_t forwarded = 0;
-    for (uint32_t i = 0; i < n; ++i) {
-        if (pkts[i].action == Action::forward) {
-            ++forwarded;
-            if (slots_[i].changed) c.add(Counter::rewritten);
+    for (uint32_t done = 0; done < n;) {
+        // Ordinarily one pass over the whole chunk; a fragment that
+        // completes a datagram splits it there.
+        const uint32_t m = classify(pkts + done, n - done, ctx, base + done);
+        run_stages(pkts + done, m, ctx);
+        for (uint32_t i = 0; i < m; ++i) {
+            if (pkts[done + i].action == Action::forward) {
+                ++forwarded;
+                if (slots_[i].changed) c.add(Counter::rewritten);
+            }
         }
+        done += m;
+        if (reassembled_ != ~0u) inspect_reassembled(ctx, base + done - 1);
     }
     c.add(Counter::forwarded, forwarded);
     c.add(Counter::dropped, n - forwarded);
     return forwarded;
 }
 
-void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
+void Worker::run_stages(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
+    dns_stage(pkts, ctx);
+    dns_tcp_stage(pkts, ctx);
+    http_stage(pkts, ctx);
+    if (ctx.runtime.policy().tagging.enabled()) tag_stage(pkts, n, ctx);
+}
+
+void Worker::inspect_reassembled(BurstContext& ctx, uint32_t index) noexcept {
+    // The whole datagram goes through the stages exactly as an unfragmented
+    // packet would, then leaves cut as it came (docs/pipeline.md#fragments).
+    WorkerCounters& c = ctx.counters;
+    const uint32_t d = reassembled_;
+    reassembled_ = ~0u;
+    const Emitter emit{emit_fn_, emit_user_, index};
+    if (const uint32_t len = reassembly_.assemble(d, c)) {
+        PacketRef ref{reassembly_.scratch(), len, reassembled_ns_, Action::forward};
+        classify(&ref, 1, ctx, index, true);
+        run_stages(&ref, 1, ctx);
+        if (ref.action == Action::forward) {
+            if (slots_[0].changed) c.add(Counter::rewritten);
+            reassembly_.refragment(d, ref.len, c, emit);
+        }
+    }
+    reassembly_.finish(d, reassembled_ns_);
+}
+
+uint32_t Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx, uint32_t index, bool reassembled) noexcept {
     WorkerCounters& c = ctx.counters;
     const Runtime& rt = ctx.runtime;
     dns_count_ = http_count_ = dns_tcp_count_ = 0;
@@ -157,31 +190,43 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
         const bool inspected_port = http || dns_tcp ||
                                     (p.has_l4 && p.l4_proto == kProtoUdp && rt.is_dns_port(p.dst_port));
         if (p.fragment) {
-            // Fragments are not reassembled, so their bytes are never read. A
-            // first fragment of an inspected datagram passes only when no byte
-            // in it could change the verdict: a pass by address and port, and
-            // for HTTP no hostname rule that a Host inside could select.
-            // Otherwise it and its later fragments are dropped
+            if (reassembled) {
+                // A fragment header inside a reassembled IPv6 datagram.
+                pkt.action = Action::drop;
+                c.add(Counter::fragment_malformed);
+                c.add(Counter::fragment_dropped);
+                continue;
+            }
+            // A fragmented datagram that could carry an identifier never
+            // passes unread: reassembled and inspected, or dropped
             // (docs/pipeline.md#fragments).
-            if (p.first_fragment) {
-                if (!inspected_port) continue;
-                const bool host_may_decide = http && rt.has_host_rules();
-                if (host_may_decide || !passes(ctx.packet_verdict(s))) {
-                    fragments_.remember(p, pkt.timestamp_ns);
+            const Reassembly::Need need = fragment_need(p, inspected_port);
+            if (p.encapsulations) [[unlikely]] {
+                // A fragment inside a tunnel: its offsets are behind tunnel
+                // headers the store does not rebuild (it keeps only an
+                // Ethernet/VLAN header), so it never reaches the store. One
+                // that could carry an identifier the stages must see (a first
+                // fragment to an inspected port, or a tiny one) is dropped:
+                // without it the receiver cannot reassemble the datagram, so
+                // the later fragments pass unread (docs/pipeline.md#encapsulations).
+                if (p.note != Counter::encapsulated_fragment_not_inspected)
+                    c.add(Counter::encapsulated_fragment_not_inspected);
+                if (need == Reassembly::Need::inspect || need == Reassembly::Need::tiny) {
                     pkt.action = Action::drop;
                     c.add(Counter::fragment_dropped);
-                } else if (http) {
-                    s.next = BurstSlot::Next::http;  // passes unread: the flow loses its place
-                    s.flow_hash = http_.prefetch_flow(p);
-                    http_list_[http_count_++] = uint8_t(i);
-                } else if (dns_tcp) {
-                    s.next = BurstSlot::Next::dns_tcp;  // the same
-                    s.flow_hash = dns_tcp_.prefetch_flow(p);
-                    dns_tcp_list_[dns_tcp_count_++] = uint8_t(i);
                 }
-            } else if (fragments_.dropped_earlier(p, pkt.timestamp_ns)) {
-                pkt.action = Action::drop;
-                c.add(Counter::fragment_dropped);
+                continue;
+            }
+            if (need == Reassembly::Need::none && !p.first_fragment) continue;
+            uint32_t d = 0;
+            const Reassembly::Step step = reassembly_.accept(pkt.data, p, need, pkt.timestamp_ns, c,
+                                                             Emitter{emit_fn_, emit_user_, index + i}, d);
+            if (step == Reassembly::Step::forward) continue;
+            pkt.action = Action::drop;
+            if (step == Reassembly::Step::complete) {
+                reassembled_ = d;
+                reassembled_ns_ = pkt.timestamp_ns;
+                return i + 1;
             }
             continue;
         }
@@ -204,6 +249,7 @@ void Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept {
             }
         }
     }
+    return n;
 }
 
 void Worker::dns_stage(PacketRef* pkts, BurstContext& ctx) noexcept {

@@ -3,6 +3,8 @@
 // and forward or drop each one as told; everything that decides is here.
 //
 //   classify ─► fragments ─► dns ─► dns over tcp ─► http ─► tag
+//                  │                                         ▲
+//                  └─ reassembled datagram ──────────────────┘ (then re-fragmented, emitted)
 //
 // Stages work on the whole burst, each over the packets routed to it (VPP
 // style). Per-packet state lives in a fixed array of BurstSlot; nothing is
@@ -25,9 +27,9 @@
 #include "core/dns_stage.hpp"
 #include "core/dns_tcp_stage.hpp"
 #include "core/enforcement.hpp"
-#include "core/fragment_guard.hpp"
 #include "core/http_stage.hpp"
 #include "core/packet.hpp"
+#include "core/reassembly.hpp"
 #include "core/verdict.hpp"
 
 namespace optgate {
@@ -95,8 +97,9 @@ public:
 
     // `http`: the HTTP stage's flow table size and idle timeout (http_stage.hpp).
     // `disclosure`: the disclosure table's size (disclosure.hpp; 0: off).
-    explicit Worker(Enforcement& enforcement, const HttpStageConfig& http = {},
-                    const DisclosureConfig& disclosure = {});
+    // `fragments`: the reassembly store's size and timeouts (reassembly.hpp).
+    explicit Worker(Enforcement& enforcement, const HttpStageConfig& http = {}, const DisclosureConfig& disclosure = {},
+                    const ReassemblyConfig& fragments = {});
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -105,6 +108,14 @@ public:
     // packet's action and returns how many are forwarded. Passes a QSBR
     // quiescent state at the end.
     uint32_t process_burst(PacketRef* pkts, uint32_t n, uint64_t now_mono_ns) noexcept;
+
+    // Where frames the worker makes itself go (re-fragmented datagrams,
+    // released fragments: reassembly.hpp's EmitFn). Without it they are lost.
+    // Called only for such frames, never for ordinary packets.
+    void set_emit(EmitFn fn, void* user) noexcept {
+        emit_fn_ = fn;
+        emit_user_ = user;
+    }
 
     // Idle workers go offline so they do not hold up reclamation.
     void idle() noexcept { enforcement_.rcu().offline(reader_); }
@@ -116,8 +127,16 @@ public:
     std::shared_ptr<const Runtime> runtime() const { return enforcement_.runtime(); }
 
 private:
-    uint32_t process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::View& view, uint64_t now) noexcept;
-    void classify(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
+    uint32_t process_chunk(PacketRef* pkts, uint32_t n, const Enforcement::View& view, uint64_t now,
+                           uint32_t base) noexcept;
+    // Classifies from pkts[0] on and returns how many it took: all `n`, or
+    // up to a fragment that completed a datagram (reassembled_ is set), so
+    // the datagram goes through the stages where its last fragment arrived.
+    // `index`: pkts[0]'s position in the driver's burst (for emitted frames).
+    uint32_t classify(PacketRef* pkts, uint32_t n, BurstContext& ctx, uint32_t index,
+                      bool reassembled = false) noexcept;
+    void run_stages(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept;
+    void inspect_reassembled(BurstContext& ctx, uint32_t index) noexcept;
     void dns_stage(PacketRef* pkts, BurstContext& ctx) noexcept;
     void dns_tcp_stage(PacketRef* pkts, BurstContext& ctx) noexcept;
     void http_stage(PacketRef* pkts, BurstContext& ctx) noexcept;
@@ -132,7 +151,11 @@ private:
     // stage never walks packets that are not for it.
     std::array<uint8_t, kMaxBurst> dns_list_{}, http_list_{}, dns_tcp_list_{};
     uint32_t dns_count_ = 0, http_count_ = 0, dns_tcp_count_ = 0;
-    FragmentGuard fragments_;
+    Reassembly reassembly_;
+    uint32_t reassembled_ = ~0u;   // a datagram classify completed, for inspect_reassembled()
+    uint64_t reassembled_ns_ = 0;  // its last fragment's timestamp
+    EmitFn emit_fn_ = nullptr;
+    void* emit_user_ = nullptr;
     DnsStage dns_;
     DnsTcpStage dns_tcp_;
     HttpStage http_;

@@ -37,8 +37,7 @@ std::shared_ptr<const Runtime> Runtime::compile(Policy policy, std::string* erro
             ++rt->few_v4_count_;
         } else {
             if (rt->few_v6_count_ < kFewPrefixes) {
-                uint64_t net = 0;
-                for (int b = 0; b < 8; ++b) net = net << 8 | prefix.addr.bytes[b];
+                const uint64_t net = big_endian::load64(prefix.addr.bytes.data());
                 const unsigned bits = prefix.len < 64 ? prefix.len : 64;
                 const uint64_t mask = bits ? ones << (64 - bits) : 0;
                 rt->few_v6_[rt->few_v6_count_] = {net & mask, mask, prefix.len};

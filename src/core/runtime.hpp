@@ -13,15 +13,13 @@
 //    not been seen before the identifier), rules with hostnames never match.
 #pragma once
 
-#include <endian.h>
-
 #include <bitset>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/big_endian.hpp"
 #include "core/http_matcher.hpp"
 #include "core/policy.hpp"
 #include "core/prefix_trie.hpp"
@@ -67,17 +65,13 @@ public:
     bool is_subscriber(Family f, const uint8_t* src) const noexcept {
         if (f == Family::v4) {
             if (few_v4_count_ > kFewPrefixes) return subscribers_v4_.lookup(src) != 0;
-            uint32_t a = 0;
-            std::memcpy(&a, src, 4);
-            a = be32toh(a);
+            const uint32_t a = big_endian::load32(src);
             for (unsigned i = 0; i < few_v4_count_; ++i)
                 if ((a & few_v4_[i].mask) == few_v4_[i].net) return true;
             return false;
         }
         if (few_v6_count_ > kFewPrefixes) return subscribers_v6_.lookup(src) != 0;
-        uint64_t hi = 0;
-        std::memcpy(&hi, src, 8);
-        hi = be64toh(hi);
+        const uint64_t hi = big_endian::load64(src);
         for (unsigned i = 0; i < few_v6_count_; ++i) {
             if ((hi & few_v6_[i].mask) != few_v6_[i].net) continue;
             if (few_v6_[i].len <= 64) return true;
@@ -114,7 +108,6 @@ public:
             if (c == code) return idx;
         return -1;
     }
-    bool has_dns_identifiers() const noexcept { return !dns_codes_.empty(); }
     // Some identifier option code has this first (high) byte.
     bool dns_identifier_high_byte(uint8_t b) const noexcept {
         for (const auto& [c, idx] : dns_codes_)
@@ -128,9 +121,6 @@ public:
             if (name == lowercase_name) return idx;
         return -1;
     }
-    const std::vector<std::pair<std::string, int>>& http_identifiers() const noexcept { return http_headers_; }
-    // (lowercase header-name prefix, identifier index) for `header_prefix` identifiers.
-    const std::vector<std::pair<std::string, int>>& http_identifier_prefixes() const noexcept { return http_prefixes_; }
     // The HTTP stage's header-name matcher for this policy, built here once
     // so that a worker meeting a new policy only takes a reference (no
     // allocation inside a burst). Shared: a stage keeps it past the runtime.

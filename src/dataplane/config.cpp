@@ -7,7 +7,7 @@
 
 namespace optgate::dataplane {
 
-using namespace policy::detail;
+using namespace policy::syntax;
 
 std::string_view to_string(Steering s) noexcept {
     switch (s) {
@@ -169,6 +169,15 @@ void read_disclosure(const Value& v, Config& c, Diagnostics& d) {
         if (const auto n = as_integer(*x, d, 0, uint64_t(1) << 24)) c.disclosure_entries = size_t(*n);
 }
 
+void read_fragments(const Value& v, Config& c, Diagnostics& d) {
+    const MapReader m(v, "'fragments'", {"datagrams", "memory"}, d);
+    if (!m.is_map()) return;
+    if (const auto x = m.get("datagrams"))
+        if (const auto n = as_integer(*x, d, 1, 65536)) c.fragment_datagrams = size_t(*n);
+    if (const auto x = m.get("memory"))
+        if (const auto n = as_integer(*x, d, 65536, uint64_t(1) << 32)) c.fragment_memory = size_t(*n);
+}
+
 }  // namespace
 
 LoadedConfig load_config_text(std::string_view yaml, const std::string& name, const std::string& base_dir) {
@@ -179,7 +188,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
         const Value top{*root, location_of(*root), "the optgate config"};
         const MapReader m(top, "the optgate config",
                           {"ports", "workers", "queues", "mempool", "control", "static", "http", "disclosure",
-                           "stats_file", "log_level"},
+                           "fragments", "stats_file", "log_level"},
                           d);
         if (m.is_map()) {
             if (const auto v = m.require("ports")) read_ports(*v, c, d);
@@ -196,6 +205,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
                 d.error(top.at, "missing 'control' (consent from consentd) or 'static' (policy and consent files)");
             if (const auto v = m.get("http")) read_http(*v, c, d);
             if (const auto v = m.get("disclosure")) read_disclosure(*v, c, d);
+            if (const auto v = m.get("fragments")) read_fragments(*v, c, d);
             if (const auto v = m.get("stats_file"))
                 if (const auto t = as_text(*v, d)) c.stats_file = resolve_path(*t, base_dir);
             if (const auto v = m.get("log_level")) {
@@ -234,6 +244,10 @@ std::string validate(const Config& c) {
     if (c.http_flows < 8 || c.http_flows > (size_t(1) << 26)) return "http flows must be between 8 and 67108864";
     if (c.http_idle_timeout.count() < 1) return "the HTTP idle timeout must be at least 1 second";
     if (c.disclosure_entries > (size_t(1) << 24)) return "disclosure entries must be between 0 (off) and 16777216";
+    if (c.fragment_datagrams < 1 || c.fragment_datagrams > 65536)
+        return "fragment datagrams must be between 1 and 65536";
+    if (c.fragment_memory < 65536 || c.fragment_memory > (size_t(1) << 32))
+        return "fragment memory must be between 65536 and 4294967296 bytes";
     if (c.disclosure_interval < std::chrono::seconds(1) || c.disclosure_interval > std::chrono::hours(24))
         return "the disclosure interval must be between 1 second and 24 hours";
     const bool tls_any = !c.tls_cert.empty() || !c.tls_key.empty() || !c.tls_ca.empty();

@@ -66,6 +66,11 @@ struct Config {
     std::chrono::milliseconds disclosure_interval{60000};
     size_t disclosure_entries = 65536;
 
+    // Fragment reassembly (core/reassembly.hpp, docs/pipeline.md#fragments):
+    // datagrams held at once and bytes of fragment copies, per worker.
+    size_t fragment_datagrams = 256;
+    size_t fragment_memory = size_t{4} << 20;
+
     std::string stats_file;          // counters as JSON on exit
     std::string log_level = "info";  // error, warning, info, debug
 };

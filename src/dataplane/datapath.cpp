@@ -5,6 +5,7 @@
 #include <rte_mbuf.h>
 #include <rte_pause.h>
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -22,13 +23,12 @@ rte_ring* make_ring(const std::string& name, unsigned size, unsigned flags) {
 }  // namespace
 
 void DriverCounters::accumulate(const DriverCounters& o) noexcept {
-    rx += o.rx;
-    tx += o.tx;
-    tx_full_dropped += o.tx_full_dropped;
-    multi_segment_dropped += o.multi_segment_dropped;
-    steering_ring_full_dropped += o.steering_ring_full_dropped;
+#define OPTGATE_X(name, summary) name += o.name;
+    OPTGATE_DRIVER_COUNTERS(OPTGATE_X)
+#undef OPTGATE_X
     steered_out += o.steered_out;
     steered_in += o.steered_in;
+    emit_dropped += o.emit_dropped;
 }
 
 struct Datapath::Slot {
@@ -48,6 +48,18 @@ struct Datapath::Slot {
     // Software steering: frames for each other worker, per receive burst.
     std::vector<std::array<rte_mbuf*, Worker::kMaxBurst>> batch;
     std::vector<uint16_t> batch_count;
+    // Frames the core emits during process() (reassembled datagrams cut
+    // again, released fragments), sent after the frame at `index`.
+    static constexpr uint16_t kMaxEmitted = 256;
+    struct Emitted {
+        rte_mbuf* m;
+        uint32_t index;
+        unsigned role;
+    };
+    Datapath* datapath = nullptr;
+    rte_mbuf* const* in = nullptr;  // process()'s frames, by the core's index
+    std::array<Emitted, kMaxEmitted> emitted{};
+    uint16_t emitted_count = 0;
 };
 
 Datapath::Datapath(Enforcement& enforcement, const Config& config, const QueuePlan& plan, uint16_t subscriber,
@@ -57,11 +69,16 @@ Datapath::Datapath(Enforcement& enforcement, const Config& config, const QueuePl
     HttpStageConfig http;
     http.flow_capacity = config.http_flows;
     http.idle_timeout_ns = uint64_t(config.http_idle_timeout.count()) * 1000000000ull;
+    ReassemblyConfig fragments;
+    fragments.datagrams = config.fragment_datagrams;
+    fragments.memory = config.fragment_memory;
     const bool software = n > 1 && plan.steering == Steering::software;
     for (unsigned i = 0; i < n; ++i) {
         auto s = std::make_unique<Slot>();
         s->index = i;
-        s->worker = std::make_unique<Worker>(enforcement, http, DisclosureConfig{config.disclosure_entries});
+        s->worker = std::make_unique<Worker>(enforcement, http, DisclosureConfig{config.disclosure_entries}, fragments);
+        s->worker->set_emit(&Datapath::emit, s.get());
+        s->datapath = this;
         s->worker->idle();  // offline until it runs: reclamation and acks must not wait for it
         core_workers_.push_back(s->worker.get());
         rte_seqlock_init(&s->published->lock);
@@ -159,23 +176,58 @@ void Datapath::process(Slot& w, rte_mbuf** in, uint16_t n, uint64_t now) noexcep
         refs[count] = PacketRef{rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), now, Action::forward};
         mbufs[count++] = m;
     }
+    w.in = mbufs;
+    w.emitted_count = 0;
     w.worker->process_burst(refs, count, now);
+    w.in = nullptr;
     // Out of the other port than the one it came in on; order kept per port.
-    rte_mbuf* out[2][Worker::kMaxBurst];
+    // Emitted frames follow the frame whose arrival made them.
+    rte_mbuf* out[2][Worker::kMaxBurst + Slot::kMaxEmitted];
     uint16_t nout[2] = {0, 0};
+    uint16_t e = 0;
     for (uint32_t i = 0; i < count; ++i) {
         rte_mbuf* m = mbufs[i];
+        const unsigned role = m->port == port_[0] ? 1 : 0;
         if (refs[i].action == Action::drop) {
             rte_pktmbuf_free(m);
-            continue;
+        } else {
+            const uint32_t before = rte_pktmbuf_data_len(m);
+            if (refs[i].len < before) rte_pktmbuf_trim(m, uint16_t(before - refs[i].len));
+            out[role][nout[role]++] = m;
         }
-        const uint32_t before = rte_pktmbuf_data_len(m);
-        if (refs[i].len < before) rte_pktmbuf_trim(m, uint16_t(before - refs[i].len));
-        const unsigned role = m->port == port_[0] ? 1 : 0;
-        out[role][nout[role]++] = m;
+        for (; e < w.emitted_count && w.emitted[e].index == i; ++e) out[role][nout[role]++] = w.emitted[e].m;
     }
+    w.emitted_count = 0;
     transmit(w, 0, out[0], nout[0]);
     transmit(w, 1, out[1], nout[1]);
+}
+
+void Datapath::emit(void* user, const uint8_t* frame, uint32_t len, uint32_t index) noexcept {
+    // Called by the core during process() only for frames it makes itself:
+    // a copy into an mbuf of the pool the triggering frame came from.
+    Slot& w = *static_cast<Slot*>(user);
+    rte_mbuf* from = w.in[index];
+    rte_mbuf* m = rte_pktmbuf_alloc(from->pool);
+    if (!m || len > rte_pktmbuf_tailroom(m)) {
+        if (m) rte_pktmbuf_free(m);
+        ++w.dc.emit_dropped;
+        return;
+    }
+    std::memcpy(rte_pktmbuf_append(m, uint16_t(len)), frame, len);
+    m->port = from->port;
+    const unsigned role = from->port == w.datapath->port_[0] ? 1 : 0;
+    if (w.emitted_count == Slot::kMaxEmitted) {
+        // More than a burst's worth (a datagram cut small): send what is
+        // queued now, in order, ahead of the burst's own frames.
+        rte_mbuf* early[2][Slot::kMaxEmitted];
+        uint16_t n[2] = {0, 0};
+        for (uint16_t k = 0; k < w.emitted_count; ++k)
+            early[w.emitted[k].role][n[w.emitted[k].role]++] = w.emitted[k].m;
+        w.datapath->transmit(w, 0, early[0], n[0]);
+        w.datapath->transmit(w, 1, early[1], n[1]);
+        w.emitted_count = 0;
+    }
+    w.emitted[w.emitted_count++] = Slot::Emitted{m, index, role};
 }
 
 void Datapath::steer(Slot& w, rte_mbuf** in, uint16_t n, uint64_t now) noexcept {

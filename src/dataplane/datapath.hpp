@@ -1,8 +1,9 @@
 // The per-lcore packet loop: receive, steer, run the core Worker, transmit.
 //
-// Each worker owns a core Worker (its own HTTP flow table, fragment guard and
-// counters) and never shares a packet-path structure with another worker,
-// except the rings software steering hands frames over. docs/dataplane.md#workers.
+// Each worker owns a core Worker (its own HTTP flow table, fragment
+// reassembly store and counters) and never shares a packet-path structure
+// with another worker, except the rings software steering hands frames
+// over. docs/dataplane.md#workers.
 #pragma once
 
 #include <rte_ring.h>
@@ -20,13 +21,28 @@
 
 namespace optgate::dataplane {
 
-// What the driver itself counts, beside the pipeline's counters.
+// What the driver itself counts, beside the pipeline's counters, as one
+// list: X(name, what the exit summary prints after the number). The stats
+// channel (driver_<name>), /optgate/stats, the exit summary and the JSON
+// report (docs/dataplane.md) are generated from it.
+#define OPTGATE_DRIVER_COUNTERS(X)                                      \
+    X(rx, "received")                                                   \
+    X(tx, "sent")                                                       \
+    /* the port's tx queue (or shared-tx ring) was full */              \
+    X(tx_full_dropped, "dropped on full tx queues")                     \
+    /* chained mbuf that could not be linearised */                     \
+    X(multi_segment_dropped, "unlinearisable jumbo frames dropped")     \
+    /* another worker's inbox was full */                               \
+    X(steering_ring_full_dropped, "dropped on full steering rings")     \
+    /* a frame the core emitted found no mbuf (or none large enough) */ \
+    X(emit_dropped, "emitted frames without an mbuf")
+
 struct DriverCounters {
-    uint64_t rx = 0, tx = 0;
-    uint64_t tx_full_dropped = 0;              // the port's tx queue (or shared-tx ring) was full
-    uint64_t multi_segment_dropped = 0;        // chained mbuf that could not be linearised
-    uint64_t steering_ring_full_dropped = 0;   // another worker's inbox was full
-    uint64_t steered_out = 0, steered_in = 0;  // software steering hand-overs
+#define OPTGATE_X(name, summary) uint64_t name = 0;
+    OPTGATE_DRIVER_COUNTERS(OPTGATE_X)
+#undef OPTGATE_X
+    // Software steering hand-overs: reported per worker, apart from the list.
+    uint64_t steered_out = 0, steered_in = 0;
     void accumulate(const DriverCounters& o) noexcept;
 };
 
@@ -73,6 +89,7 @@ struct Datapath {
 private:
     struct Slot;
     void process(Slot& w, rte_mbuf** mbufs, uint16_t n, uint64_t now) noexcept;
+    static void emit(void* user, const uint8_t* frame, uint32_t len, uint32_t index) noexcept;
     void transmit(Slot& w, unsigned role, rte_mbuf** out, uint16_t n) noexcept;
     void steer(Slot& w, rte_mbuf** in, uint16_t n, uint64_t now) noexcept;
     void drain_tx_rings(Slot& w) noexcept;

@@ -122,6 +122,10 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
         "seconds between drains of the disclosure counts (default 60; docs/pipeline.md#disclosure-accounting)")(
         "disclosure-entries", po::value(&flags.disclosure_entries),
         "disclosure table slots per worker (default 65536; two tables of 40 bytes a slot; 0: off)")(
+        "fragment-datagrams", po::value(&flags.fragment_datagrams),
+        "fragmented datagrams held for reassembly per worker (default 256; docs/pipeline.md#fragments)")(
+        "fragment-memory", po::value(&flags.fragment_memory),
+        "bytes of fragment copies held for reassembly per worker (default 4194304)")(
         "log-level", po::value(&log_level), "error, warning, info (default) or debug")(
         "idle-exit-ms", po::value(&limits.idle_exit_ms),
         "exit after this many ms without a packet (tests, pcap vdevs)")("duration", po::value(&limits.duration_s),
@@ -182,6 +186,8 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
     if (given("http-idle-timeout")) c.http_idle_timeout = std::chrono::seconds(http_idle);
     if (given("disclosure-interval")) c.disclosure_interval = std::chrono::seconds(disclosure_interval_s);
     if (given("disclosure-entries")) c.disclosure_entries = flags.disclosure_entries;
+    if (given("fragment-datagrams")) c.fragment_datagrams = flags.fragment_datagrams;
+    if (given("fragment-memory")) c.fragment_memory = flags.fragment_memory;
     if (given("log-level")) c.log_level = log_level;
     if (const std::string why = validate(c); !why.empty()) throw UsageError(why);
     if (!set_log_level(c.log_level)) throw UsageError("--log-level must be error, warning, info or debug");
@@ -301,11 +307,9 @@ void report_stats(std::vector<proto::StatEntry>& out, const Datapath& dp, const 
     DriverCounters dc;
     dp.read_stats(*counters, dc);
     if (const auto runtime = enforcement.runtime()) proto::append_counters(out, *counters, *runtime);
-    out.push_back({"driver_rx", dc.rx, StatKind::counter, "", ""});
-    out.push_back({"driver_tx", dc.tx, StatKind::counter, "", ""});
-    out.push_back({"driver_tx_full_dropped", dc.tx_full_dropped, StatKind::counter, "", ""});
-    out.push_back({"driver_multi_segment_dropped", dc.multi_segment_dropped, StatKind::counter, "", ""});
-    out.push_back({"driver_steering_ring_full_dropped", dc.steering_ring_full_dropped, StatKind::counter, "", ""});
+#define OPTGATE_X(name, summary) out.push_back({"driver_" #name, dc.name, StatKind::counter, "", ""});
+    OPTGATE_DRIVER_COUNTERS(OPTGATE_X)
+#undef OPTGATE_X
     out.push_back({"workers", dp.workers(), StatKind::gauge, "", ""});
     // table_stale, table_entries and control_* come from the control client itself.
     auto one = std::make_unique<WorkerCounters>();
@@ -457,19 +461,21 @@ int run(const Config& c, const RunLimits& limits) {
     dp.final_stats(*counters, dc);
     const auto runtime = enforcement.runtime();
     if (runtime) std::cout << report::human_summary(*counters, *runtime);
-    std::cout << "driver: " << dc.rx << " received, " << dc.tx << " sent, " << dc.tx_full_dropped
-              << " dropped on full tx queues, " << dc.multi_segment_dropped << " unlinearisable jumbo frames dropped, "
-              << dc.steering_ring_full_dropped << " dropped on full steering rings\n";
+    std::string summary;
+#define OPTGATE_X(name, text) summary += (summary.empty() ? "driver: " : ", ") + std::to_string(dc.name) + " " text;
+    OPTGATE_DRIVER_COUNTERS(OPTGATE_X)
+#undef OPTGATE_X
+    std::cout << summary << "\n";
     if (!c.stats_file.empty() && runtime) {
         auto j = report::to_json(*counters, *runtime);
-        j["driver"] = boost::json::object{{"rx", dc.rx},
-                                          {"tx", dc.tx},
-                                          {"tx_full_dropped", dc.tx_full_dropped},
-                                          {"multi_segment_dropped", dc.multi_segment_dropped},
-                                          {"steering_ring_full_dropped", dc.steering_ring_full_dropped},
-                                          {"steered", dc.steered_out},
-                                          {"workers", lcores.size()},
-                                          {"steering", steering}};
+        boost::json::object driver;
+#define OPTGATE_X(name, summary) driver[#name] = dc.name;
+        OPTGATE_DRIVER_COUNTERS(OPTGATE_X)
+#undef OPTGATE_X
+        driver["steered"] = dc.steered_out;
+        driver["workers"] = lcores.size();
+        driver["steering"] = steering;
+        j["driver"] = std::move(driver);
         boost::json::array per_worker;
         for (unsigned i = 0; i < dp.workers(); ++i) {
             const auto& wd = dp.final_driver(i);

@@ -1,5 +1,5 @@
 // Which worker a frame belongs to, so that both directions of a flow meet
-// the same worker's HTTP flow table and fragment guard.
+// the same worker's HTTP flow table and fragment reassembly store.
 //
 // The hash is Toeplitz with the symmetric key (0x6d5a repeated), the one the
 // ports are given in RSS mode: swapping source and destination (addresses
@@ -18,13 +18,12 @@
 // a tunnel port) are parsed twice; native frames cost what they did.
 #pragma once
 
-#include <rte_byteorder.h>
 #include <rte_thash.h>
 
 #include <array>
 #include <cstdint>
-#include <cstring>
 
+#include "core/big_endian.hpp"
 #include "core/packet.hpp"
 
 namespace optgate::dataplane {
@@ -53,8 +52,11 @@ public:
     }
 
     // The flow hash of an Ethernet frame (0 for non-IP frames).
+    // The flow hash of an Ethernet frame (0 for non-IP frames).
     // `encapsulations`: those the policy looks into (Enforcement::encapsulations()).
     uint32_t hash(const uint8_t* frame, uint32_t len, EncapsulationSet encapsulations = 0) const noexcept {
+        using big_endian::load16;
+        using big_endian::load32;
         uint32_t off = 12;
         if (len < off + 2) return 0;
         uint16_t type = load16(frame + off);
@@ -73,10 +75,8 @@ public:
             if (len < off + 20) return 0;
             const uint8_t* ip = frame + off;
             const uint32_t ihl = uint32_t(ip[0] & 0x0f) * 4;
-            std::memcpy(&tuple[0], ip + 12, 4);
-            std::memcpy(&tuple[1], ip + 16, 4);
-            tuple[0] = rte_be_to_cpu_32(tuple[0]);
-            tuple[1] = rte_be_to_cpu_32(tuple[1]);
+            tuple[0] = load32(ip + 12);
+            tuple[1] = load32(ip + 16);
             const bool fragment = (load16(ip + 6) & 0x3fff) != 0;
             const uint8_t proto = ip[9];
             if (!fragment && (proto == 6 || proto == 17) && ihl >= 20 && len >= off + ihl + 4) {
@@ -88,11 +88,7 @@ public:
         if (type == 0x86dd) {
             if (len < off + 40) return 0;
             const uint8_t* ip = frame + off;
-            for (size_t i = 0; i < 8; ++i) {
-                uint32_t w = 0;
-                std::memcpy(&w, ip + 8 + 4 * i, 4);
-                tuple[i] = rte_be_to_cpu_32(w);
-            }
+            for (size_t i = 0; i < 8; ++i) tuple[i] = load32(ip + 8 + 4 * i);
             // Ports only when TCP or UDP follows the fixed header directly;
             // with extension headers the flow hashes on addresses alone
             // (both directions of a flow carry the same kind of chain).
@@ -107,10 +103,9 @@ public:
     }
 
 private:
-    static uint16_t load16(const uint8_t* p) noexcept { return uint16_t(p[0] << 8 | p[1]); }
-
     // A cheap look at the outer headers: could the parser find a tunnel here?
     static bool may_be_encapsulated(const uint8_t* frame, uint32_t len, uint16_t type, uint32_t off) noexcept {
+        using big_endian::load16;
         if (type == 0x8864 || type == 0x8847 || type == 0x8848) return true;
         uint8_t proto = 0;
         uint32_t l4 = 0;
@@ -127,14 +122,12 @@ private:
 
     // The inner packet's flow, as hash() would hash it were it native.
     uint32_t hash_inner(const ParsedPacket& p) const noexcept {
+        using big_endian::load32;
         uint32_t tuple[9];
         const unsigned words = p.family == Family::v4 ? 1 : 4;
         for (unsigned i = 0; i < words; ++i) {
-            uint32_t s = 0, d = 0;
-            std::memcpy(&s, p.src + size_t(4) * i, 4);
-            std::memcpy(&d, p.dst + size_t(4) * i, 4);
-            tuple[i] = rte_be_to_cpu_32(s);
-            tuple[words + i] = rte_be_to_cpu_32(d);
+            tuple[i] = load32(p.src + size_t(4) * i);
+            tuple[words + i] = load32(p.dst + size_t(4) * i);
         }
         uint32_t n = 2 * words;
         if (p.has_l4 && !p.fragment && (p.l4_proto == kProtoTcp || p.l4_proto == kProtoUdp))

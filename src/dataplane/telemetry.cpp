@@ -51,11 +51,9 @@ int stats_cmd(const char*, const char*, rte_tel_data* d) {
     DriverCounters dc;
     source->datapath->read_stats(*counters, dc);
     rte_tel_data_start_dict(d);
-    rte_tel_data_add_dict_u64(d, "rx", dc.rx);
-    rte_tel_data_add_dict_u64(d, "tx", dc.tx);
-    rte_tel_data_add_dict_u64(d, "tx_full_dropped", dc.tx_full_dropped);
-    rte_tel_data_add_dict_u64(d, "multi_segment_dropped", dc.multi_segment_dropped);
-    rte_tel_data_add_dict_u64(d, "steering_ring_full_dropped", dc.steering_ring_full_dropped);
+#define OPTGATE_X(name, summary) rte_tel_data_add_dict_u64(d, #name, dc.name);
+    OPTGATE_DRIVER_COUNTERS(OPTGATE_X)
+#undef OPTGATE_X
     for (size_t i = 0; i < kCounterCount; ++i)
         rte_tel_data_add_dict_u64(d, std::string(counter_name(Counter(i))).c_str(), counters->value[i]);
     const auto view = source->enforcement->view(monotonic_ns());

@@ -11,7 +11,7 @@ namespace optgate::policy {
 
 namespace {
 
-using namespace detail;
+using namespace syntax;
 
 struct Bound {
     std::string subscriber;

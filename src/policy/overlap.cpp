@@ -2,7 +2,9 @@
 
 #include "policy/values.hpp"
 
-namespace optgate::policy::detail {
+namespace optgate::policy {
+
+using namespace syntax;
 
 std::optional<std::string> match_overlap(const DestinationMatch& a, const DestinationMatch& b,
                                          const RuleOrigin& b_origin, Location* where_in_b) {
@@ -76,4 +78,4 @@ void check_overlaps(const Policy& policy, const std::vector<RuleOrigin>& collect
     }
 }
 
-}  // namespace optgate::policy::detail
+}  // namespace optgate::policy

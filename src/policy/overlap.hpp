@@ -18,20 +18,20 @@
 #include "core/policy.hpp"
 #include "policy/yaml_reader.hpp"
 
-namespace optgate::policy::detail {
+namespace optgate::policy {
 
 // Where a collector or exemption was written, parallel to its match lists.
 struct RuleOrigin {
-    Location name_at;
-    std::vector<Location> prefix_at;
-    std::vector<Location> host_at;
+    syntax::Location name_at;
+    std::vector<syntax::Location> prefix_at;
+    std::vector<syntax::Location> host_at;
 };
 
 // What makes two matches overlap, for the message; nullopt if they don't.
 std::optional<std::string> match_overlap(const DestinationMatch& a, const DestinationMatch& b,
-                                         const RuleOrigin& b_origin, Location* where_in_b);
+                                         const RuleOrigin& b_origin, syntax::Location* where_in_b);
 
 void check_overlaps(const Policy& policy, const std::vector<RuleOrigin>& collectors,
-                    const std::vector<RuleOrigin>& exemptions, Diagnostics& d);
+                    const std::vector<RuleOrigin>& exemptions, syntax::Diagnostics& d);
 
-}  // namespace optgate::policy::detail
+}  // namespace optgate::policy

@@ -3,6 +3,7 @@
 // them; cross-rule checks (overlap.hpp) run on the rules that were valid.
 #include <algorithm>
 
+#include "core/chars.hpp"
 #include "core/counters.hpp"
 #include "core/runtime.hpp"
 #include "policy/loader.hpp"
@@ -14,7 +15,7 @@ namespace optgate::policy {
 
 namespace {
 
-using namespace detail;
+using namespace syntax;
 
 std::string line_of(Location at) { return "line " + std::to_string(at.line); }
 
@@ -520,7 +521,7 @@ void PolicyReader::read_enforcement(const Value& v) {
     }
     if (const auto x = m.get("strip_filler")) {
         if (const auto t = as_text(*x, d_, true)) {
-            if (t->size() == 1 && is_tchar((*t)[0]))
+            if (t->size() == 1 && http_chars::is_tchar(uint8_t((*t)[0])))
                 p_.strip_filler = (*t)[0];
             else
                 d_.error(x->at,

@@ -4,7 +4,9 @@
 #include <array>
 #include <charconv>
 
-namespace optgate::policy::detail {
+#include "core/chars.hpp"
+
+namespace optgate::policy::syntax {
 
 namespace {
 
@@ -153,13 +155,9 @@ std::optional<HostPattern> parse_host_pattern(std::string_view text, std::string
     return h;
 }
 
-bool is_tchar(char c) noexcept {
-    if (is_alnum(c)) return true;
-    constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
-    return kSpecials.find(c) != std::string_view::npos;
+bool is_http_token(std::string_view s) noexcept {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return http_chars::is_tchar(uint8_t(c)); });
 }
-
-bool is_http_token(std::string_view s) noexcept { return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar); }
 
 bool is_purpose_name(std::string_view s) noexcept {
     if (s.empty() || s.size() > 32 || !is_lower(s[0])) return false;
@@ -248,4 +246,4 @@ bool ports_overlap(const std::vector<PortRange>& a, const std::vector<PortRange>
     return false;
 }
 
-}  // namespace optgate::policy::detail
+}  // namespace optgate::policy::syntax

@@ -13,7 +13,10 @@
 
 #include "core/policy.hpp"
 
-namespace optgate::policy::detail {
+// policy::syntax (here and yaml_reader.hpp): the language of optgate's
+// configuration files, shared by every program that reads one (policy and
+// consent files, consentd's and optgate's configuration, API inputs).
+namespace optgate::policy::syntax {
 
 // Decimal digits only (no sign, no "0x", no exponent).
 std::optional<uint64_t> parse_decimal(std::string_view text);
@@ -32,8 +35,7 @@ std::optional<uint8_t> parse_dscp(std::string_view text, std::string& error);
 // lowercased, without a trailing dot, no port.
 std::optional<HostPattern> parse_host_pattern(std::string_view text, std::string& error);
 
-// RFC 9110 tchar / token (header field names).
-bool is_tchar(char c) noexcept;
+// RFC 9110 token (header field names): tchar (core/chars.hpp) only.
 bool is_http_token(std::string_view s) noexcept;
 
 // Purpose names: [a-z][a-z0-9_-]*, at most 32 characters.
@@ -61,4 +63,4 @@ bool hosts_overlap(const HostPattern& a, const HostPattern& b) noexcept;
 // Port lists overlap when either is empty (any port) or two ranges intersect.
 bool ports_overlap(const std::vector<PortRange>& a, const std::vector<PortRange>& b) noexcept;
 
-}  // namespace optgate::policy::detail
+}  // namespace optgate::policy::syntax

@@ -11,7 +11,7 @@
 
 #include "policy/values.hpp"
 
-namespace optgate::policy::detail {
+namespace optgate::policy::syntax {
 
 namespace {
 
@@ -353,4 +353,4 @@ std::optional<bool> as_bool(const Value& v, Diagnostics& d) {
     return std::nullopt;
 }
 
-}  // namespace optgate::policy::detail
+}  // namespace optgate::policy::syntax

@@ -1,4 +1,5 @@
-// Typed, located reading of YAML for the policy and consent loaders.
+// Typed, located reading of YAML for every configuration file (the policy
+// and consent loaders, consentd, optgate).
 //
 // Nothing here throws for a problem in the document: every problem becomes a
 // Diagnostic with the file, line and column of the offending node, and the
@@ -17,7 +18,8 @@
 
 #include "policy/loader.hpp"
 
-namespace optgate::policy::detail {
+// policy::syntax: see values.hpp.
+namespace optgate::policy::syntax {
 
 struct Location {
     int line = 0;  // 1-based; 0: the file as a whole
@@ -118,4 +120,4 @@ std::optional<std::chrono::milliseconds> as_duration(const Value& v, Diagnostics
 // A path from a config file: relative paths are taken from `base_dir`.
 std::string resolve_path(const std::string& path, const std::string& base_dir);
 
-}  // namespace optgate::policy::detail
+}  // namespace optgate::policy::syntax

@@ -80,14 +80,11 @@ bool is_name(std::string_view s) noexcept {
 
 // Opaque tokens (stream id, table version): printable ASCII, no spaces.
 bool is_token(std::string_view s, size_t min) noexcept {
-    return s.size() >= min && s.size() <= kMaxTokenBytes &&
-           std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+    return s.size() >= min && s.size() <= kMaxTokenBytes && std::all_of(s.begin(), s.end(), ascii::is_visible);
 }
 
 // A file name for messages: no control characters.
-bool is_printable(std::string_view s) noexcept {
-    return std::all_of(s.begin(), s.end(), [](char c) { return uint8_t(c) >= 0x20 && c != 0x7f; });
-}
+bool is_printable(std::string_view s) noexcept { return std::none_of(s.begin(), s.end(), ascii::is_control); }
 
 // Stats: metric and label names are lower-case words, so that consentd can
 // export them to Prometheus as they are (optgate_dp_<name>{<label>="..."}).
@@ -107,7 +104,7 @@ bool is_stat_label_name(std::string_view s) noexcept {
 // Printable ASCII without quotes and backslashes: needs no escaping in the exposition.
 bool is_stat_label_value(std::string_view s) noexcept {
     return !s.empty() && s.size() <= kMaxStatLabelValueBytes &&
-           std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+           std::all_of(s.begin(), s.end(), is_stat_label_value_char);
 }
 
 bool stat_fields_ok(uint8_t kind, std::string_view name, std::string_view label_name,
@@ -538,7 +535,7 @@ DecodeResult decode(std::span<const uint8_t> bytes, Direction dir) noexcept {
         res.needed = kHeaderSize;
         return res;
     }
-    const uint32_t len = detail::be32(bytes.data() + 4);
+    const uint32_t len = big_endian::load32(bytes.data() + 4);
     if (len > max_payload(res.type)) return error(DecodeError::oversized);
     if (bytes.size() < kHeaderSize + len) {
         res.needed = kHeaderSize + len;

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "core/big_endian.hpp"
 #include "core/disclosure_report.hpp"
 #include "proto/wire.hpp"
 
@@ -149,10 +150,6 @@ private:
 
 // ---- implementation of the template ----
 namespace detail {
-inline uint32_t be32(const uint8_t* p) noexcept {
-    return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
-}
-inline uint64_t be64(const uint8_t* p) noexcept { return uint64_t(be32(p)) << 32 | be32(p + 4); }
 inline std::string_view str8(const uint8_t*& p) noexcept {
     const size_t n = *p++;
     std::string_view s(reinterpret_cast<const char*>(p), n);
@@ -176,7 +173,7 @@ void for_each_change(const EntryList& list, Fn&& fn) {
             p += 16;
         }
         if (c.op == TableChange::Op::upsert) {
-            c.purposes = detail::be32(p);
+            c.purposes = big_endian::load32(p);
             p += 4;
         }
         fn(static_cast<const TableChange&>(c));
@@ -194,8 +191,8 @@ void for_each_disclosure(const Disclosure& report, Fn&& fn) {
         p += n;
         v.destination = detail::str8(p);
         v.identifier = detail::str8(p);
-        v.passed = detail::be64(p);
-        v.stripped = detail::be64(p + 8);
+        v.passed = big_endian::load64(p);
+        v.stripped = big_endian::load64(p + 8);
         p += 16;
         fn(static_cast<const DisclosureView&>(v));
     }
@@ -208,7 +205,7 @@ void for_each_stat(const Stats& stats, Fn&& fn) {
         StatView v;
         v.kind = StatKind(*p++);
         v.name = detail::str8(p);
-        v.value = detail::be64(p);
+        v.value = big_endian::load64(p);
         p += 8;
         v.label_name = detail::str8(p);
         v.label_value = detail::str8(p);

@@ -37,8 +37,7 @@ constexpr Help kHelp[] = {
 
 std::string stat_label_value(std::string_view s) {
     std::string out;
-    for (char c : s.substr(0, kMaxStatLabelValueBytes))
-        out.push_back(c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? c : '_');
+    for (char c : s.substr(0, kMaxStatLabelValueBytes)) out.push_back(is_stat_label_value_char(c) ? c : '_');
     if (out.empty()) out = "_";
     return out;
 }

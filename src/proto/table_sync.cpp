@@ -39,7 +39,7 @@ void apply_all(ConsentTable& t, const EntryList& list, unsigned ipv6_key_length,
                 t.prefetch_v4(a.v4_host_order());
             } else {
                 uint64_t hi = 0, lo = 0;
-                ConsentTable::split_v6(a.masked(ipv6_key_length), hi, lo);
+                ConsentTable::split_v6(a.bytes.data(), hi, lo, ipv6_key_length);
                 t.prefetch_v6(hi, lo);
             }
         }

@@ -22,6 +22,7 @@
 #include <string_view>
 #include <variant>
 
+#include "core/chars.hpp"
 #include "core/consent_table.hpp"
 #include "core/disclosure_report.hpp"
 
@@ -124,8 +125,12 @@ struct StatView {
     uint64_t value = 0;
     std::string_view label_name;   // "" (no label) or 1..32 of [a-z0-9_], starting with a letter,
                                    // not "dataplane" (consentd adds that label)
-    std::string_view label_value;  // "" without a label, else 1..64 printable, no quotes or backslashes
+    std::string_view label_value;  // "" without a label, else 1..64 is_stat_label_value_char
 };
+
+// A byte of a stat label value: printable ASCII without quotes or
+// backslashes, which needs no escaping in consentd's Prometheus exposition.
+constexpr bool is_stat_label_value_char(char c) noexcept { return ascii::is_printable(c) && c != '"' && c != '\\'; }
 
 // What a data plane passed and stripped in one interval (docs/protocol.md,
 // "Disclosures"). `reporter` is random per data-plane process start, `seq`
@@ -249,12 +254,16 @@ struct Goodbye {
 using Frame = std::variant<Hello, Ack, Welcome, SnapshotBegin, SnapshotChunk, SnapshotEnd, Delta, PolicyUpdate,
                            Heartbeat, Goodbye, Stats, Disclosure, DisclosureAck>;
 
-// One table change as carried by snapshots (always upsert) and deltas.
+// One change to the consent table, the one type for it on both sides:
+// what consentd's state emits per commit (consentd/consent_state.hpp), what
+// snapshots (always upsert) and deltas carry, what table_sync applies. Op's
+// values are the wire's.
 struct TableChange {
     enum class Op : uint8_t { upsert = 1, erase = 2 };
     Op op = Op::upsert;
     SubscriberKey key;
     PurposeMask purposes = 0;  // upsert only
+    friend bool operator==(const TableChange&, const TableChange&) = default;
 };
 
 // One statistic as a data plane reports it (encode_stats, ControlClient):

@@ -40,6 +40,8 @@ struct Options {
     std::string stats_interval;
     std::string disclosure_interval;
     size_t disclosure_entries = DisclosureConfig{}.entries;
+    size_t fragment_datagrams = ReassemblyConfig{}.datagrams;
+    size_t fragment_memory = ReassemblyConfig{}.memory;
     bool pace = false;
 };
 
@@ -70,6 +72,10 @@ Options parse_options(int argc, char** argv) {
         "with --control: report disclosure counts to consentd this often (default 60s)")(
         "disclosure-entries", po::value(&o.disclosure_entries),
         "disclosure table slots (default 65536; 0: off, no \"disclosures\" in the report; docs/replay.md#disclosures)")(
+        "fragment-datagrams", po::value(&o.fragment_datagrams),
+        "fragmented datagrams held for reassembly at once (default 256; docs/pipeline.md#fragments)")(
+        "fragment-memory", po::value(&o.fragment_memory),
+        "bytes of fragment copies held for reassembly (default 4194304)")(
         "tls-cert", po::value(&o.control.tls_cert), "with --control HOST:PORT: this data plane's certificate (PEM)")(
         "tls-key", po::value(&o.control.tls_key), "with --control HOST:PORT: its private key (PEM)")(
         "tls-ca", po::value(&o.control.tls_ca), "with --control HOST:PORT: the CA that signs consentd's certificate")(
@@ -95,16 +101,16 @@ Options parse_options(int argc, char** argv) {
         if (!o.policy.empty() || !o.consent.empty())
             throw UsageError("--control takes the policy and table from consentd: drop --policy and --consent");
         std::string error;
-        const auto t = policy::detail::parse_duration(o.control_timeout, error);
+        const auto t = policy::syntax::parse_duration(o.control_timeout, error);
         if (!t) throw UsageError("--control-timeout " + o.control_timeout + ": " + error);
         o.control.timeout = *t;
         if (vm.count("stats-interval")) {
-            const auto si = policy::detail::parse_duration(o.stats_interval, error);
+            const auto si = policy::syntax::parse_duration(o.stats_interval, error);
             if (!si) throw UsageError("--stats-interval " + o.stats_interval + ": " + error);
             o.control.stats_interval = *si;
         }
         if (vm.count("disclosure-interval")) {
-            const auto di = policy::detail::parse_duration(o.disclosure_interval, error);
+            const auto di = policy::syntax::parse_duration(o.disclosure_interval, error);
             if (!di || *di < std::chrono::seconds(1))
                 throw UsageError("--disclosure-interval " + o.disclosure_interval + ": " +
                                  (di ? "must be at least 1s" : error));
@@ -118,6 +124,10 @@ Options parse_options(int argc, char** argv) {
             throw UsageError("--name, --stats-interval, --disclosure-interval and --tls-* go with --control");
     }
     if (o.input.empty() || o.output.empty()) throw UsageError("IN.pcap and OUT.pcap are required");
+    if (o.fragment_datagrams < 1 || o.fragment_datagrams > 65536)
+        throw UsageError("--fragment-datagrams must be between 1 and 65536");
+    if (o.fragment_memory < 65536 || o.fragment_memory > (size_t(1) << 32))
+        throw UsageError("--fragment-memory must be between 65536 and 4294967296 bytes");
     if (o.disclosure_entries > (size_t(1) << 24))
         throw UsageError("--disclosure-entries must be between 0 (off) and 16777216");
     return o;
@@ -141,7 +151,23 @@ int run(Options& o) {
                                 " is not Ethernet (DLT_EN10MB); optgate-replay reads Ethernet captures only");
     replay::PcapWriter out(o.output, in.linktype(), in.snaplen(), in.nanosecond());
 
-    Worker worker(enforcement, HttpStageConfig{}, DisclosureConfig{o.disclosure_entries});
+    ReassemblyConfig fragments;
+    fragments.datagrams = o.fragment_datagrams;
+    fragments.memory = o.fragment_memory;
+    Worker worker(enforcement, HttpStageConfig{}, DisclosureConfig{o.disclosure_entries}, fragments);
+    // Frames the worker makes (re-fragmented datagrams, released fragments):
+    // written right after the frame whose arrival made them, as the data
+    // plane sends them.
+    struct Emitted {
+        uint32_t index;
+        std::vector<uint8_t> frame;
+    };
+    std::vector<Emitted> emitted;
+    worker.set_emit(
+        [](void* user, const uint8_t* frame, uint32_t len, uint32_t index) noexcept {
+            static_cast<std::vector<Emitted>*>(user)->push_back({index, std::vector<uint8_t>(frame, frame + len)});
+        },
+        &emitted);
     if (worker.disclosure()) {
         disclosures.attach(worker);
         // Reported to consentd every interval, and once more at the end.
@@ -157,12 +183,19 @@ int run(Options& o) {
     auto process = [&](uint32_t n) {
         uint32_t caplen_before[kBurst];
         for (uint32_t i = 0; i < n; ++i) caplen_before[i] = pkts[i].len;
+        emitted.clear();
         worker.process_burst(pkts, n, monotonic_ns());
+        size_t e = 0;
         for (uint32_t i = 0; i < n; ++i) {
-            if (pkts[i].action != Action::forward) continue;
-            // A shrunk frame shrinks on the wire too.
-            const uint32_t wire = origlen[i] - (caplen_before[i] - pkts[i].len);
-            out.write(pkts[i].data, pkts[i].len, wire, pkts[i].timestamp_ns);
+            if (pkts[i].action == Action::forward) {
+                // A shrunk frame shrinks on the wire too.
+                const uint32_t wire = origlen[i] - (caplen_before[i] - pkts[i].len);
+                out.write(pkts[i].data, pkts[i].len, wire, pkts[i].timestamp_ns);
+            }
+            for (; e < emitted.size() && emitted[e].index == i; ++e) {
+                const auto& f = emitted[e].frame;
+                out.write(f.data(), uint32_t(f.size()), uint32_t(f.size()), pkts[i].timestamp_ns);
+            }
         }
         if (control) stats.update(worker.counters());
     };

@@ -709,6 +709,46 @@ class PolicyReloadTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertFalse(json.loads(r.stdout)["table_resync"])  # same policy, same table
 
+    def test_sighup_reload(self):
+        """SIGHUP reloads the way POST /v1/policy/reload does: the same checks,
+        log lines and consentd_policy_reloads_total counts."""
+        d = self.d
+        with open(d.policy) as f:
+            original = f.read()
+
+        def reloads(result):
+            return d.metric(f'consentd_policy_reloads_total{{result="{result}"}}')
+
+        def signal_and_wait(result, before):
+            d.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + PATIENCE
+            while reloads(result) != before + 1:
+                self.assertLess(time.monotonic(), deadline, f"SIGHUP: no {result} reload counted")
+                time.sleep(0.05)
+
+        # Invalid: refused, every error logged, the running policy kept.
+        ok, invalid = reloads("ok"), reloads("invalid")
+        self.write_policy(original.replace("version: 1", "version: 1\nsurprise: true"))
+        signal_and_wait("invalid", invalid)
+        log = d.read_log()
+        self.assertRegex(log, r"policy reload: .*policy\.yaml:\d+:\d+: unknown key 'surprise'")
+        self.assertIn("policy reload refused: the running policy is kept", log)
+        self.assertEqual(self.purposes(), ["advertising", "analytics"])
+        self.assertEqual(reloads("ok"), ok)
+
+        # Valid, without "analytics": installed, as over HTTP.
+        self.write_policy(original.replace("  analytics:\n    description: Analytics providers count visits to web "
+                                           "sites and apps.\n    benefit: The sites and apps you use learn what "
+                                           "to improve.\n    data: [device identifier, client subnet]\n"
+                                           "    retention: 13 months\n", "")
+                          .replace("  - name: web-analytics\n    purpose: analytics\n    description: Example "
+                                   "Analytics Inc.\n    match:\n      prefixes: [198.51.100.0/24]\n", ""))
+        signal_and_wait("ok", ok)
+        self.assertEqual(self.purposes(), ["advertising"])
+        self.assertIn("the consent table changed meaning (full resync)", d.read_log())
+        self.assertEqual(reloads("invalid"), invalid + 1)
+        self.assertTrue(d.alive())
+
 
 RECEIPTS = ("receipts:\n  jurisdiction: EU\n"
             "  controller: {name: Example ISP Ltd., contact: privacy@isp.example}\n"

@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
     }
     try {
         auto policy = std::make_shared<const Policy>(
-            policy::load_policy_text(policy::detail::read_file(argv[2]), argv[2]).policy);
+            policy::load_policy_text(policy::syntax::read_file(argv[2]), argv[2]).policy);
         Metrics metrics;
         DisclosureStore store(argv[1], DisclosureOptions{400, std::chrono::milliseconds(1)}, metrics,
                               [&] { return policy; });

@@ -286,6 +286,38 @@ def test_retransmission(d):
         raw.close()
 
 
+def test_burst(d):
+    """200 requests sent at once queue in the socket: read in bursts, committed
+    in shared batches, and each answered once, only after its bind is in."""
+    raw = Raw(radius_port(d))
+    try:
+        before = head(d)
+        reqs = {}
+        for i in range(200):
+            reqs[i] = acct_request(u32(40, 1) + attr(1, f"cust-burst-{i % 10}") + attr(44, f"s-burst-{i}") +
+                                   ipv4(8, f"100.64.20.{i + 1}"), SECRET, ident=i)
+        for req in reqs.values():
+            raw.send(req)
+        raw.s.settimeout(DEADLINE)
+        answers = {}
+        while len(answers) < len(reqs):
+            try:
+                a = raw.s.recv(4096)
+            except socket.timeout:
+                break
+            check(a[1] not in answers, f"request {a[1]} answered once")
+            answers[a[1]] = a
+        check(sorted(answers) == sorted(reqs), f"every request answered ({len(answers)} of {len(reqs)})")
+        check(all(response_ok(answers[i], reqs[i], SECRET) for i in answers), "each answer authenticates")
+        bound = set()
+        for n in range(10):
+            bound |= bindings(d, f"cust-burst-{n}")
+        check(bound == {f"100.64.20.{i + 1}" for i in range(200)}, "every address bound to its subscriber")
+        check(head(d) == before + 200, "one event per request")
+    finally:
+        raw.close()
+
+
 def test_message_authenticator(d):
     r = radclient(d, start_attrs("cust-m", "s-m", "Framed-IP-Address = 100.64.6.6", "Message-Authenticator = 0x00"))
     check(answered(r) and bindings(d, "cust-m") == {"100.64.6.6"}, "a right Message-Authenticator is accepted")
@@ -395,7 +427,7 @@ def main():
     d = Daemon(limits=RADIUS_CONFIG)
     try:
         for t in (test_start_interim_stop_ipv4, test_interim_binds_a_new_address, test_ipv6_framed_and_delegated,
-                  test_stop_after_reassignment, test_accounting_on_off, test_retransmission,
+                  test_stop_after_reassignment, test_accounting_on_off, test_retransmission, test_burst,
                   test_message_authenticator, test_wrong_secret_and_unknown_client, test_malformed,
                   test_answered_without_binding, test_restart):
             print("---", t.__name__, flush=True)

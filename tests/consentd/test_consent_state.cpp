@@ -13,6 +13,7 @@ using namespace optgate::consentd;
 using optgate::consentd::test::P;
 using optgate::consentd::test::sample_policy;
 using optgate::consentd::test::shared_policy;
+using optgate::proto::TableChange;
 
 namespace {
 
@@ -24,20 +25,20 @@ std::map<std::string, PurposeMask> table(const ConsentState& s) {
     return t;
 }
 
-TableDelta up(const char* addr, PurposeMask m) { return {TableDelta::Kind::upsert, K(addr), m}; }
-TableDelta del(const char* addr) { return {TableDelta::Kind::erase, K(addr), 0}; }
+TableChange up(const char* addr, PurposeMask m) { return {TableChange::Op::upsert, K(addr), m}; }
+TableChange del(const char* addr) { return {TableChange::Op::erase, K(addr), 0}; }
 
 }  // namespace
 
 TEST_CASE("grants set bits in policy order on every bound key") {
     ConsentState s(shared_policy());
-    std::vector<TableDelta> d;
+    std::vector<TableChange> d;
     s.bind(P("100.64.0.1/32"), "sub-1", &d);
     s.bind(P("2001:db8:1000:1::/64"), "sub-1", &d);
-    CHECK(d == std::vector<TableDelta>{up("100.64.0.1", 0), up("2001:db8:1000:1::", 0)});
+    CHECK(d == std::vector<TableChange>{up("100.64.0.1", 0), up("2001:db8:1000:1::", 0)});
     d.clear();
     CHECK(s.set_consent("sub-1", "analytics", true, &d));
-    CHECK(d == std::vector<TableDelta>{up("100.64.0.1", 2), up("2001:db8:1000:1::", 2)});
+    CHECK(d == std::vector<TableChange>{up("100.64.0.1", 2), up("2001:db8:1000:1::", 2)});
     d.clear();
     CHECK_FALSE(s.set_consent("sub-1", "analytics", true, &d));  // a repeat: no change, no delta
     CHECK(d.empty());
@@ -53,9 +54,9 @@ TEST_CASE("a moved address takes the new holder's mask at once") {
     s.set_consent("old", "advertising", true, nullptr);
     s.bind(P("100.64.0.1/32"), "old", nullptr);
     CHECK(s.lookup(K("100.64.0.1")) == PurposeMask(1));
-    std::vector<TableDelta> d;
+    std::vector<TableChange> d;
     s.bind(P("100.64.0.1/32"), "new", &d);
-    CHECK(d == std::vector<TableDelta>{up("100.64.0.1", 0)});  // the new holder consented to nothing
+    CHECK(d == std::vector<TableChange>{up("100.64.0.1", 0)});  // the new holder consented to nothing
     CHECK(*s.holder(P("100.64.0.1/32")) == "new");
     // The old holder's later grants no longer reach the address.
     d.clear();
@@ -64,7 +65,7 @@ TEST_CASE("a moved address takes the new holder's mask at once") {
     CHECK(s.lookup(K("100.64.0.1")) == PurposeMask(0));
     d.clear();
     s.unbind(P("100.64.0.1/32"), &d);
-    CHECK(d == std::vector<TableDelta>{del("100.64.0.1")});
+    CHECK(d == std::vector<TableChange>{del("100.64.0.1")});
     CHECK(s.table_size() == 0);
     CHECK(s.holder(P("100.64.0.1/32")) == nullptr);
 }
@@ -105,7 +106,7 @@ TEST_CASE("policy changes recompute masks and active bindings") {
     CHECK(s.binding_count() == 2);
     CHECK(table(s) == std::map<std::string, PurposeMask>{{"100.64.0.1", 6}});
     // Unbinding the inactive binding produces no table delta.
-    std::vector<TableDelta> d;
+    std::vector<TableChange> d;
     s.unbind(P("2001:db8:1000:1::/64"), &d);
     CHECK(d.empty());
     CHECK(s.binding_count() == 1);
@@ -114,7 +115,7 @@ TEST_CASE("policy changes recompute masks and active bindings") {
 TEST_CASE("coalesce keeps the last change per key in first-change order") {
     const auto out = coalesce(
         {up("100.64.0.1", 1), up("100.64.0.2", 1), del("100.64.0.1"), up("100.64.0.3", 2), up("100.64.0.2", 3)});
-    CHECK(out == std::vector<TableDelta>{del("100.64.0.1"), up("100.64.0.2", 3), up("100.64.0.3", 2)});
+    CHECK(out == std::vector<TableChange>{del("100.64.0.1"), up("100.64.0.2", 3), up("100.64.0.3", 2)});
 }
 
 TEST_CASE("binding addresses") {

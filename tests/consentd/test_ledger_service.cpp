@@ -15,6 +15,7 @@ using namespace optgate;
 using namespace optgate::consentd;
 using optgate::consentd::test::shared_policy;
 using optgate::consentd::test::TempDir;
+using optgate::proto::TableChange;
 
 namespace {
 
@@ -24,9 +25,9 @@ AddressText A(const char* text) {
 }
 
 struct Recorder : TableListener {
-    std::vector<std::pair<uint64_t, std::vector<TableDelta>>> commits;
+    std::vector<std::pair<uint64_t, std::vector<TableChange>>> commits;
     int resyncs = 0, policies = 0;
-    void on_commit(uint64_t seq, const std::vector<TableDelta>& d) override { commits.emplace_back(seq, d); }
+    void on_commit(uint64_t seq, const std::vector<TableChange>& d) override { commits.emplace_back(seq, d); }
     void on_resync(uint64_t, const std::shared_ptr<const Policy>&, const std::string&) override { ++resyncs; }
     void on_policy(uint64_t, const std::shared_ptr<const Policy>&, const std::string&) override { ++policies; }
 };
@@ -144,7 +145,7 @@ TEST_CASE("concurrent requests share commits, and listeners see every change") {
         CHECK(seq > last);
         last = seq;
         for (const auto& d : deltas) {
-            if (d.kind == TableDelta::Kind::upsert)
+            if (d.op == TableChange::Op::upsert)
                 replay[d.key.addr.to_string()] = d.purposes;
             else
                 replay.erase(d.key.addr.to_string());

@@ -67,18 +67,26 @@ TEST_CASE("reserved IPv4 keys are refused and never found") {
     CHECK(t.size() == 0);
 }
 
-TEST_CASE("generation moves on every change") {
-    QsbrDomain rcu;
-    ConsentTable t(rcu);
-    const auto g0 = t.generation();
-    t.upsert(key("100.64.0.1"), 1);
-    const auto g1 = t.generation();
-    CHECK(g1 > g0);
-    t.erase(key("100.64.0.1"));
-    CHECK(t.generation() > g1);
-    const auto g2 = t.generation();
-    t.clear();
-    CHECK(t.generation() > g2);
+TEST_CASE("split_v6: the address masked to the key length, as two host-order words") {
+    const IpAddr a = *IpAddr::parse("2001:db8:1234:5678:9abc:def0:fedc:ba98");
+    uint64_t hi = 0, lo = 0;
+    ConsentTable::split_v6(a.bytes.data(), hi, lo);
+    CHECK(hi == 0x20010db812345678ull);
+    CHECK(lo == 0x9abcdef0fedcba98ull);
+    // Every key length against the bit-by-bit reference: bit i of the
+    // address survives exactly when i < key_length.
+    std::mt19937 rng(11);
+    for (unsigned len = 1; len <= 128; ++len) {
+        IpAddr r;
+        r.family = Family::v6;
+        for (auto& b : r.bytes) b = uint8_t(rng() | 0x81);  // first and last bit of each byte set
+        ConsentTable::split_v6(r.bytes.data(), hi, lo, len);
+        for (unsigned i = 0; i < 128; ++i) {
+            const bool in_address = (r.bytes[i / 8] >> (7 - i % 8)) & 1;
+            const bool in_words = ((i < 64 ? hi >> (63 - i) : lo >> (127 - i)) & 1) != 0;
+            REQUIRE_MESSAGE(in_words == (in_address && i < len), "key length ", len, ", bit ", i);
+        }
+    }
 }
 
 TEST_CASE("random operations agree with a reference map (growth, tombstones, clear)") {

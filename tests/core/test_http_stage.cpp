@@ -582,56 +582,53 @@ TEST_CASE("a flow closed more than 5 s ago is reused before a live one") {
     CHECK(px.count(Counter::http_retransmitted) == 1);
 }
 
-TEST_CASE("fragments of a segment carrying header bytes never pass identifier bytes") {
-    SUBCASE("strip verdict: classify drops the first fragment and remembers the datagram") {
-        HttpPipeline px;
-        const Conn c;
-        px.run(c.syn());
-        const auto frags = test::fragment_ipv4(c.data(0, kReq), 64);
-        REQUIRE(frags.size() > 3);
-        for (const auto& f : frags) CHECK(px.run(f).empty());
-        CHECK(px.count(Counter::fragment_dropped) == frags.size());
+TEST_CASE("a fragmented segment is reassembled and read in its flow like any other segment") {
+    SUBCASE("strip verdict, IPv4 and IPv6: scrubbed, and the flow's next segment continues the stream") {
+        for (const bool v6 : {false, true}) {
+            CAPTURE(v6);
+            HttpPipeline px;
+            Conn c;
+            if (v6) {
+                c.v6 = true;
+                c.src = "2001:db8:1000:2::1";
+                c.dst = "2001:db8:ad::5";
+            }
+            px.run(c.syn());
+            const Bytes seg = c.data(0, kReq);
+            const auto frags = v6 ? test::fragment_ipv6(seg, 64, 0x1234) : test::fragment_ipv4(seg, 64);
+            REQUIRE(frags.size() > 3);
+            for (const auto& f : frags) CHECK(px.run(f).empty());  // held, then emitted
+            REQUIRE(px.emitted.size() == frags.size());
+            for (const auto& f : px.emitted) check_frame(f);
+            const auto whole = test::reassemble(px.emitted);
+            REQUIRE(whole);
+            check_frame(*whole);
+            CHECK(payload(*whole) == kReqScrubbed);
+            CHECK(px.count(Counter::http_midstream_flows) == 0);  // read in its flow, from its SYN
+            const Bytes next = px.run(c.data(kReq.size(), kReq));
+            CHECK(payload(next) == kReqScrubbed);
+        }
     }
-    SUBCASE("strip verdict over IPv6") {
-        HttpPipeline px;
-        Conn c;
-        c.v6 = true;
-        c.src = "2001:db8:1000:2::1";
-        c.dst = "2001:db8:ad::5";
-        px.run(c.syn());
-        const auto frags = test::fragment_ipv6(c.data(0, kReq), 64, 0x1234);
-        REQUIRE(frags.size() > 3);
-        for (const auto& f : frags) CHECK(px.run(f).empty());
-    }
-    SUBCASE("pass by address, but the policy has hostname rules: the fragments are dropped") {
+    SUBCASE("pass by address, but the Host inside the fragments selects a collector without consent") {
         HttpPipeline px;
         Conn c;
         c.src = "100.64.0.11";   // analytics: passes to 198.51.100.0/24 by address...
         c.dst = "198.51.100.7";  // ...but with "Host: ads.example.net" it is ads-web (advertising)
         px.run(c.syn());
-        const auto frags = test::fragment_ipv4(c.data(0, with_host("ads.example.net")), 64);
-        for (const auto& f : frags) CHECK(px.run(f).empty());
-        CHECK(px.count(Counter::fragment_dropped) == frags.size());
+        const std::string req = with_host("ads.example.net");
+        for (const auto& f : test::fragment_ipv4(c.data(0, req), 64)) CHECK(px.run(f).empty());
+        const auto whole = test::reassemble(px.emitted);
+        REQUIRE(whole);
+        CHECK(payload(*whole) == fill_values(req, {"UIDH-0123456789abcdef", "15551234567"}));
     }
-    SUBCASE("pass, no hostname rules: forwarded unread, and the flow goes conservative") {
-        Policy p = test::sample_policy();
-        for (auto& col : p.collectors) col.match.hosts.clear();
-        p.collectors[2].match.prefixes = {test::P("198.18.200.0/24")};  // metrics needs something to match
-        HttpPipeline px(p);
+    SUBCASE("pass verdict: the fragments leave as they came") {
+        HttpPipeline px;
         Conn c;
         c.src = "100.64.0.10";
         px.run(c.syn());
-        const Bytes seg = c.data(0, kReq);
-        const auto frags = test::fragment_ipv4(seg, 64);
-        for (const auto& f : frags) CHECK(px.run(f) == f);
-        CHECK(px.count(Counter::http_fragment_resync) == 1);
-        const std::string next = "GET / HTTP/1.1\r\nX-UIDH: after-fragments\r\n\r\n";
-        const Bytes n = c.data(kReq.size(), next);
-        CHECK(px.run(n) == n);  // still pass, now in conservative mode
-        CHECK(px.count(Counter::http_midstream_flows) == 1);
-        px.consent("100.64.0.10", 0);
-        const Bytes m = px.run(c.data(kReq.size() + next.size(), next));
-        CHECK(payload(m) == fill_values(next, {"after-fragments"}));
+        const auto frags = test::fragment_ipv4(c.data(0, kReq), 64);
+        for (const auto& f : frags) CHECK(px.run(f).empty());
+        CHECK(px.emitted == frags);
     }
 }
 

@@ -163,63 +163,6 @@ TEST_CASE("consent changes reach the next packet") {
     CHECK(fx.count(Counter::verdict_strip_unknown_subscriber) == 1);
 }
 
-TEST_CASE("fragments of an inspected datagram: dropped on strip, forwarded on pass") {
-    PipelineFixture fx;
-    auto fragments_of = [](const char* src, uint16_t id) {
-        const Bytes whole = PacketBuilder()
-                                .ipv4(src, "198.18.0.53", {.id = id})
-                                .udp(40000, 53)
-                                .payload(dns_query({.qname = std::string(60, 'a') + ".example",
-                                                    .edns_udp_size = 1232,
-                                                    .options = {kEcs}}))
-                                .build();
-        return fragment_ipv4(whole, 32);
-    };
-    // Strip verdict (no consent): first and later fragments dropped.
-    auto strip = fragments_of("100.64.0.12", 7);
-    REQUIRE(strip.size() >= 3);
-    const auto out = fx.run_burst(strip);
-    for (const auto& f : out) CHECK(f.empty());
-    CHECK(fx.count(Counter::fragment_dropped) == strip.size());
-    CHECK(fx.count(Counter::ipv4_fragment) == strip.size());
-
-    // Pass verdict: all forwarded unchanged.
-    auto pass = fragments_of("100.64.0.10", 8);
-    CHECK(fx.run_burst(pass) == pass);
-
-    // Later fragments that arrive before the first one cannot be matched
-    // yet; they are forwarded (useless without the dropped first fragment).
-    auto early = fragments_of("100.64.0.12", 9);
-    std::vector<Bytes> reordered(early.begin() + 1, early.end());
-    reordered.push_back(early[0]);
-    const auto out2 = fx.run_burst(reordered);
-    CHECK(out2.back().empty());                // the first fragment: dropped
-    CHECK(out2.front() == reordered.front());  // an early later fragment: forwarded
-
-    // Fragments of non-inspected traffic (UDP 443) are not touched.
-    const Bytes quic = PacketBuilder()
-                           .ipv4("100.64.0.12", "198.18.0.53", {.id = 10})
-                           .udp(40000, 443)
-                           .payload(std::string(100, 'q'))
-                           .build();
-    auto qf = fragment_ipv4(quic, 32);
-    CHECK(fx.run_burst(qf) == qf);
-}
-
-TEST_CASE("IPv6 fragments of a strip-verdict DNS query are dropped") {
-    PipelineFixture fx;
-    const Bytes whole = PacketBuilder()
-                            .ipv6("2001:db8:1000:9::1", "2001:db8:ad::53")
-                            .udp(40000, 53)
-                            .payload(dns_query(
-                                {.qname = std::string(60, 'a') + ".example", .edns_udp_size = 1232, .options = {kEcs}}))
-                            .build();
-    const auto frags = fragment_ipv6(whole, 48, 0x1234);
-    REQUIRE(frags.size() >= 2);
-    for (const auto& f : fx.run_burst(frags)) CHECK(f.empty());
-    CHECK(fx.count(Counter::ipv6_fragment) == frags.size());
-}
-
 TEST_CASE("tagging is off by default") {
     PipelineFixture fx;
     const Bytes f = PacketBuilder().ipv4("100.64.0.10", "203.0.113.5", {.tos = 0x01}).tcp(1, 443).build();

@@ -193,7 +193,7 @@ def main():
     check(dr["rx"] == dr["tx"] + pk["dropped"], f"rx {dr['rx']} != tx {dr['tx']} + pipeline drops {pk['dropped']}")
     check(pk["dropped"] == explained,
           f"{pk['dropped']} pipeline drops, {explained} explained by {', '.join(DROP_REASONS)}")
-    for k in ("tx_full_dropped", "multi_segment_dropped", "steering_ring_full_dropped"):
+    for k in ("tx_full_dropped", "multi_segment_dropped", "steering_ring_full_dropped", "emit_dropped"):
         check(dr.get(k, 0) == 0, f"{dr.get(k)} frames {k}")
     for k in ("no_policy_dropped", "verdict_strip_table_not_received", "verdict_strip_table_stale"):
         check(c[k] == 0, f"{c[k]} frames counted {k}: the table went missing or stale under updates")

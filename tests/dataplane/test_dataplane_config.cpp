@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "core/reassembly.hpp"
 #include "dataplane/config.hpp"
 
 using namespace optgate;
@@ -115,5 +116,23 @@ TEST_CASE("disclosure: defaults, values and their bounds") {
     CHECK(errors_of(std::string(base) + "disclosure: {entries: 99999999}\n").find("'entries' is out of range") !=
           std::string::npos);
     CHECK(errors_of(std::string(base) + "disclosure: {entrys: 4}\n").find("did you mean 'entries'") !=
+          std::string::npos);
+}
+
+TEST_CASE("fragments: defaults are the core's, values and their bounds") {
+    const char* base = "ports: {subscriber: 0, internet: 1}\nstatic: {policy: p, consent: c}\n";
+    const auto d = load_config_text(base, "optgate.yaml", "/srv").config;
+    CHECK(d.fragment_datagrams == ReassemblyConfig{}.datagrams);
+    CHECK(d.fragment_memory == ReassemblyConfig{}.memory);
+    const auto c = load_config_text(std::string(base) + "fragments: {datagrams: 1024, memory: 16777216}\n",
+                                    "optgate.yaml", "/srv")
+                       .config;
+    CHECK(c.fragment_datagrams == 1024);
+    CHECK(c.fragment_memory == 16777216);
+    CHECK(errors_of(std::string(base) + "fragments: {datagrams: 0}\n").find("'datagrams' is out of range") !=
+          std::string::npos);
+    CHECK(errors_of(std::string(base) + "fragments: {memory: 4096}\n").find("'memory' is out of range") !=
+          std::string::npos);
+    CHECK(errors_of(std::string(base) + "fragments: {datagram: 4}\n").find("did you mean 'datagrams'") !=
           std::string::npos);
 }

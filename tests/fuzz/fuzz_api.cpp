@@ -105,7 +105,7 @@ std::optional<Fields> read_fields(const json::value& v, unsigned route, std::str
         }
     } else if (route == 2) {  // bind
         if (auto b = read_bind_body(v, why)) {
-            FUZZ_CHECK(policy::detail::is_subscriber_id(b->subscriber), "a binding read with an invalid subscriber id");
+            FUZZ_CHECK(policy::syntax::is_subscriber_id(b->subscriber), "a binding read with an invalid subscriber id");
             out = Fields{{"subscriber", b->subscriber}, {"source", b->source}};
         }
     } else if (auto b = read_unbind_body(v, why)) {  // unbind

@@ -17,7 +17,8 @@
 //    packet comes out exactly as that packet alone, behind a plain Ethernet
 //    header, comes out of a fresh worker (which the checks above then
 //    check); before it only the outer length and checksum fields may
-//    change, and after it nothing but the moved tail.
+//    change, and after it nothing but the moved tail; an inner fragment is
+//    never held for reassembly, and only a first one may be dropped.
 #include <algorithm>
 #include <cstring>
 
@@ -132,6 +133,20 @@ void check_encapsulated(PacketRig& rig, const Bytes& in, const ParsedPacket& p) 
     native.push_back(p.family == Family::v4 ? 0x00 : 0xdd);
     native.insert(native.end(), in.begin() + p.l3_offset, in.begin() + p.ip_end);
     check_frame(rig, native);
+
+    if (p.fragment) {
+        // Fragments inside a tunnel never reach the reassembly store (its
+        // rebuilt datagrams have no tunnel headers): forwarded at the same
+        // length, or dropped if a first fragment (docs/pipeline.md#encapsulations).
+        auto worker = rig.worker();
+        Bytes out = in;
+        const bool forwarded = run_one(*worker, out, rig.now());
+        FUZZ_CHECK(worker->counters().get(Counter::fragment_held) == 0,
+                   "a fragment inside a tunnel was held for reassembly:\n" + hex(in.data(), in.size()));
+        FUZZ_CHECK(forwarded ? out.size() == in.size() : p.first_fragment,
+                   "a fragment inside a tunnel was dropped or resized:\n" + hex(in.data(), in.size()));
+        return;
+    }
 
     Bytes alone = native;
     const bool alone_forwarded = run_one(*rig.worker(), alone, rig.now());

@@ -4,7 +4,7 @@
 #include "policy/values.hpp"
 
 using namespace optgate;
-using namespace optgate::policy::detail;
+using namespace optgate::policy::syntax;
 using namespace std::chrono_literals;
 
 TEST_SUITE("policy values") {

@@ -60,10 +60,10 @@ public:
         table_version_ = consentd::table_version(*policy_);
     }
 
-    uint64_t commit(const std::vector<consentd::TableDelta>& deltas) {
+    uint64_t commit(const std::vector<proto::TableChange>& deltas) {
         std::lock_guard lk(mu_);
         for (const auto& d : deltas) {
-            if (d.kind == consentd::TableDelta::Kind::upsert)
+            if (d.op == proto::TableChange::Op::upsert)
                 table_[d.key] = d.purposes;
             else
                 table_.erase(d.key);
@@ -73,9 +73,9 @@ public:
         return seq_;
     }
     uint64_t upsert(const char* addr, PurposeMask m) {
-        return commit({{consentd::TableDelta::Kind::upsert, key(addr), m}});
+        return commit({{proto::TableChange::Op::upsert, key(addr), m}});
     }
-    uint64_t erase(const char* addr) { return commit({{consentd::TableDelta::Kind::erase, key(addr), 0}}); }
+    uint64_t erase(const char* addr) { return commit({{proto::TableChange::Op::erase, key(addr), 0}}); }
 
     void set_policy(std::shared_ptr<const Policy> p) {
         std::lock_guard lk(mu_);

@@ -10,8 +10,8 @@
 using namespace optgate;
 using namespace optgate::test_proto;
 using consentd::EnforcementReport;
-using consentd::TableDelta;
 using proto::Goodbye;
+using proto::TableChange;
 
 namespace {
 
@@ -23,10 +23,10 @@ EnforcementReport wait_enforced(Rig& rig, uint64_t seq, std::chrono::millisecond
     return f.get();
 }
 
-std::vector<TableDelta> many_changes(uint32_t base, uint32_t n, PurposeMask m) {
-    std::vector<TableDelta> d;
+std::vector<TableChange> many_changes(uint32_t base, uint32_t n, PurposeMask m) {
+    std::vector<TableChange> d;
     for (uint32_t i = 0; i < n; ++i)
-        d.push_back({TableDelta::Kind::upsert, SubscriberKey{IpAddr::from_v4_host(0x64400000u + base + i)}, m});
+        d.push_back({TableChange::Op::upsert, SubscriberKey{IpAddr::from_v4_host(0x64400000u + base + i)}, m});
     return d;
 }
 
@@ -365,16 +365,16 @@ TEST_CASE("snapshots come from consentd's mirror of the table, through commits a
     auto churn = [&](int n) {
         uint64_t last = 0;
         for (int i = 0; i < n; ++i) {
-            std::vector<TableDelta> d;
+            std::vector<TableChange> d;
             for (int j = 0; j < 20; ++j) {
                 const uint32_t host = 0x64400000u + 1 + rng() % 500;
                 const SubscriberKey k = (rng() % 4 == 0)
                                             ? key(("2001:db8:1000:" + std::to_string(rng() % 300) + "::").c_str())
                                             : SubscriberKey{IpAddr::from_v4_host(host)};
                 if (rng() % 3 == 0)
-                    d.push_back({TableDelta::Kind::erase, k, 0});
+                    d.push_back({TableChange::Op::erase, k, 0});
                 else
-                    d.push_back({TableDelta::Kind::upsert, k, PurposeMask(rng() % 4)});
+                    d.push_back({TableChange::Op::upsert, k, PurposeMask(rng() % 4)});
             }
             last = rig.ledger.commit(consentd::coalesce(d));
         }

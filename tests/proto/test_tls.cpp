@@ -149,7 +149,7 @@ TEST_CASE("the client library refuses plain TCP beyond loopback, and TLS files t
 }
 
 TEST_CASE("config: a TCP listener beyond loopback needs TLS; socket modes; heartbeat vs staleness") {
-    using namespace policy::detail;
+    using namespace policy::syntax;
     auto read = [](const std::string& yaml, consentd::DataPlaneConfig& c) {
         Diagnostics d("consentd.yaml");
         const auto root = parse_document(yaml, d);

@@ -229,6 +229,15 @@ std::vector<Bytes> fragment_ipv4(const Bytes& frame, size_t payload_bytes);
 // fragment. Throws on non-IPv6 input or input already holding a fragment header.
 std::vector<Bytes> fragment_ipv6(const Bytes& frame, size_t payload_bytes, uint32_t id);
 
+// The datagram the fragments in `frames` make (RFC 791 / RFC 8200 4.5), in
+// any order, duplicates allowed; written apart from the core's reassembly.
+// The IPv4 header gets MF and offset cleared (DF kept), its total length and
+// a checksum computed from scratch; IPv6 loses the fragment header. A single
+// whole datagram comes back as it is. nullopt when a piece is missing;
+// throws std::invalid_argument on overlapping fragments that disagree, data
+// past the last fragment, or a frame that does not parse.
+std::optional<Bytes> reassemble(const std::vector<Bytes>& frames);
+
 // TCP stream helper for HTTP tests: cut `data` into segments whose sizes
 // cycle through `sizes` (positive); seq of the first byte is `isn`. Every
 // segment has ACK; the last also PSH.

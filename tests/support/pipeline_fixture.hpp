@@ -22,7 +22,7 @@ namespace optgate::test {
 //   100.64.0.99             not in the table
 struct PipelineFixture {
     explicit PipelineFixture(Policy policy = sample_policy(), Enforcement::Mode mode = Enforcement::Mode::static_table,
-                             const DisclosureConfig& disclosure = {})
+                             const DisclosureConfig& disclosure = {}, const ReassemblyConfig& fragments = {})
         : enforcement(mode) {
         std::string error;
         auto rt = Runtime::compile(std::move(policy), &error);
@@ -34,10 +34,37 @@ struct PipelineFixture {
         table->upsert(key("100.64.0.12"), 0);
         table->upsert(key("2001:db8:1000:1::"), 0b01);
         enforcement.install(std::move(rt), std::move(table));
-        worker = std::make_unique<Worker>(enforcement, HttpStageConfig{}, disclosure);
-        // After the worker: it touches its 33 MiB flow table, which on a
-        // loaded machine can take longer than a test's staleness limit.
+        worker = std::make_unique<Worker>(enforcement, HttpStageConfig{}, disclosure, fragments);
+        // After the worker (tens of MiB touched at construction): a test's
+        // staleness limit counts from here.
         if (mode == Enforcement::Mode::controlled) enforcement.heard_from_control(monotonic_ns());
+        worker->set_emit(
+            [](void* user, const uint8_t* frame, uint32_t len, uint32_t index) noexcept {
+                static_cast<PipelineFixture*>(user)->emitted.push_back({index, Bytes(frame, frame + len)});
+            },
+            this);
+    }
+    // The emit hook holds `this`.
+    PipelineFixture(const PipelineFixture&) = delete;
+    PipelineFixture& operator=(const PipelineFixture&) = delete;
+    PipelineFixture(PipelineFixture&&) = delete;
+    PipelineFixture& operator=(PipelineFixture&&) = delete;
+    ~PipelineFixture() = default;
+
+    // Everything that leaves for a burst, in the order a driver sends it:
+    // each forwarded frame, then the frames the worker emitted on its
+    // arrival (reassembled datagrams cut again, released fragments).
+    std::vector<Bytes> run_stream(std::vector<Bytes> frames, uint64_t ts_ns = 1'000'000'000) {
+        emitted.clear();
+        const auto out = run_burst(std::move(frames), ts_ns);
+        std::vector<Bytes> stream;
+        size_t e = 0;
+        for (size_t i = 0; i < out.size(); ++i) {
+            if (!out[i].empty()) stream.push_back(out[i]);
+            for (; e < emitted.size() && emitted[e].first == i; ++e) stream.push_back(emitted[e].second);
+        }
+        CHECK(e == emitted.size());  // emitted in burst order, each after a frame of the burst
+        return stream;
     }
 
     // Runs one frame through the worker; returns it as forwarded (empty if dropped).
@@ -68,6 +95,7 @@ struct PipelineFixture {
 
     Enforcement enforcement;
     std::unique_ptr<Worker> worker;
+    std::vector<std::pair<uint32_t, Bytes>> emitted;  // (burst index, frame), last burst
 };
 
 }  // namespace optgate::test

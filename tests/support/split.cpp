@@ -114,6 +114,83 @@ std::vector<Bytes> fragment_ipv6(const Bytes& frame, size_t payload_bytes, uint3
     return out;
 }
 
+std::optional<Bytes> reassemble(const std::vector<Bytes>& frames) {
+    struct Piece {
+        size_t offset;
+        Bytes data;
+    };
+    std::vector<Piece> pieces;
+    std::optional<Bytes> head;  // the first fragment's L2 + IP headers (IPv6: without the fragment header)
+    size_t link = 0;            // IPv6: the next-header byte that named the fragment header
+    uint8_t inner_nh = 0;
+    std::optional<size_t> total;
+    int version = 0;
+    for (const Bytes& f : frames) {
+        const detail::FrameLayout L = detail::parse_frame(f);
+        if (!L.error.empty()) throw std::invalid_argument("reassemble: " + L.error);
+        if (!L.fragment) {
+            if (frames.size() == 1) return f;
+            throw std::invalid_argument("reassemble: a whole datagram among fragments");
+        }
+        version = L.ip_version;
+        size_t offset = 0, data_at = 0, hdr_end = 0;
+        bool more = false;
+        if (L.ip_version == 4) {
+            const uint16_t fo = get16(f, L.l3 + 6);
+            offset = size_t(fo & 0x1fff) * 8;
+            more = fo & 0x2000;
+            data_at = hdr_end = L.l3 + L.ip_header_len;
+        } else {
+            size_t prev = L.l3 + 6;
+            for (const auto& e : L.ext) {
+                if (e.type == kIp6Fragment) {
+                    const uint16_t fo = get16(f, e.offset + 2);
+                    offset = fo & 0xfff8;
+                    more = fo & 1;
+                    hdr_end = e.offset;
+                    data_at = e.offset + 8;
+                    if (offset == 0) {
+                        link = prev;
+                        inner_nh = f[e.offset];
+                    }
+                    break;
+                }
+                prev = e.offset;
+            }
+        }
+        if (offset == 0) head = Bytes(f.begin(), f.begin() + long(hdr_end));
+        if (!more) total = offset + (L.ip_end - data_at);
+        pieces.push_back({offset, Bytes(f.begin() + long(data_at), f.begin() + long(L.ip_end))});
+    }
+    if (!head || !total) return std::nullopt;
+    Bytes data(*total);
+    std::vector<bool> have(*total, false);
+    for (const auto& p : pieces) {
+        if (p.offset + p.data.size() > *total) throw std::invalid_argument("reassemble: fragment beyond the end");
+        for (size_t i = 0; i < p.data.size(); ++i) {
+            if (have[p.offset + i] && data[p.offset + i] != p.data[i])
+                throw std::invalid_argument("reassemble: overlapping fragments disagree");
+            data[p.offset + i] = p.data[i];
+            have[p.offset + i] = true;
+        }
+    }
+    if (std::find(have.begin(), have.end(), false) != have.end()) return std::nullopt;
+    Bytes out = *head;
+    const size_t l3 = detail::parse_frame(frames.front()).l3;
+    if (version == 4) {
+        const size_t hl = out.size() - l3;
+        put16(out, l3 + 2, uint16_t(hl + *total));
+        put16(out, l3 + 6, get16(out, l3 + 6) & 0x4000);  // DF stays; MF and offset go
+        put16(out, l3 + 10, 0);
+        put16(out, l3 + 10, detail::inet_checksum(&out[l3], hl));
+    } else {
+        out[link] = inner_nh;
+        put16(out, l3 + 4, uint16_t(out.size() - l3 - 40 + *total));
+    }
+    out.insert(out.end(), data.begin(), data.end());
+    return out;
+}
+
 std::vector<Segment> segment_stream(std::string_view data, uint32_t isn, const std::vector<size_t>& sizes) {
     if (sizes.empty()) throw std::invalid_argument("segment_stream: no sizes");
     for (size_t s : sizes)

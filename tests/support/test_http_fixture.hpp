@@ -97,7 +97,18 @@ struct HttpPipeline {
         table->upsert(key("2001:db8:1000:1::"), 0b01);
         enforcement.install(std::move(rt), std::move(table));
         worker = std::make_unique<Worker>(enforcement, config);
+        worker->set_emit(
+            [](void* user, const uint8_t* frame, uint32_t len, uint32_t) noexcept {
+                static_cast<HttpPipeline*>(user)->emitted.emplace_back(frame, frame + len);
+            },
+            this);
     }
+    // The emit hook holds `this`.
+    HttpPipeline(const HttpPipeline&) = delete;
+    HttpPipeline& operator=(const HttpPipeline&) = delete;
+    HttpPipeline(HttpPipeline&&) = delete;
+    HttpPipeline& operator=(HttpPipeline&&) = delete;
+    ~HttpPipeline() = default;
 
     static HttpStageConfig small() {
         HttpStageConfig c;
@@ -135,6 +146,7 @@ struct HttpPipeline {
     unsigned key_length = 64;
     Enforcement enforcement;
     std::unique_ptr<Worker> worker;
+    std::vector<Bytes> emitted;  // frames the worker emitted (reassembled datagrams cut again), oldest first
 };
 
 }  // namespace optgate::httptest
