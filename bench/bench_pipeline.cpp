@@ -3,7 +3,7 @@
 // same run. Not a test: it asserts nothing and never gates CI.
 //
 //   optgate-bench [--passes N] [--json FILE] [--mode both|pipeline|parse] [--callgrind]
-//                 [--disclosure-entries N] [--fragments]
+//                 [--disclosure-entries N] [--encapsulate NAME] [--fragments]
 //
 // Each pass replays the whole mix once; pipeline and baseline passes
 // alternate. Reported: the best pass of each (least disturbed by other load
@@ -32,10 +32,16 @@
 // default 65536 as in the data plane, 0: accounting off, for its cost). The
 // table is drained before every pass, outside the timed region, as the
 // control thread does every interval.
+//
+// --encapsulate NAME: every frame of the mix wrapped in that encapsulation
+// (pppoe, mpls, gre, l2tp, vxlan, geneve, gtpu; outer IPv4 where there is
+// one), enabled in the policy: the cost per encapsulated packet against the
+// native mix (docs/benchmarks.md, "Encapsulations").
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -219,6 +225,24 @@ Result run_pass(std::vector<Bytes>& frames, const Mix& pristine, Fn&& fn, bool c
     return r;
 }
 
+// The mix's frames wrapped in `kind` (docs/pipeline.md#encapsulations).
+void encapsulate(Mix& mix, Encapsulation kind) {
+    PacketBuilder outer;
+    outer.ipv4("198.18.5.1", "198.18.5.2");
+    for (auto& f : mix.frames) {
+        switch (kind) {
+        case Encapsulation::pppoe: f = wrap_pppoe(f, 0x2a); break;
+        case Encapsulation::mpls: f = wrap_mpls(f, {16}); break;
+        case Encapsulation::gre: f = wrap_gre(f, outer, {.key = 7}); break;
+        case Encapsulation::l2tp: f = wrap_l2tp(f, PacketBuilder(outer).udp(kPortL2tp, kPortL2tp)); break;
+        case Encapsulation::vxlan: f = wrap_vxlan(f, PacketBuilder(outer).udp(49152, kPortVxlan), 42); break;
+        case Encapsulation::geneve: f = wrap_geneve(f, PacketBuilder(outer).udp(49152, kPortGeneve), 5); break;
+        case Encapsulation::gtpu: f = wrap_gtpu(f, PacketBuilder(outer).udp(kPortGtpu, kPortGtpu)); break;
+        default: break;
+        }
+    }
+}
+
 // --fragments: ns per datagram, whole against fragmented, same worker setup.
 // With `callgrind`, one pass of `only` ("whole" or "fragmented") with
 // collection on around the pipeline calls.
@@ -333,6 +357,7 @@ int main(int argc, char** argv) {
     std::string json_path, mode = "both";
     bool callgrind = false, fragments = false;
     DisclosureConfig disclosure;
+    std::optional<Encapsulation> encapsulation;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--passes" && i + 1 < argc)
@@ -347,18 +372,26 @@ int main(int argc, char** argv) {
             fragments = true;
         else if (a == "--disclosure-entries" && i + 1 < argc)
             disclosure.entries = size_t(std::strtoull(argv[++i], nullptr, 10));
+        else if (a == "--encapsulate" && i + 1 < argc && (encapsulation = encapsulation_from_name(argv[i + 1])))
+            ++i;
         else {
             std::fprintf(stderr,
                          "usage: optgate-bench [--passes N] [--json FILE] [--mode both|pipeline|parse] [--callgrind] "
-                         "[--disclosure-entries N] [--fragments]\n");
+                         "[--disclosure-entries N] [--encapsulate pppoe|mpls|gre|l2tp|vxlan|geneve|gtpu] "
+                         "[--fragments]\n");
             return 2;
         }
     }
     if (callgrind) passes = 1;
 
     std::fprintf(stderr, "building the mix (%zu flows) and a %u-entry consent table...\n", kFlows, kSubscribers);
-    const Mix pristine = make_mix(2026);
+    Mix mix = make_mix(2026);
+    if (encapsulation) encapsulate(mix, *encapsulation);
+    const Mix pristine = std::move(mix);
     std::vector<Bytes> frames = pristine.frames;
+    Policy policy = bench_policy();
+    if (encapsulation) policy.encapsulations |= encapsulation_bit(*encapsulation);
+    const EncapsulationSet encapsulations = policy.encapsulations;
 
     Enforcement enforcement(Enforcement::Mode::static_table);
     auto table = enforcement.make_table(kSubscribers);
@@ -366,7 +399,7 @@ int main(int argc, char** argv) {
     for (uint32_t i = 0; i < kSubscribers; ++i)
         table->upsert({IpAddr::from_v4_host(kFirstSubscriber + i)},
                       rng() % 4);  // a quarter consent to each purpose pair
-    enforcement.install(Runtime::compile(bench_policy()), std::move(table));
+    enforcement.install(Runtime::compile(std::move(policy)), std::move(table));
     if (fragments) return fragment_bench(enforcement, passes, callgrind, mode);
     Worker worker(enforcement, HttpStageConfig{}, disclosure);
     DisclosureDrain drainer(0);
@@ -386,7 +419,7 @@ int main(int argc, char** argv) {
         uint32_t ok = 0;
         for (uint32_t i = 0; i < n; ++i) {
             if (i + 2 < n) __builtin_prefetch(refs[i + 2].data);
-            ok += parse_packet(refs[i].data, refs[i].len, p).ok;
+            ok += parse_packet(refs[i].data, refs[i].len, p, encapsulations).ok;
         }
         refs[0].action = ok ? Action::forward : Action::drop;  // keep the work observable
     };

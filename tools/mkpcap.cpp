@@ -1,5 +1,6 @@
-// optgate-mkpcap [--fragmented] OUT.pcap: writes the demo's sample traffic
-// (sample_traffic.hpp), or the same cut into IP fragments.
+// optgate-mkpcap [--encapsulated | --fragmented] OUT.pcap: writes the demo's
+// sample traffic (sample_traffic.hpp), the same mixed with encapsulations, or
+// the same cut into IP fragments.
 #include <cstdio>
 #include <exception>
 #include <string_view>
@@ -7,14 +8,16 @@
 #include "sample_traffic.hpp"
 
 int main(int argc, char** argv) {
-    const bool fragmented = argc == 3 && std::string_view(argv[1]) == "--fragmented";
-    if (argc != 2 && !fragmented) {
-        std::fprintf(stderr, "usage: optgate-mkpcap [--fragmented] OUT.pcap\n");
+    const std::string_view option = argc == 3 ? std::string_view(argv[1]) : std::string_view();
+    const bool encapsulated = option == "--encapsulated", fragmented = option == "--fragmented";
+    if (argc != 2 && !encapsulated && !fragmented) {
+        std::fprintf(stderr, "usage: optgate-mkpcap [--encapsulated | --fragmented] OUT.pcap\n");
         return 2;
     }
     try {
-        optgate::test::write_pcap(argv[argc - 1],
-                                  fragmented ? optgate::tools::fragmented_traffic() : optgate::tools::sample_traffic());
+        optgate::test::write_pcap(argv[argc - 1], encapsulated ? optgate::tools::encapsulated_traffic()
+                                                  : fragmented ? optgate::tools::fragmented_traffic()
+                                                               : optgate::tools::sample_traffic());
     } catch (const std::exception& e) {
         std::fprintf(stderr, "optgate-mkpcap: %s\n", e.what());
         return 2;

@@ -12,6 +12,7 @@ namespace {
 using namespace optgate::test;
 
 constexpr const char* kGatewayMac = "02:00:00:00:00:fe";
+constexpr uint16_t kL2tpPort = 1701;
 
 struct Sample {
     std::vector<PcapRecord> records;
@@ -124,6 +125,38 @@ std::vector<PcapRecord> sample_traffic() {
     }
     s.http("2001:db8:1000:3::42", "2001:db8:ad::80", port++, get("ads.example.net", "/ad", uidh));
     return s.records;
+}
+
+std::vector<PcapRecord> encapsulated_traffic() {
+    std::vector<PcapRecord> records = sample_traffic();
+    PacketBuilder l2;
+    l2.ether("02:00:00:00:00:01", kGatewayMac);
+    auto outer = [&l2](bool v6) {
+        PacketBuilder b = l2;
+        if (v6)
+            b.ipv6("2001:db8:ad:ff::1", "2001:db8:ad:ff::2");
+        else
+            b.ipv4("198.18.5.1", "198.18.5.2");
+        return b;
+    };
+    unsigned n = 0;
+    for (auto& r : records) {
+        const unsigned type = unsigned(r.data[12]) << 8 | r.data[13];
+        if (type != 0x0800 && type != 0x86dd) continue;  // ARP stays as it is
+        const bool v6 = (n / 9) % 2 == 1;
+        switch (n++ % 9) {
+        case 0: break;  // native
+        case 1: r.data = wrap_pppoe(r.data, 0x2a, l2); break;
+        case 2: r.data = wrap_mpls(r.data, {16, 17}, l2); break;
+        case 3: r.data = wrap_gre(r.data, outer(v6), {.checksum = true, .key = 7}); break;
+        case 4: r.data = wrap_gre(r.data, outer(v6), {.ethernet = true}); break;
+        case 5: r.data = wrap_l2tp(r.data, outer(v6).udp(kL2tpPort, kL2tpPort)); break;
+        case 6: r.data = wrap_vxlan(r.data, outer(v6).udp(uint16_t(49152 + n % 64), 4789), 42); break;
+        case 7: r.data = wrap_geneve(r.data, outer(v6).udp(49152, 6081), 5, {.options = Bytes(4, 0)}); break;
+        case 8: r.data = wrap_gtpu(r.data, outer(v6).udp(2152, 2152), {.teid = 9, .sequence = uint16_t(n)}); break;
+        }
+    }
+    return records;
 }
 
 std::vector<PcapRecord> fragmented_traffic() {

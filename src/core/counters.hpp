@@ -48,6 +48,17 @@ namespace optgate {
     X(fragment_malformed, "datagrams discarded: bad fragment length, past 65535 or the last one")    \
     X(fragment_timeout, "datagrams discarded: not whole within the reassembly timeout")              \
     X(fragment_store_full, "datagrams discarded: the worker's reassembly store had no room")         \
+    /* encapsulations (docs/pipeline.md#encapsulations); per kind in Encapsulation order */          \
+    X(encapsulated_inspected, "frames parsed through an enabled encapsulation to the inner packet")  \
+    X(encapsulated_not_inspected_pppoe, "PPPoE sessions not looked into (off, or unparsable)")       \
+    X(encapsulated_not_inspected_mpls, "MPLS frames not looked into (off, or unparsable)")           \
+    X(encapsulated_not_inspected_gre, "GRE not looked into (off, or unparsable)")                    \
+    X(encapsulated_not_inspected_l2tp, "L2TP (UDP 1701) not looked into (off, or unparsable)")       \
+    X(encapsulated_not_inspected_vxlan, "VXLAN (UDP 4789) not looked into (off, or unparsable)")     \
+    X(encapsulated_not_inspected_geneve, "Geneve (UDP 6081) not looked into (off, or unparsable)")   \
+    X(encapsulated_not_inspected_gtpu, "GTP-U (UDP 2152) not looked into (off, or unparsable)")      \
+    X(encapsulated_fragment_not_inspected, "fragments of or in an enabled tunnel: not reassembled")  \
+    X(encapsulated_too_deep, "more than 4 encapsulation layers: forwarded unchanged")                \
     /* DNS stage */                                                                                  \
     X(dns_queries, "DNS queries from subscribers inspected")                                         \
     X(dns_not_query, "DNS messages with QR=1 on a DNS port: not inspected")                          \

@@ -17,6 +17,7 @@ Enforcement::~Enforcement() {
 }
 
 void Enforcement::install(std::shared_ptr<const Runtime> runtime, std::unique_ptr<ConsentTable> table) {
+    encapsulations_.store(runtime ? runtime->policy().encapsulations : 0, std::memory_order_relaxed);
     auto* fresh = new Generation{std::move(runtime), std::move(table)};
     Generation* old = current_.exchange(fresh, std::memory_order_acq_rel);
     if (old) rcu_.retire([old] { delete old; });

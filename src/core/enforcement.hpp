@@ -48,6 +48,9 @@ public:
     // The installed policy. Also safe on a worker inside a burst (between
     // online and quiescent, RCU keeps the generation alive); not per packet.
     std::shared_ptr<const Runtime> runtime() const;
+    // The installed policy's encapsulations (0 before the first install),
+    // for code outside a burst: the data plane's steering reads it per burst.
+    EncapsulationSet encapsulations() const noexcept { return encapsulations_.load(std::memory_order_relaxed); }
     void heard_from_control(uint64_t now_mono_ns) noexcept {
         last_contact_ns_.store(now_mono_ns, std::memory_order_release);
     }
@@ -83,6 +86,7 @@ private:
     QsbrDomain rcu_;  // declared first among the shared state: outlives the tables
     std::atomic<Generation*> current_{nullptr};
     std::atomic<uint64_t> last_contact_ns_{0};
+    std::atomic<EncapsulationSet> encapsulations_{0};
 };
 
 // Monotonic clock in nanoseconds (CLOCK_MONOTONIC), for freshness.

@@ -157,6 +157,7 @@ uint32_t Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx, uint32
     WorkerCounters& c = ctx.counters;
     const Runtime& rt = ctx.runtime;
     dns_count_ = http_count_ = dns_tcp_count_ = 0;
+    const EncapsulationSet encapsulations = rt.policy().encapsulations;
     for (uint32_t i = 0; i < n; ++i) {
         if (i + 2 < n) __builtin_prefetch(pkts[i + 2].data);
         BurstSlot& s = slots_[i];
@@ -166,7 +167,10 @@ uint32_t Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx, uint32
         s.from_subscriber = false;
         PacketRef& pkt = pkts[i];
         pkt.action = Action::forward;
-        const ParseResult r = parse_packet(pkt.data, pkt.len, s.parsed);
+        const ParseResult r = parse_packet(pkt.data, pkt.len, s.parsed, encapsulations);
+        // Encapsulated frames: looked into, or what was not (docs/pipeline.md#encapsulations).
+        if (s.parsed.note != Counter::packets) [[unlikely]]
+            c.add(s.parsed.note);
         if (!r.ok) {
             c.add(r.reason);
             continue;
@@ -197,6 +201,22 @@ uint32_t Worker::classify(PacketRef* pkts, uint32_t n, BurstContext& ctx, uint32
             // passes unread: reassembled and inspected, or dropped
             // (docs/pipeline.md#fragments).
             const Reassembly::Need need = fragment_need(p, inspected_port);
+            if (p.encapsulations) [[unlikely]] {
+                // A fragment inside a tunnel: its offsets are behind tunnel
+                // headers the store does not rebuild (it keeps only an
+                // Ethernet/VLAN header), so it never reaches the store. One
+                // that could carry an identifier the stages must see (a first
+                // fragment to an inspected port, or a tiny one) is dropped:
+                // without it the receiver cannot reassemble the datagram, so
+                // the later fragments pass unread (docs/pipeline.md#encapsulations).
+                if (p.note != Counter::encapsulated_fragment_not_inspected)
+                    c.add(Counter::encapsulated_fragment_not_inspected);
+                if (need == Reassembly::Need::inspect || need == Reassembly::Need::tiny) {
+                    pkt.action = Action::drop;
+                    c.add(Counter::fragment_dropped);
+                }
+                continue;
+            }
             if (need == Reassembly::Need::none && !p.first_fragment) continue;
             uint32_t d = 0;
             const Reassembly::Step step = reassembly_.accept(pkt.data, p, need, pkt.timestamp_ns, c,

@@ -15,4 +15,20 @@ bool HostPattern::matches(std::string_view host) const noexcept {
     return host.size() > name.size() + 1 && host.ends_with(name) && host[host.size() - name.size() - 1] == '.';
 }
 
+namespace {
+constexpr std::string_view kEncapsulationNames[] = {
+#define OPTGATE_X(name, what) #name,
+    OPTGATE_ENCAPSULATIONS(OPTGATE_X)
+#undef OPTGATE_X
+};
+}  // namespace
+
+std::string_view encapsulation_name(Encapsulation e) noexcept { return kEncapsulationNames[unsigned(e)]; }
+
+std::optional<Encapsulation> encapsulation_from_name(std::string_view name) noexcept {
+    for (unsigned i = 0; i < kEncapsulationCount; ++i)
+        if (kEncapsulationNames[i] == name) return Encapsulation(i);
+    return std::nullopt;
+}
+
 }  // namespace optgate

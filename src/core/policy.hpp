@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/addr.hpp"
+#include "core/encapsulation.hpp"
 
 namespace optgate {
 
@@ -103,6 +104,8 @@ struct Policy {
     std::chrono::milliseconds staleness_limit{30000};
     char strip_filler = 'x';
     Tagging tagging;
+    // The encapsulations the parser looks into (docs/pipeline.md#encapsulations).
+    EncapsulationSet encapsulations = kDefaultEncapsulations;
 
     std::optional<unsigned> purpose_index(std::string_view name) const noexcept {
         for (unsigned i = 0; i < purposes.size(); ++i)

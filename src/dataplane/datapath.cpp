@@ -238,9 +238,10 @@ void Datapath::steer(Slot& w, rte_mbuf** in, uint16_t n, uint64_t now) noexcept 
     const uint64_t workers_n = slots_.size();
     rte_mbuf* local[Worker::kMaxBurst];
     uint16_t nlocal = 0;
+    const EncapsulationSet encapsulations = enforcement_.encapsulations();  // inner flows of these
     for (uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = in[i];
-        const uint32_t h = steering_.hash(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m));
+        const uint32_t h = steering_.hash(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), encapsulations);
         const unsigned target = unsigned((uint64_t(h) * workers_n) >> 32);
         if (target == w.index)
             local[nlocal++] = m;

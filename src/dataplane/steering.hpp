@@ -8,6 +8,14 @@
 // types: TCP and UDP hash addresses and ports; other IP traffic and every
 // IPv4 fragment hash addresses only (later fragments carry no ports);
 // non-IP frames (ARP, LLDP) go to worker 0.
+//
+// Encapsulated frames (docs/pipeline.md#encapsulations): when the policy
+// looks into an encapsulation, a frame that carries it hashes on its inner
+// flow, parsed by the core's parser, so both directions of an inner flow
+// meet on one worker whatever the outer headers say (VXLAN's and GTP-U's
+// outer source ports differ by direction; PPPoE has no IP header outside).
+// Only frames that may be encapsulated (PPPoE/MPLS EtherTypes, GRE, UDP to
+// a tunnel port) are parsed twice; native frames cost what they did.
 #pragma once
 
 #include <rte_thash.h>
@@ -16,6 +24,7 @@
 #include <cstdint>
 
 #include "core/big_endian.hpp"
+#include "core/packet.hpp"
 
 namespace optgate::dataplane {
 
@@ -43,7 +52,9 @@ public:
     }
 
     // The flow hash of an Ethernet frame (0 for non-IP frames).
-    uint32_t hash(const uint8_t* frame, uint32_t len) const noexcept {
+    // The flow hash of an Ethernet frame (0 for non-IP frames).
+    // `encapsulations`: those the policy looks into (Enforcement::encapsulations()).
+    uint32_t hash(const uint8_t* frame, uint32_t len, EncapsulationSet encapsulations = 0) const noexcept {
         using big_endian::load16;
         using big_endian::load32;
         uint32_t off = 12;
@@ -54,6 +65,10 @@ public:
             if (len < off + 4) return 0;
             type = load16(frame + off + 2);
             off += 4;
+        }
+        if (encapsulations && may_be_encapsulated(frame, len, type, off)) [[unlikely]] {
+            ParsedPacket p;
+            if (parse_packet(frame, len, p, encapsulations).ok && p.encapsulations) return hash_inner(p);
         }
         uint32_t tuple[10];
         if (type == 0x0800) {
@@ -88,6 +103,38 @@ public:
     }
 
 private:
+    // A cheap look at the outer headers: could the parser find a tunnel here?
+    static bool may_be_encapsulated(const uint8_t* frame, uint32_t len, uint16_t type, uint32_t off) noexcept {
+        using big_endian::load16;
+        if (type == 0x8864 || type == 0x8847 || type == 0x8848) return true;
+        uint8_t proto = 0;
+        uint32_t l4 = 0;
+        if (type == 0x0800 && len >= off + 20) {
+            proto = frame[off + 9];
+            l4 = off + uint32_t(frame[off] & 0x0f) * 4;
+        } else if (type == 0x86dd && len >= off + 40) {
+            proto = frame[off + 6];  // tunnels behind IPv6 extension headers hash on the outer packet
+            l4 = off + 40;
+        }
+        if (proto == kProtoGre) return true;
+        return proto == kProtoUdp && len >= l4 + 4 && udp_tunnel(load16(frame + l4), load16(frame + l4 + 2));
+    }
+
+    // The inner packet's flow, as hash() would hash it were it native.
+    uint32_t hash_inner(const ParsedPacket& p) const noexcept {
+        using big_endian::load32;
+        uint32_t tuple[9];
+        const unsigned words = p.family == Family::v4 ? 1 : 4;
+        for (unsigned i = 0; i < words; ++i) {
+            tuple[i] = load32(p.src + size_t(4) * i);
+            tuple[words + i] = load32(p.dst + size_t(4) * i);
+        }
+        uint32_t n = 2 * words;
+        if (p.has_l4 && !p.fragment && (p.l4_proto == kProtoTcp || p.l4_proto == kProtoUdp))
+            tuple[n++] = uint32_t(p.src_port) << 16 | p.dst_port;
+        return rte_softrss_be(tuple, n, be_key_.data());
+    }
+
     alignas(8) std::array<uint8_t, kKeyLen> be_key_{};
 };
 

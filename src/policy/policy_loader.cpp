@@ -47,6 +47,7 @@ private:
     void read_protocol(const Value& v, const std::string& owner, std::vector<PortRange>& ports);
     void read_enforcement(const Value& v);
     void read_tagging(const Value& v);
+    void read_encapsulations(const Value& v);
     bool count_destination_rule(Location at);
 
     Diagnostics& d_;
@@ -74,7 +75,7 @@ Policy PolicyReader::read(const YAML::Node& root) {
     const Value top{root, location_of(root), "the policy"};
     const MapReader m(top, "the policy",
                       {"version", "purposes", "identifiers", "collectors", "exemptions", "subscribers", "http", "dns",
-                       "enforcement", "tagging"},
+                       "enforcement", "tagging", "encapsulations"},
                       d_);
     if (!m.is_map()) return p_;
 
@@ -101,6 +102,7 @@ Policy PolicyReader::read(const YAML::Node& root) {
     if (const auto v = m.get("dns")) read_protocol(*v, "'dns'", p_.dns_ports);
     if (const auto v = m.get("enforcement")) read_enforcement(*v);
     if (const auto v = m.get("tagging")) read_tagging(*v);
+    if (const auto v = m.get("encapsulations")) read_encapsulations(*v);
 
     // Overlaps only mean something once every rule read cleanly.
     if (rules_ok) check_overlaps(p_, collector_origins_, exemption_origins_, d_);
@@ -546,6 +548,27 @@ void PolicyReader::read_tagging(const Value& v) {
     one("passed", p_.tagging.passed);
     one("stripped", p_.tagging.stripped);
     one("exempt", p_.tagging.exempt);
+}
+
+void PolicyReader::read_encapsulations(const Value& v) {
+    const auto items = as_list(v, d_);
+    if (!items) return;
+    EncapsulationSet set = 0;
+    for (const auto& item : *items) {
+        const auto t = as_text(item, d_);
+        if (!t) continue;
+        const auto e = encapsulation_from_name(*t);
+        if (!e) {
+            std::string known;
+            for (unsigned i = 0; i < kEncapsulationCount; ++i)
+                known += std::string(i ? ", " : "") + std::string(encapsulation_name(Encapsulation(i)));
+            d_.error(item.at, "unknown encapsulation '" + *t + "': use " + known);
+            continue;
+        }
+        if (set & encapsulation_bit(*e)) d_.error(item.at, "encapsulation '" + *t + "' is listed twice");
+        set = EncapsulationSet(set | encapsulation_bit(*e));
+    }
+    p_.encapsulations = set;
 }
 
 LoadedPolicy load(std::string_view text, const std::string& name) {

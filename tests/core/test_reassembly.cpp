@@ -374,3 +374,42 @@ TEST_CASE("an IPv6 atomic fragment (offset 0, no more) is a whole datagram, insp
     CHECK(fx.count(Counter::ipv6_fragment) == 0);
     CHECK(fx.count(Counter::dns_rewritten) == 1);
 }
+
+TEST_CASE("fragments inside a tunnel never reach the store; outer fragments of a tunnel pass, not looked into") {
+    // docs/pipeline.md#encapsulations: the store rebuilds datagrams behind an
+    // Ethernet/VLAN header only, so only native fragments may enter it.
+    Policy policy = sample_policy();
+    policy.encapsulations = kAllEncapsulations;
+    SUBCASE("inner fragments: a first fragment to an inspected port is dropped, the rest forwarded unread") {
+        const auto frags = fragment_ipv4(dns4("100.64.0.10", 40), 64);
+        REQUIRE(frags.size() > 2);
+        std::vector<Bytes> wrapped;
+        for (const auto& f : frags)
+            wrapped.push_back(
+                wrap_vxlan(f, PacketBuilder().ipv4("198.18.5.1", "198.18.5.2").udp(49152, kPortVxlan), 42));
+        PipelineFixture fx(policy);
+        // Later fragments first: none is held (their port is unknown, but
+        // they are behind a tunnel header).
+        std::vector<Bytes> in(wrapped.rbegin(), wrapped.rend());
+        const auto out = fx.run_stream(in);
+        CHECK(out == std::vector<Bytes>(wrapped.rbegin(), wrapped.rend() - 1));
+        CHECK(fx.count(Counter::fragment_held) == 0);
+        CHECK(fx.count(Counter::fragment_reassembled) == 0);
+        CHECK(fx.count(Counter::fragment_dropped) == 1);
+        CHECK(fx.count(Counter::encapsulated_fragment_not_inspected) == frags.size());
+    }
+    SUBCASE("outer fragments of an enabled tunnel: native, released unchanged, the inner packet not looked into") {
+        const Bytes whole = wrap_vxlan(
+            dns4("100.64.0.12", 41),
+            PacketBuilder().ipv4("100.64.0.11", "198.18.5.2", {.id = 42}).udp(49152, kPortVxlan), 42);
+        const auto frags = fragment_ipv4(whole, 64);
+        REQUIRE(frags.size() > 3);
+        PipelineFixture fx(policy);
+        const auto out = fx.run_stream({frags[2], frags[1], frags[0], frags[3]});
+        CHECK(out == std::vector<Bytes>{frags[0], frags[2], frags[1], frags[3]});
+        CHECK(fx.count(Counter::fragment_held) == 2);
+        CHECK(fx.count(Counter::fragment_released) == 1);
+        CHECK(fx.count(Counter::fragment_reassembled) == 0);
+        CHECK(fx.count(Counter::encapsulated_fragment_not_inspected) == 1);
+    }
+}

@@ -6,7 +6,10 @@ over the same capture with the same policy and consent, then checks that the
 frames leaving the data plane's internet port are byte for byte the frames
 optgate-replay writes, in the same order, and that both count the same.
 
-usage: agreement.py OPTGATE OPTGATE_REPLAY CAPTURE POLICY CONSENT
+usage: agreement.py OPTGATE OPTGATE_REPLAY CAPTURE POLICY CONSENT [POLICY_LINE]
+
+POLICY_LINE, if given, is appended to the policy (e.g. "encapsulations:
+[pppoe, gre]" for the mixed encapsulated capture).
 """
 import json
 import os
@@ -53,6 +56,12 @@ def write_empty_pcap(directory):
 def main():
     optgate, replay, capture, policy, consent = sys.argv[1:6]
     with tempfile.TemporaryDirectory(prefix="optgate-agreement-") as tmp:
+        if len(sys.argv) > 6:
+            with open(policy) as f:
+                text = f.read()
+            policy = os.path.join(tmp, "policy.yaml")
+            with open(policy, "w") as f:
+                f.write(text + "\n" + sys.argv[6] + "\n")
         empty = write_empty_pcap(tmp)
         to_internet = os.path.join(tmp, "to_internet.pcap")
         to_subscribers = os.path.join(tmp, "to_subscribers.pcap")

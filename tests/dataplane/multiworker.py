@@ -14,7 +14,13 @@ HTTP stage mid-stream without the first segment's state: its identifier
 would not be scrubbed the way the replay tool scrubs it, and the bytes
 would differ.
 
-usage: multiworker.py OPTGATE OPTGATE_REPLAY SAMPLE_CAPTURE POLICY CONSENT
+With a sixth argument `encapsulated`, every frame of those flows travels in
+a tunnel the policy enables (docs/pipeline.md#encapsulations), the tunnel
+changing from frame to frame: VXLAN with a random outer source port, GTP-U
+from a random port, PPPoE. Only the inner flow is the same, so only steering
+on the inner flow keeps a flow on one worker.
+
+usage: multiworker.py OPTGATE OPTGATE_REPLAY SAMPLE_CAPTURE POLICY CONSENT [encapsulated]
 """
 import collections
 import json
@@ -26,7 +32,11 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agreement import read_pcap, remove_runtime_dir, write_empty_pcap  # noqa: E402
 
-from scapy.all import Ether, IP, IPv6, TCP, UDP, Raw, wrpcap  # noqa: E402
+from scapy.all import Ether, IP, IPv6, PPP, PPPoE, TCP, UDP, Raw, wrpcap  # noqa: E402
+from scapy.contrib.gtp import GTP_U_Header  # noqa: E402
+from scapy.layers.vxlan import VXLAN  # noqa: E402
+
+ENCAPSULATIONS = "encapsulations: [pppoe, vxlan, gtpu]"
 
 SUB_MAC, NET_MAC = "02:00:00:00:01:01", "02:00:00:00:02:02"
 COLLECTOR = "203.0.113.10"
@@ -60,7 +70,18 @@ def dns_flow(src, sport):
             Raw(q + opt)]
 
 
-def build_capture(path, sample):
+def encapsulate(frame, n):
+    """The frame inside a tunnel that changes with n (same inner packet)."""
+    outer = Ether(src=frame.src, dst=frame.dst)
+    tunnel = IP(src="198.18.5.1", dst="198.18.5.2")
+    if n % 3 == 0:
+        return outer / tunnel / UDP(sport=40000 + (n * 7919) % 20000, dport=4789) / VXLAN(flags=0x08, vni=7) / frame
+    if n % 3 == 1:
+        return outer / tunnel / UDP(sport=30000 + n % 1000, dport=2152) / GTP_U_Header(teid=5, gtp_type=255) / frame[IP]
+    return outer / PPPoE(sessionid=9) / PPP(proto=0x0021) / frame[IP]
+
+
+def build_capture(path, sample, encapsulated=False):
     flows = []
     for i in range(300):
         src = SOURCES[i % len(SOURCES)]
@@ -73,6 +94,8 @@ def build_capture(path, sample):
         for f in flows:
             if f:
                 frames.append(f.pop(0))
+    if encapsulated:
+        frames = [encapsulate(f, n) for n, f in enumerate(frames)]
     wrpcap(path, frames)
     with open(path, "ab") as out, open(sample, "rb") as extra:
         data = extra.read()
@@ -82,10 +105,14 @@ def build_capture(path, sample):
 
 def flow_key(frame):
     pkt = Ether(frame)
-    ip = pkt.getlayer(IP) or pkt.getlayer(IPv6)
+    ip, l4 = None, None
+    for layer in pkt.iterpayloads():  # the innermost IP packet and its TCP/UDP
+        if isinstance(layer, (IP, IPv6)):
+            ip, l4 = layer, None
+        elif isinstance(layer, (TCP, UDP)) and l4 is None:
+            l4 = layer
     if ip is None:
         return ("non-ip",)
-    l4 = pkt.getlayer(TCP) or pkt.getlayer(UDP)
     ports = (l4.sport, l4.dport) if l4 is not None and not (pkt.haslayer(IP) and pkt[IP].frag) else (0, 0)
     a, b = (ip.src, ports[0]), (ip.dst, ports[1])
     return (ip.__class__.__name__,) + tuple(sorted([a, b]))
@@ -121,9 +148,16 @@ def run(optgate, capture, policy, consent, tmp, lcores, workers):
 
 def main():
     optgate, replay, sample, policy, consent = sys.argv[1:6]
+    encapsulated = sys.argv[6:] == ["encapsulated"]
     failures = []
     with tempfile.TemporaryDirectory(prefix="optgate-multiworker-") as tmp:
-        capture = build_capture(os.path.join(tmp, "flows.pcap"), sample)
+        if encapsulated:
+            with open(policy) as f:
+                text = f.read()
+            policy = os.path.join(tmp, "policy.yaml")
+            with open(policy, "w") as f:
+                f.write(text + "\n" + ENCAPSULATIONS + "\n")
+        capture = build_capture(os.path.join(tmp, "flows.pcap"), sample, encapsulated)
         replayed, report = os.path.join(tmp, "replay.pcap"), os.path.join(tmp, "report.json")
         rp = subprocess.run([replay, "--quiet", "--policy", policy, "--consent", consent, "--report", report,
                              capture, replayed], capture_output=True, text=True, timeout=120)

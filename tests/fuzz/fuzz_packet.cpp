@@ -13,6 +13,12 @@
 //    any payload byte that changed became the filler; DNS: the query is
 //    exactly the input without the identifier options;
 //  - pass verdict: the payload is untouched.
+//  - an encapsulated frame (every encapsulation is on in the rig): its inner
+//    packet comes out exactly as that packet alone, behind a plain Ethernet
+//    header, comes out of a fresh worker (which the checks above then
+//    check); before it only the outer length and checksum fields may
+//    change, and after it nothing but the moved tail; an inner fragment is
+//    never held for reassembly, and only a first one may be dropped.
 #include <algorithm>
 #include <cstring>
 
@@ -90,7 +96,86 @@ void check_dns(const PacketRig& rig, const Bytes& in, const Bytes& out, const Fr
     FUZZ_CHECK(o.ip_end == v.ip_end - removed, "the IP length does not match the bytes removed");
 }
 
+// Bytes of an outer header that an edit of the inner packet may change.
+bool outer_field_byte(const ParsedPacket& p, size_t i) {
+    for (unsigned k = 0; k < p.outer_count; ++k) {
+        const OuterField& f = p.outer[k];
+        auto in = [&](unsigned at, unsigned n) { return i >= f.offset + at && i < f.offset + at + n; };
+        switch (f.kind) {
+        case OuterField::Kind::ipv4:
+            if (in(2, 2) || in(10, 2)) return true;
+            break;
+        case OuterField::Kind::ipv6:
+        case OuterField::Kind::pppoe:
+            if (in(4, 2)) return true;
+            break;
+        case OuterField::Kind::udp:
+            if (in(4, 4)) return true;
+            break;
+        case OuterField::Kind::gre_checksum:
+            if (in(4, 2)) return true;
+            break;
+        case OuterField::Kind::gtpu:
+        case OuterField::Kind::l2tp:
+            if (in(2, 2)) return true;
+            break;
+        }
+    }
+    return false;
+}
+
+void check_frame(PacketRig& rig, const Bytes& in);
+
+// An encapsulated frame against its inner packet sent alone.
+void check_encapsulated(PacketRig& rig, const Bytes& in, const ParsedPacket& p) {
+    Bytes native(in.begin(), in.begin() + 12);
+    native.push_back(p.family == Family::v4 ? 0x08 : 0x86);
+    native.push_back(p.family == Family::v4 ? 0x00 : 0xdd);
+    native.insert(native.end(), in.begin() + p.l3_offset, in.begin() + p.ip_end);
+    check_frame(rig, native);
+
+    if (p.fragment) {
+        // Fragments inside a tunnel never reach the reassembly store (its
+        // rebuilt datagrams have no tunnel headers): forwarded at the same
+        // length, or dropped if a first fragment (docs/pipeline.md#encapsulations).
+        auto worker = rig.worker();
+        Bytes out = in;
+        const bool forwarded = run_one(*worker, out, rig.now());
+        FUZZ_CHECK(worker->counters().get(Counter::fragment_held) == 0,
+                   "a fragment inside a tunnel was held for reassembly:\n" + hex(in.data(), in.size()));
+        FUZZ_CHECK(forwarded ? out.size() == in.size() : p.first_fragment,
+                   "a fragment inside a tunnel was dropped or resized:\n" + hex(in.data(), in.size()));
+        return;
+    }
+
+    Bytes alone = native;
+    const bool alone_forwarded = run_one(*rig.worker(), alone, rig.now());
+    Bytes out = in;
+    const bool forwarded = run_one(*rig.worker(), out, rig.now());
+    FUZZ_CHECK(forwarded == alone_forwarded,
+               "encapsulated and alone, the inner packet met different fates:\n" + hex(in.data(), in.size()));
+    if (!forwarded) return;
+    FUZZ_CHECK(out.size() <= in.size() && in.size() - out.size() == native.size() - alone.size(),
+               "the encapsulated frame shrank unlike its inner packet alone");
+    const size_t removed = in.size() - out.size();
+    FUZZ_CHECK(std::equal(alone.begin() + 14, alone.end(), out.begin() + p.l3_offset),
+               "the inner packet differs from the same packet sent alone:\n" + hex(in.data(), in.size()) +
+                   "\noutput\n" + hex(out.data(), out.size()));
+    for (size_t i = 0; i < p.l3_offset; ++i)
+        FUZZ_CHECK(in[i] == out[i] || outer_field_byte(p, i),
+                   "outer byte " + std::to_string(i) + " changed, not a length or checksum field");
+    FUZZ_CHECK(std::equal(in.begin() + p.ip_end, in.end(), out.begin() + long(p.ip_end - removed)),
+               "bytes after the inner packet changed");
+}
+
 void check_frame(PacketRig& rig, const Bytes& in) {
+    {
+        ParsedPacket p;
+        if (parse_packet(in.data(), uint32_t(in.size()), p, kAllEncapsulations).ok && p.encapsulations) {
+            check_encapsulated(rig, in, p);
+            return;
+        }
+    }
     const FrameView v = read_frame(in);
     check_parser(in, v);
 

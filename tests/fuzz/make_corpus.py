@@ -101,6 +101,48 @@ def packet_corpus():
                            / IP(src=nocons, dst=adnet) / TCP(sport=40010, dport=80, flags="S") / Raw(b"GET / HTTP/1.1\r\nX-UIDH: q\r\n\r\n")))
 
 
+def encapsulated_corpus():
+    """One seed per encapsulation (docs/pipeline.md#encapsulations; every
+    encapsulation is on in the packet rig): an HTTP strip request and an
+    EDNS0 client subnet query inside each, over outer IPv4 and IPv6."""
+    from scapy.all import GRE, HDLC, PPP, PPPoE  # noqa: E402
+    from scapy.contrib.geneve import GENEVE  # noqa: E402
+    from scapy.contrib.gtp import GTP_U_Header  # noqa: E402
+    from scapy.contrib.mpls import MPLS  # noqa: E402
+    from scapy.layers.l2tp import L2TP  # noqa: E402
+    from scapy.layers.vxlan import VXLAN  # noqa: E402
+    t = "packet"
+    inner_mac = dict(src="02:00:00:00:0c:01", dst="02:00:00:00:0c:02")
+    http = IP(src="100.64.0.12", dst="203.0.113.5") / TCP(sport=40100, dport=80, flags="S") / Raw(REQ_UIDH.encode())
+    q = DNS(id=1, rd=1, qd=DNSQR(qname="example.com"),
+            ar=DNSRROPT(rclass=1232, rdata=[EDNS0TLV(optcode=8, optdata=b"\x00\x01\x18\x00\x64\x40\x00"),
+                                           EDNS0TLV(optcode=10, optdata=b"12345678")]))
+    dns6 = IPv6(src="2001:db8:1000:2::5", dst="2001:db8:ad::53") / UDP(sport=40101, dport=53) / Raw(bytes(q))
+    o4 = IP(src="198.18.5.1", dst="198.18.5.2")
+    o6 = IPv6(src="2001:db8:ad:ff::1", dst="2001:db8:ad:ff::2")
+    e = Ether(src=SRC_MAC, dst=DST_MAC)
+    seeds = {
+        "pppoe": lambda i, o: e / PPPoE(sessionid=0x2a) / PPP(proto=0x57 if IPv6 in i else 0x21) / i,
+        "mpls": lambda i, o: e / MPLS(label=16, s=0, ttl=64) / MPLS(label=17, s=1, ttl=64) / i,
+        "gre-checksum-key": lambda i, o: e / o / GRE(chksum_present=1, key_present=1, key=7) / i,
+        "gre-teb": lambda i, o: e / o / GRE(proto=0x6558) / Ether(**inner_mac) / i,
+        "l2tp": lambda i, o: e / o / UDP(sport=1701, dport=1701) / L2TP(hdr="length", tunnel_id=3, session_id=4)
+        / HDLC() / PPP() / i,
+        "vxlan": lambda i, o: e / o / UDP(sport=49152, dport=4789) / VXLAN(flags=0x08, NextProtocol=0, vni=42)
+        / Ether(**inner_mac) / i,
+        "geneve": lambda i, o: e / o / UDP(sport=49153, dport=6081)
+        / GENEVE(vni=5, proto=0x6558, optionlen=1, options=bytes(4)) / Ether(**inner_mac) / i,
+        "gtpu": lambda i, o: e / o / UDP(sport=2152, dport=2152) / GTP_U_Header(teid=9, gtp_type=255, S=1, seq=3) / i,
+    }
+    for name, wrap in seeds.items():
+        write(t, "encap-%s-http" % name, bytes(wrap(http, o4)))
+        write(t, "encap-%s-dns-v6" % name, bytes(wrap(dns6, o6)))
+    # Nested: PPPoE inside VXLAN, GTP-U over MPLS.
+    write(t, "encap-vxlan-pppoe", bytes(seeds["vxlan"](PPPoE(sessionid=1) / PPP(proto=0x21) / http, o4)))
+    write(t, "encap-mpls-gtpu", bytes(e / MPLS(label=20, s=1, ttl=64) / o4 / UDP(sport=2152, dport=2152)
+                                      / GTP_U_Header(teid=1, gtp_type=255) / http))
+
+
 # ---------------------------------------------------------------- http
 
 def http_input(stream, flags=0, lengths=(16,), more=0):
@@ -358,6 +400,7 @@ def radius_corpus():
 
 def main():
     packet_corpus()
+    encapsulated_corpus()
     http_corpus()
     dns_corpus()
     policy_corpus()

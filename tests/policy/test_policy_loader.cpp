@@ -166,6 +166,23 @@ TEST_CASE("optional sections take their documented defaults") {
     CHECK(load("dns: {ports: []}\n").policy.dns_ports.empty());
 }
 
+TEST_CASE("encapsulations: PPPoE by default, a list of names, [] for none") {
+    CHECK(load("").policy.encapsulations == encapsulation_bit(Encapsulation::pppoe));
+    CHECK(load("encapsulations: []\n").policy.encapsulations == 0);
+    const Policy p = load("encapsulations: [gre, vxlan, gtpu]\n").policy;
+    CHECK(p.encapsulations == (encapsulation_bit(Encapsulation::gre) | encapsulation_bit(Encapsulation::vxlan) |
+                               encapsulation_bit(Encapsulation::gtpu)));
+    const Policy all = load("encapsulations: [pppoe, mpls, gre, l2tp, vxlan, geneve, gtpu]\n").policy;
+    CHECK(all.encapsulations == (1u << kEncapsulationCount) - 1);
+
+    const auto ds = diagnostics("encapsulations: [gre, ipip, gre]\n");
+    CHECK_MESSAGE(has(ds, 1, 23, {"unknown encapsulation 'ipip'", "pppoe, mpls, gre, l2tp, vxlan, geneve, gtpu"}),
+                  joined(ds));
+    CHECK_MESSAGE(has(ds, 1, 29, {"encapsulation 'gre' is listed twice"}), joined(ds));
+    const auto scalar = diagnostics("encapsulations: pppoe\n");
+    CHECK_MESSAGE(has(scalar, 1, 17, {"'encapsulations' must be a list"}), joined(scalar));
+}
+
 TEST_CASE("a policy without identifiers loads, with a warning") {
     const auto loaded = load("identifiers: {}\n");
     CHECK(loaded.policy.identifiers.empty());

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "inet_checksum.hpp"
 
@@ -161,6 +162,12 @@ PacketBuilder& PacketBuilder::ext_fragment(uint16_t offset8, bool more, uint32_t
     return *this;
 }
 
+PacketBuilder& PacketBuilder::protocol(uint8_t proto) {
+    v4_.protocol = proto;
+    v6_.next_header = proto;
+    return *this;
+}
+
 PacketBuilder& PacketBuilder::tcp(uint16_t sport, uint16_t dport, TcpOptions o) {
     l4_ = L4::tcp;
     sport_ = sport;
@@ -296,6 +303,133 @@ Bytes PacketBuilder::build() const {
     out.insert(out.end(), l4.begin(), l4.end());
     out.insert(out.end(), trailer_.begin(), trailer_.end());
     return out;
+}
+
+namespace {
+
+// The EtherType after the Ethernet/VLAN header, and where the payload starts.
+std::pair<uint16_t, size_t> ether_payload(const Bytes& frame) {
+    size_t off = 12;
+    if (frame.size() < 14) throw std::invalid_argument("ip_packet_of: frame shorter than Ethernet");
+    uint16_t type = uint16_t(frame[off] << 8 | frame[off + 1]);
+    while (type == kTpid8021Q || type == kTpid8021ad) {
+        off += 4;
+        if (frame.size() < off + 2) throw std::invalid_argument("ip_packet_of: truncated VLAN tag");
+        type = uint16_t(frame[off] << 8 | frame[off + 1]);
+    }
+    return {type, off + 2};
+}
+
+uint16_t ip_ethertype(const Bytes& frame) {
+    const uint16_t type = ether_payload(frame).first;
+    if (type != 0x0800 && type != 0x86dd) throw std::invalid_argument("wrap: the inner frame is not IP");
+    return type;
+}
+
+}  // namespace
+
+Bytes ip_packet_of(const Bytes& frame) {
+    const size_t at = ether_payload(frame).second;
+    return Bytes(frame.begin() + long(at), frame.end());
+}
+
+Bytes wrap_pppoe(const Bytes& inner, uint16_t session, PacketBuilder outer) {
+    const Bytes ip = ip_packet_of(inner);
+    Bytes b{0x11, 0x00};
+    append16(b, session);
+    append16(b, uint16_t(2 + ip.size()));
+    append16(b, ip_ethertype(inner) == 0x0800 ? 0x0021 : 0x0057);
+    b.insert(b.end(), ip.begin(), ip.end());
+    return outer.ethertype(0x8864).payload(std::move(b)).build();
+}
+
+Bytes wrap_mpls(const Bytes& inner, const std::vector<uint32_t>& labels, PacketBuilder outer) {
+    if (labels.empty()) throw std::invalid_argument("wrap_mpls: no labels");
+    Bytes b;
+    for (size_t i = 0; i < labels.size(); ++i)
+        append32(b, labels[i] << 12 | (i + 1 == labels.size() ? 0x100u : 0u) | 64u);  // TC 0, TTL 64
+    const Bytes ip = ip_packet_of(inner);
+    b.insert(b.end(), ip.begin(), ip.end());
+    return outer.ethertype(0x8847).payload(std::move(b)).build();
+}
+
+Bytes wrap_gre(const Bytes& inner, PacketBuilder outer, GreOptions o) {
+    Bytes b;
+    append16(b, uint16_t((o.checksum ? 0x8000 : 0) | (o.key ? 0x2000 : 0) | (o.sequence ? 0x1000 : 0)));
+    append16(b, o.ethernet ? 0x6558 : ip_ethertype(inner));
+    if (o.checksum) append32(b, 0);
+    if (o.key) append32(b, *o.key);
+    if (o.sequence) append32(b, *o.sequence);
+    const Bytes payload = o.ethernet ? inner : ip_packet_of(inner);
+    b.insert(b.end(), payload.begin(), payload.end());
+    if (o.checksum) put16(b, 4, detail::inet_checksum(b.data(), b.size()));
+    return outer.protocol(47).payload(std::move(b)).build();
+}
+
+Bytes wrap_vxlan(const Bytes& inner, PacketBuilder outer, uint32_t vni) {
+    Bytes b{0x08, 0, 0, 0};
+    append32(b, vni << 8);
+    b.insert(b.end(), inner.begin(), inner.end());
+    return outer.payload(std::move(b)).build();
+}
+
+Bytes wrap_geneve(const Bytes& inner, PacketBuilder outer, uint32_t vni, GeneveOptions o) {
+    if (o.options.size() % 4 || o.options.size() > 252) throw std::invalid_argument("wrap_geneve: options");
+    Bytes b{uint8_t(o.options.size() / 4), 0};
+    append16(b, o.ethernet ? 0x6558 : ip_ethertype(inner));
+    append32(b, vni << 8);
+    b.insert(b.end(), o.options.begin(), o.options.end());
+    const Bytes payload = o.ethernet ? inner : ip_packet_of(inner);
+    b.insert(b.end(), payload.begin(), payload.end());
+    return outer.payload(std::move(b)).build();
+}
+
+Bytes wrap_gtpu(const Bytes& inner, PacketBuilder outer, GtpuOptions o) {
+    const bool optional_fields = o.sequence || !o.extensions.empty();
+    Bytes b{uint8_t(0x30 | (o.extensions.empty() ? 0 : 0x04) | (o.sequence ? 0x02 : 0)), o.message_type, 0, 0};
+    append32(b, o.teid);
+    if (optional_fields) {
+        append16(b, o.sequence.value_or(0));
+        b.push_back(0);                                // N-PDU number
+        b.push_back(o.extensions.empty() ? 0 : 0x85);  // PDU session container type, as 5G uses
+    }
+    for (size_t i = 0; i < o.extensions.size(); ++i) {
+        const Bytes& e = o.extensions[i];
+        if ((e.size() + 2) % 4)
+            throw std::invalid_argument("wrap_gtpu: extension not a multiple of 4 with its 2 bytes");
+        b.push_back(uint8_t((e.size() + 2) / 4));
+        b.insert(b.end(), e.begin(), e.end());
+        b.push_back(i + 1 < o.extensions.size() ? 0x85 : 0);
+    }
+    const Bytes ip = ip_packet_of(inner);
+    b.insert(b.end(), ip.begin(), ip.end());
+    put16(b, 2, uint16_t(b.size() - 8));
+    return outer.payload(std::move(b)).build();
+}
+
+Bytes wrap_l2tp(const Bytes& inner, PacketBuilder outer, L2tpOptions o) {
+    Bytes b;
+    append16(b, uint16_t((o.length ? 0x4000 : 0) | (o.sequence ? 0x0800 : 0) | (o.offset_pad ? 0x0200 : 0) | 2));
+    if (o.length) append16(b, 0);
+    append16(b, o.tunnel);
+    append16(b, o.session);
+    if (o.sequence) {
+        append16(b, *o.sequence);
+        append16(b, 0);
+    }
+    if (o.offset_pad) {
+        append16(b, *o.offset_pad);
+        b.insert(b.end(), *o.offset_pad, 0);
+    }
+    if (o.address_control) {
+        b.push_back(0xff);
+        b.push_back(0x03);
+    }
+    append16(b, ip_ethertype(inner) == 0x0800 ? 0x0021 : 0x0057);
+    const Bytes ip = ip_packet_of(inner);
+    b.insert(b.end(), ip.begin(), ip.end());
+    if (o.length) put16(b, 2, uint16_t(b.size()));
+    return outer.payload(std::move(b)).build();
 }
 
 }  // namespace optgate::test

@@ -125,6 +125,10 @@ public:
                                const std::vector<std::string_view>& addresses = {});
     PacketBuilder& ext_fragment(uint16_t offset8, bool more, uint32_t id);
 
+    // The IPv4 protocol / IPv6 next header when no tcp()/udp() follows
+    // (e.g. 47 for the outer header of wrap_gre()).
+    PacketBuilder& protocol(uint8_t proto);
+
     PacketBuilder& tcp(uint16_t sport, uint16_t dport, TcpOptions o = {});
     PacketBuilder& udp(uint16_t sport, uint16_t dport, UdpOptions o = {});
 
@@ -168,6 +172,48 @@ private:
     Bytes trailer_{};
     bool corrupt_l4_ = false;
 };
+
+// Encapsulations (docs/pipeline.md#encapsulations): wrap a built frame in
+// outer headers, with the builder's own encoders and checksums. `inner` is a
+// built frame; the IP tunnels carry its IP packet (the frame minus its
+// Ethernet/VLAN header) or, with `ethernet`, the whole frame. `outer` gives
+// the outer layers: MACs and VLANs for PPPoE and MPLS; for GRE also the outer
+// ipv4()/ipv6(); for the UDP tunnels also udp(sport, dport) (the tunnel port is
+// the caller's choice, so tests can use the wrong one). The outer payload is
+// replaced; every outer length and checksum is computed over what is emitted.
+Bytes ip_packet_of(const Bytes& frame);
+Bytes wrap_pppoe(const Bytes& inner, uint16_t session, PacketBuilder outer = {});
+Bytes wrap_mpls(const Bytes& inner, const std::vector<uint32_t>& labels, PacketBuilder outer = {});
+struct GreOptions {
+    bool checksum = false;
+    std::optional<uint32_t> key{};
+    std::optional<uint32_t> sequence{};
+    bool ethernet = false;  // protocol 0x6558 (TEB), the whole inner frame
+};
+Bytes wrap_gre(const Bytes& inner, PacketBuilder outer, GreOptions o = {});
+Bytes wrap_vxlan(const Bytes& inner, PacketBuilder outer, uint32_t vni);
+struct GeneveOptions {
+    bool ethernet = true;  // protocol 0x6558 and the whole frame, else the IP packet (0x0800 / 0x86dd)
+    Bytes options{};       // raw TLV bytes, a multiple of 4
+};
+Bytes wrap_geneve(const Bytes& inner, PacketBuilder outer, uint32_t vni, GeneveOptions o = {});
+struct GtpuOptions {
+    uint32_t teid = 1;
+    std::optional<uint16_t> sequence{};  // S flag
+    // Extension headers, each its content without length and next-type
+    // bytes, padded so that each is a multiple of 4 bytes long (E flag).
+    std::vector<Bytes> extensions{};
+    uint8_t message_type = 255;  // G-PDU
+};
+Bytes wrap_gtpu(const Bytes& inner, PacketBuilder outer, GtpuOptions o = {});
+struct L2tpOptions {
+    uint16_t tunnel = 1, session = 1;
+    bool length = true;                    // L flag: the length field
+    std::optional<uint16_t> sequence{};    // S flag: Ns (Nr = 0)
+    std::optional<uint16_t> offset_pad{};  // O flag: offset size and that many pad bytes
+    bool address_control = true;           // PPP ff 03 before the protocol
+};
+Bytes wrap_l2tp(const Bytes& inner, PacketBuilder outer, L2tpOptions o = {});
 
 // Split a built IPv4 frame into fragments of at most `payload_bytes` (a
 // positive multiple of 8) of IP payload each. L2 headers are copied; options

@@ -38,6 +38,7 @@ PacketRig::PacketRig() {
     p.tagging.passed = 10;
     p.tagging.stripped = 12;
     p.tagging.exempt = 14;
+    p.encapsulations = kAllEncapsulations;  // fuzz_packet checks them against the inner packet alone
     filler_ = p.strip_filler;
     for (const auto& id : p.identifiers) {
         if (id.kind == Identifier::Kind::http_header)

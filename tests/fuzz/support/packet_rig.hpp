@@ -1,5 +1,6 @@
 // The pipeline as the packet fuzz targets drive it: the unit tests' sample
-// policy (tests/support/policy_fixture.hpp) with DSCP tagging on, installed
+// policy (tests/support/policy_fixture.hpp) with DSCP tagging and every
+// encapsulation on, installed
 // with a consent table where some subscribers consent and some do not:
 //   100.64.0.10            advertising + analytics (every collector passes)
 //   100.64.0.11            analytics only
