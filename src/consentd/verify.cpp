@@ -43,8 +43,9 @@ class Verifier {
 public:
     explicit Verifier(const std::string& path) : own_(std::in_place, path, Database::Mode::read_only), db_(*own_) {}
     // On a connection the caller holds (consentd's own, at startup), between
-    // its transactions.
-    explicit Verifier(Database& db) : db_(db) {}
+    // its transactions. Without counting subscribers: a set of every id ever
+    // seen, a fifth of the time and half the memory of a start over 1M.
+    explicit Verifier(Database& db) : db_(db), count_subscribers_(false) {}
 
     VerifyReport run() {
         check_schema(db_);
@@ -127,7 +128,7 @@ private:
             if (e.address && !parse_binding_text(*e.address))
                 return fail_at(e, "has address '", *e.address, "', which is not a binding in canonical form");
             if (auto s = fold_.apply(e); !s.empty()) return fail_at(e, s);
-            subscribers_.insert(e.subscriber);
+            if (count_subscribers_) subscribers_.insert(e.subscriber);
             prev = h;
             prev_hex = hex;
             ++expected;
@@ -196,6 +197,7 @@ private:
 
     std::optional<Database> own_;
     Database& db_;
+    const bool count_subscribers_ = true;
     Damage phase_ = Damage::unreadable;
     uint64_t last_ = uint64_t(INT64_MAX);
     LedgerFold fold_;

@@ -26,7 +26,7 @@ struct VerifyReport {
     std::string head_hash;
     uint64_t consents = 0;
     uint64_t bindings = 0;
-    uint64_t subscribers = 0;
+    uint64_t subscribers = 0;  // not counted by check_ledger_at_start()
     uint64_t policies = 0;  // rows of the policy history (policy_history.hpp)
 };
 
