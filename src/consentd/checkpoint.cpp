@@ -189,8 +189,12 @@ CheckpointTail read_checkpoint_tail(const std::string& file) {
     if (!in) return t;
     std::string line, why;
     for (size_t n = 1; std::getline(in, line); ++n) {
-        const auto l = parse_checkpoint_line(line, why);
-        if (!l) throw std::runtime_error(file + ":" + std::to_string(n) + ": " + why);
+        auto l = parse_checkpoint_line(line, why);
+        if (!l) {
+            std::string where = file;
+            where.append(":").append(std::to_string(n)).append(": ").append(why);
+            throw std::runtime_error(where);
+        }
         if (l->key) t.key_id = l->key->id();
         if (l->checkpoint) t.last = std::move(l->checkpoint);
     }
