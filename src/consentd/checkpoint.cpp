@@ -62,8 +62,8 @@ EVP_PKEY* read_pem(const std::string& path, bool want_private) {
     }
     std::fclose(f);
     if (!k)
-        throw std::runtime_error(path + " holds no " + (want_private ? "private" : "") +
-                                 " key in PEM (make one with: openssl genpkey -algorithm ed25519 -out " + path + ")");
+        throw std::runtime_error(path + " holds no " + (want_private ? "private key" : "key") +
+                                 " in PEM (make one with: openssl genpkey -algorithm ed25519 -out " + path + ")");
     if (EVP_PKEY_id(k) != EVP_PKEY_ED25519) {
         EVP_PKEY_free(k);
         throw std::runtime_error(path + " is not an Ed25519 key (openssl genpkey -algorithm ed25519)");
