@@ -91,6 +91,14 @@ std::optional<Loaded> load(const std::string& path) {
             return std::nullopt;
         }
     }
+    if (l.config.checkpoints) {
+        try {
+            CheckpointKey::load_private(l.config.checkpoints->key);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "%s: ledger.checkpoints.key: %s\n", path.c_str(), e.what());
+            return std::nullopt;
+        }
+    }
     if (l.config.portal.enabled) {
         if (const auto why = check_portal_files(l.config.portal); !why.empty()) {
             std::fprintf(stderr, "%s\n", why.c_str());
@@ -142,6 +150,11 @@ int check_config(const std::string& path) {
                 path.c_str(), l->config.listen_address.c_str(), unsigned(l->config.port), l->config.tokens.size(),
                 l->config.database.c_str(), ledger.c_str(), l->config.policy.c_str(), l->policy->purposes.size(),
                 dataplane_listeners(l->config.dataplanes).c_str(), radius.c_str());
+    if (const auto& c = l->config.checkpoints)
+        std::printf("%s: checkpoints: key %s, to %s every %llu events or %llds\n", path.c_str(),
+                    CheckpointKey::load_private(c->key).id().c_str(), c->file.c_str(),
+                    static_cast<unsigned long long>(c->every_events),
+                    static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(c->every).count()));
     if (l->config.portal.enabled)
         std::printf("%s: portal: %s on %s:%u\n", path.c_str(), std::string(to_string(l->config.portal.mode)).c_str(),
                     l->config.portal.listen_address.c_str(), unsigned(l->config.portal.port));

@@ -120,6 +120,17 @@ class CheckpointTest(unittest.TestCase):
         self.assertIn("the latest of event 12", r.stdout)
         r = self.verify()  # the key line's key
         self.assertEqual(r.returncode, 0, r.stderr)
+        # --check-config names the key; an unusable key is refused there and at start.
+        key_id = open(self.file).readline().split()[1][4:]
+        r = subprocess.run([CONSENTD, "--check-config", self.d.config], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"checkpoints: key {key_id}, to {self.file} every 5 events or 60s", r.stdout)
+        shutil.copy(self.key, self.key + ".good")
+        shutil.copy(self.pub, self.key)  # a public key cannot sign
+        r = subprocess.run([CONSENTD, "--check-config", self.d.config], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("ledger.checkpoints.key: " + self.key + " holds no private key in PEM", r.stderr)
+        shutil.copy(self.key + ".good", self.key)
         # A restart over the same files starts and carries on.
         self.d.start()
         st, _, cp = self.d.request("GET", "/v1/ledger/checkpoint", token="auditor")
