@@ -18,7 +18,7 @@ namespace {
 
 // What `openssl genpkey -algorithm ed25519 -out FILE` writes.
 std::string new_key(const TempDir& dir, const std::string& name) {
-    const auto path = dir.file(name);
+    auto path = dir.file(name);
     EVP_PKEY* k = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
     REQUIRE(k);
     FILE* f = std::fopen(path.c_str(), "w");
