@@ -81,6 +81,10 @@ void LinkPropagation::tick() {
         return;
     }
     const bool up[2] = {link_up(port_[0]), link_up(port_[1])};
+    if (!armed_) {
+        if (!(up[0] && up[1]) && std::chrono::steady_clock::now() - start_ < kStartGrace) return;
+        armed_ = true;
+    }
     if (up[0] == up[1]) return;  // both up, or both down: nothing to tell either side
     const int down = up[0] ? 1 : 0;
     const int other = 1 - down;

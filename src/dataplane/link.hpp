@@ -6,6 +6,7 @@
 // links every tick.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -31,14 +32,19 @@ public:
     LinkPropagation(const LinkPropagation&) = delete;
     LinkPropagation& operator=(const LinkPropagation&) = delete;
 
-    // One look at both links; acts on a change.
+    // One look at both links; acts on a change. At the start, only once both
+    // links were up, or after kStartGrace: NICs negotiate for a few seconds
+    // after they start, and one side being first is not a fault.
     void tick();
+    static constexpr std::chrono::seconds kStartGrace{10};
 
 private:
     const uint16_t port_[2];  // [0] subscriber, [1] internet
     Log log_;
     int forced_ = -1;              // the port index taken down, while the other's link is down
     bool failure_logged_ = false;  // a port that cannot be taken down: said once
+    bool armed_ = false;           // past the start (see tick)
+    const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace optgate::dataplane
