@@ -15,6 +15,7 @@
 #include "fixture.hpp"
 
 using namespace optgate;
+using namespace optgate::consentd;  // test::TempDir
 
 TEST_CASE("READY=1 reaches $NOTIFY_SOCKET") {
     test::TempDir dir;
