@@ -20,6 +20,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "common/systemd.hpp"
 #include "consentd/api.hpp"
 #include "consentd/auth.hpp"
 #include "consentd/checkpoint_writer.hpp"
@@ -36,7 +37,6 @@
 #include "consentd/portal_server.hpp"
 #include "consentd/publisher.hpp"
 #include "consentd/radius_server.hpp"
-#include "consentd/sd_notify.hpp"
 #include "consentd/verify.hpp"
 #include "policy/loader.hpp"
 #include "proto/tls.hpp"
@@ -341,6 +341,8 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     }
     if (!port_file.empty()) write_port_file(port_file, port);
 
+    asio::steady_timer watchdog(ioc);  // systemd's WatchdogSec=, below
+    const auto watchdog_interval = systemd::watchdog_interval();
     asio::signal_set signals(ioc, SIGINT, SIGTERM, SIGHUP);
     asio::steady_timer grace(ioc);
     std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
@@ -352,7 +354,8 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
             return;
         }
         log_info("stopping: finishing queued requests");
-        sd_notify_state("STOPPING=1");
+        systemd::notify("STOPPING=1");
+        watchdog.cancel();
         server->stop();
         if (radius) radius->stop();
         if (portal) portal->server.stop();
@@ -370,8 +373,17 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     log_info("listening on " + config.listen_address + ":" + std::to_string(port) + "; ledger " + config.database +
              " at event " + std::to_string(service->head_seq()) + "; policy " + config.policy + " (" +
              std::to_string(l->policy->purposes.size()) + " purposes); data planes on " + dataplanes.describe());
-    sd_notify_state("READY=1\nSTATUS=listening on " + config.listen_address + ":" + std::to_string(port) +
+    // WatchdogSec=: pinged from this thread, which serves the API and the
+    // data planes, so a hung one gets the unit restarted (docs/consentd.md).
+    std::function<void(boost::system::error_code)> ping = [&](boost::system::error_code ec) {
+        if (ec) return;
+        systemd::notify("WATCHDOG=1");
+        watchdog.expires_after(watchdog_interval);
+        watchdog.async_wait(ping);
+    };
+    systemd::notify("READY=1\nSTATUS=listening on " + config.listen_address + ":" + std::to_string(port) +
                     "; data planes on " + dataplanes.describe());
+    if (watchdog_interval.count() > 0) ping({});
     for (;;) {
         try {
             ioc.run();

@@ -23,16 +23,6 @@ void gauge(std::string& out, std::string_view name, std::string_view help, uint6
 
 }  // namespace
 
-void metric_header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
-    out.append("# HELP ").append(name).append(" ").append(help).append("\n");
-    out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
-}
-
-void metric(std::string& out, std::string_view name, std::string_view type, std::string_view help, uint64_t v) {
-    metric_header(out, name, type, help);
-    out.append(name).append(" ").append(std::to_string(v)).append("\n");
-}
-
 Histogram::Histogram(std::initializer_list<double> bounds) : bounds_(bounds), counts_(bounds.size() + 1, 0) {}
 
 void Histogram::observe(double v) {
@@ -43,16 +33,29 @@ void Histogram::observe(double v) {
     ++count_;
 }
 
-void Histogram::render(std::string& out, std::string_view name) const {
+void Histogram::render(std::string& out, std::string_view name, std::string_view labels) const {
+    const std::string prefix = labels.empty() ? std::string() : std::string(labels) + ",";
+    const std::string own = labels.empty() ? std::string() : "{" + std::string(labels) + "}";
     uint64_t cumulative = 0;
     for (size_t i = 0; i < bounds_.size(); ++i) {
         cumulative += counts_[i];
-        out.append(name).append("_bucket{le=\"").append(number(bounds_[i])).append("\"} ");
+        out.append(name).append("_bucket{").append(prefix).append("le=\"").append(number(bounds_[i])).append("\"} ");
         out.append(std::to_string(cumulative)).append("\n");
     }
-    out.append(name).append("_bucket{le=\"+Inf\"} ").append(std::to_string(count_)).append("\n");
-    out.append(name).append("_sum ").append(number(sum_)).append("\n");
-    out.append(name).append("_count ").append(std::to_string(count_)).append("\n");
+    out.append(name).append("_bucket{").append(prefix).append("le=\"+Inf\"} ").append(std::to_string(count_));
+    out.append("\n");
+    out.append(name).append("_sum").append(own).append(" ").append(number(sum_)).append("\n");
+    out.append(name).append("_count").append(own).append(" ").append(std::to_string(count_)).append("\n");
+}
+
+void DataPlaneCounters::observe_enforcement(std::string_view dataplane, double seconds) {
+    auto it = enforcement_seconds.find(dataplane);
+    if (it == enforcement_seconds.end())
+        it = enforcement_seconds
+                 .try_emplace(std::string(dataplane), Histogram{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01,
+                                                                0.025, 0.05, 0.1, 0.25, 1, 5})
+                 .first;
+    it->second.observe(seconds);
 }
 
 Metrics::Metrics()
@@ -253,7 +256,8 @@ void render_dataplane_metrics(std::string& out, const DataPlaneMetrics& m, std::
            m.history_commits);
     metric_header(out, "consentd_dataplane_enforcement_seconds", "histogram",
                   "From a durable commit to a data plane's acknowledgement of it, per data plane.");
-    m.counters.enforcement_seconds.render(out, "consentd_dataplane_enforcement_seconds");
+    for (const auto& [name, h] : m.counters.enforcement_seconds)
+        h.render(out, "consentd_dataplane_enforcement_seconds", "dataplane=\"" + proto::stat_label_value(name) + "\"");
     metric_header(out, "consentd_dataplane_snapshot_build_seconds", "histogram",
                   "Reading and encoding a full table snapshot.");
     m.counters.snapshot_build_seconds.render(out, "consentd_dataplane_snapshot_build_seconds");

@@ -29,20 +29,20 @@
 #include <vector>
 
 #include "consentd/event.hpp"
+#include "proto/prometheus.hpp"
 
 namespace optgate::consentd {
 
-// A family's "# HELP" and "# TYPE" lines: every family consentd renders
-// starts with them (the text format wants both before the samples).
-void metric_header(std::string& out, std::string_view name, std::string_view type, std::string_view help);
-// A family of one unlabelled sample: its header, then "name value".
-void metric(std::string& out, std::string_view name, std::string_view type, std::string_view help, uint64_t v);
+// The text format's helpers, shared with optgate's own endpoint.
+using proto::metric;
+using proto::metric_header;
 
 class Histogram {
 public:
     explicit Histogram(std::initializer_list<double> bounds);
     void observe(double v);
-    void render(std::string& out, std::string_view name) const;
+    // `labels`: more labels for every sample, e.g. `dataplane="edge-1"`.
+    void render(std::string& out, std::string_view name, std::string_view labels = {}) const;
 
 private:
     std::vector<double> bounds_;
@@ -97,7 +97,10 @@ struct StatsReport;  // dataplane_stats.hpp
 // What the publisher counts: kept by it on the io thread, and rendered from
 // that thread (GET /metrics), so without a lock.
 struct DataPlaneCounters {
-    Histogram enforcement_seconds{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5};
+    // Commit to acknowledgement, per data plane name: every name that has
+    // acknowledged since consentd started (names are configured, so few).
+    std::map<std::string, Histogram, std::less<>> enforcement_seconds;
+    void observe_enforcement(std::string_view dataplane, double seconds);
     Histogram snapshot_build_seconds{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
     uint64_t snapshots_sent = 0, resyncs = 0, protocol_errors = 0, tls_failures = 0, disconnects = 0;
     uint64_t stats_reports = 0;

@@ -439,7 +439,7 @@ void Publisher::ack(uint64_t id, uint64_t seq) {
         auto last = std::partition_point(first, history_.end(), [&](const Commit& c) { return c.seq <= seq; });
         if (last - first > 64) first = last - 64;
         for (auto c = first; c != last; ++c)
-            counters_.enforcement_seconds.observe(std::chrono::duration<double>(now - c->committed).count());
+            counters_.observe_enforcement(dp.name, std::chrono::duration<double>(now - c->committed).count());
         dp.applied_seq = seq;
         dp.acked_at = now;
     }

@@ -1,5 +1,7 @@
 #include "dataplane/config.hpp"
 
+#include <arpa/inet.h>
+
 #include <filesystem>
 
 #include "policy/yaml_reader.hpp"
@@ -30,10 +32,12 @@ void read_port(const Value& v, std::string& out, Diagnostics& d) {
 }
 
 void read_ports(const Value& v, Config& c, Diagnostics& d) {
-    const MapReader m(v, "'ports'", {"subscriber", "internet"}, d);
+    const MapReader m(v, "'ports'", {"subscriber", "internet", "link_propagation"}, d);
     if (!m.is_map()) return;
     if (const auto x = m.require("subscriber")) read_port(*x, c.subscriber_port, d);
     if (const auto x = m.require("internet")) read_port(*x, c.internet_port, d);
+    if (const auto x = m.get("link_propagation"))
+        if (const auto b = as_bool(*x, d)) c.link_propagation = *b;
 }
 
 void read_workers(const Value& v, Config& c, Diagnostics& d) {
@@ -178,6 +182,17 @@ void read_fragments(const Value& v, Config& c, Diagnostics& d) {
         if (const auto n = as_integer(*x, d, 65536, uint64_t(1) << 32)) c.fragment_memory = size_t(*n);
 }
 
+void read_metrics(const Value& v, Config& c, Diagnostics& d) {
+    const MapReader m(v, "'metrics'", {"enabled", "address", "port"}, d);
+    if (!m.is_map()) return;
+    if (const auto x = m.get("enabled"))
+        if (const auto b = as_bool(*x, d)) c.metrics = *b;
+    if (const auto x = m.get("address"))
+        if (const auto t = as_text(*x, d)) c.metrics_address = *t;
+    if (const auto x = m.get("port"))
+        if (const auto n = as_integer(*x, d, 0, 65535)) c.metrics_port = uint16_t(*n);
+}
+
 }  // namespace
 
 LoadedConfig load_config_text(std::string_view yaml, const std::string& name, const std::string& base_dir) {
@@ -188,7 +203,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
         const Value top{*root, location_of(*root), "the optgate config"};
         const MapReader m(top, "the optgate config",
                           {"ports", "workers", "queues", "mempool", "control", "static", "http", "disclosure",
-                           "fragments", "stats_file", "log_level"},
+                           "fragments", "metrics", "stats_file", "log_level"},
                           d);
         if (m.is_map()) {
             if (const auto v = m.require("ports")) read_ports(*v, c, d);
@@ -206,6 +221,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
             if (const auto v = m.get("http")) read_http(*v, c, d);
             if (const auto v = m.get("disclosure")) read_disclosure(*v, c, d);
             if (const auto v = m.get("fragments")) read_fragments(*v, c, d);
+            if (const auto v = m.get("metrics")) read_metrics(*v, c, d);
             if (const auto v = m.get("stats_file"))
                 if (const auto t = as_text(*v, d)) c.stats_file = resolve_path(*t, base_dir);
             if (const auto v = m.get("log_level")) {
@@ -250,6 +266,12 @@ std::string validate(const Config& c) {
         return "fragment memory must be between 65536 and 4294967296 bytes";
     if (c.disclosure_interval < std::chrono::seconds(1) || c.disclosure_interval > std::chrono::hours(24))
         return "the disclosure interval must be between 1 second and 24 hours";
+    if (c.metrics) {
+        in6_addr a{};
+        if (::inet_pton(AF_INET, c.metrics_address.c_str(), &a) != 1 &&
+            ::inet_pton(AF_INET6, c.metrics_address.c_str(), &a) != 1)
+            return "the metrics address must be an IPv4 or IPv6 address, not '" + c.metrics_address + "'";
+    }
     const bool tls_any = !c.tls_cert.empty() || !c.tls_key.empty() || !c.tls_ca.empty();
     const bool tls_all = !c.tls_cert.empty() && !c.tls_key.empty() && !c.tls_ca.empty();
     if (tls_any && !tls_all) return "TLS needs a certificate, a key and a CA together";

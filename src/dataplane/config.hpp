@@ -31,6 +31,9 @@ struct Config {
     // Ports, each by DPDK port id ("0") or device name ("0000:3b:00.0", "net_pcap0").
     std::string subscriber_port = "0";
     std::string internet_port = "1";
+    // When one port loses its link, take the other down until it is back
+    // (link.hpp, docs/deploy.md#link-faults).
+    bool link_propagation = true;
 
     // Workers: EAL lcore ids; empty means every lcore EAL was given but the
     // main one (which keeps the control thread), or the main one if alone.
@@ -70,6 +73,12 @@ struct Config {
     // datagrams held at once and bytes of fragment copies, per worker.
     size_t fragment_datagrams = 256;
     size_t fragment_memory = size_t{4} << 20;
+
+    // Its own Prometheus endpoint (metrics_server.hpp): on by default, on
+    // loopback. Port 0: any free port (logged).
+    bool metrics = true;
+    std::string metrics_address = "127.0.0.1";
+    uint16_t metrics_port = 9477;
 
     std::string stats_file;          // counters as JSON on exit
     std::string log_level = "info";  // error, warning, info, debug

@@ -282,7 +282,9 @@ void Datapath::run_worker(unsigned index) noexcept {
         return uint16_t(n);
     };
 
+    uint64_t progress = 0;
     while (!stopping()) {
+        w.published->progress.store(++progress, std::memory_order_relaxed);
         const uint64_t now = monotonic_ns();
         unsigned got = 0;
         for (unsigned r = 0; r < w.rx_count; ++r) {
@@ -298,6 +300,9 @@ void Datapath::run_worker(unsigned index) noexcept {
         if (now >= w.next_publish_ns) {
             publish(w);
             w.next_publish_ns = now + kPublishIntervalNs;
+            // Checked here, not per iteration: tests only (stall_for_test).
+            if (stall_.load(std::memory_order_relaxed) == int(index)) [[unlikely]]
+                while (!stopping()) rte_pause();
         }
         if (got) {
             w.empty_polls = 0;
@@ -333,6 +338,10 @@ void Datapath::run_worker(unsigned index) noexcept {
     }
     w.worker->idle();
     publish(w);
+}
+
+uint64_t Datapath::progress(unsigned index) const noexcept {
+    return slots_[index]->published->progress.load(std::memory_order_relaxed);
 }
 
 void Datapath::abandon(unsigned index) noexcept {

@@ -52,6 +52,9 @@ struct alignas(64) PublishedStats {
     WorkerCounters counters;
     DriverCounters driver;
     std::atomic<uint64_t> last_rx_ns{0};  // monotonic_ns() of the last non-empty receive
+    // Loop iterations, busy or idle: systemd's watchdog is pinged only while
+    // every worker's moves (common/systemd.hpp, ProgressCheck).
+    std::atomic<uint64_t> progress{0};
 };
 
 // Shared by every worker: ports, rings and the stop protocol.
@@ -76,6 +79,12 @@ struct Datapath {
     void read_stats(WorkerCounters& counters, DriverCounters& driver) const;
     void read_worker(unsigned index, WorkerCounters& counters, DriverCounters& driver) const;
     uint64_t last_rx_ns() const noexcept;
+    // Worker `index`'s loop iterations so far (any thread).
+    uint64_t progress(unsigned index) const noexcept;
+    // Tests only (optgate --test-stall-worker): worker `index` stops at its
+    // next publish and spins there until stop(), advancing nothing, as a
+    // worker stuck in a loop or a driver call would.
+    void stall_for_test(unsigned index) noexcept { stall_.store(int(index), std::memory_order_relaxed); }
     // After every worker has returned: the final counters, exact.
     void final_stats(WorkerCounters& counters, DriverCounters& driver) const;
     const WorkerCounters& final_counters(unsigned index) const;
@@ -106,6 +115,7 @@ private:
     rte_ring* tx_ring_[2] = {nullptr, nullptr};  // shared tx: frames for port [r], sent by its poller
     unsigned tx_owner_[2] = {0, 0};              // the worker that polls port [r]
     std::atomic<bool> stop_{false};
+    std::atomic<int> stall_{-1};
     std::atomic<unsigned> rx_stopped_{0}, processed_{0};
 };
 

@@ -25,20 +25,25 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <thread>
 
 #include "common/report.hpp"
 #include "common/static_consent.hpp"
+#include "common/systemd.hpp"
 #include "core/disclosure.hpp"
 #include "core/enforcement.hpp"
 #include "dataplane/config.hpp"
 #include "dataplane/datapath.hpp"
+#include "dataplane/link.hpp"
 #include "dataplane/log.hpp"
+#include "dataplane/metrics_server.hpp"
 #include "dataplane/ports.hpp"
 #include "dataplane/telemetry.hpp"
 #include "policy/loader.hpp"
 #include "proto/control_client.hpp"
+#include "proto/prometheus.hpp"
 #include "proto/stats.hpp"
 
 namespace po = boost::program_options;
@@ -50,10 +55,14 @@ namespace {
 // NOLINTNEXTLINE(cppcoreguidelines-avoid-non-const-global-variables): a signal handler can only reach a global
 volatile std::sig_atomic_t g_signal = 0;
 void on_signal(int sig) { g_signal = sig; }
+// NOLINTNEXTLINE(cppcoreguidelines-avoid-non-const-global-variables): as g_signal
+volatile std::sig_atomic_t g_stall = 0;
+void on_stall(int) { g_stall = 1; }
 
 struct RunLimits {
     unsigned idle_exit_ms = 0;  // 0: run until signalled
     unsigned duration_s = 0;
+    int stall_worker = -1;  // tests: the worker SIGUSR2 stalls (Datapath::stall_for_test)
 };
 
 struct UsageError : std::runtime_error {
@@ -90,6 +99,7 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
     std::string config_file, lcores, steering, log_level;
     Config flags;
     uint64_t http_idle = 0, sync_ms = 0, idle_sleep_us = 0, disclosure_interval_s = 0;
+    unsigned metrics_port = 0;
     po::options_description d("optgate options (after --)");
     d.add_options()("help,h", "show this help")(
         "config", po::value(&config_file),
@@ -126,10 +136,17 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
         "fragmented datagrams held for reassembly per worker (default 256; docs/pipeline.md#fragments)")(
         "fragment-memory", po::value(&flags.fragment_memory),
         "bytes of fragment copies held for reassembly per worker (default 4194304)")(
+        "metrics-address", po::value(&flags.metrics_address),
+        "address of the Prometheus endpoint (default 127.0.0.1; docs/dataplane.md#prometheus)")(
+        "metrics-port", po::value(&metrics_port), "port of the Prometheus endpoint (default 9477; 0: any)")(
+        "no-metrics", "no Prometheus endpoint")(
+        "no-link-propagation", "leave the other port up when one loses its link (docs/deploy.md#link-faults)")(
         "log-level", po::value(&log_level), "error, warning, info (default) or debug")(
         "idle-exit-ms", po::value(&limits.idle_exit_ms),
         "exit after this many ms without a packet (tests, pcap vdevs)")("duration", po::value(&limits.duration_s),
-                                                                        "exit after this many seconds");
+                                                                        "exit after this many seconds")(
+        "test-stall-worker", po::value(&limits.stall_worker),
+        "tests only: on SIGUSR2, this worker stops making progress (systemd's watchdog then stops)");
     po::variables_map vm;
     try {
         po::store(po::command_line_parser(argc, argv).options(d).run(), vm);
@@ -188,6 +205,13 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
     if (given("disclosure-entries")) c.disclosure_entries = flags.disclosure_entries;
     if (given("fragment-datagrams")) c.fragment_datagrams = flags.fragment_datagrams;
     if (given("fragment-memory")) c.fragment_memory = flags.fragment_memory;
+    if (given("metrics-address")) c.metrics_address = flags.metrics_address;
+    if (given("metrics-port")) {
+        if (metrics_port > 65535) throw UsageError("--metrics-port must be between 0 and 65535");
+        c.metrics_port = uint16_t(metrics_port);
+    }
+    if (given("no-metrics")) c.metrics = false;
+    if (given("no-link-propagation")) c.link_propagation = false;
     if (given("log-level")) c.log_level = log_level;
     if (const std::string why = validate(c); !why.empty()) throw UsageError(why);
     if (!set_log_level(c.log_level)) throw UsageError("--log-level must be error, warning, info or debug");
@@ -267,18 +291,65 @@ std::string_view health_text(TableHealth h) {
     return "?";
 }
 
-// Signals, exit conditions and staleness transitions (logged once each).
-void monitor(Datapath& dp, Enforcement& enforcement, const RunLimits& limits) {
+// systemd's watchdog (WatchdogSec=, docs/deploy.md#watchdog): WATCHDOG=1
+// every interval while every worker advances. A worker that stops is logged
+// once, and without pings systemd restarts the unit.
+class WatchdogPinger {
+public:
+    WatchdogPinger(const Datapath& dp, uint64_t start)
+        : dp_(dp), interval_ns_(uint64_t(systemd::watchdog_interval().count()) * 1000), next_(start + interval_ns_),
+          counts_(dp.workers()) {}
+
+    void tick(uint64_t now) {
+        if (!interval_ns_ || now < next_) return;
+        next_ = now + interval_ns_;
+        for (unsigned i = 0; i < dp_.workers(); ++i) counts_[i] = dp_.progress(i);
+        size_t stalled = 0;
+        if (progress_.advanced(counts_, stalled)) {
+            systemd::notify("WATCHDOG=1");
+            logged_ = false;
+        } else if (!logged_) {
+            log(Level::error, "worker " + std::to_string(stalled) + " (lcore " +
+                                  std::to_string(dp_.lcore_of(unsigned(stalled))) + ") made no progress for " +
+                                  std::to_string(interval_ns_ / 1000000) +
+                                  " ms: not pinging systemd's watchdog, which restarts optgate");
+            logged_ = true;
+        }
+    }
+
+private:
+    const Datapath& dp_;
+    const uint64_t interval_ns_;  // 0: no watchdog
+    uint64_t next_;
+    std::vector<uint64_t> counts_;
+    systemd::ProgressCheck progress_;
+    bool logged_ = false;
+};
+
+// Signals, exit conditions, staleness transitions (logged once each),
+// systemd's watchdog and, every 100 ms, the links (null: not propagated).
+void monitor(Datapath& dp, Enforcement& enforcement, const RunLimits& limits, LinkPropagation* links) {
     const uint64_t start = monotonic_ns();
     TableHealth last = TableHealth::fresh;
     bool first = true;
+    WatchdogPinger watchdog(dp, start);
+    unsigned ticks = 0;
     while (!dp.stopping()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
         const uint64_t now = monotonic_ns();
         if (g_signal) {
             log(Level::info, std::string("signal ") + (g_signal == SIGINT ? "SIGINT" : "SIGTERM") + ": draining");
+            systemd::notify("STOPPING=1");
             dp.stop();
+            break;
         }
+        if (g_stall && limits.stall_worker >= 0 && unsigned(limits.stall_worker) < dp.workers()) {
+            g_stall = 0;
+            log(Level::warning, "test: stalling worker " + std::to_string(limits.stall_worker));
+            dp.stall_for_test(unsigned(limits.stall_worker));
+        }
+        watchdog.tick(now);
+        if (links && ++ticks % 20 == 0) links->tick();
         if (limits.duration_s && now - start > uint64_t(limits.duration_s) * 1000000000ull) dp.stop();
         if (limits.idle_exit_ms) {
             const uint64_t last_rx = std::max(dp.last_rx_ns(), start);
@@ -333,9 +404,38 @@ void report_stats(std::vector<proto::StatEntry>& out, const Datapath& dp, const 
     }
 }
 
+// What optgate's own endpoint shows (docs/dataplane.md#prometheus): the
+// entries consentd shows for it, and the control client's, read here so that
+// they stay visible while consentd is unreachable; control_connected only
+// here (consentd cannot report that it is unreachable). The endpoint's thread.
+std::string render_own_metrics(const Datapath& dp, const Enforcement& enforcement, const proto::ControlClient* client,
+                               const uint16_t (&ports)[2], std::string_view name) {
+    using proto::StatKind;
+    std::vector<proto::StatEntry> out;
+    report_stats(out, dp, enforcement, ports);
+    const auto add = [&](const char* n, uint64_t v, StatKind k) { out.push_back({n, v, k, {}, {}}); };
+    add("table_stale", enforcement.view(monotonic_ns()).health == TableHealth::stale, StatKind::gauge);
+    if (client) {
+        const auto s = client->status();
+        add("control_connected", s.connected, StatKind::gauge);
+        add("control_synced", s.synced, StatKind::gauge);
+        add("control_applied_seq", s.applied_seq, StatKind::gauge);
+        add("control_head_seq", s.head_seq, StatKind::gauge);
+        add("control_connects", s.connects, StatKind::counter);
+        add("control_snapshots", s.snapshots, StatKind::counter);
+        add("control_deltas", s.deltas, StatKind::counter);
+        add("control_entries_refused", s.entries_refused, StatKind::counter);
+        add("table_entries", s.table_entries, StatKind::gauge);
+    }
+    std::string text;
+    proto::render_stats(text, std::move(out), name);
+    return text;
+}
+
 int run(const Config& c, const RunLimits& limits) {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
+    if (limits.stall_worker >= 0) std::signal(SIGUSR2, on_stall);
 
     const uint16_t subscriber = resolve_port(c.subscriber_port);
     const uint16_t internet = resolve_port(c.internet_port);
@@ -359,6 +459,9 @@ int run(const Config& c, const RunLimits& limits) {
     // declared before the client, which may call it until it stops).
     DisclosureDrain disclosure_drain(unix_ms_now());
     std::unique_ptr<proto::ControlClient> client;
+    char host[256] = "host";
+    gethostname(host, sizeof host - 1);
+    const std::string name = c.name.empty() ? std::string("optgate-") + host : c.name;
     if (c.control.empty()) {
         const auto loaded = install_static_consent(enforcement, c.policy, c.consent);
         log(Level::info, "static consent: " + std::to_string(loaded.subscribers) + " subscribers, " +
@@ -368,9 +471,7 @@ int run(const Config& c, const RunLimits& limits) {
         const auto endpoint = proto::Endpoint::parse(c.control, why);
         if (!endpoint) throw UsageError("control endpoint " + c.control + ": " + why);
         proto::ControlClient::Options co;
-        char host[256] = "host";
-        gethostname(host, sizeof host - 1);
-        co.name = c.name.empty() ? std::string("optgate-") + host : c.name;
+        co.name = name;
         co.endpoint = *endpoint;
         co.log = [](std::string_view line) { log(Level::info, std::string(line)); };
         if (!c.tls_cert.empty()) co.tls = proto::TlsFiles{c.tls_cert, c.tls_key, c.tls_ca};
@@ -398,8 +499,23 @@ int run(const Config& c, const RunLimits& limits) {
             connected = s.connected;
         };
     if (!register_telemetry(&telemetry)) log(Level::warning, "telemetry commands not registered");
+    const uint16_t ports[2] = {subscriber, internet};
+    // Declared after what it reads, so it stops first. A data plane that
+    // cannot open its endpoint still forwards: the scrape's `up` says it.
+    std::unique_ptr<MetricsServer> metrics;
+    if (c.metrics) {
+        try {
+            metrics = std::make_unique<MetricsServer>(c.metrics_address, c.metrics_port, [&, ports] {
+                return render_own_metrics(dp, enforcement, client.get(), ports, name);
+            });
+            const bool v6 = c.metrics_address.find(':') != std::string::npos;
+            log(Level::info, "metrics: listening on " + (v6 ? "[" + c.metrics_address + "]" : c.metrics_address) + ":" +
+                                 std::to_string(metrics->port()) + " (GET /metrics)");
+        } catch (const std::exception& e) {
+            log(Level::error, std::string(e.what()) + "; forwarding without a Prometheus endpoint");
+        }
+    }
     if (client) {
-        const uint16_t ports[2] = {subscriber, internet};
         client->set_stats_source([&dp, &enforcement, ports](
                                      std::vector<proto::StatEntry>& out) { report_stats(out, dp, enforcement, ports); },
                                  c.stats_interval);
@@ -431,15 +547,22 @@ int run(const Config& c, const RunLimits& limits) {
             throw std::runtime_error("cannot launch a worker on lcore " + std::to_string(lcores[i]));
         }
     }
-    log(Level::info, "forwarding between port " + std::to_string(subscriber) + " (subscribers) and port " +
-                         std::to_string(internet) + " (internet)");
+    const std::string forwarding = "forwarding between port " + std::to_string(subscriber) +
+                                   " (subscribers) and port " + std::to_string(internet) + " (internet)";
+    log(Level::info, forwarding);
+    systemd::notify("READY=1\nSTATUS=" + forwarding);
+    std::optional<LinkPropagation> links;
+    if (c.link_propagation)
+        links.emplace(subscriber, internet,
+                      [](bool warning, const std::string& line) { log(warning ? Level::warning : Level::info, line); });
     if (main_worker >= 0) {
-        std::thread watcher([&] { monitor(dp, enforcement, limits); });
+        std::thread watcher([&] { monitor(dp, enforcement, limits, links ? &*links : nullptr); });
         dp.run_worker(unsigned(main_worker));
         watcher.join();
     } else {
-        monitor(dp, enforcement, limits);
+        monitor(dp, enforcement, limits, links ? &*links : nullptr);
     }
+    links.reset();  // a port it took down is up again
     rte_eal_mp_wait_lcore();
     unregister_telemetry();
     if (client) {
@@ -452,6 +575,7 @@ int run(const Config& c, const RunLimits& limits) {
         client->stop();
     }
 
+    metrics.reset();  // it reads the ports' counters
     for (uint16_t port : {subscriber, internet}) {
         rte_eth_dev_stop(port);  // flushes pcap vdevs
         rte_eth_dev_close(port);

@@ -18,6 +18,7 @@ constexpr Help kHelp[] = {
     {"destination_passed", "identifiers passed to this destination"},
     {"identifier_stripped", "identifiers of this kind stripped"},
     {"identifier_passed", "identifiers of this kind passed"},
+    {"control_connected", "1 while connected to consentd (optgate's own endpoint only)"},
     {"control_synced", "1 when a consent table from consentd is installed"},
     {"control_applied_seq", "the last consentd sequence applied"},
     {"control_head_seq", "consentd's head sequence, as last heard"},

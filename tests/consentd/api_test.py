@@ -936,6 +936,26 @@ class ProgramTest(unittest.TestCase):
                 d.cleanup()
                 s.close()
 
+    def test_watchdog(self):
+        # WatchdogSec= (WATCHDOG_USEC): after READY=1, WATCHDOG=1 keeps
+        # coming from the API thread until the stop.
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "notify")
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.bind(path)
+            s.settimeout(PATIENCE)
+            d = Daemon(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+            try:
+                self.assertTrue(s.recv(4096).decode().startswith("READY=1\n"))
+                for _ in range(5):
+                    self.assertEqual(s.recv(4096).decode(), "WATCHDOG=1")
+                d.stop()
+                while (msg := s.recv(4096).decode()) != "STOPPING=1":
+                    self.assertEqual(msg, "WATCHDOG=1")
+            finally:
+                d.cleanup()
+                s.close()
+
     def test_check_config_and_hash_token(self):
         d = Daemon()
         try:

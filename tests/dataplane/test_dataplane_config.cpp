@@ -136,3 +136,37 @@ TEST_CASE("fragments: defaults are the core's, values and their bounds") {
     CHECK(errors_of(std::string(base) + "fragments: {datagram: 4}\n").find("did you mean 'datagrams'") !=
           std::string::npos);
 }
+
+TEST_CASE("metrics: on loopback by default, an address literal, a port, an off switch") {
+    const char* base = "ports: {subscriber: 0, internet: 1}\nstatic: {policy: p, consent: c}\n";
+    const auto d = load_config_text(base, "optgate.yaml", "/srv").config;
+    CHECK(d.metrics);
+    CHECK(d.metrics_address == "127.0.0.1");
+    CHECK(d.metrics_port == 9477);
+    const auto c = load_config_text(std::string(base) + "metrics: {address: '2001:db8:ad::7', port: 0}\n",
+                                    "optgate.yaml", "/srv")
+                       .config;
+    CHECK(c.metrics_address == "2001:db8:ad::7");
+    CHECK(c.metrics_port == 0);
+    CHECK_FALSE(
+        load_config_text(std::string(base) + "metrics: {enabled: false}\n", "optgate.yaml", "/srv").config.metrics);
+    CHECK(errors_of(std::string(base) + "metrics: {address: localhost}\n").find("IPv4 or IPv6 address") !=
+          std::string::npos);
+    // Off: the address is not used, so not checked.
+    CHECK(errors_of(std::string(base) + "metrics: {enabled: false, address: localhost}\n").empty());
+    CHECK(errors_of(std::string(base) + "metrics: {port: 70000}\n").find("'port' is out of range") !=
+          std::string::npos);
+    CHECK(errors_of(std::string(base) + "metrics: {adress: 127.0.0.1}\n").find("did you mean 'address'") !=
+          std::string::npos);
+}
+
+TEST_CASE("ports.link_propagation: on by default") {
+    const char* mode = "static: {policy: p, consent: c}\n";
+    CHECK(load_config_text(std::string("ports: {subscriber: 0, internet: 1}\n") + mode, "optgate.yaml", "/srv")
+              .config.link_propagation);
+    CHECK_FALSE(load_config_text(std::string("ports: {subscriber: 0, internet: 1, link_propagation: false}\n") + mode,
+                                 "optgate.yaml", "/srv")
+                    .config.link_propagation);
+    CHECK(errors_of(std::string("ports: {subscriber: 0, internet: 1, link_propagation: maybe}\n") + mode)
+              .find("link_propagation") != std::string::npos);
+}

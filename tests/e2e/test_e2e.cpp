@@ -223,7 +223,7 @@ TEST_CASE("a revoke reaches a running data plane; ?wait=enforced reports when; d
     CHECK(r.counter("verdict_pass_consent") == 1);
     CHECK(r.counter("verdict_strip_no_consent") == 1);
     CHECK(r.report.at("control").at("deltas").to_number<uint64_t>() >= 1);
-    CHECK(c.metric("consentd_dataplane_enforcement_seconds_count") >= 1);
+    CHECK(c.metric("consentd_dataplane_enforcement_seconds_count{dataplane=\"e2e-paced\"}") >= 1);
 }
 
 TEST_CASE("consentd stops: once the staleness limit passes, the data plane strips everything") {

@@ -348,6 +348,11 @@ TEST_CASE("?wait=enforced: all connected data planes, disconnects, none at all")
     const auto j = r.to_json();
     CHECK(j.at("status").as_string() == "enforced");
     CHECK(j.at("dataplanes").as_array().size() == 2);
+    // Commit-to-acknowledgement latency, per data plane: both acknowledged s2.
+    CHECK(rig.metric("consentd_dataplane_enforcement_seconds_count{dataplane=\"edge-a\"}") >= 1);
+    CHECK(rig.metric("consentd_dataplane_enforcement_seconds_count{dataplane=\"edge-b\"}") >= 1);
+    CHECK(rig.metrics().find("consentd_dataplane_enforcement_seconds_bucket{dataplane=\"edge-a\",le=\"+Inf\"}") !=
+          std::string::npos);
 
     // One goes away while a wait is pending: it is reported, the wait ends.
     b.client.stop();
