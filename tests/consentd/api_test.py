@@ -504,7 +504,7 @@ class ApiTest(unittest.TestCase):
         r = d.ctl("bind", "2001:db8:1000:77::/64", "mia", "--source", "dhcp")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["address"], "2001:db8:1000:77::/64")
-        r = d.ctl("show", "mia", "--history", "1", token="auditor")
+        r = d.ctl("show", "mia", "--history", "1", "--json", token="auditor")
         self.assertEqual(r.returncode, 0, r.stderr)
         s = json.loads(r.stdout)
         self.assertEqual((len(s["history"]), s["history_total"]), (1, 2))
@@ -732,7 +732,7 @@ class PolicyReloadTest(unittest.TestCase):
         signal_and_wait("invalid", invalid)
         log = d.read_log()
         self.assertRegex(log, r"policy reload: .*policy\.yaml:\d+:\d+: unknown key 'surprise'")
-        self.assertIn("policy reload refused: the running policy is kept", log)
+        self.assertIn("policy reload refused: the running policy and tokens are kept", log)
         self.assertEqual(self.purposes(), ["advertising", "analytics"])
         self.assertEqual(reloads("ok"), ok)
 
