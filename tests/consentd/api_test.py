@@ -258,7 +258,7 @@ class ApiTest(unittest.TestCase):
         self.assertRefused(404, "not_found", "GET", "/v2/anything", token="auditor")
         j = self.assertRefused(405, "method_not_allowed", "POST", "/v1/subscribers/x/consents/advertising", GRANT)
         st, h, _ = self.d.request("PATCH", "/v1/bindings/100.64.0.1", {"subscriber": "x"})
-        self.assertEqual((st, h["allow"]), (405, "PUT, DELETE"))
+        self.assertEqual((st, h["allow"]), (405, "GET, PUT, DELETE"))
         self.assertIn("PUT", j["error"]["message"])
         self.assertRefused(400, "unknown_parameter", "GET", "/v1/subscribers/x?verbose=1", token="auditor")
         self.assertRefused(400, "invalid_parameter", "GET", "/v1/subscribers/x?history=lots", token="auditor")
