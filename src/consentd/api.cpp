@@ -758,7 +758,7 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
 
 void Api::reload_policy(Respond respond) {
     // The daemon's reload (it logs and counts the outcome); here, the answer.
-    reloader_.reload([this, respond = std::move(respond)](const PolicyReload& r) {
+    reloader_.reload([respond = std::move(respond)](const PolicyReload& r) {
         switch (r.status) {
         case PolicyReload::Status::invalid:
             respond(error_response(422, "invalid_policy",
