@@ -30,6 +30,7 @@ enum class Route : uint8_t {
     disclosures_get,
     portal_link,
     binding_get,
+    ledger_checkpoint,
     none,  // no route: `status` says why
 };
 
