@@ -11,7 +11,7 @@ namespace optgate::report {
 
 namespace json = boost::json;
 
-json::object to_json(const WorkerCounters& c, const Runtime& rt) {
+json::object counters_to_json(const WorkerCounters& c) {
     json::object out;
     out["packets"] = json::object{
         {"in", c.get(Counter::packets)},
@@ -22,7 +22,11 @@ json::object to_json(const WorkerCounters& c, const Runtime& rt) {
     json::object counters;
     for (size_t i = 0; i < kCounterCount; ++i) counters[counter_name(Counter(i))] = c.value[i];
     out["counters"] = std::move(counters);
+    return out;
+}
 
+json::object to_json(const WorkerCounters& c, const Runtime& rt) {
+    json::object out = counters_to_json(c);
     const Policy& p = rt.policy();
     json::array destinations;
     for (size_t slot = 0; slot < rt.destination_slots(); ++slot) {

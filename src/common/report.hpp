@@ -25,6 +25,9 @@ namespace optgate::report {
 //                    "stripped", "passed"}]
 // }
 boost::json::object to_json(const WorkerCounters& c, const Runtime& rt);
+// Only "packets" and "counters": what is known without a policy (a data
+// plane that never received one still reports what it dropped).
+boost::json::object counters_to_json(const WorkerCounters& c);
 
 // The per-subscriber disclosure view (docs/replay.md#disclosures): one row
 // per (subscriber key, destination, identifier) with its counts, the key

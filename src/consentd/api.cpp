@@ -7,6 +7,7 @@
 #include "consentd/binding_address.hpp"
 #include "consentd/checkpoint_writer.hpp"
 #include "consentd/import_parser.hpp"
+#include "consentd/json_text.hpp"
 #include "consentd/log.hpp"
 #include "consentd/request_bodies.hpp"
 #include "policy/loader.hpp"
@@ -74,7 +75,7 @@ std::optional<json::value> json_body(const Request& req, std::optional<Response>
 Response json_response(unsigned status, const json::object& body) {
     Response r{http::status(status), 11};
     r.set(http::field::content_type, "application/json");
-    r.body() = json::serialize(body);
+    r.body() = json_text(body);
     r.body().push_back('\n');
     return r;
 }
@@ -97,8 +98,7 @@ Response error_response(unsigned status, std::string_view code, std::string_view
 Api::Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config,
          PolicyReloader& reloader, Publisher* publisher)
     : ioc_(ioc), service_(service), metrics_(metrics), config_(config), reloader_(reloader), publisher_(publisher),
-      tokens_(config.tokens), reader_(config.database), disclosure_reader_(config.database),
-      history_reader_(config.database) {}
+      reader_(config.database), disclosure_reader_(config.database), history_reader_(config.database) {}
 
 Api::~Api() {
     import_pool_.join();
@@ -116,7 +116,10 @@ Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
     const RouteInfo& info = route_info(a.match.route);
     if (info.role != Role::none) {
         const auto auth = h.find(http::field::authorization);
-        const Caller c = tokens_.authenticate(auth == h.end() ? std::string_view() : std::string_view(auth->value()));
+        // The tokens in force now (a reload replaces them); the admission
+        // keeps this table alive while the request uses its token.
+        auto tokens = reloader_.tokens();
+        const Caller c = tokens->authenticate(auth == h.end() ? std::string_view() : std::string_view(auth->value()));
         if (!c.token) {
             a.reject = error_response(401, "unauthorized",
                                       c.presented ? "unknown token" : "send Authorization: Bearer <token>");
@@ -130,7 +133,7 @@ Api::Admission Api::admit(const http::request<http::empty_body>& h) const {
                                           std::string(to_string(info.role)));
             return a;
         }
-        a.token = c.token;
+        a.token = std::shared_ptr<const Token>(std::move(tokens), c.token);
     }
     // ?wait=enforced is checked here, before the body: bad input changes nothing.
     const std::string* wait = a.match.param("wait");
@@ -203,6 +206,7 @@ void Api::handle(const Admission& a, Request&& req, Respond respond) {
     case Route::subscriber_get: get_subscriber(a, respond); return;
     case Route::receipt_get: get_receipt(a, respond); return;
     case Route::disclosures_get: get_disclosures(a, respond); return;
+    case Route::binding_get: get_binding(a, respond); return;
     case Route::import: import(a, req, std::move(req.body()), respond); return;
     case Route::policy_reload: reload_policy(std::move(respond)); return;
     default: break;
@@ -340,11 +344,15 @@ Response Api::subscriber_answer(const std::string& subscriber, size_t limit, uin
     if (!r)
         return error_response(404, "unknown_subscriber", "the ledger has no event for subscriber '" + subscriber + "'");
     json::array consents;
-    for (const auto& c : r->consents) {
+    for (size_t i = 0; i < r->consents.size(); ++i) {
+        const ConsentRow& c = r->consents[i];
         json::object o;
         o["purpose"] = c.purpose;
         o["seq"] = c.seq;
         o["time"] = c.time;
+        // Since when, without a break: the run's first grant.
+        o["since_seq"] = r->runs[i].first_seq;
+        o["since"] = r->runs[i].first_time;
         o["source"] = c.source;
         o["notice_version"] = opt(c.notice_version);
         o["credential"] = c.credential;
@@ -610,6 +618,69 @@ void Api::delete_binding(const Admission& a, const json::value& body, Respond& r
         std::move(c), a, [](const Outcome& o) { return binding_json(o, false); }, std::move(respond));
 }
 
+namespace {
+
+// An address's bind or unbind event, with whom it names.
+json::value address_event_json(const std::optional<Event>& e) {
+    if (!e) return nullptr;
+    json::object o;
+    o["seq"] = e->seq;
+    o["time"] = e->time;
+    o["action"] = to_string(e->action);
+    o["subscriber"] = e->subscriber;
+    o["source"] = e->source;
+    o["credential"] = e->credential;
+    return o;
+}
+
+}  // namespace
+
+void Api::get_binding(const Admission& a, Respond& respond) {
+    const auto address = route_address(a.match.address, respond);
+    if (!address) return;
+    // The binding the address falls in, as bind and unbind name it (a bare
+    // IPv6 address: its prefix at today's ipv6_key_length).
+    std::string why;
+    const auto binding = binding_for_unbind(*address, *service_.policy(), why);
+    if (!binding) {
+        respond(error_response(400, "invalid_address", why));
+        return;
+    }
+    std::optional<std::string> at;
+    if (const auto* t = a.match.param("at")) {
+        std::string text = *t;
+        // A '+' sent unencoded in a query reads as a space: only an offset can be there.
+        if (text.size() > 19 && text[text.size() - 6] == ' ') text[text.size() - 6] = '+';
+        const auto when = parse_rfc3339(text, why);
+        if (!when) {
+            respond(error_response(400, "invalid_parameter", "at " + why + " (send '+' as %2B)"));
+            return;
+        }
+        at = format_utc_ms(*when);
+    }
+    boost::asio::post(read_pool_, [this, key = binding_text(*binding), at, respond = std::move(respond)]() mutable {
+        Response answer = [&] {
+            AddressRecord r;
+            try {
+                r = history_reader_.address(key, at);
+            } catch (const std::exception& e) {
+                log_error(std::string("reading the ledger: ") + e.what());
+                return error_response(503, "ledger_unavailable", "the ledger could not be read; retry");
+            }
+            json::object body;
+            body["address"] = key;
+            body["at"] = opt(at);
+            body["subscriber"] = r.since && r.since->action == Action::bind ? json::value(r.since->subscriber)
+                                                                            : json::value(nullptr);
+            body["since"] = address_event_json(r.since);
+            body["until"] = address_event_json(r.until);
+            return json_response(200, body);
+        }();
+        boost::asio::post(
+            ioc_, [answer = std::move(answer), respond = std::move(respond)]() mutable { respond(std::move(answer)); });
+    });
+}
+
 void Api::submit(Change change, const Admission& a, std::function<json::object(const Outcome&)> ok, Respond respond) {
     service_.submit(
         std::move(change), a.token->name,
@@ -707,15 +778,15 @@ void Api::import(const Admission& a, const Request& req, std::string&& body, Res
 
 void Api::reload_policy(Respond respond) {
     // The daemon's reload (it logs and counts the outcome); here, the answer.
-    reloader_.reload([this, respond = std::move(respond)](const PolicyReload& r) {
+    reloader_.reload([respond = std::move(respond)](const PolicyReload& r) {
         switch (r.status) {
         case PolicyReload::Status::invalid:
-            respond(error_response(422, "invalid_policy", config_.policy + " is not valid; the running policy is kept",
-                                   r.details));
+            respond(error_response(422, "invalid_policy",
+                                   r.file + " is not valid; the running policy and tokens are kept", r.details));
             return;
         case PolicyReload::Status::unusable:
-            respond(error_response(422, "invalid_policy", config_.policy + " is not usable; the running policy is kept",
-                                   r.details));
+            respond(error_response(422, "invalid_policy",
+                                   r.file + " is not usable; the running policy and tokens are kept", r.details));
             return;
         case PolicyReload::Status::failed:
             respond(error_response(status_of(r.outcome.status), r.outcome.code, r.outcome.message));
@@ -725,6 +796,7 @@ void Api::reload_policy(Respond respond) {
         json::object j;
         j["reloaded"] = true;
         j["purposes"] = r.purposes;
+        j["tokens"] = r.tokens;
         j["table_resync"] = r.outcome.table_resync;
         json::array w;
         for (const auto& s : r.warnings) w.emplace_back(s);

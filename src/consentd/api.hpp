@@ -77,8 +77,8 @@ public:
     // NOLINTNEXTLINE(bugprone-exception-escape)
     struct Admission {
         RouteMatch match;
-        const Token* token = nullptr;
-        std::optional<Response> reject;  // answer now; the body is not read
+        std::shared_ptr<const Token> token;  // shares the token table it came from
+        std::optional<Response> reject;      // answer now; the body is not read
         size_t body_limit = 0;
         std::chrono::milliseconds body_timeout{};
         // ?wait=enforced[&timeout=]: answer once data planes enforce the write.
@@ -116,6 +116,8 @@ private:
     void put_consent(const Admission& a, const boost::json::value& body, bool grant, Respond& respond);
     void put_binding(const Admission& a, const boost::json::value& body, Respond& respond);
     void delete_binding(const Admission& a, const boost::json::value& body, Respond& respond);
+    // GET /v1/bindings/{address}[?at=]: who held it then, from the ledger.
+    void get_binding(const Admission& a, Respond& respond);
     void import(const Admission& a, const boost::beast::http::request<boost::beast::http::string_body>& req,
                 std::string&& body, Respond& respond);
     // Submits to the writer; `ok` builds the success body from the outcome.
@@ -128,7 +130,6 @@ private:
     const Config& config_;
     PolicyReloader& reloader_;
     Publisher* publisher_;
-    TokenTable tokens_;
     LedgerReader reader_;
     ReceiptReader receipts_{reader_};
     DisclosureReader disclosure_reader_;

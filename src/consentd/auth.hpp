@@ -24,6 +24,7 @@ struct Token {
     std::string name;
     Role role = Role::read;
     Digest sha256{};
+    friend bool operator==(const Token&, const Token&) = default;
 };
 
 struct Caller {

@@ -85,4 +85,68 @@ std::string format_utc_ms(std::chrono::system_clock::time_point t) {
     return buf;
 }
 
+std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view t, std::string& error) {
+    using namespace std::chrono;
+    error = "must be an RFC 3339 time with a zone, like 2024-05-01T12:00:00Z or 2024-05-01T14:00:00.250+02:00";
+    size_t at = 0;
+    // `n` digits at `at`, or -1.
+    const auto digits = [&](size_t n) -> int {
+        if (at + n > t.size()) return -1;
+        int v = 0;
+        for (size_t i = 0; i < n; ++i) {
+            const char c = t[at + i];
+            if (c < '0' || c > '9') return -1;
+            v = v * 10 + (c - '0');
+        }
+        at += n;
+        return v;
+    };
+    const auto sep = [&](std::string_view allowed) {
+        if (at >= t.size() || allowed.find(t[at]) == std::string_view::npos) return false;
+        ++at;
+        return true;
+    };
+    const int y = digits(4);
+    if (y < 0 || !sep("-")) return std::nullopt;
+    const int mo = digits(2);
+    if (mo < 0 || !sep("-")) return std::nullopt;
+    const int d = digits(2);
+    if (d < 0 || !sep("Tt ")) return std::nullopt;
+    const int h = digits(2);
+    if (h < 0 || !sep(":")) return std::nullopt;
+    const int mi = digits(2);
+    if (mi < 0 || !sep(":")) return std::nullopt;
+    const int s = digits(2);
+    if (s < 0) return std::nullopt;
+    int ms = 0;
+    if (sep(".")) {
+        const size_t first = at;
+        while (at < t.size() && t[at] >= '0' && t[at] <= '9') ++at;
+        if (at == first) return std::nullopt;
+        for (size_t i = first; i < first + 3; ++i) ms = ms * 10 + (i < at ? t[i] - '0' : 0);
+    }
+    int offset_min = 0;
+    if (!sep("Zz")) {
+        if (at >= t.size() || (t[at] != '+' && t[at] != '-')) return std::nullopt;
+        const int sign = t[at++] == '-' ? -1 : 1;
+        const int oh = digits(2);
+        if (oh < 0 || !sep(":")) return std::nullopt;
+        const int om = digits(2);
+        if (om < 0) return std::nullopt;
+        if (oh > 23 || om > 59) {
+            error = "has a zone offset out of range";
+            return std::nullopt;
+        }
+        offset_min = sign * (oh * 60 + om);
+    }
+    if (at != t.size()) return std::nullopt;
+    const year_month_day ymd{year(y), month(unsigned(mo)), day(unsigned(d))};
+    if (!ymd.ok() || h > 23 || mi > 59 || s > 59) {
+        error = "is not a date and time that exists";
+        return std::nullopt;
+    }
+    error.clear();
+    return sys_days(ymd) + hours(h) + minutes(mi) + seconds(s) + milliseconds(ms) - minutes(offset_min);
+}
+
 }  // namespace optgate::consentd

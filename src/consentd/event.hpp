@@ -53,5 +53,9 @@ Digest event_hash(const Digest& prev, const Event& e);
 std::string shape_error(const Event& e);
 
 std::string format_utc_ms(std::chrono::system_clock::time_point t);
+// An RFC 3339 date-time ("2024-05-01T14:00:00+02:00", "2024-05-01T12:00:00.5Z";
+// 't', 'z' and a space for 'T' accepted), to milliseconds (finer digits are
+// dropped); nullopt with `error` saying what is wrong.
+std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text, std::string& error);
 
 }  // namespace optgate::consentd

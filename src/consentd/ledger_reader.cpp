@@ -1,6 +1,7 @@
 #include "consentd/ledger_reader.hpp"
 
 #include <algorithm>
+#include <map>
 
 #include "consentd/ledger.hpp"
 
@@ -12,6 +13,11 @@ LedgerReader::LedgerReader(const std::string& path) : db_(path, Database::Mode::
     consents_ = db_.prepare(
         "SELECT subscriber, purpose, seq, time, source, notice_version, credential FROM consents "
         "WHERE subscriber = ?1 ORDER BY purpose");
+    // Grants and revokes, newest first: walking back from each current
+    // consent to its run's first grant stops at the purpose's last revoke.
+    runs_ = db_.prepare(
+        "SELECT seq, time, action, purpose FROM events WHERE subscriber = ?1 AND action IN ('grant', 'revoke') "
+        "ORDER BY seq DESC");
     bindings_ = db_.prepare(
         "SELECT address, subscriber, seq, time, source, credential FROM bindings WHERE subscriber = ?1 "
         "ORDER BY address");
@@ -28,7 +34,7 @@ std::optional<SubscriberRecord> LedgerReader::subscriber(const std::string& id, 
         End(const End&) = delete;
         End& operator=(const End&) = delete;
         ~End() {
-            for (Statement* st : {&r.count_, &r.consents_, &r.bindings_, &r.history_}) st->reset();
+            for (Statement* st : {&r.count_, &r.consents_, &r.runs_, &r.bindings_, &r.history_}) st->reset();
             sqlite3_exec(r.db_.handle(), "COMMIT", nullptr, nullptr, nullptr);
         }
     } end{*this};
@@ -46,6 +52,27 @@ std::optional<SubscriberRecord> LedgerReader::subscriber(const std::string& id, 
                                         std::string(consents_.text(4)), consents_.opt_text(5),
                                         std::string(consents_.text(6))});
     consents_.reset();
+
+    if (!r.consents.empty()) {
+        // purpose -> (first seq, time) of its current run; done once revoked.
+        std::map<std::string, std::pair<ConsentRun, bool>, std::less<>> open;
+        for (const auto& c : r.consents) open[c.purpose] = {ConsentRun{c.purpose, c.seq, c.time}, false};
+        size_t left = open.size();
+        runs_.bind(1, id);
+        while (left > 0 && runs_.step()) {
+            const auto it = open.find(runs_.text(3));
+            if (it == open.end() || it->second.second) continue;
+            if (runs_.text(2) == "revoke") {
+                it->second.second = true;
+                --left;
+            } else {
+                it->second.first.first_seq = uint64_t(runs_.int64(0));
+                it->second.first.first_time = runs_.text(1);
+            }
+        }
+        runs_.reset();
+        for (const auto& c : r.consents) r.runs.push_back(open[c.purpose].first);
+    }
 
     bindings_.bind(1, id);
     while (bindings_.step())
@@ -88,6 +115,34 @@ EventRecord LedgerReader::event(const std::string& subscriber, uint64_t seq) {
         if (st.step()) r.event = event_from_row(st);
     }
     if (r.event) r.record = policy_record_at(db_, seq);
+    return r;
+}
+
+AddressRecord LedgerReader::address(const std::string& binding, const std::optional<std::string>& at) {
+    db_.exec("BEGIN");
+    struct End {
+        Database& db;
+        explicit End(Database& d) : db(d) {}
+        End(const End&) = delete;
+        End& operator=(const End&) = delete;
+        ~End() { sqlite3_exec(db.handle(), "COMMIT", nullptr, nullptr, nullptr); }
+    } end{db_};
+    AddressRecord r;
+    // Both through the index events_by_address, which the disclosure store
+    // creates at start (disclosures.cpp): it attributes through the same history.
+    {
+        auto st = db_.prepare("SELECT " + std::string(kEventColumns) +
+                              " FROM events WHERE address = ?1 AND (?2 IS NULL OR time <= ?2) ORDER BY seq DESC "
+                              "LIMIT 1");
+        st.bind(1, binding).bind(2, at);
+        if (st.step()) r.since = event_from_row(st);
+    }
+    {
+        auto st = db_.prepare("SELECT " + std::string(kEventColumns) +
+                              " FROM events WHERE address = ?1 AND seq > ?2 ORDER BY seq LIMIT 1");
+        st.bind(1, binding).bind(2, int64_t(r.since ? r.since->seq : 0));
+        if (st.step()) r.until = event_from_row(st);
+    }
     return r;
 }
 

@@ -1,5 +1,5 @@
 // Read side of the ledger for the API: one subscriber's current consents,
-// bindings and history. A separate SQLite connection (WAL readers never wait
+// bindings and history; who held an address at a time. A separate SQLite connection (WAL readers never wait
 // for the writer), used by one thread; each call reads one consistent
 // snapshot.
 #pragma once
@@ -16,8 +16,17 @@
 
 namespace optgate::consentd {
 
+// Where a current consent's run began: its first grant since the purpose
+// was last revoked (or ever). A repeat grant does not move it.
+struct ConsentRun {
+    std::string purpose;
+    uint64_t first_seq = 0;
+    std::string first_time;
+};
+
 struct SubscriberRecord {
     std::vector<ConsentRow> consents;  // by purpose name
+    std::vector<ConsentRun> runs;      // one per consent, in the same order
     std::vector<BindingRow> bindings;  // by address
     std::vector<Event> history;        // the latest events (before the cursor), oldest first
     uint64_t event_count = 0;          // all of this subscriber's events
@@ -32,6 +41,13 @@ struct EventRecord {
     std::shared_ptr<const PolicyRecord> record;  // the policy history's record in force at it
 };
 
+// An address's binding at a time: the bind or unbind in force then, and the
+// event that ended it.
+struct AddressRecord {
+    std::optional<Event> since;  // the address's latest event at or before the time; none: never bound by then
+    std::optional<Event> until;  // the address's next event after `since`; none: still in force
+};
+
 class LedgerReader {
 public:
     explicit LedgerReader(const std::string& path);
@@ -41,10 +57,14 @@ public:
     std::optional<SubscriberRecord> subscriber(const std::string& subscriber, size_t history_limit,
                                                uint64_t before = uint64_t(INT64_MAX));
     EventRecord event(const std::string& subscriber, uint64_t seq);
+    // `binding`: the stored text of a binding (binding_text()). `at`: a time
+    // as events store it (format_utc_ms); nullopt: now. The ledger's order
+    // decides: the last event (by seq) whose time is not after `at`.
+    AddressRecord address(const std::string& binding, const std::optional<std::string>& at);
 
 private:
     Database db_;
-    Statement count_, consents_, bindings_, history_;
+    Statement count_, consents_, runs_, bindings_, history_;
 };
 
 }  // namespace optgate::consentd

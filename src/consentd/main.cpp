@@ -54,11 +54,15 @@ void print_diagnostics(const std::vector<policy::Diagnostic>& ds) {
 
 struct Loaded {
     Config config;
-    std::shared_ptr<const Policy> policy;
-    std::string policy_text;  // as read: data planes load this very text
+    std::shared_ptr<const Policy> policy;  // null unless `ok`
+    std::string policy_text;               // as read: data planes load this very text
+    bool ok = true;                        // every check passed (errors printed otherwise)
 };
 
-// Config and policy, or every error printed and nullopt.
+// The config, or nullopt when the config file itself has errors (every one
+// printed). Then each check of the files it names (policy, TLS,
+// checkpoint key, portal) runs even when one before it failed, printing every error, and `ok` says
+// whether all passed.
 std::optional<Loaded> load(const std::string& path) {
     Loaded l;
     try {
@@ -75,20 +79,20 @@ std::optional<Loaded> load(const std::string& path) {
     print_diagnostics(doc.warnings);
     if (doc.status == PolicyDocument::Status::invalid) {
         print_diagnostics(doc.errors);
-        return std::nullopt;
-    }
-    if (doc.status == PolicyDocument::Status::unusable) {
+        l.ok = false;
+    } else if (doc.status == PolicyDocument::Status::unusable) {
         std::fprintf(stderr, "%s: %s\n", path.c_str(), doc.unusable.c_str());
-        return std::nullopt;
+        l.ok = false;
+    } else {
+        l.policy = std::move(doc.policy);
+        l.policy_text = std::move(doc.text);
     }
-    l.policy = std::move(doc.policy);
-    l.policy_text = std::move(doc.text);
     if (l.config.dataplanes.tcp && l.config.dataplanes.tcp->tls) {
         try {
             proto::make_server_tls(*l.config.dataplanes.tcp->tls);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "%s: dataplanes.tcp.tls: %s\n", path.c_str(), e.what());
-            return std::nullopt;
+            l.ok = false;
         }
     }
     if (l.config.checkpoints) {
@@ -96,13 +100,13 @@ std::optional<Loaded> load(const std::string& path) {
             CheckpointKey::load_private(l.config.checkpoints->key);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "%s: ledger.checkpoints.key: %s\n", path.c_str(), e.what());
-            return std::nullopt;
+            l.ok = false;
         }
     }
     if (l.config.portal.enabled) {
         if (const auto why = check_portal_files(l.config.portal); !why.empty()) {
             std::fprintf(stderr, "%s\n", why.c_str());
-            return std::nullopt;
+            l.ok = false;
         }
     }
     return l;
@@ -122,13 +126,13 @@ std::string dataplane_listeners(const DataPlaneConfig& c) {
 int check_config(const std::string& path) {
     auto l = load(path);
     if (!l) return 1;
+    bool ok = l->ok;
     const auto dir = std::filesystem::path(l->config.database).parent_path();
+    std::string ledger = "new";
     if (!dir.empty() && !std::filesystem::is_directory(dir)) {
         std::fprintf(stderr, "%s: the database directory %s does not exist\n", path.c_str(), dir.c_str());
-        return 1;
-    }
-    std::string ledger = "new";
-    if (std::filesystem::exists(l->config.database)) {
+        ok = false;
+    } else if (std::filesystem::exists(l->config.database)) {
         // An existing file must be a ledger this consentd reads; the chain
         // itself is verify-ledger's job.
         try {
@@ -139,9 +143,10 @@ int check_config(const std::string& path) {
             ledger = std::to_string(st.int64(0)) + " events";
         } catch (const std::exception& e) {
             std::fprintf(stderr, "%s: database: %s\n", path.c_str(), e.what());
-            return 1;
+            ok = false;
         }
     }
+    if (!ok) return 1;
     const auto& r = l->config.radius;
     const std::string radius = r ? ", RADIUS accounting " + r->address + ":" + std::to_string(r->port) + " (" +
                                        std::to_string(r->clients.size()) + " clients)"
@@ -219,7 +224,7 @@ bool check_ledger(Ledger& ledger, const std::string& database, bool rebuild) {
 
 int run(const std::string& config_path, const std::string& port_file, bool rebuild) {
     auto l = load(config_path);
-    if (!l) return 1;
+    if (!l || !l->ok) return 1;
     const Config& config = l->config;
     if (!lock_ledger(config.database)) return 1;
     if (!config.receipts.controller_name)

@@ -28,6 +28,7 @@ constexpr RouteInfo kRoutes[] = {
     {"GET", "/v1/subscribers/{id}/receipts/{seq}", Role::read, false},
     {"GET", "/v1/subscribers/{id}/disclosures", Role::read, false},
     {"POST", "/v1/subscribers/{id}/portal-links", Role::write, false},
+    {"GET", "/v1/bindings/{address}", Role::read, false},
     {"GET", "/v1/ledger/checkpoint", Role::read, false},
     {"", "unmatched", Role::none, false},
 };
@@ -44,6 +45,7 @@ std::vector<std::string_view> allowed_params(Route r) {
     case Route::import: return {"format", "wait", "timeout"};
     case Route::dataplanes: return {"stats"};
     case Route::disclosures_get: return {"from", "to"};
+    case Route::binding_get: return {"at"};
     default: return {};
     }
 }
@@ -111,6 +113,7 @@ RouteMatch match_route(http::verb method, std::string_view target) {
     } else if ((n == 3 || (n == 4 && all_digits(seg[3]))) && is(0, "v1") && is(1, "bindings")) {
         // An IPv6 prefix's "/" may arrive encoded (%2F, one segment) or
         // not (two segments); both mean the same binding.
+        by_method[0] = Route::binding_get;
         by_method[1] = Route::binding_put;
         by_method[2] = Route::binding_delete;
         m.address = n == 3 ? seg[2] : seg[2] + "/" + seg[3];
@@ -161,7 +164,7 @@ RouteMatch match_route(http::verb method, std::string_view target) {
             return no_route(400, "invalid_seq", "{seq} is an event's sequence number: 1, 2, 3...");
         m.seq = *n_seq;
     }
-    if ((m.route == Route::binding_put || m.route == Route::binding_delete) &&
+    if ((m.route == Route::binding_get || m.route == Route::binding_put || m.route == Route::binding_delete) &&
         (m.address.empty() || m.address.size() > 64 || !printable(m.address)))
         return no_route(400, "invalid_address", "not an IP address or prefix");
 

@@ -21,6 +21,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "consentd/json_text.hpp"
+
 namespace optgate::ctl {
 
 namespace po = boost::program_options;
@@ -163,7 +165,7 @@ void pretty(const json::value& v, std::string& out, int indent) {
         }
         out += pad + "]";
     } else {
-        out += json::serialize(v);
+        out += consentd::json_text(v);  // plain decimals, as consentd wrote them
     }
 }
 

@@ -13,11 +13,15 @@ int check(int argc, char** argv);
 // success, 1 on an error answer or no answer, 2 usage).
 int grant(int argc, char** argv);
 int revoke(int argc, char** argv);
-int show(int argc, char** argv);
 int bind(int argc, char** argv);
 int unbind(int argc, char** argv);
 int import_file(int argc, char** argv);
 int reload(int argc, char** argv);
+// show SUB [--history N] [--utc] [--json]: a subscriber's consents (since
+// when), addresses and history; binding ADDRESS [--at T] [--utc] [--json]:
+// who held an address then (show.cpp; tables in local time).
+int show(int argc, char** argv);
+int binding(int argc, char** argv);
 // dataplanes [--json]: data planes connected to consentd (dataplanes.cpp).
 int dataplanes(int argc, char** argv);
 // disclosures SUB [--from D] [--to D] [--json]: what was shared about a

@@ -1,4 +1,4 @@
-// optgatectl grant / revoke / show / bind / unbind / import / reload: the
+// optgatectl grant / revoke / bind / unbind / import / reload: the
 // consentd API from the command line (docs/consentd.md, "optgatectl").
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
@@ -112,16 +112,6 @@ int consent(int argc, char** argv, bool grant) {
 
 int grant(int argc, char** argv) { return consent(argc, argv, true); }
 int revoke(int argc, char** argv) { return consent(argc, argv, false); }
-
-int show(int argc, char** argv) {
-    po::options_description opts;
-    opts.add_options()("history", po::value<unsigned>(), "how many of the latest events to list");
-    Parsed p;
-    if (auto stop = prepare(argc, argv, opts, {"subscriber"}, "show SUBSCRIBER [--history N]", p)) return *stop;
-    std::string target = "/v1/subscribers/" + encode_segment(arg(p, "subscriber"));
-    if (p.vm.count("history")) target += "?history=" + std::to_string(p.vm["history"].as<unsigned>());
-    return call("show", p, http::verb::get, target);
-}
 
 int bind(int argc, char** argv) {
     po::options_description opts;

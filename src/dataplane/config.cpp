@@ -142,6 +142,14 @@ void read_control(const Value& v, Config& c, Diagnostics& d, const std::string& 
         if (const auto t = as_duration(*x, d, std::chrono::milliseconds(100), std::chrono::minutes(10)))
             c.stats_interval = *t;
     if (const auto x = m.get("tls")) read_tls(*x, c, d, base);
+    // Without a policy nothing is known about identifiers: the core drops
+    // every frame (fail closed) until consentd's first snapshot. Say so where
+    // an operator looks before a restart.
+    if (c.bootstrap_policy.empty() && c.sync_timeout.count() == 0)
+        d.warning(v.at,
+                  "without 'bootstrap_policy' optgate drops every frame from its start until consentd's first "
+                  "snapshot (no_policy_dropped); a copy of consentd's policy there forwards them with every "
+                  "identifier stripped instead (docs/deploy.md#failure-behaviour)");
 }
 
 void read_static(const Value& v, Config& c, Diagnostics& d, const std::string& base) {

@@ -550,6 +550,11 @@ int run(const Config& c, const RunLimits& limits) {
     const std::string forwarding = "forwarding between port " + std::to_string(subscriber) +
                                    " (subscribers) and port " + std::to_string(internet) + " (internet)";
     log(Level::info, forwarding);
+    if (!enforcement.runtime())
+        log(Level::warning,
+            "no policy yet: every frame is dropped until consentd's first snapshot "
+            "(no_policy_dropped); control.bootstrap_policy forwards them with every identifier "
+            "stripped instead");
     systemd::notify("READY=1\nSTATUS=" + forwarding);
     std::optional<LinkPropagation> links;
     if (c.link_propagation)
@@ -590,8 +595,10 @@ int run(const Config& c, const RunLimits& limits) {
     OPTGATE_DRIVER_COUNTERS(OPTGATE_X)
 #undef OPTGATE_X
     std::cout << summary << "\n";
-    if (!c.stats_file.empty() && runtime) {
-        auto j = report::to_json(*counters, *runtime);
+    if (!c.stats_file.empty()) {
+        // Without a policy (no table ever arrived, no bootstrap_policy) the
+        // counters still say what happened: every frame no_policy_dropped.
+        auto j = runtime ? report::to_json(*counters, *runtime) : report::counters_to_json(*counters);
         boost::json::object driver;
 #define OPTGATE_X(name, summary) driver[#name] = dc.name;
         OPTGATE_DRIVER_COUNTERS(OPTGATE_X)

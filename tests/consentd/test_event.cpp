@@ -115,3 +115,31 @@ TEST_CASE("hex round trip and constant-time equality") {
     e[0] ^= 1;
     CHECK_FALSE(digest_equal(d, e));
 }
+
+TEST_CASE("RFC 3339 times, with their zone, to the ledger's UTC milliseconds") {
+    std::string why;
+    const auto utc = [&why](std::string_view t) {
+        const auto p = parse_rfc3339(t, why);
+        return p ? format_utc_ms(*p) : "error: " + why;
+    };
+    CHECK(utc("2024-05-01T12:00:00Z") == "2024-05-01T12:00:00.000Z");
+    CHECK(utc("2024-05-01T14:00:00.25+02:00") == "2024-05-01T12:00:00.250Z");
+    CHECK(utc("2024-05-01t06:29:59.1239-05:30") == "2024-05-01T11:59:59.123Z");  // finer than ms: dropped
+    CHECK(utc("2024-05-01 00:30:00+01:00") == "2024-04-30T23:30:00.000Z");
+    CHECK(utc("2024-02-29T23:59:59z") == "2024-02-29T23:59:59.000Z");
+    for (const char* bad :
+         {"", "2024-05-01", "2024-05-01T12:00:00", "2024-05-01T12:00Z", "2024-5-01T12:00:00Z", "2024-05-01T12:00:00.Z",
+          "2024-05-01T12:00:00Z ", "2024-05-01T12:00:00+0200", "yesterday"}) {
+        INFO(bad);
+        CHECK_FALSE(parse_rfc3339(bad, why));
+        CHECK(why.find("RFC 3339") != std::string::npos);
+    }
+    for (const char* impossible : {"2023-02-29T12:00:00Z", "2024-13-01T12:00:00Z", "2024-05-01T24:00:00Z",
+                                   "2024-05-01T12:60:00Z", "2024-05-01T12:00:60Z"}) {
+        INFO(impossible);
+        CHECK_FALSE(parse_rfc3339(impossible, why));
+        CHECK(why == "is not a date and time that exists");
+    }
+    CHECK_FALSE(parse_rfc3339("2024-05-01T12:00:00+24:00", why));
+    CHECK(why == "has a zone offset out of range");
+}

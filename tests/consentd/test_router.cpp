@@ -35,6 +35,19 @@ TEST_CASE("an IPv6 prefix in the path, encoded or not") {
     CHECK(match_route(verb::put, "/v1/bindings/a/b").status == 404);
 }
 
+TEST_CASE("who held an address: GET on the binding's path, at a time") {
+    auto g = match_route(verb::get, "/v1/bindings/100.64.0.1?at=2024-05-01T12:00:00%2B02:00");
+    CHECK(g.route == Route::binding_get);
+    CHECK(g.address == "100.64.0.1");
+    REQUIRE(g.param("at"));
+    CHECK(*g.param("at") == "2024-05-01T12:00:00+02:00");
+    CHECK(match_route(verb::get, "/v1/bindings/2001:db8:1000:1::/64").address == "2001:db8:1000:1::/64");
+    CHECK(match_route(verb::get, "/v1/bindings/100.64.0.1?when=now").code == "unknown_parameter");
+    CHECK(match_route(verb::get, "/v1/bindings/100.64.0.1%0A").code == "invalid_address");
+    CHECK(match_route(verb::post, "/v1/bindings/100.64.0.1").allow == "GET, PUT, DELETE");
+    CHECK(route_info(Route::binding_get).role == Role::read);
+}
+
 TEST_CASE("what does not route") {
     auto m = match_route(verb::post, "/v1/subscribers/sub-1/consents/advertising");
     CHECK(m.route == Route::none);

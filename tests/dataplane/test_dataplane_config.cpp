@@ -60,6 +60,22 @@ log_level: debug
     CHECK(loaded.warnings.empty());
 }
 
+TEST_CASE("control without bootstrap_policy: warned that frames are dropped until the first snapshot") {
+    const auto bare = load_config_text("ports: {subscriber: 0, internet: 1}\ncontrol: {endpoint: run/c.sock}\n",
+                                       "optgate.yaml", "/etc/optgate");
+    REQUIRE(bare.warnings.size() == 1);
+    CHECK(bare.warnings[0].to_string().find("optgate.yaml:2:10: warning: without 'bootstrap_policy' optgate drops "
+                                            "every frame") == 0);
+    // A policy to enforce, or a start that waits for the table: no warning.
+    for (const char* control :
+         {"{endpoint: run/c.sock, bootstrap_policy: p.yaml}", "{endpoint: run/c.sock, sync_timeout: 10s}"}) {
+        INFO(control);
+        CHECK(load_config_text(std::string("ports: {subscriber: 0, internet: 1}\ncontrol: ") + control + "\n",
+                               "optgate.yaml", "/etc/optgate")
+                  .warnings.empty());
+    }
+}
+
 TEST_CASE("defaults and static mode") {
     const auto c = load_config_text("ports: {subscriber: 0, internet: 1}\nstatic: {policy: p.yaml, consent: c.yaml}\n",
                                     "optgate.yaml", "/srv")
