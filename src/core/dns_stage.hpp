@@ -17,7 +17,7 @@
 // The stage runs over the packets classify routed to it (UDP from a
 // subscriber to a DNS port, not a fragment), like the HTTP stage.
 //
-// Cost (callgrind, optgate-bench mix): about 740 instructions per query
+// Cost (callgrind, optgate-bench mix): about 760 instructions per query
 // inspected, scan, verdict and, for half of them, the strip included
 // (docs/benchmarks.md, "DNS over UDP: same-length Padding").
 #pragma once
