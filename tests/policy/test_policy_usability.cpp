@@ -32,7 +32,7 @@ collectors:
   - {name: resolver, purpose: advertising, description: d, match: {prefixes: [198.18.0.53/32], ports: [53]}}
   - {name: web, purpose: analytics, description: d, match: {hosts: [stats.example], ports: [80]}}
 exemptions:
-  - {name: billing, reason: r, match: {prefixes: [203.0.113.200/29]}}
+  - {name: billing, reason: r, match: {prefixes: [198.51.100.200/29]}}
 )");
     CHECK_MESSAGE(ws.empty(), all(ws));
 }
@@ -49,7 +49,7 @@ TEST_CASE("a collector or exemption only on ports optgate never parses") {
     const auto ws = warnings_for(R"(collectors:
   - {name: tls, purpose: advertising, description: d, match: {prefixes: [203.0.113.0/24], ports: [443, "8443-8444"]}}
 exemptions:
-  - {name: billing, reason: r, match: {prefixes: [203.0.113.200/29], ports: [443]}}
+  - {name: billing, reason: r, match: {prefixes: [198.51.100.200/29], ports: [443]}}
 )");
     REQUIRE(ws.size() == 2);
     CHECK(ws[0] ==
