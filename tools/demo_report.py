@@ -5,7 +5,7 @@ Reads the capture that went in and the frames that came out, and for every
 identifier a subscriber sent towards a collector (an HTTP header line or an
 EDNS0 option named in the policy) says whether it arrived intact (passed) or
 not (stripped: the header's value overwritten with the filler, or the EDNS0
-option removed). Independent of optgate's own counters: it reads packets.
+option made Padding). Independent of optgate's own counters: it reads packets.
 
 usage: demo_report.py POLICY.yaml BINDINGS IN.pcap OUT.pcap
 BINDINGS: ADDRESS_OR_PREFIX=SUBSCRIBER,... (the bindings made in consentd)

@@ -95,7 +95,8 @@ void read_dataplane_config(const Value& v, DataPlaneConfig& c, Diagnostics& d, c
     }
     if (const auto x = m.get("tcp")) read_tcp(*x, c, d, base_dir);
     if (const auto x = m.get("heartbeat_interval"))
-        if (const auto t = as_duration(*x, d, milliseconds(10), milliseconds(60000))) c.heartbeat_interval = *t;
+        if (const auto t = as_duration(*x, d, policy::kMinHeartbeatInterval, policy::kMaxHeartbeatInterval))
+            c.heartbeat_interval = *t;
     if (const auto x = m.get("history_commits"))
         if (const auto n = as_integer(*x, d, 0, 100000000)) c.history_commits = *n;
     if (const auto x = m.get("history_bytes"))
@@ -117,10 +118,7 @@ void read_dataplane_config(const Value& v, DataPlaneConfig& c, Diagnostics& d, c
 }
 
 std::string check_heartbeat_against(const DataPlaneConfig& c, std::chrono::milliseconds staleness_limit) {
-    if (c.heartbeat_interval * 3 <= staleness_limit) return {};
-    return "dataplanes.heartbeat_interval (" + std::to_string(c.heartbeat_interval.count()) +
-           "ms) must be at most a third of the policy's staleness_limit (" + std::to_string(staleness_limit.count()) +
-           "ms), or data planes go stale while consentd is healthy";
+    return policy::staleness_limit_problem(staleness_limit, c.heartbeat_interval);  // optgatectl check warns alike
 }
 
 }  // namespace optgate::consentd

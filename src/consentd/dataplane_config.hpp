@@ -27,6 +27,7 @@
 #include <optional>
 #include <string>
 
+#include "policy/usability.hpp"
 #include "policy/yaml_reader.hpp"
 #include "proto/tls.hpp"
 
@@ -42,7 +43,7 @@ struct DataPlaneConfig {
     std::string socket = "/run/optgate/consentd.sock";
     unsigned socket_mode = 0660;
     std::optional<DataPlaneTcp> tcp;
-    std::chrono::milliseconds heartbeat_interval{1000};
+    std::chrono::milliseconds heartbeat_interval{policy::kDefaultHeartbeatInterval};
     // Commits kept in memory so that a reconnecting data plane gets deltas
     // instead of a snapshot; also bounded by history_bytes.
     size_t history_commits = 100000;

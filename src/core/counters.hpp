@@ -63,7 +63,7 @@ namespace optgate {
     X(dns_queries, "DNS queries from subscribers inspected")                                         \
     X(dns_not_query, "DNS messages with QR=1 on a DNS port: not inspected")                          \
     X(dns_with_identifiers, "DNS queries carrying identifier EDNS0 options")                         \
-    X(dns_rewritten, "DNS queries whose identifier options were removed")                            \
+    X(dns_rewritten, "DNS queries whose identifier options were made Padding")                       \
     X(dns_malformed_header, "DNS message shorter than its header")                                   \
     X(dns_malformed_name, "DNS name truncated, too long or with a reserved label type")              \
     X(dns_malformed_record, "DNS record truncated or counts larger than the message")                \

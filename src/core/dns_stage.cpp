@@ -1,6 +1,9 @@
 #include "core/dns_stage.hpp"
 
+#include <cstring>
+
 #include "core/big_endian.hpp"
+#include "core/checksum.hpp"
 #include "core/packet_edit.hpp"
 #include "core/pipeline.hpp"
 
@@ -66,7 +69,6 @@ std::optional<Counter> scan_dns_query(const uint8_t* msg, uint32_t len, const Ru
             if (out.has_opt) return Counter::dns_multiple_opt;
             if (pos != owner + 1 || msg[owner] != 0) return Counter::dns_malformed_opt;  // owner must be root
             out.has_opt = true;
-            out.opt_rdlength_at = pos + 8;
             out.rdata_begin = rdata;
             out.rdata_end = rdata + rdlength;
             uint32_t o = rdata;
@@ -81,6 +83,18 @@ std::optional<Counter> scan_dns_query(const uint8_t* msg, uint32_t len, const Ru
         pos = rdata + rdlength;
     }
     return std::nullopt;
+}
+
+void pad_dns_option(uint8_t* frame, const ParsedPacket& p, uint32_t at) noexcept {
+    uint8_t* o = frame + at;
+    const uint32_t data_len = load16(o + 2);
+    const bool odd = ((at - p.l4_offset) & 1) != 0;
+    const uint32_t old_sum = checksum::sum(o, 4 + data_len, 0, odd);
+    o[0] = 0;
+    o[1] = kDnsPaddingCode;
+    std::memset(o + 4, 0, data_len);
+    // Only the head is left to sum: the data is zero.
+    l4_payload_changed(frame, p, old_sum, checksum::sum(o, 4, 0, odd));
 }
 
 void DnsStage::process_burst(PacketRef* pkts, BurstSlot* slots, const uint8_t* list, uint32_t count,
@@ -109,20 +123,14 @@ void DnsStage::process_burst(PacketRef* pkts, BurstSlot* slots, const uint8_t* l
         c.add(verdict_counter(v));
         if (passes(v)) {
             for_each_dns_identifier(msg, scan, rt,
-                                    [&](int id) { ctx.count_identifier(s.parsed, s.destination, id, true); });
+                                    [&](int id, uint32_t) { ctx.count_identifier(s.parsed, s.destination, id, true); });
             continue;
         }
-        // Strip. Bytes change from the OPT RDLENGTH to the end of the
-        // datagram; the checksum needs their sum before they do.
-        const uint32_t from = s.parsed.payload_offset + scan.opt_rdlength_at;
-        const uint32_t old_tail = l4_tail_sum(pkt.data, s.parsed, from);
-        const uint32_t removed = compact_opt_rdata(
-            msg, scan, rt, [&](int id) { ctx.count_identifier(s.parsed, s.destination, id, false); });
-        const uint16_t rdlength = uint16_t(scan.rdata_end - scan.rdata_begin - removed);
-        msg[scan.opt_rdlength_at] = uint8_t(rdlength >> 8);
-        msg[scan.opt_rdlength_at + 1] = uint8_t(rdlength);
-        const uint32_t cut_at = s.parsed.payload_offset + scan.rdata_end - removed;
-        pkt.len = udp_remove_bytes(pkt.data, pkt.len, s.parsed, from, cut_at, removed, old_tail);
+        // Strip: every identifier option becomes Padding in place.
+        for_each_dns_identifier(msg, scan, rt, [&](int id, uint32_t pos) {
+            ctx.count_identifier(s.parsed, s.destination, id, false);
+            pad_dns_option(pkt.data, s.parsed, s.parsed.payload_offset + pos);
+        });
         s.changed = true;
         c.add(Counter::dns_rewritten);
     }

@@ -6,15 +6,20 @@
 // loop on); every record must fit the message. A malformed message is left
 // alone and counted under its reason. Only messages with QR=0 are inspected.
 //
-// On strip, the identifier options are cut out of the OPT RDATA and the rest
-// of the frame moves down: OPT RDLENGTH, UDP length, IP length and both
-// checksums are fixed (packet_edit.hpp). On pass, nothing changes.
+// On strip, each identifier option becomes a Padding option (code 12, RFC
+// 7830) of the same length with zeroed content, as over TCP
+// (dns_tcp_stage.hpp): nothing moves, no length changes, and the UDP
+// checksum (and an encapsulation's outer ones) is patched from one sum over
+// the option before and one over its 4-byte head after (pad_dns_option()).
+// A resolver ignores Padding in a query (RFC 7830 §4). On pass, nothing
+// changes.
 //
 // The stage runs over the packets classify routed to it (UDP from a
 // subscriber to a DNS port, not a fragment), like the HTTP stage.
 //
-// Cost (callgrind, optgate-bench mix): about 670 instructions per query
-// inspected, scan, verdict and, for half of them, the strip included.
+// Cost (callgrind, optgate-bench mix): about 760 instructions per query
+// inspected, scan, verdict and, for half of them, the strip included
+// (docs/benchmarks.md, "DNS over UDP: same-length Padding").
 #pragma once
 
 #include <cstdint>
@@ -22,6 +27,7 @@
 
 #include "core/big_endian.hpp"
 #include "core/counters.hpp"
+#include "core/packet.hpp"
 #include "core/runtime.hpp"
 
 namespace optgate {
@@ -41,8 +47,7 @@ public:
 
 struct DnsScan {
     bool has_opt = false;
-    uint32_t opt_rdlength_at = 0;  // message offset of the OPT RDLENGTH field
-    uint32_t rdata_begin = 0;      // message offsets of the OPT RDATA
+    uint32_t rdata_begin = 0;  // message offsets of the OPT RDATA
     uint32_t rdata_end = 0;
     unsigned identifier_options = 0;  // options whose code the policy lists
 };
@@ -51,42 +56,24 @@ struct DnsScan {
 // Counter::dns_not_query for a response or the malformation reason.
 std::optional<Counter> scan_dns_query(const uint8_t* msg, uint32_t len, const Runtime& rt, DnsScan& out) noexcept;
 
-// Removes the identifier options from the message's OPT RDATA in place
-// (within the message buffer; bytes after rdata_end are left for the caller
-// to move). Calls on_removed(identifier_index) for each option removed and
-// returns how many bytes the OPT RDATA shrank by.
-template <class OnRemoved>
-uint32_t compact_opt_rdata(uint8_t* msg, const DnsScan& scan, const Runtime& rt, OnRemoved&& on_removed) noexcept;
+inline constexpr uint8_t kDnsPaddingCode = 12;  // RFC 7830; the code's high byte is 0
 
-// Calls fn(identifier_index) for each identifier option, without changing.
+// Makes the option whose code is at frame offset `at` (code, length, data,
+// all in this frame's TCP or UDP payload) a Padding option of the same
+// length with zeroed content, and patches the checksums (packet_edit.hpp).
+void pad_dns_option(uint8_t* frame, const ParsedPacket& p, uint32_t at) noexcept;
+
+// Calls fn(identifier_index, message_offset) for each identifier option
+// (the offset of its code); fn may make the option Padding.
 template <class Fn>
 void for_each_dns_identifier(const uint8_t* msg, const DnsScan& scan, const Runtime& rt, Fn&& fn) noexcept {
     for (uint32_t pos = scan.rdata_begin; pos + 4 <= scan.rdata_end;) {
         const uint16_t code = big_endian::load16(msg + pos);
         const uint16_t olen = big_endian::load16(msg + pos + 2);
         const int id = rt.dns_identifier(code);
-        if (id >= 0) fn(id);
+        if (id >= 0) fn(id, pos);
         pos += 4u + olen;
     }
-}
-
-template <class OnRemoved>
-uint32_t compact_opt_rdata(uint8_t* msg, const DnsScan& scan, const Runtime& rt, OnRemoved&& on_removed) noexcept {
-    uint32_t write = scan.rdata_begin;
-    for (uint32_t pos = scan.rdata_begin; pos + 4 <= scan.rdata_end;) {
-        const uint16_t code = big_endian::load16(msg + pos);
-        const uint32_t size = 4u + big_endian::load16(msg + pos + 2);
-        const int id = rt.dns_identifier(code);
-        if (id >= 0) {
-            on_removed(id);
-        } else {
-            if (write != pos)
-                for (uint32_t i = 0; i < size; ++i) msg[write + i] = msg[pos + i];
-            write += size;
-        }
-        pos += size;
-    }
-    return scan.rdata_end - write;
 }
 
 }  // namespace optgate

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/dns_stage.hpp"
 #include "core/packet_edit.hpp"
 #include "core/pipeline.hpp"
 
@@ -11,7 +12,6 @@ namespace {
 inline bool seq_before(uint32_t a, uint32_t b) noexcept { return int32_t(a - b) < 0; }
 
 constexpr uint16_t kTypeOpt = 41;
-constexpr uint8_t kPaddingCode = 12;  // RFC 7830
 constexpr unsigned kMaxNameLength = 255;
 
 namespace flag {
@@ -267,7 +267,7 @@ private:
             // unknown one with zeroed content), its second, then its data.
             st_.flags |= flag::padding;
             if (i > 0 && !straddled) sink.set(i - 1, 1, 0);
-            sink.set(i, 1, kPaddingCode);
+            sink.set(i, 1, kDnsPaddingCode);
             sink.padded(i, 1, 1, i == 0 && !straddled);
             st_.aux = i == 0 && !straddled;  // the code's first byte left unchanged
             return 1;
@@ -465,7 +465,7 @@ Counter DnsTcpStage::replay(DnsTcpFlow& f, Sink& sink, uint32_t seq, uint32_t le
     for (unsigned r = 0; r < f.padded_count; ++r) {
         const uint32_t a = f.padded_seq[r], n = f.padded_len[r];
         if (!f.padded_keep_high[r]) fill(a, a + 1, 0);
-        if (n > 1) fill(a + 1, a + 2, kPaddingCode);
+        if (n > 1) fill(a + 1, a + 2, kDnsPaddingCode);
         if (n > 4) fill(a + 4, a + n, 0);
     }
     switch (f.forwarded.check(seq, sink.pkt.data + sink.frame_base, len, fingerprint_)) {

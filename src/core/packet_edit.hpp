@@ -1,6 +1,8 @@
 // In-place packet edits that keep headers and checksums consistent. Every
-// stage that changes bytes goes through here, so lengths and checksums are
-// fixed in one place, always incrementally (a wrong checksum stays wrong).
+// stage that changes bytes goes through here, so checksums are fixed in one
+// place, always incrementally (a wrong checksum stays wrong). No edit
+// changes a packet's length: TCP payloads keep theirs (no sequence
+// rewriting), and DNS over UDP makes options Padding instead of cutting them.
 #pragma once
 
 #include <cstdint>
@@ -9,21 +11,12 @@
 
 namespace optgate {
 
-// The one's-complement sum of the L4 bytes [from, end of the L4 segment) at
-// their parity relative to the L4 header: what a shrinking edit passes to
-// udp_remove_bytes(), taken before any of those bytes change.
-uint32_t l4_tail_sum(const uint8_t* frame, const ParsedPacket& p, uint32_t from) noexcept;
-
-// Removes `count` bytes at frame offset `at` from a UDP datagram's payload:
-// moves the rest of the frame down, then fixes the UDP length, the IPv4
-// total length or IPv6 payload length, the IPv4 header checksum and the UDP
-// checksum (left at zero if it was zero: "no checksum" over IPv4).
-// The caller may also have changed bytes in [from, at) (from <= at);
-// `old_tail_sum` is l4_tail_sum(frame, p, from) taken before it did. Only
-// [from, end) is summed again, so the cost is that of the changed tail.
-// Returns the new frame length; `p` is updated to the new lengths.
-uint32_t udp_remove_bytes(uint8_t* frame, uint32_t frame_len, ParsedPacket& p, uint32_t from, uint32_t at,
-                          uint32_t count, uint32_t old_tail_sum) noexcept;
+// The caller changed L4 payload bytes in place (the length kept); their
+// one's-complement sums before and after are `old_sum` and `new_sum`, taken
+// at their parity relative to the L4 header (checksum::sum's odd_start).
+// Fixes the L4 checksum (a zero UDP checksum over IPv4, "none", stays zero)
+// and every outer checksum of an encapsulation that covers the bytes.
+void l4_payload_changed(uint8_t* frame, const ParsedPacket& p, uint32_t old_sum, uint32_t new_sum) noexcept;
 
 // Overwrites `len` payload bytes at frame offset `at` (inside the TCP or UDP
 // payload) with `fill`, fixing the L4 checksum incrementally. Same length.

@@ -11,6 +11,7 @@
 
 #include "ctl/commands.hpp"
 #include "policy/loader.hpp"
+#include "policy/usability.hpp"
 
 namespace optgate::ctl {
 
@@ -95,6 +96,9 @@ int check(int argc, char** argv) {
         return 1;
     }
     print(loaded.warnings);
+    // Valid, but some of it can never take effect: warned about, exit 0.
+    for (const std::string& w : policy::usability_warnings(loaded.policy))
+        std::fprintf(stderr, "%s: warning: %s\n", policy_path->c_str(), w.c_str());
     std::printf("%s: OK: %s\n", policy_path->c_str(), policy_summary(loaded.policy).c_str());
 
     if (consent_path) {

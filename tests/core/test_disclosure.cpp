@@ -126,7 +126,7 @@ TEST_CASE("accounting off: nothing to drain, enforcement unchanged") {
     PipelineFixture fx(sample_policy(), Enforcement::Mode::static_table, DisclosureConfig{0});
     CHECK(fx.worker->disclosure() == nullptr);
     const Bytes f = dns("100.64.0.12", "198.18.0.53", {kEcs});
-    CHECK(fx.run(f) == dns("100.64.0.12", "198.18.0.53", {}));
+    CHECK(fx.run(f) == dns("100.64.0.12", "198.18.0.53", {padding_for(kEcs)}));
     DisclosureDrain drainer(0);
     DisclosureBatch batch;
     REQUIRE(drain(drainer, *fx.worker, fx.enforcement, 1, batch));

@@ -45,7 +45,7 @@ TEST_CASE("scan finds the OPT record and counts identifier options") {
     CHECK_FALSE(scan.has_opt);
 }
 
-TEST_CASE("strip: identifier options removed, everything else exactly as if never sent") {
+TEST_CASE("strip: identifier options made Padding of the same length, zeroed; nothing else changes") {
     PipelineFixture fx;
     // 100.64.0.12 has no consent; 198.18.0.53:53 is the advertising resolver.
     struct Case {
@@ -55,12 +55,34 @@ TEST_CASE("strip: identifier options removed, everything else exactly as if neve
         std::vector<EdnsOption> in, expected;
     };
     const Case cases[] = {
-        {"ECS only", "100.64.0.12", "198.18.0.53", {kEcs}, {}},
-        {"ECS and MAC around a cookie", "100.64.0.12", "198.18.0.53", {kEcs, kCookie, kMac}, {kCookie}},
-        {"cookie, ECS, padding", "100.64.0.12", "198.18.0.53", {kCookie, kEcs, kPadding}, {kCookie, kPadding}},
-        {"to a resolver that is no collector", "100.64.0.10", "198.51.200.1", {kMac, kEcs}, {}},
-        {"unknown subscriber", "100.64.0.99", "198.18.0.53", {kEcs}, {}},
-        {"IPv6 subscriber not in the table", "2001:db8:1000:9::1", "2001:db8:ad::53", {kEcs, kCookie}, {kCookie}},
+        {"ECS only", "100.64.0.12", "198.18.0.53", {kEcs}, {padding_for(kEcs)}},
+        {"ECS and MAC around a cookie",
+         "100.64.0.12",
+         "198.18.0.53",
+         {kEcs, kCookie, kMac},
+         {padding_for(kEcs), kCookie, padding_for(kMac)}},
+        {"cookie, ECS, padding",
+         "100.64.0.12",
+         "198.18.0.53",
+         {kCookie, kEcs, kPadding},
+         {kCookie, padding_for(kEcs), kPadding}},
+        {"to a resolver that is no collector",
+         "100.64.0.10",
+         "198.51.200.1",
+         {kMac, kEcs},
+         {padding_for(kMac), padding_for(kEcs)}},
+        {"unknown subscriber", "100.64.0.99", "198.18.0.53", {kEcs}, {padding_for(kEcs)}},
+        {"IPv6 subscriber not in the table",
+         "2001:db8:1000:9::1",
+         "2001:db8:ad::53",
+         {kEcs, kCookie},
+         {padding_for(kEcs), kCookie}},
+        {"an empty identifier option", "100.64.0.12", "198.18.0.53", {{65001, {}}, kCookie}, {{12, {}}, kCookie}},
+        {"odd lengths: the next option at an odd offset",
+         "100.64.0.12",
+         "198.18.0.53",
+         {{10, {1, 2, 3}}, kEcs, {65001, {9, 8, 7, 6, 5}}, kCookie},
+         {{10, {1, 2, 3}}, padding_for(kEcs), {12, Bytes(5, 0)}, kCookie}},
     };
     for (const auto& c : cases) {
         const std::string what = c.what;
@@ -71,8 +93,8 @@ TEST_CASE("strip: identifier options removed, everything else exactly as if neve
         CHECK_MESSAGE(out == expected, "got\n" << hexdump(out) << "expected\n" << hexdump(expected));
         CHECK(verify_checksums(out).ok());
     }
-    CHECK(fx.count(Counter::dns_rewritten) == 6);
-    CHECK(fx.count(Counter::verdict_strip_no_consent) == 3);
+    CHECK(fx.count(Counter::dns_rewritten) == 8);
+    CHECK(fx.count(Counter::verdict_strip_no_consent) == 5);
     CHECK(fx.count(Counter::verdict_strip_no_collector) == 1);        // 198.51.200.1
     CHECK(fx.count(Counter::verdict_strip_unknown_subscriber) == 2);  // 100.64.0.99, 2001:db8:1000:9::/64
 }
@@ -96,7 +118,7 @@ TEST_CASE("the same query is stripped for a subscriber without that purpose") {
     PipelineFixture fx;
     const Bytes in = dns_frame("100.64.0.11", "198.18.0.53", query({kEcs}));  // analytics only
     const Bytes out = fx.run(in);
-    CHECK(out == dns_frame("100.64.0.11", "198.18.0.53", query({})));
+    CHECK(out == dns_frame("100.64.0.11", "198.18.0.53", query({padding_for(kEcs)})));
     const auto& c = fx.worker->counters();
     CHECK(c.destination_stripped[1] == 1);
     CHECK(c.identifier_stripped[2] == 1);
@@ -124,7 +146,7 @@ TEST_CASE("VLAN, IPv6 extension headers and OPT not last") {
     const Bytes tsig_like = dns_rr("key.example", 250, 255, 0, Bytes(10, 0xaa));
     DnsQuery q = query({kEcs, kCookie});
     q.extra_additional = {tsig_like};
-    DnsQuery expected_q = query({kCookie});
+    DnsQuery expected_q = query({padding_for(kEcs), kCookie});
     expected_q.extra_additional = {tsig_like};
     auto build = [&](const DnsQuery& dq) {
         return PacketBuilder()
@@ -151,7 +173,7 @@ TEST_CASE("UDP checksum zero over IPv4 stays zero; a wrong checksum stays wrong"
             .payload(dns_query(query(std::move(opts))))
             .build();
     };
-    CHECK(fx.run(frame({kEcs, kCookie}, true)) == frame({kCookie}, true));
+    CHECK(fx.run(frame({kEcs, kCookie}, true)) == frame({padding_for(kEcs), kCookie}, true));
 
     auto plain = [&](std::vector<EdnsOption> opts) {
         return PacketBuilder()
@@ -169,9 +191,9 @@ TEST_CASE("UDP checksum zero over IPv4 stays zero; a wrong checksum stays wrong"
     CHECK(report.ipv4_header_ok);
     CHECK(report.l4_present);
     CHECK_FALSE(report.l4_ok);
-    // Everything but the checksum is as if never sent; the checksum is off
+    // Everything but the checksum is as if sent as Padding; the checksum is off
     // by the same 3 (incremental update preserves the error).
-    Bytes expected = plain({kCookie});
+    Bytes expected = plain({padding_for(kEcs), kCookie});
     REQUIRE(out.size() == expected.size());
     const uint16_t got = uint16_t(out[cks] << 8 | out[cks + 1]);
     const uint16_t right = uint16_t(expected[cks] << 8 | expected[cks + 1]);
@@ -181,7 +203,7 @@ TEST_CASE("UDP checksum zero over IPv4 stays zero; a wrong checksum stays wrong"
     CHECK(out == expected);
 }
 
-TEST_CASE("Ethernet padding survives a shrink") {
+TEST_CASE("Ethernet padding is kept") {
     PipelineFixture fx;
     auto frame = [&](std::vector<EdnsOption> opts) {
         return PacketBuilder()
@@ -191,7 +213,7 @@ TEST_CASE("Ethernet padding survives a shrink") {
             .trailer({0xde, 0xad, 0xbe, 0xef})
             .build();
     };
-    CHECK(fx.run(frame({kEcs})) == frame({}));
+    CHECK(fx.run(frame({kEcs})) == frame({padding_for(kEcs)}));
 }
 
 TEST_CASE("malformed DNS is forwarded unchanged and counted by reason") {
@@ -263,7 +285,7 @@ TEST_CASE("malformed DNS is forwarded unchanged and counted by reason") {
     CHECK(fx.count(Counter::dns_rewritten) == 0);
 }
 
-TEST_CASE("random DNS payloads never crash the stage and never grow a packet") {
+TEST_CASE("random DNS payloads never crash the stage and never change a packet's length") {
     PipelineFixture fx;
     std::mt19937 rng(99);
     const Bytes good = dns_query(query({kEcs, kCookie, kMac}));
@@ -274,7 +296,7 @@ TEST_CASE("random DNS payloads never crash the stage and never grow a packet") {
         if (rng() % 3 == 0) m.resize(rng() % m.size());
         const Bytes f = PacketBuilder().ipv4("100.64.0.12", "198.18.0.53").udp(40000, 53).payload(m).build();
         const Bytes out = fx.run(f);
-        REQUIRE(out.size() <= f.size());
+        REQUIRE(out.size() == f.size());
         if (out != f) REQUIRE(verify_checksums(out).ok());
     }
 }

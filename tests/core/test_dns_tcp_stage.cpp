@@ -22,8 +22,6 @@ const EdnsOption kEcs{8, test::ecs_option_data("100.64.0.0/24")};
 const EdnsOption kMac{65001, {0x02, 0x11, 0x22, 0x33, 0x44, 0x55}};
 const EdnsOption kCookie{10, {1, 2, 3, 4, 5, 6, 7, 8}};
 
-EdnsOption padding_for(const EdnsOption& o) { return {12, Bytes(o.data.size(), 0)}; }
-
 Bytes query(std::vector<EdnsOption> options, std::string name = "www.example.com") {
     return test::dns_query(DnsQuery{.qname = std::move(name), .edns_udp_size = 1232, .options = std::move(options)});
 }

@@ -8,9 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "core/dns_stage.hpp"
 #include "core/packet.hpp"
 #include "core/packet_edit.hpp"
 #include "core/policy.hpp"
+#include "dns_builder.hpp"
 #include "packet_builder.hpp"
 
 using namespace optgate;
@@ -296,48 +298,46 @@ TEST_CASE("l4_fill_bytes inside an encapsulation: inner and outer checksums as t
     }
 }
 
-TEST_CASE("udp_remove_bytes inside an encapsulation: every outer length and checksum follows") {
-    std::string payload(90, '\0');
-    for (size_t i = 0; i < payload.size(); ++i) payload[i] = char('a' + i % 26);
+TEST_CASE("pad_dns_option inside an encapsulation: inner and every outer checksum as the builder makes them") {
+    // A 3-byte option first puts the next one at an odd offset.
+    const EdnsOption odd{10, {1, 2, 3}}, ecs{8, ecs_option_data("100.64.0.0/24")}, mac{65001, Bytes(6, 0x42)};
+    const Bytes in_msg = dns_query({.edns_udp_size = 1232, .options = {odd, ecs, mac}});
+    const Bytes out_msg = dns_query({.edns_udp_size = 1232, .options = {odd, padding_for(ecs), padding_for(mac)}});
+    const uint32_t mac_at = uint32_t(in_msg.size() - 4 - mac.data.size());
+    const uint32_t ecs_at = uint32_t(mac_at - 4 - ecs.data.size());
     for (const auto& w : wrappers()) {
         for (int outer6 = 0; outer6 < 2; ++outer6) {
             for (int inner6 = 0; inner6 < 2; ++inner6) {
-                for (uint32_t count : {1u, 2u, 7u}) {
-                    CAPTURE(w.name);
-                    CAPTURE(outer6);
-                    CAPTURE(inner6);
-                    CAPTURE(count);
-                    Bytes f = w.wrap(inner_dns(inner6).payload(payload).build(), outer6);
-                    ParsedPacket p;
-                    REQUIRE(parse(f, p, kAll).ok);
-                    const uint32_t at = 11;
-                    const uint32_t from = p.payload_offset + at - 2;
-                    const uint32_t tail = l4_tail_sum(f.data(), p, from);
-                    f[from] = '#';
-                    f.resize(
-                        udp_remove_bytes(f.data(), uint32_t(f.size()), p, from, p.payload_offset + at, count, tail));
-                    std::string expected = payload;
-                    expected[at - 2] = '#';
-                    expected.erase(at, count);
-                    CHECK(f == w.wrap(inner_dns(inner6).payload(expected).build(), outer6));
-                }
+                CAPTURE(w.name);
+                CAPTURE(outer6);
+                CAPTURE(inner6);
+                Bytes f = w.wrap(inner_dns(inner6).payload(in_msg).build(), outer6);
+                ParsedPacket p;
+                REQUIRE(parse(f, p, kAll).ok);
+                pad_dns_option(f.data(), p, p.payload_offset + ecs_at);
+                pad_dns_option(f.data(), p, p.payload_offset + mac_at);
+                CHECK(f == w.wrap(inner_dns(inner6).payload(out_msg).build(), outer6));
             }
         }
     }
 }
 
-TEST_CASE("udp_remove_bytes keeps inner Ethernet padding inside VXLAN and the outer checksum right") {
-    // A short inner frame padded to 60 bytes: the padding moves down with the
-    // rest and stays covered by the outer UDP checksum.
-    const Bytes payload{'a', 'b', 'c', 'd', 'e', 'f'};
-    Bytes in = inner_dns(false).payload(payload).trailer(Bytes(10, 0xee)).build();
-    Bytes f = wrap_vxlan(in, outer_ip(false).udp(1, kPortVxlan), 3);
+TEST_CASE("pad_dns_option keeps inner Ethernet padding inside VXLAN and the outer checksum right") {
+    // A short inner frame padded to 60 bytes: the outer UDP checksum covers
+    // the padding, which stays where it was.
+    const EdnsOption mac{65001, Bytes(6, 0x42)};
+    auto frame = [](const EdnsOption& o) {
+        const Bytes inner = inner_dns(false)
+                                .payload(dns_query({.edns_udp_size = 1232, .options = {o}}))
+                                .trailer(Bytes(10, 0xee))
+                                .build();
+        return wrap_vxlan(inner, outer_ip(false).udp(1, kPortVxlan), 3);
+    };
+    Bytes f = frame(mac);
     ParsedPacket p;
     REQUIRE(parse(f, p, kAll).ok);
-    const uint32_t tail = l4_tail_sum(f.data(), p, p.payload_offset + 1);
-    f.resize(udp_remove_bytes(f.data(), uint32_t(f.size()), p, p.payload_offset + 1, p.payload_offset + 1, 3, tail));
-    const Bytes expected_inner = inner_dns(false).payload(Bytes{'a', 'e', 'f'}).trailer(Bytes(10, 0xee)).build();
-    CHECK(f == wrap_vxlan(expected_inner, outer_ip(false).udp(1, kPortVxlan), 3));
+    pad_dns_option(f.data(), p, p.payload_offset + p.payload_len - 4 - uint32_t(mac.data.size()));
+    CHECK(f == frame(padding_for(mac)));
 }
 
 TEST_CASE("set_dscp inside an encapsulation fixes the outer checksums") {

@@ -54,49 +54,16 @@ TEST_CASE("l4_fill_bytes keeps a wrong checksum wrong") {
     CHECK_FALSE(r.l4_ok);
 }
 
-TEST_CASE("udp_remove_bytes: lengths and checksum as if built without the bytes") {
-    std::string payload(120, '\0');
-    for (size_t i = 0; i < payload.size(); ++i) payload[i] = char('a' + i % 26);
-    for (int family = 0; family < 2; ++family) {
-        for (uint32_t at = 0; at < 40; at += 3) {
-            for (uint32_t count = 1; count < 9; ++count) {
-                PacketBuilder b;
-                if (family)
-                    b.ipv6("2001:db8:1000::1", "2001:db8:ad::1");
-                else
-                    b.ipv4("100.64.0.1", "203.0.113.1");
-                b.udp(1, 53);
-                Bytes f = PacketBuilder(b).payload(payload).build();
-                ParsedPacket p;
-                REQUIRE(parse_packet(f.data(), uint32_t(f.size()), p).ok);
-                // Also change a byte between `from` and `at`, as the DNS stage does.
-                const uint32_t from = p.payload_offset + (at > 2 ? at - 2 : 0);
-                const uint32_t tail = l4_tail_sum(f.data(), p, from);
-                f[from] = '#';
-                const uint32_t len = udp_remove_bytes(f.data(), uint32_t(f.size()), p, from, p.payload_offset + at,
-                                                      count, tail);
-                f.resize(len);
-                std::string expected = payload;
-                expected[from - (p.payload_offset)] = '#';
-                expected.erase(at, count);
-                CHECK(f == PacketBuilder(b).payload(expected).build());
-                CHECK(p.payload_len == expected.size());
-            }
-        }
-    }
-}
-
 // Found by tests/fuzz (regressions/dns/udp-length-short-of-ip-payload): a UDP
 // length shorter than the IP payload is legal (receivers ignore the bytes
-// after it), and the checksum covers only the UDP length. Removing bytes
-// must keep that checksum right and leave the ignored bytes alone.
-TEST_CASE("udp_remove_bytes: a UDP length short of the IP payload keeps its checksum over the UDP length") {
+// after it), and the checksum covers only the UDP length. An edit must keep
+// that checksum right and leave the ignored bytes alone.
+TEST_CASE("l4_fill_bytes: a UDP length short of the IP payload keeps its checksum over the UDP length") {
     std::string payload(60, '\0');
     for (size_t i = 0; i < payload.size(); ++i) payload[i] = char('a' + i % 26);
     const std::string ignored = "IGNORED-BYTES";  // in the IP payload, after the UDP length
     for (int family = 0; family < 2; ++family) {
         for (uint32_t at = 0, count = 1; at + count < payload.size(); at += 7, count = count % 5 + 1) {
-            // Odd counts too: the ignored bytes' sum then changes alignment.
             PacketBuilder b;
             if (family)
                 b.ipv6("2001:db8:1000::1", "2001:db8:ad::1");
@@ -119,18 +86,13 @@ TEST_CASE("udp_remove_bytes: a UDP length short of the IP payload keeps its chec
             ParsedPacket p;
             REQUIRE(parse_packet(f.data(), uint32_t(f.size()), p).ok);
             REQUIRE(p.payload_len == payload.size());
-            const uint32_t from = p.payload_offset + at;
-            const uint32_t tail = l4_tail_sum(f.data(), p, from);
-            const uint32_t len = udp_remove_bytes(f.data(), uint32_t(f.size()), p, from, from, count, tail);
-            f.resize(len);
+            l4_fill_bytes(f.data(), p, p.payload_offset + at, count, 0);
 
-            const uint16_t new_udp_len = uint16_t(udp_len - count);
-            CHECK((f[l4 + 4] << 8 | f[l4 + 5]) == new_udp_len);
-            CHECK(p.payload_len == payload.size() - count);
-            // Summed with its stored checksum over the new UDP length: 0 when right.
-            CHECK(optgate::test::detail::l4_checksum(src, src + alen, alen, 17, &f[l4], new_udp_len) == 0);
+            CHECK((f[l4 + 4] << 8 | f[l4 + 5]) == udp_len);
+            // Summed with its stored checksum over the UDP length: 0 when right.
+            CHECK(optgate::test::detail::l4_checksum(src, src + alen, alen, 17, &f[l4], udp_len) == 0);
             std::string expected = payload;
-            expected.erase(at, count);
+            expected.replace(at, count, count, '\0');
             CHECK(std::string(f.begin() + long(l4) + 8, f.end()) == expected + ignored);
             if (family == 0) CHECK(verify_checksums(f).ipv4_header_ok);
         }

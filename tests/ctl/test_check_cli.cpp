@@ -193,6 +193,25 @@ TEST_CASE("warnings are printed and the policy still passes") {
     CHECK(r.out.starts_with(p + ": OK: "));
 }
 
+TEST_CASE("a policy that cannot work passes with a warning for each part that cannot") {
+    Scratch s;
+    const std::string p = s.write("inert.yaml", std::string(kPolicy) + R"(collectors:
+  - {name: tls, purpose: advertising, description: d, match: {prefixes: [203.0.113.0/24], ports: [443]}}
+  - {name: dnshost, purpose: analytics, description: d, match: {hosts: [resolver.example], ports: [53]}}
+http: {ports: []}
+enforcement: {staleness_limit: 2s}
+)");
+    const Run r = run({"check", p});
+    CHECK(r.status == 0);
+    CHECK(r.out.starts_with(p + ": OK: "));
+    const auto err = lines(r.err);
+    REQUIRE(err.size() == 4);
+    CHECK(err[0].starts_with(p + ": warning: the policy lists HTTP header identifiers but 'http.ports' is empty"));
+    CHECK(err[1].starts_with(p + ": warning: collector 'tls' matches only port(s) 443, which optgate never parses"));
+    CHECK(err[2].starts_with(p + ": warning: collector 'dnshost' matches host names but only DNS port(s) 53"));
+    CHECK(err[3].starts_with(p + ": warning: consentd with its default dataplanes.heartbeat_interval refuses"));
+}
+
 TEST_CASE("header prefixes: checked, warned about, counted as HTTP headers") {
     Scratch s;
     std::string text = kPolicy;

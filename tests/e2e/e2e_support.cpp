@@ -209,25 +209,23 @@ Replay PacedReplay::finish(std::chrono::milliseconds timeout) {
 
 // ---- packets ----
 
-test::Bytes dns_with_ecs(const char* src, const char* dst) {
+namespace {
+test::Bytes dns_with(const char* src, const char* dst, std::vector<test::EdnsOption> options) {
     using namespace test;
     return PacketBuilder()
         .ipv4(src, dst)
         .udp(40000, 53)
-        .payload(dns_query({.id = 0x4242,
-                            .qname = "www.example.org",
-                            .edns_udp_size = 1232,
-                            .options = {{kEdnsClientSubnet, ecs_option_data("100.64.0.0/24")}}}))
+        .payload(
+            dns_query({.id = 0x4242, .qname = "www.example.org", .edns_udp_size = 1232, .options = std::move(options)}))
         .build();
 }
+const test::EdnsOption kEcs{test::kEdnsClientSubnet, test::ecs_option_data("100.64.0.0/24")};
+}  // namespace
 
-test::Bytes dns_without_ecs(const char* src, const char* dst) {
-    using namespace test;
-    return PacketBuilder()
-        .ipv4(src, dst)
-        .udp(40000, 53)
-        .payload(dns_query({.id = 0x4242, .qname = "www.example.org", .edns_udp_size = 1232, .options = {}}))
-        .build();
-}
+test::Bytes dns_with_ecs(const char* src, const char* dst) { return dns_with(src, dst, {kEcs}); }
+
+test::Bytes dns_ecs_stripped(const char* src, const char* dst) { return dns_with(src, dst, {padding_for(kEcs)}); }
+
+test::Bytes dns_without_ecs(const char* src, const char* dst) { return dns_with(src, dst, {}); }
 
 }  // namespace optgate::e2e

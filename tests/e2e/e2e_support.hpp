@@ -112,8 +112,10 @@ private:
     std::unique_ptr<Process> proc_;
 };
 
-// A DNS query with ECS from `src` to `dst`:53.
+// A DNS query with ECS from `src` to `dst`:53; the same query with ECS made
+// Padding (what a strip verdict leaves of it); one without ECS.
 test::Bytes dns_with_ecs(const char* src, const char* dst);
+test::Bytes dns_ecs_stripped(const char* src, const char* dst);
 test::Bytes dns_without_ecs(const char* src, const char* dst);
 
 template <class Pred>

@@ -136,7 +136,7 @@ TEST_CASE("grant, revoke, rebind: each replay enforces what consentd holds") {
     c.start();
     CHECK(c.dataplanes().empty());
     const auto with_ecs = dns_with_ecs(kSub, kAdnet);
-    const auto stripped = dns_without_ecs(kSub, kAdnet);
+    const auto stripped = dns_ecs_stripped(kSub, kAdnet);
 
     seq_of(c.bind(kSub, "sub-1"));
     const uint64_t granted = seq_of(c.grant("sub-1", "advertising"));
@@ -219,7 +219,7 @@ TEST_CASE("a revoke reaches a running data plane; ?wait=enforced reports when; d
     const auto r = p.finish();
     REQUIRE(r.output.size() == 2);
     CHECK(r.output[0].data == with_ecs);
-    CHECK(r.output[1].data == dns_without_ecs(kSub, kAdnet));
+    CHECK(r.output[1].data == dns_ecs_stripped(kSub, kAdnet));
     CHECK(r.counter("verdict_pass_consent") == 1);
     CHECK(r.counter("verdict_strip_no_consent") == 1);
     CHECK(r.report.at("control").at("deltas").to_number<uint64_t>() >= 1);
@@ -242,8 +242,8 @@ TEST_CASE("consentd stops: once the staleness limit passes, the data plane strip
     c.wait();
     const auto r = p.finish();
     REQUIRE(r.output.size() == 2);
-    CHECK(r.output[0].data == with_ecs);                       // fresh: consent holds
-    CHECK(r.output[1].data == dns_without_ecs(kSub, kAdnet));  // kPacketGap later: stale
+    CHECK(r.output[0].data == with_ecs);                        // fresh: consent holds
+    CHECK(r.output[1].data == dns_ecs_stripped(kSub, kAdnet));  // kPacketGap later: stale
     CHECK(r.counter("verdict_pass_consent") == 1);
     CHECK(r.counter("verdict_strip_table_stale") == 1);
     CHECK_FALSE(r.report.at("control").at("connected").as_bool());
@@ -510,7 +510,7 @@ TEST_CASE("RADIUS accounting: a Start makes the data plane enforce its subscribe
         CHECK(r.output.find("Received Accounting-Response") != std::string::npos);
     };
     const auto with_ecs = dns_with_ecs(kSub, kAdnet);
-    const auto stripped = dns_without_ecs(kSub, kAdnet);
+    const auto stripped = dns_ecs_stripped(kSub, kAdnet);
     seq_of(c.grant("sub-r", "advertising"));
     {
         const auto r = replay_control(c.socket(), {with_ecs});

@@ -12,8 +12,8 @@ HTTP and DNS flows with strip and pass verdicts (config/policy.example.yaml,
 config/consent.example.yaml). optgate-replay runs them with every
 encapsulation enabled; each output frame must equal, byte for byte, the frame
 scapy builds around the expected inner packet (identifier value overwritten
-or EDNS0 option removed), so every inner and outer length and checksum is
-scapy's. Then the same capture with `encapsulations: []` must come out
+or EDNS0 option made Padding of the same length), so every inner and outer
+length and checksum is scapy's. Then the same capture with `encapsulations: []` must come out
 unchanged, each frame counted under encapsulated_not_inspected_<kind>.
 Exits 1 with one line per disagreement.
 """
@@ -125,7 +125,8 @@ def cases():
                 else:
                     udp = ip(src, dst) / UDP(sport=sport, dport=53)
                     sent = udp / dns_message([(8, ECS), (10, COOKIE)])
-                    want = udp / dns_message([(10, COOKIE)] if strip else [(8, ECS), (10, COOKIE)])
+                    # On strip the ECS option becomes Padding (12) of its length, zeroed.
+                    want = udp / dns_message([(12, bytes(len(ECS))) if strip else (8, ECS), (10, COOKIE)])
                 out.append((label, kind, raw(wrap(sent, outer_v6)), raw(wrap(want, outer_v6))))
     return out
 

@@ -37,7 +37,7 @@ struct Row {
     const char* src;
     const char* dst;
     std::vector<EdnsOption> in;
-    std::vector<EdnsOption> out;  // what must arrive
+    std::vector<EdnsOption> out;  // what must arrive: identifier options made Padding on strip
     uint16_t dport = 53;
     int vlans = 0;
     bool response = false;
@@ -59,17 +59,35 @@ Bytes frame(const Row& r, const std::vector<EdnsOption>& options) {
 const std::vector<Row>& rows() {
     static const std::vector<Row> r = {
         {"1 consent, collector", "100.64.0.10", "198.18.0.53", {kEcs4, kMac}, {kEcs4, kMac}},
-        {"2 analytics only, advertising collector", "100.64.0.11", "198.18.0.53", {kEcs4, kMac}, {}},
-        {"3 no consent", "100.64.0.12", "198.18.0.53", {kEcs4}, {}},
-        {"4 unknown subscriber, cookie kept", "100.64.9.9", "198.18.0.53", {kEcs4, kCookie}, {kCookie}},
-        {"5 consent, but not a collector", "100.64.0.10", "198.18.1.1", {kEcs4}, {}},
+        {"2 analytics only, advertising collector",
+         "100.64.0.11",
+         "198.18.0.53",
+         {kEcs4, kMac},
+         {padding_for(kEcs4), padding_for(kMac)}},
+        {"3 no consent", "100.64.0.12", "198.18.0.53", {kEcs4}, {padding_for(kEcs4)}},
+        {"4 unknown subscriber, cookie kept",
+         "100.64.9.9",
+         "198.18.0.53",
+         {kEcs4, kCookie},
+         {padding_for(kEcs4), kCookie}},
+        {"5 consent, but not a collector", "100.64.0.10", "198.18.1.1", {kEcs4}, {padding_for(kEcs4)}},
         {"6 no options", "100.64.0.10", "198.18.0.53", {}, {}},
         {"7 only a cookie", "100.64.0.12", "198.18.0.53", {kCookie}, {kCookie}},
         {"8 IPv6 consent, collector", "2001:db8:1000:1::5", "2001:db8:ad::53", {kEcs6, kCpe}, {kEcs6, kCpe}},
-        {"9 IPv6 other purpose", "2001:db8:1000:3::42", "2001:db8:ad::53", {kEcs6}, {}},
-        {"10 IPv6 not a collector", "2001:db8:1000:2::20", "2001:db8:ffff::53", {kEcs6, kUmbrella}, {}},
+        {"9 IPv6 other purpose", "2001:db8:1000:3::42", "2001:db8:ad::53", {kEcs6}, {padding_for(kEcs6)}},
+        {"10 IPv6 not a collector",
+         "2001:db8:1000:2::20",
+         "2001:db8:ffff::53",
+         {kEcs6, kUmbrella},
+         {padding_for(kEcs6), padding_for(kUmbrella)}},
         {"11 VLAN, consent", "100.64.1.20", "198.18.0.53", {kDevice}, {kDevice}, 53, 1},
-        {"12 QinQ, no consent", "100.64.0.12", "198.18.0.53", {kDevice, kCookie, kEcs4}, {kCookie}, 53, 2},
+        {"12 QinQ, no consent",
+         "100.64.0.12",
+         "198.18.0.53",
+         {kDevice, kCookie, kEcs4},
+         {padding_for(kDevice), kCookie, padding_for(kEcs4)},
+         53,
+         2},
         {"13 not from a subscriber", "198.51.100.9", "198.18.0.53", {kEcs4}, {kEcs4}},
         {"14 a response", "198.18.0.53", "100.64.0.12", {kEcs4}, {kEcs4}, 53, 0, true},
         {"15 not a DNS port", "100.64.0.12", "198.18.0.53", {kEcs4}, {kEcs4}, 5353},
@@ -134,7 +152,7 @@ TEST_CASE("golden DNS replay: byte-exact output, timestamps and order kept") {
 TEST_CASE("golden: a pcap with nothing to change comes out byte-identical") {
     std::vector<Bytes> in;
     for (const auto& r : rows())
-        if (r.in.size() == r.out.size()) in.push_back(frame(r, r.in));
+        if (frame(r, r.in) == frame(r, r.out)) in.push_back(frame(r, r.in));
     in.push_back(
         PacketBuilder().ipv4("100.64.0.10", "203.0.113.5").tcp(40000, 443).payload("\x16\x03\x01 hello").build());
     in.push_back(PacketBuilder().ethertype(0x0806).payload(std::string(28, '\0')).build());

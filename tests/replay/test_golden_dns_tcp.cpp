@@ -18,8 +18,6 @@ const EdnsOption kEcs4{8, ecs_option_data("100.64.0.0/24")};
 const EdnsOption kMac{65001, {0x02, 0x42, 0xac, 0x11, 0x00, 0x02}};
 const EdnsOption kCookie{10, {1, 2, 3, 4, 5, 6, 7, 8}};
 
-EdnsOption padding(const EdnsOption& o) { return {12, Bytes(o.data.size(), 0)}; }
-
 // A query as sent over TCP: its 2-byte length, then the message.
 Bytes framed(const std::vector<EdnsOption>& options, uint16_t id) {
     const Bytes m = dns_query({.id = id, .qname = "www.example.org", .edns_udp_size = 1232, .options = options});
@@ -57,9 +55,9 @@ TEST_CASE("golden DNS over TCP replay: Padding in place, split and batched messa
     // sub-1005 (100.64.0.12, no consent) and sub-1001 (100.64.0.10, advertising) to partner-resolver.
     const Conn strip{"100.64.0.12", 40001, 1000}, pass{"100.64.0.10", 40002, 5000}, mid{"100.64.0.12", 40003, 9000};
     const Bytes two = cat(framed({kEcs4, kCookie}, 1), framed({kMac}, 2));
-    const Bytes two_out = cat(framed({padding(kEcs4), kCookie}, 1), framed({padding(kMac)}, 2));
+    const Bytes two_out = cat(framed({padding_for(kEcs4), kCookie}, 1), framed({padding_for(kMac)}, 2));
     const Bytes split = framed({kCookie, kEcs4}, 3);
-    const Bytes split_out = framed({kCookie, padding(kEcs4)}, 3);
+    const Bytes split_out = framed({kCookie, padding_for(kEcs4)}, 3);
     const size_t cut = split.size() - 4;  // inside the ECS data
     Bytes evasion = slice(split, cut, split.size());
     evasion[0] ^= 0xff;  // ECS data: made zero anyway, so this one is consistent

@@ -111,11 +111,13 @@ TEST_CASE("golden: fragmented DNS and HTTP are reassembled, inspected and cut ag
         last_ts[datagram_of(rec.data)] = rec.ts_ns;
     }
 
-    // Stripped DNS: reassembles to the datagram without its identifier
-    // options, written with the timestamp of the fragment that completed it.
+    // Stripped DNS: reassembles to the datagram with its identifier options
+    // made Padding, cut at the same size, written with the timestamp of the
+    // fragment that completed it.
     const auto dns = reassemble(out[101]);
     REQUIRE(dns);
-    CHECK(*dns == dns4("100.64.0.12", 101, {}));
+    CHECK(*dns == dns4("100.64.0.12", 101, {padding_for(kEcs4), padding_for(kMac)}));
+    CHECK(out[101].size() == strip_dns.size());
     for (const auto& f : out[101]) CHECK(verify_checksums(f).ok());
     CHECK(last_ts[101] == r.input[last_of[0]].ts_ns);
     // Consented IPv6 DNS: the same fragments, byte for byte.

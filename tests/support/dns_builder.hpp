@@ -24,6 +24,10 @@ struct EdnsOption {
     Bytes data{};
 };
 
+// What optgate leaves of an identifier option on a strip verdict: a
+// Padding option (code 12, RFC 7830) of the same length, zeroed.
+inline EdnsOption padding_for(const EdnsOption& o) { return {12, Bytes(o.data.size(), 0)}; }
+
 // RFC 7871 option data (without code/length): family (1 IPv4, 2 IPv6),
 // source prefix length, scope, then the address truncated to
 // ceil(source / 8) bytes with the bits past the prefix zeroed.

@@ -287,18 +287,17 @@ DnsQueryView read_dns_query(const uint8_t* m, size_t len) {
     return q;
 }
 
-Bytes dns_without_options(const uint8_t* m, size_t len, const DnsQueryView& q, const std::vector<uint16_t>& codes) {
-    if (!q.opt) return Bytes(m, m + len);
-    const DnsOptView& o = *q.opt;
-    Bytes out(m, m + o.rdata_begin);
-    for (size_t p = o.rdata_begin; p < o.rdata_end;) {
+Bytes dns_options_padded(const uint8_t* m, size_t len, const DnsQueryView& q, const std::vector<uint16_t>& codes) {
+    Bytes out(m, m + len);
+    if (!q.opt) return out;
+    for (size_t p = q.opt->rdata_begin; p < q.opt->rdata_end;) {
         const size_t size = 4 + get16(m + p + 2);
-        if (std::find(codes.begin(), codes.end(), get16(m + p)) == codes.end())
-            out.insert(out.end(), m + p, m + p + size);
+        if (std::find(codes.begin(), codes.end(), get16(m + p)) != codes.end()) {
+            put16(&out[p], 12);
+            std::fill(out.begin() + long(p + 4), out.begin() + long(p + size), 0);
+        }
         p += size;
     }
-    put16(out.data() + o.rdlength_at, uint16_t(out.size() - o.rdata_begin));
-    out.insert(out.end(), m + o.rdata_end, m + len);
     return out;
 }
 

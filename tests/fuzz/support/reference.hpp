@@ -1,7 +1,7 @@
 // What the fuzz targets check the core against, written apart from the core
 // (no src/core code here): where a frame's layers are, whether its checksums
 // are right as a receiver sees them, which HTTP bytes are identifier values,
-// and what a DNS query looks like with its identifier options removed.
+// and what a DNS query looks like with its identifier options made Padding.
 //
 // Each reader is deliberately no more lenient than the core where the core
 // documents a limit (two VLAN tags, eight IPv6 extension headers, DNS
@@ -106,9 +106,10 @@ struct DnsQueryView {
 };
 DnsQueryView read_dns_query(const uint8_t* msg, size_t len);
 
-// The message with every option whose code is in `codes` removed from the
-// OPT record and its RDLENGTH fixed; the message itself if there is none.
-Bytes dns_without_options(const uint8_t* msg, size_t len, const DnsQueryView& q, const std::vector<uint16_t>& codes);
+// The message with every option whose code is in `codes` made a Padding
+// option (code 12, RFC 7830) of the same length with zeroed content; the
+// message itself if there is none.
+Bytes dns_options_padded(const uint8_t* msg, size_t len, const DnsQueryView& q, const std::vector<uint16_t>& codes);
 // Option codes in the OPT record of a well-formed query.
 std::vector<uint16_t> dns_option_codes(const uint8_t* msg, const DnsQueryView& q);
 
