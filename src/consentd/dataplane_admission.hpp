@@ -44,8 +44,11 @@ public:
     // RLIMIT_NOFILE); the per-address cap comes from the publisher's config.
     DataPlaneAdmission(Publisher& publisher, size_t max_pending,
                        std::chrono::milliseconds log_interval = std::chrono::seconds(10));
+    ~DataPlaneAdmission() = default;
     DataPlaneAdmission(const DataPlaneAdmission&) = delete;
     DataPlaneAdmission& operator=(const DataPlaneAdmission&) = delete;
+    DataPlaneAdmission(DataPlaneAdmission&&) = delete;
+    DataPlaneAdmission& operator=(DataPlaneAdmission&&) = delete;
 
     // A pending place, held by a session until hello or close.
     class Ticket {

@@ -93,6 +93,7 @@ CertificateIdentity certificate_identity(SSL* ssl) {
         for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
             const GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
             if (g->type != GEN_DNS) continue;
+            // NOLINTNEXTLINE(cppcoreguidelines-pro-type-union-access): OpenSSL's API, the type checked above
             const auto* s = g->d.dNSName;
             id.names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                                   size_t(ASN1_STRING_length(s)));

@@ -54,7 +54,7 @@ public:
     bool closed_by_peer() const {
         pollfd p{fd_, POLLIN, 0};
         if (::poll(&p, 1, 0) <= 0) return false;
-        char c;
+        char c = 0;
         return ::recv(fd_, &c, 1, MSG_DONTWAIT) <= 0;
     }
 
@@ -206,6 +206,7 @@ TEST_CASE("before hello: no data-plane slot, and no frame but a hello") {
     proto::encode(ack, proto::Ack{0});
 
     std::vector<std::unique_ptr<RawClient>> idle;  // say nothing at all
+    idle.reserve(5);
     for (int i = 0; i < 5; ++i) idle.push_back(std::make_unique<RawClient>(rig.config.socket));
     for (int i = 0; i < 10; ++i) {
         RawClient raw(rig.config.socket);
