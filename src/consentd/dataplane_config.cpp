@@ -70,11 +70,11 @@ void read_tcp(const Value& v, DataPlaneConfig& c, Diagnostics& d, const std::str
 }  // namespace
 
 void read_dataplane_config(const Value& v, DataPlaneConfig& c, Diagnostics& d, const std::string& base_dir) {
-    const MapReader m(
-        v, "'dataplanes'",
-        {"socket", "socket_mode", "tcp", "heartbeat_interval", "history_commits", "history_bytes", "max_queue_bytes",
-         "write_timeout", "hello_timeout", "max_dataplanes", "enforced_wait_timeout", "stats_retention"},
-        d);
+    const MapReader m(v, "'dataplanes'",
+                      {"socket", "socket_mode", "tcp", "heartbeat_interval", "history_commits", "history_bytes",
+                       "max_queue_bytes", "write_timeout", "hello_timeout", "handshake_timeout", "max_pending",
+                       "max_pending_per_address", "max_dataplanes", "enforced_wait_timeout", "stats_retention"},
+                      d);
     if (!m.is_map()) return;
     using std::chrono::milliseconds;
     if (const auto x = m.get("socket")) {
@@ -107,6 +107,12 @@ void read_dataplane_config(const Value& v, DataPlaneConfig& c, Diagnostics& d, c
         if (const auto t = as_duration(*x, d, milliseconds(100), milliseconds(3600000))) c.write_timeout = *t;
     if (const auto x = m.get("hello_timeout"))
         if (const auto t = as_duration(*x, d, milliseconds(100), milliseconds(3600000))) c.hello_timeout = *t;
+    if (const auto x = m.get("handshake_timeout"))
+        if (const auto t = as_duration(*x, d, milliseconds(100), milliseconds(60000))) c.handshake_timeout = *t;
+    if (const auto x = m.get("max_pending"))
+        if (const auto n = as_integer(*x, d, 1, 65536)) c.max_pending = unsigned(*n);
+    if (const auto x = m.get("max_pending_per_address"))
+        if (const auto n = as_integer(*x, d, 1, 65536)) c.max_pending_per_address = unsigned(*n);
     if (const auto x = m.get("max_dataplanes"))
         if (const auto n = as_integer(*x, d, 1, 65536)) c.max_dataplanes = unsigned(*n);
     if (const auto x = m.get("enforced_wait_timeout"))

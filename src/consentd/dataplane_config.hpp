@@ -16,6 +16,9 @@
 //     max_queue_bytes: 16777216
 //     write_timeout: 10s
 //     hello_timeout: 10s
+//     handshake_timeout: 3s
+//     max_pending: 64
+//     max_pending_per_address: 8
 //     max_dataplanes: 256
 //     enforced_wait_timeout: 5s
 //     stats_retention: 10m
@@ -55,6 +58,18 @@ struct DataPlaneConfig {
     std::chrono::milliseconds write_timeout{10000};
     // TLS handshake and hello must be done within this.
     std::chrono::milliseconds hello_timeout{10000};
+    // The TLS handshake alone must be done within this: a data plane needs a
+    // round trip or two; a connection that says nothing is closed soon.
+    std::chrono::milliseconds handshake_timeout{3000};
+    // TCP connections accepted without a hello yet (TLS handshake included):
+    // at most max_pending (beyond it the listener stops accepting and the
+    // excess waits in the kernel's backlog), and at most
+    // max_pending_per_address from one address (IPv6: one /64); beyond that
+    // a connection is closed as soon as it is accepted. docs/protocol.md,
+    // "Limits before hello". max_pending is lowered at start if
+    // RLIMIT_NOFILE cannot hold it beside everything else.
+    unsigned max_pending = 64;
+    unsigned max_pending_per_address = 8;
     unsigned max_dataplanes = 256;
     // ?wait=enforced without ?timeout=.
     std::chrono::milliseconds enforced_wait_timeout{5000};

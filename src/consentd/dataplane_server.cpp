@@ -1,5 +1,6 @@
 #include "consentd/dataplane_server.hpp"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <boost/asio/ip/address.hpp>
@@ -48,10 +49,51 @@ void clear_stale_socket(const std::string& path) {
     fs::remove(path, ec);
 }
 
+// Raises the soft descriptor limit to the hard one and returns it.
+size_t descriptor_limit() {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return SIZE_MAX;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlimit up = rl;
+        up.rlim_cur = rl.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &up) == 0) rl = up;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX : size_t(rl.rlim_cur);
+}
+
+size_t open_descriptors() {
+    std::error_code ec;
+    size_t n = 0;
+    for (fs::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end; it.increment(ec)) ++n;
+    return n;
+}
+
+// Database, logs, the history threads' connections, a RADIUS socket...
+constexpr size_t kSpareDescriptors = 64;
+
+// The pending cap RLIMIT_NOFILE allows (docs/protocol.md, "Limits before hello").
+size_t pending_cap(const DataPlaneConfig& c, size_t reserved) {
+    const size_t limit = descriptor_limit();
+    const size_t taken = open_descriptors() + reserved + kSpareDescriptors + c.max_dataplanes;
+    const size_t room = limit > taken ? limit - taken : 0;
+    if (room >= c.max_pending) return c.max_pending;
+    const size_t cap = std::max<size_t>(room, 1);
+    log_warning("data planes: RLIMIT_NOFILE (" + std::to_string(limit) + ") leaves room for " + std::to_string(cap) +
+                " pending connections, not dataplanes.max_pending (" + std::to_string(c.max_pending) + "), beside " +
+                std::to_string(taken) + " for the API, the portal, max_dataplanes and what is open; raise LimitNOFILE");
+    return cap;
+}
+
 }  // namespace
 
-void DataPlaneServer::start() {
+void DataPlaneServer::start(size_t reserved) {
     const DataPlaneConfig& c = publisher_.config();
+    admission_ = std::make_shared<DataPlaneAdmission>(publisher_, c.tcp ? pending_cap(c, reserved) : c.max_pending);
+    admission_->on_room([this] {
+        if (!paused_ || !tcp_ || !tcp_->is_open()) return;
+        paused_ = false;
+        accept_tcp();
+    });
     if (!c.socket.empty()) {
         const fs::path dir = fs::path(c.socket).parent_path();
         std::error_code ec;
@@ -104,6 +146,7 @@ void DataPlaneServer::start() {
 void DataPlaneServer::stop() {
     boost::system::error_code ec;
     retry_.cancel();
+    if (admission_) admission_->stop();
     if (unix_) unix_->close(ec);
     if (tcp_) tcp_->close(ec);
     if (!socket_path_.empty()) {
@@ -140,7 +183,7 @@ void DataPlaneServer::accept_unix() {
             });
             return;
         }
-        start_session(std::move(s), publisher_);
+        start_session(std::move(s), publisher_, admission_);
         accept_unix();
     });
 }
@@ -156,10 +199,28 @@ void DataPlaneServer::accept_tcp() {
             });
             return;
         }
+        boost::system::error_code pec;
+        const auto peer = s.remote_endpoint(pec);
+        if (pec) {  // gone already
+            accept_tcp();
+            return;
+        }
+        auto ticket = admission_->admit(peer.address());
+        if (!ticket) {  // its address has max_pending_per_address pending: closed at once
+            s.close(pec);
+            accept_tcp();
+            return;
+        }
         if (tls_)
-            start_session(std::move(s), *tls_, publisher_);
+            start_session(std::move(s), *tls_, publisher_, admission_, std::move(ticket));
         else
-            start_session(std::move(s), publisher_);
+            start_session(std::move(s), publisher_, admission_, std::move(ticket));
+        // At the cap the rest wait in the kernel's backlog, costing nothing
+        // here; a place that frees resumes accepting (on_room).
+        if (admission_->full()) {
+            paused_ = true;
+            return;
+        }
         accept_tcp();
     });
 }

@@ -4,6 +4,7 @@
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "consentd/log.hpp"
+#include "consentd/sha256.hpp"
 #include "core/chars.hpp"
 #include "proto/codec.hpp"
 
@@ -53,6 +55,15 @@ std::string peer_of(asio::local::stream_protocol::socket& s) {
     return "unix";
 }
 
+// A Unix peer's identity: its uid (the process may change, the user not).
+std::string identity_of(asio::local::stream_protocol::socket& s) {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(s.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+        return "uid=" + std::to_string(cred.uid);
+    return "uid=?";
+}
+
 std::string peer_of(tcp::socket& s) {
     boost::system::error_code ec;
     const auto ep = s.remote_endpoint(ec);
@@ -61,23 +72,55 @@ std::string peer_of(tcp::socket& s) {
     return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
 }
 
-// The client certificate's subject common name.
-std::string certificate_name(SSL* ssl) {
+// Who the client certificate says the data plane is: the names it may take
+// in hello (the subject's common name and every DNS name among the subject
+// alternative names) and its identity (SHA-256 of the certificate, hex).
+struct CertificateIdentity {
+    std::string cn, fingerprint;
+    std::vector<std::string> names;
+};
+
+CertificateIdentity certificate_identity(SSL* ssl) {
+    CertificateIdentity id;
     X509* cert = SSL_get1_peer_certificate(ssl);
-    if (!cert) return {};
+    if (!cert) return id;
     char cn[256] = {};
-    X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) > 0) {
+        id.cn = cn;
+        id.names.emplace_back(cn);
+    }
+    if (auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr))) {
+        for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
+            const GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
+            if (g->type != GEN_DNS) continue;
+            // NOLINTNEXTLINE(cppcoreguidelines-pro-type-union-access): OpenSSL's API, the type checked above
+            const auto* s = g->d.dNSName;
+            id.names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                                  size_t(ASN1_STRING_length(s)));
+        }
+        GENERAL_NAMES_free(sans);
+    }
+    unsigned char* der = nullptr;
+    const int n = i2d_X509(cert, &der);
+    if (n > 0) id.fingerprint = to_hex(sha256(std::string_view(reinterpret_cast<const char*>(der), size_t(n))));
+    OPENSSL_free(der);
     X509_free(cert);
-    return printable(cn);
+    return id;
 }
+
+// The largest frame a connection may send before its hello: a hello.
+constexpr size_t kHelloFrameBytes = proto::kHeaderSize + 1 + proto::kMaxNameBytes + 8 + 1 + proto::kMaxTokenBytes;
 
 template <class Stream>
 class Session : public DataPlaneLink, public std::enable_shared_from_this<Session<Stream>> {
 public:
-    Session(Stream stream, Publisher& publisher, std::string address)
-        : stream_(std::move(stream)), publisher_(publisher), address_(std::move(address)), limits_(publisher.config()),
-          hello_timer_(stream_.get_executor()), write_timer_(stream_.get_executor()),
-          close_timer_(stream_.get_executor()) {}
+    // `ticket`: the pending place of a TCP connection (null on the Unix socket).
+    Session(Stream stream, Publisher& publisher, std::string address, std::string identity,
+            std::shared_ptr<DataPlaneAdmission> admission, std::unique_ptr<DataPlaneAdmission::Ticket> ticket)
+        : stream_(std::move(stream)), publisher_(publisher), address_(std::move(address)),
+          identity_(std::move(identity)), limits_(publisher.config()), admission_(std::move(admission)),
+          ticket_(std::move(ticket)), hello_timer_(stream_.get_executor()), handshake_timer_(stream_.get_executor()),
+          write_timer_(stream_.get_executor()), close_timer_(stream_.get_executor()) {}
 
     void start() {
         auto self = this->shared_from_this();
@@ -98,11 +141,14 @@ public:
         return SendResult::queued;
     }
 
-    void close(Goodbye::Code code, std::string reason) override {
+    void close(Goodbye::Code code, std::string reason) override { close(code, std::move(reason), true); }
+
+private:
+    void close(Goodbye::Code code, std::string reason, bool log) {
         if (closing_ || finished_) return;
         closing_ = true;
         close_reason_ = reason;
-        if (code != Goodbye::Code::shutdown) log_warning("data plane " + who() + ": closing: " + reason);
+        if (log && code != Goodbye::Code::shutdown) log_warning("data plane " + who() + ": closing: " + reason);
         drop_unsent();
         std::string out;
         proto::encode(out, Goodbye{code, reason});
@@ -118,7 +164,13 @@ public:
         });
     }
 
-private:
+    // A connection that did not become a data plane: counted and logged by
+    // the admission (rate-limited); a goodbye tells a data plane why.
+    void refuse(DataPlaneRefusal why, Goodbye::Code code, const std::string& reason) {
+        admission_->refused(why, address_, reason);
+        close(code, reason, false);
+    }
+
     struct Item {
         Frames frames;
         bool bounded = false;
@@ -135,31 +187,36 @@ private:
             hello_timer_.expires_after(limits_.hello_timeout);
             hello_timer_.async_wait([self](boost::system::error_code ec) {
                 if (ec || self->greeted_ || self->finished_) return;
-                log_warning("data plane " + self->who() + ": no hello within the hello timeout; closing");
+                self->admission_->refused(DataPlaneRefusal::hello_timeout, self->address_,
+                                          "no hello within dataplanes.hello_timeout; closed");
                 self->finish("no hello");
             });
             if constexpr (is_tls<Stream>::value) {
+                handshake_timer_.expires_after(limits_.handshake_timeout);
+                handshake_timer_.async_wait([self](boost::system::error_code ec) {
+                    if (ec || self->handshaken_ || self->finished_) return;
+                    self->admission_->refused(DataPlaneRefusal::handshake_timeout, self->address_,
+                                              "no TLS handshake within dataplanes.handshake_timeout; closed");
+                    self->finish("no TLS handshake");
+                });
                 try {
                     co_await stream_.async_handshake(ssl::stream_base::server, use_awaitable);
                 } catch (const boost::system::system_error& e) {
-                    if (finished_) co_return;  // the hello timeout, logged there
-                    publisher_.count_tls_failure();
-                    log_warning("data plane " + address_ + ": TLS handshake refused: " + e.code().message());
+                    if (finished_) co_return;  // a timeout, counted there
+                    admission_->tls_failed(address_, e.code().message());
                     finish("TLS handshake failed");
                     co_return;
                 }
-                const std::string cn = certificate_name(stream_.native_handle());
-                address_ += cn.empty() ? " tls" : " tls CN=" + cn;
+                handshaken_ = true;
+                handshake_timer_.cancel();
+                auto cert = certificate_identity(stream_.native_handle());
+                address_ += cert.cn.empty() ? " tls" : " tls CN=" + printable(cert.cn);
+                identity_ = "sha256:" + cert.fingerprint;
+                certificate_names_ = std::move(cert.names);
             }
             if (finished_) co_return;
-            if (publisher_.full()) {
-                log_warning("data plane " + address_ + ": refused, already " + std::to_string(limits_.max_dataplanes) +
-                            " data planes connected");
-                finish("too many data planes");
-                co_return;
-            }
-            id_ = publisher_.attach(this, address_);
-            attached_ = true;
+            // No data-plane slot until a valid hello (on_hello), and no frame
+            // before it larger than a hello: rbuf_ is that small until then.
             size_t have = 0;
             for (;;) {
                 have += co_await stream_.async_read_some(asio::buffer(rbuf_.data() + have, rbuf_.size() - have),
@@ -171,6 +228,10 @@ private:
                                                  proto::Direction::to_server);
                     if (r.status == proto::DecodeStatus::need_more) {
                         wanted = r.needed;  // within the type's limit: the decoder checked the header
+                        if (!greeted_ && wanted > kHelloFrameBytes)
+                            refuse(DataPlaneRefusal::before_hello, Goodbye::Code::protocol_error,
+                                   "a " + std::string(proto::to_string(proto::FrameType(rbuf_[off + 3]))) +
+                                       " frame of " + std::to_string(wanted) + " bytes before hello");
                         break;
                     }
                     if (r.status == proto::DecodeStatus::error) {
@@ -180,6 +241,13 @@ private:
                         break;
                     }
                     off += r.consumed;
+                    if (!greeted_ && !std::holds_alternative<proto::Hello>(r.frame) &&
+                        !std::holds_alternative<Goodbye>(r.frame)) {
+                        refuse(DataPlaneRefusal::before_hello, Goodbye::Code::protocol_error,
+                               std::string(proto::to_string(proto::FrameType(rbuf_[off - r.consumed + 3]))) +
+                                   " before hello");
+                        break;
+                    }
                     handle(r.frame);
                     if (closing_ || finished_) break;
                 }
@@ -187,6 +255,7 @@ private:
                 std::memmove(rbuf_.data(), rbuf_.data() + off, have - off);
                 have -= off;
                 // Room for a large stats report; the usual size again after it.
+                if (greeted_ && rbuf_.size() < kReadBuffer) rbuf_.resize(kReadBuffer);
                 if (wanted > rbuf_.size()) {
                     rbuf_.resize(wanted);
                 } else if (rbuf_.size() > kKeepReadBuffer && wanted <= kReadBuffer) {
@@ -209,9 +278,7 @@ private:
 
     void handle(const proto::Frame& f) {
         if (const auto* h = std::get_if<proto::Hello>(&f)) {
-            greeted_ = true;
-            name_ = std::string(h->name);
-            publisher_.hello(id_, *h);
+            on_hello(*h);
         } else if (const auto* a = std::get_if<proto::Ack>(&f)) {
             publisher_.ack(id_, a->applied_seq);
         } else if (const auto* st = std::get_if<proto::Stats>(&f)) {
@@ -225,6 +292,35 @@ private:
             finish(why);
         }
         // The decoder admits nothing else towards consentd.
+    }
+
+    // The data plane takes a slot if its name is its certificate's and no
+    // other identity holds that name (docs/protocol.md, "Limits before hello").
+    void on_hello(const proto::Hello& h) {
+        if (greeted_) return publisher_.hello(id_, h);  // hello twice: the publisher refuses it
+        const std::string name(h.name);
+        if constexpr (is_tls<Stream>::value) {
+            if (std::find(certificate_names_.begin(), certificate_names_.end(), name) == certificate_names_.end())
+                return refuse(DataPlaneRefusal::name_not_in_certificate, Goodbye::Code::protocol_error,
+                              "the name " + name + " is neither the certificate's CN nor one of its DNS names");
+        }
+        switch (publisher_.admissible(name, identity_)) {
+        case Publisher::Admission::full:
+            return refuse(DataPlaneRefusal::too_many_dataplanes, Goodbye::Code::shutdown,
+                          "already " + std::to_string(limits_.max_dataplanes) + " data planes connected");
+        case Publisher::Admission::identity_conflict:
+            return refuse(DataPlaneRefusal::identity_conflict, Goodbye::Code::protocol_error,
+                          "data plane " + name + " is connected with another " +
+                              (is_tls<Stream>::value ? "certificate" : "identity") + "; not replacing it");
+        case Publisher::Admission::ok: break;
+        }
+        greeted_ = true;
+        name_ = name;
+        hello_timer_.cancel();
+        if (ticket_) ticket_->release();  // no longer pending: the listener may accept another
+        id_ = publisher_.attach(this, address_, identity_);
+        attached_ = true;
+        publisher_.hello(id_, h);
     }
 
     void on_disclosure(const proto::Disclosure& d) {
@@ -344,22 +440,29 @@ private:
         finished_ = true;
         detach(why);
         hello_timer_.cancel();
+        handshake_timer_.cancel();
         write_timer_.cancel();
         close_timer_.cancel();
         boost::system::error_code ec;
         lowest().close(ec);
+        if (ticket_) ticket_->release();
     }
 
     Stream stream_;
     Publisher& publisher_;
     std::string address_, name_;
+    std::string identity_;                        // Publisher::admissible()
+    std::vector<std::string> certificate_names_;  // TLS: the names hello may give
     const DataPlaneConfig& limits_;
+    std::shared_ptr<DataPlaneAdmission> admission_;
+    std::unique_ptr<DataPlaneAdmission::Ticket> ticket_;
     std::string close_reason_;
     uint64_t id_ = 0;
-    bool attached_ = false, greeted_ = false, closing_ = false, finished_ = false;
+    bool attached_ = false, greeted_ = false, closing_ = false, finished_ = false, handshaken_ = false;
     // Hello, ack and goodbye fit the usual size; a stats report may not.
+    // Before hello the buffer holds a hello and no more.
     static constexpr size_t kReadBuffer = 16u << 10, kKeepReadBuffer = 64u << 10;
-    std::vector<uint8_t> rbuf_ = std::vector<uint8_t>(kReadBuffer);
+    std::vector<uint8_t> rbuf_ = std::vector<uint8_t>(kHelloFrameBytes);
     std::deque<Item> queue_;
     std::vector<std::pair<uint64_t, uint64_t>> storing_;  // disclosure reports with the sink: (reporter, seq)
     size_t inflight_ = 0;                                 // queue_ items being written
@@ -367,35 +470,43 @@ private:
     bool writing_ = false;
     uint64_t write_gen_ = 0;
     std::vector<asio::const_buffer> buffers_;
-    asio::steady_timer hello_timer_, write_timer_, close_timer_;
+    asio::steady_timer hello_timer_, handshake_timer_, write_timer_, close_timer_;
 };
 
 // Hello, ack and goodbye never need the read buffer to grow; a disclosure
 // report may (1 MiB at most), as a stats report may.
 static_assert(proto::kHeaderSize + 2 + 2 + proto::kMaxMessageBytes <= 16u << 10);
-static_assert(proto::kHeaderSize + 1 + proto::kMaxNameBytes + 8 + 1 + proto::kMaxTokenBytes <= 16u << 10);
+static_assert(kHelloFrameBytes <= 16u << 10);
 
 }  // namespace
 
-void start_session(asio::local::stream_protocol::socket socket, Publisher& publisher) {
+void start_session(asio::local::stream_protocol::socket socket, Publisher& publisher,
+                   std::shared_ptr<DataPlaneAdmission> admission) {
     std::string peer = peer_of(socket);
-    std::make_shared<Session<asio::local::stream_protocol::socket>>(std::move(socket), publisher, std::move(peer))
+    std::string identity = identity_of(socket);
+    std::make_shared<Session<asio::local::stream_protocol::socket>>(std::move(socket), publisher, std::move(peer),
+                                                                    std::move(identity), std::move(admission), nullptr)
         ->start();
 }
 
-void start_session(tcp::socket socket, Publisher& publisher) {
+void start_session(tcp::socket socket, Publisher& publisher, std::shared_ptr<DataPlaneAdmission> admission,
+                   std::unique_ptr<DataPlaneAdmission::Ticket> ticket) {
     boost::system::error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
     std::string peer = peer_of(socket);
-    std::make_shared<Session<tcp::socket>>(std::move(socket), publisher, std::move(peer))->start();
+    std::make_shared<Session<tcp::socket>>(std::move(socket), publisher, std::move(peer), std::string(),
+                                           std::move(admission), std::move(ticket))
+        ->start();
 }
 
-void start_session(tcp::socket socket, ssl::context& tls, Publisher& publisher) {
+void start_session(tcp::socket socket, ssl::context& tls, Publisher& publisher,
+                   std::shared_ptr<DataPlaneAdmission> admission, std::unique_ptr<DataPlaneAdmission::Ticket> ticket) {
     boost::system::error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
     std::string peer = peer_of(socket);
     std::make_shared<Session<ssl::stream<tcp::socket>>>(ssl::stream<tcp::socket>(std::move(socket), tls), publisher,
-                                                        std::move(peer))
+                                                        std::move(peer), std::string(), std::move(admission),
+                                                        std::move(ticket))
         ->start();
 }
 

@@ -285,7 +285,10 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     DataPlaneServer dataplanes(ioc, publisher);
     try {
         publisher.start();
-        dataplanes.start();
+        // What the other listeners may hold stays free (docs/protocol.md,
+        // "Limits before hello"): the data-plane port must never starve the API.
+        dataplanes.start(config.limits.max_connections +
+                         (config.portal.enabled ? size_t(PortalServer::kMaxConnections) : 0));
     } catch (const std::exception& e) {
         log_error(std::string("data planes: ") + e.what());
         service->remove_listener(&publisher);

@@ -250,6 +250,19 @@ void render_dataplane_stats(std::string& out, const std::map<std::string_view, D
 
 }  // namespace
 
+std::string_view to_string(DataPlaneRefusal r) noexcept {
+    switch (r) {
+    case DataPlaneRefusal::address_cap: return "address_cap";
+    case DataPlaneRefusal::handshake_timeout: return "handshake_timeout";
+    case DataPlaneRefusal::hello_timeout: return "hello_timeout";
+    case DataPlaneRefusal::before_hello: return "before_hello";
+    case DataPlaneRefusal::name_not_in_certificate: return "name_not_in_certificate";
+    case DataPlaneRefusal::identity_conflict: return "identity_conflict";
+    case DataPlaneRefusal::too_many_dataplanes: return "too_many_dataplanes";
+    }
+    return "unknown";
+}
+
 void render_dataplane_metrics(std::string& out, const DataPlaneMetrics& m, std::chrono::steady_clock::time_point now) {
     metric(out, "consentd_dataplanes_connected", "gauge", "Data planes connected (hello received).", m.connected);
     metric(out, "consentd_dataplane_history_commits", "gauge", "Commits kept in memory for data planes that reconnect.",
@@ -271,6 +284,19 @@ void render_dataplane_metrics(std::string& out, const DataPlaneMetrics& m, std::
            "Data plane connections closed for a malformed, oversized or unexpected frame.", m.counters.protocol_errors);
     metric(out, "consentd_dataplane_tls_failures_total", "counter",
            "TCP connections refused in the TLS handshake (no or bad client certificate).", m.counters.tls_failures);
+    metric_header(out, "consentd_dataplane_connections_refused_total", "counter",
+                  "Connections to the data-plane listeners closed before they became a data plane, by reason.");
+    for (size_t i = 0; i < kDataPlaneRefusals; ++i)
+        out.append("consentd_dataplane_connections_refused_total{reason=\"")
+            .append(to_string(DataPlaneRefusal(i)))
+            .append("\"} ")
+            .append(std::to_string(m.counters.refusals[i]))
+            .append("\n");
+    metric(out, "consentd_dataplane_pending_connections", "gauge",
+           "TCP connections to the data-plane port without a hello yet (TLS handshake included).", m.counters.pending);
+    metric(out, "consentd_dataplane_accept_pauses_total", "counter",
+           "Times the data-plane TCP listener stopped accepting because max_pending connections were pending.",
+           m.counters.accept_pauses);
     metric_header(out, "consentd_enforced_waits_total", "counter", "?wait=enforced requests by outcome.");
     out.append("consentd_enforced_waits_total{result=\"enforced\"} ")
         .append(std::to_string(m.waits_enforced))

@@ -96,6 +96,21 @@ struct StatsReport;  // dataplane_stats.hpp
 
 // What the publisher counts: kept by it on the io thread, and rendered from
 // that thread (GET /metrics), so without a lock.
+// Why a connection to a data-plane listener was closed before it became a
+// data plane (docs/protocol.md, "Limits before hello"; issue 17). The names
+// are the `reason` label of consentd_dataplane_connections_refused_total.
+enum class DataPlaneRefusal : uint8_t {
+    address_cap,              // its address already holds max_pending_per_address: closed at accept
+    handshake_timeout,        // no TLS handshake within handshake_timeout
+    hello_timeout,            // no hello within hello_timeout
+    before_hello,             // a frame other than hello first, or one larger than a hello
+    name_not_in_certificate,  // the hello's name is neither the certificate's CN nor a DNS SAN
+    identity_conflict,        // the name is connected with another certificate (or uid)
+    too_many_dataplanes,      // max_dataplanes are connected
+};
+inline constexpr size_t kDataPlaneRefusals = 7;
+std::string_view to_string(DataPlaneRefusal r) noexcept;
+
 struct DataPlaneCounters {
     // Commit to acknowledgement, per data plane name: every name that has
     // acknowledged since consentd started (names are configured, so few).
@@ -105,6 +120,9 @@ struct DataPlaneCounters {
     uint64_t snapshots_sent = 0, resyncs = 0, protocol_errors = 0, tls_failures = 0, disconnects = 0;
     uint64_t stats_reports = 0;
     uint64_t disclosure_reports[4] = {};  // stored, failed, busy, refused (Publisher::DisclosureOutcome)
+    uint64_t refusals[kDataPlaneRefusals] = {};
+    uint64_t accept_pauses = 0;  // the TCP listener stopped accepting: max_pending reached
+    size_t pending = 0;          // TCP connections accepted, without a hello yet
 };
 
 // The publisher's state as GET /metrics shows it.

@@ -23,7 +23,6 @@ namespace {
 constexpr size_t kMaxRequestBytes = 16u << 10;
 constexpr auto kReadTimeout = std::chrono::seconds(10);
 constexpr auto kWriteTimeout = std::chrono::seconds(30);
-constexpr int kMaxConnections = 512;
 
 beast::tcp_stream& lowest(beast::tcp_stream& s) { return s; }
 beast::tcp_stream& lowest(beast::ssl_stream<beast::tcp_stream>& s) { return beast::get_lowest_layer(s); }
@@ -198,7 +197,7 @@ void PortalServer::accept() {
             });
             return;
         }
-        if (*connections_ >= kMaxConnections) {
+        if (*connections_ >= PortalServer::kMaxConnections) {
             beast::error_code ignored;
             socket.close(ignored);
         } else {

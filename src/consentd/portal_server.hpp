@@ -25,6 +25,8 @@ boost::asio::ssl::context make_portal_tls(const PortalTls& files);
 
 class PortalServer {
 public:
+    static constexpr int kMaxConnections = 512;
+
     // Binds and listens; throws boost::system::system_error when it cannot.
     PortalServer(boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& at, Portal& portal,
                  std::optional<boost::asio::ssl::context> tls);

@@ -366,12 +366,23 @@ void Publisher::on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_vers
 
 // ---- sessions ----
 
-uint64_t Publisher::attach(DataPlaneLink* link, std::string address) {
+Publisher::Admission Publisher::admissible(std::string_view name, std::string_view identity) const {
+    bool replaces = false;
+    for (const auto& [id, dp] : dataplanes_) {
+        if (!dp.greeted || dp.name != name) continue;
+        if (dp.identity != identity) return Admission::identity_conflict;
+        replaces = true;
+    }
+    return replaces || dataplanes_.size() < config_.max_dataplanes ? Admission::ok : Admission::full;
+}
+
+uint64_t Publisher::attach(DataPlaneLink* link, std::string address, std::string identity) {
     const uint64_t id = next_id_++;
     DataPlane dp;
     dp.id = id;
     dp.link = link;
     dp.address = std::move(address);
+    dp.identity = std::move(identity);
     dp.connected_since = std::chrono::system_clock::now();
     dp.last_heard = Clock::now();
     dataplanes_.emplace(id, std::move(dp));
@@ -392,9 +403,10 @@ void Publisher::hello(uint64_t id, const proto::Hello& h) {
     dp.last_heard = Clock::now();
     disconnected_.reconnected(dp.name);
     // A data plane that reconnects before its old connection timed out: the
-    // old one is dead weight (and would hold up ?wait=enforced).
+    // old one is dead weight (and would hold up ?wait=enforced). Only the
+    // same identity gets here (admissible()): an impostor never replaces it.
     for (auto& [other_id, other] : dataplanes_)
-        if (other_id != id && other.greeted && other.name == dp.name)
+        if (other_id != id && other.greeted && other.name == dp.name && other.identity == dp.identity)
             other.link->close(Goodbye::Code::replaced, "a newer connection from data plane " + dp.name);
     const bool resume = !stopping_ && h.stream_id == stream_id_ && history_.covers(h.last_seq);
     log_info("data plane " + dp.name + " connected from " + dp.address + ": " +

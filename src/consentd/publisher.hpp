@@ -135,23 +135,35 @@ public:
                         bool table_changed);
 
     // ---- sessions (io thread) ----
-    uint64_t attach(DataPlaneLink* link, std::string address);
+    // Whether a data plane may take a slot with this name (docs/protocol.md,
+    // "Limits before hello"): a name connected already is replaced only by
+    // the same identity (`identity`: the client certificate's SHA-256, or
+    // the Unix peer's uid; "" for plain loopback TCP), and a new name needs
+    // a free slot (a replacement does not).
+    enum class Admission : uint8_t { ok, full, identity_conflict };
+    Admission admissible(std::string_view name, std::string_view identity) const;
+    // After hello, and admissible(): the data plane takes a slot.
+    uint64_t attach(DataPlaneLink* link, std::string address, std::string identity);
     void hello(uint64_t id, const proto::Hello& h);
     void ack(uint64_t id, uint64_t seq);
     // Replaces the data plane's last stats report.
     void stats(uint64_t id, const proto::Stats& s);
     void detach(uint64_t id, const std::string& why);
-    bool full() const { return dataplanes_.size() >= config_.max_dataplanes; }
     // Closes a data plane's connection (it reconnects and resumes); returns
     // whether one by that name was connected.
     bool disconnect(const std::string& name, const std::string& reason);
     void count_protocol_error() { ++counters_.protocol_errors; }
     void count_tls_failure() { ++counters_.tls_failures; }
+    // Before hello (dataplane_admission.hpp).
+    void count_refusal(DataPlaneRefusal r) { ++counters_.refusals[size_t(r)]; }
+    void count_accept_pause() { ++counters_.accept_pauses; }
+    void set_pending(size_t n) { counters_.pending = n; }
     DisclosureSink* disclosure_sink() const noexcept { return disclosures_; }
     // What became of a disclosure report a session received.
     enum class DisclosureOutcome : uint8_t { stored, failed, busy, refused };
     void count_disclosure(DisclosureOutcome o) { ++counters_.disclosure_reports[size_t(o)]; }
     const DataPlaneConfig& config() const noexcept { return config_; }
+    boost::asio::io_context& io_context() const noexcept { return ioc_; }
 
     // ---- API (io thread) ----
     std::vector<DataPlaneInfo> dataplanes() const;
@@ -191,6 +203,7 @@ private:
         uint64_t id = 0;
         DataPlaneLink* link = nullptr;
         std::string name, address;
+        std::string identity;  // see admissible()
         std::chrono::system_clock::time_point connected_since;
         Clock::time_point last_heard;
         bool greeted = false;

@@ -1,8 +1,6 @@
-// Mutual TLS between data planes and consentd over TCP: certificates made at
-// test time with the openssl command (a throwaway CA, consentd's server
-// certificate for 127.0.0.1, a data plane's client certificate, and a rogue
-// CA with its own client certificate). And the config rule that a
-// non-loopback TCP listener needs TLS.
+// Mutual TLS between data planes and consentd over TCP (certificates:
+// tls_certs.hpp). And the config rule that a non-loopback TCP listener needs
+// TLS.
 #include <doctest/doctest.h>
 
 #include <boost/asio/connect.hpp>
@@ -10,65 +8,12 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
-#include <cstdlib>
-#include <fstream>
-
 #include "consentd/dataplane_config.hpp"
 #include "publisher_rig.hpp"
+#include "tls_certs.hpp"
 
 using namespace optgate;
 using namespace optgate::test_proto;
-
-namespace {
-
-void sh(const std::string& cmd) {
-    INFO(cmd);
-    REQUIRE(std::system(("(" + cmd + ") >/dev/null 2>&1").c_str()) == 0);
-}
-
-// ca.crt/key signs server.crt (CN consentd, SAN IP:127.0.0.1) and
-// client.crt (CN edge-tls); rogue-ca signs rogue.crt (CN edge-rogue).
-struct Certs {
-    TempDir dir;
-    std::string at(const std::string& f) const { return dir.file(f); }
-    Certs() {
-        const std::string d = dir.path.string();
-        auto key = [&](const std::string& name) {
-            sh("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + d + "/" + name + ".key");
-        };
-        auto ca = [&](const std::string& name) {
-            key(name);
-            sh("openssl req -x509 -new -key " + d + "/" + name + ".key -out " + d + "/" + name +
-               ".crt -days 2 -subj /CN=" + name);
-        };
-        auto leaf = [&](const std::string& name, const std::string& cn, const std::string& ca_name,
-                        const std::string& ext) {
-            key(name);
-            std::ofstream(d + "/" + name + ".ext") << ext << "\n";
-            sh("openssl req -new -key " + d + "/" + name + ".key -out " + d + "/" + name + ".csr -subj /CN=" + cn);
-            sh("openssl x509 -req -in " + d + "/" + name + ".csr -CA " + d + "/" + ca_name + ".crt -CAkey " + d + "/" +
-               ca_name + ".key -CAcreateserial -out " + d + "/" + name + ".crt -days 2 -extfile " + d + "/" + name +
-               ".ext");
-        };
-        ca("ca");
-        ca("rogue-ca");
-        leaf("server", "consentd", "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth");
-        leaf("client", "edge-tls", "ca", "extendedKeyUsage=clientAuth");
-        leaf("rogue", "edge-rogue", "rogue-ca", "extendedKeyUsage=clientAuth");
-    }
-    proto::TlsFiles server() const { return {at("server.crt"), at("server.key"), at("ca.crt")}; }
-    proto::TlsFiles client() const { return {at("client.crt"), at("client.key"), at("ca.crt")}; }
-};
-
-proto::Endpoint tcp_endpoint(uint16_t port) {
-    proto::Endpoint e;
-    e.kind = proto::Endpoint::Kind::tcp;
-    e.host = "127.0.0.1";
-    e.port = port;
-    return e;
-}
-
-}  // namespace
 
 TEST_CASE("mutual TLS: a data plane with a certificate from the CA gets the table; others are refused") {
     const Certs certs;
