@@ -1,5 +1,6 @@
 #include "core/pseudonym.hpp"
 
+#include <array>
 #include <bit>
 #include <string_view>
 
@@ -54,8 +55,39 @@ constexpr std::string_view kBase64Url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm
 // separator, a quote or whitespace a recipient's parser would split on.
 constexpr std::string_view kToken = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-inline bool is_digit(uint8_t c) noexcept { return c >= '0' && c <= '9'; }
-inline bool is_alpha(uint8_t c) noexcept { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+constexpr bool is_digit(uint8_t c) noexcept { return c >= '0' && c <= '9'; }
+constexpr bool is_alpha(uint8_t c) noexcept { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+
+// What each byte is, for value_class.
+enum : uint8_t {
+    kDigit = 1,
+    kHexLower_ = 2,  // a-f
+    kHexUpper_ = 4,  // A-F
+    kOtherAlpha = 8,
+    kPlusSlash = 16,
+    kDashUnder = 32,
+    kOther = 64,
+};
+constexpr std::array<uint8_t, 256> kCharKinds = [] {
+    std::array<uint8_t, 256> t{};
+    for (unsigned c = 0; c < 256; ++c) {
+        uint8_t k = kOther;
+        if (is_digit(uint8_t(c)))
+            k = kDigit;
+        else if (c >= 'a' && c <= 'f')
+            k = kHexLower_;
+        else if (c >= 'A' && c <= 'F')
+            k = kHexUpper_;
+        else if (is_alpha(uint8_t(c)))
+            k = kOtherAlpha;
+        else if (c == '+' || c == '/')
+            k = kPlusSlash;
+        else if (c == '-' || c == '_')
+            k = kDashUnder;
+        t[c] = k;
+    }
+    return t;
+}();
 
 std::string_view alphabet(ValueClass c) noexcept {
     switch (c) {
@@ -87,36 +119,19 @@ uint64_t siphash24(const PseudonymKey& key, const uint8_t* d, size_t n) noexcept
 
 ValueClass value_class(const uint8_t* d, size_t n) noexcept {
     if (n == 0) return ValueClass::token;
-    bool digits = true, lower = false, upper = false, other_hex = false;
-    bool plus_slash = false, dash_under = false, base64 = true;
     // '=' only as trailing padding (at most two, as base64 writes it).
     size_t pad = 0;
     while (pad < n && pad < 2 && d[n - 1 - pad] == '=') ++pad;
-    for (size_t i = 0; i < n - pad; ++i) {
-        const uint8_t c = d[i];
-        if (is_digit(c)) continue;
-        digits = false;
-        if (c >= 'a' && c <= 'f') {
-            lower = true;
-        } else if (c >= 'A' && c <= 'F') {
-            upper = true;
-        } else if (is_alpha(c)) {
-            other_hex = true;
-        } else if (c == '+' || c == '/') {
-            plus_slash = true;
-        } else if (c == '-' || c == '_') {
-            dash_under = true;
-        } else {
-            base64 = false;
-        }
-    }
+    uint8_t seen = 0;  // one table load per byte: the value's kinds of characters
+    for (size_t i = 0; i < n - pad; ++i) seen |= kCharKinds[d[i]];
+    const bool both_cases = (seen & kHexLower_) && (seen & kHexUpper_);
     if (pad == 0) {
-        if (digits) return ValueClass::digits;
-        if (!other_hex && !plus_slash && !dash_under && base64 && !(lower && upper))
-            return lower ? ValueClass::hex_lower : ValueClass::hex_upper;
+        if (seen == kDigit) return ValueClass::digits;
+        if (!(seen & (kOtherAlpha | kPlusSlash | kDashUnder | kOther)) && !both_cases)
+            return (seen & kHexLower_) ? ValueClass::hex_lower : ValueClass::hex_upper;
     }
-    if (base64 && !(plus_slash && dash_under) && pad < n)
-        return dash_under ? ValueClass::base64url : ValueClass::base64;
+    if (!(seen & kOther) && !((seen & kPlusSlash) && (seen & kDashUnder)) && pad < n)
+        return (seen & kDashUnder) ? ValueClass::base64url : ValueClass::base64;
     return ValueClass::token;
 }
 
