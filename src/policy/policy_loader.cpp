@@ -41,6 +41,7 @@ private:
     void read_collectors(const Value& v);
     void read_exemptions(const Value& v);
     void read_delivery(const MapReader& m, const std::string& owner, Collector& c);
+    void warn_pseudonym_dns();
     std::string identifier_name(const Value& at, std::string name);
     size_t pseudonym_collectors_ = 0;
     // Checks and records a collector or exemption name.
@@ -110,6 +111,7 @@ Policy PolicyReader::read(const YAML::Node& root) {
 
     // Overlaps only mean something once every rule read cleanly.
     if (rules_ok) check_overlaps(p_, collector_origins_, exemption_origins_, d_);
+    if (rules_ok) warn_pseudonym_dns();
     return p_;
 }
 
@@ -409,6 +411,27 @@ void PolicyReader::read_delivery(const MapReader& m, const std::string& owner, C
         c.rotate_days = *days;
     else
         d_.error(x->at, owner + ": 'rotate': " + why);
+}
+
+// DNS options have no pseudonym (docs/http.md#pseudonyms): say so where a
+// pseudonym collector can receive DNS queries and the policy strips options.
+void PolicyReader::warn_pseudonym_dns() {
+    const bool dns_identifiers = std::any_of(p_.identifiers.begin(), p_.identifiers.end(), [](const Identifier& id) {
+        return id.kind == Identifier::Kind::dns_option;
+    });
+    if (!dns_identifiers) return;
+    for (size_t i = 0; i < p_.collectors.size(); ++i) {
+        const Collector& c = p_.collectors[i];
+        if (c.deliver != Collector::Delivery::pseudonym || !c.match.hosts.empty()) continue;  // hosts: HTTP only
+        bool dns = c.match.ports.empty();
+        for (const auto& r : c.match.ports)
+            for (const auto& d : p_.dns_ports) dns = dns || (r.first <= d.last && d.first <= r.last);
+        if (dns)
+            d_.warning(collector_origins_[i].name_at,
+                       "collector '" + c.name +
+                           "' receives pseudonyms, which only HTTP headers can carry: DNS options to it are always "
+                           "stripped (limit its ports to HTTP to silence this)");
+    }
 }
 
 // Identifier names are shown to subscribers; the pseudonym rows' suffix
