@@ -5,6 +5,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "consentd/binding_address.hpp"
+#include "consentd/checkpoint_writer.hpp"
 #include "consentd/import_parser.hpp"
 #include "consentd/log.hpp"
 #include "consentd/request_bodies.hpp"
@@ -198,6 +199,7 @@ void Api::handle(const Admission& a, Request&& req, Respond respond) {
     }
     case Route::purposes: get_purposes(respond); return;
     case Route::dataplanes: get_dataplanes(a, respond); return;
+    case Route::ledger_checkpoint: get_checkpoint(respond); return;
     case Route::subscriber_get: get_subscriber(a, respond); return;
     case Route::receipt_get: get_receipt(a, respond); return;
     case Route::disclosures_get: get_disclosures(a, respond); return;
@@ -219,6 +221,24 @@ void Api::handle(const Admission& a, Request&& req, Respond respond) {
     case Route::portal_link: post_portal_link(a, *body, respond); return;
     default: respond(error_response(500, "internal", "unhandled route"));
     }
+}
+
+void Api::get_checkpoint(Respond& respond) {
+    const auto* latest = checkpoints_ ? &checkpoints_->latest() : nullptr;
+    if (!latest || !*latest) {
+        respond(error_response(404, "no_checkpoint",
+                               checkpoints_ ? "no checkpoint signed yet"
+                                            : "signed checkpoints are off (ledger.checkpoints in the config)"));
+        return;
+    }
+    const Checkpoint& c = **latest;
+    json::object o;
+    o["seq"] = c.seq;
+    o["head"] = c.head;
+    o["time"] = c.time;
+    o["key_id"] = c.key_id;
+    o["line"] = c.line();  // as in the checkpoint file: verify-ledger --checkpoints reads it
+    respond(json_response(200, o));
 }
 
 void Api::get_purposes(Respond& respond) {

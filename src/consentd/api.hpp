@@ -34,6 +34,8 @@
 
 namespace optgate::consentd {
 
+class CheckpointWriter;
+
 using Response = boost::beast::http::response<boost::beast::http::string_body>;
 
 // {"error": {"code": ..., "message": ..., "details": [...]}} with `status`.
@@ -97,10 +99,14 @@ public:
     // POST /v1/subscribers/{id}/portal-links: signed-link mode's issuer
     // (docs/portal.md); without one the endpoint answers 404.
     void set_portal_links(PortalLinks* links) { portal_links_ = links; }
+    // GET /v1/ledger/checkpoint: the latest signed checkpoint (checkpoint.hpp);
+    // without a writer the endpoint answers 404.
+    void set_checkpoints(const CheckpointWriter* writer) { checkpoints_ = writer; }
 
 private:
     void get_purposes(Respond& respond);
     void get_dataplanes(const Admission& a, Respond& respond);
+    void get_checkpoint(Respond& respond);
     void get_subscriber(const Admission& a, Respond& respond);
     // On the read thread: GET /v1/subscribers/{id}'s answer.
     Response subscriber_answer(const std::string& subscriber, size_t limit, uint64_t before, const Policy& policy);
@@ -134,6 +140,7 @@ private:
     boost::asio::thread_pool read_pool_{1};
     std::shared_ptr<std::atomic<bool>> import_busy_ = std::make_shared<std::atomic<bool>>(false);
     PortalLinks* portal_links_ = nullptr;
+    const CheckpointWriter* checkpoints_ = nullptr;
 };
 
 }  // namespace optgate::consentd

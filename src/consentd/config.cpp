@@ -133,13 +133,40 @@ void read_limits(const Value& v, Config& c, Diagnostics& d) {
         }
 }
 
-void read_ledger(const Value& v, Config& c, Diagnostics& d) {
-    const MapReader m(v, "'ledger'", {"max_batch", "history_limit"}, d);
+void read_checkpoints(const Value& v, Config& c, Diagnostics& d, const std::string& base_dir) {
+    const MapReader m(v, "'checkpoints' of 'ledger'", {"key", "file", "every_events", "every"}, d);
+    if (!m.is_map()) return;
+    CheckpointConfig cp;
+    bool ok = true;
+    for (const auto& [name, path] : {std::pair{"key", &cp.key}, std::pair{"file", &cp.file}}) {
+        const auto x = m.require(name);
+        const auto t = x ? as_text(*x, d) : std::nullopt;
+        if (t) *path = resolve_path(*t, base_dir);
+        ok = ok && t;
+    }
+    if (const auto x = m.get("every_events")) {
+        if (const auto n = as_integer(*x, d, 1, 100000000))
+            cp.every_events = uint64_t(*n);
+        else
+            ok = false;
+    }
+    if (const auto x = m.get("every")) {
+        if (const auto t = as_duration(*x, d, std::chrono::seconds(1), std::chrono::hours(24)))
+            cp.every = *t;
+        else
+            ok = false;
+    }
+    if (ok) c.checkpoints = std::move(cp);
+}
+
+void read_ledger(const Value& v, Config& c, Diagnostics& d, const std::string& base_dir) {
+    const MapReader m(v, "'ledger'", {"max_batch", "history_limit", "checkpoints"}, d);
     if (!m.is_map()) return;
     if (const auto x = m.get("max_batch"))
         if (const auto n = as_integer(*x, d, 1, 1000000)) c.max_batch = *n;
     if (const auto x = m.get("history_limit"))
         if (const auto n = as_integer(*x, d, 1, 100000)) c.history_limit = *n;
+    if (const auto x = m.get("checkpoints")) read_checkpoints(*x, c, d, base_dir);
 }
 
 // Receipt texts are shown to subscribers: any language, no control characters.
@@ -219,7 +246,7 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
                 if (const auto t = as_text(*v, d)) c.policy = resolve_path(*t, base_dir);
             if (const auto v = m.require("tokens")) read_tokens(*v, c, d);
             if (const auto v = m.get("limits")) read_limits(*v, c, d);
-            if (const auto v = m.get("ledger")) read_ledger(*v, c, d);
+            if (const auto v = m.get("ledger")) read_ledger(*v, c, d, base_dir);
             if (const auto v = m.get("dataplanes")) read_dataplane_config(*v, c.dataplanes, d, base_dir);
             if (const auto v = m.get("receipts")) read_receipts(*v, c, d);
             if (const auto v = m.get("radius")) read_radius_config(*v, c.radius, d);

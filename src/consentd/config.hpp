@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "consentd/auth.hpp"
+#include "consentd/checkpoint.hpp"
 #include "consentd/dataplane_config.hpp"
 #include "consentd/policy_history.hpp"
 #include "consentd/portal_config.hpp"
@@ -51,6 +52,8 @@ struct Config {
     Limits limits;
     size_t max_batch = 4096;     // requests per group commit
     size_t history_limit = 100;  // events GET /v1/subscribers/{id} returns by default
+    // Signed checkpoints of the ledger's head (checkpoint.hpp); unset: none.
+    std::optional<CheckpointConfig> checkpoints;
     DataPlaneConfig dataplanes;  // where data planes connect (docs/protocol.md)
     ReceiptIssuer receipts;      // who issues consent receipts (docs/receipts.md); empty: not configured
     // The RADIUS accounting listener, when configured (docs/radius.md).

@@ -9,50 +9,11 @@
 #include "consentd/event.hpp"
 #include "consentd/ledger.hpp"
 #include "consentd/log.hpp"
+#include "consentd/schema.hpp"
 
 namespace optgate::consentd {
 
 namespace {
-
-constexpr std::string_view kDisclosureSchema = R"sql(
-CREATE TABLE IF NOT EXISTS disclosures (
-    subscriber  TEXT NOT NULL,
-    day         TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    purpose     TEXT NOT NULL,
-    identifier  TEXT NOT NULL,
-    passed      INTEGER NOT NULL,
-    stripped    INTEGER NOT NULL,
-    PRIMARY KEY (subscriber, day, destination, purpose, identifier)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS disclosures_by_day ON disclosures (day);
-
-CREATE TABLE IF NOT EXISTS disclosures_unattributed (
-    day         TEXT NOT NULL,
-    reason      TEXT NOT NULL CHECK (reason IN ('unbound', 'ambiguous')),
-    destination TEXT NOT NULL,
-    purpose     TEXT NOT NULL,
-    identifier  TEXT NOT NULL,
-    passed      INTEGER NOT NULL,
-    stripped    INTEGER NOT NULL,
-    PRIMARY KEY (day, reason, destination, purpose, identifier)
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS disclosure_reports (
-    dataplane   TEXT NOT NULL,
-    reporter    INTEGER NOT NULL,
-    seq         INTEGER NOT NULL,
-    day         TEXT NOT NULL,
-    start_ms    INTEGER NOT NULL,
-    end_ms      INTEGER NOT NULL,
-    entries     INTEGER NOT NULL,
-    overflowed  INTEGER NOT NULL,
-    PRIMARY KEY (dataplane, reporter, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS disclosure_reports_by_day ON disclosure_reports (day);
-
-CREATE INDEX IF NOT EXISTS events_by_address ON events (address, seq);
-)sql";
 
 // SQLite integers are signed 64-bit; counts and ids never come near the top.
 int64_t to_sql(uint64_t v) { return int64_t(std::min<uint64_t>(v, uint64_t(INT64_MAX))); }

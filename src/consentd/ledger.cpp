@@ -2,60 +2,9 @@
 
 #include <stdexcept>
 
+#include "consentd/schema.hpp"
+
 namespace optgate::consentd {
-
-namespace {
-
-constexpr std::string_view kSchema = R"sql(
-CREATE TABLE meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-
-CREATE TABLE events (
-    seq            INTEGER PRIMARY KEY,
-    time           TEXT NOT NULL,
-    subscriber     TEXT NOT NULL,
-    action         TEXT NOT NULL CHECK (action IN ('grant', 'revoke', 'bind', 'unbind')),
-    purpose        TEXT,
-    address        TEXT,
-    source         TEXT NOT NULL,
-    notice_version TEXT,
-    credential     TEXT NOT NULL,
-    prev_hash      TEXT NOT NULL,
-    hash           TEXT NOT NULL
-);
-CREATE INDEX events_by_subscriber ON events (subscriber, seq);
-
--- Append-only: the hash chain detects edits, these refuse them outright.
-CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'the events table is append-only'); END;
-CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'the events table is append-only'); END;
-
-CREATE TABLE consents (
-    subscriber     TEXT NOT NULL,
-    purpose        TEXT NOT NULL,
-    seq            INTEGER NOT NULL,
-    time           TEXT NOT NULL,
-    source         TEXT NOT NULL,
-    notice_version TEXT,
-    credential     TEXT NOT NULL,
-    PRIMARY KEY (subscriber, purpose)
-) WITHOUT ROWID;
-
-CREATE TABLE bindings (
-    address        TEXT PRIMARY KEY,
-    subscriber     TEXT NOT NULL,
-    seq            INTEGER NOT NULL,
-    time           TEXT NOT NULL,
-    source         TEXT NOT NULL,
-    credential     TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX bindings_by_subscriber ON bindings (subscriber);
-)sql";
-
-}  // namespace
 
 bool has_table(Database& db, std::string_view name) {
     auto st = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1");
@@ -114,7 +63,7 @@ Ledger::Ledger(const std::string& path) : db_(path, Database::Mode::read_write_c
     if (!has_table(db_, "meta")) {
         db_.exec("BEGIN IMMEDIATE");
         try {
-            db_.exec(kSchema);
+            db_.exec(kLedgerSchema);
             auto st = db_.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('hash', ?2)");
             st.bind(1, std::to_string(kSchemaVersion)).bind(2, std::string_view("sha256, optgate-ledger-v1"));
             st.run();
@@ -255,6 +204,36 @@ void Ledger::rollback() noexcept {
 
 void Ledger::record_policy(const std::optional<std::string>& text, const ReceiptIssuer& issuer) {
     policy_record_ = append_policy_record(db_, seq_ + 1, text, issuer);
+}
+
+void Ledger::rebuild_derived(const LedgerFold& fold) {
+    db_.exec("BEGIN IMMEDIATE");
+    try {
+        db_.exec("DELETE FROM consents; DELETE FROM bindings");
+        for (const auto& [key, c] : fold.consents()) {
+            upsert_consent_.bind(1, c.subscriber)
+                .bind(2, c.purpose)
+                .bind(3, int64_t(c.seq))
+                .bind(4, c.time)
+                .bind(5, c.source)
+                .bind(6, c.notice_version)
+                .bind(7, c.credential);
+            upsert_consent_.run();
+        }
+        for (const auto& [address, b] : fold.bindings()) {
+            upsert_binding_.bind(1, b.address)
+                .bind(2, b.subscriber)
+                .bind(3, int64_t(b.seq))
+                .bind(4, b.time)
+                .bind(5, b.source)
+                .bind(6, b.credential);
+            upsert_binding_.run();
+        }
+        db_.exec("COMMIT");
+    } catch (...) {
+        sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+        throw;
+    }
 }
 
 void Ledger::for_each_binding(const std::function<void(std::string_view, std::string_view)>& fn) {

@@ -59,6 +59,10 @@ public:
     void for_each_binding(const std::function<void(std::string_view address, std::string_view subscriber)>& fn);
     void for_each_consent(const std::function<void(std::string_view subscriber, std::string_view purpose)>& fn);
 
+    // Replaces the consents and bindings tables with `fold`'s rows, in one
+    // transaction (consentd --rebuild-derived-tables). Between transactions.
+    void rebuild_derived(const LedgerFold& fold);
+
     Database& db() noexcept { return db_; }
 
 private:

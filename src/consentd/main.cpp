@@ -1,9 +1,10 @@
 // consentd: the consent ledger and subscriber API (docs/consentd.md).
 //
-//   consentd --config FILE [--port-file FILE]   run
+//   consentd --config FILE [--port-file FILE] [--rebuild-derived-tables]   run
 //   consentd --check-config FILE                validate config and policy
 //   consentd --hash-token < token               print a token's sha256 for the config
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 
 #include "consentd/api.hpp"
 #include "consentd/auth.hpp"
+#include "consentd/checkpoint_writer.hpp"
 #include "consentd/config.hpp"
 #include "consentd/dataplane_server.hpp"
 #include "consentd/disclosures.hpp"
@@ -35,6 +37,7 @@
 #include "consentd/publisher.hpp"
 #include "consentd/radius_server.hpp"
 #include "consentd/sd_notify.hpp"
+#include "consentd/verify.hpp"
 #include "policy/loader.hpp"
 #include "proto/tls.hpp"
 
@@ -85,6 +88,14 @@ std::optional<Loaded> load(const std::string& path) {
             proto::make_server_tls(*l.config.dataplanes.tcp->tls);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "%s: dataplanes.tcp.tls: %s\n", path.c_str(), e.what());
+            return std::nullopt;
+        }
+    }
+    if (l.config.checkpoints) {
+        try {
+            CheckpointKey::load_private(l.config.checkpoints->key);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "%s: ledger.checkpoints.key: %s\n", path.c_str(), e.what());
             return std::nullopt;
         }
     }
@@ -139,6 +150,11 @@ int check_config(const std::string& path) {
                 path.c_str(), l->config.listen_address.c_str(), unsigned(l->config.port), l->config.tokens.size(),
                 l->config.database.c_str(), ledger.c_str(), l->config.policy.c_str(), l->policy->purposes.size(),
                 dataplane_listeners(l->config.dataplanes).c_str(), radius.c_str());
+    if (const auto& c = l->config.checkpoints)
+        std::printf("%s: checkpoints: key %s, to %s every %llu events or %llds\n", path.c_str(),
+                    CheckpointKey::load_private(c->key).id().c_str(), c->file.c_str(),
+                    static_cast<unsigned long long>(c->every_events),
+                    static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(c->every).count()));
     if (l->config.portal.enabled)
         std::printf("%s: portal: %s on %s:%u\n", path.c_str(), std::string(to_string(l->config.portal.mode)).c_str(),
                     l->config.portal.listen_address.c_str(), unsigned(l->config.portal.port));
@@ -182,7 +198,26 @@ void write_port_file(const std::string& path, uint16_t port) {
     std::filesystem::rename(tmp, path);
 }
 
-int run(const std::string& config_path, const std::string& port_file) {
+// Nothing is served from a ledger that does not verify (docs/consentd.md,
+// "Startup integrity check"): a derived row or schema object planted with
+// sqlite3 would otherwise be enforced, or undo what the API records.
+bool check_ledger(Ledger& ledger, const std::string& database, bool rebuild) {
+    const auto c = check_ledger_at_start(ledger, rebuild);
+    // The fold was millions of small blocks: give them back rather than
+    // keep the check's peak for the daemon's life.
+    malloc_trim(0);
+    if (!c.rebuilt.empty())
+        log_warning("rebuilt the consents and bindings tables of " + database +
+                    " from its events (--rebuild-derived-tables); they differed: " + c.rebuilt);
+    if (c.report.ok) return true;
+    std::string hint = "; run optgatectl verify-ledger " + database;
+    if (c.report.damage == Damage::derived)
+        hint = "; consentd --rebuild-derived-tables rebuilds consents and bindings from the events";
+    log_error("refusing to start: the ledger " + database + " is inconsistent: " + c.report.problem + hint);
+    return false;
+}
+
+int run(const std::string& config_path, const std::string& port_file, bool rebuild) {
     auto l = load(config_path);
     if (!l) return 1;
     const Config& config = l->config;
@@ -193,9 +228,21 @@ int run(const std::string& config_path, const std::string& port_file) {
                     "(docs/receipts.md)");
 
     Metrics metrics;
+    asio::io_context ioc(1);
+    // Declared before the service: destroyed after its writer, which calls it.
+    std::optional<CheckpointWriter> checkpoints;
     std::unique_ptr<LedgerService> service;
     try {
         auto ledger = std::make_unique<Ledger>(config.database);
+        if (!check_ledger(*ledger, config.database, rebuild)) return 1;
+        if (config.checkpoints) {
+            try {
+                checkpoints.emplace(ioc, config.database, *config.checkpoints);
+            } catch (const std::exception& e) {
+                log_error(std::string("refusing to start: checkpoints: ") + e.what());
+                return 1;
+            }
+        }
         service = std::make_unique<LedgerService>(
             std::move(ledger), l->policy, metrics,
             LedgerService::Options{config.max_batch, l->policy_text, config.receipts});
@@ -216,7 +263,6 @@ int run(const std::string& config_path, const std::string& port_file) {
     }
     // The publisher hears every commit from the start; its first snapshot
     // then covers whatever came before (it ignores commits it already has).
-    asio::io_context ioc(1);
     LedgerTableSource table_source(*service);
     // Data planes' disclosure reports go to the store and are acknowledged
     // once durable. The store outlives the sessions: it is stopped below,
@@ -225,6 +271,10 @@ int run(const std::string& config_path, const std::string& port_file) {
     Publisher publisher(ioc, table_source, config.dataplanes, disclosures.get());
     publisher.add_policy_document(l->policy, config.policy, l->policy_text);
     service->add_listener(&publisher);
+    if (checkpoints) {
+        service->add_listener(&*checkpoints);
+        checkpoints->start(service->head_seq());
+    }
     service->start();
     disclosures->start();
     DataPlaneServer dataplanes(ioc, publisher);
@@ -243,6 +293,7 @@ int run(const std::string& config_path, const std::string& port_file) {
     std::optional<HttpServer> server;
     try {
         api.emplace(ioc, *service, metrics, config, reloader, &publisher);
+        if (checkpoints) api->set_checkpoints(&*checkpoints);
         const asio::ip::tcp::endpoint at(asio::ip::make_address(config.listen_address), config.port);
         server.emplace(ioc, at, *api, config.limits, metrics);
     } catch (const std::exception& e) {
@@ -335,6 +386,11 @@ int run(const std::string& config_path, const std::string& port_file) {
     api.reset();
     service->stop();
     service->remove_listener(&publisher);
+    if (checkpoints) {
+        // The head as it stops, signed: a restart finds it in the file.
+        service->remove_listener(&*checkpoints);
+        checkpoints->stop(service->head_seq());
+    }
     disclosures->stop();  // stores what is attributable; the rest is resent (unacknowledged)
     log_info("stopped");
     return 0;
@@ -345,7 +401,9 @@ int consentd_main(int argc, char** argv) {
     opts.add_options()("help,h", "this help")("config", po::value<std::string>(), "run with this config file")(
         "check-config", po::value<std::string>(), "validate a config file and its policy, then exit")(
         "hash-token", "read a token on stdin, print its sha256 for the config's tokens")(
-        "port-file", po::value<std::string>(), "write the port the API listens on to this file (for port 0)");
+        "port-file", po::value<std::string>(), "write the port the API listens on to this file (for port 0)")(
+        "rebuild-derived-tables",
+        "at start, replace consents and bindings tables that disagree with the events by the events' fold");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, opts), vm);
@@ -355,7 +413,7 @@ int consentd_main(int argc, char** argv) {
         return 2;
     }
     if (vm.count("help")) {
-        std::cout << "usage: consentd --config FILE [--port-file FILE]\n"
+        std::cout << "usage: consentd --config FILE [--port-file FILE] [--rebuild-derived-tables]\n"
                      "       consentd --check-config FILE\n"
                      "       consentd --hash-token < token-file\n\n"
                   << opts;
@@ -367,7 +425,8 @@ int consentd_main(int argc, char** argv) {
         std::fprintf(stderr, "consentd: --config FILE is required (see --help)\n");
         return 2;
     }
-    return run(vm["config"].as<std::string>(), vm.count("port-file") ? vm["port-file"].as<std::string>() : "");
+    return run(vm["config"].as<std::string>(), vm.count("port-file") ? vm["port-file"].as<std::string>() : "",
+               vm.count("rebuild-derived-tables") > 0);
 }
 
 }  // namespace

@@ -4,29 +4,12 @@
 
 #include "consentd/event.hpp"
 #include "consentd/ledger.hpp"
+#include "consentd/schema.hpp"
 #include "consentd/sha256.hpp"
 
 namespace optgate::consentd {
 
 namespace {
-
-constexpr std::string_view kPolicyHistorySchema = R"sql(
-CREATE TABLE IF NOT EXISTS policies (
-    id                 INTEGER PRIMARY KEY,
-    from_seq           INTEGER NOT NULL,
-    loaded_at          TEXT NOT NULL,
-    sha256             TEXT,
-    text               TEXT,
-    jurisdiction       TEXT,
-    controller_name    TEXT,
-    controller_contact TEXT,
-    policy_url         TEXT
-);
-CREATE TRIGGER IF NOT EXISTS policies_append_only_update BEFORE UPDATE ON policies
-BEGIN SELECT RAISE(ABORT, 'the policies table is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS policies_append_only_delete BEFORE DELETE ON policies
-BEGIN SELECT RAISE(ABORT, 'the policies table is append-only'); END;
-)sql";
 
 constexpr std::string_view kColumns =
     "id, from_seq, loaded_at, sha256, text, jurisdiction, controller_name, controller_contact, policy_url";

@@ -1,31 +1,11 @@
 #include "consentd/radius_sessions.hpp"
 
+#include "consentd/schema.hpp"
+
 namespace optgate::consentd {
 
-namespace {
-
-constexpr std::string_view kTables = R"sql(
-CREATE TABLE IF NOT EXISTS radius_sessions (
-    address    TEXT PRIMARY KEY,
-    client     TEXT NOT NULL,
-    nas        TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    subscriber TEXT NOT NULL,
-    seq        INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS radius_sessions_by_session ON radius_sessions (client, nas, session_id);
-CREATE TABLE IF NOT EXISTS radius_events (
-    seq        INTEGER PRIMARY KEY,
-    client     TEXT NOT NULL,
-    nas        TEXT NOT NULL,
-    session_id TEXT NOT NULL
-);
-)sql";
-
-}  // namespace
-
 RadiusSessions::RadiusSessions(Database& db) {
-    db.exec(kTables);
+    db.exec(kRadiusSchema);
     holder_ = db.prepare(
         "SELECT r.client, r.nas, r.session_id, r.subscriber FROM radius_sessions r "
         "JOIN bindings b ON b.address = r.address AND b.seq = r.seq WHERE r.address = ?1");

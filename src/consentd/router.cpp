@@ -28,6 +28,7 @@ constexpr RouteInfo kRoutes[] = {
     {"GET", "/v1/subscribers/{id}/receipts/{seq}", Role::read, false},
     {"GET", "/v1/subscribers/{id}/disclosures", Role::read, false},
     {"POST", "/v1/subscribers/{id}/portal-links", Role::write, false},
+    {"GET", "/v1/ledger/checkpoint", Role::read, false},
     {"", "unmatched", Role::none, false},
 };
 
@@ -119,6 +120,8 @@ RouteMatch match_route(http::verb method, std::string_view target) {
         by_method[3] = Route::policy_reload;
     } else if (n == 2 && is(0, "v1") && is(1, "dataplanes")) {
         by_method[0] = Route::dataplanes;
+    } else if (n == 3 && is(0, "v1") && is(1, "ledger") && is(2, "checkpoint")) {
+        by_method[0] = Route::ledger_checkpoint;
     } else if (n == 4 && is(0, "v1") && is(1, "subscribers") && is(3, "portal-links")) {
         by_method[3] = Route::portal_link;
         m.subscriber = seg[2];

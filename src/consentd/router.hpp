@@ -29,6 +29,7 @@ enum class Route : uint8_t {
     receipt_get,
     disclosures_get,
     portal_link,
+    ledger_checkpoint,
     none,  // no route: `status` says why
 };
 

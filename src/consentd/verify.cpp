@@ -8,6 +8,7 @@
 #include "consentd/binding_address.hpp"
 #include "consentd/ledger.hpp"
 #include "consentd/receipt.hpp"
+#include "consentd/schema.hpp"
 
 namespace optgate::consentd {
 
@@ -40,12 +41,17 @@ std::string diff(const BindingRow& stored, const BindingRow& folded) {
 
 class Verifier {
 public:
-    explicit Verifier(const std::string& path) : db_(path, Database::Mode::read_only) {}
+    explicit Verifier(const std::string& path) : own_(std::in_place, path, Database::Mode::read_only), db_(*own_) {}
+    // On a connection the caller holds (consentd's own, at startup), between
+    // its transactions. Without counting subscribers: a set of every id ever
+    // seen, a fifth of the time and half the memory of a start over 1M.
+    explicit Verifier(Database& db) : db_(db), count_subscribers_(false) {}
 
     VerifyReport run() {
         check_schema(db_);
         db_.exec("BEGIN");  // one snapshot for the whole walk
-        if (walk_events() && compare_consents() && compare_bindings() && check_policies()) r_.ok = true;
+        if (check_objects() && walk_events() && compare_consents() && compare_bindings() && check_policies())
+            r_.ok = true;
         db_.exec("COMMIT");
         r_.subscribers = subscribers_.size();
         return r_;
@@ -57,16 +63,35 @@ public:
         check_schema(db_);
         db_.exec("BEGIN");
         last_ = seq;
-        const bool ok = walk_events();
+        const bool ok = check_objects() && walk_events();
         problem = r_.problem;
         return ok;
     }
     Database& db() { return db_; }
 
+    // The schema and the whole chain, then the fold of the events, for
+    // rebuilding the derived tables from. Nullptr and problem() when either
+    // does not verify.
+    const LedgerFold* fold_all() {
+        check_schema(db_);
+        db_.exec("BEGIN");
+        const bool ok = check_objects() && walk_events();
+        db_.exec("COMMIT");
+        return ok ? &fold_ : nullptr;
+    }
+    const std::string& problem() const { return r_.problem; }
+
 private:
     bool fail(std::string problem) {
         r_.problem = std::move(problem);
+        r_.damage = phase_;
         return false;
+    }
+
+    bool check_objects() {
+        phase_ = Damage::schema;
+        if (auto s = schema_difference(db_); !s.empty()) return fail(s);
+        return true;
     }
     // fail("event N " + parts...), built only when it fails.
     template <class... Parts>
@@ -77,6 +102,7 @@ private:
     }
 
     bool walk_events() {
+        phase_ = Damage::chain;
         auto st = db_.prepare("SELECT " + std::string(kEventColumns) + " FROM events WHERE seq <= ?1 ORDER BY seq");
         st.bind(1, int64_t(last_));
         Digest prev{};
@@ -102,7 +128,7 @@ private:
             if (e.address && !parse_binding_text(*e.address))
                 return fail_at(e, "has address '", *e.address, "', which is not a binding in canonical form");
             if (auto s = fold_.apply(e); !s.empty()) return fail_at(e, s);
-            subscribers_.insert(e.subscriber);
+            if (count_subscribers_) subscribers_.insert(e.subscriber);
             prev = h;
             prev_hex = hex;
             ++expected;
@@ -113,6 +139,7 @@ private:
     }
 
     bool compare_consents() {
+        phase_ = Damage::derived;
         auto st = db_.prepare(
             "SELECT subscriber, purpose, seq, time, source, notice_version, credential FROM consents "
             "ORDER BY subscriber, purpose");
@@ -163,11 +190,15 @@ private:
     }
 
     bool check_policies() {
+        phase_ = Damage::policies;
         if (auto s = check_policy_history(db_, r_.events, r_.policies); !s.empty()) return fail(s);
         return true;
     }
 
-    Database db_;
+    std::optional<Database> own_;
+    Database& db_;
+    const bool count_subscribers_ = true;
+    Damage phase_ = Damage::unreadable;
     uint64_t last_ = uint64_t(INT64_MAX);
     LedgerFold fold_;
     std::unordered_set<std::string> subscribers_;
@@ -232,6 +263,27 @@ VerifyReport verify_ledger(const std::string& path) {
         r.problem = e.what();
         return r;
     }
+}
+
+StartupCheck check_ledger_at_start(Ledger& ledger, bool rebuild) {
+    StartupCheck c;
+    try {
+        c.report = Verifier(ledger.db()).run();
+        if (c.report.ok || c.report.damage != Damage::derived || !rebuild) return c;
+        // Only the derived tables disagree: the events are the record, so
+        // the tables become their fold again (a new Verifier: run() used up
+        // its fold comparing), and everything is checked once more.
+        c.rebuilt = c.report.problem;
+        Verifier v(ledger.db());
+        const LedgerFold* fold = v.fold_all();
+        if (!fold) throw std::runtime_error(v.problem());
+        ledger.rebuild_derived(*fold);
+        c.report = Verifier(ledger.db()).run();
+    } catch (const std::exception& e) {
+        c.report = VerifyReport{};
+        c.report.problem = e.what();
+    }
+    return c;
 }
 
 }  // namespace optgate::consentd

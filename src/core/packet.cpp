@@ -23,7 +23,7 @@ constexpr unsigned kMaxGtpuExtensions = 4;
 using big_endian::load16;
 using big_endian::load32;
 
-ParseResult fail(Counter reason) noexcept { return {false, reason}; }
+ParseResult fail(Counter reason) noexcept { return {false, false, reason}; }
 
 Counter not_inspected(Encapsulation e) noexcept {
     return Counter(unsigned(Counter::encapsulated_not_inspected_pppoe) + unsigned(e));
@@ -49,7 +49,7 @@ ParseResult headers_cut(uint32_t pos, uint8_t next, ParsedPacket& out) noexcept 
     out.l4_proto = next;
     out.payload_offset = pos;
     out.payload_len = out.ip_end - pos;
-    return {true, Counter::packets};
+    return {true, false, Counter::packets};
 }
 
 // Parses TCP/UDP at `off`, bounded by `end` (the IP datagram end).
@@ -68,7 +68,7 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
         out.payload_offset = off + hlen;
         out.payload_len = end - off - hlen;
         out.has_l4 = true;
-        return {true, Counter::packets};
+        return {true, false, Counter::packets};
     }
     if (out.l4_proto == kProtoUdp) {
         if (end < off + 8) return out.fragment ? headers_cut(off, kProtoUdp, out) : fail(Counter::truncated_udp);
@@ -81,11 +81,12 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
         out.payload_offset = off + 8;
         out.payload_len = out.fragment ? end - off - 8 : ulen - 8;
         out.has_l4 = true;
-        return {true, Counter::packets};
+        return {true, udp_tunnel(out.src_port, out.dst_port).has_value(), Counter::packets};
     }
     out.payload_offset = off;
     out.payload_len = end - off;
-    return {true, Counter::packets};
+    // GRE: later fragments, which show no GRE header, never come here.
+    return {true, out.l4_proto == kProtoGre, Counter::packets};
 }
 
 [[gnu::always_inline]] inline ParseResult parse_ipv4(const uint8_t* data, uint32_t off, uint32_t len,
@@ -116,7 +117,7 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
         if (!out.first_fragment) {
             out.payload_offset = off + ihl;
             out.payload_len = total - ihl;
-            return {true, Counter::packets};
+            return {true, false, Counter::packets};
         }
     }
     return parse_l4(data, off + ihl, out.ip_end, out);
@@ -187,7 +188,7 @@ ParseResult parse_l4(const uint8_t* data, uint32_t off, uint32_t end, ParsedPack
                 out.l4_proto = next;
                 out.payload_offset = pos;
                 out.payload_len = out.ip_end - pos;
-                return {true, Counter::packets};
+                return {true, false, Counter::packets};
             }
             continue;
         }
@@ -275,7 +276,7 @@ ParseResult inner(ParsedPacket& out, Encapsulation kind, ParseResult r) noexcept
 // The outer packet stays the view (a tunnel not looked into), counted by `note`.
 ParseResult outer_only(ParsedPacket& out, Counter note) noexcept {
     out.note = note;
-    return {true, Counter::packets};
+    return {true, false, Counter::packets};
 }
 
 // An IP packet whose version is its first nibble (MPLS, GTP-U carry no type).
@@ -459,15 +460,6 @@ ParseResult parse_udp_tunnel(const uint8_t* data, Encapsulation kind, uint32_t o
     }
 }
 
-// Does the parsed IP packet carry an IP tunnel (GRE, or UDP to a tunnel
-// port)? Later fragments show no header: they are not looked at.
-inline bool carries_tunnel(const ParsedPacket& p) noexcept {
-    if (p.l4_proto == kProtoTcp) [[likely]]
-        return false;
-    if (p.l4_proto == kProtoUdp) return p.has_l4 && udp_tunnel(p.src_port, p.dst_port).has_value();
-    return p.l4_proto == kProtoGre && !(p.fragment && !p.first_fragment);
-}
-
 // Follows IP tunnels from the parsed packet inwards, as long as one is
 // entered and its inner packet carries another.
 [[gnu::noinline]] ParseResult parse_ip_tunnels(const uint8_t* data, ParsedPacket& out, EncapsulationSet enc,
@@ -480,7 +472,7 @@ inline bool carries_tunnel(const ParsedPacket& p) noexcept {
             r = parse_udp_tunnel(data, *udp_tunnel(out.src_port, out.dst_port), out.l4_offset, out, enc);
         else
             r = parse_gre(data, out.l4_offset, out.ip_end, out, enc);
-        if (!r.ok || out.encapsulations == layers || !carries_tunnel(out)) return r;
+        if (!r.ok || out.encapsulations == layers || !r.tunnel) return r;
     }
 }
 
@@ -489,7 +481,7 @@ inline bool carries_tunnel(const ParsedPacket& p) noexcept {
 ParseResult parse_packet(const uint8_t* data, uint32_t len, ParsedPacket& out, EncapsulationSet enc) noexcept {
     new (&out) ParsedPacket;  // default-initialised: the outer fields array is not written
     const ParseResult r = parse_ethernet(data, 0, len, out, enc);
-    if (r.ok && carries_tunnel(out)) [[unlikely]]
+    if (r.tunnel) [[unlikely]]
         return parse_ip_tunnels(data, out, enc, r);
     return r;
 }

@@ -10,13 +10,15 @@
 // not parse yields a Counter naming why; the pipeline forwards it unchanged.
 // Offsets are relative to the start of the frame.
 //
-// Cost (callgrind, optgate-bench mix): 157 instructions per packet (143
-// before encapsulations: +13 for the tunnel test and the wider view); about
-// 50 ns per packet on that mix, most of it the first touch of the frame
-// (docs/benchmarks.md, "Core pipeline" and "Encapsulations"). A GTP-U
-// packet costs about 290 parse instructions more.
+// Cost (callgrind, optgate-bench mix): encapsulations add 9 % to a native
+// frame's parse (the wider reset, the UDP tunnel-port test, register
+// pressure; a TCP frame pays no tunnel test) and 4 % to the whole pipeline
+// (docs/benchmarks.md, "Encapsulations"); about 50 ns per packet on a quiet
+// machine, most of it the first touch of the frame. A GTP-U packet costs
+// about 290 parse instructions more.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 
@@ -75,6 +77,9 @@ struct OuterField {
 // Per layer at most an IP header and two tunnel fields (UDP + GTP-U/L2TP).
 inline constexpr unsigned kMaxOuterFields = 3 * kMaxEncapsulationLayers;
 
+// The field order leaves no padding before `outer`, so that the per-packet
+// reset is a few wide stores (68 bytes; the outer field list after them is
+// never reset): the encapsulation fields sit where padding was.
 struct ParsedPacket {
     Family family = Family::v4;
     uint8_t vlan_tags = 0;
@@ -83,6 +88,8 @@ struct ParsedPacket {
     bool first_fragment = false;  // fragment offset 0: carries the L4 header
     bool has_l4 = false;          // TCP/UDP header present and valid
     bool more_fragments = false;  // fragments: more follow (IPv4 MF, IPv6 M)
+    // Encapsulation layers followed to reach this packet (0: native).
+    uint8_t encapsulations = 0;
     uint32_t l3_offset = 0;       // IP header
     uint32_t l4_offset = 0;       // TCP/UDP header
     uint32_t payload_offset = 0;  // first byte after the TCP/UDP header
@@ -92,6 +99,9 @@ struct ParsedPacket {
     // TCP only
     uint32_t tcp_seq = 0;
     uint8_t tcp_flags = 0;
+    // How many entries of `outer` are set (the outer fields covering the
+    // packet, outermost first).
+    uint8_t outer_count = 0;
     // Fragments only (core/reassembly.hpp): where this fragment's data sits
     // in the datagram (bytes), and for IPv6 the frame offset of the
     // next-header byte that names the fragment header. A first fragment too
@@ -99,35 +109,37 @@ struct ParsedPacket {
     // false (the tiny-fragment case, RFC 1858 / RFC 7112).
     uint16_t fragment_offset = 0;
     uint16_t fragment_link = 0;
-    // Source/destination address bytes (4 or 16) inside the frame.
-    const uint8_t* src = nullptr;
-    const uint8_t* dst = nullptr;
-    // IPv4: identification (for fragment tracking); IPv6: fragment header id.
-    uint32_t fragment_id = 0;
-    uint32_t fragment_data = 0;  // fragments: frame offset of the data (after the IPv4 header / IPv6 fragment header)
-    // Encapsulation layers followed to reach this packet (0: native), and
-    // the outer fields covering it, outermost first.
-    uint8_t encapsulations = 0;
-    uint8_t outer_count = 0;
     // A second counter for the frame, whether it parsed or not (Counter::packets:
     // none): encapsulated_inspected, or an encapsulation seen but not looked
     // into (encapsulated_not_inspected_*, encapsulated_fragment_not_inspected).
     // Here rather than in ParseResult, which stays one register wide.
     Counter note = Counter::packets;
+    // IPv4: identification (for fragment tracking); IPv6: fragment header id.
+    uint32_t fragment_id = 0;
+    // Source/destination address bytes (4 or 16) inside the frame.
+    const uint8_t* src = nullptr;
+    const uint8_t* dst = nullptr;
+    uint32_t fragment_data = 0;  // fragments: frame offset of the data (after the IPv4 header / IPv6 fragment header)
     OuterField outer[kMaxOuterFields];
 
     IpAddr src_addr() const noexcept { return family == Family::v4 ? IpAddr::from_v4(src) : IpAddr::from_v6(src); }
     IpAddr dst_addr() const noexcept { return family == Family::v4 ? IpAddr::from_v4(dst) : IpAddr::from_v6(dst); }
 };
+static_assert(offsetof(ParsedPacket, outer) == 68, "no padding in the per-packet reset (see the field order)");
 
 namespace tcp_flag {
 inline constexpr uint8_t fin = 0x01, syn = 0x02, rst = 0x04, psh = 0x08, ack = 0x10;
 }
 
 struct ParseResult {
-    bool ok = false;                    // IP with a usable layer-4 view (or a non-first fragment)
+    bool ok = false;  // IP with a usable layer-4 view (or a non-first fragment)
+    // ok, and the packet may carry an IP tunnel (GRE, or UDP to or from a
+    // tunnel port): set where the TCP/UDP branch is taken anyway, so that a
+    // native TCP packet pays nothing for encapsulations.
+    bool tunnel = false;
     Counter reason = Counter::packets;  // when !ok: why (non_ip, truncated_*, bad_*)
 };
+static_assert(sizeof(ParseResult) == 4, "one register wide");
 
 // `encapsulations`: the ones to look into (the policy's); others are parsed
 // as today (a GRE or VXLAN packet is an IP packet to its outer addresses),

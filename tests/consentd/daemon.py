@@ -39,7 +39,7 @@ class Daemon:
     """Starts consentd on 127.0.0.1, port 0, with a fresh ledger (or the one
     in `workdir` when given, to restart over the same files)."""
 
-    def __init__(self, limits="", workdir=None, env=None, dataplanes="{socket: dp.sock}"):
+    def __init__(self, limits="", workdir=None, env=None, dataplanes="{socket: dp.sock}", args=()):
         self.owned_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="consentd-test-")
         self.db = os.path.join(self.dir, "ledger.db")
@@ -58,6 +58,7 @@ class Daemon:
                     f"dataplanes: {dataplanes}\n"  # not the shared /run/optgate default
                     "tokens:\n" + tokens + limits)
         self.env = dict(os.environ, **(env or {}))
+        self.args = list(args)  # more command-line options
         self.proc = None
         self.start()
 
@@ -65,7 +66,7 @@ class Daemon:
         if os.path.exists(self.port_file):
             os.unlink(self.port_file)
         self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([CONSENTD, "--config", self.config, "--port-file", self.port_file],
+        self.proc = subprocess.Popen([CONSENTD, "--config", self.config, "--port-file", self.port_file, *self.args],
                                      stdout=self.log, stderr=self.log, env=self.env)
         deadline = time.monotonic() + PATIENCE
         while not os.path.exists(self.port_file):

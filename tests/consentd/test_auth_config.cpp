@@ -230,3 +230,28 @@ TEST_CASE("the disclosures section: retention in days, clock margin, and their e
     CHECK(config_errors(base + "disclosures: {retention: 36501d}\n").size() == 1);
     CHECK(config_errors(base + "disclosures: {retention: d}\n").size() == 1);
 }
+
+TEST_CASE("ledger.checkpoints: key and file required, paths relative to the config, defaults documented") {
+    const std::string base = "database: a.db\npolicy: p.yaml\n" + kTokens;
+    const auto c = load_config_text(
+        base + "ledger: {checkpoints: {key: k.pem, file: /var/log/cp, every_events: 50, every: 5s}}\n", "c.yaml",
+        "/etc/optgate");
+    REQUIRE(c.config.checkpoints);
+    CHECK(c.config.checkpoints->key == "/etc/optgate/k.pem");
+    CHECK(c.config.checkpoints->file == "/var/log/cp");
+    CHECK(c.config.checkpoints->every_events == 50);
+    CHECK(c.config.checkpoints->every == std::chrono::seconds(5));
+    CHECK_FALSE(load_config_text(base, "c.yaml", "").config.checkpoints);  // off unless given
+
+    const auto e = config_errors(base + "ledger: {checkpoints: {key: k.pem, every_events: 0, every: 1ms}}\n");
+    REQUIRE(e.size() == 3);
+    CHECK(e[0] == "c.yaml:5:23: 'checkpoints' of 'ledger' is missing the required key 'file'");
+    CHECK(e[1] == "c.yaml:5:50: 'every_events' is out of range: 0 is not in 1..100000000");
+    CHECK(e[2] == "c.yaml:5:60: 'every' must be between 1000ms and 86400000ms");
+
+    // The example shows the section commented out, with the defaults.
+    const CheckpointConfig defaults;
+    CHECK(defaults.every_events == 10000);
+    CHECK(defaults.every == std::chrono::seconds(60));
+    CHECK_FALSE(load_config_file(OPTGATE_SOURCE_ROOT "/config/consentd.example.yaml").config.checkpoints);
+}

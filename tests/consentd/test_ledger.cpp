@@ -3,8 +3,10 @@
 #include <doctest/doctest.h>
 
 #include <map>
+#include <vector>
 
 #include "consentd/ledger.hpp"
+#include "consentd/schema.hpp"
 #include "consentd/verify.hpp"
 #include "fixture.hpp"
 
@@ -132,13 +134,21 @@ TEST_CASE("a second writer on the same file is detected before it forks the chai
 
 namespace {
 
-// Runs SQL on the file with the append-only triggers out of the way, as
-// someone editing the database by hand would.
+// Runs SQL on the file with the append-only triggers out of the way, and
+// puts them back as they were, as someone editing the database by hand and
+// covering their tracks would (the schema check would name a missing one).
 void tamper(const std::string& path, const std::string& sql) {
     Database db(path, Database::Mode::read_write);
+    std::vector<std::string> triggers;
+    {
+        auto st = db.prepare("SELECT sql FROM sqlite_schema WHERE name LIKE 'events_append_only_%'");
+        while (st.step()) triggers.emplace_back(st.text(0));
+    }
+    REQUIRE(triggers.size() == 2);
     db.exec("DROP TRIGGER events_append_only_update");
     db.exec("DROP TRIGGER events_append_only_delete");
     db.exec(sql);
+    for (const auto& t : triggers) db.exec(t);
 }
 
 std::string damaged(const std::string& sql) {
@@ -170,6 +180,76 @@ TEST_CASE("verify finds the first inconsistency of each kind") {
     CHECK(damaged("UPDATE consents SET notice_version = 'v9'")
               .find("consents row ('sub-1', 'advertising') has "
                     "notice_version 'v9'") == 0);
+}
+
+TEST_CASE("the schema holds only what consentd creates") {
+    TempDir dir;
+    const auto path = dir.file("ledger.db");
+    Ledger l(path);
+    sample_history(l);
+    auto& db = l.db();
+    CHECK(schema_difference(db).empty());
+    db.exec(kRadiusSchema);  // what the service adds when missing
+    db.exec(kDisclosureSchema);
+    CHECK(schema_difference(db).empty());
+    db.exec("ANALYZE");  // SQLite's statistics: allowed
+    CHECK(schema_difference(db).empty());
+
+    db.exec("CREATE TRIGGER keep AFTER DELETE ON consents BEGIN SELECT 1; END");
+    CHECK(schema_difference(db) ==
+          "the ledger holds trigger 'keep' on table 'consents', which consentd did not create (remove it with "
+          "sqlite3 after finding out who added it)");
+    CHECK(verify_ledger(path).problem == schema_difference(db));
+    CHECK(verify_ledger(path).damage == Damage::schema);
+    db.exec("DROP TRIGGER keep");
+    // One of ours under its name, another definition: an index on other columns.
+    db.exec("DROP INDEX bindings_by_subscriber");
+    CHECK(schema_difference(db) ==
+          "the ledger has no index 'bindings_by_subscriber' on table 'bindings', which "
+          "consentd creates with every ledger");
+    db.exec("CREATE INDEX bindings_by_subscriber ON bindings (seq)");
+    CHECK(schema_difference(db).find("the ledger's index 'bindings_by_subscriber' on table 'bindings' is not the "
+                                     "index consentd created") == 0);
+    db.exec("DROP INDEX bindings_by_subscriber");
+    // Reindented, the same definition.
+    db.exec("CREATE   INDEX bindings_by_subscriber\n   ON bindings (subscriber)");
+    CHECK(schema_difference(db).empty());
+    CHECK(verify_ledger(path).ok);
+}
+
+TEST_CASE("the startup check rebuilds derived tables only when asked, and nothing else") {
+    TempDir dir;
+    const auto path = dir.file("ledger.db");
+    Ledger l(path);
+    sample_history(l);
+    l.db().exec("INSERT INTO consents VALUES ('sub-3', 'analytics', 2, 't', 'portal', 'v1', 'test')");
+    l.db().exec("DELETE FROM bindings WHERE address = '100.64.0.1'");
+
+    auto c = check_ledger_at_start(l, false);
+    CHECK_FALSE(c.report.ok);
+    CHECK(c.report.damage == Damage::derived);
+    CHECK(c.report.problem.find("consents row ('sub-3', 'analytics') exists") == 0);
+    CHECK(c.rebuilt.empty());
+
+    c = check_ledger_at_start(l, true);
+    CHECK_MESSAGE(c.report.ok, c.report.problem);
+    CHECK(c.rebuilt.find("consents row ('sub-3', 'analytics') exists") == 0);
+    CHECK(c.report.consents == 1);
+    CHECK(c.report.bindings == 2);
+    CHECK(verify_ledger(path).ok);
+    std::map<std::string, std::string> bound;
+    l.for_each_binding([&](std::string_view a, std::string_view s) { bound.emplace(a, s); });
+    CHECK(bound == std::map<std::string, std::string>{{"100.64.0.1", "sub-2"}, {"2001:db8:1000:1::/64", "sub-2"}});
+    // The chain goes on from the same head.
+    append_all(l, {make("sub-3", Action::grant, "advertising")});
+    CHECK(verify_ledger(path).ok);
+
+    // A planted schema object is not a derived row: never rebuilt.
+    l.db().exec("CREATE VIEW v AS SELECT * FROM consents");
+    c = check_ledger_at_start(l, true);
+    CHECK_FALSE(c.report.ok);
+    CHECK(c.report.damage == Damage::schema);
+    CHECK(c.rebuilt.empty());
 }
 
 TEST_CASE("a recomputed chain over an inconsistent history still fails the fold") {

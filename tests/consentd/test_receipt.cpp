@@ -298,9 +298,15 @@ TEST_CASE("a tampered policy history fails verification") {
     const auto g = s.consent("cust-4", "advertising", true);
     s.service->stop();
     {
+        // Edited with the trigger out of the way, then put back as it was.
         Database db(s.path, Database::Mode::read_write);
+        auto st = db.prepare("SELECT sql FROM sqlite_schema WHERE name = 'policies_append_only_update'");
+        REQUIRE(st.step());
+        const std::string trigger(st.text(0));
+        st.reset();
         db.exec("DROP TRIGGER policies_append_only_update");
         db.exec("UPDATE policies SET text = replace(text, 'Cheaper plan', 'Free phone')");
+        db.exec(trigger);
     }
     const auto v = verify_ledger(s.path);
     CHECK_FALSE(v.ok);
