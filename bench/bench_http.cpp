@@ -6,13 +6,13 @@
 // A typical 500-byte request with two identifier headers (X-UIDH,
 // X-MSISDN), from 256 subscribers on 256 keep-alive connections to a
 // collector, 16 requests per connection; bursts of 32 frames, each from a
-// different connection. Four cases: strip and pass verdicts, one and four
-// segments per request. Each is compared with two baselines over the same
-// frames in the same run: parse-only (parse_packet on each frame) and
-// parse+scan (parse_packet, then find the blank line ending the request:
-// the least any HTTP reader must do). Frames the stage rewrote are restored
-// from a pristine copy between bursts, outside the timed region; SYNs that
-// restart the connections each pass are not timed either.
+// different connection. Six cases: strip and pass verdicts, one and four
+// segments per request, and pass to a collector that receives pseudonyms
+// (both values replaced by keyed pseudonyms, docs/http.md#pseudonyms). Each is compared with two baselines over the
+// same frames in the same run: parse-only (parse_packet on each frame) and parse+scan (parse_packet, then find the
+// blank line ending the request: the least any HTTP reader must do). Frames the stage rewrote are restored from a
+// pristine copy between bursts, outside the timed region; SYNs that restart the connections each pass are not timed
+// either.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -49,12 +49,17 @@ const std::string kRequest =
 
 // `prefix`: the MSISDN identifier as `header_prefix: X-MSIS` (the same
 // request bytes, matched as a header family: docs/benchmarks.md).
-Policy bench_policy(bool prefix) {
+// `pseudonym`: the collector has `deliver: pseudonym` and a key.
+Policy bench_policy(bool prefix, bool pseudonym) {
     Policy p;
     p.purposes = {{"advertising", "", {}, ""}};
     p.identifiers = {{Identifier::Kind::http_header, "UIDH", "X-UIDH", 0},
                      {Identifier::Kind::http_header, "MSISDN", prefix ? "X-MSIS" : "X-MSISDN", 0, prefix}};
     p.collectors = {{"adnet", 0, {{*Prefix::parse("203.0.113.0/25")}, {}, {}}, ""}};
+    if (pseudonym) {
+        p.collectors[0].deliver = Collector::Delivery::pseudonym;
+        p.collectors[0].pseudonym_key = PseudonymKey{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    }
     p.subscriber_prefixes = {*Prefix::parse("100.64.0.0/10")};
     return p;
 }
@@ -63,6 +68,7 @@ struct Case {
     std::string name;
     bool strip;
     unsigned segments;
+    bool pseudonym = false;
 };
 
 struct Frames {
@@ -178,12 +184,14 @@ int main(int argc, char** argv) {
     const std::vector<Case> cases = {{"strip, 1 segment", true, 1},
                                      {"pass, 1 segment", false, 1},
                                      {"strip, 4 segments", true, 4},
-                                     {"pass, 4 segments", false, 4}};
+                                     {"pass, 4 segments", false, 4},
+                                     {"pseudonym, 1 segment", false, 1, true},
+                                     {"pseudonym, 4 segments", false, 4, true}};
     std::vector<Row> rows;
     for (const Case& c : cases) {
         if (!only.empty() && c.name.find(only) == std::string::npos) continue;
         Enforcement enforcement(Enforcement::Mode::static_table);
-        auto rt = Runtime::compile(bench_policy(prefix));
+        auto rt = Runtime::compile(bench_policy(prefix, c.pseudonym));
         auto table = enforcement.make_table(kConnections);
         for (unsigned i = 0; i < kConnections; ++i)
             table->upsert(SubscriberKey::make(IpAddr::from_v4_host(0x64400100u + i), 64), c.strip ? 0 : 1);
@@ -229,7 +237,7 @@ int main(int argc, char** argv) {
         const auto& k = worker.counters();
         if (k.get(Counter::http_conservative_flows) != 0 || k.get(Counter::http_out_of_order_dropped) != 0)
             std::fprintf(stderr, "warning: %s: the stage did not see clean streams\n", c.name.c_str());
-        if (c.strip != (k.get(Counter::http_rewritten) > 0))
+        if ((c.strip || c.pseudonym) != (k.get(Counter::http_rewritten) > 0))
             std::fprintf(stderr, "warning: %s: unexpected rewrites\n", c.name.c_str());
         rows.push_back({c.name, requests_per_frame / best_pipe, requests_per_frame / best_parse,
                         requests_per_frame / best_scan, best_pipe * 1e9 / requests_per_frame});

@@ -8,9 +8,10 @@
 namespace optgate {
 
 StaticLoadResult install_static_consent(Enforcement& enforcement, const std::string& policy_path,
-                                        const std::string& consent_path) {
+                                        const std::string& consent_path, const std::string& pseudonym_keys_path) {
     auto loaded = policy::load_policy_file(policy_path);
     for (const auto& w : loaded.warnings) std::cerr << w.to_string() << "\n";
+    if (!pseudonym_keys_path.empty()) policy::apply_pseudonym_keys_file(pseudonym_keys_path, loaded.policy);
     const auto records = policy::load_consent_file(consent_path, loaded.policy);
     std::string error;
     auto runtime = Runtime::compile(std::move(loaded.policy), &error);

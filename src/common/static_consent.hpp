@@ -21,8 +21,9 @@ struct StaticLoadResult {
 
 // Loads both files, prints policy warnings to stderr, compiles the policy
 // and installs it with the consent table. `enforcement` must be in
-// Mode::static_table.
+// Mode::static_table. `pseudonym_keys_path`: a key file for the collectors
+// that receive pseudonyms (policy/loader.hpp), or empty (they strip).
 StaticLoadResult install_static_consent(Enforcement& enforcement, const std::string& policy_path,
-                                        const std::string& consent_path);
+                                        const std::string& consent_path, const std::string& pseudonym_keys_path = {});
 
 }  // namespace optgate

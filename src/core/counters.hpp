@@ -116,6 +116,9 @@ namespace optgate {
     X(http_gpc_requests, "requests carrying Sec-GPC: 1 (Global Privacy Control)")                    \
     X(http_gpc_stripped, "identifier lines stripped only because of Sec-GPC: 1 (consent held)")      \
     X(http_gpc_too_late, "Sec-GPC: 1 after an identifier it covers left in an earlier segment")      \
+    X(http_pseudonymised, "identifier values replaced by the collector's pseudonym")                 \
+    X(http_pseudonym_split, "pseudonym values not whole in one segment, or folded: stripped")        \
+    X(http_pseudonym_unrecorded, "pseudonym values stripped: the flow records another key's")        \
     /* verdicts (one per decision on identifiers found) */                                           \
     X(verdict_pass_consent, "identifiers passed: subscriber consented to the collector's purpose")   \
     X(verdict_pass_exempt, "identifiers passed: destination is an exemption")                        \
@@ -127,6 +130,8 @@ namespace optgate {
     X(verdict_strip_table_stale, "identifiers stripped: consent table older than the limit")         \
     X(verdict_strip_out_of_sync, "identifiers stripped: HTTP parser lost sync, host unknown")        \
     X(verdict_strip_gpc, "identifiers stripped: request sent Sec-GPC: 1, purpose honours it")        \
+    X(verdict_pass_pseudonym, "identifiers passed as pseudonyms: consent, pseudonym collector")      \
+    X(verdict_strip_no_pseudonym_key, "identifiers stripped: pseudonym collector, no key received")  \
     /* tagging */                                                                                    \
     X(tagged_passed, "packets to collectors tagged with the 'passed' DSCP")                          \
     X(tagged_stripped, "packets to collectors tagged with the 'stripped' DSCP")                      \

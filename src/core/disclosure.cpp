@@ -78,7 +78,7 @@ uint64_t DisclosureCounts::hash(uint64_t hi, uint64_t lo, uint32_t tail) noexcep
 }
 
 void DisclosureCounts::count(Family family, uint64_t hi, uint64_t lo, uint16_t destination_slot, int identifier,
-                             bool passed, WorkerCounters& counters, bool gpc) noexcept {
+                             bool passed, WorkerCounters& counters, bool gpc, bool pseudonym) noexcept {
     Table& t = *table_;
     if (t.runtime_full) {
         ++t.overflowed;
@@ -88,7 +88,7 @@ void DisclosureCounts::count(Family family, uint64_t hi, uint64_t lo, uint16_t d
     const uint8_t fam = uint8_t(family);
     // A GPC row: the destination's, whatever the identifier.
     const uint8_t id = gpc ? 0 : uint8_t(identifier);
-    destination_slot = uint16_t(destination_slot | (gpc ? kGpcRow : 0));
+    destination_slot = uint16_t(destination_slot | (gpc ? kGpcRow : 0) | (pseudonym ? kPseudonymRow : 0));
     const uint32_t tail = uint32_t(destination_slot) << 16 | uint32_t(id) << 8 | t.runtime_index;
     for (size_t i = hash(hi, lo, tail) & mask_;; i = (i + 1) & mask_) {
         Row& r = t.rows[i];
@@ -124,8 +124,11 @@ DisclosureEntry entry_key(const Runtime& rt, uint8_t family, uint64_t hi, uint64
         }
     }
     const bool gpc = (destination & DisclosureCounts::kGpcRow) != 0;
-    e.destination = std::string(rt.destination_name(destination & ~DisclosureCounts::kGpcRow));
+    const bool pseudonym = (destination & DisclosureCounts::kPseudonymRow) != 0;
+    e.destination = std::string(
+        rt.destination_name(destination & ~(DisclosureCounts::kGpcRow | DisclosureCounts::kPseudonymRow)));
     e.identifier = gpc ? std::string(kGpcIdentifierName) : rt.policy().identifiers[identifier].name;
+    if (pseudonym) e.identifier += kPseudonymSuffix;
     return e;
 }
 

@@ -58,6 +58,10 @@ public:
     // the destination's Global Privacy Control row.
     static constexpr uint16_t kGpcRow = 0x8000;
     static_assert(kMaxCollectors + 1 < kGpcRow);
+    // Set in a row's destination slot: values passed as pseudonyms
+    // (identifier name + kPseudonymSuffix).
+    static constexpr uint16_t kPseudonymRow = 0x4000;
+    static_assert(kMaxCollectors + 1 < kPseudonymRow);
 
     explicit DisclosureCounts(const DisclosureConfig& config);
     ~DisclosureCounts();
@@ -81,8 +85,9 @@ public:
     // destination's Global Privacy Control row (kGpcIdentifierName), not
     // the identifier's, so that a subscriber can be told how often their
     // browser's signal was honoured.
+    // `pseudonym`: passed as the collector's pseudonym; a row of its own.
     void count(Family family, uint64_t hi, uint64_t lo, uint16_t destination_slot, int identifier, bool passed,
-               WorkerCounters& counters, bool gpc = false) noexcept;
+               WorkerCounters& counters, bool gpc = false, bool pseudonym = false) noexcept;
 
 private:
     friend class DisclosureDrain;

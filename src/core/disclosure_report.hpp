@@ -25,6 +25,11 @@ namespace optgate {
 // Privacy Control, docs/http.md#global-privacy-control). In parentheses, like
 // the "(none)" destination: never a name the policy gives.
 inline constexpr const char* kGpcIdentifierName = "(Global Privacy Control)";
+// Appended to the identifier name of rows that count values passed as a
+// collector's pseudonym (docs/http.md#pseudonyms), so that a subscriber can
+// be told "shared as a pseudonym" apart from "shared". The policy loader
+// refuses identifier names that end with it.
+inline constexpr const char* kPseudonymSuffix = " (pseudonym)";
 
 struct DisclosureEntry {
     // The subscriber key as in the consent table: the IPv4 address (bytes

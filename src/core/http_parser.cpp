@@ -10,7 +10,7 @@ bool HttpParser::in_identifier_line(const HttpParserState& st) noexcept {
     case HttpState::field_start:  // an obs-fold line may still continue it
     case HttpState::value_ows:
     case HttpState::value:
-    case HttpState::value_cr: return st.field == FieldKind::identifier;
+    case HttpState::value_cr: return st.field == FieldKind::identifier || st.field == FieldKind::pseudonym;
     case HttpState::c_unknown_name:
     case HttpState::c_value_ows:
     case HttpState::c_value:

@@ -17,6 +17,8 @@
 //                             piece; false if one could not be held whole
 //   conservative_identifier(i, d)   the same in conservative mode (i may be -1)
 //   scrub(offset, length)     overwrite these bytes of the piece fed
+//   pseudonym(offset, length, d)  replace this whole value (a line under a
+//                             pseudonymises() decision) with its pseudonym
 //   count(counter)            parse errors, bail-outs, requests
 //
 // What it understands: the request line; field lines with any letter case,
@@ -42,6 +44,14 @@
 // strips them when it comes (gpc()); lines that left in an earlier piece
 // are counted as too late (Counter::http_gpc_too_late). Not read in
 // trailers or in conservative mode (docs/http.md#global-privacy-control).
+//
+// Pseudonyms: a line whose decision pseudonymises() has its value replaced
+// only when the whole value is in the piece that holds its first byte (the
+// first bytes would otherwise leave before the last are known): a value
+// split across pieces, folded (obs-fold), ended by a bare CR or by a CR at
+// the piece's end, is scrubbed from there to the end of the line instead
+// (Counter::http_pseudonym_split). Conservative mode never pseudonymises
+// (the sink's conservative_decision strips).
 //
 // Conservative mode: on a parse error, or after the flow stops being
 // HTTP/1 (CONNECT, Upgrade, HTTP/2 preface, TLS, other bytes), or for a
@@ -115,7 +125,8 @@ enum class HttpState : uint8_t {
 
 // The field whose value is being read (or, at field_start, the field of the
 // previous line, which an obs-fold line continues).
-enum class FieldKind : uint8_t { none, other, identifier, host, content_length, transfer_encoding, gpc };
+// `pseudonym`: an identifier whose value is replaced by a pseudonym.
+enum class FieldKind : uint8_t { none, other, identifier, pseudonym, host, content_length, transfer_encoding, gpc };
 
 namespace http_flag {
 inline constexpr uint16_t host_seen = 1 << 0;      // a Host field set st.decision
@@ -128,11 +139,12 @@ inline constexpr uint16_t connect = 1 << 6;
 inline constexpr uint16_t counted = 1 << 7;  // the request's verdict was counted
 inline constexpr uint16_t trailers = 1 << 8;
 inline constexpr uint16_t http10 = 1 << 9;
-inline constexpr uint16_t scrubbing = 1 << 10;      // the current identifier line is overwritten
-inline constexpr uint16_t gpc = 1 << 11;            // the request carried Sec-GPC: 1
-inline constexpr uint16_t gpc_held_line = 1 << 12;  // the current identifier line is held by the sink
-inline constexpr uint16_t gpc_held = 1 << 13;       // a line of this request is held in the piece being fed
-inline constexpr uint16_t gpc_exposed = 1 << 14;    // a line Sec-GPC would strip left in an earlier piece
+inline constexpr uint16_t scrubbing = 1 << 10;          // the current identifier line is overwritten
+inline constexpr uint16_t gpc = 1 << 11;                // the request carried Sec-GPC: 1
+inline constexpr uint16_t gpc_held_line = 1 << 12;      // the current identifier line is held by the sink
+inline constexpr uint16_t gpc_held = 1 << 13;           // a line of this request is held in the piece being fed
+inline constexpr uint16_t gpc_exposed = 1 << 14;        // a line Sec-GPC would strip left in an earlier piece
+inline constexpr uint16_t pseudonym_pending = 1 << 15;  // the pseudonym line's value has not begun
 }  // namespace http_flag
 
 // What the sink did with an identifier line (Sink::identifier).
@@ -350,12 +362,20 @@ void HttpParser::name_done(HttpParserState& st, const HttpParseContext& cx, Sink
         const HttpDecision dec = st.decision;
         const IdentifierHold hold = sink.identifier(h->identifier, dec, !(st.flags & http_flag::counted));
         st.flags |= http_flag::counted;
-        if (!passes(dec.verdict)) st.flags |= http_flag::scrubbing;
+        st.field = FieldKind::identifier;
+        if (pseudonymises(dec.verdict)) {
+            st.field = FieldKind::pseudonym;
+            st.flags |= http_flag::pseudonym_pending;
+        } else if (!passes(dec.verdict)) {
+            st.flags |= http_flag::scrubbing;
+        }
         if (hold == IdentifierHold::held) st.flags |= http_flag::gpc_held | http_flag::gpc_held_line;
         if (hold == IdentifierHold::exposed) st.flags |= http_flag::gpc_exposed;
-        st.field = FieldKind::identifier;
         // An identifier that is also a framing field: scrub it, trust no framing.
-        if (h->conflict) to_conservative(st, cx, sink, Counter::http_error_header_line, HttpState::c_value_ows);
+        if (h->conflict) {
+            if (st.field == FieldKind::pseudonym) st.flags |= http_flag::scrubbing;  // no pseudonym there
+            to_conservative(st, cx, sink, Counter::http_error_header_line, HttpState::c_value_ows);
+        }
         return;
     }
     st.field = FieldKind::other;
@@ -618,6 +638,15 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
                     st.field = FieldKind::other;
                     st.state = S::value_ows;
                     break;
+                case FieldKind::pseudonym:
+                    // The value's first line has left (as a pseudonym): the
+                    // rest cannot join it, so it is scrubbed.
+                    if (!(st.flags & http_flag::scrubbing)) {
+                        sink.count(Counter::http_pseudonym_split);
+                        st.flags |= http_flag::scrubbing;
+                    }
+                    st.state = S::value_ows;
+                    break;
                 case FieldKind::identifier:
                 case FieldKind::other:
                     st.state = S::value_ows;  // keeps the fold's whitespace, then the value as before
@@ -690,6 +719,18 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
         case S::value: {
             const uint32_t start = i;
             i = find_cr_lf(d, i, n);
+            if (st.field == FieldKind::pseudonym && !(st.flags & http_flag::scrubbing)) {
+                // Whole in this piece: the line ends here with LF or CR LF.
+                const bool whole = (st.flags & http_flag::pseudonym_pending) && i < n &&
+                                   (d[i] == '\n' || (i + 1 < n && d[i + 1] == '\n'));
+                st.flags &= uint16_t(~http_flag::pseudonym_pending);
+                if (whole) {
+                    if (i > start) sink.pseudonym(start, i - start, st.decision);
+                } else {
+                    sink.count(Counter::http_pseudonym_split);
+                    st.flags |= http_flag::scrubbing;
+                }
+            }
             if (i > start) {
                 if (st.flags & http_flag::scrubbing)
                     sink.scrub(start, i - start);
@@ -718,8 +759,9 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
             // A bare CR. RFC 9112 §2.2 has servers read it as a space, so an
             // identifier's value goes on; a lenient one may end the line here,
             // so what follows is scanned as a new line too.
-            to_conservative(st, cx, sink, Counter::http_error_bare_cr,
-                            st.field == FieldKind::identifier ? S::c_value : S::c_line_start);
+            to_conservative(
+                st, cx, sink, Counter::http_error_bare_cr,
+                st.field == FieldKind::identifier || st.field == FieldKind::pseudonym ? S::c_value : S::c_line_start);
             break;
         case S::host_value: {
             const uint32_t start = i;

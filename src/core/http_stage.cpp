@@ -6,6 +6,7 @@
 
 #include "core/packet_edit.hpp"
 #include "core/pipeline.hpp"
+#include "core/pseudonym.hpp"
 
 namespace optgate {
 namespace {
@@ -40,10 +41,13 @@ unsigned eviction_rank(const HttpFlow& f, uint32_t idle_ticks) noexcept {
     return (f.flags & HttpFlow::kClosed) && idle_ticks > kClosedGraceTicks ? 0 : 1;
 }
 
-void push_scrubbed(HttpFlow& f, uint32_t seq, uint32_t len) noexcept {
-    if (f.scrub_count > 0) {
+// `pseudonym`: the range holds a pseudonym (never merged with a neighbour:
+// it is recomputed from exactly its own bytes).
+void push_scrubbed(HttpFlow& f, uint32_t seq, uint32_t len, bool pseudonym = false) noexcept {
+    if (f.scrub_count > 0 && !pseudonym) {
         const unsigned last = f.scrub_count - 1u;
-        if (f.scrub_seq[last] + f.scrub_len[last] == seq && f.scrub_len[last] + len <= 0xffffu) {
+        if (!(f.pseudonyms >> last & 1u) && f.scrub_seq[last] + f.scrub_len[last] == seq &&
+            f.scrub_len[last] + len <= 0xffffu) {
             f.scrub_len[last] = uint16_t(f.scrub_len[last] + len);
             return;
         }
@@ -55,10 +59,12 @@ void push_scrubbed(HttpFlow& f, uint32_t seq, uint32_t len) noexcept {
             f.scrub_seq[i - 1] = f.scrub_seq[i];
             f.scrub_len[i - 1] = f.scrub_len[i];
         }
+        f.pseudonyms = uint8_t(f.pseudonyms >> 1);
         --f.scrub_count;
     }
     f.scrub_seq[f.scrub_count] = seq;
     f.scrub_len[f.scrub_count] = uint16_t(len);
+    if (pseudonym) f.pseudonyms = uint8_t(f.pseudonyms | 1u << f.scrub_count);
     ++f.scrub_count;
 }
 
@@ -69,6 +75,8 @@ void insert_scrubbed(HttpFlow& f, uint32_t seq, uint32_t len) noexcept {
     for (unsigned at = f.scrub_count - 1u; at > 0 && seq_before(f.scrub_seq[at], f.scrub_seq[at - 1]); --at) {
         std::swap(f.scrub_seq[at], f.scrub_seq[at - 1]);
         std::swap(f.scrub_len[at], f.scrub_len[at - 1]);
+        const unsigned a = f.pseudonyms >> at & 1u, b = f.pseudonyms >> (at - 1) & 1u;
+        f.pseudonyms = uint8_t((f.pseudonyms & ~(3u << (at - 1))) | b << at | a << (at - 1));
     }
 }
 
@@ -108,7 +116,10 @@ struct HttpStage::Sink {
     HttpDecision conservative_decision() noexcept {
         if (!conservative_known) {
             ctx.packet_verdict(s);  // fills s.destination (address and port)
-            conservative = {ctx.verdict_for(s.parsed, s.destination, true), s.destination.counter_slot};
+            Verdict v = ctx.verdict_for(s.parsed, s.destination, true);
+            // Without framing, where a value ends is a guess: no pseudonym.
+            if (pseudonymises(v)) v = Verdict::strip_out_of_sync;
+            conservative = {v, s.destination.counter_slot};
             conservative_known = true;
         }
         return conservative;
@@ -129,7 +140,7 @@ struct HttpStage::Sink {
     bool range_lost = false;
 
     IdentifierHold identifier(int id, const HttpDecision& d, bool first_of_request) noexcept {
-        if (d.verdict == Verdict::pass_consent && ctx.runtime.honours_gpc(d.dest_slot)) {
+        if ((d.verdict == Verdict::pass_consent || pseudonymises(d.verdict)) && ctx.runtime.honours_gpc(d.dest_slot)) {
             if (held_count < kHeldLines) {
                 held[held_count++] = {id, d, first_of_request};
                 return IdentifierHold::held;
@@ -187,13 +198,14 @@ struct HttpStage::Sink {
         count_line(id, d);
     }
     void count_line(int id, const HttpDecision& d) noexcept {
-        const bool passed = passes(d.verdict);
+        const bool pseudonym = pseudonymises(d.verdict);
+        const bool passed = passes(d.verdict) || pseudonym;
         const bool gpc = d.verdict == Verdict::strip_gpc;
         if (gpc) ctx.counters.add(Counter::http_gpc_stripped);
         if (id >= 0) {
             Destination dest;
             dest.counter_slot = d.dest_slot;
-            ctx.count_identifier(s.parsed, dest, id, passed, gpc);
+            ctx.count_identifier(s.parsed, dest, id, passed, gpc, pseudonym);
         } else {  // name lost at a policy change: destination only
             (passed ? ctx.counters.destination_passed : ctx.counters.destination_stripped)[d.dest_slot]++;
         }
@@ -201,6 +213,33 @@ struct HttpStage::Sink {
     void scrub(uint32_t offset, uint32_t len) noexcept {
         fill(frame_base + offset, len);
         if (record) push_scrubbed(*record, seq_base + offset, len);
+    }
+    // A whole value toward a pseudonym collector: its pseudonym, or filler
+    // when the key is gone (a policy change since the line's decision) or
+    // the flow's record holds another key's pseudonyms.
+    void pseudonym(uint32_t offset, uint32_t len, const HttpDecision& d) noexcept {
+        const PseudonymKey* key = ctx.runtime.pseudonym_key(d.dest_slot);
+        const unsigned number = ctx.runtime.pseudonym_number(d.dest_slot);
+        if (key && record && record->pseudonyms != 0 && record->pseudonym_key != number) {
+            ctx.counters.add(Counter::http_pseudonym_unrecorded);
+            key = nullptr;
+        }
+        if (!key) {
+            scrub(offset, len);
+            return;
+        }
+        write_pseudonym(*key, frame_base + offset, len);
+        ctx.counters.add(Counter::http_pseudonymised);
+        if (record) {
+            push_scrubbed(*record, seq_base + offset, len, true);
+            record->pseudonym_key = uint8_t(number);
+        }
+    }
+    void write_pseudonym(const PseudonymKey& key, uint32_t at, uint32_t len) noexcept {
+        const uint32_t old_sum = l4_run_sum(pkt.data, s.parsed, at, len);
+        pseudonymise(key, pkt.data + at, len, pkt.data + at);
+        l4_bytes_rewritten(pkt.data, s.parsed, at, len, old_sum);
+        changed = true;
     }
     void fill(uint32_t at, uint32_t len) noexcept {
         const uint8_t* p = pkt.data + at;
@@ -435,11 +474,25 @@ Counter HttpStage::replay(HttpFlow& f, Sink& sink, uint32_t seq, uint32_t len) n
         sink.frame_base = frame0;
         sink.ctx.counters.add(Counter::http_midstream_unseen);
     }
-    for (unsigned r = 0; r < f.scrub_count; ++r) {
-        const uint32_t a = f.scrub_seq[r], b = a + f.scrub_len[r];
-        const uint32_t from = seq_before(a, seq) ? seq : a;
-        const uint32_t to = seq_before(end, b) ? end : b;
-        if (seq_before(from, to)) sink.fill(frame0 + (from - seq), to - from);
+    // Pseudonyms first: a value held for Sec-GPC and then scrubbed has a
+    // filler range over its pseudonym range, and the filler is what left.
+    const PseudonymKey* key = f.pseudonyms ? sink.ctx.runtime.pseudonym_key_by_number(f.pseudonym_key) : nullptr;
+    for (unsigned pass = 0; pass < 2; ++pass) {
+        for (unsigned r = 0; r < f.scrub_count; ++r) {
+            const bool pseudonym = (f.pseudonyms >> r & 1u) != 0;
+            if (pseudonym != (pass == 0)) continue;
+            const uint32_t a = f.scrub_seq[r], b = a + f.scrub_len[r];
+            const uint32_t from = seq_before(a, seq) ? seq : a;
+            const uint32_t to = seq_before(end, b) ? end : b;
+            if (!seq_before(from, to)) continue;
+            // A pseudonym is computed from the whole value; a part of one (or
+            // one whose key is gone: a policy change or a new period) gets
+            // filler, which the fingerprint check then refuses.
+            if (pseudonym && key && from == a && to == b)
+                sink.write_pseudonym(*key, frame0 + (from - seq), to - from);
+            else
+                sink.fill(frame0 + (from - seq), to - from);
+        }
     }
     // Now they read as forwarded, if they are the same bytes.
     switch (f.forwarded.check(seq, sink.pkt.data + frame0, len, fingerprint_)) {

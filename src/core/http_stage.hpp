@@ -24,6 +24,12 @@
 //  - scrubbing overwrites value bytes with the policy's filler through
 //    l4_fill_bytes (same length, checksum patched); a segment with nothing
 //    to change leaves byte-identical;
+//  - toward a collector that receives pseudonyms (Verdict::pass_pseudonym)
+//    a value whole in its segment is replaced by its pseudonym
+//    (pseudonym.hpp, same length); its range is recorded as a pseudonym
+//    range, and a retransmission of it gets the pseudonym computed again
+//    from its own bytes (the same bytes give the same pseudonym, so the
+//    fingerprint check below passes; other bytes fail it);
 //  - a full flow-table bucket gives up a flow only if losing it cannot let
 //    an identifier through (not inside an identifier line, no scrubbed
 //    range a retransmission may still need); else the new flow's packet is
@@ -80,8 +86,14 @@ struct HttpFlow {
     // scrubbed-range record has forgotten. One hole at a time.
     uint32_t hole_seq = 0;
     uint16_t hole_len = 0;
-    uint8_t scrub_count = 0;
-    uint8_t flags = 0;
+    uint8_t scrub_count : 4 = 0;
+    // Bit r: scrub range r holds a pseudonym (written with the key of
+    // pseudonym_key, a Runtime::pseudonym_number), not filler. One key per
+    // flow at a time: a value for another key while such ranges are
+    // remembered is scrubbed (Counter::http_pseudonym_unrecorded).
+    uint8_t pseudonyms : 4 = 0;
+    uint8_t flags : 4 = 0;
+    uint8_t pseudonym_key : 4 = 0;
     // What was forwarded, for checking retransmissions (bytes the parser
     // read; body bytes it skipped unread need no check).
     ForwardedRecord forwarded{};

@@ -22,6 +22,12 @@ void l4_payload_changed(uint8_t* frame, const ParsedPacket& p, uint32_t old_sum,
 // payload) with `fill`, fixing the L4 checksum incrementally. Same length.
 void l4_fill_bytes(uint8_t* frame, const ParsedPacket& p, uint32_t at, uint32_t len, uint8_t fill) noexcept;
 
+// Any other same-length rewrite of payload bytes (a pseudonym): take
+// l4_run_sum of the `len` bytes at frame offset `at`, change them in place,
+// then call l4_bytes_rewritten with that sum to fix the L4 checksum.
+uint32_t l4_run_sum(const uint8_t* frame, const ParsedPacket& p, uint32_t at, uint32_t len) noexcept;
+void l4_bytes_rewritten(uint8_t* frame, const ParsedPacket& p, uint32_t at, uint32_t len, uint32_t old_sum) noexcept;
+
 // Sets the DSCP (upper six bits of the IPv4 TOS / IPv6 traffic class),
 // keeping ECN; fixes the IPv4 header checksum. Returns true if it changed.
 bool set_dscp(uint8_t* frame, const ParsedPacket& p, uint8_t dscp) noexcept;

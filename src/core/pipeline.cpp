@@ -51,7 +51,10 @@ void BurstContext::prefetch_consent(const ParsedPacket& p) const noexcept {
 
 Verdict BurstContext::verdict_for(const ParsedPacket& p, const Destination& dest, bool out_of_sync) const noexcept {
     VerdictInputs in{health, true, dest, out_of_sync};
-    const unsigned purpose = dest.kind == Destination::Kind::collector ? runtime.purpose_of(dest) : 0;
+    const bool collector = dest.kind == Destination::Kind::collector;
+    in.pseudonym = collector && runtime.delivers_pseudonym(dest.counter_slot);
+    in.pseudonym_key = in.pseudonym && runtime.pseudonym_key(dest.counter_slot) != nullptr;
+    const unsigned purpose = collector ? runtime.purpose_of(dest) : 0;
     return decide(in, purpose, [&] { return consent_of(p); });
 }
 
@@ -65,10 +68,10 @@ Verdict BurstContext::packet_verdict(BurstSlot& s) const noexcept {
 }
 
 void BurstContext::count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier, bool passed,
-                                    bool gpc) const noexcept {
+                                    bool gpc, bool pseudonym) const noexcept {
     const SourceKey k = source_key(p, runtime.policy().ipv6_key_length);
     disclosure->count(k.v4 ? Family::v4 : Family::v6, k.hi, k.v4 ? k.addr : k.lo, destination_slot, identifier, passed,
-                      counters, gpc);
+                      counters, gpc, pseudonym);
 }
 
 Worker::Worker(Enforcement& enforcement, const HttpStageConfig& http, const DisclosureConfig& disclosure,
@@ -277,8 +280,9 @@ void Worker::tag_stage(PacketRef* pkts, uint32_t n, BurstContext& ctx) noexcept 
             dscp = tagging.exempt;
             counter = Counter::tagged_exempt;
         } else if (s.destination.kind == Destination::Kind::collector) {
-            dscp = passes(v) ? tagging.passed : tagging.stripped;
-            counter = passes(v) ? Counter::tagged_passed : Counter::tagged_stripped;
+            const bool passed = passes(v) || pseudonymises(v);
+            dscp = passed ? tagging.passed : tagging.stripped;
+            counter = passed ? Counter::tagged_passed : Counter::tagged_stripped;
         }
         if (!dscp) continue;
         if (set_dscp(pkts[i].data, s.parsed, *dscp)) s.changed = true;

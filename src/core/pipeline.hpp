@@ -79,15 +79,16 @@ struct BurstContext {
     // per source subscriber key in the disclosure counts. Stages only see
     // packets from subscribers, so every instance has a subscriber key.
     // `gpc`: stripped only because the request carried Sec-GPC: 1 (a
-    // disclosure row of its own, disclosure.hpp).
-    void count_identifier(const ParsedPacket& p, const Destination& dest, int identifier, bool passed,
-                          bool gpc = false) const noexcept {
+    // disclosure row of its own, disclosure.hpp). `pseudonym`: passed as
+    // the collector's pseudonym (a row of its own too).
+    void count_identifier(const ParsedPacket& p, const Destination& dest, int identifier, bool passed, bool gpc = false,
+                          bool pseudonym = false) const noexcept {
         (passed ? counters.destination_passed : counters.destination_stripped)[dest.counter_slot]++;
         (passed ? counters.identifier_passed : counters.identifier_stripped)[size_t(identifier)]++;
-        if (disclosure) count_disclosure(p, dest.counter_slot, identifier, passed, gpc);
+        if (disclosure) count_disclosure(p, dest.counter_slot, identifier, passed, gpc, pseudonym);
     }
     void count_disclosure(const ParsedPacket& p, uint16_t destination_slot, int identifier, bool passed,
-                          bool gpc = false) const noexcept;
+                          bool gpc = false, bool pseudonym = false) const noexcept;
 };
 
 class Worker {

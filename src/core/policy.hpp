@@ -4,6 +4,7 @@
 // and never reads YAML.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -67,11 +68,29 @@ struct DestinationMatch {
     std::vector<HostPattern> hosts;  // empty: any host
 };
 
+// A collector's key for pseudonyms (core/pseudonym.hpp): SipHash-2-4's
+// 128-bit key.
+using PseudonymKey = std::array<uint8_t, 16>;
+
 struct Collector {
+    // What a collector receives on a consenting pass (docs/policy.md#pseudonyms).
+    enum class Delivery : uint8_t { raw, pseudonym };
+    static constexpr unsigned kDefaultRotateDays = 30;
+    static constexpr unsigned kMinRotateDays = 1, kMaxRotateDays = 366;
+
     std::string name;
     unsigned purpose = 0;  // index into Policy::purposes
     DestinationMatch match;
     std::string description;  // who the recipient is
+    Delivery deliver = Delivery::raw;
+    // How long one pseudonym key lives (policy key `rotate`, in days):
+    // consentd makes a new key for each period.
+    unsigned rotate_days = kDefaultRotateDays;
+    // The key of the current period. Never in the policy file: consentd
+    // sends it with the policy (docs/protocol.md), optgate-replay reads it
+    // from --pseudonym-keys. Unset for a pseudonym collector: its
+    // identifiers are stripped (Verdict::strip_no_pseudonym_key).
+    std::optional<PseudonymKey> pseudonym_key{};
 };
 
 struct Exemption {

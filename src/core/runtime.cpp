@@ -101,6 +101,15 @@ std::shared_ptr<const Runtime> Runtime::compile(Policy policy, std::string* erro
 
     for (size_t i = 0; i < p.purposes.size(); ++i)
         if (p.purposes[i].honour_gpc) rt->gpc_purposes_ |= PurposeMask(1) << i;
+    for (size_t i = 0; i < p.collectors.size(); ++i) {
+        if (p.collectors[i].deliver != Collector::Delivery::pseudonym) continue;
+        if (rt->pseudonym_slots_.size() == kMaxPseudonymCollectors) {
+            if (error)
+                *error = "more than " + std::to_string(kMaxPseudonymCollectors) + " collectors receive pseudonyms";
+            return nullptr;
+        }
+        rt->pseudonym_slots_.push_back(uint16_t(i));
+    }
     rt->http_ports_ = PortSet(p.http_ports);
     rt->dns_ports_ = PortSet(p.dns_ports);
     for (size_t i = 0; i < p.identifiers.size(); ++i) {

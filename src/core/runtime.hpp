@@ -95,6 +95,29 @@ public:
                (gpc_purposes_ >> policy_.collectors[counter_slot].purpose & 1u) != 0;
     }
 
+    // Pseudonyms (Collector::deliver): whether the destination of this
+    // counter slot receives them, and its key (null: not received).
+    bool delivers_pseudonym(uint16_t counter_slot) const noexcept {
+        return counter_slot < policy_.collectors.size() &&
+               policy_.collectors[counter_slot].deliver == Collector::Delivery::pseudonym;
+    }
+    const PseudonymKey* pseudonym_key(uint16_t counter_slot) const noexcept {
+        if (!delivers_pseudonym(counter_slot)) return nullptr;
+        const auto& k = policy_.collectors[counter_slot].pseudonym_key;
+        return k ? &*k : nullptr;
+    }
+    // Collectors that receive pseudonyms, numbered 1.. in policy order (so
+    // that a flow records which key wrote a value in a few bits); 0: none.
+    static constexpr size_t kMaxPseudonymCollectors = 15;
+    unsigned pseudonym_number(uint16_t counter_slot) const noexcept {
+        for (size_t i = 0; i < pseudonym_slots_.size(); ++i)
+            if (pseudonym_slots_[i] == counter_slot) return unsigned(i + 1);
+        return 0;
+    }
+    const PseudonymKey* pseudonym_key_by_number(unsigned number) const noexcept {
+        return number >= 1 && number <= pseudonym_slots_.size() ? pseudonym_key(pseudonym_slots_[number - 1]) : nullptr;
+    }
+
     // Some collector or exemption matches by hostname: an HTTP request's
     // Host can change its destination, so only a parsed request decides.
     bool has_host_rules() const noexcept { return has_host_rules_; }
@@ -169,7 +192,8 @@ private:
     std::vector<std::pair<std::string, int>> http_prefixes_;
     std::shared_ptr<const HeaderMatcher> header_matcher_;
     uint16_t no_collector_slot_ = 0;
-    PurposeMask gpc_purposes_ = 0;  // purposes with honour_gpc
+    PurposeMask gpc_purposes_ = 0;           // purposes with honour_gpc
+    std::vector<uint16_t> pseudonym_slots_;  // collectors that receive pseudonyms
     bool has_host_rules_ = false;
 };
 

@@ -33,9 +33,17 @@ enum class Verdict : uint8_t {
     strip_table_stale,
     strip_out_of_sync,
     strip_gpc,
+    // A collector that receives pseudonyms (Collector::deliver): identifier
+    // values pass replaced by keyed pseudonyms, never as they are. Only the
+    // HTTP stage can write one; every other stage strips them (!passes).
+    pass_pseudonym,
+    strip_no_pseudonym_key,  // a pseudonym collector whose key has not arrived
 };
 
+// The identifiers leave as they are.
 inline constexpr bool passes(Verdict v) noexcept { return v == Verdict::pass_consent || v == Verdict::pass_exempt; }
+// The identifiers leave as pseudonyms (HTTP only).
+inline constexpr bool pseudonymises(Verdict v) noexcept { return v == Verdict::pass_pseudonym; }
 
 // The counter for each verdict (same order as the enum).
 inline constexpr Counter verdict_counter(Verdict v) noexcept {
@@ -49,6 +57,10 @@ struct VerdictInputs {
     // The HTTP stage lost sync and the destination could only be a collector
     // by hostname: no host, no pass.
     bool out_of_sync = false;
+    // The collector receives pseudonyms (Collector::deliver), and whether
+    // its key is there.
+    bool pseudonym = false;
+    bool pseudonym_key = false;
 };
 
 // `consent` is looked up lazily: only when a collector decides.
@@ -65,6 +77,7 @@ inline Verdict decide(const VerdictInputs& in, unsigned collector_purpose, Conse
     const ConsentLookup c = consent();
     if (!c.found) return Verdict::strip_unknown_subscriber;
     if (!(c.purposes & (PurposeMask(1) << collector_purpose))) return Verdict::strip_no_consent;
+    if (in.pseudonym) return in.pseudonym_key ? Verdict::pass_pseudonym : Verdict::strip_no_pseudonym_key;
     return Verdict::pass_consent;
 }
 
@@ -73,10 +86,10 @@ inline Verdict decide(const VerdictInputs& in, unsigned collector_purpose, Conse
 // purpose that honours it. Exemptions do not rest on consent and are not
 // affected; a strip stays a strip.
 inline constexpr Verdict with_gpc(Verdict v, bool purpose_honours_gpc) noexcept {
-    return v == Verdict::pass_consent && purpose_honours_gpc ? Verdict::strip_gpc : v;
+    return (v == Verdict::pass_consent || v == Verdict::pass_pseudonym) && purpose_honours_gpc ? Verdict::strip_gpc : v;
 }
 
-static_assert(verdict_counter(Verdict::strip_gpc) == Counter::verdict_strip_gpc,
+static_assert(verdict_counter(Verdict::strip_no_pseudonym_key) == Counter::verdict_strip_no_pseudonym_key,
               "verdict counters must follow the Verdict enum order");
 
 }  // namespace optgate

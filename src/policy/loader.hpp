@@ -57,4 +57,13 @@ std::vector<ConsentRecord> load_consent_file(const std::string& path, const Poli
 std::vector<ConsentRecord> load_consent_text(std::string_view yaml, const Policy& policy,
                                              const std::string& name = "<consent>");
 
+// Pseudonym keys (docs/replay.md#--pseudonym-keys): one line per collector
+// that receives pseudonyms, "COLLECTOR-NAME HEX" with 32 hex digits (the
+// 16-byte key), '#' comments and blank lines ignored. Sets
+// Collector::pseudonym_key; every error (unknown collector, one without
+// `deliver: pseudonym`, a bad or repeated key) throws PolicyError. A
+// pseudonym collector left without a key has its identifiers stripped.
+void apply_pseudonym_keys_file(const std::string& path, Policy& policy);
+void apply_pseudonym_keys_text(std::string_view text, Policy& policy, const std::string& name = "<keys>");
+
 }  // namespace optgate::policy

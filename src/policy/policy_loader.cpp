@@ -5,6 +5,7 @@
 
 #include "core/chars.hpp"
 #include "core/counters.hpp"
+#include "core/disclosure_report.hpp"
 #include "core/runtime.hpp"
 #include "policy/loader.hpp"
 #include "policy/overlap.hpp"
@@ -39,6 +40,10 @@ private:
     void read_dns_options(const Value& v);
     void read_collectors(const Value& v);
     void read_exemptions(const Value& v);
+    void read_delivery(const MapReader& m, const std::string& owner, Collector& c);
+    void warn_pseudonym_dns();
+    std::string identifier_name(const Value& at, std::string name);
+    size_t pseudonym_collectors_ = 0;
     // Checks and records a collector or exemption name.
     std::optional<std::string> rule_name(const MapReader& m, std::string_view kind);
     std::optional<DestinationMatch> read_match(const Value& v, const std::string& owner, RuleOrigin& origin);
@@ -106,6 +111,7 @@ Policy PolicyReader::read(const YAML::Node& root) {
 
     // Overlaps only mean something once every rule read cleanly.
     if (rules_ok) check_overlaps(p_, collector_origins_, exemption_origins_, d_);
+    if (rules_ok) warn_pseudonym_dns();
     return p_;
 }
 
@@ -227,7 +233,7 @@ void PolicyReader::read_http_headers(const Value& v) {
             ok = false;
         }
         if (const auto x = m.require("name")) {
-            if (auto t = as_text(*x, d_)) id.name = std::move(*t);
+            if (auto t = as_text(*x, d_)) id.name = identifier_name(*x, std::move(*t));
         }
         if (ok) {
             header_seen_.back().identifier = p_.identifiers.size();
@@ -300,7 +306,7 @@ void PolicyReader::read_dns_options(const Value& v) {
             }
         }
         if (const auto x = m.require("name")) {
-            if (auto t = as_text(*x, d_)) id.name = std::move(*t);
+            if (auto t = as_text(*x, d_)) id.name = identifier_name(*x, std::move(*t));
         }
         if (ok) p_.identifiers.push_back(std::move(id));
     }
@@ -342,7 +348,8 @@ void PolicyReader::read_collectors(const Value& v) {
     for (const auto& item : *items) {
         ++n;
         if (!count_destination_rule(item.at)) return;
-        const MapReader m(item, rule_label("collector", n, item), {"name", "purpose", "description", "match"}, d_);
+        const MapReader m(item, rule_label("collector", n, item),
+                          {"name", "purpose", "description", "match", "deliver", "rotate"}, d_);
         if (!m.is_map()) continue;
         const size_t errors = d_.error_count();
         Collector c;
@@ -368,10 +375,72 @@ void PolicyReader::read_collectors(const Value& v) {
             if (auto t = as_text(*x, d_)) c.description = std::move(*t);
         if (const auto x = m.require("match"))
             if (auto match = read_match(*x, owner, origin)) c.match = std::move(*match);
+        read_delivery(m, owner, c);
         if (d_.error_count() != errors) continue;
         p_.collectors.push_back(std::move(c));
         collector_origins_.push_back(std::move(origin));
     }
+}
+
+// `deliver: raw | pseudonym` and `rotate: <days>d` (docs/policy.md#pseudonyms).
+void PolicyReader::read_delivery(const MapReader& m, const std::string& owner, Collector& c) {
+    if (const auto x = m.get("deliver")) {
+        if (const auto t = as_text(*x, d_)) {
+            if (*t == "raw") {
+                c.deliver = Collector::Delivery::raw;
+            } else if (*t == "pseudonym") {
+                c.deliver = Collector::Delivery::pseudonym;
+                if (++pseudonym_collectors_ > Runtime::kMaxPseudonymCollectors)
+                    d_.error(x->at, owner + ": more than " + std::to_string(Runtime::kMaxPseudonymCollectors) +
+                                        " collectors receive pseudonyms (a flow records which key wrote a value "
+                                        "in four bits)");
+            } else {
+                d_.error(x->at, owner + ": 'deliver' is '" + *t + "': write raw (the default) or pseudonym");
+            }
+        }
+    }
+    const auto x = m.get("rotate");
+    if (!x) return;
+    if (c.deliver != Collector::Delivery::pseudonym)
+        d_.error(x->at, owner + ": 'rotate' is the pseudonym key's period: it needs 'deliver: pseudonym'");
+    const auto t = as_text(*x, d_);
+    if (!t) return;
+    std::string why;
+    const auto days = parse_days(*t, Collector::kMinRotateDays, Collector::kMaxRotateDays, why);
+    if (days)
+        c.rotate_days = *days;
+    else
+        d_.error(x->at, owner + ": 'rotate': " + why);
+}
+
+// DNS options have no pseudonym (docs/http.md#pseudonyms): say so where a
+// pseudonym collector can receive DNS queries and the policy strips options.
+void PolicyReader::warn_pseudonym_dns() {
+    const bool dns_identifiers = std::any_of(p_.identifiers.begin(), p_.identifiers.end(), [](const Identifier& id) {
+        return id.kind == Identifier::Kind::dns_option;
+    });
+    if (!dns_identifiers) return;
+    for (size_t i = 0; i < p_.collectors.size(); ++i) {
+        const Collector& c = p_.collectors[i];
+        if (c.deliver != Collector::Delivery::pseudonym || !c.match.hosts.empty()) continue;  // hosts: HTTP only
+        bool dns = c.match.ports.empty();
+        for (const auto& r : c.match.ports)
+            for (const auto& d : p_.dns_ports) dns = dns || (r.first <= d.last && d.first <= r.last);
+        if (dns)
+            d_.warning(collector_origins_[i].name_at,
+                       "collector '" + c.name +
+                           "' receives pseudonyms, which only HTTP headers can carry: DNS options to it are always "
+                           "stripped (limit its ports to HTTP to silence this)");
+    }
+}
+
+// Identifier names are shown to subscribers; the pseudonym rows' suffix
+// must stay unambiguous.
+std::string PolicyReader::identifier_name(const Value& at, std::string name) {
+    if (std::string_view(name).ends_with(kPseudonymSuffix))
+        d_.error(at.at, "identifier name '" + name + "' ends with '" + kPseudonymSuffix +
+                            "', which marks values passed as pseudonyms in the disclosures");
+    return name;
 }
 
 void PolicyReader::read_exemptions(const Value& v) {

@@ -91,6 +91,20 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
     return std::chrono::milliseconds(*number * ms_per_unit);
 }
 
+std::optional<unsigned> parse_days(std::string_view text, unsigned min, unsigned max, std::string& error) {
+    const bool has_unit = !text.empty() && text.back() == 'd';
+    const auto number = has_unit ? parse_decimal(text.substr(0, text.size() - 1)) : std::nullopt;
+    if (!number) {
+        error = quoted(text) + " is not a number of days: write e.g. 30d";
+        return std::nullopt;
+    }
+    if (*number < min || *number > max) {
+        error = quoted(text) + " is out of range: from " + std::to_string(min) + "d to " + std::to_string(max) + "d";
+        return std::nullopt;
+    }
+    return unsigned(*number);
+}
+
 std::optional<uint8_t> parse_dscp(std::string_view text, std::string& error) {
     if (const auto v = parse_decimal(text)) {
         if (*v > 63) {

@@ -26,6 +26,8 @@ std::optional<PortRange> parse_port_range(std::string_view text, std::string& er
 
 // "<n>ms", "<n>s", "<n>m" or "<n>h"; > 0 and <= 24h.
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, std::string& error);
+// "30d": a whole number of days within [min, max] (pseudonym key periods).
+std::optional<unsigned> parse_days(std::string_view text, unsigned min, unsigned max, std::string& error);
 
 // 0..63 or a standard name (cs0-cs7, af11-af43, ef, va/voice-admit, le,
 // be/default), case-insensitive.

@@ -33,7 +33,7 @@ namespace {
 constexpr uint32_t kBurst = 32;
 
 struct Options {
-    std::string policy, consent, report, input, output;
+    std::string policy, consent, pseudonym_keys, report, input, output;
     bool quiet = false;
     replay::ControlOptions control;  // control.endpoint set: --control mode
     std::string control_timeout = "10s";
@@ -46,7 +46,8 @@ struct Options {
 };
 
 constexpr const char* kUsage =
-    "usage: optgate-replay --policy FILE --consent FILE [--report FILE.json] IN.pcap OUT.pcap\n"
+    "usage: optgate-replay --policy FILE --consent FILE [--pseudonym-keys FILE] [--report FILE.json] IN.pcap "
+    "OUT.pcap\n"
     "       optgate-replay --control SOCKET|HOST:PORT [--name NAME] [--pace] [--report FILE.json] IN.pcap OUT.pcap\n";
 
 struct UsageError : std::runtime_error {
@@ -58,6 +59,8 @@ Options parse_options(int argc, char** argv) {
     po::options_description named("options");
     named.add_options()("help,h", "show this help")("policy", po::value(&o.policy),
                                                     "policy file (YAML, docs/policy.md)")(
+        "pseudonym-keys", po::value(&o.pseudonym_keys),
+        "keys of the collectors that receive pseudonyms (docs/replay.md#--pseudonym-keys); without: they strip")(
         "consent", po::value(&o.consent), "consent file (YAML, docs/consent-file.md)")(
         "report", po::value(&o.report), "write counters as JSON to this file")("quiet,q", po::bool_switch(&o.quiet),
                                                                                "do not print the summary")(
@@ -100,6 +103,8 @@ Options parse_options(int argc, char** argv) {
     if (!o.control.endpoint.empty()) {
         if (!o.policy.empty() || !o.consent.empty())
             throw UsageError("--control takes the policy and table from consentd: drop --policy and --consent");
+        if (!o.pseudonym_keys.empty())
+            throw UsageError("--control takes pseudonym keys from consentd: drop --pseudonym-keys");
         std::string error;
         const auto t = policy::syntax::parse_duration(o.control_timeout, error);
         if (!t) throw UsageError("--control-timeout " + o.control_timeout + ": " + error);
@@ -143,7 +148,7 @@ int run(Options& o) {
     if (controlled)
         control = replay::connect_control(o.control, enforcement, &stats);  // waits for the snapshot
     else
-        consent = install_static_consent(enforcement, o.policy, o.consent);
+        consent = install_static_consent(enforcement, o.policy, o.consent, o.pseudonym_keys);
 
     replay::PcapReader in(o.input);
     if (in.linktype() != DLT_EN10MB)

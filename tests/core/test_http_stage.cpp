@@ -5,6 +5,7 @@
 
 #include <map>
 
+#include "core/pseudonym.hpp"
 #include "test_http_fixture.hpp"
 #include "test_http_util.hpp"
 
@@ -749,4 +750,130 @@ TEST_CASE("Global Privacy Control: a purpose with honour_gpc false passes; exemp
     const Bytes bin = b.data(0, r);
     CHECK(ex.run(bin) == bin);
     CHECK(ex.count(Counter::verdict_pass_exempt) == 1);
+}
+
+namespace {
+
+// The sample policy with adnet (slot 0) receiving pseudonyms under `key`.
+Policy pseudonym_policy(std::optional<PseudonymKey> key) {
+    Policy p = test::sample_policy();
+    p.collectors[0].deliver = Collector::Delivery::pseudonym;
+    p.collectors[0].pseudonym_key = key;
+    return p;
+}
+
+const PseudonymKey kAdnetKey = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+std::string pseudonym_text(std::string_view v) {
+    std::string out(v);
+    pseudonymise(kAdnetKey, reinterpret_cast<const uint8_t*>(v.data()), v.size(),
+                 reinterpret_cast<uint8_t*>(out.data()));
+    return out;
+}
+
+// `text` with each value replaced by its pseudonym under kAdnetKey.
+std::string pseudonymised(std::string text, const std::vector<std::string_view>& values) {
+    for (std::string_view v : values) text.replace(text.find(v), v.size(), pseudonym_text(v));
+    return text;
+}
+
+}  // namespace
+
+TEST_CASE("pseudonyms: a consenting pass to a pseudonym collector gets them, retransmissions the same bytes") {
+    HttpPipeline px(pseudonym_policy(kAdnetKey));
+    Conn c;
+    c.src = "100.64.0.10";  // advertising consent -> adnet
+    px.run(c.syn());
+    const Bytes in = c.data(0, kReq);
+    const Bytes out = px.run(in);
+    const std::string want = pseudonymised(kReq, {"UIDH-0123456789abcdef", "15551234567"});
+    CHECK(payload(out) == want);
+    CHECK(want != kReq);
+    CHECK(read_tcp(out).seq == read_tcp(in).seq);
+    check_frame(out);
+    CHECK(px.count(Counter::verdict_pass_pseudonym) == 1);
+    CHECK(px.count(Counter::http_pseudonymised) == 2);
+    CHECK(px.worker->counters().destination_passed[0] == 2);
+    // The same segment again: the same bytes out.
+    CHECK(px.run(in) == out);
+    CHECK(px.count(Counter::http_retransmitted) == 1);
+    // A retransmission carrying another value over the pseudonymised one:
+    // its pseudonym differs from what left, so it is dropped.
+    std::string other = kReq;
+    other.replace(other.find("15551234567"), 11, "15551234568");
+    CHECK(px.run(c.data(0, other)).empty());
+    CHECK(px.count(Counter::http_retransmit_inconsistent) == 1);
+
+    // Per subscriber: a row of its own, marked as a pseudonym.
+    DisclosureDrain drain(1000);
+    std::vector<Worker*> workers{px.worker.get()};
+    DisclosureBatch batch;
+    px.worker->idle();
+    REQUIRE(drain.drain(px.enforcement.rcu(), workers, 2000, batch));
+    std::map<std::string, std::pair<uint64_t, uint64_t>> rows;
+    for (const auto& e : batch.entries) rows[e.identifier] = {e.passed, e.stripped};
+    CHECK(rows.size() == 2);
+    CHECK(rows[std::string("Verizon UIDH") + kPseudonymSuffix] == std::pair<uint64_t, uint64_t>{1, 0});
+    CHECK(rows[std::string("MSISDN") + kPseudonymSuffix] == std::pair<uint64_t, uint64_t>{1, 0});
+}
+
+TEST_CASE("pseudonyms: fail closed without a key, for split values, in conservative mode, and under Sec-GPC") {
+    SUBCASE("no key: stripped") {
+        HttpPipeline px(pseudonym_policy(std::nullopt));
+        Conn c;
+        c.src = "100.64.0.10";
+        px.run(c.syn());
+        CHECK(payload(px.run(c.data(0, kReq))) == kReqScrubbed);
+        CHECK(px.count(Counter::verdict_strip_no_pseudonym_key) == 1);
+    }
+    SUBCASE("no consent: stripped, as ever") {
+        HttpPipeline px(pseudonym_policy(kAdnetKey));
+        Conn c;  // 100.64.0.12: no consent
+        px.run(c.syn());
+        CHECK(payload(px.run(c.data(0, kReq))) == kReqScrubbed);
+        CHECK(px.count(Counter::http_pseudonymised) == 0);
+    }
+    SUBCASE("a value split across segments: scrubbed from its first byte, and its retransmission too") {
+        HttpPipeline px(pseudonym_policy(kAdnetKey));
+        Conn c;
+        c.src = "100.64.0.10";
+        px.run(c.syn());
+        const size_t cut = kReq.find("UIDH-0123") + 4;
+        const Bytes a = c.data(0, kReq.substr(0, cut));
+        const Bytes out_a = px.run(a);
+        const std::string out = payload(out_a) + payload(px.run(c.data(cut, kReq.substr(cut))));
+        CHECK(out == pseudonymised(fill_values(kReq, {"UIDH-0123456789abcdef"}), {"15551234567"}));
+        CHECK(px.count(Counter::http_pseudonym_split) == 1);
+        CHECK(px.count(Counter::http_pseudonymised) == 1);
+        CHECK(px.run(a) == out_a);
+    }
+    SUBCASE("obs-fold after a pseudonym value: the continuation is scrubbed") {
+        HttpPipeline px(pseudonym_policy(kAdnetKey));
+        Conn c;
+        c.src = "100.64.0.10";
+        px.run(c.syn());
+        const std::string req = "GET / HTTP/1.1\r\nX-UIDH: first\r\n second\r\n\r\n";
+        CHECK(payload(px.run(c.data(0, req))) == pseudonymised(fill_values(req, {"second"}), {"first"}));
+        CHECK(px.count(Counter::http_pseudonym_split) == 1);
+    }
+    SUBCASE("conservative mode (a flow met mid-stream): stripped") {
+        HttpPipeline px(pseudonym_policy(kAdnetKey));
+        Conn c;
+        c.src = "100.64.0.10";
+        CHECK(payload(px.run(c.data(0, kReq))) == kReqScrubbed);
+        CHECK(px.count(Counter::http_pseudonymised) == 0);
+        CHECK(px.count(Counter::verdict_strip_out_of_sync) == 1);
+    }
+    SUBCASE("Sec-GPC after a pseudonym line in the same segment strips it, retransmission included") {
+        HttpPipeline px(pseudonym_policy(kAdnetKey));
+        Conn c;
+        c.src = "100.64.0.10";
+        px.run(c.syn());
+        const std::string req = "GET / HTTP/1.1\r\nX-UIDH: uidh-1\r\nSec-GPC: 1\r\nX-MSISDN: 4915\r\n\r\n";
+        const Bytes in = c.data(0, req);
+        const Bytes out = px.run(in);
+        CHECK(payload(out) == fill_values(req, {"uidh-1", "4915"}));
+        CHECK(px.run(in) == out);
+        CHECK(px.count(Counter::http_gpc_stripped) == 2);
+    }
 }

@@ -542,4 +542,104 @@ TEST_CASE("a file that cannot be read is reported with its name") {
     }
 }
 
+TEST_CASE("deliver and rotate: pseudonym collectors, their period and its bounds") {
+    const auto r = load(
+        "collectors:\n"
+        "  - {name: a, purpose: analytics, description: d, match: {prefixes: [198.51.100.0/24]}}\n"
+        "  - {name: b, purpose: analytics, description: d, match: {prefixes: [198.18.0.0/24]}, deliver: pseudonym}\n"
+        "  - {name: c, purpose: analytics, description: d, match: {prefixes: [198.18.1.0/24]}, deliver: pseudonym,"
+        " rotate: 7d}\n"
+        "  - {name: e, purpose: analytics, description: d, match: {prefixes: [198.18.2.0/24]}, deliver: raw}\n");
+    REQUIRE(r.policy.collectors.size() == 4);
+    CHECK(r.policy.collectors[0].deliver == Collector::Delivery::raw);
+    CHECK(r.policy.collectors[1].deliver == Collector::Delivery::pseudonym);
+    CHECK(r.policy.collectors[1].rotate_days == Collector::kDefaultRotateDays);
+    CHECK(r.policy.collectors[2].rotate_days == 7);
+    CHECK(r.policy.collectors[3].deliver == Collector::Delivery::raw);
+    CHECK_FALSE(r.policy.collectors[1].pseudonym_key);  // never from the file
+
+    const auto ds = diagnostics(
+        "collectors:\n"                                                                            // 1
+        "  - {name: a, purpose: analytics, description: d, match: {prefixes: [198.18.0.0/24]},\n"  // 2
+        "     deliver: hashed}\n"                                                                  // 3
+        "  - {name: b, purpose: analytics, description: d, match: {prefixes: [198.18.1.0/24]},\n"  // 4
+        "     rotate: 30d}\n"                                                                      // 5
+        "  - {name: c, purpose: analytics, description: d, match: {prefixes: [198.18.2.0/24]},\n"  // 6
+        "     deliver: pseudonym, rotate: 0d}\n"                                                   // 7
+        "  - {name: e, purpose: analytics, description: d, match: {prefixes: [198.18.3.0/24]},\n"  // 8
+        "     deliver: pseudonym, rotate: 400d}\n"                                                 // 9
+        "  - {name: f, purpose: analytics, description: d, match: {prefixes: [198.18.4.0/24]},\n"  // 10
+        "     deliver: pseudonym, rotate: 30}\n"                                                   // 11
+        "identifiers:\n"                                                                           // 12
+        "  http_headers: [{header: X-A, name: uid (pseudonym)}]\n");                               // 13
+    CHECK_DIAG(ds, 3, 15, "'deliver' is 'hashed'", "raw (the default) or pseudonym");
+    CHECK_DIAG(ds, 5, 14, "'rotate'", "needs 'deliver: pseudonym'");
+    CHECK_DIAG(ds, 7, 34, "'rotate': '0d' is out of range", "from 1d to 366d");
+    CHECK_DIAG(ds, 9, 34, "'rotate': '400d' is out of range");
+    CHECK_DIAG(ds, 11, 34, "'30' is not a number of days");
+    CHECK_DIAG(ds, 13, 38, "ends with ' (pseudonym)'");
+    CHECK(count(ds, Severity::error) == 6);
+}
+
+TEST_CASE("a pseudonym collector that may receive DNS: a warning (DNS options are always stripped)") {
+    const auto ds =
+        diagnostics(
+            "collectors:\n"  // 1
+            "  - {name: a, purpose: analytics, description: d, match: {prefixes: [198.18.0.0/24]}, deliver: "
+            "pseudonym}\n"                                                                                          // 2
+            "  - {name: b, purpose: analytics, description: d, match: {prefixes: [198.18.1.0/24], ports: [80]},\n"  // 3
+            "     deliver: pseudonym}\n"                                                                            // 4
+            "  - {name: c, purpose: analytics, description: d, match: {prefixes: [198.18.2.0/24]}}\n");             // 5
+    CHECK_WARNING(ds, 2, 12, "collector 'a' receives pseudonyms", "DNS options to it are always stripped");
+    CHECK(count(ds, Severity::warning) == 1);
+    CHECK(count(ds, Severity::error) == 0);
+}
+
+TEST_CASE("at most 15 collectors receive pseudonyms") {
+    std::string yaml = "collectors:\n";
+    for (int i = 0; i < 16; ++i)
+        yaml += "  - {name: c" + std::to_string(i) +
+                ", purpose: analytics, description: d, match: {prefixes: [198.18." + std::to_string(i) +
+                ".0/24]}, deliver: pseudonym}\n";
+    const auto ds = diagnostics(yaml);
+    CHECK_DIAG(ds, 17, 99, "more than 15 collectors receive pseudonyms");
+    CHECK(count(ds, Severity::error) == 1);
+}
+
+TEST_CASE("pseudonym keys: one per pseudonym collector, 32 hex digits") {
+    auto policy = load(
+                      "collectors:\n"
+                      "  - {name: a, purpose: analytics, description: d, match: {prefixes: [198.51.100.0/24]}}\n"
+                      "  - {name: b, purpose: analytics, description: d, match: {prefixes: [198.18.0.0/24]}, deliver: "
+                      "pseudonym}\n"
+                      "  - {name: c, purpose: analytics, description: d, match: {prefixes: [198.18.1.0/24]}, deliver: "
+                      "pseudonym}\n")
+                      .policy;
+    apply_pseudonym_keys_text("# comment\n\nb 000102030405060708090A0B0C0D0E0F  # b's key\n", policy);
+    REQUIRE(policy.collectors[1].pseudonym_key);
+    CHECK((*policy.collectors[1].pseudonym_key)[10] == 0x0a);
+    CHECK_FALSE(policy.collectors[2].pseudonym_key);  // no key: its identifiers strip
+    try {
+        apply_pseudonym_keys_text(
+            "a 000102030405060708090a0b0c0d0e0f\n"
+            "z 000102030405060708090a0b0c0d0e0f\n"
+            "c 0001020304050607\n"
+            "c 000102030405060708090a0b0c0d0e0g\n"
+            "b 000102030405060708090a0b0c0d0e0f\n"
+            "b 000102030405060708090a0b0c0d0e0f\n",
+            policy, "k.txt");
+        FAIL("no error");
+    } catch (const PolicyError& e) {
+        const auto& ds = e.diagnostics();
+        REQUIRE(ds.size() == 5);
+        CHECK(ds[0].to_string() == "k.txt:1:1: collector 'a' does not receive pseudonyms ('deliver: pseudonym')");
+        CHECK(ds[1].to_string() == "k.txt:2:1: no collector named 'z' in the policy");
+        CHECK(ds[2].to_string() == "k.txt:3:1: collector 'c': the key must be 32 hex digits (16 bytes)");
+        CHECK(ds[3].line == 4);
+        CHECK(ds[4].to_string() == "k.txt:6:1: a second key for collector 'b'");
+        // The errors name no key bytes.
+        CHECK(std::string(e.what()).find("0001020304") == std::string::npos);
+    }
+}
+
 }  // TEST_SUITE("policy errors")

@@ -39,7 +39,8 @@ uint64_t Replay::stripped_to(const std::string& d) const {
 }
 uint64_t Replay::passed_to(const std::string& d) const { return destination_field(report, d, "identifiers_passed"); }
 
-Replay replay(const std::vector<test::Bytes>& frames, const std::string& policy, const std::string& consent) {
+Replay replay(const std::vector<test::Bytes>& frames, const std::string& policy, const std::string& consent,
+              const std::vector<std::string>& extra_args) {
     TempDir tmp;
     Replay r;
     uint64_t ts = 1'700'000'000'000'000'000ull;
@@ -48,8 +49,11 @@ Replay replay(const std::vector<test::Bytes>& frames, const std::string& policy,
         ts += 1'000'000;
     }
     test::write_pcap(tmp.file("in.pcap"), r.input);
-    r.run = run_replay({"--policy", policy, "--consent", consent, "--report", tmp.file("report.json"),
-                        tmp.file("in.pcap"), tmp.file("out.pcap")});
+    std::vector<std::string> args{"--policy", policy, "--consent", consent, "--report", tmp.file("report.json")};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    args.push_back(tmp.file("in.pcap"));
+    args.push_back(tmp.file("out.pcap"));
+    r.run = run_replay(args);
     INFO("optgate-replay said:\n" << r.run.output);
     REQUIRE(r.run.exit_code == 0);
     r.output = test::read_pcap(tmp.file("out.pcap"));

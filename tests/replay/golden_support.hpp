@@ -40,7 +40,8 @@ struct Replay {
     uint64_t stripped_to(const std::string& destination) const;
     uint64_t passed_to(const std::string& destination) const;
 };
+// `extra_args` go before the pcaps (e.g. --pseudonym-keys FILE).
 Replay replay(const std::vector<test::Bytes>& frames, const std::string& policy = example_policy(),
-              const std::string& consent = example_consent());
+              const std::string& consent = example_consent(), const std::vector<std::string>& extra_args = {});
 
 }  // namespace optgate::golden

@@ -108,6 +108,15 @@ struct TestSink {
             rec->out[base + off + k] = filler;
         }
     }
+    // A whole value replaced by a pseudonym: marked with 'P' here (the
+    // pseudonym itself is the stage's business, tests/core/test_pseudonym.cpp).
+    void pseudonym(uint32_t off, uint32_t len, const HttpDecision&) {
+        for (uint32_t k = 0; k < len; ++k) {
+            piece[off + k] = 'P';
+            rec->out[base + off + k] = 'P';
+        }
+        rec->counts[Counter::http_pseudonymised]++;
+    }
     void count(Counter c) { rec->counts[c]++; }
 };
 
