@@ -143,18 +143,7 @@ uint32_t l4_run_sum(const uint8_t* frame, const ParsedPacket& p, uint32_t at, ui
 }
 
 void l4_bytes_rewritten(uint8_t* frame, const ParsedPacket& p, uint32_t at, uint32_t len, uint32_t old_sum) noexcept {
-    const uint32_t new_sum = l4_run_sum(frame, p, at, len);
-    uint8_t* field = frame + checksum_field_offset(p);
-    const uint16_t stored = load16(field);
-    const bool udp = p.l4_proto == kProtoUdp;
-    if (!(udp && p.family == Family::v4 && stored == 0))
-        store_l4_checksum(field, checksum::update(stored, old_sum, new_sum), udp);
-    if (p.outer_count) [[unlikely]] {
-        Changes ch;
-        ch.l4_run(p, old_sum, new_sum);
-        ch.word(checksum_field_offset(p), stored, load16(field));
-        fix_outer(frame, p, ch, 0, nullptr);
-    }
+    patch_l4_checksums(frame, p, old_sum, l4_run_sum(frame, p, at, len));
 }
 
 uint8_t get_dscp(const uint8_t* frame, const ParsedPacket& p) noexcept {
