@@ -27,7 +27,7 @@ struct VerifyReport {
     uint64_t consents = 0;
     uint64_t bindings = 0;
     uint64_t subscribers = 0;  // not counted by check_ledger_at_start()
-    uint64_t policies = 0;  // rows of the policy history (policy_history.hpp)
+    uint64_t policies = 0;     // rows of the policy history (policy_history.hpp)
 };
 
 VerifyReport verify_ledger(const std::string& path);

@@ -582,14 +582,13 @@ TEST_CASE("deliver and rotate: pseudonym collectors, their period and its bounds
 }
 
 TEST_CASE("a pseudonym collector that may receive DNS: a warning (DNS options are always stripped)") {
-    const auto ds =
-        diagnostics(
-            "collectors:\n"  // 1
-            "  - {name: a, purpose: analytics, description: d, match: {prefixes: [198.18.0.0/24]}, deliver: "
-            "pseudonym}\n"                                                                                          // 2
-            "  - {name: b, purpose: analytics, description: d, match: {prefixes: [198.18.1.0/24], ports: [80]},\n"  // 3
-            "     deliver: pseudonym}\n"                                                                            // 4
-            "  - {name: c, purpose: analytics, description: d, match: {prefixes: [198.18.2.0/24]}}\n");             // 5
+    const auto ds = diagnostics(
+        "collectors:\n"  // 1
+        "  - {name: a, purpose: analytics, description: d, match: {prefixes: [198.18.0.0/24]}, deliver: "
+        "pseudonym}\n"                                                                                          // 2
+        "  - {name: b, purpose: analytics, description: d, match: {prefixes: [198.18.1.0/24], ports: [80]},\n"  // 3
+        "     deliver: pseudonym}\n"                                                                            // 4
+        "  - {name: c, purpose: analytics, description: d, match: {prefixes: [198.18.2.0/24]}}\n");             // 5
     CHECK_WARNING(ds, 2, 12, "collector 'a' receives pseudonyms", "DNS options to it are always stripped");
     CHECK(count(ds, Severity::warning) == 1);
     CHECK(count(ds, Severity::error) == 0);
