@@ -383,6 +383,7 @@ TEST_CASE("fragments inside a tunnel never reach the store; outer fragments of a
         const auto frags = fragment_ipv4(dns4("100.64.0.10", 40), 64);
         REQUIRE(frags.size() > 2);
         std::vector<Bytes> wrapped;
+        wrapped.reserve(frags.size());
         for (const auto& f : frags)
             wrapped.push_back(
                 wrap_vxlan(f, PacketBuilder().ipv4("198.18.5.1", "198.18.5.2").udp(49152, kPortVxlan), 42));
