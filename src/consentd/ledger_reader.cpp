@@ -6,6 +6,22 @@
 #include "consentd/ledger.hpp"
 
 namespace optgate::consentd {
+namespace {
+
+// One read transaction over several queries, so that they see the same
+// commit; ended (COMMIT, nothing written) however the reader returns.
+class ReadTransaction {
+public:
+    explicit ReadTransaction(Database& db) : db_(db) { db_.exec("BEGIN"); }
+    ReadTransaction(const ReadTransaction&) = delete;
+    ReadTransaction& operator=(const ReadTransaction&) = delete;
+    ~ReadTransaction() { sqlite3_exec(db_.handle(), "COMMIT", nullptr, nullptr, nullptr); }
+
+private:
+    Database& db_;
+};
+
+}  // namespace
 
 LedgerReader::LedgerReader(const std::string& path) : db_(path, Database::Mode::read_write) {
     check_schema(db_);
@@ -94,14 +110,7 @@ std::optional<SubscriberRecord> LedgerReader::subscriber(const std::string& id, 
 }
 
 EventRecord LedgerReader::event(const std::string& subscriber, uint64_t seq) {
-    db_.exec("BEGIN");
-    struct End {
-        Database& db;
-        explicit End(Database& d) : db(d) {}
-        End(const End&) = delete;
-        End& operator=(const End&) = delete;
-        ~End() { sqlite3_exec(db.handle(), "COMMIT", nullptr, nullptr, nullptr); }
-    } end{db_};
+    const ReadTransaction read{db_};
     EventRecord r;
     {
         auto st = db_.prepare("SELECT 1 FROM events WHERE subscriber = ?1 LIMIT 1");
@@ -119,14 +128,7 @@ EventRecord LedgerReader::event(const std::string& subscriber, uint64_t seq) {
 }
 
 AddressRecord LedgerReader::address(const std::string& binding, const std::optional<std::string>& at) {
-    db_.exec("BEGIN");
-    struct End {
-        Database& db;
-        explicit End(Database& d) : db(d) {}
-        End(const End&) = delete;
-        End& operator=(const End&) = delete;
-        ~End() { sqlite3_exec(db.handle(), "COMMIT", nullptr, nullptr, nullptr); }
-    } end{db_};
+    const ReadTransaction read{db_};
     AddressRecord r;
     // Both through the index events_by_address, which the disclosure store
     // creates at start (disclosures.cpp): it attributes through the same history.
