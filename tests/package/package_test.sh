@@ -73,17 +73,24 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 start=$SECONDS
+debdir=
 if [ $# -ge 1 ]; then
-  debs=("$1"/*.deb)
+  debdir=$1
 else
   step "building the packages (scripts/package)"
   scripts/package "$tmp/debs" >"$tmp/package.log" 2>&1 || {
     cat "$tmp/package.log" >&2
     fail "scripts/package failed"
   }
-  debs=("$tmp/debs"/*.deb)
+  debdir=$tmp/debs
 fi
-[ -e "${debs[0]}" ] || fail "no .deb found"
+# Ours, not the -dbgsym packages.
+debs=()
+for p in "${packages[@]}"; do
+  f=$(ls "$debdir/${p}"_*.deb 2>/dev/null | head -n 1)
+  [ -n "$f" ] || fail "no ${p}_*.deb in $debdir"
+  debs+=("$f")
+done
 step "built in $((SECONDS - start)) s: ${debs[*]##*/}"
 
 step "dpkg -i"
@@ -183,14 +190,18 @@ step "optgate-replay before the grant"
 passed_before=$(replay before)
 [ "$passed_before" -eq 0 ] || fail "identifiers passed on consent before any grant: $passed_before"
 step "optgatectl grant, show"
-optgatectl grant sub-1001 advertising --source package-test --notice-version package-test --wait ||
+optgatectl grant sub-1001 advertising --source package-test --notice-version package-test --wait >"$tmp/grant.json" ||
   fail "optgatectl grant failed"
 optgatectl show sub-1001 --json >"$tmp/show.json" || fail "optgatectl show failed"
 /usr/bin/python3 - "$tmp/show.json" <<'PY' || fail "optgatectl show does not show the grant: $(cat "$tmp/show.json")"
 import json, sys
 s = json.load(open(sys.argv[1]))
-text = json.dumps(s)
-assert "advertising" in text and "package-test" in text, text
+consents = {c["purpose"]: c for c in s["consents"]}
+assert set(consents) == {"advertising"}, consents
+assert consents["advertising"]["source"] == "package-test", consents
+assert consents["advertising"]["credential"] == "ops", consents  # the token the test put in place of ops' placeholder
+bound = {b["address"] for b in s["bindings"] if b["active"]}
+assert bound == {"100.64.0.10", "2001:db8:1000:1::/64"}, bound
 PY
 optgatectl show sub-1001 --utc | grep -q advertising || fail "optgatectl show's table lacks advertising"
 step "optgate-replay after the grant"
