@@ -15,7 +15,6 @@
 #   tests/package/package_test.sh DEB_DIR    # uses the .debs in DEB_DIR
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=$(pwd)
 packages=(optgate-common optgate consentd optgatectl)
 # Everything the packages create, outside dpkg's file lists too.
 leftovers=(/etc/optgate /var/lib/consentd /var/lib/optgate-dataplane /run/optgate /usr/share/doc/optgate)
@@ -58,9 +57,9 @@ cleanup() {
   done
   ((${#present[@]})) && dpkg --purge "${present[@]}" >"$tmp/cleanup-purge.log" 2>&1
   # What this test (or apt-get install -f) installed besides ours.
-  local added
-  added=$(dpkg-query -W -f='${Package}\n' | sort | comm -13 "$before_packages" -)
-  [ -n "$added" ] && DEBIAN_FRONTEND=noninteractive apt-get purge -y -q $added >/dev/null 2>&1
+  local added=()
+  mapfile -t added < <(dpkg-query -W -f='${Package}\n' | sort | comm -13 "$before_packages" -)
+  ((${#added[@]})) && DEBIAN_FRONTEND=noninteractive apt-get purge -y -q "${added[@]}" >/dev/null 2>&1
   # None of these existed before (checked above).
   rm -rf "${leftovers[@]}"
   rm -f "${binaries[@]}"
@@ -87,7 +86,7 @@ fi
 # Ours, not the -dbgsym packages.
 debs=()
 for p in "${packages[@]}"; do
-  f=$(ls "$debdir/${p}"_*.deb 2>/dev/null | head -n 1)
+  f=$(find "$debdir" -maxdepth 1 -name "${p}_*.deb" | head -n 1)
   [ -n "$f" ] || fail "no ${p}_*.deb in $debdir"
   debs+=("$f")
 done
@@ -174,7 +173,8 @@ until [ -s "$tmp/run/port" ] && [ -S /run/optgate/consentd.sock ]; do
 done
 [ -f /var/lib/consentd/consentd.db ] || fail "no ledger in /var/lib/consentd"
 [ "$(stat -c %U /var/lib/consentd/consentd.db)" = optgate ] || fail "the ledger does not belong to optgate"
-export OPTGATE_SERVER="http://127.0.0.1:$(cat "$tmp/run/port")" OPTGATE_TOKEN="$token"
+OPTGATE_SERVER="http://127.0.0.1:$(cat "$tmp/run/port")"
+export OPTGATE_SERVER OPTGATE_TOKEN="$token"
 
 # The sample capture's sub-1001 (tools/sample_traffic.cpp, as scripts/demo binds it).
 sample=/usr/share/doc/optgate/examples/sample.pcap
