@@ -11,7 +11,7 @@
 # where optgate is installed or its user, /etc/optgate or the state exist:
 # it must leave the machine as it found it, also when it fails (trap).
 #
-#   tests/package/package_test.sh            # builds the packages first
+#   tests/package/package_test.sh            # builds the packages first (build-package/)
 #   tests/package/package_test.sh DEB_DIR    # uses the .debs in DEB_DIR
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -76,12 +76,14 @@ debdir=
 if [ $# -ge 1 ]; then
   debdir=$1
 else
+  # Into scripts/package's own build-package/: a stable path under the
+  # checkout, so that ccache (base_dir) serves the next run's compiles.
   step "building the packages (scripts/package)"
-  scripts/package "$tmp/debs" >"$tmp/package.log" 2>&1 || {
+  scripts/package >"$tmp/package.log" 2>&1 || {
     cat "$tmp/package.log" >&2
     fail "scripts/package failed"
   }
-  debdir=$tmp/debs
+  debdir=build-package
 fi
 # Ours, not the -dbgsym packages.
 debs=()
