@@ -106,7 +106,7 @@ TEST_CASE("the example config is valid and says what the defaults are") {
     CHECK(c.warnings.empty());
     CHECK(c.config.listen_address == "127.0.0.1");
     CHECK(c.config.port == 8470);
-    CHECK(c.config.database == "/var/lib/optgate/consentd.db");
+    CHECK(c.config.database == "/var/lib/consentd/consentd.db");
     CHECK(c.config.tokens.size() == 4);
     // The limits it lists are the built-in defaults.
     const Limits defaults;
