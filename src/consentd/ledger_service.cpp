@@ -144,6 +144,7 @@ void LedgerService::sync_or_exit() const {
 
 void LedgerService::run_sync() {
     std::deque<Committed> work;
+    bool fresh = false;
     for (;;) {
         {
             std::unique_lock lk(sync_mu_);
@@ -157,10 +158,13 @@ void LedgerService::run_sync() {
             if (to_sync_.empty()) return;  // stopping, and everything handed over is done
             work.swap(to_sync_);
             syncing_ = true;
+            // Batches that recorded nothing after the last durable event (all
+            // refused, repeats) have nothing of their own to fsync.
+            fresh = work.back().seq > synced_seq_;
         }
         sync_cv_.notify_all();  // the writer may gather its next batch while we fsync
         // One fsync for every batch taken: each of them committed before it.
-        sync_or_exit();
+        if (fresh) sync_or_exit();
         for (auto& c : work) finish(c);
     }
 }
