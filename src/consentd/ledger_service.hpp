@@ -169,8 +169,8 @@ public:
     // Finishes every queued request, then stops the writer.
     void stop();
 
-    // Called on the writer thread once the outcome is durable (or refused):
-    // hand it to your own executor.
+    // Called once the outcome is durable (or refused), on the ledger's sync
+    // thread (a policy change: on the writer): hand it to your own executor.
     using Done = std::function<void(Outcome)>;
     // `credential` is the token name recorded on the events.
     void submit(Change change, std::string credential, Done done);
