@@ -62,7 +62,7 @@ public:
 
     struct Status {
         bool connected = false;  // consentd welcomed us on the current connection
-        bool synced = false;     // a table from consentd is installed
+        bool synced = false;     // a table from consentd is installed (and its pseudonym keys, if asked)
         uint64_t applied_seq = 0;
         uint64_t head_seq = 0;              // consentd's, as last heard
         uint64_t last_contact_mono_ns = 0;  // monotonic_ns() of the last frame; 0: never

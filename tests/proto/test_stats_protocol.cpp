@@ -346,7 +346,8 @@ public:
     }
     OldConsentd(const OldConsentd&) = delete;
     OldConsentd& operator=(const OldConsentd&) = delete;
-    std::atomic<int> connections{0}, stats_frames{0}, acks_after_refusal{0};
+    std::atomic<int> connections{0}, stats_frames{0}, acks_after_refusal{0}, features_frames{0},
+        heartbeat_acks{0};
 
 private:
     void serve() {
@@ -383,14 +384,22 @@ private:
                 if (std::holds_alternative<proto::Hello>(r.frame) && !greeted) {
                     greeted = true;
                     send(c, welcome_and_table());
+                } else if (std::holds_alternative<proto::Features>(r.frame)) {
+                    // Older than features too, as every consentd before stats is.
+                    ++features_frames;
+                    std::string g;
+                    proto::encode(g, Goodbye{Goodbye::Code::protocol_error, "malformed frame: unknown frame type"});
+                    send(c, g);
+                    return;
                 } else if (std::holds_alternative<proto::Stats>(r.frame)) {
                     ++stats_frames;
                     std::string g;
                     proto::encode(g, Goodbye{Goodbye::Code::protocol_error, "malformed frame: unknown frame type"});
                     send(c, g);
                     return;
-                } else if (std::holds_alternative<proto::Ack>(r.frame) && stats_frames > 0) {
-                    ++acks_after_refusal;
+                } else if (std::holds_alternative<proto::Ack>(r.frame)) {
+                    ++heartbeat_acks;
+                    if (stats_frames > 0) ++acks_after_refusal;
                 }
             }
         }
@@ -431,4 +440,24 @@ TEST_CASE("a consentd that predates stats refuses the frame once; the client sto
     CHECK(d.client.status().connected);
     CHECK(d.client.status().synced);
     CHECK_FALSE(d.client.flush_stats(200ms));
+}
+
+TEST_CASE("a consentd that predates features refuses it once; the client syncs without keys and asks no more") {
+    TempDir dir;
+    OldConsentd old(dir.file("old.sock"));
+    proto::Endpoint ep;
+    ep.kind = proto::Endpoint::Kind::unix_socket;
+    ep.path = dir.file("old.sock");
+    DataPlane d(ep, "edge-1");
+    d.client.set_stats_source({}, std::chrono::milliseconds(0));  // no stats: only features can be refused
+    d.client.start();
+    REQUIRE(eventually([&] { return d.logged().find("does not send pseudonym keys") != std::string::npos; }));
+    REQUIRE(d.client.wait_synced(kPatience));
+    // In sync on the next connection, acknowledging heartbeats; features
+    // never again, and no key: pseudonym collectors would strip.
+    const int acks = old.heartbeat_acks;
+    CHECK(eventually([&] { return old.connections >= 2 && old.heartbeat_acks >= acks + 5; }));
+    CHECK(old.features_frames == 1);
+    CHECK(old.connections == 2);
+    CHECK(d.client.status().connected);
 }
