@@ -152,7 +152,7 @@ TEST_CASE("pseudonym keys: a damaged or readable store is refused without showin
         CHECK(what.find(secret.substr(0, 30)) == std::string::npos);
     }
     ::chmod(path.c_str(), 0640);
-    CHECK_THROWS_WITH_AS(PseudonymKeyStore(path), doctest::Contains("chmod 600"), std::runtime_error);
+    CHECK_THROWS_WITH_AS(PseudonymKeyStore{path}, doctest::Contains("chmod 600"), std::runtime_error);
 }
 
 TEST_CASE("pseudonym keys: a store that cannot be written hands out no new key") {
