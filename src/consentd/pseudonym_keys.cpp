@@ -48,7 +48,7 @@ std::runtime_error io_error(const std::string& what, const std::string& path) {
 PseudonymKeyStore::PseudonymKeyStore(std::string path, UnixClock unix_now)
     : path_(std::move(path)), unix_now_(std::move(unix_now)) {
     if (!unix_now_) unix_now_ = [] { return uint64_t(::time(nullptr)); };
-    struct stat st{};
+    struct stat st {};
     if (::stat(path_.c_str(), &st) != 0) {
         if (errno == ENOENT) return;  // no key made yet
         throw io_error("read", path_);

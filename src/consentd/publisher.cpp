@@ -44,8 +44,7 @@ void LedgerTableSource::snapshot(SnapshotSink& sink) {
 
 Publisher::Publisher(asio::io_context& ioc, TableSource& source, DataPlaneConfig config, DisclosureSink* disclosures)
     : ioc_(ioc), source_(source), config_(std::move(config)), disclosures_(disclosures),
-      history_(config_.history_commits, config_.history_bytes), heartbeat_timer_(ioc),
-      key_timer_(ioc) {
+      history_(config_.history_commits, config_.history_bytes), heartbeat_timer_(ioc), key_timer_(ioc) {
     char buf[17];
     std::snprintf(buf, sizeof buf, "%016llx",
                   static_cast<unsigned long long>(std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32)));
@@ -569,8 +568,8 @@ void Publisher::refresh_keys() {
     }
     std::vector<proto::PseudonymKeyView> views;
     for (const auto& k : keys)
-        views.push_back({k.collector, k.not_before(), k.not_after(),
-                         std::span<const uint8_t, proto::kPseudonymKeyBytes>(k.key)});
+        views.push_back(
+            {k.collector, k.not_before(), k.not_after(), std::span<const uint8_t, proto::kPseudonymKeyBytes>(k.key)});
     std::string out;
     const bool encoded = proto::encode_pseudonym_keys(out, views);
     for (auto& k : keys) OPENSSL_cleanse(k.key.data(), k.key.size());
@@ -590,9 +589,8 @@ void Publisher::refresh_keys() {
     // current one and the one after it is made.
     const uint64_t change = keys_->next_change(*policy_);
     if (!change) return;
-    const auto now = uint64_t(std::chrono::duration_cast<std::chrono::seconds>(
-                                  std::chrono::system_clock::now().time_since_epoch())
-                                  .count());
+    const auto now = uint64_t(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
     key_timer_.expires_after(std::chrono::seconds(change > now ? change - now : 0) + std::chrono::seconds(1));
     key_timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) refresh_keys();

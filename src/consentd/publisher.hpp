@@ -218,7 +218,7 @@ private:
         Clock::time_point last_heard;
         bool greeted = false;
         bool awaiting_snapshot = false;
-        bool wants_keys = false;  // it asked for pseudonym keys (features)
+        bool wants_keys = false;     // it asked for pseudonym keys (features)
         uint64_t sent_seq = 0;       // the last commit queued to it (or its snapshot's)
         uint64_t applied_seq = 0;    // the last it acknowledged
         Clock::time_point acked_at;  // when applied_seq last advanced

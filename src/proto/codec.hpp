@@ -215,7 +215,8 @@ void for_each_pseudonym_key(const PseudonymKeys& keys, Fn&& fn) {
         const uint64_t not_before = big_endian::load64(p);
         const uint64_t not_after = big_endian::load64(p + 8);
         p += 16;
-        const PseudonymKeyView v{collector, not_before, not_after, std::span<const uint8_t, kPseudonymKeyBytes>(p, kPseudonymKeyBytes)};
+        const PseudonymKeyView v{collector, not_before, not_after,
+                                 std::span<const uint8_t, kPseudonymKeyBytes>(p, kPseudonymKeyBytes)};
         p += kPseudonymKeyBytes;
         fn(v);
     }

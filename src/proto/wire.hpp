@@ -206,7 +206,7 @@ struct PseudonymKeys {
 // One entry of a PseudonymKeys frame (a view into its buffer, or the
 // encoder's input).
 struct PseudonymKeyView {
-    std::string_view collector;   // the policy's collector name
+    std::string_view collector;  // the policy's collector name
     uint64_t not_before_unix_s = 0;
     uint64_t not_after_unix_s = 0;  // > not_before
     std::span<const uint8_t, kPseudonymKeyBytes> key;

@@ -73,7 +73,7 @@ TEST_CASE("pseudonym keys: current and next per collector, kept across a restart
         CHECK(find(again, "adnet", 1000)->key == ad->key);
         CHECK(store.next_change(policy) == 1001 * kDay);
     }
-    struct stat st{};
+    struct stat st {};
     REQUIRE(::stat(path.c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
     CHECK_FALSE(std::filesystem::exists(path + ".tmp"));

@@ -118,8 +118,7 @@ Seen replay_once(Consentd& c) {
     INFO(r.run.output);
     REQUIRE(r.run.exit_code == 0);
     REQUIRE(r.output.size() == 8);
-    return {uidh_of(r.output[1].data), uidh_of(r.output[3].data), uidh_of(r.output[5].data),
-            uidh_of(r.output[7].data)};
+    return {uidh_of(r.output[1].data), uidh_of(r.output[3].data), uidh_of(r.output[5].data), uidh_of(r.output[7].data)};
 }
 
 // The keys in consentd's store, as the text forms a leak would take: hex
@@ -169,8 +168,8 @@ struct RawPeer {
         const auto end = std::chrono::steady_clock::now() + kPatience;
         while (std::chrono::steady_clock::now() < end) {
             for (;;) {
-                const auto r = proto::decode(
-                    {reinterpret_cast<const uint8_t*>(in.data()), in.size()}, proto::Direction::to_client);
+                const auto r = proto::decode({reinterpret_cast<const uint8_t*>(in.data()), in.size()},
+                                             proto::Direction::to_client);
                 if (r.status == proto::DecodeStatus::error) FAIL("bad frame from consentd");
                 if (r.status != proto::DecodeStatus::frame) break;
                 types.push_back(r.type);
@@ -200,7 +199,8 @@ void grant_all(Consentd& c) {
 
 }  // namespace
 
-TEST_CASE("consentd's pseudonym keys: a consenting pass leaves as a pseudonym, per collector, the same after a restart") {
+TEST_CASE(
+    "consentd's pseudonym keys: a consenting pass leaves as a pseudonym, per collector, the same after a restart") {
     Consentd c(kPolicy);
     c.start();
     grant_all(c);

@@ -22,7 +22,8 @@ constexpr uint64_t kDay = 86400;
 // The fixture's policy with both collectors receiving pseudonyms.
 std::string pseudonym_policy() {
     std::string p = kPolicyYaml;
-    for (const std::string_view d : {"    description: Example Ad Network Ltd.\n", "    description: Example Analytics Inc.\n"}) {
+    for (const std::string_view d :
+         {"    description: Example Ad Network Ltd.\n", "    description: Example Analytics Inc.\n"}) {
         const size_t at = p.find(d);
         REQUIRE(at != std::string::npos);
         p.insert(at + d.size(), "    deliver: pseudonym\n    rotate: 1d\n");
@@ -87,8 +88,8 @@ std::optional<PseudonymKey> installed_key(Enforcement& e, std::string_view colle
 }  // namespace
 
 TEST_CASE("pseudonym keys and features round-trip; bad ones are refused") {
-    const std::string frame = keys_frame({{"web-analytics", 10 * kDay, 11 * kDay, key_of(0xa5)},
-                                          {"example-adnet", 11 * kDay, 12 * kDay, key_of(0x5a)}});
+    const std::string frame = keys_frame(
+        {{"web-analytics", 10 * kDay, 11 * kDay, key_of(0xa5)}, {"example-adnet", 11 * kDay, 12 * kDay, key_of(0x5a)}});
     auto r = decode(bytes_of(frame), Direction::to_client);
     REQUIRE(r.status == DecodeStatus::frame);
     const auto& f = std::get<PseudonymKeys>(r.frame);
@@ -124,7 +125,8 @@ TEST_CASE("pseudonym keys and features round-trip; bad ones are refused") {
     CHECK_FALSE(encode_pseudonym_keys(out, std::span(&empty_period, 1)));
     const PseudonymKeyView no_name{"", 5, 6, std::span<const uint8_t, kPseudonymKeyBytes>(k)};
     CHECK_FALSE(encode_pseudonym_keys(out, std::span(&no_name, 1)));
-    std::vector<PseudonymKeyView> many(kMaxPseudonymKeys + 1, PseudonymKeyView{"a", 5, 6, std::span<const uint8_t, kPseudonymKeyBytes>(k)});
+    std::vector<PseudonymKeyView> many(kMaxPseudonymKeys + 1,
+                                       PseudonymKeyView{"a", 5, 6, std::span<const uint8_t, kPseudonymKeyBytes>(k)});
     CHECK_FALSE(encode_pseudonym_keys(out, many));
     CHECK(out.empty());
     std::string bad = keys_frame({{"a", 5, 6, k}});

@@ -346,8 +346,7 @@ public:
     }
     OldConsentd(const OldConsentd&) = delete;
     OldConsentd& operator=(const OldConsentd&) = delete;
-    std::atomic<int> connections{0}, stats_frames{0}, acks_after_refusal{0}, features_frames{0},
-        heartbeat_acks{0};
+    std::atomic<int> connections{0}, stats_frames{0}, acks_after_refusal{0}, features_frames{0}, heartbeat_acks{0};
 
 private:
     void serve() {
