@@ -173,6 +173,12 @@ struct RawPeer {
                 if (r.status == proto::DecodeStatus::error) FAIL("bad frame from consentd");
                 if (r.status != proto::DecodeStatus::frame) break;
                 types.push_back(r.type);
+                // Heartbeats answered, or consentd drops a silent peer.
+                if (std::holds_alternative<proto::Heartbeat>(r.frame)) {
+                    std::string ack;
+                    proto::encode(ack, proto::Ack{0});
+                    write(ack);
+                }
                 const bool done = stop(r.frame);
                 in.erase(0, r.consumed);
                 if (done) return types;
@@ -254,7 +260,9 @@ TEST_CASE(
 }
 
 TEST_CASE("a data plane that does not ask for keys gets none; one that asks gets the current and next per collector") {
-    Consentd c(kPolicy);
+    // Heartbeats 2 s apart: the test reads a few of them to know nothing
+    // else came, and consentd drops a peer only after 20 s of silence.
+    Consentd c(kPolicy, "  heartbeat_interval: 2s\n");
     c.start();
     RawPeer old(c.socket());
     std::string hello;
@@ -263,7 +271,7 @@ TEST_CASE("a data plane that does not ask for keys gets none; one that asks gets
     // Welcome, the snapshot, then heartbeats: never a key.
     int heartbeats = 0;
     const auto types = old.read_until(
-        [&](const proto::Frame& f) { return std::holds_alternative<proto::Heartbeat>(f) && ++heartbeats == 3; });
+        [&](const proto::Frame& f) { return std::holds_alternative<proto::Heartbeat>(f) && ++heartbeats == 2; });
     CHECK(std::count(types.begin(), types.end(), proto::FrameType::pseudonym_keys) == 0);
     CHECK(std::count(types.begin(), types.end(), proto::FrameType::snapshot_end) == 1);
 
@@ -290,4 +298,28 @@ TEST_CASE("a data plane that does not ask for keys gets none; one that asks gets
     });
     std::sort(collectors.begin(), collectors.end());
     CHECK(collectors == std::vector<std::string>{"example-adnet", "example-adnet", "web-analytics", "web-analytics"});
+
+    // A reload that makes raw-metrics a pseudonym collector: its keys come,
+    // before the policy that needs them; the old peer still gets none.
+    std::string reloaded = kPolicy;
+    const std::string anchor = "    description: Example Metrics, raw values.\n";
+    reloaded.insert(reloaded.find(anchor) + anchor.size(), "    deliver: pseudonym\n    rotate: 1d\n");
+    c.dir.write("policy.yaml", reloaded);
+    const auto reload = c.request("POST", "/v1/policy/reload");
+    INFO(reload.body);
+    REQUIRE(reload.status == 200);
+    size_t keys_now = 0;
+    const auto after = fresh.read_until([&](const proto::Frame& f) {
+        if (const auto* k = std::get_if<proto::PseudonymKeys>(&f)) keys_now = k->count;
+        return std::holds_alternative<proto::PolicyUpdate>(f) || std::holds_alternative<proto::SnapshotBegin>(f);
+    });
+    CHECK(keys_now == 6);
+    CHECK(std::count(after.begin(), after.end(), proto::FrameType::pseudonym_keys) == 1);
+    heartbeats = 0;
+    const auto old_after = old.read_until([&](const proto::Frame& f) {
+        return std::holds_alternative<proto::Heartbeat>(f) && ++heartbeats == 2;
+    });
+    CHECK(std::count(old_after.begin(), old_after.end(), proto::FrameType::pseudonym_keys) == 0);
+    // The store holds the new collector's keys too.
+    CHECK(key_texts(c.database() + ".pseudonym-keys").size() == 6 * 3);
 }
