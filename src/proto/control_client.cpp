@@ -136,6 +136,7 @@ struct ControlClient::Impl {
         st.deltas = sync.deltas_applied();
         st.entries_refused = sync.entries_refused();
         st.table_entries = enforcement.table() ? enforcement.table()->size() : 0;  // writer thread: exact
+        st.pseudonym_keys = sync.keys_held();
         cv.notify_all();
     }
 
@@ -410,6 +411,10 @@ struct ControlClient::Impl {
             if (ec || stopping) return;
             sync.tick();
             enforcement.rcu().reclaim();
+            {
+                std::lock_guard lk(mu);
+                st.pseudonym_keys = sync.keys_held();
+            }
             run_key_clock();
         });
     }
