@@ -91,8 +91,9 @@ enum class FrameType : uint8_t {
     policy = 0x15,
     heartbeat = 0x16,
     disclosure_ack = 0x17,
-    // 0x18 is left to the ledger checkpoint frame (docs/protocol.md)
-    pseudonym_keys = 0x19,
+    // 0x18 and 0x19 are left to features-ack and the ledger checkpoint
+    // frame (docs/protocol.md)
+    pseudonym_keys = 0x1a,
     // either way, just before closing
     goodbye = 0x20,
 };
@@ -189,7 +190,8 @@ struct DisclosureAck {
 // "Features"): sent once, right after hello. Bits it does not know are
 // ignored by consentd, so one frame serves every optional frame to come.
 struct Features {
-    static constexpr uint32_t kPseudonymKeys = 0x01;  // send pseudonym_keys frames
+    // 0x01 is left to ledger checkpoints.
+    static constexpr uint32_t kPseudonymKeys = 0x02;  // send pseudonym_keys frames
     uint32_t flags = 0;
 };
 
