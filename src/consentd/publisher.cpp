@@ -24,10 +24,10 @@ Frames frames_of(std::string s) { return std::make_shared<const std::string>(std
 // A frame holding key bytes: cleared when the last data plane's queue lets
 // go of it.
 Frames secret_frames_of(std::string s) {
-    return Frames(new std::string(std::move(s)), [](const std::string* p) {
-        auto* w = const_cast<std::string*>(p);
-        if (!w->empty()) OPENSSL_cleanse(w->data(), w->size());
-        delete w;
+    auto* owned = new std::string(std::move(s));
+    return Frames(owned, [owned](const std::string*) {
+        if (!owned->empty()) OPENSSL_cleanse(owned->data(), owned->size());
+        delete owned;
     });
 }
 
@@ -567,6 +567,7 @@ void Publisher::refresh_keys() {
         return;
     }
     std::vector<proto::PseudonymKeyView> views;
+    views.reserve(keys.size());
     for (const auto& k : keys)
         views.push_back(
             {k.collector, k.not_before(), k.not_after(), std::span<const uint8_t, proto::kPseudonymKeyBytes>(k.key)});

@@ -63,7 +63,7 @@ TEST_CASE("pseudonym keys: current and next per collector, kept across a restart
         REQUIRE(metrics);
         CHECK(ad->not_before() == 1000 * kDay);
         CHECK(ad->not_after() == 1001 * kDay);
-        CHECK(metrics->not_after() == (1000 / 7 + 1) * 7 * kDay);
+        CHECK(metrics->not_after() == uint64_t(1000 / 7 + 1) * 7 * kDay);
         // Two collectors, two periods: four different random keys.
         CHECK(ad->key != ad_next->key);
         CHECK(ad->key != metrics->key);

@@ -45,6 +45,7 @@ struct KeySpec {
 
 std::string keys_frame(const std::vector<KeySpec>& keys) {
     std::vector<PseudonymKeyView> views;
+    views.reserve(keys.size());
     for (const auto& k : keys)
         views.push_back({k.collector, k.not_before, k.not_after, std::span<const uint8_t, kPseudonymKeyBytes>(k.key)});
     std::string s;
