@@ -355,7 +355,7 @@ int fragment_bench(Enforcement& enforcement, int passes, bool callgrind, const s
 int main(int argc, char** argv) {
     int passes = 5;
     std::string json_path, mode = "both";
-    bool callgrind = false, fragments = false;
+    bool callgrind = false, fragments = false, pseudonym = false;
     DisclosureConfig disclosure;
     std::optional<Encapsulation> encapsulation;
     for (int i = 1; i < argc; ++i) {
@@ -370,6 +370,8 @@ int main(int argc, char** argv) {
             callgrind = true;
         else if (a == "--fragments")
             fragments = true;
+        else if (a == "--pseudonym")
+            pseudonym = true;
         else if (a == "--disclosure-entries" && i + 1 < argc)
             disclosure.entries = size_t(std::strtoull(argv[++i], nullptr, 10));
         else if (a == "--encapsulate" && i + 1 < argc && (encapsulation = encapsulation_from_name(argv[i + 1])))
@@ -378,7 +380,7 @@ int main(int argc, char** argv) {
             std::fprintf(stderr,
                          "usage: optgate-bench [--passes N] [--json FILE] [--mode both|pipeline|parse] [--callgrind] "
                          "[--disclosure-entries N] [--encapsulate pppoe|mpls|gre|l2tp|vxlan|geneve|gtpu] "
-                         "[--fragments]\n");
+                         "[--fragments] [--pseudonym]\n");
             return 2;
         }
     }
@@ -391,6 +393,12 @@ int main(int argc, char** argv) {
     std::vector<Bytes> frames = pristine.frames;
     Policy policy = bench_policy();
     if (encapsulation) policy.encapsulations |= encapsulation_bit(*encapsulation);
+    // The HTTP collector (adnet) receives pseudonyms, with a key as consentd
+    // would send it: the same mix, the values replaced instead of passed.
+    if (pseudonym) {
+        policy.collectors[0].deliver = Collector::Delivery::pseudonym;
+        policy.collectors[0].pseudonym_key = PseudonymKey{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    }
     const EncapsulationSet encapsulations = policy.encapsulations;
 
     Enforcement enforcement(Enforcement::Mode::static_table);

@@ -283,6 +283,8 @@ private:
             publisher_.ack(id_, a->applied_seq);
         } else if (const auto* st = std::get_if<proto::Stats>(&f)) {
             publisher_.stats(id_, *st);
+        } else if (const auto* ft = std::get_if<proto::Features>(&f)) {
+            publisher_.features(id_, *ft);
         } else if (const auto* d = std::get_if<proto::Disclosure>(&f)) {
             on_disclosure(*d);
         } else if (const auto* g = std::get_if<Goodbye>(&f)) {

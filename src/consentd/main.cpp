@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "common/systemd.hpp"
 #include "consentd/api.hpp"
@@ -35,6 +36,7 @@
 #include "consentd/policy_document.hpp"
 #include "consentd/policy_reloader.hpp"
 #include "consentd/portal_server.hpp"
+#include "consentd/pseudonym_keys.hpp"
 #include "consentd/publisher.hpp"
 #include "consentd/radius_server.hpp"
 #include "consentd/verify.hpp"
@@ -269,11 +271,23 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     // The publisher hears every commit from the start; its first snapshot
     // then covers whatever came before (it ignores commits it already has).
     LedgerTableSource table_source(*service);
+    // Keys of the collectors that receive pseudonyms, next to the ledger
+    // (docs/consentd.md, "Pseudonym keys"): one that does not read is an
+    // error, not a reason to make new keys (collectors' pseudonyms would
+    // change without a rotation).
+    std::optional<PseudonymKeyStore> pseudonym_keys;
+    try {
+        pseudonym_keys.emplace(config.database + ".pseudonym-keys");
+    } catch (const std::exception& e) {
+        log_error(std::string("refusing to start: ") + e.what());
+        return 1;
+    }
     // Data planes' disclosure reports go to the store and are acknowledged
     // once durable. The store outlives the sessions: it is stopped below,
     // after the io_context has run its last handler (its late answers are
     // posted to a stopped io_context, which drops them unrun).
     Publisher publisher(ioc, table_source, config.dataplanes, disclosures.get());
+    publisher.set_pseudonym_keys(&*pseudonym_keys);
     publisher.add_policy_document(l->policy, config.policy, l->policy_text);
     service->add_listener(&publisher);
     if (checkpoints) {

@@ -2,6 +2,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -19,6 +21,16 @@ namespace {
 
 Frames frames_of(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
 
+// A frame holding key bytes: cleared when the last data plane's queue lets
+// go of it.
+Frames secret_frames_of(std::string s) {
+    auto* owned = new std::string(std::move(s));
+    return Frames(owned, [owned](const std::string*) {
+        if (!owned->empty()) OPENSSL_cleanse(owned->data(), owned->size());
+        delete owned;
+    });
+}
+
 }  // namespace
 
 // ---- the ledger as a table source ----
@@ -32,7 +44,7 @@ void LedgerTableSource::snapshot(SnapshotSink& sink) {
 
 Publisher::Publisher(asio::io_context& ioc, TableSource& source, DataPlaneConfig config, DisclosureSink* disclosures)
     : ioc_(ioc), source_(source), config_(std::move(config)), disclosures_(disclosures),
-      history_(config_.history_commits, config_.history_bytes), heartbeat_timer_(ioc) {
+      history_(config_.history_commits, config_.history_bytes), heartbeat_timer_(ioc), key_timer_(ioc) {
     char buf[17];
     std::snprintf(buf, sizeof buf, "%016llx",
                   static_cast<unsigned long long>(std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32)));
@@ -128,6 +140,8 @@ void Publisher::start() {
     policy_name_ = doc->name;
     policy_text_ = doc->text;
     mirror_from(r.entries);
+    policy_ = r.policy;
+    refresh_keys();
     // The first snapshot, ready for the first hello.
     snapshot_ = encode_snapshot(r.seq, stream_id_, table_version_, policy_name_, policy_text_, r.entries);
     if (!snapshot_)
@@ -143,6 +157,7 @@ void Publisher::stop() {
     if (stopping_) return;
     stopping_ = true;
     heartbeat_timer_.cancel();
+    key_timer_.cancel();
     for (auto& [id, dp] : dataplanes_) dp.link->close(Goodbye::Code::shutdown, "consentd is stopping");
     waiters_.stop();
 }
@@ -343,6 +358,10 @@ void Publisher::on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_vers
     table_version_ = std::move(table_version);
     policy_name_ = std::move(doc.name);
     policy_text_ = std::move(doc.text);
+    // Keys first: a data plane holds keys of collectors its policy does not
+    // have yet, so the new policy finds the keys of its new collectors.
+    if (auto p = doc.policy.lock()) policy_ = std::move(p);
+    refresh_keys();
     snapshot_.reset();
     if (table_changed) {
         // Deltas from before cannot be applied to a table of the new
@@ -506,6 +525,77 @@ bool Publisher::disconnect(const std::string& name, const std::string& reason) {
             found = true;
         }
     return found;
+}
+
+void Publisher::features(uint64_t id, const proto::Features& f) {
+    const auto it = dataplanes_.find(id);
+    if (it == dataplanes_.end()) return;
+    DataPlane& dp = it->second;
+    if (!dp.greeted) {
+        ++counters_.protocol_errors;
+        dp.link->close(Goodbye::Code::protocol_error, "features before hello");
+        return;
+    }
+    dp.last_heard = Clock::now();
+    if (!(f.flags & proto::Features::kPseudonymKeys) || dp.wants_keys) return;
+    dp.wants_keys = true;
+    // Always answered, with an empty set if need be: the answer is how the
+    // data plane knows this consentd takes the frame.
+    if (!keys_frame_) {
+        std::string out;
+        proto::encode_pseudonym_keys(out, {});
+        keys_frame_ = frames_of(std::move(out));
+    }
+    dp.link->send(keys_frame_, false);
+}
+
+// ---- pseudonym keys ----
+
+void Publisher::refresh_keys() {
+    key_timer_.cancel();
+    if (!keys_ || !policy_ || stopping_) return;
+    std::vector<PeriodKey> keys;
+    try {
+        keys = keys_->keys_for(*policy_);
+    } catch (const std::exception& e) {
+        // Data planes keep the keys they have, each until its period ends.
+        log_error(std::string("pseudonym keys: ") + e.what() + "; retrying in 10 s");
+        key_timer_.expires_after(std::chrono::seconds(10));
+        key_timer_.async_wait([this](boost::system::error_code ec) {
+            if (!ec) refresh_keys();
+        });
+        return;
+    }
+    std::vector<proto::PseudonymKeyView> views;
+    views.reserve(keys.size());
+    for (const auto& k : keys)
+        views.push_back(
+            {k.collector, k.not_before(), k.not_after(), std::span<const uint8_t, proto::kPseudonymKeyBytes>(k.key)});
+    std::string out;
+    const bool encoded = proto::encode_pseudonym_keys(out, views);
+    for (auto& k : keys) OPENSSL_cleanse(k.key.data(), k.key.size());
+    if (!encoded) {
+        // The policy loader bounds collector names and counts; not reached.
+        log_error("pseudonym keys: more keys or longer collector names than the protocol carries");
+        return;
+    }
+    if (keys_frame_ && *keys_frame_ == out) {
+        OPENSSL_cleanse(out.data(), out.size());
+    } else {
+        keys_frame_ = secret_frames_of(std::move(out));
+        for (auto& [id, dp] : dataplanes_)
+            if (dp.greeted && dp.wants_keys) dp.link->send(keys_frame_, false);
+    }
+    // At the end of the earliest current period, the next key becomes the
+    // current one and the one after it is made.
+    const uint64_t change = keys_->next_change(*policy_);
+    if (!change) return;
+    const auto now = uint64_t(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+    key_timer_.expires_after(std::chrono::seconds(change > now ? change - now : 0) + std::chrono::seconds(1));
+    key_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) refresh_keys();
+    });
 }
 
 // ---- heartbeats ----

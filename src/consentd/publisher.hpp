@@ -59,6 +59,7 @@
 #include "consentd/enforcement_waiters.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/metrics.hpp"
+#include "consentd/pseudonym_keys.hpp"
 #include "core/rcu.hpp"
 #include "proto/codec.hpp"
 #include "proto/wire.hpp"
@@ -118,6 +119,11 @@ public:
     // Call before the policy reaches the ledger service (start, reload).
     void add_policy_document(const std::shared_ptr<const Policy>& policy, std::string name, std::string text);
 
+    // Before start(): where the keys of collectors with `deliver: pseudonym`
+    // come from (it must outlive the publisher). Without: data planes get
+    // an empty key set, and strip those collectors' identifiers.
+    void set_pseudonym_keys(PseudonymKeyStore* keys) { keys_ = keys; }
+
     // On the io thread, after the feed is connected (add_listener): reads
     // the current table once (the first snapshot) and starts heartbeats.
     void start();
@@ -149,6 +155,10 @@ public:
     void ack(uint64_t id, uint64_t seq);
     // Replaces the data plane's last stats report.
     void stats(uint64_t id, const proto::Stats& s);
+    // What the data plane takes beyond version 1 (docs/protocol.md,
+    // "Features"): pseudonym keys are sent to it from now on, the current
+    // set at once.
+    void features(uint64_t id, const proto::Features& f);
     void detach(uint64_t id, const std::string& why);
     // Closes a data plane's connection (it reconnects and resumes); returns
     // whether one by that name was connected.
@@ -209,6 +219,7 @@ private:
         Clock::time_point last_heard;
         bool greeted = false;
         bool awaiting_snapshot = false;
+        bool wants_keys = false;     // it asked for pseudonym keys (features)
         uint64_t sent_seq = 0;       // the last commit queued to it (or its snapshot's)
         uint64_t applied_seq = 0;    // the last it acknowledged
         Clock::time_point acked_at;  // when applied_seq last advanced
@@ -230,6 +241,10 @@ private:
     void resync(DataPlane& dp);
     void send(DataPlane& dp, const Frames& f);
     void heartbeat();
+    // Makes and stores the keys the current policy needs now, sends them to
+    // the data planes that take keys if they changed, and sets the timer
+    // for the next period (docs/consentd.md, "Pseudonym keys").
+    void refresh_keys();
     // Reads the whole table under the ledger's lock (start; snapshot thread).
     TableRead read_table();
     // Rebuilds the mirror from the ledger (after a table-changing policy).
@@ -266,6 +281,12 @@ private:
     uint64_t next_id_ = 1;
     EnforcementWaiters waiters_{ioc_, history_};
     boost::asio::steady_timer heartbeat_timer_;
+    // Pseudonym keys (io thread): the store, the policy they are for, the
+    // frame last sent (cleared when freed), the next period's timer.
+    PseudonymKeyStore* keys_ = nullptr;
+    std::shared_ptr<const Policy> policy_;
+    Frames keys_frame_;
+    boost::asio::steady_timer key_timer_;
     boost::asio::thread_pool snapshot_thread_{1};
 
     // metrics (io thread)

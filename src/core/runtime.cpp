@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 
+#include <string.h>
+
 #include "core/counters.hpp"
 
 namespace optgate {
@@ -121,6 +123,11 @@ std::shared_ptr<const Runtime> Runtime::compile(Policy policy, std::string* erro
     }
     rt->header_matcher_ = std::make_shared<const HeaderMatcher>(rt->http_headers_, rt->http_prefixes_);
     return rt;
+}
+
+Runtime::~Runtime() {
+    for (auto& c : policy_.collectors)
+        if (c.pseudonym_key) explicit_bzero(c.pseudonym_key->data(), c.pseudonym_key->size());
 }
 
 bool Runtime::rule_matches(const Rule& r, uint16_t port, const std::string_view* host) const noexcept {

@@ -56,6 +56,10 @@ public:
     // policy exceeds what the packet path supports (too many collectors or
     // identifiers); the policy loader reports those earlier, with a location.
     static std::shared_ptr<const Runtime> compile(Policy policy, std::string* error = nullptr);
+    // Clears the pseudonym keys it holds (secrets outlive nothing they need).
+    ~Runtime();
+    Runtime(const Runtime&) = delete;
+    Runtime& operator=(const Runtime&) = delete;
 
     const Policy& policy() const noexcept { return policy_; }
 

@@ -425,6 +425,7 @@ std::string render_own_metrics(const Datapath& dp, const Enforcement& enforcemen
         add("control_snapshots", s.snapshots, StatKind::counter);
         add("control_deltas", s.deltas, StatKind::counter);
         add("control_entries_refused", s.entries_refused, StatKind::counter);
+        add("control_pseudonym_keys", s.pseudonym_keys, StatKind::gauge);
         add("table_entries", s.table_entries, StatKind::gauge);
     }
     std::string text;

@@ -233,6 +233,28 @@ Disclosure disclosure_list(Reader& r, Disclosure f) noexcept {
     return f;
 }
 
+// Validates `count` pseudonym keys at the reader's position and consumes them.
+PseudonymKeys key_list(Reader& r, uint32_t count) noexcept {
+    PseudonymKeys f;
+    f.count = count;
+    const uint8_t* start = r.pos();
+    for (uint32_t i = 0; i < count && !r.failed(); ++i) {
+        const std::string_view collector = r.str(kStr8, 1, kMaxKeyCollectorBytes);
+        check(r, is_printable(collector), DecodeError::bad_string);
+        const uint64_t not_before = r.u64();
+        const uint64_t not_after = r.u64();
+        check(r, not_before < not_after, DecodeError::bad_value);
+        if (r.failed()) break;
+        if (r.left() < kPseudonymKeyBytes) {
+            r.fail(DecodeError::truncated);
+            break;
+        }
+        r.skip(kPseudonymKeyBytes);
+    }
+    if (!r.failed()) f.bytes = std::span<const uint8_t>(start, size_t(r.pos() - start));
+    return f;
+}
+
 Frame decode_payload(FrameType type, Reader& r) noexcept {
     switch (type) {
     case FrameType::hello: {
@@ -264,6 +286,13 @@ Frame decode_payload(FrameType type, Reader& r) noexcept {
         check(r, f.count <= kMaxDisclosureEntries, DecodeError::bad_count);
         if (r.failed()) return Disclosure{};
         return disclosure_list(r, f);
+    }
+    case FrameType::features: return Features{r.u32()};
+    case FrameType::pseudonym_keys: {
+        const uint32_t n = r.u8();
+        check(r, n <= kMaxPseudonymKeys, DecodeError::bad_count);
+        if (r.failed()) return PseudonymKeys{};
+        return key_list(r, n);
     }
     case FrameType::disclosure_ack: {
         DisclosureAck f;
@@ -358,7 +387,8 @@ bool allowed(FrameType t, Direction dir) noexcept {
     case FrameType::hello:
     case FrameType::ack:
     case FrameType::stats:
-    case FrameType::disclosure: return dir == Direction::to_server;
+    case FrameType::disclosure:
+    case FrameType::features: return dir == Direction::to_server;
     case FrameType::goodbye: return true;
     default: return dir == Direction::to_client;
     }
@@ -456,6 +486,8 @@ std::string_view to_string(FrameType t) noexcept {
     case FrameType::policy: return "policy";
     case FrameType::heartbeat: return "heartbeat";
     case FrameType::disclosure_ack: return "disclosure-ack";
+    case FrameType::features: return "features";
+    case FrameType::pseudonym_keys: return "pseudonym-keys";
     case FrameType::goodbye: return "goodbye";
     }
     return "unknown";
@@ -499,6 +531,8 @@ size_t max_payload(FrameType t) noexcept {
     case FrameType::stats: return 4 + size_t(kMaxStatsEntries) * kMaxStatEntryBytes;
     case FrameType::disclosure: return kMaxDisclosurePayload;
     case FrameType::disclosure_ack: return 8 + 8;
+    case FrameType::features: return 4;
+    case FrameType::pseudonym_keys: return 1 + size_t(kMaxPseudonymKeys) * kMaxKeyEntryBytes;
     case FrameType::welcome: return 8 + 4 + 1;
     case FrameType::snapshot_begin: return 8 + 4 + 4 + kPolicyFields;
     case FrameType::snapshot_chunk: return 4 + size_t(kMaxEntriesPerFrame) * kV6EntryBytes;
@@ -637,6 +671,31 @@ bool encode(std::string& out, const DisclosureAck& f) {
     const size_t s = begin_frame(out, FrameType::disclosure_ack);
     put_u64(out, f.reporter);
     put_u64(out, f.seq);
+    end_frame(out, s);
+    return true;
+}
+
+bool encode(std::string& out, const Features& f) {
+    const size_t s = begin_frame(out, FrameType::features);
+    put_u32(out, f.flags);
+    end_frame(out, s);
+    return true;
+}
+
+bool encode_pseudonym_keys(std::string& out, std::span<const PseudonymKeyView> keys) {
+    if (keys.size() > kMaxPseudonymKeys) return false;
+    for (const auto& k : keys)
+        if (k.collector.empty() || k.collector.size() > kMaxKeyCollectorBytes || !is_printable(k.collector) ||
+            k.not_before_unix_s >= k.not_after_unix_s)
+            return false;
+    const size_t s = begin_frame(out, FrameType::pseudonym_keys);
+    put_u8(out, uint8_t(keys.size()));
+    for (const auto& k : keys) {
+        put_str(out, kStr8, k.collector);
+        put_u64(out, k.not_before_unix_s);
+        put_u64(out, k.not_after_unix_s);
+        out.append(reinterpret_cast<const char*>(k.key.data()), k.key.size());
+    }
     end_frame(out, s);
     return true;
 }

@@ -74,6 +74,10 @@ void for_each_change(const EntryList& list, Fn&& fn);
 template <class Fn>
 void for_each_stat(const Stats& stats, Fn&& fn);
 
+// Calls fn(const PseudonymKeyView&) for every key of a decoded frame.
+template <class Fn>
+void for_each_pseudonym_key(const PseudonymKeys& keys, Fn&& fn);
+
 // Calls fn(const DisclosureView&) for every entry of a decoded disclosure
 // report, in their order.
 template <class Fn>
@@ -95,6 +99,11 @@ bool encode(std::string& out, const PolicyUpdate& f);
 bool encode(std::string& out, const Heartbeat& f);
 bool encode(std::string& out, const Goodbye& f);
 bool encode(std::string& out, const DisclosureAck& f);
+bool encode(std::string& out, const Features& f);
+// False (and nothing appended) unless there are at most kMaxPseudonymKeys,
+// each with a 1..255-byte printable collector name and not_before <
+// not_after. `out` then holds key bytes: clear it after sending.
+bool encode_pseudonym_keys(std::string& out, std::span<const PseudonymKeyView> keys);
 // False (and nothing appended) unless every entry is valid, they are
 // strictly sorted (stat_compare) with one kind per name, and there are at
 // most kMaxStatsEntries.
@@ -195,6 +204,21 @@ void for_each_disclosure(const Disclosure& report, Fn&& fn) {
         v.stripped = big_endian::load64(p + 8);
         p += 16;
         fn(static_cast<const DisclosureView&>(v));
+    }
+}
+
+template <class Fn>
+void for_each_pseudonym_key(const PseudonymKeys& keys, Fn&& fn) {
+    const uint8_t* p = keys.bytes.data();
+    for (uint32_t i = 0; i < keys.count; ++i) {
+        const std::string_view collector = detail::str8(p);
+        const uint64_t not_before = big_endian::load64(p);
+        const uint64_t not_after = big_endian::load64(p + 8);
+        p += 16;
+        const PseudonymKeyView v{collector, not_before, not_after,
+                                 std::span<const uint8_t, kPseudonymKeyBytes>(p, kPseudonymKeyBytes)};
+        p += kPseudonymKeyBytes;
+        fn(v);
     }
 }
 

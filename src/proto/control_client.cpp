@@ -68,6 +68,11 @@ struct ControlClient::Impl {
     bool stopping = false;  // io thread only
     asio::steady_timer backoff_timer{io};
     asio::steady_timer watchdog{io};
+    asio::steady_timer key_clock{io};
+    // The stream id when consentd refused the features frame (an older
+    // consentd): not asked again until it changes (an upgrade restarts it).
+    // Refused before any table: the first stream installed after it.
+    std::optional<std::string> features_refused_stream;
     std::mt19937_64 rng{std::random_device{}()};
     std::vector<uint8_t> buf;
     std::string last_logged;
@@ -80,6 +85,8 @@ struct ControlClient::Impl {
         bool welcomed = false;             // it got as far as consentd's welcome
         bool progressed = false;           // it installed or resumed a table
         bool conversing = false;           // its reader runs: a side loop's failed write ends it
+        bool keys_asked = false;           // it sent features (pseudonym keys)
+        bool keys_answered = false;        // consentd sent pseudonym keys on it
         std::optional<ConnectionEnd> end;  // the first reason recorded is the one
     } at;
 
@@ -118,7 +125,9 @@ struct ControlClient::Impl {
     void publish(bool connected) {
         std::lock_guard lk(mu);
         st.connected = connected;
-        st.synced = sync.has_table();
+        // Keys asked for and not answered yet: not in sync (they come
+        // right after the first snapshot; a pass before them would strip).
+        st.synced = sync.has_table() && !(at.keys_asked && !at.keys_answered);
         st.applied_seq = sync.applied_seq();
         st.head_seq = sync.head_seq();
         st.stream_id = sync.stream_id();
@@ -127,6 +136,7 @@ struct ControlClient::Impl {
         st.deltas = sync.deltas_applied();
         st.entries_refused = sync.entries_refused();
         st.table_entries = enforcement.table() ? enforcement.table()->size() : 0;  // writer thread: exact
+        st.pseudonym_keys = sync.keys_held();
         cv.notify_all();
     }
 
@@ -192,13 +202,21 @@ struct ControlClient::Impl {
         // stats report: the newer frame is the one refused (if it was stats
         // after all, the next connection, without reports, says so).
         if (e.kind != ConnectionEnd::Kind::frame_refused) return;
+        // The features frame goes right after hello: unanswered, it is the
+        // one refused (stats and reports come after the welcome).
+        if (at.keys_asked && !at.keys_answered) {
+            features_refused_stream = sync.stream_id();
+            log("consentd does not send pseudonym keys: collectors with 'deliver: pseudonym' get their identifiers "
+                "stripped");
+            return;
+        }
         if (!disclosures.refused_by_peer() && stats.sent()) stats.refused();
     }
 
     awaitable<void> run() {
         auto backoff = opts.backoff_initial;
         while (!stopping) {
-            at = Attempt{at.number + 1, nullptr, {}, false, false, false, std::nullopt};
+            at = Attempt{at.number + 1, nullptr, {}, false, false, false, false, false, std::nullopt};
             const ConnectionEnd end = co_await attempt();
             ++at.number;  // the watchdog of this attempt is done
             at.close = nullptr;
@@ -372,6 +390,9 @@ struct ControlClient::Impl {
         add("control_entries_refused", sync.entries_refused(), StatKind::counter);
         add("table_entries", table ? table->size() : 0, StatKind::gauge);
         add("table_stale", enforcement.view(monotonic_ns()).health == TableHealth::stale, StatKind::gauge);
+        // How many keys, never which.
+        add("control_pseudonym_keys", sync.keys_held(), StatKind::gauge);
+        add("control_pseudonym_key_installs", sync.key_installs(), StatKind::counter);
         if (disclosures.configured()) {
             const auto c = disclosures.counts();
             add("disclosure_reports_sent", c.sent, StatKind::counter);
@@ -379,6 +400,23 @@ struct ControlClient::Impl {
             add("disclosure_reports_pending", c.pending, StatKind::gauge);
             add("disclosure_reports_dropped", c.dropped, StatKind::counter);
         }
+    }
+
+    // Pseudonym keys change with the wall clock: a period ends, the next
+    // key takes over, and a key past its period is dropped whether consentd
+    // is connected or not.
+    void run_key_clock() {
+        key_clock.expires_after(std::chrono::seconds(1));
+        key_clock.async_wait([this](boost::system::error_code ec) {
+            if (ec || stopping) return;
+            sync.tick();
+            enforcement.rcu().reclaim();
+            {
+                std::lock_guard lk(mu);
+                st.pseudonym_keys = sync.keys_held();
+            }
+            run_key_clock();
+        });
     }
 
     // Sends our goodbye and records why we end the connection.
@@ -397,6 +435,10 @@ struct ControlClient::Impl {
         sync.connection_started();
         std::string out;
         encode(out, Hello{opts.name, sync.applied_seq(), sync.stream_id()});
+        if (features_refused_stream != sync.stream_id()) {
+            encode(out, Features{Features::kPseudonymKeys});
+            at.keys_asked = true;
+        }
         co_await send(s, out);
         if (buf.size() < (64u << 10)) buf.resize(64u << 10);
         size_t have = 0;
@@ -423,6 +465,7 @@ struct ControlClient::Impl {
                     disclosures.on_ack(*a);
                     continue;
                 }
+                if (std::holds_alternative<PseudonymKeys>(r.frame)) at.keys_answered = true;
                 const bool is_welcome = std::holds_alternative<Welcome>(r.frame);
                 const bool is_snapshot_begin = std::holds_alternative<SnapshotBegin>(r.frame);
                 TableSync::Step step = sync.on_frame(r.frame, now);
@@ -464,6 +507,7 @@ struct ControlClient::Impl {
             }
             publish(at.welcomed);
             if (at.welcomed) stats.welcomed();
+            if (features_refused_stream && features_refused_stream->empty()) features_refused_stream = sync.stream_id();
             if (at.welcomed && sync.streaming()) disclosures.synced(sync.stream_id());
             enforcement.rcu().reclaim();
             // Ack only once every worker has finished the bursts that
@@ -554,6 +598,7 @@ void ControlClient::start() {
     Impl* impl = impl_.get();
     impl->thread = std::thread([impl] {
         asio::co_spawn(impl->io, impl->disclosures.drain_loop(), asio::detached);
+        impl->run_key_clock();
         asio::co_spawn(impl->io, impl->run(), [impl](const std::exception_ptr& e) {
             if (!e) return;
             try {
@@ -574,6 +619,7 @@ void ControlClient::stop() {
         impl->end_attempt({ConnectionEnd::Kind::stopped, Goodbye::Code::shutdown, "stopped"});
         impl->backoff_timer.cancel();
         impl->watchdog.cancel();
+        impl->key_clock.cancel();
         impl->disclosures.stop_draining();
     });
     impl->thread.join();

@@ -62,12 +62,13 @@ public:
 
     struct Status {
         bool connected = false;  // consentd welcomed us on the current connection
-        bool synced = false;     // a table from consentd is installed
+        bool synced = false;     // a table from consentd is installed (and its pseudonym keys, if asked)
         uint64_t applied_seq = 0;
         uint64_t head_seq = 0;              // consentd's, as last heard
         uint64_t last_contact_mono_ns = 0;  // monotonic_ns() of the last frame; 0: never
         uint64_t connects = 0, snapshots = 0, deltas = 0, entries_refused = 0;
-        uint64_t table_entries = 0;  // keys in the installed table
+        uint64_t table_entries = 0;   // keys in the installed table
+        uint64_t pseudonym_keys = 0;  // pseudonym keys held (current and next periods; never which)
         std::string stream_id, table_version, last_error;
         // Disclosure reports: frames written (resends included), acknowledged,
         // kept unacknowledged, dropped from the full queue.

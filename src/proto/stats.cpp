@@ -26,6 +26,8 @@ constexpr Help kHelp[] = {
     {"control_snapshots", "whole tables received and installed"},
     {"control_deltas", "table changes received and applied (delta frames)"},
     {"control_entries_refused", "table entries refused (outside the policy's subscriber prefixes)"},
+    {"control_pseudonym_keys", "pseudonym keys held (current and next periods; never which)"},
+    {"control_pseudonym_key_installs", "policies installed again because a pseudonym key changed"},
     {"table_entries", "entries in the installed consent table"},
     {"table_stale", "1 while nothing was heard from consentd for the staleness limit: every identifier is stripped"},
     {"disclosure_reports_sent", "disclosure report frames written to consentd (resends included)"},

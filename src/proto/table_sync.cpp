@@ -1,5 +1,8 @@
 #include "proto/table_sync.hpp"
 
+#include <string.h>
+#include <time.h>
+
 #include "policy/loader.hpp"
 #include "proto/codec.hpp"
 
@@ -54,16 +57,98 @@ void apply_all(ConsentTable& t, const EntryList& list, unsigned ipv6_key_length,
     flush();
 }
 
+// Key material is cleared where it is freed (explicit_bzero: not optimised away).
+void clear_key(PseudonymKey& k) noexcept { explicit_bzero(k.data(), k.size()); }
+void clear_keys(Policy& p) noexcept {
+    for (auto& c : p.collectors)
+        if (c.pseudonym_key) clear_key(*c.pseudonym_key);
+}
+
 }  // namespace
 
-TableSync::TableSync(Enforcement& enforcement) : enforcement_(enforcement) {}
+TableSync::TableSync(Enforcement& enforcement, UnixClock unix_now)
+    : enforcement_(enforcement), unix_now_(std::move(unix_now)) {
+    if (!unix_now_) unix_now_ = [] { return uint64_t(::time(nullptr)); };
+}
+
+TableSync::~TableSync() {
+    for (auto& k : keys_) clear_key(k.key);
+}
+
+void TableSync::set_keys(Policy& policy, uint64_t now) const {
+    for (auto& c : policy.collectors) {
+        if (c.deliver != Collector::Delivery::pseudonym) continue;
+        const HeldKey* best = nullptr;
+        for (const auto& k : keys_)
+            if (k.collector == c.name && k.not_before <= now && now < k.not_after &&
+                (!best || k.not_before > best->not_before))
+                best = &k;
+        if (best)
+            c.pseudonym_key = best->key;
+        else
+            c.pseudonym_key.reset();
+    }
+}
+
+void TableSync::install_keeping_table(std::shared_ptr<const Runtime> runtime) {
+    const ConsentTable& old = *enforcement_.table();
+    auto table = enforcement_.make_table(old.size_v4());
+    table->reserve(old.size_v4(), old.size_v6());
+    old.for_each([&](const SubscriberKey& k, PurposeMask m) { table->upsert(k, m); });
+    enforcement_.install(std::move(runtime), std::move(table));
+}
+
+void TableSync::tick() {
+    const uint64_t now = unix_now_();
+    std::erase_if(keys_, [&](HeldKey& k) {
+        if (now < k.not_after) return false;
+        clear_key(k.key);
+        return true;
+    });
+    const auto runtime = enforcement_.runtime();
+    if (!runtime || !enforcement_.table()) return;
+    Policy policy = runtime->policy();
+    set_keys(policy, now);
+    bool same = true;
+    for (size_t i = 0; i < policy.collectors.size(); ++i)
+        same = same && policy.collectors[i].pseudonym_key == runtime->policy().collectors[i].pseudonym_key;
+    if (same) {
+        clear_keys(policy);
+        return;
+    }
+    // It compiled before with other keys; keys change nothing compile checks.
+    std::string error;
+    auto next = Runtime::compile(policy, &error);
+    clear_keys(policy);
+    if (!next) return;
+    install_keeping_table(std::move(next));
+    ++key_installs_;
+}
+
+TableSync::Step TableSync::on_keys(const PseudonymKeys& f) {
+    if (state_ == State::awaiting_welcome) return fail("pseudonym keys before welcome");
+    for (auto& k : keys_) clear_key(k.key);
+    keys_.clear();
+    for_each_pseudonym_key(f, [&](const PseudonymKeyView& v) {
+        HeldKey k;
+        k.collector = std::string(v.collector);
+        k.not_before = v.not_before_unix_s;
+        k.not_after = v.not_after_unix_s;
+        std::copy(v.key.begin(), v.key.end(), k.key.begin());
+        keys_.push_back(std::move(k));
+    });
+    tick();
+    return Step{};
+}
 
 std::shared_ptr<const Runtime> TableSync::compile(std::string_view text, std::string_view name,
                                                   std::string& error) const {
     try {
         auto loaded = policy::load_policy_text(text,
                                                name.empty() ? std::string("<consentd policy>") : std::string(name));
-        auto runtime = Runtime::compile(std::move(loaded.policy), &error);
+        set_keys(loaded.policy, unix_now_());
+        auto runtime = Runtime::compile(loaded.policy, &error);
+        clear_keys(loaded.policy);
         if (!runtime) error = std::string(name) + ": " + error;
         return runtime;
     } catch (const policy::PolicyError& e) {
@@ -122,6 +207,8 @@ TableSync::Step TableSync::on_frame(const Frame& frame, uint64_t now_mono_ns) {
                 Step s;
                 s.ack = true;  // liveness, and our applied seq
                 return s;
+            } else if constexpr (std::is_same_v<T, PseudonymKeys>) {
+                return on_keys(f);
             } else if constexpr (std::is_same_v<T, Goodbye>) {
                 Step s;
                 s.closed = true;
@@ -188,6 +275,7 @@ TableSync::Step TableSync::on_snapshot_end(const SnapshotEnd& f) {
     enforcement_.heard_from_control(monotonic_ns());
     state_ = State::streaming;
     ++snapshots_;
+    tick();  // keys that came while the snapshot did
     Step s;
     s.ack = true;
     s.installed = true;
@@ -225,11 +313,7 @@ TableSync::Step TableSync::on_policy(const PolicyUpdate& f) {
         return fail("the policy from consentd does not load here; keeping the installed state: " + error,
                     Goodbye::Code::policy_rejected);
     // Same table meaning: copy the installed table next to the new policy.
-    const ConsentTable& old = *enforcement_.table();
-    auto table = enforcement_.make_table(old.size_v4());
-    table->reserve(old.size_v4(), old.size_v6());
-    old.for_each([&](const SubscriberKey& k, PurposeMask m) { table->upsert(k, m); });
-    enforcement_.install(std::move(runtime), std::move(table));
+    install_keeping_table(std::move(runtime));
     stream_id_ = std::string(f.stream_id);
     Step s;
     s.installed = true;

@@ -13,14 +13,21 @@
 //    the next lookup; a multi-part commit is acknowledged on its last part).
 //  - policy: a new policy with the same table meaning; the table is copied
 //    into a new one and installed with it.
+//  - pseudonym keys: the set consentd sent last, each used only within its
+//    period by this machine's wall clock; every policy compiled here gets,
+//    per collector that receives pseudonyms, the key of the current period
+//    (none: that collector's identifiers are stripped). tick() drops keys
+//    whose period ended and installs the next ones, connected or not.
 //  - every frame is contact with the control plane (heard_from_control), but
 //    only once a table from consentd is installed: before the first
 //    snapshot, the data plane strips everything (or drops, with no policy).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/enforcement.hpp"
 #include "proto/wire.hpp"
@@ -29,7 +36,13 @@ namespace optgate::proto {
 
 class TableSync {
 public:
-    explicit TableSync(Enforcement& enforcement);
+    // `unix_now`: the wall clock in seconds, for the keys' periods (tests
+    // inject one); default: time().
+    using UnixClock = std::function<uint64_t()>;
+    explicit TableSync(Enforcement& enforcement, UnixClock unix_now = {});
+    ~TableSync();
+    TableSync(const TableSync&) = delete;
+    TableSync& operator=(const TableSync&) = delete;
 
     struct Step {
         bool ok = true;
@@ -54,6 +67,15 @@ public:
 
     Step on_frame(const Frame& frame, uint64_t now_mono_ns);
 
+    // Drops the pseudonym keys whose period ended and, when the key of some
+    // collector changes (a period began or ended), installs the policy
+    // again with the keys of now (the table is kept). Cold: once a second.
+    void tick();
+    // Pseudonym keys held (current and next periods), and how many times
+    // keys changed the installed policy.
+    size_t keys_held() const noexcept { return keys_.size(); }
+    uint64_t key_installs() const noexcept { return key_installs_; }
+
     // Status.
     bool has_table() const noexcept { return has_table_; }  // a consentd table is installed
     bool streaming() const noexcept { return state_ == State::streaming; }
@@ -73,6 +95,12 @@ private:
     Step on_snapshot_end(const SnapshotEnd& f);
     Step on_delta(const Delta& f);
     Step on_policy(const PolicyUpdate& f);
+    Step on_keys(const PseudonymKeys& f);
+    // Sets, on every collector that receives pseudonyms, the held key whose
+    // period holds `now` (or none).
+    void set_keys(Policy& policy, uint64_t now) const;
+    // Installs a policy for the installed table (copied next to it).
+    void install_keeping_table(std::shared_ptr<const Runtime> runtime);
     // Loads and compiles a policy's text; nullptr and `error` when it fails.
     std::shared_ptr<const Runtime> compile(std::string_view text, std::string_view name, std::string& error) const;
 
@@ -99,6 +127,15 @@ private:
     uint64_t partial_seq_ = 0;
 
     uint64_t snapshots_ = 0, deltas_ = 0, refused_ = 0;
+
+    struct HeldKey {
+        std::string collector;
+        uint64_t not_before = 0, not_after = 0;  // unix seconds, [not_before, not_after)
+        PseudonymKey key{};
+    };
+    std::vector<HeldKey> keys_;
+    UnixClock unix_now_;
+    uint64_t key_installs_ = 0;
 };
 
 }  // namespace optgate::proto

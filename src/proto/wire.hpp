@@ -63,6 +63,13 @@ inline constexpr size_t kMaxDisclosureNameBytes = 255;
 // acknowledged yet: the client sends no more; consentd takes no more
 // (it drops the extra ones unacknowledged, to be sent again).
 inline constexpr size_t kMaxDisclosuresInFlight = 4;
+// Pseudonym keys (consentd -> data plane): at most two per collector that
+// receives pseudonyms (the current period's and the next), collector names
+// of 1..255 printable bytes.
+inline constexpr uint32_t kMaxPseudonymKeys = 32;
+inline constexpr size_t kMaxKeyCollectorBytes = 255;
+inline constexpr size_t kPseudonymKeyBytes = 16;
+inline constexpr size_t kMaxKeyEntryBytes = 1 + kMaxKeyCollectorBytes + 8 + 8 + kPseudonymKeyBytes;
 // The largest payload of any frame type (a snapshot begin with the largest
 // policy). Readers size buffers by this, never more.
 inline constexpr size_t kMaxPayload = 8 + 4 + 4 + 1 + kMaxTokenBytes + 1 + kMaxTokenBytes + 2 + kMaxPolicyNameBytes +
@@ -74,6 +81,7 @@ enum class FrameType : uint8_t {
     ack = 0x02,
     stats = 0x03,
     disclosure = 0x04,
+    features = 0x05,
     // consentd -> data plane
     welcome = 0x10,
     snapshot_begin = 0x11,
@@ -83,6 +91,9 @@ enum class FrameType : uint8_t {
     policy = 0x15,
     heartbeat = 0x16,
     disclosure_ack = 0x17,
+    // 0x18 and 0x19 are left to features-ack and the ledger checkpoint
+    // frame (docs/protocol.md)
+    pseudonym_keys = 0x1a,
     // either way, just before closing
     goodbye = 0x20,
 };
@@ -175,6 +186,34 @@ struct DisclosureAck {
     uint64_t seq = 0;  // >= 1
 };
 
+// What the data plane takes beyond version 1's frames (docs/protocol.md,
+// "Features"): sent once, right after hello. Bits it does not know are
+// ignored by consentd, so one frame serves every optional frame to come.
+struct Features {
+    // 0x01 is left to ledger checkpoints.
+    static constexpr uint32_t kPseudonymKeys = 0x02;  // send pseudonym_keys frames
+    uint32_t flags = 0;
+};
+
+// The pseudonym keys a data plane may use (docs/protocol.md, "Pseudonym
+// keys"): the whole set, replacing the previous one; each key only within
+// [not_before, not_after) of the data plane's wall clock. Entries are
+// validated on decode; walk them with for_each_pseudonym_key (codec.hpp).
+// The frame holds secrets: never log or copy it beyond its use.
+struct PseudonymKeys {
+    uint32_t count = 0;              // 0..kMaxPseudonymKeys
+    std::span<const uint8_t> bytes;  // exactly `count` entries
+};
+
+// One entry of a PseudonymKeys frame (a view into its buffer, or the
+// encoder's input).
+struct PseudonymKeyView {
+    std::string_view collector;  // the policy's collector name
+    uint64_t not_before_unix_s = 0;
+    uint64_t not_after_unix_s = 0;  // > not_before
+    std::span<const uint8_t, kPseudonymKeyBytes> key;
+};
+
 // consentd's answer to hello.
 struct Welcome {
     enum class Mode : uint8_t { snapshot = 0, resume = 1 };
@@ -252,7 +291,7 @@ struct Goodbye {
 };
 
 using Frame = std::variant<Hello, Ack, Welcome, SnapshotBegin, SnapshotChunk, SnapshotEnd, Delta, PolicyUpdate,
-                           Heartbeat, Goodbye, Stats, Disclosure, DisclosureAck>;
+                           Heartbeat, Goodbye, Stats, Disclosure, DisclosureAck, Features, PseudonymKeys>;
 
 // One change to the consent table, the one type for it on both sides:
 // what consentd's state emits per commit (consentd/consent_state.hpp), what

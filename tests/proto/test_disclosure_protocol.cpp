@@ -292,7 +292,8 @@ public:
     }
     OlderConsentd(const OlderConsentd&) = delete;
     OlderConsentd& operator=(const OlderConsentd&) = delete;
-    std::atomic<int> connections{0}, refused{0}, disclosure_frames{0}, stats_frames{0}, acks_after_refusal{0};
+    std::atomic<int> connections{0}, refused{0}, disclosure_frames{0}, stats_frames{0}, acks_after_refusal{0},
+        features_frames{0};
 
 private:
     void serve() {
@@ -328,6 +329,14 @@ private:
                 // What this version does not know, it refuses on the header.
                 const bool unknown = in.size() >= 4 && (uint8_t(in[3]) == uint8_t(proto::FrameType::disclosure) ||
                                                         (!knows_stats_ && uint8_t(in[3]) == 0x03));
+                // Older than features too (every consentd before disclosures is).
+                if (in.size() >= 4 && uint8_t(in[3]) == uint8_t(proto::FrameType::features)) {
+                    ++features_frames;
+                    std::string g;
+                    proto::encode(g, Goodbye{Goodbye::Code::protocol_error, "malformed frame: unknown frame type"});
+                    send(c, g);
+                    return;
+                }
                 if (unknown) {
                     ++(uint8_t(in[3]) == 0x03 ? stats_frames : disclosure_frames);
                     ++refused;
@@ -390,7 +399,8 @@ TEST_CASE("a consentd that knows stats but not disclosures refuses one report; t
         kWait));
     REQUIRE(eventually([&] { return c.source.made == 3; }, kWait));
     CHECK(old.disclosure_frames == 1);
-    CHECK(old.connections == 2);
+    CHECK(old.features_frames == 1);
+    CHECK(old.connections == 3);  // features refused, then the report, then none
     CHECK_FALSE(logged(c.dp, "does not know the stats frame"));
     const auto s = c.dp.client.status();
     CHECK(s.connected);
