@@ -478,6 +478,41 @@ void Publisher::stats(uint64_t id, const proto::Stats& s) {
     ++counters_.stats_reports;
 }
 
+void Publisher::features(uint64_t id, const proto::Features& f) {
+    const auto it = dataplanes_.find(id);
+    if (it == dataplanes_.end()) return;
+    DataPlane& dp = it->second;
+    if (!dp.greeted) {
+        ++counters_.protocol_errors;
+        dp.link->close(Goodbye::Code::protocol_error, "features before hello");
+        return;
+    }
+    dp.last_heard = Clock::now();
+    proto::FeaturesAck answer;
+    if ((f.flags & proto::Features::kCheckpoints) && checkpoints_on_) {
+        dp.wants_checkpoints = true;
+        answer.flags |= proto::Features::kCheckpoints;
+        // Before the answer: once the client has it, it has the latest.
+        if (checkpoint_ && dp.link->send(*checkpoint_, false) == DataPlaneLink::SendResult::closed) return;
+    }
+    std::string out;
+    proto::encode(out, answer);
+    dp.link->send(frames_of(std::move(out)), false);
+}
+
+void Publisher::publish_checkpoint(uint64_t seq, const std::string& line) {
+    std::string out;
+    if (!proto::encode(out, proto::Checkpoint{seq, line})) {
+        log_error("checkpoint of event " + std::to_string(seq) + " cannot travel to data planes (malformed line)");
+        return;
+    }
+    checkpoint_ = frames_of(std::move(out));
+    counters_.checkpoint_seq = seq;
+    // Unbounded: a few hundred bytes every `every_events` or `every`.
+    for (auto& [id, dp] : dataplanes_)
+        if (dp.greeted && dp.wants_checkpoints) dp.link->send(*checkpoint_, false);
+}
+
 void Publisher::detach(uint64_t id, const std::string& why) {
     const auto it = dataplanes_.find(id);
     if (it == dataplanes_.end()) return;

@@ -272,6 +272,15 @@ Frame decode_payload(FrameType type, Reader& r) noexcept {
         check(r, f.seq >= 1, DecodeError::bad_value);
         return f;
     }
+    case FrameType::features: return Features{r.u32()};
+    case FrameType::features_ack: return FeaturesAck{r.u32()};
+    case FrameType::checkpoint: {
+        Checkpoint f;
+        f.seq = r.u64();
+        f.line = r.str(kStr16, 1, kMaxCheckpointLineBytes);
+        check(r, is_printable(f.line), DecodeError::bad_string);
+        return f;
+    }
     case FrameType::welcome: {
         Welcome f;
         f.head_seq = r.u64();
@@ -358,7 +367,8 @@ bool allowed(FrameType t, Direction dir) noexcept {
     case FrameType::hello:
     case FrameType::ack:
     case FrameType::stats:
-    case FrameType::disclosure: return dir == Direction::to_server;
+    case FrameType::disclosure:
+    case FrameType::features: return dir == Direction::to_server;
     case FrameType::goodbye: return true;
     default: return dir == Direction::to_client;
     }
@@ -448,6 +458,9 @@ std::string_view to_string(FrameType t) noexcept {
     case FrameType::ack: return "ack";
     case FrameType::stats: return "stats";
     case FrameType::disclosure: return "disclosure";
+    case FrameType::features: return "features";
+    case FrameType::features_ack: return "features-ack";
+    case FrameType::checkpoint: return "checkpoint";
     case FrameType::welcome: return "welcome";
     case FrameType::snapshot_begin: return "snapshot-begin";
     case FrameType::snapshot_chunk: return "snapshot-chunk";
@@ -499,6 +512,9 @@ size_t max_payload(FrameType t) noexcept {
     case FrameType::stats: return 4 + size_t(kMaxStatsEntries) * kMaxStatEntryBytes;
     case FrameType::disclosure: return kMaxDisclosurePayload;
     case FrameType::disclosure_ack: return 8 + 8;
+    case FrameType::features:
+    case FrameType::features_ack: return 4;
+    case FrameType::checkpoint: return 8 + 2 + kMaxCheckpointLineBytes;
     case FrameType::welcome: return 8 + 4 + 1;
     case FrameType::snapshot_begin: return 8 + 4 + 4 + kPolicyFields;
     case FrameType::snapshot_chunk: return 4 + size_t(kMaxEntriesPerFrame) * kV6EntryBytes;
@@ -637,6 +653,29 @@ bool encode(std::string& out, const DisclosureAck& f) {
     const size_t s = begin_frame(out, FrameType::disclosure_ack);
     put_u64(out, f.reporter);
     put_u64(out, f.seq);
+    end_frame(out, s);
+    return true;
+}
+
+bool encode(std::string& out, const Features& f) {
+    const size_t s = begin_frame(out, FrameType::features);
+    put_u32(out, f.flags);
+    end_frame(out, s);
+    return true;
+}
+
+bool encode(std::string& out, const FeaturesAck& f) {
+    const size_t s = begin_frame(out, FrameType::features_ack);
+    put_u32(out, f.flags);
+    end_frame(out, s);
+    return true;
+}
+
+bool encode(std::string& out, const Checkpoint& f) {
+    if (f.line.empty() || f.line.size() > kMaxCheckpointLineBytes || !is_printable(f.line)) return false;
+    const size_t s = begin_frame(out, FrameType::checkpoint);
+    put_u64(out, f.seq);
+    put_str(out, kStr16, f.line);
     end_frame(out, s);
     return true;
 }

@@ -95,6 +95,9 @@ bool encode(std::string& out, const PolicyUpdate& f);
 bool encode(std::string& out, const Heartbeat& f);
 bool encode(std::string& out, const Goodbye& f);
 bool encode(std::string& out, const DisclosureAck& f);
+bool encode(std::string& out, const Features& f);
+bool encode(std::string& out, const FeaturesAck& f);
+bool encode(std::string& out, const Checkpoint& f);
 // False (and nothing appended) unless every entry is valid, they are
 // strictly sorted (stat_compare) with one kind per name, and there are at
 // most kMaxStatsEntries.

@@ -63,6 +63,9 @@ inline constexpr size_t kMaxDisclosureNameBytes = 255;
 // acknowledged yet: the client sends no more; consentd takes no more
 // (it drops the extra ones unacknowledged, to be sent again).
 inline constexpr size_t kMaxDisclosuresInFlight = 4;
+// A ledger checkpoint's record line (consentd's checkpoint file), about 300
+// bytes today.
+inline constexpr size_t kMaxCheckpointLineBytes = 512;
 // The largest payload of any frame type (a snapshot begin with the largest
 // policy). Readers size buffers by this, never more.
 inline constexpr size_t kMaxPayload = 8 + 4 + 4 + 1 + kMaxTokenBytes + 1 + kMaxTokenBytes + 2 + kMaxPolicyNameBytes +
@@ -74,6 +77,7 @@ enum class FrameType : uint8_t {
     ack = 0x02,
     stats = 0x03,
     disclosure = 0x04,
+    features = 0x05,
     // consentd -> data plane
     welcome = 0x10,
     snapshot_begin = 0x11,
@@ -83,6 +87,8 @@ enum class FrameType : uint8_t {
     policy = 0x15,
     heartbeat = 0x16,
     disclosure_ack = 0x17,
+    features_ack = 0x18,
+    checkpoint = 0x19,
     // either way, just before closing
     goodbye = 0x20,
 };
@@ -175,6 +181,31 @@ struct DisclosureAck {
     uint64_t seq = 0;  // >= 1
 };
 
+// Optional frames a peer takes (docs/protocol.md, "Features"): the data
+// plane sends its set right after hello; consentd answers with the part it
+// will send (FeaturesAck). An older consentd refuses the frame (goodbye,
+// unknown frame type), and the client sends it no more; consentd sends an
+// optional frame only to a data plane that asked for it, so an older data
+// plane never sees one. Unknown bits are ignored (a newer peer's).
+struct Features {
+    static constexpr uint32_t kCheckpoints = 0x1;  // Checkpoint frames
+    uint32_t flags = 0;
+};
+
+// consentd's answer to Features: the flags it will act on.
+struct FeaturesAck {
+    uint32_t flags = 0;
+};
+
+// The ledger's latest signed checkpoint (docs/consentd.md, "Signed
+// checkpoints"), sent after FeaturesAck and whenever consentd signs one.
+// `line` is the record exactly as in consentd's checkpoint file, so that an
+// operator can check it with `optgatectl verify-ledger --checkpoints`.
+struct Checkpoint {
+    uint64_t seq = 0;       // as in the line
+    std::string_view line;  // 1..512 printable ASCII
+};
+
 // consentd's answer to hello.
 struct Welcome {
     enum class Mode : uint8_t { snapshot = 0, resume = 1 };
@@ -252,7 +283,7 @@ struct Goodbye {
 };
 
 using Frame = std::variant<Hello, Ack, Welcome, SnapshotBegin, SnapshotChunk, SnapshotEnd, Delta, PolicyUpdate,
-                           Heartbeat, Goodbye, Stats, Disclosure, DisclosureAck>;
+                           Heartbeat, Goodbye, Stats, Disclosure, DisclosureAck, Features, FeaturesAck, Checkpoint>;
 
 // One change to the consent table, the one type for it on both sides:
 // what consentd's state emits per commit (consentd/consent_state.hpp), what

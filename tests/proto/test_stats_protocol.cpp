@@ -118,13 +118,13 @@ TEST_CASE("reports reach GET /metrics per data plane, grouped by family, and /v1
     REQUIRE(dps.size() == 2);
     for (const auto& d : dps) {
         REQUIRE(d.stats);
-        CHECK(d.stats->count == 3 + 9);  // the source's and the client's own
+        CHECK(d.stats->count == 3 + 11);  // the source's and the client's own
         REQUIRE(d.stats_age_ms);
         CHECK(*d.stats_age_ms < kPatience.count());
         const auto j = consentd::to_json(d, true);
-        CHECK(j.at("stats_entries").to_number<int64_t>() == 12);
+        CHECK(j.at("stats_entries").to_number<int64_t>() == 14);
         const auto& entries = j.at("stats").as_array();
-        REQUIRE(entries.size() == 12);
+        REQUIRE(entries.size() == 14);
         CHECK(entries[0].at("name").as_string() == "control_applied_seq");  // sorted
         bool labelled = false;
         for (const auto& e : entries)
@@ -165,7 +165,7 @@ TEST_CASE("a data plane that goes away stays, up 0, until it comes back or stats
         const auto j = consentd::to_json(gone[0]);
         CHECK(j.contains("disconnected_at"));
         CHECK_FALSE(j.contains("synced"));
-        CHECK(j.at("stats_entries").to_number<int64_t>() == 12);
+        CHECK(j.at("stats_entries").to_number<int64_t>() == 14);
     }
 
     // Back under the same name: up again, and only the new process's counts.
@@ -346,7 +346,7 @@ public:
     }
     OldConsentd(const OldConsentd&) = delete;
     OldConsentd& operator=(const OldConsentd&) = delete;
-    std::atomic<int> connections{0}, stats_frames{0}, acks_after_refusal{0};
+    std::atomic<int> connections{0}, stats_frames{0}, features_frames{0}, acks_after_refusal{0};
 
 private:
     void serve() {
@@ -383,6 +383,13 @@ private:
                 if (std::holds_alternative<proto::Hello>(r.frame) && !greeted) {
                     greeted = true;
                     send(c, welcome_and_table());
+                } else if (std::holds_alternative<proto::Features>(r.frame)) {
+                    // Older than features, too: refused the same way.
+                    ++features_frames;
+                    std::string g;
+                    proto::encode(g, Goodbye{Goodbye::Code::protocol_error, "malformed frame: unknown frame type"});
+                    send(c, g);
+                    return;
                 } else if (std::holds_alternative<proto::Stats>(r.frame)) {
                     ++stats_frames;
                     std::string g;
@@ -428,6 +435,7 @@ TEST_CASE("a consentd that predates stats refuses the frame once; the client sto
     // never a stats frame again.
     CHECK(eventually([&] { return old.connections >= 2 && old.acks_after_refusal >= 5; }));
     CHECK(old.stats_frames == 1);
+    CHECK(old.features_frames == 1);
     CHECK(d.client.status().connected);
     CHECK(d.client.status().synced);
     CHECK_FALSE(d.client.flush_stats(200ms));
