@@ -631,6 +631,40 @@ class ConnectionLimitsTest(unittest.TestCase):
             for s in attack:
                 s.close()
 
+    def test_bodies_sent_to_routes_without_a_token_are_never_buffered(self):
+        # Item 3 of the issue as an attack: 1 MiB bodies announced to
+        # /healthz on many connections, each sending 64 KiB of it. Each is
+        # answered 413 from its header; the API serves a client with a
+        # token meanwhile, and RSS stays bounded (before: 1,000 took 1 GiB).
+        pid = self.d.proc.pid
+        rss_before = rss_kib(pid)
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n"
+        attack = []
+        try:
+            for _ in range(4 * self.MAX):
+                s = self.open(1, head)[0]
+                try:
+                    s.sendall(b"x" * 65536)
+                except OSError:
+                    pass  # answered and closed already
+                attack.append(s)
+            st, _, j = self.d.request("PUT", "/v1/subscribers/victim-body/consents/advertising", GRANT)
+            self.assertEqual(st, 200, j)
+            answered = 0
+            for s in attack[-self.MAX:]:
+                try:
+                    answered += s.recv(100).startswith(b"HTTP/1.1 413")
+                except OSError:
+                    pass  # reset: the unread body made the close a reset
+            self.assertGreater(answered, 0)
+            grown = rss_kib(pid) - rss_before
+            print(f"RSS {rss_before} KiB before, +{grown} KiB with {len(attack)} 1 MiB bodies announced",
+                  file=sys.stderr)
+            self.assertLess(grown, self.RSS_BOUND_KIB)
+        finally:
+            for s in attack:
+                s.close()
+
     def test_a_full_house_is_answered_503_with_retry_after(self):
         # Every slot held by a client with a token in the middle of a body:
         # nothing to reclaim, so the next connection hears why it is refused.
