@@ -88,6 +88,7 @@ public:
     // `name` prefixes log lines ("portal").
     SlottedListener(boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& at, std::string name,
                     size_t max, size_t reserved, Serve serve);
+    ~SlottedListener() = default;
     SlottedListener(const SlottedListener&) = delete;
     SlottedListener& operator=(const SlottedListener&) = delete;
 

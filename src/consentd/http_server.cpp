@@ -70,7 +70,7 @@ public:
           slot_(std::move(slots), this) {
         ++metrics_.connections();
     }
-    ~Session() { --metrics_.connections(); }
+    ~Session() override { --metrics_.connections(); }
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 

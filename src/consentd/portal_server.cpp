@@ -40,6 +40,7 @@ public:
     Connection(Portal& portal, std::shared_ptr<ConnectionSlots> slots, asio::ip::address peer, Args&&... args)
         : stream_(std::forward<Args>(args)...), portal_(portal), slot_(std::move(slots), this), peer_(std::move(peer)) {
     }
+    ~Connection() override = default;
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
