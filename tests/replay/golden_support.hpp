@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "packet_builder.hpp"
 #include "pcap_io.hpp"
 #include "subprocess.hpp"
 
@@ -43,5 +44,41 @@ struct Replay {
 // `extra_args` go before the pcaps (e.g. --pseudonym-keys FILE).
 Replay replay(const std::vector<test::Bytes>& frames, const std::string& policy = example_policy(),
               const std::string& consent = example_consent(), const std::vector<std::string>& extra_args = {});
+
+// One TCP connection to port 80 in the golden tests' captures: its SYN, its
+// data segments by offset, and an answer from the server.
+struct Conn {
+    std::string src, dst;
+    uint16_t sport;
+    int vlans = 0;  // 0, 1 (802.1Q) or 2 (QinQ)
+    uint32_t isn = 7000;
+
+    test::PacketBuilder base() const { return frame(src, dst); }
+    test::Bytes syn() const { return base().tcp(sport, 80, {.seq = isn, .flags = test::SYN}).build(); }
+    test::Bytes data(size_t offset, std::string_view payload) const {
+        return base()
+            .tcp(sport, 80, {.seq = uint32_t(isn + 1 + offset), .ack = 1, .flags = test::PSH | test::ACK})
+            .payload(payload)
+            .build();
+    }
+    test::Bytes response(std::string_view payload) const {
+        return frame(dst, src)
+            .tcp(80, sport, {.seq = 1, .ack = isn + 1, .flags = test::PSH | test::ACK})
+            .payload(payload)
+            .build();
+    }
+
+private:
+    test::PacketBuilder frame(const std::string& from, const std::string& to) const {
+        test::PacketBuilder b;
+        if (vlans == 1) b.vlan(100);
+        if (vlans == 2) b.vlan(10, test::kTpid8021ad).vlan(20);
+        if (from.find(':') != std::string::npos)
+            b.ipv6(from, to);
+        else
+            b.ipv4(from, to);
+        return b;
+    }
+};
 
 }  // namespace optgate::golden

@@ -26,44 +26,10 @@
 
 using namespace optgate;
 using namespace optgate::test;
+using golden::Conn;
 using golden::replay;
 
 namespace {
-
-struct Conn {
-    std::string src, dst;
-    uint16_t sport;
-    int vlans = 0;  // 0, 1 (802.1Q) or 2 (QinQ)
-    uint32_t isn = 7000;
-
-    PacketBuilder base() const {
-        PacketBuilder b;
-        if (vlans == 1) b.vlan(100);
-        if (vlans == 2) b.vlan(10, kTpid8021ad).vlan(20);
-        if (src.find(':') != std::string::npos)
-            b.ipv6(src, dst);
-        else
-            b.ipv4(src, dst);
-        return b;
-    }
-    Bytes syn() const { return base().tcp(sport, 80, {.seq = isn, .flags = SYN}).build(); }
-    Bytes data(size_t offset, std::string_view payload) const {
-        return base()
-            .tcp(sport, 80, {.seq = uint32_t(isn + 1 + offset), .ack = 1, .flags = PSH | ACK})
-            .payload(payload)
-            .build();
-    }
-    Bytes response(std::string_view payload) const {
-        PacketBuilder b;
-        if (vlans == 1) b.vlan(100);
-        if (vlans == 2) b.vlan(10, kTpid8021ad).vlan(20);
-        if (src.find(':') != std::string::npos)
-            b.ipv6(dst, src);
-        else
-            b.ipv4(dst, src);
-        return b.tcp(80, sport, {.seq = 1, .ack = isn + 1, .flags = PSH | ACK}).payload(payload).build();
-    }
-};
 
 std::string request(const std::string& host, const std::string& ids, bool host_first = true) {
     const std::string h = host.empty() ? "" : "Host: " + host + "\r\n";

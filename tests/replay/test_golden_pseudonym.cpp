@@ -19,6 +19,7 @@
 
 using namespace optgate;
 using namespace optgate::test;
+using golden::Conn;
 using golden::replay;
 
 namespace {
@@ -50,24 +51,6 @@ struct PseudonymPolicy {
         std::ofstream(keys) << "# collector key\n"
                                "web-analytics 000102030405060708090a0b0c0d0e0f\n"
                                "metrics-hosts f0e0d0c0b0a090807060504030201000\n";
-    }
-};
-
-struct Conn {
-    std::string src, dst;
-    uint16_t sport;
-    uint32_t isn = 9000;
-    PacketBuilder base() const {
-        PacketBuilder b;
-        b.ipv4(src, dst);
-        return b;
-    }
-    Bytes syn() const { return base().tcp(sport, 80, {.seq = isn, .flags = SYN}).build(); }
-    Bytes data(size_t offset, std::string_view payload) const {
-        return base()
-            .tcp(sport, 80, {.seq = uint32_t(isn + 1 + offset), .ack = 1, .flags = PSH | ACK})
-            .payload(payload)
-            .build();
     }
 };
 
