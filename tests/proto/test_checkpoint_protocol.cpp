@@ -67,7 +67,8 @@ boost::json::value listed_checkpoint(Rig& rig, const std::string& name) {
 
 TEST_CASE("a data plane gets the latest checkpoint on connect and each new one; both sides report its seq") {
     Rig rig;
-    const auto [priv, pub] = new_key(rig.dir, "checkpoint");
+    const auto priv_pub = new_key(rig.dir, "checkpoint");
+    const std::string priv = priv_pub.first, pub = priv_pub.second;  // named: clang 14 cannot capture a binding
     const auto key = CheckpointKey::load_private(priv);
     const auto first = sign(key, 7);
     rig.on_io([&] { rig.publisher->enable_checkpoints(); });
@@ -106,8 +107,11 @@ TEST_CASE("a data plane gets the latest checkpoint on connect and each new one; 
 
 TEST_CASE("refused checkpoints: seq going back, another head at the same seq, a bad or foreign signature") {
     Rig rig;
-    const auto [priv, pub] = new_key(rig.dir, "checkpoint");
-    const auto [stranger_priv, stranger_pub] = new_key(rig.dir, "stranger");
+    const auto priv_pub = new_key(rig.dir, "checkpoint");
+    const std::string priv = priv_pub.first, pub = priv_pub.second;  // named: clang 14 cannot capture a binding
+    const auto stranger_priv_stranger_pub = new_key(rig.dir, "stranger");
+    const std::string stranger_priv = stranger_priv_stranger_pub.first,
+                      stranger_pub = stranger_priv_stranger_pub.second;  // named: clang 14 cannot capture a binding
     const auto key = CheckpointKey::load_private(priv);
     const auto stranger = CheckpointKey::load_private(stranger_priv);
     rig.on_io([&] { rig.publisher->enable_checkpoints(); });
@@ -157,7 +161,8 @@ TEST_CASE("refused checkpoints: seq going back, another head at the same seq, a 
 
 TEST_CASE("without a public key checkpoints are kept unverified; a repeat is neither kept again nor refused") {
     Rig rig;
-    const auto [priv, pub] = new_key(rig.dir, "checkpoint");
+    const auto priv_pub = new_key(rig.dir, "checkpoint");
+    const std::string priv = priv_pub.first, pub = priv_pub.second;  // named: clang 14 cannot capture a binding
     const auto key = CheckpointKey::load_private(priv);
     rig.on_io([&] { rig.publisher->enable_checkpoints(); });
     const auto c = sign(key, 5);
@@ -181,7 +186,8 @@ TEST_CASE("without a public key checkpoints are kept unverified; a repeat is nei
 TEST_CASE("a data plane that does not ask (older) gets no checkpoint; consentd without checkpoints answers none") {
     SUBCASE("older data plane") {
         Rig rig;
-        const auto [priv, pub] = new_key(rig.dir, "checkpoint");
+        const auto priv_pub = new_key(rig.dir, "checkpoint");
+        const std::string priv = priv_pub.first, pub = priv_pub.second;  // named: clang 14 cannot capture a binding
         const auto key = CheckpointKey::load_private(priv);
         rig.on_io([&] { rig.publisher->enable_checkpoints(); });
         const auto c = sign(key, 3);
