@@ -109,11 +109,8 @@ TEST_CASE("refused checkpoints: seq going back, another head at the same seq, a 
     Rig rig;
     const auto priv_pub = new_key(rig.dir, "checkpoint");
     const std::string priv = priv_pub.first, pub = priv_pub.second;  // named: clang 14 cannot capture a binding
-    const auto stranger_priv_stranger_pub = new_key(rig.dir, "stranger");
-    const std::string stranger_priv = stranger_priv_stranger_pub.first,
-                      stranger_pub = stranger_priv_stranger_pub.second;  // named: clang 14 cannot capture a binding
     const auto key = CheckpointKey::load_private(priv);
-    const auto stranger = CheckpointKey::load_private(stranger_priv);
+    const auto stranger = CheckpointKey::load_private(new_key(rig.dir, "stranger").first);
     rig.on_io([&] { rig.publisher->enable_checkpoints(); });
     DataPlane d(rig.endpoint(), "edge-1", 50ms, std::nullopt,
                 [&](proto::ControlClient::Options& o) { o.checkpoint_public_key = pub; });
