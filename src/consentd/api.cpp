@@ -685,7 +685,7 @@ void Api::submit(Change change, const Admission& a, std::function<json::object(c
     service_.submit(
         std::move(change), a.token->name,
         [this, wait = a.enforced_wait, ok = std::move(ok), respond = std::move(respond)](Outcome o) mutable {
-            // On the writer thread: hand the answer to the io thread.
+            // On the ledger's sync thread: hand the answer to the io thread.
             boost::asio::post(
                 ioc_, [this, wait, ok = std::move(ok), respond = std::move(respond), o = std::move(o)]() mutable {
                     if (o.status != Outcome::Status::ok) {

@@ -1,6 +1,12 @@
 #include "consentd/ledger.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
 #include <stdexcept>
+#include <system_error>
 
 #include "consentd/schema.hpp"
 
@@ -89,6 +95,42 @@ Ledger::Ledger(const std::string& path) : db_(path, Database::Mode::read_write_c
     delete_binding_ = db_.prepare("DELETE FROM bindings WHERE address = ?1");
     head_ = db_.prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1");
     load_head();
+}
+
+Ledger::~Ledger() {
+    if (wal_fd_ >= 0) ::close(wal_fd_);
+}
+
+bool Ledger::defer_sync() {
+    if (wal_fd_ >= 0) return true;
+    // The file SQLite writes the WAL to (symbolic links resolved as it does).
+    const char* wal = sqlite3_filename_wal(sqlite3_db_filename(db_.handle(), "main"));
+    if (!wal || !*wal) return false;
+    const int fd = ::open(wal, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    // SQLite fsyncs the directory of a WAL it created at that WAL's first
+    // sync; without its syncs that is ours to do, once.
+    const std::string dir = std::filesystem::path(wal).parent_path().string();
+    const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const bool dir_synced = dfd >= 0 && ::fsync(dfd) == 0;
+    if (dfd >= 0) ::close(dfd);
+    if (!dir_synced || ::fdatasync(fd) != 0) {
+        ::close(fd);
+        return false;
+    }
+    // The WAL file stays the same file while this connection is open (SQLite
+    // deletes it only when the last connection closes), so one descriptor
+    // serves for the daemon's life.
+    wal_fd_ = fd;
+    db_.exec("PRAGMA synchronous = NORMAL");
+    return true;
+}
+
+void Ledger::sync() const {
+    if (wal_fd_ < 0) return;
+    // fdatasync flushes the file, whichever descriptor wrote it: every frame
+    // SQLite wrote before this call, the WAL header and the file's size.
+    if (::fdatasync(wal_fd_) != 0) throw std::system_error(errno, std::generic_category(), "fsync of the WAL");
 }
 
 void Ledger::load_head() {

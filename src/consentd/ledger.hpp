@@ -1,4 +1,4 @@
-// The ledger: an SQLite database (WAL, synchronous=FULL) holding the
+// The ledger: an SQLite database (WAL, every commit fsync'd) holding the
 // append-only `events` table, their hash chain, and the derived `consents`
 // and `bindings` tables kept in the same transaction as each event
 // (docs/consentd.md, "Ledger schema").
@@ -6,6 +6,13 @@
 // Ledger is the single writer. It owns the chain head: append() assigns each
 // event its sequence number and hashes, and rollback() forgets what the
 // failed transaction appended.
+//
+// Deferred sync (defer_sync(), LedgerService's pipeline): commit() then
+// writes the transaction's WAL frames without the fsync (synchronous=NORMAL)
+// and sync() makes every commit so far durable, from another thread while
+// this one prepares and commits the next transaction. Nothing may be taken
+// as durable (answered, published) before the sync() that follows its
+// commit() has returned.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +44,9 @@ class Ledger {
 public:
     // Creates the file and schema on first use.
     explicit Ledger(const std::string& path);
+    ~Ledger();
+    Ledger(const Ledger&) = delete;
+    Ledger& operator=(const Ledger&) = delete;
 
     uint64_t head_seq() const noexcept { return seq_; }
     const std::string& head_hash() const noexcept { return hash_hex_; }
@@ -45,8 +55,19 @@ public:
     // SqliteError; after one, call rollback().
     void begin();
     void append(Event& e);  // fills seq, prev_hash, hash; writes the event and its derived row
-    void commit();          // durable once it returns
+    void commit();          // durable once it returns, or, with defer_sync(), once sync() returns
     void rollback() noexcept;
+
+    // Commits stop waiting for their fsync; sync() does it. False (and
+    // commits stay synchronous=FULL) if the WAL file cannot be opened.
+    // Between transactions.
+    bool defer_sync();
+    // Every transaction committed before the call is durable once it
+    // returns (fdatasync of the WAL). The one member safe to call from
+    // another thread, concurrently with any other. No-op without
+    // defer_sync(). Throws std::system_error if the fsync fails: what the
+    // WAL holds is then not known to be on disk.
+    void sync() const;
 
     // The policy history (policy_history.hpp): `text` (nullopt: not known)
     // and the receipt issuer, in force from the next event. Between
@@ -77,6 +98,7 @@ private:
     Digest pending_hash_{};
     std::string pending_hash_hex_ = kGenesisHash;
     bool open_ = false;
+    int wal_fd_ = -1;  // defer_sync(): the WAL file, for sync()
     std::shared_ptr<const PolicyRecord> policy_record_;
 };
 

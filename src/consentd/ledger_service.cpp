@@ -45,7 +45,8 @@ ConsentState load_state(Ledger& ledger, std::shared_ptr<const Policy> policy) {
 LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<const Policy> policy, Metrics& metrics,
                              Options options)
     : ledger_(std::move(ledger)), radius_sessions_(ledger_->db()), metrics_(metrics), options_(std::move(options)),
-      state_(load_state(*ledger_, policy)), policy_(std::move(policy)), committed_seq_(ledger_->head_seq()) {
+      state_(load_state(*ledger_, policy)), policy_(std::move(policy)), committed_seq_(ledger_->head_seq()),
+      synced_seq_(ledger_->head_seq()) {
     ledger_->record_policy(options_.policy_text, options_.receipts);
     publish_gauges();
 }
@@ -59,6 +60,9 @@ void LedgerService::start() {
         // Slower commits, nothing worse: SQLite checkpoints on the writer.
         log_warning(std::string("WAL checkpoints stay on the writer thread: ") + e.what());
     }
+    if (!ledger_->defer_sync())
+        log_warning("cannot open the ledger's WAL file to fsync it: each commit waits for its own fsync");
+    syncer_ = std::thread([this] { run_sync(); });
     writer_ = std::thread([this] { run(); });
 }
 
@@ -69,6 +73,12 @@ void LedgerService::stop() {
     }
     queue_cv_.notify_all();
     if (writer_.joinable()) writer_.join();
+    {
+        std::lock_guard lk(sync_mu_);
+        sync_stopping_ = true;
+    }
+    sync_cv_.notify_all();
+    if (syncer_.joinable()) syncer_.join();
     checkpointer_.reset();
 }
 
@@ -92,23 +102,79 @@ std::shared_ptr<const Policy> LedgerService::policy() const {
 uint64_t LedgerService::head_seq() const { return committed_seq_.load(std::memory_order_acquire); }
 
 void LedgerService::add_listener(TableListener* l) {
-    std::lock_guard lk(state_mu_);
+    std::lock_guard lk(listeners_mu_);
     listeners_.push_back(l);
 }
 
 void LedgerService::remove_listener(TableListener* l) {
-    std::lock_guard lk(state_mu_);
+    std::lock_guard lk(listeners_mu_);
     std::erase(listeners_, l);
 }
 
 void LedgerService::snapshot(const std::function<void(uint64_t, const ConsentState&)>& fn) const {
     std::lock_guard lk(state_mu_);
-    fn(ledger_->head_seq(), state_);
+    // The state may hold a commit still being fsync'd: wait for it (the
+    // writer cannot commit another while we hold the state lock), so what
+    // fn sees is durable and every listener has heard it.
+    const uint64_t seq = ledger_->head_seq();
+    {
+        std::unique_lock slk(sync_mu_);
+        sync_cv_.wait(slk, [&] { return synced_seq_ >= seq; });
+    }
+    fn(seq, state_);
+}
+
+void LedgerService::wait_sync(bool idle) {
+    std::unique_lock lk(sync_mu_);
+    sync_cv_.wait(lk, [&] { return to_sync_.empty() && (!idle || !syncing_); });
+}
+
+void LedgerService::sync_or_exit() const {
+    try {
+        ledger_->sync();
+    } catch (const std::exception& e) {
+        // After a failed fsync the kernel may have dropped the pages it could
+        // not write: nothing since the last good fsync can be known to be on
+        // disk, and memory is ahead of it. Answer nothing; let the supervisor
+        // restart from what the disk holds (unanswered requests are retried).
+        log_error(std::string("cannot make the ledger durable, exiting: ") + e.what());
+        std::abort();
+    }
+}
+
+void LedgerService::run_sync() {
+    std::deque<Committed> work;
+    bool fresh = false;
+    for (;;) {
+        {
+            std::unique_lock lk(sync_mu_);
+            if (!work.empty()) {
+                synced_seq_ = std::max(synced_seq_, work.back().seq);
+                work.clear();
+            }
+            syncing_ = false;
+            sync_cv_.notify_all();
+            sync_cv_.wait(lk, [&] { return sync_stopping_ || !to_sync_.empty(); });
+            if (to_sync_.empty()) return;  // stopping, and everything handed over is done
+            work.swap(to_sync_);
+            syncing_ = true;
+            // Batches that recorded nothing after the last durable event (all
+            // refused, repeats) have nothing of their own to fsync.
+            fresh = work.back().seq > synced_seq_;
+        }
+        sync_cv_.notify_all();  // the writer may gather its next batch while we fsync
+        // One fsync for every batch taken: each of them committed before it.
+        if (fresh) sync_or_exit();
+        for (auto& c : work) finish(c);
+    }
 }
 
 void LedgerService::run() {
     std::vector<Pending> batch;
     for (;;) {
+        // While the sync thread fsyncs the previous batch, requests queue:
+        // they are the next batch (group commit).
+        wait_sync(false);
         {
             std::unique_lock lk(queue_mu_);
             queue_cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
@@ -129,10 +195,12 @@ void LedgerService::run() {
         const bool import = std::any_of(batch.begin(), batch.end(), [](const Pending& p) {
             return std::holds_alternative<ImportChange>(p.change);
         });
-        if (std::holds_alternative<PolicyChange>(batch.front().change))
+        if (std::holds_alternative<PolicyChange>(batch.front().change)) {
+            wait_sync(true);  // every earlier commit durable and told to the listeners first
             install_policy(batch.front());
-        else
+        } else {
             commit_batch(batch);
+        }
         batch.clear();
         // An import's records were millions of small blocks: give the memory
         // back to the system rather than keep the peak for the daemon's life.
@@ -141,49 +209,68 @@ void LedgerService::run() {
 }
 
 void LedgerService::commit_batch(std::vector<Pending>& batch) {
-    const auto t0 = std::chrono::steady_clock::now();
+    Committed c;
+    c.started = std::chrono::steady_clock::now();
     Batch b;
     b.time = format_utc_ms(std::chrono::system_clock::now());
-    std::vector<Outcome> outcomes;
-    outcomes.reserve(batch.size());
-    std::string failure;
+    c.outcomes.reserve(batch.size());
     {
         std::lock_guard lk(state_mu_);
         try {
             ledger_->begin();
-            for (auto& p : batch) outcomes.push_back(apply(p, b));
+            for (auto& p : batch) c.outcomes.push_back(apply(p, b));
             if (b.events)
-                ledger_->commit();
+                ledger_->commit();  // written; the sync thread makes it durable
             else
                 ledger_->rollback();  // nothing accepted: end the transaction
         } catch (const std::exception& e) {
-            failure = e.what();
+            c.failure = e.what();
             ledger_->rollback();
             reload_state();
         }
-        if (failure.empty() && b.events && !listeners_.empty()) {
-            const auto deltas = coalesce(std::move(b.deltas));
-            for (auto* l : listeners_) l->on_commit(ledger_->head_seq(), deltas);
-        }
-        committed_seq_.store(ledger_->head_seq(), std::memory_order_release);
-        publish_gauges();
+        c.seq = ledger_->head_seq();
+        c.subscribers = state_.subscriber_count();
+        c.bindings = state_.binding_count();
+        c.table_entries = state_.table_size();
     }
-    if (failure.empty()) {
-        if (b.events) {
-            const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            metrics_.observe_commit(took, batch.size());
+    if (c.failure.empty()) {
+        c.deltas = std::move(b.deltas);
+        c.counts = b.counts;
+        c.events = b.events;
+    }
+    c.requests = std::move(batch);
+    {
+        std::lock_guard lk(sync_mu_);
+        to_sync_.push_back(std::move(c));
+    }
+    sync_cv_.notify_all();
+}
+
+void LedgerService::finish(Committed& c) {
+    if (c.events) {
+        const auto deltas = coalesce(std::move(c.deltas));
+        std::lock_guard lk(listeners_mu_);
+        for (auto* l : listeners_) l->on_commit(c.seq, deltas);
+    }
+    committed_seq_.store(c.seq, std::memory_order_release);
+    metrics_.set_state(c.seq, c.subscribers, c.bindings, c.table_entries);
+    if (c.failure.empty()) {
+        if (c.events) {
+            const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - c.started).count();
+            metrics_.observe_commit(took, c.requests.size());
             if (took > 1.0)  // an import: worth a line in the log
-                log_info("committed " + std::to_string(b.events) + " events in " + std::to_string(took) + " s");
+                log_info("committed " + std::to_string(c.events) + " events in " + std::to_string(took) + " s");
             for (unsigned a = 0; a < kActionCount; ++a)
-                if (b.counts[a]) metrics_.count_events(Action(a), b.counts[a]);
+                if (c.counts[a]) metrics_.count_events(Action(a), c.counts[a]);
         }
-        for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(outcomes[i]));
+        for (size_t i = 0; i < c.requests.size(); ++i) c.requests[i].done(std::move(c.outcomes[i]));
     } else {
-        log_error("commit of " + std::to_string(batch.size()) + " requests failed, nothing recorded: " + failure);
+        log_error("commit of " + std::to_string(c.requests.size()) +
+                  " requests failed, nothing recorded: " + c.failure);
         metrics_.count_commit_failure();
-        for (auto& p : batch)
+        for (auto& p : c.requests)
             p.done(refused(Outcome::Status::unavailable, "ledger_unavailable",
-                           "the ledger could not commit; nothing was recorded, retry: " + failure));
+                           "the ledger could not commit; nothing was recorded, retry: " + c.failure));
     }
 }
 
@@ -213,11 +300,13 @@ void LedgerService::install_policy(Pending& p) {
             failure = e.what();
         }
         if (failure.empty()) {
+            sync_or_exit();  // the record is durable before anything is judged or answered under it
             o.table_resync = state_.set_policy(change.policy);
             {
                 std::lock_guard plk(policy_mu_);
                 policy_ = change.policy;
             }
+            std::lock_guard llk(listeners_mu_);
             for (auto* l : listeners_) {
                 if (o.table_resync)
                     l->on_resync(ledger_->head_seq(), change.policy, state_.table_version());

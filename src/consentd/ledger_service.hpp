@@ -2,14 +2,21 @@
 // and turns queued requests into durable events by group commit.
 //
 // submit() queues a change from any thread. The writer takes every request
-// queued while its previous commit was on disk (up to max_batch), judges each
-// against the current state and policy, appends its events and derived rows in
-// ONE transaction, commits it (synchronous=FULL: fsync'd), applies the
-// changes to the in-memory state, tells the table listeners, and only then
-// completes the requests. A request that fails validation records nothing and
-// does not affect its batch; a commit that fails rolls back the whole batch,
-// answers each request "unavailable" and reloads the in-memory state from the
-// database, so memory never runs ahead of the disk.
+// queued while its previous commit was being written (up to max_batch),
+// judges each against the current state and policy, appends their events and
+// derived rows in ONE transaction, commits it and hands it to the sync
+// thread. That thread fsyncs the WAL (Ledger::sync()), tells the table
+// listeners and only then completes the requests, while the writer already
+// judges and writes the next batch: two commits in flight at most, one being
+// written, one being fsync'd, so the fsync no longer adds to the writer's
+// time per batch. Every batch passes through the sync thread in order, a
+// batch that recorded nothing too: its answers may rest on the state an
+// earlier batch made, which must be durable first. A request that fails
+// validation records nothing and does not affect its batch; a commit that
+// fails rolls back the whole batch, answers each request "unavailable" and
+// reloads the in-memory state from the database, so memory never runs ahead
+// of the disk. An fsync that fails ends the process (nothing after it can be
+// known to be on disk; the supervisor restarts from what is).
 //
 // Every accepted request is recorded, repeats included (a grant of a purpose
 // already granted is a new event: the latest notice version and channel are
@@ -19,7 +26,9 @@
 // For the data-plane publisher (issue 6): add_listener() and snapshot().
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -113,9 +122,10 @@ struct Outcome {
     size_t bound = 0, unbound = 0;                   // session: bind and unbind events among `events`
 };
 
-// Hears what each commit did to the consent table. Called on the writer
-// thread with the state lock held, in commit order: do not block, do not call
-// back into the service.
+// Hears what each commit did to the consent table. Called in commit order,
+// once the commit is durable, on the sync thread (on_commit) or the writer
+// (on_resync, on_policy), never two at once: do not block, do not call back
+// into the service.
 class TableListener {
 public:
     virtual ~TableListener() = default;
@@ -159,8 +169,8 @@ public:
     // Finishes every queued request, then stops the writer.
     void stop();
 
-    // Called on the writer thread once the outcome is durable (or refused):
-    // hand it to your own executor.
+    // Called once the outcome is durable (or refused), on the ledger's sync
+    // thread (a policy change: on the writer): hand it to your own executor.
     using Done = std::function<void(Outcome)>;
     // `credential` is the token name recorded on the events.
     void submit(Change change, std::string credential, Done done);
@@ -171,8 +181,10 @@ public:
     void add_listener(TableListener* l);
     void remove_listener(TableListener* l);
     // Runs fn(seq, state) with the state lock held: a consistent table as of
-    // commit `seq` (state.for_each_entry), with no commit in between. Pair it
-    // with add_listener() under the same call to miss nothing.
+    // commit `seq` (state.for_each_entry), with no commit in between, and
+    // durable: it waits for the sync of the commits before it (at most one
+    // fsync). Listeners may hear commits up to `seq` after it; ignore them.
+    // Pair it with add_listener() under the same call to miss nothing.
     void snapshot(const std::function<void(uint64_t seq, const ConsentState& state)>& fn) const;
 
 private:
@@ -182,9 +194,26 @@ private:
         Done done;
     };
     struct Batch;
+    // A batch handed from the writer to the sync thread.
+    struct Committed {
+        std::vector<Pending> requests;
+        std::vector<Outcome> outcomes;
+        std::string failure;  // the commit failed: every request is refused with it
+        uint64_t seq = 0;     // the ledger's head after this batch
+        std::vector<proto::TableChange> deltas;
+        std::array<uint64_t, kActionCount> counts{};
+        size_t events = 0;
+        size_t subscribers = 0, bindings = 0, table_entries = 0;  // gauges, as of this batch
+        std::chrono::steady_clock::time_point started;
+    };
 
     void run();
+    void run_sync();
+    // Waits until the sync thread has taken every batch handed to it
+    // (`idle`: and finished it).
+    void wait_sync(bool idle);
     void commit_batch(std::vector<Pending>& batch);
+    void finish(Committed& c);
     void install_policy(Pending& p);
     Outcome apply(Pending& p, Batch& b);
     Outcome apply_consent(const ConsentChange& c, const std::string& credential, Batch& b);
@@ -199,14 +228,17 @@ private:
     uint64_t record(Event& e, Batch& b);
     void reload_state();
     void publish_gauges();
+    void sync_or_exit() const;
 
     std::unique_ptr<Ledger> ledger_;
     RadiusSessions radius_sessions_;  // side tables, created when the ledger opens
     Metrics& metrics_;
     Options options_;
 
-    mutable std::mutex state_mu_;  // state_, listeners_, policy_ (writes)
+    mutable std::mutex state_mu_;  // state_, policy_ (writes); the writer's transaction
     ConsentState state_;
+
+    mutable std::mutex listeners_mu_;  // listeners_, and calls to them
     std::vector<TableListener*> listeners_;
 
     mutable std::mutex policy_mu_;  // readers of policy_ from other threads
@@ -216,9 +248,19 @@ private:
     std::condition_variable queue_cv_;
     std::deque<Pending> queue_;
     bool stopping_ = false;
-    std::atomic<uint64_t> committed_seq_{0};
+    std::atomic<uint64_t> committed_seq_{0};      // durable and told to the listeners
     std::unique_ptr<Checkpointer> checkpointer_;  // while the writer runs
     std::thread writer_;
+
+    // The writer's hand-off to the sync thread (docs/consentd.md, "Durability
+    // and group commit").
+    mutable std::mutex sync_mu_;
+    mutable std::condition_variable sync_cv_;  // work for the sync thread, and progress for the others
+    std::deque<Committed> to_sync_;
+    bool syncing_ = false;        // the sync thread holds batches it took
+    bool sync_stopping_ = false;  // the writer is gone: finish what is queued, then stop
+    uint64_t synced_seq_ = 0;     // durable and told to the listeners (sync_mu_)
+    std::thread syncer_;
 };
 
 // Builds the in-memory state from the ledger's derived tables.

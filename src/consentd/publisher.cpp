@@ -276,7 +276,7 @@ void Publisher::send(DataPlane& dp, const Frames& f) {
 // ---- the ledger's feed ----
 
 void Publisher::on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes) {
-    // On the ledger writer, with its state lock held: encode once, post
+    // On the ledger's sync thread, once the commit is durable: encode once, post
     // (with a copy of the changes, for the mirror).
     std::string out;
     proto::encode_commit(out, seq, changes);

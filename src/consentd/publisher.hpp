@@ -4,15 +4,16 @@
 // orchestration: who gets a snapshot, who gets which commits, when.
 //
 // Inputs:
-//  - the ledger writer's feed (TableListener: on_commit, on_resync,
-//    on_policy; never blocks: each commit is encoded once, there, and posted);
+//  - the ledger's feed (TableListener: on_commit once a commit is durable,
+//    on_resync, on_policy; never blocks: each commit is encoded once, there,
+//    and posted);
 //  - the table source (a consistent table as of a sequence, read under the
 //    ledger's state lock: at start, and on the snapshot thread after a
 //    policy that changes the table's meaning);
 //  - data plane sessions (io thread): attach, hello, ack, stats, detach.
 //
 // Threads, and what each owns:
-//  - the ledger writer (any thread calling the TableListener functions):
+//  - the ledger's writer and sync threads (calling the TableListener functions):
 //    only encodes and posts; reads docs_ under docs_mu_;
 //  - the API (add_policy_document, any thread): docs_, under docs_mu_;
 //  - the snapshot thread (snapshot_thread_): encodes snapshots from a copy

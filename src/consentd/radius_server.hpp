@@ -72,7 +72,7 @@ private:
 
     void receive();
     void handle(std::span<const uint8_t> datagram, const Endpoint& from);
-    // Called on the writer thread: queues `c` and wakes the io thread once
+    // Called on the ledger's sync thread: queues `c` and wakes the io thread once
     // per commit, not once per request.
     void complete(Completed c);
     void send_completed();
