@@ -65,6 +65,11 @@ void CheckpointWriter::stop(uint64_t head_seq) {
     if (head_ > (latest_ ? latest_->seq : 0)) write(head_);
 }
 
+void CheckpointWriter::on_signed(std::function<void(const Checkpoint&)> fn) {
+    on_signed_ = std::move(fn);
+    if (on_signed_ && latest_) on_signed_(*latest_);
+}
+
 void CheckpointWriter::on_commit(uint64_t seq, const std::vector<proto::TableChange>&) {
     boost::asio::post(ioc_, [this, seq] { note(seq); });
 }
@@ -97,6 +102,7 @@ void CheckpointWriter::write(uint64_t seq) {
         auto c = sign_checkpoint(key_, seq, std::move(head), format_utc_ms(std::chrono::system_clock::now()));
         append_line(c.line());
         latest_ = std::move(c);
+        if (on_signed_) on_signed_(*latest_);
     } catch (const std::exception& e) {
         hash_at_.reset();
         // The next commit or tick tries again; the ledger itself is unaffected.

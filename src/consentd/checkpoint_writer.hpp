@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -36,6 +37,10 @@ public:
     // ledger's writer stopped and the io_context ran its last handler.
     void stop(uint64_t head_seq);
 
+    // Called on the io_context thread with every checkpoint written (the
+    // publisher sends it to data planes); at once with the latest one, if any.
+    void on_signed(std::function<void(const Checkpoint&)> fn);
+
     // The latest checkpoint written (or found in the file); io_context thread.
     const std::optional<Checkpoint>& latest() const noexcept { return latest_; }
     const std::string& key_id() const noexcept { return key_.id(); }
@@ -58,6 +63,7 @@ private:
     int fd_ = -1;
     boost::asio::steady_timer timer_;
     std::optional<Checkpoint> latest_;
+    std::function<void(const Checkpoint&)> on_signed_;
     uint64_t head_ = 0;  // the latest committed seq heard of
 };
 

@@ -287,6 +287,8 @@ private:
             publisher_.features(id_, *ft);
         } else if (const auto* d = std::get_if<proto::Disclosure>(&f)) {
             on_disclosure(*d);
+        } else if (const auto* fe = std::get_if<proto::Features>(&f)) {
+            publisher_.features(id_, *fe);
         } else if (const auto* g = std::get_if<Goodbye>(&f)) {
             const std::string why = "it said goodbye (" + std::string(proto::to_string(g->code)) + ": " +
                                     printable(g->message) + ")";

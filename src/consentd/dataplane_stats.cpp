@@ -40,6 +40,14 @@ boost::json::object to_json(const DataPlaneInfo& d, bool with_stats) {
     }
     o["stats_age_ms"] = d.stats_age_ms ? boost::json::value(*d.stats_age_ms) : boost::json::value(nullptr);
     o["stats_entries"] = d.stats ? d.stats->count : 0;
+    // The ledger checkpoint the data plane holds, as its last report says
+    // (null: none, or a data plane that does not take them).
+    boost::json::value checkpoint_seq = nullptr;
+    if (d.stats)
+        proto::for_each_stat(d.stats->view(), [&](const proto::StatView& e) {
+            if (e.name == "control_checkpoint_seq") checkpoint_seq = e.value;
+        });
+    o["checkpoint_seq"] = checkpoint_seq;
     if (with_stats) {
         boost::json::array entries;
         if (d.stats)

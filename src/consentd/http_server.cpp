@@ -10,12 +10,12 @@
 #include <boost/beast/http/write.hpp>
 
 #include <algorithm>
-#include <list>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "consentd/connection_slots.hpp"
 #include "consentd/log.hpp"
 
 namespace optgate::consentd {
@@ -58,76 +58,30 @@ std::string_view method_label(http::verb v) {
     }
 }
 
-class Session;
-
 }  // namespace
-
-// The API's connection slots, on the API thread only (issue 17: 1,024 idle or
-// slowloris connections without a token kept a legitimate client from being
-// served at all). Every connection is listed oldest first; it is `trusted`
-// once a request on it presented a valid token.
-//  - Connections without a token hold at most max_connections - reserved
-//    slots. A new one beyond that reclaims the oldest untrusted connection
-//    still waiting for a request header: a client that is served sends its
-//    header within a round trip, so only connections that dawdle lose.
-//  - With all max_connections taken, the oldest connection waiting idle for
-//    its next request (keep-alive, trusted or not) is reclaimed; if none is
-//    idle, the new connection is answered 503 with Retry-After and closed.
-class ConnectionSlots {
-public:
-    using Entry = std::list<Session*>::iterator;
-    Entry add(Session* s) {
-        ++untrusted_;
-        return order_.insert(order_.end(), s);
-    }
-    void remove(Entry e, bool trusted) {
-        if (!trusted) --untrusted_;
-        order_.erase(e);
-    }
-    void trust() { --untrusted_; }
-    size_t total() const { return order_.size(); }
-    size_t untrusted() const { return untrusted_; }
-    // The oldest connection `pick` accepts, or null.
-    template <class Pick>
-    Session* oldest(Pick&& pick) const {
-        for (Session* s : order_)
-            if (pick(*s)) return s;
-        return nullptr;
-    }
-    uint64_t reclaimed = 0, refused = 0;
-
-private:
-    std::list<Session*> order_;
-    size_t untrusted_ = 0;
-};
 
 namespace {
 
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public std::enable_shared_from_this<Session>, public SlottedConnection {
 public:
     Session(tcp::socket socket, Api& api, const Limits& limits, Metrics& metrics,
             std::shared_ptr<ConnectionSlots> slots)
         : socket_(std::move(socket)), timer_(socket_.get_executor()), api_(api), limits_(limits), metrics_(metrics),
-          slots_(std::move(slots)), slot_(slots_->add(this)) {
+          slot_(std::move(slots), this) {
         ++metrics_.connections();
     }
-    ~Session() {
-        release_slot();
-        --metrics_.connections();
-    }
+    ~Session() override { --metrics_.connections(); }
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
     void start() { read_header(); }
 
-    bool trusted() const { return trusted_; }
-    // Waiting for a request header (slowloris included) / with nothing of it yet.
-    bool waiting_header() const { return phase_ == Phase::header && !reclaimed_; }
-    bool idle() const { return waiting_header() && !header_->got_some() && buffer_.size() == 0; }
-    // Gives the slot up now and closes; the handlers in flight end the session.
-    void reclaim() {
+    bool trusted() const override { return slot_.trusted(); }
+    bool waiting_header() const override { return phase_ == Phase::header && !reclaimed_; }
+    bool idle() const override { return waiting_header() && !header_->got_some() && buffer_.size() == 0; }
+    void reclaim() override {
         reclaimed_ = true;
-        release_slot();
+        slot_.release();
         disarm();
         beast::error_code ignored;
         socket_.close(ignored);
@@ -135,11 +89,6 @@ public:
 
 private:
     enum class Phase { header, body, handling, writing };
-
-    void release_slot() {
-        if (!slot_released_) slots_->remove(slot_, trusted_);
-        slot_released_ = true;
-    }
 
     // Every wait gets a generation: a deadline that fired just as its
     // operation completed must not cut off the next one.
@@ -208,10 +157,7 @@ private:
             return finish(error_response(500, "internal", "the request could not be handled"), true);
         }
         route_ = route_info(admission_.match.route).pattern;
-        if (admission_.token && !trusted_) {
-            trusted_ = true;
-            if (!slot_released_) slots_->trust();
-        }
+        if (admission_.token) slot_.trust();
         if (admission_.reject) {
             // The unread body would be taken for the next request: close
             // unless there is none.
@@ -300,35 +246,18 @@ private:
     std::string_view method_, route_;
     bool keep_alive_ = true;
     unsigned version_ = 11;
-    std::shared_ptr<ConnectionSlots> slots_;
-    ConnectionSlots::Entry slot_;
-    bool slot_released_ = false;
-    bool trusted_ = false;
+    ConnectionSlots::Slot slot_;
     bool reclaimed_ = false;
 };
-
-// A full house: a short answer written without waiting, then close.
-void refuse(tcp::socket& socket) {
-    static const std::string kBusy = [] {
-        const std::string body =
-            "{\"error\":{\"code\":\"busy\",\"message\":\"every connection slot is taken; retry in a second\"}}\n";
-        return "HTTP/1.1 503 Service Unavailable\r\nServer: consentd\r\nRetry-After: 1\r\n"
-               "Content-Type: application/json\r\nConnection: close\r\nContent-Length: " +
-               std::to_string(body.size()) + "\r\n\r\n" + body;
-    }();
-    beast::error_code ignored;
-    socket.non_blocking(true, ignored);
-    socket.write_some(asio::buffer(kBusy), ignored);
-    socket.shutdown(tcp::socket::shutdown_send, ignored);
-    socket.close(ignored);
-}
 
 }  // namespace
 
 HttpServer::HttpServer(asio::io_context& ioc, const tcp::endpoint& at, Api& api, const Limits& limits, Metrics& metrics)
-    : ioc_(ioc), acceptor_(ioc), retry_(ioc), api_(api), limits_(limits), metrics_(metrics),
-      slots_(std::make_shared<ConnectionSlots>()) {
-    metrics_.add_renderer(this, [slots = slots_](std::string& out) {
+    : api_(api), limits_(limits), metrics_(metrics),
+      listener_(ioc, at, "API", limits.max_connections, limits.reserved(), [this](tcp::socket socket) {
+          std::make_shared<Session>(std::move(socket), api_, limits_, metrics_, listener_.slots())->start();
+      }) {
+    metrics_.add_renderer(this, [slots = listener_.slots()](std::string& out) {
         // Read on the API thread's metrics request; the counts are the API
         // thread's too.
         out += "# HELP consentd_http_connections_reclaimed_total Connections closed to make room for a new one.\n";
@@ -338,57 +267,8 @@ HttpServer::HttpServer(asio::io_context& ioc, const tcp::endpoint& at, Api& api,
         out += "# TYPE consentd_http_connections_refused_total counter\n";
         out += "consentd_http_connections_refused_total " + std::to_string(slots->refused) + "\n";
     });
-    acceptor_.open(at.protocol());
-    acceptor_.set_option(asio::socket_base::reuse_address(true));
-    acceptor_.bind(at);
-    acceptor_.listen(asio::socket_base::max_listen_connections);
 }
 
 HttpServer::~HttpServer() { metrics_.remove_renderer(this); }
-
-void HttpServer::stop() {
-    beast::error_code ignored;
-    acceptor_.close(ignored);
-    retry_.cancel();
-}
-
-void HttpServer::accept() {
-    acceptor_.async_accept(ioc_, [this](beast::error_code ec, tcp::socket socket) {
-        if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-        if (ec) {
-            // Out of descriptors, most likely: back off instead of spinning.
-            log_warning("accept: " + ec.message());
-            retry_.expires_after(std::chrono::milliseconds(100));
-            retry_.async_wait([this](beast::error_code e) {
-                if (!e) accept();
-            });
-            return;
-        }
-        if (make_room()) {
-            beast::error_code ignored;
-            socket.set_option(tcp::no_delay(true), ignored);  // keep-alive answers must not wait for Nagle
-            std::make_shared<Session>(std::move(socket), api_, limits_, metrics_, slots_)->start();
-        } else {
-            ++slots_->refused;
-            refuse(socket);
-        }
-        accept();
-    });
-}
-
-bool HttpServer::make_room() {
-    ConnectionSlots& slots = *slots_;
-    const size_t untrusted_cap = limits_.max_connections - limits_.reserved();
-    Session* victim = nullptr;
-    if (slots.untrusted() >= untrusted_cap)
-        victim = slots.oldest([](const Session& s) { return !s.trusted() && s.waiting_header(); });
-    if (!victim && slots.total() >= limits_.max_connections)
-        victim = slots.oldest([](const Session& s) { return s.idle(); });
-    if (victim) {
-        ++slots.reclaimed;
-        victim->reclaim();
-    }
-    return slots.total() < limits_.max_connections && slots.untrusted() < std::max<size_t>(untrusted_cap, 1);
-}
 
 }  // namespace optgate::consentd

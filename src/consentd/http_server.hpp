@@ -9,7 +9,8 @@
 //  - at most max_connections at once, some reserved for clients with a
 //    token; a new connection reclaims the oldest one that dawdles without a
 //    token, or an idle keep-alive one; with none to reclaim it is answered
-//    503 with Retry-After (ConnectionSlots in the .cpp; issue 17).
+//    503 with Retry-After (connection_slots.hpp, shared with the privacy
+//    page; issue 17).
 // A request cut off by a timeout after it began gets 408 and the connection
 // closes; an idle connection just closes.
 #pragma once
@@ -19,15 +20,13 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "consentd/api.hpp"
 #include "consentd/config.hpp"
+#include "consentd/connection_slots.hpp"
 #include "consentd/metrics.hpp"
 
 namespace optgate::consentd {
-
-class ConnectionSlots;
 
 class HttpServer {
 public:
@@ -38,22 +37,15 @@ public:
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;
 
-    uint16_t port() const { return acceptor_.local_endpoint().port(); }
-    void start() { accept(); }
-    void stop();
+    uint16_t port() const { return listener_.port(); }
+    void start() { listener_.start(); }
+    void stop() { listener_.stop(); }
 
 private:
-    void accept();
-    // Frees a slot for a new connection if the rules allow; false: refuse it.
-    bool make_room();
-
-    boost::asio::io_context& ioc_;
-    boost::asio::ip::tcp::acceptor acceptor_;
-    boost::asio::steady_timer retry_;
     Api& api_;
     const Limits& limits_;
     Metrics& metrics_;
-    std::shared_ptr<ConnectionSlots> slots_;
+    SlottedListener listener_;
 };
 
 }  // namespace optgate::consentd

@@ -293,6 +293,9 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     if (checkpoints) {
         service->add_listener(&*checkpoints);
         checkpoints->start(service->head_seq());
+        // Data planes keep the latest (docs/protocol.md, "Checkpoints").
+        publisher.enable_checkpoints();
+        checkpoints->on_signed([&publisher](const Checkpoint& c) { publisher.publish_checkpoint(c.seq, c.line()); });
     }
     service->start();
     disclosures->start();
@@ -423,6 +426,7 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     if (checkpoints) {
         // The head as it stops, signed: a restart finds it in the file.
         service->remove_listener(&*checkpoints);
+        checkpoints->on_signed(nullptr);  // data planes are gone
         checkpoints->stop(service->head_seq());
     }
     disclosures->stop();  // stores what is attributable; the rest is resent (unacknowledged)

@@ -309,6 +309,10 @@ void render_dataplane_metrics(std::string& out, const DataPlaneMetrics& m, std::
         .append("\n");
     metric(out, "consentd_dataplane_stats_reports_total", "counter", "Stats reports received from data planes.",
            m.counters.stats_reports);
+    metric(out, "consentd_dataplane_checkpoint_seq", "gauge",
+           "Event seq of the latest signed ledger checkpoint sent to data planes (0: none); compare "
+           "optgate_dp_control_checkpoint_seq.",
+           m.counters.checkpoint_seq);
     metric_header(out, "consentd_dataplane_disclosure_reports_total", "counter",
                   "Disclosure reports from data planes by outcome: stored (acknowledged), failed (the store could not "
                   "take it; the data plane sends it again), busy (too many in flight; sent again), refused (no "

@@ -119,6 +119,7 @@ struct DataPlaneCounters {
     Histogram snapshot_build_seconds{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
     uint64_t snapshots_sent = 0, resyncs = 0, protocol_errors = 0, tls_failures = 0, disconnects = 0;
     uint64_t stats_reports = 0;
+    uint64_t checkpoint_seq = 0;          // the latest signed checkpoint's, as sent to data planes
     uint64_t disclosure_reports[4] = {};  // stored, failed, busy, refused (Publisher::DisclosureOutcome)
     uint64_t refusals[kDataPlaneRefusals] = {};
     uint64_t accept_pauses = 0;  // the TCP listener stopped accepting: max_pending reached

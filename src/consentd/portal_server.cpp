@@ -9,6 +9,7 @@
 
 #include <stdexcept>
 
+#include "consentd/connection_slots.hpp"
 #include "consentd/log.hpp"
 
 namespace optgate::consentd {
@@ -27,26 +28,44 @@ constexpr auto kWriteTimeout = std::chrono::seconds(30);
 beast::tcp_stream& lowest(beast::tcp_stream& s) { return s; }
 beast::tcp_stream& lowest(beast::ssl_stream<beast::tcp_stream>& s) { return beast::get_lowest_layer(s); }
 
+// A browser's connection. It holds one of the listener's slots
+// (connection_slots.hpp): while it has not sent a whole request header (TLS
+// handshake included) a newer connection may reclaim it, and an idle
+// keep-alive one too when every slot is taken. The page has no tokens:
+// nothing is trusted, nothing reserved.
 template <class Stream>
-class Connection : public std::enable_shared_from_this<Connection<Stream>> {
+class Connection : public std::enable_shared_from_this<Connection<Stream>>, public SlottedConnection {
 public:
     template <class... Args>
-    Connection(Portal& portal, std::shared_ptr<int> count, asio::ip::address peer, Args&&... args)
-        : stream_(std::forward<Args>(args)...), portal_(portal), count_(std::move(count)), peer_(std::move(peer)) {
-        ++*count_;
+    Connection(Portal& portal, std::shared_ptr<ConnectionSlots> slots, asio::ip::address peer, Args&&... args)
+        : stream_(std::forward<Args>(args)...), portal_(portal), slot_(std::move(slots), this), peer_(std::move(peer)) {
     }
-    ~Connection() { --*count_; }
+    ~Connection() override = default;
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
+
+    bool trusted() const override { return false; }
+    bool waiting_header() const override {
+        return !reclaimed_ && (handshaking_ || (reading_ && !parser_->is_header_done()));
+    }
+    bool idle() const override { return waiting_header() && !handshaking_ && !parser_->got_some() && !buffer_.size(); }
+    void reclaim() override {
+        reclaimed_ = true;
+        slot_.release();
+        beast::error_code ignored;
+        lowest(stream_).socket().close(ignored);
+    }
 
     void start() {
         if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
             read();
         } else {
             lowest(stream_).expires_after(kReadTimeout);
+            handshaking_ = true;
             stream_.async_handshake(asio::ssl::stream_base::server,
                                     [self = this->shared_from_this()](beast::error_code ec) {
-                                        if (!ec) self->read();
+                                        self->handshaking_ = false;
+                                        if (!ec && !self->reclaimed_) self->read();
                                     });
         }
     }
@@ -57,11 +76,14 @@ private:
         parser_->header_limit(kMaxRequestBytes);
         parser_->body_limit(kMaxRequestBytes);
         lowest(stream_).expires_after(kReadTimeout);
+        reading_ = true;
         http::async_read(stream_, buffer_, *parser_,
                          [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
     }
 
     void on_read(beast::error_code ec) {
+        reading_ = false;
+        if (reclaimed_) return;
         if (ec) {
             if (ec == http::error::header_limit || ec == http::error::body_limit || ec == http::error::bad_target ||
                 ec == http::error::bad_method || ec == http::error::bad_field) {
@@ -108,7 +130,8 @@ private:
 
     Stream stream_;
     Portal& portal_;
-    std::shared_ptr<int> count_;
+    ConnectionSlots::Slot slot_;
+    bool handshaking_ = false, reading_ = false, reclaimed_ = false;
     asio::ip::address peer_;
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
@@ -135,11 +158,19 @@ asio::ssl::context make_portal_tls(const PortalTls& files) {
 
 PortalServer::PortalServer(asio::io_context& ioc, const tcp::endpoint& at, Portal& portal,
                            std::optional<asio::ssl::context> tls)
-    : ioc_(ioc), acceptor_(ioc), retry_(ioc), portal_(portal), tls_(std::move(tls)) {
-    acceptor_.open(at.protocol());
-    acceptor_.set_option(asio::socket_base::reuse_address(true));
-    acceptor_.bind(at);
-    acceptor_.listen(asio::socket_base::max_listen_connections);
+    : portal_(portal), tls_(std::move(tls)),
+      listener_(ioc, at, "portal", kMaxConnections, 0, [this](tcp::socket socket) { serve(std::move(socket)); }) {}
+
+void PortalServer::serve(tcp::socket socket) {
+    beast::error_code peer_ec;
+    const auto peer = socket.remote_endpoint(peer_ec).address();
+    if (peer_ec) return;  // gone already
+    if (tls_)
+        std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(portal_, listener_.slots(), peer,
+                                                                           std::move(socket), *tls_)
+            ->start();
+    else
+        std::make_shared<Connection<beast::tcp_stream>>(portal_, listener_.slots(), peer, std::move(socket))->start();
 }
 
 namespace {
@@ -177,44 +208,6 @@ std::string check_portal_files(const PortalConfig& c) {
         return std::string("portal.tls: ") + e.what();
     }
     return {};
-}
-
-void PortalServer::stop() {
-    beast::error_code ignored;
-    acceptor_.close(ignored);
-    retry_.cancel();
-}
-
-void PortalServer::accept() {
-    acceptor_.async_accept(ioc_, [this](beast::error_code ec, tcp::socket socket) {
-        if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-        if (ec) {
-            // Out of descriptors, most likely: back off instead of spinning.
-            log_warning("portal accept: " + ec.message());
-            retry_.expires_after(std::chrono::milliseconds(100));
-            retry_.async_wait([this](beast::error_code e) {
-                if (!e) accept();
-            });
-            return;
-        }
-        if (*connections_ >= PortalServer::kMaxConnections) {
-            beast::error_code ignored;
-            socket.close(ignored);
-        } else {
-            beast::error_code peer_ec;
-            const auto peer = socket.remote_endpoint(peer_ec).address();
-            if (!peer_ec) {
-                if (tls_)
-                    std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(portal_, connections_, peer,
-                                                                                       std::move(socket), *tls_)
-                        ->start();
-                else
-                    std::make_shared<Connection<beast::tcp_stream>>(portal_, connections_, peer, std::move(socket))
-                        ->start();
-            }
-        }
-        accept();
-    });
 }
 
 }  // namespace optgate::consentd

@@ -2,7 +2,10 @@
 // portal.tls, on the daemon's io_context. Small requests only (a form is a
 // few hundred bytes): header and body within 16 KiB, received within 10 s;
 // a response the browser does not read is dropped after 30 s; at most 512
-// connections.
+// connections, with the API's rules for them (connection_slots.hpp): one
+// that has not sent its request header yet, or an idle keep-alive one, is
+// reclaimed for a new one; with none to reclaim the new one gets 503 with
+// Retry-After.
 #pragma once
 
 #include <cstdint>
@@ -12,9 +15,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "consentd/api.hpp"
+#include "consentd/connection_slots.hpp"
 #include "consentd/portal.hpp"
 
 namespace optgate::consentd {
@@ -31,19 +34,19 @@ public:
     PortalServer(boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& at, Portal& portal,
                  std::optional<boost::asio::ssl::context> tls);
 
-    uint16_t port() const { return acceptor_.local_endpoint().port(); }
-    void start() { accept(); }
-    void stop();
+    uint16_t port() const { return listener_.port(); }
+    void start() { listener_.start(); }
+    void stop() { listener_.stop(); }
+    // Connections reclaimed for newer ones, and answered 503.
+    uint64_t reclaimed() const { return listener_.slots()->reclaimed; }
+    uint64_t refused() const { return listener_.slots()->refused; }
 
 private:
-    void accept();
+    void serve(boost::asio::ip::tcp::socket socket);
 
-    boost::asio::io_context& ioc_;
-    boost::asio::ip::tcp::acceptor acceptor_;
-    boost::asio::steady_timer retry_;
     Portal& portal_;
     std::optional<boost::asio::ssl::context> tls_;
-    std::shared_ptr<int> connections_ = std::make_shared<int>(0);
+    SlottedListener listener_;
 };
 
 // The portal as consentd runs it (main.cpp): the signed-link issuer (handed

@@ -497,6 +497,56 @@ void Publisher::stats(uint64_t id, const proto::Stats& s) {
     ++counters_.stats_reports;
 }
 
+void Publisher::features(uint64_t id, const proto::Features& f) {
+    const auto it = dataplanes_.find(id);
+    if (it == dataplanes_.end()) return;
+    DataPlane& dp = it->second;
+    if (!dp.greeted) {
+        ++counters_.protocol_errors;
+        dp.link->close(Goodbye::Code::protocol_error, "features before hello");
+        return;
+    }
+    dp.last_heard = Clock::now();
+    // Everything asked for goes before the answer: once the client has the
+    // answer, it has the latest checkpoint and the current keys.
+    proto::FeaturesAck answer;
+    if ((f.flags & proto::Features::kCheckpoints) && checkpoints_on_) {
+        dp.wants_checkpoints = true;
+        answer.flags |= proto::Features::kCheckpoints;
+        if (checkpoint_ && dp.link->send(*checkpoint_, false) == DataPlaneLink::SendResult::closed) return;
+    }
+    if (f.flags & proto::Features::kPseudonymKeys) {
+        answer.flags |= proto::Features::kPseudonymKeys;
+        if (!dp.wants_keys) {
+            dp.wants_keys = true;
+            // Always sent, an empty set if need be: it is how the data plane
+            // knows it has every key there is.
+            if (!keys_frame_) {
+                std::string out;
+                proto::encode_pseudonym_keys(out, {});
+                keys_frame_ = frames_of(std::move(out));
+            }
+            if (dp.link->send(keys_frame_, false) == DataPlaneLink::SendResult::closed) return;
+        }
+    }
+    std::string out;
+    proto::encode(out, answer);
+    dp.link->send(frames_of(std::move(out)), false);
+}
+
+void Publisher::publish_checkpoint(uint64_t seq, const std::string& line) {
+    std::string out;
+    if (!proto::encode(out, proto::Checkpoint{seq, line})) {
+        log_error("checkpoint of event " + std::to_string(seq) + " cannot travel to data planes (malformed line)");
+        return;
+    }
+    checkpoint_ = frames_of(std::move(out));
+    counters_.checkpoint_seq = seq;
+    // Unbounded: a few hundred bytes every `every_events` or `every`.
+    for (auto& [id, dp] : dataplanes_)
+        if (dp.greeted && dp.wants_checkpoints) dp.link->send(*checkpoint_, false);
+}
+
 void Publisher::detach(uint64_t id, const std::string& why) {
     const auto it = dataplanes_.find(id);
     if (it == dataplanes_.end()) return;
@@ -525,28 +575,6 @@ bool Publisher::disconnect(const std::string& name, const std::string& reason) {
             found = true;
         }
     return found;
-}
-
-void Publisher::features(uint64_t id, const proto::Features& f) {
-    const auto it = dataplanes_.find(id);
-    if (it == dataplanes_.end()) return;
-    DataPlane& dp = it->second;
-    if (!dp.greeted) {
-        ++counters_.protocol_errors;
-        dp.link->close(Goodbye::Code::protocol_error, "features before hello");
-        return;
-    }
-    dp.last_heard = Clock::now();
-    if (!(f.flags & proto::Features::kPseudonymKeys) || dp.wants_keys) return;
-    dp.wants_keys = true;
-    // Always answered, with an empty set if need be: the answer is how the
-    // data plane knows this consentd takes the frame.
-    if (!keys_frame_) {
-        std::string out;
-        proto::encode_pseudonym_keys(out, {});
-        keys_frame_ = frames_of(std::move(out));
-    }
-    dp.link->send(keys_frame_, false);
 }
 
 // ---- pseudonym keys ----

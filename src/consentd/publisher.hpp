@@ -155,11 +155,12 @@ public:
     void ack(uint64_t id, uint64_t seq);
     // Replaces the data plane's last stats report.
     void stats(uint64_t id, const proto::Stats& s);
-    // What the data plane takes beyond version 1 (docs/protocol.md,
-    // "Features"): pseudonym keys are sent to it from now on, the current
-    // set at once.
-    void features(uint64_t id, const proto::Features& f);
     void detach(uint64_t id, const std::string& why);
+    // The optional frames a data plane asked for (proto::Features,
+    // docs/protocol.md "Features"): the answer (FeaturesAck) says which it
+    // will get; before it come the latest checkpoint and the current
+    // pseudonym keys, each if asked for, and both keep coming as they change.
+    void features(uint64_t id, const proto::Features& f);
     // Closes a data plane's connection (it reconnects and resumes); returns
     // whether one by that name was connected.
     bool disconnect(const std::string& name, const std::string& reason);
@@ -175,6 +176,13 @@ public:
     void count_disclosure(DisclosureOutcome o) { ++counters_.disclosure_reports[size_t(o)]; }
     const DataPlaneConfig& config() const noexcept { return config_; }
     boost::asio::io_context& io_context() const noexcept { return ioc_; }
+
+    // ---- signed ledger checkpoints (io thread; docs/protocol.md, "Checkpoints") ----
+    // Checkpoints are on (ledger.checkpoints): data planes that ask get them.
+    void enable_checkpoints() { checkpoints_on_ = true; }
+    // A checkpoint was signed (`line`: as in the file): every data plane
+    // that asked gets it.
+    void publish_checkpoint(uint64_t seq, const std::string& line);
 
     // ---- API (io thread) ----
     std::vector<DataPlaneInfo> dataplanes() const;
@@ -219,10 +227,11 @@ private:
         Clock::time_point last_heard;
         bool greeted = false;
         bool awaiting_snapshot = false;
-        bool wants_keys = false;     // it asked for pseudonym keys (features)
-        uint64_t sent_seq = 0;       // the last commit queued to it (or its snapshot's)
-        uint64_t applied_seq = 0;    // the last it acknowledged
-        Clock::time_point acked_at;  // when applied_seq last advanced
+        bool wants_keys = false;         // it asked for pseudonym keys (proto::Features)
+        bool wants_checkpoints = false;  // it asked for checkpoints (proto::Features)
+        uint64_t sent_seq = 0;           // the last commit queued to it (or its snapshot's)
+        uint64_t applied_seq = 0;        // the last it acknowledged
+        Clock::time_point acked_at;      // when applied_seq last advanced
         std::optional<std::chrono::system_clock::time_point> last_ack, last_heartbeat;
         uint64_t snapshots = 0, resyncs = 0;
         std::shared_ptr<const StatsReport> stats;
@@ -277,6 +286,8 @@ private:
     std::shared_ptr<Snapshot> snapshot_;
     bool building_ = false;
     std::map<uint64_t, DataPlane> dataplanes_;
+    bool checkpoints_on_ = false;
+    std::optional<Frames> checkpoint_;  // the latest checkpoint frame
     DisconnectedDataPlanes disconnected_{config_.stats_retention, config_.max_dataplanes};
     uint64_t next_id_ = 1;
     EnforcementWaiters waiters_{ioc_, history_};

@@ -1,6 +1,6 @@
 // optgatectl dataplanes [--json]: the data planes connected to consentd,
-// what they have applied, how far behind they are and how old their last
-// stats report is, then those that disconnected recently (GET
+// what they have applied, how far behind they are, the ledger checkpoint
+// they hold and how old their last stats report is, then those that disconnected recently (GET
 // /v1/dataplanes, docs/protocol.md).
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -63,14 +63,17 @@ int dataplanes(int argc, char** argv) {
         std::printf("consentd head seq %s, %zu data plane%s connected\n", text(body.at("head_seq")).c_str(),
                     list.size(), list.size() == 1 ? "" : "s");
         if (!list.empty()) {
-            std::printf("%-20s %-7s %10s %8s  %-24s %-9s %-24s %s\n", "NAME", "SYNCED", "APPLIED", "LAG", "LAST ACK",
-                        "STATS AGE", "CONNECTED SINCE", "ADDRESS");
+            std::printf("%-20s %-7s %10s %8s %10s  %-24s %-9s %-24s %s\n", "NAME", "SYNCED", "APPLIED", "LAG",
+                        "CHECKPOINT", "LAST ACK", "STATS AGE", "CONNECTED SINCE", "ADDRESS");
             for (const auto& d : list) {
                 const json::value* stats_age = d.as_object().if_contains("stats_age_ms");
-                std::printf("%-20s %-7s %10s %8s  %-24s %-9s %-24s %s\n", text(d.at("name")).c_str(),
+                // The ledger checkpoint it holds (consentd before checkpoints: absent).
+                const json::value* checkpoint = d.as_object().if_contains("checkpoint_seq");
+                std::printf("%-20s %-7s %10s %8s %10s  %-24s %-9s %-24s %s\n", text(d.at("name")).c_str(),
                             text(d.at("synced")).c_str(), text(d.at("applied_seq")).c_str(), text(d.at("lag")).c_str(),
-                            text(d.at("last_ack")).c_str(), stats_age ? age(*stats_age).c_str() : "-",
-                            text(d.at("connected_since")).c_str(), text(d.at("address")).c_str());
+                            checkpoint ? text(*checkpoint).c_str() : "-", text(d.at("last_ack")).c_str(),
+                            stats_age ? age(*stats_age).c_str() : "-", text(d.at("connected_since")).c_str(),
+                            text(d.at("address")).c_str());
             }
         }
         // Gone within consentd's stats_retention (consentd before stats: absent).

@@ -120,8 +120,9 @@ void read_tls(const Value& v, Config& c, Diagnostics& d, const std::string& base
 }
 
 void read_control(const Value& v, Config& c, Diagnostics& d, const std::string& base) {
-    const MapReader m(v, "'control'", {"endpoint", "name", "bootstrap_policy", "sync_timeout", "stats_interval", "tls"},
-                      d);
+    const MapReader m(
+        v, "'control'",
+        {"endpoint", "name", "bootstrap_policy", "sync_timeout", "stats_interval", "tls", "checkpoint_public_key"}, d);
     if (!m.is_map()) return;
     if (const auto x = m.require("endpoint")) {
         if (const auto t = as_text(*x, d)) {
@@ -142,6 +143,8 @@ void read_control(const Value& v, Config& c, Diagnostics& d, const std::string& 
         if (const auto t = as_duration(*x, d, std::chrono::milliseconds(100), std::chrono::minutes(10)))
             c.stats_interval = *t;
     if (const auto x = m.get("tls")) read_tls(*x, c, d, base);
+    if (const auto x = m.get("checkpoint_public_key"))
+        if (const auto t = as_text(*x, d)) c.checkpoint_public_key = resolve_path(*t, base);
     // Without a policy nothing is known about identifiers: the core drops
     // every frame (fail closed) until consentd's first snapshot. Say so where
     // an operator looks before a restart.

@@ -55,6 +55,7 @@ struct Config {
     std::string name;     // this data plane's name at consentd; default optgate-<hostname>
     std::string bootstrap_policy;
     std::string tls_cert, tls_key, tls_ca;
+    std::string checkpoint_public_key;               // consentd's checkpoint key (PEM): checkpoints verified
     std::chrono::milliseconds sync_timeout{0};       // 0: forward (stripping) while waiting
     std::chrono::milliseconds stats_interval{1000};  // reports to consentd
 

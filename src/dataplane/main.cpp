@@ -42,6 +42,7 @@
 #include "dataplane/ports.hpp"
 #include "dataplane/telemetry.hpp"
 #include "policy/loader.hpp"
+#include "proto/checkpoint_record.hpp"
 #include "proto/control_client.hpp"
 #include "proto/prometheus.hpp"
 #include "proto/stats.hpp"
@@ -113,6 +114,8 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
         "tls-cert", po::value(&flags.tls_cert), "with --control HOST:PORT: client certificate (PEM)")(
         "tls-key", po::value(&flags.tls_key), "with --control HOST:PORT: client key (PEM)")(
         "tls-ca", po::value(&flags.tls_ca), "with --control HOST:PORT: CA of consentd's certificate (PEM)")(
+        "checkpoint-public-key", po::value(&flags.checkpoint_public_key),
+        "with --control: consentd's checkpoint public key (PEM); ledger checkpoints that do not verify are refused")(
         "sync-timeout-ms", po::value(&sync_ms), "with --control: wait for the first snapshot before forwarding")(
         "subscriber-port", po::value(&flags.subscriber_port), "port id or device name facing subscribers (default 0)")(
         "internet-port", po::value(&flags.internet_port), "port id or device name facing the internet (default 1)")(
@@ -181,6 +184,7 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
     if (given("tls-cert")) c.tls_cert = flags.tls_cert;
     if (given("tls-key")) c.tls_key = flags.tls_key;
     if (given("tls-ca")) c.tls_ca = flags.tls_ca;
+    if (given("checkpoint-public-key")) c.checkpoint_public_key = flags.checkpoint_public_key;
     if (given("sync-timeout-ms")) c.sync_timeout = std::chrono::milliseconds(sync_ms);
     if (given("subscriber-port")) c.subscriber_port = flags.subscriber_port;
     if (given("internet-port")) c.internet_port = flags.internet_port;
@@ -427,6 +431,13 @@ std::string render_own_metrics(const Datapath& dp, const Enforcement& enforcemen
         add("control_entries_refused", s.entries_refused, StatKind::counter);
         add("control_pseudonym_keys", s.pseudonym_keys, StatKind::gauge);
         add("table_entries", s.table_entries, StatKind::gauge);
+        add("control_checkpoints", s.checkpoints_kept, StatKind::counter);
+        add("control_checkpoints_refused", s.checkpoints_refused, StatKind::counter);
+        if (s.checkpoint_seq) {
+            add("control_checkpoint_seq", s.checkpoint_seq, StatKind::gauge);
+            add("control_checkpoint_age_seconds",
+                proto::checkpoint_age_seconds(s.checkpoint_received_unix_ms, unix_ms_now()), StatKind::gauge);
+        }
     }
     std::string text;
     proto::render_stats(text, std::move(out), name);
@@ -476,6 +487,7 @@ int run(const Config& c, const RunLimits& limits) {
         co.endpoint = *endpoint;
         co.log = [](std::string_view line) { log(Level::info, std::string(line)); };
         if (!c.tls_cert.empty()) co.tls = proto::TlsFiles{c.tls_cert, c.tls_key, c.tls_ca};
+        co.checkpoint_public_key = c.checkpoint_public_key;
         client = std::make_unique<proto::ControlClient>(enforcement, co);
         if (!c.bootstrap_policy.empty()) {
             std::ifstream f(c.bootstrap_policy);

@@ -301,6 +301,14 @@ Frame decode_payload(FrameType type, Reader& r) noexcept {
         check(r, f.seq >= 1, DecodeError::bad_value);
         return f;
     }
+    case FrameType::features_ack: return FeaturesAck{r.u32()};
+    case FrameType::checkpoint: {
+        Checkpoint f;
+        f.seq = r.u64();
+        f.line = r.str(kStr16, 1, kMaxCheckpointLineBytes);
+        check(r, is_printable(f.line), DecodeError::bad_string);
+        return f;
+    }
     case FrameType::welcome: {
         Welcome f;
         f.head_seq = r.u64();
@@ -478,6 +486,9 @@ std::string_view to_string(FrameType t) noexcept {
     case FrameType::ack: return "ack";
     case FrameType::stats: return "stats";
     case FrameType::disclosure: return "disclosure";
+    case FrameType::features: return "features";
+    case FrameType::features_ack: return "features-ack";
+    case FrameType::checkpoint: return "checkpoint";
     case FrameType::welcome: return "welcome";
     case FrameType::snapshot_begin: return "snapshot-begin";
     case FrameType::snapshot_chunk: return "snapshot-chunk";
@@ -486,7 +497,6 @@ std::string_view to_string(FrameType t) noexcept {
     case FrameType::policy: return "policy";
     case FrameType::heartbeat: return "heartbeat";
     case FrameType::disclosure_ack: return "disclosure-ack";
-    case FrameType::features: return "features";
     case FrameType::pseudonym_keys: return "pseudonym-keys";
     case FrameType::goodbye: return "goodbye";
     }
@@ -531,7 +541,9 @@ size_t max_payload(FrameType t) noexcept {
     case FrameType::stats: return 4 + size_t(kMaxStatsEntries) * kMaxStatEntryBytes;
     case FrameType::disclosure: return kMaxDisclosurePayload;
     case FrameType::disclosure_ack: return 8 + 8;
-    case FrameType::features: return 4;
+    case FrameType::features:
+    case FrameType::features_ack: return 4;
+    case FrameType::checkpoint: return 8 + 2 + kMaxCheckpointLineBytes;
     case FrameType::pseudonym_keys: return 1 + size_t(kMaxPseudonymKeys) * kMaxKeyEntryBytes;
     case FrameType::welcome: return 8 + 4 + 1;
     case FrameType::snapshot_begin: return 8 + 4 + 4 + kPolicyFields;
@@ -696,6 +708,22 @@ bool encode_pseudonym_keys(std::string& out, std::span<const PseudonymKeyView> k
         put_u64(out, k.not_after_unix_s);
         out.append(reinterpret_cast<const char*>(k.key.data()), k.key.size());
     }
+    end_frame(out, s);
+    return true;
+}
+
+bool encode(std::string& out, const FeaturesAck& f) {
+    const size_t s = begin_frame(out, FrameType::features_ack);
+    put_u32(out, f.flags);
+    end_frame(out, s);
+    return true;
+}
+
+bool encode(std::string& out, const Checkpoint& f) {
+    if (f.line.empty() || f.line.size() > kMaxCheckpointLineBytes || !is_printable(f.line)) return false;
+    const size_t s = begin_frame(out, FrameType::checkpoint);
+    put_u64(out, f.seq);
+    put_str(out, kStr16, f.line);
     end_frame(out, s);
     return true;
 }

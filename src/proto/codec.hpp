@@ -100,6 +100,8 @@ bool encode(std::string& out, const Heartbeat& f);
 bool encode(std::string& out, const Goodbye& f);
 bool encode(std::string& out, const DisclosureAck& f);
 bool encode(std::string& out, const Features& f);
+bool encode(std::string& out, const FeaturesAck& f);
+bool encode(std::string& out, const Checkpoint& f);
 // False (and nothing appended) unless there are at most kMaxPseudonymKeys,
 // each with a 1..255-byte printable collector name and not_before <
 // not_after. `out` then holds key bytes: clear it after sending.

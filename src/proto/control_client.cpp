@@ -24,6 +24,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/disclosure.hpp"
+#include "proto/checkpoint_record.hpp"
 #include "proto/codec.hpp"
 #include "proto/connection_end.hpp"
 #include "proto/disclosure_reporter.hpp"
@@ -56,7 +58,12 @@ struct ControlClient::Impl {
           stats(
               io, [this](std::vector<StatEntry>& out) { own_stats(out); }, [this](const std::string& l) { log(l); }),
           disclosures(io, opts.disclosure_queue_bytes, opts.disclosure_resend_after,
-                      [this](const std::string& l) { log(l); }) {}
+                      [this](const std::string& l) { log(l); }),
+          checkpoints(opts.checkpoint_public_key.empty()
+                          ? std::nullopt
+                          : std::optional(CheckpointKey::load_public(opts.checkpoint_public_key))) {
+        st.checkpoint_verified = checkpoints.verifying();
+    }
 
     Enforcement& enforcement;
     Options opts;
@@ -87,6 +94,8 @@ struct ControlClient::Impl {
         bool conversing = false;           // its reader runs: a side loop's failed write ends it
         bool keys_asked = false;           // it sent features (pseudonym keys)
         bool keys_answered = false;        // consentd sent pseudonym keys on it
+        bool features_sent = false;        // it asked for optional frames (proto::Features)...
+        bool features_answered = false;    // ...and consentd answered
         std::optional<ConnectionEnd> end;  // the first reason recorded is the one
     } at;
 
@@ -100,6 +109,8 @@ struct ControlClient::Impl {
 
     StatsReporter stats;
     DisclosureReporter disclosures;
+    CheckpointWitness checkpoints;  // io thread; copied into st
+    bool features_settled = false;  // under mu: see wait_features()
 
     mutable std::mutex mu;
     mutable std::condition_variable cv;
@@ -202,12 +213,15 @@ struct ControlClient::Impl {
         // stats report: the newer frame is the one refused (if it was stats
         // after all, the next connection, without reports, says so).
         if (e.kind != ConnectionEnd::Kind::frame_refused) return;
-        // The features frame goes right after hello: unanswered, it is the
-        // one refused (stats and reports come after the welcome).
-        if (at.keys_asked && !at.keys_answered) {
+        // The features frame goes right after hello and a consentd that takes
+        // it answers before reading on: a refusal before the answer is its.
+        if (at.features_sent && !at.features_answered) {
             features_refused_stream = sync.stream_id();
-            log("consentd does not send pseudonym keys: collectors with 'deliver: pseudonym' get their identifiers "
-                "stripped");
+            log("consentd does not know the features frame (it is older): no ledger checkpoints from it, and "
+                "collectors with 'deliver: pseudonym' get their identifiers stripped");
+            std::lock_guard lk(mu);
+            features_settled = true;
+            cv.notify_all();
             return;
         }
         if (!disclosures.refused_by_peer() && stats.sent()) stats.refused();
@@ -393,6 +407,13 @@ struct ControlClient::Impl {
         // How many keys, never which.
         add("control_pseudonym_keys", sync.keys_held(), StatKind::gauge);
         add("control_pseudonym_key_installs", sync.key_installs(), StatKind::counter);
+        add("control_checkpoints", checkpoints.kept(), StatKind::counter);
+        add("control_checkpoints_refused", checkpoints.refused(), StatKind::counter);
+        if (const auto& c = checkpoints.latest()) {
+            add("control_checkpoint_seq", c->seq, StatKind::gauge);
+            add("control_checkpoint_age_seconds", checkpoint_age_seconds(checkpoints.received_unix_ms(), unix_ms_now()),
+                StatKind::gauge);
+        }
         if (disclosures.configured()) {
             const auto c = disclosures.counts();
             add("disclosure_reports_sent", c.sent, StatKind::counter);
@@ -419,6 +440,26 @@ struct ControlClient::Impl {
         });
     }
 
+    // A checkpoint from consentd: kept if it verifies and moves forward
+    // (CheckpointWitness); a refused one is logged and counted, and the
+    // connection goes on (the table is not in question).
+    void on_checkpoint(const Checkpoint& c) {
+        std::string why;
+        const auto r = checkpoints.offer(c.seq, c.line, unix_ms_now(), why);
+        // Each one kept is logged whole: the log is then this data plane's
+        // record of what the ledger was, for verify-ledger --checkpoints.
+        if (r == CheckpointWitness::Result::refused) log("ledger checkpoint from consentd refused: " + why);
+        if (r == CheckpointWitness::Result::kept) log("ledger checkpoint: " + checkpoints.latest_line());
+        std::lock_guard lk(mu);
+        st.checkpoints_kept = checkpoints.kept();
+        st.checkpoints_refused = checkpoints.refused();
+        if (r == CheckpointWitness::Result::kept) {
+            st.checkpoint_seq = checkpoints.latest()->seq;
+            st.checkpoint_line = checkpoints.latest_line();
+            st.checkpoint_received_unix_ms = checkpoints.received_unix_ms();
+        }
+    }
+
     // Sends our goodbye and records why we end the connection.
     template <class Stream>
     awaitable<void> refuse(Stream& s, Goodbye::Code code, const std::string& why) {
@@ -435,9 +476,14 @@ struct ControlClient::Impl {
         sync.connection_started();
         std::string out;
         encode(out, Hello{opts.name, sync.applied_seq(), sync.stream_id()});
+        // Right after hello, so that an older consentd refuses it before
+        // anything else (learn_from).
         if (features_refused_stream != sync.stream_id()) {
-            encode(out, Features{Features::kPseudonymKeys});
+            encode(out, Features{Features::kCheckpoints | Features::kPseudonymKeys});
+            at.features_sent = true;
             at.keys_asked = true;
+            std::lock_guard lk(mu);
+            features_settled = false;
         }
         co_await send(s, out);
         if (buf.size() < (64u << 10)) buf.resize(64u << 10);
@@ -466,6 +512,17 @@ struct ControlClient::Impl {
                     continue;
                 }
                 if (std::holds_alternative<PseudonymKeys>(r.frame)) at.keys_answered = true;
+                if (const auto* c = std::get_if<Checkpoint>(&r.frame)) {
+                    on_checkpoint(*c);
+                    continue;
+                }
+                if (std::holds_alternative<FeaturesAck>(r.frame)) {
+                    at.features_answered = true;
+                    std::lock_guard lk(mu);
+                    features_settled = true;
+                    cv.notify_all();
+                    continue;
+                }
                 const bool is_welcome = std::holds_alternative<Welcome>(r.frame);
                 const bool is_snapshot_begin = std::holds_alternative<SnapshotBegin>(r.frame);
                 TableSync::Step step = sync.on_frame(r.frame, now);
@@ -639,6 +696,11 @@ ControlClient::Status ControlClient::status() const {
 bool ControlClient::wait_synced(std::chrono::milliseconds timeout) const {
     std::unique_lock lk(impl_->mu);
     return impl_->cv.wait_for(lk, timeout, [&] { return impl_->st.synced; });
+}
+
+bool ControlClient::wait_features(std::chrono::milliseconds timeout) const {
+    std::unique_lock lk(impl_->mu);
+    return impl_->cv.wait_for(lk, timeout, [&] { return impl_->features_settled; });
 }
 
 }  // namespace optgate::proto

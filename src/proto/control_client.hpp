@@ -22,6 +22,9 @@
 // disclosure source, what the data plane passed and stripped per subscriber
 // (disclosure reports, acknowledged by consentd, kept and sent again until
 // they are). docs/protocol.md.
+//
+// It asks for the ledger's signed checkpoints (the features frame) and
+// keeps the latest (proto/checkpoint_record.hpp, CheckpointWitness).
 #pragma once
 
 #include <chrono>
@@ -56,6 +59,10 @@ public:
         // A report not acknowledged this long after it was sent goes again
         // on the same connection (consentd could not store it).
         std::chrono::milliseconds disclosure_resend_after{30000};
+        // consentd's public checkpoint key (PEM; docs/protocol.md,
+        // "Checkpoints"): checkpoints it does not verify are refused. Empty:
+        // checkpoints are kept unverified.
+        std::string checkpoint_public_key;
         // Connection events and errors, one line each. Default: stderr.
         std::function<void(std::string_view)> log;
     };
@@ -73,10 +80,19 @@ public:
         // Disclosure reports: frames written (resends included), acknowledged,
         // kept unacknowledged, dropped from the full queue.
         uint64_t disclosures_sent = 0, disclosures_acked = 0, disclosures_pending = 0, disclosures_dropped = 0;
+        // The ledger's latest signed checkpoint as consentd sent it (seq 0,
+        // line empty: none yet), when it came (wall clock), whether its
+        // signature was checked (checkpoint_public_key), and how many were
+        // kept and refused (malformed, bad signature, seq going back).
+        uint64_t checkpoint_seq = 0, checkpoint_received_unix_ms = 0;
+        std::string checkpoint_line;
+        bool checkpoint_verified = false;
+        uint64_t checkpoints_kept = 0, checkpoints_refused = 0;
     };
 
     // Throws std::invalid_argument for a bad name, or TCP to a non-loopback
-    // host without TLS; std::runtime_error if the TLS files do not load.
+    // host without TLS; std::runtime_error if the TLS files or the
+    // checkpoint key do not load.
     ControlClient(Enforcement& enforcement, Options options);
     ~ControlClient();
     ControlClient(const ControlClient&) = delete;
@@ -127,6 +143,10 @@ public:
     Status status() const;
     // Waits until a table from consentd is installed; false on timeout.
     bool wait_synced(std::chrono::milliseconds timeout) const;
+    // Waits until consentd answered the features frame on the current
+    // connection (the latest checkpoint, if it has one, came before the
+    // answer) or is known not to take it; false on timeout.
+    bool wait_features(std::chrono::milliseconds timeout) const;
 
 private:
     struct Impl;

@@ -70,6 +70,9 @@ inline constexpr uint32_t kMaxPseudonymKeys = 32;
 inline constexpr size_t kMaxKeyCollectorBytes = 255;
 inline constexpr size_t kPseudonymKeyBytes = 16;
 inline constexpr size_t kMaxKeyEntryBytes = 1 + kMaxKeyCollectorBytes + 8 + 8 + kPseudonymKeyBytes;
+// A ledger checkpoint's record line (consentd's checkpoint file), about 300
+// bytes today.
+inline constexpr size_t kMaxCheckpointLineBytes = 512;
 // The largest payload of any frame type (a snapshot begin with the largest
 // policy). Readers size buffers by this, never more.
 inline constexpr size_t kMaxPayload = 8 + 4 + 4 + 1 + kMaxTokenBytes + 1 + kMaxTokenBytes + 2 + kMaxPolicyNameBytes +
@@ -91,8 +94,8 @@ enum class FrameType : uint8_t {
     policy = 0x15,
     heartbeat = 0x16,
     disclosure_ack = 0x17,
-    // 0x18 and 0x19 are left to features-ack and the ledger checkpoint
-    // frame (docs/protocol.md)
+    features_ack = 0x18,
+    checkpoint = 0x19,
     pseudonym_keys = 0x1a,
     // either way, just before closing
     goodbye = 0x20,
@@ -186,13 +189,30 @@ struct DisclosureAck {
     uint64_t seq = 0;  // >= 1
 };
 
-// What the data plane takes beyond version 1's frames (docs/protocol.md,
-// "Features"): sent once, right after hello. Bits it does not know are
-// ignored by consentd, so one frame serves every optional frame to come.
+// Optional frames a peer takes (docs/protocol.md, "Features"): the data
+// plane sends its set right after hello; consentd answers with the part it
+// will send (FeaturesAck). An older consentd refuses the frame (goodbye,
+// unknown frame type), and the client sends it no more; consentd sends an
+// optional frame only to a data plane that asked for it, so an older data
+// plane never sees one. Unknown bits are ignored (a newer peer's).
 struct Features {
-    // 0x01 is left to ledger checkpoints.
-    static constexpr uint32_t kPseudonymKeys = 0x02;  // send pseudonym_keys frames
+    static constexpr uint32_t kCheckpoints = 0x1;     // Checkpoint frames
+    static constexpr uint32_t kPseudonymKeys = 0x2;  // PseudonymKeys frames
     uint32_t flags = 0;
+};
+
+// consentd's answer to Features: the flags it will act on.
+struct FeaturesAck {
+    uint32_t flags = 0;
+};
+
+// The ledger's latest signed checkpoint (docs/consentd.md, "Signed
+// checkpoints"), sent after FeaturesAck and whenever consentd signs one.
+// `line` is the record exactly as in consentd's checkpoint file, so that an
+// operator can check it with `optgatectl verify-ledger --checkpoints`.
+struct Checkpoint {
+    uint64_t seq = 0;       // as in the line
+    std::string_view line;  // 1..512 printable ASCII
 };
 
 // The pseudonym keys a data plane may use (docs/protocol.md, "Pseudonym
@@ -291,7 +311,8 @@ struct Goodbye {
 };
 
 using Frame = std::variant<Hello, Ack, Welcome, SnapshotBegin, SnapshotChunk, SnapshotEnd, Delta, PolicyUpdate,
-                           Heartbeat, Goodbye, Stats, Disclosure, DisclosureAck, Features, PseudonymKeys>;
+                           Heartbeat, Goodbye, Stats, Disclosure, DisclosureAck, Features, FeaturesAck, Checkpoint,
+                           PseudonymKeys>;
 
 // One change to the consent table, the one type for it on both sides:
 // what consentd's state emits per commit (consentd/consent_state.hpp), what

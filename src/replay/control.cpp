@@ -36,6 +36,7 @@ std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforce
     co.endpoint = *ep;
     if (!o.tls_cert.empty() || !o.tls_key.empty() || !o.tls_ca.empty())
         co.tls = proto::TlsFiles{o.tls_cert, o.tls_key, o.tls_ca};
+    co.checkpoint_public_key = o.checkpoint_public_key;
     co.log = [](std::string_view line) { std::cerr << "optgate-replay: control: " << line << "\n"; };
     std::unique_ptr<proto::ControlClient> client;
     try {
@@ -55,6 +56,10 @@ std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforce
                         std::to_string(o.timeout.count()) + " ms" +
                         (st.last_error.empty() ? std::string() : " (" + st.last_error + ")"));
     }
+    // consentd's latest ledger checkpoint comes before its answer to the
+    // features frame: the report then shows the one current at connect
+    // (a consentd older than it answers nothing; the wait is bounded).
+    client->wait_features(o.timeout);
     return client;
 }
 
@@ -127,6 +132,16 @@ boost::json::object control_report(const ControlOptions& o, const proto::Control
                                {"acknowledged", s.disclosures_acked},
                                {"pending", s.disclosures_pending},
                                {"dropped", s.disclosures_dropped}};
+    // The ledger's latest signed checkpoint as this data plane received it:
+    // `line` into a file is what `optgatectl verify-ledger --checkpoints`
+    // reads (docs/consentd.md, "Signed checkpoints").
+    boost::json::object c;
+    c["seq"] = s.checkpoint_seq;
+    c["line"] = s.checkpoint_line;
+    c["verified"] = s.checkpoint_verified && s.checkpoint_seq > 0;
+    c["kept"] = s.checkpoints_kept;
+    c["refused"] = s.checkpoints_refused;
+    j["checkpoint"] = std::move(c);
     return j;
 }
 

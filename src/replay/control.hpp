@@ -26,6 +26,7 @@ struct ControlOptions {
     std::string endpoint;  // Unix socket path or HOST:PORT
     std::string name;      // how consentd lists this replay ("" : replay-HOST-PID)
     std::string tls_cert, tls_key, tls_ca;
+    std::string checkpoint_public_key;                     // consentd's checkpoint key (PEM): checkpoints verified
     std::chrono::milliseconds timeout{10000};              // for the first snapshot
     std::chrono::milliseconds stats_interval{1000};        // stats reports to consentd
     std::chrono::milliseconds disclosure_interval{60000};  // disclosure reports to consentd
@@ -82,7 +83,8 @@ std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforce
                                                       StatsSource* stats = nullptr);
 
 // "control": {endpoint, name, connected, applied_seq, head_seq, stream_id,
-// connects, snapshots, deltas, last_error} for the report.
+// connects, snapshots, deltas, last_error, disclosure_reports, checkpoint}
+// for the report.
 boost::json::object control_report(const ControlOptions& o, const proto::ControlClient::Status& s);
 
 // Real-time replay (--pace): packet i is processed once its capture time,

@@ -82,6 +82,8 @@ Options parse_options(int argc, char** argv) {
         "tls-cert", po::value(&o.control.tls_cert), "with --control HOST:PORT: this data plane's certificate (PEM)")(
         "tls-key", po::value(&o.control.tls_key), "with --control HOST:PORT: its private key (PEM)")(
         "tls-ca", po::value(&o.control.tls_ca), "with --control HOST:PORT: the CA that signs consentd's certificate")(
+        "checkpoint-public-key", po::value(&o.control.checkpoint_public_key),
+        "with --control: consentd's checkpoint public key (PEM); checkpoints that do not verify are refused")(
         "pace", po::bool_switch(&o.pace), "replay in real time, honouring the capture's inter-packet gaps");
     po::options_description hidden;
     hidden.add_options()("input", po::value(&o.input))("output", po::value(&o.output));
@@ -125,8 +127,11 @@ Options parse_options(int argc, char** argv) {
         if (o.policy.empty()) throw UsageError("--policy FILE is required (or --control)");
         if (o.consent.empty()) throw UsageError("--consent FILE is required");
         if (!o.control.name.empty() || !o.control.tls_cert.empty() || !o.control.tls_key.empty() ||
-            !o.control.tls_ca.empty() || vm.count("stats-interval") || vm.count("disclosure-interval"))
-            throw UsageError("--name, --stats-interval, --disclosure-interval and --tls-* go with --control");
+            !o.control.tls_ca.empty() || !o.control.checkpoint_public_key.empty() || vm.count("stats-interval") ||
+            vm.count("disclosure-interval"))
+            throw UsageError(
+                "--name, --stats-interval, --disclosure-interval, --checkpoint-public-key and --tls-* go with "
+                "--control");
     }
     if (o.input.empty() || o.output.empty()) throw UsageError("IN.pcap and OUT.pcap are required");
     if (o.fragment_datagrams < 1 || o.fragment_datagrams > 65536)

@@ -4,20 +4,27 @@ checkpoints"): consentd signs its head every N events into an append-only
 file and serves the latest; optgatectl verify-ledger --checkpoints passes on
 an untouched ledger and detects a truncated ledger, a rewritten one (every
 hash recomputed), an altered checkpoint line and a foreign key; consentd
-refuses to start on the truncated and the rewritten ledger.
+refuses to start on the truncated and the rewritten ledger. A data plane
+(optgate-replay --control) receives the latest checkpoint, verifies it with
+the public key, and its copy alone lets verify-ledger detect a ledger
+truncated after it was sent, with consentd's own file rewritten to match.
 """
+import json
 import hashlib
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import struct
+import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import CONSENTD, OPTGATECTL, PATIENCE, Daemon  # noqa: E402
 
+REPLAY = os.environ["OPTGATE_REPLAY"]
 GRANT = {"source": "portal", "notice_version": "2024-05"}
 EVENTS = 12
 
@@ -176,6 +183,46 @@ class CheckpointTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertNotIn("INCONSISTENT", r.stderr)
         self.assertIn("REWRITTEN: event 5 has hash", r.stderr)
+
+    def test_a_data_plane_keeps_the_latest_checkpoint_which_verify_ledger_checks(self):
+        self.d.start()  # the file's latest, event 12, goes to data planes that ask
+        st, _, served = self.d.request("GET", "/v1/ledger/checkpoint", token="auditor")
+        self.assertEqual((st, served["seq"]), (200, 12))
+        tmp = tempfile.mkdtemp(prefix="checkpoint-dp-")
+        capture, report = os.path.join(tmp, "in.pcap"), os.path.join(tmp, "report.json")
+        with open(capture, "wb") as f:  # a capture without packets: only the control side matters
+            f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        r = subprocess.run([REPLAY, "--quiet", "--control", os.path.join(self.d.dir, "dp.sock"), "--name", "edge-1",
+                            "--checkpoint-public-key", self.pub, "--report", report, capture,
+                            os.path.join(tmp, "out.pcap")], capture_output=True, text=True, timeout=PATIENCE * 2)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(report) as f:
+            held = json.load(f)["control"]["checkpoint"]
+        self.assertEqual((held["seq"], held["verified"], held["kept"], held["refused"]), (12, True, 1, 0), held)
+        self.assertEqual(held["line"], served["line"])
+        self.assertIn("ledger checkpoint: " + served["line"], r.stderr)
+        self.d.stop()
+        seen = os.path.join(tmp, "seen")
+        with open(seen, "w") as f:
+            f.write(held["line"] + "\n")
+        def verify_seen():
+            return subprocess.run([OPTGATECTL, "verify-ledger", self.d.db, "--checkpoints", seen, "--public-key",
+                                   self.pub], capture_output=True, text=True, timeout=PATIENCE * 2)
+        r = verify_seen()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # The newest events dropped and consentd's own file cut to match:
+        # that file no longer tells, the data plane's copy does.
+        with_events_writable(self.d.db, lambda c: c.execute("DELETE FROM events WHERE seq > 10"))
+        with open(self.file) as f:
+            lines = f.read().splitlines()
+        with open(self.file, "w") as f:
+            f.write("".join(line + "\n" for line in lines if " seq=12 " not in line))
+        r = self.verify(None, "--public-key", self.pub)
+        self.assertNotIn("TRUNCATED", r.stderr)  # (the derived tables still name event 12: INCONSISTENT)
+        r = verify_seen()
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("TRUNCATED: the ledger ends at event 10, but event 12 was signed", r.stderr)
+        shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ control:
   bootstrap_policy: policy.yaml
   sync_timeout: 2s
   stats_interval: 500ms
+  checkpoint_public_key: checkpoint.pub
 http: {flows: 1024, idle_timeout: 5m}
 stats_file: /var/lib/optgate/stats.json
 log_level: debug
@@ -54,6 +55,7 @@ log_level: debug
     CHECK(c.bootstrap_policy == "/etc/optgate/policy.yaml");
     CHECK(c.sync_timeout.count() == 2000);
     CHECK(c.stats_interval.count() == 500);
+    CHECK(c.checkpoint_public_key == "/etc/optgate/checkpoint.pub");
     CHECK(c.http_flows == 1024);
     CHECK(c.http_idle_timeout.count() == 300);
     CHECK(c.log_level == "debug");

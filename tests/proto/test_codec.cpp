@@ -35,6 +35,8 @@ std::vector<TableChange> collect(const EntryList& l) {
 }
 
 const std::string kPolicy = "version: 1\npurposes: {}\n";
+const std::string kCheckpointLine = "optgate-checkpoint-v1 seq=10 head=" + std::string(64, 'a') +
+                                    " time=2026-12-05T06:00:00.000Z key=0123456789abcdef sig=" + std::string(128, 'b');
 
 // One valid frame of every type, with the direction it travels.
 std::vector<std::pair<std::string, Direction>> sample_frames() {
@@ -52,6 +54,9 @@ std::vector<std::pair<std::string, Direction>> sample_frames() {
     add(PolicyUpdate{6, "s2", "tv", "policy.yaml", kPolicy}, Direction::to_client);
     add(Heartbeat{6, 1700000000000}, Direction::to_client);
     add(Goodbye{Goodbye::Code::too_slow, "bye"}, Direction::to_client);
+    add(Features{Features::kCheckpoints}, Direction::to_server);
+    add(FeaturesAck{Features::kCheckpoints}, Direction::to_client);
+    add(Checkpoint{10, kCheckpointLine}, Direction::to_client);
     std::string chunk;
     const std::vector<TableChange> entries = {{TableChange::Op::upsert, key("100.64.0.1"), 3},
                                               {TableChange::Op::upsert, key("2001:db8:1000:1::"), 1}};
@@ -130,6 +135,36 @@ TEST_CASE("every frame type round-trips with its fields") {
     CHECK(g.message == "another edge-1 connected");
 }
 
+TEST_CASE("features and checkpoints: round trips, directions, unknown flags kept, lines checked") {
+    std::string s;
+    encode(s, Features{0xffffffffu});
+    CHECK(decode_as<Features>(s, Direction::to_server).flags == 0xffffffffu);  // a newer peer's bits decode
+    CHECK(decode_str(s, Direction::to_client).error == DecodeError::wrong_direction);
+    s.clear();
+    encode(s, FeaturesAck{Features::kCheckpoints});
+    CHECK(decode_as<FeaturesAck>(s, Direction::to_client).flags == Features::kCheckpoints);
+    CHECK(decode_str(s, Direction::to_server).error == DecodeError::wrong_direction);
+    s.clear();
+    encode(s, Checkpoint{10, kCheckpointLine});
+    const auto c = decode_as<Checkpoint>(s, Direction::to_client);
+    CHECK(c.seq == 10);
+    CHECK(c.line == kCheckpointLine);
+    CHECK(decode_str(s, Direction::to_server).error == DecodeError::wrong_direction);
+    // Lines: 1..512 bytes without control characters; the encoder refuses
+    // what the decoder would.
+    s.clear();
+    CHECK_FALSE(encode(s, Checkpoint{10, ""}));
+    CHECK_FALSE(encode(s, Checkpoint{10, std::string(513, 'a')}));
+    CHECK_FALSE(encode(s, Checkpoint{10, "line\nwith a newline"}));
+    CHECK(s.empty());
+    CHECK(encode(s, Checkpoint{10, std::string(512, 'a')}));
+    CHECK(decode_as<Checkpoint>(s, Direction::to_client).line.size() == 512);
+    s.clear();
+    encode(s, Checkpoint{10, "x"});
+    s.back() = '\x07';
+    CHECK(decode_str(s, Direction::to_client).error == DecodeError::bad_string);
+}
+
 TEST_CASE("entries and changes round-trip, IPv4 and IPv6, upserts and erases") {
     const std::vector<TableChange> changes = {
         {TableChange::Op::upsert, key("100.64.0.10"), 0x80000001u},
@@ -174,7 +209,7 @@ TEST_CASE("a stream of frames decodes one at a time") {
         off += r.consumed;
         ++frames;
     }
-    CHECK(frames == 8);
+    CHECK(frames == 10);
 }
 
 TEST_CASE("every truncation of a valid frame is never a frame") {
@@ -260,6 +295,9 @@ TEST_CASE("limits are the ones docs/protocol.md states") {
     CHECK(max_payload(FrameType::policy) == 4195472);
     CHECK(max_payload(FrameType::heartbeat) == 16);
     CHECK(max_payload(FrameType::goodbye) == 1028);
+    CHECK(max_payload(FrameType::features) == 4);
+    CHECK(max_payload(FrameType::features_ack) == 4);
+    CHECK(max_payload(FrameType::checkpoint) == 522);
     CHECK(max_payload(FrameType(0x7f)) == 0);
 }
 

@@ -436,6 +436,7 @@ TEST_CASE("a consentd that predates stats refuses the frame once; the client sto
     // never a stats frame again.
     CHECK(eventually([&] { return old.connections >= 2 && old.acks_after_refusal >= 5; }));
     CHECK(old.stats_frames == 1);
+    CHECK(old.features_frames == 1);
     CHECK(d.client.status().connected);
     CHECK(d.client.status().synced);
     CHECK_FALSE(d.client.flush_stats(200ms));
@@ -450,7 +451,7 @@ TEST_CASE("a consentd that predates features refuses it once; the client syncs w
     DataPlane d(ep, "edge-1");
     d.client.set_stats_source({}, std::chrono::milliseconds(0));  // no stats: only features can be refused
     d.client.start();
-    REQUIRE(eventually([&] { return d.logged().find("does not send pseudonym keys") != std::string::npos; }));
+    REQUIRE(eventually([&] { return d.logged().find("does not know the features frame") != std::string::npos; }));
     REQUIRE(d.client.wait_synced(kPatience));
     // In sync on the next connection, acknowledging heartbeats; features
     // never again, and no key: pseudonym collectors would strip.
