@@ -230,7 +230,7 @@ struct ControlClient::Impl {
     awaitable<void> run() {
         auto backoff = opts.backoff_initial;
         while (!stopping) {
-            at = Attempt{at.number + 1, nullptr, {}, false, false, false, false, false, std::nullopt};
+            at = Attempt{at.number + 1, nullptr, {}, false, false, false, false, false, false, false, std::nullopt};
             const ConnectionEnd end = co_await attempt();
             ++at.number;  // the watchdog of this attempt is done
             at.close = nullptr;

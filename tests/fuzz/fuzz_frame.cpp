@@ -60,6 +60,12 @@ std::string reencode(const Frame& frame) {
                 FUZZ_CHECK(entries.size() == f.count, "for_each_disclosure visited " + std::to_string(entries.size()) +
                                                           " of " + std::to_string(f.count) + " entries");
                 ok = encode_disclosure(out, f, entries);
+            } else if constexpr (std::is_same_v<T, PseudonymKeys>) {
+                std::vector<PseudonymKeyView> keys;
+                for_each_pseudonym_key(f, [&](const PseudonymKeyView& v) { keys.push_back(v); });
+                FUZZ_CHECK(keys.size() == f.count, "for_each_pseudonym_key visited " + std::to_string(keys.size()) +
+                                                       " of " + std::to_string(f.count) + " entries");
+                ok = encode_pseudonym_keys(out, keys);
             } else {
                 ok = encode(out, f);
             }

@@ -118,13 +118,13 @@ TEST_CASE("reports reach GET /metrics per data plane, grouped by family, and /v1
     REQUIRE(dps.size() == 2);
     for (const auto& d : dps) {
         REQUIRE(d.stats);
-        CHECK(d.stats->count == 3 + 11);  // the source's and the client's own
+        CHECK(d.stats->count == 3 + 13);  // the source's and the client's own
         REQUIRE(d.stats_age_ms);
         CHECK(*d.stats_age_ms < kPatience.count());
         const auto j = consentd::to_json(d, true);
-        CHECK(j.at("stats_entries").to_number<int64_t>() == 14);
+        CHECK(j.at("stats_entries").to_number<int64_t>() == 16);
         const auto& entries = j.at("stats").as_array();
-        REQUIRE(entries.size() == 14);
+        REQUIRE(entries.size() == 16);
         CHECK(entries[0].at("name").as_string() == "control_applied_seq");  // sorted
         bool labelled = false;
         for (const auto& e : entries)
@@ -165,7 +165,7 @@ TEST_CASE("a data plane that goes away stays, up 0, until it comes back or stats
         const auto j = consentd::to_json(gone[0]);
         CHECK(j.contains("disconnected_at"));
         CHECK_FALSE(j.contains("synced"));
-        CHECK(j.at("stats_entries").to_number<int64_t>() == 14);
+        CHECK(j.at("stats_entries").to_number<int64_t>() == 16);
     }
 
     // Back under the same name: up again, and only the new process's counts.
