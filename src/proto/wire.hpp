@@ -196,7 +196,7 @@ struct DisclosureAck {
 // optional frame only to a data plane that asked for it, so an older data
 // plane never sees one. Unknown bits are ignored (a newer peer's).
 struct Features {
-    static constexpr uint32_t kCheckpoints = 0x1;     // Checkpoint frames
+    static constexpr uint32_t kCheckpoints = 0x1;    // Checkpoint frames
     static constexpr uint32_t kPseudonymKeys = 0x2;  // PseudonymKeys frames
     uint32_t flags = 0;
 };
@@ -310,9 +310,9 @@ struct Goodbye {
     std::string_view message;    // 0..1024
 };
 
-using Frame = std::variant<Hello, Ack, Welcome, SnapshotBegin, SnapshotChunk, SnapshotEnd, Delta, PolicyUpdate,
-                           Heartbeat, Goodbye, Stats, Disclosure, DisclosureAck, Features, FeaturesAck, Checkpoint,
-                           PseudonymKeys>;
+using Frame =
+    std::variant<Hello, Ack, Welcome, SnapshotBegin, SnapshotChunk, SnapshotEnd, Delta, PolicyUpdate, Heartbeat,
+                 Goodbye, Stats, Disclosure, DisclosureAck, Features, FeaturesAck, Checkpoint, PseudonymKeys>;
 
 // One change to the consent table, the one type for it on both sides:
 // what consentd's state emits per commit (consentd/consent_state.hpp), what
