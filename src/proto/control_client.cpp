@@ -477,8 +477,12 @@ struct ControlClient::Impl {
         std::string out;
         encode(out, Hello{opts.name, sync.applied_seq(), sync.stream_id()});
         // Right after hello, so that an older consentd refuses it before
-        // anything else (learn_from).
-        if (features_refused_stream != sync.stream_id()) {
+        // anything else (learn_from). Not asked again of the stream that
+        // refused it; refused before any table (""): not until a table names
+        // that stream, whatever this connection's hello carries.
+        const bool refused = features_refused_stream &&
+                             (features_refused_stream->empty() || *features_refused_stream == sync.stream_id());
+        if (!refused) {
             encode(out, Features{Features::kCheckpoints | Features::kPseudonymKeys});
             at.features_sent = true;
             at.keys_asked = true;
