@@ -86,16 +86,19 @@ struct ControlClient::Impl {
 
     // ---- the current connection attempt (io thread) ----
     struct Attempt {
-        uint64_t number = 0;               // the watchdog's generation
-        std::function<void()> close;       // ends it: closes the socket, or cancels the resolve
-        Clock::time_point deadline;        // the watchdog ends it then (connect_timeout, then the idle limit)
-        bool welcomed = false;             // it got as far as consentd's welcome
-        bool progressed = false;           // it installed or resumed a table
-        bool conversing = false;           // its reader runs: a side loop's failed write ends it
-        bool keys_asked = false;           // it sent features (pseudonym keys)
-        bool keys_answered = false;        // consentd sent pseudonym keys on it
-        bool features_sent = false;        // it asked for optional frames (proto::Features)...
-        bool features_answered = false;    // ...and consentd answered
+        uint64_t number = 0;             // the watchdog's generation
+        std::function<void()> close;     // ends it: closes the socket, or cancels the resolve
+        Clock::time_point deadline;      // the watchdog ends it then (connect_timeout, then the idle limit)
+        bool welcomed = false;           // it got as far as consentd's welcome
+        bool progressed = false;         // it installed or resumed a table
+        bool conversing = false;         // its reader runs
+        bool keys_answered = false;      // consentd sent pseudonym keys on it
+        bool features_sent = false;      // it asked for optional frames (proto::Features), keys among them...
+        bool features_answered = false;  // ...and consentd answered
+        // A write failed: consentd closed its end. The reader goes on to the
+        // end of what consentd sent before that (a goodbye saying why), to a
+        // deadline that reads no longer move.
+        std::optional<std::string> write_failed;
         std::optional<ConnectionEnd> end;  // the first reason recorded is the one
     } at;
 
@@ -138,7 +141,7 @@ struct ControlClient::Impl {
         st.connected = connected;
         // Keys asked for and not answered yet: not in sync (they come
         // right after the first snapshot; a pass before them would strip).
-        st.synced = sync.has_table() && !(at.keys_asked && !at.keys_answered);
+        st.synced = sync.has_table() && !(at.features_sent && !at.keys_answered);
         st.applied_seq = sync.applied_seq();
         st.head_seq = sync.head_seq();
         st.stream_id = sync.stream_id();
@@ -164,6 +167,10 @@ struct ControlClient::Impl {
         watchdog.expires_at(at.deadline);
         watchdog.async_wait([this, gen = at.number](boost::system::error_code ec) {
             if (ec || gen != at.number) return;
+            if (Clock::now() >= at.deadline && at.write_failed) {
+                end_attempt({ConnectionEnd::Kind::io_error, Goodbye::Code::shutdown, *at.write_failed});
+                return;
+            }
             if (Clock::now() >= at.deadline) {
                 end_attempt(
                     {ConnectionEnd::Kind::timeout, Goodbye::Code::timeout,
@@ -230,7 +237,9 @@ struct ControlClient::Impl {
     awaitable<void> run() {
         auto backoff = opts.backoff_initial;
         while (!stopping) {
-            at = Attempt{at.number + 1, nullptr, {}, false, false, false, false, false, false, false, std::nullopt};
+            Attempt next;
+            next.number = at.number + 1;
+            at = std::move(next);
             const ConnectionEnd end = co_await attempt();
             ++at.number;  // the watchdog of this attempt is done
             at.close = nullptr;
@@ -259,10 +268,12 @@ struct ControlClient::Impl {
         try {
             co_await attempt_once();
         } catch (const boost::system::system_error& e) {
+            // After a failed write the read ends too (end of file): the
+            // write says what happened.
             if (!at.end)
                 at.end = ConnectionEnd{
                     at.welcomed ? ConnectionEnd::Kind::io_error : ConnectionEnd::Kind::connect_failed,
-                    Goodbye::Code::shutdown, e.code().message()};
+                    Goodbye::Code::shutdown, at.write_failed.value_or(e.code().message())};
         } catch (const std::exception& e) {
             if (!at.end) at.end = ConnectionEnd{ConnectionEnd::Kind::io_error, Goodbye::Code::shutdown, e.what()};
         }
@@ -337,17 +348,39 @@ struct ControlClient::Impl {
                 }
             }
         } release{this};
-        co_await asio::async_write(s, asio::buffer(bytes), use_awaitable);
+        boost::system::error_code ec;
+        co_await asio::async_write(s, asio::buffer(bytes), asio::redirect_error(use_awaitable, ec));
+        if (!ec) co_return;
+        // consentd closed its end, perhaps right after a goodbye that is
+        // still to be read: the reader reads on (see Attempt::write_failed).
+        if (at.conversing && !at.end && !at.write_failed) {
+            at.write_failed = "cannot write to consentd: " + ec.message();
+            at.deadline = Clock::now() + idle_limit();
+        }
+        throw boost::system::system_error(ec);
+    }
+
+    // The reader's writes: one that fails because consentd closed its end
+    // does not end the reader, which reads on to what consentd sent last
+    // (a goodbye that says why, or the end of the stream).
+    template <class Stream>
+    awaitable<void> send_then_read_on(Stream& s, const std::string& bytes) {
+        try {
+            co_await send(s, bytes);
+        } catch (const boost::system::system_error&) {
+            if (!at.write_failed) throw;
+        }
     }
 
     // A loop beside the reader for this connection (a reporter). A write it
-    // cannot make ends the connection.
+    // cannot make leaves the end to the reader (Attempt::write_failed); any
+    // other failure ends the connection.
     void spawn_side_loop(awaitable<void> loop) {
         ++side_loops;
         asio::co_spawn(io, std::move(loop), [this](const std::exception_ptr& e) {
             --side_loops;
             side_loops_ended.cancel();
-            if (!e || !at.conversing) return;
+            if (!e || !at.conversing || at.write_failed) return;
             try {
                 std::rethrow_exception(e);
             } catch (const boost::system::system_error& ex) {
@@ -485,11 +518,10 @@ struct ControlClient::Impl {
         if (!refused) {
             encode(out, Features{Features::kCheckpoints | Features::kPseudonymKeys});
             at.features_sent = true;
-            at.keys_asked = true;
             std::lock_guard lk(mu);
             features_settled = false;
         }
-        co_await send(s, out);
+        co_await send_then_read_on(s, out);
         if (buf.size() < (64u << 10)) buf.resize(64u << 10);
         size_t have = 0;
         bool ack_owed = false;  // applied, not yet acknowledged
@@ -561,7 +593,7 @@ struct ControlClient::Impl {
                 std::memmove(buf.data(), buf.data() + off, have - off);
                 have -= off;
             }
-            if (at.welcomed) at.deadline = Clock::now() + idle_limit();
+            if (at.welcomed && !at.write_failed) at.deadline = Clock::now() + idle_limit();
             {
                 std::lock_guard lk(mu);
                 st.last_contact_mono_ns = now;
@@ -579,11 +611,11 @@ struct ControlClient::Impl {
                 ack = false;
                 ack_owed = true;
             }
-            if (ack) {
+            if (ack && !at.write_failed) {
                 ack_owed = false;
                 out.clear();
                 encode(out, Ack{sync.applied_seq()});
-                co_await send(s, out);
+                co_await send_then_read_on(s, out);
             }
         }
     }

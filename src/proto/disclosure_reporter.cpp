@@ -140,11 +140,13 @@ asio::awaitable<void> DisclosureReporter::run(SendFrame send) {
                 next->sent_on = connection_;
                 next->sent_at = now;
                 unconfirmed_ = true;
-                co_await send(*frame);
                 {
+                    // Counted before the write: consentd may store it (and
+                    // a test read the count) before the write returns here.
                     std::lock_guard lk(mu_);
                     ++counts_.sent;
                 }
+                co_await send(*frame);
                 continue;
             }
         }

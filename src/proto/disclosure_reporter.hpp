@@ -46,7 +46,7 @@ public:
     using Source = std::function<void(DisclosureBatch&)>;
 
     struct Counts {
-        uint64_t sent = 0;     // report frames written (resends included)
+        uint64_t sent = 0;     // report frames handed to the connection (resends included)
         uint64_t acked = 0;    // reports consentd acknowledged
         uint64_t pending = 0;  // reports kept, not acknowledged yet
         uint64_t dropped = 0;  // reports dropped unacknowledged from the full queue
