@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "proto/codec.hpp"
+#include "proto/endpoint.hpp"
 #include "proto_fixture.hpp"
 
 namespace optgate::test_proto {
@@ -30,7 +31,7 @@ class OlderConsentd {
 public:
     // `unknown`: the frame types this version refuses.
     OlderConsentd(const std::string& path, std::initializer_list<proto::FrameType> unknown)
-        : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+        : path_(path), fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
         for (const auto t : unknown) unknown_[size_t(t)] = true;
         sockaddr_un a{};
         a.sun_family = AF_UNIX;
@@ -47,6 +48,14 @@ public:
     }
     OlderConsentd(const OlderConsentd&) = delete;
     OlderConsentd& operator=(const OlderConsentd&) = delete;
+
+    // Where a data plane reaches it.
+    proto::Endpoint endpoint() const {
+        proto::Endpoint ep;
+        ep.kind = proto::Endpoint::Kind::unix_socket;
+        ep.path = path_;
+        return ep;
+    }
 
     // Frames of type `t` refused (unknown to it) and taken (known).
     int refused(proto::FrameType t) const { return refused_[size_t(t)]; }
@@ -133,6 +142,7 @@ private:
         return out;
     }
 
+    std::string path_;
     std::array<bool, 256> unknown_{};
     std::array<std::atomic<int>, 256> refused_{}, taken_{};
     std::atomic<int> refused_total_{0};

@@ -234,10 +234,7 @@ TEST_CASE("a data plane that does not ask (older) gets no checkpoint; consentd w
 TEST_CASE("a consentd older than the features frame refuses it once; the client stops asking and stays in sync") {
     TempDir dir;
     OlderConsentd old(dir.file("old.sock"), {proto::FrameType::features});
-    proto::Endpoint ep;
-    ep.kind = proto::Endpoint::Kind::unix_socket;
-    ep.path = dir.file("old.sock");
-    DataPlane d(ep, "edge-1");
+    DataPlane d(old.endpoint(), "edge-1");
     d.client.set_stats_source(nullptr, 0ms);  // no stats: only features can be refused
     d.client.start();
     REQUIRE(eventually([&] { return d.logged().find("does not know the features frame") != std::string::npos; }));
@@ -260,10 +257,7 @@ TEST_CASE("consentd refuses features and stops reading: the client's failed ack 
     // again on every connection and never keeps one.
     TempDir dir;
     OlderConsentd old(dir.file("old.sock"), {proto::FrameType::features});
-    proto::Endpoint ep;
-    ep.kind = proto::Endpoint::Kind::unix_socket;
-    ep.path = dir.file("old.sock");
-    DataPlane d(ep, "edge-1");
+    DataPlane d(old.endpoint(), "edge-1");
     d.client.set_stats_source(nullptr, 0ms);
     // The client has applied the table, so it writes its ack next (to a
     // socket that no longer reads) before it reads what follows.

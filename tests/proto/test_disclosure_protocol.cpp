@@ -268,10 +268,7 @@ TEST_CASE("a newer consentd serves a data plane without disclosures as before") 
 TEST_CASE("a consentd that knows stats but not disclosures refuses one report; the client keeps reports and sync") {
     TempDir dir;
     OlderConsentd old(dir.file("old.sock"), {proto::FrameType::disclosure, proto::FrameType::features});
-    proto::Endpoint ep;
-    ep.kind = proto::Endpoint::Kind::unix_socket;
-    ep.path = dir.file("old.sock");
-    Client c(ep, 3, 50ms);
+    Client c(old.endpoint(), 3, 50ms);
     c.dp.client.set_stats_source(
         [](auto& out) {
             out.push_back({"rx_packets", 1, proto::StatKind::counter, "", ""});
@@ -304,10 +301,7 @@ TEST_CASE("a consentd older than stats: both refused in turn, the client stays i
     TempDir dir;
     OlderConsentd old(dir.file("old.sock"),
                       {proto::FrameType::stats, proto::FrameType::disclosure, proto::FrameType::features});
-    proto::Endpoint ep;
-    ep.kind = proto::Endpoint::Kind::unix_socket;
-    ep.path = dir.file("old.sock");
-    Client c(ep, 1, 50ms);
+    Client c(old.endpoint(), 1, 50ms);
     c.dp.client.start();
     // In either order, each refusal ends one connection; the next one lasts.
     REQUIRE(eventually(

@@ -326,10 +326,7 @@ TEST_CASE("a consentd that predates stats refuses the frame once; the client sto
     TempDir dir;
     OlderConsentd old(dir.file("old.sock"),
                       {proto::FrameType::stats, proto::FrameType::disclosure, proto::FrameType::features});
-    proto::Endpoint ep;
-    ep.kind = proto::Endpoint::Kind::unix_socket;
-    ep.path = dir.file("old.sock");
-    DataPlane d(ep, "edge-1");
+    DataPlane d(old.endpoint(), "edge-1");
     d.client.set_stats_source([](auto& out) { out.push_back({"rx_packets", 1, StatKind::counter, "", ""}); }, 50ms);
     d.client.start();
     REQUIRE(d.client.wait_synced(kPatience));
