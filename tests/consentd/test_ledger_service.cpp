@@ -7,6 +7,7 @@
 #include <future>
 #include <map>
 
+#include "consentd/ledger_reader.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/verify.hpp"
 #include "fixture.hpp"
@@ -283,4 +284,48 @@ TEST_CASE("a snapshot waits for the sync: what it shows is durable and every lis
     CHECK(ahead == 0);
     CHECK(heard.last.load() == uint64_t{kClients} * kEach);
     CHECK(verify_ledger(h.path).ok);
+}
+
+TEST_CASE("a reader that waits for durability never answers a commit before its fsync") {
+    // A WAL reader sees a commit as soon as it is written, while the sync
+    // thread may still be fsyncing it: the API and the privacy page would
+    // show a change a crash could take back. Their readers wait
+    // (wait_durable); listeners hear a commit once it is durable, so a read
+    // that returns a commit no listener has heard yet returned it early.
+    Harness h;
+    struct Heard : TableListener {
+        std::atomic<uint64_t> last{0};
+        void on_commit(uint64_t seq, const std::vector<TableChange>&) override { last.store(seq); }
+        void on_resync(uint64_t, const std::shared_ptr<const Policy>&, const std::string&) override {}
+    } heard;
+    h.service->add_listener(&heard);
+    LedgerReader reader(h.path, [&] { h.service->wait_durable(); });
+    constexpr int kClients = 8, kEach = 40;
+    std::atomic<bool> done{false};
+    std::atomic<int> early{0}, reads{0};
+    std::thread reading([&] {
+        while (!done) {
+            for (const char* sub : {"sub-0", "sub-1"}) {
+                const auto r = reader.subscriber(sub, 1);
+                if (r && !r->history.empty() && r->history.back().seq > heard.last.load()) ++early;
+                ++reads;
+            }
+        }
+    });
+    std::vector<std::thread> clients;
+    clients.reserve(kClients);
+    for (int c = 0; c < kClients; ++c)
+        clients.emplace_back([&, c] {
+            for (int i = 0; i < kEach; ++i) {
+                const std::string addr = "100.64." + std::to_string(2 + c) + "." + std::to_string(i);
+                h.run(BindChange{A(addr.c_str()), "sub-" + std::to_string(i % 2), "radius"});
+            }
+        });
+    for (auto& t : clients) t.join();
+    done = true;
+    reading.join();
+    h.service->remove_listener(&heard);
+    CHECK(reads > 0);
+    CHECK(early == 0);
+    CHECK(heard.last.load() == uint64_t{kClients} * kEach);
 }
