@@ -14,21 +14,13 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon import PATIENCE, Daemon  # noqa: E402
+from daemon import PATIENCE, Daemon, rss_kib  # noqa: E402
 
 SLOTS = 512  # PortalServer::kMaxConnections
 # Measured: +1.5 MiB for 612 connections (gcc -O2; docs/consentd.md). The
 # stated bound is 32 MiB: room for ASan's redzones and allocator slack, and
 # still far below what holding a request buffer per connection would cost.
 RSS_BOUND_KIB = 32 * 1024
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def get_page(port):
