@@ -261,8 +261,8 @@ class DataPlanePortAttackTest(unittest.TestCase):
                 self.assertTrue(attack.running(), "the attack is not in progress any more")
                 self.assertEqual(sum(map(still_open, silent)), len(silent))
                 grown = rss_kib(pid) - rss_before
-                print(f"RSS {rss_before} KiB before, +{grown} KiB with {len(attack.answers)} stats headers before hello "
-                      f"and {len(silent)} silent connections", file=sys.stderr)
+                print(f"RSS {rss_before} KiB before, +{grown} KiB with {len(attack.answers)} stats headers before "
+                      f"hello and {len(silent)} silent connections", file=sys.stderr)
                 self.assertLess(grown, RSS_BOUND_KIB)
             finally:
                 dp.close()
