@@ -57,16 +57,17 @@ def eventually(pred, timeout=PATIENCE):
 
 class Attack:
     """`n` attackers on threads, each repeating `one(i)` until stopped, at
-    most `rounds` times and PATIENCE seconds: bounded, and it stops by itself.
-    What each round returned is in `answers`; an exception ends its thread
-    and is kept in `errors`."""
+    most `rounds` times and 3 x PATIENCE seconds (longer than a test waits
+    for what it checks while the attack goes on): bounded, and it stops by
+    itself. What each round returned is in `answers`; an exception ends its
+    thread and is kept in `errors`."""
 
     def __init__(self, n, rounds, one):
         self.stop = threading.Event()
         self.answers, self.errors = [], []
 
         def run(i):
-            end = time.monotonic() + PATIENCE
+            end = time.monotonic() + 3 * PATIENCE
             try:
                 for _ in range(rounds):
                     if self.stop.is_set() or time.monotonic() > end:
