@@ -98,7 +98,8 @@ Response error_response(unsigned status, std::string_view code, std::string_view
 Api::Api(boost::asio::io_context& ioc, LedgerService& service, Metrics& metrics, const Config& config,
          PolicyReloader& reloader, Publisher* publisher)
     : ioc_(ioc), service_(service), metrics_(metrics), config_(config), reloader_(reloader), publisher_(publisher),
-      reader_(config.database), disclosure_reader_(config.database), history_reader_(config.database) {}
+      reader_(config.database, [this] { service_.wait_durable(); }), disclosure_reader_(config.database),
+      history_reader_(config.database, [this] { service_.wait_durable(); }) {}
 
 Api::~Api() {
     import_pool_.join();

@@ -23,7 +23,8 @@ private:
 
 }  // namespace
 
-LedgerReader::LedgerReader(const std::string& path) : db_(path, Database::Mode::read_write) {
+LedgerReader::LedgerReader(const std::string& path, std::function<void()> durable)
+    : durable_(std::move(durable)), db_(path, Database::Mode::read_write) {
     check_schema(db_);
     count_ = db_.prepare("SELECT count(*) FROM events WHERE subscriber = ?1");
     consents_ = db_.prepare(
@@ -42,6 +43,19 @@ LedgerReader::LedgerReader(const std::string& path) : db_(path, Database::Mode::
 }
 
 std::optional<SubscriberRecord> LedgerReader::subscriber(const std::string& id, size_t history_limit, uint64_t before) {
+    return settled(read_subscriber(id, history_limit, before));
+}
+
+EventRecord LedgerReader::event(const std::string& subscriber, uint64_t seq) {
+    return settled(read_event(subscriber, seq));
+}
+
+AddressRecord LedgerReader::address(const std::string& binding, const std::optional<std::string>& at) {
+    return settled(read_address(binding, at));
+}
+
+std::optional<SubscriberRecord> LedgerReader::read_subscriber(const std::string& id, size_t history_limit,
+                                                              uint64_t before) {
     // One read transaction: the four queries see the same commit.
     db_.exec("BEGIN");
     struct End {
@@ -109,7 +123,7 @@ std::optional<SubscriberRecord> LedgerReader::subscriber(const std::string& id, 
     return r;
 }
 
-EventRecord LedgerReader::event(const std::string& subscriber, uint64_t seq) {
+EventRecord LedgerReader::read_event(const std::string& subscriber, uint64_t seq) {
     const ReadTransaction read{db_};
     EventRecord r;
     {
@@ -127,7 +141,7 @@ EventRecord LedgerReader::event(const std::string& subscriber, uint64_t seq) {
     return r;
 }
 
-AddressRecord LedgerReader::address(const std::string& binding, const std::optional<std::string>& at) {
+AddressRecord LedgerReader::read_address(const std::string& binding, const std::optional<std::string>& at) {
     const ReadTransaction read{db_};
     AddressRecord r;
     // Both through the index events_by_address, which the disclosure store

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,7 +51,11 @@ struct AddressRecord {
 
 class LedgerReader {
 public:
-    explicit LedgerReader(const std::string& path);
+    // `durable`, when given, runs after each read and before its result is
+    // returned: LedgerService::wait_durable, so that what a read returns is
+    // durable (a reader sees a commit as soon as it is written, before the
+    // fsync that makes it durable).
+    explicit LedgerReader(const std::string& path, std::function<void()> durable = {});
 
     // nullopt when the ledger has no event for `subscriber`. `history`: the
     // latest `history_limit` events with a seq below `before` (a page cursor).
@@ -63,6 +68,18 @@ public:
     AddressRecord address(const std::string& binding, const std::optional<std::string>& at);
 
 private:
+    std::optional<SubscriberRecord> read_subscriber(const std::string& subscriber, size_t history_limit,
+                                                    uint64_t before);
+    EventRecord read_event(const std::string& subscriber, uint64_t seq);
+    AddressRecord read_address(const std::string& binding, const std::optional<std::string>& at);
+    // Returns `r` once what the read saw is durable.
+    template <class T>
+    T settled(T r) const {
+        if (durable_) durable_();
+        return r;
+    }
+
+    std::function<void()> durable_;
     Database db_;
     Statement count_, consents_, runs_, bindings_, history_;
 };

@@ -142,6 +142,12 @@ void LedgerService::sync_or_exit() const {
     }
 }
 
+void LedgerService::wait_durable() const {
+    const uint64_t w = writes_begun_.load();
+    std::unique_lock lk(sync_mu_);
+    sync_cv_.wait(lk, [&] { return writes_durable_ >= w; });
+}
+
 void LedgerService::run_sync() {
     std::deque<Committed> work;
     bool fresh = false;
@@ -150,6 +156,7 @@ void LedgerService::run_sync() {
             std::unique_lock lk(sync_mu_);
             if (!work.empty()) {
                 synced_seq_ = std::max(synced_seq_, work.back().seq);
+                writes_durable_ = std::max(writes_durable_, work.back().write);
                 work.clear();
             }
             syncing_ = false;
@@ -211,6 +218,7 @@ void LedgerService::run() {
 void LedgerService::commit_batch(std::vector<Pending>& batch) {
     Committed c;
     c.started = std::chrono::steady_clock::now();
+    c.write = ++writes_begun_;  // before the commit can be seen
     Batch b;
     b.time = format_utc_ms(std::chrono::system_clock::now());
     c.outcomes.reserve(batch.size());
@@ -294,13 +302,20 @@ void LedgerService::install_policy(Pending& p) {
     {
         std::lock_guard lk(state_mu_);
         // Recorded before any event is judged under it, or not installed.
+        // Every earlier write is durable (run): this one is next.
+        const uint64_t write = ++writes_begun_;
         try {
             ledger_->record_policy(change.text, options_.receipts);
         } catch (const std::exception& e) {
             failure = e.what();
         }
+        if (failure.empty()) sync_or_exit();  // the record is durable before anything is judged or answered under it
+        {
+            std::lock_guard slk(sync_mu_);
+            writes_durable_ = write;
+        }
+        sync_cv_.notify_all();
         if (failure.empty()) {
-            sync_or_exit();  // the record is durable before anything is judged or answered under it
             o.table_resync = state_.set_policy(change.policy);
             {
                 std::lock_guard plk(policy_mu_);

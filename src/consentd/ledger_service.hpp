@@ -186,6 +186,11 @@ public:
     // fsync). Listeners may hear commits up to `seq` after it; ignore them.
     // Pair it with add_listener() under the same call to miss nothing.
     void snapshot(const std::function<void(uint64_t seq, const ConsentState& state)>& fn) const;
+    // Waits until every ledger write begun so far is durable (at most the
+    // fsync in flight and the batch being written). A reader of the ledger
+    // calls it after its read and before answering: no answer then shows a
+    // change that a crash could still take back (LedgerReader).
+    void wait_durable() const;
 
 private:
     struct Pending {
@@ -205,6 +210,7 @@ private:
         size_t events = 0;
         size_t subscribers = 0, bindings = 0, table_entries = 0;  // gauges, as of this batch
         std::chrono::steady_clock::time_point started;
+        uint64_t write = 0;  // its number among the writes (writes_begun_)
     };
 
     void run();
@@ -260,6 +266,11 @@ private:
     bool syncing_ = false;        // the sync thread holds batches it took
     bool sync_stopping_ = false;  // the writer is gone: finish what is queued, then stop
     uint64_t synced_seq_ = 0;     // durable and told to the listeners (sync_mu_)
+    // Ledger writes (batches, policy records) are numbered as they begin,
+    // before anything of them is visible to a reader, and become durable in
+    // that order: a reader that has seen a write waits for its number.
+    std::atomic<uint64_t> writes_begun_{0};
+    uint64_t writes_durable_ = 0;  // sync_mu_
     std::thread syncer_;
 };
 

@@ -348,7 +348,7 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     std::optional<PortalDaemon> portal;
     if (config.portal.enabled) {
         try {
-            transparency.emplace(config.database);
+            transparency.emplace(config.database, [&s = *service] { s.wait_durable(); });
             portal.emplace(ioc, *service, &publisher, config, *api, metrics);
             portal->portal.set_transparency(&*transparency);
         } catch (const std::exception& e) {

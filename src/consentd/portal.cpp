@@ -107,7 +107,7 @@ struct Portal::Context {
 Portal::Portal(boost::asio::io_context& ioc, LedgerService& service, Publisher* publisher, const Config& config,
                Catalogue catalogue, PortalLinks* links)
     : ioc_(ioc), service_(service), publisher_(publisher), config_(config), portal_(config.portal),
-      catalogue_(std::move(catalogue)), links_(links), reader_(config.database) {}
+      catalogue_(std::move(catalogue)), links_(links), reader_(config.database, [this] { service_.wait_durable(); }) {}
 
 std::optional<IpAddr> client_address(const std::vector<Prefix>& trusted, const IpAddr& peer,
                                      std::string_view forwarded_for) {
@@ -538,7 +538,8 @@ void Portal::get_receipt(Context& cx, std::string_view seq_text) {
     cx.respond(std::move(r));
 }
 
-LedgerTransparency::LedgerTransparency(const std::string& database) : ledger_(database), disclosures_(database) {}
+LedgerTransparency::LedgerTransparency(const std::string& database, std::function<void()> durable)
+    : ledger_(database, std::move(durable)), disclosures_(database) {}
 
 std::vector<DisclosureRow> LedgerTransparency::disclosures(const std::string& subscriber, unsigned count) {
     using std::chrono::days;

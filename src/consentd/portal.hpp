@@ -49,7 +49,8 @@ public:
 // used on the io_context thread only, like the API's.
 class LedgerTransparency final : public TransparencySource {
 public:
-    explicit LedgerTransparency(const std::string& database);
+    // `durable`: LedgerService::wait_durable (LedgerReader).
+    LedgerTransparency(const std::string& database, std::function<void()> durable);
 
     // Days today - days + 1 .. today (UTC); none when the ledger does not
     // know the subscriber.

@@ -8,15 +8,12 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 
 #include "consentd/dataplane_stats.hpp"
+#include "older_consentd.hpp"
 #include "proto/checkpoint_record.hpp"
 #include "publisher_rig.hpp"
 #include "raw_client.hpp"
@@ -234,116 +231,40 @@ TEST_CASE("a data plane that does not ask (older) gets no checkpoint; consentd w
     }
 }
 
-namespace {
-
-// A consentd from before the features frame: welcomes, sends a table and
-// heartbeats, and refuses a frame type it does not know on its header with
-// goodbye(protocol error), as consentd does.
-class PreFeaturesConsentd {
-public:
-    explicit PreFeaturesConsentd(const std::string& path) : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-        sockaddr_un a{};
-        a.sun_family = AF_UNIX;
-        std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-        REQUIRE(::listen(fd_, 4) == 0);
-        thread_ = std::thread([this] { serve(); });
-    }
-    ~PreFeaturesConsentd() {
-        stop_ = true;
-        ::shutdown(fd_, SHUT_RDWR);
-        thread_.join();
-        ::close(fd_);
-    }
-    PreFeaturesConsentd(const PreFeaturesConsentd&) = delete;
-    PreFeaturesConsentd& operator=(const PreFeaturesConsentd&) = delete;
-    std::atomic<int> connections{0}, features_frames{0}, acks_after_refusal{0};
-
-private:
-    void serve() {
-        while (!stop_) {
-            pollfd p{fd_, POLLIN, 0};
-            if (::poll(&p, 1, 50) <= 0) continue;
-            const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-            if (c < 0) continue;
-            ++connections;
-            talk(c);
-            ::close(c);
-        }
-    }
-    void talk(int c) {
-        std::string in;
-        bool greeted = false;
-        auto last_heartbeat = std::chrono::steady_clock::now();
-        while (!stop_) {
-            if (greeted && std::chrono::steady_clock::now() - last_heartbeat >= 50ms) {
-                std::string hb;
-                proto::encode(hb, proto::Heartbeat{1, 0});
-                send(c, hb);
-                last_heartbeat = std::chrono::steady_clock::now();
-            }
-            pollfd p{c, POLLIN, 0};
-            if (::poll(&p, 1, 50) <= 0) continue;
-            char buf[65536];
-            const ssize_t n = ::recv(c, buf, sizeof buf, 0);
-            if (n <= 0) return;
-            in.append(buf, size_t(n));
-            for (;;) {
-                if (in.size() >= 4 && uint8_t(in[3]) == uint8_t(proto::FrameType::features)) {
-                    ++features_frames;
-                    std::string g;
-                    proto::encode(
-                        g, proto::Goodbye{proto::Goodbye::Code::protocol_error, "malformed frame: unknown frame type"});
-                    send(c, g);
-                    return;
-                }
-                const auto r = proto::decode(
-                    std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(in.data()), in.size()),
-                    proto::Direction::to_server);
-                if (r.status != proto::DecodeStatus::frame) break;
-                in.erase(0, r.consumed);
-                if (std::holds_alternative<proto::Hello>(r.frame) && !greeted) {
-                    greeted = true;
-                    send(c, welcome_and_table());
-                } else if (std::holds_alternative<proto::Ack>(r.frame) && features_frames > 0) {
-                    ++acks_after_refusal;
-                }
-            }
-        }
-    }
-    static void send(int c, const std::string& s) { (void)!::send(c, s.data(), s.size(), MSG_NOSIGNAL); }
-    static std::string welcome_and_table() {
-        std::string out;
-        proto::encode(out, proto::Welcome{1, 100, proto::Welcome::Mode::snapshot});
-        proto::SnapshotEncoder enc;
-        enc.add(key("100.64.0.10"), 1);
-        std::vector<std::string> frames;
-        REQUIRE(enc.finish(proto::SnapshotBegin{1, 0, 0, "old@1", "tv", "p.yaml", kPolicyYaml}, frames));
-        for (const auto& f : frames) out += f;
-        return out;
-    }
-    int fd_ = -1;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
-};
-
-}  // namespace
-
 TEST_CASE("a consentd older than the features frame refuses it once; the client stops asking and stays in sync") {
     TempDir dir;
-    PreFeaturesConsentd old(dir.file("old.sock"));
-    proto::Endpoint ep;
-    ep.kind = proto::Endpoint::Kind::unix_socket;
-    ep.path = dir.file("old.sock");
-    DataPlane d(ep, "edge-1");
-    d.client.set_stats_source(nullptr, 0ms);
+    OlderConsentd old(dir.file("old.sock"), {proto::FrameType::features});
+    DataPlane d(old.endpoint(), "edge-1");
+    d.client.set_stats_source(nullptr, 0ms);  // no stats: only features can be refused
     d.client.start();
     REQUIRE(eventually([&] { return d.logged().find("does not know the features frame") != std::string::npos; }));
     CHECK(d.client.wait_features(kPatience));  // settled: nothing to wait for
     REQUIRE(eventually([&] { return old.connections >= 2 && old.acks_after_refusal >= 5; }));
-    CHECK(old.features_frames == 1);
-    CHECK(old.connections == 2);
-    CHECK(d.client.status().synced);
-    CHECK(d.client.status().connected);
+    // However many connections a busy machine costs (idle limits), one
+    // features frame in all; in sync without keys (pseudonym collectors
+    // strip) and without checkpoints.
+    CHECK(old.refused(proto::FrameType::features) == 1);
+    CHECK(old.refused_total() == 1);
+    CHECK(eventually([&] { return d.client.status().connected && d.client.status().synced; }));
     CHECK(d.client.status().checkpoint_seq == 0);
+    CHECK(d.client.status().pseudonym_keys == 0);
+}
+
+TEST_CASE("consentd refuses features and stops reading: the client's failed ack does not hide the goodbye") {
+    // consentd sends its goodbye and closes; the client, acknowledging the
+    // table it just applied, writes to a closed end before it reads the
+    // goodbye. It must still learn that features were refused, or it asks
+    // again on every connection and never keeps one.
+    TempDir dir;
+    OlderConsentd old(dir.file("old.sock"), {proto::FrameType::features});
+    DataPlane d(old.endpoint(), "edge-1");
+    d.client.set_stats_source(nullptr, 0ms);
+    // The client has applied the table, so it writes its ack next (to a
+    // socket that no longer reads) before it reads what follows.
+    old.deaf_after_table = [&] { (void)eventually([&] { return d.client.status().snapshots >= 1; }); };
+    d.client.start();
+    REQUIRE(eventually([&] { return d.logged().find("does not know the features frame") != std::string::npos; }));
+    CHECK(d.logged().find("cannot write to consentd") == std::string::npos);  // the goodbye is the reason given
+    REQUIRE(eventually([&] { return old.connections >= 2 && old.acks_after_refusal >= 5; }));
+    CHECK(old.refused(proto::FrameType::features) == 1);
 }

@@ -5,13 +5,11 @@
 // goes away stays visible (up 0) for stats_retention. Also a client talking
 // to a consentd that predates the stats frame.
 #include <doctest/doctest.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include <atomic>
-#include <functional>
 #include <set>
 
+#include "older_consentd.hpp"
 #include "proto/stats.hpp"
 #include "publisher_rig.hpp"
 #include "raw_client.hpp"
@@ -324,118 +322,11 @@ TEST_CASE("data planes that disagree on a kind: the family is untyped") {
     check_exposition(m);
 }
 
-namespace {
-
-// A consentd from before the stats frame, reduced to what matters: it
-// welcomes, sends a table, and answers a stats frame (an unknown type to
-// it) with goodbye(protocol error) as consentd does.
-class OldConsentd {
-public:
-    explicit OldConsentd(const std::string& path) : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-        sockaddr_un a{};
-        a.sun_family = AF_UNIX;
-        std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-        REQUIRE(::listen(fd_, 4) == 0);
-        thread_ = std::thread([this] { serve(); });
-    }
-    ~OldConsentd() {
-        stop_ = true;
-        ::shutdown(fd_, SHUT_RDWR);
-        thread_.join();
-        ::close(fd_);
-    }
-    OldConsentd(const OldConsentd&) = delete;
-    OldConsentd& operator=(const OldConsentd&) = delete;
-    std::atomic<int> connections{0}, stats_frames{0}, acks_after_refusal{0}, features_frames{0}, heartbeat_acks{0};
-    // Set before the client starts: on the first connection, stop reading
-    // (so the client's next write fails), send the table, and call this
-    // before answering the rest of what the client sent.
-    std::function<void()> deaf_after_table;
-
-private:
-    void serve() {
-        while (!stop_) {
-            pollfd p{fd_, POLLIN, 0};
-            if (::poll(&p, 1, 50) <= 0) continue;
-            const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-            if (c < 0) continue;
-            ++connections;
-            talk(c);
-            ::close(c);
-        }
-    }
-    void talk(int c) {
-        std::string in;
-        bool greeted = false;
-        while (!stop_) {
-            pollfd p{c, POLLIN, 0};
-            if (::poll(&p, 1, 50) <= 0) {
-                // Heartbeats keep the client from timing out on us.
-                std::string hb;
-                proto::encode(hb, proto::Heartbeat{1, 0});
-                if (greeted) send(c, hb);
-                continue;
-            }
-            char buf[65536];
-            const ssize_t n = ::recv(c, buf, sizeof buf, 0);
-            if (n <= 0) return;
-            in.append(buf, size_t(n));
-            for (;;) {
-                const auto r = proto::decode(bytes_of(in), proto::Direction::to_server);
-                if (r.status != proto::DecodeStatus::frame) break;
-                in.erase(0, r.consumed);
-                if (std::holds_alternative<proto::Hello>(r.frame) && !greeted) {
-                    greeted = true;
-                    const bool deaf = deaf_after_table && connections == 1;
-                    if (deaf) ::shutdown(c, SHUT_RD);
-                    send(c, welcome_and_table());
-                    if (deaf) deaf_after_table();
-                } else if (std::holds_alternative<proto::Features>(r.frame)) {
-                    // Older than features too, as every consentd before stats is.
-                    ++features_frames;
-                    std::string g;
-                    proto::encode(g, Goodbye{Goodbye::Code::protocol_error, "malformed frame: unknown frame type"});
-                    send(c, g);
-                    return;
-                } else if (std::holds_alternative<proto::Stats>(r.frame)) {
-                    ++stats_frames;
-                    std::string g;
-                    proto::encode(g, Goodbye{Goodbye::Code::protocol_error, "malformed frame: unknown frame type"});
-                    send(c, g);
-                    return;
-                } else if (std::holds_alternative<proto::Ack>(r.frame)) {
-                    ++heartbeat_acks;
-                    if (stats_frames > 0) ++acks_after_refusal;
-                }
-            }
-        }
-    }
-    static void send(int c, const std::string& s) { (void)!::send(c, s.data(), s.size(), MSG_NOSIGNAL); }
-    static std::string welcome_and_table() {
-        std::string out;
-        proto::encode(out, proto::Welcome{1, 100, proto::Welcome::Mode::snapshot});
-        proto::SnapshotEncoder enc;
-        enc.add(key("100.64.0.10"), 1);
-        std::vector<std::string> frames;
-        REQUIRE(enc.finish(proto::SnapshotBegin{1, 0, 0, "old@1", "tv", "p.yaml", kPolicyYaml}, frames));
-        for (const auto& f : frames) out += f;
-        return out;
-    }
-    int fd_ = -1;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
-};
-
-}  // namespace
-
 TEST_CASE("a consentd that predates stats refuses the frame once; the client stops reporting, not syncing") {
     TempDir dir;
-    OldConsentd old(dir.file("old.sock"));
-    proto::Endpoint ep;
-    ep.kind = proto::Endpoint::Kind::unix_socket;
-    ep.path = dir.file("old.sock");
-    DataPlane d(ep, "edge-1");
+    OlderConsentd old(dir.file("old.sock"),
+                      {proto::FrameType::stats, proto::FrameType::disclosure, proto::FrameType::features});
+    DataPlane d(old.endpoint(), "edge-1");
     d.client.set_stats_source([](auto& out) { out.push_back({"rx_packets", 1, StatKind::counter, "", ""}); }, 50ms);
     d.client.start();
     REQUIRE(d.client.wait_synced(kPatience));
@@ -443,54 +334,10 @@ TEST_CASE("a consentd that predates stats refuses the frame once; the client sto
     // Back in sync on the next connection, acknowledging heartbeats, and
     // never a stats frame again.
     CHECK(eventually([&] { return old.connections >= 2 && old.acks_after_refusal >= 5; }));
-    CHECK(old.stats_frames == 1);
-    CHECK(old.features_frames == 1);
+    CHECK(old.refused(proto::FrameType::stats) == 1);
+    CHECK(old.refused(proto::FrameType::features) == 1);
     // A busy machine may cost a connection to the idle limit: connected
     // again soon, still without stats or features.
     CHECK(eventually([&] { return d.client.status().connected && d.client.status().synced; }));
     CHECK_FALSE(d.client.flush_stats(200ms));
-}
-
-TEST_CASE("a consentd that predates features refuses it once; the client syncs without keys and asks no more") {
-    TempDir dir;
-    OldConsentd old(dir.file("old.sock"));
-    proto::Endpoint ep;
-    ep.kind = proto::Endpoint::Kind::unix_socket;
-    ep.path = dir.file("old.sock");
-    DataPlane d(ep, "edge-1");
-    d.client.set_stats_source({}, std::chrono::milliseconds(0));  // no stats: only features can be refused
-    d.client.start();
-    REQUIRE(eventually([&] { return d.logged().find("does not know the features frame") != std::string::npos; }));
-    REQUIRE(d.client.wait_synced(kPatience));
-    // In sync on the next connection, acknowledging heartbeats; features
-    // never again, and no key: pseudonym collectors would strip.
-    const int acks = old.heartbeat_acks;
-    CHECK(eventually([&] { return old.connections >= 2 && old.heartbeat_acks >= acks + 5; }));
-    // However many connections a busy machine costs (idle limits), one
-    // features frame in all.
-    CHECK(old.features_frames == 1);
-    CHECK(eventually([&] { return d.client.status().connected; }));
-}
-
-TEST_CASE("consentd refuses features and stops reading: the client's failed ack does not hide the goodbye") {
-    // consentd sends its goodbye and closes; the client, acknowledging the
-    // table it just applied, writes to a closed end before it reads the
-    // goodbye. It must still learn that features were refused, or it asks
-    // again on every connection and never keeps one.
-    TempDir dir;
-    OldConsentd old(dir.file("old.sock"));
-    proto::Endpoint ep;
-    ep.kind = proto::Endpoint::Kind::unix_socket;
-    ep.path = dir.file("old.sock");
-    DataPlane d(ep, "edge-1");
-    d.client.set_stats_source({}, std::chrono::milliseconds(0));
-    // The client has applied the table, so it writes its ack next (to a
-    // socket that no longer reads) before reading what follows.
-    old.deaf_after_table = [&] { (void)eventually([&] { return d.client.status().snapshots >= 1; }); };
-    d.client.start();
-    REQUIRE(eventually([&] { return d.logged().find("does not know the features frame") != std::string::npos; }));
-    CHECK(d.logged().find("cannot write to consentd") == std::string::npos);  // the goodbye is the reason given
-    const int acks = old.heartbeat_acks;
-    CHECK(eventually([&] { return old.connections >= 2 && old.heartbeat_acks >= acks + 5; }));
-    CHECK(old.features_frames == 1);
 }
