@@ -120,15 +120,13 @@ std::string refused(const std::string& reason) {
 
 TEST_CASE("connections that never begin a TLS handshake: one address holds a few; a data plane still connects") {
     const Certs certs;
-    Rig rig([&](consentd::DataPlaneConfig& c) {
-        c.socket.clear();
-        c.tcp = consentd::DataPlaneTcp{"127.0.0.1", 0, certs.server()};
+    Rig rig(tls_only(certs, [](consentd::DataPlaneConfig& c) {
         c.max_pending = 16;
         c.max_pending_per_address = 4;
         // Held as long as the test runs, unless refused at accept.
         c.handshake_timeout = std::chrono::minutes(10);
         c.hello_timeout = std::chrono::minutes(10);
-    });
+    }));
     rig.ledger.upsert("100.64.0.10", 1);
     const uint16_t port = *rig.server->tcp_port();
     // 300 attackers may hold 300 descriptors here, consentd's side 4 (or,
@@ -157,14 +155,12 @@ TEST_CASE("connections that never begin a TLS handshake: one address holds a few
 
 TEST_CASE("at max_pending the listener stops accepting: the rest wait in the backlog, and are closed in turn") {
     const Certs certs;
-    Rig rig([&](consentd::DataPlaneConfig& c) {
-        c.socket.clear();
-        c.tcp = consentd::DataPlaneTcp{"127.0.0.1", 0, certs.server()};
+    Rig rig(tls_only(certs, [](consentd::DataPlaneConfig& c) {
         c.max_pending = 8;
         c.max_pending_per_address = 8;
         c.handshake_timeout = 500ms;
         c.hello_timeout = std::chrono::minutes(10);
-    });
+    }));
     const uint16_t port = *rig.server->tcp_port();
     const size_t before = open_descriptors();
     // Four addresses, eight each: every one within its address's cap.
@@ -248,10 +244,7 @@ TEST_CASE("a data plane's name is its certificate's, and no other identity takes
     const Certs certs({{"other", "edge-other", ""},
                        {"twin", "edge-tls", ""},  // the same name, another key
                        {"multi", "edge-cn", "subjectAltName=DNS:edge-san,IP:127.0.0.9"}});
-    Rig rig([&](consentd::DataPlaneConfig& c) {
-        c.socket.clear();
-        c.tcp = consentd::DataPlaneTcp{"127.0.0.1", 0, certs.server()};
-    });
+    Rig rig(tls_only(certs));
     rig.ledger.upsert("100.64.0.10", 1);
     const uint16_t port = *rig.server->tcp_port();
     DataPlane good(tcp_endpoint(port), "edge-tls", 50ms, certs.client());

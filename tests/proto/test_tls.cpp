@@ -17,10 +17,7 @@ using namespace optgate::test_proto;
 
 TEST_CASE("mutual TLS: a data plane with a certificate from the CA gets the table; others are refused") {
     const Certs certs;
-    Rig rig([&](consentd::DataPlaneConfig& c) {
-        c.socket.clear();
-        c.tcp = consentd::DataPlaneTcp{"127.0.0.1", 0, certs.server()};
-    });
+    Rig rig(tls_only(certs));
     rig.ledger.upsert("100.64.0.10", 1);
     const uint16_t port = *rig.server->tcp_port();
 

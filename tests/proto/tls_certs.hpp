@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <string>
 
 #include "proto/tls.hpp"
@@ -59,6 +60,16 @@ struct Certs {
     proto::TlsFiles client() const { return {at("client.crt"), at("client.key"), at("ca.crt")}; }
     proto::TlsFiles leaf(const std::string& name) const { return {at(name + ".crt"), at(name + ".key"), at("ca.crt")}; }
 };
+
+// A rig's tune: data planes only on 127.0.0.1 over mutual TLS with `certs`,
+// then `more`.
+inline auto tls_only(const Certs& certs, std::function<void(consentd::DataPlaneConfig&)> more = {}) {
+    return [&certs, more = std::move(more)](consentd::DataPlaneConfig& c) {
+        c.socket.clear();
+        c.tcp = consentd::DataPlaneTcp{"127.0.0.1", 0, certs.server()};
+        if (more) more(c);
+    };
+}
 
 inline proto::Endpoint tcp_endpoint(uint16_t port) {
     proto::Endpoint e;
