@@ -361,8 +361,14 @@ Response Api::subscriber_answer(const std::string& subscriber, size_t limit, uin
         o["in_policy"] = policy.purpose_index(c.purpose).has_value();
         consents.emplace_back(std::move(o));
     }
-    json::array bindings;
-    for (const auto& b : r->bindings) {
+    // The answer's text is written element by element: as one JSON tree, the
+    // largest page (100,000 events, and a subscriber's bindings, which are
+    // not paged) took about 270 MiB to build a 31 MiB answer (issue 17;
+    // docs/consentd.md, "Limits under attack").
+    std::string text = "{\"subscriber\":" + json_text(json::value(subscriber)) +
+                       ",\"consents\":" + json_text(consents) + ",\"bindings\":[";
+    for (size_t i = 0; i < r->bindings.size(); ++i) {
+        const auto& b = r->bindings[i];
         json::object o;
         o["address"] = b.address;
         o["seq"] = b.seq;
@@ -371,20 +377,23 @@ Response Api::subscriber_answer(const std::string& subscriber, size_t limit, uin
         o["credential"] = b.credential;
         const auto p = parse_binding_text(b.address);
         o["active"] = p && binding_active(*p, policy);
-        bindings.emplace_back(std::move(o));
+        if (i) text += ',';
+        text += json_text(o);
     }
-    json::array history;
-    for (const auto& e : r->history) history.emplace_back(event_json(e));
-    json::object body;
-    body["subscriber"] = subscriber;
-    body["consents"] = std::move(consents);
-    body["bindings"] = std::move(bindings);
-    body["history"] = std::move(history);
-    body["history_total"] = r->event_count;
-    body["history_truncated"] = r->older;
+    text += "],\"history\":[";
+    for (size_t i = 0; i < r->history.size(); ++i) {
+        if (i) text += ',';
+        text += json_text(event_json(r->history[i]));
+    }
+    text += "],\"history_total\":" + std::to_string(r->event_count);
+    text += std::string(",\"history_truncated\":") + (r->older ? "true" : "false");
     // The next (older) page: ?before=<this>.
-    if (r->older) body["history_before"] = r->history.empty() ? before : r->history.front().seq;
-    return json_response(200, body);
+    if (r->older) text += ",\"history_before\":" + std::to_string(r->history.empty() ? before : r->history.front().seq);
+    text += "}\n";
+    Response answer{http::status::ok, 11};
+    answer.set(http::field::content_type, "application/json");
+    answer.body() = std::move(text);
+    return answer;
 }
 
 // Days a disclosures request covers by default, and at most.

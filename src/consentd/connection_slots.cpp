@@ -27,6 +27,15 @@ void ConnectionSlots::Slot::release() {
     slots_->order_.erase(at_);
 }
 
+void ConnectionSlots::render_metrics(std::string& out, const std::string& family) const {
+    out += "# HELP " + family + "_reclaimed_total Connections closed to make room for a new one.\n";
+    out += "# TYPE " + family + "_reclaimed_total counter\n";
+    out += family + "_reclaimed_total " + std::to_string(reclaimed) + "\n";
+    out += "# HELP " + family + "_refused_total Connections answered 503: every slot busy.\n";
+    out += "# TYPE " + family + "_refused_total counter\n";
+    out += family + "_refused_total " + std::to_string(refused) + "\n";
+}
+
 bool ConnectionSlots::make_room() {
     const size_t untrusted_cap = max_ - std::min(reserved_, max_);
     const auto oldest = [&](auto pick) -> SlottedConnection* {

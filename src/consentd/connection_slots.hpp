@@ -70,6 +70,10 @@ public:
     size_t total() const noexcept { return order_.size(); }
     size_t untrusted() const noexcept { return untrusted_; }
     uint64_t reclaimed = 0, refused = 0;
+    // The two counters in /metrics' text format, as `<family>_reclaimed_total`
+    // and `<family>_refused_total` (consentd_http_connections for the API,
+    // consentd_portal_connections for the privacy page).
+    void render_metrics(std::string& out, const std::string& family) const;
 
 private:
     size_t max_, reserved_;

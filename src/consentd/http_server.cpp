@@ -260,12 +260,7 @@ HttpServer::HttpServer(asio::io_context& ioc, const tcp::endpoint& at, Api& api,
     metrics_.add_renderer(this, [slots = listener_.slots()](std::string& out) {
         // Read on the API thread's metrics request; the counts are the API
         // thread's too.
-        out += "# HELP consentd_http_connections_reclaimed_total Connections closed to make room for a new one.\n";
-        out += "# TYPE consentd_http_connections_reclaimed_total counter\n";
-        out += "consentd_http_connections_reclaimed_total " + std::to_string(slots->reclaimed) + "\n";
-        out += "# HELP consentd_http_connections_refused_total Connections answered 503: every slot busy.\n";
-        out += "# TYPE consentd_http_connections_refused_total counter\n";
-        out += "consentd_http_connections_refused_total " + std::to_string(slots->refused) + "\n";
+        slots->render_metrics(out, "consentd_http_connections");
     });
 }
 

@@ -349,7 +349,7 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     if (config.portal.enabled) {
         try {
             transparency.emplace(config.database, [&s = *service] { s.wait_durable(); });
-            portal.emplace(ioc, *service, &publisher, config, *api);
+            portal.emplace(ioc, *service, &publisher, config, *api, metrics);
             portal->portal.set_transparency(&*transparency);
         } catch (const std::exception& e) {
             log_error("portal: cannot listen on " + config.portal.listen_address + ":" +

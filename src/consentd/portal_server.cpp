@@ -157,9 +157,17 @@ asio::ssl::context make_portal_tls(const PortalTls& files) {
 }
 
 PortalServer::PortalServer(asio::io_context& ioc, const tcp::endpoint& at, Portal& portal,
-                           std::optional<asio::ssl::context> tls)
-    : portal_(portal), tls_(std::move(tls)),
-      listener_(ioc, at, "portal", kMaxConnections, 0, [this](tcp::socket socket) { serve(std::move(socket)); }) {}
+                           std::optional<asio::ssl::context> tls, Metrics& metrics)
+    : portal_(portal), tls_(std::move(tls)), metrics_(metrics),
+      listener_(ioc, at, "portal", kMaxConnections, 0, [this](tcp::socket socket) { serve(std::move(socket)); }) {
+    // Rendered on the API's metrics request, on the io_context this listener
+    // shares with the API: the counts are that thread's.
+    metrics_.add_renderer(this, [slots = listener_.slots()](std::string& out) {
+        slots->render_metrics(out, "consentd_portal_connections");
+    });
+}
+
+PortalServer::~PortalServer() { metrics_.remove_renderer(this); }
 
 void PortalServer::serve(tcp::socket socket) {
     beast::error_code peer_ec;
@@ -182,14 +190,14 @@ Catalogue load_catalogue(const PortalConfig& c) {
 }  // namespace
 
 PortalDaemon::PortalDaemon(asio::io_context& ioc, LedgerService& service, Publisher* publisher, const Config& config,
-                           Api& api)
+                           Api& api, Metrics& metrics)
     : links(config.portal.mode == PortalConfig::Mode::signed_link
                 ? std::optional<PortalLinks>(std::in_place, config.portal.link_secret, "", config.portal.link_lifetime)
                 : std::nullopt),
       portal(ioc, service, publisher, config, load_catalogue(config.portal), links ? &*links : nullptr),
-      server(
-          ioc, tcp::endpoint(asio::ip::make_address(config.portal.listen_address), config.portal.port), portal,
-          config.portal.tls ? std::optional<asio::ssl::context>(make_portal_tls(*config.portal.tls)) : std::nullopt) {
+      server(ioc, tcp::endpoint(asio::ip::make_address(config.portal.listen_address), config.portal.port), portal,
+             config.portal.tls ? std::optional<asio::ssl::context>(make_portal_tls(*config.portal.tls)) : std::nullopt,
+             metrics) {
     if (links) {
         links->set_public_url(config.portal.url_for(server.port()));
         api.set_portal_links(&*links);

@@ -18,6 +18,7 @@
 
 #include "consentd/api.hpp"
 #include "consentd/connection_slots.hpp"
+#include "consentd/metrics.hpp"
 #include "consentd/portal.hpp"
 
 namespace optgate::consentd {
@@ -31,8 +32,13 @@ public:
     static constexpr int kMaxConnections = 512;
 
     // Binds and listens; throws boost::system::system_error when it cannot.
+    // Its slots' counters go to `metrics` (consentd_portal_connections_*)
+    // until it is destroyed.
     PortalServer(boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& at, Portal& portal,
-                 std::optional<boost::asio::ssl::context> tls);
+                 std::optional<boost::asio::ssl::context> tls, Metrics& metrics);
+    ~PortalServer();
+    PortalServer(const PortalServer&) = delete;
+    PortalServer& operator=(const PortalServer&) = delete;
 
     uint16_t port() const { return listener_.port(); }
     void start() { listener_.start(); }
@@ -46,6 +52,7 @@ private:
 
     Portal& portal_;
     std::optional<boost::asio::ssl::context> tls_;
+    Metrics& metrics_;
     SlottedListener listener_;
 };
 
@@ -55,7 +62,7 @@ private:
 // does not load or cannot listen.
 struct PortalDaemon {
     PortalDaemon(boost::asio::io_context& ioc, LedgerService& service, Publisher* publisher, const Config& config,
-                 Api& api);
+                 Api& api, Metrics& metrics);
     std::optional<PortalLinks> links;
     Portal portal;
     PortalServer server;

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 CONSENTD = os.environ["CONSENTD"]
@@ -33,6 +34,59 @@ TOKENS = {
 
 def sha256_hex(text):
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def rss_kib(pid):
+    """A process's resident set (VmRSS), in KiB: the attack tests' bound."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def eventually(pred, timeout=PATIENCE):
+    """Polls `pred` until it holds or `timeout` passes; its last value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+class Attack:
+    """`n` attackers on threads, each repeating `one(i)` until stopped, at
+    most `rounds` times and 3 x PATIENCE seconds (longer than a test waits
+    for what it checks while the attack goes on): bounded, and it stops by
+    itself. What each round returned is in `answers`; an exception ends its
+    thread and is kept in `errors`."""
+
+    def __init__(self, n, rounds, one):
+        self.stop = threading.Event()
+        self.answers, self.errors = [], []
+
+        def run(i):
+            end = time.monotonic() + 3 * PATIENCE
+            try:
+                for _ in range(rounds):
+                    if self.stop.is_set() or time.monotonic() > end:
+                        return
+                    self.answers.append(one(i))
+            except Exception as e:  # noqa: BLE001 (reported by the test)
+                self.errors.append(e)
+
+        self.threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def running(self):
+        return all(t.is_alive() for t in self.threads)
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(PATIENCE)
 
 
 class Daemon:

@@ -14,21 +14,13 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon import PATIENCE, Daemon  # noqa: E402
+from daemon import PATIENCE, Daemon, rss_kib  # noqa: E402
 
 SLOTS = 512  # PortalServer::kMaxConnections
 # Measured: +1.5 MiB for 612 connections (gcc -O2; docs/consentd.md). The
 # stated bound is 32 MiB: room for ASan's redzones and allocator slack, and
 # still far below what holding a request buffer per connection would cost.
 RSS_BOUND_KIB = 32 * 1024
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def get_page(port):
@@ -80,6 +72,8 @@ class PortalLimitsTest(unittest.TestCase):
         self.assertNotIn(" 503 ", baseline)
         pid = self.d.proc.pid
         rss_before = rss_kib(pid)
+        reclaimed = self.d.metric("consentd_portal_connections_reclaimed_total")
+        self.assertEqual(self.d.metric("consentd_portal_connections_refused_total"), 0)
         attack = []
         try:
             # More than every slot: idle ones, then headers that never end.
@@ -105,8 +99,57 @@ class PortalLimitsTest(unittest.TestCase):
             # The oldest were closed to make room (no answer: they sent no request).
             attack[0].settimeout(PATIENCE)
             self.assertEqual(attack[0].recv(100), b"")
+            # And counted in /metrics, apart from the API's: at least one
+            # reclaimed per connection beyond the slots; none refused (there
+            # was always one waiting for its header to reclaim).
+            self.assertGreaterEqual(self.d.metric("consentd_portal_connections_reclaimed_total") - reclaimed,
+                                    len(attack) + 1 - SLOTS)
+            self.assertEqual(self.d.metric("consentd_portal_connections_refused_total"), 0)
+            self.assertEqual(self.d.metric("consentd_http_connections_reclaimed_total"), 0)
         finally:
             for s in attack:
+                s.close()
+
+    def test_a_full_house_is_answered_503_and_counted(self):
+        # Every slot held by a request whose header is read and whose body
+        # is still coming: nothing to reclaim, so the next browser hears 503
+        # (Retry-After) and /metrics counts it apart from the API's.
+        hold = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nsubscriber="
+        holders, probes = [], 0
+
+        def open_now(s):
+            s.setblocking(False)
+            try:
+                return s.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            finally:
+                s.settimeout(PATIENCE)
+
+        try:
+            deadline = time.monotonic() + PATIENCE
+            while True:
+                # Top the holders up: one whose header consentd had not read
+                # yet may have been reclaimed for a probe.
+                for s in [s for s in holders if not open_now(s)]:
+                    s.close()
+                    holders.remove(s)
+                while len(holders) < SLOTS:
+                    s = socket.create_connection(("127.0.0.1", self.port), timeout=PATIENCE)
+                    s.sendall(hold)
+                    holders.append(s)
+                probes += 1
+                status = get_page(self.port)
+                if " 503 " in status or time.monotonic() > deadline:
+                    break
+            self.assertIn(" 503 ", status)
+            self.assertGreaterEqual(self.d.metric("consentd_portal_connections_refused_total"), 1)
+            self.assertLessEqual(self.d.metric("consentd_portal_connections_refused_total"), probes)
+            self.assertEqual(self.d.metric("consentd_http_connections_refused_total"), 0)
+        finally:
+            for s in holders:
                 s.close()
 
 
