@@ -86,8 +86,8 @@ namespace optgate {
     X(http_requests_with_identifiers, "HTTP requests carrying identifier fields")                    \
     X(http_rewritten, "segments whose identifier values were overwritten")                           \
     X(http_flows, "HTTP flow entries made (SYN, or first segment seen mid-stream)")                  \
-    X(http_flows_evicted, "live flows pushed out of a full flow-table bucket")                       \
-    X(http_flow_table_full, "segments dropped: bucket full of flows inside identifier lines")        \
+    X(http_flows_evicted, "live flows pushed out of a full pair of flow-table buckets")              \
+    X(http_flow_table_full, "segments dropped: both buckets full of flows that must be kept")        \
     X(http_flows_reset, "flows forgotten on RST")                                                    \
     X(http_flows_reused, "flows restarted by a new SYN on the same 4-tuple")                         \
     X(http_midstream_flows, "flows first seen without SYN: conservative mode for their life")        \

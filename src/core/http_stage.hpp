@@ -30,7 +30,7 @@
 //    range, and a retransmission of it gets the pseudonym computed again
 //    from its own bytes (the same bytes give the same pseudonym, so the
 //    fingerprint check below passes; other bytes fail it);
-//  - a full flow-table bucket gives up a flow only if losing it cannot let
+//  - a full pair of flow-table buckets gives up a flow only if losing it cannot let
 //    an identifier through (not inside an identifier line, no scrubbed
 //    range a retransmission may still need); else the new flow's packet is
 //    dropped.
