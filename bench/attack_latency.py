@@ -9,20 +9,26 @@ fast (a busy CI machine); this measures it, against a same-run baseline:
     revokes (one request each, a new connection each: the worst case, it
     must be given a slot);
   - privacy page: 612 such connections against its 512 slots; a browser's
-    GET / on a new connection.
+    GET / on a new connection;
+  - requests that make consentd work (items 4, 8, 9), on a daemon of their
+    own: four connections sending bodies of 120k JSON keys in a loop; eight
+    unread pages of a 100,000-event history; a 256 MiB import upload in
+    flight. The same grant and revoke, against that daemon's baseline.
 
   CONSENTD=build/src/consentd/consentd OPTGATECTL=build/src/ctl/optgatectl \\
   CONSENTD_TEST_POLICY=config/policy.example.yaml /usr/bin/python3 bench/attack_latency.py [ROUNDS]
 """
 import base64
 import os
+import select
 import socket
 import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "consentd"))
-from daemon import PATIENCE, Daemon  # noqa: E402
+from daemon import (PATIENCE, TOKENS, Attack, Daemon, eventually, history_request, import_head,  # noqa: E402
+                    json_keys_body, long_history)
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 GRANT = {"source": "portal", "notice_version": "2026-01"}
@@ -93,3 +99,63 @@ try:
     print(f"privacy page, during 612 idle/slowloris connections (512 slots): {summary(during)}", flush=True)
 finally:
     d.cleanup()
+
+
+def expensive_requests():
+    d = Daemon(limits="limits: {header_timeout: 60s, body_timeout: 60s, write_timeout: 120s}\n")
+    try:
+        long_history(d, "long-history", 100000)
+        base = [api_round(d, i) for i in range(ROUNDS)]
+        print(f"API (a second daemon), a request with a token: baseline {summary(base)}", flush=True)
+
+        body, _ = json_keys_body()
+        conns = [d.connect() for _ in range(4)]
+        attack = Attack(4, 1 << 20, lambda i: d.request("PUT", "/v1/subscribers/keys/consents/advertising", body,
+                                                        headers={"Content-Type": "application/json"},
+                                                        conn=conns[i]))
+        assert eventually(lambda: len(attack.answers) >= 4 or attack.errors), attack.errors
+        during = [api_round(d, ROUNDS + i) for i in range(ROUNDS)]
+        assert attack.running() and not attack.errors, attack.errors
+        attack.finish()
+        for c in conns:
+            c.close()
+        print(f"API, during 4 connections sending 938 KiB bodies of 120k keys ({len(attack.answers)} answered): "
+              f"{summary(during)}", flush=True)
+
+        pages = []
+        for _ in range(8):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", d.port))
+            s.sendall(history_request("long-history", 100000, TOKENS["auditor"][0]))
+            pages.append(s)
+        # While the pages are read and built (on the history thread), then
+        # while all eight are built and held, unread.
+        during = [api_round(d, 2 * ROUNDS + i) for i in range(ROUNDS)]
+        print(f"API, while 8 pages of 100,000 events are built: {summary(during)}", flush=True)
+        assert eventually(lambda: all(select.select([s], [], [], 0)[0] for s in pages))
+        during = [api_round(d, 3 * ROUNDS + i) for i in range(ROUNDS)]
+        for s in pages:
+            s.close()
+        print(f"API, while those 8 pages (31 MiB each) are held unread: {summary(during)}", flush=True)
+
+        first = socket.create_connection(("127.0.0.1", d.port), timeout=PATIENCE)
+        first.sendall(import_head(256 << 20, TOKENS["ops"][0]))
+        line = b'{"subscriber": "uploading", "addresses": ["100.66.0.1"]}\n'
+        for _ in range((16 << 20) // (len(line) * 4096)):
+            first.sendall(line * 4096)
+        during = [api_round(d, 4 * ROUNDS + i) for i in range(ROUNDS)]
+        first.setblocking(False)
+        try:
+            first.recv(1, socket.MSG_PEEK)
+            unanswered = False
+        except BlockingIOError:
+            unanswered = True
+        first.close()
+        assert unanswered, "the import was answered before the measurement ended"
+        print(f"API, during a 256 MiB import upload (16 MiB sent, unanswered): {summary(during)}", flush=True)
+    finally:
+        d.cleanup()
+
+
+expensive_requests()

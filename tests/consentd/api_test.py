@@ -17,7 +17,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon import CONSENTD, OPTGATECTL, PATIENCE, TOKENS, Attack, Daemon, eventually, rss_kib, sha256_hex  # noqa: E402
+from daemon import (CONSENTD, OPTGATECTL, PATIENCE, TOKENS, Attack, Daemon, eventually, history_request,  # noqa: E402
+                    import_head, json_keys_body, long_history, rss_kib, sha256_hex)
 
 LIMITS = ("limits: {max_body_bytes: 4096, max_import_bytes: 1048576, header_timeout: 1s, body_timeout: 1s,\n"
           "         write_timeout: 2s}\n")
@@ -741,13 +742,7 @@ class ExpensiveRequestAttackTest(unittest.TestCase):
         # Content-Length, of which a process touches only what arrives.
         cls.d = Daemon(limits="limits: {header_timeout: 60s, body_timeout: 60s, write_timeout: 120s}\n",
                        env={"MALLOC_PERTURB_": "0"})
-        # A subscriber with a long history: one import binds it 100,000
-        # addresses, an event each.
-        addresses = [f"100.{64 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}" for i in range(cls.HISTORY)]
-        st, _, j = cls.d.request("POST", "/v1/import", json.dumps({"subscriber": "long-history",
-                                                                    "addresses": addresses}) + "\n",
-                                 token="ops", headers={"Content-Type": "application/x-ndjson"})
-        assert st == 200 and j["events"] == cls.HISTORY, (st, j)
+        long_history(cls.d, "long-history", cls.HISTORY)
 
     @classmethod
     def tearDownClass(cls):
@@ -774,10 +769,7 @@ class ExpensiveRequestAttackTest(unittest.TestCase):
         # they still send. Measured: +20 MiB (gcc -O2; the parsed object and
         # its key set, one at a time on the API thread). Bound: 128 MiB,
         # room for ASan's redzones on 120k small allocations.
-        alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-        keys = [alphabet[i % 62] + alphabet[i // 62 % 62] + alphabet[i // 3844] for i in range(120000)]
-        body = ('{"source": "portal", "notice_version": "2024-05", ' + ",".join(f'"{k}":0' for k in keys)
-                + f',"{keys[0]}":1}}')
+        body, repeated = json_keys_body()
         self.assertLess(len(body), 1 << 20)
         rss_before = rss_kib(self.d.proc.pid)
         conns = [self.d.connect() for _ in range(4)]
@@ -796,7 +788,7 @@ class ExpensiveRequestAttackTest(unittest.TestCase):
         self.assertEqual(attack.errors, [])
         for st, _, j in attack.answers:
             self.assertEqual((st, j["error"]["code"]), (400, "malformed_json"), j)
-            self.assertIn(f"duplicate key '{keys[0]}'", j["error"]["message"])
+            self.assertIn(f"duplicate key '{repeated}'", j["error"]["message"])
         st, _, j = self.d.request("GET", "/v1/subscribers/keys", token="auditor")
         self.assertEqual(st, 404, j)  # nothing was written
 
@@ -811,8 +803,7 @@ class ExpensiveRequestAttackTest(unittest.TestCase):
         # more), is the memory. Measured: +332 MiB (gcc -O2; +611 MiB with the
         # tree). Bound: 1 GiB, room for ASan's quarantine and redzones.
         rss_before = rss_kib(self.d.proc.pid)
-        request = (f"GET /v1/subscribers/long-history?history={self.HISTORY} HTTP/1.1\r\nHost: x\r\n"
-                   f"Authorization: Bearer {TOKENS['auditor'][0]}\r\n\r\n").encode()
+        request = history_request("long-history", self.HISTORY, TOKENS["auditor"][0])
         attack = []
         try:
             for _ in range(8):
@@ -850,8 +841,7 @@ class ExpensiveRequestAttackTest(unittest.TestCase):
         # +16 MiB (gcc -O2: what the first sent; the 256 MiB it announced is
         # reserved, not touched). Bound: 128 MiB, half the announced body.
         rss_before = rss_kib(self.d.proc.pid)
-        head = (f"POST /v1/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['ops'][0]}\r\n"
-                f"Content-Type: application/x-ndjson\r\nContent-Length: {self.IMPORT_BYTES}\r\n\r\n").encode()
+        head = import_head(self.IMPORT_BYTES, TOKENS["ops"][0])
         first = socket.create_connection(("127.0.0.1", self.d.port))
         seconds = []
         try:

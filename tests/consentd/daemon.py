@@ -55,6 +55,38 @@ def eventually(pred, timeout=PATIENCE):
     return pred()
 
 
+def json_keys_body(keys=120000):
+    """A grant's body with `keys` extra keys (938 KiB for 120k, under
+    max_body_bytes) and the first repeated last: a duplicate-key check must
+    look at every key (issue 17, item 4). Returns (body, the repeated key)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    names = [alphabet[i % 62] + alphabet[i // 62 % 62] + alphabet[i // 3844] for i in range(keys)]
+    body = ('{"source": "portal", "notice_version": "2024-05", ' + ",".join(f'"{k}":0' for k in names)
+            + f',"{names[0]}":1}}')
+    return body, names[0]
+
+
+def history_request(subscriber, history, token):
+    """The raw request for a subscriber's page of `history` events (item 8)."""
+    return (f"GET /v1/subscribers/{subscriber}?history={history} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n").encode()
+
+
+def import_head(length, token):
+    """The raw header of an NDJSON import announcing `length` bytes (item 9)."""
+    return (f"POST /v1/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/x-ndjson\r\nContent-Length: {length}\r\n\r\n").encode()
+
+
+def long_history(d, subscriber, events):
+    """Gives `subscriber` a history of `events` events: one import binds it
+    that many addresses (100.64.0.0 up), an event each."""
+    addresses = [f"100.{64 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}" for i in range(events)]
+    st, _, j = d.request("POST", "/v1/import", json.dumps({"subscriber": subscriber, "addresses": addresses}) + "\n",
+                         token="ops", headers={"Content-Type": "application/x-ndjson"})
+    assert st == 200 and j["events"] == events, (st, j)
+
+
 class Attack:
     """`n` attackers on threads, each repeating `one(i)` until stopped, at
     most `rounds` times and 3 x PATIENCE seconds (longer than a test waits
