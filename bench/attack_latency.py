@@ -13,22 +13,34 @@ fast (a busy CI machine); this measures it, against a same-run baseline:
   - requests that make consentd work (items 4, 8, 9), on a daemon of their
     own: four connections sending bodies of 120k JSON keys in a loop; eight
     unread pages of a 100,000-event history; a 256 MiB import upload in
-    flight. The same grant and revoke, against that daemon's baseline.
+    flight. The same grant and revoke, against that daemon's baseline;
+  - the mutual-TLS data-plane port (items 1 and 5), on a third daemon with
+    the attack test's set-up (descriptor limit 1,400): 2,000 connections
+    from one address that never begin the handshake; then four attackers
+    sending stats headers before hello, with 40 silent TLS connections. A
+    data plane's connect (TCP, TLS, hello, welcome) on a new connection,
+    and a grant with ?wait=enforced acknowledged by a connected data plane.
 
   CONSENTD=build/src/consentd/consentd OPTGATECTL=build/src/ctl/optgatectl \\
   CONSENTD_TEST_POLICY=config/policy.example.yaml /usr/bin/python3 bench/attack_latency.py [ROUNDS]
 """
 import base64
+import itertools
 import os
 import select
+import shutil
 import socket
 import statistics
+import struct
 import sys
+import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "consentd"))
 from daemon import (PATIENCE, TOKENS, Attack, Daemon, eventually, history_request, import_head,  # noqa: E402
                     json_keys_body, long_history)
+import dataplane_attack_test as dpa  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 GRANT = {"source": "portal", "notice_version": "2026-01"}
@@ -158,4 +170,89 @@ def expensive_requests():
         d.cleanup()
 
 
+def dataplane_port_attacks():
+    certs = tempfile.mkdtemp(prefix="attack-latency-certs-")
+    dpa.make_certs(certs)
+    d, port = dpa.tls_daemon(certs)
+
+    def connect_round():
+        t = time.monotonic()
+        s = dpa.tls_connection(certs, port)
+        s.sendall(dpa.hello("edge-py"))
+        ftype, _ = dpa.read_frame(s)
+        ms = (time.monotonic() - t) * 1000
+        s.close()
+        assert ftype == 0x10, "welcome"
+        return ms
+
+    grants = itertools.count()
+
+    def enforced_round():
+        t = time.monotonic()
+        verb = "PUT" if next(grants) % 2 == 0 else "DELETE"
+        st, _, j = d.request(verb, "/v1/subscribers/cust-1/consents/analytics?wait=enforced&timeout=60s",
+                             {"source": "portal", "notice_version": "v1"} if verb == "PUT" else {"source": "portal"})
+        assert st == 200 and j["enforcement"]["status"] == "enforced", j
+        return (time.monotonic() - t) * 1000
+
+    def measure(what):
+        # The name is the certificate's (edge-py), and a new connection
+        # with it replaces the old: connects first, then one data plane
+        # that stays and acknowledges.
+        connects = [connect_round() for _ in range(ROUNDS // 4)]
+        dp = dpa.tls_connection(certs, port)
+        dp.sendall(dpa.hello("edge-py"))
+        acker = threading.Thread(target=dpa.acknowledge, args=(dp,), daemon=True)
+        acker.start()
+        try:
+            enforced = [enforced_round() for _ in range(ROUNDS // 4)]
+        finally:
+            dpa.stop_acknowledging(dp, acker)
+        print(f"data-plane port, {what}: a data plane's connect {summary(connects)}; "
+              f"a grant or revoke ?wait=enforced {summary(enforced)}", flush=True)
+
+    try:
+        st, _, j = d.request("PUT", "/v1/bindings/100.64.0.10", {"subscriber": "cust-1"})
+        assert st == 200, j
+        measure("baseline")
+
+        held = []
+        for _ in range(2000):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.2", 0))
+            s.connect(("127.0.0.1", port))
+            held.append(s)
+        measure("during 2,000 connections from one address that never begin TLS")
+        for s in held:
+            s.close()
+
+        stats_header = dpa.frame(0x03, b"")[:4] + struct.pack(">I", 700000)
+        rounds = [itertools.count() for _ in range(4)]
+
+        def one(i):
+            s = dpa.tls_connection(certs, port, f"127.0.1.{i * 10 + next(rounds[i]) % 10 + 1}")
+            try:
+                s.sendall(stats_header)
+                return dpa.read_frame(s)
+            except ConnectionError:
+                return None
+            finally:
+                s.close()
+
+        attack = Attack(4, 1 << 20, one)
+        silent = [dpa.tls_connection(certs, port, f"127.0.2.{i // 5 + 1}") for i in range(40)]
+        assert eventually(lambda: len(attack.answers) >= 100 or attack.errors), attack.errors
+        measure("during stats headers before hello from 4 attackers, 40 silent TLS connections")
+        assert attack.running() and not attack.errors, attack.errors
+        attack.finish()
+        for s in silent:
+            s.close()
+        print(f"  ({len(attack.answers)} stats headers refused during that measurement)", flush=True)
+    finally:
+        d.cleanup()
+        shutil.rmtree(certs, ignore_errors=True)
+
+
 expensive_requests()
+dataplane_port_attacks()
+

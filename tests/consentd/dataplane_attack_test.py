@@ -121,29 +121,50 @@ def still_open(s):
         s.settimeout(PATIENCE)
 
 
+def tls_daemon(certs):
+    """consentd with a mutual-TLS data-plane port (certificates from
+    make_certs in `certs`) and a descriptor limit it cannot raise (NOFILE).
+    Returns (daemon, the data-plane port)."""
+    wrapper = os.path.join(certs, "consentd-limited")
+    with open(wrapper, "w") as f:
+        f.write(f"#!/bin/sh\nulimit -n {NOFILE} || exit 1\nexec '{daemon.CONSENTD}' \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    real = daemon.CONSENTD
+    daemon.CONSENTD = wrapper
+    try:
+        d = Daemon(
+            limits="limits: {max_connections: 256}\n",
+            # hello_timeout: the attack holds what it gets as long as the test runs.
+            dataplanes=("{socket: dp.sock, hello_timeout: 10m, tcp: {address: 127.0.0.1, port: 0, tls: {"
+                        f"certificate: {certs}/server.crt, private_key: {certs}/server.key, "
+                        f"client_ca: {certs}/ca.crt}}}}}}"))
+    finally:
+        daemon.CONSENTD = real
+    m = re.search(r"tcp 127\.0\.0\.1:(\d+) \(mutual TLS\)", d.read_log())
+    assert m, d.read_log()
+    return d, int(m.group(1))
+
+
+def tls_connection(certs, port, source=None):
+    """A TLS connection to the data-plane port with the data plane's
+    certificate (from `source`, a loopback address, when given), handshake
+    done, nothing said."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(f"{certs}/ca.crt")
+    ctx.load_cert_chain(f"{certs}/edge.crt", f"{certs}/edge.key")
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if source:
+        raw.bind((source, 0))
+    raw.settimeout(PATIENCE)
+    raw.connect(("127.0.0.1", port))
+    return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
 class DataPlanePortAttackTest(unittest.TestCase):
     def setUp(self):
         self.certs = tempfile.mkdtemp(prefix="consentd-dp-certs-")
         make_certs(self.certs)
-        # consentd with a descriptor limit it cannot raise.
-        wrapper = os.path.join(self.certs, "consentd-limited")
-        with open(wrapper, "w") as f:
-            f.write(f"#!/bin/sh\nulimit -n {NOFILE} || exit 1\nexec '{daemon.CONSENTD}' \"$@\"\n")
-        os.chmod(wrapper, 0o755)
-        real = daemon.CONSENTD
-        daemon.CONSENTD = wrapper
-        try:
-            c = self.certs
-            self.d = Daemon(
-                limits="limits: {max_connections: 256}\n",
-                # hello_timeout: the attack holds what it gets as long as the test runs.
-                dataplanes=("{socket: dp.sock, hello_timeout: 10m, tcp: {address: 127.0.0.1, port: 0, tls: {"
-                            f"certificate: {c}/server.crt, private_key: {c}/server.key, client_ca: {c}/ca.crt}}}}}}"))
-        finally:
-            daemon.CONSENTD = real
-        m = re.search(r"tcp 127\.0\.0\.1:(\d+) \(mutual TLS\)", self.d.read_log())
-        self.assertTrue(m, self.d.read_log())
-        self.dp_port = int(m.group(1))
+        self.d, self.dp_port = tls_daemon(self.certs)
         self.attack = []
 
     def tearDown(self):
@@ -155,11 +176,7 @@ class DataPlanePortAttackTest(unittest.TestCase):
         self.assertTrue(alive, "consentd died")
 
     def dataplane(self):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(f"{self.certs}/ca.crt")
-        ctx.load_cert_chain(f"{self.certs}/edge.crt", f"{self.certs}/edge.key")
-        raw = socket.create_connection(("127.0.0.1", self.dp_port), timeout=PATIENCE)
-        s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        s = tls_connection(self.certs, self.dp_port)
         s.sendall(hello("edge-py"))
         ftype, _ = read_frame(s)
         self.assertEqual(ftype, 0x10, "welcome")
@@ -211,16 +228,7 @@ class DataPlanePortAttackTest(unittest.TestCase):
         self.assertLess(self.d.read_log().count("address_cap"), 10)
 
     def tls(self, source):
-        """A TLS connection with the data plane's certificate from `source`
-        (a loopback address), handshake done, nothing said."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(f"{self.certs}/ca.crt")
-        ctx.load_cert_chain(f"{self.certs}/edge.crt", f"{self.certs}/edge.key")
-        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        raw.bind((source, 0))
-        raw.settimeout(PATIENCE)
-        raw.connect(("127.0.0.1", self.dp_port))
-        return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        return tls_connection(self.certs, self.dp_port, source)
 
     def test_frames_before_hello_take_no_slot_and_no_memory(self):
         # Item 5: 300 connections that sent a stats header announcing 700 KB
