@@ -596,7 +596,7 @@ class ConnectionLimitsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.d = Daemon(limits=(f"limits: {{max_connections: {cls.MAX}, reserved_connections: {cls.RESERVED},\n"
-                               "         header_timeout: 60s, body_timeout: 60s}\n"))
+                               "         header_timeout: 60s, body_timeout: 60s}\n"), rss_bounded=True)
 
     @classmethod
     def tearDownClass(cls):
@@ -741,7 +741,7 @@ class ExpensiveRequestAttackTest(unittest.TestCase):
         # would make resident the 256 MiB an import body reserves from its
         # Content-Length, of which a process touches only what arrives.
         cls.d = Daemon(limits="limits: {header_timeout: 60s, body_timeout: 60s, write_timeout: 120s}\n",
-                       env={"MALLOC_PERTURB_": "0"})
+                       env={"MALLOC_PERTURB_": "0"}, rss_bounded=True)
         long_history(cls.d, "long-history", cls.HISTORY)
 
     @classmethod
@@ -819,7 +819,10 @@ class ExpensiveRequestAttackTest(unittest.TestCase):
             # been sent through a 4 KiB window, and the connections are open.
             self.assertEqual(still_open(attack), len(attack))
             # Every answer built and being sent: the most the attack holds.
-            self.assertTrue(eventually(lambda: all(select.select([s], [], [], 0)[0] for s in attack)))
+            # One page after another on the history thread: under ASan on a
+            # busy machine that took longer than PATIENCE.
+            self.assertTrue(eventually(lambda: all(select.select([s], [], [], 0)[0] for s in attack),
+                                       timeout=5 * PATIENCE))
             self.assertRssGrowth(rss_before, 1 << 20, "8 unread pages of 100,000 events")
             for s in attack:
                 s.settimeout(PATIENCE)

@@ -125,7 +125,7 @@ class Daemon:
     """Starts consentd on 127.0.0.1, port 0, with a fresh ledger (or the one
     in `workdir` when given, to restart over the same files)."""
 
-    def __init__(self, limits="", workdir=None, env=None, dataplanes="{socket: dp.sock}", args=()):
+    def __init__(self, limits="", workdir=None, env=None, dataplanes="{socket: dp.sock}", args=(), rss_bounded=False):
         self.owned_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="consentd-test-")
         self.db = os.path.join(self.dir, "ledger.db")
@@ -144,6 +144,14 @@ class Daemon:
                     f"dataplanes: {dataplanes}\n"  # not the shared /run/optgate default
                     "tokens:\n" + tokens + limits)
         self.env = dict(os.environ, **(env or {}))
+        if rss_bounded:
+            # A test bounds this daemon's RSS. Under ASan, freed memory waits
+            # in a quarantine of up to 256 MiB (to catch a use after free),
+            # which the bound would count as the daemon's: 16 MiB here (a
+            # stats-header attack grew +330 MiB with 256, +37 MiB with 16;
+            # +5.7 MiB with gcc, which ignores the option).
+            asan = self.env.get("ASAN_OPTIONS", "")
+            self.env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "quarantine_size_mb=16"
         self.args = list(args)  # more command-line options
         self.proc = None
         self.start()

@@ -133,6 +133,7 @@ def tls_daemon(certs):
     daemon.CONSENTD = wrapper
     try:
         d = Daemon(
+            rss_bounded=True,
             limits="limits: {max_connections: 256}\n",
             # hello_timeout: the attack holds what it gets as long as the test runs.
             dataplanes=("{socket: dp.sock, hello_timeout: 10m, tcp: {address: 127.0.0.1, port: 0, tls: {"

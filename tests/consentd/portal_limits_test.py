@@ -43,7 +43,7 @@ def get_page(port):
 
 class PortalLimitsTest(unittest.TestCase):
     def setUp(self):
-        d = Daemon()
+        d = Daemon(rss_bounded=True)
         secret = os.path.join(d.dir, "link.key")
         with open(secret, "w") as f:
             f.write(base64.b16encode(os.urandom(32)).decode() + "\n")
