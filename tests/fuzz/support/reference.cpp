@@ -82,9 +82,17 @@ FrameView read_frame(const uint8_t* f, size_t len) {
         size_t pos = v.l3 + 40;
         for (int n = 0;; ++n) {
             if (next == 44) {
-                v.ip = true;
-                v.fragment = true;
-                return v;
+                if (n == 8 || pos + 8 > v.ip_end) return v;
+                // An atomic fragment (offset 0, no more fragments) is a whole
+                // datagram, processed on its own (RFC 6946).
+                if ((get16(f + pos + 2) & 0xfff9) != 0) {
+                    v.ip = true;
+                    v.fragment = true;
+                    return v;
+                }
+                next = f[pos];
+                pos += 8;
+                continue;
             }
             if (next != 0 && next != 43 && next != 60 && next != 51) break;
             if (n == 8 || pos + 8 > v.ip_end) return v;
