@@ -29,7 +29,7 @@ from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap, wrpcap
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -48,7 +48,7 @@ def eventually(cond, what, timeout=DEADLINE):
         if v:
             return v
         time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
+    raise AssertionError("timed out waiting for " + (what() if callable(what) else what))
 
 
 def portal_section(tmp, mode, extra=""):
@@ -138,9 +138,12 @@ def section(driver, purpose):
 
 
 def text_of(driver, css):
+    """The element's text; "" while there is none, or while the page is
+    being replaced (stale element, or Chrome's "Node with given id does not
+    belong to the document", a plain WebDriverException)."""
     try:
         return driver.find_element(By.CSS_SELECTOR, css).text
-    except (NoSuchElementException, StaleElementReferenceException):
+    except WebDriverException:
         return ""
 
 
@@ -148,7 +151,7 @@ def wait_text(driver, css, text):
     """Waits until the element's text contains `text` (a click on a submit
     button returns before the next page has loaded), and returns it."""
     return eventually(lambda: text in text_of(driver, css) and text_of(driver, css),
-                      f"'{text}' in {css} (now: {text_of(driver, css)!r})")
+                      lambda: f"'{text}' in {css} (now: {text_of(driver, css)!r})")
 
 
 def write_capture(path, src):
