@@ -21,7 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "consentd/prefix_hash.hpp"
+#include "core/addr_hash.hpp"
 #include "core/addr.hpp"
 #include "core/consent_table.hpp"
 #include "core/policy.hpp"

@@ -4,11 +4,14 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "consentd/prefix_hash.hpp"
-#include "consentd/strict_json.hpp"
+#include "core/addr_hash.hpp"
+#include "policy/strict_json.hpp"
 #include "policy/values.hpp"
 
 namespace optgate::consentd {
+
+using policy::is_printable_ascii;
+using policy::JsonFields;
 
 namespace {
 
@@ -53,8 +56,9 @@ std::string check_text(std::string_view name, std::string_view v) {
     return {};
 }
 
-std::optional<ImportRecord> ndjson_record(size_t line, std::string_view text, std::string& error) {
-    auto v = parse_json_strict(text, error);
+std::optional<ImportRecord> ndjson_record(size_t line, std::string_view text, policy::StrictJsonParser& json,
+                                          std::string& error) {
+    auto v = json.parse(text, error);
     if (!v) return std::nullopt;
     JsonFields f(*v, {"subscriber", "addresses", "consents", "notice_version", "source"});
     ImportRecord r;
@@ -231,6 +235,7 @@ ImportParse parse_import(std::string_view body, ImportFormat format, const Polic
     std::unordered_map<Prefix, size_t, PrefixHash> bound_at;
     std::optional<CsvHeader> header;
     std::vector<std::string> cols;
+    policy::StrictJsonParser json;
     auto add_error = [&](size_t line, const std::string& msg) {
         out.errors.push_back("line " + std::to_string(line) + ": " + msg);
         return out.errors.size() < max_errors;
@@ -240,7 +245,7 @@ ImportParse parse_import(std::string_view body, ImportFormat format, const Polic
         std::string error;
         std::optional<ImportRecord> r;
         if (format == ImportFormat::ndjson) {
-            r = ndjson_record(line, text, error);
+            r = ndjson_record(line, text, json, error);
         } else if (!header) {
             header = csv_header(text, error);
             if (!header) {

@@ -2,10 +2,13 @@
 
 #include <boost/json/object.hpp>
 
-#include "consentd/strict_json.hpp"
+#include "policy/strict_json.hpp"
 #include "policy/values.hpp"
 
 namespace optgate::consentd {
+
+using policy::JsonFields;
+using policy::parse_json_strict;
 
 namespace json = boost::json;
 

@@ -1,4 +1,4 @@
-// Policy and consent files: YAML text -> validated, immutable data.
+// Policy and consent files: YAML (or NDJSON) text -> validated, immutable data.
 //
 // This is the only layer allowed to throw. Loading is parse -> validate ->
 // Policy (core/policy.hpp); the core then compiles that into its runtime
@@ -53,9 +53,16 @@ struct ConsentRecord {
     PurposeMask purposes = 0;
 };
 
+// YAML for files written by hand; NDJSON (one subscriber per line, the same
+// keys) for large ones: it is read a line at a time.
+enum class ConsentFormat { yaml, ndjson };
+// A name ending ".ndjson" or ".jsonl" is NDJSON; any other, YAML.
+ConsentFormat consent_format_of(const std::string& path);
+
 std::vector<ConsentRecord> load_consent_file(const std::string& path, const Policy& policy);
-std::vector<ConsentRecord> load_consent_text(std::string_view yaml, const Policy& policy,
-                                             const std::string& name = "<consent>");
+std::vector<ConsentRecord> load_consent_text(std::string_view text, const Policy& policy,
+                                             const std::string& name = "<consent>",
+                                             ConsentFormat format = ConsentFormat::yaml);
 
 // Pseudonym keys (docs/replay.md#--pseudonym-keys): one line per collector
 // that receives pseudonyms, "COLLECTOR-NAME HEX" with 32 hex digits (the

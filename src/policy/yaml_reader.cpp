@@ -59,20 +59,30 @@ std::vector<Diagnostic> Diagnostics::warnings() const {
     return w;
 }
 
-std::string read_file(const std::string& path) {
-    auto fail = [&](int err) {
-        throw PolicyError({make(Diagnostic::Severity::error, path, {},
-                                std::string("cannot read the file: ") + (err ? std::strerror(err) : "read error"))});
-    };
+namespace {
+
+[[noreturn]] void cannot_read(const std::string& path, int err) {
+    throw PolicyError({make(Diagnostic::Severity::error, path, {},
+                            std::string("cannot read the file: ") + (err ? std::strerror(err) : "read error"))});
+}
+
+}  // namespace
+
+std::ifstream open_file(const std::string& path) {
     // A directory opens fine as a stream and reads as empty: say what it is.
     std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) fail(EISDIR);
+    if (std::filesystem::is_directory(path, ec)) cannot_read(path, EISDIR);
     errno = 0;
     std::ifstream in(path, std::ios::binary);
-    if (!in) fail(errno);
+    if (!in) cannot_read(path, errno);
+    return in;
+}
+
+std::string read_file(const std::string& path) {
+    auto in = open_file(path);
     std::ostringstream text;
     text << in.rdbuf();
-    if (in.bad()) fail(errno);
+    if (in.bad()) cannot_read(path, errno);
     return text.str();
 }
 

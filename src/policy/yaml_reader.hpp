@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,6 +48,8 @@ private:
 
 // Reads a whole file; throws PolicyError naming the file if it cannot.
 std::string read_file(const std::string& path);
+// Opens a file to read it a piece at a time; throws like read_file.
+std::ifstream open_file(const std::string& path);
 
 // Parses one YAML document. On a syntax error, an empty file or several
 // documents, records the error and returns nullopt.

@@ -3,10 +3,12 @@
 
 #include "consentd/auth.hpp"
 #include "consentd/config.hpp"
-#include "consentd/strict_json.hpp"
+#include "policy/strict_json.hpp"
 
 using namespace optgate;
 using namespace optgate::consentd;
+using optgate::policy::JsonFields;
+using optgate::policy::parse_json_strict;
 
 namespace {
 

@@ -117,8 +117,9 @@ TEST_CASE("the example policy passes with one summary line") {
                        "2 subscriber prefixes\n");
 }
 
-TEST_CASE("the example consent file passes against the example policy") {
-    const std::string policy = example("policy.example.yaml"), consent = example("consent.example.yaml");
+TEST_CASE("the example consent files pass against the example policy") {
+    const std::string policy = example("policy.example.yaml"), consent = example("consent.example.yaml"),
+                      ndjson = example("consent.example.ndjson");
     for (const auto& args : {std::vector<std::string>{"check", policy, "--consent", consent},
                              std::vector<std::string>{"check", "--consent=" + consent, policy}}) {
         const Run r = run(args);
@@ -129,6 +130,12 @@ TEST_CASE("the example consent file passes against the example policy") {
         CHECK(out[0].starts_with(policy + ": OK: 3 purposes"));
         CHECK(out[1] == consent + ": OK: 5 subscribers (4 with consent), 7 subscriber keys (4 IPv4, 3 IPv6)");
     }
+    const Run r = run({"check", policy, "--consent", ndjson});
+    CHECK(r.status == 0);
+    CHECK(r.err == "");
+    const auto out = lines(r.out);
+    REQUIRE(out.size() == 2);
+    CHECK(out[1] == ndjson + ": OK: 5 subscribers (4 with consent), 7 subscriber keys (4 IPv4, 3 IPv6)");
 }
 
 TEST_CASE("singular and plural in the summary") {
@@ -269,6 +276,24 @@ TEST_CASE("an invalid consent file exits 1 with its errors") {
     REQUIRE(err.size() == 2);
     CHECK(err[0] == c + ":3:30: '198.51.100.1' is not in the policy's subscriber prefixes (subscribers.prefixes)");
     CHECK(err[1].starts_with(c + ":4:29: unknown purpose 'ads'"));
+}
+
+TEST_CASE("an invalid NDJSON consent file exits 1 with its errors, by line") {
+    Scratch s;
+    const std::string c = s.write(
+        "consent.ndjson",
+        "{\"id\": \"sub-1\", \"addresses\": [\"100.64.0.10\"], \"consents\": [\"advertising\"]}\n"
+        "\n"
+        "{\"id\": \"sub-2\", \"addresses\": [\"198.51.100.1\"], \"consents\": [\"ads\"]}\n"
+        "{\"id\": \"sub-3\", \"addresses\": [\"100.64.0.11\"]}\n");
+    const std::string policy = example("policy.example.yaml");
+    const Run r = run({"check", policy, "--consent", c});
+    CHECK(r.status == 1);
+    const auto err = lines(r.err);
+    REQUIRE(err.size() == 3);
+    CHECK(err[0] == c + ":3:1: '198.51.100.1' is not in the policy's subscriber prefixes (subscribers.prefixes)");
+    CHECK(err[1].starts_with(c + ":3:1: unknown purpose 'ads'"));
+    CHECK(err[2] == c + ":4:1: missing field 'consents'");
 }
 
 TEST_CASE("a consent file is not checked against an invalid policy") {

@@ -28,13 +28,15 @@
 #include "consentd/import_parser.hpp"
 #include "consentd/request_bodies.hpp"
 #include "consentd/router.hpp"
-#include "consentd/strict_json.hpp"
 #include "fixture.hpp"
+#include "policy/strict_json.hpp"
 #include "policy/values.hpp"
 #include "support/fuzz_check.hpp"
 
 using namespace optgate;
 using namespace optgate::consentd;
+using optgate::policy::JsonFields;
+using optgate::policy::parse_json_strict;
 namespace json = boost::json;
 
 namespace {

@@ -259,6 +259,20 @@ CONSENT_ERRORS = """subscribers:
   - {id: "bad id", addresses: [], consents: [analytics]}
 """
 
+CONSENT_OK_NDJSON = """{"id": "sub-1001", "addresses": ["100.64.0.10", "2001:db8:1000:1::/64"], "consents": ["advertising", "analytics"]}
+{"id": "sub-1004", "addresses": ["2001:db8:1000:3::42"], "consents": ["analytics", "analytics"]}
+
+{"id":"sub-1005","addresses":["100.64.0.12/32"],"consents":[]}\r
+"""
+
+CONSENT_ERRORS_NDJSON = """{"id": "sub-1001", "addresses": ["100.64.0.10", "198.51.100.1", "2001:db8:1000:100::/56"], "consents": ["advertsing"]}
+{"id": "sub-1001", "addresses": ["100.64.0.10", "2001:db8:1000:5::1", "2001:db8:1000:5::2"], "consent": []}
+{"id": "bad id", "addresses": [], "consents": ["analytics"]}
+{"id": "a", "id": "b", "addresses": ["100.64.0.11"], "consents": []}
+["a", ["100.64.0.11"], []]
+{"id": "c", "addresses": ["100.64.0.11"], "consents": []
+"""
+
 
 def policy_corpus():
     for name, path in (("example", "config/policy.example.yaml"), ("consentd", "tests/consentd/policy.yaml")):
@@ -271,6 +285,8 @@ def policy_corpus():
     write("consent", "ok.yaml", CONSENT_OK)
     write("consent", "errors.yaml", CONSENT_ERRORS)
     write("consent", "empty.yaml", "subscribers: []\n")
+    write("consent", "ok.ndjson", CONSENT_OK_NDJSON)
+    write("consent", "errors.ndjson", CONSENT_ERRORS_NDJSON)
     with open(os.path.join(ROOT, "config/consent.example.yaml"), "rb") as f:
         write("consent", "example.yaml", f.read())
 

@@ -1,5 +1,5 @@
 // The replay tool's consent file (docs/consent-file.md): records, keys and
-// masks for valid files, located errors for invalid ones.
+// masks for valid files, located errors for invalid ones, in YAML and NDJSON.
 #include <doctest/doctest.h>
 
 #include "test_policy_support.hpp"
@@ -21,6 +21,15 @@ Policy policy_with_key_length(int key_length = 64) {
 std::vector<Diagnostic> consent_errors(std::string_view yaml, const Policy& p = policy_with_key_length()) {
     try {
         load_consent_text(yaml, p, kFile);
+    } catch (const PolicyError& e) {
+        return e.diagnostics();
+    }
+    return {};
+}
+
+std::vector<Diagnostic> ndjson_errors(std::string_view text, const Policy& p = policy_with_key_length()) {
+    try {
+        load_consent_text(text, p, kFile, ConsentFormat::ndjson);
     } catch (const PolicyError& e) {
         return e.diagnostics();
     }
@@ -180,6 +189,133 @@ TEST_CASE("the example consent file matches the example policy") {
     }
     CHECK(without_consent == 1);
     CHECK(v6 == 3);
+}
+
+// ---- NDJSON: the same subscribers, a line each ----
+
+TEST_CASE("NDJSON: a line per subscriber, read as its YAML twin is") {
+    const std::string yaml = R"(subscribers:
+  - {id: sub-1001, addresses: [100.64.0.10, "2001:db8:1000:2::/64", 100.64.0.11/32], consents: [advertising, analytics]}
+  - {id: sub-1002, addresses: ["2001:db8:1000:3:aaaa:bbbb:cccc:dddd"], consents: [analytics, analytics]}
+  - {id: sub-1003, addresses: [100.64.0.12], consents: []}
+)";
+    // Blank lines, spaces around the JSON, CRLF endings and no final newline.
+    const std::string ndjson =
+        R"({"id": "sub-1001", "addresses": ["100.64.0.10", "2001:db8:1000:2::/64", "100.64.0.11/32"], )"
+        R"("consents": ["advertising", "analytics"]})"
+        "\n\n  \t\n"
+        R"(  {"consents": ["analytics", "analytics"], "id": "sub-1002", )"
+        R"("addresses": ["2001:db8:1000:3:aaaa:bbbb:cccc:dddd"]}  )"
+        "\r\n"
+        R"({"id":"sub-1003","addresses":["100.64.0.12"],"consents":[]})";
+    const auto from_yaml = load_consent_text(yaml, policy_with_key_length());
+    const auto from_ndjson = load_consent_text(ndjson, policy_with_key_length(), kFile, ConsentFormat::ndjson);
+    REQUIRE(from_yaml.size() == 3);
+    REQUIRE(from_ndjson.size() == 3);
+    for (size_t i = 0; i < 3; ++i) {
+        CAPTURE(i);
+        CHECK(from_ndjson[i].subscriber_id == from_yaml[i].subscriber_id);
+        CHECK(from_ndjson[i].keys == from_yaml[i].keys);
+        CHECK(from_ndjson[i].purposes == from_yaml[i].purposes);
+    }
+    CHECK(from_ndjson[1].keys == std::vector<SubscriberKey>{key("2001:db8:1000:3::")});
+    CHECK(from_ndjson[0].purposes == 0b11);
+
+    CHECK(load_consent_text("", policy_with_key_length(), kFile, ConsentFormat::ndjson).empty());
+    CHECK(load_consent_text("\n \n", policy_with_key_length(), kFile, ConsentFormat::ndjson).empty());
+}
+
+TEST_CASE("NDJSON: each error at its line, every line checked") {
+    const auto ds = ndjson_errors(
+        R"({"id": "a", "addresses": ["100.64.0.10", "2001:db8:1000:1::/64"], "consents": []})"
+        "\n"  // 1
+        R"({"id": "b", "addresses": ["100.64.0.10", "2001:db8:1000:1::99"], "consents": ["advertsing"]})"
+        "\n"  // 2
+        R"({"id": "c", "addresses": ["100.64.0.20", "100.64.0.20"], "consents": ["telemetry"]})"
+        "\n"  // 3
+        R"({"id": "a", "addresses": ["198.51.100.1", "100.64.0.0/24", "nope"], "consents": []})"
+        "\n"  // 4
+        R"({"id": "d", "addresses": [], "consents": []})"
+        "\n"  // 5
+        R"({"id": "e", "addresses": ["100.64.0.40"], "consents": [])"
+        "\n"  // 6: cut short
+        R"({"id": "f", "id": "g", "addresses": ["100.64.0.41"], "consents": []})"
+        "\n"  // 7
+        R"(["h", ["100.64.0.42"], []])"
+        "\n"  // 8
+        R"({"id": "i", "adresses": ["100.64.0.43"], "consents": []})"
+        "\n"  // 9
+        R"({"id": "j", "addresses": ["100.64.0.44"]})"
+        "\n"  // 10
+        R"({"id": "k", "addresses": "100.64.0.45", "consents": []})"
+        "\n"  // 11
+        R"({"id": "sub 1", "addresses": ["100.64.0.46"], "consents": []})"
+        "\n"  // 12
+        R"({"id": "l", "addresses": ["100.64.0.47"], "consents": []} {})"
+        "\n"  // 13
+        R"({"id": "m", "addresses": ["100.64.0.48"], "consents": []})"
+        "\n");  // 14: valid
+    CHECK_DIAG(ds, 2, 1, "'100.64.0.10' is already bound to subscriber 'a' at line 1");
+    CHECK_DIAG(ds, 2, 1,
+               "'2001:db8:1000:1::99' (subscriber key 2001:db8:1000:1::/64) is already bound to subscriber 'a'");
+    CHECK_DIAG(ds, 2, 1, "unknown purpose 'advertsing'", "did you mean 'advertising'?");
+    CHECK_DIAG(ds, 3, 1, "'100.64.0.20' is listed twice for subscriber 'c' (first at line 3)");
+    CHECK_DIAG(ds, 3, 1, "unknown purpose 'telemetry'", "it defines: advertising, analytics");
+    CHECK_DIAG(ds, 4, 1, "subscriber id 'a' is used twice (first at line 1)");
+    CHECK_DIAG(ds, 4, 1, "'198.51.100.1' is not in the policy's subscriber prefixes");
+    CHECK_DIAG(ds, 4, 1, "'100.64.0.0/24' is a prefix");
+    CHECK_DIAG(ds, 4, 1, "'nope' is not an IPv4 or IPv6 address");
+    CHECK_DIAG(ds, 5, 1, "subscriber 'd' lists no addresses");
+    CHECK_DIAG(ds, 6, 1, "malformed JSON");
+    CHECK_DIAG(ds, 7, 1, "duplicate key 'id'");
+    CHECK_DIAG(ds, 8, 1, "a line must be one JSON object");
+    CHECK_DIAG(ds, 9, 1, "unknown field 'adresses'");
+    CHECK_DIAG(ds, 10, 1, "missing field 'consents'");
+    CHECK_DIAG(ds, 11, 1, "field 'addresses' must be a list of strings");
+    CHECK_DIAG(ds, 12, 1, "subscriber id 'sub 1' is not valid");
+    CHECK_DIAG(ds, 13, 1, "unexpected content after the value");
+    CHECK(ds.size() == 18);
+}
+
+TEST_CASE("NDJSON: a file of errors stops after 100 of them") {
+    std::string text;
+    for (int i = 0; i < 150; ++i)
+        text += R"({"id": "x)" + std::to_string(i) +
+                R"(", "addresses": [], "consents": []})"
+                "\n";
+    const auto ds = ndjson_errors(text);
+    REQUIRE(ds.size() == 101);
+    CHECK_DIAG(ds, 100, 1, "subscriber 'x99' lists no addresses");
+    CHECK_DIAG(ds, 101, 1, "stopped at this line after 100 errors");
+}
+
+TEST_CASE("the format comes from the file's name") {
+    CHECK(consent_format_of("consent.ndjson") == ConsentFormat::ndjson);
+    CHECK(consent_format_of("/srv/x/consent.jsonl") == ConsentFormat::ndjson);
+    CHECK(consent_format_of("consent.yaml") == ConsentFormat::yaml);
+    CHECK(consent_format_of("consent.yml") == ConsentFormat::yaml);
+    CHECK(consent_format_of("consent.ndjson.yaml") == ConsentFormat::yaml);
+    CHECK(consent_format_of("ndjson") == ConsentFormat::yaml);
+    try {
+        load_consent_file("/nonexistent/consent.ndjson", policy_with_key_length());
+        FAIL("should throw");
+    } catch (const PolicyError& e) {
+        REQUIRE(e.diagnostics().size() == 1);
+        CHECK(e.diagnostics()[0].to_string().starts_with("/nonexistent/consent.ndjson: cannot read the file"));
+    }
+}
+
+TEST_CASE("the example NDJSON consent file holds what the YAML one does") {
+    const Policy p = load_policy_file(OPTGATE_SOURCE_ROOT "/config/policy.example.yaml").policy;
+    const auto yaml = load_consent_file(OPTGATE_SOURCE_ROOT "/config/consent.example.yaml", p);
+    const auto ndjson = load_consent_file(OPTGATE_SOURCE_ROOT "/config/consent.example.ndjson", p);
+    REQUIRE(ndjson.size() == yaml.size());
+    for (size_t i = 0; i < yaml.size(); ++i) {
+        CAPTURE(i);
+        CHECK(ndjson[i].subscriber_id == yaml[i].subscriber_id);
+        CHECK(ndjson[i].keys == yaml[i].keys);
+        CHECK(ndjson[i].purposes == yaml[i].purposes);
+    }
 }
 
 }  // TEST_SUITE("consent file")

@@ -19,7 +19,7 @@
 #include <unordered_map>
 
 #include "consentd/dataplane_server.hpp"
-#include "consentd/prefix_hash.hpp"
+#include "core/addr_hash.hpp"
 #include "consentd/publisher.hpp"
 #include "policy/loader.hpp"
 #include "proto/control_client.hpp"
@@ -106,7 +106,7 @@ private:
     uint64_t seq_ = 0;
     std::shared_ptr<const Policy> policy_;
     std::string table_version_;
-    std::unordered_map<SubscriberKey, PurposeMask, consentd::SubscriberKeyHash> table_;
+    std::unordered_map<SubscriberKey, PurposeMask, SubscriberKeyHash> table_;
 };
 
 struct Rig {

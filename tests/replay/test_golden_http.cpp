@@ -1,5 +1,6 @@
 // Golden HTTP replays with the shipped example policy and consent files
-// (config/policy.example.yaml, config/consent.example.yaml):
+// (config/policy.example.yaml, config/consent.example.yaml; the first case
+// also with config/consent.example.ndjson):
 //   sub-1001 100.64.0.10, 2001:db8:1000:1::/64   advertising, analytics
 //   sub-1002 100.64.0.11                          analytics
 //   sub-1003 100.64.1.20, 2001:db8:1000:2::/64   advertising
@@ -135,46 +136,52 @@ TEST_CASE("golden HTTP replay: byte-exact output over IPv4, IPv6, VLAN and QinQ"
     part(b, d);
     part(d, r7.size());
 
-    const auto result = replay(e.in);
-    INFO(result.run.output);
-    REQUIRE(result.output.size() == e.out.size());
-    for (size_t i = 0; i < e.out.size(); ++i) {
-        CAPTURE(i);
-        CHECK_MESSAGE(result.output[i].data == e.out[i], "got\n"
-                                                             << hexdump(result.output[i].data) << "expected\n"
-                                                             << hexdump(e.out[i]));
-        CHECK(verify_checksums(result.output[i].data).ok());
-    }
+    // The same subscribers from the YAML consent file and from its NDJSON
+    // twin (docs/consent-file.md): the same bytes out.
+    for (const std::string& consent :
+         {golden::example_consent(), golden::source_path("config/consent.example.ndjson")}) {
+        CAPTURE(consent);
+        const auto result = replay(e.in, golden::example_policy(), consent);
+        INFO(result.run.output);
+        REQUIRE(result.output.size() == e.out.size());
+        for (size_t i = 0; i < e.out.size(); ++i) {
+            CAPTURE(i);
+            CHECK_MESSAGE(result.output[i].data == e.out[i], "got\n"
+                                                                 << hexdump(result.output[i].data) << "expected\n"
+                                                                 << hexdump(e.out[i]));
+            CHECK(verify_checksums(result.output[i].data).ok());
+        }
 
-    CHECK(result.counter("packets") == e.in.size());
-    CHECK(result.counter("dropped") == 1);
-    CHECK(result.counter("http_out_of_order_dropped") == 1);
-    CHECK(result.counter("http_retransmitted") == 1);
-    CHECK(result.counter("http_requests") == 9);
-    CHECK(result.counter("http_requests_with_identifiers") == 9);
-    CHECK(result.counter("http_conservative_flows") == 0);
-    CHECK(result.counter("verdict_pass_consent") == 3);
-    CHECK(result.counter("verdict_pass_exempt") == 1);
-    CHECK(result.counter("verdict_strip_no_consent") == 2);
-    CHECK(result.counter("verdict_strip_no_collector") == 1);
-    CHECK(result.counter("verdict_strip_unknown_subscriber") == 2);
-    CHECK(result.passed_to("example-adnet") == 2);
-    CHECK(result.stripped_to("example-adnet") == 2 + 3);
-    CHECK(result.passed_to("metrics-hosts") == 1);
-    CHECK(result.stripped_to("(none)") == 1);
-    CHECK(result.passed_to("carrier-offers") == 1);
-    CHECK(result.stripped_to("carrier-offers") == 1);
-    CHECK(result.passed_to("billing-fraud") == 2);
+        CHECK(result.counter("packets") == e.in.size());
+        CHECK(result.counter("dropped") == 1);
+        CHECK(result.counter("http_out_of_order_dropped") == 1);
+        CHECK(result.counter("http_retransmitted") == 1);
+        CHECK(result.counter("http_requests") == 9);
+        CHECK(result.counter("http_requests_with_identifiers") == 9);
+        CHECK(result.counter("http_conservative_flows") == 0);
+        CHECK(result.counter("verdict_pass_consent") == 3);
+        CHECK(result.counter("verdict_pass_exempt") == 1);
+        CHECK(result.counter("verdict_strip_no_consent") == 2);
+        CHECK(result.counter("verdict_strip_no_collector") == 1);
+        CHECK(result.counter("verdict_strip_unknown_subscriber") == 2);
+        CHECK(result.passed_to("example-adnet") == 2);
+        CHECK(result.stripped_to("example-adnet") == 2 + 3);
+        CHECK(result.passed_to("metrics-hosts") == 1);
+        CHECK(result.stripped_to("(none)") == 1);
+        CHECK(result.passed_to("carrier-offers") == 1);
+        CHECK(result.stripped_to("carrier-offers") == 1);
+        CHECK(result.passed_to("billing-fraud") == 2);
 
-    std::map<std::string, std::pair<uint64_t, uint64_t>> by_name;  // stripped, passed
-    for (const auto& id : result.report.at("identifiers").as_array()) {
-        if (id.at("kind").as_string() != "http_header") continue;
-        by_name[std::string(id.at("name").as_string())] = {id.at("stripped").to_number<uint64_t>(),
-                                                           id.at("passed").to_number<uint64_t>()};
+        std::map<std::string, std::pair<uint64_t, uint64_t>> by_name;  // stripped, passed
+        for (const auto& id : result.report.at("identifiers").as_array()) {
+            if (id.at("kind").as_string() != "http_header") continue;
+            by_name[std::string(id.at("name").as_string())] = {id.at("stripped").to_number<uint64_t>(),
+                                                               id.at("passed").to_number<uint64_t>()};
+        }
+        CHECK(by_name.at("Verizon unique identifier header") == std::pair<uint64_t, uint64_t>{4, 2});
+        CHECK(by_name.at("subscriber phone number (MSISDN)") == std::pair<uint64_t, uint64_t>{2, 3});
+        CHECK(by_name.at("AT&T anonymous customer reference") == std::pair<uint64_t, uint64_t>{1, 1});
     }
-    CHECK(by_name.at("Verizon unique identifier header") == std::pair<uint64_t, uint64_t>{4, 2});
-    CHECK(by_name.at("subscriber phone number (MSISDN)") == std::pair<uint64_t, uint64_t>{2, 3});
-    CHECK(by_name.at("AT&T anonymous customer reference") == std::pair<uint64_t, uint64_t>{1, 1});
 }
 
 // Header families: the example policy plus `header_prefix: X-Nokia-`.

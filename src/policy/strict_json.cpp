@@ -1,23 +1,54 @@
-#include "consentd/strict_json.hpp"
+#include "policy/strict_json.hpp"
 
 #include <boost/json/basic_parser_impl.hpp>
+#include <boost/json/monotonic_resource.hpp>
 #include <boost/json/value_stack.hpp>
 
 #include <algorithm>
+#include <cstddef>
+#include <memory>
 #include <unordered_set>
 #include <vector>
 
 #include "core/chars.hpp"
 
-namespace optgate::consentd {
+namespace optgate::policy {
 
 namespace json = boost::json;
 
 namespace {
 
+// The keys of one open object, to refuse duplicates: a short list while the
+// object is small (request bodies and consent-file lines have a handful of
+// keys, and a list costs no allocation once reused), a hash set past 16 keys
+// (a list made a 934 KiB body of 120k keys cost 21.6 s, issue 17).
+class KeySet {
+public:
+    bool insert(const std::string& key) {
+        if (many_.empty()) {
+            if (std::find(few_.begin(), few_.end(), key) != few_.end()) return false;
+            if (few_.size() < kFew) {
+                few_.push_back(key);
+                return true;
+            }
+            many_.insert(few_.begin(), few_.end());
+        }
+        return many_.insert(key).second;
+    }
+    void clear() {
+        few_.clear();
+        many_.clear();
+    }
+
+private:
+    static constexpr size_t kFew = 16;
+    std::vector<std::string> few_;
+    std::unordered_set<std::string> many_;
+};
+
 // A basic_parser handler that builds the value like json::parser does and
-// remembers each open object's keys to refuse duplicates. A hash set per open
-// object: a list made a 934 KiB body of 120k keys cost 21.6 s (issue 17).
+// remembers each open object's keys to refuse duplicates. Reused from one
+// document to the next (StrictJsonParser): its buffers are kept.
 struct Builder {
     static constexpr std::size_t max_object_size = std::size_t(-1);
     static constexpr std::size_t max_array_size = std::size_t(-1);
@@ -25,21 +56,27 @@ struct Builder {
     static constexpr std::size_t max_string_size = std::size_t(-1);
 
     json::value_stack st;
-    std::vector<std::unordered_set<std::string>> keys;  // one set per open object
-    std::string key;                                    // the key being read
+    json::storage_ptr storage;  // where the value is built (default: the heap)
+    std::vector<KeySet> keys;   // keys[0 .. depth): one per open object
+    size_t depth = 0;
+    std::string key;  // the key being read
     std::string duplicate;
 
     bool on_document_begin(json::error_code&) {
-        st.reset();
+        st.reset(storage);
+        depth = 0;
+        key.clear();
+        duplicate.clear();
         return true;
     }
     bool on_document_end(json::error_code&) { return true; }
     bool on_object_begin(json::error_code&) {
-        keys.emplace_back();
+        if (depth == keys.size()) keys.emplace_back();
+        keys[depth++].clear();
         return true;
     }
     bool on_object_end(std::size_t n, json::error_code&) {
-        keys.pop_back();
+        --depth;
         st.push_object(n);
         return true;
     }
@@ -55,7 +92,7 @@ struct Builder {
     }
     bool on_key(json::string_view s, std::size_t, json::error_code& ec) {
         key.append(s.data(), s.size());
-        if (!keys.back().insert(key).second) {
+        if (!keys[depth - 1].insert(key)) {
             duplicate = key;
             ec = json::make_error_code(json::error::syntax);
             return false;
@@ -97,26 +134,64 @@ struct Builder {
     bool on_comment(json::string_view, json::error_code&) { return true; }
 };
 
-}  // namespace
-
-std::optional<json::value> parse_json_strict(std::string_view text, std::string& error) {
+json::parse_options strict_options() {
     json::parse_options opt;  // defaults: no comments, no trailing commas, valid UTF-8 only
     opt.max_depth = 16;
-    json::basic_parser<Builder> p(opt);
+    return opt;
+}
+
+// Parses `text` as exactly one document; false with `error` set otherwise.
+bool parse_one(json::basic_parser<Builder>& p, std::string_view text, std::string& error) {
     json::error_code ec;
     const std::size_t used = p.write_some(false, text.data(), text.size(), ec);
     if (!p.handler().duplicate.empty()) {
         error = "duplicate key '" + p.handler().duplicate + "'";
-        return std::nullopt;
+        return false;
     }
     if (ec) {
         error = "malformed JSON at byte " + std::to_string(used) + ": " + ec.message();
-        return std::nullopt;
+        return false;
     }
     if (used != text.size()) {
         error = "malformed JSON: unexpected content after the value at byte " + std::to_string(used);
-        return std::nullopt;
+        return false;
     }
+    return true;
+}
+
+}  // namespace
+
+// One document at a time: the value is built in a monotonic resource that
+// is released before the next (its first 4 KiB inline, so a line of a few
+// hundred bytes costs no allocation), and the parser's stacks are kept.
+struct StrictJsonParser::Impl {
+    json::basic_parser<Builder> p{strict_options()};
+    alignas(std::max_align_t) unsigned char buffer[4096] = {};
+    json::monotonic_resource memory{buffer, sizeof buffer};
+    std::optional<json::value> value;  // in `memory` (a move keeps the storage; an assignment would copy)
+
+    // The document in `value`; empty with `error` set otherwise.
+    bool parse(std::string_view text, std::string& error) {
+        value.reset();
+        memory.release();
+        p.reset();
+        p.handler().storage = json::storage_ptr(&memory);
+        if (!parse_one(p, text, error)) return false;
+        value.emplace(p.handler().st.release());
+        return true;
+    }
+};
+
+StrictJsonParser::StrictJsonParser() : impl_(std::make_unique<Impl>()) {}
+StrictJsonParser::~StrictJsonParser() = default;
+
+const json::value* StrictJsonParser::parse(std::string_view text, std::string& error) {
+    return impl_->parse(text, error) ? &*impl_->value : nullptr;
+}
+
+std::optional<json::value> parse_json_strict(std::string_view text, std::string& error) {
+    json::basic_parser<Builder> p(strict_options());
+    if (!parse_one(p, text, error)) return std::nullopt;
     return p.handler().st.release();
 }
 
@@ -186,4 +261,4 @@ std::optional<std::vector<std::string>> JsonFields::text_list(std::string_view k
     return out;
 }
 
-}  // namespace optgate::consentd
+}  // namespace optgate::policy

@@ -1,4 +1,6 @@
-// Hashing for addresses used as keys of the control plane's hash maps.
+// Hashing for addresses used as keys of the control plane's hash maps (consentd,
+// the consent-file loader): std::unordered_map needs a hash; the packet
+// path has its own tables.
 #pragma once
 
 #include <cstddef>
@@ -8,7 +10,7 @@
 #include "core/addr.hpp"
 #include "core/consent_table.hpp"
 
-namespace optgate::consentd {
+namespace optgate {
 
 inline size_t hash_ip(const IpAddr& a, unsigned extra) noexcept {
     uint64_t hi = 0, lo = 0;
@@ -28,4 +30,4 @@ struct SubscriberKeyHash {
     size_t operator()(const SubscriberKey& k) const noexcept { return hash_ip(k.addr, 0); }
 };
 
-}  // namespace optgate::consentd
+}  // namespace optgate

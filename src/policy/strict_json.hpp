@@ -1,21 +1,42 @@
-// Strict JSON for request bodies and import lines: Boost.JSON's parser, plus
-// what it lets through that an audit record must not: duplicate keys (which
-// parsers resolve differently) and fields a request does not define.
+// Strict JSON for consentd's request bodies and import lines, and for NDJSON
+// consent files: Boost.JSON's parser, plus what it lets through that an audit
+// record must not: duplicate keys (which parsers resolve differently) and
+// fields a request does not define.
 #pragma once
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
 #include <initializer_list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
-namespace optgate::consentd {
+namespace optgate::policy {
 
 // One JSON value; nullopt with `error` set on malformed JSON, trailing
 // content or a duplicate key in any object.
 std::optional<boost::json::value> parse_json_strict(std::string_view text, std::string& error);
+
+// The same, for many documents in a row (NDJSON lines): the parser's buffers
+// are kept from one to the next, and each value is built in memory that the
+// next parse() reuses. The value returned lives until the next parse() (or
+// the parser's end): read what is needed from it, do not keep it.
+class StrictJsonParser {
+public:
+    StrictJsonParser();
+    ~StrictJsonParser();
+    StrictJsonParser(const StrictJsonParser&) = delete;
+    StrictJsonParser& operator=(const StrictJsonParser&) = delete;
+
+    // The document, or nullptr with `error` set (as parse_json_strict).
+    const boost::json::value* parse(std::string_view text, std::string& error);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
 
 // Reads a request object field by field, recording the first problem.
 class JsonFields {
@@ -39,4 +60,4 @@ private:
 
 bool is_printable_ascii(std::string_view s) noexcept;
 
-}  // namespace optgate::consentd
+}  // namespace optgate::policy
