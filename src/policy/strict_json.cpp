@@ -213,13 +213,16 @@ JsonFields::JsonFields(const json::value& v, std::initializer_list<std::string_v
     }
 }
 
-std::optional<std::string> JsonFields::text(std::string_view key, bool required, size_t max_len) {
-    if (!ok()) return std::nullopt;
+const json::value* JsonFields::field(std::string_view key, bool required) {
+    if (!ok()) return nullptr;
     const auto* v = obj_->if_contains(json::string_view(key.data(), key.size()));
-    if (!v) {
-        if (required) error_ = "missing field '" + std::string(key) + "'";
-        return std::nullopt;
-    }
+    if (!v && required) error_ = "missing field '" + std::string(key) + "'";
+    return v;
+}
+
+std::optional<std::string> JsonFields::text(std::string_view key, bool required, size_t max_len) {
+    const auto* v = field(key, required);
+    if (!v) return std::nullopt;
     const auto* s = v->if_string();
     if (!s) {
         error_ = "field '" + std::string(key) + "' must be a string";
@@ -235,12 +238,8 @@ std::optional<std::string> JsonFields::text(std::string_view key, bool required,
 }
 
 std::optional<std::vector<std::string>> JsonFields::text_list(std::string_view key, bool required, size_t max_len) {
-    if (!ok()) return std::nullopt;
-    const auto* v = obj_->if_contains(json::string_view(key.data(), key.size()));
-    if (!v) {
-        if (required) error_ = "missing field '" + std::string(key) + "'";
-        return std::nullopt;
-    }
+    const auto* v = field(key, required);
+    if (!v) return std::nullopt;
     const auto* a = v->if_array();
     if (!a) {
         error_ = "field '" + std::string(key) + "' must be a list of strings";

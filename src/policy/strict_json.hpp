@@ -54,6 +54,9 @@ public:
     std::optional<std::vector<std::string>> text_list(std::string_view key, bool required, size_t max_len = 128);
 
 private:
+    // The field, or nullptr (an error if `required`, or if one was recorded).
+    const boost::json::value* field(std::string_view key, bool required);
+
     const boost::json::object* obj_ = nullptr;
     std::string error_;
 };

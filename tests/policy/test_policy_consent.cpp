@@ -36,6 +36,17 @@ std::vector<Diagnostic> ndjson_errors(std::string_view text, const Policy& p = p
     return {};
 }
 
+// The same subscribers, keys and purposes, in the same order.
+void check_same(const std::vector<ConsentRecord>& got, const std::vector<ConsentRecord>& want) {
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+        CAPTURE(i);
+        CHECK(got[i].subscriber_id == want[i].subscriber_id);
+        CHECK(got[i].keys == want[i].keys);
+        CHECK(got[i].purposes == want[i].purposes);
+    }
+}
+
 SubscriberKey key(const char* addr, unsigned key_length = 64) {
     return SubscriberKey::make(*IpAddr::parse(addr), key_length);
 }
@@ -211,13 +222,7 @@ TEST_CASE("NDJSON: a line per subscriber, read as its YAML twin is") {
     const auto from_yaml = load_consent_text(yaml, policy_with_key_length());
     const auto from_ndjson = load_consent_text(ndjson, policy_with_key_length(), kFile, ConsentFormat::ndjson);
     REQUIRE(from_yaml.size() == 3);
-    REQUIRE(from_ndjson.size() == 3);
-    for (size_t i = 0; i < 3; ++i) {
-        CAPTURE(i);
-        CHECK(from_ndjson[i].subscriber_id == from_yaml[i].subscriber_id);
-        CHECK(from_ndjson[i].keys == from_yaml[i].keys);
-        CHECK(from_ndjson[i].purposes == from_yaml[i].purposes);
-    }
+    check_same(from_ndjson, from_yaml);
     CHECK(from_ndjson[1].keys == std::vector<SubscriberKey>{key("2001:db8:1000:3::")});
     CHECK(from_ndjson[0].purposes == 0b11);
 
@@ -309,13 +314,8 @@ TEST_CASE("the example NDJSON consent file holds what the YAML one does") {
     const Policy p = load_policy_file(OPTGATE_SOURCE_ROOT "/config/policy.example.yaml").policy;
     const auto yaml = load_consent_file(OPTGATE_SOURCE_ROOT "/config/consent.example.yaml", p);
     const auto ndjson = load_consent_file(OPTGATE_SOURCE_ROOT "/config/consent.example.ndjson", p);
-    REQUIRE(ndjson.size() == yaml.size());
-    for (size_t i = 0; i < yaml.size(); ++i) {
-        CAPTURE(i);
-        CHECK(ndjson[i].subscriber_id == yaml[i].subscriber_id);
-        CHECK(ndjson[i].keys == yaml[i].keys);
-        CHECK(ndjson[i].purposes == yaml[i].purposes);
-    }
+    REQUIRE(yaml.size() == 5);
+    check_same(ndjson, yaml);
 }
 
 }  // TEST_SUITE("consent file")
