@@ -64,6 +64,18 @@ struct Expect {
     void dropped(const Bytes& f) { in.push_back(f); }
 };
 
+// The replay forwarded exactly the frames `want`, each with right checksums.
+void check_forwarded(const golden::Replay& result, const std::vector<Bytes>& want) {
+    REQUIRE(result.output.size() == want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+        CAPTURE(i);
+        CHECK_MESSAGE(result.output[i].data == want[i], "got\n"
+                                                            << hexdump(result.output[i].data) << "expected\n"
+                                                            << hexdump(want[i]));
+        CHECK(verify_checksums(result.output[i].data).ok());
+    }
+}
+
 const std::string kUidh = "X-UIDH: OTgxNTk2NDk0ADJVquRu5NS5+rSbBANlrp+13QL7CXLGsFHpMi4LsUHw\r\n";
 const std::string kMsisdn = "X-MSISDN: 12075550123\r\n";
 const std::string kAcr = "x-acr: bWFzdGVyLWFjci0wMDE=\r\n";
@@ -143,14 +155,7 @@ TEST_CASE("golden HTTP replay: byte-exact output over IPv4, IPv6, VLAN and QinQ"
         CAPTURE(consent);
         const auto result = replay(e.in, golden::example_policy(), consent);
         INFO(result.run.output);
-        REQUIRE(result.output.size() == e.out.size());
-        for (size_t i = 0; i < e.out.size(); ++i) {
-            CAPTURE(i);
-            CHECK_MESSAGE(result.output[i].data == e.out[i], "got\n"
-                                                                 << hexdump(result.output[i].data) << "expected\n"
-                                                                 << hexdump(e.out[i]));
-            CHECK(verify_checksums(result.output[i].data).ok());
-        }
+        check_forwarded(result, e.out);
 
         CHECK(result.counter("packets") == e.in.size());
         CHECK(result.counter("dropped") == 1);
@@ -218,13 +223,7 @@ TEST_CASE("golden HTTP replay: a header_prefix identifier scrubs the whole famil
 
     const auto result = replay(e.in, policy_file);
     INFO(result.run.output);
-    REQUIRE(result.output.size() == e.out.size());
-    for (size_t i = 0; i < e.out.size(); ++i) {
-        CAPTURE(i);
-        CHECK_MESSAGE(result.output[i].data == e.out[i], "got\n"
-                                                             << hexdump(result.output[i].data) << "expected\n"
-                                                             << hexdump(e.out[i]));
-    }
+    check_forwarded(result, e.out);
     CHECK(result.passed_to("example-adnet") == 2);
     CHECK(result.stripped_to("example-adnet") == 3);
     bool found = false;
@@ -253,14 +252,7 @@ TEST_CASE("golden HTTP replay: Sec-GPC: 1 strips consented identifiers, counted"
 
     const auto result = replay(e.in);
     INFO(result.run.output);
-    REQUIRE(result.output.size() == e.out.size());
-    for (size_t i = 0; i < e.out.size(); ++i) {
-        CAPTURE(i);
-        CHECK_MESSAGE(result.output[i].data == e.out[i], "got\n"
-                                                             << hexdump(result.output[i].data) << "expected\n"
-                                                             << hexdump(e.out[i]));
-        CHECK(verify_checksums(result.output[i].data).ok());
-    }
+    check_forwarded(result, e.out);
     CHECK(result.counter("http_gpc_requests") == 1);
     CHECK(result.counter("http_gpc_stripped") == 2);
     CHECK(result.counter("http_gpc_too_late") == 0);
