@@ -21,8 +21,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/addr_hash.hpp"
 #include "core/addr.hpp"
+#include "core/addr_hash.hpp"
 #include "core/consent_table.hpp"
 #include "core/policy.hpp"
 #include "proto/wire.hpp"

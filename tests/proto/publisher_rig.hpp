@@ -19,8 +19,8 @@
 #include <unordered_map>
 
 #include "consentd/dataplane_server.hpp"
-#include "core/addr_hash.hpp"
 #include "consentd/publisher.hpp"
+#include "core/addr_hash.hpp"
 #include "policy/loader.hpp"
 #include "proto/control_client.hpp"
 #include "proto_fixture.hpp"
