@@ -117,12 +117,26 @@ std::string subscriber_of(unsigned slot, uint64_t k) {
 struct Samples {
     std::vector<double> latencies;
     uint64_t errors = 0, retries = 0;
+    uint64_t answered = 0;  // warm-up included
 };
 
 struct Result {
     double per_second = 0, p50_ms = 0, p99_ms = 0;
     uint64_t errors = 0, retries = 0;
+    double bytes_per_binding = 0;  // what consentd wrote to disk (WAL and checkpoints) per answer
 };
+
+// What `pid` has caused to be written to storage so far (/proc/PID/io
+// write_bytes): a measure of the pages a binding dirties that, unlike the
+// rate, does not move with the machine's load.
+uint64_t written_bytes(pid_t pid) {
+    std::ifstream io("/proc/" + std::to_string(pid) + "/io");
+    std::string key;
+    uint64_t value = 0;
+    while (io >> key >> value)
+        if (key == "write_bytes:") return value;
+    return 0;
+}
 
 // Runs `ioc` for half a second of warm-up, then `seconds` measured.
 Result measure(asio::io_context& ioc, Samples& s, double seconds, bool& stop) {
@@ -190,8 +204,10 @@ private:
             self->res_ = {};
             http::async_read(self->stream_, self->buffer_, self->res_, [self](beast::error_code e, size_t) {
                 if (e) return void(++self->s_.errors);
-                if (self->res_.result_int() == 200)
+                if (self->res_.result_int() == 200) {
                     self->s_.latencies.push_back(seconds_since(self->sent_));
+                    ++self->s_.answered;
+                }
                 else
                     ++self->s_.errors;
                 self->send();
@@ -209,7 +225,8 @@ private:
     Samples& s_;
 };
 
-Result api_load(uint16_t port, unsigned clients, double seconds, unsigned first_slot) {
+Result api_load(pid_t consentd, uint16_t port, unsigned clients, double seconds, unsigned first_slot) {
+    const uint64_t written = written_bytes(consentd);
     asio::io_context ioc(1);
     bool stop = false;
     Samples s;
@@ -219,7 +236,9 @@ Result api_load(uint16_t port, unsigned clients, double seconds, unsigned first_
         conns.push_back(std::make_shared<Conn>(ioc, first_slot + i, stop, s));
         conns.back()->start(at);
     }
-    return measure(ioc, s, seconds, stop);
+    auto r = measure(ioc, s, seconds, stop);
+    r.bytes_per_binding = double(written_bytes(consentd) - written) / double(std::max<uint64_t>(1, s.answered));
+    return r;
 }
 
 // ---- RADIUS: `window` Accounting-Requests in flight ----
@@ -302,6 +321,7 @@ private:
                                                const auto want = md5(check);
                                                if (std::memcmp(want.data(), sock.buffer.data() + 4, 16) == 0) {
                                                    s_.latencies.push_back(seconds_since(sl.first_sent));
+                                                   ++s_.answered;
                                                    sock.by_id[sl.id] = SIZE_MAX;
                                                    send(sl);
                                                } else {
@@ -333,13 +353,16 @@ private:
     std::vector<Slot> slots_;
 };
 
-Result radius_load(uint16_t port, unsigned window, double seconds, unsigned first_slot) {
+Result radius_load(pid_t consentd, uint16_t port, unsigned window, double seconds, unsigned first_slot) {
+    const uint64_t written = written_bytes(consentd);
     asio::io_context ioc(1);
     bool stop = false;
     Samples s;
     RadiusLoad load(ioc, port, window, first_slot, stop, s);
     load.start();
-    return measure(ioc, s, seconds, stop);
+    auto r = measure(ioc, s, seconds, stop);
+    r.bytes_per_binding = double(written_bytes(consentd) - written) / double(std::max<uint64_t>(1, s.answered));
+    return r;
 }
 
 int bench_main(int argc, char** argv) {
@@ -373,23 +396,25 @@ int bench_main(int argc, char** argv) {
                 dir.c_str());
     // Slots 0..255 for the API, 256.. for RADIUS: distinct addresses.
     const unsigned clients = vm["clients"].as<unsigned>();
-    const auto base = api_load(d.port, clients, seconds, 0);
+    const auto base = api_load(d.pid, d.port, clients, seconds, 0);
     std::printf(
         "baseline: API PUT /v1/bindings, %u connections: %.0f durable bindings/s, p50 %.2f ms, p99 %.2f ms, "
-        "%llu errors\n\n",
-        clients, base.per_second, base.p50_ms, base.p99_ms, static_cast<unsigned long long>(base.errors));
-    std::printf("| in flight | durable bindings/s | x API | p50 ms | p99 ms | retries | errors |\n");
-    std::printf("|----------:|-------------------:|------:|-------:|-------:|--------:|-------:|\n");
+        "%.0f bytes written per binding, %llu errors\n\n",
+        clients, base.per_second, base.p50_ms, base.p99_ms, base.bytes_per_binding,
+        static_cast<unsigned long long>(base.errors));
+    std::printf("| in flight | durable bindings/s | x API | p50 ms | p99 ms | bytes written/binding | retries | errors |\n");
+    std::printf("|----------:|-------------------:|------:|-------:|-------:|----------------------:|--------:|-------:|\n");
     std::fflush(stdout);
     std::stringstream levels(vm["window"].as<std::string>());
     std::string level;
     unsigned first_slot = 256;  // each run its own addresses and sessions
     while (std::getline(levels, level, ',')) {
         const unsigned window = unsigned(std::stoul(level));
-        const auto r = radius_load(d.radius_port, window, seconds, first_slot);
+        const auto r = radius_load(d.pid, d.radius_port, window, seconds, first_slot);
         first_slot += window;
-        std::printf("| %9u | %18.0f | %5.2f | %6.2f | %6.2f | %7llu | %6llu |\n", window, r.per_second,
-                    r.per_second / base.per_second, r.p50_ms, r.p99_ms, static_cast<unsigned long long>(r.retries),
+        std::printf("| %9u | %18.0f | %5.2f | %6.2f | %6.2f | %21.0f | %7llu | %6llu |\n", window, r.per_second,
+                    r.per_second / base.per_second, r.p50_ms, r.p99_ms, r.bytes_per_binding,
+                    static_cast<unsigned long long>(r.retries),
                     static_cast<unsigned long long>(r.errors));
         std::fflush(stdout);
     }

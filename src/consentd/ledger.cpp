@@ -80,6 +80,7 @@ Ledger::Ledger(const std::string& path) : db_(path, Database::Mode::read_write_c
         }
     }
     check_schema(db_);
+    migrate_schema(db_);         // side tables of an older consentd's layout
     create_policy_history(db_);  // additive: older ledgers gain it
     policy_record_ = latest_policy_record(db_);
     insert_event_ = db_.prepare(

@@ -27,6 +27,9 @@ struct LedgerService::Batch {
     std::vector<proto::TableChange> deltas;
     std::array<uint64_t, kActionCount> counts{};
     size_t events = 0;
+    // Rows of the side tables changed without an event (a Stop that ends
+    // nothing still drops its session's stale candidates): commit them too.
+    bool side_tables = false;
 };
 
 ConsentState load_state(Ledger& ledger, std::shared_ptr<const Policy> policy) {
@@ -227,7 +230,7 @@ void LedgerService::commit_batch(std::vector<Pending>& batch) {
         try {
             ledger_->begin();
             for (auto& p : batch) c.outcomes.push_back(apply(p, b));
-            if (b.events)
+            if (b.events || b.side_tables)
                 ledger_->commit();  // written; the sync thread makes it durable
             else
                 ledger_->rollback();  // nothing accepted: end the transaction
@@ -534,7 +537,6 @@ Outcome LedgerService::apply_session(const SessionChange& c, const std::string& 
         e.credential = credential;
         record(e, b);
         state_.unbind(binding, &b.deltas);
-        radius_sessions_.forget(address);
         ++o.unbound;
     };
     switch (c.kind) {
@@ -550,7 +552,7 @@ Outcome LedgerService::apply_session(const SessionChange& c, const std::string& 
             }
             const size_t from = b.events;
             const auto previous = record_bind(key, c.subscriber, c.source, credential, b);
-            radius_sessions_.hold(address, c.session, c.subscriber, ledger_->head_seq() + b.events);
+            radius_sessions_.hold(address, c.session);
             note_since(from);
             ++o.bound;
             if (previous && *previous != c.subscriber) ++o.unbound;
@@ -575,6 +577,7 @@ Outcome LedgerService::apply_session(const SessionChange& c, const std::string& 
             unbind(key, address, h->subscriber);
             note_since(from);
         }
+        if (radius_sessions_.forget(c.session) > 0) b.side_tables = true;  // the session is over
         break;
     }
     case SessionChange::Kind::release_nas:
@@ -586,7 +589,7 @@ Outcome LedgerService::apply_session(const SessionChange& c, const std::string& 
             unbind(*key, address, subscriber);
             note_since(from);
         }
-        radius_sessions_.forget_all(c.session.client, c.session.nas);
+        if (radius_sessions_.forget_all(c.session.client, c.session.nas) > 0) b.side_tables = true;
         break;
     }
     o.events = b.events - before;

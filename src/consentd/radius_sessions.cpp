@@ -4,22 +4,28 @@
 
 namespace optgate::consentd {
 
-RadiusSessions::RadiusSessions(Database& db) {
+namespace {
+
+// A candidate row whose address is still bound by that session's event.
+constexpr std::string_view kHeld =
+    "SELECT s.address, b.subscriber FROM radius_session_bindings s "
+    "JOIN bindings b ON b.address = s.address "
+    "JOIN radius_events r ON r.seq = b.seq AND r.client = s.client AND r.nas = s.nas AND "
+    "r.session_id = s.session_id ";
+
+}  // namespace
+
+RadiusSessions::RadiusSessions(Database& db) : db_(db.handle()) {
     db.exec(kRadiusSchema);
     holder_ = db.prepare(
-        "SELECT r.client, r.nas, r.session_id, r.subscriber FROM radius_sessions r "
-        "JOIN bindings b ON b.address = r.address AND b.seq = r.seq WHERE r.address = ?1");
+        "SELECT r.client, r.nas, r.session_id, b.subscriber FROM bindings b "
+        "JOIN radius_events r ON r.seq = b.seq WHERE b.address = ?1");
     hold_ = db.prepare(
-        "INSERT OR REPLACE INTO radius_sessions (address, client, nas, session_id, subscriber, seq) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-    forget_ = db.prepare("DELETE FROM radius_sessions WHERE address = ?1");
-    held_by_ = db.prepare(
-        "SELECT r.address, r.subscriber FROM radius_sessions r "
-        "JOIN bindings b ON b.address = r.address AND b.seq = r.seq WHERE r.client = ?1 AND r.nas = ?2");
-    held_by_session_ = db.prepare(
-        "SELECT r.address, r.subscriber FROM radius_sessions r JOIN bindings b ON b.address = r.address AND "
-        "b.seq = r.seq WHERE r.client = ?1 AND r.nas = ?2 AND r.session_id = ?3");
-    forget_all_ = db.prepare("DELETE FROM radius_sessions WHERE client = ?1 AND nas = ?2");
+        "INSERT OR IGNORE INTO radius_session_bindings (client, nas, session_id, address) VALUES (?1, ?2, ?3, ?4)");
+    held_by_ = db.prepare(std::string(kHeld) + "WHERE s.client = ?1 AND s.nas = ?2");
+    held_by_session_ = db.prepare(std::string(kHeld) + "WHERE s.client = ?1 AND s.nas = ?2 AND s.session_id = ?3");
+    forget_ = db.prepare("DELETE FROM radius_session_bindings WHERE client = ?1 AND nas = ?2 AND session_id = ?3");
+    forget_all_ = db.prepare("DELETE FROM radius_session_bindings WHERE client = ?1 AND nas = ?2");
     note_ = db.prepare("INSERT INTO radius_events (seq, client, nas, session_id) VALUES (?1, ?2, ?3, ?4)");
 }
 
@@ -33,15 +39,9 @@ std::optional<RadiusSessions::Holder> RadiusSessions::holder(std::string_view ad
     return h;
 }
 
-void RadiusSessions::hold(std::string_view address, const RadiusSession& s, std::string_view subscriber, uint64_t seq) {
-    hold_.bind(1, address).bind(2, s.client).bind(3, s.nas).bind(4, s.session_id).bind(5, subscriber);
-    hold_.bind(6, int64_t(seq));
+void RadiusSessions::hold(std::string_view address, const RadiusSession& s) {
+    hold_.bind(1, s.client).bind(2, s.nas).bind(3, s.session_id).bind(4, address);
     hold_.run();
-}
-
-void RadiusSessions::forget(std::string_view address) {
-    forget_.bind(1, address);
-    forget_.run();
 }
 
 std::vector<std::pair<std::string, std::string>> RadiusSessions::held_by(std::string_view client,
@@ -61,9 +61,16 @@ std::vector<std::pair<std::string, std::string>> RadiusSessions::held_by(const R
     return out;
 }
 
-void RadiusSessions::forget_all(std::string_view client, std::string_view nas) {
+int64_t RadiusSessions::forget(const RadiusSession& s) {
+    forget_.bind(1, s.client).bind(2, s.nas).bind(3, s.session_id);
+    forget_.run();
+    return sqlite3_changes64(db_);
+}
+
+int64_t RadiusSessions::forget_all(std::string_view client, std::string_view nas) {
     forget_all_.bind(1, client).bind(2, nas);
     forget_all_.run();
+    return sqlite3_changes64(db_);
 }
 
 void RadiusSessions::note_event(uint64_t seq, const RadiusSession& s) {

@@ -55,8 +55,15 @@ Expected build_expected() {
     db.exec(kPolicyHistorySchema);
     db.exec(kDisclosureSchema);
     db.exec(kRadiusSchema);
+    db.exec(kLegacyRadiusSchema);  // accepted until migrate_schema() has run
     e.all = read_schema(db);
     return e;
+}
+
+bool has_object(Database& db, std::string_view name) {
+    auto st = db.prepare("SELECT 1 FROM sqlite_schema WHERE name = ?1");
+    st.bind(1, name);
+    return st.step();
 }
 
 std::string describe(const std::string& name, const SchemaObject& o) {
@@ -66,6 +73,26 @@ std::string describe(const std::string& name, const SchemaObject& o) {
 }
 
 }  // namespace
+
+void migrate_schema(Database& db) {
+    if (!has_object(db, "radius_sessions")) return;
+    db.exec("BEGIN IMMEDIATE");
+    try {
+        db.exec(kRadiusSchema);
+        // A row of the old table is a session that made a binding; whether
+        // that binding is still the session's is now read from bindings.seq
+        // and radius_events, exactly the condition the old table's seq
+        // column stood for.
+        db.exec(
+            "INSERT OR IGNORE INTO radius_session_bindings (client, nas, session_id, address) "
+            "SELECT client, nas, session_id, address FROM radius_sessions");
+        db.exec("DROP TABLE radius_sessions");  // and its index
+        db.exec("COMMIT");
+    } catch (...) {
+        db.exec("ROLLBACK");
+        throw;
+    }
+}
 
 std::string schema_difference(Database& db) {
     static const Expected expected = build_expected();

@@ -125,6 +125,27 @@ CREATE INDEX IF NOT EXISTS events_by_address ON events (address, seq);
 
 // RADIUS sessions (radius_sessions.hpp), added when missing.
 inline constexpr std::string_view kRadiusSchema = R"sql(
+CREATE TABLE IF NOT EXISTS radius_events (
+    seq        INTEGER PRIMARY KEY,
+    client     TEXT NOT NULL,
+    nas        TEXT NOT NULL,
+    session_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS radius_session_bindings (
+    client     TEXT NOT NULL,
+    nas        TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    PRIMARY KEY (client, nas, session_id, address)
+) WITHOUT ROWID;
+)sql";
+
+// What consentd before 2026-12-05 kept instead of radius_session_bindings:
+// one row per current binding keyed by address, with an index by session
+// (three B-tree writes per binding where one does now). migrate_schema()
+// moves its rows and drops it; until a consentd has opened the ledger,
+// schema_difference() accepts it as it was created.
+inline constexpr std::string_view kLegacyRadiusSchema = R"sql(
 CREATE TABLE IF NOT EXISTS radius_sessions (
     address    TEXT PRIMARY KEY,
     client     TEXT NOT NULL,
@@ -134,13 +155,14 @@ CREATE TABLE IF NOT EXISTS radius_sessions (
     seq        INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS radius_sessions_by_session ON radius_sessions (client, nas, session_id);
-CREATE TABLE IF NOT EXISTS radius_events (
-    seq        INTEGER PRIMARY KEY,
-    client     TEXT NOT NULL,
-    nas        TEXT NOT NULL,
-    session_id TEXT NOT NULL
-);
 )sql";
+
+// Brings a ledger's side tables from an older consentd's layout to this
+// one's, in one transaction (today: radius_sessions to
+// radius_session_bindings). The events and the derived tables are never
+// touched. Idempotent; consentd runs it when it opens a ledger, before the
+// startup integrity check.
+void migrate_schema(Database& db);
 
 // Empty when every object in `db`'s sqlite_schema is one these statements
 // create, with the same definition (whitespace aside), and every object of

@@ -10,6 +10,7 @@
 
 #include "consentd/ledger_reader.hpp"
 #include "consentd/ledger_service.hpp"
+#include "consentd/schema.hpp"
 #include "consentd/verify.hpp"
 #include "fixture.hpp"
 
@@ -312,4 +313,108 @@ TEST_CASE("a reader that waits for durability never answers a commit before its 
               const auto r = reader.subscriber(++turn % 2 ? "sub-1" : "sub-0", 1);
               return r && !r->history.empty() && r->history.back().seq > heard();
           }) == 0);
+}
+
+namespace {
+
+SessionChange session(SessionChange::Kind kind, const char* nas, const char* id, const char* subscriber,
+                      std::initializer_list<const char*> addresses) {
+    SessionChange c;
+    c.kind = kind;
+    c.session = RadiusSession{"bng", nas, id};
+    c.subscriber = subscriber;
+    for (const char* a : addresses) c.bindings.push_back(*parse_binding_text(a));
+    c.source = "radius:bng";
+    return c;
+}
+
+int64_t count(const std::string& path, const std::string& sql) {
+    Database db(path, Database::Mode::read_only);
+    auto st = db.prepare(sql);
+    REQUIRE(st.step());
+    return st.int64(0);
+}
+
+int64_t candidates(const std::string& path) { return count(path, "SELECT count(*) FROM radius_session_bindings"); }
+
+}  // namespace
+
+TEST_CASE("RADIUS sessions: a Stop ends only what its session still holds, and its candidates go") {
+    using K = SessionChange::Kind;
+    Harness h;
+    auto o = h.run(session(K::bind, "nas-1", "s1", "sub-a", {"100.64.0.1"}));
+    CHECK(o.bound == 1);
+    // The address goes to another subscriber's session: s1's row stays, no longer matching.
+    o = h.run(session(K::bind, "nas-1", "s2", "sub-b", {"100.64.0.1"}));
+    CHECK(o.bound == 1);
+    CHECK(o.unbound == 1);
+    CHECK(candidates(h.path) == 2);
+    // An Interim-Update of s2 repeating the Start records nothing.
+    CHECK(h.run(session(K::bind, "nas-1", "s2", "sub-b", {"100.64.0.1"})).events == 0);
+
+    // s1's late Stop changes nothing, and takes its stale row with it.
+    o = h.run(session(K::release, "nas-1", "s1", "sub-a", {}));
+    CHECK(o.events == 0);
+    CHECK(candidates(h.path) == 1);
+    CHECK(h.table().count("100.64.0.1") == 1);
+
+    // A binding rebound through the API since is no longer the session's.
+    h.run(session(K::bind, "nas-1", "s3", "sub-c", {"100.64.0.2"}));
+    h.bind("100.64.0.2", "sub-c");
+    o = h.run(session(K::release, "nas-1", "s3", "sub-c", {"100.64.0.2"}));
+    CHECK(o.events == 0);
+    CHECK(h.table().count("100.64.0.2") == 1);
+
+    // The same session on another NAS is another session.
+    h.run(session(K::bind, "nas-2", "s2", "sub-d", {"100.64.0.3"}));
+    // Accounting-On from nas-1 ends s2 there (the Stop never came), not nas-2's.
+    o = h.run(session(K::release_nas, "nas-1", "", "", {}));
+    CHECK(o.unbound == 1);
+    CHECK(h.table().count("100.64.0.1") == 0);
+    CHECK(h.table().count("100.64.0.3") == 1);
+    CHECK(candidates(h.path) == 1);  // nas-2's
+    // A Stop without addresses finds what the session bound.
+    o = h.run(session(K::release, "nas-2", "s2", "sub-d", {}));
+    CHECK(o.unbound == 1);
+    CHECK(candidates(h.path) == 0);
+    // Every event the sessions made is attributed to its session.
+    CHECK(count(h.path, "SELECT count(*) FROM radius_events") == 7);
+    CHECK(count(h.path, "SELECT count(*) FROM radius_events r JOIN events e ON e.seq = r.seq "
+                        "WHERE e.source = 'radius:bng'") == 7);
+    const auto r = verify_ledger(h.path);
+    CHECK_MESSAGE(r.ok, r.problem);
+}
+
+TEST_CASE("RADIUS sessions: a ledger with the older radius_sessions table is migrated when it opens") {
+    using K = SessionChange::Kind;
+    Harness h;
+    h.run(session(K::bind, "nas-1", "s1", "sub-a", {"100.64.0.1"}));
+    h.run(session(K::bind, "nas-1", "s1", "sub-a", {"100.64.0.4"}));  // an Interim adds an address
+    h.run(session(K::bind, "nas-1", "s2", "sub-b", {"100.64.0.5"}));
+    h.service.reset();
+    {
+        // What consentd before 2026-12-05 kept: one row per binding a session
+        // made, with the seq of its bind event.
+        Database db(h.path, Database::Mode::read_write);
+        db.exec(kLegacyRadiusSchema);
+        db.exec(
+            "INSERT INTO radius_sessions (address, client, nas, session_id, subscriber, seq) "
+            "SELECT s.address, s.client, s.nas, s.session_id, b.subscriber, b.seq FROM radius_session_bindings s "
+            "JOIN bindings b ON b.address = s.address");
+        db.exec("DROP TABLE radius_session_bindings");
+        CHECK(schema_difference(db).empty());  // accepted until a consentd opens it
+    }
+    const auto before = verify_ledger(h.path);
+    CHECK_MESSAGE(before.ok, before.problem);
+    CHECK(count(h.path, "SELECT count(*) FROM radius_sessions") == 3);
+
+    h.open();
+    CHECK(count(h.path, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'radius_sessions%'") == 0);
+    CHECK(candidates(h.path) == 3);
+    // s1's Stop, naming none of its addresses, still ends both.
+    const auto o = h.run(session(K::release, "nas-1", "s1", "sub-a", {}));
+    CHECK(o.unbound == 2);
+    CHECK(h.table().count("100.64.0.5") == 1);
+    const auto after = verify_ledger(h.path);
+    CHECK_MESSAGE(after.ok, after.problem);
 }
