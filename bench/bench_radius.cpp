@@ -207,8 +207,7 @@ private:
                 if (self->res_.result_int() == 200) {
                     self->s_.latencies.push_back(seconds_since(self->sent_));
                     ++self->s_.answered;
-                }
-                else
+                } else
                     ++self->s_.errors;
                 self->send();
             });
@@ -402,8 +401,10 @@ int bench_main(int argc, char** argv) {
         "%.0f bytes written per binding, %llu errors\n\n",
         clients, base.per_second, base.p50_ms, base.p99_ms, base.bytes_per_binding,
         static_cast<unsigned long long>(base.errors));
-    std::printf("| in flight | durable bindings/s | x API | p50 ms | p99 ms | bytes written/binding | retries | errors |\n");
-    std::printf("|----------:|-------------------:|------:|-------:|-------:|----------------------:|--------:|-------:|\n");
+    std::printf(
+        "| in flight | durable bindings/s | x API | p50 ms | p99 ms | bytes written/binding | retries | errors |\n");
+    std::printf(
+        "|----------:|-------------------:|------:|-------:|-------:|----------------------:|--------:|-------:|\n");
     std::fflush(stdout);
     std::stringstream levels(vm["window"].as<std::string>());
     std::string level;
@@ -414,8 +415,7 @@ int bench_main(int argc, char** argv) {
         first_slot += window;
         std::printf("| %9u | %18.0f | %5.2f | %6.2f | %6.2f | %21.0f | %7llu | %6llu |\n", window, r.per_second,
                     r.per_second / base.per_second, r.p50_ms, r.p99_ms, r.bytes_per_binding,
-                    static_cast<unsigned long long>(r.retries),
-                    static_cast<unsigned long long>(r.errors));
+                    static_cast<unsigned long long>(r.retries), static_cast<unsigned long long>(r.errors));
         std::fflush(stdout);
     }
     return 0;

@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "consentd/schema.hpp"
+#include "consentd/wal_write_buffer.hpp"
 
 namespace optgate::consentd {
 
@@ -49,7 +50,9 @@ void check_schema(Database& db) {
                                  std::to_string(kSchemaVersion));
 }
 
-Ledger::Ledger(const std::string& path) : db_(path, Database::Mode::read_write_create) {
+// The writer's connection gathers each commit's WAL frames into one write
+// (wal_write_buffer.hpp); every other connection uses SQLite's default VFS.
+Ledger::Ledger(const std::string& path) : db_(path, Database::Mode::read_write_create, wal_write_buffer_vfs()) {
     {
         auto st = db_.prepare("PRAGMA journal_mode = WAL");
         if (!st.step() || st.text(0) != "wal")

@@ -58,7 +58,8 @@ private:
 class Database {
 public:
     enum class Mode { read_write_create, read_write, read_only };
-    Database(const std::string& path, Mode mode);
+    // `vfs`: a registered SQLite VFS by name (wal_write_buffer.hpp); the default one when null.
+    Database(const std::string& path, Mode mode, const char* vfs = nullptr);
     ~Database();
     Database(const Database&) = delete;
     Database& operator=(const Database&) = delete;

@@ -379,8 +379,9 @@ TEST_CASE("RADIUS sessions: a Stop ends only what its session still holds, and i
     CHECK(candidates(h.path) == 0);
     // Every event the sessions made is attributed to its session.
     CHECK(count(h.path, "SELECT count(*) FROM radius_events") == 7);
-    CHECK(count(h.path, "SELECT count(*) FROM radius_events r JOIN events e ON e.seq = r.seq "
-                        "WHERE e.source = 'radius:bng'") == 7);
+    CHECK(count(h.path,
+                "SELECT count(*) FROM radius_events r JOIN events e ON e.seq = r.seq "
+                "WHERE e.source = 'radius:bng'") == 7);
     const auto r = verify_ledger(h.path);
     CHECK_MESSAGE(r.ok, r.problem);
 }
