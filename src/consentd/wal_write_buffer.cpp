@@ -88,12 +88,6 @@ int x_close(sqlite3_file* sf) {
     return rc != SQLITE_OK ? rc : closed;
 }
 
-int x_read(sqlite3_file* sf, void* p, int n, sqlite3_int64 off) {
-    File* f = file(sf);
-    if (const int rc = flush(f); rc != SQLITE_OK) return rc;
-    return real_methods(f)->xRead(f->real, p, n, off);
-}
-
 uint32_t big_endian32(const void* p) {
     const auto* b = static_cast<const unsigned char*>(p);
     return uint32_t(b[0]) << 24 | uint32_t(b[1]) << 16 | uint32_t(b[2]) << 8 | uint32_t(b[3]);
@@ -125,45 +119,18 @@ int x_write(sqlite3_file* sf, const void* p, int n, sqlite3_int64 off) {
     return SQLITE_OK;
 }
 
-int x_truncate(sqlite3_file* sf, sqlite3_int64 size) {
+// A method of the real file, called once this file's gathered WAL bytes are
+// written (nothing to write for any other file).
+template <auto Method, typename... Args>
+int after_flush(sqlite3_file* sf, Args... args) {
     File* f = file(sf);
     if (const int rc = flush(f); rc != SQLITE_OK) return rc;
-    return real_methods(f)->xTruncate(f->real, size);
-}
-
-int x_sync(sqlite3_file* sf, int flags) {
-    File* f = file(sf);
-    if (const int rc = flush(f); rc != SQLITE_OK) return rc;
-    return real_methods(f)->xSync(f->real, flags);
-}
-
-int x_file_size(sqlite3_file* sf, sqlite3_int64* size) {
-    File* f = file(sf);
-    if (const int rc = flush(f); rc != SQLITE_OK) return rc;
-    return real_methods(f)->xFileSize(f->real, size);
-}
-
-int x_lock(sqlite3_file* sf, int level) {
-    File* f = file(sf);
-    if (const int rc = flush(f); rc != SQLITE_OK) return rc;
-    return real_methods(f)->xLock(f->real, level);
-}
-
-int x_unlock(sqlite3_file* sf, int level) {
-    File* f = file(sf);
-    if (const int rc = flush(f); rc != SQLITE_OK) return rc;
-    return real_methods(f)->xUnlock(f->real, level);
+    return (real_methods(f)->*Method)(f->real, args...);
 }
 
 int x_check_reserved_lock(sqlite3_file* sf, int* out) {
     File* f = file(sf);
     return real_methods(f)->xCheckReservedLock(f->real, out);
-}
-
-int x_file_control(sqlite3_file* sf, int op, void* arg) {
-    File* f = file(sf);
-    if (const int rc = flush(f); rc != SQLITE_OK) return rc;
-    return real_methods(f)->xFileControl(f->real, op, arg);
 }
 
 int x_sector_size(sqlite3_file* sf) {
@@ -208,36 +175,31 @@ int x_shm_unmap(sqlite3_file* sf, int delete_flag) {
     return real_methods(f)->xShmUnmap(f->real, delete_flag);
 }
 
-int x_fetch(sqlite3_file* sf, sqlite3_int64 off, int n, void** p) {
-    File* f = file(sf);
-    if (const int rc = flush(f); rc != SQLITE_OK) return rc;
-    return real_methods(f)->xFetch(f->real, off, n, p);
-}
-
 int x_unfetch(sqlite3_file* sf, sqlite3_int64 off, void* p) {
     File* f = file(sf);
     return real_methods(f)->xUnfetch(f->real, off, p);
 }
 
+using M = sqlite3_io_methods;
 const sqlite3_io_methods kMethods = {
     3,
     x_close,
-    x_read,
+    after_flush<&M::xRead, void*, int, sqlite3_int64>,
     x_write,
-    x_truncate,
-    x_sync,
-    x_file_size,
-    x_lock,
-    x_unlock,
+    after_flush<&M::xTruncate, sqlite3_int64>,
+    after_flush<&M::xSync, int>,
+    after_flush<&M::xFileSize, sqlite3_int64*>,
+    after_flush<&M::xLock, int>,
+    after_flush<&M::xUnlock, int>,
     x_check_reserved_lock,
-    x_file_control,
+    after_flush<&M::xFileControl, int, void*>,
     x_sector_size,
     x_device_characteristics,
     x_shm_map,
     x_shm_lock,
     x_shm_barrier,
     x_shm_unmap,
-    x_fetch,
+    after_flush<&M::xFetch, sqlite3_int64, int, void**>,
     x_unfetch,
 };
 
