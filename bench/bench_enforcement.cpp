@@ -171,8 +171,9 @@ struct DataPlane {
     static proto::ControlClient::Options options(const std::string& socket, const std::string& name) {
         proto::ControlClient::Options o;
         o.name = name;
-        o.endpoint.kind = proto::Endpoint::Kind::unix_socket;
-        o.endpoint.path = socket;
+        o.endpoints.resize(1);
+        o.endpoints[0].kind = proto::Endpoint::Kind::unix_socket;
+        o.endpoints[0].path = socket;
         o.log = [](std::string_view) {};
         return o;
     }

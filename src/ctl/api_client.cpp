@@ -31,7 +31,8 @@ namespace json = boost::json;
 
 void add_client_options(po::options_description& opts) {
     opts.add_options()("server", po::value<std::string>(),
-                       "consentd URL (default $OPTGATE_SERVER, else http://127.0.0.1:8470)")(
+                       "consentd URL (default $OPTGATE_SERVER, else http://127.0.0.1:8470); several, "
+                       "comma-separated: the first that accepts the connection")(
         "token", po::value<std::string>(), "API token (default $OPTGATE_TOKEN; visible in ps: prefer the others)")(
         "token-file", po::value<std::string>(), "read the API token from this file");
 }
@@ -42,15 +43,26 @@ std::optional<ApiTarget> api_target(const po::variables_map& vm) {
         server = vm["server"].as<std::string>();
     else if (const char* e = std::getenv("OPTGATE_SERVER"); e && *e)
         server = e;
-    const auto url = boost::urls::parse_uri(server);
-    if (!url || url->scheme() != "http" || url->host_address().empty()) {
-        std::fprintf(stderr, "optgatectl: '%s' is not an http:// URL of consentd\n", server.c_str());
-        return std::nullopt;
-    }
     ApiTarget t;
-    t.host = url->host_address();
-    t.port = url->has_port() ? std::string(url->port()) : "80";
-    t.host_header = std::string(url->encoded_host_and_port());
+    for (size_t from = 0;;) {
+        const size_t comma = server.find(',', from);
+        std::string one = server.substr(from, comma == std::string::npos ? std::string::npos : comma - from);
+        while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+        while (!one.empty() && one.back() == ' ') one.pop_back();
+        const auto url = boost::urls::parse_uri(one);
+        if (!url || url->scheme() != "http" || url->host_address().empty()) {
+            std::fprintf(stderr, "optgatectl: '%s' is not an http:// URL of consentd\n", one.c_str());
+            return std::nullopt;
+        }
+        t.servers.push_back({url->host_address(), url->has_port() ? std::string(url->port()) : "80",
+                             std::string(url->encoded_host_and_port())});
+        if (t.servers.size() > 16) {
+            std::fprintf(stderr, "optgatectl: more than 16 consentd URLs\n");
+            return std::nullopt;
+        }
+        if (comma == std::string::npos) break;
+        from = comma + 1;
+    }
 
     if (vm.count("token")) {
         t.token = vm["token"].as<std::string>();
@@ -72,21 +84,38 @@ std::optional<ApiTarget> api_target(const po::variables_map& vm) {
     return t;
 }
 
-ApiResult api_request(const ApiTarget& to, http::verb method, const std::string& target, const std::string& body,
-                      std::string_view content_type, std::chrono::seconds timeout) {
+ApiResult api_request(const ApiTarget& target_servers, http::verb method, const std::string& target,
+                      const std::string& body, std::string_view content_type, std::chrono::seconds timeout) {
     boost::asio::io_context ioc;
     boost::beast::tcp_stream stream(ioc);
     boost::asio::ip::tcp::resolver resolver(ioc);
     boost::beast::error_code ec;
-    const auto endpoints = resolver.resolve(to.host, to.port, ec);
-    if (ec) throw std::runtime_error("cannot resolve " + to.host + ": " + ec.message());
-    stream.expires_after(timeout);
-    stream.connect(endpoints, ec);
-    if (ec) throw std::runtime_error("cannot connect to " + to.host_header + ": " + ec.message());
+    // The first server that takes the connection; nothing was sent to the
+    // others, so trying the next is always safe.
+    const ApiServer* reached = nullptr;
+    std::string why;
+    for (const auto& s : target_servers.servers) {
+        if (!why.empty()) why += "; ";
+        const auto endpoints = resolver.resolve(s.host, s.port, ec);
+        if (ec) {
+            why += "cannot resolve " + s.host + ": " + ec.message();
+            continue;
+        }
+        stream.expires_after(timeout);
+        stream.connect(endpoints, ec);
+        if (ec) {
+            why += "cannot connect to " + s.host_header + ": " + ec.message();
+            continue;
+        }
+        reached = &s;
+        break;
+    }
+    if (!reached) throw std::runtime_error(why.empty() ? std::string("no consentd URL") : why);
+    const ApiServer& to = *reached;
 
     http::request<http::string_body> req{method, target, 11};
     req.set(http::field::host, to.host_header);
-    req.set(http::field::authorization, "Bearer " + to.token);
+    req.set(http::field::authorization, "Bearer " + target_servers.token);
     req.set(http::field::user_agent, "optgatectl");
     if (!body.empty()) {
         req.set(http::field::content_type, content_type);

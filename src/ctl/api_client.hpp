@@ -2,12 +2,18 @@
 // --server/--token/--token-file or OPTGATE_SERVER/OPTGATE_TOKEN, one HTTP/1.1
 // request per call (Boost.Beast, blocking), and the printing every
 // subscriber command shares.
+//
+// Several consentd instances may be named, comma-separated: a request goes
+// to the first that accepts the connection. Only a request that was never
+// sent moves on (cannot resolve, cannot connect): one sent and unanswered
+// may have been carried out, and is reported instead.
 #pragma once
 
 #include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/beast/http/verb.hpp>
 #include <boost/program_options/options_description.hpp>
@@ -18,10 +24,14 @@ namespace optgate::ctl {
 
 inline constexpr std::string_view kDefaultServer = "http://127.0.0.1:8470";
 
-struct ApiTarget {
+struct ApiServer {
     std::string host;
     std::string port;
     std::string host_header;
+};
+
+struct ApiTarget {
+    std::vector<ApiServer> servers;  // 1..16, tried in order
     std::string token;
 };
 
@@ -40,7 +50,8 @@ struct ApiResult {
 // "timeout", "no_dataplanes"), or "" when there is none.
 std::string enforcement_status(const std::string& body);
 
-// Throws std::runtime_error when the server cannot be reached.
+// Throws std::runtime_error when no server can be reached (naming each and
+// why), or when the one reached does not answer.
 ApiResult api_request(const ApiTarget& to, boost::beast::http::verb method, const std::string& target,
                       const std::string& body = {}, std::string_view content_type = "application/json",
                       std::chrono::seconds timeout = std::chrono::seconds(30));

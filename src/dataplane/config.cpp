@@ -125,13 +125,33 @@ void read_control(const Value& v, Config& c, Diagnostics& d, const std::string& 
         {"endpoint", "name", "bootstrap_policy", "sync_timeout", "stats_interval", "tls", "checkpoint_public_key"}, d);
     if (!m.is_map()) return;
     if (const auto x = m.require("endpoint")) {
-        if (const auto t = as_text(*x, d)) {
-            std::string why;
-            // A Unix socket path is relative to the config file like every path.
-            const bool unix_path = !t->starts_with("unix:") && t->find('/') != std::string::npos;
-            c.control = unix_path ? resolve_path(*t, base) : *t;
-            if (!proto::Endpoint::parse(c.control, why)) d.error(x->at, "'endpoint': " + why);
+        // One endpoint, or several (consentd instances tried in turn): a
+        // list, or text with commas.
+        std::vector<std::string> items;
+        if (x->node.IsSequence()) {
+            if (const auto list = as_list(*x, d))
+                for (const auto& item : *list)
+                    if (const auto t = as_text(item, d)) items.push_back(*t);
+        } else if (const auto t = as_text(*x, d)) {
+            for (size_t from = 0;;) {
+                const size_t comma = t->find(',', from);
+                items.push_back(t->substr(from, comma == std::string::npos ? std::string::npos : comma - from));
+                if (comma == std::string::npos) break;
+                from = comma + 1;
+            }
         }
+        std::string joined;
+        for (auto& item : items) {
+            while (!item.empty() && item.front() == ' ') item.erase(0, 1);
+            while (!item.empty() && item.back() == ' ') item.pop_back();
+            // A Unix socket path is relative to the config file like every path.
+            const bool unix_path = !item.starts_with("unix:") && item.find('/') != std::string::npos;
+            if (!joined.empty()) joined += ',';
+            joined += unix_path ? resolve_path(item, base) : item;
+        }
+        std::string why;
+        if (!items.empty() && !proto::Endpoint::parse_list(joined, why)) d.error(x->at, "'endpoint': " + why);
+        c.control = std::move(joined);
     }
     if (const auto x = m.get("name"))
         if (const auto t = as_text(*x, d)) c.name = *t;
@@ -264,7 +284,7 @@ std::string validate(const Config& c) {
         return "static mode needs both a policy and a consent file";
     if (!c.control.empty()) {
         std::string why;
-        if (!proto::Endpoint::parse(c.control, why)) return "control endpoint " + c.control + ": " + why;
+        if (!proto::Endpoint::parse_list(c.control, why)) return "control endpoint " + c.control + ": " + why;
     }
     if (c.subscriber_port == c.internet_port) return "the subscriber and internet ports must differ";
     if (c.burst == 0 || c.burst > 64) return "burst must be between 1 and 64";

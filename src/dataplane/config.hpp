@@ -51,7 +51,7 @@ struct Config {
     unsigned mbuf_cache = 256;
 
     // Controlled mode (consentd) or static mode (files): exactly one.
-    std::string control;  // Unix socket path or HOST:PORT
+    std::string control;  // Unix socket path or HOST:PORT; several comma-separated (proto::Endpoint::parse_list)
     std::string name;     // this data plane's name at consentd; default optgate-<hostname>
     std::string bootstrap_policy;
     std::string tls_cert, tls_key, tls_ca;

@@ -107,7 +107,8 @@ Config parse_options(int argc, char** argv, RunLimits& limits) {
         "the configuration file (config/optgate.example.yaml); flags below override it")(
         "policy", po::value(&flags.policy), "static mode: policy file (docs/policy.md)")(
         "consent", po::value(&flags.consent), "static mode: consent file (docs/consent-file.md)")(
-        "control", po::value(&flags.control), "controlled mode: consentd's Unix socket path or HOST:PORT")(
+        "control", po::value(&flags.control),
+        "controlled mode: consentd's Unix socket path or HOST:PORT; several, comma-separated, are tried in turn")(
         "name", po::value(&flags.name), "with --control: this data plane's name (default: optgate-<hostname>)")(
         "bootstrap-policy", po::value(&flags.bootstrap_policy),
         "with --control: policy to enforce (stripping everything) until consentd's first snapshot")(
@@ -426,6 +427,7 @@ std::string render_own_metrics(const Datapath& dp, const Enforcement& enforcemen
         add("control_applied_seq", s.applied_seq, StatKind::gauge);
         add("control_head_seq", s.head_seq, StatKind::gauge);
         add("control_connects", s.connects, StatKind::counter);
+        add("control_failovers", s.failovers, StatKind::counter);
         add("control_snapshots", s.snapshots, StatKind::counter);
         add("control_deltas", s.deltas, StatKind::counter);
         add("control_entries_refused", s.entries_refused, StatKind::counter);
@@ -480,11 +482,11 @@ int run(const Config& c, const RunLimits& limits) {
                              std::to_string(loaded.keys) + " keys");
     } else {
         std::string why;
-        const auto endpoint = proto::Endpoint::parse(c.control, why);
-        if (!endpoint) throw UsageError("control endpoint " + c.control + ": " + why);
+        auto endpoints = proto::Endpoint::parse_list(c.control, why);
+        if (!endpoints) throw UsageError("control endpoint " + c.control + ": " + why);
         proto::ControlClient::Options co;
         co.name = name;
-        co.endpoint = *endpoint;
+        co.endpoints = std::move(*endpoints);
         co.log = [](std::string_view line) { log(Level::info, std::string(line)); };
         if (!c.tls_cert.empty()) co.tls = proto::TlsFiles{c.tls_cert, c.tls_key, c.tls_ca};
         co.checkpoint_public_key = c.checkpoint_public_key;

@@ -81,8 +81,13 @@ struct ControlClient::Impl {
     // Refused before any table: the first stream installed after it.
     std::optional<std::string> features_refused_stream;
     std::mt19937_64 rng{std::random_device{}()};
+    // ---- the endpoint ring (io thread) ----
+    size_t current = 0;                  // opts.endpoints[current]: the one tried now
+    size_t failed_in_row = 0;            // attempts that ended before consentd's welcome, in a row
+    std::optional<size_t> last_welcome;  // the endpoint of the last welcome
+    const Endpoint& endpoint() const { return opts.endpoints[current]; }
     std::vector<uint8_t> buf;
-    std::string last_logged;
+    std::vector<std::string> last_logged;  // per endpoint: the last error logged
 
     // ---- the current connection attempt (io thread) ----
     struct Attempt {
@@ -132,8 +137,9 @@ struct ControlClient::Impl {
             st.last_error = e;
         }
         // A consentd that stays down would otherwise log every retry.
-        if (e != last_logged) log(e);
-        last_logged = e;
+        last_logged.resize(opts.endpoints.size());
+        if (e != last_logged[current]) log(e);
+        last_logged[current] = e;
     }
 
     void publish(bool connected) {
@@ -194,7 +200,7 @@ struct ControlClient::Impl {
 
     // The log line for how a connection ended.
     std::string describe(const ConnectionEnd& e) const {
-        const std::string where = opts.endpoint.to_string();
+        const std::string where = endpoint().to_string();
         switch (e.kind) {
         case ConnectionEnd::Kind::stopped: return "stopped";
         case ConnectionEnd::Kind::connect_failed: return "cannot connect to " + where + ": " + e.message;
@@ -250,8 +256,16 @@ struct ControlClient::Impl {
             if (at.progressed) backoff = opts.backoff_initial;
             // Another data plane with our name took over: two would take
             // turns forever, so wait long between turns.
-            if (end.kind == ConnectionEnd::Kind::peer_goodbye && end.code == Goodbye::Code::replaced)
-                backoff = opts.backoff_max;
+            const bool replaced = end.kind == ConnectionEnd::Kind::peer_goodbye && end.code == Goodbye::Code::replaced;
+            if (replaced) backoff = opts.backoff_max;
+            // The ring: the next endpoint at once, and a pause only after
+            // every one of them failed in a row (or when replaced).
+            failed_in_row = at.welcomed ? 0 : failed_in_row + 1;
+            if (opts.endpoints.size() > 1) {
+                current = (current + 1) % opts.endpoints.size();
+                if (!replaced && failed_in_row < opts.endpoints.size()) continue;
+            }
+            failed_in_row = 0;
             // Full jitter over the upper half: data planes that lost consentd
             // together do not come back in lockstep.
             const auto ms = backoff.count();
@@ -284,7 +298,11 @@ struct ControlClient::Impl {
     awaitable<void> attempt_once() {
         at.deadline = Clock::now() + opts.connect_timeout;
         arm_watchdog();
-        const Endpoint& ep = opts.endpoint;
+        const Endpoint& ep = endpoint();
+        {
+            std::lock_guard lk(mu);
+            st.endpoint = ep.to_string();
+        }
         if (ep.kind == Endpoint::Kind::unix_socket) {
             asio::local::stream_protocol::socket s(io);
             at.close = [&s] {
@@ -421,10 +439,11 @@ struct ControlClient::Impl {
     // The client's own entries in every stats report.
     void own_stats(std::vector<StatEntry>& out) {
         const auto add = [&](const char* name, uint64_t v, StatKind k) { out.push_back({name, v, k, {}, {}}); };
-        uint64_t connects = 0;
+        uint64_t connects = 0, failovers = 0;
         {
             std::lock_guard lk(mu);
             connects = st.connects;
+            failovers = st.failovers;
         }
         // This thread is the table's writer: reading it here needs no RCU.
         const ConsentTable* table = enforcement.table();
@@ -432,6 +451,7 @@ struct ControlClient::Impl {
         add("control_applied_seq", sync.applied_seq(), StatKind::gauge);
         add("control_head_seq", sync.head_seq(), StatKind::gauge);
         add("control_connects", connects, StatKind::counter);
+        add("control_failovers", failovers, StatKind::counter);
         add("control_snapshots", sync.snapshots_applied(), StatKind::counter);
         add("control_deltas", sync.deltas_applied(), StatKind::counter);
         add("control_entries_refused", sync.entries_refused(), StatKind::counter);
@@ -575,14 +595,17 @@ struct ControlClient::Impl {
                 }
                 if (is_welcome) {
                     at.welcomed = true;
+                    const bool failover = last_welcome && *last_welcome != current;
+                    last_welcome = current;
                     {
                         std::lock_guard lk(mu);
                         ++st.connects;
+                        if (failover) ++st.failovers;
                     }
-                    log(std::string("connected to ") + opts.endpoint.to_string() +
+                    log(std::string("connected to ") + endpoint().to_string() +
                         (sync.streaming() ? ", resuming after " + std::to_string(sync.applied_seq())
                                           : ", receiving a snapshot"));
-                    last_logged.clear();
+                    last_logged.assign(opts.endpoints.size(), {});
                     if (sync.streaming()) at.progressed = true;
                 }
                 if (is_snapshot_begin && sync.has_table() && !is_welcome) log("consentd is resending the whole table");
@@ -627,11 +650,21 @@ ControlClient::ControlClient(Enforcement& enforcement, Options options)
     std::string probe;
     if (!encode(probe, Hello{o.name, 0, {}}))
         throw std::invalid_argument("data plane name '" + o.name + "' must be 1..64 characters of [A-Za-z0-9._:@-]");
-    if (o.endpoint.kind == Endpoint::Kind::tcp && !o.tls && !o.endpoint.is_loopback())
-        throw std::invalid_argument("TCP to " + o.endpoint.to_string() +
-                                    " needs mutual TLS (certificate, key, CA); only loopback may go without");
+    if (o.endpoints.empty() || o.endpoints.size() > Endpoint::kMaxList)
+        throw std::invalid_argument("a data plane needs 1.." + std::to_string(Endpoint::kMaxList) +
+                                    " consentd endpoints, not " + std::to_string(o.endpoints.size()));
+    bool any_tcp = false;
+    for (const auto& ep : o.endpoints) {
+        if (ep.kind != Endpoint::Kind::tcp) continue;
+        any_tcp = true;
+        if (!o.tls && !ep.is_loopback())
+            throw std::invalid_argument("TCP to " + ep.to_string() +
+                                        " needs mutual TLS (certificate, key, CA); only loopback may go without");
+    }
     if (o.tls) {
-        if (o.endpoint.kind != Endpoint::Kind::tcp)
+        // TLS applies to the TCP endpoints; Unix sockets in the same list are
+        // protected by their permissions.
+        if (!any_tcp)
             throw std::invalid_argument("TLS is for TCP endpoints; a Unix socket is protected by its permissions");
         impl_->tls.emplace(make_client_tls(*o.tls));
     }

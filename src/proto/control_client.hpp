@@ -1,7 +1,7 @@
 // The data-plane client library: keeps an Enforcement in step with consentd.
 //
 //   Enforcement enforcement(Enforcement::Mode::controlled);
-//   proto::ControlClient client(enforcement, {.name = "edge-1", .endpoint = *proto::Endpoint::parse(...)});
+//   proto::ControlClient client(enforcement, {.name = "edge-1", .endpoints = *proto::Endpoint::parse_list(...)});
 //   client.start();                  // its own control thread
 //   client.wait_synced(10s);         // optional: the first snapshot is installed
 //   ... workers run; client.status() for operators ...
@@ -15,6 +15,13 @@
 // intervals), it reconnects with capped, jittered exponential backoff; the
 // installed table stays in force until the policy's staleness_limit after
 // the last frame heard, then the verdict rule strips everything.
+//
+// Several consentd endpoints make a ring (docs/protocol.md, "Several
+// consentd"): after a connection ends, the client tries the next endpoint at
+// once, and backs off only after every endpoint failed in a row. The table
+// and the staleness rule do not change with the endpoint; the new consentd
+// resumes the stream when it has the same stream id and the commits since
+// the last one applied, and sends a snapshot otherwise.
 //
 // While connected it also reports statistics (the stats frame): its own
 // (control_*, table_*; proto/stats.cpp) and whatever the stats source adds,
@@ -46,9 +53,9 @@ namespace optgate::proto {
 class ControlClient {
 public:
     struct Options {
-        std::string name;  // 1..64 of [A-Za-z0-9._:@-]; how consentd lists this data plane
-        Endpoint endpoint;
-        std::optional<TlsFiles> tls;  // required for TCP to a non-loopback host
+        std::string name;                 // 1..64 of [A-Za-z0-9._:@-]; how consentd lists this data plane
+        std::vector<Endpoint> endpoints;  // 1..Endpoint::kMaxList, tried in turn (a ring)
+        std::optional<TlsFiles> tls;      // required for TCP to a non-loopback host
         std::chrono::milliseconds backoff_initial{100};
         std::chrono::milliseconds backoff_max{5000};
         // Connect, TLS handshake and consentd's welcome must fit in this.
@@ -74,6 +81,10 @@ public:
         uint64_t head_seq = 0;              // consentd's, as last heard
         uint64_t last_contact_mono_ns = 0;  // monotonic_ns() of the last frame; 0: never
         uint64_t connects = 0, snapshots = 0, deltas = 0, entries_refused = 0;
+        // The endpoint of the current connection or the last attempt, and
+        // the welcomes from another endpoint than the previous welcome's.
+        std::string endpoint;
+        uint64_t failovers = 0;
         uint64_t table_entries = 0;   // keys in the installed table
         uint64_t pseudonym_keys = 0;  // pseudonym keys held (current and next periods; never which)
         std::string stream_id, table_version, last_error;
@@ -90,8 +101,8 @@ public:
         uint64_t checkpoints_kept = 0, checkpoints_refused = 0;
     };
 
-    // Throws std::invalid_argument for a bad name, or TCP to a non-loopback
-    // host without TLS; std::runtime_error if the TLS files or the
+    // Throws std::invalid_argument for a bad name, no endpoint, or TCP to a
+    // non-loopback host without TLS; std::runtime_error if the TLS files or the
     // checkpoint key do not load.
     ControlClient(Enforcement& enforcement, Options options);
     ~ControlClient();

@@ -52,6 +52,43 @@ std::optional<Endpoint> Endpoint::parse(std::string_view text, std::string& erro
     return e;
 }
 
+std::optional<std::vector<Endpoint>> Endpoint::parse_list(std::string_view text, std::string& error) {
+    std::vector<Endpoint> list;
+    for (;;) {
+        const size_t comma = text.find(',');
+        std::string_view item = text.substr(0, comma);
+        while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+        while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+        if (item.empty()) {
+            error = list.empty() && comma == std::string_view::npos ? "no endpoint" : "an empty endpoint in the list";
+            return std::nullopt;
+        }
+        auto e = parse(item, error);
+        if (!e) return std::nullopt;
+        for (const auto& seen : list)
+            if (seen == *e) {
+                error = "'" + e->to_string() + "' is in the list twice";
+                return std::nullopt;
+            }
+        list.push_back(std::move(*e));
+        if (list.size() > kMaxList) {
+            error = "more than " + std::to_string(kMaxList) + " endpoints";
+            return std::nullopt;
+        }
+        if (comma == std::string_view::npos) return list;
+        text.remove_prefix(comma + 1);
+    }
+}
+
+std::string Endpoint::to_string(const std::vector<Endpoint>& list) {
+    std::string s;
+    for (const auto& e : list) {
+        if (!s.empty()) s += ',';
+        s += e.to_string();
+    }
+    return s;
+}
+
 std::string Endpoint::to_string() const {
     if (kind == Kind::unix_socket) return path;
     if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);

@@ -3,12 +3,16 @@
 //
 //   "/run/optgate/consentd.sock", "unix:relative/path.sock"   Unix socket
 //   "127.0.0.1:8471", "[::1]:8471", "consentd.example:8471"   TCP
+//
+// A data plane may name several consentd instances, comma-separated
+// ("/run/optgate/consentd.sock,10.0.0.2:8471"): parse_list.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace optgate::proto {
 
@@ -21,7 +25,15 @@ struct Endpoint {
 
     // On failure returns nullopt and says why in `error`.
     static std::optional<Endpoint> parse(std::string_view text, std::string& error);
+    // A comma-separated list of 1..kMaxList endpoints, none twice (so a
+    // Unix socket path cannot contain a comma). Spaces around each are
+    // ignored. On failure returns nullopt and says why in `error`.
+    static constexpr size_t kMaxList = 16;
+    static std::optional<std::vector<Endpoint>> parse_list(std::string_view text, std::string& error);
+    static std::string to_string(const std::vector<Endpoint>& list);  // comma-separated
+
     std::string to_string() const;
+    bool operator==(const Endpoint&) const = default;
     // A TCP endpoint whose host is a loopback address or "localhost".
     bool is_loopback() const;
 };

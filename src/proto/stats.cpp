@@ -23,6 +23,7 @@ constexpr Help kHelp[] = {
     {"control_applied_seq", "the last consentd sequence applied"},
     {"control_head_seq", "consentd's head sequence, as last heard"},
     {"control_connects", "connections to consentd that got as far as its welcome"},
+    {"control_failovers", "welcomes from another consentd endpoint than the previous welcome's"},
     {"control_snapshots", "whole tables received and installed"},
     {"control_deltas", "table changes received and applied (delta frames)"},
     {"control_entries_refused", "table entries refused (outside the policy's subscriber prefixes)"},

@@ -28,12 +28,12 @@ std::string default_name() {
 
 std::unique_ptr<proto::ControlClient> connect_control(ControlOptions& o, Enforcement& enforcement, StatsSource* stats) {
     std::string error;
-    const auto ep = proto::Endpoint::parse(o.endpoint, error);
-    if (!ep) throw FileError("--control " + o.endpoint + ": " + error);
+    auto endpoints = proto::Endpoint::parse_list(o.endpoint, error);
+    if (!endpoints) throw FileError("--control " + o.endpoint + ": " + error);
     proto::ControlClient::Options co;
     if (o.name.empty()) o.name = default_name();
     co.name = o.name;
-    co.endpoint = *ep;
+    co.endpoints = std::move(*endpoints);
     if (!o.tls_cert.empty() || !o.tls_key.empty() || !o.tls_ca.empty())
         co.tls = proto::TlsFiles{o.tls_cert, o.tls_key, o.tls_ca};
     co.checkpoint_public_key = o.checkpoint_public_key;
@@ -125,6 +125,8 @@ boost::json::object control_report(const ControlOptions& o, const proto::Control
     j["stream_id"] = s.stream_id;
     j["table_version"] = s.table_version;
     j["connects"] = s.connects;
+    j["connected_to"] = s.endpoint;  // the endpoint of the last connection (one of --control's)
+    j["failovers"] = s.failovers;
     j["snapshots"] = s.snapshots;
     j["deltas"] = s.deltas;
     j["last_error"] = s.last_error;

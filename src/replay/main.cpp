@@ -65,8 +65,9 @@ Options parse_options(int argc, char** argv) {
         "report", po::value(&o.report), "write counters as JSON to this file")("quiet,q", po::bool_switch(&o.quiet),
                                                                                "do not print the summary")(
         "control", po::value(&o.control.endpoint),
-        "take policy and table from consentd at this Unix socket or HOST:PORT (docs/replay.md#--control)")(
-        "name", po::value(&o.control.name), "with --control: how consentd lists this replay (default replay-HOST-PID)")(
+        "take policy and table from consentd at this Unix socket or HOST:PORT; several, comma-separated, are tried in "
+        "turn (docs/replay.md#--control)")("name", po::value(&o.control.name),
+                                           "with --control: how consentd lists this replay (default replay-HOST-PID)")(
         "control-timeout", po::value(&o.control_timeout),
         "with --control: wait this long for the table, and at the end for consentd to acknowledge the last disclosure "
         "report (default 10s)")("stats-interval", po::value(&o.stats_interval),

@@ -576,6 +576,27 @@ class ApiTest(unittest.TestCase):
         r = d.ctl("show", "noah", "--server", "http://127.0.0.1:1", token="auditor")
         self.assertEqual(r.returncode, 1)
         self.assertIn("cannot connect", r.stderr)
+        # Several consentd URLs: the first that takes the connection. A port
+        # bound and not listening refuses it.
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            down = f"http://127.0.0.1:{closed.getsockname()[1]}"
+            up = f"http://127.0.0.1:{d.port}"
+            r = d.ctl("grant", "noah", "analytics", "--source", "portal", "--notice-version", "2024-05",
+                      env={"OPTGATE_SERVER": f"{down}, {up}"})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout)["subscriber"], "noah")
+            r = d.ctl("show", "noah", "--json", "--server", f"{down},{up}", token="auditor")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("analytics", json.dumps(json.loads(r.stdout)["consents"]))
+            # None up: each is named with its reason.
+            r = d.ctl("show", "noah", "--server", f"{down},http://127.0.0.1:1", token="auditor")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn(f"cannot connect to 127.0.0.1:{closed.getsockname()[1]}", r.stderr)
+            self.assertIn("; cannot connect to 127.0.0.1:1", r.stderr)
+            r = d.ctl("show", "noah", "--server", f"{up},ftp://x", token="auditor")
+            self.assertEqual(r.returncode, 2)  # a usage problem: nothing was tried
+            self.assertIn("'ftp://x' is not an http:// URL of consentd", r.stderr)
         r = d.ctl("verify-ledger", d.db, token=None)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout, r"ok: \d+ events, head [0-9a-f]{64}, \d+ consents, \d+ bindings, \d+ subscribers")

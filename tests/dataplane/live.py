@@ -22,6 +22,9 @@ every step asserts what the servers received:
      consentd restarted on the same ledger: intact again
   6. dig +subnet and dig +tcp +subnet: the ECS option arrives with consent,
      and as a Padding option of the same length with zeroed content without
+  7. optgate was given two consentd endpoints (--control A,B); B starts,
+     with its own ledger granting sub-a; A is SIGKILLed: optgate fails over
+     to B at once (intact), and a revocation through B strips the next request
 
 and at exit optgate's counters must account for exactly those verdicts.
 
@@ -246,6 +249,7 @@ class Live:
         self.optgate, self.tmp = optgate, tmp
         self.procs = Procs()
         self.d = None
+        self.d2 = None  # the second consentd (step 7)
         self.dp = None
         self.dp_log = os.path.join(tmp, "optgate.log")
         self.stats = os.path.join(tmp, "optgate.stats.json")
@@ -261,14 +265,14 @@ class Live:
         print(f"[{time.monotonic() - self.t0:6.2f} s] {text}", flush=True)
 
     # consentd through optgatectl; --wait answers once optgate enforces the change.
-    def ctl(self, *args, token="portal"):
-        r = self.d.ctl(*args, token=token)
+    def ctl(self, *args, token="portal", d=None):
+        r = (d or self.d).ctl(*args, token=token)
         if r.returncode != 0:
             raise Failure(f"optgatectl {' '.join(args)}: exit {r.returncode}\n{r.stdout}{r.stderr}")
         return json.loads(r.stdout)
 
-    def enforced(self, *args):
-        out = self.ctl(*args, "--wait=60s")
+    def enforced(self, *args, d=None):
+        out = self.ctl(*args, "--wait=60s", d=d)
         status = out.get("enforcement", {}).get("status")
         if status != "enforced":
             raise Failure(f"optgatectl {' '.join(args)} --wait: {status}: {out}")
@@ -277,24 +281,25 @@ class Live:
             raise Failure(f"optgatectl {' '.join(args)} --wait: {self.name} not among {planes}")
         return out
 
-    def dataplane_synced(self):
+    def dataplane_synced(self, d=None):
         """True once optgate is connected, synced and has applied consentd's head."""
-        r = self.d.ctl("dataplanes", "--json", token="auditor")
+        r = (d or self.d).ctl("dataplanes", "--json", token="auditor")
         if r.returncode != 0:
             return False
         body = json.loads(r.stdout)
         return any(p["name"] == self.name and p["synced"] and p["lag"] == 0 and p["applied_seq"] == body["head_seq"]
                    for p in body["dataplanes"])
 
-    def wait_synced(self, timeout):
+    def wait_synced(self, timeout, d=None):
         def ok():
             if self.dp.poll() is not None:
                 raise Failure(f"optgate exited {self.dp.returncode}")
-            return self.dataplane_synced()
+            return self.dataplane_synced(d)
         wait_for(f"{self.name} to sync with consentd", ok, timeout, interval=0.1)
 
     def start_optgate(self):
-        sock = os.path.join(self.d.dir, "dp.sock")
+        # Two consentd instances, tried in turn: the second starts at step 7.
+        sock = os.path.join(self.d.dir, "dp.sock") + "," + os.path.join(self.workdir2, "dp.sock")
         cmd = ["timeout", str(LIFETIME_S), self.optgate,
                "-l", "0", "--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--file-prefix", self.name,
                f"--vdev=net_af_packet0,iface={CLI_VETH}", f"--vdev=net_af_packet1,iface={SRV_VETH}",
@@ -396,6 +401,10 @@ class Live:
         with open(os.path.join(workdir, "policy.yaml"), "w") as f:
             f.write(POLICY)
         self.d = Daemon(workdir=workdir)
+        self.workdir2 = os.path.join(self.tmp, "consentd-2")
+        os.mkdir(self.workdir2)
+        with open(os.path.join(self.workdir2, "policy.yaml"), "w") as f:
+            f.write(POLICY)
         self.start_optgate()
         self.wait_synced(PATIENCE)
         self.say("consentd and optgate started; optgate synced")
@@ -458,6 +467,24 @@ class Live:
         passed_tcp = self.dig("verdict_pass_consent", tcp=True)
         if passed_tcp != passed_codes:
             raise Failure(f"over TCP with consent the options changed: {passed_codes} -> {passed_tcp}")
+
+        # 7. Failover: a second consentd (its own ledger here: on one
+        # PostgreSQL both would hold the same one) comes up; the first dies.
+        self.d2 = Daemon(workdir=self.workdir2)
+        self.ctl("bind", CLIENT, "sub-a", "--source", "radius", d=self.d2)
+        self.ctl("grant", "sub-a", "advertising", "--source", "portal", "--notice-version", "2026-01", d=self.d2)
+        connected_logs = self.optgate_log_count(re.escape("connected to " + os.path.join(self.workdir2, "dp.sock")))
+        self.d.kill()
+        killed = time.monotonic()
+        self.say("first consentd killed (SIGKILL)")
+        self.wait_synced(PATIENCE, self.d2)
+        self.say(f"optgate failed over to the second consentd and synced after {time.monotonic() - killed:.2f} s")
+        if self.optgate_log_count(re.escape("connected to " + os.path.join(self.workdir2, "dp.sock"))) \
+                != connected_logs + 1:
+            raise Failure("optgate's log does not say it connected to the second consentd")
+        self.keepalive("7-failed-over", "verdict_pass_consent")
+        self.enforced("revoke", "sub-a", "advertising", "--source", "portal", d=self.d2)
+        self.keepalive("7-revoked-on-second", "verdict_strip_no_consent")
 
         # Every request arrived once, keep-alive ones on one connection.
         all_http = read_jsonl(self.http_log)
@@ -541,7 +568,8 @@ def main():
         traceback.print_exc()
     finally:
         # Each cleanup step runs whatever happened in the one before.
-        for step in (live.procs.stop_all, lambda: live.d and live.d.cleanup(), topology_down,
+        for step in (live.procs.stop_all, lambda: live.d and live.d.cleanup(), lambda: live.d2 and live.d2.cleanup(),
+                     topology_down,
                      lambda: ok or live.dump_logs()):
             try:
                 step()

@@ -78,6 +78,23 @@ TEST_CASE("control without bootstrap_policy: warned that frames are dropped unti
     }
 }
 
+TEST_CASE("several consentd endpoints: a list, or text with commas; relative paths resolved; mistakes reported") {
+    const char* ports = "ports: {subscriber: 0, internet: 1}\n";
+    for (const char* control : {"control: {endpoint: [run/a.sock, \"10.0.0.2:8471\", \"[::1]:8471\"]}\n",
+                                "control: {endpoint: \"run/a.sock, 10.0.0.2:8471,[::1]:8471\"}\n"}) {
+        INFO(control);
+        const auto loaded = load_config_text(std::string(ports) + control, "optgate.yaml", "/etc/optgate");
+        CHECK(loaded.config.control == "/etc/optgate/run/a.sock,10.0.0.2:8471,[::1]:8471");
+        CHECK(validate(loaded.config).empty());
+    }
+    CHECK(errors_of(std::string(ports) + "control: {endpoint: [run/a.sock, run/a.sock]}\n")
+              .find("optgate.yaml:2:21: 'endpoint': '/etc/optgate/run/a.sock' is in the list twice") !=
+          std::string::npos);
+    CHECK(errors_of(std::string(ports) + "control: {endpoint: \"run/a.sock,\"}\n")
+              .find("'endpoint': an empty endpoint in the list") != std::string::npos);
+    CHECK(errors_of(std::string(ports) + "control: {endpoint: [run/a.sock, [x]]}\n").find("text") != std::string::npos);
+}
+
 TEST_CASE("defaults and static mode") {
     const auto c = load_config_text("ports: {subscriber: 0, internet: 1}\nstatic: {policy: p.yaml, consent: c.yaml}\n",
                                     "optgate.yaml", "/srv")

@@ -221,7 +221,7 @@ struct DataPlane {
                                           const std::function<void(proto::ControlClient::Options&)>& tune) {
         proto::ControlClient::Options o;
         o.name = name;
-        o.endpoint = ep;
+        o.endpoints = {ep};
         o.tls = std::move(tls);
         o.backoff_initial = backoff;
         o.backoff_max = backoff * 4;

@@ -111,6 +111,70 @@ TEST_CASE("a data plane that reconnects after the history moved on gets a snapsh
     CHECK(rig.metric("consentd_dataplane_snapshots_sent_total") == 2);
 }
 
+TEST_CASE("several consentd endpoints: one that is down is skipped, and the next takes over when one goes") {
+    auto a = std::make_unique<Rig>();
+    Rig b;
+    a->ledger.upsert("100.64.0.10", 1);
+    b.ledger.upsert("100.64.0.10", 2);
+    const uint64_t b_head = b.ledger.upsert("100.64.0.11", 3);
+    proto::Endpoint down = b.endpoint();
+    down.path = b.dir.file("nobody-listens.sock");
+    const std::string a_path = a->endpoint().path, b_path = b.endpoint().path;
+    DataPlane dp(a->endpoint(), "edge-1", 50ms, std::nullopt, [&](proto::ControlClient::Options& o) {
+        o.endpoints = {down, a->endpoint(), b.endpoint()};
+    });
+    dp.client.start();
+    REQUIRE(dp.client.wait_synced(kPatience));
+    auto st = dp.client.status();
+    CHECK(st.endpoint == a_path);
+    CHECK(st.connects == 1);
+    CHECK(st.failovers == 0);
+    CHECK(dp.look("100.64.0.10").purposes == 1);
+    CHECK(dp.logged().find("cannot connect to " + down.path) != std::string::npos);
+
+    // a's consentd goes: the data plane moves on to b and takes b's table.
+    a.reset();
+    REQUIRE(eventually([&] {
+        const auto s = dp.client.status();
+        return s.connected && s.endpoint == b_path && s.applied_seq == b_head;
+    }));
+    st = dp.client.status();
+    CHECK(st.connects == 2);
+    CHECK(st.failovers == 1);
+    CHECK(st.snapshots == 2);  // another consentd process: another stream id, so a snapshot
+    CHECK(dp.look("100.64.0.10").purposes == 2);
+    CHECK(dp.look("100.64.0.11").purposes == 3);
+    CHECK(dp.logged().find("connected to " + b_path) != std::string::npos);
+    CHECK(b.metric("consentd_dataplanes_connected") == 1);
+}
+
+TEST_CASE("several consentd endpoints, none up: the client goes round them until one comes") {
+    TempDir dir;
+    const std::string first = dir.file("first.sock"), second = dir.file("second.sock");
+    proto::Endpoint e1, e2;
+    e1.path = first;
+    e2.path = second;
+    DataPlane dp(e1, "edge-1", 50ms, std::nullopt, [&](proto::ControlClient::Options& o) { o.endpoints = {e1, e2}; });
+    dp.client.start();
+    // Both are tried (each error logged once, however often it repeats)...
+    REQUIRE(eventually([&] {
+        const std::string log = dp.logged();
+        return log.find("cannot connect to " + first) != std::string::npos &&
+               log.find("cannot connect to " + second) != std::string::npos;
+    }));
+    CHECK_FALSE(dp.client.status().connected);
+    // ...and tried again after the pause a failed round earns.
+    Rig late([&](consentd::DataPlaneConfig& c) { c.socket = second; });
+    const uint64_t head = late.ledger.upsert("100.64.0.10", 1);
+    REQUIRE(eventually([&] {
+        const auto s = dp.client.status();
+        return s.connected && s.applied_seq == head;
+    }));
+    CHECK(dp.client.status().endpoint == second);
+    CHECK(dp.client.status().failovers == 0);  // its first welcome
+    CHECK(dp.look("100.64.0.10").purposes == 1);
+}
+
 TEST_CASE("policy changes: same table meaning sends the policy, a new meaning resends the table") {
     Rig rig;
     rig.ledger.upsert("100.64.0.10", 1);

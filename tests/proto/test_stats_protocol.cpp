@@ -104,6 +104,7 @@ TEST_CASE("reports reach GET /metrics per data plane, grouped by family, and /v1
     CHECK(has_line(m, R"(optgate_dp_table_entries{dataplane="edge-2"} 1)"));
     CHECK(has_line(m, R"(optgate_dp_table_stale{dataplane="edge-2"} 0)"));
     CHECK(has_line(m, R"(optgate_dp_control_connects{dataplane="edge-1"} 1)"));
+    CHECK(has_line(m, R"(optgate_dp_control_failovers{dataplane="edge-1"} 0)"));
     CHECK(has_line(m, "# HELP optgate_dp_control_connects " + std::string(proto::stat_help("control_connects"))));
     CHECK(m.find("optgate_dataplane_stats_age_seconds{dataplane=\"edge-1\"} ") != std::string::npos);
     CHECK(rig.metric("consentd_dataplane_stats_reports_total") >= 2);
@@ -117,13 +118,13 @@ TEST_CASE("reports reach GET /metrics per data plane, grouped by family, and /v1
     REQUIRE(dps.size() == 2);
     for (const auto& d : dps) {
         REQUIRE(d.stats);
-        CHECK(d.stats->count == 3 + 13);  // the source's and the client's own
+        CHECK(d.stats->count == 3 + 14);  // the source's and the client's own
         REQUIRE(d.stats_age_ms);
         CHECK(*d.stats_age_ms < kPatience.count());
         const auto j = consentd::to_json(d, true);
-        CHECK(j.at("stats_entries").to_number<int64_t>() == 16);
+        CHECK(j.at("stats_entries").to_number<int64_t>() == 17);
         const auto& entries = j.at("stats").as_array();
-        REQUIRE(entries.size() == 16);
+        REQUIRE(entries.size() == 17);
         CHECK(entries[0].at("name").as_string() == "control_applied_seq");  // sorted
         bool labelled = false;
         for (const auto& e : entries)
@@ -164,7 +165,7 @@ TEST_CASE("a data plane that goes away stays, up 0, until it comes back or stats
         const auto j = consentd::to_json(gone[0]);
         CHECK(j.contains("disconnected_at"));
         CHECK_FALSE(j.contains("synced"));
-        CHECK(j.at("stats_entries").to_number<int64_t>() == 16);
+        CHECK(j.at("stats_entries").to_number<int64_t>() == 17);
     }
 
     // Back under the same name: up again, and only the new process's counts.

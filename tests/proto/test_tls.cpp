@@ -77,17 +77,58 @@ TEST_CASE("the client library refuses plain TCP beyond loopback, and TLS files t
     Enforcement e(Enforcement::Mode::controlled);
     proto::ControlClient::Options o;
     o.name = "edge-1";
-    o.endpoint.kind = proto::Endpoint::Kind::tcp;
-    o.endpoint.host = "198.51.100.7";
-    o.endpoint.port = 8471;
+    CHECK_THROWS_WITH_AS(proto::ControlClient(e, o), doctest::Contains("1..16 consentd endpoints"),
+                         std::invalid_argument);
+    o.endpoints.resize(1);
+    auto& ep = o.endpoints[0];
+    ep.kind = proto::Endpoint::Kind::tcp;
+    ep.host = "198.51.100.7";
+    ep.port = 8471;
     CHECK_THROWS_AS(proto::ControlClient(e, o), std::invalid_argument);
     o.tls = proto::TlsFiles{"/nonexistent.crt", "/nonexistent.key", "/nonexistent-ca.crt"};
     CHECK_THROWS_WITH_AS(proto::ControlClient(e, o), doctest::Contains("/nonexistent.crt"), std::runtime_error);
     o.tls.reset();
-    o.endpoint.host = "127.0.0.1";
+    ep.host = "127.0.0.1";
+    CHECK_NOTHROW(proto::ControlClient(e, o));
+    // Every endpoint of a list is held to the rule, not only the first.
+    std::string why;
+    o.endpoints = *proto::Endpoint::parse_list("/run/optgate/consentd.sock,127.0.0.1:8471,198.51.100.7:8471", why);
+    CHECK_THROWS_WITH_AS(proto::ControlClient(e, o), doctest::Contains("198.51.100.7:8471 needs mutual TLS"),
+                         std::invalid_argument);
+    o.endpoints.pop_back();
     CHECK_NOTHROW(proto::ControlClient(e, o));
     o.name = "bad name";
     CHECK_THROWS_AS(proto::ControlClient(e, o), std::invalid_argument);
+}
+
+TEST_CASE("endpoint lists: comma-separated, each parsed, none twice, at most 16") {
+    std::string why;
+    const auto l = proto::Endpoint::parse_list(" /run/a.sock , [::1]:8471,consentd-2.example:8471", why);
+    REQUIRE(l);
+    REQUIRE(l->size() == 3);
+    CHECK((*l)[0].kind == proto::Endpoint::Kind::unix_socket);
+    CHECK((*l)[0].path == "/run/a.sock");
+    CHECK((*l)[1].host == "::1");
+    CHECK((*l)[2].port == 8471);
+    CHECK(proto::Endpoint::to_string(*l) == "/run/a.sock,[::1]:8471,consentd-2.example:8471");
+    CHECK(proto::Endpoint::parse_list("127.0.0.1:1", why)->size() == 1);
+
+    CHECK_FALSE(proto::Endpoint::parse_list("", why));
+    CHECK(why == "no endpoint");
+    CHECK_FALSE(proto::Endpoint::parse_list("127.0.0.1:1,", why));
+    CHECK(why == "an empty endpoint in the list");
+    CHECK_FALSE(proto::Endpoint::parse_list("127.0.0.1:1,,127.0.0.1:2", why));
+    CHECK(why == "an empty endpoint in the list");
+    CHECK_FALSE(proto::Endpoint::parse_list("127.0.0.1:1,127.0.0.1:1", why));
+    CHECK(why == "'127.0.0.1:1' is in the list twice");
+    CHECK_FALSE(proto::Endpoint::parse_list("127.0.0.1:1,::1:2", why));
+    CHECK(why.find("brackets") != std::string::npos);
+    std::string many;
+    for (int i = 1; i <= 17; ++i) many += (i > 1 ? "," : "") + std::string("127.0.0.1:") + std::to_string(i);
+    CHECK_FALSE(proto::Endpoint::parse_list(many, why));
+    CHECK(why == "more than 16 endpoints");
+    many.resize(many.rfind(','));
+    CHECK(proto::Endpoint::parse_list(many, why)->size() == 16);
 }
 
 TEST_CASE("config: a TCP listener beyond loopback needs TLS; socket modes; heartbeat vs staleness") {
