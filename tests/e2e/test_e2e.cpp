@@ -154,11 +154,17 @@ TEST_CASE("grant, revoke, rebind: each replay enforces what consentd holds") {
 
     seq_of(c.revoke("sub-1", "advertising"));
     {
-        const auto r = replay_control(c.socket(), {with_ecs});
+        // Two endpoints, the first with nobody listening: the replay goes on
+        // to the second (docs/protocol.md#several-consentd).
+        const auto r = replay_control(c.socket() + ".down," + c.socket(), {with_ecs});
         REQUIRE(r.output.size() == 1);
         CHECK(r.output[0].data == stripped);
         CHECK(r.stripped_to("example-adnet") == 1);
         CHECK(r.counter("verdict_strip_no_consent") == 1);
+        const auto& control = r.report.at("control").as_object();
+        CHECK(control.at("connected_to").as_string() == c.socket());
+        CHECK(control.at("failovers").to_number<uint64_t>() == 0);
+        CHECK(control.at("connects").to_number<uint64_t>() == 1);
     }
 
     // Consent again, then the address moves to a subscriber without it: the
