@@ -1,0 +1,178 @@
+#include "consentd/pg_connection.hpp"
+
+#include <poll.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <memory>
+
+namespace optgate::consentd {
+
+namespace {
+
+[[noreturn]] void throw_result(PGconn* conn, const PGresult* r, std::string_view context) {
+    const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    const char* message = r ? PQresultErrorMessage(r) : nullptr;
+    std::string what(context);
+    what += ": ";
+    what += message && *message ? message : PQerrorMessage(conn);
+    while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
+    throw PgError(state ? state : "", what);
+}
+
+bool succeeded(const PGresult* r) {
+    const auto s = PQresultStatus(r);
+    return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK || s == PGRES_EMPTY_QUERY;
+}
+
+bool is_identifier(std::string_view s) {
+    if (s.empty() || s.size() > 63) return false;
+    for (char c : s)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
+    return !(s[0] >= '0' && s[0] <= '9');
+}
+
+}  // namespace
+
+PgResult& PgResult::operator=(PgResult&& o) noexcept {
+    if (this != &o) {
+        PQclear(r_);
+        r_ = o.r_;
+        o.r_ = nullptr;
+    }
+    return *this;
+}
+
+std::int64_t PgResult::changes() const {
+    const char* n = r_ ? PQcmdTuples(r_) : "";
+    std::int64_t v = 0;
+    std::from_chars(n, n + std::char_traits<char>::length(n), v);
+    return v;
+}
+
+std::string_view PgResult::text(int row, int col) const {
+    return {PQgetvalue(r_, row, col), size_t(PQgetlength(r_, row, col))};
+}
+
+std::optional<std::string> PgResult::opt_text(int row, int col) const {
+    if (is_null(row, col)) return std::nullopt;
+    return std::string(text(row, col));
+}
+
+std::int64_t PgResult::int64(int row, int col) const {
+    const auto t = text(row, col);
+    std::int64_t v = 0;
+    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (ec != std::errc() || end != t.data() + t.size() || t.empty())
+        throw PgError("", "column " + std::to_string(col) + " is not an integer: '" + std::string(t) + "'");
+    return v;
+}
+
+PgConnection::PgConnection(const std::string& conninfo) : conn_(PQconnectdb(conninfo.c_str())) {
+    if (!conn_) throw PgError("", "PostgreSQL: out of memory");
+    if (PQstatus(conn_) != CONNECTION_OK) {
+        std::string why = PQerrorMessage(conn_);
+        while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+        PQfinish(conn_);
+        conn_ = nullptr;
+        throw PgError("", "cannot connect to PostgreSQL: " + why);
+    }
+}
+
+PgConnection::~PgConnection() { PQfinish(conn_); }
+
+void PgConnection::exec(std::string_view sql) {
+    const std::string text(sql);
+    // PQexec returns the last statement's result; an error stops the rest.
+    const std::unique_ptr<PGresult, decltype(&PQclear)> r(PQexec(conn_, text.c_str()), &PQclear);
+    if (!r || !succeeded(r.get())) throw_result(conn_, r.get(), "PostgreSQL");
+}
+
+PgResult PgConnection::query(std::string_view sql, const std::vector<PgValue>& params) {
+    const std::string text = pg_placeholders(sql);
+    std::vector<std::string> storage(params.size());
+    std::vector<const char*> values(params.size(), nullptr);
+    for (size_t i = 0; i < params.size(); ++i) {
+        if (const auto* n = std::get_if<std::int64_t>(&params[i])) {
+            storage[i] = std::to_string(*n);
+            values[i] = storage[i].c_str();
+        } else if (const auto* s = std::get_if<std::string>(&params[i])) {
+            values[i] = s->c_str();
+        }
+    }
+    PGresult* raw = PQexecParams(conn_, text.c_str(), int(params.size()), nullptr, values.data(), nullptr, nullptr, 0);
+    if (!raw || !succeeded(raw)) {
+        const std::unique_ptr<PGresult, decltype(&PQclear)> owned(raw, &PQclear);
+        throw_result(conn_, raw, "PostgreSQL");
+    }
+    return PgResult(raw);
+}
+
+bool PgConnection::try_lock(std::int64_t key) {
+    const auto r = query("SELECT pg_try_advisory_lock(?1)", {key});
+    return r.rows() == 1 && r.text(0, 0) == "t";
+}
+
+void PgConnection::unlock(std::int64_t key) { query("SELECT pg_advisory_unlock(?1)", {key}); }
+
+void PgConnection::listen(std::string_view channel) {
+    if (!is_identifier(channel))
+        throw PgError("", "'" + std::string(channel) + "' is not a channel name (letters, digits, '_')");
+    exec("LISTEN " + std::string(channel));
+}
+
+std::optional<PgConnection::Notification> PgConnection::wait_notification(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        if (PQconsumeInput(conn_) == 0) throw_result(conn_, nullptr, "PostgreSQL connection lost");
+        if (PGnotify* n = PQnotifies(conn_)) {
+            Notification out{n->relname ? n->relname : "", n->extra ? n->extra : "", n->be_pid};
+            PQfreemem(n);
+            return out;
+        }
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                                std::chrono::steady_clock::now());
+        if (left.count() <= 0) return std::nullopt;
+        pollfd p{PQsocket(conn_), POLLIN, 0};
+        if (p.fd < 0) throw_result(conn_, nullptr, "PostgreSQL connection lost");
+        if (::poll(&p, 1, int(left.count())) < 0 && errno != EINTR)
+            throw PgError("", std::string("poll on the PostgreSQL connection: ") + std::strerror(errno));
+    }
+}
+
+std::string pg_placeholders(std::string_view sql) {
+    std::string out;
+    out.reserve(sql.size());
+    size_t i = 0;
+    const auto copy_until = [&](std::string_view end) {
+        const size_t at = sql.find(end, i);
+        const size_t stop = at == std::string_view::npos ? sql.size() : at + end.size();
+        out.append(sql.substr(i, stop - i));
+        i = stop;
+    };
+    while (i < sql.size()) {
+        const char c = sql[i];
+        if (c == '\'' || c == '"') {
+            // A doubled quote inside is two literals back to back: the same text.
+            out.push_back(c);
+            ++i;
+            copy_until(std::string_view(&c, 1));
+        } else if (c == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
+            copy_until("\n");
+        } else if (c == '/' && i + 1 < sql.size() && sql[i + 1] == '*') {
+            out.append("/*");
+            i += 2;
+            copy_until("*/");
+        } else if (c == '?' && i + 1 < sql.size() && sql[i + 1] >= '0' && sql[i + 1] <= '9') {
+            out.push_back('$');
+            ++i;
+        } else {
+            out.push_back(c);
+            ++i;
+        }
+    }
+    return out;
+}
+
+}  // namespace optgate::consentd

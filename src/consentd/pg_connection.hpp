@@ -1,0 +1,119 @@
+// A thin RAII layer over libpq for the PostgreSQL ledger store (issue 19,
+// docs/scale-out.md), and the two PostgreSQL features that several consentd
+// instances build on:
+//
+//  - the writer's election: a session-level advisory lock, held while the
+//    database session lives and released by PostgreSQL when it ends (the
+//    process died, the network cut it, the server restarted);
+//  - following the events table: LISTEN on a channel, wait_notification()
+//    until a NOTIFY arrives or a deadline passes.
+//
+//   PgConnection c("host=/run/postgresql dbname=optgate");
+//   c.exec("CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT)");
+//   c.query("INSERT INTO t VALUES (?1, ?2)", {std::int64_t{1}, "one"});
+//   const auto r = c.query("SELECT v FROM t WHERE k = ?1", {std::int64_t{1}});
+//   r.text(0, 0) == "one"
+//
+// Parameters are written ?1, ?2... as in the SQLite layer (sqlite.hpp) and
+// become $1, $2... outside quoted literals, identifiers and comments, so one
+// statement text can serve both stores. Values travel as text (libpq's text
+// format); NULL is std::nullopt. Control plane only: every call blocks.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace optgate::consentd {
+
+class PgError : public std::runtime_error {
+public:
+    // `sqlstate`: PostgreSQL's five-character error code ("23505" for a
+    // unique violation), empty when the failure is not the server's answer
+    // (the connection was lost, libpq could not send).
+    PgError(std::string sqlstate, const std::string& what) : std::runtime_error(what), sqlstate_(std::move(sqlstate)) {}
+    const std::string& sqlstate() const noexcept { return sqlstate_; }
+
+private:
+    std::string sqlstate_;
+};
+
+// A parameter: an integer, text, or NULL.
+using PgValue = std::variant<std::nullopt_t, std::int64_t, std::string>;
+
+class PgResult {
+public:
+    PgResult() = default;
+    explicit PgResult(PGresult* r) : r_(r) {}
+    ~PgResult() { PQclear(r_); }
+    PgResult(PgResult&& o) noexcept : r_(o.r_) { o.r_ = nullptr; }
+    PgResult& operator=(PgResult&& o) noexcept;
+    PgResult(const PgResult&) = delete;
+    PgResult& operator=(const PgResult&) = delete;
+
+    int rows() const noexcept { return r_ ? PQntuples(r_) : 0; }
+    // Rows an INSERT, UPDATE or DELETE touched.
+    std::int64_t changes() const;
+    bool is_null(int row, int col) const { return PQgetisnull(r_, row, col) != 0; }
+    std::string_view text(int row, int col) const;
+    std::optional<std::string> opt_text(int row, int col) const;
+    // Throws PgError if the value is not a decimal integer.
+    std::int64_t int64(int row, int col) const;
+
+private:
+    PGresult* r_ = nullptr;
+};
+
+class PgConnection {
+public:
+    // `conninfo`: a libpq connection string or URI. Throws PgError when the
+    // server cannot be reached or refuses.
+    explicit PgConnection(const std::string& conninfo);
+    ~PgConnection();
+    PgConnection(const PgConnection&) = delete;
+    PgConnection& operator=(const PgConnection&) = delete;
+
+    // One or more statements without parameters.
+    void exec(std::string_view sql);
+    // One statement with parameters ?1..?N (params[0] is ?1).
+    PgResult query(std::string_view sql, const std::vector<PgValue>& params = {});
+
+    // The writer's election (a session-level advisory lock on `key`): true
+    // if this session holds it now. It stays held until unlock() or until
+    // the session ends.
+    bool try_lock(std::int64_t key);
+    void unlock(std::int64_t key);
+
+    // LISTEN on `channel` (an identifier: letters, digits, '_').
+    void listen(std::string_view channel);
+    struct Notification {
+        std::string channel, payload;
+        int sender_pid = 0;
+    };
+    // The next notification on a channel this session listens to, waiting
+    // up to `timeout` for one; nullopt when none came. Throws PgError when
+    // the connection is lost meanwhile.
+    std::optional<Notification> wait_notification(std::chrono::milliseconds timeout);
+
+    // The server process serving this session (pg_backend_pid()).
+    int backend_pid() const { return PQbackendPID(conn_); }
+    bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+    PGconn* handle() noexcept { return conn_; }
+
+private:
+    PGconn* conn_ = nullptr;
+};
+
+// `sql` with ?N parameters as PostgreSQL's $N, leaving quoted literals
+// ('...'), quoted identifiers ("...") and comments (-- and /* */) as they
+// are. (Dollar-quoted text is not recognised: the ledger's SQL has none.)
+std::string pg_placeholders(std::string_view sql);
+
+}  // namespace optgate::consentd

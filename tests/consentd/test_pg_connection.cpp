@@ -1,0 +1,222 @@
+// The PostgreSQL layer (src/consentd/pg_connection.hpp) against a real
+// PostgreSQL 15 that the test starts itself: initdb in a temporary
+// directory, a Unix socket only, stopped at the end (as the postgres user
+// when the suite runs as root: PostgreSQL refuses to run as root).
+#include <doctest/doctest.h>
+#include <pwd.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "consentd/pg_connection.hpp"
+#include "subprocess.hpp"
+
+using namespace optgate;
+using namespace optgate::consentd;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kPatience = 60s;  // a busy 2-core machine; waits poll, so this costs nothing when all is well
+const std::string kBin = "/usr/lib/postgresql/15/bin/";
+
+// Runs `argv` as the postgres user when we are root.
+std::vector<std::string> as_owner(std::vector<std::string> argv) {
+    if (::geteuid() != 0) return argv;
+    std::vector<std::string> out{"/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"};
+    out.insert(out.end(), argv.begin(), argv.end());
+    return out;
+}
+
+// A PostgreSQL server of its own in a temporary directory.
+struct PgServer {
+    test::TempDir dir;
+    std::string data = dir.file("data");
+    std::unique_ptr<test::Process> server;
+
+    PgServer() {
+        if (::geteuid() == 0) {
+            const passwd* pw = ::getpwnam("postgres");
+            REQUIRE_MESSAGE(pw, "no postgres user: install postgresql-15 (scripts/setup)");
+            REQUIRE(::chown(dir.path.c_str(), pw->pw_uid, pw->pw_gid) == 0);
+        }
+        const auto init = test::run(as_owner({kBin + "initdb", "--pgdata", data, "--auth", "trust", "--username",
+                                              "optgate", "--encoding", "UTF8", "--locale", "C", "--no-sync"}),
+                                    std::chrono::duration_cast<std::chrono::milliseconds>(kPatience));
+        REQUIRE_MESSAGE(init.exit_code == 0, init.output);
+        start();
+    }
+    ~PgServer() { stop(); }
+    PgServer(const PgServer&) = delete;
+    PgServer& operator=(const PgServer&) = delete;
+
+    // Unix socket only; fsync off: these tests are about the protocol, not
+    // about surviving a power cut.
+    void start() {
+        server = std::make_unique<test::Process>(as_owner({kBin + "postgres", "-D", data, "-k", dir.path.string(), "-c",
+                                                           "listen_addresses=", "-c", "fsync=off"}),
+                                                 dir.file("postgres.log"));
+        const auto deadline = std::chrono::steady_clock::now() + kPatience;
+        for (;;) {
+            try {
+                PgConnection probe(conninfo());
+                return;
+            } catch (const PgError&) {
+            }
+            REQUIRE_MESSAGE(server->running(), test::slurp(dir.file("postgres.log")));
+            REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, test::slurp(dir.file("postgres.log")));
+            std::this_thread::sleep_for(20ms);
+        }
+    }
+    // A fast shutdown (SIGINT): sessions are ended, as when the server is
+    // restarted under a running consentd.
+    void stop() {
+        if (!server) return;
+        server->kill(SIGINT);
+        server->wait(std::chrono::duration_cast<std::chrono::milliseconds>(kPatience));
+        server.reset();
+    }
+    std::string conninfo() const { return "host=" + dir.path.string() + " user=optgate dbname=postgres"; }
+};
+
+template <class F>
+bool eventually(F f) {
+    const auto deadline = std::chrono::steady_clock::now() + kPatience;
+    while (!f()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("?N placeholders become $N outside literals, quoted identifiers and comments") {
+    CHECK(pg_placeholders("INSERT INTO t VALUES (?1, ?2)") == "INSERT INTO t VALUES ($1, $2)");
+    CHECK(pg_placeholders("SELECT '?1', \"a?2\", ?3 -- ?4\n, ?5 /* ?6 */ ?7") ==
+          "SELECT '?1', \"a?2\", $3 -- ?4\n, $5 /* ?6 */ $7");
+    CHECK(pg_placeholders("SELECT 'it''s ?1', ?2") == "SELECT 'it''s ?1', $2");
+    CHECK(pg_placeholders("SELECT ? , ?x") == "SELECT ? , ?x");  // only ?DIGITS
+    CHECK(pg_placeholders("SELECT 'unterminated ?1") == "SELECT 'unterminated ?1");
+    CHECK(pg_placeholders("") == "");
+}
+
+TEST_CASE("queries: parameters, NULL, integers; errors carry PostgreSQL's SQLSTATE") {
+    PgServer pg;
+    PgConnection c(pg.conninfo());
+    c.exec("CREATE TABLE events (seq BIGINT PRIMARY KEY, subscriber TEXT NOT NULL, purpose TEXT)");
+    auto r = c.query(
+        "INSERT INTO events (seq, subscriber, purpose) VALUES (?1, ?2, ?3), (?4, ?2, NULL)",
+        {std::int64_t{9007199254740993}, std::string("sub-\u00e9'1"), std::string("ads"), std::int64_t{2}});
+    CHECK(r.changes() == 2);
+    r = c.query("SELECT seq, subscriber, purpose FROM events WHERE subscriber = ?1 ORDER BY seq",
+                {std::string("sub-\u00e9'1")});
+    REQUIRE(r.rows() == 2);
+    CHECK(r.int64(0, 0) == 2);
+    CHECK(r.is_null(0, 2));
+    CHECK_FALSE(r.opt_text(0, 2).has_value());
+    CHECK(r.int64(1, 0) == 9007199254740993);  // all 64 bits, no double on the way
+    CHECK(r.text(1, 1) == "sub-\u00e9'1");
+    CHECK(r.opt_text(1, 2) == "ads");
+    CHECK_THROWS_AS(r.int64(1, 1), PgError);
+    r = c.query("SELECT ?1::text IS NULL", {std::nullopt});
+    CHECK(r.text(0, 0) == "t");
+
+    const auto sqlstate_of = [&](const std::string& sql, const std::vector<PgValue>& params) {
+        try {
+            c.query(sql, params);
+        } catch (const PgError& e) {
+            return e.sqlstate();
+        }
+        return std::string("no error");
+    };
+    CHECK(sqlstate_of("INSERT INTO events (seq, subscriber) VALUES (?1, 'x')", {std::int64_t{2}}) == "23505");
+    CHECK(sqlstate_of("INSERT INTO events (seq, subscriber) VALUES (?1, NULL)", {std::int64_t{3}}) == "23502");
+    CHECK(sqlstate_of("SELEC 1", {}) == "42601");
+    // A failed statement leaves the connection usable.
+    CHECK(c.query("SELECT count(*) FROM events").int64(0, 0) == 2);
+    CHECK_THROWS_WITH_AS(PgConnection("host=" + pg.dir.file("nowhere") + " user=optgate"),
+                         doctest::Contains("cannot connect to PostgreSQL"), PgError);
+}
+
+TEST_CASE("the writer's election: one advisory lock holder; a lost session frees it") {
+    PgServer pg;
+    constexpr std::int64_t kWriter = 0x6f70746761746531;  // "optgate1"
+    auto first = std::make_unique<PgConnection>(pg.conninfo());
+    PgConnection second(pg.conninfo());
+    PgConnection admin(pg.conninfo());
+    REQUIRE(first->try_lock(kWriter));
+    CHECK(first->try_lock(kWriter));  // held: taking it again succeeds (and counts)
+    CHECK_FALSE(second.try_lock(kWriter));
+
+    // unlock() gives back one count; the lock is free after the last.
+    first->unlock(kWriter);
+    CHECK_FALSE(second.try_lock(kWriter));
+    first->unlock(kWriter);
+    REQUIRE(second.try_lock(kWriter));
+    CHECK_FALSE(first->try_lock(kWriter));
+    second.unlock(kWriter);
+    REQUIRE(first->try_lock(kWriter));
+
+    // The holder's session ends without unlocking (its process killed, the
+    // network cut): PostgreSQL frees the lock, and another may take it.
+    const int pid = first->backend_pid();
+    REQUIRE(admin.query("SELECT pg_terminate_backend(?1)", {std::int64_t{pid}}).text(0, 0) == "t");
+    CHECK(eventually([&] { return second.try_lock(kWriter); }));
+    // The old holder learns it at its next statement.
+    CHECK_THROWS_AS(first->query("SELECT 1"), PgError);
+    CHECK_FALSE(first->ok());
+}
+
+TEST_CASE("following the events table: LISTEN/NOTIFY, delivered at commit") {
+    PgServer pg;
+    PgConnection follower(pg.conninfo());
+    PgConnection writer(pg.conninfo());
+    follower.listen("optgate_events");
+    CHECK_THROWS_AS(follower.listen("bad channel; DROP TABLE x"), PgError);
+
+    CHECK_FALSE(follower.wait_notification(0ms).has_value());
+    writer.query("SELECT pg_notify('optgate_events', ?1)", {std::string("41")});
+    auto n = follower.wait_notification(kPatience);
+    REQUIRE(n);
+    CHECK(n->channel == "optgate_events");
+    CHECK(n->payload == "41");
+    CHECK(n->sender_pid == writer.backend_pid());
+
+    // Inside a transaction the notification waits for the commit: a follower
+    // never hears of an event it cannot read yet.
+    writer.exec("BEGIN");
+    writer.query("SELECT pg_notify('optgate_events', ?1)", {std::string("42")});
+    CHECK_FALSE(follower.wait_notification(100ms).has_value());
+    writer.exec("COMMIT");
+    n = follower.wait_notification(kPatience);
+    REQUIRE(n);
+    CHECK(n->payload == "42");
+    // A rolled-back transaction notifies nobody.
+    writer.exec("BEGIN; NOTIFY optgate_events, '43'; ROLLBACK");
+    writer.query("SELECT pg_notify('optgate_events', ?1)", {std::string("44")});
+    n = follower.wait_notification(kPatience);
+    REQUIRE(n);
+    CHECK(n->payload == "44");
+}
+
+TEST_CASE("a PostgreSQL restart: waiting and querying sessions fail; new ones work once it is back") {
+    PgServer pg;
+    PgConnection follower(pg.conninfo());
+    follower.listen("optgate_events");
+    PgConnection c(pg.conninfo());
+    c.exec("CREATE TABLE kept (k BIGINT PRIMARY KEY)");
+    c.query("INSERT INTO kept VALUES (?1)", {std::int64_t{1}});
+    pg.stop();
+    CHECK_THROWS_AS(follower.wait_notification(kPatience), PgError);
+    CHECK_THROWS_AS(c.query("SELECT 1"), PgError);
+    CHECK_THROWS_AS(PgConnection(pg.conninfo()), PgError);
+    pg.start();
+    PgConnection again(pg.conninfo());
+    CHECK(again.query("SELECT count(*) FROM kept").int64(0, 0) == 1);  // committed before the stop
+}
