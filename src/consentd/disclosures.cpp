@@ -110,18 +110,20 @@ DisclosureStore::DisclosureStore(const std::string& database, DisclosureOptions 
     sqlite3_busy_timeout(db_.handle(), 60000);
     create_disclosure_tables(db_);
     insert_report_ = db_.prepare(
-        "INSERT OR IGNORE INTO disclosure_reports (dataplane, reporter, seq, day, start_ms, end_ms, entries, "
-        "overflowed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+        "INSERT INTO disclosure_reports (dataplane, reporter, seq, day, start_ms, end_ms, entries, "
+        "overflowed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING");
     // Only bind and unbind events have an address; newest first.
     history_ = db_.prepare("SELECT time, subscriber, action FROM events WHERE address = ?1 ORDER BY seq DESC");
     upsert_subscriber_ = db_.prepare(
         "INSERT INTO disclosures (subscriber, day, destination, purpose, identifier, passed, stripped) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (subscriber, day, destination, purpose, identifier) "
-        "DO UPDATE SET passed = passed + excluded.passed, stripped = stripped + excluded.stripped");
+        "DO UPDATE SET passed = disclosures.passed + excluded.passed, "
+        "stripped = disclosures.stripped + excluded.stripped");
     upsert_unattributed_ = db_.prepare(
         "INSERT INTO disclosures_unattributed (day, reason, destination, purpose, identifier, passed, stripped) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (day, reason, destination, purpose, identifier) "
-        "DO UPDATE SET passed = passed + excluded.passed, stripped = stripped + excluded.stripped");
+        "DO UPDATE SET passed = disclosures_unattributed.passed + excluded.passed, "
+        "stripped = disclosures_unattributed.stripped + excluded.stripped");
 }
 
 DisclosureStore::~DisclosureStore() { stop(); }

@@ -90,12 +90,15 @@ Ledger::Ledger(const std::string& path) : db_(path, Database::Mode::read_write_c
         "INSERT INTO events (seq, time, subscriber, action, purpose, address, source, notice_version, credential, "
         "prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
     upsert_consent_ = db_.prepare(
-        "INSERT OR REPLACE INTO consents (subscriber, purpose, seq, time, source, notice_version, credential) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+        "INSERT INTO consents (subscriber, purpose, seq, time, source, notice_version, credential) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (subscriber, purpose) DO UPDATE SET seq = excluded.seq, "
+        "time = excluded.time, source = excluded.source, notice_version = excluded.notice_version, "
+        "credential = excluded.credential");
     delete_consent_ = db_.prepare("DELETE FROM consents WHERE subscriber = ?1 AND purpose = ?2");
     upsert_binding_ = db_.prepare(
-        "INSERT OR REPLACE INTO bindings (address, subscriber, seq, time, source, credential) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+        "INSERT INTO bindings (address, subscriber, seq, time, source, credential) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (address) DO UPDATE SET subscriber = excluded.subscriber, "
+        "seq = excluded.seq, time = excluded.time, source = excluded.source, credential = excluded.credential");
     delete_binding_ = db_.prepare("DELETE FROM bindings WHERE address = ?1");
     head_ = db_.prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1");
     load_head();

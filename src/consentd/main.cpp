@@ -364,8 +364,6 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
                  config.portal.url_for(portal->server.port()));
         if (!port_file.empty()) write_port_file(port_file + ".portal", portal->server.port());
     }
-    if (!port_file.empty()) write_port_file(port_file, port);
-
     asio::steady_timer watchdog(ioc);  // systemd's WatchdogSec=, below
     const auto watchdog_interval = systemd::watchdog_interval();
     asio::signal_set signals(ioc, SIGINT, SIGTERM, SIGHUP);
@@ -398,6 +396,9 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     log_info("listening on " + config.listen_address + ":" + std::to_string(port) + "; ledger " + config.database +
              " at event " + std::to_string(service->head_seq()) + "; policy " + config.policy + " (" +
              std::to_string(l->policy->purposes.size()) + " purposes); data planes on " + dataplanes.describe());
+    // Last: a test (or script) that waits for the port file finds the line
+    // above in the log already, with the data-plane port it names.
+    if (!port_file.empty()) write_port_file(port_file, port);
     // WatchdogSec=: pinged from this thread, which serves the API and the
     // data planes, so a hung one gets the unit restarted (docs/consentd.md).
     std::function<void(boost::system::error_code)> ping = [&](boost::system::error_code ec) {

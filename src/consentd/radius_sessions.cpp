@@ -21,7 +21,8 @@ RadiusSessions::RadiusSessions(Database& db) : db_(db.handle()) {
         "SELECT r.client, r.nas, r.session_id, b.subscriber FROM bindings b "
         "JOIN radius_events r ON r.seq = b.seq WHERE b.address = ?1");
     hold_ = db.prepare(
-        "INSERT OR IGNORE INTO radius_session_bindings (client, nas, session_id, address) VALUES (?1, ?2, ?3, ?4)");
+        "INSERT INTO radius_session_bindings (client, nas, session_id, address) VALUES (?1, ?2, ?3, ?4) "
+        "ON CONFLICT DO NOTHING");
     held_by_ = db.prepare(std::string(kHeld) + "WHERE s.client = ?1 AND s.nas = ?2");
     held_by_session_ = db.prepare(std::string(kHeld) + "WHERE s.client = ?1 AND s.nas = ?2 AND s.session_id = ?3");
     forget_ = db.prepare("DELETE FROM radius_session_bindings WHERE client = ?1 AND nas = ?2 AND session_id = ?3");

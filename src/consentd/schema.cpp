@@ -84,8 +84,8 @@ void migrate_schema(Database& db) {
         // and radius_events, exactly the condition the old table's seq
         // column stood for.
         db.exec(
-            "INSERT OR IGNORE INTO radius_session_bindings (client, nas, session_id, address) "
-            "SELECT client, nas, session_id, address FROM radius_sessions");
+            "INSERT INTO radius_session_bindings (client, nas, session_id, address) "
+            "SELECT client, nas, session_id, address FROM radius_sessions WHERE true ON CONFLICT DO NOTHING");
         db.exec("DROP TABLE radius_sessions");  // and its index
         db.exec("COMMIT");
     } catch (...) {
