@@ -11,14 +11,17 @@ namespace optgate::consentd {
 
 namespace {
 
+// libpq's messages end with a newline.
+std::string without_trailing_space(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+}
+
 [[noreturn]] void throw_result(PGconn* conn, const PGresult* r, std::string_view context) {
     const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
     const char* message = r ? PQresultErrorMessage(r) : nullptr;
-    std::string what(context);
-    what += ": ";
-    what += message && *message ? message : PQerrorMessage(conn);
-    while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
-    throw PgError(state ? state : "", what);
+    throw PgError(state ? state : "", without_trailing_space(std::string(context) + ": " +
+                                                             (message && *message ? message : PQerrorMessage(conn))));
 }
 
 bool succeeded(const PGresult* r) {
@@ -72,8 +75,7 @@ std::int64_t PgResult::int64(int row, int col) const {
 PgConnection::PgConnection(const std::string& conninfo) : conn_(PQconnectdb(conninfo.c_str())) {
     if (!conn_) throw PgError("", "PostgreSQL: out of memory");
     if (PQstatus(conn_) != CONNECTION_OK) {
-        std::string why = PQerrorMessage(conn_);
-        while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+        const std::string why = without_trailing_space(PQerrorMessage(conn_));
         PQfinish(conn_);
         conn_ = nullptr;
         throw PgError("", "cannot connect to PostgreSQL: " + why);

@@ -22,6 +22,7 @@
 #include <stdexcept>
 
 #include "consentd/json_text.hpp"
+#include "proto/endpoint.hpp"
 
 namespace optgate::ctl {
 
@@ -44,24 +45,19 @@ std::optional<ApiTarget> api_target(const po::variables_map& vm) {
     else if (const char* e = std::getenv("OPTGATE_SERVER"); e && *e)
         server = e;
     ApiTarget t;
-    for (size_t from = 0;;) {
-        const size_t comma = server.find(',', from);
-        std::string one = server.substr(from, comma == std::string::npos ? std::string::npos : comma - from);
-        while (!one.empty() && one.front() == ' ') one.erase(0, 1);
-        while (!one.empty() && one.back() == ' ') one.pop_back();
+    const auto urls = proto::split_comma_list(server);
+    if (urls.size() > proto::Endpoint::kMaxList) {
+        std::fprintf(stderr, "optgatectl: more than %zu consentd URLs\n", proto::Endpoint::kMaxList);
+        return std::nullopt;
+    }
+    for (const auto one : urls) {
         const auto url = boost::urls::parse_uri(one);
         if (!url || url->scheme() != "http" || url->host_address().empty()) {
-            std::fprintf(stderr, "optgatectl: '%s' is not an http:// URL of consentd\n", one.c_str());
+            std::fprintf(stderr, "optgatectl: '%.*s' is not an http:// URL of consentd\n", int(one.size()), one.data());
             return std::nullopt;
         }
         t.servers.push_back({url->host_address(), url->has_port() ? std::string(url->port()) : "80",
                              std::string(url->encoded_host_and_port())});
-        if (t.servers.size() > 16) {
-            std::fprintf(stderr, "optgatectl: more than 16 consentd URLs\n");
-            return std::nullopt;
-        }
-        if (comma == std::string::npos) break;
-        from = comma + 1;
     }
 
     if (vm.count("token")) {

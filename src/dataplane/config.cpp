@@ -133,17 +133,10 @@ void read_control(const Value& v, Config& c, Diagnostics& d, const std::string& 
                 for (const auto& item : *list)
                     if (const auto t = as_text(item, d)) items.push_back(*t);
         } else if (const auto t = as_text(*x, d)) {
-            for (size_t from = 0;;) {
-                const size_t comma = t->find(',', from);
-                items.push_back(t->substr(from, comma == std::string::npos ? std::string::npos : comma - from));
-                if (comma == std::string::npos) break;
-                from = comma + 1;
-            }
+            for (const auto item : proto::split_comma_list(*t)) items.emplace_back(item);
         }
         std::string joined;
-        for (auto& item : items) {
-            while (!item.empty() && item.front() == ' ') item.erase(0, 1);
-            while (!item.empty() && item.back() == ' ') item.pop_back();
+        for (const auto& item : items) {
             // A Unix socket path is relative to the config file like every path.
             const bool unix_path = !item.starts_with("unix:") && item.find('/') != std::string::npos;
             if (!joined.empty()) joined += ',';

@@ -87,7 +87,8 @@ struct ControlClient::Impl {
     std::optional<size_t> last_welcome;  // the endpoint of the last welcome
     const Endpoint& endpoint() const { return opts.endpoints[current]; }
     std::vector<uint8_t> buf;
-    std::vector<std::string> last_logged;  // per endpoint: the last error logged
+    std::vector<std::string> last_logged = std::vector<std::string>(
+        opts.endpoints.size());  // per endpoint: the last error logged
 
     // ---- the current connection attempt (io thread) ----
     struct Attempt {
@@ -137,7 +138,6 @@ struct ControlClient::Impl {
             st.last_error = e;
         }
         // A consentd that stays down would otherwise log every retry.
-        last_logged.resize(opts.endpoints.size());
         if (e != last_logged[current]) log(e);
         last_logged[current] = e;
     }

@@ -52,15 +52,29 @@ std::optional<Endpoint> Endpoint::parse(std::string_view text, std::string& erro
     return e;
 }
 
-std::optional<std::vector<Endpoint>> Endpoint::parse_list(std::string_view text, std::string& error) {
-    std::vector<Endpoint> list;
+std::vector<std::string_view> split_comma_list(std::string_view text) {
+    std::vector<std::string_view> items;
     for (;;) {
         const size_t comma = text.find(',');
         std::string_view item = text.substr(0, comma);
         while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
         while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+        items.push_back(item);
+        if (comma == std::string_view::npos) return items;
+        text.remove_prefix(comma + 1);
+    }
+}
+
+std::optional<std::vector<Endpoint>> Endpoint::parse_list(std::string_view text, std::string& error) {
+    const auto items = split_comma_list(text);
+    if (items.size() > kMaxList) {
+        error = "more than " + std::to_string(kMaxList) + " endpoints";
+        return std::nullopt;
+    }
+    std::vector<Endpoint> list;
+    for (const auto item : items) {
         if (item.empty()) {
-            error = list.empty() && comma == std::string_view::npos ? "no endpoint" : "an empty endpoint in the list";
+            error = items.size() == 1 ? "no endpoint" : "an empty endpoint in the list";
             return std::nullopt;
         }
         auto e = parse(item, error);
@@ -71,13 +85,8 @@ std::optional<std::vector<Endpoint>> Endpoint::parse_list(std::string_view text,
                 return std::nullopt;
             }
         list.push_back(std::move(*e));
-        if (list.size() > kMaxList) {
-            error = "more than " + std::to_string(kMaxList) + " endpoints";
-            return std::nullopt;
-        }
-        if (comma == std::string_view::npos) return list;
-        text.remove_prefix(comma + 1);
     }
+    return list;
 }
 
 std::string Endpoint::to_string(const std::vector<Endpoint>& list) {

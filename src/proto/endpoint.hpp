@@ -38,4 +38,9 @@ struct Endpoint {
     bool is_loopback() const;
 };
 
+// The items of a comma-separated list, spaces around each removed; an
+// empty item stays (as ""), for the caller to refuse. "" is one empty item.
+// Shared by the endpoint lists and optgatectl's list of consentd URLs.
+std::vector<std::string_view> split_comma_list(std::string_view text);
+
 }  // namespace optgate::proto

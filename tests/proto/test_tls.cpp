@@ -112,6 +112,8 @@ TEST_CASE("endpoint lists: comma-separated, each parsed, none twice, at most 16"
     CHECK((*l)[2].port == 8471);
     CHECK(proto::Endpoint::to_string(*l) == "/run/a.sock,[::1]:8471,consentd-2.example:8471");
     CHECK(proto::Endpoint::parse_list("127.0.0.1:1", why)->size() == 1);
+    CHECK(proto::split_comma_list(" a , b,") == std::vector<std::string_view>{"a", "b", ""});
+    CHECK(proto::split_comma_list("") == std::vector<std::string_view>{""});
 
     CHECK_FALSE(proto::Endpoint::parse_list("", why));
     CHECK(why == "no endpoint");
