@@ -35,8 +35,8 @@
 #include <thread>
 #include <vector>
 
+#include "consentd/database.hpp"
 #include "consentd/sha256.hpp"
-#include "consentd/sqlite.hpp"
 #include "consentd/verify.hpp"
 
 namespace asio = boost::asio;

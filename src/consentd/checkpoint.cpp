@@ -42,7 +42,7 @@ CheckpointReport verify_checkpoints(const std::string& database, const std::stri
         }
         Database db(database, Database::Mode::read_only);
         check_schema(db);
-        db.exec("BEGIN");  // one snapshot
+        db.begin_read();  // one snapshot
         uint64_t head_seq = 0;
         {
             auto st = db.prepare("SELECT max(seq) FROM events");

@@ -16,8 +16,8 @@
 #include <string>
 
 #include "consentd/checkpoint.hpp"
+#include "consentd/database.hpp"
 #include "consentd/ledger_service.hpp"
-#include "consentd/sqlite.hpp"
 
 namespace optgate::consentd {
 

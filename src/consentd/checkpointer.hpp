@@ -26,7 +26,7 @@
 #include <mutex>
 #include <thread>
 
-#include "consentd/sqlite.hpp"
+#include "consentd/database.hpp"
 
 namespace optgate::consentd {
 

@@ -160,8 +160,28 @@ void read_checkpoints(const Value& v, Config& c, Diagnostics& d, const std::stri
 }
 
 void read_ledger(const Value& v, Config& c, Diagnostics& d, const std::string& base_dir) {
-    const MapReader m(v, "'ledger'", {"max_batch", "history_limit", "checkpoints"}, d);
+    const MapReader m(v, "'ledger'", {"backend", "dsn", "max_batch", "history_limit", "checkpoints"}, d);
     if (!m.is_map()) return;
+    if (const auto x = m.get("backend")) {
+        if (const auto t = as_text(*x, d)) {
+            if (*t == "postgresql")
+                c.backend = Backend::postgresql;
+            else if (*t != "sqlite")
+                d.error(x->at, "'backend' must be sqlite or postgresql, not '" + *t + "'");
+        }
+    }
+    if (const auto x = m.get("dsn")) {
+        if (const auto t = as_text(*x, d)) {
+            if (c.backend != Backend::postgresql)
+                d.error(x->at, "'dsn' is for 'backend: postgresql'; an SQLite ledger is named by 'database'");
+            else if (t->empty())
+                d.error(x->at, "'dsn' must name a PostgreSQL database, like \"host=/run/postgresql dbname=optgate\"");
+            else
+                c.database = t->starts_with("postgresql://") || t->starts_with("postgres://") ? *t : "postgresql:" + *t;
+        }
+    } else if (c.backend == Backend::postgresql) {
+        d.error(v.at, "'backend: postgresql' needs 'dsn', like \"host=/run/postgresql dbname=optgate\"");
+    }
     if (const auto x = m.get("max_batch"))
         if (const auto n = as_integer(*x, d, 1, 1000000)) c.max_batch = *n;
     if (const auto x = m.get("history_limit"))
@@ -236,17 +256,32 @@ LoadedConfig load_config_text(std::string_view yaml, const std::string& name, co
         const Value top{*root, location_of(*root), "the consentd config"};
         const MapReader m(top, "the consentd config",
                           {"listen", "database", "policy", "tokens", "limits", "ledger", "dataplanes", "receipts",
-                           "radius", "disclosures", "portal"},
+                           "radius", "disclosures", "portal", "pseudonym_keys"},
                           d);
         if (m.is_map()) {
             if (const auto v = m.get("listen")) read_listen(*v, c, d);
-            if (const auto v = m.require("database"))
-                if (const auto t = as_text(*v, d)) c.database = resolve_path(*t, base_dir);
+            // The ledger's store first: 'database' names an SQLite file,
+            // 'ledger: {backend: postgresql, dsn: ...}' a PostgreSQL one.
+            if (const auto v = m.get("ledger")) read_ledger(*v, c, d, base_dir);
+            if (c.backend == Backend::sqlite) {
+                if (const auto v = m.require("database"))
+                    if (const auto t = as_text(*v, d)) c.database = resolve_path(*t, base_dir);
+            } else if (const auto v = m.get("database")) {
+                d.error(v->at, "'database' names an SQLite ledger; with 'backend: postgresql' the ledger is 'dsn'");
+            }
+            if (const auto v = m.get("pseudonym_keys")) {
+                if (const auto t = as_text(*v, d)) c.pseudonym_keys = resolve_path(*t, base_dir);
+            } else if (c.backend == Backend::postgresql) {
+                d.error(top.at,
+                        "'backend: postgresql' needs 'pseudonym_keys': a file, the same on every consentd "
+                        "of the ledger (docs/scale-out.md)");
+            } else if (!c.database.empty()) {
+                c.pseudonym_keys = c.database + ".pseudonym-keys";
+            }
             if (const auto v = m.require("policy"))
                 if (const auto t = as_text(*v, d)) c.policy = resolve_path(*t, base_dir);
             if (const auto v = m.require("tokens")) read_tokens(*v, c, d);
             if (const auto v = m.get("limits")) read_limits(*v, c, d);
-            if (const auto v = m.get("ledger")) read_ledger(*v, c, d, base_dir);
             if (const auto v = m.get("dataplanes")) read_dataplane_config(*v, c.dataplanes, d, base_dir);
             if (const auto v = m.get("receipts")) read_receipts(*v, c, d);
             if (const auto v = m.get("radius")) read_radius_config(*v, c.radius, d);

@@ -13,6 +13,7 @@
 
 #include "consentd/auth.hpp"
 #include "consentd/checkpoint.hpp"
+#include "consentd/database.hpp"
 #include "consentd/dataplane_config.hpp"
 #include "consentd/policy_history.hpp"
 #include "consentd/portal_config.hpp"
@@ -46,8 +47,15 @@ struct Config {
     std::string file;  // the config file itself
     std::string listen_address = "127.0.0.1";
     uint16_t port = 8470;
-    std::string database;  // absolute, or relative to the config file's directory
-    std::string policy;    // same
+    // The ledger's store (database.hpp): an SQLite file, absolute or
+    // relative to the config file's directory; or, with backend
+    // postgresql, "postgresql:" + the dsn (a postgresql:// URI as given).
+    Backend backend = Backend::sqlite;
+    std::string database;
+    // The collectors' pseudonym keys (pseudonym_keys.hpp): beside an SQLite
+    // ledger unless given; required with PostgreSQL.
+    std::string pseudonym_keys;
+    std::string policy;  // same
     std::vector<Token> tokens;
     Limits limits;
     size_t max_batch = 4096;     // requests per group commit

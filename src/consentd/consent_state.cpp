@@ -70,8 +70,46 @@ void ConsentState::emit_upserts(const Subscriber& s, std::vector<proto::TableCha
         if (bindings_.at(p).active) out->push_back({proto::TableChange::Op::upsert, binding_key(p), s.mask});
 }
 
+void ConsentState::begin_undo() {
+    journal_.clear();
+    created_.clear();
+    journaling_ = true;
+}
+
+void ConsentState::end_undo() {
+    journaling_ = false;
+    journal_.clear();
+    created_.clear();
+}
+
+void ConsentState::remember_subscriber(std::string_view id) {
+    if (journaling_ && !subscribers_.contains(id)) created_.emplace_back(id);
+}
+
+void ConsentState::undo() {
+    journaling_ = false;
+    for (auto it = journal_.rbegin(); it != journal_.rend(); ++it) {
+        if (it->consent)
+            set_consent(it->subscriber, it->purpose, it->was_granted, nullptr);
+        else if (it->holder)
+            bind(it->binding, *it->holder, nullptr);
+        else
+            unbind(it->binding, nullptr);
+    }
+    for (const auto& id : created_) {
+        const auto s = subscribers_.find(id);
+        if (s != subscribers_.end() && s->second.granted.empty() && s->second.bindings.empty()) subscribers_.erase(s);
+    }
+    journal_.clear();
+    created_.clear();
+}
+
 bool ConsentState::set_consent(std::string_view id, std::string_view purpose, bool granted,
                                std::vector<proto::TableChange>* out) {
+    if (journaling_) {
+        remember_subscriber(id);
+        journal_.push_back(Undo{true, std::string(id), std::string(purpose), this->granted(id, purpose), {}, {}});
+    }
     Subscriber& s = subscriber(id);
     const uint16_t pid = intern(purpose);
     const auto it = std::find(s.granted.begin(), s.granted.end(), pid);
@@ -107,6 +145,7 @@ const std::string* ConsentState::holder(const Prefix& binding) const {
 void ConsentState::unbind(const Prefix& binding, std::vector<proto::TableChange>* out) {
     const auto it = bindings_.find(binding);
     if (it == bindings_.end()) return;
+    if (journaling_) journal_.push_back(Undo{false, {}, {}, false, binding, *it->second.holder->id});
     auto& list = it->second.holder->bindings;
     list.erase(std::find(list.begin(), list.end(), binding));
     if (it->second.active) {
@@ -117,6 +156,12 @@ void ConsentState::unbind(const Prefix& binding, std::vector<proto::TableChange>
 }
 
 void ConsentState::bind(const Prefix& binding, std::string_view id, std::vector<proto::TableChange>* out) {
+    if (journaling_) {
+        remember_subscriber(id);
+        const std::string* before = holder(binding);
+        journal_.push_back(
+            Undo{false, {}, {}, false, binding, before ? std::optional<std::string>(*before) : std::nullopt});
+    }
     Subscriber& s = subscriber(id);
     auto [it, fresh] = bindings_.try_emplace(binding);
     Binding& b = it->second;

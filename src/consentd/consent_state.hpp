@@ -58,6 +58,16 @@ public:
     // The subscriber holding `binding`, or null.
     const std::string* holder(const Prefix& binding) const;
 
+    // A batch that may fail (LedgerService): between begin_undo() and
+    // end_undo() every change above is remembered, so that undo() puts the
+    // state back exactly as it was at begin_undo() (the table changes it
+    // causes are not reported: nobody heard of the batch's). Without it a
+    // failed commit would need the state read again from the ledger, which
+    // may be out of reach just then (PostgreSQL restarting).
+    void begin_undo();
+    void end_undo();
+    void undo();  // and ends
+
     // Installs a policy: recomputes every mask and which bindings are active.
     // Returns whether table_version() changed: data planes need a full resync.
     bool set_policy(std::shared_ptr<const Policy> policy);
@@ -104,6 +114,20 @@ private:
     std::unordered_map<std::string, Subscriber, StringHash, std::equal_to<>> subscribers_;
     std::unordered_map<Prefix, Binding, PrefixHash> bindings_;
     size_t active_bindings_ = 0;
+
+    // What undo() needs of each change, newest last.
+    struct Undo {
+        bool consent = false;               // set_consent; otherwise bind or unbind
+        std::string subscriber;             // consent: whose
+        std::string purpose;                // consent: which
+        bool was_granted = false;           // consent: before
+        Prefix binding{};                   // bind/unbind: which
+        std::optional<std::string> holder;  // bind/unbind: before (nullopt: unbound)
+    };
+    void remember_subscriber(std::string_view id);  // one undo() erases again if it ends empty
+    bool journaling_ = false;
+    std::vector<Undo> journal_;
+    std::vector<std::string> created_;  // subscribers the batch created
 };
 
 template <class Fn>

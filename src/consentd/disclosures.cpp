@@ -35,12 +35,13 @@ std::string key_address(const DisclosureEntry& e, const Policy& policy) {
 }  // namespace
 
 void create_disclosure_tables(Database& db) {
-    db.exec("BEGIN IMMEDIATE");
+    if (db.postgresql()) return;  // created with the ledger (kPgSchema)
+    db.begin_write();
     try {
         db.exec(kDisclosureSchema);
-        db.exec("COMMIT");
+        db.commit();
     } catch (...) {
-        sqlite3_exec(db.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+        db.rollback();
         throw;
     }
 }
@@ -103,11 +104,13 @@ DisclosureStore::DisclosureStore(const std::string& database, DisclosureOptions 
                                  PolicySource policy)
     : db_(database, Database::Mode::read_write), options_(options), metrics_(metrics), policy_(std::move(policy)) {
     check_schema(db_);
-    // Per connection: a report is acknowledged only once its commit is on disk.
-    db_.exec("PRAGMA synchronous = FULL");
-    // Nobody waits on this thread but data planes' acks: outwait a large
-    // import's commit rather than fail the batch.
-    sqlite3_busy_timeout(db_.handle(), 60000);
+    if (!db_.postgresql()) {
+        // Per connection: a report is acknowledged only once its commit is on disk.
+        db_.exec("PRAGMA synchronous = FULL");
+        // Nobody waits on this thread but data planes' acks: outwait a large
+        // import's commit rather than fail the batch.
+        sqlite3_busy_timeout(db_.handle(), 60000);
+    }
     create_disclosure_tables(db_);
     insert_report_ = db_.prepare(
         "INSERT INTO disclosure_reports (dataplane, reporter, seq, day, start_ms, end_ms, entries, "
@@ -236,15 +239,15 @@ void DisclosureStore::store_batch(std::vector<Pending>& batch) {
         const auto policy = policy_();
         std::vector<Attributed> attributed;
         attributed.reserve(batch.size());
-        db_.exec("BEGIN");
+        db_.begin_read();
         try {
             for (const auto& p : batch) attributed.push_back(attribute_report(p.report, *policy));
-            db_.exec("COMMIT");
+            db_.commit();
         } catch (...) {
-            sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+            db_.rollback();
             throw;
         }
-        db_.exec("BEGIN IMMEDIATE");
+        db_.begin_write();
         for (size_t i = 0; i < batch.size(); ++i) {
             if (!store_one(batch[i].report, attributed[i], *policy)) {
                 ++t.duplicates;
@@ -253,10 +256,10 @@ void DisclosureStore::store_batch(std::vector<Pending>& batch) {
             ++t.stored;
             for (unsigned a = 0; a < 3; ++a) t.entries[a] += attributed[i].entries[a];
         }
-        db_.exec("COMMIT");
+        db_.commit();
     } catch (const std::exception& e) {
         ok = false;
-        sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+        db_.rollback();
         for (Statement* st : {&insert_report_, &history_, &upsert_subscriber_, &upsert_unattributed_}) st->reset();
         log_error("disclosures: storing " + std::to_string(batch.size()) +
                   " reports failed, nothing stored (data planes send them again): " + e.what());
@@ -309,7 +312,7 @@ bool DisclosureStore::store_one(const DisclosureReport& r, const Attributed& a, 
         .bind(7, int64_t(r.batch.entries.size()))
         .bind(8, to_sql(r.batch.overflowed));
     insert_report_.run();
-    if (sqlite3_changes(db_.handle()) == 0) return false;  // counted when it first came
+    if (db_.changes() == 0) return false;  // counted when it first came
     for (const auto& [k, s] : a.sums) {
         const auto& [attribution, holder, destination, identifier] = k;
         const std::string purpose = destination_purpose(policy, destination);
@@ -365,17 +368,17 @@ Attribution DisclosureStore::attribute(const std::string& address, const std::st
 size_t DisclosureStore::prune(std::chrono::sys_days today) {
     const std::string cutoff = day_text(today - std::chrono::days(options_.retention_days));
     size_t removed = 0;
-    db_.exec("BEGIN IMMEDIATE");
+    db_.begin_write();
     try {
         for (const char* table : {"disclosures", "disclosures_unattributed", "disclosure_reports"}) {
             auto st = db_.prepare(std::string("DELETE FROM ") + table + " WHERE day < ?1");
             st.bind(1, cutoff);
             st.run();
-            removed += size_t(sqlite3_changes(db_.handle()));
+            removed += size_t(db_.changes());
         }
-        db_.exec("COMMIT");
+        db_.commit();
     } catch (...) {
-        sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+        db_.rollback();
         throw;
     }
     if (removed) metrics_.count_disclosures_pruned(removed);
@@ -394,7 +397,7 @@ DisclosureReader::DisclosureReader(const std::string& database) : db_(database, 
 std::optional<std::vector<DisclosureRow>> DisclosureReader::subscriber(const std::string& id, const std::string& from,
                                                                        const std::string& to) {
     // One read transaction: both queries see the same commit.
-    db_.exec("BEGIN");
+    db_.begin_read();
     struct End {
         DisclosureReader& r;
         explicit End(DisclosureReader& reader) : r(reader) {}
@@ -403,7 +406,7 @@ std::optional<std::vector<DisclosureRow>> DisclosureReader::subscriber(const std
         ~End() {
             r.known_.reset();
             r.rows_.reset();
-            sqlite3_exec(r.db_.handle(), "COMMIT", nullptr, nullptr, nullptr);
+            r.db_.end_read();
         }
     } end(*this);
     known_.bind(1, id);

@@ -46,9 +46,9 @@
 #include <thread>
 #include <vector>
 
+#include "consentd/database.hpp"
 #include "consentd/disclosure_sink.hpp"
 #include "consentd/metrics.hpp"
-#include "consentd/sqlite.hpp"
 #include "core/policy.hpp"
 
 namespace optgate::consentd {

@@ -13,11 +13,7 @@
 
 namespace optgate::consentd {
 
-bool has_table(Database& db, std::string_view name) {
-    auto st = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1");
-    st.bind(1, name);
-    return st.step();
-}
+bool has_table(Database& db, std::string_view name) { return db.has_table(name); }
 
 Event event_from_row(const Statement& st) {
     Event e;
@@ -53,38 +49,10 @@ void check_schema(Database& db) {
 // The writer's connection gathers each commit's WAL frames into one write
 // (wal_write_buffer.hpp); every other connection uses SQLite's default VFS.
 Ledger::Ledger(const std::string& path) : db_(path, Database::Mode::read_write_create, wal_write_buffer_vfs()) {
-    {
-        auto st = db_.prepare("PRAGMA journal_mode = WAL");
-        if (!st.step() || st.text(0) != "wal")
-            throw std::runtime_error("'" + path + "': cannot switch the database to WAL mode");
-    }
-    // FULL: a commit is on disk (WAL fsync'd) before commit() returns.
-    db_.exec("PRAGMA synchronous = FULL");
-    db_.exec("PRAGMA cache_size = -65536");            // 64 MiB: imports touch big indexes
-    db_.exec("PRAGMA journal_size_limit = 67108864");  // truncate a WAL grown by an import
-    // events.action's CHECK cannot fail for rows written here (append()
-    // writes to_string of the enum), and SQLite evaluates its four-value IN
-    // list by building a temporary index on every insert: about a sixth of
-    // an event's insert. Off for this connection only: any other writer
-    // (sqlite3, tools) still gets the CHECK, and verify-ledger refuses an
-    // unknown action.
-    db_.exec("PRAGMA ignore_check_constraints = ON");
-    if (!has_table(db_, "meta")) {
-        db_.exec("BEGIN IMMEDIATE");
-        try {
-            db_.exec(kLedgerSchema);
-            auto st = db_.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('hash', ?2)");
-            st.bind(1, std::to_string(kSchemaVersion)).bind(2, std::string_view("sha256, optgate-ledger-v1"));
-            st.run();
-            db_.exec("COMMIT");
-        } catch (...) {
-            db_.exec("ROLLBACK");
-            throw;
-        }
-    }
-    check_schema(db_);
-    migrate_schema(db_);         // side tables of an older consentd's layout
-    create_policy_history(db_);  // additive: older ledgers gain it
+    if (db_.postgresql())
+        open_postgresql();
+    else
+        open_sqlite(path);
     policy_record_ = latest_policy_record(db_);
     insert_event_ = db_.prepare(
         "INSERT INTO events (seq, time, subscriber, action, purpose, address, source, notice_version, credential, "
@@ -104,11 +72,64 @@ Ledger::Ledger(const std::string& path) : db_(path, Database::Mode::read_write_c
     load_head();
 }
 
+void Ledger::open_sqlite(const std::string& path) {
+    {
+        auto st = db_.prepare("PRAGMA journal_mode = WAL");
+        if (!st.step() || st.text(0) != "wal")
+            throw std::runtime_error("'" + path + "': cannot switch the database to WAL mode");
+    }
+    // FULL: a commit is on disk (WAL fsync'd) before commit() returns.
+    db_.exec("PRAGMA synchronous = FULL");
+    db_.exec("PRAGMA cache_size = -65536");            // 64 MiB: imports touch big indexes
+    db_.exec("PRAGMA journal_size_limit = 67108864");  // truncate a WAL grown by an import
+    // events.action's CHECK cannot fail for rows written here (append()
+    // writes to_string of the enum), and SQLite evaluates its four-value IN
+    // list by building a temporary index on every insert: about a sixth of
+    // an event's insert. Off for this connection only: any other writer
+    // (sqlite3, tools) still gets the CHECK, and verify-ledger refuses an
+    // unknown action.
+    db_.exec("PRAGMA ignore_check_constraints = ON");
+    if (!has_table(db_, "meta")) create(kLedgerSchema);
+    check_schema(db_);
+    migrate_schema(db_);         // side tables of an older consentd's layout
+    create_policy_history(db_);  // additive: older ledgers gain it
+}
+
+void Ledger::open_postgresql() {
+    // One writer per ledger: the session that holds the lock. PostgreSQL
+    // frees it when the session ends, however it ends.
+    lock_writer();
+    if (!has_table(db_, "meta")) create(kPgSchema);
+    check_schema(db_);
+}
+
+void Ledger::lock_writer() {
+    if (!db_.pg()->try_lock(kWriterLock))
+        throw std::runtime_error("another consentd is using " + db_.path() +
+                                 " (it holds the ledger's writer lock, a PostgreSQL advisory lock)");
+    locked_session_ = db_.session();
+}
+
+void Ledger::create(std::string_view schema) {
+    db_.begin_write();
+    try {
+        db_.exec(schema);
+        auto st = db_.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('hash', ?2)");
+        st.bind(1, std::to_string(kSchemaVersion)).bind(2, std::string_view("sha256, optgate-ledger-v1"));
+        st.run();
+        db_.commit();
+    } catch (...) {
+        db_.rollback();
+        throw;
+    }
+}
+
 Ledger::~Ledger() {
     if (wal_fd_ >= 0) ::close(wal_fd_);
 }
 
 bool Ledger::defer_sync() {
+    if (db_.postgresql()) return false;  // a commit is durable when it returns
     if (wal_fd_ >= 0) return true;
     // The file SQLite writes the WAL to (symbolic links resolved as it does).
     const char* wal = sqlite3_filename_wal(sqlite3_db_filename(db_.handle(), "main"));
@@ -168,13 +189,31 @@ void Ledger::load_head() {
 }
 
 void Ledger::begin() {
-    db_.exec("BEGIN IMMEDIATE");
+    db_.begin_write();
     open_ = true;
+    // A new PostgreSQL session (the old one was lost) holds no lock yet:
+    // take it again before writing, or stop if another consentd took it.
+    if (db_.postgresql() && locked_session_ != db_.session()) lock_writer();
     // The chain continues from our head only if nobody else appended: a
     // second writer on the same file would fork it.
     uint64_t stored = 0;
-    if (head_.step()) stored = uint64_t(head_.int64(0));
+    std::string stored_hash;
+    if (head_.step()) {
+        stored = uint64_t(head_.int64(0));
+        stored_hash = head_.text(1);
+    }
     head_.reset();
+    if (in_doubt_) {
+        if (stored != seq_ && stored == in_doubt_->first && stored_hash == in_doubt_->second) {
+            const auto d = digest_from_hex(stored_hash);
+            if (!d) throw std::runtime_error("event " + std::to_string(stored) + " has a malformed hash");
+            seq_ = pending_seq_ = stored;
+            hash_ = pending_hash_ = *d;
+            hash_hex_ = pending_hash_hex_ = stored_hash;
+            adopted_ = true;
+        }
+        in_doubt_.reset();  // recorded (adopted) or not (the head is ours)
+    }
     if (stored != seq_)
         throw std::runtime_error("the ledger's last event is " + std::to_string(stored) + ", expected " +
                                  std::to_string(seq_) + ": another process is writing to this database");
@@ -234,7 +273,13 @@ void Ledger::append(Event& e) {
 }
 
 void Ledger::commit() {
-    db_.exec("COMMIT");
+    try {
+        db_.commit();
+    } catch (...) {
+        // The session went with the COMMIT: PostgreSQL may have recorded it.
+        if (db_.postgresql() && !db_.pg()->ok()) in_doubt_.emplace(pending_seq_, pending_hash_hex_);
+        throw;
+    }
     open_ = false;
     seq_ = pending_seq_;
     hash_ = pending_hash_;
@@ -247,8 +292,7 @@ void Ledger::rollback() noexcept {
     pending_hash_hex_ = hash_hex_;
     if (!open_) return;
     open_ = false;
-    // Fails only if SQLite already rolled back (e.g. after SQLITE_FULL).
-    sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+    db_.rollback();
 }
 
 void Ledger::record_policy(const std::optional<std::string>& text, const ReceiptIssuer& issuer) {
@@ -256,7 +300,7 @@ void Ledger::record_policy(const std::optional<std::string>& text, const Receipt
 }
 
 void Ledger::rebuild_derived(const LedgerFold& fold) {
-    db_.exec("BEGIN IMMEDIATE");
+    db_.begin_write();
     try {
         db_.exec("DELETE FROM consents; DELETE FROM bindings");
         for (const auto& [key, c] : fold.consents()) {
@@ -278,9 +322,9 @@ void Ledger::rebuild_derived(const LedgerFold& fold) {
                 .bind(6, b.credential);
             upsert_binding_.run();
         }
-        db_.exec("COMMIT");
+        db_.commit();
     } catch (...) {
-        sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+        db_.rollback();
         throw;
     }
 }

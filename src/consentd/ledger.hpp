@@ -1,4 +1,5 @@
-// The ledger: an SQLite database (WAL, every commit fsync'd) holding the
+// The ledger: a database (SQLite, WAL, every commit fsync'd; or PostgreSQL,
+// database.hpp) holding the
 // append-only `events` table, their hash chain, and the derived `consents`
 // and `bindings` tables kept in the same transaction as each event
 // (docs/consentd.md, "Ledger schema").
@@ -19,11 +20,12 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
+#include "consentd/database.hpp"
 #include "consentd/event.hpp"
 #include "consentd/fold.hpp"
 #include "consentd/policy_history.hpp"
-#include "consentd/sqlite.hpp"
 
 namespace optgate::consentd {
 
@@ -58,6 +60,13 @@ public:
     void commit();          // durable once it returns, or, with defer_sync(), once sync() returns
     void rollback() noexcept;
 
+    // PostgreSQL: the last commit() failed because the session was lost
+    // with the COMMIT in flight, so the server may have recorded it. The
+    // next begin() finds out: if the ledger ends with that commit's last
+    // event, the head moves to it and take_adopted() is true once.
+    bool in_doubt() const noexcept { return in_doubt_.has_value(); }
+    bool take_adopted() noexcept { return std::exchange(adopted_, false); }
+
     // Commits stop waiting for their fsync; sync() does it. False (and
     // commits stay synchronous=FULL) if the WAL file cannot be opened.
     // Between transactions.
@@ -86,7 +95,15 @@ public:
 
     Database& db() noexcept { return db_; }
 
+    // The advisory lock key of the writer's election on PostgreSQL (one
+    // ledger per database: PostgreSQL scopes advisory locks to a database).
+    static constexpr int64_t kWriterLock = 0x6f70746761746501;  // "optgate" 1
+
 private:
+    void open_sqlite(const std::string& path);
+    void open_postgresql();
+    void lock_writer();
+    void create(std::string_view schema);  // a new ledger: tables and meta rows
     void load_head();
 
     Database db_;
@@ -100,6 +117,9 @@ private:
     bool open_ = false;
     int wal_fd_ = -1;  // defer_sync(): the WAL file, for sync()
     std::shared_ptr<const PolicyRecord> policy_record_;
+    uint64_t locked_session_ = 0;                               // PostgreSQL: the session holding kWriterLock
+    std::optional<std::pair<uint64_t, std::string>> in_doubt_;  // seq and hash of a commit in doubt
+    bool adopted_ = false;
 };
 
 }  // namespace optgate::consentd

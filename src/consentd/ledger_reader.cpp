@@ -12,10 +12,10 @@ namespace {
 // commit; ended (COMMIT, nothing written) however the reader returns.
 class ReadTransaction {
 public:
-    explicit ReadTransaction(Database& db) : db_(db) { db_.exec("BEGIN"); }
+    explicit ReadTransaction(Database& db) : db_(db) { db_.begin_read(); }
     ReadTransaction(const ReadTransaction&) = delete;
     ReadTransaction& operator=(const ReadTransaction&) = delete;
-    ~ReadTransaction() { sqlite3_exec(db_.handle(), "COMMIT", nullptr, nullptr, nullptr); }
+    ~ReadTransaction() { db_.end_read(); }
 
 private:
     Database& db_;
@@ -57,7 +57,7 @@ AddressRecord LedgerReader::address(const std::string& binding, const std::optio
 std::optional<SubscriberRecord> LedgerReader::read_subscriber(const std::string& id, size_t history_limit,
                                                               uint64_t before) {
     // One read transaction: the four queries see the same commit.
-    db_.exec("BEGIN");
+    db_.begin_read();
     struct End {
         LedgerReader& r;
         explicit End(LedgerReader& reader) : r(reader) {}
@@ -65,7 +65,7 @@ std::optional<SubscriberRecord> LedgerReader::read_subscriber(const std::string&
         End& operator=(const End&) = delete;
         ~End() {
             for (Statement* st : {&r.count_, &r.consents_, &r.runs_, &r.bindings_, &r.history_}) st->reset();
-            sqlite3_exec(r.db_.handle(), "COMMIT", nullptr, nullptr, nullptr);
+            r.db_.end_read();
         }
     } end{*this};
 
@@ -148,8 +148,8 @@ AddressRecord LedgerReader::read_address(const std::string& binding, const std::
     // creates at start (disclosures.cpp): it attributes through the same history.
     {
         auto st = db_.prepare("SELECT " + std::string(kEventColumns) +
-                              " FROM events WHERE address = ?1 AND (?2 IS NULL OR time <= ?2) ORDER BY seq DESC "
-                              "LIMIT 1");
+                              " FROM events WHERE address = ?1 AND (CAST(?2 AS TEXT) IS NULL OR time <= ?2) "
+                              "ORDER BY seq DESC LIMIT 1");
         st.bind(1, binding).bind(2, at);
         if (st.step()) r.since = event_from_row(st);
     }

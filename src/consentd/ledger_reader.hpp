@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "consentd/database.hpp"
 #include "consentd/event.hpp"
 #include "consentd/fold.hpp"
 #include "consentd/policy_history.hpp"
-#include "consentd/sqlite.hpp"
 
 namespace optgate::consentd {
 

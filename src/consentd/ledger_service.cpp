@@ -57,14 +57,18 @@ LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<con
 LedgerService::~LedgerService() { stop(); }
 
 void LedgerService::start() {
-    try {
-        checkpointer_ = std::make_unique<Checkpointer>(ledger_->db(), options_.checkpoints);
-    } catch (const std::exception& e) {
-        // Slower commits, nothing worse: SQLite checkpoints on the writer.
-        log_warning(std::string("WAL checkpoints stay on the writer thread: ") + e.what());
+    // PostgreSQL has neither SQLite's WAL checkpoints nor a file to fsync:
+    // its commit returns once the change is durable (synchronous_commit).
+    if (!ledger_->db().postgresql()) {
+        try {
+            checkpointer_ = std::make_unique<Checkpointer>(ledger_->db(), options_.checkpoints);
+        } catch (const std::exception& e) {
+            // Slower commits, nothing worse: SQLite checkpoints on the writer.
+            log_warning(std::string("WAL checkpoints stay on the writer thread: ") + e.what());
+        }
+        if (!ledger_->defer_sync())
+            log_warning("cannot open the ledger's WAL file to fsync it: each commit waits for its own fsync");
     }
-    if (!ledger_->defer_sync())
-        log_warning("cannot open the ledger's WAL file to fsync it: each commit waits for its own fsync");
     syncer_ = std::thread([this] { run_sync(); });
     writer_ = std::thread([this] { run(); });
 }
@@ -225,19 +229,31 @@ void LedgerService::commit_batch(std::vector<Pending>& batch) {
     Batch b;
     b.time = format_utc_ms(std::chrono::system_clock::now());
     c.outcomes.reserve(batch.size());
+    // An import's undo journal would be as large as the import: that batch
+    // reads the state again from the ledger if it fails.
+    const bool undoable = std::none_of(batch.begin(), batch.end(),
+                                       [](const Pending& p) { return std::holds_alternative<ImportChange>(p.change); });
     {
         std::lock_guard lk(state_mu_);
         try {
             ledger_->begin();
+            if (ledger_->take_adopted()) adopt_commit_in_doubt();
+            if (undoable) state_.begin_undo();
             for (auto& p : batch) c.outcomes.push_back(apply(p, b));
             if (b.events || b.side_tables)
                 ledger_->commit();  // written; the sync thread makes it durable
             else
                 ledger_->rollback();  // nothing accepted: end the transaction
+            if (undoable) state_.end_undo();
         } catch (const std::exception& e) {
             c.failure = e.what();
+            c.in_doubt = ledger_->in_doubt();
             ledger_->rollback();
-            reload_state();
+            // The state may hold part of the batch: put it back as it was.
+            if (undoable)
+                state_.undo();
+            else
+                reload_state();
         }
         c.seq = ledger_->head_seq();
         c.subscribers = state_.subscriber_count();
@@ -279,10 +295,25 @@ void LedgerService::finish(Committed& c) {
         log_error("commit of " + std::to_string(c.requests.size()) +
                   " requests failed, nothing recorded: " + c.failure);
         metrics_.count_commit_failure();
+        // In doubt, the change may be in the ledger: a retry of a grant,
+        // revoke, bind or unbind that is already recorded changes nothing.
+        const std::string what = c.in_doubt ? "the ledger's answer to the commit was lost; it may have been recorded, "
+                                              "retry: "
+                                            : "the ledger could not commit; nothing was recorded, retry: ";
         for (auto& p : c.requests)
-            p.done(refused(Outcome::Status::unavailable, "ledger_unavailable",
-                           "the ledger could not commit; nothing was recorded, retry: " + c.failure));
+            p.done(refused(Outcome::Status::unavailable, "ledger_unavailable", what + c.failure));
     }
+}
+
+// The commit in doubt was recorded after all (Ledger::begin found its
+// events): its requests were refused and the state put back, so read the
+// state again from the ledger and send data planes the table whole.
+void LedgerService::adopt_commit_in_doubt() {
+    log_warning("the commit whose answer was lost is in the ledger after all (head " +
+                std::to_string(ledger_->head_seq()) + "): reading the state again and resending the table");
+    state_ = load_state(*ledger_, state_.policy_ptr());
+    std::lock_guard llk(listeners_mu_);
+    for (auto* l : listeners_) l->on_resync(ledger_->head_seq(), state_.policy_ptr(), state_.table_version());
 }
 
 void LedgerService::reload_state() {

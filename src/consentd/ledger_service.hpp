@@ -203,8 +203,9 @@ private:
     struct Committed {
         std::vector<Pending> requests;
         std::vector<Outcome> outcomes;
-        std::string failure;  // the commit failed: every request is refused with it
-        uint64_t seq = 0;     // the ledger's head after this batch
+        std::string failure;    // the commit failed: every request is refused with it
+        bool in_doubt = false;  // PostgreSQL lost the session with the COMMIT in flight
+        uint64_t seq = 0;       // the ledger's head after this batch
         std::vector<proto::TableChange> deltas;
         std::array<uint64_t, kActionCount> counts{};
         size_t events = 0;
@@ -221,6 +222,7 @@ private:
     void commit_batch(std::vector<Pending>& batch);
     void finish(Committed& c);
     void install_policy(Pending& p);
+    void adopt_commit_in_doubt();
     Outcome apply(Pending& p, Batch& b);
     Outcome apply_consent(const ConsentChange& c, const std::string& credential, Batch& b);
     Outcome apply_bind(const BindChange& c, const std::string& credential, Batch& b);

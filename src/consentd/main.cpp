@@ -129,20 +129,23 @@ int check_config(const std::string& path) {
     auto l = load(path);
     if (!l) return 1;
     bool ok = l->ok;
-    const auto dir = std::filesystem::path(l->config.database).parent_path();
+    const bool pg = l->config.backend == Backend::postgresql;
+    const auto dir = pg ? std::filesystem::path() : std::filesystem::path(l->config.database).parent_path();
     std::string ledger = "new";
     if (!dir.empty() && !std::filesystem::is_directory(dir)) {
         std::fprintf(stderr, "%s: the database directory %s does not exist\n", path.c_str(), dir.c_str());
         ok = false;
-    } else if (std::filesystem::exists(l->config.database)) {
-        // An existing file must be a ledger this consentd reads; the chain
-        // itself is verify-ledger's job.
+    } else if (pg || std::filesystem::exists(l->config.database)) {
+        // An existing ledger must be one this consentd reads; the chain
+        // itself is verify-ledger's job. PostgreSQL: the server must answer.
         try {
             Database db(l->config.database, Database::Mode::read_only);
-            check_schema(db);
-            auto st = db.prepare("SELECT count(*) FROM events");
-            st.step();
-            ledger = std::to_string(st.int64(0)) + " events";
+            if (!pg || db.has_table("meta")) {  // an empty PostgreSQL database is a new ledger
+                check_schema(db);
+                auto st = db.prepare("SELECT count(*) FROM events");
+                st.step();
+                ledger = std::to_string(st.int64(0)) + " events";
+            }
         } catch (const std::exception& e) {
             std::fprintf(stderr, "%s: database: %s\n", path.c_str(), e.what());
             ok = false;
@@ -155,8 +158,8 @@ int check_config(const std::string& path) {
                                  : "";
     std::printf("%s: ok: listen %s:%u, %zu tokens, database %s (%s), policy %s (%zu purposes), data planes %s%s\n",
                 path.c_str(), l->config.listen_address.c_str(), unsigned(l->config.port), l->config.tokens.size(),
-                l->config.database.c_str(), ledger.c_str(), l->config.policy.c_str(), l->policy->purposes.size(),
-                dataplane_listeners(l->config.dataplanes).c_str(), radius.c_str());
+                printable_locator(l->config.database).c_str(), ledger.c_str(), l->config.policy.c_str(),
+                l->policy->purposes.size(), dataplane_listeners(l->config.dataplanes).c_str(), radius.c_str());
     if (const auto& c = l->config.checkpoints)
         std::printf("%s: checkpoints: key %s, to %s every %llu events or %llds\n", path.c_str(),
                     CheckpointKey::load_private(c->key).id().c_str(), c->file.c_str(),
@@ -228,7 +231,8 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     auto l = load(config_path);
     if (!l || !l->ok) return 1;
     const Config& config = l->config;
-    if (!lock_ledger(config.database)) return 1;
+    // PostgreSQL: the writer's advisory lock, taken by the Ledger.
+    if (config.backend == Backend::sqlite && !lock_ledger(config.database)) return 1;
     if (!config.receipts.controller_name)
         log_warning("no 'receipts' section in " + config_path +
                     ": consent receipts will not name the controller, jurisdiction or privacy policy "
@@ -241,7 +245,7 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     std::unique_ptr<LedgerService> service;
     try {
         auto ledger = std::make_unique<Ledger>(config.database);
-        if (!check_ledger(*ledger, config.database, rebuild)) return 1;
+        if (!check_ledger(*ledger, printable_locator(config.database), rebuild)) return 1;
         if (config.checkpoints) {
             try {
                 checkpoints.emplace(ioc, config.database, *config.checkpoints);
@@ -277,7 +281,7 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     // change without a rotation).
     std::optional<PseudonymKeyStore> pseudonym_keys;
     try {
-        pseudonym_keys.emplace(config.database + ".pseudonym-keys");
+        pseudonym_keys.emplace(config.pseudonym_keys);
     } catch (const std::exception& e) {
         log_error(std::string("refusing to start: ") + e.what());
         return 1;
@@ -393,9 +397,10 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     };
     signals.async_wait(on_signal);
 
-    log_info("listening on " + config.listen_address + ":" + std::to_string(port) + "; ledger " + config.database +
-             " at event " + std::to_string(service->head_seq()) + "; policy " + config.policy + " (" +
-             std::to_string(l->policy->purposes.size()) + " purposes); data planes on " + dataplanes.describe());
+    log_info("listening on " + config.listen_address + ":" + std::to_string(port) + "; ledger " +
+             printable_locator(config.database) + " at event " + std::to_string(service->head_seq()) + "; policy " +
+             config.policy + " (" + std::to_string(l->policy->purposes.size()) + " purposes); data planes on " +
+             dataplanes.describe());
     // Last: a test (or script) that waits for the port file finds the line
     // above in the log already, with the data-plane port it names.
     if (!port_file.empty()) write_port_file(port_file, port);

@@ -91,24 +91,55 @@ void PgConnection::exec(std::string_view sql) {
     if (!r || !succeeded(r.get())) throw_result(conn_, r.get(), "PostgreSQL");
 }
 
-PgResult PgConnection::query(std::string_view sql, const std::vector<PgValue>& params) {
-    const std::string text = pg_placeholders(sql);
-    std::vector<std::string> storage(params.size());
-    std::vector<const char*> values(params.size(), nullptr);
-    for (size_t i = 0; i < params.size(); ++i) {
-        if (const auto* n = std::get_if<std::int64_t>(&params[i])) {
-            storage[i] = std::to_string(*n);
-            values[i] = storage[i].c_str();
-        } else if (const auto* s = std::get_if<std::string>(&params[i])) {
-            values[i] = s->c_str();
+namespace {
+
+// libpq's text-format parameter values, NULL for SQL NULL.
+struct ParamValues {
+    explicit ParamValues(const std::vector<PgValue>& params) : storage(params.size()), values(params.size(), nullptr) {
+        for (size_t i = 0; i < params.size(); ++i) {
+            if (const auto* n = std::get_if<std::int64_t>(&params[i])) {
+                storage[i] = std::to_string(*n);
+                values[i] = storage[i].c_str();
+            } else if (const auto* s = std::get_if<std::string>(&params[i])) {
+                values[i] = s->c_str();
+            }
         }
     }
-    PGresult* raw = PQexecParams(conn_, text.c_str(), int(params.size()), nullptr, values.data(), nullptr, nullptr, 0);
+    std::vector<std::string> storage;
+    std::vector<const char*> values;
+};
+
+PgResult checked(PGconn* conn, PGresult* raw) {
     if (!raw || !succeeded(raw)) {
         const std::unique_ptr<PGresult, decltype(&PQclear)> owned(raw, &PQclear);
-        throw_result(conn_, raw, "PostgreSQL");
+        throw_result(conn, raw, "PostgreSQL");
     }
     return PgResult(raw);
+}
+
+}  // namespace
+
+PgResult PgConnection::query(std::string_view sql, const std::vector<PgValue>& params) {
+    const std::string text = pg_placeholders(sql);
+    const ParamValues v(params);
+    return checked(
+        conn_, PQexecParams(conn_, text.c_str(), int(params.size()), nullptr, v.values.data(), nullptr, nullptr, 0));
+}
+
+void PgConnection::prepare(const std::string& name, std::string_view sql) {
+    const std::string text = pg_placeholders(sql);
+    checked(conn_, PQprepare(conn_, name.c_str(), text.c_str(), 0, nullptr));
+}
+
+PgResult PgConnection::query_prepared(const std::string& name, const std::vector<PgValue>& params) {
+    const ParamValues v(params);
+    return checked(conn_,
+                   PQexecPrepared(conn_, name.c_str(), int(params.size()), v.values.data(), nullptr, nullptr, 0));
+}
+
+bool PgConnection::reset() {
+    PQreset(conn_);
+    return ok();
 }
 
 bool PgConnection::try_lock(std::int64_t key) {
@@ -143,7 +174,8 @@ std::optional<PgConnection::Notification> PgConnection::wait_notification(std::c
     }
 }
 
-std::string pg_placeholders(std::string_view sql) {
+std::string pg_placeholders(std::string_view sql, int* max_param) {
+    if (max_param) *max_param = 0;
     std::string out;
     out.reserve(sql.size());
     size_t i = 0;
@@ -169,6 +201,10 @@ std::string pg_placeholders(std::string_view sql) {
         } else if (c == '?' && i + 1 < sql.size() && sql[i + 1] >= '0' && sql[i + 1] <= '9') {
             out.push_back('$');
             ++i;
+            int n = 0;
+            for (size_t j = i; j < sql.size() && sql[j] >= '0' && sql[j] <= '9' && n < 100000; ++j)
+                n = n * 10 + (sql[j] - '0');
+            if (max_param && n > *max_param) *max_param = n;
         } else {
             out.push_back(c);
             ++i;

@@ -85,6 +85,18 @@ public:
     // One statement with parameters ?1..?N (params[0] is ?1).
     PgResult query(std::string_view sql, const std::vector<PgValue>& params = {});
 
+    // A named server-side prepared statement (PQprepare): parsed and checked
+    // once, run many times with query_prepared(). It lives as long as this
+    // session; after reset() it must be prepared again.
+    void prepare(const std::string& name, std::string_view sql);
+    PgResult query_prepared(const std::string& name, const std::vector<PgValue>& params);
+
+    // After the session was lost (the server restarted, the network cut it):
+    // connects again with the same parameters. True if the new session is
+    // up. Everything the old one held is gone: prepared statements, LISTEN,
+    // advisory locks, an open transaction.
+    bool reset();
+
     // The writer's election (a session-level advisory lock on `key`): true
     // if this session holds it now. It stays held until unlock() or until
     // the session ends.
@@ -114,6 +126,7 @@ private:
 // `sql` with ?N parameters as PostgreSQL's $N, leaving quoted literals
 // ('...'), quoted identifiers ("...") and comments (-- and /* */) as they
 // are. (Dollar-quoted text is not recognised: the ledger's SQL has none.)
-std::string pg_placeholders(std::string_view sql);
+// `max_param`, when given, receives the highest N seen (0: none).
+std::string pg_placeholders(std::string_view sql, int* max_param = nullptr);
 
 }  // namespace optgate::consentd

@@ -17,7 +17,7 @@
 #include <optional>
 #include <string>
 
-#include "consentd/sqlite.hpp"
+#include "consentd/database.hpp"
 
 namespace optgate::consentd {
 

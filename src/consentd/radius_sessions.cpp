@@ -15,8 +15,8 @@ constexpr std::string_view kHeld =
 
 }  // namespace
 
-RadiusSessions::RadiusSessions(Database& db) : db_(db.handle()) {
-    db.exec(kRadiusSchema);
+RadiusSessions::RadiusSessions(Database& db) : db_(db) {
+    if (!db.postgresql()) db.exec(kRadiusSchema);  // PostgreSQL: created with the ledger (kPgSchema)
     holder_ = db.prepare(
         "SELECT r.client, r.nas, r.session_id, b.subscriber FROM bindings b "
         "JOIN radius_events r ON r.seq = b.seq WHERE b.address = ?1");
@@ -65,13 +65,13 @@ std::vector<std::pair<std::string, std::string>> RadiusSessions::held_by(const R
 int64_t RadiusSessions::forget(const RadiusSession& s) {
     forget_.bind(1, s.client).bind(2, s.nas).bind(3, s.session_id);
     forget_.run();
-    return sqlite3_changes64(db_);
+    return db_.changes();
 }
 
 int64_t RadiusSessions::forget_all(std::string_view client, std::string_view nas) {
     forget_all_.bind(1, client).bind(2, nas);
     forget_all_.run();
-    return sqlite3_changes64(db_);
+    return db_.changes();
 }
 
 void RadiusSessions::note_event(uint64_t seq, const RadiusSession& s) {

@@ -32,7 +32,7 @@
 #include <utility>
 #include <vector>
 
-#include "consentd/sqlite.hpp"
+#include "consentd/database.hpp"
 
 namespace optgate::consentd {
 
@@ -66,7 +66,7 @@ public:
     void note_event(uint64_t seq, const RadiusSession& s);
 
 private:
-    sqlite3* db_;
+    Database& db_;
     Statement holder_, hold_, held_by_, held_by_session_, forget_, forget_all_, note_;
 };
 

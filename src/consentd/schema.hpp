@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "consentd/sqlite.hpp"
+#include "consentd/database.hpp"
 
 namespace optgate::consentd {
 
@@ -155,6 +155,133 @@ CREATE TABLE IF NOT EXISTS radius_sessions (
     seq        INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS radius_sessions_by_session ON radius_sessions (client, nas, session_id);
+)sql";
+
+// The same ledger on PostgreSQL (docs/scale-out.md), every table at once:
+// the store is new, no older layout exists. What differs from the SQLite
+// text above, and why:
+//  - BIGINT where SQLite's INTEGER is 64-bit anyway;
+//  - every text COLLATE "C": keys sort byte by byte, as in SQLite, so
+//    listings page in the same order on both stores whatever the
+//    database's locale;
+//  - the append-only rule as one trigger function, on TRUNCATE too (which
+//    row triggers do not see);
+//  - no WITHOUT ROWID (PostgreSQL has no rowid).
+inline constexpr std::string_view kPgSchema = R"sql(
+CREATE TABLE meta (
+    key   TEXT COLLATE "C" PRIMARY KEY,
+    value TEXT COLLATE "C" NOT NULL
+);
+
+CREATE TABLE events (
+    seq            BIGINT PRIMARY KEY,
+    time           TEXT COLLATE "C" NOT NULL,
+    subscriber     TEXT COLLATE "C" NOT NULL,
+    action         TEXT COLLATE "C" NOT NULL CHECK (action IN ('grant', 'revoke', 'bind', 'unbind')),
+    purpose        TEXT COLLATE "C",
+    address        TEXT COLLATE "C",
+    source         TEXT COLLATE "C" NOT NULL,
+    notice_version TEXT COLLATE "C",
+    credential     TEXT COLLATE "C" NOT NULL,
+    prev_hash      TEXT COLLATE "C" NOT NULL,
+    hash           TEXT COLLATE "C" NOT NULL
+);
+CREATE INDEX events_by_subscriber ON events (subscriber, seq);
+CREATE INDEX events_by_address ON events (address, seq);
+
+CREATE FUNCTION optgate_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the % table is append-only', TG_TABLE_NAME; END $$;
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
+FOR EACH ROW EXECUTE FUNCTION optgate_append_only();
+CREATE TRIGGER events_append_only_truncate BEFORE TRUNCATE ON events
+FOR EACH STATEMENT EXECUTE FUNCTION optgate_append_only();
+
+CREATE TABLE consents (
+    subscriber     TEXT COLLATE "C" NOT NULL,
+    purpose        TEXT COLLATE "C" NOT NULL,
+    seq            BIGINT NOT NULL,
+    time           TEXT COLLATE "C" NOT NULL,
+    source         TEXT COLLATE "C" NOT NULL,
+    notice_version TEXT COLLATE "C",
+    credential     TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (subscriber, purpose)
+);
+
+CREATE TABLE bindings (
+    address        TEXT COLLATE "C" PRIMARY KEY,
+    subscriber     TEXT COLLATE "C" NOT NULL,
+    seq            BIGINT NOT NULL,
+    time           TEXT COLLATE "C" NOT NULL,
+    source         TEXT COLLATE "C" NOT NULL,
+    credential     TEXT COLLATE "C" NOT NULL
+);
+CREATE INDEX bindings_by_subscriber ON bindings (subscriber);
+
+CREATE TABLE policies (
+    id                 BIGINT PRIMARY KEY,
+    from_seq           BIGINT NOT NULL,
+    loaded_at          TEXT COLLATE "C" NOT NULL,
+    sha256             TEXT COLLATE "C",
+    text               TEXT COLLATE "C",
+    jurisdiction       TEXT COLLATE "C",
+    controller_name    TEXT COLLATE "C",
+    controller_contact TEXT COLLATE "C",
+    policy_url         TEXT COLLATE "C"
+);
+CREATE TRIGGER policies_append_only BEFORE UPDATE OR DELETE ON policies
+FOR EACH ROW EXECUTE FUNCTION optgate_append_only();
+CREATE TRIGGER policies_append_only_truncate BEFORE TRUNCATE ON policies
+FOR EACH STATEMENT EXECUTE FUNCTION optgate_append_only();
+
+CREATE TABLE disclosures (
+    subscriber  TEXT COLLATE "C" NOT NULL,
+    day         TEXT COLLATE "C" NOT NULL,
+    destination TEXT COLLATE "C" NOT NULL,
+    purpose     TEXT COLLATE "C" NOT NULL,
+    identifier  TEXT COLLATE "C" NOT NULL,
+    passed      BIGINT NOT NULL,
+    stripped    BIGINT NOT NULL,
+    PRIMARY KEY (subscriber, day, destination, purpose, identifier)
+);
+CREATE INDEX disclosures_by_day ON disclosures (day);
+
+CREATE TABLE disclosures_unattributed (
+    day         TEXT COLLATE "C" NOT NULL,
+    reason      TEXT COLLATE "C" NOT NULL CHECK (reason IN ('unbound', 'ambiguous')),
+    destination TEXT COLLATE "C" NOT NULL,
+    purpose     TEXT COLLATE "C" NOT NULL,
+    identifier  TEXT COLLATE "C" NOT NULL,
+    passed      BIGINT NOT NULL,
+    stripped    BIGINT NOT NULL,
+    PRIMARY KEY (day, reason, destination, purpose, identifier)
+);
+
+CREATE TABLE disclosure_reports (
+    dataplane   TEXT COLLATE "C" NOT NULL,
+    reporter    BIGINT NOT NULL,
+    seq         BIGINT NOT NULL,
+    day         TEXT COLLATE "C" NOT NULL,
+    start_ms    BIGINT NOT NULL,
+    end_ms      BIGINT NOT NULL,
+    entries     BIGINT NOT NULL,
+    overflowed  BIGINT NOT NULL,
+    PRIMARY KEY (dataplane, reporter, seq)
+);
+CREATE INDEX disclosure_reports_by_day ON disclosure_reports (day);
+
+CREATE TABLE radius_events (
+    seq        BIGINT PRIMARY KEY,
+    client     TEXT COLLATE "C" NOT NULL,
+    nas        TEXT COLLATE "C" NOT NULL,
+    session_id TEXT COLLATE "C" NOT NULL
+);
+CREATE TABLE radius_session_bindings (
+    client     TEXT COLLATE "C" NOT NULL,
+    nas        TEXT COLLATE "C" NOT NULL,
+    session_id TEXT COLLATE "C" NOT NULL,
+    address    TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (client, nas, session_id, address)
+);
 )sql";
 
 // Brings a ledger's side tables from an older consentd's layout to this

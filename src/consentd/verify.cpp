@@ -49,7 +49,7 @@ public:
 
     VerifyReport run() {
         check_schema(db_);
-        db_.exec("BEGIN");  // one snapshot for the whole walk
+        db_.begin_read();  // one snapshot for the whole walk
         if (check_objects() && walk_events() && compare_consents() && compare_bindings() && check_policies())
             r_.ok = true;
         db_.exec("COMMIT");
@@ -61,7 +61,7 @@ public:
     // rests on. Leaves the read transaction open for the caller.
     bool walk_to(uint64_t seq, std::string& problem) {
         check_schema(db_);
-        db_.exec("BEGIN");
+        db_.begin_read();
         last_ = seq;
         const bool ok = check_objects() && walk_events();
         problem = r_.problem;
@@ -74,7 +74,7 @@ public:
     // does not verify.
     const LedgerFold* fold_all() {
         check_schema(db_);
-        db_.exec("BEGIN");
+        db_.begin_read();
         const bool ok = check_objects() && walk_events();
         db_.exec("COMMIT");
         return ok ? &fold_ : nullptr;

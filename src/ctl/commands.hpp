@@ -30,6 +30,9 @@ int disclosures(int argc, char** argv);
 // verify-ledger DB [--receipt FILE]: offline ledger (or receipt) check
 // (verify_ledger.cpp; exit 0 ok, 1 not).
 int verify_ledger(int argc, char** argv);
+// optgatectl copy-ledger FROM TO: a ledger into another store, verified on
+// arrival (copy_ledger.cpp; exit 0 ok, 1 not).
+int copy_ledger(int argc, char** argv);
 // receipt SUB SEQ [--json]: a consent event's receipt (receipt.cpp).
 int receipt(int argc, char** argv);
 

@@ -31,8 +31,11 @@ constexpr Command kCommands[] = {
      optgate::ctl::dataplanes},
     {"disclosures", "disclosures SUB [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--json]",
      "identifiers passed and stripped about a subscriber, per day and collector", optgate::ctl::disclosures},
-    {"verify-ledger", "verify-ledger DB [--receipt FILE]", "check a consentd ledger file (or a receipt) offline",
+    {"verify-ledger", "verify-ledger DB [--receipt FILE]",
+     "check a consentd ledger (SQLite file or PostgreSQL database), or a receipt, offline",
      optgate::ctl::verify_ledger},
+    {"copy-ledger", "copy-ledger FROM TO", "copy a ledger into another store (SQLite to PostgreSQL), verified",
+     optgate::ctl::copy_ledger},
     {"receipt", "receipt SUB SEQ [--json]", "the consent receipt of a grant or revoke", optgate::ctl::receipt},
 };
 

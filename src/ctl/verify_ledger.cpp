@@ -15,6 +15,7 @@
 #include <string>
 
 #include "consentd/checkpoint.hpp"
+#include "consentd/database.hpp"
 #include "consentd/verify.hpp"
 #include "ctl/commands.hpp"
 
@@ -98,14 +99,15 @@ int verify_ledger(int argc, char** argv) {
     }
     if (receipt) return check_receipt(db, receipt);
     const auto r = consentd::verify_ledger(db);
+    const std::string name = consentd::printable_locator(db);  // a PostgreSQL password is not printed
     if (!r.ok) {
-        std::fprintf(stderr, "%s: INCONSISTENT: %s\n", db, r.problem.c_str());
+        std::fprintf(stderr, "%s: INCONSISTENT: %s\n", name.c_str(), r.problem.c_str());
         // The checkpoints still say whether events were removed or rewritten.
         if (checkpoints) check_checkpoints(db, checkpoints, public_key);
         return 1;
     }
-    std::printf("%s: ok: %llu events, head %s, %llu consents, %llu bindings, %llu subscribers, %llu policies\n", db,
-                static_cast<unsigned long long>(r.events), r.head_hash.c_str(),
+    std::printf("%s: ok: %llu events, head %s, %llu consents, %llu bindings, %llu subscribers, %llu policies\n",
+                name.c_str(), static_cast<unsigned long long>(r.events), r.head_hash.c_str(),
                 static_cast<unsigned long long>(r.consents), static_cast<unsigned long long>(r.bindings),
                 static_cast<unsigned long long>(r.subscribers), static_cast<unsigned long long>(r.policies));
     return checkpoints ? check_checkpoints(db, checkpoints, public_key) : 0;

@@ -2,8 +2,12 @@
 port 0 (the daemon writes the port it bound to a file), and HTTP helpers.
 
 Environment (set by tests/consentd/meson.build): CONSENTD, OPTGATECTL,
-CONSENTD_TEST_POLICY.
+CONSENTD_TEST_POLICY; and CONSENTD_TEST_LEDGER=postgresql to run the same
+tests on the PostgreSQL store: every Daemon then gets a database of its own
+on one PostgreSQL server that this module starts (pg_server.py), and `db` is
+its locator, which optgatectl verify-ledger takes as it takes a file.
 """
+import atexit
 import hashlib
 import http.client
 import json
@@ -23,6 +27,17 @@ CONSENTD = os.environ["CONSENTD"]
 PATIENCE = 60
 OPTGATECTL = os.environ["OPTGATECTL"]
 POLICY = os.environ["CONSENTD_TEST_POLICY"]
+BACKEND = os.environ.get("CONSENTD_TEST_LEDGER", "sqlite")
+_pg = None  # the PostgreSQL server, started with the first Daemon that needs it
+
+
+def pg_server():
+    global _pg
+    if _pg is None:
+        from pg_server import PgServer
+        _pg = PgServer()
+        atexit.register(_pg.cleanup)
+    return _pg
 
 # name -> (token, role)
 TOKENS = {
@@ -125,10 +140,32 @@ class Daemon:
     """Starts consentd on 127.0.0.1, port 0, with a fresh ledger (or the one
     in `workdir` when given, to restart over the same files)."""
 
-    def __init__(self, limits="", workdir=None, env=None, dataplanes="{socket: dp.sock}", args=(), rss_bounded=False):
+    def __init__(self, limits="", workdir=None, env=None, dataplanes="{socket: dp.sock}", args=(), rss_bounded=False,
+                 pg=None, pg_host=None):
+        """`pg`: a PgServer of the test's own (the ledger on PostgreSQL
+        whatever CONSENTD_TEST_LEDGER says); `pg_host`: the socket directory
+        consentd connects to instead of the server's (a proxy's)."""
         self.owned_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="consentd-test-")
-        self.db = os.path.join(self.dir, "ledger.db")
+        if pg is not None or BACKEND == "postgresql":
+            # The workdir names its database, so a restart over it finds the same ledger.
+            name_file = os.path.join(self.dir, "pg-database")
+            if not os.path.exists(name_file):
+                with open(name_file, "w") as f:
+                    f.write("ledger_" + os.path.basename(self.dir).replace("-", "_").lower())
+            with open(name_file) as f:
+                name = f.read()
+            pg = pg or pg_server()
+            self.pg_name = name
+            self.db = "postgresql:" + pg.conninfo(name)
+            if not pg.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'").strip():
+                pg.new_database(name)
+            dsn = pg.conninfo(name) if pg_host is None else pg.conninfo(name).replace(pg.dir, pg_host)
+            store = (f'ledger: {{backend: postgresql, dsn: "{dsn}"}}\n'
+                     "pseudonym_keys: ledger.pseudonym-keys\n")
+        else:
+            self.db = os.path.join(self.dir, "ledger.db")
+            store = "database: ledger.db\n"
         self.policy = os.path.join(self.dir, "policy.yaml")
         self.config = os.path.join(self.dir, "consentd.yaml")
         self.port_file = os.path.join(self.dir, "port")
@@ -139,7 +176,7 @@ class Daemon:
             f"  - {{name: {n}, role: {role}, sha256: {sha256_hex(tok)}}}\n" for n, (tok, role) in TOKENS.items())
         with open(self.config, "w") as f:
             f.write("listen: {address: 127.0.0.1, port: 0}\n"
-                    "database: ledger.db\n"
+                    + store +
                     "policy: policy.yaml\n"
                     f"dataplanes: {dataplanes}\n"  # not the shared /run/optgate default
                     "tokens:\n" + tokens + limits)

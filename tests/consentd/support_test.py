@@ -18,7 +18,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from daemon import CONSENTD, PATIENCE, TOKENS, Daemon, sha256_hex  # noqa: E402
+from daemon import BACKEND, CONSENTD, PATIENCE, TOKENS, Daemon, sha256_hex  # noqa: E402
 
 GRANT = {"source": "portal", "notice_version": "2024-05"}
 # A JSON number in scientific notation (not inside a string: hashes are hex).
@@ -318,12 +318,18 @@ class CheckConfigTest(unittest.TestCase):
             with open(d.policy, "a") as f:
                 f.write("surprise: 1\n")
             bad = os.path.join(d.dir, "bad.yaml")
+            if BACKEND == "postgresql":
+                bad_text, problem = text.replace("dbname=", "dbname=no_such_"), 'database "no_such_'
+            else:
+                bad_text, problem = text.replace("database: ledger.db", "database: no-such-dir/ledger.db"), \
+                    "the database directory"
+            self.assertNotEqual(bad_text, text)
             with open(bad, "w") as f:
-                f.write(text.replace("database: ledger.db", "database: no-such-dir/ledger.db"))
+                f.write(bad_text)
             r = subprocess.run([CONSENTD, "--check-config", bad], capture_output=True, text=True, timeout=PATIENCE)
             self.assertEqual(r.returncode, 1)
             self.assertIn("unknown key 'surprise'", r.stderr)  # the policy's error...
-            self.assertIn("the database directory", r.stderr)  # ...and the database's
+            self.assertIn(problem, r.stderr)  # ...and the database's
             self.assertNotIn(": ok:", r.stdout)
         finally:
             d.cleanup()

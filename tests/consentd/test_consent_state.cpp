@@ -150,3 +150,44 @@ TEST_CASE("binding addresses") {
     CHECK_FALSE(parse_binding_text("2001:db8:1000:1::"));  // IPv6 is stored with its length
     CHECK_FALSE(parse_binding_text("2001:DB8:1000:1::/64"));
 }
+
+TEST_CASE("undo puts a failed batch's changes back: masks, holders, moves, new subscribers") {
+    ConsentState s(shared_policy());
+    s.bind(P("100.64.0.1/32"), "sub-1", nullptr);
+    s.bind(P("100.64.0.2/32"), "sub-2", nullptr);
+    s.set_consent("sub-1", "analytics", true, nullptr);
+    s.set_consent("sub-2", "advertising", true, nullptr);
+    const auto before = table(s);
+    const auto subscribers = s.subscriber_count();
+    const auto bindings = s.binding_count();
+
+    s.begin_undo();
+    std::vector<TableChange> d;
+    s.set_consent("sub-1", "analytics", false, &d);         // a revoke
+    s.set_consent("sub-1", "carrier-marketing", true, &d);  // a grant
+    s.bind(P("100.64.0.2/32"), "sub-1", &d);                // a move from sub-2
+    s.unbind(P("100.64.0.1/32"), &d);                       // an unbind
+    s.bind(P("100.64.0.9/32"), "sub-new", &d);              // a new subscriber and binding
+    s.set_consent("sub-new", "analytics", true, &d);
+    s.set_consent("sub-new", "analytics", false, &d);  // and back, within the batch
+    s.bind(P("100.64.0.9/32"), "sub-2", &d);           // moved on again
+    REQUIRE(table(s) != before);
+    d.clear();
+    s.undo();
+    CHECK(d.empty());  // nothing reported: nobody heard of the batch
+    CHECK(table(s) == before);
+    CHECK(s.subscriber_count() == subscribers);
+    CHECK(s.binding_count() == bindings);
+    CHECK(*s.holder(P("100.64.0.2/32")) == "sub-2");
+    CHECK(s.granted("sub-1", "analytics"));
+    CHECK_FALSE(s.granted("sub-1", "carrier-marketing"));
+    CHECK(s.holder(P("100.64.0.9/32")) == nullptr);
+
+    // After end_undo() the changes stay, and a later undo() does not reach back.
+    s.begin_undo();
+    s.set_consent("sub-1", "carrier-marketing", true, nullptr);
+    s.end_undo();
+    s.begin_undo();
+    s.undo();
+    CHECK(s.granted("sub-1", "carrier-marketing"));
+}

@@ -14,75 +14,15 @@
 #include <thread>
 
 #include "consentd/pg_connection.hpp"
-#include "subprocess.hpp"
+#include "pg_server.hpp"
 
 using namespace optgate;
 using namespace optgate::consentd;
 using namespace std::chrono_literals;
+using test_pg::kPatience;
+using test_pg::PgServer;
 
 namespace {
-
-constexpr auto kPatience = 60s;  // a busy 2-core machine; waits poll, so this costs nothing when all is well
-const std::string kBin = "/usr/lib/postgresql/15/bin/";
-
-// Runs `argv` as the postgres user when we are root.
-std::vector<std::string> as_owner(std::vector<std::string> argv) {
-    if (::geteuid() != 0) return argv;
-    std::vector<std::string> out{"/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"};
-    out.insert(out.end(), argv.begin(), argv.end());
-    return out;
-}
-
-// A PostgreSQL server of its own in a temporary directory.
-struct PgServer {
-    test::TempDir dir;
-    std::string data = dir.file("data");
-    std::unique_ptr<test::Process> server;
-
-    PgServer() {
-        if (::geteuid() == 0) {
-            const passwd* pw = ::getpwnam("postgres");
-            REQUIRE_MESSAGE(pw, "no postgres user: install postgresql-15 (scripts/setup)");
-            REQUIRE(::chown(dir.path.c_str(), pw->pw_uid, pw->pw_gid) == 0);
-        }
-        const auto init = test::run(as_owner({kBin + "initdb", "--pgdata", data, "--auth", "trust", "--username",
-                                              "optgate", "--encoding", "UTF8", "--locale", "C", "--no-sync"}),
-                                    std::chrono::duration_cast<std::chrono::milliseconds>(kPatience));
-        REQUIRE_MESSAGE(init.exit_code == 0, init.output);
-        start();
-    }
-    ~PgServer() { stop(); }
-    PgServer(const PgServer&) = delete;
-    PgServer& operator=(const PgServer&) = delete;
-
-    // Unix socket only; fsync off: these tests are about the protocol, not
-    // about surviving a power cut.
-    void start() {
-        server = std::make_unique<test::Process>(as_owner({kBin + "postgres", "-D", data, "-k", dir.path.string(), "-c",
-                                                           "listen_addresses=", "-c", "fsync=off"}),
-                                                 dir.file("postgres.log"));
-        const auto deadline = std::chrono::steady_clock::now() + kPatience;
-        for (;;) {
-            try {
-                PgConnection probe(conninfo());
-                return;
-            } catch (const PgError&) {
-            }
-            REQUIRE_MESSAGE(server->running(), test::slurp(dir.file("postgres.log")));
-            REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, test::slurp(dir.file("postgres.log")));
-            std::this_thread::sleep_for(20ms);
-        }
-    }
-    // A fast shutdown (SIGINT): sessions are ended, as when the server is
-    // restarted under a running consentd.
-    void stop() {
-        if (!server) return;
-        server->kill(SIGINT);
-        server->wait(std::chrono::duration_cast<std::chrono::milliseconds>(kPatience));
-        server.reset();
-    }
-    std::string conninfo() const { return "host=" + dir.path.string() + " user=optgate dbname=postgres"; }
-};
 
 template <class F>
 bool eventually(F f) {

@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <string>
 
-#include "consentd/sqlite.hpp"
+#include "consentd/database.hpp"
 #include "consentd/wal_write_buffer.hpp"
 #include "fixture.hpp"
 

@@ -1,0 +1,206 @@
+"""consentd on PostgreSQL when PostgreSQL goes away (issue 19,
+docs/scale-out.md "Failure cases"):
+
+  - PostgreSQL restarted under 16 writing clients: consentd answers
+    503 ledger_unavailable meanwhile, recovers by itself, and loses nothing
+    it acknowledged (checked against PostgreSQL and verify-ledger); what it
+    answered "nothing was recorded" is not in the ledger.
+  - a commit whose answer is lost (the session cut after PostgreSQL
+    committed): consentd answers that it may have been recorded, finds the
+    commit in the ledger at its next transaction, and takes it into its
+    state instead of refusing every later write.
+
+Both run a PostgreSQL 15 of their own (pg_server.py) with fsync on.
+"""
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon import OPTGATECTL, PATIENCE, Daemon, eventually  # noqa: E402
+from pg_server import PgServer  # noqa: E402
+
+GRANT = {"source": "portal", "notice_version": "2024-05"}
+
+
+class CuttingProxy:
+    """Relays a Unix socket to PostgreSQL's. After arm(), the next COMMIT a
+    client sends reaches the server, and once the server answers, both
+    sides are closed without passing the answer on: the commit happened,
+    the client cannot know."""
+
+    def __init__(self, target_dir):
+        self.dir = tempfile.mkdtemp(prefix="optgate-pg-proxy-")
+        self.target = os.path.join(target_dir, ".s.PGSQL.5432")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(os.path.join(self.dir, ".s.PGSQL.5432"))
+        self.listener.listen(64)
+        self.armed = threading.Event()
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self):
+        self.cut.clear()
+        self.armed.set()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.connect(self.target)
+            state = {"drop": False}
+            threading.Thread(target=self._up, args=(client, server, state), daemon=True).start()
+            threading.Thread(target=self._down, args=(client, server, state), daemon=True).start()
+
+    def _up(self, client, server, state):
+        try:
+            while data := client.recv(65536):
+                # libpq sends COMMIT as a simple query ('Q'), after every
+                # earlier answer was read: the server's next bytes answer it.
+                if self.armed.is_set() and b"COMMIT\0" in data:
+                    self.armed.clear()
+                    state["drop"] = True
+                server.sendall(data)
+        except OSError:
+            pass
+
+    def _down(self, client, server, state):
+        try:
+            while data := server.recv(65536):
+                if state["drop"]:
+                    self.cut.set()
+                    break
+                client.sendall(data)
+        except OSError:
+            pass
+        for s in (client, server):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.listener.close()
+
+
+def events(pg, d, where="true"):
+    return pg.psql(f"SELECT subscriber FROM events WHERE {where} ORDER BY seq", dbname=d.pg_name).split()
+
+
+class PgOutageTest(unittest.TestCase):
+    def setUp(self):
+        self.pg = PgServer()
+
+    def tearDown(self):
+        self.pg.cleanup()
+
+    def test_postgresql_restarted_under_16_writing_clients(self):
+        d = Daemon(pg=self.pg)
+        try:
+            lock = threading.Lock()
+            answers = []  # (subscriber, status, error message)
+            stop = threading.Event()
+
+            def client(t):
+                conn = d.connect(timeout=PATIENCE)
+                n = 0
+                end = time.monotonic() + 6 * PATIENCE
+                while not stop.is_set() and time.monotonic() < end:
+                    sub = f"load-{t}-{n}"
+                    n += 1
+                    try:
+                        st, _, b = d.request("PUT", f"/v1/subscribers/{sub}/consents/advertising", GRANT, conn=conn)
+                        message = b["error"]["message"] if st != 200 else ""
+                    except (OSError, http.client.HTTPException) as e:
+                        st, message = None, str(e)  # no answer: either way
+                        conn.close()
+                        conn = d.connect(timeout=PATIENCE)
+                    with lock:
+                        answers.append((sub, st, message))
+                    if st != 200:
+                        time.sleep(0.01)
+                conn.close()
+
+            def count(status):
+                with lock:
+                    return sum(1 for a in answers if a[1] == status)
+
+            threads = [threading.Thread(target=client, args=(t,), daemon=True) for t in range(16)]
+            for t in threads:
+                t.start()
+            self.assertTrue(eventually(lambda: count(200) >= 100), "no load before the restart")
+            self.pg.stop()
+            self.assertTrue(eventually(lambda: count(503) >= 16), "no 503 while PostgreSQL is down")
+            # Reads are refused too, and the daemon stays up.
+            st, _, b = d.request("GET", "/v1/subscribers/load-0-0", token="auditor")
+            self.assertEqual((st, b["error"]["code"]), (503, "ledger_unavailable"))
+            self.assertTrue(d.alive())
+            acked_before = count(200)
+            self.pg.start()
+            self.assertTrue(eventually(lambda: count(200) >= acked_before + 100), "consentd did not recover")
+            stop.set()
+            for t in threads:
+                t.join(PATIENCE)
+
+            recorded = set(events(self.pg, d))
+            with lock:
+                acked = [a[0] for a in answers if a[1] == 200]
+                refused = [a for a in answers if a[1] == 503]
+            lost = [s for s in acked if s not in recorded]
+            self.assertEqual(lost, [], "acknowledged grants missing from PostgreSQL")
+            # "nothing was recorded" is true; "may have been recorded" may go either way.
+            wrongly_refused = [a[0] for a in refused if "nothing was recorded" in a[2] and a[0] in recorded]
+            self.assertEqual(wrongly_refused, [])
+            self.assertTrue(all("ledger" in a[2] for a in refused), refused[:3])
+            r = subprocess.run([OPTGATECTL, "verify-ledger", d.db], capture_output=True, text=True, timeout=PATIENCE)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            print(f"{len(acked)} acknowledged, {len(refused)} refused with 503 during the restart, "
+                  f"{len(recorded)} events in PostgreSQL", file=sys.stderr)
+            # The state in memory agrees: each acknowledged subscriber reads as granted.
+            for sub in acked[-5:]:
+                st, _, s = d.request("GET", f"/v1/subscribers/{sub}", token="auditor")
+                self.assertEqual((st, [c["purpose"] for c in s["consents"]]), (200, ["advertising"]))
+        finally:
+            d.cleanup()
+
+    def test_a_commit_whose_answer_was_lost_is_found_and_taken_in(self):
+        proxy = CuttingProxy(self.pg.dir)
+        d = Daemon(pg=self.pg, pg_host=proxy.dir)
+        try:
+            st, _, b = d.request("PUT", "/v1/bindings/100.64.2.1", {"subscriber": "alice"})
+            self.assertEqual(st, 200, b)
+            self.assertEqual(d.metric("consentd_table_entries"), 1)
+            proxy.arm()
+            st, _, b = d.request("PUT", "/v1/bindings/100.64.2.2", {"subscriber": "bob"})
+            self.assertTrue(proxy.cut.is_set())
+            self.assertEqual((st, b["error"]["code"]), (503, "ledger_unavailable"), b)
+            self.assertIn("may have been recorded", b["error"]["message"])
+            self.assertEqual(events(self.pg, d), ["alice", "bob"])  # it was
+            # The next write reconnects, finds bob's bind at the head, takes it in.
+            st, _, b = d.request("PUT", "/v1/bindings/100.64.2.3", {"subscriber": "carol"})
+            self.assertEqual(st, 200, b)
+            self.assertEqual(d.metric("consentd_table_entries"), 3)
+            self.assertIn("is in the ledger after all", d.read_log())
+            # A retry of bob's bind changes nothing, as its answer said.
+            st, _, b = d.request("PUT", "/v1/bindings/100.64.2.2", {"subscriber": "bob"})
+            self.assertEqual((st, b["changed"]), (200, False))
+            self.assertEqual(d.metric("consentd_table_entries"), 3)
+            r = subprocess.run([OPTGATECTL, "verify-ledger", d.db], capture_output=True, text=True, timeout=PATIENCE)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            d.cleanup()
+            proxy.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
