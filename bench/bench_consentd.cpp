@@ -6,6 +6,12 @@
 //
 //   bench-consentd --consentd build/src/consentd/consentd --policy config/policy.example.yaml
 //                  [--dir DIR] [--seconds 5] [--clients 1,8,64] [--import 1000000]
+//                  [--postgresql "host=/tmp/pg user=optgate dbname=postgres"]
+//
+// With --postgresql, the same load and import also run on a consentd whose
+// ledger is on that PostgreSQL server (a new database each), after the
+// SQLite ones, with the PostgreSQL baseline (one committed single-row
+// transaction each) measured in the same run.
 //
 // The load generator runs in this process on one thread (Boost.Beast, async),
 // so it shares the machine's cores with consentd: the numbers are what one
@@ -28,6 +34,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -77,18 +84,47 @@ double sqlite_baseline(const std::string& path, double seconds) {
     return double(n) / seconds_since(start);
 }
 
+// ---- the same baseline on PostgreSQL: one committed single-row transaction each ----
+double postgresql_baseline(const std::string& locator, double seconds) {
+    optgate::consentd::Database db(locator, optgate::consentd::Database::Mode::read_write);
+    db.exec("CREATE TABLE baseline (seq BIGSERIAL PRIMARY KEY, subscriber TEXT NOT NULL, body TEXT NOT NULL)");
+    db.exec("CREATE INDEX baseline_by_subscriber ON baseline (subscriber, seq)");
+    auto insert = db.prepare("INSERT INTO baseline (subscriber, body) VALUES (?1, ?2)");
+    const std::string body(200, 'x');
+    uint64_t n = 0;
+    const auto start = Clock::now();
+    while (seconds_since(start) < seconds) {
+        db.begin_write();
+        insert.bind(1, "bench-" + std::to_string(n % 1000)).bind(2, body);
+        insert.run();
+        db.commit();
+        ++n;
+    }
+    return double(n) / seconds_since(start);
+}
+
+// A new, empty database on the server `admin` reaches; its consentd locator.
+std::string new_postgresql_database(const std::string& admin, const std::string& name) {
+    optgate::consentd::PgConnection c(admin);
+    c.exec("SET client_min_messages = warning");
+    c.exec("DROP DATABASE IF EXISTS " + name);
+    c.exec("CREATE DATABASE " + name);
+    return "postgresql:" + admin + " dbname=" + name;  // the last dbname wins
+}
+
 // ---- consentd as a child process ----
 struct Daemon {
     pid_t pid = -1;
     uint16_t port = 0;
 
-    Daemon(const std::string& exe, const std::string& dir, const std::string& policy) {
+    // `store`: the config's ledger lines; empty: an SQLite ledger in `dir`.
+    Daemon(const std::string& exe, const std::string& dir, const std::string& policy, std::string store = {}) {
         fs::create_directories(dir);
         const std::string config = dir + "/consentd.yaml", port_file = dir + "/port";
         fs::remove(port_file);
+        if (store.empty()) store = "database: " + dir + "/ledger.db\n";
         std::ofstream(config) << "listen: {address: 127.0.0.1, port: 0}\n"
-                              << "database: " << dir << "/ledger.db\n"
-                              << "policy: " << fs::absolute(policy).string() << "\n"
+                              << store << "policy: " << fs::absolute(policy).string() << "\n"
                               << "dataplanes: {socket: " << dir << "/dp.sock}\n"
                               << "tokens:\n  - {name: bench, role: admin, sha256: "
                               << optgate::consentd::to_hex(optgate::consentd::sha256(kToken)) << "}\n";
@@ -280,7 +316,10 @@ int bench_main(int argc, char** argv) {
         "dir", po::value<std::string>()->default_value(""), "work directory (default: a new one under /var/tmp)")(
         "seconds", po::value<double>()->default_value(5), "measured seconds per concurrency level")(
         "clients", po::value<std::string>()->default_value("1,8,64"), "concurrency levels")(
-        "import", po::value<size_t>()->default_value(1000000), "subscribers to import (0: skip)");
+        "import", po::value<size_t>()->default_value(1000000), "subscribers to import (0: skip)")(
+        "postgresql", po::value<std::string>()->default_value(""),
+        "also on PostgreSQL: a libpq connection string to a server that may create databases "
+        "(\"host=/tmp/pg user=optgate dbname=postgres\")");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, opts), vm);
@@ -308,9 +347,48 @@ int bench_main(int argc, char** argv) {
     std::printf("baseline: raw SQLite, one fsync'd single-row transaction each: %.0f rows/s\n\n", baseline);
     std::fflush(stdout);
 
-    {
-        Daemon d(vm["consentd"].as<std::string>(), dir + "/changes", vm["policy"].as<std::string>());
-        std::printf("| clients | durable changes/s | x baseline | p50 ms | p99 ms | errors |\n");
+    // The stores measured: SQLite always, PostgreSQL when asked. `ledger`
+    // makes a new ledger for one daemon: its config lines and locator.
+    struct Ledger {
+        std::string yaml, locator;
+    };
+    struct Store {
+        std::string name;
+        std::function<Ledger(const std::string& what)> ledger;
+        double baseline;
+    };
+    const std::string admin = vm["postgresql"].as<std::string>();
+    std::vector<Store> stores{{"SQLite",
+                               [&dir](const std::string& what) {
+                                   const std::string path = dir + "/" + what + "/ledger.db";
+                                   return Ledger{"database: " + path + "\n", path};
+                               },
+                               baseline}};
+    if (!admin.empty()) {
+        const double pg_baseline = postgresql_baseline(new_postgresql_database(admin, "bench_baseline"), seconds);
+        std::printf("baseline: raw PostgreSQL, one committed single-row transaction each: %.0f rows/s\n\n",
+                    pg_baseline);
+        stores.push_back({"PostgreSQL",
+                          [&admin, &dir](const std::string& what) {
+                              std::string name = "bench_" + what;
+                              std::replace(name.begin(), name.end(), '-', '_');
+                              const auto locator = new_postgresql_database(admin, name);
+                              return Ledger{"ledger: {backend: postgresql, dsn: \"" +
+                                                locator.substr(std::string_view("postgresql:").size()) +
+                                                "\"}\npseudonym_keys: " + dir + "/" + what + "-pg/pseudonym-keys\n",
+                                            locator};
+                          },
+                          pg_baseline});
+    }
+    const auto sub_dir = [](const Store& store, const std::string& what) {
+        return store.name == "SQLite" ? what : what + "-pg";
+    };
+    for (const auto& store : stores) {
+        const std::string sub = sub_dir(store, "changes");
+        Daemon d(vm["consentd"].as<std::string>(), dir + "/" + sub, vm["policy"].as<std::string>(),
+                 store.ledger(sub).yaml);
+        std::printf("%s:\n\n| clients | durable changes/s | x baseline | p50 ms | p99 ms | errors |\n",
+                    store.name.c_str());
         std::printf("|--------:|------------------:|-----------:|-------:|-------:|-------:|\n");
         std::stringstream levels(vm["clients"].as<std::string>());
         std::string level;
@@ -319,37 +397,42 @@ int bench_main(int argc, char** argv) {
             const int clients = std::stoi(level);
             const auto r = run_load(d.port, clients, seconds, round++);
             std::printf("| %7d | %17.0f | %10.1f | %6.2f | %6.2f | %6llu |\n", clients, r.per_second,
-                        r.per_second / baseline, r.p50_ms, r.p99_ms, static_cast<unsigned long long>(r.errors));
+                        r.per_second / store.baseline, r.p50_ms, r.p99_ms, static_cast<unsigned long long>(r.errors));
             std::fflush(stdout);
         }
+        std::printf("\n");
     }
 
     const size_t n = vm["import"].as<size_t>();
-    if (n) {
-        fs::create_directories(dir + "/import");
-        Daemon d(vm["consentd"].as<std::string>(), dir + "/import", vm["policy"].as<std::string>());
-        const std::string body = import_body(n);
-        std::string answer;
-        const double t = run_import(d.port, body, answer);
-        std::printf(
-            "\nimport: %zu subscribers (%zu MB NDJSON, one address each, half with one consent): %.1f s "
-            "(%.0f subscribers/s)\n  answer: %s",
-            n, body.size() >> 20, t, double(n) / t, answer.c_str());
-        std::printf("  consentd RSS after import: %ld MiB; ledger file: %ju MiB\n", d.rss_kib() >> 10,
-                    uintmax_t(fs::file_size(dir + "/import/ledger.db") >> 20));
-    }
-    if (n) {
-        // A restart over the imported ledger: how long until the API answers,
-        // and what the in-memory state of 1M subscribers costs.
-        const auto restart = Clock::now();
-        Daemon d(vm["consentd"].as<std::string>(), dir + "/import", vm["policy"].as<std::string>());
-        std::printf("  restart over that ledger: listening after %.1f s, RSS %ld MiB\n", seconds_since(restart),
-                    d.rss_kib() >> 10);
-    }
-    if (n) {
+    for (const auto& store : stores) {
+        if (!n) break;
+        const std::string sub = sub_dir(store, "import");
+        const Ledger ledger = store.ledger(sub);
+        {
+            Daemon d(vm["consentd"].as<std::string>(), dir + "/" + sub, vm["policy"].as<std::string>(), ledger.yaml);
+            const std::string body = import_body(n);
+            std::string answer;
+            const double t = run_import(d.port, body, answer);
+            std::printf(
+                "%s import: %zu subscribers (%zu MB NDJSON, one address each, half with one consent): %.1f s "
+                "(%.0f subscribers/s)\n  answer: %s",
+                store.name.c_str(), n, body.size() >> 20, t, double(n) / t, answer.c_str());
+            std::printf("  consentd RSS after import: %ld MiB", d.rss_kib() >> 10);
+            if (store.name == "SQLite")
+                std::printf("; ledger file: %ju MiB", uintmax_t(fs::file_size(ledger.locator) >> 20));
+            std::printf("\n");
+        }
+        {
+            // A restart over the imported ledger: how long until the API
+            // answers, and what the in-memory state of the subscribers costs.
+            const auto restart = Clock::now();
+            Daemon d(vm["consentd"].as<std::string>(), dir + "/" + sub, vm["policy"].as<std::string>(), ledger.yaml);
+            std::printf("  restart over that ledger: listening after %.1f s, RSS %ld MiB\n", seconds_since(restart),
+                        d.rss_kib() >> 10);
+        }
         const auto start = Clock::now();
-        const auto v = optgate::consentd::verify_ledger(dir + "/import/ledger.db");
-        std::printf("  verify-ledger: %s in %.1f s (%llu events)\n", v.ok ? "ok" : v.problem.c_str(),
+        const auto v = optgate::consentd::verify_ledger(ledger.locator);
+        std::printf("  verify-ledger: %s in %.1f s (%llu events)\n\n", v.ok ? "ok" : v.problem.c_str(),
                     seconds_since(start), static_cast<unsigned long long>(v.events));
     }
     return 0;

@@ -4,6 +4,7 @@
 //
 //   bench-enforcement --consentd build/src/consentd/consentd --policy tests/consentd/policy.yaml
 //                     [--writes 1000] [--entries 1000000] [--import 1000000] [--dir DIR]
+//                     [--postgresql "host=/tmp/pg user=optgate dbname=postgres"]
 //
 // 1. Latency, through a real consentd on loopback: sequential grants and
 //    revokes with ?wait=enforced, with 1 and then 4 data planes connected
@@ -55,6 +56,7 @@
 #include <vector>
 
 #include "consentd/dataplane_server.hpp"
+#include "consentd/pg_connection.hpp"
 #include "consentd/publisher.hpp"
 #include "consentd/sha256.hpp"
 #include "policy/loader.hpp"
@@ -97,14 +99,15 @@ struct Consentd {
     std::string dir, socket;
 
     // `dataplanes`: more of the config's dataplanes section (indented two spaces).
+    // `store`: the config's ledger lines; empty: an SQLite ledger in `d`.
     Consentd(const std::string& binary, const std::string& policy, const std::string& d,
-             const std::string& dataplanes = "")
+             const std::string& dataplanes = "", const std::string& store = "")
         : dir(d) {
         fs::create_directories(dir);
         socket = dir + "/dp.sock";
         std::ofstream(dir + "/consentd.yaml")
             << "listen: {address: 127.0.0.1, port: 0}\n"
-            << "database: " << dir << "/bench.db\n"
+            << (store.empty() ? "database: " + dir + "/bench.db\n" : store)
             << "policy: " << fs::absolute(policy).string() << "\n"
             << "tokens:\n  - {name: bench, role: admin, sha256: " << consentd::to_hex(consentd::sha256(kToken)) << "}\n"
             << "limits: {max_import_bytes: 1073741824}\n"
@@ -435,7 +438,7 @@ void stalled(Consentd& c, int writes) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string consentd_bin, policy, dir = "/tmp/bench-enforcement";
+    std::string consentd_bin, policy, dir = "/tmp/bench-enforcement", postgresql;
     int writes = 1000;
     uint32_t entries = 1000000, import = 1000000;
     po::options_description opts("bench-enforcement");
@@ -443,7 +446,10 @@ int main(int argc, char** argv) {
         "policy", po::value(&policy), "policy file")("writes", po::value(&writes), "writes per latency row (1000)")(
         "entries", po::value(&entries), "in-process snapshot entries (1000000)")(
         "import", po::value(&import), "subscribers imported for the consentd snapshot (1000000; 0: skip)")(
-        "dir", po::value(&dir), "scratch directory (/tmp/bench-enforcement)");
+        "dir", po::value(&dir), "scratch directory (/tmp/bench-enforcement)")(
+        "postgresql", po::value(&postgresql),
+        "also the latency rows with the ledger on PostgreSQL: a libpq connection string to a server that may "
+        "create databases");
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, opts), vm);
     po::notify(vm);
@@ -457,6 +463,18 @@ int main(int argc, char** argv) {
         std::printf("bench-enforcement: %u hardware threads\n", std::thread::hardware_concurrency());
         {
             Consentd c(consentd_bin, policy, dir + "/latency");
+            latency(c, writes);
+        }
+        if (!postgresql.empty()) {
+            // The same rows with the ledger on PostgreSQL (a new database).
+            consentd::PgConnection admin(postgresql);
+            admin.exec("SET client_min_messages = warning");
+            admin.exec("DROP DATABASE IF EXISTS bench_enforcement");
+            admin.exec("CREATE DATABASE bench_enforcement");
+            std::printf("\n-- the ledger on PostgreSQL");
+            Consentd c(consentd_bin, policy, dir + "/latency-pg", "",
+                       "ledger: {backend: postgresql, dsn: \"" + postgresql +
+                           " dbname=bench_enforcement\"}\npseudonym_keys: " + dir + "/latency-pg/pseudonym-keys\n");
             latency(c, writes);
         }
         snapshot_in_process(policy, entries, dir);

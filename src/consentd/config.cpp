@@ -160,7 +160,7 @@ void read_checkpoints(const Value& v, Config& c, Diagnostics& d, const std::stri
 }
 
 void read_ledger(const Value& v, Config& c, Diagnostics& d, const std::string& base_dir) {
-    const MapReader m(v, "'ledger'", {"backend", "dsn", "max_batch", "history_limit", "checkpoints"}, d);
+    const MapReader m(v, "'ledger'", {"backend", "dsn", "standby", "max_batch", "history_limit", "checkpoints"}, d);
     if (!m.is_map()) return;
     if (const auto x = m.get("backend")) {
         if (const auto t = as_text(*x, d)) {
@@ -181,6 +181,14 @@ void read_ledger(const Value& v, Config& c, Diagnostics& d, const std::string& b
         }
     } else if (c.backend == Backend::postgresql) {
         d.error(v.at, "'backend: postgresql' needs 'dsn', like \"host=/run/postgresql dbname=optgate\"");
+    }
+    if (const auto x = m.get("standby")) {
+        if (const auto b = as_bool(*x, d)) {
+            if (*b && c.backend != Backend::postgresql)
+                d.error(x->at, "'standby' is for 'backend: postgresql': an SQLite ledger has one consentd");
+            else
+                c.standby = *b;
+        }
     }
     if (const auto x = m.get("max_batch"))
         if (const auto n = as_integer(*x, d, 1, 1000000)) c.max_batch = *n;

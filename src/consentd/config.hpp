@@ -52,6 +52,9 @@ struct Config {
     // postgresql, "postgresql:" + the dsn (a postgresql:// URI as given).
     Backend backend = Backend::sqlite;
     std::string database;
+    // PostgreSQL: wait for the writer's lock when another consentd holds it
+    // (a standby), rather than exit.
+    bool standby = false;
     // The collectors' pseudonym keys (pseudonym_keys.hpp): beside an SQLite
     // ledger unless given; required with PostgreSQL.
     std::string pseudonym_keys;

@@ -48,9 +48,10 @@ void check_schema(Database& db) {
 
 // The writer's connection gathers each commit's WAL frames into one write
 // (wal_write_buffer.hpp); every other connection uses SQLite's default VFS.
-Ledger::Ledger(const std::string& path) : db_(path, Database::Mode::read_write_create, wal_write_buffer_vfs()) {
+Ledger::Ledger(const std::string& path, Options options)
+    : db_(path, Database::Mode::read_write_create, wal_write_buffer_vfs()) {
     if (db_.postgresql())
-        open_postgresql();
+        open_postgresql(options);
     else
         open_sqlite(path);
     policy_record_ = latest_policy_record(db_);
@@ -95,10 +96,19 @@ void Ledger::open_sqlite(const std::string& path) {
     create_policy_history(db_);  // additive: older ledgers gain it
 }
 
-void Ledger::open_postgresql() {
+void Ledger::open_postgresql(const Options& options) {
     // One writer per ledger: the session that holds the lock. PostgreSQL
     // frees it when the session ends, however it ends.
-    lock_writer();
+    if (options.standby && !db_.pg()->try_lock(kWriterLock)) {
+        if (options.waiting)
+            options.waiting("another consentd is the writer of " + db_.path() + ": standing by until its session ends");
+        // Blocks in PostgreSQL's lock queue: granted the moment the
+        // holder's session ends, without polling.
+        db_.pg()->query("SELECT pg_advisory_lock(?1)", {kWriterLock});
+        locked_session_ = db_.session();
+    } else {
+        lock_writer();
+    }
     if (!has_table(db_, "meta")) create(kPgSchema);
     check_schema(db_);
 }

@@ -45,7 +45,15 @@ bool has_table(Database& db, std::string_view name);
 class Ledger {
 public:
     // Creates the file and schema on first use.
-    explicit Ledger(const std::string& path);
+    // PostgreSQL, `standby`: when another consentd holds the writer's
+    // lock, wait until PostgreSQL grants it (the holder's session ended)
+    // rather than refuse. `waiting` is called once if it has to wait.
+    struct Options {
+        bool standby = false;
+        std::function<void(const std::string& why)> waiting;
+    };
+    explicit Ledger(const std::string& path) : Ledger(path, Options{}) {}
+    Ledger(const std::string& path, Options options);
     ~Ledger();
     Ledger(const Ledger&) = delete;
     Ledger& operator=(const Ledger&) = delete;
@@ -101,7 +109,7 @@ public:
 
 private:
     void open_sqlite(const std::string& path);
-    void open_postgresql();
+    void open_postgresql(const Options& options);
     void lock_writer();
     void create(std::string_view schema);  // a new ledger: tables and meta rows
     void load_head();

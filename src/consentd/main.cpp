@@ -244,7 +244,8 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     std::optional<CheckpointWriter> checkpoints;
     std::unique_ptr<LedgerService> service;
     try {
-        auto ledger = std::make_unique<Ledger>(config.database);
+        auto ledger = std::make_unique<Ledger>(
+            config.database, Ledger::Options{config.standby, [](const std::string& why) { log_info(why); }});
         if (!check_ledger(*ledger, printable_locator(config.database), rebuild)) return 1;
         if (config.checkpoints) {
             try {

@@ -141,10 +141,13 @@ class Daemon:
     in `workdir` when given, to restart over the same files)."""
 
     def __init__(self, limits="", workdir=None, env=None, dataplanes="{socket: dp.sock}", args=(), rss_bounded=False,
-                 pg=None, pg_host=None):
+                 pg=None, pg_host=None, pg_database=None, standby=False, wait=True):
         """`pg`: a PgServer of the test's own (the ledger on PostgreSQL
         whatever CONSENTD_TEST_LEDGER says); `pg_host`: the socket directory
-        consentd connects to instead of the server's (a proxy's)."""
+        consentd connects to instead of the server's (a proxy's);
+        `pg_database`: another Daemon's database (two consentd, one ledger);
+        `standby`: ledger.standby; `wait`: wait until it listens (else call
+        wait_listening())."""
         self.owned_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="consentd-test-")
         if pg is not None or BACKEND == "postgresql":
@@ -152,7 +155,7 @@ class Daemon:
             name_file = os.path.join(self.dir, "pg-database")
             if not os.path.exists(name_file):
                 with open(name_file, "w") as f:
-                    f.write("ledger_" + os.path.basename(self.dir).replace("-", "_").lower())
+                    f.write(pg_database or "ledger_" + os.path.basename(self.dir).replace("-", "_").lower())
             with open(name_file) as f:
                 name = f.read()
             pg = pg or pg_server()
@@ -161,7 +164,7 @@ class Daemon:
             if not pg.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'").strip():
                 pg.new_database(name)
             dsn = pg.conninfo(name) if pg_host is None else pg.conninfo(name).replace(pg.dir, pg_host)
-            store = (f'ledger: {{backend: postgresql, dsn: "{dsn}"}}\n'
+            store = (f'ledger: {{backend: postgresql, dsn: "{dsn}"' + (", standby: true" if standby else "") + "}\n"
                      "pseudonym_keys: ledger.pseudonym-keys\n")
         else:
             self.db = os.path.join(self.dir, "ledger.db")
@@ -191,15 +194,19 @@ class Daemon:
             self.env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "quarantine_size_mb=16"
         self.args = list(args)  # more command-line options
         self.proc = None
-        self.start()
+        self.start(wait)
 
-    def start(self):
+    def start(self, wait=True):
         if os.path.exists(self.port_file):
             os.unlink(self.port_file)
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen([CONSENTD, "--config", self.config, "--port-file", self.port_file, *self.args],
                                      stdout=self.log, stderr=self.log, env=self.env)
-        deadline = time.monotonic() + PATIENCE
+        if wait:
+            self.wait_listening()
+
+    def wait_listening(self, timeout=PATIENCE):
+        deadline = time.monotonic() + timeout
         while not os.path.exists(self.port_file):
             if self.proc.poll() is not None:
                 raise RuntimeError("consentd exited: " + self.read_log())

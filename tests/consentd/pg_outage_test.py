@@ -173,6 +173,67 @@ class PgOutageTest(unittest.TestCase):
         finally:
             d.cleanup()
 
+    def test_a_standby_takes_over_when_the_writer_is_killed_under_16_clients(self):
+        a = Daemon(pg=self.pg)
+        b = Daemon(pg=self.pg, pg_database=a.pg_name, standby=True, wait=False)
+        try:
+            self.assertTrue(eventually(lambda: "standing by" in b.read_log()), b.read_log())
+            self.assertFalse(os.path.exists(b.port_file))  # not serving: a holds the ledger
+            lock = threading.Lock()
+            target = {"d": a}
+            answers = []  # (subscriber, daemon, status)
+            stop = threading.Event()
+
+            def client(t):
+                n = 0
+                end = time.monotonic() + 6 * PATIENCE
+                while not stop.is_set() and time.monotonic() < end:
+                    with lock:
+                        d = target["d"]
+                    sub = f"ha-{t}-{n}"
+                    n += 1
+                    try:
+                        st, _, _ = d.request("PUT", f"/v1/subscribers/{sub}/consents/advertising", GRANT)
+                    except (OSError, http.client.HTTPException):
+                        st = None  # a's last moments: no answer, either way
+                        time.sleep(0.01)
+                    with lock:
+                        answers.append((sub, d, st))
+
+            def acked(d):
+                with lock:
+                    return sum(1 for x in answers if x[1] is d and x[2] == 200)
+
+            threads = [threading.Thread(target=client, args=(t,), daemon=True) for t in range(16)]
+            for t in threads:
+                t.start()
+            self.assertTrue(eventually(lambda: acked(a) >= 100))
+            killed = time.monotonic()
+            a.kill()
+            b.wait_listening()
+            took = time.monotonic() - killed
+            with lock:
+                target["d"] = b
+            self.assertTrue(eventually(lambda: acked(b) >= 100), b.read_log())
+            stop.set()
+            for t in threads:
+                t.join(PATIENCE)
+            print(f"the standby serves {took:.2f} s after the writer was killed; "
+                  f"{acked(a)} grants acknowledged by the writer, {acked(b)} by the standby", file=sys.stderr)
+            recorded = set(events(self.pg, b))
+            with lock:
+                lost = [x[0] for x in answers if x[2] == 200 and x[0] not in recorded]
+                first = next(x[0] for x in answers if x[1] is a and x[2] == 200)
+            self.assertEqual(lost, [])
+            # The standby's state holds what the writer recorded.
+            st, _, s = b.request("GET", f"/v1/subscribers/{first}", token="auditor")
+            self.assertEqual((st, [c["purpose"] for c in s["consents"]]), (200, ["advertising"]))
+            r = subprocess.run([OPTGATECTL, "verify-ledger", b.db], capture_output=True, text=True, timeout=PATIENCE)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            b.cleanup()
+            a.cleanup()
+
     def test_a_commit_whose_answer_was_lost_is_found_and_taken_in(self):
         proxy = CuttingProxy(self.pg.dir)
         d = Daemon(pg=self.pg, pg_host=proxy.dir)

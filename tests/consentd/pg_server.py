@@ -102,3 +102,19 @@ class PgServer:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    # A server to try consentd on, or for bench-consentd --postgresql
+    # (docs/benchmarks.md): prints its connection string, runs until
+    # interrupted, then removes itself.
+    import signal
+    import sys
+    stop = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    pg = PgServer(fsync="--no-fsync" not in sys.argv)
+    print(pg.conninfo(), flush=True)
+    try:
+        signal.sigwait(stop)
+    finally:
+        pg.cleanup()
