@@ -4,8 +4,8 @@ docs/scale-out.md, "The SQL on PostgreSQL").
 
 Starts a throwaway PostgreSQL 15 (initdb in a temporary directory, a Unix
 socket only; as the postgres user when run as root), creates the ledger's
-tables from src/consentd/schema.hpp translated mechanically (no WITHOUT
-ROWID, INTEGER as BIGINT, SQLite's triggers left out), then asks PostgreSQL
+tables from src/consentd/schema.hpp (kPgSchema, what consentd creates on
+PostgreSQL), then asks PostgreSQL
 to PREPARE every SQL statement written as one string literal in
 src/consentd/*.cpp, with ?N as $N. Prints each statement that does not
 prepare, with PostgreSQL's error, and a count.
@@ -64,11 +64,7 @@ def main():
             time.sleep(0.05)
 
         text = open(os.path.join(src, "schema.hpp")).read()
-        ddl = "\n".join(re.findall(r'R"sql\((.*?)\)sql"', text, re.S))
-        ddl = re.sub(r"\)\s*WITHOUT ROWID", ")", ddl)
-        ddl = re.sub(r"\bINTEGER\b", "BIGINT", ddl)
-        ddl = re.sub(r"CREATE TRIGGER.*?END;", "", ddl, flags=re.S)
-        # The legacy RADIUS table (kLegacyRadiusSchema) and its successor side by side.
+        ddl = re.search(r'kPgSchema = R"sql\((.*?)\)sql"', text, re.S).group(1)
         rc, err = psql(ddl)
         if rc != 0:
             raise SystemExit("the schema does not load on PostgreSQL:\n" + err)

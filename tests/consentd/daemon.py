@@ -194,16 +194,22 @@ class Daemon:
             self.env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "quarantine_size_mb=16"
         self.args = list(args)  # more command-line options
         self.proc = None
-        self.start(wait)
+        if wait:
+            self.start()
+        else:
+            self.launch()
 
-    def start(self, wait=True):
+    def start(self):
+        self.launch()
+        self.wait_listening()
+
+    def launch(self):
+        """Starts the process without waiting for it to listen."""
         if os.path.exists(self.port_file):
             os.unlink(self.port_file)
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen([CONSENTD, "--config", self.config, "--port-file", self.port_file, *self.args],
                                      stdout=self.log, stderr=self.log, env=self.env)
-        if wait:
-            self.wait_listening()
 
     def wait_listening(self, timeout=PATIENCE):
         deadline = time.monotonic() + timeout

@@ -1,6 +1,8 @@
 // Tokens and roles, the config file's checks, and strict JSON.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "consentd/auth.hpp"
 #include "consentd/config.hpp"
 #include "policy/strict_json.hpp"
@@ -256,4 +258,65 @@ TEST_CASE("ledger.checkpoints: key and file required, paths relative to the conf
     CHECK(defaults.every_events == 10000);
     CHECK(defaults.every == std::chrono::seconds(60));
     CHECK_FALSE(load_config_file(OPTGATE_SOURCE_ROOT "/config/consentd.example.yaml").config.checkpoints);
+}
+
+TEST_CASE("the ledger's store: SQLite by default, PostgreSQL with a dsn and pseudonym keys, a standby") {
+    const std::string policy = "policy: p.yaml\n" + kTokens;
+    const auto sqlite = load_config_text("database: a.db\n" + policy, "c.yaml", "/etc/optgate");
+    CHECK(sqlite.config.backend == Backend::sqlite);
+    CHECK(sqlite.config.database == "/etc/optgate/a.db");
+    CHECK(sqlite.config.pseudonym_keys == "/etc/optgate/a.db.pseudonym-keys");  // beside the ledger, as before
+    CHECK_FALSE(sqlite.config.standby);
+
+    const auto pg = load_config_text(
+        "ledger: {backend: postgresql, dsn: \"host=/run/postgresql dbname=optgate\", standby: true}\n"
+        "pseudonym_keys: keys\n" +
+            policy,
+        "c.yaml", "/etc/optgate");
+    CHECK(pg.config.backend == Backend::postgresql);
+    CHECK(pg.config.database == "postgresql:host=/run/postgresql dbname=optgate");
+    CHECK(is_postgresql_locator(pg.config.database));
+    CHECK(postgresql_conninfo(pg.config.database) == "host=/run/postgresql dbname=optgate");
+    CHECK(pg.config.pseudonym_keys == "/etc/optgate/keys");
+    CHECK(pg.config.standby);
+    const auto uri = load_config_text(
+        "ledger: {backend: postgresql, dsn: \"postgresql://db.isp.example/optgate\"}\npseudonym_keys: k\n" + policy,
+        "c.yaml", "");
+    CHECK(uri.config.database == "postgresql://db.isp.example/optgate");
+    CHECK(postgresql_conninfo(uri.config.database) == "postgresql://db.isp.example/optgate");
+
+    // Every error, in the order of where it is (the file's top for a missing key).
+    const auto has = [](const std::vector<std::string>& errors, const std::string& text) {
+        return std::any_of(errors.begin(), errors.end(),
+                           [&](const std::string& e) { return e.find(text) != std::string::npos; });
+    };
+    const auto e = config_errors("ledger: {backend: postgres}\n" + policy);
+    CHECK(e.size() == 2);
+    CHECK(has(e, "c.yaml:1:19: 'backend' must be sqlite or postgresql, not 'postgres'"));
+    CHECK(has(e, "missing the required key 'database'"));  // still SQLite: its file is required
+    const auto needs = config_errors("ledger: {backend: postgresql}\n" + policy);
+    CHECK(needs.size() == 2);
+    CHECK(has(needs, "'backend: postgresql' needs 'dsn'"));
+    CHECK(has(needs, "'backend: postgresql' needs 'pseudonym_keys'"));
+    const auto both = config_errors(
+        "database: a.db\nledger: {backend: postgresql, dsn: \"dbname=x\"}\npseudonym_keys: k\n" + policy);
+    CHECK(both.size() == 1);
+    CHECK(has(both, "c.yaml:1:11: 'database' names an SQLite ledger"));
+    const auto sqlite_only = config_errors("database: a.db\nledger: {dsn: \"dbname=x\", standby: true}\n" + policy);
+    CHECK(sqlite_only.size() == 2);
+    CHECK(has(sqlite_only, "'dsn' is for 'backend: postgresql'"));
+    CHECK(has(sqlite_only, "'standby' is for 'backend: postgresql'"));
+}
+
+TEST_CASE("a PostgreSQL locator is printed without its password") {
+    CHECK(printable_locator("/var/lib/consentd/consentd.db") == "/var/lib/consentd/consentd.db");
+    const auto kw = printable_locator("postgresql:host=/run/postgresql dbname=optgate password=s3cret user=c");
+    CHECK(kw.find("s3cret") == std::string::npos);
+    CHECK(kw.find("dbname=optgate") != std::string::npos);
+    CHECK(kw.find("user=c") != std::string::npos);
+    const auto uri = printable_locator("postgresql://c:s3cret@db.isp.example:5433/optgate?sslmode=require");
+    CHECK(uri.find("s3cret") == std::string::npos);
+    CHECK(uri.find("host=db.isp.example") != std::string::npos);
+    CHECK(uri.find("port=5433") != std::string::npos);
+    CHECK(uri.find("sslmode=require") != std::string::npos);
 }

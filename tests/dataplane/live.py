@@ -24,7 +24,11 @@ every step asserts what the servers received:
      and as a Padding option of the same length with zeroed content without
   7. optgate was given two consentd endpoints (--control A,B); B starts,
      with its own ledger granting sub-a; A is SIGKILLed: optgate fails over
-     to B at once (intact), and a revocation through B strips the next request
+     to B at once (intact), and a revocation through B strips the next request.
+     With LIVE_LEDGER=postgresql (dataplane-live-pg) every step runs with
+     the ledger on a PostgreSQL of the test's own, and B is a standby on A's
+     ledger (ledger.standby): A is SIGKILLed, B takes the writer's lock and
+     serves, optgate fails over to it and keeps enforcing A's consents
 
 and at exit optgate's counters must account for exactly those verdicts.
 
@@ -49,6 +53,9 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "consentd"))
 from daemon import PATIENCE, Daemon  # noqa: E402
+from pg_server import PgServer  # noqa: E402
+
+LEDGER = os.environ.get("LIVE_LEDGER", "sqlite")
 
 PY = "/usr/bin/python3"
 PID = os.getpid()
@@ -250,6 +257,7 @@ class Live:
         self.procs = Procs()
         self.d = None
         self.d2 = None  # the second consentd (step 7)
+        self.pg = None  # LIVE_LEDGER=postgresql: the server holding the ledger
         self.dp = None
         self.dp_log = os.path.join(tmp, "optgate.log")
         self.stats = os.path.join(tmp, "optgate.stats.json")
@@ -400,7 +408,9 @@ class Live:
         os.mkdir(workdir)
         with open(os.path.join(workdir, "policy.yaml"), "w") as f:
             f.write(POLICY)
-        self.d = Daemon(workdir=workdir)
+        if LEDGER == "postgresql":
+            self.pg = PgServer()
+        self.d = Daemon(workdir=workdir, pg=self.pg)
         self.workdir2 = os.path.join(self.tmp, "consentd-2")
         os.mkdir(self.workdir2)
         with open(os.path.join(self.workdir2, "policy.yaml"), "w") as f:
@@ -468,15 +478,26 @@ class Live:
         if passed_tcp != passed_codes:
             raise Failure(f"over TCP with consent the options changed: {passed_codes} -> {passed_tcp}")
 
-        # 7. Failover: a second consentd (its own ledger here: on one
-        # PostgreSQL both would hold the same one) comes up; the first dies.
-        self.d2 = Daemon(workdir=self.workdir2)
-        self.ctl("bind", CLIENT, "sub-a", "--source", "radius", d=self.d2)
-        self.ctl("grant", "sub-a", "advertising", "--source", "portal", "--notice-version", "2026-01", d=self.d2)
+        # 7. Failover to a second consentd; the first dies.
+        if self.pg:
+            # A standby on the same ledger: it serves once the writer's
+            # session ends, with the consents the writer recorded.
+            self.d2 = Daemon(workdir=self.workdir2, pg=self.pg, pg_database=self.d.pg_name, standby=True, wait=False)
+            wait_for("the second consentd to stand by", lambda: "standing by" in self.d2.read_log(), PATIENCE,
+                     interval=0.05)
+        else:
+            # Its own ledger (on SQLite each consentd has one), granting sub-a.
+            self.d2 = Daemon(workdir=self.workdir2)
+            self.ctl("bind", CLIENT, "sub-a", "--source", "radius", d=self.d2)
+            self.ctl("grant", "sub-a", "advertising", "--source", "portal", "--notice-version", "2026-01",
+                     d=self.d2)
         connected_logs = self.optgate_log_count(re.escape("connected to " + os.path.join(self.workdir2, "dp.sock")))
         self.d.kill()
         killed = time.monotonic()
         self.say("first consentd killed (SIGKILL)")
+        if self.pg:
+            self.d2.wait_listening()
+            self.say(f"the standby took the writer's lock and listens {time.monotonic() - killed:.2f} s later")
         self.wait_synced(PATIENCE, self.d2)
         self.say(f"optgate failed over to the second consentd and synced after {time.monotonic() - killed:.2f} s")
         if self.optgate_log_count(re.escape("connected to " + os.path.join(self.workdir2, "dp.sock"))) \
@@ -569,7 +590,7 @@ def main():
     finally:
         # Each cleanup step runs whatever happened in the one before.
         for step in (live.procs.stop_all, lambda: live.d and live.d.cleanup(), lambda: live.d2 and live.d2.cleanup(),
-                     topology_down,
+                     lambda: live.pg and live.pg.cleanup(), topology_down,
                      lambda: ok or live.dump_logs()):
             try:
                 step()
