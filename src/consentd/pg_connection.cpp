@@ -72,7 +72,27 @@ std::int64_t PgResult::int64(int row, int col) const {
     return v;
 }
 
-PgConnection::PgConnection(const std::string& conninfo) : conn_(PQconnectdb(conninfo.c_str())) {
+namespace {
+
+// Defaults for a session over TCP, each overridden by the same keyword in
+// the caller's connection string (libpq keeps the last value, and the
+// string is expanded after these). A writer whose network to PostgreSQL
+// dies silently must find out in seconds, not after TCP's retransmission
+// timeout (about 15 minutes): its requests are answered 503 meanwhile, and
+// PostgreSQL must end the session (freeing the writer's lock for a
+// standby) on its side too (docs/scale-out.md, "Settings for failover").
+constexpr const char* kKeywords[] = {"connect_timeout",     "keepalives",       "keepalives_idle",
+                                     "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                                     "dbname",              nullptr};
+
+PGconn* connect(const std::string& conninfo) {
+    const char* values[] = {"10", "1", "5", "2", "3", "15000", conninfo.c_str(), nullptr};
+    return PQconnectdbParams(kKeywords, values, 1);
+}
+
+}  // namespace
+
+PgConnection::PgConnection(const std::string& conninfo) : conn_(connect(conninfo)) {
     if (!conn_) throw PgError("", "PostgreSQL: out of memory");
     if (PQstatus(conn_) != CONNECTION_OK) {
         const std::string why = without_trailing_space(PQerrorMessage(conn_));

@@ -160,3 +160,26 @@ TEST_CASE("a PostgreSQL restart: waiting and querying sessions fail; new ones wo
     PgConnection again(pg.conninfo());
     CHECK(again.query("SELECT count(*) FROM kept").int64(0, 0) == 1);  // committed before the stop
 }
+
+TEST_CASE("TCP keepalive and timeout defaults, each overridden by the connection string") {
+    PgServer pg;
+    const auto option = [](PgConnection& c, std::string_view keyword) {
+        std::string value;
+        PQconninfoOption* options = PQconninfo(c.handle());
+        for (const PQconninfoOption* o = options; o && o->keyword; ++o)
+            if (keyword == o->keyword && o->val) value = o->val;
+        PQconninfoFree(options);
+        return value;
+    };
+    PgConnection defaults(pg.conninfo());
+    CHECK(option(defaults, "keepalives_idle") == "5");
+    CHECK(option(defaults, "keepalives_interval") == "2");
+    CHECK(option(defaults, "keepalives_count") == "3");
+    CHECK(option(defaults, "tcp_user_timeout") == "15000");
+    CHECK(option(defaults, "connect_timeout") == "10");
+    CHECK(option(defaults, "dbname") == "postgres");  // the string's own keywords still apply
+    PgConnection own(pg.conninfo() + " keepalives_idle=30 connect_timeout=3");
+    CHECK(option(own, "keepalives_idle") == "30");
+    CHECK(option(own, "connect_timeout") == "3");
+    CHECK(option(own, "keepalives_count") == "3");
+}
