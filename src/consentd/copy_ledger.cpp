@@ -69,6 +69,7 @@ uint64_t copy_rows(Database& from, Database& to, const SideTable& t) {
     std::string values;
     for (int i = 1; i <= t.count; ++i) values += (i > 1 ? ", ?" : "?") + std::to_string(i);
     auto read = from.prepare("SELECT " + std::string(t.columns) + " FROM " + std::string(t.name));
+    read.stream();
     auto write = to.prepare("INSERT INTO " + std::string(t.name) + " (" + std::string(t.columns) + ") VALUES (" +
                             values + ")");
     uint64_t n = 0;
@@ -117,6 +118,7 @@ CopyReport copy_ledger(const std::string& from, const std::string& to) {
         out.begin();
         try {
             auto events = in.prepare("SELECT " + std::string(kEventColumns) + " FROM events ORDER BY seq");
+            events.stream();
             while (events.step()) {
                 const Event stored = event_from_row(events);
                 Event e = stored;

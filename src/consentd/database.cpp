@@ -1,6 +1,7 @@
 #include "consentd/database.hpp"
 
 #include <charconv>
+#include <cstdio>
 
 namespace optgate::consentd {
 
@@ -60,7 +61,17 @@ struct Statement::Pg {
     PgResult result;
     int row = -1;
     bool executed = false;
+    // stream(): read through a cursor, kStreamRows at a time.
+    bool streaming = false;
+    bool cursor_open = false;
+    bool cursor_done = false;  // the last FETCH returned fewer rows than asked
 };
+
+namespace {
+
+constexpr int kStreamRows = 10000;
+
+}  // namespace
 
 void throw_sqlite(sqlite3* db, int rc, std::string_view context) {
     std::string msg(context);
@@ -96,6 +107,7 @@ Statement::Statement() = default;
 
 Statement::~Statement() {
     sqlite3_finalize(st_);
+    if (pg_) pg_stop();
     if (pg_ && pg_->db->pg()->ok() && pg_->session == pg_->db->session()) {
         try {
             pg_->db->pg()->exec("DEALLOCATE " + pg_->name);
@@ -129,7 +141,7 @@ PgValue& parameter(std::vector<PgValue>& params, int i) {
 
 Statement& Statement::bind(int i, int64_t v) {
     if (pg_) {
-        pg_->executed = false;
+        pg_stop();
         parameter(pg_->params, i) = v;
         return *this;
     }
@@ -140,7 +152,7 @@ Statement& Statement::bind(int i, int64_t v) {
 
 Statement& Statement::bind(int i, std::string_view v) {
     if (pg_) {
-        pg_->executed = false;
+        pg_stop();
         parameter(pg_->params, i) = std::string(v);
         return *this;
     }
@@ -155,13 +167,39 @@ Statement& Statement::bind(int i, const std::optional<std::string>& v) {
 
 Statement& Statement::bind_null(int i) {
     if (pg_) {
-        pg_->executed = false;
+        pg_stop();
         parameter(pg_->params, i) = std::nullopt;
         return *this;
     }
     const int rc = sqlite3_bind_null(st_, i);
     if (rc != SQLITE_OK) throw_sqlite(db_, rc, "binding a parameter");
     return *this;
+}
+
+void Statement::stream() {
+    if (pg_) pg_->streaming = true;
+}
+
+void Statement::pg_stop() noexcept {
+    Pg& p = *pg_;
+    p.executed = false;
+    p.result = PgResult();
+    if (!p.cursor_open) return;
+    p.cursor_open = false;
+    // Gone with the transaction if that ended, or the session.
+    if (!p.db->pg()->ok() || PQtransactionStatus(p.db->pg()->handle()) != PQTRANS_INTRANS) return;
+    char close[64];
+    std::snprintf(close, sizeof close, "CLOSE c%s", p.name.c_str());
+    PQclear(PQexec(p.db->pg()->handle(), close));
+}
+
+bool Statement::pg_fetch() {
+    Pg& p = *pg_;
+    p.result = PgResult();
+    p.result = p.db->pg()->query("FETCH FORWARD " + std::to_string(kStreamRows) + " FROM c" + p.name);
+    p.cursor_done = p.result.rows() < kStreamRows;
+    p.row = 0;
+    return p.result.rows() > 0;
 }
 
 bool Statement::step() {
@@ -171,15 +209,24 @@ bool Statement::step() {
             if (p.session != p.db->session()) pg_prepare();  // a new session since: prepare again
             if (p.params.size() < size_t(p.params_needed)) p.params.resize(size_t(p.params_needed), std::nullopt);
             p.result = PgResult();
+            p.executed = true;
+            // A cursor lives in a transaction: outside one, the whole result.
+            if (p.streaming && PQtransactionStatus(p.db->pg()->handle()) == PQTRANS_INTRANS) {
+                p.db->pg()->query("DECLARE c" + p.name + " NO SCROLL CURSOR FOR " + p.sql, p.params);
+                p.cursor_open = true;
+                if (pg_fetch()) return true;
+                pg_stop();
+                return false;
+            }
             p.result = p.db->pg()->query_prepared(p.name, p.params);
             p.db->pg_changes_ = p.result.changes();
-            p.executed = true;
             p.row = 0;
         } else {
             ++p.row;
         }
         if (p.row < p.result.rows()) return true;
-        p.executed = false;  // as SQLite: the next step() runs it again
+        if (p.cursor_open && !p.cursor_done && pg_fetch()) return true;
+        pg_stop();  // as SQLite: the next step() runs it again
         return false;
     }
     const int rc = sqlite3_step(st_);
@@ -198,9 +245,8 @@ void Statement::run() {
 
 void Statement::reset() {
     if (pg_) {
-        pg_->executed = false;
+        pg_stop();
         pg_->params.clear();
-        pg_->result = PgResult();
         return;
     }
     sqlite3_reset(st_);
@@ -315,6 +361,11 @@ void Database::rollback() noexcept {
 }
 
 int64_t Database::changes() const { return pg_ ? pg_changes_ : sqlite3_changes64(db_); }
+
+bool Database::in_transaction() const {
+    if (pg_) return PQtransactionStatus(pg_->handle()) != PQTRANS_IDLE;
+    return sqlite3_get_autocommit(db_) == 0;
+}
 
 bool Database::has_table(std::string_view name) {
     auto st = prepare(pg_ ? "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = ?1"

@@ -71,6 +71,12 @@ public:
     Statement& bind(int i, const std::optional<std::string>& v);
     Statement& bind_null(int i);
 
+    // PostgreSQL: read the rows through a cursor, 10,000 at a time, when
+    // step() starts inside a transaction (a whole-table walk: verify, the
+    // startup load, copy-ledger), instead of the whole result at once. No
+    // effect on SQLite, which steps row by row anyway.
+    void stream();
+
     // True while a row is available; false once done (the next step() runs
     // the statement again). Throws on error.
     bool step();
@@ -86,6 +92,8 @@ public:
 private:
     struct Pg;  // a PostgreSQL prepared statement, its parameters and result
     void pg_prepare();
+    bool pg_fetch();
+    void pg_stop() noexcept;  // forget the result, close the cursor
 
     sqlite3* db_ = nullptr;
     sqlite3_stmt* st_ = nullptr;
@@ -127,6 +135,7 @@ public:
 
     // Rows the last INSERT, UPDATE or DELETE on this connection touched.
     int64_t changes() const;
+    bool in_transaction() const;
     // Whether the store has a table of this name (in the current schema).
     bool has_table(std::string_view name);
 

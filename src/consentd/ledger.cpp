@@ -339,14 +339,28 @@ void Ledger::rebuild_derived(const LedgerFold& fold) {
     }
 }
 
+void Ledger::for_each_row(std::string_view sql, const std::function<void(std::string_view, std::string_view)>& fn) {
+    // In a transaction of its own unless in one already: one snapshot, and
+    // on PostgreSQL a cursor rather than every row in memory at once.
+    const bool own = !db_.in_transaction();
+    if (own) db_.begin_read();
+    try {
+        auto st = db_.prepare(sql);
+        st.stream();
+        while (st.step()) fn(st.text(0), st.text(1));
+    } catch (...) {
+        if (own) db_.end_read();
+        throw;
+    }
+    if (own) db_.end_read();
+}
+
 void Ledger::for_each_binding(const std::function<void(std::string_view, std::string_view)>& fn) {
-    auto st = db_.prepare("SELECT address, subscriber FROM bindings");
-    while (st.step()) fn(st.text(0), st.text(1));
+    for_each_row("SELECT address, subscriber FROM bindings", fn);
 }
 
 void Ledger::for_each_consent(const std::function<void(std::string_view, std::string_view)>& fn) {
-    auto st = db_.prepare("SELECT subscriber, purpose FROM consents");
-    while (st.step()) fn(st.text(0), st.text(1));
+    for_each_row("SELECT subscriber, purpose FROM consents", fn);
 }
 
 }  // namespace optgate::consentd

@@ -112,6 +112,7 @@ private:
     void open_postgresql(const Options& options);
     void lock_writer();
     void create(std::string_view schema);  // a new ledger: tables and meta rows
+    void for_each_row(std::string_view sql, const std::function<void(std::string_view, std::string_view)>& fn);
     void load_head();
 
     Database db_;

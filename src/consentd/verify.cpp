@@ -104,6 +104,7 @@ private:
     bool walk_events() {
         phase_ = Damage::chain;
         auto st = db_.prepare("SELECT " + std::string(kEventColumns) + " FROM events WHERE seq <= ?1 ORDER BY seq");
+        st.stream();
         st.bind(1, int64_t(last_));
         Digest prev{};
         std::string prev_hex = kGenesisHash;
@@ -143,6 +144,7 @@ private:
         auto st = db_.prepare(
             "SELECT subscriber, purpose, seq, time, source, notice_version, credential FROM consents "
             "ORDER BY subscriber, purpose");
+        st.stream();
         auto& folded = fold_.consents();
         while (st.step()) {
             ConsentRow row{std::string(st.text(0)), std::string(st.text(1)), uint64_t(st.int64(2)),
@@ -168,6 +170,7 @@ private:
     bool compare_bindings() {
         auto st = db_.prepare(
             "SELECT address, subscriber, seq, time, source, credential FROM bindings ORDER BY address");
+        st.stream();
         auto& folded = fold_.bindings();
         while (st.step()) {
             BindingRow row{std::string(st.text(0)), std::string(st.text(1)), uint64_t(st.int64(2)),

@@ -280,3 +280,42 @@ TEST_CASE("copy-ledger: an SQLite ledger into PostgreSQL, the chain checked on a
     PgConnection bc(conninfo_of(broken_to));
     CHECK(bc.query("SELECT 1 FROM pg_tables WHERE tablename = 'events'").rows() == 0);
 }
+
+TEST_CASE("stream(): a cursor 10,000 rows at a time inside a transaction, stopped early, run again; whole outside") {
+    PgServer pg;
+    const auto db = pg.new_database("rows");
+    Database d(db, Database::Mode::read_write);
+    d.exec("CREATE TABLE t (n BIGINT PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 25001)");
+    auto st = d.prepare("SELECT n FROM t WHERE n >= ?1 ORDER BY n");
+    st.stream();
+    const auto walk = [&](int64_t from, int64_t stop_after) {
+        st.bind(1, from);
+        int64_t rows = 0, sum = 0;
+        while (st.step()) {
+            ++rows;
+            sum += st.int64(0);
+            if (rows == stop_after) {
+                st.reset();  // closes the cursor mid-way
+                break;
+            }
+        }
+        return std::make_pair(rows, sum);
+    };
+    d.begin_read();
+    CHECK(walk(1, 0) == std::make_pair(int64_t(25001), int64_t(25001) * 25002 / 2));  // three FETCHes and a short one
+    CHECK(walk(1, 0).first == 25001);                                                 // the same cursor name again
+    CHECK(walk(15001, 5) == std::make_pair(int64_t(5), int64_t(15001 + 15002 + 15003 + 15004 + 15005)));
+    CHECK(walk(20001, 0).first == 5001);  // after a stop mid-way
+    CHECK(walk(30000, 0).first == 0);     // nothing to fetch
+    // Other statements run between two FETCHes of a cursor.
+    st.bind(1, 1);
+    REQUIRE(st.step());
+    auto other = d.prepare("SELECT count(*) FROM t");
+    REQUIRE(other.step());
+    CHECK(other.int64(0) == 25001);
+    int64_t rest = 1;
+    while (st.step()) ++rest;
+    CHECK(rest == 25001);
+    d.end_read();
+    CHECK(walk(1, 0).first == 25001);  // outside a transaction: the whole result
+}
