@@ -385,8 +385,8 @@ int bench_main(int argc, char** argv) {
     };
     for (const auto& store : stores) {
         const std::string sub = sub_dir(store, "changes");
-        Daemon d(vm["consentd"].as<std::string>(), dir + "/" + sub, vm["policy"].as<std::string>(),
-                 store.ledger(sub).yaml);
+        const std::string work = (fs::path(dir) / sub).string();
+        Daemon d(vm["consentd"].as<std::string>(), work, vm["policy"].as<std::string>(), store.ledger(sub).yaml);
         std::printf("%s:\n\n| clients | durable changes/s | x baseline | p50 ms | p99 ms | errors |\n",
                     store.name.c_str());
         std::printf("|--------:|------------------:|-----------:|-------:|-------:|-------:|\n");
@@ -408,8 +408,9 @@ int bench_main(int argc, char** argv) {
         if (!n) break;
         const std::string sub = sub_dir(store, "import");
         const Ledger ledger = store.ledger(sub);
+        const std::string work = (fs::path(dir) / sub).string();
         {
-            Daemon d(vm["consentd"].as<std::string>(), dir + "/" + sub, vm["policy"].as<std::string>(), ledger.yaml);
+            Daemon d(vm["consentd"].as<std::string>(), work, vm["policy"].as<std::string>(), ledger.yaml);
             const std::string body = import_body(n);
             std::string answer;
             const double t = run_import(d.port, body, answer);
@@ -426,7 +427,7 @@ int bench_main(int argc, char** argv) {
             // A restart over the imported ledger: how long until the API
             // answers, and what the in-memory state of the subscribers costs.
             const auto restart = Clock::now();
-            Daemon d(vm["consentd"].as<std::string>(), dir + "/" + sub, vm["policy"].as<std::string>(), ledger.yaml);
+            Daemon d(vm["consentd"].as<std::string>(), work, vm["policy"].as<std::string>(), ledger.yaml);
             std::printf("  restart over that ledger: listening after %.1f s, RSS %ld MiB\n", seconds_since(restart),
                         d.rss_kib() >> 10);
         }

@@ -48,7 +48,7 @@ void check_schema(Database& db) {
 
 // The writer's connection gathers each commit's WAL frames into one write
 // (wal_write_buffer.hpp); every other connection uses SQLite's default VFS.
-Ledger::Ledger(const std::string& path, Options options)
+Ledger::Ledger(const std::string& path, const Options& options)
     : db_(path, Database::Mode::read_write_create, wal_write_buffer_vfs()) {
     if (db_.postgresql())
         open_postgresql(options);

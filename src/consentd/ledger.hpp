@@ -53,7 +53,7 @@ public:
         std::function<void(const std::string& why)> waiting;
     };
     explicit Ledger(const std::string& path) : Ledger(path, Options{}) {}
-    Ledger(const std::string& path, Options options);
+    Ledger(const std::string& path, const Options& options);
     ~Ledger();
     Ledger(const Ledger&) = delete;
     Ledger& operator=(const Ledger&) = delete;

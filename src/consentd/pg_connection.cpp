@@ -81,9 +81,8 @@ namespace {
 // timeout (about 15 minutes): its requests are answered 503 meanwhile, and
 // PostgreSQL must end the session (freeing the writer's lock for a
 // standby) on its side too (docs/scale-out.md, "Settings for failover").
-constexpr const char* kKeywords[] = {"connect_timeout",     "keepalives",       "keepalives_idle",
-                                     "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                                     "dbname",              nullptr};
+constexpr const char* kKeywords[] = {"connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
+                                     "keepalives_count", "tcp_user_timeout", "dbname",          nullptr};
 
 PGconn* connect(const std::string& conninfo) {
     const char* values[] = {"10", "1", "5", "2", "3", "15000", conninfo.c_str(), nullptr};
