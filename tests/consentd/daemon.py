@@ -35,7 +35,11 @@ def pg_server():
     global _pg
     if _pg is None:
         from pg_server import PgServer
-        _pg = PgServer()
+        # fsync off: these suites are about the API, not about surviving a
+        # power cut (pg_outage_test.py runs its own server with fsync on),
+        # and every Daemon's CREATE DATABASE would otherwise wait for a
+        # checkpoint's fsyncs.
+        _pg = PgServer(fsync=False)
         atexit.register(_pg.cleanup)
     return _pg
 
