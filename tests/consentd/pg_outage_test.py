@@ -14,6 +14,7 @@ Both run a PostgreSQL 15 of their own (pg_server.py) with fsync on.
 """
 import http.client
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -91,6 +92,7 @@ class CuttingProxy:
 
     def close(self):
         self.listener.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def events(pg, d, where="true"):
