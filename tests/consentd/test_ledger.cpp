@@ -9,44 +9,13 @@
 #include "consentd/schema.hpp"
 #include "consentd/verify.hpp"
 #include "fixture.hpp"
+#include "ledger_history.hpp"
 
 using namespace optgate::consentd;
+using optgate::consentd::test::append_all;
+using optgate::consentd::test::make;
+using optgate::consentd::test::sample_history;
 using optgate::consentd::test::TempDir;
-
-namespace {
-
-Event make(std::string subscriber, Action a, std::optional<std::string> what, std::string source = "portal") {
-    Event e;
-    e.time = "2024-05-01T12:00:00.000Z";
-    e.subscriber = std::move(subscriber);
-    e.action = a;
-    if (a == Action::grant || a == Action::revoke) {
-        e.purpose = std::move(what);
-        if (a == Action::grant) e.notice_version = "v1";
-    } else {
-        e.address = std::move(what);
-    }
-    e.source = std::move(source);
-    e.credential = "test";
-    return e;
-}
-
-void append_all(Ledger& l, std::vector<Event> events) {
-    l.begin();
-    for (auto& e : events) l.append(e);
-    l.commit();
-}
-
-// Sample history: sub-1 grants two purposes, revokes one; 100.64.0.1 moves
-// from sub-1 to sub-2.
-void sample_history(Ledger& l) {
-    append_all(l, {make("sub-1", Action::grant, "advertising"), make("sub-1", Action::grant, "analytics"),
-                   make("sub-1", Action::bind, "100.64.0.1")});
-    append_all(l, {make("sub-1", Action::revoke, "analytics"), make("sub-1", Action::unbind, "100.64.0.1"),
-                   make("sub-2", Action::bind, "100.64.0.1"), make("sub-2", Action::bind, "2001:db8:1000:1::/64")});
-}
-
-}  // namespace
 
 TEST_CASE("appends chain across transactions and survive reopening") {
     TempDir dir;
