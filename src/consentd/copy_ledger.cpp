@@ -81,7 +81,7 @@ uint64_t copy_rows(Database& from, Database& to, const SideTable& t) {
             else
                 write.bind(c + 1, read.text(c));
         }
-        write.run();
+        write.queue();
         ++n;
     }
     return n;
@@ -138,7 +138,7 @@ CopyReport copy_ledger(const std::string& from, const std::string& to) {
                     "ON CONFLICT DO NOTHING");
                 while (read.step()) {
                     for (int c = 0; c < 4; ++c) write.bind(c + 1, read.text(c));
-                    write.run();
+                    write.queue();
                     ++r.rows["radius_session_bindings"];
                 }
             }

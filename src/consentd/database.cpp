@@ -110,7 +110,13 @@ Statement::~Statement() {
     if (pg_) pg_stop();
     if (pg_ && pg_->db->pg()->ok() && pg_->session == pg_->db->session()) {
         try {
-            pg_->db->pg()->exec("DEALLOCATE " + pg_->name);
+            // Behind queued statements it waits its turn too, so that their
+            // failure is read by the next statement that needs an answer.
+            PgConnection& c = *pg_->db->pg();
+            if (c.queued())
+                c.send("DEALLOCATE " + pg_->name);
+            else
+                c.exec("DEALLOCATE " + pg_->name);
         } catch (const std::exception&) {  // NOLINT(bugprone-empty-catch): an aborted transaction; the session keeps it
         }
     }
@@ -187,10 +193,17 @@ void Statement::pg_stop() noexcept {
     if (!p.cursor_open) return;
     p.cursor_open = false;
     // Gone with the transaction if that ended, or the session.
-    if (!p.db->pg()->ok() || PQtransactionStatus(p.db->pg()->handle()) != PQTRANS_INTRANS) return;
+    if (!p.db->pg()->ok() || !p.db->in_transaction()) return;
     char close[64];
     std::snprintf(close, sizeof close, "CLOSE c%s", p.name.c_str());
-    PQclear(PQexec(p.db->pg()->handle(), close));
+    try {
+        PgConnection& c = *p.db->pg();
+        if (c.queued())
+            c.send(close);  // behind them, as the destructor's DEALLOCATE
+        else
+            c.exec(close);
+    } catch (const std::exception&) {  // NOLINT(bugprone-empty-catch): the transaction failed; its COMMIT says so
+    }
 }
 
 bool Statement::pg_fetch() {
@@ -209,16 +222,20 @@ bool Statement::step() {
             if (p.session != p.db->session()) pg_prepare();  // a new session since: prepare again
             if (p.params.size() < size_t(p.params_needed)) p.params.resize(size_t(p.params_needed), std::nullopt);
             p.result = PgResult();
-            p.executed = true;
+            // Executed only once the server answered: a statement that threw
+            // (the session lost, a queued statement's failure read with it)
+            // runs again at its next step().
             // A cursor lives in a transaction: outside one, the whole result.
-            if (p.streaming && PQtransactionStatus(p.db->pg()->handle()) == PQTRANS_INTRANS) {
+            if (p.streaming && p.db->in_transaction()) {
                 p.db->pg()->query("DECLARE c" + p.name + " NO SCROLL CURSOR FOR " + p.sql, p.params);
+                p.executed = true;
                 p.cursor_open = true;
                 if (pg_fetch()) return true;
                 pg_stop();
                 return false;
             }
             p.result = p.db->pg()->query_prepared(p.name, p.params);
+            p.executed = true;
             p.db->pg_changes_ = p.result.changes();
             p.row = 0;
         } else {
@@ -241,6 +258,19 @@ void Statement::run() {
     while (step()) {
     }
     reset();
+}
+
+void Statement::queue() {
+    if (!pg_ || !pg_->db->in_transaction()) {
+        run();
+        return;
+    }
+    Pg& p = *pg_;
+    pg_stop();
+    if (p.session != p.db->session()) pg_prepare();  // a new session since: prepare again
+    if (p.params.size() < size_t(p.params_needed)) p.params.resize(size_t(p.params_needed), std::nullopt);
+    p.db->pg()->send_prepared(p.name, p.params);
+    p.params.clear();  // as run() leaves it
 }
 
 void Statement::reset() {
@@ -325,7 +355,7 @@ void Database::exec(std::string_view sql) {
 void Database::begin_write() {
     if (pg_) {
         reconnect();
-        pg_->exec("BEGIN");
+        pg_->send("BEGIN");  // answered with the transaction's first read, or its COMMIT
         return;
     }
     exec("BEGIN IMMEDIATE");
@@ -340,10 +370,22 @@ void Database::begin_read() {
     exec("BEGIN");
 }
 
-void Database::commit() { exec("COMMIT"); }
+void Database::commit() {
+    if (!pg_) {
+        exec("COMMIT");
+        return;
+    }
+    // Sent behind the queued statements. A transaction that failed answers
+    // COMMIT with "ROLLBACK" and no error: that must not pass for success.
+    const PgResult r = pg_->query("COMMIT");
+    if (r.command() != "COMMIT")
+        throw PgError("25P02", "PostgreSQL: the transaction had failed and was rolled back (" +
+                                   std::string(r.command()) + "), nothing was recorded");
+}
 
 void Database::end_read() noexcept {
     if (pg_) {
+        pg_->discard();
         if (pg_->ok()) PQclear(PQexec(pg_->handle(), "COMMIT"));
         return;
     }
@@ -353,6 +395,7 @@ void Database::end_read() noexcept {
 void Database::rollback() noexcept {
     if (pg_) {
         // On a lost session there is nothing to roll back: the server did.
+        pg_->discard();
         if (pg_->ok()) PQclear(PQexec(pg_->handle(), "ROLLBACK"));
         return;
     }
@@ -363,7 +406,9 @@ void Database::rollback() noexcept {
 int64_t Database::changes() const { return pg_ ? pg_changes_ : sqlite3_changes64(db_); }
 
 bool Database::in_transaction() const {
-    if (pg_) return PQtransactionStatus(pg_->handle()) != PQTRANS_IDLE;
+    // A lost session holds no transaction (the server ended it), whatever
+    // libpq's state: the next begin_*() connects again.
+    if (pg_) return pg_->ok() && (pg_->queued() > 0 || PQtransactionStatus(pg_->handle()) != PQTRANS_IDLE);
     return sqlite3_get_autocommit(db_) == 0;
 }
 
@@ -375,7 +420,14 @@ bool Database::has_table(std::string_view name) {
 }
 
 bool Database::reconnect() {
-    if (!pg_ || pg_->ok()) return false;
+    if (!pg_) return false;
+    // An idle session the server ended (a restart) is still "ok" to libpq
+    // until it reads: read what is there now, without waiting, so that the
+    // first transaction after a restart starts on a new session instead of
+    // failing on the old one. Twice: a server that ends a session sends a
+    // FATAL message, then closes; the second read meets the close.
+    for (int i = 0; i < 2 && pg_->ok() && pg_->queued() == 0; ++i) PQconsumeInput(pg_->handle());
+    if (pg_->ok()) return false;
     if (!pg_->reset()) return false;  // still down: the next statement says so
     ++session_;
     pg_->exec("SET client_min_messages = warning");

@@ -82,6 +82,13 @@ public:
     bool step();
     // Runs to completion (for statements that return no rows).
     void run();
+    // As run(), for a statement whose only answer is success, inside a write
+    // transaction: on PostgreSQL it is sent without waiting, and its answer
+    // is read with the next statement that needs one, or at commit(), which
+    // fails if it failed (PgConnection's pipelining). A batch of appends is
+    // then one round trip to the server. Outside a transaction, and on
+    // SQLite, the same as run().
+    void queue();
     void reset();  // also clears bindings
 
     int64_t int64(int col) const;
@@ -139,8 +146,9 @@ public:
     // Whether the store has a table of this name (in the current schema).
     bool has_table(std::string_view name);
 
-    // PostgreSQL: connects again if the session was lost; true if it had to
-    // and did. Statements prepare themselves again on their next run.
+    // PostgreSQL: connects again if the session was lost (including one the
+    // server ended while it was idle); true if it had to and did. Statements prepare themselves again on their next
+    // run.
     bool reconnect();
     // Increases with every new PostgreSQL session (for what a session
     // holds: prepared statements, advisory locks).

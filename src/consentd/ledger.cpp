@@ -246,7 +246,7 @@ void Ledger::append(Event& e) {
         .bind(9, e.credential)
         .bind(10, e.prev_hash)
         .bind(11, e.hash);
-    insert_event_.run();
+    insert_event_.queue();
 
     switch (e.action) {
     case Action::grant:
@@ -257,11 +257,11 @@ void Ledger::append(Event& e) {
             .bind(5, e.source)
             .bind(6, e.notice_version)
             .bind(7, e.credential);
-        upsert_consent_.run();
+        upsert_consent_.queue();
         break;
     case Action::revoke:
         delete_consent_.bind(1, e.subscriber).bind(2, *e.purpose);
-        delete_consent_.run();
+        delete_consent_.queue();
         break;
     case Action::bind:
         upsert_binding_.bind(1, *e.address)
@@ -270,11 +270,11 @@ void Ledger::append(Event& e) {
             .bind(4, e.time)
             .bind(5, e.source)
             .bind(6, e.credential);
-        upsert_binding_.run();
+        upsert_binding_.queue();
         break;
     case Action::unbind:
         delete_binding_.bind(1, *e.address);
-        delete_binding_.run();
+        delete_binding_.queue();
         break;
     }
     pending_seq_ = e.seq;
@@ -321,7 +321,7 @@ void Ledger::rebuild_derived(const LedgerFold& fold) {
                 .bind(5, c.source)
                 .bind(6, c.notice_version)
                 .bind(7, c.credential);
-            upsert_consent_.run();
+            upsert_consent_.queue();
         }
         for (const auto& [address, b] : fold.bindings()) {
             upsert_binding_.bind(1, b.address)
@@ -330,7 +330,7 @@ void Ledger::rebuild_derived(const LedgerFold& fold) {
                 .bind(4, b.time)
                 .bind(5, b.source)
                 .bind(6, b.credential);
-            upsert_binding_.run();
+            upsert_binding_.queue();
         }
         db_.commit();
     } catch (...) {

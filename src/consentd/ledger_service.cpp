@@ -235,25 +235,28 @@ void LedgerService::commit_batch(std::vector<Pending>& batch) {
                                        [](const Pending& p) { return std::holds_alternative<ImportChange>(p.change); });
     {
         std::lock_guard lk(state_mu_);
-        try {
-            ledger_->begin();
-            if (ledger_->take_adopted()) adopt_commit_in_doubt();
-            if (undoable) state_.begin_undo();
-            for (auto& p : batch) c.outcomes.push_back(apply(p, b));
-            if (b.events || b.side_tables)
-                ledger_->commit();  // written; the sync thread makes it durable
-            else
-                ledger_->rollback();  // nothing accepted: end the transaction
-            if (undoable) state_.end_undo();
-        } catch (const std::exception& e) {
-            c.failure = e.what();
-            c.in_doubt = ledger_->in_doubt();
-            ledger_->rollback();
-            // The state may hold part of the batch: put it back as it was.
-            if (undoable)
-                state_.undo();
-            else
-                reload_state();
+        if (state_stale_) reread_stale_state(c.failure);
+        if (c.failure.empty()) {
+            try {
+                ledger_->begin();
+                if (ledger_->take_adopted()) adopt_commit_in_doubt();
+                if (undoable) state_.begin_undo();
+                for (auto& p : batch) c.outcomes.push_back(apply(p, b));
+                if (b.events || b.side_tables)
+                    ledger_->commit();  // written; the sync thread makes it durable
+                else
+                    ledger_->rollback();  // nothing accepted: end the transaction
+                if (undoable) state_.end_undo();
+            } catch (const std::exception& e) {
+                c.failure = e.what();
+                c.in_doubt = ledger_->in_doubt();
+                ledger_->rollback();
+                // The state may hold part of the batch: put it back as it was.
+                if (undoable)
+                    state_.undo();
+                else
+                    reload_state();
+            }
         }
         c.seq = ledger_->head_seq();
         c.subscribers = state_.subscriber_count();
@@ -318,15 +321,33 @@ void LedgerService::adopt_commit_in_doubt() {
 
 void LedgerService::reload_state() {
     // The transaction rolled back, but memory may hold part of the batch:
-    // rebuild it from what is on disk.
+    // rebuild it from what the ledger holds.
     try {
         state_ = load_state(*ledger_, state_.policy_ptr());
     } catch (const std::exception& e) {
-        // Memory and disk may now disagree and nothing can tell which is
-        // right: stop, and let the supervisor restart from the disk.
-        log_error(std::string("cannot reload the state from the ledger, exiting: ") + e.what());
-        std::abort();
+        // The ledger cannot be read now (PostgreSQL down). Memory may hold
+        // what was never recorded: keep none of it. Until the ledger can be
+        // read again, every batch is refused and a data plane that asks
+        // for the table gets an empty one: nothing consented, fail closed.
+        log_error(std::string("cannot read the state again from the ledger: ") + e.what() +
+                  "; refusing changes and serving an empty table until it can");
+        state_ = ConsentState(state_.policy_ptr());
+        state_stale_ = true;
     }
+}
+
+void LedgerService::reread_stale_state(std::string& failure) {
+    try {
+        state_ = load_state(*ledger_, state_.policy_ptr());
+    } catch (const std::exception& e) {
+        failure = std::string("the ledger cannot be read to restore the state: ") + e.what();
+        return;
+    }
+    state_stale_ = false;
+    log_info("the state is read again from the ledger (head " + std::to_string(ledger_->head_seq()) +
+             "): resending the table");
+    std::lock_guard llk(listeners_mu_);
+    for (auto* l : listeners_) l->on_resync(ledger_->head_seq(), state_.policy_ptr(), state_.table_version());
 }
 
 void LedgerService::install_policy(Pending& p) {

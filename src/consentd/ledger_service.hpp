@@ -234,7 +234,13 @@ private:
     std::optional<std::string> record_bind(const Prefix& binding, const std::string& subscriber,
                                            const std::string& source, const std::string& credential, Batch& b);
     uint64_t record(Event& e, Batch& b);
+    // After a failed batch that cannot be undone in memory (an import):
+    // the state read again from the ledger, or, if it cannot be read, an
+    // empty one marked stale (state_stale_).
     void reload_state();
+    // A stale state read again from the ledger, and the data planes sent
+    // the table whole; `failure` says why not.
+    void reread_stale_state(std::string& failure);
     void publish_gauges();
     void sync_or_exit() const;
 
@@ -245,6 +251,7 @@ private:
 
     mutable std::mutex state_mu_;  // state_, policy_ (writes); the writer's transaction
     ConsentState state_;
+    bool state_stale_ = false;  // reload_state() failed: state_ is empty until read again (state_mu_)
 
     mutable std::mutex listeners_mu_;  // listeners_, and calls to them
     std::vector<TableListener*> listeners_;

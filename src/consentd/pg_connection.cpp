@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 namespace optgate::consentd {
 
@@ -17,11 +18,15 @@ std::string without_trailing_space(std::string s) {
     return s;
 }
 
-[[noreturn]] void throw_result(PGconn* conn, const PGresult* r, std::string_view context) {
+PgError result_error(PGconn* conn, const PGresult* r, std::string_view context) {
     const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
     const char* message = r ? PQresultErrorMessage(r) : nullptr;
-    throw PgError(state ? state : "", without_trailing_space(std::string(context) + ": " +
-                                                             (message && *message ? message : PQerrorMessage(conn))));
+    return {state ? state : "", without_trailing_space(std::string(context) + ": " +
+                                                       (message && *message ? message : PQerrorMessage(conn)))};
+}
+
+[[noreturn]] void throw_result(PGconn* conn, const PGresult* r, std::string_view context) {
+    throw result_error(conn, r, context);
 }
 
 bool succeeded(const PGresult* r) {
@@ -104,6 +109,7 @@ PgConnection::PgConnection(const std::string& conninfo) : conn_(connect(conninfo
 PgConnection::~PgConnection() { PQfinish(conn_); }
 
 void PgConnection::exec(std::string_view sql) {
+    sync();  // several statements in one string cannot join a pipeline
     const std::string text(sql);
     // PQexec returns the last statement's result; an error stops the rest.
     const std::unique_ptr<PGresult, decltype(&PQclear)> r(PQexec(conn_, text.c_str()), &PQclear);
@@ -141,22 +147,140 @@ PgResult checked(PGconn* conn, PGresult* raw) {
 PgResult PgConnection::query(std::string_view sql, const std::vector<PgValue>& params) {
     const std::string text = pg_placeholders(sql);
     const ParamValues v(params);
+    if (queued_) {
+        return join_pipeline(
+            PQsendQueryParams(conn_, text.c_str(), int(params.size()), nullptr, v.values.data(), nullptr, nullptr, 0));
+    }
     return checked(
         conn_, PQexecParams(conn_, text.c_str(), int(params.size()), nullptr, v.values.data(), nullptr, nullptr, 0));
 }
 
 void PgConnection::prepare(const std::string& name, std::string_view sql) {
     const std::string text = pg_placeholders(sql);
+    if (queued_) {
+        join_pipeline(PQsendPrepare(conn_, name.c_str(), text.c_str(), 0, nullptr));
+        return;
+    }
     checked(conn_, PQprepare(conn_, name.c_str(), text.c_str(), 0, nullptr));
 }
 
 PgResult PgConnection::query_prepared(const std::string& name, const std::vector<PgValue>& params) {
     const ParamValues v(params);
+    if (queued_) {
+        return join_pipeline(
+            PQsendQueryPrepared(conn_, name.c_str(), int(params.size()), v.values.data(), nullptr, nullptr, 0));
+    }
     return checked(conn_,
                    PQexecPrepared(conn_, name.c_str(), int(params.size()), v.values.data(), nullptr, nullptr, 0));
 }
 
+void PgConnection::enter_pipeline() {
+    if (queued_ >= kMaxQueued) sync();
+    if (PQpipelineStatus(conn_) == PQ_PIPELINE_OFF && PQenterPipelineMode(conn_) != 1)
+        throw_result(conn_, nullptr, "PostgreSQL pipeline");
+}
+
+void PgConnection::queued_one(int sent) {
+    if (sent != 1) {
+        const PgError lost = result_error(conn_, nullptr, "PostgreSQL");
+        discard();
+        throw lost;
+    }
+    ++queued_;
+}
+
+PgResult PgConnection::join_pipeline(int sent) {
+    queued_one(sent);
+    return finish_pipeline();
+}
+
+void PgConnection::send(std::string_view sql) {
+    enter_pipeline();
+    const std::string text(sql);
+    queued_one(PQsendQueryParams(conn_, text.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0));
+}
+
+void PgConnection::send_prepared(const std::string& name, const std::vector<PgValue>& params) {
+    enter_pipeline();
+    const ParamValues v(params);
+    queued_one(PQsendQueryPrepared(conn_, name.c_str(), int(params.size()), v.values.data(), nullptr, nullptr, 0));
+}
+
+void PgConnection::sync() {
+    if (queued_) finish_pipeline();
+}
+
+void PgConnection::discard() noexcept {
+    try {
+        sync();
+    } catch (const std::exception&) {  // NOLINT(bugprone-empty-catch): forgetting them is the point
+    }
+}
+
+namespace {
+
+// A failure that ends the session or says nothing of what the server did
+// (no SQLSTATE: libpq's own; 08: connection; 57: the server shutting down or
+// the session terminated; 58 and XX: system and internal errors), as opposed
+// to the server's definite refusal of a statement.
+bool session_ending(const PgError& e) {
+    const std::string& s = e.sqlstate();
+    return s.empty() || s.starts_with("08") || s.starts_with("57") || s.starts_with("58") || s.starts_with("XX");
+}
+
+}  // namespace
+
+PgResult PgConnection::finish_pipeline() {
+    const size_t n = queued_;
+    queued_ = 0;
+    if (PQpipelineSync(conn_) != 1) {
+        broken_ = true;
+        throw_result(conn_, nullptr, "PostgreSQL connection lost");
+    }
+    // Each statement's answer is its result(s) then a null; after the last
+    // one, the Sync's. After a failure the rest answer PGRES_PIPELINE_ABORTED.
+    std::optional<PgError> failure;
+    PgResult last;
+    bool last_answered = false;  // the last statement succeeded
+    size_t answered = 0;         // statements whose answer ended (their null came)
+    bool synced = false;
+    for (;;) {
+        PGresult* r = PQgetResult(conn_);
+        if (!r) {
+            // Past the last statement a null means libpq expects nothing
+            // more (a session ending at the Sync): never wait for it.
+            if (PQstatus(conn_) != CONNECTION_OK || ++answered > n) break;
+            continue;
+        }
+        PgResult result(r);
+        const auto status = PQresultStatus(r);
+        if (status == PGRES_PIPELINE_SYNC) {
+            synced = true;
+            break;
+        }
+        if (status == PGRES_PIPELINE_ABORTED) continue;
+        if (!succeeded(r)) {
+            if (!failure) failure = result_error(conn_, r, "PostgreSQL");
+            if (PQstatus(conn_) != CONNECTION_OK) break;
+        } else if (answered + 1 == n) {
+            last = std::move(result);
+            last_answered = true;
+        }
+    }
+    // Not back at the Sync, or a failure that ends the session: the session
+    // is not to be trusted with another statement. ok() says so from now
+    // on, and the next transaction starts on a new one (Database::reconnect).
+    if (!synced || (failure && session_ending(*failure)) || PQexitPipelineMode(conn_) != 1) broken_ = true;
+    // The last statement's own success stands whatever came after it: a
+    // COMMIT answered "COMMIT" is recorded even if the session then ended.
+    if (last_answered) return last;
+    if (failure) throw *failure;
+    throw_result(conn_, nullptr, "PostgreSQL connection lost");
+}
+
 bool PgConnection::reset() {
+    queued_ = 0;  // gone with the session (libpq leaves pipeline mode too)
+    broken_ = false;
     PQreset(conn_);
     return ok();
 }

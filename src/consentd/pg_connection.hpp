@@ -59,6 +59,9 @@ public:
     PgResult& operator=(const PgResult&) = delete;
 
     int rows() const noexcept { return r_ ? PQntuples(r_) : 0; }
+    // The command tag ("INSERT 0 1", "COMMIT"; "ROLLBACK" for a COMMIT of a
+    // transaction that had failed).
+    std::string_view command() const noexcept { return r_ ? PQcmdStatus(r_) : ""; }
     // Rows an INSERT, UPDATE or DELETE touched.
     std::int64_t changes() const;
     bool is_null(int row, int col) const { return PQgetisnull(r_, row, col) != 0; }
@@ -93,6 +96,27 @@ public:
     void prepare(const std::string& name, std::string_view sql);
     PgResult query_prepared(const std::string& name, const std::vector<PgValue>& params);
 
+    // Pipelining (libpq's pipeline mode), for statements whose answer is
+    // only "it worked": send() and send_prepared() queue a statement without
+    // waiting for it. The next call that needs an answer (query(),
+    // query_prepared(), prepare(), exec(), sync()) sends its own statement
+    // behind them and reads every answer in the same round trip; the first
+    // failure among them is what it throws. A batch of N events is then one
+    // round trip instead of 2N. Only inside a transaction: there a failure
+    // fails the transaction, whose COMMIT then reports it (query("COMMIT")
+    // answers "ROLLBACK"), so no failure can be lost by being late. At most
+    // kMaxQueued statements wait: the next one syncs first, which bounds
+    // the memory both ends hold.
+    static constexpr size_t kMaxQueued = 4096;
+    void send(std::string_view sql);  // one statement, no parameters
+    void send_prepared(const std::string& name, const std::vector<PgValue>& params);
+    // Reads every queued answer; throws the first failure.
+    void sync();
+    // Reads every queued answer and forgets them, failures too (before a
+    // ROLLBACK, or when the session is gone). Never throws.
+    void discard() noexcept;
+    size_t queued() const noexcept { return queued_; }
+
     // After the session was lost (the server restarted, the network cut it):
     // connects again with the same parameters. True if the new session is
     // up. Everything the old one held is gone: prepared statements, LISTEN,
@@ -118,11 +142,28 @@ public:
 
     // The server process serving this session (pg_backend_pid()).
     int backend_pid() const { return PQbackendPID(conn_); }
-    bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+    // False once the session is lost, or once a pipeline's answers said it
+    // is ending (the server shutting down, the session terminated) even
+    // before libpq has seen the socket close: reset() it.
+    bool ok() const { return !broken_ && PQstatus(conn_) == CONNECTION_OK; }
     PGconn* handle() noexcept { return conn_; }
 
 private:
+    void enter_pipeline();
+    // After a PQsend* call (its return value): counts the statement as
+    // queued, or, if it could not be sent, forgets the pipeline and throws.
+    void queued_one(int sent);
+    // A statement whose answer the caller needs, sent behind the queued
+    // ones: reads them all and returns its result.
+    PgResult join_pipeline(int sent);
+    // Sends Sync and reads the answers of the queued statements; returns
+    // the last one's result. Throws the first failure, or the loss of the
+    // session.
+    PgResult finish_pipeline();
+
     PGconn* conn_ = nullptr;
+    size_t queued_ = 0;    // statements sent in pipeline mode, answers not read
+    bool broken_ = false;  // see ok()
 };
 
 // `sql` with ?N parameters as PostgreSQL's $N, leaving quoted literals

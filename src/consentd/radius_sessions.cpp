@@ -42,7 +42,7 @@ std::optional<RadiusSessions::Holder> RadiusSessions::holder(std::string_view ad
 
 void RadiusSessions::hold(std::string_view address, const RadiusSession& s) {
     hold_.bind(1, s.client).bind(2, s.nas).bind(3, s.session_id).bind(4, address);
-    hold_.run();
+    hold_.queue();
 }
 
 std::vector<std::pair<std::string, std::string>> RadiusSessions::held_by(std::string_view client,
@@ -76,7 +76,7 @@ int64_t RadiusSessions::forget_all(std::string_view client, std::string_view nas
 
 void RadiusSessions::note_event(uint64_t seq, const RadiusSession& s) {
     note_.bind(1, int64_t(seq)).bind(2, s.client).bind(3, s.nas).bind(4, s.session_id);
-    note_.run();
+    note_.queue();
 }
 
 }  // namespace optgate::consentd

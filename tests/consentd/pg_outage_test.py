@@ -9,6 +9,9 @@ docs/scale-out.md "Failure cases"):
     committed): consentd answers that it may have been recorded, finds the
     commit in the ledger at its next transaction, and takes it into its
     state instead of refusing every later write.
+  - an import cut short by PostgreSQL stopping: consentd cannot read its
+    state back, stays up with none of the import in memory, refuses
+    changes until PostgreSQL is back, then reads the state and goes on.
 
 Both run a PostgreSQL 15 of their own (pg_server.py) with fsync on.
 """
@@ -149,7 +152,7 @@ class PgOutageTest(unittest.TestCase):
             self.assertTrue(d.alive())
             acked_before = count(200)
             self.pg.start()
-            self.assertTrue(eventually(lambda: count(200) >= acked_before + 100), "consentd did not recover")
+            self.assertTrue(eventually(lambda: count(200) >= acked_before + 100), "consentd did not recover; its log ends:\n" + d.read_log()[-3000:])
             stop.set()
             for t in threads:
                 t.join(PATIENCE)
@@ -263,6 +266,67 @@ class PgOutageTest(unittest.TestCase):
         finally:
             d.cleanup()
             proxy.close()
+
+    def test_an_import_cut_short_by_postgresql_stopping_leaves_nothing_in_memory(self):
+        """An import cannot be undone in memory: consentd reads its state
+        again from the ledger. With PostgreSQL down that read fails too; the
+        daemon stays up, keeps none of the import, refuses changes until it
+        can read the ledger again, then goes on."""
+        d = Daemon(pg=self.pg)
+        try:
+            st, _, b = d.request("PUT", "/v1/subscribers/before/consents/advertising", GRANT)
+            self.assertEqual(st, 200, b)
+            # The import's last event waits in PostgreSQL until the server stops.
+            self.pg.psql("CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                         "IF NEW.subscriber = 'imp-last' THEN PERFORM pg_sleep(600); END IF; RETURN NEW; END $$; "
+                         "CREATE TRIGGER stall BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION stall()",
+                         dbname=d.pg_name)
+            lines = [f'{{"subscriber": "imp-{i}", "addresses": ["100.64.{i // 250}.{i % 250 + 1}"], '
+                     f'"consents": ["advertising"], "notice_version": "2024-05"}}' for i in range(2000)]
+            lines.append('{"subscriber": "imp-last", "consents": ["advertising"], "notice_version": "2024-05"}')
+            answer = {}
+
+            def run_import():
+                try:
+                    answer["reply"] = d.request("POST", "/v1/import", "\n".join(lines) + "\n", token="ops",
+                                                headers={"Content-Type": "application/x-ndjson"})
+                except (OSError, http.client.HTTPException) as e:
+                    answer["reply"] = (None, None, str(e))
+
+            importer = threading.Thread(target=run_import, daemon=True)
+            importer.start()
+            stalled = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+            self.assertTrue(eventually(lambda: self.pg.psql(stalled).strip() == "1" or "reply" in answer),
+                            d.read_log())
+            self.assertNotIn("reply", answer)  # answered before it reached the stalled event
+            self.pg.stop()
+            importer.join(PATIENCE)
+            st, _, b = answer["reply"]
+            self.assertEqual((st, b["error"]["code"]), (503, "ledger_unavailable"), b)
+            self.assertTrue(d.alive(), d.read_log())
+            self.assertIn("cannot read the state again from the ledger", d.read_log())
+            # Nothing of the import is served meanwhile: the state is empty.
+            self.assertEqual(d.metric("consentd_subscribers"), 0)
+            st, _, b = d.request("PUT", "/v1/subscribers/during/consents/advertising", GRANT)
+            self.assertEqual((st, b["error"]["code"]), (503, "ledger_unavailable"), b)
+
+            self.pg.start()
+            self.pg.psql("DROP TRIGGER stall ON events; DROP FUNCTION stall()", dbname=d.pg_name)
+
+            def granted():
+                st, _, _ = d.request("PUT", "/v1/subscribers/after/consents/advertising", GRANT)
+                return st == 200
+
+            self.assertTrue(eventually(granted), d.read_log())
+            self.assertIn("the state is read again from the ledger", d.read_log())
+            self.assertEqual(events(self.pg, d), ["before", "after"])
+            self.assertEqual(d.metric("consentd_subscribers"), 2)  # before and after; no imp-*
+            st, _, _ = d.request("GET", "/v1/subscribers/imp-0", token="auditor")
+            self.assertEqual(st, 404, d.read_log()[-1500:])
+            r = subprocess.run([OPTGATECTL, "verify-ledger", d.db], capture_output=True, text=True, timeout=PATIENCE)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            d.cleanup()
 
 
 if __name__ == "__main__":

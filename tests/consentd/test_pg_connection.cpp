@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -182,4 +183,100 @@ TEST_CASE("TCP keepalive and timeout defaults, each overridden by the connection
     CHECK(option(own, "keepalives_idle") == "30");
     CHECK(option(own, "connect_timeout") == "3");
     CHECK(option(own, "keepalives_count") == "3");
+}
+
+TEST_CASE("pipelining: queued statements are answered with the next query, in one transaction") {
+    PgServer pg;
+    PgConnection c(pg.conninfo());
+    c.exec("CREATE TABLE t (k BIGINT PRIMARY KEY)");
+    c.prepare("ins", "INSERT INTO t VALUES (?1)");
+    const auto rows = [&] { return c.query("SELECT count(*) FROM t").int64(0, 0); };
+
+    SUBCASE("answered with the next query, committed by query(\"COMMIT\")") {
+        c.send("BEGIN");
+        for (std::int64_t k = 1; k <= 3; ++k) c.send_prepared("ins", {k});
+        CHECK(c.queued() == 4);
+        CHECK(rows() == 3);  // the count rides behind them: it sees all three
+        CHECK(c.queued() == 0);
+        c.send_prepared("ins", {std::int64_t{4}});
+        CHECK(c.query("COMMIT").command() == "COMMIT");
+        CHECK(rows() == 4);
+    }
+    SUBCASE("a failure among them is thrown by the next query; the transaction's COMMIT answers ROLLBACK") {
+        c.send_prepared("ins", {std::int64_t{1}});  // outside a transaction: committed by the Sync
+        c.sync();
+        c.send("BEGIN");
+        c.send_prepared("ins", {std::int64_t{2}});
+        c.send_prepared("ins", {std::int64_t{1}});  // a duplicate key
+        c.send_prepared("ins", {std::int64_t{3}});
+        try {
+            c.query("SELECT 1");
+            FAIL("the duplicate went unnoticed");
+        } catch (const PgError& e) {
+            CHECK(e.sqlstate() == "23505");
+        }
+        CHECK(c.queued() == 0);
+        // Nothing after the failure ran, and the transaction cannot commit:
+        // PostgreSQL answers its COMMIT with ROLLBACK and no error.
+        CHECK(c.query("COMMIT").command() == "ROLLBACK");
+        CHECK(rows() == 1);
+    }
+    SUBCASE("at most kMaxQueued wait; every one of a longer run is written") {
+        c.send("BEGIN");
+        const std::int64_t n = 2 * std::int64_t(PgConnection::kMaxQueued) + 17;
+        size_t most = 0;
+        for (std::int64_t k = 1; k <= n; ++k) {
+            c.send_prepared("ins", {k});
+            most = std::max(most, c.queued());
+        }
+        CHECK(most == PgConnection::kMaxQueued);
+        CHECK(c.query("COMMIT").command() == "COMMIT");
+        CHECK(rows() == n);
+    }
+    SUBCASE("exec() of several statements answers the queued ones first") {
+        c.send("BEGIN");
+        c.send_prepared("ins", {std::int64_t{7}});
+        c.exec("INSERT INTO t VALUES (8); INSERT INTO t VALUES (9)");
+        c.exec("COMMIT");
+        CHECK(rows() == 3);
+    }
+    SUBCASE(
+        "a session that ends inside a pipeline: the failure is thrown, ok() is false, the COMMIT before it stands") {
+        c.send("BEGIN");
+        c.send_prepared("ins", {std::int64_t{1}});
+        c.send("COMMIT");
+        try {
+            c.query("SELECT pg_terminate_backend(pg_backend_pid())");  // FATAL 57P01 for this session
+            FAIL("the session's end went unnoticed");
+        } catch (const PgError& e) {
+            CHECK(e.sqlstate() == "57P01");
+        }
+        CHECK_FALSE(c.ok());  // so the next transaction starts on a new session
+        REQUIRE(c.reset());
+        CHECK(c.ok());
+        CHECK(rows() == 1);  // the COMMIT before it stands
+    }
+    SUBCASE("the session lost with statements queued: sync() throws, discard() does not, reset() starts clean") {
+        PgConnection admin(pg.conninfo());
+        c.send("BEGIN");
+        c.send_prepared("ins", {std::int64_t{1}});
+        admin.query("SELECT pg_terminate_backend(?1)", {std::int64_t{c.backend_pid()}});
+        CHECK(eventually([&] {
+            return admin.query("SELECT count(*) FROM pg_stat_activity WHERE pid = ?1", {std::int64_t{c.backend_pid()}})
+                       .int64(0, 0) == 0;
+        }));
+        // libpq may notice at the send or only at the Sync: either throws.
+        CHECK_THROWS_AS(
+            [&] {
+                c.send_prepared("ins", {std::int64_t{2}});
+                c.sync();
+            }(),
+            PgError);
+        CHECK_FALSE(c.ok());
+        CHECK(c.queued() == 0);
+        c.discard();  // nothing left; never throws
+        REQUIRE(c.reset());
+        CHECK(c.queued() == 0);
+        CHECK(c.query("SELECT count(*) FROM t").int64(0, 0) == 0);
+    }
 }

@@ -292,3 +292,62 @@ TEST_CASE("stream(): a cursor 10,000 rows at a time inside a transaction, stoppe
     d.end_read();
     CHECK(walk(1, 0).first == 25001);  // outside a transaction: the whole result
 }
+
+TEST_CASE("on PostgreSQL a batch of appends waits for no answer until its commit, which fails if any of them did") {
+    PgServer pg;
+    const auto db = pg.new_database("ledger");
+    Ledger l(db);
+    sample_history(l);
+    const std::string head = l.head_hash();
+    PgConnection admin(conninfo_of(db));
+    const auto events = [&] { return count(admin, "SELECT count(*) FROM events"); };
+
+    SUBCASE("three grants: six statements queued, one round trip at the commit") {
+        l.begin();
+        for (const char* s : {"sub-5", "sub-6", "sub-7"}) {
+            auto e = make(s, Action::grant, "advertising");
+            l.append(e);
+        }
+        CHECK(l.db().pg()->queued() == 6);  // each event and its derived row
+        l.commit();
+        CHECK(l.db().pg()->queued() == 0);
+        CHECK(events() == 10);
+        CHECK(count(admin, "SELECT count(*) FROM consents WHERE subscriber IN ('sub-5', 'sub-6', 'sub-7')") == 3);
+    }
+    SUBCASE(
+        "a derived row refused mid-batch: the commit throws, nothing of the batch is kept, the next batch goes on") {
+        admin.exec(
+            "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.subscriber = 'sub-bad' THEN RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END $$; "
+            "CREATE TRIGGER refuse_bad BEFORE INSERT ON consents FOR EACH ROW EXECUTE FUNCTION refuse_bad()");
+        l.begin();
+        for (const char* s : {"sub-5", "sub-bad", "sub-7"}) {
+            auto e = make(s, Action::grant, "advertising");
+            l.append(e);  // no answer read yet: nothing throws here
+        }
+        CHECK_THROWS_WITH_AS(l.commit(), doctest::Contains("refused for the test"), PgError);
+        CHECK_FALSE(l.in_doubt());  // the session is fine: the server said no
+        l.rollback();
+        CHECK(l.head_seq() == 7);
+        CHECK(l.head_hash() == head);
+        CHECK(events() == 7);
+        admin.exec("DROP TRIGGER refuse_bad ON consents; DROP FUNCTION refuse_bad()");
+        append_all(l, {make("sub-5", Action::grant, "advertising")});
+        CHECK(l.head_seq() == 8);
+        const auto r = verify_ledger(db);
+        CHECK_MESSAGE(r.ok, r.problem);
+    }
+    SUBCASE("a failure whose answer was read and dropped on the way still fails the COMMIT") {
+        Database& d = l.db();
+        d.begin_write();
+        auto st = d.prepare(
+            "INSERT INTO consents (subscriber, purpose, seq, time, source, credential) "
+            "VALUES (?1, 'x', 1, 't', 's', 'c')");
+        st.bind(1, "sub-dup").queue();
+        st.bind(1, "sub-dup").queue();  // the primary key again
+        d.pg()->discard();              // as a destructor's cleanup would: the failure is read and dropped
+        CHECK_THROWS_WITH_AS(d.commit(), doctest::Contains("rolled back"), PgError);
+        d.rollback();
+        CHECK(count(admin, "SELECT count(*) FROM consents WHERE subscriber = 'sub-dup'") == 0);
+    }
+}
