@@ -761,7 +761,12 @@ class ExpensiveRequestAttackTest(unittest.TestCase):
         # MALLOC_PERTURB_ off (meson sets it): it fills each allocation, and
         # would make resident the 256 MiB an import body reserves from its
         # Content-Length, of which a process touches only what arrives.
-        cls.d = Daemon(limits="limits: {header_timeout: 60s, body_timeout: 60s, write_timeout: 120s}\n",
+        # write_timeout runs from an answer's first byte: the history test's
+        # first page waits unread while the other seven are built (up to
+        # 5 x PATIENCE under ASan on a busy machine), then is read; 120 s
+        # closed it mid-read there ("closed at 2807713 of 32579248 bytes").
+        cls.d = Daemon(limits="limits: {header_timeout: 60s, body_timeout: 60s, "
+                       f"write_timeout: {8 * PATIENCE}s}}\n",
                        env={"MALLOC_PERTURB_": "0"}, rss_bounded=True)
         long_history(cls.d, "long-history", cls.HISTORY)
 

@@ -194,9 +194,10 @@ TEST_CASE("policy changes: same table meaning sends the policy, a new meaning re
     auto p2 = load_policy(more);
     rig.publisher->add_policy_document(p2, "test-policy.yaml", more);
     rig.ledger.set_policy(p2);
-    CHECK(eventually([&] { return collectors() == 3; }));
+    // The runtime is installed before the client publishes its status (the
+    // new stream id): wait for both, or a busy machine reads in between.
+    CHECK(eventually([&] { return collectors() == 3 && dp.client.status().stream_id != stream1; }));
     CHECK(dp.client.status().snapshots == 1);
-    CHECK(dp.client.status().stream_id != stream1);
     CHECK(dp.look("100.64.0.10").purposes == 1);
 
     // A third purpose changes what the bits mean: a full resync.
