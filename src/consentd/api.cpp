@@ -190,6 +190,9 @@ void Api::handle(const Admission& a, Request&& req, Respond respond) {
     case Route::healthz: {
         json::object o;
         o["status"] = "ok";
+        // A load balancer's check for where changes go (docs/scale-out.md,
+        // "Followers"): false while this consentd follows another writer.
+        o["writer"] = !service_.following();
         respond(json_response(200, o));
         return;
     }

@@ -160,7 +160,8 @@ void read_checkpoints(const Value& v, Config& c, Diagnostics& d, const std::stri
 }
 
 void read_ledger(const Value& v, Config& c, Diagnostics& d, const std::string& base_dir) {
-    const MapReader m(v, "'ledger'", {"backend", "dsn", "standby", "max_batch", "history_limit", "checkpoints"}, d);
+    const MapReader m(v, "'ledger'",
+                      {"backend", "dsn", "standby", "follow", "max_batch", "history_limit", "checkpoints"}, d);
     if (!m.is_map()) return;
     if (const auto x = m.get("backend")) {
         if (const auto t = as_text(*x, d)) {
@@ -188,6 +189,14 @@ void read_ledger(const Value& v, Config& c, Diagnostics& d, const std::string& b
                 d.error(x->at, "'standby' is for 'backend: postgresql': an SQLite ledger has one consentd");
             else
                 c.standby = *b;
+        }
+    }
+    if (const auto x = m.get("follow")) {
+        if (const auto b = as_bool(*x, d)) {
+            if (*b && c.backend != Backend::postgresql)
+                d.error(x->at, "'follow' is for 'backend: postgresql': an SQLite ledger has one consentd");
+            else
+                c.follow = *b;
         }
     }
     if (const auto x = m.get("max_batch"))

@@ -55,6 +55,11 @@ struct Config {
     // PostgreSQL: wait for the writer's lock when another consentd holds it
     // (a standby), rather than exit.
     bool standby = false;
+    // PostgreSQL: while another consentd is the writer, follow its events
+    // and serve reads and data planes (writes: 503 not_writer, naming the
+    // writer); take over as the writer when its session ends
+    // (docs/scale-out.md, "Followers").
+    bool follow = false;
     // The collectors' pseudonym keys (pseudonym_keys.hpp): beside an SQLite
     // ledger unless given; required with PostgreSQL.
     std::string pseudonym_keys;

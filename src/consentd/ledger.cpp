@@ -99,6 +99,15 @@ void Ledger::open_sqlite(const std::string& path) {
 void Ledger::open_postgresql(const Options& options) {
     // One writer per ledger: the session that holds the lock. PostgreSQL
     // frees it when the session ends, however it ends.
+    if (options.follow && !db_.pg()->try_lock(kWriterLock)) {
+        // The writer made the schema; a follower reads, and writes nothing.
+        writer_ = false;
+        if (options.waiting)
+            options.waiting("another consentd is the writer of " + db_.path() +
+                            ": following its events, serving reads, until its session ends");
+        check_schema(db_);
+        return;
+    }
     if (options.standby && !db_.pg()->try_lock(kWriterLock)) {
         if (options.waiting)
             options.waiting("another consentd is the writer of " + db_.path() + ": standing by until its session ends");
@@ -283,6 +292,9 @@ void Ledger::append(Event& e) {
 }
 
 void Ledger::commit() {
+    // Followers wake on it (LISTEN); delivered only if the commit is.
+    if (db_.postgresql() && pending_seq_ != seq_)
+        db_.pg()->send("SELECT pg_notify('" + std::string(kChannel) + "', '')");
     try {
         db_.commit();
     } catch (...) {
@@ -303,6 +315,53 @@ void Ledger::rollback() noexcept {
     if (!open_) return;
     open_ = false;
     db_.rollback();
+}
+
+bool Ledger::take_writer_lock() {
+    // Held by this session, or lost with an earlier one: take it again.
+    if (writer_ && locked_session_ == db_.session()) return true;
+    writer_ = db_.pg()->try_lock(kWriterLock);
+    if (writer_) locked_session_ = db_.session();
+    return writer_;
+}
+
+void Ledger::events_from(uint64_t seq, size_t limit, const std::function<void(const Event&)>& fn) {
+    db_.begin_read();
+    try {
+        auto st = db_.prepare("SELECT " + std::string(kEventColumns) +
+                              " FROM events WHERE seq >= ?1 ORDER BY seq LIMIT ?2");
+        st.bind(1, int64_t(seq)).bind(2, int64_t(limit));
+        while (st.step()) fn(event_from_row(st));
+    } catch (...) {
+        db_.end_read();
+        throw;
+    }
+    db_.end_read();
+}
+
+void Ledger::follow_to(const Event& e) {
+    const auto d = digest_from_hex(e.hash);
+    if (!d) throw std::runtime_error("event " + std::to_string(e.seq) + " has a malformed hash '" + e.hash + "'");
+    seq_ = pending_seq_ = e.seq;
+    hash_ = pending_hash_ = *d;
+    hash_hex_ = pending_hash_hex_ = e.hash;
+}
+
+std::string Ledger::writer_name() {
+    // An advisory lock on a bigint key: its high half is classid, its low
+    // half objid (objsubid 1), in the current database.
+    const auto key = uint64_t(kWriterLock);
+    const auto r = db_.pg()->query(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.classid = CAST(?1 AS oid) "
+        "AND l.objid = CAST(?2 AS oid) AND l.database = (SELECT oid FROM pg_database WHERE datname = "
+        "current_database())",
+        {int64_t(key >> 32), int64_t(key & 0xffffffffU)});
+    return r.rows() == 1 && !r.is_null(0, 0) ? std::string(r.text(0, 0)) : std::string();
+}
+
+void Ledger::advertise(const std::string& name) {
+    db_.pg()->query("SELECT set_config('application_name', ?1, false)", {name});
 }
 
 void Ledger::record_policy(const std::optional<std::string>& text, const ReceiptIssuer& issuer) {

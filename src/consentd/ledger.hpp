@@ -51,6 +51,10 @@ public:
     struct Options {
         bool standby = false;
         std::function<void(const std::string& why)> waiting;
+        // PostgreSQL, `follow`: when another consentd is the writer, open
+        // as a follower instead of waiting: writer() stays false until
+        // take_writer_lock() succeeds, and nothing is written meanwhile.
+        bool follow = false;
     };
     explicit Ledger(const std::string& path) : Ledger(path, Options{}) {}
     Ledger(const std::string& path, const Options& options);
@@ -103,6 +107,30 @@ public:
 
     Database& db() noexcept { return db_; }
 
+    // ---- following another writer (PostgreSQL, Options::follow; docs/scale-out.md) ----
+    // False while another consentd holds the writer's lock.
+    bool writer() const noexcept { return writer_; }
+    // True once this session holds the writer's lock. The head stays where
+    // the follower left it: read the rest (events_from) before appending,
+    // which begin() checks. Between transactions.
+    bool take_writer_lock();
+    // The events from `seq` on (that one included; from the first when 0),
+    // at most `limit`, in order, in one read of their own.
+    void events_from(uint64_t seq, size_t limit, const std::function<void(const Event&)>& fn);
+    // The head moves to `e`, an event the follower read and checked to
+    // chain from the head (prev_hash) and to hash to e.hash.
+    void follow_to(const Event& e);
+    // Reads the head again (a follower's state loaded in the same read).
+    void reload_head() { load_head(); }
+    // What the session holding the writer's lock calls itself
+    // (application_name, set by advertise()); empty when none holds it.
+    std::string writer_name();
+    // This session's application_name: how followers name the writer.
+    void advertise(const std::string& name);
+    // The channel every commit notifies on PostgreSQL (pg_notify, sent in
+    // the commit's transaction: heard once it is committed).
+    static constexpr std::string_view kChannel = "optgate_ledger";
+
     // The advisory lock key of the writer's election on PostgreSQL (one
     // ledger per database: PostgreSQL scopes advisory locks to a database).
     static constexpr int64_t kWriterLock = 0x6f70746761746501;  // "optgate" 1
@@ -129,6 +157,7 @@ private:
     uint64_t locked_session_ = 0;                               // PostgreSQL: the session holding kWriterLock
     std::optional<std::pair<uint64_t, std::string>> in_doubt_;  // seq and hash of a commit in doubt
     bool adopted_ = false;
+    bool writer_ = true;  // false: following another writer (Options::follow)
 };
 
 }  // namespace optgate::consentd

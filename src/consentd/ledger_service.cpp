@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "consentd/log.hpp"
+#include "consentd/sha256.hpp"
 
 namespace optgate::consentd {
 
@@ -45,12 +46,40 @@ ConsentState load_state(Ledger& ledger, std::shared_ptr<const Policy> policy) {
     return s;
 }
 
+namespace {
+
+// A follower's state and head from one read: the writer appends meanwhile.
+ConsentState initial_state(Ledger& ledger, std::shared_ptr<const Policy> policy) {
+    if (ledger.writer()) return load_state(ledger, std::move(policy));
+    ledger.db().begin_read();
+    try {
+        ledger.reload_head();
+        auto s = load_state(ledger, std::move(policy));
+        ledger.db().end_read();
+        return s;
+    } catch (...) {
+        ledger.db().end_read();
+        throw;
+    }
+}
+
+// Events read per step of a follower's catch-up.
+constexpr size_t kFollowBatch = 4096;
+// A follower wakes at least this often: for the writer's lock, a lost
+// notification, the queue and stopping.
+constexpr std::chrono::milliseconds kFollowPoll{200};
+
+}  // namespace
+
 LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<const Policy> policy, Metrics& metrics,
                              Options options)
     : ledger_(std::move(ledger)), radius_sessions_(ledger_->db()), metrics_(metrics), options_(std::move(options)),
-      state_(load_state(*ledger_, policy)), policy_(std::move(policy)), committed_seq_(ledger_->head_seq()),
-      synced_seq_(ledger_->head_seq()) {
-    ledger_->record_policy(options_.policy_text, options_.receipts);
+      state_(initial_state(*ledger_, policy)), policy_(std::move(policy)), committed_seq_(ledger_->head_seq()),
+      synced_seq_(ledger_->head_seq()), following_(!ledger_->writer()) {
+    // A follower records nothing: the writer records its own policy, and
+    // this one's is recorded when it takes over.
+    if (!following_) ledger_->record_policy(options_.policy_text, options_.receipts);
+    metrics_.set_writer(!following_);
     publish_gauges();
 }
 
@@ -90,6 +119,12 @@ void LedgerService::stop() {
 }
 
 void LedgerService::submit(Change change, std::string credential, Done done) {
+    // Refused at once: the client goes to the writer. A policy change is
+    // installed by the follower's thread, in order with its commits.
+    if (following() && !std::holds_alternative<PolicyChange>(change)) {
+        done(not_writer());
+        return;
+    }
     {
         std::lock_guard lk(queue_mu_);
         if (!stopping_) {
@@ -184,15 +219,20 @@ void LedgerService::run_sync() {
 }
 
 void LedgerService::run() {
+    if (following() && !follow()) return;
     std::vector<Pending> batch;
     for (;;) {
         // While the sync thread fsyncs the previous batch, requests queue:
         // they are the next batch (group commit).
         wait_sync(false);
+        apply_advertised();
         {
             std::unique_lock lk(queue_mu_);
-            queue_cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
-            if (queue_.empty()) return;  // stopping, and everything queued is done
+            queue_cv_.wait(lk, [&] { return stopping_ || !queue_.empty() || advertise_pending_; });
+            if (queue_.empty()) {
+                if (stopping_) return;  // stopping, and everything queued is done
+                continue;               // a name to advertise
+            }
             // A policy change runs alone, so each request is judged under one
             // policy and listeners see the resync between two commits.
             if (std::holds_alternative<PolicyChange>(queue_.front().change)) {
@@ -370,21 +410,7 @@ void LedgerService::install_policy(Pending& p) {
             writes_durable_ = write;
         }
         sync_cv_.notify_all();
-        if (failure.empty()) {
-            o.table_resync = state_.set_policy(change.policy);
-            {
-                std::lock_guard plk(policy_mu_);
-                policy_ = change.policy;
-            }
-            std::lock_guard llk(listeners_mu_);
-            for (auto* l : listeners_) {
-                if (o.table_resync)
-                    l->on_resync(ledger_->head_seq(), change.policy, state_.table_version());
-                else
-                    l->on_policy(ledger_->head_seq(), change.policy, state_.table_version());
-            }
-            publish_gauges();
-        }
+        if (failure.empty()) apply_policy(change.policy, o);
     }
     if (!failure.empty()) {
         log_error("cannot record the policy in the ledger's policy history, the running one is kept: " + failure);
@@ -393,6 +419,223 @@ void LedgerService::install_policy(Pending& p) {
         return;
     }
     p.done(std::move(o));
+}
+
+void LedgerService::apply_policy(const std::shared_ptr<const Policy>& policy, Outcome& o) {
+    o.table_resync = state_.set_policy(policy);
+    {
+        std::lock_guard plk(policy_mu_);
+        policy_ = policy;
+    }
+    {
+        std::lock_guard llk(listeners_mu_);
+        for (auto* l : listeners_) {
+            if (o.table_resync)
+                l->on_resync(ledger_->head_seq(), policy, state_.table_version());
+            else
+                l->on_policy(ledger_->head_seq(), policy, state_.table_version());
+        }
+    }
+    publish_gauges();
+}
+
+// ---- following (docs/scale-out.md, "Followers") ----
+
+void LedgerService::advertise(std::string name) {
+    {
+        std::lock_guard lk(queue_mu_);
+        advertised_ = std::move(name);
+        advertise_pending_ = true;
+    }
+    queue_cv_.notify_all();
+}
+
+void LedgerService::apply_advertised() {
+    if (!ledger_->db().postgresql()) return;
+    std::string name;
+    {
+        std::lock_guard lk(queue_mu_);
+        // A new session (the old one was lost) has PostgreSQL's default name.
+        if (!advertise_pending_ && advertised_session_ == ledger_->db().session()) return;
+        advertise_pending_ = false;
+        name = advertised_;
+    }
+    if (name.empty()) return;
+    try {
+        ledger_->advertise(name);
+        advertised_session_ = ledger_->db().session();
+    } catch (const std::exception& e) {
+        // Followers then cannot name this writer; nothing else depends on it.
+        log_warning(std::string("cannot set this consentd's name on its PostgreSQL session: ") + e.what());
+        advertised_session_ = ledger_->db().session();
+    }
+}
+
+Outcome LedgerService::not_writer() const {
+    std::string name;
+    {
+        std::lock_guard lk(writer_name_mu_);
+        name = writer_name_;
+    }
+    return refused(
+        Outcome::Status::unavailable, "not_writer",
+        "this consentd follows the ledger and records no changes: send them to the writer" +
+            (name.empty() ? std::string(" (another consentd on this ledger; it has not named itself)") : ", " + name));
+}
+
+void LedgerService::answer_while_following(std::vector<Pending>& taken) {
+    for (auto& p : taken) {
+        if (!std::holds_alternative<PolicyChange>(p.change)) {
+            p.done(not_writer());  // submitted before following() was read
+            continue;
+        }
+        // Installed here and not recorded: the ledger's policy history is
+        // the writer's (this one's is recorded when it takes over).
+        Outcome o;
+        {
+            std::lock_guard lk(state_mu_);
+            apply_policy(std::get<PolicyChange>(p.change).policy, o);
+        }
+        p.done(std::move(o));
+    }
+    taken.clear();
+}
+
+bool LedgerService::follow() {
+    log_info("following the ledger from event " + std::to_string(ledger_->head_seq()) +
+             ": serving reads and data planes, changes go to the writer");
+    uint64_t listening = 0;  // the session that LISTENs
+    auto named = std::chrono::steady_clock::time_point{};
+    bool failing = false;
+    std::vector<Pending> taken;
+    for (;;) {
+        {
+            std::lock_guard lk(queue_mu_);
+            while (!queue_.empty()) {
+                taken.push_back(std::move(queue_.front()));
+                queue_.pop_front();
+            }
+            if (stopping_) {
+                for (auto& p : taken)
+                    p.done(refused(Outcome::Status::unavailable, "shutting_down", "consentd is shutting down"));
+                return false;
+            }
+        }
+        answer_while_following(taken);
+        try {
+            auto& db = ledger_->db();
+            catch_up();  // reconnects a lost session (its read)
+            if (listening != db.session()) {
+                // A new session listens from now: what came before it is read next.
+                db.pg()->listen(Ledger::kChannel);
+                listening = db.session();
+                catch_up();
+            }
+            apply_advertised();
+            if (ledger_->take_writer_lock()) {
+                catch_up();  // nobody else appends now: this reaches the true head
+                ledger_->record_policy(options_.policy_text, options_.receipts);
+                db.pg()->exec("UNLISTEN *");
+                following_.store(false, std::memory_order_release);
+                metrics_.set_writer(true);
+                log_info("took the writer's lock at event " + std::to_string(ledger_->head_seq()) +
+                         ": recording changes");
+                return true;
+            }
+            const auto now = std::chrono::steady_clock::now();
+            if (now - named >= std::chrono::seconds(1)) {
+                auto name = ledger_->writer_name();
+                std::lock_guard lk(writer_name_mu_);
+                writer_name_ = std::move(name);
+                named = now;
+            }
+            // Woken by the writer's commit, or by the poll: then read.
+            if (db.pg()->wait_notification(kFollowPoll))
+                while (db.pg()->wait_notification(std::chrono::milliseconds(0))) {
+                }
+            if (failing) log_info("following the ledger again at event " + std::to_string(ledger_->head_seq()));
+            failing = false;
+        } catch (const std::exception& e) {
+            if (!failing)
+                log_error(std::string("following the ledger: ") + e.what() + "; trying again every " +
+                          std::to_string(kFollowPoll.count()) + " ms");
+            failing = true;
+            std::unique_lock lk(queue_mu_);
+            queue_cv_.wait_for(lk, kFollowPoll, [&] { return stopping_ || !queue_.empty(); });
+        }
+    }
+}
+
+void LedgerService::catch_up() {
+    for (;;) {
+        const uint64_t head = ledger_->head_seq();
+        std::vector<Event> events;
+        // From the head itself: it must still be there as this consentd read
+        // it, or the ledger is not the one it follows any more.
+        ledger_->events_from(head, kFollowBatch + 1, [&](const Event& e) { events.push_back(e); });
+        size_t i = 0;
+        if (head > 0) {
+            if (events.empty() || events[0].seq != head || events[0].hash != ledger_->head_hash()) {
+                // Restored from a backup, or edited: what this consentd
+                // holds and told its data planes is not the ledger's.
+                log_error("the ledger no longer holds event " + std::to_string(head) +
+                          " as this consentd read it (restored from an older backup, or edited): exiting, to be "
+                          "started again from what the ledger holds (optgatectl verify-ledger)");
+                std::abort();
+            }
+            i = 1;
+        }
+        if (i == events.size()) return;
+        std::vector<proto::TableChange> deltas;
+        uint64_t seq = 0;
+        {
+            std::lock_guard lk(state_mu_);
+            for (; i < events.size(); ++i) {
+                const Event& e = events[i];
+                const auto prev = digest_from_hex(ledger_->head_hash());
+                const auto hash = digest_from_hex(e.hash);
+                if (e.seq != ledger_->head_seq() + 1 || e.prev_hash != ledger_->head_hash() || !prev || !hash ||
+                    !digest_equal(event_hash(*prev, e), *hash)) {
+                    log_error("event " + std::to_string(e.seq) + " does not chain from event " +
+                              std::to_string(ledger_->head_seq()) +
+                              ": exiting rather than serve it (optgatectl verify-ledger)");
+                    std::abort();
+                }
+                switch (e.action) {
+                case Action::grant:
+                case Action::revoke:
+                    state_.set_consent(e.subscriber, e.purpose.value_or(""), e.action == Action::grant, &deltas);
+                    break;
+                case Action::bind:
+                case Action::unbind: {
+                    const auto p = parse_binding_text(e.address.value_or(""));
+                    if (!p) {
+                        log_error("event " + std::to_string(e.seq) + " binds '" + e.address.value_or("") +
+                                  "', not a binding address: exiting (optgatectl verify-ledger)");
+                        std::abort();
+                    }
+                    if (e.action == Action::bind)
+                        state_.bind(*p, e.subscriber, &deltas);
+                    else
+                        state_.unbind(*p, &deltas);
+                    break;
+                }
+                }
+                ledger_->follow_to(e);
+            }
+            seq = ledger_->head_seq();
+            committed_seq_.store(seq, std::memory_order_release);
+            {
+                std::lock_guard slk(sync_mu_);
+                synced_seq_ = seq;
+            }
+            publish_gauges();
+        }
+        sync_cv_.notify_all();
+        const auto changes = coalesce(std::move(deltas));
+        std::lock_guard llk(listeners_mu_);
+        for (auto* l : listeners_) l->on_commit(seq, changes);
+    }
 }
 
 void LedgerService::publish_gauges() {

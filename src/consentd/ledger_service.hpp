@@ -192,6 +192,20 @@ public:
     // change that a crash could still take back (LedgerReader).
     void wait_durable() const;
 
+    // ---- followers (Ledger::Options::follow; docs/scale-out.md, "Followers") ----
+    // True while another consentd is the writer: this one applies the
+    // events it appends (LISTEN/NOTIFY, and a catch-up by sequence) to the
+    // state and tells the listeners, as if they were its own commits, and
+    // answers changes 503 `not_writer`, naming the writer. A policy change
+    // is installed in memory only (the writer records its own). Once the
+    // writer's lock is free it takes it, applies what is left, records its
+    // policy and serves changes.
+    bool following() const noexcept { return following_.load(std::memory_order_acquire); }
+    // How this consentd names itself to followers while it is the writer
+    // (PostgreSQL: the session's application_name), e.g. "consentd
+    // http://10.0.0.5:8080". Any thread.
+    void advertise(std::string name);
+
 private:
     struct Pending {
         Change change;
@@ -242,6 +256,18 @@ private:
     // the table whole; `failure` says why not.
     void reread_stale_state(std::string& failure);
     void publish_gauges();
+    // Installs a policy in memory and tells the listeners (state_mu_ held).
+    void apply_policy(const std::shared_ptr<const Policy>& policy, Outcome& o);
+    // Following: until this consentd holds the writer's lock (true) or stops (false).
+    bool follow();
+    // Applies what the writer appended after the head, in order, checking
+    // the chain; the listeners hear each read as one commit.
+    void catch_up();
+    // The queued requests while following: policies installed, the rest refused.
+    void answer_while_following(std::vector<Pending>& taken);
+    Outcome not_writer() const;
+    // advertise()'s name, set on the session if it changed (or the session did).
+    void apply_advertised();
     void sync_or_exit() const;
 
     std::unique_ptr<Ledger> ledger_;
@@ -281,6 +307,13 @@ private:
     std::atomic<uint64_t> writes_begun_{0};
     uint64_t writes_durable_ = 0;  // sync_mu_
     std::thread syncer_;
+
+    std::atomic<bool> following_{false};
+    std::string advertised_;           // queue_mu_
+    bool advertise_pending_ = false;   // queue_mu_: the writer thread sets it on the session
+    uint64_t advertised_session_ = 0;  // writer thread: the session it was set on
+    mutable std::mutex writer_name_mu_;
+    std::string writer_name_;  // following: what the writer calls itself (writer_name_mu_)
 };
 
 // Builds the in-memory state from the ledger's derived tables.

@@ -227,6 +227,18 @@ bool check_ledger(Ledger& ledger, const std::string& database, bool rebuild) {
     return false;
 }
 
+// "consentd http://HOST:PORT": the API's address as a client would use it
+// (the host's name when it listens on every address).
+std::string advertised_name(const std::string& listen_address, uint16_t port) {
+    std::string host = listen_address;
+    if (host == "0.0.0.0" || host == "::") {
+        char name[256] = {};
+        host = ::gethostname(name, sizeof name - 1) == 0 ? std::string(name) : std::string("localhost");
+    }
+    if (host.find(':') != std::string::npos) host = "[" + host + "]";
+    return "consentd http://" + host + ":" + std::to_string(port);
+}
+
 int run(const std::string& config_path, const std::string& port_file, bool rebuild) {
     auto l = load(config_path);
     if (!l || !l->ok) return 1;
@@ -245,7 +257,13 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     std::unique_ptr<LedgerService> service;
     try {
         auto ledger = std::make_unique<Ledger>(
-            config.database, Ledger::Options{config.standby, [](const std::string& why) { log_info(why); }});
+            config.database,
+            Ledger::Options{config.standby, [](const std::string& why) { log_info(why); }, config.follow});
+        if (rebuild && !ledger->writer()) {
+            log_error("refusing to start: --rebuild-derived-tables writes, and another consentd is the writer of " +
+                      printable_locator(config.database));
+            return 1;
+        }
         if (!check_ledger(*ledger, printable_locator(config.database), rebuild)) return 1;
         if (config.checkpoints) {
             try {
@@ -332,6 +350,8 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     }
     server->start();
     const uint16_t port = server->port();
+    // Followers name the writer by it in their 503 not_writer answers.
+    if (config.backend == Backend::postgresql) service->advertise(advertised_name(config.listen_address, port));
     std::optional<RadiusServer> radius;
     if (config.radius) {
         try {
@@ -399,9 +419,9 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     signals.async_wait(on_signal);
 
     log_info("listening on " + config.listen_address + ":" + std::to_string(port) + "; ledger " +
-             printable_locator(config.database) + " at event " + std::to_string(service->head_seq()) + "; policy " +
-             config.policy + " (" + std::to_string(l->policy->purposes.size()) + " purposes); data planes on " +
-             dataplanes.describe());
+             printable_locator(config.database) + " at event " + std::to_string(service->head_seq()) +
+             (service->following() ? " (following its writer)" : "") + "; policy " + config.policy + " (" +
+             std::to_string(l->policy->purposes.size()) + " purposes); data planes on " + dataplanes.describe());
     // Last: a test (or script) that waits for the port file finds the line
     // above in the log already, with the data-plane port it names.
     if (!port_file.empty()) write_port_file(port_file, port);

@@ -96,6 +96,11 @@ void Metrics::set_state(uint64_t head_seq, size_t subscribers, size_t bindings, 
     table_entries_ = table_entries;
 }
 
+void Metrics::set_writer(bool writer) {
+    std::lock_guard lk(mu_);
+    writer_ = writer ? 1 : 0;
+}
+
 void Metrics::add_renderer(const void* owner, std::function<void(std::string&)> fn) {
     std::lock_guard lk(mu_);
     renderers_.emplace_back(owner, std::move(fn));
@@ -177,6 +182,8 @@ std::string Metrics::render() const {
                   "Disclosure rows and report ids deleted past disclosures.retention.");
     out.append("consentd_disclosure_rows_pruned_total ").append(std::to_string(disclosure_pruned_)).append("\n");
     gauge(out, "consentd_ledger_head_seq", "Sequence number of the last committed event.", head_seq_);
+    gauge(out, "consentd_ledger_writer",
+          "1 while this consentd records changes, 0 while it follows another writer of the ledger.", writer_);
     gauge(out, "consentd_subscribers", "Subscribers known to the ledger.", subscribers_);
     gauge(out, "consentd_bindings", "Current address bindings (active or not).", bindings_);
     gauge(out, "consentd_table_entries", "Entries of the derived consent table (active bindings).", table_entries_);

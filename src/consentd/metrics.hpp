@@ -61,6 +61,9 @@ public:
     void count_commit_failure();
     void count_reload(bool ok);
     void set_state(uint64_t head_seq, size_t subscribers, size_t bindings, size_t table_entries);
+    // 1 while this consentd records changes, 0 while it follows another
+    // writer (docs/scale-out.md, "Followers").
+    void set_writer(bool writer);
     // Disclosure reports durably stored (or repeats of stored ones), and
     // their entries by attribution; reports whose transaction failed.
     void count_disclosures(uint64_t stored, uint64_t duplicates, uint64_t to_subscriber, uint64_t unbound,
@@ -83,6 +86,7 @@ private:
     uint64_t commit_failures_ = 0;
     uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
     uint64_t head_seq_ = 0, subscribers_ = 0, bindings_ = 0, table_entries_ = 0;
+    uint64_t writer_ = 1;
     std::atomic<int64_t> connections_{0};
     std::vector<std::pair<const void*, std::function<void(std::string&)>>> renderers_;
     uint64_t disclosure_reports_[3] = {0, 0, 0};  // stored, duplicate, failed

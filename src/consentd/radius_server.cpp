@@ -301,7 +301,8 @@ void RadiusServer::finish(const std::string& key, const Endpoint& to, const Radi
         // answer, and forget the request so that its retransmission is tried
         // again.
         if (it != cache_.end()) cache_.erase(it);
-        count_drop(client.name, "ledger_unavailable");
+        // A follower (docs/scale-out.md): the NAS sends it to its next server.
+        count_drop(client.name, o->code == "not_writer" ? "not_writer" : "ledger_unavailable");
         return;
     }
     if (it != cache_.end()) {

@@ -80,66 +80,94 @@ std::optional<ApiTarget> api_target(const po::variables_map& vm) {
     return t;
 }
 
+namespace {
+
+// The error code of a JSON error answer ({"error": {"code": ...}}), or "".
+std::string error_code(const std::string& body) {
+    boost::system::error_code ec;
+    const auto v = json::parse(body, ec);
+    if (ec || !v.is_object()) return {};
+    const auto* e = v.as_object().if_contains("error");
+    if (!e || !e->is_object()) return {};
+    const auto* c = e->as_object().if_contains("code");
+    return c && c->is_string() ? std::string(c->as_string()) : std::string();
+}
+
+}  // namespace
+
 ApiResult api_request(const ApiTarget& target_servers, http::verb method, const std::string& target,
                       const std::string& body, std::string_view content_type, std::chrono::seconds timeout) {
     boost::asio::io_context ioc;
-    boost::beast::tcp_stream stream(ioc);
     boost::asio::ip::tcp::resolver resolver(ioc);
-    boost::beast::error_code ec;
-    // The first server that takes the connection; nothing was sent to the
-    // others, so trying the next is always safe.
-    const ApiServer* reached = nullptr;
     std::string why;
-    for (const auto& s : target_servers.servers) {
-        if (!why.empty()) why += "; ";
-        const auto endpoints = resolver.resolve(s.host, s.port, ec);
-        if (ec) {
-            why += "cannot resolve " + s.host + ": " + ec.message();
-            continue;
+    const auto& servers = target_servers.servers;
+    for (size_t from = 0;;) {
+        boost::beast::tcp_stream stream(ioc);
+        boost::beast::error_code ec;
+        // The first server from `from` on that takes the connection; nothing
+        // was sent to the others, so trying the next is always safe.
+        size_t at = from;
+        for (; at < servers.size(); ++at) {
+            const auto& s = servers[at];
+            if (!why.empty()) why += "; ";
+            const auto endpoints = resolver.resolve(s.host, s.port, ec);
+            if (ec) {
+                why += "cannot resolve " + s.host + ": " + ec.message();
+                continue;
+            }
+            stream.expires_after(timeout);
+            stream.connect(endpoints, ec);
+            if (ec) {
+                why += "cannot connect to " + s.host_header + ": " + ec.message();
+                continue;
+            }
+            break;
         }
-        stream.expires_after(timeout);
-        stream.connect(endpoints, ec);
-        if (ec) {
-            why += "cannot connect to " + s.host_header + ": " + ec.message();
-            continue;
-        }
-        reached = &s;
-        break;
-    }
-    if (!reached) throw std::runtime_error(why.empty() ? std::string("no consentd URL") : why);
-    const ApiServer& to = *reached;
+        if (at == servers.size()) throw std::runtime_error(why.empty() ? std::string("no consentd URL") : why);
+        const ApiServer& to = servers[at];
 
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, to.host_header);
-    req.set(http::field::authorization, "Bearer " + target_servers.token);
-    req.set(http::field::user_agent, "optgatectl");
-    if (!body.empty()) {
-        req.set(http::field::content_type, content_type);
-        req.body() = body;
+        http::request<http::string_body> req{method, target, 11};
+        req.set(http::field::host, to.host_header);
+        req.set(http::field::authorization, "Bearer " + target_servers.token);
+        req.set(http::field::user_agent, "optgatectl");
+        if (!body.empty()) {
+            req.set(http::field::content_type, content_type);
+            req.body() = body;
+        }
+        // A large body waits for "100 Continue": a refusal (401, 413) then
+        // comes before any of it is sent, instead of a reset connection.
+        const bool expect = body.size() > (64u << 10);
+        if (expect) req.set(http::field::expect, "100-continue");
+        req.prepare_payload();
+        http::request_serializer<http::string_body> sr{req};
+        boost::beast::flat_buffer buffer;
+        auto read_response = [&] {
+            http::response_parser<http::string_body> res;
+            res.body_limit(256u << 20);
+            http::read(stream, buffer, res, ec);
+            if (ec) throw std::runtime_error("no answer from " + to.host_header + ": " + ec.message());
+            return ApiResult{unsigned(res.get().result_int()), res.get().body()};
+        };
+        ApiResult r;
+        if (expect) {
+            http::write_header(stream, sr, ec);
+            if (ec) throw std::runtime_error("sending to " + to.host_header + ": " + ec.message());
+            r = read_response();
+        }
+        if (!expect || r.status == 100) {
+            http::write(stream, sr, ec);
+            if (ec) throw std::runtime_error("sending to " + to.host_header + ": " + ec.message());
+            r = read_response();
+        }
+        // A follower (docs/scale-out.md, "Followers") recorded nothing:
+        // the change goes to the next URL, as a refused connection does.
+        if (r.status == 503 && at + 1 < servers.size() && error_code(r.body) == "not_writer") {
+            why = to.host_header + " follows the ledger and records no changes";
+            from = at + 1;
+            continue;
+        }
+        return r;
     }
-    // A large body waits for "100 Continue": a refusal (401, 413) then
-    // comes before any of it is sent, instead of a reset connection.
-    const bool expect = body.size() > (64u << 10);
-    if (expect) req.set(http::field::expect, "100-continue");
-    req.prepare_payload();
-    http::request_serializer<http::string_body> sr{req};
-    boost::beast::flat_buffer buffer;
-    auto read_response = [&] {
-        http::response_parser<http::string_body> res;
-        res.body_limit(256u << 20);
-        http::read(stream, buffer, res, ec);
-        if (ec) throw std::runtime_error("no answer from " + to.host_header + ": " + ec.message());
-        return ApiResult{unsigned(res.get().result_int()), res.get().body()};
-    };
-    if (expect) {
-        http::write_header(stream, sr, ec);
-        if (ec) throw std::runtime_error("sending to " + to.host_header + ": " + ec.message());
-        ApiResult interim = read_response();
-        if (interim.status != 100) return interim;
-    }
-    http::write(stream, sr, ec);
-    if (ec) throw std::runtime_error("sending to " + to.host_header + ": " + ec.message());
-    return read_response();
 }
 
 std::string encode_segment(std::string_view s) {

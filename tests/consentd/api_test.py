@@ -103,7 +103,7 @@ class ApiTest(unittest.TestCase):
 
     def test_healthz_needs_no_token(self):
         st, _, j = self.d.request("GET", "/healthz", token=None)
-        self.assertEqual((st, j), (200, {"status": "ok"}))
+        self.assertEqual((st, j), (200, {"status": "ok", "writer": True}))
 
     def test_purposes_describe_what_opting_in_means(self):
         st, _, j = self.d.request("GET", "/v1/purposes", token="auditor")

@@ -302,10 +302,12 @@ TEST_CASE("the ledger's store: SQLite by default, PostgreSQL with a dsn and pseu
         "database: a.db\nledger: {backend: postgresql, dsn: \"dbname=x\"}\npseudonym_keys: k\n" + policy);
     CHECK(both.size() == 1);
     CHECK(has(both, "c.yaml:1:11: 'database' names an SQLite ledger"));
-    const auto sqlite_only = config_errors("database: a.db\nledger: {dsn: \"dbname=x\", standby: true}\n" + policy);
-    CHECK(sqlite_only.size() == 2);
+    const auto sqlite_only = config_errors(
+        "database: a.db\nledger: {dsn: \"dbname=x\", standby: true, follow: true}\n" + policy);
+    CHECK(sqlite_only.size() == 3);
     CHECK(has(sqlite_only, "'dsn' is for 'backend: postgresql'"));
     CHECK(has(sqlite_only, "'standby' is for 'backend: postgresql'"));
+    CHECK(has(sqlite_only, "'follow' is for 'backend: postgresql'"));
 }
 
 TEST_CASE("a PostgreSQL locator is printed without its password") {

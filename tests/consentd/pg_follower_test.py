@@ -1,0 +1,184 @@
+"""Followers: several consentd on one PostgreSQL ledger, every one serving
+reads and data planes (issue 19, docs/scale-out.md "Followers").
+
+A writer A and a follower B (ledger.follow) on one database, a data plane
+(optgate-replay --control) connected to B only:
+
+  - B listens at once, says it follows, and serves reads;
+  - changes made at A reach B's state (its gauges) and B's data plane (its
+    applied sequence in B's GET /v1/dataplanes) without anyone calling B;
+  - a change sent to B is answered 503 not_writer, naming A as it
+    advertises itself, and nothing is recorded; optgatectl given B's URL
+    and then A's sends it on to A; an Accounting-Request
+    to B's RADIUS listener is not answered (the NAS goes on to its next
+    server) and counted as dropped, reason not_writer;
+  - A is SIGKILLed: B takes the writer's lock, records changes, and its
+    data plane, still on the same connection, applies them; no event A
+    acknowledged is lost and verify-ledger passes.
+
+A follower started while the writer writes, event for event, and the
+deltas its data planes hear: test_pg_follower.cpp (consentd-pg).
+
+A PostgreSQL 15 of the test's own (pg_server.py).
+"""
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon import OPTGATECTL, PATIENCE, Daemon, eventually  # noqa: E402
+from pg_server import PgServer  # noqa: E402
+from radius_test import RADIUS_CONFIG, answered, radclient, start_attrs  # noqa: E402
+
+GRANT = {"source": "portal", "notice_version": "2024-05"}
+REPLAY = os.environ["OPTGATE_REPLAY"]
+
+
+def paced_capture(path, seconds):
+    """Two Ethernet frames `seconds` apart: a paced replay of it stays
+    connected to consentd that long (its table is what is checked)."""
+    frame = bytes(6) + bytes([2, 0, 0, 0, 0, 1]) + b"\x08\x00" + bytes(46)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for ts in (1_700_000_000, 1_700_000_000 + seconds):
+            f.write(struct.pack("<IIII", ts, 0, len(frame), len(frame)) + frame)
+
+
+def dataplane(d, name):
+    """The data plane `name` as consentd `d` lists it, or None."""
+    st, _, body = d.request("GET", "/v1/dataplanes", token="auditor")
+    if st != 200:
+        return None
+    return next((x for x in body["dataplanes"] if x["name"] == name), None)
+
+
+def applied(d, name):
+    x = dataplane(d, name)
+    return x["applied_seq"] if x else -1
+
+
+class FollowerTest(unittest.TestCase):
+    def setUp(self):
+        self.pg = PgServer()
+        self.tmp = tempfile.mkdtemp(prefix="optgate-follower-")
+        self.replay = None
+
+    def tearDown(self):
+        if self.replay is not None:
+            self.replay.kill()
+            self.replay.wait()
+        self.pg.cleanup()
+
+    def test_a_follower_serves_reads_and_data_planes_and_takes_over(self):
+        a = Daemon(pg=self.pg)
+        b = Daemon(pg=self.pg, pg_database=a.pg_name, follow=True, limits=RADIUS_CONFIG)
+        try:
+            self.assertIn("following", b.read_log())
+            self.assertIn("(following its writer)", b.read_log())
+            self.assertEqual((a.metric("consentd_ledger_writer"), b.metric("consentd_ledger_writer")), (1, 0))
+            self.assertEqual(b.request("GET", "/healthz", token=None)[2], {"status": "ok", "writer": False})
+            # A follower may not rewrite the derived tables.
+            c = Daemon(pg=self.pg, pg_database=a.pg_name, follow=True, args=["--rebuild-derived-tables"],
+                       wait=False)
+            try:
+                self.assertEqual(c.proc.wait(PATIENCE), 1)
+                self.assertIn("--rebuild-derived-tables writes, and another consentd is the writer", c.read_log())
+            finally:
+                c.cleanup()
+            # A change at A reaches B's state.
+            st, _, j = a.request("PUT", "/v1/bindings/100.64.7.1", {"subscriber": "early"})
+            self.assertEqual(st, 200, j)
+            self.assertTrue(eventually(lambda: b.metric("consentd_table_entries") == 1), b.read_log()[-2000:])
+
+            # A data plane on B only.
+            capture = os.path.join(self.tmp, "paced.pcap")
+            paced_capture(capture, 20 * PATIENCE)
+            self.replay = subprocess.Popen(
+                [REPLAY, "--control", os.path.join(b.dir, "dp.sock"), "--name", "edge-b", "--pace",
+                 "--control-timeout", f"{PATIENCE}s", capture, os.path.join(self.tmp, "out.pcap")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self.assertTrue(eventually(lambda: dataplane(b, "edge-b") is not None), b.read_log()[-2000:])
+            snapshots = b.metric("consentd_dataplane_snapshots_sent_total")
+
+            # Changes at A reach B's state and B's data plane.
+            for i in range(1, 4):
+                st, _, j = a.request("PUT", f"/v1/bindings/100.64.7.{i + 1}", {"subscriber": f"sub-{i}"})
+                self.assertEqual(st, 200, j)
+                st, _, j = a.request("PUT", f"/v1/subscribers/sub-{i}/consents/advertising", GRANT)
+                self.assertEqual(st, 200, j)
+            head = a.metric("consentd_ledger_head_seq")
+            self.assertTrue(eventually(lambda: applied(b, "edge-b") == head),
+                            f"B's data plane at {applied(b, 'edge-b')}, A's head {head}")
+            self.assertEqual(b.metric("consentd_ledger_head_seq"), head)
+            self.assertEqual(b.metric("consentd_table_entries"), a.metric("consentd_table_entries"))
+            self.assertEqual(b.metric("consentd_table_entries"), 4)
+            # Deltas, not a table resent each time.
+            self.assertEqual(b.metric("consentd_dataplane_snapshots_sent_total"), snapshots)
+
+            # Reads at B.
+            st, _, s = b.request("GET", "/v1/subscribers/sub-2", token="auditor")
+            self.assertEqual((st, [c["purpose"] for c in s["consents"]]), (200, ["advertising"]))
+
+            # Changes at B: refused, naming A; nothing recorded.
+            st, _, j = b.request("PUT", "/v1/subscribers/sub-9/consents/advertising", GRANT)
+            self.assertEqual((st, j["error"]["code"]), (503, "not_writer"), j)
+            self.assertIn(f"consentd http://127.0.0.1:{a.port}", j["error"]["message"])
+            st, _, j = b.request("PUT", "/v1/bindings/100.64.7.9", {"subscriber": "sub-9"})
+            self.assertEqual((st, j["error"]["code"]), (503, "not_writer"), j)
+            # optgatectl given B first: refused there, the change goes to A.
+            r = b.ctl("grant", "sub-8", "advertising", "--source", "portal", "--notice-version", "2024-05",
+                      env={"OPTGATE_SERVER": f"http://127.0.0.1:{b.port},http://127.0.0.1:{a.port}"})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(a.metric("consentd_ledger_head_seq"), head + 1)
+            head += 1
+            # With B alone, the refusal is what it says.
+            r = b.ctl("grant", "sub-8", "advertising", "--source", "portal", "--notice-version", "2024-05")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("not_writer", r.stdout + r.stderr)
+
+            # Accounting at B: not answered (the NAS tries its next
+            # server), counted as such, nothing bound.
+            r = radclient(b, start_attrs("radius-1", "s-1", "Framed-IP-Address = 100.64.7.20"), timeout=2)
+            self.assertFalse(answered(r), r.stdout)
+            self.assertTrue(eventually(lambda: b.metric(
+                'consentd_radius_drops_total{client="bng-1",reason="not_writer"}') >= 1),
+                [x for x in b.request("GET", "/metrics", token="auditor")[2].splitlines() if "radius" in x])
+            self.assertEqual(a.metric("consentd_ledger_head_seq"), head)
+
+            # A dies: B takes over, its data plane stays with it.
+            killed = time.monotonic()
+            a.kill()
+            self.assertTrue(eventually(lambda: "took the writer's lock" in b.read_log(), timeout=PATIENCE),
+                            b.read_log()[-2000:])
+            print(f"the follower records {time.monotonic() - killed:.2f} s after the writer was killed",
+                  file=sys.stderr)
+            self.assertEqual(b.metric("consentd_ledger_writer"), 1)
+            self.assertEqual(b.request("GET", "/healthz", token=None)[2], {"status": "ok", "writer": True})
+            st, _, j = b.request("PUT", "/v1/subscribers/sub-9/consents/advertising", GRANT)
+            self.assertEqual(st, 200, j)
+            st, _, j = b.request("PUT", "/v1/bindings/100.64.7.9", {"subscriber": "sub-9"})
+            self.assertEqual(st, 200, j)
+            new_head = b.metric("consentd_ledger_head_seq")
+            self.assertEqual(new_head, head + 2)
+            self.assertTrue(eventually(lambda: applied(b, "edge-b") == new_head))
+            self.assertEqual(b.metric("consentd_dataplane_snapshots_sent_total"), snapshots)
+            self.assertEqual(b.metric("consentd_table_entries"), 5)
+            self.assertIsNone(self.replay.poll(), "the data plane exited")
+            # Nothing A acknowledged is lost; the chain is whole.
+            subs = self.pg.psql("SELECT subscriber FROM events ORDER BY seq", dbname=a.pg_name).split()
+            self.assertEqual(subs.count("sub-2"), 2)  # its bind and its grant
+            self.assertEqual(len(subs), new_head)
+            r = subprocess.run([OPTGATECTL, "verify-ledger", b.db], capture_output=True, text=True,
+                               timeout=PATIENCE)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            b.cleanup()
+            a.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
