@@ -189,11 +189,15 @@ void Api::handle(const Admission& a, Request&& req, Respond respond) {
     switch (a.match.route) {
     case Route::healthz: {
         json::object o;
-        o["status"] = "ok";
+        // Fenced (docs/scale-out.md, "Fencing"): what this consentd would
+        // read out may lack changes recorded elsewhere; 503 turns a load
+        // balancer to another instance.
+        const bool in_step = service_.in_step();
+        o["status"] = in_step ? "ok" : "out_of_step";
         // A load balancer's check for where changes go (docs/scale-out.md,
         // "Followers"): false while this consentd follows another writer.
         o["writer"] = !service_.following();
-        respond(json_response(200, o));
+        respond(json_response(in_step ? 200 : 503, o));
         return;
     }
     case Route::metrics: {

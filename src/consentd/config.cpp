@@ -160,8 +160,9 @@ void read_checkpoints(const Value& v, Config& c, Diagnostics& d, const std::stri
 }
 
 void read_ledger(const Value& v, Config& c, Diagnostics& d, const std::string& base_dir) {
-    const MapReader m(v, "'ledger'",
-                      {"backend", "dsn", "standby", "follow", "max_batch", "history_limit", "checkpoints"}, d);
+    const MapReader m(
+        v, "'ledger'",
+        {"backend", "dsn", "standby", "follow", "fence_after", "max_batch", "history_limit", "checkpoints"}, d);
     if (!m.is_map()) return;
     if (const auto x = m.get("backend")) {
         if (const auto t = as_text(*x, d)) {
@@ -197,6 +198,14 @@ void read_ledger(const Value& v, Config& c, Diagnostics& d, const std::string& b
                 d.error(x->at, "'follow' is for 'backend: postgresql': an SQLite ledger has one consentd");
             else
                 c.follow = *b;
+        }
+    }
+    if (const auto x = m.get("fence_after")) {
+        if (const auto t = as_duration(*x, d, std::chrono::milliseconds(500), std::chrono::minutes(10))) {
+            if (c.backend != Backend::postgresql)
+                d.error(x->at, "'fence_after' is for 'backend: postgresql': an SQLite ledger has one consentd");
+            else
+                c.fence_after = *t;
         }
     }
     if (const auto x = m.get("max_batch"))

@@ -60,6 +60,10 @@ struct Config {
     // writer); take over as the writer when its session ends
     // (docs/scale-out.md, "Followers").
     bool follow = false;
+    // PostgreSQL: how long consentd may go without confirming that it holds
+    // the whole ledger before it closes its data planes and answers
+    // /healthz 503 (docs/scale-out.md, "Fencing").
+    std::chrono::milliseconds fence_after{5000};
     // The collectors' pseudonym keys (pseudonym_keys.hpp): beside an SQLite
     // ledger unless given; required with PostgreSQL.
     std::string pseudonym_keys;

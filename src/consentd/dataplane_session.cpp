@@ -316,6 +316,13 @@ private:
             return refuse(DataPlaneRefusal::identity_conflict, Goodbye::Code::protocol_error,
                           "data plane " + name + " is connected with another " +
                               (is_tls<Stream>::value ? "certificate" : "identity") + "; not replacing it");
+        case Publisher::Admission::out_of_step:
+            // No goodbye: any frame keeps a data plane's table fresh, and
+            // this consentd's table may lack changes (docs/scale-out.md,
+            // "Fencing"). It tries its next consentd.
+            admission_->refused(DataPlaneRefusal::out_of_step, address_,
+                                "consentd is not in step with its ledger; closed without a frame");
+            return finish("out of step with the ledger");
         case Publisher::Admission::ok: break;
         }
         greeted_ = true;

@@ -113,7 +113,7 @@ void Ledger::open_postgresql(const Options& options) {
             options.waiting("another consentd is the writer of " + db_.path() + ": standing by until its session ends");
         // Blocks in PostgreSQL's lock queue: granted the moment the
         // holder's session ends, without polling.
-        db_.pg()->query("SELECT pg_advisory_lock(?1)", {kWriterLock});
+        db_.pg()->lock(kWriterLock);
         locked_session_ = db_.session();
     } else {
         lock_writer();
@@ -323,6 +323,28 @@ bool Ledger::take_writer_lock() {
     writer_ = db_.pg()->try_lock(kWriterLock);
     if (writer_) locked_session_ = db_.session();
     return writer_;
+}
+
+bool Ledger::writer_in_step() {
+    if (!db_.postgresql()) return true;
+    db_.begin_read();  // a lost session is opened again here, before the lock is asked for
+    uint64_t stored = 0;
+    std::string stored_hash;
+    bool locked = false;
+    try {
+        locked = take_writer_lock();
+        if (locked && head_.step()) {
+            stored = uint64_t(head_.int64(0));
+            stored_hash = head_.text(1);
+        }
+        head_.reset();
+    } catch (...) {
+        head_.reset();
+        db_.end_read();
+        throw;
+    }
+    db_.end_read();
+    return locked && stored == seq_ && stored_hash == (stored ? hash_hex_ : std::string());
 }
 
 void Ledger::events_from(uint64_t seq, size_t limit, const std::function<void(const Event&)>& fn) {

@@ -114,6 +114,13 @@ public:
     // the follower left it: read the rest (events_from) before appending,
     // which begin() checks. Between transactions.
     bool take_writer_lock();
+    // The writer's check that what it holds is the whole ledger
+    // (docs/scale-out.md, "Fencing"): this session holds the writer's lock
+    // (taken again if an earlier session lost it) and the stored head is
+    // this Ledger's. False: another consentd took the lock, or appended
+    // between two sessions. Throws when PostgreSQL cannot be asked. A
+    // round trip; between transactions. Always true on SQLite.
+    bool writer_in_step();
     // The events from `seq` on (that one included; from the first when 0),
     // at most `limit`, in order, in one read of their own.
     void events_from(uint64_t seq, size_t limit, const std::function<void(const Event&)>& fn);

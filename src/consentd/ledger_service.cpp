@@ -81,6 +81,8 @@ LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<con
     if (!following_) ledger_->record_policy(options_.policy_text, options_.receipts);
     metrics_.set_writer(!following_);
     publish_gauges();
+    pg_ = ledger_->db().pg();
+    confirmed_in_step();  // the state was just read from the ledger
 }
 
 LedgerService::~LedgerService() { stop(); }
@@ -228,7 +230,18 @@ void LedgerService::run() {
         apply_advertised();
         {
             std::unique_lock lk(queue_mu_);
-            queue_cv_.wait(lk, [&] { return stopping_ || !queue_.empty() || advertise_pending_; });
+            const auto ready = [&] { return stopping_ || !queue_.empty() || advertise_pending_; };
+            if (options_.fence_after.count() > 0 && ledger_->db().postgresql()) {
+                // Idle: ask PostgreSQL now and then that this is still the
+                // writer, or the publisher would close its data planes.
+                if (!queue_cv_.wait_for(lk, options_.fence_after / 4, ready)) {
+                    lk.unlock();
+                    if (!confirm_writer()) return;
+                    continue;
+                }
+            } else {
+                queue_cv_.wait(lk, ready);
+            }
             if (queue_.empty()) {
                 if (stopping_) return;  // stopping, and everything queued is done
                 continue;               // a name to advertise
@@ -573,6 +586,9 @@ void LedgerService::catch_up() {
         // From the head itself: it must still be there as this consentd read
         // it, or the ledger is not the one it follows any more.
         ledger_->events_from(head, kFollowBatch + 1, [&](const Event& e) { events.push_back(e); });
+        // PostgreSQL answered: this consentd reads the ledger (a long
+        // catch-up, an import, is progress, not a cut).
+        confirmed_in_step();
         size_t i = 0;
         if (head > 0) {
             if (events.empty() || events[0].seq != head || events[0].hash != ledger_->head_hash()) {
@@ -636,6 +652,74 @@ void LedgerService::catch_up() {
         std::lock_guard llk(listeners_mu_);
         for (auto* l : listeners_) l->on_commit(seq, changes);
     }
+}
+
+// ---- fencing (docs/scale-out.md, "Fencing") ----
+
+void LedgerService::confirmed_in_step() noexcept {
+    in_step_at_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_release);
+}
+
+bool LedgerService::in_step() const noexcept {
+    if (options_.fence_after.count() <= 0) return true;
+    int64_t ns = in_step_at_.load(std::memory_order_acquire);
+    if (pg_) ns = std::max(ns, pg_->locked_answer_ns());
+    const auto at = std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ns));
+    return std::chrono::steady_clock::now() - at <= options_.fence_after;
+}
+
+bool LedgerService::confirm_writer() {
+    bool held = false;
+    try {
+        held = ledger_->writer_in_step();
+    } catch (const std::exception& e) {
+        if (!confirm_failing_)
+            log_error(std::string("cannot confirm with PostgreSQL that this consentd is still the writer: ") +
+                      e.what() + "; its data planes are closed once this has lasted " +
+                      std::to_string(options_.fence_after.count()) + " ms");
+        confirm_failing_ = true;
+        return true;
+    }
+    if (held) {
+        if (confirm_failing_) log_info("PostgreSQL confirms again that this consentd is the writer");
+        confirm_failing_ = false;
+        return true;  // its answers, on the session holding the lock, were the confirmation
+    }
+    // Another consentd took the lock while this one's session was lost (or
+    // appended between two of its sessions): follow it rather than refuse
+    // every change.
+    confirm_failing_ = false;
+    log_warning("another consentd took the writer's lock, or appended after event " +
+                std::to_string(ledger_->head_seq()) + ": following it");
+    following_.store(true, std::memory_order_release);
+    metrics_.set_writer(false);
+    {
+        std::lock_guard lk(state_mu_);
+        if (state_stale_) {
+            // Memory holds nothing (reload_state failed): read the state
+            // and the head whole, and resend the table.
+            try {
+                ledger_->db().begin_read();
+                try {
+                    ledger_->reload_head();
+                    state_ = load_state(*ledger_, state_.policy_ptr());
+                } catch (...) {
+                    ledger_->db().end_read();
+                    throw;
+                }
+                ledger_->db().end_read();
+                state_stale_ = false;
+            } catch (const std::exception& e) {
+                log_error(std::string("cannot read the state from the ledger: ") + e.what() + "; trying again");
+                following_.store(false, std::memory_order_release);
+                metrics_.set_writer(true);
+                return true;
+            }
+            std::lock_guard llk(listeners_mu_);
+            for (auto* l : listeners_) l->on_resync(ledger_->head_seq(), state_.policy_ptr(), state_.table_version());
+        }
+    }
+    return follow();
 }
 
 void LedgerService::publish_gauges() {

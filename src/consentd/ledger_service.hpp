@@ -155,6 +155,11 @@ public:
         // WAL checkpoints on a thread of their own (checkpointer.hpp) while
         // the writer runs.
         Checkpointer::Limits checkpoints{};
+        // PostgreSQL (docs/scale-out.md, "Fencing"): how long this consentd
+        // may go without confirming that it holds the whole ledger before
+        // in_step() is false. 0: always in step (SQLite: the file is the
+        // ledger, nobody else writes it).
+        std::chrono::milliseconds fence_after{0};
     };
 
     // Loads the in-memory state from the ledger's derived tables.
@@ -205,6 +210,19 @@ public:
     // (PostgreSQL: the session's application_name), e.g. "consentd
     // http://10.0.0.5:8080". Any thread.
     void advertise(std::string name);
+
+    // ---- fencing (docs/scale-out.md, "Fencing") ----
+    // False once this consentd has gone Options::fence_after without
+    // confirming that its state is the ledger's. A follower confirms with
+    // each read of the events (at least every 200 ms). The writer confirms
+    // with every answer PostgreSQL gives the session that holds the
+    // writer's lock (nobody else can append meanwhile); idle, it asks every
+    // fence_after / 4 whether it still holds the lock and the head, and
+    // follows whoever took them. Cut off from PostgreSQL, another consentd
+    // may be recording changes this one cannot see: its data planes must go
+    // to an instance that can (the publisher closes them) or go stale and
+    // strip. Any thread.
+    bool in_step() const noexcept;
 
 private:
     struct Pending {
@@ -309,6 +327,16 @@ private:
     std::thread syncer_;
 
     std::atomic<bool> following_{false};
+    // Steady-clock nanoseconds of the last confirmation (in_step()): a
+    // follower's read of the events; the writer's session also counts each
+    // answer while it holds the lock (PgConnection::locked_answer_ns).
+    std::atomic<int64_t> in_step_at_{0};
+    const PgConnection* pg_ = nullptr;  // the ledger's session (PostgreSQL), stable for its life
+    void confirmed_in_step() noexcept;
+    // The writer, idle for fence_after / 4: confirms it is in step, or,
+    // if another consentd took the lock, follows it. False: stopping.
+    bool confirm_writer();
+    bool confirm_failing_ = false;     // writer thread: logged once per outage
     std::string advertised_;           // queue_mu_
     bool advertise_pending_ = false;   // queue_mu_: the writer thread sets it on the session
     uint64_t advertised_session_ = 0;  // writer thread: the session it was set on

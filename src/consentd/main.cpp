@@ -273,9 +273,9 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
                 return 1;
             }
         }
-        service = std::make_unique<LedgerService>(
-            std::move(ledger), l->policy, metrics,
-            LedgerService::Options{config.max_batch, l->policy_text, config.receipts});
+        LedgerService::Options service_options{config.max_batch, l->policy_text, config.receipts};
+        if (config.backend == Backend::postgresql) service_options.fence_after = config.fence_after;
+        service = std::make_unique<LedgerService>(std::move(ledger), l->policy, metrics, std::move(service_options));
     } catch (const std::exception& e) {
         log_error(std::string("cannot open the ledger: ") + e.what());
         return 1;

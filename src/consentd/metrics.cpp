@@ -266,6 +266,7 @@ std::string_view to_string(DataPlaneRefusal r) noexcept {
     case DataPlaneRefusal::name_not_in_certificate: return "name_not_in_certificate";
     case DataPlaneRefusal::identity_conflict: return "identity_conflict";
     case DataPlaneRefusal::too_many_dataplanes: return "too_many_dataplanes";
+    case DataPlaneRefusal::out_of_step: return "out_of_step";
     }
     return "unknown";
 }
@@ -274,6 +275,11 @@ void render_dataplane_metrics(std::string& out, const DataPlaneMetrics& m, std::
     metric(out, "consentd_dataplanes_connected", "gauge", "Data planes connected (hello received).", m.connected);
     metric(out, "consentd_dataplane_history_commits", "gauge", "Commits kept in memory for data planes that reconnect.",
            m.history_commits);
+    metric(out, "consentd_dataplanes_fenced", "gauge",
+           "1 while consentd cannot confirm it holds the whole ledger: data planes are closed and refused.",
+           m.fenced ? 1 : 0);
+    metric(out, "consentd_dataplane_fences_total", "counter",
+           "Times consentd closed its data planes for being out of step with the ledger.", m.counters.fences);
     metric_header(out, "consentd_dataplane_enforcement_seconds", "histogram",
                   "From a durable commit to a data plane's acknowledgement of it, per data plane.");
     for (const auto& [name, h] : m.counters.enforcement_seconds)

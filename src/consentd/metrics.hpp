@@ -111,8 +111,9 @@ enum class DataPlaneRefusal : uint8_t {
     name_not_in_certificate,  // the hello's name is neither the certificate's CN nor a DNS SAN
     identity_conflict,        // the name is connected with another certificate (or uid)
     too_many_dataplanes,      // max_dataplanes are connected
+    out_of_step,              // consentd is fenced (docs/scale-out.md, "Fencing"): closed with no frame
 };
-inline constexpr size_t kDataPlaneRefusals = 7;
+inline constexpr size_t kDataPlaneRefusals = 8;
 std::string_view to_string(DataPlaneRefusal r) noexcept;
 
 struct DataPlaneCounters {
@@ -127,6 +128,7 @@ struct DataPlaneCounters {
     uint64_t disclosure_reports[4] = {};  // stored, failed, busy, refused (Publisher::DisclosureOutcome)
     uint64_t refusals[kDataPlaneRefusals] = {};
     uint64_t accept_pauses = 0;  // the TCP listener stopped accepting: max_pending reached
+    uint64_t fences = 0;         // times the publisher closed its data planes, out of step with the ledger
     size_t pending = 0;          // TCP connections accepted, without a hello yet
 };
 
@@ -136,6 +138,7 @@ struct DataPlaneMetrics {
     const DataPlaneCounters& counters;
     size_t connected = 0;  // hello received
     size_t history_commits = 0;
+    bool fenced = false;  // out of step with the ledger: data planes closed and refused
     uint64_t waits_enforced = 0, waits_timeout = 0, waits_none = 0;  // ?wait=enforced answers
     // Per data plane name: connected (up), or disconnected within
     // stats_retention; its last stats report, or null.

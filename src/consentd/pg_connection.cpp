@@ -114,6 +114,12 @@ void PgConnection::exec(std::string_view sql) {
     // PQexec returns the last statement's result; an error stops the rest.
     const std::unique_ptr<PGresult, decltype(&PQclear)> r(PQexec(conn_, text.c_str()), &PQclear);
     if (!r || !succeeded(r.get())) throw_result(conn_, r.get(), "PostgreSQL");
+    note_answer();
+}
+
+void PgConnection::note_answer() noexcept {
+    if (locks_ > 0)
+        locked_answer_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_release);
 }
 
 namespace {
@@ -151,8 +157,10 @@ PgResult PgConnection::query(std::string_view sql, const std::vector<PgValue>& p
         return join_pipeline(
             PQsendQueryParams(conn_, text.c_str(), int(params.size()), nullptr, v.values.data(), nullptr, nullptr, 0));
     }
-    return checked(
+    auto r = checked(
         conn_, PQexecParams(conn_, text.c_str(), int(params.size()), nullptr, v.values.data(), nullptr, nullptr, 0));
+    note_answer();
+    return r;
 }
 
 void PgConnection::prepare(const std::string& name, std::string_view sql) {
@@ -162,6 +170,7 @@ void PgConnection::prepare(const std::string& name, std::string_view sql) {
         return;
     }
     checked(conn_, PQprepare(conn_, name.c_str(), text.c_str(), 0, nullptr));
+    note_answer();
 }
 
 PgResult PgConnection::query_prepared(const std::string& name, const std::vector<PgValue>& params) {
@@ -170,8 +179,10 @@ PgResult PgConnection::query_prepared(const std::string& name, const std::vector
         return join_pipeline(
             PQsendQueryPrepared(conn_, name.c_str(), int(params.size()), v.values.data(), nullptr, nullptr, 0));
     }
-    return checked(conn_,
-                   PQexecPrepared(conn_, name.c_str(), int(params.size()), v.values.data(), nullptr, nullptr, 0));
+    auto r = checked(conn_,
+                     PQexecPrepared(conn_, name.c_str(), int(params.size()), v.values.data(), nullptr, nullptr, 0));
+    note_answer();
+    return r;
 }
 
 void PgConnection::enter_pipeline() {
@@ -271,6 +282,7 @@ PgResult PgConnection::finish_pipeline() {
     // is not to be trusted with another statement. ok() says so from now
     // on, and the next transaction starts on a new one (Database::reconnect).
     if (!synced || (failure && session_ending(*failure)) || PQexitPipelineMode(conn_) != 1) broken_ = true;
+    if (!broken_) note_answer();
     // The last statement's own success stands whatever came after it: a
     // COMMIT answered "COMMIT" is recorded even if the session then ended.
     if (last_answered) return last;
@@ -281,16 +293,30 @@ PgResult PgConnection::finish_pipeline() {
 bool PgConnection::reset() {
     queued_ = 0;  // gone with the session (libpq leaves pipeline mode too)
     broken_ = false;
+    locks_ = 0;  // and its locks
+    locked_answer_ns_.store(0, std::memory_order_release);
     PQreset(conn_);
     return ok();
 }
 
 bool PgConnection::try_lock(std::int64_t key) {
     const auto r = query("SELECT pg_try_advisory_lock(?1)", {key});
-    return r.rows() == 1 && r.text(0, 0) == "t";
+    if (r.rows() != 1 || r.text(0, 0) != "t") return false;
+    ++locks_;
+    note_answer();
+    return true;
 }
 
-void PgConnection::unlock(std::int64_t key) { query("SELECT pg_advisory_unlock(?1)", {key}); }
+void PgConnection::lock(std::int64_t key) {
+    query("SELECT pg_advisory_lock(?1)", {key});
+    ++locks_;
+    note_answer();
+}
+
+void PgConnection::unlock(std::int64_t key) {
+    query("SELECT pg_advisory_unlock(?1)", {key});
+    if (locks_ > 0) --locks_;
+}
 
 void PgConnection::listen(std::string_view channel) {
     if (!is_identifier(channel))

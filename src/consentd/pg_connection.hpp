@@ -22,6 +22,7 @@
 
 #include <libpq-fe.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -127,6 +128,8 @@ public:
     // if this session holds it now. It stays held until unlock() or until
     // the session ends.
     bool try_lock(std::int64_t key);
+    // The same, waiting in PostgreSQL's lock queue until it is granted.
+    void lock(std::int64_t key);
     void unlock(std::int64_t key);
 
     // LISTEN on `channel` (an identifier: letters, digits, '_').
@@ -148,7 +151,14 @@ public:
     bool ok() const { return !broken_ && PQstatus(conn_) == CONNECTION_OK; }
     PGconn* handle() noexcept { return conn_; }
 
+    // Steady-clock nanoseconds of the server's last answer on this session
+    // while it held an advisory lock that try_lock() took (0: never, or
+    // since reset()). A session that answers still holds its locks: the
+    // writer's fencing reads it (docs/scale-out.md, "Fencing"). Any thread.
+    std::int64_t locked_answer_ns() const noexcept { return locked_answer_ns_.load(std::memory_order_acquire); }
+
 private:
+    void note_answer() noexcept;
     void enter_pipeline();
     // After a PQsend* call (its return value): counts the statement as
     // queued, or, if it could not be sent, forgets the pipeline and throws.
@@ -164,6 +174,8 @@ private:
     PGconn* conn_ = nullptr;
     size_t queued_ = 0;    // statements sent in pipeline mode, answers not read
     bool broken_ = false;  // see ok()
+    int locks_ = 0;        // advisory locks try_lock() took on this session
+    std::atomic<std::int64_t> locked_answer_ns_{0};
 };
 
 // `sql` with ?N parameters as PostgreSQL's $N, leaving quoted literals

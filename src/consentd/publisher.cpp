@@ -386,6 +386,7 @@ void Publisher::on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_vers
 // ---- sessions ----
 
 Publisher::Admission Publisher::admissible(std::string_view name, std::string_view identity) const {
+    if (!source_.in_step()) return Admission::out_of_step;
     bool replaces = false;
     for (const auto& [id, dp] : dataplanes_) {
         if (!dp.greeted || dp.name != name) continue;
@@ -631,6 +632,7 @@ void Publisher::refresh_keys() {
 void Publisher::heartbeat() {
     if (stopping_) return;
     disconnected_.forget();
+    fence();
     const auto now = Clock::now();
     const auto wall = std::chrono::system_clock::now();
     std::string out;
@@ -657,6 +659,32 @@ void Publisher::heartbeat() {
     heartbeat_timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) heartbeat();
     });
+}
+
+// ---- fencing (docs/scale-out.md, "Fencing") ----
+
+void Publisher::fence() {
+    if (source_.in_step()) {
+        if (fenced_) log_info("in step with the ledger again: taking data planes");
+        fenced_ = false;
+        return;
+    }
+    size_t closed = 0;
+    for (auto& [id, dp] : dataplanes_) {
+        if (!dp.greeted) continue;
+        // One goodbye, then nothing: its table goes stale unless another
+        // consentd (the next in its list) serves it.
+        dp.link->close(Goodbye::Code::shutdown,
+                       "consentd cannot confirm that it holds the whole ledger (docs/scale-out.md, \"Fencing\"): "
+                       "connect to another");
+        ++closed;
+    }
+    if (!fenced_) {
+        fenced_ = true;
+        ++counters_.fences;
+        log_warning("out of step with the ledger: closed " + std::to_string(closed) +
+                    " data planes, refusing them until the ledger confirms this consentd's table");
+    }
 }
 
 // ---- ?wait=enforced ----
@@ -700,6 +728,7 @@ std::vector<DataPlaneInfo> Publisher::disconnected_dataplanes() const { return d
 void Publisher::render_metrics(std::string& out) const {
     DataPlaneMetrics m{counters_};
     m.history_commits = history_.size();
+    m.fenced = fenced_;
     m.waits_enforced = waiters_.answered(EnforcementReport::Status::enforced);
     m.waits_timeout = waiters_.answered(EnforcementReport::Status::timeout);
     m.waits_none = waiters_.answered(EnforcementReport::Status::no_dataplanes);

@@ -91,6 +91,9 @@ public:
     virtual ~TableSource() = default;
     // Calls sink.begin() once, then add() per entry, all as of one sequence.
     virtual void snapshot(SnapshotSink& sink) = 0;
+    // False while the table may lack changes another consentd recorded
+    // (LedgerService::in_step): data planes are closed and refused.
+    virtual bool in_step() const { return true; }
 };
 
 // The table source of a running consentd.
@@ -98,6 +101,7 @@ class LedgerTableSource : public TableSource {
 public:
     explicit LedgerTableSource(LedgerService& service) : service_(service) {}
     void snapshot(SnapshotSink& sink) override;
+    bool in_step() const override { return service_.in_step(); }
 
 private:
     LedgerService& service_;
@@ -147,7 +151,9 @@ public:
     // the same identity (`identity`: the client certificate's SHA-256, or
     // the Unix peer's uid; "" for plain loopback TCP), and a new name needs
     // a free slot (a replacement does not).
-    enum class Admission : uint8_t { ok, full, identity_conflict };
+    // out_of_step: fenced (TableSource::in_step false): the session closes
+    // it without a frame, which a data plane would count as contact.
+    enum class Admission : uint8_t { ok, full, identity_conflict, out_of_step };
     Admission admissible(std::string_view name, std::string_view identity) const;
     // After hello, and admissible(): the data plane takes a slot.
     uint64_t attach(DataPlaneLink* link, std::string address, std::string identity);
@@ -250,6 +256,9 @@ private:
     void resync(DataPlane& dp);
     void send(DataPlane& dp, const Frames& f);
     void heartbeat();
+    // Each heartbeat: out of step with the ledger (TableSource::in_step),
+    // closes every data plane, once per heartbeat until it is in step.
+    void fence();
     // Makes and stores the keys the current policy needs now, sends them to
     // the data planes that take keys if they changed, and sets the timer
     // for the next period (docs/consentd.md, "Pseudonym keys").
@@ -277,6 +286,7 @@ private:
 
     // io thread state
     bool started_ = false, stopping_ = false;
+    bool fenced_ = false;  // fence(): out of step at the last heartbeat
     CommitHistory history_;
     std::string stream_id_, table_version_;
     std::string policy_name_, policy_text_;  // the current policy document

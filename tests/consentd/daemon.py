@@ -145,13 +145,14 @@ class Daemon:
     in `workdir` when given, to restart over the same files)."""
 
     def __init__(self, limits="", workdir=None, env=None, dataplanes="{socket: dp.sock}", args=(), rss_bounded=False,
-                 pg=None, pg_host=None, pg_database=None, standby=False, follow=False, wait=True):
+                 pg=None, pg_host=None, pg_database=None, standby=False, follow=False, fence_after=None,
+                 wait=True):
         """`pg`: a PgServer of the test's own (the ledger on PostgreSQL
         whatever CONSENTD_TEST_LEDGER says); `pg_host`: the socket directory
         consentd connects to instead of the server's (a proxy's);
         `pg_database`: another Daemon's database (two consentd, one ledger);
-        `standby`: ledger.standby; `follow`: ledger.follow; `wait`: wait until it listens (else call
-        wait_listening())."""
+        `standby`: ledger.standby; `follow`: ledger.follow; `fence_after`: ledger.fence_after
+        (e.g. "1s"); `wait`: wait until it listens (else call wait_listening())."""
         self.owned_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="consentd-test-")
         if pg is not None or BACKEND == "postgresql":
@@ -169,7 +170,8 @@ class Daemon:
                 pg.new_database(name)
             dsn = pg.conninfo(name) if pg_host is None else pg.conninfo(name).replace(pg.dir, pg_host)
             store = (f'ledger: {{backend: postgresql, dsn: "{dsn}"' + (", standby: true" if standby else "")
-                     + (", follow: true" if follow else "") + "}\n"
+                     + (", follow: true" if follow else "")
+                     + (f", fence_after: {fence_after}" if fence_after else "") + "}\n"
                      "pseudonym_keys: ledger.pseudonym-keys\n")
         else:
             self.db = os.path.join(self.dir, "ledger.db")

@@ -16,16 +16,27 @@ A writer A and a follower B (ledger.follow) on one database, a data plane
     data plane, still on the same connection, applies them; no event A
     acknowledged is lost and verify-ledger passes.
 
+A follower cut off from PostgreSQL (a proxy that stops passing bytes, as a
+network cut does) while the writer records a revocation: after
+ledger.fence_after it answers /healthz 503 out_of_step and closes its data
+plane, which goes to the next consentd in its list (A) and applies the
+revocation there; a data plane that names B alone is closed with no frame
+(its table would go stale); with the proxy passing again, B is in step.
+
 A follower started while the writer writes, event for event, and the
-deltas its data planes hear: test_pg_follower.cpp (consentd-pg).
+deltas its data planes hear; a writer whose lock another took follows it:
+test_pg_follower.cpp (consentd-pg).
 
 A PostgreSQL 15 of the test's own (pg_server.py).
 """
 import os
+import shutil
+import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -46,6 +57,57 @@ def paced_capture(path, seconds):
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         for ts in (1_700_000_000, 1_700_000_000 + seconds):
             f.write(struct.pack("<IIII", ts, 0, len(frame), len(frame)) + frame)
+
+
+class StallingProxy:
+    """Relays a Unix socket to PostgreSQL's. stall() stops passing bytes
+    either way, connections left open (a network cut, as the client sees
+    it); flow() passes them again."""
+
+    def __init__(self, target_dir):
+        self.dir = tempfile.mkdtemp(prefix="optgate-pg-stall-")
+        self.target = os.path.join(target_dir, ".s.PGSQL.5432")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(os.path.join(self.dir, ".s.PGSQL.5432"))
+        self.listener.listen(64)
+        self.flowing = threading.Event()
+        self.flowing.set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def stall(self):
+        self.flowing.clear()
+
+    def flow(self):
+        self.flowing.set()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.connect(self.target)
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                self.flowing.wait()  # held, not dropped: it passes once flowing
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.flow()
+        self.listener.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def dataplane(d, name):
@@ -178,6 +240,68 @@ class FollowerTest(unittest.TestCase):
         finally:
             b.cleanup()
             a.cleanup()
+
+    def test_a_follower_cut_off_from_postgresql_hands_its_data_planes_over(self):
+        proxy = StallingProxy(self.pg.dir)
+        a = Daemon(pg=self.pg)
+        b = Daemon(pg=self.pg, pg_database=a.pg_name, pg_host=proxy.dir, follow=True, fence_after="1s")
+        try:
+            st, _, j = a.request("PUT", "/v1/bindings/100.64.8.1", {"subscriber": "cut-1"})
+            self.assertEqual(st, 200, j)
+            st, _, j = a.request("PUT", "/v1/subscribers/cut-1/consents/advertising", GRANT)
+            self.assertEqual(st, 200, j)
+            # A data plane that tries B, then A.
+            capture = os.path.join(self.tmp, "paced.pcap")
+            paced_capture(capture, 20 * PATIENCE)
+            endpoints = os.path.join(b.dir, "dp.sock") + "," + os.path.join(a.dir, "dp.sock")
+            self.replay = subprocess.Popen(
+                [REPLAY, "--control", endpoints, "--name", "edge-1", "--pace", "--control-timeout", f"{PATIENCE}s",
+                 capture, os.path.join(self.tmp, "out.pcap")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            head = a.metric("consentd_ledger_head_seq")
+            self.assertTrue(eventually(lambda: applied(b, "edge-1") == head), b.read_log()[-2000:])
+            self.assertEqual(b.request("GET", "/healthz", token=None)[:3:2], (200, {"status": "ok", "writer": False}))
+            self.assertEqual(b.metric("consentd_dataplanes_fenced"), 0)
+
+            # B is cut off; A records a revocation B cannot see.
+            proxy.stall()
+            st, _, j = a.request("DELETE", "/v1/subscribers/cut-1/consents/advertising", {"source": "portal"})
+            self.assertEqual(st, 200, j)
+            revoked = a.metric("consentd_ledger_head_seq")
+            self.assertEqual(revoked, head + 1)
+            # B goes out of step and closes its data plane, which takes the
+            # table from A, revocation included.
+            self.assertTrue(eventually(lambda: b.request("GET", "/healthz", token=None)[0] == 503),
+                            b.read_log()[-2000:])
+            self.assertEqual(b.request("GET", "/healthz", token=None)[2], {"status": "out_of_step", "writer": False})
+            self.assertTrue(eventually(lambda: applied(a, "edge-1") == revoked), a.read_log()[-2000:])
+            self.assertIsNone(dataplane(b, "edge-1"))
+            self.assertEqual(b.metric("consentd_ledger_head_seq"), head)  # it never saw the revocation
+            self.assertEqual(b.metric("consentd_dataplanes_fenced"), 1)
+            self.assertEqual(b.metric("consentd_dataplane_fences_total"), 1)
+            self.assertIn("out of step with the ledger: closed 1 data planes", b.read_log())
+            # A data plane that names B alone gets no frame at all (any frame
+            # would keep its table fresh): no table within its timeout.
+            r = subprocess.run(
+                [REPLAY, "--control", os.path.join(b.dir, "dp.sock"), "--name", "edge-2", "--control-timeout", "2s",
+                 capture, os.path.join(self.tmp, "out-2.pcap")], capture_output=True, text=True, timeout=PATIENCE)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("no snapshot from consentd", r.stderr)
+            self.assertGreaterEqual(
+                b.metric('consentd_dataplane_connections_refused_total{reason="out_of_step"}'), 1)
+
+            # The cut heals: B reads on, and is in step again.
+            proxy.flow()
+            self.assertTrue(eventually(lambda: b.request("GET", "/healthz", token=None)[0] == 200),
+                            b.read_log()[-2000:])
+            self.assertEqual(b.metric("consentd_ledger_head_seq"), revoked)
+            self.assertTrue(eventually(lambda: b.metric("consentd_dataplanes_fenced") == 0))
+            self.assertIn("in step with the ledger again", b.read_log())
+            self.assertIsNone(self.replay.poll(), "the data plane exited")
+        finally:
+            proxy.flow()
+            b.cleanup()
+            a.cleanup()
+            proxy.close()
 
 
 if __name__ == "__main__":

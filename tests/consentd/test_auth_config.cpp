@@ -303,11 +303,23 @@ TEST_CASE("the ledger's store: SQLite by default, PostgreSQL with a dsn and pseu
     CHECK(both.size() == 1);
     CHECK(has(both, "c.yaml:1:11: 'database' names an SQLite ledger"));
     const auto sqlite_only = config_errors(
-        "database: a.db\nledger: {dsn: \"dbname=x\", standby: true, follow: true}\n" + policy);
-    CHECK(sqlite_only.size() == 3);
+        "database: a.db\nledger: {dsn: \"dbname=x\", standby: true, follow: true, fence_after: 2s}\n" + policy);
+    CHECK(sqlite_only.size() == 4);
     CHECK(has(sqlite_only, "'dsn' is for 'backend: postgresql'"));
     CHECK(has(sqlite_only, "'standby' is for 'backend: postgresql'"));
     CHECK(has(sqlite_only, "'follow' is for 'backend: postgresql'"));
+    CHECK(has(sqlite_only, "'fence_after' is for 'backend: postgresql'"));
+
+    // fence_after: 5 s unless set, at least 500 ms.
+    CHECK(uri.config.fence_after == std::chrono::milliseconds(5000));
+    const auto fenced = load_config_text(
+        "ledger: {backend: postgresql, dsn: \"dbname=x\", fence_after: 1500ms}\npseudonym_keys: k\n" + policy, "c.yaml",
+        "");
+    CHECK(fenced.config.fence_after == std::chrono::milliseconds(1500));
+    const auto too_short = config_errors(
+        "ledger: {backend: postgresql, dsn: \"dbname=x\", fence_after: 100ms}\npseudonym_keys: k\n" + policy);
+    CHECK(too_short.size() == 1);
+    CHECK(has(too_short, "fence_after"));
 }
 
 TEST_CASE("a PostgreSQL locator is printed without its password") {

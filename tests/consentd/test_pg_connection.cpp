@@ -114,6 +114,47 @@ TEST_CASE("the writer's election: one advisory lock holder; a lost session frees
     CHECK_FALSE(first->ok());
 }
 
+TEST_CASE("answers on a session holding a lock are dated (the writer's fencing); others are not") {
+    PgServer pg;
+    constexpr std::int64_t kWriter = 0x6f70746761746531;
+    PgConnection holder(pg.conninfo());
+    PgConnection other(pg.conninfo());
+    holder.query("SELECT 1");
+    CHECK(holder.locked_answer_ns() == 0);  // no lock yet
+    REQUIRE(holder.try_lock(kWriter));
+    const auto locked = holder.locked_answer_ns();
+    CHECK(locked > 0);
+    holder.exec("SELECT 1");
+    const auto later = holder.locked_answer_ns();
+    CHECK(later >= locked);
+    holder.exec("BEGIN");
+    holder.send("SELECT 2");
+    holder.sync();  // a pipeline's answers count too
+    holder.exec("COMMIT");
+    CHECK(holder.locked_answer_ns() >= later);
+    CHECK_FALSE(other.try_lock(kWriter));
+    other.query("SELECT 1");
+    CHECK(other.locked_answer_ns() == 0);  // a refused lock is no lock
+
+    // Given back: answers no longer count.
+    holder.unlock(kWriter);
+    const auto released = holder.locked_answer_ns();
+    std::this_thread::sleep_for(2ms);
+    holder.query("SELECT 1");
+    CHECK(holder.locked_answer_ns() == released);
+
+    // A new session holds nothing: the date is gone with the old one.
+    REQUIRE(holder.try_lock(kWriter));
+    CHECK(holder.locked_answer_ns() > released);
+    PgConnection admin(pg.conninfo());
+    REQUIRE(admin.query("SELECT pg_terminate_backend(?1)", {std::int64_t{holder.backend_pid()}}).text(0, 0) == "t");
+    CHECK_THROWS_AS(holder.query("SELECT 1"), PgError);
+    REQUIRE(eventually([&] { return holder.reset(); }));
+    CHECK(holder.locked_answer_ns() == 0);
+    holder.query("SELECT 1");
+    CHECK(holder.locked_answer_ns() == 0);
+}
+
 TEST_CASE("following the events table: LISTEN/NOTIFY, delivered at commit") {
     PgServer pg;
     PgConnection follower(pg.conninfo());

@@ -5,8 +5,13 @@
 // follower started while the writer writes misses nothing and repeats
 // nothing; changes are refused not_writer; it takes over when the writer's
 // session ends, and the chain goes on.
+//
+// Fencing (docs/scale-out.md, "Fencing"): a consentd that cannot read the
+// ledger for fence_after is out of step, and in step again once it can; a
+// writer whose lock another consentd took follows that one.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <future>
 #include <map>
 #include <mutex>
@@ -14,6 +19,7 @@
 #include <thread>
 
 #include "consentd/ledger_service.hpp"
+#include "consentd/pg_connection.hpp"
 #include "consentd/verify.hpp"
 #include "fixture.hpp"
 #include "pg_server.hpp"
@@ -38,9 +44,11 @@ struct Service {
     Metrics metrics;
     std::unique_ptr<LedgerService> service;
 
-    Service(const std::string& db, bool follow) {
+    Service(const std::string& db, bool follow, std::chrono::milliseconds fence_after = {}) {
+        LedgerService::Options options;
+        options.fence_after = fence_after;
         service = std::make_unique<LedgerService>(std::make_unique<Ledger>(db, Ledger::Options{false, {}, follow}),
-                                                  shared_policy(), metrics, LedgerService::Options{});
+                                                  shared_policy(), metrics, std::move(options));
         service->start();
     }
     Outcome run(Change c) {
@@ -171,4 +179,96 @@ TEST_CASE("a follower started mid-stream holds the writer's table, its deltas ad
     const auto r = verify_ledger(db);
     CHECK_MESSAGE(r.ok, r.problem);
     CHECK(r.events == follower.service->head_seq());
+}
+
+TEST_CASE("fencing: out of step while the ledger cannot be read; a writer whose lock was taken follows the new one") {
+    PgServer pg;
+    const auto db = pg.new_database("ledger");
+    const std::string conninfo = db.substr(std::string_view("postgresql:").size());
+    // A pings every 500 ms when idle, B reads at least every 200 ms.
+    auto a = std::make_unique<Service>(db, true, std::chrono::milliseconds(2000));
+    REQUIRE_FALSE(a->service->following());
+    Service b(db, true, std::chrono::milliseconds(600));
+    REQUIRE(b.service->following());
+    a->service->advertise("consentd A");
+    b.service->advertise("consentd B");
+    write_randomly(*a, 5, 60);
+    REQUIRE(eventually([&] { return b.service->head_seq() == a->service->head_seq(); }));
+    CHECK(a->service->in_step());
+    CHECK(b.service->in_step());
+
+    // A long import is progress, not a cut: the writer's session answers
+    // every few thousand statements, the follower reads the events batch
+    // by batch; neither goes out of step meanwhile.
+    {
+        auto records = std::make_shared<std::vector<ImportRecord>>();
+        for (int i = 0; i < 50000; ++i)  // 100.65.0.0 to 100.65.199.249
+            records->push_back({size_t(i + 1),
+                                "imp-" + std::to_string(i),
+                                {A("100.65." + std::to_string(i / 250) + "." + std::to_string(i % 250))},
+                                {"advertising"},
+                                "import",
+                                std::string("v1")});
+        std::atomic<bool> done{false};
+        std::atomic<int> samples{0}, out_of_step{0};
+        std::thread sampler([&] {
+            while (!done) {
+                ++samples;
+                if (!a->service->in_step() || !b.service->in_step()) ++out_of_step;
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            }
+        });
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto o = a->run(ImportChange{records, a->service->policy()});
+        REQUIRE(eventually([&] { return b.service->head_seq() == a->service->head_seq(); }));
+        const auto took = std::chrono::steady_clock::now() - t0;
+        done = true;
+        sampler.join();
+        REQUIRE(o.status == Outcome::Status::ok);
+        CHECK(out_of_step == 0);
+        // Shorter than A's fence_after, it would prove nothing: say so.
+        WARN_MESSAGE(took > std::chrono::milliseconds(2000), "the import took only ",
+                     std::chrono::duration<double>(took).count(), " s, ", samples.load(), " samples");
+    }
+
+    // PostgreSQL stops answering their reads of the events (a lock held
+    // elsewhere, as good as a cut): both go out of step, and come back.
+    {
+        PgConnection blocker(conninfo);
+        blocker.exec("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE");
+        CHECK(eventually([&] { return !a->service->in_step() && !b.service->in_step(); }));
+        blocker.exec("ROLLBACK");
+    }
+    CHECK(eventually([&] { return a->service->in_step() && b.service->in_step(); }));
+
+    // A's session ends and B takes the lock (A may take it back first: end
+    // the holder's session until B holds it).
+    PgConnection admin(conninfo);
+    const auto holder = [&] {
+        const auto r = admin.query(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted");
+        return r.rows() ? std::string(r.text(0, 0)) : std::string();
+    };
+    for (int round = 0; holder() != "consentd B"; ++round) {
+        REQUIRE(round < 20);
+        admin.exec("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+        REQUIRE(eventually([&] { return !holder().empty(); }));
+    }
+    REQUIRE(eventually([&] { return !b.service->following(); }));
+    const auto g = b.run(ConsentChange{"sub-77", "advertising", true, "portal", std::string("v1")});
+    REQUIRE(g.status == Outcome::Status::ok);
+    REQUIRE(b.run(BindChange{A("100.64.9.77"), "sub-77", "radius"}).status == Outcome::Status::ok);
+
+    // A notices at its next ping and follows B: B's events in its table,
+    // changes refused, in step.
+    REQUIRE(eventually([&] { return a->service->following(); }));
+    REQUIRE(eventually([&] { return a->service->head_seq() == b.service->head_seq(); }));
+    CHECK(a->table() == b.table());
+    CHECK(a->table().count("100.64.9.77") == 1);
+    CHECK(a->run(ConsentChange{"sub-78", "advertising", true, "portal", std::string("v1")}).code == "not_writer");
+    CHECK(eventually([&] { return a->service->in_step(); }));
+    const auto r = verify_ledger(db);
+    CHECK_MESSAGE(r.ok, r.problem);
+    CHECK(r.events == b.service->head_seq());
 }
