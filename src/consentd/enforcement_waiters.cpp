@@ -28,6 +28,7 @@ boost::json::object EnforcementReport::to_json() const {
         boost::json::object j;
         j["name"] = r.name;
         j["address"] = r.address;
+        if (!r.instance.empty()) j["instance"] = r.instance;
         j["acknowledged"] = r.acknowledged;
         j["disconnected"] = r.disconnected;
         if (r.acknowledged) j["latency_ms"] = r.latency_ms;
@@ -49,6 +50,7 @@ void EnforcementWaiters::wait(uint64_t seq, const std::vector<DataPlane>& datapl
         Waiter::Row row{dp.id, dp.applied_seq < seq, dp.acked_at, dp.applied_seq, {}};
         row.report.name = dp.name;
         row.report.address = dp.address;
+        row.report.instance = dp.instance;
         row.report.applied_seq = dp.applied_seq;
         row.report.acknowledged = !row.pending;
         w.pending += row.pending;

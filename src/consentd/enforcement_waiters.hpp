@@ -40,6 +40,7 @@ struct EnforcementReport {
     std::optional<double> since_commit_ms;
     struct PerDataPlane {
         std::string name, address;
+        std::string instance;  // another consentd's (its name), or empty: this one's
         bool acknowledged = false;
         bool disconnected = false;
         double latency_ms = 0;  // acknowledged: when
@@ -57,6 +58,7 @@ public:
     struct DataPlane {
         uint64_t id = 0;
         std::string name, address;
+        std::string instance;  // connected to another consentd of the ledger (its name); empty: to this one
         uint64_t applied_seq = 0;
         Clock::time_point acked_at;  // when applied_seq last advanced
     };

@@ -10,6 +10,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/program_options.hpp>
@@ -351,7 +352,18 @@ int run(const std::string& config_path, const std::string& port_file, bool rebui
     server->start();
     const uint16_t port = server->port();
     // Followers name the writer by it in their 503 not_writer answers.
-    if (config.backend == Backend::postgresql) service->advertise(advertised_name(config.listen_address, port));
+    std::optional<PeerLink> peers;
+    if (config.backend == Backend::postgresql) {
+        const std::string name = advertised_name(config.listen_address, port);
+        service->advertise(name);
+        // ?wait=enforced waits for the data planes of every consentd of the
+        // ledger (docs/scale-out.md, "?wait=enforced across instances").
+        peers.emplace(postgresql_conninfo(config.database), name, [&ioc, &publisher](PeerLink::Report r) {
+            asio::post(ioc, [&publisher, r = std::move(r)] { publisher.peer_report(r); });
+        });
+        publisher.set_peer_link(&*peers);
+        peers->start();
+    }
     std::optional<RadiusServer> radius;
     if (config.radius) {
         try {

@@ -275,6 +275,9 @@ void render_dataplane_metrics(std::string& out, const DataPlaneMetrics& m, std::
     metric(out, "consentd_dataplanes_connected", "gauge", "Data planes connected (hello received).", m.connected);
     metric(out, "consentd_dataplane_history_commits", "gauge", "Commits kept in memory for data planes that reconnect.",
            m.history_commits);
+    metric(out, "consentd_peer_dataplanes", "gauge",
+           "Data planes of the other consentd of the ledger, as they report them (?wait=enforced waits for them).",
+           m.peer_dataplanes);
     metric(out, "consentd_dataplanes_fenced", "gauge",
            "1 while consentd cannot confirm it holds the whole ledger: data planes are closed and refused.",
            m.fenced ? 1 : 0);

@@ -138,7 +138,8 @@ struct DataPlaneMetrics {
     const DataPlaneCounters& counters;
     size_t connected = 0;  // hello received
     size_t history_commits = 0;
-    bool fenced = false;  // out of step with the ledger: data planes closed and refused
+    bool fenced = false;         // out of step with the ledger: data planes closed and refused
+    size_t peer_dataplanes = 0;  // the other consentd's, heard of within PeerLink::kSilence
     uint64_t waits_enforced = 0, waits_timeout = 0, waits_none = 0;  // ?wait=enforced answers
     // Per data plane name: connected (up), or disconnected within
     // stats_retention; its last stats report, or null.

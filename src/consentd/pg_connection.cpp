@@ -324,7 +324,8 @@ void PgConnection::listen(std::string_view channel) {
     exec("LISTEN " + std::string(channel));
 }
 
-std::optional<PgConnection::Notification> PgConnection::wait_notification(std::chrono::milliseconds timeout) {
+std::optional<PgConnection::Notification> PgConnection::wait_notification(std::chrono::milliseconds timeout,
+                                                                          int wake_fd) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
         if (PQconsumeInput(conn_) == 0) throw_result(conn_, nullptr, "PostgreSQL connection lost");
@@ -336,10 +337,11 @@ std::optional<PgConnection::Notification> PgConnection::wait_notification(std::c
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
                                                                                 std::chrono::steady_clock::now());
         if (left.count() <= 0) return std::nullopt;
-        pollfd p{PQsocket(conn_), POLLIN, 0};
-        if (p.fd < 0) throw_result(conn_, nullptr, "PostgreSQL connection lost");
-        if (::poll(&p, 1, int(left.count())) < 0 && errno != EINTR)
+        pollfd p[2] = {{PQsocket(conn_), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+        if (p[0].fd < 0) throw_result(conn_, nullptr, "PostgreSQL connection lost");
+        if (::poll(p, wake_fd >= 0 ? 2 : 1, int(left.count())) < 0 && errno != EINTR)
             throw PgError("", std::string("poll on the PostgreSQL connection: ") + std::strerror(errno));
+        if (wake_fd >= 0 && (p[1].revents & POLLIN)) return std::nullopt;
     }
 }
 

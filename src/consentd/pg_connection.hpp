@@ -141,7 +141,9 @@ public:
     // The next notification on a channel this session listens to, waiting
     // up to `timeout` for one; nullopt when none came. Throws PgError when
     // the connection is lost meanwhile.
-    std::optional<Notification> wait_notification(std::chrono::milliseconds timeout);
+    // `wake_fd` (an eventfd, say; -1: none): returns nullopt early once it
+    // is readable (the caller drains it).
+    std::optional<Notification> wait_notification(std::chrono::milliseconds timeout, int wake_fd = -1);
 
     // The server process serving this session (pg_backend_pid()).
     int backend_pid() const { return PQbackendPID(conn_); }

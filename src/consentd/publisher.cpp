@@ -474,6 +474,13 @@ void Publisher::ack(uint64_t id, uint64_t seq) {
             counters_.observe_enforcement(dp.name, std::chrono::duration<double>(now - c->committed).count());
         dp.applied_seq = seq;
         dp.acked_at = now;
+        dp.told_peers = false;
+    }
+    // The other consentd hear of it from its first acknowledgement (a
+    // table at seq 0 too), then of every advance.
+    if (peers_ && !dp.told_peers) {
+        peers_->applied(dp.name, dp.address, dp.applied_seq);
+        dp.told_peers = true;
     }
     waiters_.acknowledged(id, dp.applied_seq);
 }
@@ -563,6 +570,7 @@ void Publisher::detach(uint64_t id, const std::string& why) {
         if (!back && !stopping_) {
             disconnected_.disconnected(dp.name, dp.address, dp.stats);
         }
+        if (!back && peers_) peers_->gone(dp.name);
     }
     dataplanes_.erase(it);
     waiters_.disconnected(id);
@@ -633,6 +641,7 @@ void Publisher::heartbeat() {
     if (stopping_) return;
     disconnected_.forget();
     fence();
+    expire_remotes();
     const auto now = Clock::now();
     const auto wall = std::chrono::system_clock::now();
     std::string out;
@@ -693,8 +702,53 @@ void Publisher::wait_enforced(uint64_t seq, std::chrono::milliseconds timeout,
                               std::function<void(EnforcementReport)> done) {
     std::vector<EnforcementWaiters::DataPlane> greeted;
     for (const auto& [id, dp] : dataplanes_)
-        if (dp.greeted) greeted.push_back({id, dp.name, dp.address, dp.applied_seq, dp.acked_at});
+        if (dp.greeted) greeted.push_back({id, dp.name, dp.address, {}, dp.applied_seq, dp.acked_at});
+    for (const auto& [key, r] : remotes_)
+        greeted.push_back({r.id, r.name, r.address, r.instance, r.applied_seq, r.acked_at});
     waiters_.wait(seq, greeted, timeout, std::move(done));
+}
+
+// ---- the other consentd's data planes (peer_link.hpp) ----
+
+void Publisher::peer_report(const PeerLink::Report& r) {
+    const auto key = std::make_pair(r.instance_id, r.name);
+    auto it = remotes_.find(key);
+    if (r.gone) {
+        if (it == remotes_.end()) return;
+        const uint64_t id = it->second.id;
+        remotes_.erase(it);
+        waiters_.disconnected(id);
+        return;
+    }
+    const auto now = Clock::now();
+    if (it == remotes_.end()) {
+        Remote fresh;
+        fresh.id = kRemoteId | next_remote_++;
+        it = remotes_.emplace(key, std::move(fresh)).first;
+    }
+    Remote& x = it->second;
+    x.instance = r.instance;
+    x.name = r.name;
+    x.address = r.address;
+    x.heard = now;
+    if (r.applied_seq > x.applied_seq) {
+        x.applied_seq = r.applied_seq;
+        x.acked_at = now;
+    }
+    waiters_.acknowledged(x.id, x.applied_seq);
+}
+
+void Publisher::expire_remotes() {
+    const auto now = Clock::now();
+    for (auto it = remotes_.begin(); it != remotes_.end();) {
+        if (now - it->second.heard <= PeerLink::kSilence) {
+            ++it;
+            continue;
+        }
+        const uint64_t id = it->second.id;
+        it = remotes_.erase(it);
+        waiters_.disconnected(id);  // its consentd is gone, or cut off: it fences its data planes
+    }
 }
 
 // ---- status ----
@@ -729,6 +783,7 @@ void Publisher::render_metrics(std::string& out) const {
     DataPlaneMetrics m{counters_};
     m.history_commits = history_.size();
     m.fenced = fenced_;
+    m.peer_dataplanes = remotes_.size();
     m.waits_enforced = waiters_.answered(EnforcementReport::Status::enforced);
     m.waits_timeout = waiters_.answered(EnforcementReport::Status::timeout);
     m.waits_none = waiters_.answered(EnforcementReport::Status::no_dataplanes);

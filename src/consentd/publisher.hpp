@@ -59,6 +59,7 @@
 #include "consentd/enforcement_waiters.hpp"
 #include "consentd/ledger_service.hpp"
 #include "consentd/metrics.hpp"
+#include "consentd/peer_link.hpp"
 #include "consentd/pseudonym_keys.hpp"
 #include "core/rcu.hpp"
 #include "proto/codec.hpp"
@@ -127,6 +128,13 @@ public:
     // come from (it must outlive the publisher). Without: data planes get
     // an empty key set, and strip those collectors' identifiers.
     void set_pseudonym_keys(PseudonymKeyStore* keys) { keys_ = keys; }
+    // The other consentd of a PostgreSQL ledger (peer_link.hpp): this one's
+    // data planes' acknowledgements are told to it, and ?wait=enforced also
+    // waits for the data planes it reports (peer_report()). May be null; it
+    // must outlive the publisher's io thread.
+    void set_peer_link(PeerLink* link) { peers_ = link; }
+    // On the io thread: what another consentd said of one of its data planes.
+    void peer_report(const PeerLink::Report& r);
 
     // On the io thread, after the feed is connected (add_listener): reads
     // the current table once (the first snapshot) and starts heartbeats.
@@ -196,7 +204,8 @@ public:
     std::vector<DataPlaneInfo> disconnected_dataplanes() const;
     uint64_t head_seq() const noexcept { return history_.head(); }
     // Calls done once every data plane connected now has acknowledged `seq`
-    // (or has disconnected), or at the timeout.
+    // (or has disconnected), or at the timeout; with a peer link, those the
+    // other consentd of the ledger report too.
     void wait_enforced(uint64_t seq, std::chrono::milliseconds timeout, std::function<void(EnforcementReport)> done);
     // Prometheus text for GET /metrics.
     void render_metrics(std::string& out) const;
@@ -235,6 +244,7 @@ private:
         bool awaiting_snapshot = false;
         bool wants_keys = false;         // it asked for pseudonym keys (proto::Features)
         bool wants_checkpoints = false;  // it asked for checkpoints (proto::Features)
+        bool told_peers = false;         // its first acknowledgement went to the peer link
         uint64_t sent_seq = 0;           // the last commit queued to it (or its snapshot's)
         uint64_t applied_seq = 0;        // the last it acknowledged
         Clock::time_point acked_at;      // when applied_seq last advanced
@@ -287,6 +297,20 @@ private:
     // io thread state
     bool started_ = false, stopping_ = false;
     bool fenced_ = false;  // fence(): out of step at the last heartbeat
+    // The other consentd's data planes (peer_report), by instance id and
+    // name; their ids in waiters_ have kRemoteId set.
+    struct Remote {
+        uint64_t id = 0;
+        std::string instance, name, address;
+        uint64_t applied_seq = 0;
+        Clock::time_point heard, acked_at;
+    };
+    static constexpr uint64_t kRemoteId = uint64_t(1) << 63;
+    PeerLink* peers_ = nullptr;
+    std::map<std::pair<std::string, std::string>, Remote> remotes_;
+    uint64_t next_remote_ = 1;
+    // Each heartbeat: forgets the data planes no peer spoke of for kSilence.
+    void expire_remotes();
     CommitHistory history_;
     std::string stream_id_, table_version_;
     std::string policy_name_, policy_text_;  // the current policy document

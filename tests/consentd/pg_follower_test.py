@@ -23,6 +23,11 @@ plane, which goes to the next consentd in its list (A) and applies the
 revocation there; a data plane that names B alone is closed with no frame
 (its table would go stale); with the proxy passing again, B is in step.
 
+?wait=enforced at the writer waits for the follower's data plane: enforced
+once it has applied the change; timeout while it is stopped (SIGSTOP); once
+the follower is killed, its data plane is forgotten after PeerLink's
+silence (3.5 s) and the writer answers no_dataplanes.
+
 A follower started while the writer writes, event for event, and the
 deltas its data planes hear; a writer whose lock another took follows it:
 test_pg_follower.cpp (consentd-pg).
@@ -30,6 +35,7 @@ test_pg_follower.cpp (consentd-pg).
 A PostgreSQL 15 of the test's own (pg_server.py).
 """
 import os
+import signal
 import shutil
 import socket
 import struct
@@ -237,6 +243,57 @@ class FollowerTest(unittest.TestCase):
             r = subprocess.run([OPTGATECTL, "verify-ledger", b.db], capture_output=True, text=True,
                                timeout=PATIENCE)
             self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            b.cleanup()
+            a.cleanup()
+
+    def test_wait_enforced_at_the_writer_waits_for_the_followers_data_planes(self):
+        a = Daemon(pg=self.pg)
+        b = Daemon(pg=self.pg, pg_database=a.pg_name, follow=True)
+        try:
+            capture = os.path.join(self.tmp, "paced.pcap")
+            paced_capture(capture, 20 * PATIENCE)
+            self.replay = subprocess.Popen(
+                [REPLAY, "--control", os.path.join(b.dir, "dp.sock"), "--name", "edge-b", "--pace",
+                 "--control-timeout", f"{PATIENCE}s", capture, os.path.join(self.tmp, "out.pcap")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self.assertTrue(eventually(lambda: dataplane(b, "edge-b") is not None), b.read_log()[-2000:])
+            # A hears of it from B (PeerLink); A has none of its own.
+            self.assertTrue(eventually(lambda: a.metric("consentd_peer_dataplanes") == 1), a.read_log()[-2000:])
+            self.assertEqual(a.metric("consentd_dataplanes_connected"), 0)
+            self.assertEqual(b.metric("consentd_peer_dataplanes"), 0)
+
+            # A grant at A waits until B's data plane has applied it.
+            st, _, j = a.request("PUT", f"/v1/subscribers/w-1/consents/advertising?wait=enforced&timeout={PATIENCE}s",
+                                 GRANT)
+            self.assertEqual(st, 200, j)
+            e = j["enforcement"]
+            self.assertEqual(e["status"], "enforced", e)
+            [row] = e["dataplanes"]
+            self.assertEqual((row["name"], row["instance"], row["acknowledged"]),
+                             ("edge-b", f"consentd http://127.0.0.1:{b.port}", True), e)
+            self.assertGreaterEqual(row["applied_seq"], j["seq"])
+            self.assertGreaterEqual(applied(b, "edge-b"), j["seq"])
+
+            # Stopped, it applies nothing: the wait at A times out, naming it.
+            self.replay.send_signal(signal.SIGSTOP)
+            try:
+                st, _, j = a.request("DELETE", "/v1/subscribers/w-1/consents/advertising?wait=enforced&timeout=1s",
+                                     {"source": "portal"})
+                self.assertEqual(st, 200, j)
+                e = j["enforcement"]
+                self.assertEqual(e["status"], "timeout", e)
+                self.assertEqual([(r["name"], r["acknowledged"]) for r in e["dataplanes"]], [("edge-b", False)])
+            finally:
+                self.replay.send_signal(signal.SIGCONT)
+            revoked = j["seq"]
+            self.assertTrue(eventually(lambda: applied(b, "edge-b") >= revoked))
+
+            # B dies: A forgets its data plane once B stops speaking of it.
+            b.kill()
+            self.assertTrue(eventually(lambda: a.metric("consentd_peer_dataplanes") == 0), a.read_log()[-2000:])
+            st, _, j = a.request("PUT", "/v1/subscribers/w-2/consents/advertising?wait=enforced&timeout=1s", GRANT)
+            self.assertEqual((st, j["enforcement"]["status"]), (200, "no_dataplanes"), j)
         finally:
             b.cleanup()
             a.cleanup()
