@@ -9,7 +9,13 @@ at A; for each, from A's 200 until each data plane's applied_seq (GET
 /v1/dataplanes of its consentd, polled) reaches the grant's sequence. The
 poll itself costs about a request, so both columns carry it alike.
 
-usage: bench/follower_latency.py [--grants N]
+With --wait: the grants ask ?wait=enforced, and the answer's own report
+gives, per data plane, the time from the durable write to its
+acknowledgement as the writer learned it: its own data plane's directly,
+the follower's through the follower's PeerLink NOTIFY (docs/scale-out.md,
+"?wait=enforced across instances"). Both from the same answers.
+
+usage: bench/follower_latency.py [--grants N] [--wait]
 Environment: CONSENTD, OPTGATECTL, OPTGATE_REPLAY, CONSENTD_TEST_POLICY
 (defaults: ./build).
 """
@@ -36,6 +42,7 @@ from pg_server import PgServer  # noqa: E402
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--grants", type=int, default=300)
+    ap.add_argument("--wait", action="store_true", help="measure ?wait=enforced's per-data-plane report")
     args = ap.parse_args()
     pg = PgServer()
     tmp = tempfile.mkdtemp(prefix="optgate-follower-bench-")
@@ -53,6 +60,30 @@ def main():
             assert eventually(lambda: dataplane(d, name) is not None)
         writer_ms, follower_ms = [], []
         conns = {d: d.connect() for d in (a, b)}
+        if args.wait:
+            # The writer must know the follower's data plane before waiting for it.
+            assert eventually(lambda: a.metric("consentd_peer_dataplanes") == 1)
+            answers = []
+            for i in range(args.grants):
+                st, _, j = a.request("PUT", f"/v1/subscribers/bench-{i}/consents/advertising?wait=enforced&timeout=5s",
+                                     {"source": "portal", "notice_version": "v1"}, conn=conns[a])
+                assert st == 200 and j["enforcement"]["status"] == "enforced", j
+                rows = {r["name"]: r for r in j["enforcement"]["dataplanes"]}
+                writer_ms.append(rows["edge-a"]["latency_ms"])
+                follower_ms.append(rows["edge-b"]["latency_ms"])
+                answers.append(j["enforcement"]["latency_ms"])
+
+            def pct(xs):
+                xs = sorted(xs)
+                return f"{statistics.median(xs):.2f} / {xs[int(len(xs) * 0.99) - 1]:.2f} / {xs[-1]:.2f}"
+
+            print(f"{args.grants} grants at the writer with ?wait=enforced, one at a time; "
+                  "ms from the durable write to each acknowledgement, as the answer reports it (p50 / p99 / max)")
+            print(f"| the writer's data plane (baseline) | {pct(writer_ms)} |")
+            print(f"| the follower's data plane | {pct(follower_ms)} |")
+            print(f"| the whole wait | {pct(answers)} |")
+            print(f"follower p50 / writer p50: {statistics.median(follower_ms) / statistics.median(writer_ms):.2f}")
+            return
 
         def reached(d, name, seq):
             st, _, body = d.request("GET", "/v1/dataplanes", token="auditor", conn=conns[d])
