@@ -241,7 +241,7 @@ struct MemorySource : consentd::TableSource {
     uint64_t seq = 1;
     void snapshot(consentd::SnapshotSink& sink) override {
         std::lock_guard lk(mu);
-        sink.begin(seq, policy, version);
+        sink.begin(seq, std::nullopt, policy, version);
         for (const auto& [k, m] : entries) sink.add(k, m);
     }
 };
@@ -311,7 +311,7 @@ void snapshot_in_process(const std::string& policy_file, uint32_t n, const std::
             // A commit makes the cached snapshot old: the next hello waits for a build.
             std::lock_guard lk(src.mu);
             ++src.seq;
-            pub.on_commit(src.seq, {});
+            pub.on_commit(src.seq, {}, {});
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         DataPlane dp(cfg.socket, "bench-snapshot");

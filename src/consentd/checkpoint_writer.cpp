@@ -70,11 +70,12 @@ void CheckpointWriter::on_signed(std::function<void(const Checkpoint&)> fn) {
     if (on_signed_ && latest_) on_signed_(*latest_);
 }
 
-void CheckpointWriter::on_commit(uint64_t seq, const std::vector<proto::TableChange>&) {
+void CheckpointWriter::on_commit(uint64_t seq, const std::vector<proto::TableChange>&, const ChainHashes&) {
     boost::asio::post(ioc_, [this, seq] { note(seq); });
 }
 
-void CheckpointWriter::on_resync(uint64_t seq, const std::shared_ptr<const Policy>&, const std::string&) {
+void CheckpointWriter::on_resync(uint64_t seq, const Digest&, const std::shared_ptr<const Policy>&,
+                                 const std::string&) {
     boost::asio::post(ioc_, [this, seq] { note(seq); });
 }
 

@@ -45,8 +45,8 @@ public:
     const std::optional<Checkpoint>& latest() const noexcept { return latest_; }
     const std::string& key_id() const noexcept { return key_.id(); }
 
-    void on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes) override;
-    void on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy,
+    void on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes, const ChainHashes& chain) override;
+    void on_resync(uint64_t seq, const Digest& head, const std::shared_ptr<const Policy>& policy,
                    const std::string& table_version) override;
 
 private:

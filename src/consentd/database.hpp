@@ -175,6 +175,19 @@ private:
     int64_t pg_changes_ = 0;
 };
 
+// One read transaction over several queries, so that they see the same
+// commit; ended (nothing written) however the scope is left.
+class ReadTransaction {
+public:
+    explicit ReadTransaction(Database& db) : db_(db) { db_.begin_read(); }
+    ~ReadTransaction() { db_.end_read(); }
+    ReadTransaction(const ReadTransaction&) = delete;
+    ReadTransaction& operator=(const ReadTransaction&) = delete;
+
+private:
+    Database& db_;
+};
+
 [[noreturn]] void throw_sqlite(sqlite3* db, int rc, std::string_view context);
 
 }  // namespace optgate::consentd

@@ -327,7 +327,7 @@ bool Ledger::take_writer_lock() {
 
 bool Ledger::writer_in_step() {
     if (!db_.postgresql()) return true;
-    db_.begin_read();  // a lost session is opened again here, before the lock is asked for
+    ReadTransaction read(db_);  // a lost session is opened again here, before the lock is asked for
     uint64_t stored = 0;
     std::string stored_hash;
     bool locked = false;
@@ -337,28 +337,20 @@ bool Ledger::writer_in_step() {
             stored = uint64_t(head_.int64(0));
             stored_hash = head_.text(1);
         }
-        head_.reset();
     } catch (...) {
-        head_.reset();
-        db_.end_read();
+        head_.reset();  // before the transaction ends
         throw;
     }
-    db_.end_read();
+    head_.reset();
     return locked && stored == seq_ && stored_hash == (stored ? hash_hex_ : std::string());
 }
 
 void Ledger::events_from(uint64_t seq, size_t limit, const std::function<void(const Event&)>& fn) {
-    db_.begin_read();
-    try {
-        auto st = db_.prepare("SELECT " + std::string(kEventColumns) +
-                              " FROM events WHERE seq >= ?1 ORDER BY seq LIMIT ?2");
-        st.bind(1, int64_t(seq)).bind(2, int64_t(limit));
-        while (st.step()) fn(event_from_row(st));
-    } catch (...) {
-        db_.end_read();
-        throw;
-    }
-    db_.end_read();
+    ReadTransaction read(db_);
+    auto st = db_.prepare("SELECT " + std::string(kEventColumns) +
+                          " FROM events WHERE seq >= ?1 ORDER BY seq LIMIT ?2");
+    st.bind(1, int64_t(seq)).bind(2, int64_t(limit));
+    while (st.step()) fn(event_from_row(st));
 }
 
 void Ledger::follow_to(const Event& e) {

@@ -64,6 +64,10 @@ public:
 
     uint64_t head_seq() const noexcept { return seq_; }
     const std::string& head_hash() const noexcept { return hash_hex_; }
+    const Digest& head_digest() const noexcept { return hash_; }
+    // The chain hash of the event append() wrote last (inside the open
+    // transaction).
+    const Digest& appended_digest() const noexcept { return pending_hash_; }
 
     // One transaction: begin(), append()..., commit(). Every call may throw
     // SqliteError; after one, call rollback().

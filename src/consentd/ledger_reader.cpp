@@ -6,22 +6,7 @@
 #include "consentd/ledger.hpp"
 
 namespace optgate::consentd {
-namespace {
-
-// One read transaction over several queries, so that they see the same
-// commit; ended (COMMIT, nothing written) however the reader returns.
-class ReadTransaction {
-public:
-    explicit ReadTransaction(Database& db) : db_(db) { db_.begin_read(); }
-    ReadTransaction(const ReadTransaction&) = delete;
-    ReadTransaction& operator=(const ReadTransaction&) = delete;
-    ~ReadTransaction() { db_.end_read(); }
-
-private:
-    Database& db_;
-};
-
-}  // namespace
+namespace {}  // namespace
 
 LedgerReader::LedgerReader(const std::string& path, std::function<void()> durable)
     : durable_(std::move(durable)), db_(path, Database::Mode::read_write) {

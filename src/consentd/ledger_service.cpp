@@ -26,6 +26,7 @@ Outcome refused(Outcome::Status s, std::string code, std::string message) {
 struct LedgerService::Batch {
     std::string time;
     std::vector<proto::TableChange> deltas;
+    ChainHashes chain;
     std::array<uint64_t, kActionCount> counts{};
     size_t events = 0;
     // Rows of the side tables changed without an event (a Stop that ends
@@ -48,19 +49,17 @@ ConsentState load_state(Ledger& ledger, std::shared_ptr<const Policy> policy) {
 
 namespace {
 
-// A follower's state and head from one read: the writer appends meanwhile.
+// The state and the head from one read, for a consentd that does not hold
+// the writer's lock: the writer appends meanwhile.
+ConsentState read_state_and_head(Ledger& ledger, std::shared_ptr<const Policy> policy) {
+    ReadTransaction read(ledger.db());
+    ledger.reload_head();
+    return load_state(ledger, std::move(policy));
+}
+
 ConsentState initial_state(Ledger& ledger, std::shared_ptr<const Policy> policy) {
     if (ledger.writer()) return load_state(ledger, std::move(policy));
-    ledger.db().begin_read();
-    try {
-        ledger.reload_head();
-        auto s = load_state(ledger, std::move(policy));
-        ledger.db().end_read();
-        return s;
-    } catch (...) {
-        ledger.db().end_read();
-        throw;
-    }
+    return read_state_and_head(ledger, std::move(policy));
 }
 
 // Events read per step of a follower's catch-up.
@@ -156,6 +155,10 @@ void LedgerService::remove_listener(TableListener* l) {
 }
 
 void LedgerService::snapshot(const std::function<void(uint64_t, const ConsentState&)>& fn) const {
+    snapshot([&](uint64_t seq, const Digest&, const ConsentState& state) { fn(seq, state); });
+}
+
+void LedgerService::snapshot(const std::function<void(uint64_t, const Digest&, const ConsentState&)>& fn) const {
     std::lock_guard lk(state_mu_);
     // The state may hold a commit still being fsync'd: wait for it (the
     // writer cannot commit another while we hold the state lock), so what
@@ -165,7 +168,7 @@ void LedgerService::snapshot(const std::function<void(uint64_t, const ConsentSta
         std::unique_lock slk(sync_mu_);
         sync_cv_.wait(slk, [&] { return synced_seq_ >= seq; });
     }
-    fn(seq, state_);
+    fn(seq, ledger_->head_digest(), state_);
 }
 
 void LedgerService::wait_sync(bool idle) {
@@ -318,6 +321,7 @@ void LedgerService::commit_batch(std::vector<Pending>& batch) {
     }
     if (c.failure.empty()) {
         c.deltas = std::move(b.deltas);
+        c.chain = std::move(b.chain);
         c.counts = b.counts;
         c.events = b.events;
     }
@@ -333,7 +337,7 @@ void LedgerService::finish(Committed& c) {
     if (c.events) {
         const auto deltas = coalesce(std::move(c.deltas));
         std::lock_guard lk(listeners_mu_);
-        for (auto* l : listeners_) l->on_commit(c.seq, deltas);
+        for (auto* l : listeners_) l->on_commit(c.seq, deltas, c.chain);
     }
     committed_seq_.store(c.seq, std::memory_order_release);
     metrics_.set_state(c.seq, c.subscribers, c.bindings, c.table_entries);
@@ -369,7 +373,8 @@ void LedgerService::adopt_commit_in_doubt() {
                 std::to_string(ledger_->head_seq()) + "): reading the state again and resending the table");
     state_ = load_state(*ledger_, state_.policy_ptr());
     std::lock_guard llk(listeners_mu_);
-    for (auto* l : listeners_) l->on_resync(ledger_->head_seq(), state_.policy_ptr(), state_.table_version());
+    for (auto* l : listeners_)
+        l->on_resync(ledger_->head_seq(), ledger_->head_digest(), state_.policy_ptr(), state_.table_version());
 }
 
 void LedgerService::reload_state() {
@@ -400,7 +405,8 @@ void LedgerService::reread_stale_state(std::string& failure) {
     log_info("the state is read again from the ledger (head " + std::to_string(ledger_->head_seq()) +
              "): resending the table");
     std::lock_guard llk(listeners_mu_);
-    for (auto* l : listeners_) l->on_resync(ledger_->head_seq(), state_.policy_ptr(), state_.table_version());
+    for (auto* l : listeners_)
+        l->on_resync(ledger_->head_seq(), ledger_->head_digest(), state_.policy_ptr(), state_.table_version());
 }
 
 void LedgerService::install_policy(Pending& p) {
@@ -444,7 +450,7 @@ void LedgerService::apply_policy(const std::shared_ptr<const Policy>& policy, Ou
         std::lock_guard llk(listeners_mu_);
         for (auto* l : listeners_) {
             if (o.table_resync)
-                l->on_resync(ledger_->head_seq(), policy, state_.table_version());
+                l->on_resync(ledger_->head_seq(), ledger_->head_digest(), policy, state_.table_version());
             else
                 l->on_policy(ledger_->head_seq(), policy, state_.table_version());
         }
@@ -603,6 +609,7 @@ void LedgerService::catch_up() {
         }
         if (i == events.size()) return;
         std::vector<proto::TableChange> deltas;
+        ChainHashes chain;
         uint64_t seq = 0;
         {
             std::lock_guard lk(state_mu_);
@@ -638,6 +645,7 @@ void LedgerService::catch_up() {
                 }
                 }
                 ledger_->follow_to(e);
+                chain.push_back(*hash);
             }
             seq = ledger_->head_seq();
             committed_seq_.store(seq, std::memory_order_release);
@@ -650,7 +658,7 @@ void LedgerService::catch_up() {
         sync_cv_.notify_all();
         const auto changes = coalesce(std::move(deltas));
         std::lock_guard llk(listeners_mu_);
-        for (auto* l : listeners_) l->on_commit(seq, changes);
+        for (auto* l : listeners_) l->on_commit(seq, changes, chain);
     }
 }
 
@@ -699,15 +707,7 @@ bool LedgerService::confirm_writer() {
             // Memory holds nothing (reload_state failed): read the state
             // and the head whole, and resend the table.
             try {
-                ledger_->db().begin_read();
-                try {
-                    ledger_->reload_head();
-                    state_ = load_state(*ledger_, state_.policy_ptr());
-                } catch (...) {
-                    ledger_->db().end_read();
-                    throw;
-                }
-                ledger_->db().end_read();
+                state_ = read_state_and_head(*ledger_, state_.policy_ptr());
                 state_stale_ = false;
             } catch (const std::exception& e) {
                 log_error(std::string("cannot read the state from the ledger: ") + e.what() + "; trying again");
@@ -716,7 +716,8 @@ bool LedgerService::confirm_writer() {
                 return true;
             }
             std::lock_guard llk(listeners_mu_);
-            for (auto* l : listeners_) l->on_resync(ledger_->head_seq(), state_.policy_ptr(), state_.table_version());
+            for (auto* l : listeners_)
+                l->on_resync(ledger_->head_seq(), ledger_->head_digest(), state_.policy_ptr(), state_.table_version());
         }
     }
     return follow();
@@ -728,6 +729,7 @@ void LedgerService::publish_gauges() {
 
 uint64_t LedgerService::record(Event& e, Batch& b) {
     ledger_->append(e);
+    b.chain.push_back(ledger_->appended_digest());
     ++b.counts[unsigned(e.action)];
     ++b.events;
     return e.seq;

@@ -122,6 +122,10 @@ struct Outcome {
     size_t bound = 0, unbound = 0;                   // session: bind and unbind events among `events`
 };
 
+// The chain hashes of a commit's events, oldest first: the last one is the
+// hash at the commit's sequence (docs/consentd.md, "Ledger schema").
+using ChainHashes = std::vector<Digest>;
+
 // Hears what each commit did to the consent table. Called in commit order,
 // once the commit is durable, on the sync thread (on_commit) or the writer
 // (on_resync, on_policy), never two at once: do not block, do not call back
@@ -129,12 +133,16 @@ struct Outcome {
 class TableListener {
 public:
     virtual ~TableListener() = default;
-    // After each commit that recorded events: its last sequence number and
-    // the table changes it caused (at most one per key; possibly none).
-    virtual void on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes) = 0;
+    // After each commit that recorded events: its last sequence number,
+    // the table changes it caused (at most one per key; possibly none) and
+    // the chain hash of each of its events.
+    virtual void on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes, const ChainHashes& chain) = 0;
     // After a policy change altered the table's meaning (purposes, key
-    // length, subscriber prefixes): the table was recomputed; resend it whole.
-    virtual void on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy,
+    // length, subscriber prefixes), or the state was read again from the
+    // ledger (a commit in doubt adopted, a failed read recovered): the
+    // table was recomputed as of `seq`, whose chain hash is `head`; resend
+    // it whole.
+    virtual void on_resync(uint64_t seq, const Digest& head, const std::shared_ptr<const Policy>& policy,
                            const std::string& table_version) = 0;
     // After a policy change that leaves the table's meaning alone (same
     // table_version; e.g. collectors, identifiers or limits changed): data
@@ -191,6 +199,8 @@ public:
     // fsync). Listeners may hear commits up to `seq` after it; ignore them.
     // Pair it with add_listener() under the same call to miss nothing.
     void snapshot(const std::function<void(uint64_t seq, const ConsentState& state)>& fn) const;
+    // The same, with the chain hash at `seq`.
+    void snapshot(const std::function<void(uint64_t seq, const Digest& head, const ConsentState& state)>& fn) const;
     // Waits until every ledger write begun so far is durable (at most the
     // fsync in flight and the batch being written). A reader of the ledger
     // calls it after its read and before answering: no answer then shows a
@@ -239,6 +249,7 @@ private:
         bool in_doubt = false;  // PostgreSQL lost the session with the COMMIT in flight
         uint64_t seq = 0;       // the ledger's head after this batch
         std::vector<proto::TableChange> deltas;
+        ChainHashes chain;  // of its events
         std::array<uint64_t, kActionCount> counts{};
         size_t events = 0;
         size_t subscribers = 0, bindings = 0, table_entries = 0;  // gauges, as of this batch

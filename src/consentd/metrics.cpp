@@ -292,6 +292,10 @@ void render_dataplane_metrics(std::string& out, const DataPlaneMetrics& m, std::
     m.counters.snapshot_build_seconds.render(out, "consentd_dataplane_snapshot_build_seconds");
     metric(out, "consentd_dataplane_snapshots_sent_total", "counter", "Full tables sent to data planes.",
            m.counters.snapshots_sent);
+    metric(out, "consentd_dataplane_token_resumes_total", "counter",
+           "Data planes that resumed by a resume token: from another consentd of the ledger, or from this one "
+           "before a restart.",
+           m.counters.token_resumes);
     metric(out, "consentd_dataplane_resyncs_total", "counter",
            "Data planes resent the whole table because they fell behind.", m.counters.resyncs);
     metric(out, "consentd_dataplane_disconnects_total", "counter", "Data plane connections that ended.",

@@ -123,6 +123,7 @@ struct DataPlaneCounters {
     void observe_enforcement(std::string_view dataplane, double seconds);
     Histogram snapshot_build_seconds{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
     uint64_t snapshots_sent = 0, resyncs = 0, protocol_errors = 0, tls_failures = 0, disconnects = 0;
+    uint64_t token_resumes = 0;  // data planes that resumed by a resume token (not this process's stream id)
     uint64_t stats_reports = 0;
     uint64_t checkpoint_seq = 0;          // the latest signed checkpoint's, as sent to data planes
     uint64_t disclosure_reports[4] = {};  // stored, failed, busy, refused (Publisher::DisclosureOutcome)

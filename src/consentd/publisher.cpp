@@ -21,6 +21,12 @@ namespace {
 
 Frames frames_of(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
 
+ChainMark mark_of(const Digest& d) {
+    ChainMark m;
+    std::copy_n(d.begin(), m.size(), m.begin());
+    return m;
+}
+
 // A frame holding key bytes: cleared when the last data plane's queue lets
 // go of it.
 Frames secret_frames_of(std::string s) {
@@ -36,8 +42,8 @@ Frames secret_frames_of(std::string s) {
 // ---- the ledger as a table source ----
 
 void LedgerTableSource::snapshot(SnapshotSink& sink) {
-    service_.snapshot([&](uint64_t seq, const ConsentState& state) {
-        sink.begin(seq, state.policy_ptr(), state.table_version());
+    service_.snapshot([&](uint64_t seq, const Digest& head, const ConsentState& state) {
+        sink.begin(seq, head, state.policy_ptr(), state.table_version());
         state.for_each_entry([&](const SubscriberKey& k, PurposeMask m) { sink.add(k, m); });
     });
 }
@@ -74,8 +80,10 @@ std::optional<Publisher::PolicyDoc> Publisher::document_for(const Policy* p) {
 Publisher::TableRead Publisher::read_table() {
     struct Sink : SnapshotSink {
         TableRead r;
-        void begin(uint64_t s, const std::shared_ptr<const Policy>& p, const std::string& tv) override {
+        void begin(uint64_t s, const std::optional<Digest>& head, const std::shared_ptr<const Policy>& p,
+                   const std::string& tv) override {
             r.seq = s;
+            if (head) r.mark = mark_of(*head);
             r.policy = p;
             r.table_version = tv;
         }
@@ -134,7 +142,7 @@ void Publisher::start() {
     TableRead r = read_table();
     const auto doc = document_for(r.policy.get());
     if (!doc) throw std::runtime_error("no policy text for the running policy");
-    history_.reset(r.seq);
+    history_.reset(r.seq, r.mark);
     stream_id_ = doc->stream_id;
     table_version_ = r.table_version;
     policy_name_ = doc->name;
@@ -269,6 +277,7 @@ void Publisher::deliver_snapshot(DataPlane& dp) {
         send(dp, it->frames);
         if (!dp.awaiting_snapshot) dp.sent_seq = it->seq;
     }
+    send_token(dp);
 }
 
 void Publisher::resync(DataPlane& dp) {
@@ -288,20 +297,54 @@ void Publisher::send(DataPlane& dp, const Frames& f) {
     if (dp.link->send(f, true) == DataPlaneLink::SendResult::overflow) resync(dp);
 }
 
+// ---- resume tokens (docs/protocol.md, "Resuming at another consentd") ----
+
+std::optional<std::string> Publisher::resume_token(uint64_t seq) const {
+    const auto mark = history_.mark_at(seq);
+    if (!mark) return std::nullopt;
+    // The policy text's part of the stream id (the rest names this
+    // process), and the chain at seq: "r1:<16 hex>:<32 hex>", 52 bytes.
+    const std::string_view policy = std::string_view(stream_id_).substr(0, stream_id_.find('@'));
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string t = "r1:";
+    t.append(policy);
+    t += ':';
+    for (const uint8_t b : *mark) {
+        t += kHex[b >> 4];
+        t += kHex[b & 15];
+    }
+    return t;
+}
+
+Frames Publisher::token_frame(uint64_t seq) const {
+    const auto token = resume_token(seq);
+    std::string out;
+    if (!token || !proto::encode(out, proto::ResumeToken{seq, *token})) return nullptr;
+    return frames_of(std::move(out));
+}
+
+void Publisher::send_token(DataPlane& dp) {
+    if (!dp.wants_tokens || dp.awaiting_snapshot) return;
+    if (auto f = token_frame(dp.sent_seq)) send(dp, f);
+}
+
 // ---- the ledger's feed ----
 
-void Publisher::on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes) {
+void Publisher::on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes, const ChainHashes& chain) {
     // On the ledger's sync thread, once the commit is durable: encode once, post
     // (with a copy of the changes, for the mirror).
     std::string out;
     proto::encode_commit(out, seq, changes);
-    Commit c{seq, frames_of(std::move(out)), Clock::now()};
+    Commit c{seq, frames_of(std::move(out)), Clock::now(), {}};
+    c.chain.reserve(chain.size());
+    for (const auto& h : chain) c.chain.push_back(mark_of(h));
     auto shared = std::make_shared<const std::vector<proto::TableChange>>(changes);
     asio::post(ioc_, [this, c = std::move(c), shared] { on_commit_io(c, shared); });
 }
 
-void Publisher::on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version) {
-    publish_policy(seq, policy, table_version, true);
+void Publisher::on_resync(uint64_t seq, const Digest& head, const std::shared_ptr<const Policy>& policy,
+                          const std::string& table_version) {
+    publish_policy(seq, policy, table_version, true, head);
 }
 
 void Publisher::on_policy(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version) {
@@ -309,7 +352,7 @@ void Publisher::on_policy(uint64_t seq, const std::shared_ptr<const Policy>& pol
 }
 
 void Publisher::publish_policy(uint64_t seq, const std::shared_ptr<const Policy>& policy,
-                               const std::string& table_version, bool table_changed) {
+                               const std::string& table_version, bool table_changed, std::optional<Digest> head) {
     const auto doc = document_for(policy.get());
     if (!doc) {
         log_error("data planes: a policy was installed without its text; data planes keep the previous one");
@@ -324,8 +367,10 @@ void Publisher::publish_policy(uint64_t seq, const std::shared_ptr<const Policy>
         }
         update = frames_of(std::move(out));
     }
-    asio::post(ioc_, [this, seq, doc = *doc, table_version, update, table_changed] {
-        on_policy_io(seq, doc, table_version, update, table_changed);
+    std::optional<ChainMark> mark;
+    if (head) mark = mark_of(*head);
+    asio::post(ioc_, [this, seq, doc = *doc, table_version, update, table_changed, mark] {
+        on_policy_io(seq, doc, table_version, update, table_changed, mark);
     });
 }
 
@@ -339,21 +384,39 @@ void Publisher::on_commit_io(const Commit& c, const std::shared_ptr<const std::v
                 mirror_->upsert(ch.key, ch.purposes);
         }
     history_.append(c);
+    Frames token;  // built once, for the data planes that take tokens
+    bool token_built = false;
     for (auto& [id, dp] : dataplanes_) {
         if (!dp.greeted || dp.awaiting_snapshot || c.seq <= dp.sent_seq) continue;
         send(dp, c.frames);
-        if (!dp.awaiting_snapshot) dp.sent_seq = c.seq;
+        if (dp.awaiting_snapshot) continue;
+        dp.sent_seq = c.seq;
+        if (!dp.wants_tokens) continue;
+        if (!token_built) {
+            token = token_frame(c.seq);
+            token_built = true;
+        }
+        if (token) send(dp, token);
     }
 }
 
 void Publisher::on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_version, const Frames& update,
-                             bool table_changed) {
+                             bool table_changed, std::optional<ChainMark> mark) {
     if (!started_ || stopping_) return;
-    if (doc.stream_id == stream_id_ && table_version == table_version_) return;  // the same text again
-    log_info(std::string("data planes: new policy (") +
-             (table_changed ? "the table's meaning changed: every data plane gets the whole table"
-                            : "same table meaning: data planes swap the policy") +
-             ") at seq " + std::to_string(seq));
+    const bool same_text = doc.stream_id == stream_id_ && table_version == table_version_;
+    if (same_text && !table_changed) return;  // the same text again
+    if (same_text)
+        // The ledger read its state again (a commit in doubt adopted, a
+        // state read again after a failure, a follower catching up after
+        // it was the writer): the table may differ from what the data
+        // planes hold by changes they never got as commits.
+        log_info("data planes: the ledger's state was read again at seq " + std::to_string(seq) +
+                 ": every data plane gets the whole table");
+    else
+        log_info(std::string("data planes: new policy (") +
+                 (table_changed ? "the table's meaning changed: every data plane gets the whole table"
+                                : "same table meaning: data planes swap the policy") +
+                 ") at seq " + std::to_string(seq));
     stream_id_ = std::move(doc.stream_id);
     table_version_ = std::move(table_version);
     policy_name_ = std::move(doc.name);
@@ -366,7 +429,12 @@ void Publisher::on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_vers
     if (table_changed) {
         // Deltas from before cannot be applied to a table of the new
         // meaning, and the ledger recomputed every entry: read it again.
-        history_.clear();
+        // The stream goes on from the ledger's head, which is past the
+        // history's when the ledger took commits it never published.
+        if (seq > history_.head() || (seq == history_.head() && mark))
+            history_.reset(seq, mark);
+        else
+            history_.reset(history_.head(), history_.mark_at(history_.head()));
         mirror_.reset();
         reload_mirror();
     }
@@ -378,6 +446,7 @@ void Publisher::on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_vers
             need_snapshot = true;
         } else {
             send(dp, update);
+            send_token(dp);  // the one it had named the policy before
         }
     }
     if (need_snapshot) request_snapshot();
@@ -428,9 +497,18 @@ void Publisher::hello(uint64_t id, const proto::Hello& h) {
     for (auto& [other_id, other] : dataplanes_)
         if (other_id != id && other.greeted && other.name == dp.name && other.identity == dp.identity)
             other.link->close(Goodbye::Code::replaced, "a newer connection from data plane " + dp.name);
-    const bool resume = !stopping_ && h.stream_id == stream_id_ && history_.covers(h.last_seq);
+    // The same stream (this consentd, this policy), or a token naming this
+    // policy and the chain hash that this consentd's ledger has at
+    // last_seq (another consentd of the ledger, or this one before a
+    // restart): either way, the table is the ledger's as of last_seq.
+    const bool covered = !stopping_ && history_.covers(h.last_seq);
+    const bool same_stream = covered && h.stream_id == stream_id_;
+    const bool by_token = covered && !same_stream && h.stream_id.starts_with("r1:") &&
+                          resume_token(h.last_seq) == std::optional<std::string>(h.stream_id);
+    const bool resume = same_stream || by_token;
+    if (by_token) ++counters_.token_resumes;
     log_info("data plane " + dp.name + " connected from " + dp.address + ": " +
-             (resume ? "resuming after seq " + std::to_string(h.last_seq)
+             (resume ? "resuming after seq " + std::to_string(h.last_seq) + (by_token ? " (by its resume token)" : "")
                      : "sending the table (it has seq " + std::to_string(h.last_seq) + ")"));
     std::string out;
     proto::encode(out, proto::Welcome{history_.head(), uint32_t(config_.heartbeat_interval.count()),
@@ -522,6 +600,15 @@ void Publisher::features(uint64_t id, const proto::Features& f) {
         dp.wants_checkpoints = true;
         answer.flags |= proto::Features::kCheckpoints;
         if (checkpoint_ && dp.link->send(*checkpoint_, false) == DataPlaneLink::SendResult::closed) return;
+    }
+    if (f.flags & proto::Features::kResumeTokens) {
+        answer.flags |= proto::Features::kResumeTokens;
+        if (!dp.wants_tokens) {
+            dp.wants_tokens = true;
+            // For the table it has, or will have once what was queued is
+            // applied (none while a snapshot is owed: it comes after it).
+            send_token(dp);
+        }
     }
     if (f.flags & proto::Features::kPseudonymKeys) {
         answer.flags |= proto::Features::kPseudonymKeys;

@@ -84,7 +84,10 @@ public:
 class SnapshotSink {
 public:
     virtual ~SnapshotSink() = default;
-    virtual void begin(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version) = 0;
+    // `head`: the ledger's chain hash at `seq`, when the source has one
+    // (data planes then get resume tokens).
+    virtual void begin(uint64_t seq, const std::optional<Digest>& head, const std::shared_ptr<const Policy>& policy,
+                       const std::string& table_version) = 0;
     virtual void add(const SubscriberKey& key, PurposeMask purposes) = 0;
 };
 class TableSource {
@@ -143,15 +146,17 @@ public:
     void stop();
 
     // ---- the ledger's feed (any thread; TableListener) ----
-    void on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes) override;
-    void on_resync(uint64_t seq, const std::shared_ptr<const Policy>& policy,
+    void on_commit(uint64_t seq, const std::vector<proto::TableChange>& changes, const ChainHashes& chain) override;
+    void on_resync(uint64_t seq, const Digest& head, const std::shared_ptr<const Policy>& policy,
                    const std::string& table_version) override;
     void on_policy(uint64_t seq, const std::shared_ptr<const Policy>& policy,
                    const std::string& table_version) override;
-    // Every policy change; `table_changed`: its table version differs (full
-    // resync), else data planes get the new policy for the table they have.
+    // Every policy change; `table_changed`: its table version differs, or
+    // the table was read again (full resync, the stream going on from
+    // `seq`, whose chain hash is `head`), else data planes get the new
+    // policy for the table they have.
     void publish_policy(uint64_t seq, const std::shared_ptr<const Policy>& policy, const std::string& table_version,
-                        bool table_changed);
+                        bool table_changed, std::optional<Digest> head = std::nullopt);
 
     // ---- sessions (io thread) ----
     // Whether a data plane may take a slot with this name (docs/protocol.md,
@@ -225,6 +230,7 @@ private:
     // The table as the ledger has it, as of `seq`.
     struct TableRead {
         uint64_t seq = 0;
+        std::optional<ChainMark> mark;  // the chain's at seq
         std::shared_ptr<const Policy> policy;
         std::string table_version;
         Entries entries;
@@ -244,6 +250,7 @@ private:
         bool awaiting_snapshot = false;
         bool wants_keys = false;         // it asked for pseudonym keys (proto::Features)
         bool wants_checkpoints = false;  // it asked for checkpoints (proto::Features)
+        bool wants_tokens = false;       // it asked for resume tokens (proto::Features)
         bool told_peers = false;         // its first acknowledgement went to the peer link
         uint64_t sent_seq = 0;           // the last commit queued to it (or its snapshot's)
         uint64_t applied_seq = 0;        // the last it acknowledged
@@ -256,7 +263,7 @@ private:
     // io thread
     void on_commit_io(const Commit& c, const std::shared_ptr<const std::vector<proto::TableChange>>& changes);
     void on_policy_io(uint64_t seq, PolicyDoc doc, std::string table_version, const Frames& policy_frame,
-                      bool table_changed);
+                      bool table_changed, std::optional<ChainMark> mark);
     void request_snapshot();
     void on_snapshot_built(std::shared_ptr<Snapshot> s);
     bool snapshot_usable(const Snapshot& s) const;
@@ -265,6 +272,13 @@ private:
     void deliver_snapshot(DataPlane& dp);
     void resync(DataPlane& dp);
     void send(DataPlane& dp, const Frames& f);
+    // Resume tokens (docs/protocol.md, "Resuming at another consentd"):
+    // the token for the table as of `seq` under the current policy (none
+    // when the chain's mark there is not known), and its frame sent to a
+    // data plane that takes them, for its sent_seq.
+    std::optional<std::string> resume_token(uint64_t seq) const;
+    Frames token_frame(uint64_t seq) const;
+    void send_token(DataPlane& dp);
     void heartbeat();
     // Each heartbeat: out of step with the ledger (TableSource::in_step),
     // closes every data plane, once per heartbeat until it is in step.

@@ -309,6 +309,13 @@ Frame decode_payload(FrameType type, Reader& r) noexcept {
         check(r, is_printable(f.line), DecodeError::bad_string);
         return f;
     }
+    case FrameType::resume_token: {
+        ResumeToken f;
+        f.seq = r.u64();
+        f.token = r.str(kStr8, 1, kMaxTokenBytes);
+        check(r, is_token(f.token, 1), DecodeError::bad_string);
+        return f;
+    }
     case FrameType::welcome: {
         Welcome f;
         f.head_seq = r.u64();
@@ -489,6 +496,7 @@ std::string_view to_string(FrameType t) noexcept {
     case FrameType::features: return "features";
     case FrameType::features_ack: return "features-ack";
     case FrameType::checkpoint: return "checkpoint";
+    case FrameType::resume_token: return "resume-token";
     case FrameType::welcome: return "welcome";
     case FrameType::snapshot_begin: return "snapshot-begin";
     case FrameType::snapshot_chunk: return "snapshot-chunk";
@@ -544,6 +552,7 @@ size_t max_payload(FrameType t) noexcept {
     case FrameType::features:
     case FrameType::features_ack: return 4;
     case FrameType::checkpoint: return 8 + 2 + kMaxCheckpointLineBytes;
+    case FrameType::resume_token: return 8 + 1 + kMaxTokenBytes;
     case FrameType::pseudonym_keys: return 1 + size_t(kMaxPseudonymKeys) * kMaxKeyEntryBytes;
     case FrameType::welcome: return 8 + 4 + 1;
     case FrameType::snapshot_begin: return 8 + 4 + 4 + kPolicyFields;
@@ -724,6 +733,15 @@ bool encode(std::string& out, const Checkpoint& f) {
     const size_t s = begin_frame(out, FrameType::checkpoint);
     put_u64(out, f.seq);
     put_str(out, kStr16, f.line);
+    end_frame(out, s);
+    return true;
+}
+
+bool encode(std::string& out, const ResumeToken& f) {
+    if (!is_token(f.token, 1)) return false;
+    const size_t s = begin_frame(out, FrameType::resume_token);
+    put_u64(out, f.seq);
+    put_str(out, kStr8, f.token);
     end_frame(out, s);
     return true;
 }

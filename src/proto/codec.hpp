@@ -102,6 +102,7 @@ bool encode(std::string& out, const DisclosureAck& f);
 bool encode(std::string& out, const Features& f);
 bool encode(std::string& out, const FeaturesAck& f);
 bool encode(std::string& out, const Checkpoint& f);
+bool encode(std::string& out, const ResumeToken& f);
 // False (and nothing appended) unless there are at most kMaxPseudonymKeys,
 // each with a 1..255-byte printable collector name and not_before <
 // not_after. `out` then holds key bytes: clear it after sending.

@@ -151,6 +151,7 @@ struct ControlClient::Impl {
         st.applied_seq = sync.applied_seq();
         st.head_seq = sync.head_seq();
         st.stream_id = sync.stream_id();
+        st.resume_token = sync.hello_stream_id() == sync.stream_id() ? std::string() : sync.hello_stream_id();
         st.table_version = sync.table_version();
         st.snapshots = sync.snapshots_applied();
         st.deltas = sync.deltas_applied();
@@ -528,7 +529,7 @@ struct ControlClient::Impl {
     awaitable<void> converse(Stream& s) {
         sync.connection_started();
         std::string out;
-        encode(out, Hello{opts.name, sync.applied_seq(), sync.stream_id()});
+        encode(out, Hello{opts.name, sync.applied_seq(), sync.hello_stream_id()});
         // Right after hello, so that an older consentd refuses it before
         // anything else (learn_from). Not asked again of the stream that
         // refused it; refused before any table (""): not until a table names
@@ -536,7 +537,7 @@ struct ControlClient::Impl {
         const bool refused = features_refused_stream &&
                              (features_refused_stream->empty() || *features_refused_stream == sync.stream_id());
         if (!refused) {
-            encode(out, Features{Features::kCheckpoints | Features::kPseudonymKeys});
+            encode(out, Features{Features::kCheckpoints | Features::kPseudonymKeys | Features::kResumeTokens});
             at.features_sent = true;
             std::lock_guard lk(mu);
             features_settled = false;

@@ -88,6 +88,9 @@ public:
         uint64_t table_entries = 0;   // keys in the installed table
         uint64_t pseudonym_keys = 0;  // pseudonym keys held (current and next periods; never which)
         std::string stream_id, table_version, last_error;
+        // The resume token the next hello says (docs/protocol.md, "Resuming
+        // at another consentd"); empty: none for the table's sequence.
+        std::string resume_token;
         // Disclosure reports: frames written (resends included), acknowledged,
         // kept unacknowledged, dropped from the full queue.
         uint64_t disclosures_sent = 0, disclosures_acked = 0, disclosures_pending = 0, disclosures_dropped = 0;

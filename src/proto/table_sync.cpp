@@ -209,6 +209,8 @@ TableSync::Step TableSync::on_frame(const Frame& frame, uint64_t now_mono_ns) {
                 return s;
             } else if constexpr (std::is_same_v<T, PseudonymKeys>) {
                 return on_keys(f);
+            } else if constexpr (std::is_same_v<T, ResumeToken>) {
+                return on_resume_token(f);
             } else if constexpr (std::is_same_v<T, Goodbye>) {
                 Step s;
                 s.closed = true;
@@ -229,6 +231,7 @@ TableSync::Step TableSync::on_snapshot_begin(const SnapshotBegin& f) {
     if (state_ == State::awaiting_welcome) return fail("snapshot before welcome");
     pending_.reset();
     partial_seq_ = 0;
+    resume_token_.clear();  // for a table about to be replaced
     std::string error;
     auto runtime = compile(f.policy_text, f.policy_name, error);
     if (!runtime)
@@ -315,10 +318,23 @@ TableSync::Step TableSync::on_policy(const PolicyUpdate& f) {
     // Same table meaning: copy the installed table next to the new policy.
     install_keeping_table(std::move(runtime));
     stream_id_ = std::string(f.stream_id);
+    resume_token_.clear();  // it named the policy before this one
     Step s;
     s.installed = true;
     s.ack = true;
     return s;
+}
+
+TableSync::Step TableSync::on_resume_token(const ResumeToken& f) {
+    // consentd sends it right after the frames that bring the table to its
+    // sequence: anywhere else, its idea of this table is not ours.
+    if (state_ != State::streaming || partial_seq_) return fail("resume token outside the stream");
+    if (f.seq != applied_seq_)
+        return fail("resume token for sequence " + std::to_string(f.seq) + ", but the table is at " +
+                    std::to_string(applied_seq_));
+    resume_token_ = std::string(f.token);
+    resume_token_seq_ = f.seq;
+    return Step{};
 }
 
 }  // namespace optgate::proto

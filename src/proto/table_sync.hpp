@@ -61,8 +61,15 @@ public:
 
     // A new connection begins: partial snapshots and deltas are dropped.
     void connection_started() noexcept;
-    // What to say in hello.
+    // What to say in hello: the sequence applied and, in the stream id's
+    // field, the resume token consentd gave for that sequence when there is
+    // one (docs/protocol.md, "Resuming at another consentd"), else the
+    // stream id.
     uint64_t applied_seq() const noexcept { return applied_seq_; }
+    const std::string& hello_stream_id() const noexcept {
+        return !resume_token_.empty() && resume_token_seq_ == applied_seq_ ? resume_token_ : stream_id_;
+    }
+    // The stream the table came from (a snapshot's or policy's stream id).
     const std::string& stream_id() const noexcept { return stream_id_; }
 
     Step on_frame(const Frame& frame, uint64_t now_mono_ns);
@@ -96,6 +103,7 @@ private:
     Step on_delta(const Delta& f);
     Step on_policy(const PolicyUpdate& f);
     Step on_keys(const PseudonymKeys& f);
+    Step on_resume_token(const ResumeToken& f);
     // Sets, on every collector that receives pseudonyms, the held key whose
     // period holds `now` (or none).
     void set_keys(Policy& policy, uint64_t now) const;
@@ -110,6 +118,10 @@ private:
     uint64_t applied_seq_ = 0;
     std::string stream_id_;
     std::string table_version_;
+    // The last resume token and the sequence it is for (valid while the
+    // table is at it); empty: none since the last snapshot or policy.
+    std::string resume_token_;
+    uint64_t resume_token_seq_ = 0;
     uint64_t head_seq_ = 0;
     uint32_t heartbeat_interval_ms_ = 0;
 

@@ -97,6 +97,7 @@ enum class FrameType : uint8_t {
     features_ack = 0x18,
     checkpoint = 0x19,
     pseudonym_keys = 0x1a,
+    resume_token = 0x1b,
     // either way, just before closing
     goodbye = 0x20,
 };
@@ -198,6 +199,7 @@ struct DisclosureAck {
 struct Features {
     static constexpr uint32_t kCheckpoints = 0x1;    // Checkpoint frames
     static constexpr uint32_t kPseudonymKeys = 0x2;  // PseudonymKeys frames
+    static constexpr uint32_t kResumeTokens = 0x4;   // ResumeToken frames
     uint32_t flags = 0;
 };
 
@@ -232,6 +234,18 @@ struct PseudonymKeyView {
     uint64_t not_before_unix_s = 0;
     uint64_t not_after_unix_s = 0;  // > not_before
     std::span<const uint8_t, kPseudonymKeyBytes> key;
+};
+
+// What lets a data plane resume at another consentd of the same ledger
+// (docs/protocol.md, "Resuming at another consentd"): sent after the frames
+// that bring the table to `seq` (a commit's final delta, a snapshot's end,
+// a policy, the features answer). Valid while the table stays at `seq`: the
+// data plane then says `token` in its hello instead of the stream id. To
+// the data plane the token is opaque; consentd's names the policy text and
+// the ledger's chain hash at `seq`.
+struct ResumeToken {
+    uint64_t seq = 0;
+    std::string_view token;  // 1..64 visible ASCII, like a stream id
 };
 
 // consentd's answer to hello.
@@ -310,9 +324,9 @@ struct Goodbye {
     std::string_view message;    // 0..1024
 };
 
-using Frame =
-    std::variant<Hello, Ack, Welcome, SnapshotBegin, SnapshotChunk, SnapshotEnd, Delta, PolicyUpdate, Heartbeat,
-                 Goodbye, Stats, Disclosure, DisclosureAck, Features, FeaturesAck, Checkpoint, PseudonymKeys>;
+using Frame = std::variant<Hello, Ack, Welcome, SnapshotBegin, SnapshotChunk, SnapshotEnd, Delta, PolicyUpdate,
+                           Heartbeat, Goodbye, Stats, Disclosure, DisclosureAck, Features, FeaturesAck, Checkpoint,
+                           PseudonymKeys, ResumeToken>;
 
 // One change to the consent table, the one type for it on both sides:
 // what consentd's state emits per commit (consentd/consent_state.hpp), what

@@ -20,7 +20,7 @@ A follower cut off from PostgreSQL (a proxy that stops passing bytes, as a
 network cut does) while the writer records a revocation: after
 ledger.fence_after it answers /healthz 503 out_of_step and closes its data
 plane, which goes to the next consentd in its list (A) and applies the
-revocation there; a data plane that names B alone is closed with no frame
+revocation there, resumed by its token (no snapshot); a data plane that names B alone is closed with no frame
 (its table would go stale); with the proxy passing again, B is in step.
 
 ?wait=enforced at the writer waits for the follower's data plane: enforced
@@ -36,18 +36,16 @@ A PostgreSQL 15 of the test's own (pg_server.py).
 """
 import os
 import signal
-import shutil
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import OPTGATECTL, PATIENCE, Daemon, eventually  # noqa: E402
+from pg_proxy import StallingProxy  # noqa: E402
 from pg_server import PgServer  # noqa: E402
 from radius_test import RADIUS_CONFIG, answered, radclient, start_attrs  # noqa: E402
 
@@ -63,57 +61,6 @@ def paced_capture(path, seconds):
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         for ts in (1_700_000_000, 1_700_000_000 + seconds):
             f.write(struct.pack("<IIII", ts, 0, len(frame), len(frame)) + frame)
-
-
-class StallingProxy:
-    """Relays a Unix socket to PostgreSQL's. stall() stops passing bytes
-    either way, connections left open (a network cut, as the client sees
-    it); flow() passes them again."""
-
-    def __init__(self, target_dir):
-        self.dir = tempfile.mkdtemp(prefix="optgate-pg-stall-")
-        self.target = os.path.join(target_dir, ".s.PGSQL.5432")
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(os.path.join(self.dir, ".s.PGSQL.5432"))
-        self.listener.listen(64)
-        self.flowing = threading.Event()
-        self.flowing.set()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stall(self):
-        self.flowing.clear()
-
-    def flow(self):
-        self.flowing.set()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            server.connect(self.target)
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
-
-    def _pump(self, src, dst):
-        try:
-            while data := src.recv(65536):
-                self.flowing.wait()  # held, not dropped: it passes once flowing
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self):
-        self.flow()
-        self.listener.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def dataplane(d, name):
@@ -141,6 +88,19 @@ class FollowerTest(unittest.TestCase):
             self.replay.wait()
         self.pg.cleanup()
 
+    def paced_dataplane(self, name, *consentds):
+        """optgate-replay --control, named `name`, trying each of
+        `consentds` in turn, paced so that it stays connected (self.replay,
+        killed at tearDown). Returns the paced capture."""
+        capture = os.path.join(self.tmp, "paced.pcap")
+        if not os.path.exists(capture):
+            paced_capture(capture, 20 * PATIENCE)
+        endpoints = ",".join(os.path.join(d.dir, "dp.sock") for d in consentds)
+        self.replay = subprocess.Popen(
+            [REPLAY, "--control", endpoints, "--name", name, "--pace", "--control-timeout", f"{PATIENCE}s",
+             capture, os.path.join(self.tmp, "out.pcap")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return capture
+
     def test_a_follower_serves_reads_and_data_planes_and_takes_over(self):
         a = Daemon(pg=self.pg)
         b = Daemon(pg=self.pg, pg_database=a.pg_name, follow=True, limits=RADIUS_CONFIG)
@@ -163,12 +123,7 @@ class FollowerTest(unittest.TestCase):
             self.assertTrue(eventually(lambda: b.metric("consentd_table_entries") == 1), b.read_log()[-2000:])
 
             # A data plane on B only.
-            capture = os.path.join(self.tmp, "paced.pcap")
-            paced_capture(capture, 20 * PATIENCE)
-            self.replay = subprocess.Popen(
-                [REPLAY, "--control", os.path.join(b.dir, "dp.sock"), "--name", "edge-b", "--pace",
-                 "--control-timeout", f"{PATIENCE}s", capture, os.path.join(self.tmp, "out.pcap")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self.paced_dataplane("edge-b", b)
             self.assertTrue(eventually(lambda: dataplane(b, "edge-b") is not None), b.read_log()[-2000:])
             snapshots = b.metric("consentd_dataplane_snapshots_sent_total")
 
@@ -251,12 +206,7 @@ class FollowerTest(unittest.TestCase):
         a = Daemon(pg=self.pg)
         b = Daemon(pg=self.pg, pg_database=a.pg_name, follow=True)
         try:
-            capture = os.path.join(self.tmp, "paced.pcap")
-            paced_capture(capture, 20 * PATIENCE)
-            self.replay = subprocess.Popen(
-                [REPLAY, "--control", os.path.join(b.dir, "dp.sock"), "--name", "edge-b", "--pace",
-                 "--control-timeout", f"{PATIENCE}s", capture, os.path.join(self.tmp, "out.pcap")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self.paced_dataplane("edge-b", b)
             self.assertTrue(eventually(lambda: dataplane(b, "edge-b") is not None), b.read_log()[-2000:])
             # A hears of it from B (PeerLink); A has none of its own.
             self.assertTrue(eventually(lambda: a.metric("consentd_peer_dataplanes") == 1), a.read_log()[-2000:])
@@ -308,12 +258,7 @@ class FollowerTest(unittest.TestCase):
             st, _, j = a.request("PUT", "/v1/subscribers/cut-1/consents/advertising", GRANT)
             self.assertEqual(st, 200, j)
             # A data plane that tries B, then A.
-            capture = os.path.join(self.tmp, "paced.pcap")
-            paced_capture(capture, 20 * PATIENCE)
-            endpoints = os.path.join(b.dir, "dp.sock") + "," + os.path.join(a.dir, "dp.sock")
-            self.replay = subprocess.Popen(
-                [REPLAY, "--control", endpoints, "--name", "edge-1", "--pace", "--control-timeout", f"{PATIENCE}s",
-                 capture, os.path.join(self.tmp, "out.pcap")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            capture = self.paced_dataplane("edge-1", b, a)
             head = a.metric("consentd_ledger_head_seq")
             self.assertTrue(eventually(lambda: applied(b, "edge-1") == head), b.read_log()[-2000:])
             self.assertEqual(b.request("GET", "/healthz", token=None)[:3:2], (200, {"status": "ok", "writer": False}))
@@ -331,6 +276,10 @@ class FollowerTest(unittest.TestCase):
                             b.read_log()[-2000:])
             self.assertEqual(b.request("GET", "/healthz", token=None)[2], {"status": "out_of_step", "writer": False})
             self.assertTrue(eventually(lambda: applied(a, "edge-1") == revoked), a.read_log()[-2000:])
+            # A holds the chain B's table came from: it resumed the data
+            # plane by its token, with the revocation as a delta.
+            self.assertEqual(a.metric("consentd_dataplane_token_resumes_total"), 1)
+            self.assertEqual(a.metric("consentd_dataplane_snapshots_sent_total"), 0)
             self.assertIsNone(dataplane(b, "edge-1"))
             self.assertEqual(b.metric("consentd_ledger_head_seq"), head)  # it never saw the revocation
             self.assertEqual(b.metric("consentd_dataplanes_fenced"), 1)

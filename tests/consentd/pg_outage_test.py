@@ -17,85 +17,18 @@ Both run a PostgreSQL 15 of their own (pg_server.py) with fsync on.
 """
 import http.client
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import OPTGATECTL, PATIENCE, Daemon, eventually  # noqa: E402
+from pg_proxy import CuttingProxy  # noqa: E402
 from pg_server import PgServer  # noqa: E402
 
 GRANT = {"source": "portal", "notice_version": "2024-05"}
-
-
-class CuttingProxy:
-    """Relays a Unix socket to PostgreSQL's. After arm(), the next COMMIT a
-    client sends reaches the server, and once the server answers, both
-    sides are closed without passing the answer on: the commit happened,
-    the client cannot know."""
-
-    def __init__(self, target_dir):
-        self.dir = tempfile.mkdtemp(prefix="optgate-pg-proxy-")
-        self.target = os.path.join(target_dir, ".s.PGSQL.5432")
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(os.path.join(self.dir, ".s.PGSQL.5432"))
-        self.listener.listen(64)
-        self.armed = threading.Event()
-        self.cut = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def arm(self):
-        self.cut.clear()
-        self.armed.set()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            server.connect(self.target)
-            state = {"drop": False}
-            threading.Thread(target=self._up, args=(client, server, state), daemon=True).start()
-            threading.Thread(target=self._down, args=(client, server, state), daemon=True).start()
-
-    def _up(self, client, server, state):
-        try:
-            while data := client.recv(65536):
-                # libpq sends COMMIT as a simple query ('Q'), after every
-                # earlier answer was read: the server's next bytes answer it.
-                if self.armed.is_set() and b"COMMIT\0" in data:
-                    self.armed.clear()
-                    state["drop"] = True
-                server.sendall(data)
-        except OSError:
-            pass
-
-    def _down(self, client, server, state):
-        try:
-            while data := server.recv(65536):
-                if state["drop"]:
-                    self.cut.set()
-                    break
-                client.sendall(data)
-        except OSError:
-            pass
-        for s in (client, server):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def close(self):
-        self.listener.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def events(pg, d, where="true"):

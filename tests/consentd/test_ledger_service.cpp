@@ -29,9 +29,15 @@ AddressText A(const char* text) {
 
 struct Recorder : TableListener {
     std::vector<std::pair<uint64_t, std::vector<TableChange>>> commits;
+    ChainHashes chain;  // every commit's, in order
     int resyncs = 0, policies = 0;
-    void on_commit(uint64_t seq, const std::vector<TableChange>& d) override { commits.emplace_back(seq, d); }
-    void on_resync(uint64_t, const std::shared_ptr<const Policy>&, const std::string&) override { ++resyncs; }
+    void on_commit(uint64_t seq, const std::vector<TableChange>& d, const ChainHashes& c) override {
+        commits.emplace_back(seq, d);
+        chain.insert(chain.end(), c.begin(), c.end());
+    }
+    void on_resync(uint64_t, const Digest&, const std::shared_ptr<const Policy>&, const std::string&) override {
+        ++resyncs;
+    }
     void on_policy(uint64_t, const std::shared_ptr<const Policy>&, const std::string&) override { ++policies; }
 };
 
@@ -159,6 +165,17 @@ TEST_CASE("concurrent requests share commits, and listeners see every change") {
     CHECK(replay["100.64.1.3"] == 0b11);
     h.service->remove_listener(&rec);
     CHECK(verify_ledger(h.path).ok);
+    // The chain hashes heard with the commits are every event's, in order
+    // (what resume tokens name: docs/protocol.md).
+    Database db(h.path, Database::Mode::read_only);
+    auto st = db.prepare("SELECT hash FROM events ORDER BY seq");
+    std::vector<std::string> stored;
+    while (st.step()) stored.emplace_back(st.text(0));
+    REQUIRE(rec.chain.size() == total);
+    REQUIRE(stored.size() == total);
+    size_t same = 0;
+    for (size_t i = 0; i < total; ++i) same += to_hex(rec.chain[i]) == stored[i];
+    CHECK(same == total);
 }
 
 TEST_CASE("state survives a restart") {
@@ -251,8 +268,8 @@ TEST_CASE("a failed commit answers unavailable and memory follows the disk") {
 int reads_ahead_during_binds(Harness& h, const std::function<bool(const std::function<uint64_t()>& heard)>& read) {
     struct Heard : TableListener {
         std::atomic<uint64_t> last{0};
-        void on_commit(uint64_t seq, const std::vector<TableChange>&) override { last.store(seq); }
-        void on_resync(uint64_t, const std::shared_ptr<const Policy>&, const std::string&) override {}
+        void on_commit(uint64_t seq, const std::vector<TableChange>&, const ChainHashes&) override { last.store(seq); }
+        void on_resync(uint64_t, const Digest&, const std::shared_ptr<const Policy>&, const std::string&) override {}
     } heard;
     h.service->add_listener(&heard);
     const std::function<uint64_t()> last = [&] { return heard.last.load(); };

@@ -83,10 +83,13 @@ struct Mirror : TableListener {
             s.add_listener(this);
         });
     }
-    void on_commit(uint64_t at, const std::vector<TableChange>& changes) override {
+    ChainHashes chain;  // of the events after the snapshot, as heard
+
+    void on_commit(uint64_t at, const std::vector<TableChange>& changes, const ChainHashes& hashes) override {
         std::lock_guard lk(mu);
         if (at <= seq) return;  // in the snapshot already
         seq = at;
+        chain.insert(chain.end(), hashes.begin(), hashes.end());
         ++commits;
         for (const auto& c : changes) {
             if (c.op == TableChange::Op::erase)
@@ -95,7 +98,9 @@ struct Mirror : TableListener {
                 table[c.key.addr.to_string()] = c.purposes;
         }
     }
-    void on_resync(uint64_t, const std::shared_ptr<const Policy>&, const std::string&) override { ++resyncs; }
+    void on_resync(uint64_t, const Digest&, const std::shared_ptr<const Policy>&, const std::string&) override {
+        ++resyncs;
+    }
     Table get() {
         std::lock_guard lk(mu);
         return table;
@@ -180,6 +185,21 @@ TEST_CASE("a follower started mid-stream holds the writer's table, its deltas ad
     const auto r = verify_ledger(db);
     CHECK_MESSAGE(r.ok, r.problem);
     CHECK(r.events == follower.service->head_seq());
+    // The chain hashes it heard, following and then writing, are the
+    // ledger's for every event after its first read (what its data planes'
+    // resume tokens name: docs/protocol.md).
+    std::vector<std::string> heard, stored;
+    uint64_t first = 0;
+    {
+        std::lock_guard lk(mirror.mu);
+        for (const auto& h : mirror.chain) heard.push_back(to_hex(h));
+        first = mirror.seq - heard.size();
+    }
+    Database pgdb(db, Database::Mode::read_only);
+    auto st = pgdb.prepare("SELECT hash FROM events WHERE seq > " + std::to_string(first) + " ORDER BY seq");
+    while (st.step()) stored.emplace_back(st.text(0));
+    CHECK(heard.size() > 50);
+    CHECK(heard == stored);
 }
 
 TEST_CASE("fencing: out of step while the ledger cannot be read; a writer whose lock was taken follows the new one") {

@@ -460,6 +460,9 @@ class Live:
         self.wait_synced(PATIENCE)
         self.say(f"consentd restarted on the same ledger; optgate synced again after "
                  f"{time.monotonic() - restarted:.2f} s")
+        # Nothing changed meanwhile: optgate's resume token names the
+        # ledger's head, so the new process resumes it without a snapshot.
+        self.resumed_by_token(self.d, "consentd restarted on the same ledger")
         self.keepalive("5-consentd-back", "verdict_pass_consent")
 
         # 6. DNS with ECS, with and without consent.
@@ -503,6 +506,13 @@ class Live:
         if self.optgate_log_count(re.escape("connected to " + os.path.join(self.workdir2, "dp.sock"))) \
                 != connected_logs + 1:
             raise Failure("optgate's log does not say it connected to the second consentd")
+        if self.pg:
+            # The same ledger: resumed by its token, no snapshot.
+            self.resumed_by_token(self.d2, "failed over to the standby")
+        elif (self.d2.metric("consentd_dataplane_token_resumes_total"),
+              self.d2.metric("consentd_dataplane_snapshots_sent_total")) != (0, 1):
+            # Another ledger: its chain is not the one optgate's token names.
+            raise Failure("the second consentd, on a ledger of its own, did not send optgate a snapshot")
         self.keepalive("7-failed-over", "verdict_pass_consent")
         self.enforced("revoke", "sub-a", "advertising", "--source", "portal", d=self.d2)
         self.keepalive("7-revoked-on-second", "verdict_strip_no_consent")
@@ -520,6 +530,12 @@ class Live:
 
         self.procs.stop(self.dp)
         self.check_stats()
+
+    def resumed_by_token(self, d, when):
+        got = (d.metric("consentd_dataplane_token_resumes_total"), d.metric("consentd_dataplane_snapshots_sent_total"))
+        if got != (1, 0):
+            raise Failure(f"{when}: optgate was not resumed by its token (token resumes, snapshots sent: {got})")
+        self.say(f"{when}: optgate resumed by its token, no snapshot")
 
     def check_stats(self):
         if self.dp.returncode != 0:

@@ -334,14 +334,17 @@ def frame_corpus():
                        + V6_KEY[:17] + s8(b"(none)") + s8(b"EDNS client subnet") + struct.pack(">QQ", 0, 7))
     disclosure_empty = frame(0x04, struct.pack(">QQQQQI", 7, 2, 1700000060000, 1700000120000, 5, 0))
     disclosure_ack = frame(0x17, struct.pack(">QQ", 0x0123456789ABCDEF, 1))
+    resume_token = frame(0x1B, struct.pack(">Q", 43) + s8(b"r1:0123456789abcdef:0123456789abcdef0123456789abcdef"))
     for name, data in (("hello", hello), ("ack", ack), ("stats", stats), ("welcome", welcome),
                        ("snapshot-begin", begin), ("snapshot-chunk", chunk), ("snapshot-end", end),
                        ("delta", delta), ("delta-part", delta_part), ("policy", update),
                        ("heartbeat", heartbeat), ("goodbye", goodbye), ("disclosure", disclosure),
-                       ("disclosure-overflow-only", disclosure_empty), ("disclosure-ack", disclosure_ack)):
+                       ("disclosure-overflow-only", disclosure_empty), ("disclosure-ack", disclosure_ack),
+                       ("resume-token", resume_token)):
         write(t, name, data)
     write(t, "to-server-stream", hello + ack + stats + disclosure + goodbye)
-    write(t, "to-client-stream", welcome + begin + chunk + end + delta + delta_part + heartbeat + disclosure_ack)
+    write(t, "to-client-stream",
+          welcome + begin + chunk + end + delta + resume_token + delta_part + heartbeat + disclosure_ack)
     write(t, "truncated", begin[:40])
 
 

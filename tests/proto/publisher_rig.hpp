@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <random>
@@ -20,6 +21,7 @@
 
 #include "consentd/dataplane_server.hpp"
 #include "consentd/publisher.hpp"
+#include "consentd/sha256.hpp"
 #include "core/addr_hash.hpp"
 #include "policy/loader.hpp"
 #include "proto/control_client.hpp"
@@ -50,7 +52,8 @@ inline std::shared_ptr<const Policy> load_policy(const std::string& yaml) {
     return std::make_shared<const Policy>(policy::load_policy_text(yaml, "test-policy.yaml").policy);
 }
 
-// The ledger's part: a table, a sequence, a policy; commits go to the
+// The ledger's part: a table, a sequence, a policy, a hash chain (each
+// event hashed over the one before and its changes); commits go to the
 // publisher under the lock, like LedgerService's listeners.
 class FakeLedger : public consentd::TableSource {
 public:
@@ -60,16 +63,24 @@ public:
         table_version_ = consentd::table_version(*policy_);
     }
 
-    uint64_t commit(const std::vector<proto::TableChange>& deltas) {
+    // One event.
+    uint64_t commit(const std::vector<proto::TableChange>& deltas) { return commit_events({deltas}); }
+    // Several events in one commit (a writer's batch, or a follower reading
+    // another's commits in one go): one sequence and hash each, one commit.
+    // Before `publisher` is set, commits only change the ledger (what it
+    // held before this consentd started).
+    uint64_t commit_events(const std::vector<std::vector<proto::TableChange>>& events) {
         std::lock_guard lk(mu_);
-        for (const auto& d : deltas) {
-            if (d.op == proto::TableChange::Op::upsert)
-                table_[d.key] = d.purposes;
-            else
-                table_.erase(d.key);
+        consentd::ChainHashes chain;
+        std::vector<proto::TableChange> all;
+        for (const auto& deltas : events) {
+            apply(deltas);
+            ++seq_;
+            head_ = next_hash(deltas);
+            chain.push_back(head_);
+            all.insert(all.end(), deltas.begin(), deltas.end());
         }
-        ++seq_;
-        publisher->on_commit(seq_, deltas);
+        if (publisher) publisher->on_commit(seq_, all, chain);
         return seq_;
     }
     uint64_t upsert(const char* addr, PurposeMask m) {
@@ -86,9 +97,19 @@ public:
         publisher->publish_policy(seq_, policy_, tv, changed);
     }
 
+    // The table recomputed behind the feed's back (a commit in doubt the
+    // ledger adopted), then the publisher told to resend it.
+    void adopt(const std::vector<proto::TableChange>& deltas) {
+        std::lock_guard lk(mu_);
+        apply(deltas);
+        ++seq_;
+        head_ = next_hash(deltas);
+        publisher->on_resync(seq_, head_, policy_, table_version_);
+    }
+
     void snapshot(consentd::SnapshotSink& sink) override {
         std::lock_guard lk(mu_);
-        sink.begin(seq_, policy_, table_version_);
+        sink.begin(seq_, head_, policy_, table_version_);
         for (const auto& [k, m] : table_) sink.add(k, m);
     }
 
@@ -102,8 +123,25 @@ public:
     }
 
 private:
+    void apply(const std::vector<proto::TableChange>& deltas) {
+        for (const auto& d : deltas) {
+            if (d.op == proto::TableChange::Op::upsert)
+                table_[d.key] = d.purposes;
+            else
+                table_.erase(d.key);
+        }
+    }
+    consentd::Digest next_hash(const std::vector<proto::TableChange>& deltas) const {
+        std::string text(reinterpret_cast<const char*>(head_.data()), head_.size());
+        for (const auto& d : deltas)
+            text += d.key.addr.to_string() + "=" + std::to_string(d.purposes) +
+                    (d.op == proto::TableChange::Op::erase ? "-" : "+");
+        return consentd::sha256(text);
+    }
+
     std::mutex mu_;
     uint64_t seq_ = 0;
+    consentd::Digest head_{};
     std::shared_ptr<const Policy> policy_;
     std::string table_version_;
     std::unordered_map<SubscriberKey, PurposeMask, SubscriberKeyHash> table_;
@@ -121,12 +159,15 @@ struct Rig {
     std::thread io_thread;
 
     // `tune` adjusts the config before anything starts; `disclosures`: the
-    // publisher's disclosure sink (none by default).
+    // publisher's disclosure sink (none by default); `before`: what the
+    // ledger holds before the publisher starts.
     template <class Tune>
-    explicit Rig(Tune tune, consentd::DisclosureSink* disclosures = nullptr) {
+    explicit Rig(Tune tune, consentd::DisclosureSink* disclosures = nullptr,
+                 const std::function<void(FakeLedger&)>& before = {}) {
         config.socket = dir.file("dp.sock");
         config.heartbeat_interval = 50ms;
         tune(config);
+        if (before) before(ledger);
         publisher = std::make_unique<consentd::Publisher>(ioc, ledger, config, disclosures);
         publisher->add_policy_document(policy, "test-policy.yaml", kPolicyYaml);
         ledger.publisher = publisher.get();

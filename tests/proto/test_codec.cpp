@@ -163,6 +163,28 @@ TEST_CASE("features and checkpoints: round trips, directions, unknown flags kept
     encode(s, Checkpoint{10, "x"});
     s.back() = '\x07';
     CHECK(decode_str(s, Direction::to_client).error == DecodeError::bad_string);
+    // Resume tokens: consentd to data plane only, 1..64 visible bytes like
+    // a stream id; the encoder refuses what the decoder would.
+    s.clear();
+    const std::string token = "r1:0123456789abcdef:0123456789abcdef0123456789abcdef";
+    REQUIRE(encode(s, ResumeToken{42, token}));
+    const auto t = decode_as<ResumeToken>(s, Direction::to_client);
+    CHECK(t.seq == 42);
+    CHECK(t.token == token);
+    CHECK(decode_str(s, Direction::to_server).error == DecodeError::wrong_direction);
+    s.clear();
+    CHECK_FALSE(encode(s, ResumeToken{1, ""}));
+    CHECK_FALSE(encode(s, ResumeToken{1, std::string(65, 'a')}));
+    CHECK_FALSE(encode(s, ResumeToken{1, "with space"}));
+    CHECK(s.empty());
+    REQUIRE(encode(s, ResumeToken{1, "x"}));
+    s.back() = ' ';
+    CHECK(decode_str(s, Direction::to_client).error == DecodeError::bad_string);
+    s.clear();
+    REQUIRE(encode(s, ResumeToken{1, "xy"}));
+    s.pop_back();
+    s[7] = char(s[7] - 1);  // the payload length, one shorter: the token runs past it
+    CHECK(decode_str(s, Direction::to_client).error == DecodeError::truncated);
 }
 
 TEST_CASE("entries and changes round-trip, IPv4 and IPv6, upserts and erases") {
@@ -298,6 +320,7 @@ TEST_CASE("limits are the ones docs/protocol.md states") {
     CHECK(max_payload(FrameType::features) == 4);
     CHECK(max_payload(FrameType::features_ack) == 4);
     CHECK(max_payload(FrameType::checkpoint) == 522);
+    CHECK(max_payload(FrameType::resume_token) == 73);
     CHECK(max_payload(FrameType(0x7f)) == 0);
 }
 

@@ -231,6 +231,55 @@ TEST_CASE("policy update: same table, new policy") {
     CHECK_FALSE(feed(sync, q).ok);
 }
 
+TEST_CASE("resume tokens: said in hello while the table is at their sequence, refused anywhere else") {
+    Enforcement e(Enforcement::Mode::controlled);
+    TableSync sync(e);
+    auto token = [](uint64_t seq, const std::string& t) {
+        std::string s;
+        REQUIRE(encode(s, ResumeToken{seq, t}));
+        return s;
+    };
+    sync.connection_started();
+    // Before the table: refused (consentd sends one only after a table).
+    REQUIRE(feed(sync, welcome(Welcome::Mode::snapshot)).ok);
+    CHECK_FALSE(feed(sync, token(0, "t0")).ok);
+    sync.connection_started();
+    REQUIRE(feed(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}})).ok);
+    CHECK(sync.hello_stream_id() == "s1");  // no token yet: the stream id
+    REQUIRE(feed(sync, token(5, "t5")).ok);
+    CHECK(sync.hello_stream_id() == "t5");
+    CHECK(sync.stream_id() == "s1");
+    // A delta moves the table on: the token for 5 no longer says what it holds.
+    REQUIRE(feed(sync, delta(6, {{TableChange::Op::upsert, key("100.64.0.11"), 2}})).ok);
+    CHECK(sync.hello_stream_id() == "s1");
+    REQUIRE(feed(sync, token(6, "t6")).ok);
+    CHECK(sync.hello_stream_id() == "t6");
+    // It outlives the connection: the next hello says it.
+    sync.connection_started();
+    CHECK(sync.hello_stream_id() == "t6");
+    REQUIRE(feed(sync, welcome(Welcome::Mode::resume, 6)).ok);
+    // A token for another sequence than the table's, or inside a commit in
+    // parts, is consentd's idea of another table: the connection ends.
+    CHECK_FALSE(feed(sync, token(5, "t5")).ok);
+    sync.connection_started();
+    REQUIRE(feed(sync, welcome(Welcome::Mode::resume, 6)).ok);
+    REQUIRE(feed(sync, delta(7, {{TableChange::Op::upsert, key("100.64.0.12"), 1}}, false)).ok);
+    CHECK_FALSE(feed(sync, token(6, "t6")).ok);
+    CHECK(sync.hello_stream_id() == "t6");  // still at 6: the part of 7 is dropped with the connection
+    // A policy update names another policy: the token it had is dropped.
+    sync.connection_started();
+    REQUIRE(feed(sync, welcome(Welcome::Mode::resume, 6)).ok);
+    std::string p;
+    REQUIRE(encode(p, PolicyUpdate{6, "s2", "tv1", "test-policy.yaml", policy_with_more_collectors()}));
+    REQUIRE(feed(sync, p).ok);
+    CHECK(sync.hello_stream_id() == "s2");
+    REQUIRE(feed(sync, token(6, "t6b")).ok);
+    CHECK(sync.hello_stream_id() == "t6b");
+    // So does a snapshot, even one that is not installed.
+    REQUIRE(feed(sync, snapshot(7, {{"100.64.0.10", 1}}, "not: [a policy")).ok == false);
+    CHECK(sync.hello_stream_id() == "s2");
+}
+
 TEST_CASE("freshness: contact only counts once a table from consentd is installed") {
     Enforcement e(Enforcement::Mode::controlled);
     TableSync sync(e);
