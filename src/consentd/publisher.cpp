@@ -384,19 +384,23 @@ void Publisher::on_commit_io(const Commit& c, const std::shared_ptr<const std::v
                 mirror_->upsert(ch.key, ch.purposes);
         }
     history_.append(c);
-    Frames token;  // built once, for the data planes that take tokens
-    bool token_built = false;
+    // For the data planes that take tokens: the commit's frames and its
+    // token in one buffer (one write, as for the others), built once.
+    Frames with_token;
+    bool built = false;
     for (auto& [id, dp] : dataplanes_) {
         if (!dp.greeted || dp.awaiting_snapshot || c.seq <= dp.sent_seq) continue;
-        send(dp, c.frames);
-        if (dp.awaiting_snapshot) continue;
-        dp.sent_seq = c.seq;
-        if (!dp.wants_tokens) continue;
-        if (!token_built) {
-            token = token_frame(c.seq);
-            token_built = true;
+        if (dp.wants_tokens && !built) {
+            built = true;
+            if (const auto token = token_frame(c.seq)) {
+                std::string both;
+                both.reserve(c.frames->size() + token->size());
+                both.append(*c.frames).append(*token);
+                with_token = frames_of(std::move(both));
+            }
         }
-        if (token) send(dp, token);
+        send(dp, dp.wants_tokens && with_token ? with_token : c.frames);
+        if (!dp.awaiting_snapshot) dp.sent_seq = c.seq;
     }
 }
 

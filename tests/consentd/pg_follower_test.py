@@ -36,7 +36,6 @@ A PostgreSQL 15 of the test's own (pg_server.py).
 """
 import os
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -45,35 +44,12 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import OPTGATECTL, PATIENCE, Daemon, eventually  # noqa: E402
+from paced_dataplane import REPLAY, applied, dataplane, start_paced  # noqa: E402
 from pg_proxy import StallingProxy  # noqa: E402
 from pg_server import PgServer  # noqa: E402
 from radius_test import RADIUS_CONFIG, answered, radclient, start_attrs  # noqa: E402
 
 GRANT = {"source": "portal", "notice_version": "2024-05"}
-REPLAY = os.environ["OPTGATE_REPLAY"]
-
-
-def paced_capture(path, seconds):
-    """Two Ethernet frames `seconds` apart: a paced replay of it stays
-    connected to consentd that long (its table is what is checked)."""
-    frame = bytes(6) + bytes([2, 0, 0, 0, 0, 1]) + b"\x08\x00" + bytes(46)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for ts in (1_700_000_000, 1_700_000_000 + seconds):
-            f.write(struct.pack("<IIII", ts, 0, len(frame), len(frame)) + frame)
-
-
-def dataplane(d, name):
-    """The data plane `name` as consentd `d` lists it, or None."""
-    st, _, body = d.request("GET", "/v1/dataplanes", token="auditor")
-    if st != 200:
-        return None
-    return next((x for x in body["dataplanes"] if x["name"] == name), None)
-
-
-def applied(d, name):
-    x = dataplane(d, name)
-    return x["applied_seq"] if x else -1
 
 
 class FollowerTest(unittest.TestCase):
@@ -89,16 +65,9 @@ class FollowerTest(unittest.TestCase):
         self.pg.cleanup()
 
     def paced_dataplane(self, name, *consentds):
-        """optgate-replay --control, named `name`, trying each of
-        `consentds` in turn, paced so that it stays connected (self.replay,
-        killed at tearDown). Returns the paced capture."""
-        capture = os.path.join(self.tmp, "paced.pcap")
-        if not os.path.exists(capture):
-            paced_capture(capture, 20 * PATIENCE)
-        endpoints = ",".join(os.path.join(d.dir, "dp.sock") for d in consentds)
-        self.replay = subprocess.Popen(
-            [REPLAY, "--control", endpoints, "--name", name, "--pace", "--control-timeout", f"{PATIENCE}s",
-             capture, os.path.join(self.tmp, "out.pcap")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        """A data plane trying each of `consentds` in turn (self.replay,
+        killed at tearDown). Returns its paced capture."""
+        self.replay, capture = start_paced(self.tmp, name, *consentds)
         return capture
 
     def test_a_follower_serves_reads_and_data_planes_and_takes_over(self):

@@ -8,7 +8,11 @@ docs/scale-out.md "Failure cases"):
   - a commit whose answer is lost (the session cut after PostgreSQL
     committed): consentd answers that it may have been recorded, finds the
     commit in the ledger at its next transaction, and takes it into its
-    state instead of refusing every later write.
+    state instead of refusing every later write; its data plane gets the
+    table again, with that commit's change.
+  - a standby takes over when the writer is SIGKILLed under 16 writing
+    clients: nothing acknowledged is lost, and the writer's data plane goes
+    round to the standby and enforces there.
   - an import cut short by PostgreSQL stopping: consentd cannot read its
     state back, stays up with none of the import in memory, refuses
     changes until PostgreSQL is back, then reads the state and goes on.
@@ -17,14 +21,17 @@ Both run a PostgreSQL 15 of their own (pg_server.py) with fsync on.
 """
 import http.client
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import OPTGATECTL, PATIENCE, Daemon, eventually  # noqa: E402
+from paced_dataplane import applied, reported, start_paced  # noqa: E402
 from pg_proxy import CuttingProxy  # noqa: E402
 from pg_server import PgServer  # noqa: E402
 
@@ -38,9 +45,15 @@ def events(pg, d, where="true"):
 class PgOutageTest(unittest.TestCase):
     def setUp(self):
         self.pg = PgServer()
+        self.tmp = tempfile.mkdtemp(prefix="optgate-pg-outage-")
+        self.replay = None
 
     def tearDown(self):
+        if self.replay is not None:
+            self.replay.kill()
+            self.replay.wait()
         self.pg.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def test_postgresql_restarted_under_16_writing_clients(self):
         d = Daemon(pg=self.pg)
@@ -117,6 +130,9 @@ class PgOutageTest(unittest.TestCase):
         try:
             self.assertTrue(eventually(lambda: "standing by" in b.read_log()), b.read_log())
             self.assertFalse(os.path.exists(b.port_file))  # not serving: a holds the ledger
+            # A data plane on A, then B.
+            self.replay, _ = start_paced(self.tmp, "edge-1", a, b)
+            self.assertTrue(eventually(lambda: applied(a, "edge-1") >= 0), a.read_log()[-2000:])
             lock = threading.Lock()
             target = {"d": a}
             answers = []  # (subscriber, daemon, status)
@@ -156,6 +172,15 @@ class PgOutageTest(unittest.TestCase):
             stop.set()
             for t in threads:
                 t.join(PATIENCE)
+            # The data plane went round to B and keeps enforcing: it has
+            # B's head, and a grant at B waits for it.
+            self.assertTrue(eventually(lambda: applied(b, "edge-1") == b.metric("consentd_ledger_head_seq")),
+                            b.read_log()[-2000:])
+            st, _, j = b.request("PUT", f"/v1/subscribers/after-kill/consents/advertising?wait=enforced&timeout={PATIENCE}s",
+                                 GRANT)
+            self.assertEqual((st, j["enforcement"]["status"]), (200, "enforced"), j)
+            self.assertEqual([x["name"] for x in j["enforcement"]["dataplanes"]], ["edge-1"], j)
+            self.assertIsNone(self.replay.poll(), "the data plane exited")
             print(f"the standby serves {took:.2f} s after the writer was killed; "
                   f"{acked(a)} grants acknowledged by the writer, {acked(b)} by the standby", file=sys.stderr)
             recorded = set(events(self.pg, b))
@@ -179,6 +204,8 @@ class PgOutageTest(unittest.TestCase):
             st, _, b = d.request("PUT", "/v1/bindings/100.64.2.1", {"subscriber": "alice"})
             self.assertEqual(st, 200, b)
             self.assertEqual(d.metric("consentd_table_entries"), 1)
+            self.replay, _ = start_paced(self.tmp, "edge-1", d)
+            self.assertTrue(eventually(lambda: reported(d, "edge-1", "table_entries") == 1), d.read_log()[-2000:])
             proxy.arm()
             st, _, b = d.request("PUT", "/v1/bindings/100.64.2.2", {"subscriber": "bob"})
             self.assertTrue(proxy.cut.is_set())
@@ -190,6 +217,11 @@ class PgOutageTest(unittest.TestCase):
             self.assertEqual(st, 200, b)
             self.assertEqual(d.metric("consentd_table_entries"), 3)
             self.assertIn("is in the ledger after all", d.read_log())
+            # The data plane has bob's too, which never came as a commit: the
+            # table was sent again, then carol's bind as a delta.
+            self.assertTrue(eventually(lambda: reported(d, "edge-1", "table_entries") == 3),
+                            f"the data plane reports {reported(d, 'edge-1', 'table_entries')} entries")
+            self.assertEqual(d.metric("consentd_dataplane_snapshots_sent_total"), 2)
             # A retry of bob's bind changes nothing, as its answer said.
             st, _, b = d.request("PUT", "/v1/bindings/100.64.2.2", {"subscriber": "bob"})
             self.assertEqual((st, b["changed"]), (200, False))
