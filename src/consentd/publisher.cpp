@@ -305,15 +305,7 @@ std::optional<std::string> Publisher::resume_token(uint64_t seq) const {
     // The policy text's part of the stream id (the rest names this
     // process), and the chain at seq: "r1:<16 hex>:<32 hex>", 52 bytes.
     const std::string_view policy = std::string_view(stream_id_).substr(0, stream_id_.find('@'));
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string t = "r1:";
-    t.append(policy);
-    t += ':';
-    for (const uint8_t b : *mark) {
-        t += kHex[b >> 4];
-        t += kHex[b & 15];
-    }
-    return t;
+    return "r1:" + std::string(policy) + ":" + to_hex(*mark);
 }
 
 Frames Publisher::token_frame(uint64_t seq) const {

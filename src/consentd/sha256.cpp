@@ -43,7 +43,7 @@ Digest sha256(std::string_view a, std::string_view b) {
 
 Digest sha256(std::string_view data) { return sha256(data, {}); }
 
-std::string to_hex(const Digest& d) {
+std::string to_hex(std::span<const uint8_t> d) {
     static constexpr char kDigits[] = "0123456789abcdef";
     std::string s(d.size() * 2, '0');
     for (size_t i = 0; i < d.size(); ++i) {

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -16,7 +17,7 @@ Digest sha256(std::string_view data);
 // SHA-256 of a || b without concatenating them first.
 Digest sha256(std::string_view a, std::string_view b);
 
-std::string to_hex(const Digest& d);
+std::string to_hex(std::span<const uint8_t> bytes);
 // 64 hex digits (either case); nullopt otherwise.
 std::optional<Digest> digest_from_hex(std::string_view hex);
 
