@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstdio>
+#include <mutex>
 
 namespace optgate::consentd {
 
@@ -171,6 +172,17 @@ Statement& Statement::bind(int i, const std::optional<std::string>& v) {
     return v ? bind(i, std::string_view(*v)) : bind_null(i);
 }
 
+Statement& Statement::bind_ref(int i, std::string_view v) {
+    if (pg_) return bind(i, v);
+    const int rc = sqlite3_bind_text64(st_, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8);
+    if (rc != SQLITE_OK) throw_sqlite(db_, rc, "binding a parameter");
+    return *this;
+}
+
+Statement& Statement::bind_ref(int i, const std::optional<std::string>& v) {
+    return v ? bind_ref(i, std::string_view(*v)) : bind_null(i);
+}
+
 Statement& Statement::bind_null(int i) {
     if (pg_) {
         pg_stop();
@@ -250,7 +262,8 @@ bool Statement::step() {
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
     std::string msg = std::string("executing a statement: ") + sqlite3_errmsg(db_);
-    sqlite3_reset(st_);  // leave the statement reusable
+    sqlite3_reset(st_);           // leave the statement reusable
+    sqlite3_clear_bindings(st_);  // and holding no text of the caller's (bind_ref)
     throw SqliteError(rc, msg);
 }
 
@@ -308,7 +321,15 @@ std::optional<std::string> Statement::opt_text(int col) const {
     return std::string(text(col));
 }
 
+void configure_sqlite() noexcept {
+    static std::once_flag once;
+    // Refused (SQLITE_MISUSE) once the library is initialized: then SQLite
+    // keeps its defaults, which are correct, only slower.
+    std::call_once(once, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+}
+
 Database::Database(const std::string& locator, Mode mode, const char* vfs) : path_(locator), locator_(locator) {
+    configure_sqlite();
     if (is_postgresql_locator(locator)) {
         pg_ = std::make_unique<PgConnection>(postgresql_conninfo(locator));
         path_ = describe_session(*pg_);
@@ -335,7 +356,23 @@ Database::Database(const std::string& locator, Mode mode, const char* vfs) : pat
     sqlite3_busy_timeout(db_, 5000);
 }
 
-Database::~Database() { sqlite3_close_v2(db_); }
+Database::~Database() {
+    sqlite3_finalize(begin_write_);
+    sqlite3_finalize(commit_);
+    sqlite3_close_v2(db_);
+}
+
+void Database::run_cached(sqlite3_stmt*& st, const char* sql) {
+    if (!st) {
+        const int rc = sqlite3_prepare_v2(db_, sql, -1, &st, nullptr);
+        if (rc != SQLITE_OK) throw_sqlite(db_, rc, std::string("preparing '") + sql + "'");
+    }
+    const int rc = sqlite3_step(st);
+    // The message before the reset, which would replace it.
+    const std::string msg = rc == SQLITE_DONE ? std::string() : std::string("'") + sql + "': " + sqlite3_errmsg(db_);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) throw SqliteError(rc, msg);
+}
 
 void Database::exec(std::string_view sql) {
     if (pg_) {
@@ -358,7 +395,7 @@ void Database::begin_write() {
         pg_->send("BEGIN");  // answered with the transaction's first read, or its COMMIT
         return;
     }
-    exec("BEGIN IMMEDIATE");
+    run_cached(begin_write_, "BEGIN IMMEDIATE");
 }
 
 void Database::begin_read() {
@@ -372,7 +409,7 @@ void Database::begin_read() {
 
 void Database::commit() {
     if (!pg_) {
-        exec("COMMIT");
+        run_cached(commit_, "COMMIT");
         return;
     }
     // Sent behind the queued statements. A transaction that failed answers

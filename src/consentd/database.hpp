@@ -49,6 +49,13 @@ std::string postgresql_conninfo(std::string_view locator);
 // its keywords, the password left out; an SQLite path as it is.
 std::string printable_locator(std::string_view locator);
 
+// Configures the SQLite library for this process before its first use:
+// memory statistics off (SQLite otherwise takes a process-wide mutex
+// around every allocation to count it; nothing here reads the counts).
+// Called by Database and by the ledger writer's VFS; a no-op once SQLite
+// is initialized.
+void configure_sqlite() noexcept;
+
 class Database;
 
 class Statement {
@@ -70,6 +77,15 @@ public:
     Statement& bind(int i, const char* v) { return bind(i, std::string_view(v)); }
     Statement& bind(int i, const std::optional<std::string>& v);
     Statement& bind_null(int i);
+    // As bind(), without copying the text on SQLite: it must stay valid
+    // until the statement's next run() or reset(), which clear the
+    // bindings. For the ledger's appends, whose texts live in the event
+    // being written (SQLite's copy of each was a malloc and a memcpy per
+    // field). PostgreSQL copies the parameters either way.
+    Statement& bind_ref(int i, std::string_view v);
+    Statement& bind_ref(int i, const std::string& v) { return bind_ref(i, std::string_view(v)); }
+    Statement& bind_ref(int i, const std::optional<std::string>& v);
+    Statement& bind_ref(int i, std::string&&) = delete;  // a temporary would be gone by then
 
     // PostgreSQL: read the rows through a cursor, 10,000 at a time, when
     // step() starts inside a transaction (a whole-table walk: verify, the
@@ -167,7 +183,13 @@ private:
     friend class Statement;
     std::string next_statement_name() { return "s" + std::to_string(++statements_); }
 
+    // BEGIN IMMEDIATE and COMMIT on SQLite, prepared once (exec() would
+    // parse them again for every commit).
+    void run_cached(sqlite3_stmt*& st, const char* sql);
+
     sqlite3* db_ = nullptr;
+    sqlite3_stmt* begin_write_ = nullptr;
+    sqlite3_stmt* commit_ = nullptr;
     std::unique_ptr<PgConnection> pg_;
     std::string path_, locator_;
     uint64_t session_ = 1;

@@ -244,45 +244,47 @@ void Ledger::append(Event& e) {
     const Digest h = event_hash(pending_hash_, e);
     e.hash = to_hex(h);
 
+    // The texts are the event's own (bind_ref: not copied); each statement
+    // runs before this function returns.
     insert_event_.bind(1, int64_t(e.seq))
-        .bind(2, e.time)
-        .bind(3, e.subscriber)
-        .bind(4, to_string(e.action))
-        .bind(5, e.purpose)
-        .bind(6, e.address)
-        .bind(7, e.source)
-        .bind(8, e.notice_version)
-        .bind(9, e.credential)
-        .bind(10, e.prev_hash)
-        .bind(11, e.hash);
+        .bind_ref(2, e.time)
+        .bind_ref(3, e.subscriber)
+        .bind_ref(4, to_string(e.action))
+        .bind_ref(5, e.purpose)
+        .bind_ref(6, e.address)
+        .bind_ref(7, e.source)
+        .bind_ref(8, e.notice_version)
+        .bind_ref(9, e.credential)
+        .bind_ref(10, e.prev_hash)
+        .bind_ref(11, e.hash);
     insert_event_.queue();
 
     switch (e.action) {
     case Action::grant:
-        upsert_consent_.bind(1, e.subscriber)
-            .bind(2, *e.purpose)
+        upsert_consent_.bind_ref(1, e.subscriber)
+            .bind_ref(2, *e.purpose)
             .bind(3, int64_t(e.seq))
-            .bind(4, e.time)
-            .bind(5, e.source)
-            .bind(6, e.notice_version)
-            .bind(7, e.credential);
+            .bind_ref(4, e.time)
+            .bind_ref(5, e.source)
+            .bind_ref(6, e.notice_version)
+            .bind_ref(7, e.credential);
         upsert_consent_.queue();
         break;
     case Action::revoke:
-        delete_consent_.bind(1, e.subscriber).bind(2, *e.purpose);
+        delete_consent_.bind_ref(1, e.subscriber).bind_ref(2, *e.purpose);
         delete_consent_.queue();
         break;
     case Action::bind:
-        upsert_binding_.bind(1, *e.address)
-            .bind(2, e.subscriber)
+        upsert_binding_.bind_ref(1, *e.address)
+            .bind_ref(2, e.subscriber)
             .bind(3, int64_t(e.seq))
-            .bind(4, e.time)
-            .bind(5, e.source)
-            .bind(6, e.credential);
+            .bind_ref(4, e.time)
+            .bind_ref(5, e.source)
+            .bind_ref(6, e.credential);
         upsert_binding_.queue();
         break;
     case Action::unbind:
-        delete_binding_.bind(1, *e.address);
+        delete_binding_.bind_ref(1, *e.address);
         delete_binding_.queue();
         break;
     }

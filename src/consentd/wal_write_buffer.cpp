@@ -10,6 +10,8 @@
 #include <mutex>
 #include <new>
 
+#include "consentd/database.hpp"
+
 namespace optgate::consentd {
 
 namespace {
@@ -259,6 +261,7 @@ const char* wal_write_buffer_vfs() {
     static std::once_flag once;
     static sqlite3_vfs vfs;
     std::call_once(once, [] {
+        configure_sqlite();  // before sqlite3_vfs_find initializes the library
         sqlite3_vfs* real = sqlite3_vfs_find(nullptr);
         vfs.iVersion = 2;  // up to xCurrentTimeInt64: the system-call overrides are the real VFS's business
         vfs.szOsFile = int(kFileSize) + real->szOsFile;

@@ -49,7 +49,17 @@ IpAddr IpAddr::masked(unsigned len) const noexcept {
 
 std::string IpAddr::to_string() const {
     char buf[INET6_ADDRSTRLEN];
-    inet_ntop(family == Family::v4 ? AF_INET : AF_INET6, bytes.data(), buf, sizeof buf);
+    if (family == Family::v4) {
+        // Four decimals by hand: inet_ntop goes through sprintf, and consentd
+        // formats an address for every binding event it records.
+        char* p = buf;
+        for (int i = 0; i < 4; ++i) {
+            if (i) *p++ = '.';
+            p = std::to_chars(p, buf + sizeof buf, bytes[i]).ptr;
+        }
+        return std::string(buf, p);
+    }
+    inet_ntop(AF_INET6, bytes.data(), buf, sizeof buf);
     return buf;
 }
 

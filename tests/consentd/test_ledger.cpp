@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <map>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "consentd/ledger.hpp"
@@ -99,6 +101,84 @@ TEST_CASE("a second writer on the same file is detected before it forks the chai
     CHECK_THROWS(b.begin());
     b.rollback();
     CHECK(verify_ledger(path).ok);
+}
+
+TEST_CASE("bind_ref writes the caller's text and keeps none of it once run") {
+    TempDir dir;
+    Database db(dir.file("t.db"), Database::Mode::read_write_create);
+    db.exec("CREATE TABLE t (a TEXT, b TEXT)");
+    auto ins = db.prepare("INSERT INTO t (a, b) VALUES (?1, ?2)");
+    {
+        std::string a = "first text, long enough to be heap-allocated by std::string";
+        const std::optional<std::string> b = "second";
+        ins.bind_ref(1, a).bind_ref(2, b);
+        ins.run();
+        a.assign(a.size(), 'x');  // the caller's buffer changes after the run
+    }
+    // run() cleared the bindings: nothing bound now is NULL, not the old text.
+    ins.bind_ref(1, std::string_view("third"));
+    ins.run();
+    auto sel = db.prepare("SELECT a, b FROM t ORDER BY rowid");
+    REQUIRE(sel.step());
+    CHECK(sel.text(0) == "first text, long enough to be heap-allocated by std::string");
+    CHECK(sel.text(1) == "second");
+    REQUIRE(sel.step());
+    CHECK(sel.text(0) == "third");
+    CHECK(sel.is_null(1));
+    CHECK_FALSE(sel.step());
+}
+
+TEST_CASE("the prepared BEGIN IMMEDIATE and COMMIT report failures and stay usable") {
+    TempDir dir;
+    const auto path = dir.file("t.db");
+    Database a(path, Database::Mode::read_write_create);
+    a.exec("PRAGMA journal_mode = WAL");
+    a.exec("CREATE TABLE t (x INTEGER PRIMARY KEY)");
+    Database b(path, Database::Mode::read_write);
+    b.exec("PRAGMA busy_timeout = 0");
+    a.begin_write();
+    // The write lock is a's: b's prepared BEGIN IMMEDIATE fails with BUSY.
+    try {
+        b.begin_write();
+        FAIL("BEGIN IMMEDIATE succeeded beside another writer");
+    } catch (const SqliteError& e) {
+        CHECK((e.code() & 0xff) == SQLITE_BUSY);
+        CHECK(std::string(e.what()).find("BEGIN IMMEDIATE") != std::string::npos);
+    }
+    a.exec("INSERT INTO t VALUES (1)");
+    a.commit();
+    // The same prepared statements, used again on both connections.
+    b.begin_write();
+    b.exec("INSERT INTO t VALUES (2)");
+    b.commit();
+    a.begin_write();
+    a.exec("INSERT INTO t VALUES (3)");
+    a.commit();
+    {
+        auto st = b.prepare("SELECT count(*) FROM t");
+        REQUIRE(st.step());
+        CHECK(st.int64(0) == 3);
+    }
+    // A COMMIT that fails (a deferred constraint) throws with the reason,
+    // leaves the transaction to roll back, and the next one commits.
+    a.exec("PRAGMA foreign_keys = ON");
+    a.exec("CREATE TABLE c (p INTEGER REFERENCES t (x) DEFERRABLE INITIALLY DEFERRED)");
+    a.begin_write();
+    a.exec("INSERT INTO c VALUES (99)");
+    try {
+        a.commit();
+        FAIL("COMMIT succeeded with a dangling reference");
+    } catch (const SqliteError& e) {
+        CHECK((e.code() & 0xff) == SQLITE_CONSTRAINT);
+        CHECK(std::string(e.what()).find("COMMIT") != std::string::npos);
+    }
+    a.rollback();
+    a.begin_write();
+    a.exec("INSERT INTO c VALUES (1)");
+    a.commit();
+    auto st = b.prepare("SELECT count(*) FROM c");
+    REQUIRE(st.step());
+    CHECK(st.int64(0) == 1);
 }
 
 namespace {

@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 
 #include "core/addr.hpp"
@@ -23,6 +24,23 @@ TEST_CASE("IpAddr parses IPv4 and IPv6 text and prints it back") {
     CHECK_FALSE(IpAddr::parse("100.64.0.256"));
     CHECK_FALSE(IpAddr::parse("2001:db8::1::2"));
     CHECK_FALSE(IpAddr::parse("not an address"));
+}
+
+TEST_CASE("IPv4 text is inet_ntop's, for every byte value in every position") {
+    // to_string formats IPv4 by hand; inet_ntop is the reference.
+    for (unsigned pos = 0; pos < 4; ++pos) {
+        for (unsigned v = 0; v < 256; ++v) {
+            uint32_t host = 0x0a09ff63;  // 10.9.255.99: one-, two- and three-digit neighbours
+            host &= ~(0xffu << (8 * pos));
+            host |= v << (8 * pos);
+            const IpAddr a = IpAddr::from_v4_host(host);
+            char ref[INET_ADDRSTRLEN];
+            REQUIRE(inet_ntop(AF_INET, a.bytes.data(), ref, sizeof ref));
+            CHECK(a.to_string() == ref);
+        }
+    }
+    CHECK(IpAddr::from_v4_host(0).to_string() == "0.0.0.0");
+    CHECK(IpAddr::from_v4_host(0xffffffff).to_string() == "255.255.255.255");
 }
 
 TEST_CASE("masking keeps exactly the first N bits") {
