@@ -100,7 +100,14 @@ void LedgerService::start() {
             log_warning("cannot open the ledger's WAL file to fsync it: each commit waits for its own fsync");
     }
     syncer_ = std::thread([this] { run_sync(); });
-    writer_ = std::thread([this] { run(); });
+    writer_ = std::thread([this] {
+        run();
+        {
+            std::lock_guard lk(queue_mu_);
+            run_ended_ = true;
+        }
+        queue_cv_.notify_all();
+    });
 }
 
 void LedgerService::stop() {
@@ -109,7 +116,10 @@ void LedgerService::stop() {
         stopping_ = true;
     }
     queue_cv_.notify_all();
-    if (writer_.joinable()) writer_.join();
+    if (writer_.joinable()) {
+        end_stuck_session();
+        writer_.join();
+    }
     {
         std::lock_guard lk(sync_mu_);
         sync_stopping_ = true;
@@ -117,6 +127,34 @@ void LedgerService::stop() {
     sync_cv_.notify_all();
     if (syncer_.joinable()) syncer_.join();
     checkpointer_.reset();
+}
+
+// A thread blocked in libpq on a server that does not answer (hung, or a
+// network that holds the bytes: over a Unix socket nothing else ends the
+// wait) would keep stop() from returning; the supervisor would then kill
+// consentd before it closed its data planes and stored what it must. The
+// writer's session is cut once the server has not answered it for
+// stop_grace (a long import that is answered as it goes is left to
+// finish); a follower's after a second.
+void LedgerService::end_stuck_session() {
+    auto* pg = ledger_->db().pg();
+    if (!pg) return;
+    using namespace std::chrono;
+    const bool follower = following();
+    const auto grace = follower ? milliseconds(1000) : options_.stop_grace;
+    const auto since = steady_clock::now();
+    std::unique_lock lk(queue_mu_);
+    for (;;) {
+        if (queue_cv_.wait_for(lk, std::min<milliseconds>(grace, milliseconds(200)), [&] { return run_ended_; }))
+            return;
+        auto last = since;
+        if (!follower) last = std::max(last, steady_clock::time_point(nanoseconds(pg->locked_answer_ns())));
+        if (steady_clock::now() - last >= grace) break;
+    }
+    lk.unlock();
+    log_warning("stopping: the ledger's database has not answered for " + std::to_string(grace.count()) +
+                " ms; ending the session with it (a change in flight is answered 503, to be retried)");
+    pg->interrupt();
 }
 
 void LedgerService::submit(Change change, std::string credential, Done done) {
@@ -575,7 +613,7 @@ bool LedgerService::follow() {
             if (failing) log_info("following the ledger again at event " + std::to_string(ledger_->head_seq()));
             failing = false;
         } catch (const std::exception& e) {
-            if (!failing)
+            if (!failing && !ledger_->db().pg()->interrupted())
                 log_error(std::string("following the ledger: ") + e.what() + "; trying again every " +
                           std::to_string(kFollowPoll.count()) + " ms");
             failing = true;

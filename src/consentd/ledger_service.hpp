@@ -168,6 +168,11 @@ public:
         // in_step() is false. 0: always in step (SQLite: the file is the
         // ledger, nobody else writes it).
         std::chrono::milliseconds fence_after{0};
+        // PostgreSQL: how long stop() gives the writer to commit and answer
+        // what is queued before it cuts the session, if the server does not
+        // answer meanwhile (end_stuck_session). A follower, which has
+        // nothing to finish, gets a second.
+        std::chrono::milliseconds stop_grace{20000};
     };
 
     // Loads the in-memory state from the ledger's derived tables.
@@ -179,7 +184,10 @@ public:
 
     // Starts the writer and the checkpointer.
     void start();
-    // Finishes every queued request, then stops the writer.
+    // Finishes every queued request, then stops the writer. On PostgreSQL,
+    // a writer (or follower) still blocked on the server after stop_grace
+    // has its session cut (PgConnection::interrupt): its batch in flight
+    // is answered 503, and the stop ends.
     void stop();
 
     // Called once the outcome is durable (or refused), on the ledger's sync
@@ -258,6 +266,8 @@ private:
     };
 
     void run();
+    // stop()'s part on PostgreSQL (stop() above).
+    void end_stuck_session();
     void run_sync();
     // Waits until the sync thread has taken every batch handed to it
     // (`idle`: and finished it).
@@ -318,6 +328,7 @@ private:
     std::condition_variable queue_cv_;
     std::deque<Pending> queue_;
     bool stopping_ = false;
+    bool run_ended_ = false;                      // the writer thread's run() returned
     std::atomic<uint64_t> committed_seq_{0};      // durable and told to the listeners
     std::unique_ptr<Checkpointer> checkpointer_;  // while the writer runs
     std::thread writer_;

@@ -1,6 +1,7 @@
 #include "consentd/pg_connection.hpp"
 
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <charconv>
@@ -106,7 +107,19 @@ PgConnection::PgConnection(const std::string& conninfo) : conn_(connect(conninfo
     }
 }
 
-PgConnection::~PgConnection() { PQfinish(conn_); }
+PgConnection::~PgConnection() {
+    std::lock_guard lk(socket_mu_);
+    PQfinish(conn_);
+}
+
+void PgConnection::interrupt() noexcept {
+    interrupted_.store(true, std::memory_order_release);
+    std::lock_guard lk(socket_mu_);
+    const int fd = conn_ ? PQsocket(conn_) : -1;
+    // Not close(): the descriptor stays libpq's, which sees the end of the
+    // stream and reports the session lost.
+    if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+}
 
 void PgConnection::exec(std::string_view sql) {
     sync();  // several statements in one string cannot join a pipeline
@@ -295,6 +308,9 @@ bool PgConnection::reset() {
     broken_ = false;
     locks_ = 0;  // and its locks
     locked_answer_ns_.store(0, std::memory_order_release);
+    // Bounded by connect_timeout (connect() above), Unix sockets included.
+    std::lock_guard lk(socket_mu_);
+    if (interrupted_.load(std::memory_order_acquire)) return false;
     PQreset(conn_);
     return ok();
 }

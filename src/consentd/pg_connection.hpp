@@ -25,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -124,6 +125,16 @@ public:
     // advisory locks, an open transaction.
     bool reset();
 
+    // From any thread: ends this session's blocking calls now, and its
+    // reconnects for good. The socket is shut down, so a call waiting for
+    // the server (one that hangs, or a network that holds the bytes: over a
+    // Unix socket nothing else would ever end the wait) fails as if the
+    // session were lost, and reset() no longer connects. For stopping a
+    // thread that may be blocked in libpq (LedgerService::stop). The
+    // connection must outlive the call.
+    void interrupt() noexcept;
+    bool interrupted() const noexcept { return interrupted_.load(std::memory_order_acquire); }
+
     // The writer's election (a session-level advisory lock on `key`): true
     // if this session holds it now. It stays held until unlock() or until
     // the session ends.
@@ -174,6 +185,11 @@ private:
     PgResult finish_pipeline();
 
     PGconn* conn_ = nullptr;
+    // Held while conn_'s socket may be closed or replaced (reset(), the
+    // destructor), so that interrupt() never shuts a descriptor that has
+    // been closed and perhaps reused for something else.
+    std::mutex socket_mu_;
+    std::atomic<bool> interrupted_{false};
     size_t queued_ = 0;    // statements sent in pipeline mode, answers not read
     bool broken_ = false;  // see ok()
     int locks_ = 0;        // advisory locks try_lock() took on this session

@@ -45,9 +45,11 @@ struct Service {
     Metrics metrics;
     std::unique_ptr<LedgerService> service;
 
-    Service(const std::string& db, bool follow, std::chrono::milliseconds fence_after = {}) {
+    Service(const std::string& db, bool follow, std::chrono::milliseconds fence_after = {},
+            std::chrono::milliseconds stop_grace = LedgerService::Options{}.stop_grace) {
         LedgerService::Options options;
         options.fence_after = fence_after;
+        options.stop_grace = stop_grace;
         service = std::make_unique<LedgerService>(std::make_unique<Ledger>(db, Ledger::Options{false, {}, follow}),
                                                   shared_policy(), metrics, std::move(options));
         service->start();
@@ -258,6 +260,62 @@ TEST_CASE("fencing: out of step while the ledger cannot be read; a writer whose 
     const auto r = verify_ledger(db);
     CHECK_MESSAGE(r.ok, r.problem);
     CHECK(r.events == b.service->head_seq());
+}
+
+TEST_CASE("stop() ends a writer and a follower blocked on a ledger database that does not answer") {
+    PgServer pg;
+    const auto db = pg.new_database("ledger");
+    const std::string conninfo = db.substr(std::string_view("postgresql:").size());
+    Service a(db, true, {}, std::chrono::milliseconds(1000));
+    REQUIRE_FALSE(a.service->following());
+    Service b(db, true);
+    REQUIRE(b.service->following());
+    write_randomly(a, 11, 20);
+    REQUIRE(eventually([&] { return b.service->head_seq() == a.service->head_seq(); }));
+
+    // The server stops answering both: the writer's next change and the
+    // follower's next read wait on a lock that is not released.
+    PgConnection blocker(conninfo);
+    blocker.exec("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE");
+    std::promise<Outcome> answered;
+    auto outcome = answered.get_future();
+    a.service->submit(ConsentChange{"sub-1", "advertising", true, "portal", std::string("v1")}, "test",
+                      [&](Outcome o) { answered.set_value(std::move(o)); });
+    PgConnection admin(conninfo);
+    REQUIRE(eventually([&] {
+        const auto r = admin.query(
+            "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND relation = 'events'::regclass");
+        return r.int64(0, 0) >= 2;
+    }));
+
+    auto stop_a = std::async(std::launch::async, [&] { a.service->stop(); });
+    auto stop_b = std::async(std::launch::async, [&] { b.service->stop(); });
+    const bool a_stopped = stop_a.wait_for(kPatience) == std::future_status::ready;
+    const bool b_stopped = stop_b.wait_for(kPatience) == std::future_status::ready;
+    blocker.exec("ROLLBACK");  // what did not stop can now (the test must end either way)
+    stop_a.get();
+    stop_b.get();
+    CHECK(a_stopped);
+    CHECK(b_stopped);
+    // The change in flight was answered 503, and what the answer says is
+    // what the ledger holds once the writer's old session is gone (its
+    // advisory lock with it): "nothing was recorded" if the server never
+    // had its COMMIT, "may have been recorded" if it had.
+    REQUIRE(outcome.wait_for(kPatience) == std::future_status::ready);
+    const auto o = outcome.get();
+    CHECK(o.status == Outcome::Status::unavailable);
+    CHECK(o.code == "ledger_unavailable");
+    const bool in_doubt = o.message.find("may have been recorded") != std::string::npos;
+    CHECK_MESSAGE((in_doubt || o.message.find("nothing was recorded") != std::string::npos), o.message);
+    REQUIRE(eventually(
+        [&] { return admin.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").int64(0, 0) == 0; }));
+    const uint64_t head = b.service->head_seq();
+    const auto r = verify_ledger(db);
+    CHECK_MESSAGE(r.ok, r.problem);
+    if (in_doubt)
+        CHECK((r.events == head || r.events == head + 1));
+    else
+        CHECK(r.events == head);
 }
 
 TEST_CASE("peer link: payloads split under PostgreSQL's limit and parse back; malformed ones are not ours") {
