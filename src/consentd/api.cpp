@@ -23,18 +23,53 @@ namespace {
 
 json::value opt(const std::optional<std::string>& v) { return v ? json::value(*v) : json::value(nullptr); }
 
-json::object event_json(const Event& e) {
-    json::object o;
-    o["seq"] = e.seq;
-    o["time"] = e.time;
-    o["action"] = to_string(e.action);
-    if (e.purpose) o["purpose"] = *e.purpose;
-    if (e.address) o["address"] = *e.address;
-    o["source"] = e.source;
-    if (e.notice_version) o["notice_version"] = *e.notice_version;
-    o["credential"] = e.credential;
-    o["hash"] = e.hash;
-    return o;
+// One binding of a subscriber's answer as JSON, written straight into its
+// text like the events below (a subscriber may hold many: the bindings are
+// not paged).
+void append_binding_json(std::string& out, const BindingRow& b, bool active) {
+    out += "{\"address\":";
+    append_json_string(out, b.address);
+    out += ",\"seq\":";
+    append_json_number(out, b.seq);
+    out += ",\"time\":";
+    append_json_string(out, b.time);
+    out += ",\"source\":";
+    append_json_string(out, b.source);
+    out += ",\"credential\":";
+    append_json_string(out, b.credential);
+    out += active ? ",\"active\":true}" : ",\"active\":false}";
+}
+
+// One event of a history page as JSON, written straight into the page's
+// text: a page holds up to 100,000 of them (as objects, an allocation for
+// every key and value). Keys in this order; a purpose, an address and a
+// notice_version only where the event has one.
+void append_event_json(std::string& out, const Event& e) {
+    out += "{\"seq\":";
+    append_json_number(out, e.seq);
+    out += ",\"time\":";
+    append_json_string(out, e.time);
+    out += ",\"action\":";
+    append_json_string(out, to_string(e.action));
+    if (e.purpose) {
+        out += ",\"purpose\":";
+        append_json_string(out, *e.purpose);
+    }
+    if (e.address) {
+        out += ",\"address\":";
+        append_json_string(out, *e.address);
+    }
+    out += ",\"source\":";
+    append_json_string(out, e.source);
+    if (e.notice_version) {
+        out += ",\"notice_version\":";
+        append_json_string(out, *e.notice_version);
+    }
+    out += ",\"credential\":";
+    append_json_string(out, e.credential);
+    out += ",\"hash\":";
+    append_json_string(out, e.hash);
+    out += '}';
 }
 
 // The media type without parameters, lowercased: "application/json".
@@ -376,21 +411,14 @@ Response Api::subscriber_answer(const std::string& subscriber, size_t limit, uin
                        ",\"consents\":" + json_text(consents) + ",\"bindings\":[";
     for (size_t i = 0; i < r->bindings.size(); ++i) {
         const auto& b = r->bindings[i];
-        json::object o;
-        o["address"] = b.address;
-        o["seq"] = b.seq;
-        o["time"] = b.time;
-        o["source"] = b.source;
-        o["credential"] = b.credential;
         const auto p = parse_binding_text(b.address);
-        o["active"] = p && binding_active(*p, policy);
         if (i) text += ',';
-        text += json_text(o);
+        append_binding_json(text, b, p && binding_active(*p, policy));
     }
     text += "],\"history\":[";
     for (size_t i = 0; i < r->history.size(); ++i) {
         if (i) text += ',';
-        text += json_text(event_json(r->history[i]));
+        append_event_json(text, r->history[i]);
     }
     text += "],\"history_total\":" + std::to_string(r->event_count);
     text += std::string(",\"history_truncated\":") + (r->older ? "true" : "false");

@@ -1,7 +1,6 @@
 #include "consentd/json_text.hpp"
 
-#include <boost/json/serialize.hpp>
-
+#include <array>
 #include <charconv>
 #include <cmath>
 
@@ -20,7 +19,56 @@ std::string json_number(double d) {
 
 namespace {
 
-void write(const json::value& v, std::string& out) {
+// What follows the backslash for each byte that JSON text must escape: 'u'
+// for \u00XX, 0 for a byte written as it is (Boost.JSON's table).
+constexpr std::array<char, 256> kEscape = [] {
+    std::array<char, 256> t{};
+    for (int c = 0; c < 0x20; ++c) t[c] = 'u';
+    t['\b'] = 'b';
+    t['\t'] = 't';
+    t['\n'] = 'n';
+    t['\f'] = 'f';
+    t['\r'] = 'r';
+    t['"'] = '"';
+    t['\\'] = '\\';
+    return t;
+}();
+
+template <typename Int>
+void append_integer(std::string& out, Int n) {
+    char buf[24];
+    const auto r = std::to_chars(buf, buf + sizeof buf, n);
+    out.append(buf, r.ptr);
+}
+
+}  // namespace
+
+void append_json_string(std::string& out, std::string_view s) {
+    out.push_back('"');
+    size_t run = 0;  // the start of the bytes not yet appended, none escaped
+    for (size_t i = 0; i < s.size(); ++i) {
+        const char e = kEscape[static_cast<unsigned char>(s[i])];
+        if (!e) continue;
+        out.append(s.data() + run, i - run);
+        run = i + 1;
+        out.push_back('\\');
+        out.push_back(e);
+        if (e == 'u') {
+            static constexpr char kHex[] = "0123456789abcdef";
+            const auto c = static_cast<unsigned char>(s[i]);
+            out.append("00");
+            out.push_back(kHex[c >> 4]);
+            out.push_back(kHex[c & 15]);
+        }
+    }
+    out.append(s.data() + run, s.size() - run);
+    out.push_back('"');
+}
+
+void append_json_number(std::string& out, int64_t n) { append_integer(out, n); }
+void append_json_number(std::string& out, uint64_t n) { append_integer(out, n); }
+
+void append_json(std::string& out, const json::value& v) {
     switch (v.kind()) {
     case json::kind::object: {
         out.push_back('{');
@@ -28,9 +76,9 @@ void write(const json::value& v, std::string& out) {
         for (const auto& kv : v.get_object()) {
             if (!first) out.push_back(',');
             first = false;
-            out += json::serialize(json::string_view(kv.key()));
+            append_json_string(out, kv.key());
             out.push_back(':');
-            write(kv.value(), out);
+            append_json(out, kv.value());
         }
         out.push_back('}');
         return;
@@ -41,21 +89,23 @@ void write(const json::value& v, std::string& out) {
         for (const auto& e : v.get_array()) {
             if (!first) out.push_back(',');
             first = false;
-            write(e, out);
+            append_json(out, e);
         }
         out.push_back(']');
         return;
     }
+    case json::kind::string: append_json_string(out, v.get_string()); return;
+    case json::kind::int64: append_json_number(out, v.get_int64()); return;
+    case json::kind::uint64: append_json_number(out, v.get_uint64()); return;
     case json::kind::double_: out += json_number(v.get_double()); return;
-    default: out += json::serialize(v); return;  // strings, integers, bools, null
+    case json::kind::bool_: out += v.get_bool() ? "true" : "false"; return;
+    case json::kind::null: out += "null"; return;
     }
 }
 
-}  // namespace
-
 std::string json_text(const json::value& v) {
     std::string out;
-    write(v, out);
+    append_json(out, v);
     return out;
 }
 

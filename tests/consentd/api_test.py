@@ -171,6 +171,17 @@ class ApiTest(unittest.TestCase):
         self.assertTrue(s["history_truncated"])
         self.assertEqual(s["history"][1]["seq"], r["seq"])
         self.assertNotIn("notice_version", s["history"][1])  # not given on this revoke
+        # Every field of an event, and only those it has (api.cpp writes them
+        # one by one, not through an object).
+        grant, revoke = s["history"]
+        self.assertEqual(grant, {"seq": g["seq"] + 1, "time": again["time"], "action": "grant",
+                                 "purpose": "advertising", "source": "call-centre", "notice_version": "2024-06",
+                                 "credential": "portal", "hash": grant["hash"]})
+        self.assertRegex(grant["hash"], "^[0-9a-f]{64}$")
+        self.assertEqual(revoke, {"seq": r["seq"], "time": r["time"], "action": "revoke", "purpose": "advertising",
+                                  "source": "portal", "credential": "portal", "hash": revoke["hash"]})
+        self.assertRegex(revoke["hash"], "^[0-9a-f]{64}$")
+        self.assertNotEqual(revoke["hash"], grant["hash"])
 
     def test_history_pages_with_a_cursor(self):
         for i in range(12):
@@ -256,6 +267,11 @@ class ApiTest(unittest.TestCase):
         self.assertEqual([b["address"] for b in s["bindings"]],
                          ["100.64.1.1", "2001:db8:1000:11::/64", "2001:db8:1000:12::/64", "2001:db8:1000:13::/64"])
         self.assertEqual(s["bindings"][0]["source"], "radius")
+        first = s["bindings"][0]
+        self.assertEqual(sorted(first), ["active", "address", "credential", "seq", "source", "time"])
+        self.assertEqual((first["credential"], first["active"]), ("portal", True))
+        self.assertIs(type(first["seq"]), int)
+        self.assertRegex(first["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
         self.assertEqual(s["bindings"][1]["source"], "api")  # the default channel
         self.assertTrue(all(b["active"] for b in s["bindings"]))
 
@@ -266,6 +282,8 @@ class ApiTest(unittest.TestCase):
         self.assertNotIn("100.64.1.1", [b["address"] for b in s["bindings"]])
         self.assertEqual(s["history"][-1]["action"], "unbind")
         self.assertEqual(s["history"][-1]["seq"], m["seq"] - 1)
+        self.assertEqual(sorted(s["history"][-1]), ["action", "address", "credential", "hash", "seq", "source", "time"])
+        self.assertEqual(s["history"][-1]["address"], "100.64.1.1")
         st, _, again = self.d.request("PUT", "/v1/bindings/100.64.1.1", {"subscriber": "erin"})
         self.assertEqual((st, again["changed"], again["previous_subscriber"]), (200, False, None))
 
@@ -931,6 +949,10 @@ class PolicyReloadTest(unittest.TestCase):
         with open(d.policy) as f:
             original = f.read()
         d.request("PUT", "/v1/subscribers/olga/consents/analytics", GRANT)
+        st, _, _ = d.request("PUT", "/v1/bindings/100.64.9.9", {"subscriber": "olga"})
+        self.assertEqual(st, 200)
+        st, _, _ = d.request("PUT", "/v1/bindings/2001:db8:1000:99::%2F64", {"subscriber": "olga"})
+        self.assertEqual(st, 200)
 
         # Invalid: every error returned, the running policy kept.
         self.write_policy(original.replace("version: 1", "version: 1\nsurprise: true")
@@ -952,7 +974,8 @@ class PolicyReloadTest(unittest.TestCase):
                                            "to improve.\n    data: [device identifier, client subnet]\n"
                                            "    retention: 13 months\n", "")
                           .replace("  - name: web-analytics\n    purpose: analytics\n    description: Example "
-                                   "Analytics Inc.\n    match:\n      prefixes: [198.51.100.0/24]\n", ""))
+                                   "Analytics Inc.\n    match:\n      prefixes: [198.51.100.0/24]\n", "")
+                          .replace("ipv6_key_length: 64", "ipv6_key_length: 56"))
         st, _, j = d.request("POST", "/v1/policy/reload", token="ops")
         self.assertEqual(st, 200, j)
         self.assertEqual((j["reloaded"], j["purposes"], j["table_resync"]), (True, 1, True))
@@ -960,6 +983,9 @@ class PolicyReloadTest(unittest.TestCase):
         _, _, s = d.request("GET", "/v1/subscribers/olga", token="auditor")
         self.assertEqual({c["purpose"]: c["in_policy"] for c in s["consents"]},
                          {"advertising": True, "analytics": False})
+        # ipv6_key_length went from 64 to 56: the /64 binding is kept, not in force.
+        self.assertEqual({b["address"]: b["active"] for b in s["bindings"]},
+                         {"100.64.9.9": True, "2001:db8:1000:99::/64": False})
         # Granting it is refused; withdrawing it still works.
         st, _, _ = d.request("PUT", "/v1/subscribers/olga/consents/analytics", GRANT)
         self.assertEqual(st, 404)
