@@ -2,9 +2,11 @@
 // rollback, derived rows, and verify_ledger() catching each kind of damage.
 #include <doctest/doctest.h>
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "consentd/ledger.hpp"
@@ -128,6 +130,23 @@ TEST_CASE("bind_ref writes the caller's text and keeps none of it once run") {
     CHECK_FALSE(sel.step());
 }
 
+namespace {
+
+// `run` must throw a SqliteError whose primary code is `code` and whose
+// message names the statement (`statement`).
+void check_sqlite_error(const std::function<void()>& run, int code, std::string_view statement) {
+    INFO(statement);
+    try {
+        run();
+        FAIL("no error");
+    } catch (const SqliteError& e) {
+        CHECK((e.code() & 0xff) == code);
+        CHECK(std::string_view(e.what()).find(statement) != std::string_view::npos);
+    }
+}
+
+}  // namespace
+
 TEST_CASE("the prepared BEGIN IMMEDIATE and COMMIT report failures and stay usable") {
     TempDir dir;
     const auto path = dir.file("t.db");
@@ -138,13 +157,7 @@ TEST_CASE("the prepared BEGIN IMMEDIATE and COMMIT report failures and stay usab
     b.exec("PRAGMA busy_timeout = 0");
     a.begin_write();
     // The write lock is a's: b's prepared BEGIN IMMEDIATE fails with BUSY.
-    try {
-        b.begin_write();
-        FAIL("BEGIN IMMEDIATE succeeded beside another writer");
-    } catch (const SqliteError& e) {
-        CHECK((e.code() & 0xff) == SQLITE_BUSY);
-        CHECK(std::string(e.what()).find("BEGIN IMMEDIATE") != std::string::npos);
-    }
+    check_sqlite_error([&] { b.begin_write(); }, SQLITE_BUSY, "BEGIN IMMEDIATE");
     a.exec("INSERT INTO t VALUES (1)");
     a.commit();
     // The same prepared statements, used again on both connections.
@@ -165,13 +178,7 @@ TEST_CASE("the prepared BEGIN IMMEDIATE and COMMIT report failures and stay usab
     a.exec("CREATE TABLE c (p INTEGER REFERENCES t (x) DEFERRABLE INITIALLY DEFERRED)");
     a.begin_write();
     a.exec("INSERT INTO c VALUES (99)");
-    try {
-        a.commit();
-        FAIL("COMMIT succeeded with a dangling reference");
-    } catch (const SqliteError& e) {
-        CHECK((e.code() & 0xff) == SQLITE_CONSTRAINT);
-        CHECK(std::string(e.what()).find("COMMIT") != std::string::npos);
-    }
+    check_sqlite_error([&] { a.commit(); }, SQLITE_CONSTRAINT, "COMMIT");
     a.rollback();
     a.begin_write();
     a.exec("INSERT INTO c VALUES (1)");
