@@ -3,9 +3,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "consentd/ledger.hpp"
 #include "consentd/log.hpp"
 
 namespace optgate::consentd {
+
+// The WAL file the ledger keeps holds the writer's mark and the commit that
+// crosses it, so steady load never truncates and regrows it.
+static_assert(int64_t(Checkpointer::Limits{}.writer_frames + 1024) * (4096 + 24) <= Ledger::kWalBytesKept);
 
 Checkpointer::Checkpointer(Database& writer, Limits limits)
     : writer_(writer), db_(writer.path(), Database::Mode::read_write), limits_(limits), due_(limits.background_frames) {

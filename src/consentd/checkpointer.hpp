@@ -34,7 +34,14 @@ class Checkpointer {
 public:
     struct Limits {
         int background_frames = 1000;  // new WAL frames that wake the thread (SQLite's own default)
-        int writer_frames = 16384;     // WAL length at which the writer checkpoints itself (64 MiB of 4 KiB pages)
+        // WAL length at which the writer checkpoints itself (256 MiB of 4 KiB
+        // pages). Each such checkpoint holds the writer for the copy and two
+        // fsyncs (about 9 ms under RADIUS load): a longer WAL makes them
+        // rarer, and they set the answers' p99 (docs/benchmarks.md, "The
+        // writer's page cache and the WAL's length"). The ledger keeps a WAL
+        // file this long (Ledger::kWalBytesKept), so it is written over, not
+        // regrown.
+        int writer_frames = 65536;
     };
 
     // Opens a second connection to `writer`'s database, starts the thread and

@@ -81,8 +81,10 @@ void Ledger::open_sqlite(const std::string& path) {
     }
     // FULL: a commit is on disk (WAL fsync'd) before commit() returns.
     db_.exec("PRAGMA synchronous = FULL");
-    db_.exec("PRAGMA cache_size = -65536");            // 64 MiB: imports touch big indexes
-    db_.exec("PRAGMA journal_size_limit = 67108864");  // truncate a WAL grown by an import
+    bulk_cache(false);
+    // A WAL grown past this (an import is one transaction) is cut back to it
+    // when it starts again; below it, the file is written over in place.
+    db_.exec("PRAGMA journal_size_limit = " + std::to_string(kWalBytesKept));
     // events.action's CHECK cannot fail for rows written here (append()
     // writes to_string of the enum), and SQLite evaluates its four-value IN
     // list by building a temporary index on every insert: about a sixth of
@@ -384,8 +386,32 @@ void Ledger::record_policy(const std::optional<std::string>& text, const Receipt
     policy_record_ = append_policy_record(db_, seq_ + 1, text, issuer);
 }
 
+// The writer's page cache is SQLite's pcache1, and every COMMIT truncates
+// it to the database's size. When a B-tree split reordered its new pages
+// in that transaction (balance_nonroot: most commits of random keys), the
+// cache's largest key is the lock-byte page's number (262,145 for 4 KiB
+// pages: a temporary key for the swap), and below a database of 1 GiB the
+// truncate then walks every hash slot and every cached page: a cost in
+// proportion to the cache, paid per commit. At 16,384 pages it was a fifth
+// of the writer thread's time under RADIUS load (docs/benchmarks.md, "The
+// writer's page cache and the WAL's length"). So the cache stays small
+// between bulk writes; an import or a rebuild of the derived tables, whose
+// many inserts into large indexes gain from a big cache and commit once,
+// gets the big one.
+void Ledger::bulk_cache(bool bulk) {
+    if (db_.postgresql()) return;
+    db_.exec(bulk ? "PRAGMA cache_size = -65536"  // 64 MiB
+                  : "PRAGMA cache_size = " + std::to_string(kWriterCachePages));
+}
+
 void Ledger::rebuild_derived(const LedgerFold& fold) {
-    db_.begin_write();
+    bulk_cache(true);
+    try {
+        db_.begin_write();
+    } catch (...) {
+        bulk_cache(false);
+        throw;
+    }
     try {
         db_.exec("DELETE FROM consents; DELETE FROM bindings");
         for (const auto& [key, c] : fold.consents()) {
@@ -410,8 +436,10 @@ void Ledger::rebuild_derived(const LedgerFold& fold) {
         db_.commit();
     } catch (...) {
         db_.rollback();
+        bulk_cache(false);
         throw;
     }
+    bulk_cache(false);
 }
 
 void Ledger::for_each_row(std::string_view sql, const std::function<void(std::string_view, std::string_view)>& fn) {

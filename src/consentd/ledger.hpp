@@ -111,6 +111,16 @@ public:
 
     Database& db() noexcept { return db_; }
 
+    // SQLite: the writer connection's page cache, kWriterCachePages
+    // between bulk writes and 64 MiB with `bulk` (an import's transaction;
+    // ledger.cpp says why). No-op on PostgreSQL. Throws SqliteError.
+    static constexpr int kWriterCachePages = 2048;  // 8 MiB of 4 KiB pages
+    // SQLite's journal_size_limit: the WAL file's length kept between
+    // restarts, above the writer's checkpoint mark (Checkpointer::Limits:
+    // 65,536 frames of 4,120 bytes, 270 MB) so steady load never regrows it.
+    static constexpr int64_t kWalBytesKept = int64_t(288) << 20;
+    void bulk_cache(bool bulk);
+
     // ---- following another writer (PostgreSQL, Options::follow; docs/scale-out.md) ----
     // False while another consentd holds the writer's lock.
     bool writer() const noexcept { return writer_; }

@@ -332,6 +332,7 @@ void LedgerService::commit_batch(std::vector<Pending>& batch) {
         if (state_stale_) reread_stale_state(c.failure);
         if (c.failure.empty()) {
             try {
+                if (!undoable) ledger_->bulk_cache(true);  // an import: many inserts into big indexes
                 ledger_->begin();
                 if (ledger_->take_adopted()) adopt_commit_in_doubt();
                 if (undoable) state_.begin_undo();
@@ -351,6 +352,7 @@ void LedgerService::commit_batch(std::vector<Pending>& batch) {
                 else
                     reload_state();
             }
+            if (!undoable) small_writer_cache();
         }
         c.seq = ledger_->head_seq();
         c.subscribers = state_.subscriber_count();
@@ -369,6 +371,15 @@ void LedgerService::commit_batch(std::vector<Pending>& batch) {
         to_sync_.push_back(std::move(c));
     }
     sync_cv_.notify_all();
+}
+
+void LedgerService::small_writer_cache() {
+    try {
+        ledger_->bulk_cache(false);
+    } catch (const std::exception& e) {
+        // Commits stay correct with the big cache, only slower (Ledger::bulk_cache).
+        log_warning(std::string("the ledger's page cache stays at its import size: ") + e.what());
+    }
 }
 
 void LedgerService::finish(Committed& c) {

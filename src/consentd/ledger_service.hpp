@@ -269,6 +269,8 @@ private:
     // stop()'s part on PostgreSQL (stop() above).
     void end_stuck_session();
     void run_sync();
+    // After an import's batch: the writer's page cache small again.
+    void small_writer_cache();
     // Waits until the sync thread has taken every batch handed to it
     // (`idle`: and finished it).
     void wait_sync(bool idle);

@@ -308,6 +308,47 @@ TEST_CASE("the startup check rebuilds derived tables only when asked, and nothin
     CHECK(c.rebuilt.empty());
 }
 
+namespace {
+int64_t cache_size(Database& db) {
+    auto st = db.prepare("PRAGMA cache_size");
+    REQUIRE(st.step());
+    return st.int64(0);
+}
+}  // namespace
+
+TEST_CASE("the writer's page cache is small between bulk writes, and large for one; its WAL file is kept long") {
+    TempDir dir;
+    const auto path = dir.file("ledger.db");
+    {
+        Ledger l(path);
+        CHECK(cache_size(l.db()) == Ledger::kWriterCachePages);
+        {
+            auto st = l.db().prepare("PRAGMA journal_size_limit");
+            REQUIRE(st.step());
+            CHECK(st.int64(0) == Ledger::kWalBytesKept);
+        }
+        l.bulk_cache(true);
+        CHECK(cache_size(l.db()) == -65536);
+        l.bulk_cache(false);
+        CHECK(cache_size(l.db()) == Ledger::kWriterCachePages);
+        sample_history(l);
+        // A rebuild of the derived tables gets the big cache for its
+        // transaction and gives it back, also when it fails.
+        l.db().exec("DELETE FROM bindings");
+        CHECK(check_ledger_at_start(l, true).report.ok);
+        CHECK(cache_size(l.db()) == Ledger::kWriterCachePages);
+        l.db().exec("PRAGMA busy_timeout = 0");
+        Database other(path, Database::Mode::read_write);
+        other.begin_write();  // the write lock is taken: the rebuild fails
+        CHECK_THROWS_AS(l.rebuild_derived(LedgerFold{}), SqliteError);
+        CHECK(cache_size(l.db()) == Ledger::kWriterCachePages);
+        other.rollback();
+    }
+    // An existing ledger opens with the small cache too.
+    Ledger reopened(path);
+    CHECK(cache_size(reopened.db()) == Ledger::kWriterCachePages);
+}
+
 TEST_CASE("a recomputed chain over an inconsistent history still fails the fold") {
     // Someone rewrites history and recomputes every hash: the chain verifies,
     // but an unbind of an address the subscriber does not hold is caught.

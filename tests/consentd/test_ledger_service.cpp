@@ -46,12 +46,24 @@ struct Harness {
     std::string path = dir.file("ledger.db");
     Metrics metrics;
     std::unique_ptr<LedgerService> service;
+    Ledger* ledger = nullptr;  // the service's; touch it only inside snapshot(), which excludes the writer
 
     explicit Harness(size_t max_batch = 4096) { open(max_batch); }
     void open(size_t max_batch = 4096) {
-        service = std::make_unique<LedgerService>(std::make_unique<Ledger>(path), shared_policy(), metrics,
+        auto l = std::make_unique<Ledger>(path);
+        ledger = l.get();
+        service = std::make_unique<LedgerService>(std::move(l), shared_policy(), metrics,
                                                   LedgerService::Options{max_batch});
         service->start();
+    }
+    // The writer connection's PRAGMA cache_size (Ledger::bulk_cache).
+    int64_t writer_cache() {
+        int64_t pages = 0;
+        service->snapshot([&](uint64_t, const ConsentState&) {
+            auto st = ledger->db().prepare("PRAGMA cache_size");
+            if (st.step()) pages = st.int64(0);
+        });
+        return pages;
     }
     Outcome run(Change c) {
         std::promise<Outcome> p;
@@ -205,6 +217,8 @@ TEST_CASE("an import is one batch of events; a policy change resyncs") {
     CHECK(o.events == 6);  // unbind old-holder, 3 binds, 2 grants
     CHECK(h.table() ==
           std::map<std::string, PurposeMask>{{"100.64.0.7", 3}, {"2001:db8:1000:7::", 3}, {"100.64.0.8", 0}});
+    // After the import's transaction (which had the big page cache) the writer's cache is small again.
+    CHECK(h.writer_cache() == Ledger::kWriterCachePages);
 
     Policy changed = *policy;
     std::swap(changed.purposes[0], changed.purposes[1]);
@@ -229,6 +243,7 @@ TEST_CASE("an import is one batch of events; a policy change resyncs") {
     auto refused = h.run(ImportChange{records2, policy});
     CHECK(refused.status == Outcome::Status::conflict);
     CHECK(refused.code == "policy_changed");
+    CHECK(h.writer_cache() == Ledger::kWriterCachePages);
     h.service->remove_listener(&rec);
     CHECK(verify_ledger(h.path).ok);
 }
