@@ -37,9 +37,15 @@ Checkpointer::~Checkpointer() {
 
 int Checkpointer::on_commit(void* self, sqlite3* db, const char* schema, int frames) {
     auto& c = *static_cast<Checkpointer*>(self);
-    if (frames < c.last_frames_) c.due_ = c.limits_.background_frames;  // the WAL started again from the top
+    const bool restarted = frames < c.last_frames_;  // the WAL started again from the top
+    if (restarted) c.due_ = c.limits_.background_frames;
+    const int added = restarted ? frames : frames - c.last_frames_;
     c.last_frames_ = frames;
-    if (frames >= c.limits_.writer_frames) {
+    // A commit that alone fills the writer's share (a large import) goes to
+    // the thread: its answer need not wait for hundreds of megabytes to be
+    // copied and fsync'd. The commits after it bound the WAL as below
+    // (BUSY, and on, while the thread copies).
+    if (frames >= c.limits_.writer_frames && added < c.limits_.writer_frames) {
         // The commit is durable already; this only bounds the WAL. BUSY (the
         // thread is checkpointing) is fine: the next commit tries again.
         sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);

@@ -13,7 +13,9 @@
 // so SQLite cannot start it again from the top and it would grow; past
 // `writer_frames` the committing thread therefore checkpoints itself, as
 // SQLite's default would, copying only what the checkpointer has not yet
-// (usually one commit or two) before the WAL restarts.
+// (usually one commit or two) before the WAL restarts. A commit that alone
+// adds `writer_frames` (a large import) is the exception: the thread copies
+// it, so that its answer does not wait for the copy.
 //
 // Durability is unchanged: a commit is durable when its WAL frames are
 // fsync'd (synchronous=FULL), before the writer answers anyone; a checkpoint

@@ -57,6 +57,11 @@ ConsentState::Subscriber& ConsentState::subscriber(std::string_view id) {
     return it->second;
 }
 
+void ConsentState::reserve(size_t more_subscribers, size_t more_bindings) {
+    subscribers_.reserve(subscribers_.size() + more_subscribers);
+    bindings_.reserve(bindings_.size() + more_bindings);
+}
+
 PurposeMask ConsentState::compute_mask(const Subscriber& s) const noexcept {
     PurposeMask m = 0;
     for (uint16_t id : s.granted)

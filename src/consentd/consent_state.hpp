@@ -80,6 +80,10 @@ public:
     size_t table_size() const noexcept { return active_bindings_; }
 
     size_t subscriber_count() const noexcept { return subscribers_.size(); }
+    // Room for this many more subscribers and bindings without rehashing
+    // (an import, before its records: a million of them grew each map 20
+    // times over).
+    void reserve(size_t more_subscribers, size_t more_bindings);
     size_t binding_count() const noexcept { return bindings_.size(); }
     // A subscriber's current mask (0 when unknown).
     PurposeMask mask_of(std::string_view subscriber) const;

@@ -920,6 +920,14 @@ Outcome LedgerService::apply_import(const ImportChange& c, const std::string& cr
                                    std::to_string(r.line) + " is invalid: " + e + "; nothing was imported");
     }
     const size_t before = b.events;
+    size_t addresses = 0, events = 0;
+    for (const auto& r : *c.records) {
+        addresses += r.addresses.size();
+        events += r.addresses.size() + r.consents.size();
+    }
+    state_.reserve(c.records->size(), addresses);
+    b.chain.reserve(b.chain.size() + events);
+    b.deltas.reserve(b.deltas.size() + events);
     for (const auto& r : *c.records) {
         for (const auto& a : r.addresses) {
             AddressProblem problem = AddressProblem::none;

@@ -83,3 +83,25 @@ TEST_CASE("past writer_frames the writer checkpoints itself and the WAL starts a
     const auto v = verify_ledger(path);
     CHECK_MESSAGE(v.ok, v.problem);
 }
+
+TEST_CASE("a commit that alone passes writer_frames is copied by the thread, not by the writer") {
+    TempDir dir;
+    const auto path = dir.file("ledger.db");
+    Ledger l(path);
+    const uint64_t before = file_size(path);
+    // One commit of 2,000 binds is hundreds of frames, past writer_frames on
+    // its own: an import. Its answer must not wait for the copy, so the
+    // writer leaves it to the thread.
+    Checkpointer c(l.db(), {.background_frames = 8, .writer_frames = 32});
+    commit_binds(l, 0, 2000);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (c.runs() == 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    CHECK(c.runs() == 1);
+    CHECK(file_size(path) > before + uint64_t(32) * 4096);
+    // Commits go on after it, and the ledger is whole.
+    for (int i = 400; i < 420; ++i) commit_binds(l, i, 5);  // binds 2,000 to 2,099
+    CHECK(l.head_seq() == 2100);
+    const auto v = verify_ledger(path);
+    CHECK_MESSAGE(v.ok, v.problem);
+}
