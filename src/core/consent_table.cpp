@@ -3,6 +3,8 @@
 #include <bit>
 #include <new>
 
+#include "core/table_memory.hpp"
+
 namespace optgate {
 namespace {
 
@@ -27,9 +29,9 @@ size_t capacity_for(size_t entries) noexcept {
 
 template <class Array, class Slot>
 Array* allocate_array(size_t capacity) {
-    const size_t bytes = sizeof(Array) + (capacity - 1) * sizeof(Slot);
-    void* mem = ::operator new(bytes, std::align_val_t(64));
-    auto* a = static_cast<Array*>(mem);
+    // Huge pages where the kernel has them (table_memory.hpp): lookups probe
+    // the array at random.
+    auto* a = static_cast<Array*>(table_alloc(sizeof(Array) + (capacity - 1) * sizeof(Slot)));
     a->mask = capacity - 1;
     for (size_t i = 0; i < capacity; ++i) new (&a->slots[i]) Slot{};
     return a;
@@ -37,7 +39,7 @@ Array* allocate_array(size_t capacity) {
 
 template <class Array>
 void free_array(Array* a) noexcept {
-    ::operator delete(a, std::align_val_t(64));
+    table_free(a);
 }
 
 // Called when live + tombstones reach half the capacity: double if live

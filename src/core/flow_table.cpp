@@ -1,7 +1,5 @@
 #include "core/flow_table.hpp"
 
-#include <sys/mman.h>
-
 namespace optgate {
 
 FlowKey FlowKey::from(const ParsedPacket& p) noexcept {
@@ -29,39 +27,6 @@ uint64_t flow_hash(const FlowKey& k) noexcept {
     h *= 0xc4ceb9fe1a85ec53ull;
     h ^= h >> 33;
     return h;
-}
-
-namespace {
-// Large tables come straight from mmap, populated up front: the packet path
-// must not take a page fault (~1 us each) the first time a bucket is used.
-constexpr size_t kPopulateFrom = 1 << 20;
-struct Header {
-    size_t bytes;
-    size_t pad;
-};
-}  // namespace
-
-void* flow_table_alloc(size_t bytes) {
-    const size_t total = bytes + sizeof(Header);
-    void* p = nullptr;
-    if (total >= kPopulateFrom) {
-        p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-        if (p == MAP_FAILED) throw std::bad_alloc();
-    } else {
-        p = std::calloc(1, total);  // NOLINT(cppcoreguidelines-no-malloc): raw table memory, owned by FlowTable
-        if (!p) throw std::bad_alloc();
-    }
-    static_cast<Header*>(p)->bytes = total;
-    return static_cast<Header*>(p) + 1;
-}
-
-void flow_table_free(void* p) noexcept {
-    if (!p) return;
-    Header* h = static_cast<Header*>(p) - 1;
-    if (h->bytes >= kPopulateFrom)
-        munmap(h, h->bytes);
-    else
-        std::free(h);  // NOLINT(cppcoreguidelines-no-malloc): from flow_table_alloc's calloc
 }
 
 }  // namespace optgate

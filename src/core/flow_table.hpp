@@ -34,6 +34,7 @@
 #include <type_traits>
 
 #include "core/packet.hpp"
+#include "core/table_memory.hpp"
 
 namespace optgate {
 
@@ -51,10 +52,6 @@ struct FlowKey {
 static_assert(sizeof(FlowKey) == 40);
 
 uint64_t flow_hash(const FlowKey& k) noexcept;
-
-// Zeroed storage; large arrays are mapped and populated at once.
-void* flow_table_alloc(size_t bytes);
-void flow_table_free(void* p) noexcept;
 
 inline constexpr uint32_t flow_ticks(uint64_t ns) noexcept { return uint32_t(ns >> 20); }
 
@@ -89,12 +86,12 @@ public:
         bucket_mask_ = c / kWays - 1;
         const uint64_t t = idle_timeout_ns >> 20;
         timeout_ticks_ = t > 0x7fffffffu ? 0x7fffffffu : uint32_t(t == 0 ? 1 : t);
-        sigs_ = static_cast<uint32_t*>(flow_table_alloc(c * sizeof(uint32_t)));
-        entries_ = static_cast<Entry*>(flow_table_alloc(c * sizeof(Entry)));
+        sigs_ = static_cast<uint32_t*>(table_alloc(c * sizeof(uint32_t)));
+        entries_ = static_cast<Entry*>(table_alloc(c * sizeof(Entry)));
     }
     ~FlowTable() {
-        flow_table_free(sigs_);
-        flow_table_free(entries_);
+        table_free(sigs_);
+        table_free(entries_);
     }
     FlowTable(const FlowTable&) = delete;
     FlowTable& operator=(const FlowTable&) = delete;
