@@ -30,15 +30,23 @@ DisclosureCounts::DisclosureCounts(const DisclosureConfig& config) {
         // first touch, so an unused table costs address space, not a 2.6 MB
         // memset per worker (tests and fuzz targets make many workers).
         t.rows = static_cast<Row*>(std::calloc(slots, sizeof(Row)));  // NOLINT(cppcoreguidelines-no-malloc): see above
-        if (!t.rows) {
-            std::free(tables_[0].rows);  // NOLINT(cppcoreguidelines-no-malloc): pairs with calloc
+        t.tags = static_cast<uint8_t*>(std::calloc(slots, 1));        // NOLINT(cppcoreguidelines-no-malloc): see above
+        if (!t.rows || !t.tags) {
+            free_tables();
             throw std::bad_alloc();
         }
     }
 }
 
-DisclosureCounts::~DisclosureCounts() {
-    for (Table& t : tables_) std::free(t.rows);  // NOLINT(cppcoreguidelines-no-malloc): pairs with calloc
+DisclosureCounts::~DisclosureCounts() { free_tables(); }
+
+void DisclosureCounts::free_tables() noexcept {
+    for (Table& t : tables_) {
+        std::free(t.rows);  // NOLINT(cppcoreguidelines-no-malloc): pairs with calloc
+        std::free(t.tags);  // NOLINT(cppcoreguidelines-no-malloc): pairs with calloc
+        t.rows = nullptr;
+        t.tags = nullptr;
+    }
 }
 
 void DisclosureCounts::switch_runtime(const Runtime& rt) noexcept {
@@ -89,18 +97,22 @@ void DisclosureCounts::count(Family family, uint64_t hi, uint64_t lo, uint16_t d
     // A GPC row: the destination's, whatever the identifier.
     const uint8_t id = gpc ? 0 : uint8_t(identifier);
     destination_slot = uint16_t(destination_slot | (gpc ? kGpcRow : 0) | (pseudonym ? kPseudonymRow : 0));
-    const uint32_t tail = uint32_t(destination_slot) << 16 | uint32_t(id) << 8 | t.runtime_index;
-    for (size_t i = hash(hi, lo, tail) & mask_;; i = (i + 1) & mask_) {
+    const uint64_t h = hash(hi, lo, tail(destination_slot, id, t.runtime_index));
+    // The tag is the hash's top byte (the slot comes from its low bits), never 0.
+    const uint8_t tag = uint8_t(h >> 56) | uint8_t(h >> 56 == 0);
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+        const uint8_t seen = t.tags[i];
         Row& r = t.rows[i];
-        if (r.family == 0) {
+        if (seen == 0) {
             if (t.used == max_rows_) {
                 ++t.overflowed;
                 counters.add(Counter::disclosure_overflow);
                 return;
             }
             r = Row{hi, lo, 0, 0, destination_slot, id, t.runtime_index, fam};
+            t.tags[i] = tag;
             ++t.used;
-        } else if (r.lo != lo || r.hi != hi || r.destination != destination_slot || r.identifier != id ||
+        } else if (seen != tag || r.lo != lo || r.hi != hi || r.destination != destination_slot || r.identifier != id ||
                    r.runtime != t.runtime_index || r.family != fam) {
             continue;
         }
@@ -167,7 +179,10 @@ bool DisclosureDrain::drain(QsbrDomain& rcu, std::span<Worker* const> workers, u
             m.stripped += r.stripped;
         }
         out.overflowed += t.overflowed;
-        if (t.used) std::memset(static_cast<void*>(t.rows), 0, (d->mask_ + 1) * sizeof(DisclosureCounts::Row));
+        if (t.used) {
+            std::memset(static_cast<void*>(t.rows), 0, (d->mask_ + 1) * sizeof(DisclosureCounts::Row));
+            std::memset(t.tags, 0, d->mask_ + 1);
+        }
         t.used = 0;
         t.overflowed = 0;
         for (auto& rt : t.runtimes) rt.reset();

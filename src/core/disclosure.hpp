@@ -88,6 +88,14 @@ public:
     // `pseudonym`: passed as the collector's pseudonym; a row of its own.
     void count(Family family, uint64_t hi, uint64_t lo, uint16_t destination_slot, int identifier, bool passed,
                WorkerCounters& counters, bool gpc = false, bool pseudonym = false) noexcept;
+    // Starts loading the tag and the row where count() of the same key,
+    // destination and identifier (neither GPC nor pseudonym) starts its
+    // search. Within a burst: after begin_burst().
+    void prefetch(uint64_t hi, uint64_t lo, uint16_t destination_slot, int identifier) const noexcept {
+        const size_t i = hash(hi, lo, tail(destination_slot, uint8_t(identifier), table_->runtime_index)) & mask_;
+        __builtin_prefetch(&table_->tags[i]);
+        __builtin_prefetch(&table_->rows[i]);
+    }
 
 private:
     friend class DisclosureDrain;
@@ -105,6 +113,12 @@ private:
 
     struct Table {
         Row* rows = nullptr;
+        // One byte per slot, probed before the rows: 0 free, else 1..255
+        // from the row's hash. A search reads the 40-byte rows only where
+        // the tag matches, so a key that is not in a nearly full table (or
+        // a full one: the overflow path) costs a few bytes of one cache
+        // line, not a run of rows (docs/pipeline.md, "Disclosure accounting").
+        uint8_t* tags = nullptr;
         size_t used = 0;
         uint64_t overflowed = 0;
         // The runtimes rows were counted under (pinned so their names stay
@@ -119,7 +133,12 @@ private:
     };
 
     void switch_runtime(const Runtime& rt) noexcept;
+    void free_tables() noexcept;
     static uint64_t hash(uint64_t hi, uint64_t lo, uint32_t tail) noexcept;
+    // What a row's hash takes beside its key.
+    static uint32_t tail(uint16_t destination, uint8_t identifier, uint8_t runtime) noexcept {
+        return uint32_t(destination) << 16 | uint32_t(identifier) << 8 | runtime;
+    }
 
     size_t mask_ = 0;
     size_t max_rows_ = 0;

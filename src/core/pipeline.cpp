@@ -74,6 +74,12 @@ void BurstContext::count_disclosure(const ParsedPacket& p, uint16_t destination_
                       counters, gpc, pseudonym);
 }
 
+void BurstContext::prefetch_disclosure(const ParsedPacket& p, const Destination& dest, int identifier) const noexcept {
+    if (!disclosure) return;
+    const SourceKey k = source_key(p, runtime.policy().ipv6_key_length);
+    disclosure->prefetch(k.hi, k.v4 ? k.addr : k.lo, dest.counter_slot, identifier);
+}
+
 Worker::Worker(Enforcement& enforcement, const HttpStageConfig& http, const DisclosureConfig& disclosure,
                const ReassemblyConfig& fragments)
     : enforcement_(enforcement), reader_(enforcement.rcu().register_reader()),

@@ -160,6 +160,35 @@ TEST_CASE("a full table: the rest is counted as overflow, nothing blocks, the ne
     CHECK(fx.count(Counter::disclosure_overflow) == keys - 3);
 }
 
+TEST_CASE("thousands of keys in a table three quarters full: each counted apart and exactly, interval after interval") {
+    // 3,000 keys share 255 one-byte tags (DisclosureCounts::Table::tags):
+    // many keys share a tag, and a search must still tell their rows apart.
+    PipelineFixture fx(sample_policy(), Enforcement::Mode::static_table, DisclosureConfig{4096});
+    REQUIRE(fx.worker->disclosure()->max_rows() == 3072);
+    const int keys = 3000;
+    auto source = [](int i) { return "100.64." + std::to_string(10 + i / 250) + "." + std::to_string(i % 250 + 1); };
+    DisclosureDrain drainer(0);
+    for (int interval = 1; interval <= 3; ++interval) {
+        CAPTURE(interval);
+        for (int round = 0; round < 3; ++round)
+            for (int i = 0; i < keys; ++i)
+                if ((i + interval) % 3 >= round) fx.run(dns(source(i).c_str(), "198.18.0.53", {kEcs}));
+        DisclosureBatch batch;
+        REQUIRE(drain(drainer, *fx.worker, fx.enforcement, uint64_t(interval), batch));
+        CHECK(batch.overflowed == 0);
+        REQUIRE(batch.entries.size() == size_t(keys));
+        std::map<std::string, uint64_t> stripped;
+        for (const auto& e : batch.entries) {
+            CHECK(e.passed == 0);
+            stripped[IpAddr{e.family, e.key}.to_string()] += e.stripped;
+        }
+        int wrong = 0;
+        for (int i = 0; i < keys; ++i) wrong += stripped[source(i)] != uint64_t((i + interval) % 3 + 1);
+        CHECK(wrong == 0);
+    }
+    CHECK(fx.count(Counter::disclosure_overflow) == 0);
+}
+
 TEST_CASE("a policy change mid-interval: each count keeps the names of the policy it was made under") {
     PipelineFixture fx;
     // Policy B: collectors in reverse order and the two DNS identifiers
