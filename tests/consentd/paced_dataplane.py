@@ -2,10 +2,11 @@
 (OPTGATE_REPLAY) on a capture paced so that it stays connected while the
 test looks at its table through consentd (GET /v1/dataplanes)."""
 import os
+import signal
 import struct
 import subprocess
 
-from daemon import PATIENCE
+from daemon import PATIENCE, eventually
 
 REPLAY = os.environ.get("OPTGATE_REPLAY", "")
 
@@ -33,6 +34,32 @@ def start_paced(tmp, name, *consentds):
         [REPLAY, "--control", endpoints, "--name", name, "--pace", "--control-timeout", f"{PATIENCE}s",
          capture, os.path.join(tmp, f"out-{name}.pcap")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return proc, capture
+
+
+def thread_states(pid):
+    """The scheduler state letter of each thread of process `pid`
+    (/proc/PID/task/TID/stat); a thread that ended meanwhile is left out."""
+    states = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue
+        # "TID (comm) S ...": comm may hold spaces and parentheses.
+        states.append(stat[stat.rindex(")") + 2])
+    return states
+
+
+def stop(proc):
+    """SIGSTOP to `proc`, returning once every one of its threads has
+    stopped. kill() only queues the signal and wakes one thread, which
+    then stops the others: until it has run, the others go on (on a busy
+    machine, long enough for a data plane's control thread to apply and
+    acknowledge a change sent after the kill)."""
+    proc.send_signal(signal.SIGSTOP)
+    if not eventually(lambda: all(s == "T" for s in thread_states(proc.pid))):
+        raise AssertionError(f"process {proc.pid} did not stop: thread states {thread_states(proc.pid)}")
 
 
 def dataplane(d, name):

@@ -44,7 +44,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import OPTGATECTL, PATIENCE, Daemon, eventually  # noqa: E402
-from paced_dataplane import REPLAY, applied, dataplane, start_paced  # noqa: E402
+from paced_dataplane import REPLAY, applied, dataplane, start_paced, stop  # noqa: E402
 from pg_proxy import StallingProxy  # noqa: E402
 from pg_server import PgServer  # noqa: E402
 from radius_test import RADIUS_CONFIG, answered, radclient, start_attrs  # noqa: E402
@@ -195,7 +195,7 @@ class FollowerTest(unittest.TestCase):
             self.assertGreaterEqual(applied(b, "edge-b"), j["seq"])
 
             # Stopped, it applies nothing: the wait at A times out, naming it.
-            self.replay.send_signal(signal.SIGSTOP)
+            stop(self.replay)
             try:
                 st, _, j = a.request("DELETE", "/v1/subscribers/w-1/consents/advertising?wait=enforced&timeout=1s",
                                      {"source": "portal"})
