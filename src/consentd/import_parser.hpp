@@ -31,10 +31,20 @@ struct ImportRecord {
 struct ImportParse {
     std::vector<ImportRecord> records;
     std::vector<std::string> errors;  // "line N: message", at most max_errors
-    size_t events = 0;                // binds + grants the records ask for
+    size_t events = 0;                // binds + grants the records ask for (0 with errors)
 };
 
-ImportParse parse_import(std::string_view body, ImportFormat format, const Policy& policy, size_t max_errors = 20);
+// Bodies of kImportPartBytes or more are cut into parts at newlines and the
+// parts read at once, one a core (at most kImportMaxParts); the result is
+// the same, error for error, as one reader's. `parts` other than 0 sets how
+// many (the tests).
+inline constexpr size_t kImportPartBytes = size_t(4) << 20;
+inline constexpr size_t kImportMaxParts = 4;
+ImportParse parse_import(std::string_view body, ImportFormat format, const Policy& policy, size_t max_errors = 20,
+                         size_t parts = 0);
+
+// How many parts parse_import reads a body of `body_bytes` in.
+size_t import_parts(size_t body_bytes);
 
 // Checks one record against `policy` (ids, purposes, addresses, duplicates
 // within the record); empty when valid. Also used when the import commits

@@ -1,6 +1,11 @@
 // Import bodies: both formats, and each class of bad record with its line.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <random>
+#include <thread>
+#include <tuple>
+
 #include "consentd/import_parser.hpp"
 #include "fixture.hpp"
 
@@ -121,4 +126,127 @@ TEST_CASE("a record with a million addresses, the last one a duplicate") {
     CHECK(check_import_record(r, sample_policy()) == "");
     r.addresses.push_back(address("100.64.0.7"));
     CHECK(check_import_record(r, sample_policy()) == "address 100.64.0.7 is listed twice");
+}
+
+namespace {
+
+// A body of `lines` lines mixing valid records and every kind of error,
+// with addresses drawn from a small pool so that duplicates across lines
+// are common and often far apart (in different parts).
+std::string mixed_body(std::mt19937& rng, ImportFormat f, size_t lines) {
+    auto pick = [&](size_t n) { return size_t(rng() % n); };
+    auto address = [&] { return "100.64.3." + std::to_string(pick(lines * 2)); };
+    std::string body;
+    const std::string eol = pick(2) ? "\r\n" : "\n";
+    if (f == ImportFormat::csv) {
+        for (size_t i = pick(3); i > 0; --i) body += "  " + eol;  // blank lines before the header
+        body += "subscriber,addresses,consents,notice_version" + eol;
+    }
+    for (size_t i = 0; i < lines; ++i) {
+        const std::string id = "sub-" + std::to_string(i);
+        std::string addresses = address();
+        std::string consents = "advertising";
+        std::string notice = "v1";
+        switch (pick(12)) {
+        case 0: body += eol; continue;                                                            // blank
+        case 1: body += (f == ImportFormat::csv ? "\"open" : "{\"subscriber\"") + eol; continue;  // bad syntax
+        case 2: consents = "no-such-purpose"; break;
+        case 3: addresses += " " + addresses; break;  // twice in the record
+        case 4: addresses = "100.64.300.1"; break;    // invalid address
+        case 5: addresses += " " + address() + " " + address(); break;
+        case 6: notice.clear(); break;  // consents without a notice
+        default: break;
+        }
+        if (f == ImportFormat::csv) {
+            body.append(id).append(",\"").append(addresses).append("\",").append(consents).append(",").append(notice);
+        } else {
+            std::string list;
+            for (size_t at = 0; at < addresses.size();) {
+                const size_t sp = std::min(addresses.find(' ', at), addresses.size());
+                list += (list.empty() ? "\"" : ", \"") + addresses.substr(at, sp - at) + "\"";
+                at = sp + 1;
+            }
+            body.append("{\"subscriber\": \"").append(id).append("\", \"addresses\": [").append(list);
+            body.append("], \"consents\": [\"").append(consents).append("\"]");
+            if (!notice.empty()) body.append(", \"notice_version\": \"").append(notice).append("\"");
+            body += "}";
+        }
+        if (i + 1 < lines || pick(2)) body += eol;  // with and without a last newline
+    }
+    return body;
+}
+
+}  // namespace
+
+TEST_CASE("a body read in parts gives what one reader gives, record for record and error for error") {
+    // Random bodies with errors of every kind and addresses bound twice
+    // across the cuts; each read whole and in 2..7 parts, with error limits
+    // that stop the read in the first part, in a later one, or never.
+    size_t with_errors = 0, valid = 0, stopped = 0;
+    for (uint32_t seed = 1; seed <= 400; ++seed) {
+        std::mt19937 rng(seed);
+        const ImportFormat f = seed % 2 ? ImportFormat::ndjson : ImportFormat::csv;
+        const std::string body = mixed_body(rng, f, 1 + rng() % 60);
+        const size_t max_errors = 1 + rng() % 25;
+        const auto whole = parse_import(body, f, sample_policy(), max_errors, 1);
+        (whole.errors.empty() ? valid : with_errors) += 1;
+        if (whole.errors.size() == max_errors) ++stopped;
+        for (size_t parts = 2; parts <= 7; ++parts) {
+            CAPTURE(seed);
+            CAPTURE(parts);
+            const auto split = parse_import(body, f, sample_policy(), max_errors, parts);
+            REQUIRE(split.errors == whole.errors);
+            REQUIRE(split.events == whole.events);
+            REQUIRE(split.records.size() == whole.records.size());
+            for (size_t i = 0; i < whole.records.size(); ++i) {
+                const auto& a = whole.records[i];
+                const auto& b = split.records[i];
+                CHECK(std::tie(a.line, a.subscriber, a.consents, a.source, a.notice_version) ==
+                      std::tie(b.line, b.subscriber, b.consents, b.source, b.notice_version));
+                REQUIRE(a.addresses.size() == b.addresses.size());
+                for (size_t k = 0; k < a.addresses.size(); ++k)
+                    CHECK(
+                        (a.addresses[k].prefix == b.addresses[k].prefix && a.addresses[k].bare == b.addresses[k].bare));
+            }
+        }
+    }
+    // The bodies exercised both outcomes and the error limit.
+    CHECK(with_errors > 100);
+    CHECK(stopped > 20);
+    INFO("valid bodies: " << valid);
+}
+
+TEST_CASE("valid bodies read in parts: every record, in order, with its line") {
+    for (uint32_t seed = 1; seed <= 50; ++seed) {
+        std::mt19937 rng(seed);
+        const ImportFormat f = seed % 2 ? ImportFormat::ndjson : ImportFormat::csv;
+        std::string body = f == ImportFormat::csv ? "subscriber,addresses\n" : "";
+        const size_t lines = 1 + rng() % 500;
+        for (size_t i = 0; i < lines; ++i) {
+            const std::string a = "100.64." + std::to_string(i / 256) + "." + std::to_string(i % 256);
+            body += f == ImportFormat::csv
+                        ? "s" + std::to_string(i) + "," + a + "\n"
+                        : "{\"subscriber\": \"s" + std::to_string(i) + "\", \"addresses\": [\"" + a + "\"]}\n";
+            if (rng() % 7 == 0) body += "\n";
+        }
+        for (size_t parts = 1; parts <= 5; ++parts) {
+            const auto r = parse_import(body, f, sample_policy(), 20, parts);
+            REQUIRE(r.errors.empty());
+            REQUIRE(r.records.size() == lines);
+            size_t line = 0;
+            for (size_t i = 0; i < lines; ++i) {
+                CHECK(r.records[i].subscriber == "s" + std::to_string(i));
+                CHECK(r.records[i].line > line);
+                line = r.records[i].line;
+            }
+        }
+    }
+}
+
+TEST_CASE("how many parts a body is read in") {
+    CHECK(import_parts(0) == 1);
+    CHECK(import_parts(kImportPartBytes - 1) == 1);
+    const size_t cores = std::max(1U, std::thread::hardware_concurrency());
+    CHECK(import_parts(2 * kImportPartBytes) == std::min<size_t>(2, cores));
+    CHECK(import_parts(1000 * kImportPartBytes) == std::min<size_t>(kImportMaxParts, cores));
 }
