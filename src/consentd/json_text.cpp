@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "core/chars.hpp"
+
 namespace optgate::consentd {
 
 namespace json = boost::json;
@@ -54,11 +56,10 @@ void append_json_string(std::string& out, std::string_view s) {
         out.push_back('\\');
         out.push_back(e);
         if (e == 'u') {
-            static constexpr char kHex[] = "0123456789abcdef";
             const auto c = static_cast<unsigned char>(s[i]);
             out.append("00");
-            out.push_back(kHex[c >> 4]);
-            out.push_back(kHex[c & 15]);
+            out.push_back(hex_chars::kLowerDigits[c >> 4]);
+            out.push_back(hex_chars::kLowerDigits[c & 15]);
         }
     }
     out.append(s.data() + run, s.size() - run);

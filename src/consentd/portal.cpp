@@ -8,6 +8,7 @@
 #include "consentd/api.hpp"  // json_response: the receipt as the API answers it
 #include "consentd/binding_address.hpp"
 #include "consentd/log.hpp"
+#include "core/chars.hpp"
 #include "policy/values.hpp"
 
 namespace optgate::consentd {
@@ -42,13 +43,6 @@ std::string_view trim(std::string_view s) {
     return s;
 }
 
-int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 // application/x-www-form-urlencoded: '+' is a space, %XX a byte.
 std::optional<std::string> percent_decode(std::string_view s) {
     std::string out;
@@ -57,7 +51,7 @@ std::optional<std::string> percent_decode(std::string_view s) {
             out += ' ';
         } else if (s[i] == '%') {
             if (i + 2 >= s.size()) return std::nullopt;
-            const int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
+            const int hi = hex_chars::value(s[i + 1]), lo = hex_chars::value(s[i + 2]);
             if (hi < 0 || lo < 0) return std::nullopt;
             out += char(hi * 16 + lo);
             i += 2;

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "core/chars.hpp"
 #include "policy/values.hpp"
 
 namespace optgate::consentd {
@@ -28,10 +29,7 @@ std::optional<int64_t> parse_ms(std::string_view s) {
 std::string random_hex(size_t bytes) {
     std::vector<unsigned char> b(bytes);
     if (RAND_bytes(b.data(), int(bytes)) != 1) throw std::runtime_error("RAND_bytes failed");
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : b) out += kHex[c >> 4], out += kHex[c & 15];
-    return out;
+    return hex_chars::lower(b);
 }
 
 std::string base64url(std::string_view bytes) {

@@ -16,6 +16,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/chars.hpp"
+
 namespace optgate::consentd {
 
 namespace {
@@ -23,12 +25,6 @@ namespace {
 // One line per key: "ROTATE_DAYS PERIOD HEX COLLECTOR" (the name last: the
 // rest of the line, whatever characters the policy allows in it).
 constexpr const char* kHeader = "# optgate consentd pseudonym keys (docs/consentd.md): secret, keep mode 0600\n";
-
-int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
 
 void clear(PseudonymKey& k) noexcept { OPENSSL_cleanse(k.data(), k.size()); }
 
@@ -75,7 +71,7 @@ PseudonymKeyStore::PseudonymKeyStore(std::string path, UnixClock unix_now)
             k.rotate_days > Collector::kMaxRotateDays || hex.size() != 2 * k.key.size())
             throw bad();
         for (size_t i = 0; i < k.key.size(); ++i) {
-            const int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+            const int hi = hex_chars::lower_value(hex[2 * i]), lo = hex_chars::lower_value(hex[2 * i + 1]);
             if (hi < 0 || lo < 0) throw bad();
             k.key[i] = uint8_t(hi << 4 | lo);
         }
@@ -154,12 +150,8 @@ uint64_t PseudonymKeyStore::next_change(const Policy& policy) const {
 void PseudonymKeyStore::save() const {
     std::string text = kHeader;
     for (const auto& k : keys_) {
-        static constexpr char kHex[] = "0123456789abcdef";
         text += std::to_string(k.rotate_days) + " " + std::to_string(k.period) + " ";
-        for (const uint8_t b : k.key) {
-            text += kHex[b >> 4];
-            text += kHex[b & 15];
-        }
+        hex_chars::append_lower(text, k.key);
         text += " " + k.collector + "\n";
     }
     const std::string tmp = path_ + ".tmp";

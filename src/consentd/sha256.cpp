@@ -5,6 +5,8 @@
 
 #include <stdexcept>
 
+#include "core/chars.hpp"
+
 namespace optgate::consentd {
 
 namespace {
@@ -43,27 +45,13 @@ Digest sha256(std::string_view a, std::string_view b) {
 
 Digest sha256(std::string_view data) { return sha256(data, {}); }
 
-std::string to_hex(std::span<const uint8_t> d) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string s(d.size() * 2, '0');
-    for (size_t i = 0; i < d.size(); ++i) {
-        s[2 * i] = kDigits[d[i] >> 4];
-        s[2 * i + 1] = kDigits[d[i] & 15];
-    }
-    return s;
-}
+std::string to_hex(std::span<const uint8_t> d) { return hex_chars::lower(d); }
 
-std::optional<Digest> digest_from_hex(std::string_view hex) {
-    if (hex.size() != 64) return std::nullopt;
-    auto nibble = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    };
+std::optional<Digest> digest_from_hex(std::string_view text) {
+    if (text.size() != 64) return std::nullopt;
     Digest d{};
     for (size_t i = 0; i < d.size(); ++i) {
-        const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+        const int hi = hex_chars::value(text[2 * i]), lo = hex_chars::value(text[2 * i + 1]);
         if (hi < 0 || lo < 0) return std::nullopt;
         d[i] = uint8_t(hi << 4 | lo);
     }

@@ -6,6 +6,8 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <span>
+#include <string>
 #include <string_view>
 
 namespace optgate {
@@ -44,5 +46,43 @@ constexpr bool is_visible(char c) noexcept { return uint8_t(c) > 0x20 && uint8_t
 constexpr bool is_control(char c) noexcept { return uint8_t(c) < 0x20 || uint8_t(c) == 0x7f; }
 
 }  // namespace ascii
+
+namespace hex_chars {
+
+inline constexpr std::string_view kLowerDigits = "0123456789abcdef";
+
+// The value of a hex digit of either case; -1 for any other byte.
+constexpr int value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// The value of a digit of lowercase hex (what optgate writes: digests,
+// keys, signatures); -1 for any other byte, uppercase too.
+constexpr int lower_value(char c) noexcept { return c >= 'A' && c <= 'F' ? -1 : value(c); }
+
+// Appends two lowercase digits a byte, writing into `out` only (for secrets
+// that must not be left in a temporary).
+inline void append_lower(std::string& out, std::span<const uint8_t> bytes) {
+    for (const uint8_t b : bytes) {
+        out += kLowerDigits[b >> 4];
+        out += kLowerDigits[b & 15];
+    }
+}
+
+inline std::string lower(std::span<const uint8_t> bytes) {
+    std::string out;
+    out.reserve(bytes.size() * 2);
+    append_lower(out, bytes);
+    return out;
+}
+
+inline std::string lower(std::string_view bytes) {
+    return lower(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+}
+
+}  // namespace hex_chars
 
 }  // namespace optgate

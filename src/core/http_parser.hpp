@@ -77,6 +77,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "core/chars.hpp"
 #include "core/counters.hpp"
 #include "core/http_host.hpp"
 #include "core/http_matcher.hpp"
@@ -241,13 +242,6 @@ inline uint32_t find_target_end(const uint8_t* d, uint32_t i, uint32_t n) noexce
     for (; i < n; ++i)
         if (d[i] <= ' ' || d[i] == 0x7f) return i;
     return n;
-}
-
-inline int hex_value(uint8_t c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    c = http_chars::lower(c);
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
 }
 
 constexpr uint64_t pack(std::string_view s) noexcept {
@@ -888,7 +882,7 @@ void HttpParser::feed(HttpParserState& st, const HttpParseContext& cx, const uin
         case S::chunk_size: {
             bool ok = true;
             for (; i < n; ++i) {
-                const int v = http_detail::hex_value(d[i]);
+                const int v = hex_chars::value(char(d[i]));
                 if (v < 0) break;
                 if (st.aux >= 16) {  // more than 64 bits
                     ok = false;

@@ -4,6 +4,8 @@
 #include <bit>
 #include <string_view>
 
+#include "core/chars.hpp"
+
 namespace optgate {
 namespace {
 
@@ -47,7 +49,7 @@ inline uint64_t splitmix64(uint64_t& s) noexcept {
 }
 
 constexpr std::string_view kDigits = "0123456789";
-constexpr std::string_view kHexLower = "0123456789abcdef";
+constexpr std::string_view kHexLower = hex_chars::kLowerDigits;
 constexpr std::string_view kHexUpper = "0123456789ABCDEF";
 constexpr std::string_view kBase64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 constexpr std::string_view kBase64Url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

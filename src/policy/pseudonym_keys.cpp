@@ -3,21 +3,13 @@
 // the keys a data plane had.
 #include <set>
 
+#include "core/chars.hpp"
 #include "policy/loader.hpp"
 #include "policy/yaml_reader.hpp"
 
 namespace optgate::policy {
 
-namespace {
-
-int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void apply_pseudonym_keys_text(std::string_view text, Policy& policy, const std::string& name) {
     std::vector<Diagnostic> errors;
@@ -57,7 +49,7 @@ void apply_pseudonym_keys_text(std::string_view text, Policy& policy, const std:
         PseudonymKey key{};
         bool ok = hex.size() == 2 * key.size();
         for (size_t i = 0; ok && i < key.size(); ++i) {
-            const int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+            const int hi = hex_chars::value(hex[2 * i]), lo = hex_chars::value(hex[2 * i + 1]);
             ok = hi >= 0 && lo >= 0;
             key[i] = uint8_t(hi << 4 | lo);
         }

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "core/chars.hpp"
+
 namespace optgate::proto {
 
 namespace {
@@ -14,27 +16,11 @@ constexpr std::string_view kRecord = "optgate-checkpoint-v1";
 constexpr std::string_view kKeyLine = "optgate-checkpoint-key-v1";
 constexpr size_t kSignatureBytes = 64, kPublicBytes = 32;
 
-std::string hex(std::string_view bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(bytes.size() * 2);
-    for (const unsigned char c : bytes) {
-        out += digits[c >> 4];
-        out += digits[c & 15];
-    }
-    return out;
-}
-
 std::optional<std::string> unhex(std::string_view text) {
-    auto nibble = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        return -1;
-    };
     if (text.size() % 2) return std::nullopt;
     std::string out;
     for (size_t i = 0; i < text.size(); i += 2) {
-        const int hi = nibble(text[i]), lo = nibble(text[i + 1]);
+        const int hi = hex_chars::lower_value(text[i]), lo = hex_chars::lower_value(text[i + 1]);
         if (hi < 0 || lo < 0) return std::nullopt;
         out += char(hi << 4 | lo);
     }
@@ -100,7 +86,7 @@ CheckpointKey::CheckpointKey(EVP_PKEY* key) : key_(key, Free{}) {
     if (EVP_PKEY_get_raw_public_key(key, reinterpret_cast<unsigned char*>(raw_public_.data()), &len) != 1 ||
         len != kPublicBytes)
         throw std::runtime_error("cannot read the Ed25519 public key");
-    id_ = hex(sha256(raw_public_)).substr(0, 16);
+    id_ = hex_chars::lower(sha256(raw_public_)).substr(0, 16);
 }
 
 CheckpointKey CheckpointKey::load_private(const std::string& path) { return CheckpointKey(read_pem(path, true)); }
@@ -139,7 +125,7 @@ std::string CheckpointRecord::signed_text() const {
     return std::string(kRecord) + " seq=" + std::to_string(seq) + " head=" + head + " time=" + time + " key=" + key_id;
 }
 
-std::string CheckpointRecord::line() const { return signed_text() + " sig=" + hex(signature); }
+std::string CheckpointRecord::line() const { return signed_text() + " sig=" + hex_chars::lower(signature); }
 
 CheckpointRecord sign_checkpoint(const CheckpointKey& key, uint64_t seq, std::string head, std::string time) {
     CheckpointRecord c{seq, std::move(head), std::move(time), key.id(), {}};
@@ -148,7 +134,7 @@ CheckpointRecord sign_checkpoint(const CheckpointKey& key, uint64_t seq, std::st
 }
 
 std::string key_line(const CheckpointKey& key) {
-    return std::string(kKeyLine) + " key=" + key.id() + " public=" + hex(key.raw_public());
+    return std::string(kKeyLine) + " key=" + key.id() + " public=" + hex_chars::lower(key.raw_public());
 }
 
 std::optional<CheckpointLine> parse_checkpoint_line(std::string_view line, std::string& why) {

@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/chars.hpp"
 
@@ -50,4 +53,31 @@ TEST_CASE("printable, visible and control at their edges; bytes >= 0x80 are neit
         CHECK(ascii::is_visible(c) == (ascii::is_printable(c) && b != 0x20));
         CHECK(ascii::is_printable(c) + ascii::is_control(c) == (b < 0x80 ? 1 : 0));
     }
+}
+
+TEST_CASE("hex: digits of either case, lowercase only where asked, and lowercase out") {
+    for (int c = 0; c < 256; ++c) {
+        CAPTURE(c);
+        const char ch = char(c);
+        int either = -1;
+        if (c >= '0' && c <= '9') either = c - '0';
+        if (c >= 'a' && c <= 'f') either = c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') either = c - 'A' + 10;
+        CHECK(hex_chars::value(ch) == either);
+        CHECK(hex_chars::lower_value(ch) == (c >= 'A' && c <= 'F' ? -1 : either));
+    }
+    std::vector<uint8_t> all(256);
+    for (size_t i = 0; i < all.size(); ++i) all[i] = uint8_t(i);
+    const std::string text = hex_chars::lower(all);
+    REQUIRE(text.size() == 512);
+    CHECK(text.substr(0, 8) == "00010203");
+    CHECK(text.substr(20, 4) == "0a0b");
+    CHECK(text.substr(508) == "feff");
+    // Each pair reads back as its byte.
+    for (size_t i = 0; i < all.size(); ++i)
+        CHECK(hex_chars::lower_value(text[2 * i]) * 16 + hex_chars::lower_value(text[2 * i + 1]) == int(i));
+    CHECK(hex_chars::lower(std::string_view("\x01\xab", 2)) == "01ab");
+    std::string out = "key ";
+    hex_chars::append_lower(out, std::span<const uint8_t>(all.data() + 250, 6));
+    CHECK(out == "key fafbfcfdfeff");
 }
