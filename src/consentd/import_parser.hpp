@@ -34,10 +34,10 @@ struct ImportParse {
     size_t events = 0;                // binds + grants the records ask for (0 with errors)
 };
 
-// Bodies of kImportPartBytes or more are cut into parts at newlines and the
-// parts read at once, one a core (at most kImportMaxParts); the result is
-// the same, error for error, as one reader's. `parts` other than 0 sets how
-// many (the tests).
+// A body is cut at newlines into parts of at least kImportPartBytes (so
+// from twice that), one a core (at most kImportMaxParts), and the parts
+// read at once; the result is the same, error for error, as one reader's.
+// `parts` other than 0 sets how many (the tests).
 inline constexpr size_t kImportPartBytes = size_t(4) << 20;
 inline constexpr size_t kImportMaxParts = 4;
 ImportParse parse_import(std::string_view body, ImportFormat format, const Policy& policy, size_t max_errors = 20,

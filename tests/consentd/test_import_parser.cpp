@@ -182,14 +182,14 @@ TEST_CASE("a body read in parts gives what one reader gives, record for record a
     // Random bodies with errors of every kind and addresses bound twice
     // across the cuts; each read whole and in 2..7 parts, with error limits
     // that stop the read in the first part, in a later one, or never.
-    size_t with_errors = 0, valid = 0, stopped = 0;
+    size_t with_errors = 0, stopped = 0;
     for (uint32_t seed = 1; seed <= 400; ++seed) {
         std::mt19937 rng(seed);
         const ImportFormat f = seed % 2 ? ImportFormat::ndjson : ImportFormat::csv;
         const std::string body = mixed_body(rng, f, 1 + rng() % 60);
         const size_t max_errors = 1 + rng() % 25;
         const auto whole = parse_import(body, f, sample_policy(), max_errors, 1);
-        (whole.errors.empty() ? valid : with_errors) += 1;
+        if (!whole.errors.empty()) ++with_errors;
         if (whole.errors.size() == max_errors) ++stopped;
         for (size_t parts = 2; parts <= 7; ++parts) {
             CAPTURE(seed);
@@ -210,10 +210,10 @@ TEST_CASE("a body read in parts gives what one reader gives, record for record a
             }
         }
     }
-    // The bodies exercised both outcomes and the error limit.
+    // The bodies exercised errors and the error limit (valid bodies are
+    // few here: the next case reads those).
     CHECK(with_errors > 100);
     CHECK(stopped > 20);
-    INFO("valid bodies: " << valid);
 }
 
 TEST_CASE("valid bodies read in parts: every record, in order, with its line") {
