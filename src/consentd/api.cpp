@@ -21,8 +21,6 @@ using Request = http::request<http::string_body>;
 
 namespace {
 
-json::value opt(const std::optional<std::string>& v) { return v ? json::value(*v) : json::value(nullptr); }
-
 // One binding of a subscriber's answer as JSON, written straight into its
 // text like the events below (a subscriber may hold many: the bindings are
 // not paged).
@@ -397,7 +395,7 @@ Response Api::subscriber_answer(const std::string& subscriber, size_t limit, uin
         o["since_seq"] = r->runs[i].first_seq;
         o["since"] = r->runs[i].first_time;
         o["source"] = c.source;
-        o["notice_version"] = opt(c.notice_version);
+        o["notice_version"] = json_or_null(c.notice_version);
         o["credential"] = c.credential;
         // A purpose the policy no longer defines is kept but not enforced.
         o["in_policy"] = policy.purpose_index(c.purpose).has_value();
@@ -625,7 +623,7 @@ json::object binding_json(const Outcome& o, bool bind) {
     j["address"] = o.address;
     j["subscriber"] = o.subscriber;
     if (bind) {
-        j["previous_subscriber"] = opt(o.previous_subscriber);
+        j["previous_subscriber"] = json_or_null(o.previous_subscriber);
         j["changed"] = o.changed;
     }
     j["seq"] = o.last_seq;
@@ -714,7 +712,7 @@ void Api::get_binding(const Admission& a, Respond& respond) {
             }
             json::object body;
             body["address"] = key;
-            body["at"] = opt(at);
+            body["at"] = json_or_null(at);
             body["subscriber"] = r.since && r.since->action == Action::bind ? json::value(r.since->subscriber)
                                                                             : json::value(nullptr);
             body["since"] = address_event_json(r.since);

@@ -62,17 +62,17 @@ std::string_view method_label(http::verb v) {
 
 namespace {
 
-class Session : public std::enable_shared_from_this<Session>, public SlottedConnection {
+class ApiSession : public std::enable_shared_from_this<ApiSession>, public SlottedConnection {
 public:
-    Session(tcp::socket socket, Api& api, const Limits& limits, Metrics& metrics,
-            std::shared_ptr<ConnectionSlots> slots)
+    ApiSession(tcp::socket socket, Api& api, const Limits& limits, Metrics& metrics,
+               std::shared_ptr<ConnectionSlots> slots)
         : socket_(std::move(socket)), timer_(socket_.get_executor()), api_(api), limits_(limits), metrics_(metrics),
           slot_(std::move(slots), this) {
         ++metrics_.connections();
     }
-    ~Session() override { --metrics_.connections(); }
-    Session(const Session&) = delete;
-    Session& operator=(const Session&) = delete;
+    ~ApiSession() override { --metrics_.connections(); }
+    ApiSession(const ApiSession&) = delete;
+    ApiSession& operator=(const ApiSession&) = delete;
 
     void start() { read_header(); }
 
@@ -255,7 +255,7 @@ private:
 HttpServer::HttpServer(asio::io_context& ioc, const tcp::endpoint& at, Api& api, const Limits& limits, Metrics& metrics)
     : api_(api), limits_(limits), metrics_(metrics),
       listener_(ioc, at, "API", limits.max_connections, limits.reserved(), [this](tcp::socket socket) {
-          std::make_shared<Session>(std::move(socket), api_, limits_, metrics_, listener_.slots())->start();
+          std::make_shared<ApiSession>(std::move(socket), api_, limits_, metrics_, listener_.slots())->start();
       }) {
     metrics_.add_renderer(this, [slots = listener_.slots()](std::string& out) {
         // Read on the API thread's metrics request; the counts are the API

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -31,5 +32,9 @@ void append_json_number(std::string& out, int64_t n);
 void append_json_number(std::string& out, uint64_t n);
 // One number as JSON: 0.203187, 12, 1500000000000000000000.
 std::string json_number(double d);
+// An optional field's value: the string, or null.
+inline boost::json::value json_or_null(const std::optional<std::string>& v) {
+    return v ? boost::json::value(*v) : boost::json::value(nullptr);
+}
 
 }  // namespace optgate::consentd

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "consentd/json_text.hpp"
 #include "policy/loader.hpp"
 
 namespace optgate::consentd {
@@ -11,8 +12,6 @@ namespace optgate::consentd {
 namespace json = boost::json;
 
 namespace {
-
-json::value opt(const std::optional<std::string>& v) { return v ? json::value(*v) : json::value(nullptr); }
 
 json::array texts(const std::vector<std::string>& list) {
     json::array a;
@@ -109,16 +108,16 @@ json::object build_receipt(const ReceiptSource& s) {
     json::object r;
     r["receipt_id"] = e.hash;
     r["version"] = kReceiptVersion;
-    r["jurisdiction"] = opt(issuer.jurisdiction);
+    r["jurisdiction"] = json_or_null(issuer.jurisdiction);
     json::object controller;
-    controller["name"] = opt(issuer.controller_name);
-    controller["contact"] = opt(issuer.controller_contact);
+    controller["name"] = json_or_null(issuer.controller_name);
+    controller["contact"] = json_or_null(issuer.controller_contact);
     r["controller"] = std::move(controller);
-    r["policy_url"] = opt(issuer.policy_url);
+    r["policy_url"] = json_or_null(issuer.policy_url);
     r["timestamp"] = e.time;
     r["collection_method"] = e.source;
     r["subscriber"] = e.subscriber;
-    r["notice_version"] = opt(e.notice_version);
+    r["notice_version"] = json_or_null(e.notice_version);
     r["action"] = e.action == Action::grant ? "opt-in" : "opt-out";
 
     json::object p;
@@ -157,7 +156,7 @@ json::object build_receipt(const ReceiptSource& s) {
         json::object o;
         o["record"] = rec->id;
         o["from_seq"] = rec->from_seq;
-        o["sha256"] = opt(rec->sha256);
+        o["sha256"] = json_or_null(rec->sha256);
         r["policy"] = std::move(o);
     } else {
         r["policy"] = nullptr;

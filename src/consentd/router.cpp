@@ -59,7 +59,7 @@ RouteMatch no_route(unsigned status, std::string code, std::string message, std:
     return m;
 }
 
-bool printable(std::string_view s) { return std::all_of(s.begin(), s.end(), ascii::is_visible); }
+bool all_visible(std::string_view s) { return std::all_of(s.begin(), s.end(), ascii::is_visible); }
 
 bool all_digits(std::string_view s) {
     return !s.empty() && s.size() <= 3 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -156,7 +156,7 @@ RouteMatch match_route(http::verb method, std::string_view target) {
     }
     // Path text may be echoed in messages: only printable ASCII gets that far.
     if ((m.route == Route::consent_put || m.route == Route::consent_delete) &&
-        (m.purpose.empty() || m.purpose.size() > 64 || !printable(m.purpose)))
+        (m.purpose.empty() || m.purpose.size() > 64 || !all_visible(m.purpose)))
         return no_route(404, "unknown_purpose", "no such purpose (GET /v1/purposes lists them)");
     if (m.route == Route::receipt_get) {
         const auto n_seq = seq.size() <= 19 ? policy::syntax::parse_decimal(seq) : std::nullopt;
@@ -165,7 +165,7 @@ RouteMatch match_route(http::verb method, std::string_view target) {
         m.seq = *n_seq;
     }
     if ((m.route == Route::binding_get || m.route == Route::binding_put || m.route == Route::binding_delete) &&
-        (m.address.empty() || m.address.size() > 64 || !printable(m.address)))
+        (m.address.empty() || m.address.size() > 64 || !all_visible(m.address)))
         return no_route(400, "invalid_address", "not an IP address or prefix");
 
     const auto allowed = allowed_params(m.route);
@@ -173,8 +173,8 @@ RouteMatch match_route(http::verb method, std::string_view target) {
         const std::string key(p.key);
         if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
             return no_route(400, "unknown_parameter",
-                            printable(key) && key.size() <= 64 ? "unknown query parameter '" + key + "'"
-                                                               : std::string("unknown query parameter"));
+                            all_visible(key) && key.size() <= 64 ? "unknown query parameter '" + key + "'"
+                                                                 : std::string("unknown query parameter"));
         if (m.param(key)) return no_route(400, "duplicate_parameter", "query parameter '" + key + "' is repeated");
         m.query.emplace_back(key, std::string(p.value));
     }

@@ -12,9 +12,6 @@ namespace {
 
 using big_endian::load16;
 
-constexpr uint16_t kTypeOpt = 41;
-constexpr unsigned kMaxNameLength = 255;
-
 // Advances `pos` past a (possibly compressed) name. A pointer ends the name
 // and must point before the name's own start, which rules out loops.
 bool skip_name(const uint8_t* msg, uint32_t len, uint32_t& pos) noexcept {
@@ -36,7 +33,7 @@ bool skip_name(const uint8_t* msg, uint32_t len, uint32_t& pos) noexcept {
         }
         if (l & 0xc0) return false;  // 0x40 / 0x80: obsolete or reserved label types
         total += l + 1u;
-        if (total > kMaxNameLength) return false;
+        if (total > kDnsMaxNameLength) return false;
         pos += 1u + l;
     }
 }
@@ -65,7 +62,7 @@ std::optional<Counter> scan_dns_query(const uint8_t* msg, uint32_t len, const Ru
         const uint32_t rdlength = load16(msg + pos + 8);
         const uint32_t rdata = pos + 10;
         if (rdata + rdlength > len) return Counter::dns_malformed_record;
-        if (type == kTypeOpt) {
+        if (type == kDnsTypeOpt) {
             if (out.has_opt) return Counter::dns_multiple_opt;
             if (pos != owner + 1 || msg[owner] != 0) return Counter::dns_malformed_opt;  // owner must be root
             out.has_opt = true;

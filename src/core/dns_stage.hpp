@@ -56,7 +56,9 @@ struct DnsScan {
 // Counter::dns_not_query for a response or the malformation reason.
 std::optional<Counter> scan_dns_query(const uint8_t* msg, uint32_t len, const Runtime& rt, DnsScan& out) noexcept;
 
-inline constexpr uint8_t kDnsPaddingCode = 12;  // RFC 7830; the code's high byte is 0
+inline constexpr uint8_t kDnsPaddingCode = 12;      // RFC 7830; the code's high byte is 0
+inline constexpr uint16_t kDnsTypeOpt = 41;         // RFC 6891
+inline constexpr unsigned kDnsMaxNameLength = 255;  // RFC 1035 2.3.4, in wire bytes
 
 // Makes the option whose code is at frame offset `at` (code, length, data,
 // all in this frame's TCP or UDP payload) a Padding option of the same

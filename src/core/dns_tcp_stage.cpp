@@ -9,11 +9,6 @@
 namespace optgate {
 namespace {
 
-inline bool seq_before(uint32_t a, uint32_t b) noexcept { return int32_t(a - b) < 0; }
-
-constexpr uint16_t kTypeOpt = 41;
-constexpr unsigned kMaxNameLength = 255;
-
 namespace flag {
 constexpr uint8_t query = 1 << 0;        // the message is a query: its OPT options are read
 constexpr uint8_t owner_root = 1 << 1;   // the record's owner name is the root
@@ -27,7 +22,7 @@ constexpr uint8_t seen_opt = 1 << 7;     // the message had an OPT record
 
 // Rank for reusing a way: a forgotten flow's next segments pass or are
 // dropped by the packet's verdict, so no flow needs keeping.
-unsigned eviction_rank(const DnsTcpFlow& f, uint32_t) noexcept { return (f.flags & DnsTcpFlow::kClosed) ? 0 : 1; }
+unsigned dns_eviction_rank(const DnsTcpFlow& f, uint32_t) noexcept { return (f.flags & DnsTcpFlow::kClosed) ? 0 : 1; }
 
 // Remembers an option made Padding (from its code's first byte), or
 // extends the last one when it is the same option.
@@ -184,7 +179,7 @@ private:
                 malformed(sink, Counter::dns_malformed_name);
             } else {
                 st_.name_length = uint16_t(st_.name_length + c + 1);
-                if (st_.name_length > kMaxNameLength) {
+                if (st_.name_length > kDnsMaxNameLength) {
                     malformed(sink, Counter::dns_malformed_name);
                 } else {
                     st_.left = c;
@@ -210,7 +205,7 @@ private:
             default: break;
             }
             if (++st_.aux == 10) {
-                if (st_.type == kTypeOpt && (st_.flags & flag::owner_root) && (st_.flags & flag::query)) {
+                if (st_.type == kDnsTypeOpt && (st_.flags & flag::owner_root) && (st_.flags & flag::query)) {
                     if (st_.flags & flag::seen_opt) sink.count(Counter::dns_multiple_opt);  // each is read
                     st_.flags |= flag::seen_opt;
                     st_.rdata_left = st_.left;
@@ -388,8 +383,8 @@ void DnsTcpStage::process(PacketRef& pkt, BurstSlot& s, BurstContext& ctx) noexc
     if (flags & tcp_flag::syn) {
         // Every SYN starts the flow over (as in the HTTP stage).
         if (!e) {
-            e = table_.insert(key, s.flow_hash, now, eviction_rank, [](DnsTcpFlow&) {}).entry;
-            if (!e) return;  // cannot happen: no flow is kept (eviction_rank)
+            e = table_.insert(key, s.flow_hash, now, dns_eviction_rank, [](DnsTcpFlow&) {}).entry;
+            if (!e) return;  // cannot happen: no flow is kept (dns_eviction_rank)
             c.add(Counter::dns_tcp_flows);
         }
         e->value = DnsTcpFlow{};

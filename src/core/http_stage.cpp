@@ -11,8 +11,6 @@
 namespace optgate {
 namespace {
 
-inline bool seq_before(uint32_t a, uint32_t b) noexcept { return int32_t(a - b) < 0; }
-
 // A flow that scrubbed something keeps its entry while it may still see
 // retransmissions of those bytes: a sender with unacknowledged data resends
 // within its retransmission timeout, so a flow idle this long has none in
@@ -34,7 +32,7 @@ constexpr uint32_t kIdentifierLineHoldTicks = flow_ticks(3600ull * 1000000000ull
 // recognise). First: flows closed more than 5 s ago. Then the others,
 // oldest first: their next segment is read in conservative mode from a line
 // start.
-unsigned eviction_rank(const HttpFlow& f, uint32_t idle_ticks) noexcept {
+unsigned http_eviction_rank(const HttpFlow& f, uint32_t idle_ticks) noexcept {
     if (HttpParser::in_identifier_line(f.parser) && idle_ticks <= kIdentifierLineHoldTicks)
         return HttpStage::Table::kKeep;
     if (f.scrub_count > 0 && idle_ticks <= kScrubGraceTicks) return HttpStage::Table::kKeep;
@@ -311,7 +309,7 @@ void HttpStage::forget(Table::Entry* e) noexcept {
 
 HttpStage::Table::Entry* HttpStage::make_entry(const FlowKey& key, uint64_t hash, uint32_t now,
                                                BurstContext& ctx) noexcept {
-    const Table::InsertResult r = table_.insert(key, hash, now, eviction_rank,
+    const Table::InsertResult r = table_.insert(key, hash, now, http_eviction_rank,
                                                 [&](HttpFlow& old) { HttpParser::release(old.parser, hosts_); });
     if (!r.entry) {
         ctx.counters.add(Counter::http_flow_table_full);

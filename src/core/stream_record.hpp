@@ -17,6 +17,10 @@
 
 namespace optgate {
 
+// Whether TCP sequence number a comes before b, modulo 2^32 (RFC 793 3.3;
+// RFC 1982 serial number arithmetic): shared by the TCP stages.
+inline bool seq_before(uint32_t a, uint32_t b) noexcept { return int32_t(a - b) < 0; }
+
 // Keyed fingerprint of a byte run (Carter-Wegman): the polynomial whose
 // coefficients are the run's 7-byte little-endian words, and the length,
 // evaluated at a secret point modulo the prime 2^61 - 1. Two different runs

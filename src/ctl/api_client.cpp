@@ -224,6 +224,14 @@ void pretty(const json::value& v, std::string& out, int indent) {
 
 }  // namespace
 
+std::string cell(const json::value& v) {
+    if (v.is_string()) return std::string(v.as_string());
+    if (v.is_null()) return "-";
+    if (v.is_bool()) return v.as_bool() ? "yes" : "no";
+    if (v.is_number()) return std::to_string(v.to_number<uint64_t>());
+    return json::serialize(v);
+}
+
 std::string pretty_json(std::string_view text) {
     json::error_code ec;
     const auto v = json::parse(text, ec);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <boost/beast/http/verb.hpp>
+#include <boost/json/value.hpp>
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/positional_options.hpp>
 #include <boost/program_options/variables_map.hpp>
@@ -59,6 +60,10 @@ ApiResult api_request(const ApiTarget& to, boost::beast::http::verb method, cons
 // A path segment with everything but unreserved characters, ':' and '@'
 // percent-encoded ("/" becomes %2F).
 std::string encode_segment(std::string_view s);
+
+// A JSON value as a table cell: a string as it is, null as "-", a bool as
+// "yes" or "no", a number in decimal, anything else as compact JSON.
+std::string cell(const boost::json::value& v);
 
 // JSON text indented for reading; `text` returned unchanged if it is not JSON.
 std::string pretty_json(std::string_view text);

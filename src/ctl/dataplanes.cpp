@@ -19,14 +19,6 @@ namespace json = boost::json;
 
 namespace {
 
-std::string text(const json::value& v) {
-    if (v.is_string()) return std::string(v.as_string());
-    if (v.is_null()) return "-";
-    if (v.is_bool()) return v.as_bool() ? "yes" : "no";
-    if (v.is_number()) return std::to_string(v.to_number<uint64_t>());
-    return json::serialize(v);
-}
-
 // A stats report's age: "-" before the first, "850ms", "12.3s".
 std::string age(const json::value& ms) {
     if (!ms.is_number()) return "-";
@@ -60,7 +52,7 @@ int dataplanes(int argc, char** argv) {
     try {
         body = json::parse(r.body);
         const auto& list = body.at("dataplanes").as_array();
-        std::printf("consentd head seq %s, %zu data plane%s connected\n", text(body.at("head_seq")).c_str(),
+        std::printf("consentd head seq %s, %zu data plane%s connected\n", cell(body.at("head_seq")).c_str(),
                     list.size(), list.size() == 1 ? "" : "s");
         if (!list.empty()) {
             std::printf("%-20s %-7s %10s %8s %10s  %-24s %-9s %-24s %s\n", "NAME", "SYNCED", "APPLIED", "LAG",
@@ -69,11 +61,11 @@ int dataplanes(int argc, char** argv) {
                 const json::value* stats_age = d.as_object().if_contains("stats_age_ms");
                 // The ledger checkpoint it holds (consentd before checkpoints: absent).
                 const json::value* checkpoint = d.as_object().if_contains("checkpoint_seq");
-                std::printf("%-20s %-7s %10s %8s %10s  %-24s %-9s %-24s %s\n", text(d.at("name")).c_str(),
-                            text(d.at("synced")).c_str(), text(d.at("applied_seq")).c_str(), text(d.at("lag")).c_str(),
-                            checkpoint ? text(*checkpoint).c_str() : "-", text(d.at("last_ack")).c_str(),
-                            stats_age ? age(*stats_age).c_str() : "-", text(d.at("connected_since")).c_str(),
-                            text(d.at("address")).c_str());
+                std::printf("%-20s %-7s %10s %8s %10s  %-24s %-9s %-24s %s\n", cell(d.at("name")).c_str(),
+                            cell(d.at("synced")).c_str(), cell(d.at("applied_seq")).c_str(), cell(d.at("lag")).c_str(),
+                            checkpoint ? cell(*checkpoint).c_str() : "-", cell(d.at("last_ack")).c_str(),
+                            stats_age ? age(*stats_age).c_str() : "-", cell(d.at("connected_since")).c_str(),
+                            cell(d.at("address")).c_str());
             }
         }
         // Gone within consentd's stats_retention (consentd before stats: absent).
@@ -82,8 +74,8 @@ int dataplanes(int argc, char** argv) {
             std::printf("recently disconnected (GET /metrics keeps their last stats, optgate_dataplane_up 0):\n");
             std::printf("%-20s %-24s %-9s %s\n", "NAME", "DISCONNECTED AT", "STATS AGE", "ADDRESS");
             for (const auto& d : gone->as_array())
-                std::printf("%-20s %-24s %-9s %s\n", text(d.at("name")).c_str(), text(d.at("disconnected_at")).c_str(),
-                            age(d.at("stats_age_ms")).c_str(), text(d.at("address")).c_str());
+                std::printf("%-20s %-24s %-9s %s\n", cell(d.at("name")).c_str(), cell(d.at("disconnected_at")).c_str(),
+                            age(d.at("stats_age_ms")).c_str(), cell(d.at("address")).c_str());
         }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "optgatectl dataplanes: unexpected answer from consentd: %s\n", e.what());

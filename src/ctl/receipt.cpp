@@ -19,7 +19,7 @@ namespace json = boost::json;
 
 namespace {
 
-std::string text(const json::value& v) {
+std::string recorded(const json::value& v) {
     if (v.is_string()) return std::string(v.as_string());
     if (v.is_null()) return "(not recorded)";
     return json::serialize(v);
@@ -32,45 +32,48 @@ void print_receipt(const json::object& r) {
     const auto& purpose = r.at("purpose").as_object();
     const auto& ledger = r.at("ledger").as_object();
     const bool in = r.at("action") == "opt-in";
-    std::printf("Consent receipt %s\n", text(r.at("receipt_id")).c_str());
-    line("version", text(r.at("version")));
-    line("controller", text(controller.at("name")) + ", " + text(controller.at("contact")));
-    line("jurisdiction", text(r.at("jurisdiction")));
-    line("privacy policy", text(r.at("policy_url")));
-    line("subscriber", text(r.at("subscriber")));
-    line("action", text(r.at("action")) + (in ? " (consent given)" : " (consent withdrawn)"));
-    line("time", text(r.at("timestamp")));
-    line("collected through", text(r.at("collection_method")));
-    line("notice version", r.at("notice_version").is_null() ? "-" : text(r.at("notice_version")));
-    line("purpose", text(purpose.at("name")) + (purpose.at("in_policy") == false ? " (not in the policy then)" : ""));
-    line("what it means", text(purpose.at("description")));
-    line("your benefit", text(purpose.at("benefit")));
+    std::printf("Consent receipt %s\n", recorded(r.at("receipt_id")).c_str());
+    line("version", recorded(r.at("version")));
+    line("controller", recorded(controller.at("name")) + ", " + recorded(controller.at("contact")));
+    line("jurisdiction", recorded(r.at("jurisdiction")));
+    line("privacy policy", recorded(r.at("policy_url")));
+    line("subscriber", recorded(r.at("subscriber")));
+    line("action", recorded(r.at("action")) + (in ? " (consent given)" : " (consent withdrawn)"));
+    line("time", recorded(r.at("timestamp")));
+    line("collected through", recorded(r.at("collection_method")));
+    line("notice version", r.at("notice_version").is_null() ? "-" : recorded(r.at("notice_version")));
+    line("purpose",
+         recorded(purpose.at("name")) + (purpose.at("in_policy") == false ? " (not in the policy then)" : ""));
+    line("what it means", recorded(purpose.at("description")));
+    line("your benefit", recorded(purpose.at("benefit")));
     std::string data;
     if (const auto& d = r.at("data_categories"); d.is_array())
-        for (const auto& c : d.as_array()) data += (data.empty() ? "" : ", ") + text(c);
-    line("data shared", r.at("data_categories").is_null() ? text(nullptr) : data);
+        for (const auto& c : d.as_array()) data += (data.empty() ? "" : ", ") + recorded(c);
+    line("data shared", r.at("data_categories").is_null() ? recorded(nullptr) : data);
     std::string ids;
     if (const auto& d = r.at("identifiers"); d.is_array())
         for (const auto& i : d.as_array()) {
             const auto& o = i.as_object();
             const json::value* header = o.if_contains("http_header");
-            ids += (ids.empty() ? "" : ", ") + text(o.at("name")) + " (" +
-                   (header ? "HTTP " + text(*header) : "EDNS0 option " + text(o.at("edns0_option"))) + ")";
+            ids += (ids.empty() ? "" : ", ") + recorded(o.at("name")) + " (" +
+                   (header ? "HTTP " + recorded(*header) : "EDNS0 option " + recorded(o.at("edns0_option"))) + ")";
         }
-    line("identifiers", r.at("identifiers").is_null() ? text(nullptr) : ids.empty() ? "none" : ids);
-    line("retention", text(r.at("retention")));
+    line("identifiers", r.at("identifiers").is_null() ? recorded(nullptr) : ids.empty() ? "none" : ids);
+    line("retention", recorded(r.at("retention")));
     if (const auto& t = r.at("third_parties"); t.is_array()) {
         if (t.as_array().empty()) line("third parties", "none");
-        for (const auto& c : t.as_array()) line("third party", text(c.at("name")) + ": " + text(c.at("description")));
+        for (const auto& c : t.as_array())
+            line("third party", recorded(c.at("name")) + ": " + recorded(c.at("description")));
     } else {
-        line("third parties", text(nullptr));
+        line("third parties", recorded(nullptr));
     }
-    line("ledger", "event " + text(ledger.at("seq")) + ", recorded by " + text(ledger.at("credential")) +
-                       ", previous hash " + text(ledger.at("prev_hash")));
+    line("ledger", "event " + recorded(ledger.at("seq")) + ", recorded by " + recorded(ledger.at("credential")) +
+                       ", previous hash " + recorded(ledger.at("prev_hash")));
     const auto& policy = r.at("policy");
-    line("policy", policy.is_null() ? "not recorded: the event is older than the ledger's policy history"
-                                    : "record " + text(policy.at("record")) + ", in force from event " +
-                                          text(policy.at("from_seq")) + ", sha256 " + text(policy.at("sha256")));
+    line("policy", policy.is_null()
+                       ? "not recorded: the event is older than the ledger's policy history"
+                       : "record " + recorded(policy.at("record")) + ", in force from event " +
+                             recorded(policy.at("from_seq")) + ", sha256 " + recorded(policy.at("sha256")));
 }
 
 }  // namespace

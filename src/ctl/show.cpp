@@ -23,27 +23,20 @@ namespace json = boost::json;
 
 namespace {
 
-std::string str(const json::value& v) {
-    if (v.is_string()) return std::string(v.as_string());
-    if (v.is_null()) return "-";
-    if (v.is_bool()) return v.as_bool() ? "yes" : "no";
-    if (v.is_number()) return std::to_string(v.to_number<uint64_t>());
-    return json::serialize(v);
-}
-
 // A ledger time ("2024-05-01T12:00:00.123Z") as "2024-05-01 14:00:00 CEST"
 // in the local zone (TZ), or as "2024-05-01 12:00:00 UTC"; text that is not
 // a time is shown as it is.
 std::string shown_time(const json::value& v, bool utc) {
-    if (!v.is_string()) return str(v);
+    if (!v.is_string()) return cell(v);
     std::string why;
     const auto t = consentd::parse_rfc3339(std::string_view(v.as_string().data(), v.as_string().size()), why);
-    if (!t) return str(v);
+    if (!t) return cell(v);
     const time_t secs = std::chrono::system_clock::to_time_t(*t);
     std::tm tm{};
-    if (utc ? !gmtime_r(&secs, &tm) : !localtime_r(&secs, &tm)) return str(v);
+    if (utc ? !gmtime_r(&secs, &tm) : !localtime_r(&secs, &tm)) return cell(v);
     char buf[64];
-    if (std::strftime(buf, sizeof buf, utc ? "%Y-%m-%d %H:%M:%S UTC" : "%Y-%m-%d %H:%M:%S %Z", &tm) == 0) return str(v);
+    if (std::strftime(buf, sizeof buf, utc ? "%Y-%m-%d %H:%M:%S UTC" : "%Y-%m-%d %H:%M:%S %Z", &tm) == 0)
+        return cell(v);
     return buf;
 }
 
@@ -101,8 +94,8 @@ void add_view_options(po::options_description& opts) {
 
 void print_subscriber(const json::object& b, bool utc) {
     const auto t = [utc](const json::value& v) { return shown_time(v, utc); };
-    std::printf("subscriber %s: %s events in the ledger\n", str(b.at("subscriber")).c_str(),
-                str(b.at("history_total")).c_str());
+    std::printf("subscriber %s: %s events in the ledger\n", cell(b.at("subscriber")).c_str(),
+                cell(b.at("history_total")).c_str());
     const auto& consents = b.at("consents").as_array();
     std::printf("\nconsents (%zu)%s\n", consents.size(),
                 consents.empty() ? ": none, every identifier about this subscriber is stripped" : "");
@@ -110,8 +103,8 @@ void print_subscriber(const json::object& b, bool utc) {
         Table c({"PURPOSE", "OPTED IN SINCE", "LAST GRANTED", "NOTICE", "SOURCE", "BY", "IN POLICY"});
         for (const auto& v : consents) {
             const auto& o = v.as_object();
-            c.add({str(o.at("purpose")), t(o.at("since")), t(o.at("time")), str(o.at("notice_version")),
-                   str(o.at("source")), str(o.at("credential")), str(o.at("in_policy"))});
+            c.add({cell(o.at("purpose")), t(o.at("since")), t(o.at("time")), cell(o.at("notice_version")),
+                   cell(o.at("source")), cell(o.at("credential")), cell(o.at("in_policy"))});
         }
         c.print();
     }
@@ -121,13 +114,13 @@ void print_subscriber(const json::object& b, bool utc) {
         Table a({"ADDRESS", "BOUND SINCE", "SOURCE", "BY", "ACTIVE"});
         for (const auto& v : bindings) {
             const auto& o = v.as_object();
-            a.add({str(o.at("address")), t(o.at("time")), str(o.at("source")), str(o.at("credential")),
-                   str(o.at("active"))});
+            a.add({cell(o.at("address")), t(o.at("time")), cell(o.at("source")), cell(o.at("credential")),
+                   cell(o.at("active"))});
         }
         a.print();
     }
     const auto& history = b.at("history").as_array();
-    std::printf("\nhistory (%zu of %s%s)\n", history.size(), str(b.at("history_total")).c_str(),
+    std::printf("\nhistory (%zu of %s%s)\n", history.size(), cell(b.at("history_total")).c_str(),
                 b.at("history_truncated").as_bool() ? ", the latest; --history N for more" : "");
     if (!history.empty()) {
         Table h({"SEQ", "TIME", "ACTION", "PURPOSE/ADDRESS", "NOTICE", "SOURCE", "BY"});
@@ -136,8 +129,8 @@ void print_subscriber(const json::object& b, bool utc) {
             const json::value* what = o.if_contains("purpose");
             if (!what) what = o.if_contains("address");
             const json::value* notice = o.if_contains("notice_version");
-            h.add({str(o.at("seq")), t(o.at("time")), str(o.at("action")), what ? str(*what) : "-",
-                   notice ? str(*notice) : "-", str(o.at("source")), str(o.at("credential"))});
+            h.add({cell(o.at("seq")), t(o.at("time")), cell(o.at("action")), what ? cell(*what) : "-",
+                   notice ? cell(*notice) : "-", cell(o.at("source")), cell(o.at("credential"))});
         }
         h.print();
     }
@@ -180,17 +173,17 @@ void print_binding(const json::object& b, bool utc) {
     const json::value& since = b.at("since");
     const json::value& until = b.at("until");
     if (!b.at("subscriber").is_null()) {
-        std::printf("%s %s: bound to subscriber %s\n", str(b.at("address")).c_str(), when.c_str(),
-                    str(b.at("subscriber")).c_str());
+        std::printf("%s %s: bound to subscriber %s\n", cell(b.at("address")).c_str(), when.c_str(),
+                    cell(b.at("subscriber")).c_str());
     } else {
-        std::printf("%s %s: not bound to any subscriber\n", str(b.at("address")).c_str(), when.c_str());
+        std::printf("%s %s: not bound to any subscriber\n", cell(b.at("address")).c_str(), when.c_str());
     }
     Table e({"", "SEQ", "TIME", "ACTION", "SUBSCRIBER", "SOURCE", "BY"});
     const auto row = [&](const char* label, const json::value& v) {
         if (v.is_null()) return;
         const auto& o = v.as_object();
-        e.add({label, str(o.at("seq")), t(o.at("time")), str(o.at("action")), str(o.at("subscriber")),
-               str(o.at("source")), str(o.at("credential"))});
+        e.add({label, cell(o.at("seq")), t(o.at("time")), cell(o.at("action")), cell(o.at("subscriber")),
+               cell(o.at("source")), cell(o.at("credential"))});
     };
     row("since", since);
     row("until", until);
