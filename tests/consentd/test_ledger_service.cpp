@@ -41,14 +41,14 @@ struct Recorder : TableListener {
     void on_policy(uint64_t, const std::shared_ptr<const Policy>&, const std::string&) override { ++policies; }
 };
 
-struct Harness {
+struct ServiceHarness {
     TempDir dir;
     std::string path = dir.file("ledger.db");
     Metrics metrics;
     std::unique_ptr<LedgerService> service;
     Ledger* ledger = nullptr;  // the service's; touch it only inside snapshot(), which excludes the writer
 
-    explicit Harness(size_t max_batch = 4096) { open(max_batch); }
+    explicit ServiceHarness(size_t max_batch = 4096) { open(max_batch); }
     void open(size_t max_batch = 4096) {
         auto l = std::make_unique<Ledger>(path);
         ledger = l.get();
@@ -87,7 +87,7 @@ struct Harness {
 }  // namespace
 
 TEST_CASE("each request records its events and answers once durable") {
-    Harness h;
+    ServiceHarness h;
     auto g = h.grant("sub-1", "advertising");
     CHECK(g.status == Outcome::Status::ok);
     CHECK(g.first_seq == 1);
@@ -126,7 +126,7 @@ TEST_CASE("each request records its events and answers once durable") {
 }
 
 TEST_CASE("refusals record nothing") {
-    Harness h;
+    ServiceHarness h;
     CHECK(h.grant("sub-1", "spam").code == "unknown_purpose");
     CHECK(h.grant("sub-1", "spam", false).code == "unknown_purpose");
     CHECK(h.bind("203.0.113.5", "sub-1").code == "not_a_subscriber_address");
@@ -135,7 +135,7 @@ TEST_CASE("refusals record nothing") {
 }
 
 TEST_CASE("concurrent requests share commits, and listeners see every change") {
-    Harness h;
+    ServiceHarness h;
     Recorder rec;
     h.service->add_listener(&rec);
     constexpr int kClients = 16, kEach = 50;
@@ -161,10 +161,10 @@ TEST_CASE("concurrent requests share commits, and listeners see every change") {
     CHECK(rec.commits.back().first == total);
     // Replaying the deltas gives the table.
     std::map<std::string, PurposeMask> replay;
-    uint64_t last = 0;
+    uint64_t previous = 0;
     for (const auto& [seq, deltas] : rec.commits) {
-        CHECK(seq > last);
-        last = seq;
+        CHECK(seq > previous);
+        previous = seq;
         for (const auto& d : deltas) {
             if (d.op == TableChange::Op::upsert)
                 replay[d.key.addr.to_string()] = d.purposes;
@@ -191,7 +191,7 @@ TEST_CASE("concurrent requests share commits, and listeners see every change") {
 }
 
 TEST_CASE("state survives a restart") {
-    Harness h;
+    ServiceHarness h;
     h.grant("sub-1", "analytics");
     h.bind("2001:db8:1000:5::1", "sub-1");
     const auto before = h.table();
@@ -203,7 +203,7 @@ TEST_CASE("state survives a restart") {
 }
 
 TEST_CASE("an import is one batch of events; a policy change resyncs") {
-    Harness h;
+    ServiceHarness h;
     Recorder rec;
     h.service->add_listener(&rec);
     h.bind("100.64.0.7", "old-holder");
@@ -249,7 +249,7 @@ TEST_CASE("an import is one batch of events; a policy change resyncs") {
 }
 
 TEST_CASE("a failed commit answers unavailable and memory follows the disk") {
-    Harness h;
+    ServiceHarness h;
     h.grant("sub-1", "advertising");
     h.bind("100.64.0.1", "sub-1");
     // Another writer appends behind the service's back: its next commit must
@@ -280,20 +280,21 @@ TEST_CASE("a failed commit answers unavailable and memory follows the disk") {
 // heard() (the last commit they heard), i.e. not durable yet. Returns how
 // many reads were ahead, having checked that reads ran and that every bind
 // was accepted and heard.
-int reads_ahead_during_binds(Harness& h, const std::function<bool(const std::function<uint64_t()>& heard)>& read) {
+int reads_ahead_during_binds(ServiceHarness& h,
+                             const std::function<bool(const std::function<uint64_t()>& heard)>& read) {
     struct Heard : TableListener {
         std::atomic<uint64_t> last{0};
         void on_commit(uint64_t seq, const std::vector<TableChange>&, const ChainHashes&) override { last.store(seq); }
         void on_resync(uint64_t, const Digest&, const std::shared_ptr<const Policy>&, const std::string&) override {}
     } heard;
     h.service->add_listener(&heard);
-    const std::function<uint64_t()> last = [&] { return heard.last.load(); };
+    const std::function<uint64_t()> newest = [&] { return heard.last.load(); };
     constexpr int kClients = 8, kEach = 40;
     std::atomic<bool> done{false};
     std::atomic<int> ahead{0}, reads{0}, refused{0};
     std::thread reader([&] {
         while (!done) {
-            if (read(last)) ++ahead;
+            if (read(newest)) ++ahead;
             ++reads;
         }
     });
@@ -324,7 +325,7 @@ TEST_CASE("a snapshot waits for the sync: what it shows is durable and every lis
     // batch before it is synced, or a data plane would enforce it (and the
     // publisher, having no commit up to the snapshot's sequence, would read
     // again forever).
-    Harness h;
+    ServiceHarness h;
     CHECK(reads_ahead_during_binds(h, [&](const auto& heard) {
               bool ahead = false;
               h.service->snapshot([&](uint64_t seq, const ConsentState&) { ahead = seq > heard(); });
@@ -338,7 +339,7 @@ TEST_CASE("a reader that waits for durability never answers a commit before its 
     // thread may still be fsyncing it: the API and the privacy page would
     // show a change a crash could take back. Their readers wait
     // (wait_durable) after reading.
-    Harness h;
+    ServiceHarness h;
     LedgerReader reader(h.path, [&] { h.service->wait_durable(); });
     int turn = 0;
     CHECK(reads_ahead_during_binds(h, [&](const auto& heard) {
@@ -373,7 +374,7 @@ int64_t candidates(const std::string& path) { return count(path, "SELECT count(*
 
 TEST_CASE("RADIUS sessions: a Stop ends only what its session still holds, and its candidates go") {
     using K = SessionChange::Kind;
-    Harness h;
+    ServiceHarness h;
     auto o = h.run(session(K::bind, "nas-1", "s1", "sub-a", {"100.64.0.1"}));
     CHECK(o.bound == 1);
     // The address goes to another subscriber's session: s1's row stays, no longer matching.
@@ -420,7 +421,7 @@ TEST_CASE("RADIUS sessions: a Stop ends only what its session still holds, and i
 
 TEST_CASE("RADIUS sessions: a ledger with the older radius_sessions table is migrated when it opens") {
     using K = SessionChange::Kind;
-    Harness h;
+    ServiceHarness h;
     h.run(session(K::bind, "nas-1", "s1", "sub-a", {"100.64.0.1"}));
     h.run(session(K::bind, "nas-1", "s1", "sub-a", {"100.64.0.4"}));  // an Interim adds an address
     h.run(session(K::bind, "nas-1", "s2", "sub-b", {"100.64.0.5"}));

@@ -128,7 +128,7 @@ void write_randomly(Service& w, unsigned seed, int n) {
 }
 
 template <class Pred>
-bool eventually(Pred pred) {
+bool comes_true(Pred pred) {
     const auto deadline = std::chrono::steady_clock::now() + kPatience;
     while (!pred()) {
         if (std::chrono::steady_clock::now() > deadline) return false;
@@ -158,11 +158,11 @@ TEST_CASE("a follower started mid-stream holds the writer's table, its deltas ad
     t2.join();
 
     const uint64_t head = writer->service->head_seq();
-    REQUIRE(eventually([&] { return follower.service->head_seq() == head; }));
+    REQUIRE(comes_true([&] { return follower.service->head_seq() == head; }));
     const Table expected = writer->table();
     CHECK(expected.size() > 10);
     CHECK(follower.table() == expected);
-    REQUIRE(eventually([&] { return mirror.get() == expected; }));
+    REQUIRE(comes_true([&] { return mirror.get() == expected; }));
     CHECK(mirror.commits > 0);
     CHECK(mirror.resyncs == 0);
 
@@ -176,13 +176,13 @@ TEST_CASE("a follower started mid-stream holds the writer's table, its deltas ad
     // The writer goes (its session, and the lock with it): the follower
     // takes over from the same head, its listeners hearing on.
     writer.reset();
-    REQUIRE(eventually([&] { return !follower.service->following(); }));
+    REQUIRE(comes_true([&] { return !follower.service->following(); }));
     CHECK(follower.service->head_seq() == head);
     const auto b = follower.run(BindChange{A("100.64.9.200"), "sub-1", "radius"});
     REQUIRE(b.status == Outcome::Status::ok);
     CHECK(b.first_seq == head + 1);
     write_randomly(follower, 4, 50);
-    CHECK(eventually([&] { return mirror.get() == follower.table(); }));
+    CHECK(comes_true([&] { return mirror.get() == follower.table(); }));
     CHECK(mirror.resyncs == 0);
     const auto r = verify_ledger(db);
     CHECK_MESSAGE(r.ok, r.problem);
@@ -217,18 +217,18 @@ TEST_CASE("fencing: out of step while the ledger cannot be read; a writer whose 
     a->service->advertise("consentd A");
     b.service->advertise("consentd B");
     write_randomly(*a, 5, 60);
-    REQUIRE(eventually([&] { return b.service->head_seq() == a->service->head_seq(); }));
-    CHECK(eventually([&] { return a->service->in_step() && b.service->in_step(); }));
+    REQUIRE(comes_true([&] { return b.service->head_seq() == a->service->head_seq(); }));
+    CHECK(comes_true([&] { return a->service->in_step() && b.service->in_step(); }));
 
     // PostgreSQL stops answering their reads of the events (a lock held
     // elsewhere, as good as a cut): both go out of step, and come back.
     {
         PgConnection blocker(conninfo);
         blocker.exec("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE");
-        CHECK(eventually([&] { return !a->service->in_step() && !b.service->in_step(); }));
+        CHECK(comes_true([&] { return !a->service->in_step() && !b.service->in_step(); }));
         blocker.exec("ROLLBACK");
     }
-    CHECK(eventually([&] { return a->service->in_step() && b.service->in_step(); }));
+    CHECK(comes_true([&] { return a->service->in_step() && b.service->in_step(); }));
 
     // A's session ends and B takes the lock (A may take it back first: end
     // the holder's session until B holds it).
@@ -242,21 +242,21 @@ TEST_CASE("fencing: out of step while the ledger cannot be read; a writer whose 
     for (int round = 0; holder() != "consentd B"; ++round) {
         REQUIRE(round < 20);
         admin.exec("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
-        REQUIRE(eventually([&] { return !holder().empty(); }));
+        REQUIRE(comes_true([&] { return !holder().empty(); }));
     }
-    REQUIRE(eventually([&] { return !b.service->following(); }));
+    REQUIRE(comes_true([&] { return !b.service->following(); }));
     const auto g = b.run(ConsentChange{"sub-77", "advertising", true, "portal", std::string("v1")});
     REQUIRE(g.status == Outcome::Status::ok);
     REQUIRE(b.run(BindChange{A("100.64.9.77"), "sub-77", "radius"}).status == Outcome::Status::ok);
 
     // A notices at its next ping and follows B: B's events in its table,
     // changes refused, in step.
-    REQUIRE(eventually([&] { return a->service->following(); }));
-    REQUIRE(eventually([&] { return a->service->head_seq() == b.service->head_seq(); }));
+    REQUIRE(comes_true([&] { return a->service->following(); }));
+    REQUIRE(comes_true([&] { return a->service->head_seq() == b.service->head_seq(); }));
     CHECK(a->table() == b.table());
     CHECK(a->table().count("100.64.9.77") == 1);
     CHECK(a->run(ConsentChange{"sub-78", "advertising", true, "portal", std::string("v1")}).code == "not_writer");
-    CHECK(eventually([&] { return a->service->in_step(); }));
+    CHECK(comes_true([&] { return a->service->in_step(); }));
     const auto r = verify_ledger(db);
     CHECK_MESSAGE(r.ok, r.problem);
     CHECK(r.events == b.service->head_seq());
@@ -271,7 +271,7 @@ TEST_CASE("stop() ends a writer and a follower blocked on a ledger database that
     Service b(db, true);
     REQUIRE(b.service->following());
     write_randomly(a, 11, 20);
-    REQUIRE(eventually([&] { return b.service->head_seq() == a.service->head_seq(); }));
+    REQUIRE(comes_true([&] { return b.service->head_seq() == a.service->head_seq(); }));
 
     // The server stops answering both: the writer's next change and the
     // follower's next read wait on a lock that is not released.
@@ -282,7 +282,7 @@ TEST_CASE("stop() ends a writer and a follower blocked on a ledger database that
     a.service->submit(ConsentChange{"sub-1", "advertising", true, "portal", std::string("v1")}, "test",
                       [&](Outcome o) { answered.set_value(std::move(o)); });
     PgConnection admin(conninfo);
-    REQUIRE(eventually([&] {
+    REQUIRE(comes_true([&] {
         const auto r = admin.query(
             "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND relation = 'events'::regclass");
         return r.int64(0, 0) >= 2;
@@ -307,7 +307,7 @@ TEST_CASE("stop() ends a writer and a follower blocked on a ledger database that
     CHECK(o.code == "ledger_unavailable");
     const bool in_doubt = o.message.find("may have been recorded") != std::string::npos;
     CHECK_MESSAGE((in_doubt || o.message.find("nothing was recorded") != std::string::npos), o.message);
-    REQUIRE(eventually(
+    REQUIRE(comes_true(
         [&] { return admin.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").int64(0, 0) == 0; }));
     const uint64_t head = b.service->head_seq();
     const auto r = verify_ledger(db);
@@ -379,7 +379,7 @@ TEST_CASE(
     };
     // Heard however late the other began to listen: everything goes out each second.
     one.applied("edge-1", "unix pid=1 uid=0", 5);
-    REQUIRE(eventually([&] { return two_has("edge-1", 5); }));
+    REQUIRE(comes_true([&] { return two_has("edge-1", 5); }));
     {
         std::lock_guard lk(mu);
         CHECK(heard_by_two["edge-1"].instance == "consentd one");
@@ -387,9 +387,9 @@ TEST_CASE(
     }
     one.applied("edge-1", "unix pid=1 uid=0", 9);
     one.applied("edge-2", "100.64.0.2:4000", 9);
-    REQUIRE(eventually([&] { return two_has("edge-1", 9) && two_has("edge-2", 9); }));
+    REQUIRE(comes_true([&] { return two_has("edge-1", 9) && two_has("edge-2", 9); }));
     one.gone("edge-1");
-    REQUIRE(eventually([&] {
+    REQUIRE(comes_true([&] {
         std::lock_guard lk(mu);
         return heard_by_two.count("edge-1") == 0;
     }));
@@ -438,7 +438,7 @@ TEST_CASE("fencing: a long import is progress, not a cut") {
     Service b(db, true, fence);
     REQUIRE_FALSE(a.service->following());
     REQUIRE(b.service->following());
-    REQUIRE(eventually([&] { return a.service->in_step() && b.service->in_step(); }));
+    REQUIRE(comes_true([&] { return a.service->in_step() && b.service->in_step(); }));
     std::atomic<bool> done{false};
     std::atomic<int> samples{0}, out_of_step{0};
     std::thread sampler([&] {
@@ -450,7 +450,7 @@ TEST_CASE("fencing: a long import is progress, not a cut") {
     });
     const auto t0 = std::chrono::steady_clock::now();
     const auto o = a.run(ImportChange{records, a.service->policy()});
-    REQUIRE(eventually([&] { return b.service->head_seq() == a.service->head_seq(); }));
+    REQUIRE(comes_true([&] { return b.service->head_seq() == a.service->head_seq(); }));
     const auto took = std::chrono::steady_clock::now() - t0;
     done = true;
     sampler.join();

@@ -20,17 +20,17 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kSecret = "0123456789abcdef0123456789abcdef-test-secret";
+const std::string kPortalSecret = "0123456789abcdef0123456789abcdef-test-secret";
 
 std::string token_of(const std::string& url) { return url.substr(url.find("/link/") + 6); }
 
-size_t count(const std::string& hay, const std::string& needle) {
+size_t occurrences(const std::string& hay, const std::string& needle) {
     size_t n = 0;
     for (size_t p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
     return n;
 }
 
-std::vector<std::string> config_errors(const std::string& yaml, const std::string& dir) {
+std::vector<std::string> portal_config_errors(const std::string& yaml, const std::string& dir) {
     try {
         load_config_text(yaml, "c.yaml", dir);
     } catch (const policy::PolicyError& e) {
@@ -45,14 +45,14 @@ bool any_contains(const std::vector<std::string>& v, const std::string& s) {
     return std::any_of(v.begin(), v.end(), [&](const std::string& x) { return x.find(s) != std::string::npos; });
 }
 
-const std::string kTokens =
+const std::string kPortalTokens =
     "database: l.db\npolicy: p.yaml\ntokens:\n  - {name: portal, role: write, sha256: "
     "a81e611a041b13f078bf8ebe5dab4d4fd63fcc5594661c918bec093a2f416a7e}\n";
 
 }  // namespace
 
 TEST_CASE("a signed link opens once, for its subscriber, until it expires") {
-    PortalLinks links(kSecret, "https://privacy.isp.example", 15min);
+    PortalLinks links(kPortalSecret, "https://privacy.isp.example", 15min);
     const auto now = PortalLinks::Clock::now();
     const auto issued = links.issue("cust-0042", now);
     CHECK(issued.url.rfind("https://privacy.isp.example/link/", 0) == 0);
@@ -72,7 +72,7 @@ TEST_CASE("a signed link opens once, for its subscriber, until it expires") {
     payload.replace(payload.find("cust-0042"), 9, "cust-0043");
     const std::string forged = base64url(payload) + token.substr(token.find('.'));
     CHECK(links.redeem(forged, now).refusal == PortalLinks::Refusal::bad_signature);
-    PortalLinks other(kSecret + "x", "https://privacy.isp.example", 15min);
+    PortalLinks other(kPortalSecret + "x", "https://privacy.isp.example", 15min);
     CHECK(other.redeem(token_of(links.issue("cust-0042", now).url), now).refusal ==
           PortalLinks::Refusal::bad_signature);
 
@@ -82,7 +82,7 @@ TEST_CASE("a signed link opens once, for its subscriber, until it expires") {
 }
 
 TEST_CASE("links issued before a restart are refused, so a used one never works again") {
-    PortalLinks links(kSecret, "http://127.0.0.1:8480", 15min);
+    PortalLinks links(kPortalSecret, "http://127.0.0.1:8480", 15min);
     const auto now = PortalLinks::Clock::now();
     const std::string before = token_of(links.issue("cust-1", now).url);
     links.set_started(now + 1s);
@@ -92,7 +92,7 @@ TEST_CASE("links issued before a restart are refused, so a used one never works 
 }
 
 TEST_CASE("redeemed links are remembered within a bound: past it, links are refused, not let through") {
-    PortalLinks links(kSecret, "http://x", 15min, 2);
+    PortalLinks links(kPortalSecret, "http://x", 15min, 2);
     const auto now = PortalLinks::Clock::now();
     CHECK(links.redeem(token_of(links.issue("a", now).url), now).refusal == PortalLinks::Refusal::none);
     CHECK(links.redeem(token_of(links.issue("b", now).url), now).refusal == PortalLinks::Refusal::none);
@@ -158,11 +158,12 @@ TEST_CASE("the portal section: off unless present, defaults, and every error") {
         std::ofstream(dir.file("link.key")) << std::string(64, 'k') << "\n";
         std::ofstream(dir.file("short.key")) << "too-short\n";
     }
-    const auto off = load_config_text(kTokens, "c.yaml", dir.file("")).config;
+    const auto off = load_config_text(kPortalTokens, "c.yaml", dir.file("")).config;
     CHECK_FALSE(off.portal.enabled);
 
-    const auto on = load_config_text(kTokens + "portal: {link_secret_file: link.key, notice_version: \"2026-01\"}\n",
-                                     "c.yaml", dir.file(""))
+    const auto on = load_config_text(
+                        kPortalTokens + "portal: {link_secret_file: link.key, notice_version: \"2026-01\"}\n", "c.yaml",
+                        dir.file(""))
                         .config.portal;
     CHECK(on.enabled);
     CHECK(on.mode == PortalConfig::Mode::signed_link);
@@ -173,7 +174,7 @@ TEST_CASE("the portal section: off unless present, defaults, and every error") {
     CHECK(on.notice_version == "2026-01");
     CHECK_FALSE(on.secure_cookie());
 
-    const auto net = load_config_text(kTokens +
+    const auto net = load_config_text(kPortalTokens +
                                           "portal:\n  mode: network\n  notice_version: v2\n  public_url: "
                                           "https://privacy.isp.example/\n  trusted_proxies: [127.0.0.1, \"::1\"]\n"
                                           "  rate_limits: {per_address: 5, per_session: 3}\n  link_lifetime: 2m\n",
@@ -187,26 +188,31 @@ TEST_CASE("the portal section: off unless present, defaults, and every error") {
     CHECK(net.per_session_per_minute == 3);
     CHECK(net.link_lifetime == 2min);
 
-    CHECK(any_contains(config_errors(kTokens + "portal: {notice_version: v1}\n", dir.file("")),
+    CHECK(any_contains(portal_config_errors(kPortalTokens + "portal: {notice_version: v1}\n", dir.file("")),
                        "needs 'link_secret_file'"));
+    CHECK(any_contains(portal_config_errors(
+                           kPortalTokens + "portal: {link_secret_file: short.key, notice_version: v1}\n", dir.file("")),
+                       "at least 32"));
+    CHECK(any_contains(portal_config_errors(
+                           kPortalTokens + "portal: {link_secret_file: nope.key, notice_version: v1}\n", dir.file("")),
+                       "cannot read 'link_secret_file'"));
+    CHECK(
+        any_contains(portal_config_errors(kPortalTokens + "portal: {mode: email, notice_version: v1}\n", dir.file("")),
+                     "signed-link or network"));
+    CHECK(any_contains(portal_config_errors(kPortalTokens + "portal: {mode: network}\n", dir.file("")),
+                       "notice_version"));
     CHECK(any_contains(
-        config_errors(kTokens + "portal: {link_secret_file: short.key, notice_version: v1}\n", dir.file("")),
-        "at least 32"));
-    CHECK(any_contains(
-        config_errors(kTokens + "portal: {link_secret_file: nope.key, notice_version: v1}\n", dir.file("")),
-        "cannot read 'link_secret_file'"));
-    CHECK(any_contains(config_errors(kTokens + "portal: {mode: email, notice_version: v1}\n", dir.file("")),
-                       "signed-link or network"));
-    CHECK(any_contains(config_errors(kTokens + "portal: {mode: network}\n", dir.file("")), "notice_version"));
-    CHECK(any_contains(
-        config_errors(kTokens + "portal: {mode: network, notice_version: v1, public_url: ftp://x}\n", dir.file("")),
+        portal_config_errors(kPortalTokens + "portal: {mode: network, notice_version: v1, public_url: ftp://x}\n",
+                             dir.file("")),
         "'public_url'"));
     CHECK(any_contains(
-        config_errors(kTokens + "portal: {mode: network, notice_version: v1, trusted_proxies: [x]}\n", dir.file("")),
+        portal_config_errors(kPortalTokens + "portal: {mode: network, notice_version: v1, trusted_proxies: [x]}\n",
+                             dir.file("")),
         "'trusted_proxies'"));
-    CHECK(any_contains(
-        config_errors(kTokens + "portal: {mode: network, notice_version: v1, max_sesions: 3}\n", dir.file("")),
-        "did you mean 'max_sessions'"));
+    CHECK(
+        any_contains(portal_config_errors(
+                         kPortalTokens + "portal: {mode: network, notice_version: v1, max_sesions: 3}\n", dir.file("")),
+                     "did you mean 'max_sessions'"));
 }
 
 TEST_CASE("forms: only the fields a form has, each once, percent-decoded") {
@@ -277,7 +283,7 @@ TEST_CASE("history: newest first, each with its receipt when there is one") {
     const std::string h = render_history(c, Lang::fr, rows);
     CHECK(h.find("Historique de vos choix") != std::string::npos);
     CHECK(h.find("2026-01-02 11:00") < h.find("2026-01-01 10:00"));
-    CHECK(count(h, "<a href=") == 1);
+    CHECK(occurrences(h, "<a href=") == 1);
     CHECK(h.find("<a href=\"/receipts/3\" download>Télécharger le reçu du choix 3 (JSON)</a>") != std::string::npos);
     CHECK(h.find("désactivé") != std::string::npos);
     rows[0].receipt_href.clear();
@@ -301,7 +307,7 @@ TEST_CASE("what was shared: summed per recipient and identifier, bars to scale, 
     CHECK(h.find("<td class=\"num\">30</td><td class=\"num\">30</td>") != std::string::npos);
     CHECK(h.find("<td class=\"num\">0</td><td class=\"num\">15</td>") != std::string::npos);
     CHECK(h.find("An ad network") != std::string::npos);
-    CHECK(count(h, "<tr><td>") == 2);  // the all-zero row is left out
+    CHECK(occurrences(h, "<tr><td>") == 2);  // the all-zero row is left out
     CHECK(h.find("role=\"img\" aria-labelledby=\"chart-title\"") != std::string::npos);
     CHECK(render_disclosures(c, Lang::en, {}, views).find("None of your identifiers") != std::string::npos);
     CHECK(render_disclosures(c, Lang::en, {{"2026-01-01", "<x>", "p", "y", 1, 0}}, views).find("&lt;x&gt;") !=
@@ -322,8 +328,8 @@ TEST_CASE("the whole page: language, whom it applies to, and only the sections t
     CHECK(h.find("<title>Vos choix de confidentialité</title>") != std::string::npos);
     CHECK(h.find("votre compte <strong>cust-0042</strong>") != std::string::npos);
     CHECK(h.find("role=\"status\">fait</div>") != std::string::npos);
-    CHECK(count(h, "action=\"/choice\"") == 3);
-    CHECK(count(h, "name=\"csrf\" value=\"tok\"") == 4);  // three purposes and log out
+    CHECK(occurrences(h, "action=\"/choice\"") == 3);
+    CHECK(occurrences(h, "name=\"csrf\" value=\"tok\"") == 4);  // three purposes and log out
     CHECK(h.find("shared-title") == std::string::npos);
     CHECK(h.find("<script") == std::string::npos);
     v.disclosures.emplace();

@@ -17,7 +17,7 @@ using namespace optgate::consentd::test;
 
 namespace {
 
-constexpr uint64_t kDay = 86400;
+constexpr uint64_t kDaySeconds = 86400;
 
 // sample_policy() with both collectors receiving pseudonyms: adnet rotating
 // daily, metrics every 7 days.
@@ -48,7 +48,7 @@ std::string slurp(const std::string& path) {
 TEST_CASE("pseudonym keys: current and next per collector, kept across a restart, mode 0600") {
     TempDir dir;
     const std::string path = dir.file("ledger.db.pseudonym-keys");
-    uint64_t now = 1000 * kDay + 3600;
+    uint64_t now = 1000 * kDaySeconds + 3600;
     const Policy policy = pseudonym_policy();
     std::vector<PeriodKey> first;
     {
@@ -61,9 +61,9 @@ TEST_CASE("pseudonym keys: current and next per collector, kept across a restart
         REQUIRE(ad);
         REQUIRE(ad_next);
         REQUIRE(metrics);
-        CHECK(ad->not_before() == 1000 * kDay);
-        CHECK(ad->not_after() == 1001 * kDay);
-        CHECK(metrics->not_after() == uint64_t(1000 / 7 + 1) * 7 * kDay);
+        CHECK(ad->not_before() == 1000 * kDaySeconds);
+        CHECK(ad->not_after() == 1001 * kDaySeconds);
+        CHECK(metrics->not_after() == uint64_t(1000 / 7 + 1) * 7 * kDaySeconds);
         // Two collectors, two periods: four different random keys.
         CHECK(ad->key != ad_next->key);
         CHECK(ad->key != metrics->key);
@@ -71,7 +71,7 @@ TEST_CASE("pseudonym keys: current and next per collector, kept across a restart
         // Asked again: the same keys, nothing new.
         const auto again = store.keys_for(policy);
         CHECK(find(again, "adnet", 1000)->key == ad->key);
-        CHECK(store.next_change(policy) == 1001 * kDay);
+        CHECK(store.next_change(policy) == 1001 * kDaySeconds);
     }
     struct stat st {};
     REQUIRE(::stat(path.c_str(), &st) == 0);
@@ -90,13 +90,13 @@ TEST_CASE("pseudonym keys: current and next per collector, kept across a restart
 TEST_CASE("pseudonym keys: at a period's end the next key becomes current and the ended one is deleted") {
     TempDir dir;
     const std::string path = dir.file("k");
-    uint64_t now = 500 * kDay;
+    uint64_t now = 500 * kDaySeconds;
     const Policy policy = pseudonym_policy();
     PseudonymKeyStore store(path, [&] { return now; });
     const auto day0 = store.keys_for(policy);
     const PseudonymKey old_key = find(day0, "adnet", 500)->key;
     const PseudonymKey next_key = find(day0, "adnet", 501)->key;
-    now = 501 * kDay;
+    now = 501 * kDaySeconds;
     const auto day1 = store.keys_for(policy);
     REQUIRE(find(day1, "adnet", 501));
     CHECK(find(day1, "adnet", 501)->key == next_key);
@@ -111,7 +111,7 @@ TEST_CASE("pseudonym keys: at a period's end the next key becomes current and th
 
 TEST_CASE("pseudonym keys: a removed collector keeps its keys until their period ends; raw collectors get none") {
     TempDir dir;
-    uint64_t now = 700 * kDay;
+    uint64_t now = 700 * kDaySeconds;
     Policy policy = pseudonym_policy();
     PseudonymKeyStore store(dir.file("k"), [&] { return now; });
     const PseudonymKey key = find(store.keys_for(policy), "adnet", 700)->key;
@@ -132,7 +132,7 @@ TEST_CASE("pseudonym keys: a removed collector keeps its keys until their period
 TEST_CASE("pseudonym keys: a damaged or readable store is refused without showing a key") {
     TempDir dir;
     const std::string path = dir.file("k");
-    uint64_t now = 10 * kDay;
+    uint64_t now = 10 * kDaySeconds;
     {
         PseudonymKeyStore store(path, [&] { return now; });
         store.keys_for(pseudonym_policy());
@@ -157,7 +157,7 @@ TEST_CASE("pseudonym keys: a damaged or readable store is refused without showin
 
 TEST_CASE("pseudonym keys: a store that cannot be written hands out no new key") {
     TempDir dir;
-    uint64_t now = 10 * kDay;
+    uint64_t now = 10 * kDaySeconds;
     PseudonymKeyStore store(dir.file("missing-dir/k"), [&] { return now; });
     CHECK_THROWS_AS(store.keys_for(pseudonym_policy()), std::runtime_error);
     CHECK(store.size() == 0);

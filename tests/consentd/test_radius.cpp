@@ -19,7 +19,7 @@ using namespace optgate::consentd;
 
 namespace {
 
-constexpr std::string_view kSecret = "testing123-secret-0123";
+constexpr std::string_view kRadiusSecret = "testing123-secret-0123";
 
 std::vector<uint8_t> hex(std::string_view h) {
     std::vector<uint8_t> out;
@@ -42,7 +42,7 @@ radius::Malformed why_of(const std::vector<uint8_t>& d) {
     return why;
 }
 
-std::vector<std::string> config_errors(const std::string& yaml) {
+std::vector<std::string> radius_config_errors(const std::string& yaml) {
     try {
         load_config_text(yaml, "c.yaml", "/etc/optgate");
     } catch (const policy::PolicyError& e) {
@@ -73,10 +73,10 @@ TEST_CASE("radius: a valid Accounting-Request decodes, authenticates and is answ
     CHECK_FALSE(p->find_vendor(3561, 2));
     CHECK_FALSE(p->find_vendor(9, 1));
     CHECK(p->message_authenticator_at() == 0);
-    CHECK(radius::request_authenticator_ok(*p, kSecret));
-    CHECK(radius::message_authenticator_ok(*p, kSecret));  // none
+    CHECK(radius::request_authenticator_ok(*p, kRadiusSecret));
+    CHECK(radius::message_authenticator_ok(*p, kRadiusSecret));  // none
     CHECK_FALSE(radius::request_authenticator_ok(*p, "testing123-secret-0124"));
-    const auto answer = radius::accounting_response(*p, kSecret);
+    const auto answer = radius::accounting_response(*p, kRadiusSecret);
     CHECK(std::vector<uint8_t>(answer.begin(), answer.end()) == kResponse);
 
     // Padding after Length is ignored (RFC 2865 §3).
@@ -85,7 +85,7 @@ TEST_CASE("radius: a valid Accounting-Request decodes, authenticates and is answ
     const auto q = radius::decode(padded, why);
     REQUIRE(q);
     CHECK(q->bytes().size() == kPlain.size());
-    CHECK(radius::request_authenticator_ok(*q, kSecret));
+    CHECK(radius::request_authenticator_ok(*q, kRadiusSecret));
 }
 
 TEST_CASE("radius: the Message-Authenticator is checked") {
@@ -93,12 +93,12 @@ TEST_CASE("radius: the Message-Authenticator is checked") {
     const auto p = radius::decode(kWithMa, why);
     REQUIRE(p);
     CHECK(p->message_authenticator_at() == kWithMa.size() - 16);
-    CHECK(radius::request_authenticator_ok(*p, kSecret));
-    CHECK(radius::message_authenticator_ok(*p, kSecret));
+    CHECK(radius::request_authenticator_ok(*p, kRadiusSecret));
+    CHECK(radius::message_authenticator_ok(*p, kRadiusSecret));
     CHECK_FALSE(radius::message_authenticator_ok(*p, "testing123-secret-0124"));
     auto bad = kWithMa;
     bad.back() ^= 1;
-    CHECK_FALSE(radius::message_authenticator_ok(*radius::decode(bad, why), kSecret));
+    CHECK_FALSE(radius::message_authenticator_ok(*radius::decode(bad, why), kRadiusSecret));
 }
 
 TEST_CASE("radius: malformed packets are refused by name, never read out of bounds") {
@@ -184,7 +184,7 @@ TEST_CASE("radius config: clients, subscriber rule, and every error") {
     CHECK_FALSE(c.radius->client_for(*IpAddr::parse("198.51.100.1")));
     CHECK_FALSE(load_config_text(kBase, "c.yaml", "/etc").config.radius);  // off by default
 
-    const auto errors = config_errors(kBase + R"(radius:
+    const auto errors = radius_config_errors(kBase + R"(radius:
   clients:
     - {name: weak, address: 203.0.113.9, secret: short}
     - {name: bng-1, address: 203.0.113.10, secret: "0123456789abcdef"}
@@ -208,5 +208,5 @@ TEST_CASE("radius config: clients, subscriber rule, and every error") {
     CHECK(has("not a valid regular expression"));
     CHECK(has("colour"));
     CHECK(has("max_pending"));
-    CHECK(config_errors(kBase + "radius:\n  clients: []\n").size() == 1);  // no clients
+    CHECK(radius_config_errors(kBase + "radius:\n  clients: []\n").size() == 1);  // no clients
 }

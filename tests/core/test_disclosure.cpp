@@ -15,9 +15,6 @@ using namespace optgate::test;
 
 namespace {
 
-const EdnsOption kEcs{8, ecs_option_data("100.64.0.0/24")};
-const EdnsOption kMac{65001, {0x02, 0x11, 0x22, 0x33, 0x44, 0x55}};
-
 Bytes dns(const char* src, const char* dst, std::vector<EdnsOption> opts) {
     PacketBuilder b;
     if (std::string_view(src).find(':') != std::string_view::npos)
@@ -64,13 +61,13 @@ TEST_CASE("counted per subscriber key, destination and identifier: DNS and HTTP,
     // Consent: .10 advertising+analytics, .11 analytics, .12 none,
     // 2001:db8:1000:1::/64 advertising; keys are /64 (the policy's default).
     fx.run_burst({
-        dns("100.64.0.10", "198.18.0.53", {kEcs, kMac}),  // adnet-dns, advertising: passes
-        dns("100.64.0.10", "198.18.0.53", {kEcs}), dns("100.64.0.12", "198.18.0.53", {kEcs}),  // no consent: stripped
-        dns("100.64.0.10", "8.8.8.8", {kMac}),                                                 // no collector: stripped
-        dns("203.0.113.9", "198.18.0.53", {kEcs}),                  // not a subscriber: not counted
-        dns("2001:db8:1000:1::1234", "2001:db8:ad::53", {kEcs}),    // adnet: passes
-        dns("2001:db8:1000:1:ffff::1", "2001:db8:ad::53", {kEcs}),  // same /64 key
-        dns("2001:db8:1000:2::1", "2001:db8:ad::53", {kMac}),       // unknown key: stripped
+        dns("100.64.0.10", "198.18.0.53", {kEcs4, kMac}),  // adnet-dns, advertising: passes
+        dns("100.64.0.10", "198.18.0.53", {kEcs4}), dns("100.64.0.12", "198.18.0.53", {kEcs4}),  // no consent: stripped
+        dns("100.64.0.10", "8.8.8.8", {kMac}),                       // no collector: stripped
+        dns("203.0.113.9", "198.18.0.53", {kEcs4}),                  // not a subscriber: not counted
+        dns("2001:db8:1000:1::1234", "2001:db8:ad::53", {kEcs4}),    // adnet: passes
+        dns("2001:db8:1000:1:ffff::1", "2001:db8:ad::53", {kEcs4}),  // same /64 key
+        dns("2001:db8:1000:2::1", "2001:db8:ad::53", {kMac}),        // unknown key: stripped
     });
     for (const Bytes& f : http("100.64.0.11", "203.0.113.5", 41000, "X-UIDH: abc\r\nX-MSISDN: 123\r\n")) fx.run(f);
     for (const Bytes& f : http("100.64.0.10", "203.0.113.201", 41001, "x-uidh: abc\r\n")) fx.run(f);  // billing
@@ -113,8 +110,8 @@ TEST_CASE("IPv6 keys are masked to the policy's ipv6_key_length") {
     Policy p = sample_policy();
     p.ipv6_key_length = 56;
     PipelineFixture fx(p);
-    fx.run_burst(
-        {dns("2001:db8:1000:1::1", "2001:db8:ad::53", {kEcs}), dns("2001:db8:1000:ff::1", "2001:db8:ad::53", {kEcs})});
+    fx.run_burst({dns("2001:db8:1000:1::1", "2001:db8:ad::53", {kEcs4}),
+                  dns("2001:db8:1000:ff::1", "2001:db8:ad::53", {kEcs4})});
     DisclosureDrain drainer(0);
     DisclosureBatch batch;
     REQUIRE(drain(drainer, *fx.worker, fx.enforcement, 1, batch));
@@ -125,8 +122,8 @@ TEST_CASE("IPv6 keys are masked to the policy's ipv6_key_length") {
 TEST_CASE("accounting off: nothing to drain, enforcement unchanged") {
     PipelineFixture fx(sample_policy(), Enforcement::Mode::static_table, DisclosureConfig{0});
     CHECK(fx.worker->disclosure() == nullptr);
-    const Bytes f = dns("100.64.0.12", "198.18.0.53", {kEcs});
-    CHECK(fx.run(f) == dns("100.64.0.12", "198.18.0.53", {padding_for(kEcs)}));
+    const Bytes f = dns("100.64.0.12", "198.18.0.53", {kEcs4});
+    CHECK(fx.run(f) == dns("100.64.0.12", "198.18.0.53", {padding_for(kEcs4)}));
     DisclosureDrain drainer(0);
     DisclosureBatch batch;
     REQUIRE(drain(drainer, *fx.worker, fx.enforcement, 1, batch));
@@ -140,7 +137,7 @@ TEST_CASE("a full table: the rest is counted as overflow, nothing blocks, the ne
     const int keys = 50;
     for (int i = 1; i <= keys; ++i) {
         const std::string src = "100.64.1." + std::to_string(i);
-        fx.run(dns(src.c_str(), "198.18.0.53", {kEcs}));
+        fx.run(dns(src.c_str(), "198.18.0.53", {kEcs4}));
     }
     CHECK(fx.count(Counter::dns_rewritten) == keys);  // enforcement goes on
     CHECK(fx.count(Counter::disclosure_overflow) == keys - 3);
@@ -153,7 +150,7 @@ TEST_CASE("a full table: the rest is counted as overflow, nothing blocks, the ne
     for (const auto& e : batch.entries) counted += e.passed + e.stripped;
     CHECK(counted == sum(fx.worker->counters().identifier_stripped));
 
-    fx.run(dns("100.64.2.1", "198.18.0.53", {kEcs}));
+    fx.run(dns("100.64.2.1", "198.18.0.53", {kEcs4}));
     REQUIRE(drain(drainer, *fx.worker, fx.enforcement, 2, batch));
     CHECK(batch.overflowed == 0);
     CHECK(batch.entries == std::vector{row("100.64.2.1", "adnet-dns", "EDNS client subnet", 0, 1)});
@@ -172,7 +169,7 @@ TEST_CASE("thousands of keys in a table three quarters full: each counted apart 
         CAPTURE(interval);
         for (int round = 0; round < 3; ++round)
             for (int i = 0; i < keys; ++i)
-                if ((i + interval) % 3 >= round) fx.run(dns(source(i).c_str(), "198.18.0.53", {kEcs}));
+                if ((i + interval) % 3 >= round) fx.run(dns(source(i).c_str(), "198.18.0.53", {kEcs4}));
         DisclosureBatch batch;
         REQUIRE(drain(drainer, *fx.worker, fx.enforcement, uint64_t(interval), batch));
         CHECK(batch.overflowed == 0);
@@ -208,12 +205,12 @@ TEST_CASE("a policy change mid-interval: each count keeps the names of the polic
         fx.enforcement.install(std::move(rt), std::move(table));
     };
 
-    fx.run(dns("100.64.0.10", "198.18.0.53", {kEcs}));
+    fx.run(dns("100.64.0.10", "198.18.0.53", {kEcs4}));
     install(b);
-    fx.run(dns("100.64.0.10", "198.18.0.53", {kEcs}));
-    fx.run(dns("100.64.0.10", "198.18.0.53", {kEcs}));
+    fx.run(dns("100.64.0.10", "198.18.0.53", {kEcs4}));
+    fx.run(dns("100.64.0.10", "198.18.0.53", {kEcs4}));
     install(sample_policy());  // a new runtime with A's names: merged with A's row by name
-    fx.run(dns("100.64.0.10", "198.18.0.53", {kEcs}));
+    fx.run(dns("100.64.0.10", "198.18.0.53", {kEcs4}));
 
     DisclosureDrain drainer(0);
     DisclosureBatch batch;
@@ -233,7 +230,7 @@ TEST_CASE("more policies in one interval than a table can name: counted as overf
         auto table = fx.enforcement.make_table();
         table->upsert(SubscriberKey::make(*IpAddr::parse("100.64.0.10"), 64), 0b11);
         fx.enforcement.install(std::move(rt), std::move(table));
-        fx.run(dns("100.64.0.10", "198.18.0.53", {kEcs}));
+        fx.run(dns("100.64.0.10", "198.18.0.53", {kEcs4}));
     }
     DisclosureDrain drainer(0);
     DisclosureBatch batch;
@@ -253,7 +250,7 @@ TEST_CASE("a drainer racing a worker thread: no count lost or doubled") {
     std::vector<std::string> keys;
     for (int i = 8; i < 16; ++i) {
         keys.push_back("100.64.0." + std::to_string(i));
-        pristine.push_back(dns(keys.back().c_str(), "198.18.0.53", {kEcs, kMac}));
+        pristine.push_back(dns(keys.back().c_str(), "198.18.0.53", {kEcs4, kMac}));
     }
     const int bursts = 4000;
     std::atomic<bool> done{false};

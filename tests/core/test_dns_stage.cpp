@@ -11,10 +11,7 @@ using namespace optgate::test;
 
 namespace {
 
-const EdnsOption kEcs{8, ecs_option_data("100.64.0.0/24")};
-const EdnsOption kMac{65001, {0x02, 0x11, 0x22, 0x33, 0x44, 0x55}};
-const EdnsOption kCookie{10, {1, 2, 3, 4, 5, 6, 7, 8}};  // not an identifier
-const EdnsOption kPadding{12, Bytes(5, 0)};              // not an identifier
+const EdnsOption kPadding{12, Bytes(5, 0)};  // not an identifier
 
 Bytes dns_frame(const char* src, const char* dst, const DnsQuery& q, uint16_t dport = 53) {
     PacketBuilder b;
@@ -33,7 +30,7 @@ DnsQuery query(std::vector<EdnsOption> options) {
 
 TEST_CASE("scan finds the OPT record and counts identifier options") {
     auto rt = Runtime::compile(sample_policy());
-    const Bytes msg = dns_query(query({kCookie, kEcs, kMac}));
+    const Bytes msg = dns_query(query({kCookie, kEcs4, kMac}));
     DnsScan scan;
     CHECK(scan_dns_query(msg.data(), uint32_t(msg.size()), *rt, scan) == std::nullopt);
     CHECK(scan.has_opt);
@@ -55,34 +52,34 @@ TEST_CASE("strip: identifier options made Padding of the same length, zeroed; no
         std::vector<EdnsOption> in, expected;
     };
     const Case cases[] = {
-        {"ECS only", "100.64.0.12", "198.18.0.53", {kEcs}, {padding_for(kEcs)}},
+        {"ECS only", "100.64.0.12", "198.18.0.53", {kEcs4}, {padding_for(kEcs4)}},
         {"ECS and MAC around a cookie",
          "100.64.0.12",
          "198.18.0.53",
-         {kEcs, kCookie, kMac},
-         {padding_for(kEcs), kCookie, padding_for(kMac)}},
+         {kEcs4, kCookie, kMac},
+         {padding_for(kEcs4), kCookie, padding_for(kMac)}},
         {"cookie, ECS, padding",
          "100.64.0.12",
          "198.18.0.53",
-         {kCookie, kEcs, kPadding},
-         {kCookie, padding_for(kEcs), kPadding}},
+         {kCookie, kEcs4, kPadding},
+         {kCookie, padding_for(kEcs4), kPadding}},
         {"to a resolver that is no collector",
          "100.64.0.10",
          "198.51.200.1",
-         {kMac, kEcs},
-         {padding_for(kMac), padding_for(kEcs)}},
-        {"unknown subscriber", "100.64.0.99", "198.18.0.53", {kEcs}, {padding_for(kEcs)}},
+         {kMac, kEcs4},
+         {padding_for(kMac), padding_for(kEcs4)}},
+        {"unknown subscriber", "100.64.0.99", "198.18.0.53", {kEcs4}, {padding_for(kEcs4)}},
         {"IPv6 subscriber not in the table",
          "2001:db8:1000:9::1",
          "2001:db8:ad::53",
-         {kEcs, kCookie},
-         {padding_for(kEcs), kCookie}},
+         {kEcs4, kCookie},
+         {padding_for(kEcs4), kCookie}},
         {"an empty identifier option", "100.64.0.12", "198.18.0.53", {{65001, {}}, kCookie}, {{12, {}}, kCookie}},
         {"odd lengths: the next option at an odd offset",
          "100.64.0.12",
          "198.18.0.53",
-         {{10, {1, 2, 3}}, kEcs, {65001, {9, 8, 7, 6, 5}}, kCookie},
-         {{10, {1, 2, 3}}, padding_for(kEcs), {12, Bytes(5, 0)}, kCookie}},
+         {{10, {1, 2, 3}}, kEcs4, {65001, {9, 8, 7, 6, 5}}, kCookie},
+         {{10, {1, 2, 3}}, padding_for(kEcs4), {12, Bytes(5, 0)}, kCookie}},
     };
     for (const auto& c : cases) {
         const std::string what = c.what;
@@ -101,7 +98,7 @@ TEST_CASE("strip: identifier options made Padding of the same length, zeroed; no
 
 TEST_CASE("pass: a consenting subscriber's query to the collector is untouched") {
     PipelineFixture fx;
-    const Bytes in = dns_frame("100.64.0.10", "198.18.0.53", query({kEcs, kMac}));
+    const Bytes in = dns_frame("100.64.0.10", "198.18.0.53", query({kEcs4, kMac}));
     CHECK(fx.run(in) == in);
     CHECK(fx.count(Counter::verdict_pass_consent) == 1);
     CHECK(fx.count(Counter::dns_rewritten) == 0);
@@ -116,9 +113,9 @@ TEST_CASE("pass: a consenting subscriber's query to the collector is untouched")
 
 TEST_CASE("the same query is stripped for a subscriber without that purpose") {
     PipelineFixture fx;
-    const Bytes in = dns_frame("100.64.0.11", "198.18.0.53", query({kEcs}));  // analytics only
+    const Bytes in = dns_frame("100.64.0.11", "198.18.0.53", query({kEcs4}));  // analytics only
     const Bytes out = fx.run(in);
-    CHECK(out == dns_frame("100.64.0.11", "198.18.0.53", query({padding_for(kEcs)})));
+    CHECK(out == dns_frame("100.64.0.11", "198.18.0.53", query({padding_for(kEcs4)})));
     const auto& c = fx.worker->counters();
     CHECK(c.destination_stripped[1] == 1);
     CHECK(c.identifier_stripped[2] == 1);
@@ -128,12 +125,12 @@ TEST_CASE("queries without identifiers, responses and other ports are untouched"
     PipelineFixture fx;
     const Bytes no_opt = dns_frame("100.64.0.12", "198.18.0.53", DnsQuery{});
     const Bytes cookie_only = dns_frame("100.64.0.12", "198.18.0.53", query({kCookie}));
-    const Bytes other_port = dns_frame("100.64.0.12", "198.18.0.53", query({kEcs}), 5353);
-    Bytes response = dns_query(query({kEcs}));
+    const Bytes other_port = dns_frame("100.64.0.12", "198.18.0.53", query({kEcs4}), 5353);
+    Bytes response = dns_query(query({kEcs4}));
     response[2] |= 0x80;  // QR
     const Bytes resp_frame =
         PacketBuilder().ipv4("100.64.0.12", "198.18.0.53").udp(40000, 53).payload(response).build();
-    const Bytes from_internet = dns_frame("203.0.113.9", "198.18.0.53", query({kEcs}));
+    const Bytes from_internet = dns_frame("203.0.113.9", "198.18.0.53", query({kEcs4}));
     for (const Bytes& f : {no_opt, cookie_only, other_port, resp_frame, from_internet}) CHECK(fx.run(f) == f);
     CHECK(fx.count(Counter::dns_not_query) == 1);
     CHECK(fx.count(Counter::not_from_subscriber) == 1);
@@ -144,9 +141,9 @@ TEST_CASE("queries without identifiers, responses and other ports are untouched"
 TEST_CASE("VLAN, IPv6 extension headers and OPT not last") {
     PipelineFixture fx;
     const Bytes tsig_like = dns_rr("key.example", 250, 255, 0, Bytes(10, 0xaa));
-    DnsQuery q = query({kEcs, kCookie});
+    DnsQuery q = query({kEcs4, kCookie});
     q.extra_additional = {tsig_like};
-    DnsQuery expected_q = query({padding_for(kEcs), kCookie});
+    DnsQuery expected_q = query({padding_for(kEcs4), kCookie});
     expected_q.extra_additional = {tsig_like};
     auto build = [&](const DnsQuery& dq) {
         return PacketBuilder()
@@ -173,7 +170,7 @@ TEST_CASE("UDP checksum zero over IPv4 stays zero; a wrong checksum stays wrong"
             .payload(dns_query(query(std::move(opts))))
             .build();
     };
-    CHECK(fx.run(frame({kEcs, kCookie}, true)) == frame({padding_for(kEcs), kCookie}, true));
+    CHECK(fx.run(frame({kEcs4, kCookie}, true)) == frame({padding_for(kEcs4), kCookie}, true));
 
     auto plain = [&](std::vector<EdnsOption> opts) {
         return PacketBuilder()
@@ -182,7 +179,7 @@ TEST_CASE("UDP checksum zero over IPv4 stays zero; a wrong checksum stays wrong"
             .payload(dns_query(query(std::move(opts))))
             .build();
     };
-    Bytes in = plain({kEcs, kCookie});
+    Bytes in = plain({kEcs4, kCookie});
     const size_t cks = 14 + 20 + 6;          // UDP checksum field
     in[cks + 1] = uint8_t(in[cks + 1] + 3);  // off by 3: the receiver must still drop it
     const Bytes out = fx.run(in);
@@ -193,7 +190,7 @@ TEST_CASE("UDP checksum zero over IPv4 stays zero; a wrong checksum stays wrong"
     CHECK_FALSE(report.l4_ok);
     // Everything but the checksum is as if sent as Padding; the checksum is off
     // by the same 3 (incremental update preserves the error).
-    Bytes expected = plain({padding_for(kEcs), kCookie});
+    Bytes expected = plain({padding_for(kEcs4), kCookie});
     REQUIRE(out.size() == expected.size());
     const uint16_t got = uint16_t(out[cks] << 8 | out[cks + 1]);
     const uint16_t right = uint16_t(expected[cks] << 8 | expected[cks + 1]);
@@ -213,12 +210,12 @@ TEST_CASE("Ethernet padding is kept") {
             .trailer({0xde, 0xad, 0xbe, 0xef})
             .build();
     };
-    CHECK(fx.run(frame({kEcs})) == frame({padding_for(kEcs)}));
+    CHECK(fx.run(frame({kEcs4})) == frame({padding_for(kEcs4)}));
 }
 
 TEST_CASE("malformed DNS is forwarded unchanged and counted by reason") {
     PipelineFixture fx;
-    const Bytes good = dns_query(query({kEcs}));
+    const Bytes good = dns_query(query({kEcs4}));
     struct Case {
         const char* what;
         Bytes msg;
@@ -237,19 +234,19 @@ TEST_CASE("malformed DNS is forwarded unchanged and counted by reason") {
         cases.push_back({"reserved label type", m, Counter::dns_malformed_name});
     }
     {
-        DnsQuery q = query({kEcs});
+        DnsQuery q = query({kEcs4});
         q.arcount = 2;  // claims one more record than present
         cases.push_back({"count past the end", dns_query(q), Counter::dns_malformed_record});
     }
     {
-        DnsQuery q = query({kEcs});
+        DnsQuery q = query({kEcs4});
         q.extra_additional = {edns_opt_rr(512, {kMac})};
         cases.push_back({"two OPT records", dns_query(q), Counter::dns_multiple_opt});
     }
     {
         Bytes m = good;
         // The ECS option length byte: claim more than RDLENGTH holds.
-        const size_t opt_len_at = m.size() - kEcs.data.size() - 1;
+        const size_t opt_len_at = m.size() - kEcs4.data.size() - 1;
         m[opt_len_at] = uint8_t(m[opt_len_at] + 4);
         cases.push_back({"option overruns RDATA", m, Counter::dns_malformed_opt});
     }
@@ -288,7 +285,7 @@ TEST_CASE("malformed DNS is forwarded unchanged and counted by reason") {
 TEST_CASE("random DNS payloads never crash the stage and never change a packet's length") {
     PipelineFixture fx;
     std::mt19937 rng(99);
-    const Bytes good = dns_query(query({kEcs, kCookie, kMac}));
+    const Bytes good = dns_query(query({kEcs4, kCookie, kMac}));
     for (int i = 0; i < 20000; ++i) {
         Bytes m = good;
         const int flips = 1 + int(rng() % 4);

@@ -10,6 +10,9 @@
 
 using namespace optgate;
 using namespace optgate::httptest;
+using optgate::test::kCookie;
+using optgate::test::kEcs4;
+using optgate::test::kMac;
 using test::Bytes;
 using test::DnsQuery;
 using test::EdnsOption;
@@ -18,9 +21,6 @@ namespace {
 
 // Sample policy: ECS (8) and MAC (65001) are identifiers; 198.18.0.53:53 is
 // the advertising resolver; 100.64.0.12 has no consent, 100.64.0.10 has it.
-const EdnsOption kEcs{8, test::ecs_option_data("100.64.0.0/24")};
-const EdnsOption kMac{65001, {0x02, 0x11, 0x22, 0x33, 0x44, 0x55}};
-const EdnsOption kCookie{10, {1, 2, 3, 4, 5, 6, 7, 8}};
 
 Bytes query(std::vector<EdnsOption> options, std::string name = "www.example.com") {
     return test::dns_query(DnsQuery{.qname = std::move(name), .edns_udp_size = 1232, .options = std::move(options)});
@@ -42,13 +42,6 @@ Conn dns_conn(const char* src = "100.64.0.12") {
     c.dport = 53;
     c.sport = 41000;
     return c;
-}
-
-std::string payload(const Bytes& f) { return read_tcp(f).payload; }
-
-void check_frame(const Bytes& f) {
-    const auto r = test::verify_checksums(f);
-    CHECK_MESSAGE(r.ok(), r.detail);
 }
 
 // Sends `stream` cut before each offset in `cuts`; returns what left, or
@@ -74,8 +67,8 @@ TEST_CASE("DNS over TCP: identifier options become Padding of the same length, z
     HttpPipeline px;
     const Conn c = dns_conn();
     px.run(c.syn());
-    const std::string in = framed(query({kCookie, kEcs, kMac}));
-    const std::string expected = framed(query({kCookie, padding_for(kEcs), padding_for(kMac)}));
+    const std::string in = framed(query({kCookie, kEcs4, kMac}));
+    const std::string expected = framed(query({kCookie, padding_for(kEcs4), padding_for(kMac)}));
     REQUIRE(in.size() == expected.size());
     CHECK(send(px, c, in, {}) == expected);
     CHECK(px.count(Counter::dns_queries) == 1);
@@ -102,15 +95,15 @@ TEST_CASE("DNS over TCP: identifier options become Padding of the same length, z
 
 TEST_CASE("DNS over TCP: every split point, one byte per segment, several messages per segment") {
     // Two messages back to back: the second one's options straddle whatever we cut.
-    const std::string in = framed(query({kEcs, kCookie})) + framed(query({kMac, kEcs}, "a.example.net"));
-    const std::string expected = framed(query({padding_for(kEcs), kCookie})) +
-                                 framed(query({padding_for(kMac), padding_for(kEcs)}, "a.example.net"));
+    const std::string in = framed(query({kEcs4, kCookie})) + framed(query({kMac, kEcs4}, "a.example.net"));
+    const std::string expected = framed(query({padding_for(kEcs4), kCookie})) +
+                                 framed(query({padding_for(kMac), padding_for(kEcs4)}, "a.example.net"));
     // The cookie's code (00 0a) starts like ECS's (00 08): cut between its
     // two bytes, it is made Padding too (its first byte left before the second came).
     const size_t cookie = in.find(std::string("\x00\x0a\x00\x08", 4));
     REQUIRE(cookie != std::string::npos);
-    const std::string cookie_padded = framed(query({padding_for(kEcs), padding_for(kCookie)})) +
-                                      framed(query({padding_for(kMac), padding_for(kEcs)}, "a.example.net"));
+    const std::string cookie_padded = framed(query({padding_for(kEcs4), padding_for(kCookie)})) +
+                                      framed(query({padding_for(kMac), padding_for(kEcs4)}, "a.example.net"));
     HttpPipeline px;
     Conn c = dns_conn();
     for (size_t k = 1; k < in.size(); ++k) {
@@ -133,13 +126,13 @@ TEST_CASE("DNS over TCP: retransmissions get the same rewrite; other bytes are d
     HttpPipeline px;
     const Conn c = dns_conn();
     px.run(c.syn());
-    const std::string in = framed(query({kEcs}));
+    const std::string in = framed(query({kEcs4}));
     const size_t mid = in.size() - 3;  // inside the ECS data
     const Bytes a = px.run(c.data(0, in.substr(0, mid)));
     const Bytes b = px.run(c.data(mid, in.substr(mid)));
     REQUIRE_FALSE(a.empty());
     REQUIRE_FALSE(b.empty());
-    CHECK(payload(a) + payload(b) == framed(query({padding_for(kEcs)})));
+    CHECK(payload(a) + payload(b) == framed(query({padding_for(kEcs4)})));
     CHECK(px.run(c.data(0, in.substr(0, mid))) == a);
     CHECK(px.run(c.data(mid, in.substr(mid))) == b);
     CHECK(payload(px.run(c.data(0, in))) == payload(a) + payload(b));  // both in one
@@ -165,10 +158,10 @@ TEST_CASE("DNS over TCP: holes, flows met mid-stream, responses, malformed messa
     HttpPipeline px;
     const Conn c = dns_conn();
     px.run(c.syn());
-    const std::string in = framed(query({kEcs}));
+    const std::string in = framed(query({kEcs4}));
     CHECK(px.run(c.data(5, in.substr(5))).empty());  // after a hole
     CHECK(px.count(Counter::dns_tcp_out_of_order_dropped) == 1);
-    CHECK(send(px, c, in, {5}) == framed(query({padding_for(kEcs)})));
+    CHECK(send(px, c, in, {5}) == framed(query({padding_for(kEcs4)})));
 
     // Without its SYN the framing is unknown: strip verdict, dropped; pass, forwarded.
     Conn mid = dns_conn();
@@ -185,10 +178,10 @@ TEST_CASE("DNS over TCP: holes, flows met mid-stream, responses, malformed messa
     Conn d = dns_conn();
     d.sport = 41003;
     px.run(d.syn());
-    Bytes response = query({kEcs});
+    Bytes response = query({kEcs4});
     response[2] |= 0x80;
-    Bytes overrun = query({kEcs});
-    overrun[overrun.size() - kEcs.data.size() - 1] = 0x40;  // ECS length 64, past the end
+    Bytes overrun = query({kEcs4});
+    overrun[overrun.size() - kEcs4.data.size() - 1] = 0x40;  // ECS length 64, past the end
     const std::string stream = framed(response) + framed(overrun) + framed(query({kMac}));
     const std::string out = send(px, d, stream, {});
     CHECK(out.substr(0, framed(response).size()) == framed(response));
@@ -212,7 +205,7 @@ TEST_CASE("DNS over TCP property: random queries, segments and (inconsistent) re
     // forwarded twice is the same both times.
     HttpPipeline px;
     std::mt19937_64 rng(20261204);
-    const std::vector<EdnsOption> pool = {kEcs, kMac, kCookie, {65001, {}}, {8, Bytes(40, 0x5a)}, {12, Bytes(3, 0)}};
+    const std::vector<EdnsOption> pool = {kEcs4, kMac, kCookie, {65001, {}}, {8, Bytes(40, 0x5a)}, {12, Bytes(3, 0)}};
     uint64_t evasions = 0, evasions_dropped = 0, straddled = 0;
     for (int round = 0; round < 400; ++round) {
         Conn c = dns_conn();

@@ -30,7 +30,7 @@ FlowKey key(uint16_t sport) {
     return k;
 }
 
-constexpr uint64_t kSecond = 1000000000ull;
+using optgate::test::kSecond;
 
 }  // namespace
 

@@ -28,16 +28,9 @@ using namespace optgate::test;
 
 namespace {
 
-constexpr uint64_t kSecond = 1000000000ull;
-
 uint64_t env_or(const char* name, uint64_t fallback) {
     const char* v = std::getenv(name);
     return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
-}
-
-void put16(Bytes& b, size_t at, uint16_t v) {
-    b[at] = uint8_t(v >> 8);
-    b[at + 1] = uint8_t(v);
 }
 
 struct Piece {

@@ -27,13 +27,6 @@ const std::string kReq =
     "Accept-Language: en-US,en;q=0.5\r\nConnection: keep-alive\r\n\r\n";
 const std::string kReqScrubbed = fill_values(kReq, {"UIDH-0123456789abcdef", "15551234567"});
 
-std::string payload(const Bytes& f) { return read_tcp(f).payload; }
-
-void check_frame(const Bytes& f) {
-    const auto r = test::verify_checksums(f);
-    CHECK_MESSAGE(r.ok(), r.detail);
-}
-
 std::string with_host(const std::string& host) {
     std::string r = kReq;
     r.replace(r.find("www.example.org"), 15, host);

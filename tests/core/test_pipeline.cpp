@@ -8,8 +8,6 @@ using namespace optgate::test;
 
 namespace {
 
-const EdnsOption kEcs{8, ecs_option_data("100.64.0.0/24")};
-
 Bytes dns4(const char* src, const char* dst, std::vector<EdnsOption> opts, const Ipv4Options& ip = {}) {
     return PacketBuilder()
         .ipv4(src, dst, ip)
@@ -64,9 +62,9 @@ TEST_CASE("bursts larger than the worker's burst size are split, not truncated")
     PipelineFixture fx;
     std::vector<Bytes> frames;
     frames.reserve(150);
-    for (int i = 0; i < 150; ++i) frames.push_back(dns4("100.64.0.12", "198.18.0.53", {kEcs}));
+    for (int i = 0; i < 150; ++i) frames.push_back(dns4("100.64.0.12", "198.18.0.53", {kEcs4}));
     const auto out = fx.run_burst(frames);
-    const Bytes expected = dns4("100.64.0.12", "198.18.0.53", {padding_for(kEcs)});
+    const Bytes expected = dns4("100.64.0.12", "198.18.0.53", {padding_for(kEcs4)});
     for (const auto& f : out) CHECK(f == expected);
     CHECK(fx.count(Counter::dns_rewritten) == 150);
     CHECK(fx.count(Counter::packets) == 150);
@@ -78,7 +76,7 @@ TEST_CASE("IPv6 subscribers are keyed by their /64") {
         return PacketBuilder()
             .ipv6(src, "2001:db8:ad::53")
             .udp(40000, 53)
-            .payload(dns_query({.edns_udp_size = 1232, .options = {kEcs}}))
+            .payload(dns_query({.edns_udp_size = 1232, .options = {kEcs4}}))
             .build();
     };
     // 2001:db8:1000:1::/64 consented to advertising (adnet is advertising).
@@ -91,7 +89,7 @@ TEST_CASE("IPv6 subscribers are keyed by their /64") {
     const Bytes stripped = PacketBuilder()
                                .ipv6("2001:db8:1000:2::1", "2001:db8:ad::53")
                                .udp(40000, 53)
-                               .payload(dns_query({.edns_udp_size = 1232, .options = {padding_for(kEcs)}}))
+                               .payload(dns_query({.edns_udp_size = 1232, .options = {padding_for(kEcs4)}}))
                                .build();
     CHECK(fx.run(q("2001:db8:1000:2::1")) == stripped);
 }
@@ -104,7 +102,7 @@ TEST_CASE("IPv6 key length comes from the policy") {
     const Bytes f = PacketBuilder()
                         .ipv6("2001:db8:1000:ff::1", "2001:db8:ad::53")
                         .udp(40000, 53)
-                        .payload(dns_query({.edns_udp_size = 1232, .options = {kEcs}}))
+                        .payload(dns_query({.edns_udp_size = 1232, .options = {kEcs4}}))
                         .build();
     CHECK(fx.run(f) == f);
     CHECK(fx.count(Counter::verdict_pass_consent) == 1);
@@ -114,7 +112,7 @@ TEST_CASE("exemptions pass without consent and are counted apart") {
     PipelineFixture fx;
     // A DNS query with ECS to the billing exemption (203.0.113.200/29) from a
     // subscriber with no consent at all.
-    const Bytes f = dns4("100.64.0.12", "203.0.113.201", {kEcs});
+    const Bytes f = dns4("100.64.0.12", "203.0.113.201", {kEcs4});
     CHECK(fx.run(f) == f);
     CHECK(fx.count(Counter::verdict_pass_exempt) == 1);
     CHECK(fx.count(Counter::verdict_pass_consent) == 0);
@@ -126,7 +124,7 @@ TEST_CASE("exemptions pass without consent and are counted apart") {
 TEST_CASE("no policy installed: everything is dropped (fail closed)") {
     Enforcement e(Enforcement::Mode::controlled);
     Worker w(e);
-    Bytes f = dns4("100.64.0.10", "198.18.0.53", {kEcs});
+    Bytes f = dns4("100.64.0.10", "198.18.0.53", {kEcs4});
     PacketRef ref{f.data(), uint32_t(f.size()), 1, Action::forward};
     CHECK(w.process_burst(&ref, 1, monotonic_ns()) == 0);
     CHECK(ref.action == Action::drop);
@@ -139,16 +137,16 @@ TEST_CASE("a stale table strips even consented identifiers; contact makes it fre
     // 50 ms, a loaded CI machine made the first packet stale already).
     p.staleness_limit = std::chrono::seconds(10);
     PipelineFixture fx(p, Enforcement::Mode::controlled);
-    const Bytes f = dns4("100.64.0.10", "198.18.0.53", {kEcs});
+    const Bytes f = dns4("100.64.0.10", "198.18.0.53", {kEcs4});
     CHECK(fx.run(f) == f);  // fresh: passes
     // Pretend the last contact was 20 s ago (the machine has been up longer:
     // the build alone takes minutes).
     fx.enforcement.heard_from_control(monotonic_ns() - 20'000'000'000ull);
-    CHECK(fx.run(f) == dns4("100.64.0.10", "198.18.0.53", {padding_for(kEcs)}));
+    CHECK(fx.run(f) == dns4("100.64.0.10", "198.18.0.53", {padding_for(kEcs4)}));
     CHECK(fx.count(Counter::verdict_strip_table_stale) == 1);
     // Exemptions are stripped too when stale.
-    const Bytes ex = dns4("100.64.0.12", "203.0.113.201", {kEcs});
-    CHECK(fx.run(ex) == dns4("100.64.0.12", "203.0.113.201", {padding_for(kEcs)}));
+    const Bytes ex = dns4("100.64.0.12", "203.0.113.201", {kEcs4});
+    CHECK(fx.run(ex) == dns4("100.64.0.12", "203.0.113.201", {padding_for(kEcs4)}));
     fx.enforcement.heard_from_control(monotonic_ns());
     CHECK(fx.run(f) == f);
     CHECK(fx.count(Counter::verdict_pass_consent) == 2);
@@ -156,15 +154,15 @@ TEST_CASE("a stale table strips even consented identifiers; contact makes it fre
 
 TEST_CASE("consent changes reach the next packet") {
     PipelineFixture fx;
-    const Bytes f = dns4("100.64.0.10", "198.18.0.53", {kEcs});
+    const Bytes f = dns4("100.64.0.10", "198.18.0.53", {kEcs4});
     CHECK(fx.run(f) == f);
     auto key = SubscriberKey::make(*IpAddr::parse("100.64.0.10"), 64);
     fx.enforcement.table()->upsert(key, 0b10);  // revoke advertising
-    CHECK(fx.run(f) == dns4("100.64.0.10", "198.18.0.53", {padding_for(kEcs)}));
+    CHECK(fx.run(f) == dns4("100.64.0.10", "198.18.0.53", {padding_for(kEcs4)}));
     fx.enforcement.table()->upsert(key, 0b11);
     CHECK(fx.run(f) == f);
     fx.enforcement.table()->erase(key);
-    CHECK(fx.run(f) == dns4("100.64.0.10", "198.18.0.53", {padding_for(kEcs)}));
+    CHECK(fx.run(f) == dns4("100.64.0.10", "198.18.0.53", {padding_for(kEcs4)}));
     CHECK(fx.count(Counter::verdict_strip_unknown_subscriber) == 1);
 }
 
@@ -230,8 +228,8 @@ TEST_CASE("tagging sets DSCP by verdict on IPv4 and IPv6, keeps ECN, fixes the I
 
 TEST_CASE("a DNS query that is both stripped and tagged") {
     PipelineFixture fx(tagging_policy());
-    const Bytes out = fx.run(dns4("100.64.0.12", "198.18.0.53", {kEcs}));
-    const Bytes expected = dns4("100.64.0.12", "198.18.0.53", {padding_for(kEcs)}, {.tos = 8 << 2});
+    const Bytes out = fx.run(dns4("100.64.0.12", "198.18.0.53", {kEcs4}));
+    const Bytes expected = dns4("100.64.0.12", "198.18.0.53", {padding_for(kEcs4)}, {.tos = 8 << 2});
     CHECK(out == expected);
     CHECK(verify_checksums(out).ok());
 }

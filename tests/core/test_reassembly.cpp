@@ -16,12 +16,9 @@ using namespace optgate::test;
 
 namespace {
 
-constexpr uint64_t kSecond = 1000000000ull;
-const EdnsOption kEcs{8, ecs_option_data("100.64.0.0/24")};
-
 // A DNS query to the ad network's resolver (collector "adnet-dns") with an
 // ECS option: stripped for 100.64.0.12 (no consent), passed for 100.64.0.10.
-Bytes dns4(const char* src, uint16_t id, const EdnsOption& option = kEcs) {
+Bytes dns4(const char* src, uint16_t id, const EdnsOption& option = kEcs4) {
     const std::string name = std::string(60, 'a') + "." + std::string(60, 'b') + "." + std::string(60, 'c') +
                              ".example";
     return PacketBuilder()
@@ -68,7 +65,7 @@ void check_all_checksums(const std::vector<Bytes>& frames) {
 TEST_CASE("a fragmented DNS query is reassembled, stripped and cut again at its own fragment size") {
     const Bytes whole = dns4("100.64.0.12", 7);
     const Bytes expected = processed_whole(whole);
-    REQUIRE(expected == dns4("100.64.0.12", 7, padding_for(kEcs)));  // the ECS option made Padding
+    REQUIRE(expected == dns4("100.64.0.12", 7, padding_for(kEcs4)));  // the ECS option made Padding
     const auto frags = fragment_ipv4(whole, 64);
     REQUIRE(frags.size() >= 4);
     const size_t largest = ip_length(frags.front());
@@ -220,7 +217,7 @@ TEST_CASE("a first fragment without the whole TCP/UDP header discards the datagr
                                 .ipv6("2001:db8:1000:1::5", "2001:db8:ad::80")
                                 .ext_dest_opts(Bytes(30, 0))
                                 .udp(40000, 53)
-                                .payload(dns_query({.qname = "example.com", .edns_udp_size = 1232, .options = {kEcs}}))
+                                .payload(dns_query({.qname = "example.com", .edns_udp_size = 1232, .options = {kEcs4}}))
                                 .build();
         const auto frags = fragment_ipv6(whole, 16, 11);
         PipelineFixture fx;
@@ -353,7 +350,7 @@ TEST_CASE("malformed fragments: a non-last fragment not a multiple of 8, data pa
 }
 
 TEST_CASE("an IPv6 atomic fragment (offset 0, no more) is a whole datagram, inspected in place (RFC 6946)") {
-    auto atomic = [](const char* src, const EdnsOption& option = kEcs) {
+    auto atomic = [](const char* src, const EdnsOption& option = kEcs4) {
         return PacketBuilder()
             .ipv6(src, "2001:db8:ad::53")
             .ext_fragment(0, false, 0xabcdef01)
@@ -367,7 +364,7 @@ TEST_CASE("an IPv6 atomic fragment (offset 0, no more) is a whole datagram, insp
     const Bytes strip = atomic("2001:db8:1000:9::5");
     const auto out = fx.run_stream({strip});
     REQUIRE(out.size() == 1);
-    CHECK(out[0] == atomic("2001:db8:1000:9::5", padding_for(kEcs)));  // the fragment header stayed
+    CHECK(out[0] == atomic("2001:db8:1000:9::5", padding_for(kEcs4)));  // the fragment header stayed
     check_all_checksums(out);
     CHECK(fx.count(Counter::fragment_held) == 0);
     CHECK(fx.count(Counter::ipv6_fragment) == 0);

@@ -133,6 +133,12 @@ double Consentd::metric(const std::string& name) {
     return std::stod(r.body.substr(at + name.size() + 2));
 }
 
+uint64_t seq_of(const HttpResult& r) {
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+    return r.json().at("seq").to_number<uint64_t>();
+}
+
 // ---- replays ----
 
 uint64_t Replay::counter(const std::string& name) const {
@@ -219,12 +225,13 @@ test::Bytes dns_with(const char* src, const char* dst, std::vector<test::EdnsOpt
             dns_query({.id = 0x4242, .qname = "www.example.org", .edns_udp_size = 1232, .options = std::move(options)}))
         .build();
 }
-const test::EdnsOption kEcs{test::kEdnsClientSubnet, test::ecs_option_data("100.64.0.0/24")};
 }  // namespace
 
-test::Bytes dns_with_ecs(const char* src, const char* dst) { return dns_with(src, dst, {kEcs}); }
+test::Bytes dns_with_ecs(const char* src, const char* dst) { return dns_with(src, dst, {test::kEcs4}); }
 
-test::Bytes dns_ecs_stripped(const char* src, const char* dst) { return dns_with(src, dst, {padding_for(kEcs)}); }
+test::Bytes dns_ecs_stripped(const char* src, const char* dst) {
+    return dns_with(src, dst, {padding_for(test::kEcs4)});
+}
 
 test::Bytes dns_without_ecs(const char* src, const char* dst) { return dns_with(src, dst, {}); }
 

@@ -44,6 +44,10 @@ struct HttpResult {
     boost::json::value json() const { return boost::json::parse(body); }
 };
 
+// The ledger sequence number of a 200 answer to a consent change (fails the
+// test on any other answer).
+uint64_t seq_of(const HttpResult& r);
+
 // A consentd with its own directory, policy, ledger and sockets.
 class Consentd {
 public:

@@ -77,12 +77,6 @@ constexpr auto kPacketGap = 10000ms;
 const char* const kSub = "100.64.0.10";
 const char* const kAdnet = "203.0.113.53";
 
-uint64_t seq_of(const HttpResult& r) {
-    INFO(r.body);
-    REQUIRE(r.status == 200);
-    return r.json().at("seq").to_number<uint64_t>();
-}
-
 bool has_dataplane(Consentd& c, const std::string& name, uint64_t applied_at_least = 0) {
     for (const auto& d : c.dataplanes())
         if (d.at("name").as_string() == name && d.at("applied_seq").to_number<uint64_t>() >= applied_at_least)

@@ -26,7 +26,7 @@ namespace {
 // A staleness limit long enough that a consentd restart does not turn the
 // replay's verdicts to "stale" (the counts would still agree, but the
 // tests below also check what was passed).
-const std::string kPolicy = R"(version: 1
+const std::string kDisclosurePolicy = R"(version: 1
 purposes:
   advertising:
     description: Advertising partners receive an identifier for your device.
@@ -66,10 +66,10 @@ constexpr auto kMargin = 200ms;
 const std::string kDisclosuresYaml = "disclosures: {clock_margin: 200ms}\n";
 const std::string kHeartbeats = "  heartbeat_interval: 100ms\n";
 
-const char* const kAdnet = "203.0.113.53";
-const char* const kAnalytics = "198.51.100.53";
+const char* const kAdnetAddress = "203.0.113.53";
+const char* const kAnalyticsAddress = "198.51.100.53";
 const char* const kNowhere = "198.18.0.53";
-const std::string kEcs = "EDNS client subnet";
+const std::string kEcsName = "EDNS client subnet";
 
 // (destination, identifier) -> (passed, stripped)
 using Counts = std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>>;
@@ -78,12 +78,6 @@ std::string show(const Counts& c) {
     std::ostringstream o;
     for (const auto& [k, v] : c) o << k.first << " / " << k.second << ": " << v.first << " " << v.second << "\n";
     return o.str();
-}
-
-uint64_t seq_of(const HttpResult& r) {
-    INFO(r.body);
-    REQUIRE(r.status == 200);
-    return r.json().at("seq").to_number<uint64_t>();
 }
 
 // The report's "disclosures", per key. With --control no subscriber is named.
@@ -174,7 +168,7 @@ std::string sql(Consentd& c, const std::string& query) {
 }  // namespace
 
 TEST_CASE("disclosures: the API says per subscriber, collector and identifier what the replay counted") {
-    Consentd c(kPolicy, kHeartbeats, kDisclosuresYaml);
+    Consentd c(kDisclosurePolicy, kHeartbeats, kDisclosuresYaml);
     c.start();
     // a: advertising only; b: analytics only; c: nothing; 100.64.0.99 unbound.
     const std::map<std::string, std::string> bindings{
@@ -189,16 +183,16 @@ TEST_CASE("disclosures: the API says per subscriber, collector and identifier wh
     const auto add = [&](int n, const char* src, const char* dst, bool ecs = true) {
         for (int i = 0; i < n; ++i) frames.push_back(ecs ? dns_with_ecs(src, dst) : dns_without_ecs(src, dst));
     };
-    add(3, "100.64.0.11", kAdnet);
-    add(2, "100.64.0.11", kAnalytics);
+    add(3, "100.64.0.11", kAdnetAddress);
+    add(2, "100.64.0.11", kAnalyticsAddress);
     add(1, "100.64.0.11", kNowhere);
-    add(1, "100.64.0.12", kAdnet);
-    add(2, "100.64.0.12", kAnalytics);
-    add(1, "100.64.0.12", kAnalytics, false);  // no identifier: not counted
-    add(2, "100.64.0.13", kAdnet);
-    add(2, "100.64.0.99", kAdnet);
-    add(1, "100.64.0.99", kAnalytics);
-    add(1, "100.64.0.11", kAdnet);  // a's again, after the others
+    add(1, "100.64.0.12", kAdnetAddress);
+    add(2, "100.64.0.12", kAnalyticsAddress);
+    add(1, "100.64.0.12", kAnalyticsAddress, false);  // no identifier: not counted
+    add(2, "100.64.0.13", kAdnetAddress);
+    add(2, "100.64.0.99", kAdnetAddress);
+    add(1, "100.64.0.99", kAnalyticsAddress);
+    add(1, "100.64.0.11", kAdnetAddress);  // a's again, after the others
 
     const auto r = replay_control(c.socket(), frames, {"--name", "e2e-disclosures"});
     const auto reported = r.report.at("control").at("disclosure_reports");
@@ -210,11 +204,14 @@ TEST_CASE("disclosures: the API says per subscriber, collector and identifier wh
     // over known numbers, not over two equal mistakes).
     auto by_key = report_by_key(r);
     REQUIRE(by_key.size() == 4);
-    CHECK(by_key["100.64.0.11"] ==
-          Counts{{{"example-adnet", kEcs}, {4, 0}}, {{"web-analytics", kEcs}, {0, 2}}, {{"(none)", kEcs}, {0, 1}}});
-    CHECK(by_key["100.64.0.12"] == Counts{{{"example-adnet", kEcs}, {0, 1}}, {{"web-analytics", kEcs}, {2, 0}}});
-    CHECK(by_key["100.64.0.13"] == Counts{{{"example-adnet", kEcs}, {0, 2}}});
-    CHECK(by_key["100.64.0.99"] == Counts{{{"example-adnet", kEcs}, {0, 2}}, {{"web-analytics", kEcs}, {0, 1}}});
+    CHECK(by_key["100.64.0.11"] == Counts{{{"example-adnet", kEcsName}, {4, 0}},
+                                          {{"web-analytics", kEcsName}, {0, 2}},
+                                          {{"(none)", kEcsName}, {0, 1}}});
+    CHECK(by_key["100.64.0.12"] ==
+          Counts{{{"example-adnet", kEcsName}, {0, 1}}, {{"web-analytics", kEcsName}, {2, 0}}});
+    CHECK(by_key["100.64.0.13"] == Counts{{{"example-adnet", kEcsName}, {0, 2}}});
+    CHECK(by_key["100.64.0.99"] ==
+          Counts{{{"example-adnet", kEcsName}, {0, 2}}, {{"web-analytics", kEcsName}, {0, 1}}});
 
     // Each subscriber's API answer is exactly the report's rows for the keys
     // it held; the unbound key's counts are nobody's.
@@ -243,7 +240,7 @@ TEST_CASE("disclosures: the API says per subscriber, collector and identifier wh
 }
 
 TEST_CASE("disclosures: an address rebound between reports; each subscriber gets its own counts") {
-    Consentd c(kPolicy, kHeartbeats, kDisclosuresYaml);
+    Consentd c(kDisclosurePolicy, kHeartbeats, kDisclosuresYaml);
     c.start();
     const char* const address = "100.64.0.20";
     seq_of(c.bind(address, "sub-1"));
@@ -258,9 +255,9 @@ TEST_CASE("disclosures: an address rebound between reports; each subscriber gets
     // which, and each outcome is asserted exactly (all three were seen with
     // shorter gaps).
     constexpr auto kGap = 12000ms;
-    const auto frame = dns_with_ecs(address, kAdnet);
+    const auto frame = dns_with_ecs(address, kAdnetAddress);
     PacedReplay p(c.socket(), {frame, frame}, kGap, "e2e-rebind", {"--disclosure-interval", "1s"});
-    REQUIRE(eventually([&] { return api_counts(c, "sub-1") == Counts{{{"example-adnet", kEcs}, {1, 0}}}; }));
+    REQUIRE(eventually([&] { return api_counts(c, "sub-1") == Counts{{{"example-adnet", kEcsName}, {1, 0}}}; }));
     const uint64_t rebound = seq_of(c.bind(address, "sub-2"));
     const auto r = p.finish(kGap + kPatience);
 
@@ -269,11 +266,11 @@ TEST_CASE("disclosures: an address rebound between reports; each subscriber gets
     auto by_key = report_by_key(r);
     const auto total = by_key[address];
     REQUIRE(total.size() == 1);
-    const auto [passed, stripped] = total.at({"example-adnet", kEcs});
+    const auto [passed, stripped] = total.at({"example-adnet", kEcsName});
     REQUIRE(passed + stripped == 2);
     REQUIRE(passed >= 1);
-    const Counts first{{{"example-adnet", kEcs}, {1, 0}}};
-    const Counts second{{{"example-adnet", kEcs}, {passed - 1, stripped}}};
+    const Counts first{{{"example-adnet", kEcsName}, {1, 0}}};
+    const Counts second{{{"example-adnet", kEcsName}, {passed - 1, stripped}}};
     CHECK(r.report.at("control").at("disclosure_reports").at("pending").to_number<uint64_t>() == 0);
 
     // Frame 2's report (the second with entries) and when the rebinding was
@@ -300,7 +297,7 @@ TEST_CASE("disclosures: an address rebound between reports; each subscriber gets
         CHECK(api_counts(c, "sub-2") == second);
     } else if (to_first) {
         MESSAGE("frame 2's interval ended before the rebinding (a slow machine): its count is sub-1's");
-        CHECK(api_counts(c, "sub-1") == Counts{{{"example-adnet", kEcs}, {passed, stripped}}});
+        CHECK(api_counts(c, "sub-1") == Counts{{{"example-adnet", kEcsName}, {passed, stripped}}});
         CHECK(api_counts(c, "sub-2").empty());
     } else {
         MESSAGE("the rebinding fell within frame 2's widened interval (a slow machine): its count is nobody's");
@@ -317,7 +314,7 @@ TEST_CASE("disclosures: an address rebound between reports; each subscriber gets
 }
 
 TEST_CASE("disclosures: consentd killed and restarted between reports; no count lost, none doubled") {
-    Consentd c(kPolicy, kHeartbeats, kDisclosuresYaml);
+    Consentd c(kDisclosurePolicy, kHeartbeats, kDisclosuresYaml);
     c.start();
     const char* const address = "100.64.0.30";
     seq_of(c.bind(address, "sub-k"));
@@ -325,8 +322,8 @@ TEST_CASE("disclosures: consentd killed and restarted between reports; no count 
     let_bindings_settle();
 
     constexpr auto kGap = 6000ms;
-    const auto to_adnet = dns_with_ecs(address, kAdnet);
-    const auto to_analytics = dns_with_ecs(address, kAnalytics);
+    const auto to_adnet = dns_with_ecs(address, kAdnetAddress);
+    const auto to_analytics = dns_with_ecs(address, kAnalyticsAddress);
     PacedReplay p(c.socket(), {to_adnet, to_analytics, to_adnet}, kGap, "e2e-restart", {"--disclosure-interval", "1s"});
     // The first report is stored; once the second packet is counted (its
     // report is then most likely on its way, unacknowledged), kill consentd
@@ -345,7 +342,7 @@ TEST_CASE("disclosures: consentd killed and restarted between reports; no count 
     auto by_key = report_by_key(r);
     REQUIRE(by_key.size() == 1);
     const auto& want = by_key[address];
-    CHECK(want == Counts{{{"example-adnet", kEcs}, {2, 0}}, {{"web-analytics", kEcs}, {0, 1}}});
+    CHECK(want == Counts{{{"example-adnet", kEcsName}, {2, 0}}, {{"web-analytics", kEcsName}, {0, 1}}});
     const auto got = api_counts(c, "sub-k");
     INFO("API:\n" << show(got) << "report:\n" << show(want));
     CHECK(got == want);

@@ -26,7 +26,7 @@ using namespace optgate::e2e;
 
 namespace {
 
-const std::string kPolicy = R"(version: 1
+const std::string kPseudonymPolicy = R"(version: 1
 purposes:
   advertising:
     description: Advertising partners receive an identifier for your device.
@@ -95,14 +95,14 @@ std::string uidh_of(const test::Bytes& frame) {
     return text.substr(at + 8, kUidh.size());
 }
 
-const Conn kAnalytics{"100.64.0.10", "198.51.100.7", 41001};  // consents to analytics: pseudonym
-const Conn kAdnet{"100.64.0.10", "203.0.113.5", 41002};       // consents to advertising: pseudonym
-const Conn kRaw{"100.64.0.10", "198.18.0.9", 41003};          // analytics, raw collector: the value
-const Conn kNoConsent{"100.64.0.11", "198.51.100.7", 41004};  // no consent: stripped
+const Conn kAnalyticsConn{"100.64.0.10", "198.51.100.7", 41001};  // consents to analytics: pseudonym
+const Conn kAdnetConn{"100.64.0.10", "203.0.113.5", 41002};       // consents to advertising: pseudonym
+const Conn kRaw{"100.64.0.10", "198.18.0.9", 41003};              // analytics, raw collector: the value
+const Conn kNoConsent{"100.64.0.11", "198.51.100.7", 41004};      // no consent: stripped
 
 std::vector<test::Bytes> traffic() {
     std::vector<test::Bytes> f;
-    for (const Conn* c : {&kAnalytics, &kAdnet, &kRaw, &kNoConsent}) {
+    for (const Conn* c : {&kAnalyticsConn, &kAdnetConn, &kRaw, &kNoConsent}) {
         f.push_back(c->syn());
         f.push_back(c->request());
     }
@@ -149,17 +149,17 @@ std::vector<std::string> key_texts(const std::string& store) {
 bool all_hex(std::string_view s) { return s.find_first_not_of("0123456789abcdef") == std::string_view::npos; }
 
 // A bare data plane on the Unix socket.
-struct RawPeer {
+struct FramePeer {
     int fd = -1;
-    explicit RawPeer(const std::string& path) : fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    explicit FramePeer(const std::string& path) : fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
         sockaddr_un a{};
         a.sun_family = AF_UNIX;
         std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
         REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
     }
-    ~RawPeer() { ::close(fd); }
-    RawPeer(const RawPeer&) = delete;
-    RawPeer& operator=(const RawPeer&) = delete;
+    ~FramePeer() { ::close(fd); }
+    FramePeer(const FramePeer&) = delete;
+    FramePeer& operator=(const FramePeer&) = delete;
     void write(const std::string& s) { (void)!::send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
     // Reads frames until `stop` says so for one of them; the frame types seen.
     template <class Stop>
@@ -207,7 +207,7 @@ void grant_all(Consentd& c) {
 
 TEST_CASE(
     "consentd's pseudonym keys: a consenting pass leaves as a pseudonym, per collector, the same after a restart") {
-    Consentd c(kPolicy);
+    Consentd c(kPseudonymPolicy);
     c.start();
     grant_all(c);
     const Seen first = replay_once(c);
@@ -265,9 +265,9 @@ TEST_CASE(
 TEST_CASE("a data plane that does not ask for keys gets none; one that asks gets the current and next per collector") {
     // Heartbeats 2 s apart: the test reads a few of them to know nothing
     // else came, and consentd drops a peer only after 20 s of silence.
-    Consentd c(kPolicy, "  heartbeat_interval: 2s\n");
+    Consentd c(kPseudonymPolicy, "  heartbeat_interval: 2s\n");
     c.start();
-    RawPeer old(c.socket());
+    FramePeer old(c.socket());
     std::string hello;
     proto::encode(hello, proto::Hello{"old-edge", 0, ""});
     old.write(hello);
@@ -278,7 +278,7 @@ TEST_CASE("a data plane that does not ask for keys gets none; one that asks gets
     CHECK(std::count(types.begin(), types.end(), proto::FrameType::pseudonym_keys) == 0);
     CHECK(std::count(types.begin(), types.end(), proto::FrameType::snapshot_end) == 1);
 
-    RawPeer fresh(c.socket());
+    FramePeer fresh(c.socket());
     std::string out;
     proto::encode(out, proto::Hello{"new-edge", 0, ""});
     proto::encode(out, proto::Features{proto::Features::kPseudonymKeys});
@@ -304,7 +304,7 @@ TEST_CASE("a data plane that does not ask for keys gets none; one that asks gets
 
     // A reload that makes raw-metrics a pseudonym collector: its keys come,
     // before the policy that needs them; the old peer still gets none.
-    std::string reloaded = kPolicy;
+    std::string reloaded = kPseudonymPolicy;
     const std::string anchor = "    description: Example Metrics, raw values.\n";
     reloaded.insert(reloaded.find(anchor) + anchor.size(), "    deliver: pseudonym\n    rotate: 1d\n");
     c.dir.write("policy.yaml", reloaded);

@@ -5,19 +5,16 @@
 #include <random>
 
 #include "proto/codec.hpp"
+#include "proto_fixture.hpp"
 
 using namespace optgate;
 using namespace optgate::proto;
+using optgate::test_proto::bytes_of;
+using optgate::test_proto::key;
 
 namespace {
 
-std::span<const uint8_t> bytes_of(const std::string& s) {
-    return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
 DecodeResult decode_str(const std::string& s, Direction dir) { return decode(bytes_of(s), dir); }
-
-SubscriberKey key(const char* a) { return SubscriberKey{*IpAddr::parse(a)}; }
 
 template <class T>
 T decode_as(const std::string& s, Direction dir) {

@@ -5,15 +5,13 @@
 #include <random>
 
 #include "proto/codec.hpp"
+#include "proto_fixture.hpp"
 
 using namespace optgate;
 using namespace optgate::proto;
+using optgate::test_proto::bytes_of;
 
 namespace {
-
-std::span<const uint8_t> bytes_of(const std::string& s) {
-    return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
 
 DisclosureEntry entry(const char* addr, std::string destination, std::string identifier, uint64_t passed,
                       uint64_t stripped) {

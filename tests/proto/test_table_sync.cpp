@@ -14,7 +14,7 @@ namespace {
 
 // Feeds `bytes` (whole frames) to `sync`; returns the last step, stopping
 // at the first failure.
-TableSync::Step feed(TableSync& sync, const std::string& bytes) {
+TableSync::Step feed_bytes(TableSync& sync, const std::string& bytes) {
     TableSync::Step last;
     for (const auto& r : decode_all(bytes, Direction::to_client)) {
         last = sync.on_frame(r.frame, monotonic_ns());
@@ -57,7 +57,7 @@ TEST_CASE("snapshot: policy and table installed together, acknowledged at its en
     TableSync sync(e);
     CHECK(e.view(monotonic_ns()).health == TableHealth::not_received);
     sync.connection_started();
-    CHECK(feed(sync, welcome(Welcome::Mode::snapshot, 5)).ok);
+    CHECK(feed_bytes(sync, welcome(Welcome::Mode::snapshot, 5)).ok);
     const std::string snap = snapshot(5, {{"100.64.0.10", 1}, {"100.64.0.11", 2}, {"2001:db8:1000:1::", 3}});
     const auto frames = decode_all(snap, Direction::to_client);
     REQUIRE(frames.size() == 1 + 2 + 1);
@@ -89,11 +89,11 @@ TEST_CASE("deltas apply to the installed table in order; multi-part commits ack 
     Enforcement e(Enforcement::Mode::controlled);
     TableSync sync(e);
     sync.connection_started();
-    REQUIRE(feed(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}})).ok);
+    REQUIRE(feed_bytes(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}})).ok);
     ConsentTable* installed = e.table();
 
-    auto s = feed(sync, delta(6, {{TableChange::Op::upsert, key("100.64.0.10"), 0},
-                                  {TableChange::Op::upsert, key("100.64.0.20"), 2}}));
+    auto s = feed_bytes(sync, delta(6, {{TableChange::Op::upsert, key("100.64.0.10"), 0},
+                                        {TableChange::Op::upsert, key("100.64.0.20"), 2}}));
     CHECK(s.ok);
     CHECK(s.ack);
     CHECK(sync.applied_seq() == 6);
@@ -102,38 +102,38 @@ TEST_CASE("deltas apply to the installed table in order; multi-part commits ack 
     CHECK(look(e, "100.64.0.10").found);
     CHECK(look(e, "100.64.0.20").purposes == 2);
 
-    s = feed(sync, delta(7, {{TableChange::Op::erase, key("100.64.0.20"), 0}}, false));
+    s = feed_bytes(sync, delta(7, {{TableChange::Op::erase, key("100.64.0.20"), 0}}, false));
     CHECK(s.ok);
     CHECK_FALSE(s.ack);
     CHECK(sync.applied_seq() == 6);
     CHECK_FALSE(look(e, "100.64.0.20").found);  // visible at once
-    s = feed(sync, delta(7, {{TableChange::Op::upsert, key("2001:db8:1000:7::"), 1}}, true));
+    s = feed_bytes(sync, delta(7, {{TableChange::Op::upsert, key("2001:db8:1000:7::"), 1}}, true));
     CHECK(s.ack);
     CHECK(sync.applied_seq() == 7);
     CHECK(look(e, "2001:db8:1000:7::1").purposes == 1);
 
     // An empty commit still moves the applied sequence (the ack is what
     // ?wait=enforced waits for).
-    CHECK(feed(sync, delta(9, {})).ack);
+    CHECK(feed_bytes(sync, delta(9, {})).ack);
     CHECK(sync.applied_seq() == 9);
 
     // Out of order: a repeat, or another seq in the middle of a part.
-    CHECK_FALSE(feed(sync, delta(9, {})).ok);
+    CHECK_FALSE(feed_bytes(sync, delta(9, {})).ok);
     TableSync sync2(e);
     sync2.connection_started();
-    REQUIRE(feed(sync2, welcome(Welcome::Mode::snapshot) + snapshot(5, {})).ok);
-    REQUIRE(feed(sync2, delta(6, {{TableChange::Op::erase, key("100.64.0.1"), 0}}, false)).ok);
-    CHECK_FALSE(feed(sync2, delta(8, {})).ok);
+    REQUIRE(feed_bytes(sync2, welcome(Welcome::Mode::snapshot) + snapshot(5, {})).ok);
+    REQUIRE(feed_bytes(sync2, delta(6, {{TableChange::Op::erase, key("100.64.0.1"), 0}}, false)).ok);
+    CHECK_FALSE(feed_bytes(sync2, delta(8, {})).ok);
 }
 
 TEST_CASE("resume: deltas after the hello's sequence, without a snapshot") {
     Enforcement e(Enforcement::Mode::controlled);
     TableSync sync(e);
     sync.connection_started();
-    REQUIRE(feed(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}})).ok);
+    REQUIRE(feed_bytes(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}})).ok);
     // The connection drops; a new one resumes.
     sync.connection_started();
-    const auto s = feed(
+    const auto s = feed_bytes(
         sync, welcome(Welcome::Mode::resume, 6) + delta(6, {{TableChange::Op::upsert, key("100.64.0.10"), 3}}));
     CHECK(s.ok);
     CHECK(sync.applied_seq() == 6);
@@ -144,18 +144,18 @@ TEST_CASE("resume: deltas after the hello's sequence, without a snapshot") {
     Enforcement e2(Enforcement::Mode::controlled);
     TableSync fresh(e2);
     fresh.connection_started();
-    CHECK_FALSE(feed(fresh, welcome(Welcome::Mode::resume)).ok);
+    CHECK_FALSE(feed_bytes(fresh, welcome(Welcome::Mode::resume)).ok);
 }
 
 TEST_CASE("a policy that does not load here keeps the installed state") {
     Enforcement e(Enforcement::Mode::controlled);
     TableSync sync(e);
     sync.connection_started();
-    REQUIRE(feed(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}})).ok);
+    REQUIRE(feed_bytes(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}})).ok);
     const auto before = e.runtime();
     std::string bad = kPolicyYaml;
     bad.replace(bad.find("version: 1"), 10, "version: 9");
-    const auto s = feed(sync, snapshot(8, {{"100.64.0.10", 0}}, bad, "s2"));
+    const auto s = feed_bytes(sync, snapshot(8, {{"100.64.0.10", 0}}, bad, "s2"));
     CHECK_FALSE(s.ok);
     CHECK(s.code == Goodbye::Code::policy_rejected);
     CHECK(s.error.find("version") != std::string::npos);
@@ -169,37 +169,38 @@ TEST_CASE("snapshot counts must add up; chunks outside a snapshot are refused") 
     Enforcement e(Enforcement::Mode::controlled);
     TableSync sync(e);
     sync.connection_started();
-    REQUIRE(feed(sync, welcome(Welcome::Mode::snapshot)).ok);
+    REQUIRE(feed_bytes(sync, welcome(Welcome::Mode::snapshot)).ok);
     std::string s;
     encode(s, SnapshotBegin{3, 1, 0, "s", "tv", "p", kPolicyYaml});
     const std::vector<TableChange> two = {{TableChange::Op::upsert, key("100.64.0.1"), 1},
                                           {TableChange::Op::upsert, key("100.64.0.2"), 1}};
     encode_snapshot_chunk(s, two);  // two entries, one announced
-    CHECK_FALSE(feed(sync, s).ok);
+    CHECK_FALSE(feed_bytes(sync, s).ok);
 
     sync.connection_started();
-    REQUIRE(feed(sync, welcome(Welcome::Mode::snapshot)).ok);
+    REQUIRE(feed_bytes(sync, welcome(Welcome::Mode::snapshot)).ok);
     std::string t;
     encode(t, SnapshotBegin{3, 2, 0, "s", "tv", "p", kPolicyYaml});
     encode_snapshot_chunk(t, std::span(two).first(1));
     encode(t, SnapshotEnd{3, 2});  // one entry short
-    CHECK_FALSE(feed(sync, t).ok);
+    CHECK_FALSE(feed_bytes(sync, t).ok);
     CHECK(e.runtime() == nullptr);
 
     sync.connection_started();
     std::string c;
     encode_snapshot_chunk(c, two);
-    CHECK_FALSE(feed(sync, welcome(Welcome::Mode::snapshot) + c).ok);
+    CHECK_FALSE(feed_bytes(sync, welcome(Welcome::Mode::snapshot) + c).ok);
 }
 
 TEST_CASE("a snapshot in the middle of the stream replaces the table (resync)") {
     Enforcement e(Enforcement::Mode::controlled);
     TableSync sync(e);
     sync.connection_started();
-    REQUIRE(feed(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}, {"100.64.0.11", 1}})).ok);
+    REQUIRE(
+        feed_bytes(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}, {"100.64.0.11", 1}})).ok);
     // A part of a commit, then consentd restarts the table.
-    REQUIRE(feed(sync, delta(6, {{TableChange::Op::erase, key("100.64.0.10"), 0}}, false)).ok);
-    const auto s = feed(sync, snapshot(9, {{"100.64.0.12", 2}}, kPolicyYaml, "s3"));
+    REQUIRE(feed_bytes(sync, delta(6, {{TableChange::Op::erase, key("100.64.0.10"), 0}}, false)).ok);
+    const auto s = feed_bytes(sync, snapshot(9, {{"100.64.0.12", 2}}, kPolicyYaml, "s3"));
     CHECK(s.ok);
     CHECK(sync.applied_seq() == 9);
     CHECK(sync.stream_id() == "s3");
@@ -212,11 +213,12 @@ TEST_CASE("policy update: same table, new policy") {
     TableSync sync(e);
     sync.connection_started();
     REQUIRE(
-        feed(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}, {"2001:db8:1000:1::", 2}})).ok);
+        feed_bytes(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}, {"2001:db8:1000:1::", 2}}))
+            .ok);
     const ConsentTable* old_table = e.table();
     std::string p;
     REQUIRE(encode(p, PolicyUpdate{5, "s2", "tv1", "test-policy.yaml", policy_with_more_collectors()}));
-    const auto s = feed(sync, p);
+    const auto s = feed_bytes(sync, p);
     CHECK(s.ok);
     CHECK(s.installed);
     CHECK(e.table() != old_table);
@@ -228,7 +230,7 @@ TEST_CASE("policy update: same table, new policy") {
     // Another table version needs a snapshot, not a policy update.
     std::string q;
     REQUIRE(encode(q, PolicyUpdate{5, "s3", "tv2", "test-policy.yaml", kPolicyYaml}));
-    CHECK_FALSE(feed(sync, q).ok);
+    CHECK_FALSE(feed_bytes(sync, q).ok);
 }
 
 TEST_CASE("resume tokens: said in hello while the table is at their sequence, refused anywhere else") {
@@ -241,42 +243,42 @@ TEST_CASE("resume tokens: said in hello while the table is at their sequence, re
     };
     sync.connection_started();
     // Before the table: refused (consentd sends one only after a table).
-    REQUIRE(feed(sync, welcome(Welcome::Mode::snapshot)).ok);
-    CHECK_FALSE(feed(sync, token(0, "t0")).ok);
+    REQUIRE(feed_bytes(sync, welcome(Welcome::Mode::snapshot)).ok);
+    CHECK_FALSE(feed_bytes(sync, token(0, "t0")).ok);
     sync.connection_started();
-    REQUIRE(feed(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}})).ok);
+    REQUIRE(feed_bytes(sync, welcome(Welcome::Mode::snapshot) + snapshot(5, {{"100.64.0.10", 1}})).ok);
     CHECK(sync.hello_stream_id() == "s1");  // no token yet: the stream id
-    REQUIRE(feed(sync, token(5, "t5")).ok);
+    REQUIRE(feed_bytes(sync, token(5, "t5")).ok);
     CHECK(sync.hello_stream_id() == "t5");
     CHECK(sync.stream_id() == "s1");
     // A delta moves the table on: the token for 5 no longer says what it holds.
-    REQUIRE(feed(sync, delta(6, {{TableChange::Op::upsert, key("100.64.0.11"), 2}})).ok);
+    REQUIRE(feed_bytes(sync, delta(6, {{TableChange::Op::upsert, key("100.64.0.11"), 2}})).ok);
     CHECK(sync.hello_stream_id() == "s1");
-    REQUIRE(feed(sync, token(6, "t6")).ok);
+    REQUIRE(feed_bytes(sync, token(6, "t6")).ok);
     CHECK(sync.hello_stream_id() == "t6");
     // It outlives the connection: the next hello says it.
     sync.connection_started();
     CHECK(sync.hello_stream_id() == "t6");
-    REQUIRE(feed(sync, welcome(Welcome::Mode::resume, 6)).ok);
+    REQUIRE(feed_bytes(sync, welcome(Welcome::Mode::resume, 6)).ok);
     // A token for another sequence than the table's, or inside a commit in
     // parts, is consentd's idea of another table: the connection ends.
-    CHECK_FALSE(feed(sync, token(5, "t5")).ok);
+    CHECK_FALSE(feed_bytes(sync, token(5, "t5")).ok);
     sync.connection_started();
-    REQUIRE(feed(sync, welcome(Welcome::Mode::resume, 6)).ok);
-    REQUIRE(feed(sync, delta(7, {{TableChange::Op::upsert, key("100.64.0.12"), 1}}, false)).ok);
-    CHECK_FALSE(feed(sync, token(6, "t6")).ok);
+    REQUIRE(feed_bytes(sync, welcome(Welcome::Mode::resume, 6)).ok);
+    REQUIRE(feed_bytes(sync, delta(7, {{TableChange::Op::upsert, key("100.64.0.12"), 1}}, false)).ok);
+    CHECK_FALSE(feed_bytes(sync, token(6, "t6")).ok);
     CHECK(sync.hello_stream_id() == "t6");  // still at 6: the part of 7 is dropped with the connection
     // A policy update names another policy: the token it had is dropped.
     sync.connection_started();
-    REQUIRE(feed(sync, welcome(Welcome::Mode::resume, 6)).ok);
+    REQUIRE(feed_bytes(sync, welcome(Welcome::Mode::resume, 6)).ok);
     std::string p;
     REQUIRE(encode(p, PolicyUpdate{6, "s2", "tv1", "test-policy.yaml", policy_with_more_collectors()}));
-    REQUIRE(feed(sync, p).ok);
+    REQUIRE(feed_bytes(sync, p).ok);
     CHECK(sync.hello_stream_id() == "s2");
-    REQUIRE(feed(sync, token(6, "t6b")).ok);
+    REQUIRE(feed_bytes(sync, token(6, "t6b")).ok);
     CHECK(sync.hello_stream_id() == "t6b");
     // So does a snapshot, even one that is not installed.
-    REQUIRE(feed(sync, snapshot(7, {{"100.64.0.10", 1}}, "not: [a policy")).ok == false);
+    REQUIRE(feed_bytes(sync, snapshot(7, {{"100.64.0.10", 1}}, "not: [a policy")).ok == false);
     CHECK(sync.hello_stream_id() == "s2");
 }
 
@@ -290,16 +292,16 @@ TEST_CASE("freshness: contact only counts once a table from consentd is installe
     CHECK(e.runtime() != nullptr);
     CHECK(e.view(monotonic_ns()).health == TableHealth::not_received);
     sync.connection_started();
-    REQUIRE(feed(sync, welcome(Welcome::Mode::snapshot)).ok);
+    REQUIRE(feed_bytes(sync, welcome(Welcome::Mode::snapshot)).ok);
     std::string hb;
     encode(hb, Heartbeat{0, 0});
-    CHECK(feed(sync, hb).ack);
+    CHECK(feed_bytes(sync, hb).ack);
     CHECK(e.view(monotonic_ns()).health == TableHealth::not_received);
-    REQUIRE(feed(sync, snapshot(1, {{"100.64.0.10", 1}})).ok);
+    REQUIRE(feed_bytes(sync, snapshot(1, {{"100.64.0.10", 1}})).ok);
     CHECK(e.view(monotonic_ns()).health == TableHealth::fresh);
     // 30 s after the last frame, the table is stale.
     CHECK(e.view(monotonic_ns() + 31'000'000'000ull).health == TableHealth::stale);
-    CHECK(feed(sync, hb).ack);
+    CHECK(feed_bytes(sync, hb).ack);
     CHECK(e.view(monotonic_ns()).health == TableHealth::fresh);
 
     std::string bad_error;

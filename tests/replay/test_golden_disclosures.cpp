@@ -20,10 +20,6 @@ using golden::replay;
 
 namespace {
 
-const EdnsOption kEcs{8, ecs_option_data("100.64.0.0/24")};
-const EdnsOption kMac{65001, {0x02, 0x42, 0xac, 0x11, 0x00, 0x02}};
-const EdnsOption kCpe{65074, {0, 0, 0, 42}};
-
 Bytes dns(const char* src, const char* dst, std::vector<EdnsOption> options) {
     PacketBuilder b;
     if (std::string_view(src).find(':') != std::string_view::npos)
@@ -59,14 +55,14 @@ std::string row(const boost::json::value& v) {
 
 TEST_CASE("golden: --report shows what was passed and stripped per subscriber, collector and identifier") {
     std::vector<Bytes> frames = {
-        dns("100.64.0.10", "198.18.0.53", {kEcs, kMac}),  // sub-1001, advertising: passes
-        dns("100.64.0.10", "198.18.0.53", {kEcs}),
-        dns("2001:db8:1000:1::5", "2001:db8:ad::53", {kEcs, kCpe}),  // sub-1001's IPv6 key
-        dns("2001:db8:1000:1:ffff::9", "2001:db8:ad::53", {kCpe}),   // the same /64
-        dns("100.64.0.11", "198.18.0.53", {kEcs}),                   // sub-1002, analytics only: stripped
-        dns("2001:db8:1000:3::42", "2001:db8:ffff::53", {kEcs}),     // sub-1004, not a collector
-        dns("100.64.9.9", "198.18.0.53", {kEcs, kMac}),              // unbound key
-        dns("198.51.100.9", "198.18.0.53", {kEcs}),                  // not a subscriber: not counted
+        dns("100.64.0.10", "198.18.0.53", {kEcs4, kMac}),  // sub-1001, advertising: passes
+        dns("100.64.0.10", "198.18.0.53", {kEcs4}),
+        dns("2001:db8:1000:1::5", "2001:db8:ad::53", {kEcs4, kCpe}),  // sub-1001's IPv6 key
+        dns("2001:db8:1000:1:ffff::9", "2001:db8:ad::53", {kCpe}),    // the same /64
+        dns("100.64.0.11", "198.18.0.53", {kEcs4}),                   // sub-1002, analytics only: stripped
+        dns("2001:db8:1000:3::42", "2001:db8:ffff::53", {kEcs4}),     // sub-1004, not a collector
+        dns("100.64.9.9", "198.18.0.53", {kEcs4, kMac}),              // unbound key
+        dns("198.51.100.9", "198.18.0.53", {kEcs4}),                  // not a subscriber: not counted
     };
     for (const Bytes& f : http("100.64.1.20", "203.0.113.5", "X-UIDH: abc\r\nX-MSISDN: 12075550123\r\n"))
         frames.push_back(f);  // sub-1003, advertising: X-UIDH and X-MSISDN pass to example-adnet

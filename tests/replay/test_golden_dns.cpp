@@ -24,13 +24,8 @@ using golden::replay;
 
 namespace {
 
-const EdnsOption kEcs4{8, ecs_option_data("100.64.0.0/24")};
-const EdnsOption kEcs6{8, ecs_option_data("2001:db8:1000::/56")};
-const EdnsOption kMac{65001, {0x02, 0x42, 0xac, 0x11, 0x00, 0x02}};
 const EdnsOption kDevice{65073, {'c', 'p', 'e', '-', '7'}};
-const EdnsOption kCpe{65074, {0, 0, 0, 42}};
 const EdnsOption kUmbrella{20292, {'O', 'D', 'N', 'S', 0, 0, 0, 1, 0, 0, 0, 2}};
-const EdnsOption kCookie{10, {1, 2, 3, 4, 5, 6, 7, 8}};
 
 struct Row {
     const char* what;

@@ -14,10 +14,6 @@ using golden::replay;
 
 namespace {
 
-const EdnsOption kEcs4{8, ecs_option_data("100.64.0.0/24")};
-const EdnsOption kMac{65001, {0x02, 0x42, 0xac, 0x11, 0x00, 0x02}};
-const EdnsOption kCookie{10, {1, 2, 3, 4, 5, 6, 7, 8}};
-
 // A query as sent over TCP: its 2-byte length, then the message.
 Bytes framed(const std::vector<EdnsOption>& options, uint16_t id) {
     const Bytes m = dns_query({.id = id, .qname = "www.example.org", .edns_udp_size = 1232, .options = options});
@@ -33,7 +29,7 @@ Bytes cat(Bytes a, const Bytes& b) {
 
 Bytes slice(const Bytes& b, size_t from, size_t to) { return Bytes(b.begin() + long(from), b.begin() + long(to)); }
 
-struct Conn {
+struct DnsConn {
     const char* src;
     uint16_t sport;
     uint32_t isn;
@@ -53,7 +49,7 @@ struct Conn {
 
 TEST_CASE("golden DNS over TCP replay: Padding in place, split and batched messages, retransmissions") {
     // sub-1005 (100.64.0.12, no consent) and sub-1001 (100.64.0.10, advertising) to partner-resolver.
-    const Conn strip{"100.64.0.12", 40001, 1000}, pass{"100.64.0.10", 40002, 5000}, mid{"100.64.0.12", 40003, 9000};
+    const DnsConn strip{"100.64.0.12", 40001, 1000}, pass{"100.64.0.10", 40002, 5000}, mid{"100.64.0.12", 40003, 9000};
     const Bytes two = cat(framed({kEcs4, kCookie}, 1), framed({kMac}, 2));
     const Bytes two_out = cat(framed({padding_for(kEcs4), kCookie}, 1), framed({padding_for(kMac)}, 2));
     const Bytes split = framed({kCookie, kEcs4}, 3);

@@ -19,10 +19,6 @@ using golden::replay;
 
 namespace {
 
-const EdnsOption kEcs4{8, ecs_option_data("100.64.0.0/24")};
-const EdnsOption kMac{65001, {0x02, 0x42, 0xac, 0x11, 0x00, 0x02}};
-const EdnsOption kEcs6{8, ecs_option_data("2001:db8:1000::/56")};
-
 std::string long_name() { return std::string(60, 'a') + "." + std::string(60, 'b') + ".example.org"; }
 
 Bytes dns4(const char* src, uint16_t id, std::vector<EdnsOption> options) {

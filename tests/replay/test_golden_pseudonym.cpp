@@ -24,9 +24,9 @@ using golden::replay;
 
 namespace {
 
-constexpr std::string_view kUidh = "0123456789abcdef0123456789abcdef0123";  // hex, 36 bytes
-constexpr std::string_view kMsisdn = "12075550123";                         // digits
-constexpr std::string_view kAcr = "QUNSLXZhbHVlLTEyMzQ1Ng==";               // base64, padded
+constexpr std::string_view kUidhValue = "0123456789abcdef0123456789abcdef0123";  // hex, 36 bytes
+constexpr std::string_view kMsisdnValue = "12075550123";                         // digits
+constexpr std::string_view kAcrValue = "QUNSLXZhbHVlLTEyMzQ1Ng==";               // base64, padded
 
 std::string slurp(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -88,7 +88,7 @@ Out check_frame(const Bytes& in, const Bytes& out, std::string_view req) {
     // The output with its values put back is the input, headers included
     // (the TCP checksum aside, which the values change).
     std::string restored = o;
-    for (auto [name, raw] : {std::pair{"X-UIDH", kUidh}, {"X-MSISDN", kMsisdn}, {"X-ACR", kAcr}}) {
+    for (auto [name, raw] : {std::pair{"X-UIDH", kUidhValue}, {"X-MSISDN", kMsisdnValue}, {"X-ACR", kAcrValue}}) {
         const size_t at = restored.find(std::string(name) + ": ") + std::strlen(name) + 2;
         restored.replace(at, raw.size(), raw);
     }
@@ -107,8 +107,8 @@ TEST_CASE("golden: pseudonym collectors get same-length, same-class pseudonyms; 
     const Conn metrics{"100.64.0.10", "198.18.7.7", 41003};       // sub-1001 via host: metrics-hosts
     const Conn no_consent{"100.64.1.20", "198.51.100.7", 41004};  // sub-1003: advertising only
     const Conn adnet{"100.64.0.10", "203.0.113.5", 41005};        // sub-1001 to a raw collector
-    const std::string plain = request("www.example.org", kUidh, kMsisdn, kAcr);
-    const std::string metrics_req = request("sdk.metrics.example", kUidh, kMsisdn, kAcr);
+    const std::string plain = request("www.example.org", kUidhValue, kMsisdnValue, kAcrValue);
+    const std::string metrics_req = request("sdk.metrics.example", kUidhValue, kMsisdnValue, kAcrValue);
     const std::vector<Bytes> frames = {
         analytics1.syn(),
         analytics1.data(0, plain),
@@ -126,12 +126,12 @@ TEST_CASE("golden: pseudonym collectors get same-length, same-class pseudonyms; 
     REQUIRE(r.output.size() == frames.size());
 
     const Out a1 = check_frame(frames[1], r.output[1].data, plain);
-    CHECK(a1.uidh != kUidh);
-    CHECK(a1.uidh.size() == kUidh.size());
+    CHECK(a1.uidh != kUidhValue);
+    CHECK(a1.uidh.size() == kUidhValue.size());
     CHECK(all_of_class(a1.uidh, "0123456789abcdef"));  // lowercase hex stays lowercase hex
-    CHECK(a1.msisdn != kMsisdn);
+    CHECK(a1.msisdn != kMsisdnValue);
     CHECK(all_of_class(a1.msisdn, "0123456789"));
-    CHECK(a1.acr != kAcr);
+    CHECK(a1.acr != kAcrValue);
     CHECK(a1.acr.substr(a1.acr.size() - 2) == "==");  // padding in place
     CHECK(all_of_class(a1.acr.substr(0, a1.acr.size() - 2),
                        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"));
@@ -145,12 +145,12 @@ TEST_CASE("golden: pseudonym collectors get same-length, same-class pseudonyms; 
     // Another collector (another key): another pseudonym.
     const Out m = check_frame(frames[6], r.output[6].data, metrics_req);
     CHECK(m.uidh != a1.uidh);
-    CHECK(m.uidh != kUidh);
+    CHECK(m.uidh != kUidhValue);
     CHECK(all_of_class(m.uidh, "0123456789abcdef"));
     // No consent: stripped as ever.
     const Out s = check_frame(frames[8], r.output[8].data, plain);
-    CHECK(s.uidh == std::string(kUidh.size(), 'x'));
-    CHECK(s.msisdn == std::string(kMsisdn.size(), 'x'));
+    CHECK(s.uidh == std::string(kUidhValue.size(), 'x'));
+    CHECK(s.msisdn == std::string(kMsisdnValue.size(), 'x'));
     // A collector with `deliver: raw` (the default): byte for byte as sent.
     CHECK(r.output[10].data == frames[10]);
 
@@ -176,12 +176,12 @@ TEST_CASE("golden: pseudonym collectors get same-length, same-class pseudonyms; 
 TEST_CASE("golden: a pseudonym collector without a key, or a value split across segments, is stripped") {
     const PseudonymPolicy pp;
     const Conn c{"100.64.0.10", "198.51.100.7", 42001};
-    const std::string req = request("www.example.org", kUidh, kMsisdn, kAcr);
+    const std::string req = request("www.example.org", kUidhValue, kMsisdnValue, kAcrValue);
     SUBCASE("no key") {
         const auto r = replay({c.syn(), c.data(0, req)}, pp.policy);
         const Out v = check_frame(c.data(0, req), r.output[1].data, req);
-        CHECK(v.uidh == std::string(kUidh.size(), 'x'));
-        CHECK(v.acr == std::string(kAcr.size(), 'x'));
+        CHECK(v.uidh == std::string(kUidhValue.size(), 'x'));
+        CHECK(v.acr == std::string(kAcrValue.size(), 'x'));
         CHECK(r.counter("verdict_strip_no_pseudonym_key") == 1);
         CHECK(r.counter("http_pseudonymised") == 0);
     }
@@ -194,8 +194,8 @@ TEST_CASE("golden: a pseudonym collector without a key, or a value split across 
         REQUIRE(r.output.size() == 3);
         const std::string out = payload_text(r.output[1].data, first.size()) +
                                 payload_text(r.output[2].data, second.size());
-        CHECK(value_of(out, "X-UIDH") == std::string(kUidh.size(), 'x'));  // no byte of it out
-        CHECK(value_of(out, "X-MSISDN") != kMsisdn);                       // whole: a pseudonym
+        CHECK(value_of(out, "X-UIDH") == std::string(kUidhValue.size(), 'x'));  // no byte of it out
+        CHECK(value_of(out, "X-MSISDN") != kMsisdnValue);                       // whole: a pseudonym
         CHECK(value_of(out, "X-MSISDN").find('x') == std::string::npos);
         CHECK(r.counter("http_pseudonym_split") == 1);
         CHECK(r.counter("http_pseudonymised") == 2);

@@ -7,14 +7,6 @@
 #include <stdexcept>
 
 namespace optgate::test {
-namespace {
-
-void append16(Bytes& b, uint16_t v) {
-    b.push_back(uint8_t(v >> 8));
-    b.push_back(uint8_t(v));
-}
-
-}  // namespace
 
 Bytes ecs_option_data(std::string_view prefix, uint8_t scope) {
     auto fail = [&](const char* why) {

@@ -35,6 +35,15 @@ inline EdnsOption padding_for(const EdnsOption& o) { return {12, Bytes(o.data.si
 // prefix. Throws std::invalid_argument.
 Bytes ecs_option_data(std::string_view prefix, uint8_t scope = 0);
 
+// EDNS options the tests put in queries: the sample policy's identifiers
+// (a client subnet, RFC 7871; a MAC, 65001; a CPE id, 65074) and a cookie
+// (RFC 7873), which is not one.
+inline const EdnsOption kEcs4{kEdnsClientSubnet, ecs_option_data("100.64.0.0/24")};
+inline const EdnsOption kEcs6{kEdnsClientSubnet, ecs_option_data("2001:db8:1000::/56")};
+inline const EdnsOption kMac{65001, {0x02, 0x42, 0xac, 0x11, 0x00, 0x02}};
+inline const EdnsOption kCpe{65074, {0, 0, 0, 42}};
+inline const EdnsOption kCookie{10, {1, 2, 3, 4, 5, 6, 7, 8}};
+
 struct DnsQuery {
     uint16_t id = 0x1234;
     std::string qname = "example.com";

@@ -5,8 +5,6 @@
 namespace optgate::test::detail {
 namespace {
 
-uint16_t get16(const Bytes& b, size_t off) { return uint16_t(b[off] << 8 | b[off + 1]); }
-
 bool is_vlan_tpid(uint16_t t) { return t == 0x8100 || t == 0x88a8 || t == 0x9100; }
 
 void parse_ipv4(const Bytes& f, FrameLayout& L) {

@@ -12,17 +12,9 @@
 namespace optgate::test {
 namespace {
 
-void append16(Bytes& b, uint16_t v) {
-    b.push_back(uint8_t(v >> 8));
-    b.push_back(uint8_t(v));
-}
 void append32(Bytes& b, uint32_t v) {
     append16(b, uint16_t(v >> 16));
     append16(b, uint16_t(v));
-}
-void put16(Bytes& b, size_t off, uint16_t v) {
-    b[off] = uint8_t(v >> 8);
-    b[off + 1] = uint8_t(v);
 }
 void append(Bytes& b, const uint8_t* p, size_t n) { b.insert(b.end(), p, p + n); }
 

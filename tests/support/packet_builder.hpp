@@ -43,6 +43,21 @@ namespace optgate::test {
 
 using Bytes = std::vector<uint8_t>;
 
+// One second in the pipeline's nanosecond timestamps.
+inline constexpr uint64_t kSecond = 1000000000ull;
+
+// Big-endian 16-bit fields of a frame being built or read (the caller
+// keeps `off` inside `b`).
+inline uint16_t get16(const Bytes& b, size_t off) { return uint16_t(b[off] << 8 | b[off + 1]); }
+inline void put16(Bytes& b, size_t off, uint16_t v) {
+    b[off] = uint8_t(v >> 8);
+    b[off + 1] = uint8_t(v);
+}
+inline void append16(Bytes& b, uint16_t v) {
+    b.push_back(uint8_t(v >> 8));
+    b.push_back(uint8_t(v));
+}
+
 struct Mac {
     std::array<uint8_t, 6> b{};
     // "02:00:00:00:00:01" (':' or '-' separated); throws std::invalid_argument.

@@ -9,8 +9,6 @@
 namespace optgate::test {
 namespace {
 
-uint16_t get16(const Bytes& b, size_t off) { return uint16_t(b[off] << 8 | b[off + 1]); }
-
 std::string hex16(uint16_t v) {
     char buf[8];
     std::snprintf(buf, sizeof buf, "0x%04x", v);

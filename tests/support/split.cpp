@@ -9,12 +9,6 @@
 namespace optgate::test {
 namespace {
 
-void put16(Bytes& b, size_t off, uint16_t v) {
-    b[off] = uint8_t(v >> 8);
-    b[off + 1] = uint8_t(v);
-}
-uint16_t get16(const Bytes& b, size_t off) { return uint16_t(b[off] << 8 | b[off + 1]); }
-
 detail::FrameLayout layout_for(const Bytes& frame, int version, size_t payload_bytes, const char* who) {
     if (payload_bytes == 0 || payload_bytes % 8 != 0)
         throw std::invalid_argument(std::string(who) + ": payload_bytes must be a positive multiple of 8");

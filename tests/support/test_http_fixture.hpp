@@ -16,8 +16,8 @@
 namespace optgate::httptest {
 
 using test::Bytes;
+using test::kSecond;
 using test::PacketBuilder;
-inline constexpr uint64_t kSecond = 1000000000ull;
 
 // One TCP connection from a subscriber, as segments.
 struct Conn {
@@ -78,6 +78,15 @@ inline TcpView read_tcp(const Bytes& f) {
     v.payload.assign(f.begin() + long(data), f.begin() + long(end));
     v.ok = true;
     return v;
+}
+
+// A frame's TCP payload as text.
+inline std::string payload(const Bytes& f) { return read_tcp(f).payload; }
+
+// Checks a frame's checksums (test::verify_checksums).
+inline void check_frame(const Bytes& f) {
+    const auto r = test::verify_checksums(f);
+    CHECK_MESSAGE(r.ok(), r.detail);
 }
 
 struct HttpPipeline {

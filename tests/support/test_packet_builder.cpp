@@ -23,7 +23,6 @@ using namespace optgate::test;
 namespace {
 
 Bytes slice(const Bytes& b, size_t from, size_t n) { return Bytes(b.begin() + from, b.begin() + from + n); }
-uint16_t get16(const Bytes& b, size_t off) { return uint16_t(b[off] << 8 | b[off + 1]); }
 
 std::string temp_path(const char* name) { return "/tmp/optgate-test-pb-" + std::to_string(getpid()) + "-" + name; }
 
