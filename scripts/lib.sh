@@ -24,8 +24,11 @@ install_missing() {
 # -O0, except the packet path and the fuzzed code (-Dhot_optimization=2):
 # clang's optimiser is two thirds of a sanitized Boost unit's compile time,
 # and the tests mostly wait (docs/testing.md#cost).
+# Unity files (-Dunity=on, four sources to one compiler run): the sources of
+# a target share Boost's headers and templates, read once per unity file
+# (docs/testing.md#cost). Each source still compiles alone in the gcc build.
 sanitizer_options=(-Dwerror=true -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
-  -Doptimization=0 -Dhot_optimization=2)
+  -Doptimization=0 -Dhot_optimization=2 -Dunity=on)
 # Turns the sanitizers' stack addresses into FILE:LINE (package llvm-14,
 # which clang-14 only recommends); for ASAN_OPTIONS and UBSAN_OPTIONS.
 sanitizer_symbolizer=external_symbolizer_path=/usr/lib/llvm-14/bin/llvm-symbolizer
