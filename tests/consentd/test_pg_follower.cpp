@@ -163,6 +163,12 @@ TEST_CASE("a follower started mid-stream holds the writer's table, its deltas ad
     mirror.attach(*follower.service);
     t1.join();
     t2.join();
+    // On a busy machine the two clients may be done before the mirror
+    // attached: a fresh subscriber's grant and address after it, so that
+    // the mirror always has deltas to add up.
+    REQUIRE(writer->run(ConsentChange{"sub-mirror", "advertising", true, "portal", std::string("v1")}).status ==
+            Outcome::Status::ok);
+    REQUIRE(writer->run(BindChange{A("100.64.9.250"), "sub-mirror", "radius"}).status == Outcome::Status::ok);
 
     const uint64_t head = writer->service->head_seq();
     REQUIRE(comes_true([&] { return follower.service->head_seq() == head; }));
@@ -170,6 +176,7 @@ TEST_CASE("a follower started mid-stream holds the writer's table, its deltas ad
     CHECK(expected.size() > 10);
     CHECK(follower.table() == expected);
     REQUIRE(comes_true([&] { return mirror.get() == expected; }));
+    CHECK(expected.count("100.64.9.250") == 1);
     CHECK(mirror.commits > 0);
     CHECK(mirror.resyncs == 0);
 
