@@ -81,7 +81,7 @@ LedgerService::LedgerService(std::unique_ptr<Ledger> ledger, std::shared_ptr<con
     metrics_.set_writer(!following_);
     publish_gauges();
     pg_ = ledger_->db().pg();
-    confirmed_in_step();  // the state was just read from the ledger
+    confirmed_in_step(std::chrono::steady_clock::now());  // the state was just read from the ledger
 }
 
 LedgerService::~LedgerService() { stop(); }
@@ -638,12 +638,14 @@ void LedgerService::catch_up() {
     for (;;) {
         const uint64_t head = ledger_->head_seq();
         std::vector<Event> events;
+        // In step as of when it asked, not when the answer came (an answer
+        // held up in the network is old news), and only once what the
+        // answer holds is applied: in step means what it serves is that
+        // recent. A long catch-up, an import, is progress, not a cut.
+        const auto asked = std::chrono::steady_clock::now();
         // From the head itself: it must still be there as this consentd read
         // it, or the ledger is not the one it follows any more.
         ledger_->events_from(head, kFollowBatch + 1, [&](const Event& e) { events.push_back(e); });
-        // PostgreSQL answered: this consentd reads the ledger (a long
-        // catch-up, an import, is progress, not a cut).
-        confirmed_in_step();
         size_t i = 0;
         if (head > 0) {
             if (events.empty() || events[0].seq != head || events[0].hash != ledger_->head_hash()) {
@@ -656,7 +658,10 @@ void LedgerService::catch_up() {
             }
             i = 1;
         }
-        if (i == events.size()) return;
+        if (i == events.size()) {
+            confirmed_in_step(asked);
+            return;
+        }
         std::vector<proto::TableChange> deltas;
         ChainHashes chain;
         uint64_t seq = 0;
@@ -708,13 +713,14 @@ void LedgerService::catch_up() {
         const auto changes = coalesce(std::move(deltas));
         std::lock_guard llk(listeners_mu_);
         for (auto* l : listeners_) l->on_commit(seq, changes, chain);
+        confirmed_in_step(asked);
     }
 }
 
 // ---- fencing (docs/scale-out.md, "Fencing") ----
 
-void LedgerService::confirmed_in_step() noexcept {
-    in_step_at_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_release);
+void LedgerService::confirmed_in_step(std::chrono::steady_clock::time_point asked) noexcept {
+    in_step_at_.store(asked.time_since_epoch().count(), std::memory_order_release);
 }
 
 bool LedgerService::in_step() const noexcept {
@@ -758,6 +764,16 @@ bool LedgerService::confirm_writer() {
             try {
                 state_ = read_state_and_head(*ledger_, state_.policy_ptr());
                 state_stale_ = false;
+                // The head moved with the state: what snapshot() waits for
+                // is what was just read, already durable in the ledger.
+                const uint64_t seq = ledger_->head_seq();
+                committed_seq_.store(seq, std::memory_order_release);
+                {
+                    std::lock_guard slk(sync_mu_);
+                    synced_seq_ = seq;
+                }
+                sync_cv_.notify_all();
+                publish_gauges();
             } catch (const std::exception& e) {
                 log_error(std::string("cannot read the state from the ledger: ") + e.what() + "; trying again");
                 following_.store(false, std::memory_order_release);

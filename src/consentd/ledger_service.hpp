@@ -351,12 +351,13 @@ private:
     std::thread syncer_;
 
     std::atomic<bool> following_{false};
-    // Steady-clock nanoseconds of the last confirmation (in_step()): a
-    // follower's read of the events; the writer's session also counts each
-    // answer while it holds the lock (PgConnection::locked_answer_ns).
+    // Steady-clock nanoseconds of the last confirmation (in_step()): when a
+    // follower asked for the events it has since applied; the writer's
+    // session also counts each answer while it holds the lock
+    // (PgConnection::locked_answer_ns).
     std::atomic<int64_t> in_step_at_{0};
     const PgConnection* pg_ = nullptr;  // the ledger's session (PostgreSQL), stable for its life
-    void confirmed_in_step() noexcept;
+    void confirmed_in_step(std::chrono::steady_clock::time_point asked) noexcept;
     // The writer, idle for fence_after / 4: confirms it is in step, or,
     // if another consentd took the lock, follows it. False: stopping.
     bool confirm_writer();
