@@ -1,8 +1,8 @@
 // A PostgreSQL 15 server of the test's own, for the doctest suites of the
-// PostgreSQL store: initdb in a temporary directory, a Unix socket only,
-// stopped at the end (as the postgres user when the suite runs as root:
-// PostgreSQL refuses to run as root). tests/consentd/pg_server.py is the
-// same for the Python suites.
+// PostgreSQL store: a copy of one initdb'd cluster in a temporary
+// directory, a Unix socket only, stopped at the end (as the postgres user
+// when the suite runs as root: PostgreSQL refuses to run as root).
+// tests/consentd/pg_server.py is the same for the Python suites.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -34,6 +34,32 @@ inline std::vector<std::string> as_owner(std::vector<std::string> argv) {
     return out;
 }
 
+// A temporary directory the server's user owns.
+inline void give_to_owner(const optgate::test::TempDir& dir) {
+    if (::geteuid() != 0) return;
+    const passwd* pw = ::getpwnam("postgres");
+    REQUIRE_MESSAGE(pw, "no postgres user: install postgresql-15 (scripts/setup)");
+    REQUIRE(::chown(dir.path.c_str(), pw->pw_uid, pw->pw_gid) == 0);
+}
+
+// One initdb per test program, never started: each PgServer starts from a
+// copy (cp -a keeps the owner and the 0700 PostgreSQL insists on). A test
+// program makes a few dozen servers, and initdb is most of the cost of one.
+inline const std::string& template_data() {
+    static const optgate::test::TempDir dir;
+    static const std::string data = [] {
+        give_to_owner(dir);
+        std::string path = dir.file("data");
+        const auto init = optgate::test::run(
+            as_owner({kBin + "initdb", "--pgdata", path, "--auth", "trust", "--username", "optgate", "--encoding",
+                      "UTF8", "--locale", "C", "--no-sync"}),
+            std::chrono::duration_cast<std::chrono::milliseconds>(kPatience));
+        REQUIRE_MESSAGE(init.exit_code == 0, init.output);
+        return path;
+    }();
+    return data;
+}
+
 // A PostgreSQL server of its own in a temporary directory.
 struct PgServer {
     optgate::test::TempDir dir;
@@ -41,16 +67,10 @@ struct PgServer {
     std::unique_ptr<optgate::test::Process> server;
 
     PgServer() {
-        if (::geteuid() == 0) {
-            const passwd* pw = ::getpwnam("postgres");
-            REQUIRE_MESSAGE(pw, "no postgres user: install postgresql-15 (scripts/setup)");
-            REQUIRE(::chown(dir.path.c_str(), pw->pw_uid, pw->pw_gid) == 0);
-        }
-        const auto init = optgate::test::run(
-            as_owner({kBin + "initdb", "--pgdata", data, "--auth", "trust", "--username", "optgate", "--encoding",
-                      "UTF8", "--locale", "C", "--no-sync"}),
-            std::chrono::duration_cast<std::chrono::milliseconds>(kPatience));
-        REQUIRE_MESSAGE(init.exit_code == 0, init.output);
+        give_to_owner(dir);
+        const auto copy = optgate::test::run({"/bin/cp", "-a", template_data(), data},
+                                             std::chrono::duration_cast<std::chrono::milliseconds>(kPatience));
+        REQUIRE_MESSAGE(copy.exit_code == 0, copy.output);
         start();
     }
     ~PgServer() { stop(); }

@@ -445,7 +445,7 @@ TEST_CASE("fencing: a long import is progress, not a cut") {
     // all: a busy (or ASan) machine scales both, and the follower's work
     // weighs on both alike.
     PgServer pg;
-    const auto records = import_records(50000);
+    const auto records = import_records(25000);
     std::chrono::steady_clock::duration calibrated{};
     {
         const auto cal = pg.new_database("calibration");
