@@ -10,6 +10,7 @@
 // ledger for fence_after is out of step, and in step again once it can; a
 // writer whose lock another consentd took follows that one.
 #include <doctest/doctest.h>
+#include <signal.h>
 
 #include <atomic>
 #include <future>
@@ -280,6 +281,76 @@ TEST_CASE("fencing: out of step while the ledger cannot be read; a writer whose 
     const auto r = verify_ledger(db);
     CHECK_MESSAGE(r.ok, r.problem);
     CHECK(r.events == b.service->head_seq());
+}
+
+TEST_CASE("fencing: a follower back from a cut is in step only once what it missed is applied") {
+    // In step means that what the follower serves is that recent: its
+    // data planes hear the events it missed before it says so (and before
+    // /healthz answers 200), and an answer held up during the cut, asked
+    // before it, counts from when it was asked. Its session's backend is
+    // stopped (SIGSTOP: a network that stops passing bytes) while the
+    // writer records changes.
+    PgServer pg;
+    const auto db = pg.new_database("ledger");
+    const std::string conninfo = db.substr(std::string_view("postgresql:").size());
+    // Whether the follower said it was in step as each delta reached its
+    // listeners. Declared before the services: it outlives their threads.
+    struct Witness : TableListener {
+        const LedgerService* follower = nullptr;
+        std::mutex mu;
+        std::vector<std::pair<uint64_t, bool>> heard;  // (seq, in step then)
+        void on_commit(uint64_t at, const std::vector<TableChange>&, const ChainHashes&) override {
+            std::lock_guard lk(mu);
+            heard.emplace_back(at, follower->in_step());
+        }
+        void on_resync(uint64_t, const Digest&, const std::shared_ptr<const Policy>&, const std::string&) override {}
+    } witness;
+    Service a(db, true, std::chrono::milliseconds(3000));
+    REQUIRE_FALSE(a.service->following());
+    Service b(db, true, std::chrono::milliseconds(3000));
+    REQUIRE(b.service->following());
+    b.service->advertise("consentd B");
+    witness.follower = b.service.get();
+    b.service->add_listener(&witness);
+    write_randomly(a, 21, 20);
+    REQUIRE(comes_true([&] { return b.service->head_seq() == a.service->head_seq() && b.service->in_step(); }));
+
+    PgConnection admin(conninfo);
+    std::vector<std::string> backends;
+    REQUIRE(comes_true([&] {
+        const auto r = admin.query("SELECT pid FROM pg_stat_activity WHERE application_name = 'consentd B'");
+        backends.clear();
+        for (int i = 0; i < r.rows(); ++i) backends.emplace_back(r.text(i, 0));
+        return !backends.empty();
+    }));
+    const auto signal_all = [&](int sig) {
+        for (const auto& pid : backends) REQUIRE(::kill(std::stoi(pid), sig) == 0);
+    };
+    const uint64_t before = a.service->head_seq();
+    signal_all(SIGSTOP);
+    bool continued = false;
+    try {
+        write_randomly(a, 22, 20);
+        REQUIRE(a.service->head_seq() > before);
+        REQUIRE(comes_true([&] { return !b.service->in_step(); }));
+        signal_all(SIGCONT);
+        continued = true;
+    } catch (...) {
+        if (!continued) signal_all(SIGCONT);
+        throw;
+    }
+    const uint64_t missed_until = a.service->head_seq();
+    REQUIRE(comes_true([&] { return b.service->head_seq() == missed_until && b.service->in_step(); }));
+    std::lock_guard lk(witness.mu);
+    size_t missed = 0;
+    for (const auto& h : witness.heard)
+        if (h.first > before) {
+            ++missed;
+            CHECK_MESSAGE(!h.second, "event ", h.first,
+                          " reached the data planes after the follower said it was in step");
+        }
+    CHECK(missed > 0);
+    CHECK(b.table() == a.table());
 }
 
 TEST_CASE("stop() ends a writer and a follower blocked on a ledger database that does not answer") {
