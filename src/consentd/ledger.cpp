@@ -224,17 +224,7 @@ void Ledger::begin() {
         stored_hash = head_.text(1);
     }
     head_.reset();
-    if (in_doubt_) {
-        if (stored != seq_ && stored == in_doubt_->first && stored_hash == in_doubt_->second) {
-            const auto d = digest_from_hex(stored_hash);
-            if (!d) throw std::runtime_error("event " + std::to_string(stored) + " has a malformed hash");
-            seq_ = pending_seq_ = stored;
-            hash_ = pending_hash_ = *d;
-            hash_hex_ = pending_hash_hex_ = stored_hash;
-            adopted_ = true;
-        }
-        in_doubt_.reset();  // recorded (adopted) or not (the head is ours)
-    }
+    settle_in_doubt(stored, stored_hash);
     if (stored != seq_)
         throw std::runtime_error("the ledger's last event is " + std::to_string(stored) + ", expected " +
                                  std::to_string(seq_) + ": another process is writing to this database");
@@ -329,6 +319,19 @@ bool Ledger::take_writer_lock() {
     return writer_;
 }
 
+void Ledger::settle_in_doubt(uint64_t stored, const std::string& stored_hash) {
+    if (!in_doubt_) return;
+    if (stored != seq_ && stored == in_doubt_->first && stored_hash == in_doubt_->second) {
+        const auto d = digest_from_hex(stored_hash);
+        if (!d) throw std::runtime_error("event " + std::to_string(stored) + " has a malformed hash");
+        seq_ = pending_seq_ = stored;
+        hash_ = pending_hash_ = *d;
+        hash_hex_ = pending_hash_hex_ = stored_hash;
+        adopted_ = true;
+    }
+    in_doubt_.reset();  // recorded (adopted) or not (the head is ours)
+}
+
 bool Ledger::writer_in_step() {
     if (!db_.postgresql()) return true;
     ReadTransaction read(db_);  // a lost session is opened again here, before the lock is asked for
@@ -346,6 +349,9 @@ bool Ledger::writer_in_step() {
         throw;
     }
     head_.reset();
+    // A commit whose answer was lost may be the head: ours, not another
+    // writer's (the caller takes it in when take_adopted() says so).
+    if (locked) settle_in_doubt(stored, stored_hash);
     return locked && stored == seq_ && stored_hash == (stored ? hash_hex_ : std::string());
 }
 

@@ -78,8 +78,9 @@ public:
 
     // PostgreSQL: the last commit() failed because the session was lost
     // with the COMMIT in flight, so the server may have recorded it. The
-    // next begin() finds out: if the ledger ends with that commit's last
-    // event, the head moves to it and take_adopted() is true once.
+    // next begin() or writer_in_step() finds out: if the ledger ends with
+    // that commit's last event, the head moves to it and take_adopted() is
+    // true once.
     bool in_doubt() const noexcept { return in_doubt_.has_value(); }
     bool take_adopted() noexcept { return std::exchange(adopted_, false); }
 
@@ -177,6 +178,9 @@ private:
     std::shared_ptr<const PolicyRecord> policy_record_;
     uint64_t locked_session_ = 0;                               // PostgreSQL: the session holding kWriterLock
     std::optional<std::pair<uint64_t, std::string>> in_doubt_;  // seq and hash of a commit in doubt
+    // With the stored head read: a commit in doubt found there is adopted
+    // (the head moves to it, adopted_); either way it is no longer in doubt.
+    void settle_in_doubt(uint64_t stored, const std::string& stored_hash);
     bool adopted_ = false;
     bool writer_ = true;  // false: following another writer (Options::follow)
 };

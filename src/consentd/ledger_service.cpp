@@ -744,6 +744,25 @@ bool LedgerService::confirm_writer() {
         return true;
     }
     if (held) {
+        if (ledger_->take_adopted()) {
+            // The commit whose answer was lost is the head: ours, taken in
+            // here as the next batch would (and as durable as any commit).
+            std::lock_guard lk(state_mu_);
+            try {
+                adopt_commit_in_doubt();
+            } catch (const std::exception& e) {
+                log_error(std::string("cannot read the state with the commit whose answer was lost: ") + e.what());
+                reload_state();  // or none, refusing changes until it can be read (state_stale_)
+            }
+            const uint64_t seq = ledger_->head_seq();
+            committed_seq_.store(seq, std::memory_order_release);
+            {
+                std::lock_guard slk(sync_mu_);
+                synced_seq_ = seq;
+            }
+            sync_cv_.notify_all();
+            publish_gauges();
+        }
         if (confirm_failing_) log_info("PostgreSQL confirms again that this consentd is the writer");
         confirm_failing_ = false;
         return true;  // its answers, on the session holding the lock, were the confirmation

@@ -232,6 +232,32 @@ class PgOutageTest(unittest.TestCase):
             d.cleanup()
             proxy.close()
 
+    def test_a_commit_whose_answer_was_lost_is_taken_in_while_idle(self):
+        # No write comes after the lost answer: the writer's idle check
+        # (every fence_after / 4) reconnects, finds its own commit at the
+        # head, and takes it in; it is not "another consentd" appending,
+        # and the writer never turns follower.
+        proxy = CuttingProxy(self.pg.dir)
+        d = Daemon(pg=self.pg, pg_host=proxy.dir)
+        try:
+            st, _, b = d.request("PUT", "/v1/bindings/100.64.2.1", {"subscriber": "alice"})
+            self.assertEqual(st, 200, b)
+            proxy.arm()
+            st, _, b = d.request("PUT", "/v1/bindings/100.64.2.2", {"subscriber": "bob"})
+            self.assertTrue(proxy.cut.is_set())
+            self.assertEqual((st, b["error"]["code"]), (503, "ledger_unavailable"), b)
+            self.assertEqual(events(self.pg, d), ["alice", "bob"])
+            self.assertTrue(eventually(lambda: "is in the ledger after all" in d.read_log()), d.read_log()[-2000:])
+            self.assertEqual(d.metric("consentd_table_entries"), 2)
+            self.assertNotIn("following it", d.read_log())
+            self.assertEqual(d.request("GET", "/healthz", token=None)[2], {"status": "ok", "writer": True})
+            st, _, b = d.request("PUT", "/v1/bindings/100.64.2.3", {"subscriber": "carol"})
+            self.assertEqual(st, 200, b)
+            self.assertEqual(d.metric("consentd_table_entries"), 3)
+        finally:
+            d.cleanup()
+            proxy.close()
+
     def test_an_import_cut_short_by_postgresql_stopping_leaves_nothing_in_memory(self):
         """An import cannot be undone in memory: consentd reads its state
         again from the ledger. With PostgreSQL down that read fails too; the
