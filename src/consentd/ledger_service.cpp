@@ -701,20 +701,28 @@ void LedgerService::catch_up() {
                 ledger_->follow_to(e);
                 chain.push_back(*hash);
             }
-            seq = ledger_->head_seq();
-            committed_seq_.store(seq, std::memory_order_release);
-            {
-                std::lock_guard slk(sync_mu_);
-                synced_seq_ = seq;
-            }
-            publish_gauges();
+            seq = mark_head_durable();
         }
-        sync_cv_.notify_all();
         const auto changes = coalesce(std::move(deltas));
         std::lock_guard llk(listeners_mu_);
         for (auto* l : listeners_) l->on_commit(seq, changes, chain);
         confirmed_in_step(asked);
     }
+}
+
+// The head as the ledger holds it now is committed and durable (read from
+// PostgreSQL, not written by this consentd's syncer): what snapshot() waits
+// for. Under state_mu_; returns the head.
+uint64_t LedgerService::mark_head_durable() {
+    const uint64_t seq = ledger_->head_seq();
+    committed_seq_.store(seq, std::memory_order_release);
+    {
+        std::lock_guard slk(sync_mu_);
+        synced_seq_ = seq;
+    }
+    sync_cv_.notify_all();
+    publish_gauges();
+    return seq;
 }
 
 // ---- fencing (docs/scale-out.md, "Fencing") ----
@@ -754,14 +762,7 @@ bool LedgerService::confirm_writer() {
                 log_error(std::string("cannot read the state with the commit whose answer was lost: ") + e.what());
                 reload_state();  // or none, refusing changes until it can be read (state_stale_)
             }
-            const uint64_t seq = ledger_->head_seq();
-            committed_seq_.store(seq, std::memory_order_release);
-            {
-                std::lock_guard slk(sync_mu_);
-                synced_seq_ = seq;
-            }
-            sync_cv_.notify_all();
-            publish_gauges();
+            mark_head_durable();
         }
         if (confirm_failing_) log_info("PostgreSQL confirms again that this consentd is the writer");
         confirm_failing_ = false;
@@ -785,14 +786,7 @@ bool LedgerService::confirm_writer() {
                 state_stale_ = false;
                 // The head moved with the state: what snapshot() waits for
                 // is what was just read, already durable in the ledger.
-                const uint64_t seq = ledger_->head_seq();
-                committed_seq_.store(seq, std::memory_order_release);
-                {
-                    std::lock_guard slk(sync_mu_);
-                    synced_seq_ = seq;
-                }
-                sync_cv_.notify_all();
-                publish_gauges();
+                mark_head_durable();
             } catch (const std::exception& e) {
                 log_error(std::string("cannot read the state from the ledger: ") + e.what() + "; trying again");
                 following_.store(false, std::memory_order_release);

@@ -358,6 +358,7 @@ private:
     std::atomic<int64_t> in_step_at_{0};
     const PgConnection* pg_ = nullptr;  // the ledger's session (PostgreSQL), stable for its life
     void confirmed_in_step(std::chrono::steady_clock::time_point asked) noexcept;
+    uint64_t mark_head_durable();  // state_mu_ held
     // The writer, idle for fence_after / 4: confirms it is in step, or,
     // if another consentd took the lock, follows it. False: stopping.
     bool confirm_writer();

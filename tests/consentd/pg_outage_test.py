@@ -248,7 +248,10 @@ class PgOutageTest(unittest.TestCase):
             self.assertEqual((st, b["error"]["code"]), (503, "ledger_unavailable"), b)
             self.assertEqual(events(self.pg, d), ["alice", "bob"])
             self.assertTrue(eventually(lambda: "is in the ledger after all" in d.read_log()), d.read_log()[-2000:])
-            self.assertEqual(d.metric("consentd_table_entries"), 2)
+            # The line is logged as the state is read again; the gauges are
+            # published once it has been.
+            self.assertTrue(eventually(lambda: d.metric("consentd_table_entries") == 2),
+                            f"{d.metric('consentd_table_entries')} entries; " + d.read_log()[-2000:])
             self.assertNotIn("following it", d.read_log())
             self.assertEqual(d.request("GET", "/healthz", token=None)[2], {"status": "ok", "writer": True})
             st, _, b = d.request("PUT", "/v1/bindings/100.64.2.3", {"subscriber": "carol"})
