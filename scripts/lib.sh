@@ -21,7 +21,8 @@ install_missing() {
 # The sanitizer build (docs/testing.md): clang 14 with AddressSanitizer and
 # UBSan, and libFuzzer's coverage in everything (-Dfuzz=true), so one build
 # directory serves both the sanitized test run and scripts/fuzz.
-# -O0, except the packet path and the fuzzed code (-Dhot_optimization=2):
+# -O0, except the packet path, the fuzzed code and the ledger
+# (-Dhot_optimization=2):
 # clang's optimiser is two thirds of a sanitized Boost unit's compile time,
 # and the tests mostly wait (docs/testing.md#cost).
 # Unity files (-Dunity=on, four sources to one compiler run): the sources of
