@@ -33,6 +33,19 @@ HttpStageConfig PacketRig::small_http() {
     return c;
 }
 
+DisclosureConfig PacketRig::small_disclosures() {
+    DisclosureConfig c;
+    c.entries = 64;  // counting stays on: a pass verdict is counted as in the data plane
+    return c;
+}
+
+ReassemblyConfig PacketRig::small_fragments() {
+    ReassemblyConfig c;
+    c.datagrams = 4;
+    c.memory = size_t{128} << 10;  // any frame an input can hold (up to 64 KiB) fits whole
+    return c;
+}
+
 PacketRig::PacketRig() {
     Policy p = test::sample_policy();
     p.tagging.passed = 10;
