@@ -12,14 +12,15 @@ How (docs/testing.md, "Static checks"):
 
 - The units: each source of the build's compile_commands.json under src/,
   tests/, bench/ or tools/ that is among FILE..., once (meson lists a source
-  shared by several executables once per executable).
+  shared by several executables once per executable); a unity file of the
+  build stands for the sources it includes (the test programs').
 - Chunks: the units of one meson target (the same compile command but for
   the source and its outputs) in compile_commands order, at most CHUNK of
   them per clang-tidy run, which reads a file that #includes them. The
   sources of a target share most of their headers (Boost's above all), and
   clang-tidy's matchers walk every declaration and template instantiation
   of those: read once per chunk, not once per source, a cold run costs
-  about 40 % of checking each source on its own. Each source still compiles
+  about 40 % of checking each source on its own. Each source of src/ compiles
   on its own in the gcc build (-Werror), which is where a missing #include
   shows.
 - A chunk whose sources do not compile together (two file-local names
@@ -80,13 +81,37 @@ def target_of(e, path):
 
 
 # ---- the units, each once
+# A unity file of the build (meson's "NAME-unityN.cpp", which #includes a
+# few sources of one target: the test programs are built so) stands for
+# its sources, each with the unity file's command; its object's
+# dependencies, all of its sources' headers, key each of them in the cache.
+unity_file = re.compile(r"-unity[0-9]+\.cpp$")
+unity_line = re.compile(r'^#include\s*[<"](.+)[>"]\s*$')
+
+
+def sources_of(path):
+    if not (path.startswith(build + os.sep) and unity_file.search(path)):
+        return [path]
+    with open(path) as f:
+        found = [unity_line.match(line.strip()) for line in f]
+    return [os.path.realpath(os.path.join(os.path.dirname(path), m.group(1))) for m in found if m]
+
+
 seen, units = set(), []
 for e in json.load(open(os.path.join(build, "compile_commands.json"))):
     path = os.path.realpath(os.path.join(e["directory"], e["file"]))
-    if not path.startswith(own) or path in seen or path not in wanted:
-        continue
-    seen.add(path)
-    units.append((path, e))
+    for source in sources_of(path):
+        if not source.startswith(own) or source in seen or source not in wanted:
+            continue
+        seen.add(source)
+        unit = e
+        if source != path:
+            unit = dict(e)
+            unit.pop("command", None)
+            unit["arguments"] = [source if os.path.realpath(os.path.join(e["directory"], a)) == path else a
+                                 for a in command_of(e)]
+            unit["file"] = source
+        units.append((source, unit))
 
 # Dependencies of each object, from ninja's log: "OUT: #deps N, ... (VALID)".
 deps, current = {}, None
