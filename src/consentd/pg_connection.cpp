@@ -95,6 +95,49 @@ PGconn* connect(const std::string& conninfo) {
     return PQconnectdbParams(kKeywords, values, 1);
 }
 
+bool decimal(const char* v) {
+    if (!v || !*v) return false;
+    for (const char* c = v; *c; ++c)
+        if (*c < '0' || *c > '9') return false;
+    return std::strlen(v) <= 9;
+}
+
+// The statements that give PostgreSQL's end of a TCP session the keepalives
+// libpq gave ours (the defaults above, or the caller's): the server then
+// ends a session whose client went silent (a dead machine, a cut network)
+// in seconds, which frees its advisory locks, the writer's among them, for
+// a standby. Without them that takes the server's tcp_keepalives_* (by
+// default the kernel's two hours). client_connection_check_interval
+// (PostgreSQL 14) makes a session waiting inside a statement, a standby in
+// pg_advisory_lock, notice too, and leave the lock's queue. Empty over a
+// Unix socket (no keepalives there) or with keepalives=0.
+std::string server_keepalives(PGconn* c) {
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    if (getsockname(PQsocket(c), reinterpret_cast<sockaddr*>(&a), &len) != 0 ||
+        (a.ss_family != AF_INET && a.ss_family != AF_INET6))
+        return {};
+    std::string on, idle, interval, count;
+    const std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> opts(PQconninfo(c), &PQconninfoFree);
+    for (const PQconninfoOption* o = opts.get(); o && o->keyword; ++o) {
+        const std::string_view k = o->keyword;
+        const char* v = o->val ? o->val : "";
+        if (k == "keepalives") on = v;
+        if (k == "keepalives_idle") idle = v;
+        if (k == "keepalives_interval") interval = v;
+        if (k == "keepalives_count") count = v;
+    }
+    if (on == "0") return {};
+    std::string sql;
+    if (decimal(idle.c_str())) sql += "SET tcp_keepalives_idle = " + idle + ";";
+    if (decimal(interval.c_str())) {
+        sql += "SET tcp_keepalives_interval = " + interval + ";";
+        if (PQserverVersion(c) >= 140000) sql += "SET client_connection_check_interval = '" + interval + "s';";
+    }
+    if (decimal(count.c_str())) sql += "SET tcp_keepalives_count = " + count + ";";
+    return sql;
+}
+
 }  // namespace
 
 PgConnection::PgConnection(const std::string& conninfo) : conn_(connect(conninfo)) {
@@ -105,6 +148,18 @@ PgConnection::PgConnection(const std::string& conninfo) : conn_(connect(conninfo
         conn_ = nullptr;
         throw PgError("", "cannot connect to PostgreSQL: " + why);
     }
+    try {
+        configure_session();
+    } catch (...) {
+        PQfinish(conn_);
+        conn_ = nullptr;
+        throw;
+    }
+}
+
+void PgConnection::configure_session() {
+    const std::string sql = server_keepalives(conn_);
+    if (!sql.empty()) exec(sql);
 }
 
 PgConnection::~PgConnection() {
@@ -308,11 +363,20 @@ bool PgConnection::reset() {
     broken_ = false;
     locks_ = 0;  // and its locks
     locked_answer_ns_.store(0, std::memory_order_release);
-    // Bounded by connect_timeout (connect() above), Unix sockets included.
-    std::lock_guard lk(socket_mu_);
-    if (interrupted_.load(std::memory_order_acquire)) return false;
-    PQreset(conn_);
-    return ok();
+    {
+        // Bounded by connect_timeout (connect() above), Unix sockets included.
+        std::lock_guard lk(socket_mu_);
+        if (interrupted_.load(std::memory_order_acquire)) return false;
+        PQreset(conn_);
+        if (!ok()) return false;
+    }
+    // Outside the lock: interrupt() may end this statement as any other.
+    try {
+        configure_session();  // a new session: the server's side of its keepalives again
+    } catch (const PgError&) {
+        return ok();  // the session failed again at once; the next statement says why
+    }
+    return true;
 }
 
 bool PgConnection::try_lock(std::int64_t key) {

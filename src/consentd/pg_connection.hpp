@@ -81,7 +81,9 @@ public:
     // `conninfo`: a libpq connection string or URI. Throws PgError when the
     // server cannot be reached or refuses. Over TCP, unless `conninfo` says
     // otherwise: connect_timeout 10 s, keepalives after 5 s idle every 2 s
-    // (3 lost: dead), tcp_user_timeout 15 s.
+    // (3 lost: dead), tcp_user_timeout 15 s; and the server's end of the
+    // session is given the same keepalives (SET tcp_keepalives_*, and
+    // client_connection_check_interval), here and after each reset().
     explicit PgConnection(const std::string& conninfo);
     ~PgConnection();
     PgConnection(const PgConnection&) = delete;
@@ -189,6 +191,7 @@ private:
     // destructor), so that interrupt() never shuts a descriptor that has
     // been closed and perhaps reused for something else.
     std::mutex socket_mu_;
+    void configure_session();  // the server's side of the keepalives (constructor, reset())
     std::atomic<bool> interrupted_{false};
     size_t queued_ = 0;    // statements sent in pipeline mode, answers not read
     bool broken_ = false;  // see ok()

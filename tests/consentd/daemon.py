@@ -152,13 +152,15 @@ class Daemon:
 
     def __init__(self, limits="", workdir=None, env=None, dataplanes="{socket: dp.sock}", args=(), rss_bounded=False,
                  pg=None, pg_host=None, pg_database=None, standby=False, follow=False, fence_after=None,
-                 wait=True):
+                 wait=True, netns=None, address="127.0.0.1"):
         """`pg`: a PgServer of the test's own (the ledger on PostgreSQL
         whatever CONSENTD_TEST_LEDGER says); `pg_host`: the socket directory
         consentd connects to instead of the server's (a proxy's);
         `pg_database`: another Daemon's database (two consentd, one ledger);
         `standby`: ledger.standby; `follow`: ledger.follow; `fence_after`: ledger.fence_after
-        (e.g. "1s"); `wait`: wait until it listens (else call wait_listening())."""
+        (e.g. "1s"); `wait`: wait until it listens (else call wait_listening());
+        `netns`: a network namespace to run it in (`ip netns exec`), with
+        `address` one of that namespace's that this one can reach."""
         self.owned_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="consentd-test-")
         if pg is not None or BACKEND == "postgresql":
@@ -191,7 +193,7 @@ class Daemon:
         tokens = "".join(
             f"  - {{name: {n}, role: {role}, sha256: {sha256_hex(tok)}}}\n" for n, (tok, role) in TOKENS.items())
         with open(self.config, "w") as f:
-            f.write("listen: {address: 127.0.0.1, port: 0}\n"
+            f.write(f"listen: {{address: {address}, port: 0}}\n"
                     + store +
                     "policy: policy.yaml\n"
                     f"dataplanes: {dataplanes}\n"  # not the shared /run/optgate default
@@ -206,6 +208,8 @@ class Daemon:
             asan = self.env.get("ASAN_OPTIONS", "")
             self.env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "quarantine_size_mb=16"
         self.args = list(args)  # more command-line options
+        self.netns = netns
+        self.address = address
         self.proc = None
         if wait:
             self.start()
@@ -221,7 +225,9 @@ class Daemon:
         if os.path.exists(self.port_file):
             os.unlink(self.port_file)
         self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([CONSENTD, "--config", self.config, "--port-file", self.port_file, *self.args],
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []  # it execs consentd: the same pid
+        self.proc = subprocess.Popen([*prefix, CONSENTD, "--config", self.config, "--port-file", self.port_file,
+                                      *self.args],
                                      stdout=self.log, stderr=self.log, env=self.env)
 
     def wait_listening(self, timeout=PATIENCE):
@@ -264,7 +270,7 @@ class Daemon:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def connect(self, timeout=PATIENCE):
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        return http.client.HTTPConnection(self.address, self.port, timeout=timeout)
 
     def request(self, method, path, body=None, token="portal", headers=None, conn=None):
         """Returns (status, headers, parsed JSON or text). `body`: a dict
@@ -290,7 +296,7 @@ class Daemon:
         return r.status, hdrs, parsed
 
     def ctl(self, *args, token="portal", env=None, input=None):
-        e = dict(os.environ, OPTGATE_SERVER=f"http://127.0.0.1:{self.port}",
+        e = dict(os.environ, OPTGATE_SERVER=f"http://{self.address}:{self.port}",
                  OPTGATE_TOKEN=TOKENS[token][0] if token else "")
         e.update(env or {})
         return subprocess.run([OPTGATECTL, *args], capture_output=True, text=True, env=e, input=input,

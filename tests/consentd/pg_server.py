@@ -1,5 +1,7 @@
 """A PostgreSQL 15 server of the test's own: initdb in a temporary directory,
-a Unix socket only (no TCP port), stopped and removed at the end. Run as the
+a Unix socket (and a TCP port on `listen`, an address of this machine, if
+given; `trust` for clients from `clients`, a network), stopped and removed
+at the end. Run as the
 postgres user when the suite runs as root (PostgreSQL refuses root).
 
     pg = PgServer()
@@ -28,7 +30,7 @@ def _as_owner(argv):
 
 
 class PgServer:
-    def __init__(self, fsync=True):
+    def __init__(self, fsync=True, listen=None, clients=None):
         if not os.path.exists(BIN + "postgres"):
             raise RuntimeError("no PostgreSQL 15 server: install postgresql-15 (scripts/setup)")
         self.dir = tempfile.mkdtemp(prefix="optgate-pg-")
@@ -39,11 +41,15 @@ class PgServer:
         self.data = os.path.join(self.dir, "data")
         self.log_path = os.path.join(self.dir, "postgres.log")
         self.fsync = fsync
+        self.listen = listen or ""
         r = subprocess.run(_as_owner([BIN + "initdb", "--pgdata", self.data, "--auth", "trust", "--username",
                                       "optgate", "--encoding", "UTF8", "--locale", "C", "--no-sync"]),
                            capture_output=True, text=True, timeout=PATIENCE)
         if r.returncode != 0:
             raise RuntimeError("initdb failed: " + r.stdout + r.stderr)
+        if clients:
+            with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
+                f.write(f"host all all {clients} trust\n")
         self.proc = None
         self.start()
 
@@ -53,7 +59,7 @@ class PgServer:
     def start(self):
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            _as_owner([BIN + "postgres", "-D", self.data, "-k", self.dir, "-c", "listen_addresses=",
+            _as_owner([BIN + "postgres", "-D", self.data, "-k", self.dir, "-c", "listen_addresses=" + self.listen,
                        "-c", "fsync=" + ("on" if self.fsync else "off"), "-c", "max_connections=200"]),
             stdout=log, stderr=log)
         log.close()
