@@ -227,7 +227,14 @@ TEST_CASE("a revoke reaches a running data plane; ?wait=enforced reports when; d
 }
 
 TEST_CASE("consentd stops: once the staleness limit passes, the data plane strips everything") {
-    Consentd c(kPolicy);
+    // A 3 s limit (30 heartbeats) so that the first packet is fresh even on
+    // a machine too busy to send every heartbeat within 1 s, and packets
+    // 20 s apart, so that the second is stale however long the test takes,
+    // within 17 s, to see the first one counted and kill consentd.
+    std::string policy = kPolicy;
+    policy.replace(policy.find("staleness_limit: 1s"), 19, "staleness_limit: 3s");
+    constexpr auto kStaleGap = 20000ms;
+    Consentd c(policy);
     c.start();
     seq_of(c.bind(kSub, "sub-1"));
     const uint64_t granted = seq_of(c.grant("sub-1", "advertising"));
@@ -235,15 +242,18 @@ TEST_CASE("consentd stops: once the staleness limit passes, the data plane strip
     // Without disclosure accounting: at its end a replay waits up to 60 s
     // for consentd to acknowledge its last disclosure report, and this
     // consentd is gone for good (the disclosure tests restart theirs).
-    PacedReplay p(c.socket(), {with_ecs, with_ecs}, kPacketGap, "e2e-stale", {"--disclosure-entries", "0"});
+    PacedReplay p(c.socket(), {with_ecs, with_ecs}, kStaleGap, "e2e-stale", {"--disclosure-entries", "0"});
     REQUIRE(eventually([&] { return has_dataplane(c, "e2e-stale", granted); }));
-    REQUIRE(eventually([&] { return counted_packets(c, "e2e-stale", 1); }));
+    // The first packet passed with consent before consentd goes.
+    REQUIRE(eventually([&] {
+        return has_line(c.request("GET", "/metrics").body, "optgate_dp_verdict_pass_consent{dataplane=\"e2e-stale\"} 1");
+    }));
     c.kill(SIGKILL);
     c.wait();
     const auto r = p.finish();
     REQUIRE(r.output.size() == 2);
     CHECK(r.output[0].data == with_ecs);                        // fresh: consent holds
-    CHECK(r.output[1].data == dns_ecs_stripped(kSub, kAdnet));  // kPacketGap later: stale
+    CHECK(r.output[1].data == dns_ecs_stripped(kSub, kAdnet));  // kStaleGap later: stale
     CHECK(r.counter("verdict_pass_consent") == 1);
     CHECK(r.counter("verdict_strip_table_stale") == 1);
     CHECK_FALSE(r.report.at("control").at("connected").as_bool());
