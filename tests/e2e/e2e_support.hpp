@@ -18,6 +18,7 @@
 
 #include "packet_builder.hpp"
 #include "pcap_io.hpp"
+#include "policy_fixture.hpp"
 #include "subprocess.hpp"
 
 namespace optgate::e2e {
@@ -25,6 +26,7 @@ namespace optgate::e2e {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
+using test::ecs_policy_yaml;
 using test::env;
 using test::Process;
 using test::run;

@@ -2,8 +2,9 @@
 // for data planes) and optgate-replay --control as the data plane. What a
 // replay forwards is what an edge connected to that consentd would forward.
 //
-// Policy below: advertising (bit 0) to example-adnet 203.0.113.0/25; the
-// EDNS0 client subnet option is the identifier; staleness limit 1 s.
+// The policy is ecs_policy_yaml() (tests/support/policy_fixture.hpp): advertising (bit 0) to
+// example-adnet 203.0.113.0/25; the EDNS0 client subnet option is the
+// identifier; staleness limit 1 s unless a test says otherwise.
 #include <doctest/doctest.h>
 #include <poll.h>
 #include <signal.h>
@@ -23,50 +24,14 @@ using namespace optgate::e2e;
 
 namespace {
 
-const std::string kPolicy = R"(version: 1
-purposes:
-  advertising:
-    description: Advertising partners receive an identifier for your device.
-    benefit: Ads chosen for your interests, and 2 EUR off your monthly bill.
-    data: [client subnet]
-    retention: 90 days
-  analytics:
-    description: Analytics providers count visits.
-    benefit: The sites and apps you use learn what to improve.
-    data: [client subnet]
-    retention: 13 months
-identifiers:
-  dns_options:
-    - code: 8
-      name: EDNS client subnet
-collectors:
-  - name: example-adnet
-    purpose: advertising
-    description: Example Ad Network Ltd.
-    match:
-      prefixes: [203.0.113.0/25]
-  - name: web-analytics
-    purpose: analytics
-    description: Example Analytics Inc.
-    match:
-      prefixes: [198.51.100.0/24]
-subscribers:
-  prefixes: [100.64.0.0/10, "2001:db8:1000::/36"]
-  ipv6_key_length: 64
-enforcement:
-  staleness_limit: 1s
-)";
+const std::string kPolicy = ecs_policy_yaml("1s");
 
 // For tests with a peer that says hello and then acknowledges nothing:
 // consentd drops a data plane after ten heartbeats of silence (5 s at
 // least), which on a busy machine may come before the test is done with
 // it. Heartbeats 10 s apart (which a 60 s staleness limit allows) keep such
 // a peer connected for 100 s.
-const std::string kPatientPolicy = [] {
-    std::string p = kPolicy;
-    p.replace(p.find("staleness_limit: 1s"), 19, "staleness_limit: 60s");
-    return p;
-}();
+const std::string kPatientPolicy = ecs_policy_yaml("60s");
 const char* const kSlowHeartbeats = "  heartbeat_interval: 10s\n";
 
 // Between a paced replay's two packets the test acts (revokes, stops
@@ -231,10 +196,8 @@ TEST_CASE("consentd stops: once the staleness limit passes, the data plane strip
     // a machine too busy to send every heartbeat within 1 s, and packets
     // 20 s apart, so that the second is stale however long the test takes,
     // within 17 s, to see the first one counted and kill consentd.
-    std::string policy = kPolicy;
-    policy.replace(policy.find("staleness_limit: 1s"), 19, "staleness_limit: 3s");
     constexpr auto kStaleGap = 20000ms;
-    Consentd c(policy);
+    Consentd c(ecs_policy_yaml("3s"));
     c.start();
     seq_of(c.bind(kSub, "sub-1"));
     const uint64_t granted = seq_of(c.grant("sub-1", "advertising"));
@@ -246,7 +209,8 @@ TEST_CASE("consentd stops: once the staleness limit passes, the data plane strip
     REQUIRE(eventually([&] { return has_dataplane(c, "e2e-stale", granted); }));
     // The first packet passed with consent before consentd goes.
     REQUIRE(eventually([&] {
-        return has_line(c.request("GET", "/metrics").body, "optgate_dp_verdict_pass_consent{dataplane=\"e2e-stale\"} 1");
+        return has_line(c.request("GET", "/metrics").body,
+                        "optgate_dp_verdict_pass_consent{dataplane=\"e2e-stale\"} 1");
     }));
     c.kill(SIGKILL);
     c.wait();
@@ -440,8 +404,7 @@ TEST_CASE("?wait=enforced: bad parameters change nothing; no data planes is said
     CHECK(c.metric("consentd_enforced_waits_total{result=\"no_dataplanes\"}") == 1);
 
     // A policy whose staleness limit three heartbeats (100 ms) do not fit in.
-    std::string tight = kPolicy;
-    tight.replace(tight.find("staleness_limit: 1s"), 19, "staleness_limit: 250ms");
+    const std::string tight = ecs_policy_yaml("250ms");
     c.dir.write("policy.yaml", tight);
     const auto reload = c.request("POST", "/v1/policy/reload");
     INFO(reload.body);

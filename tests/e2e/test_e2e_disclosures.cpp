@@ -26,39 +26,7 @@ namespace {
 // A staleness limit long enough that a consentd restart does not turn the
 // replay's verdicts to "stale" (the counts would still agree, but the
 // tests below also check what was passed).
-const std::string kDisclosurePolicy = R"(version: 1
-purposes:
-  advertising:
-    description: Advertising partners receive an identifier for your device.
-    benefit: Ads chosen for your interests.
-    data: [client subnet]
-    retention: 90 days
-  analytics:
-    description: Analytics providers count visits.
-    benefit: The sites and apps you use learn what to improve.
-    data: [client subnet]
-    retention: 13 months
-identifiers:
-  dns_options:
-    - code: 8
-      name: EDNS client subnet
-collectors:
-  - name: example-adnet
-    purpose: advertising
-    description: Example Ad Network Ltd.
-    match:
-      prefixes: [203.0.113.0/25]
-  - name: web-analytics
-    purpose: analytics
-    description: Example Analytics Inc.
-    match:
-      prefixes: [198.51.100.0/24]
-subscribers:
-  prefixes: [100.64.0.0/10, "2001:db8:1000::/36"]
-  ipv6_key_length: 64
-enforcement:
-  staleness_limit: 60s
-)";
+const std::string kDisclosurePolicy = ecs_policy_yaml("60s");
 
 // A small clock margin, so that consentd acknowledges reports soon after
 // their interval ends (end + margin + 1 s).

@@ -12,6 +12,7 @@
 
 #include "core/addr.hpp"
 #include "core/consent_table.hpp"
+#include "policy_fixture.hpp"
 #include "proto/codec.hpp"
 
 namespace optgate::test_proto {
@@ -26,39 +27,7 @@ inline constexpr std::chrono::milliseconds kPatience{60000};
 // Two purposes; advertising (bit 0) to 203.0.113.0/25, analytics (bit 1) to
 // 198.51.100.0/24; subscribers 100.64.0.0/10 and 2001:db8:1000::/36 keyed
 // at /64; a short staleness limit.
-inline const std::string kPolicyYaml = R"(version: 1
-purposes:
-  advertising:
-    description: Advertising partners receive an identifier for your device.
-    benefit: Ads chosen for your interests, and 2 EUR off your monthly bill.
-    data: [device identifier]
-    retention: 90 days
-  analytics:
-    description: Analytics providers count visits.
-    benefit: The sites and apps you use learn what to improve.
-    data: [device identifier]
-    retention: 13 months
-identifiers:
-  dns_options:
-    - code: 8
-      name: EDNS client subnet
-collectors:
-  - name: example-adnet
-    purpose: advertising
-    description: Example Ad Network Ltd.
-    match:
-      prefixes: [203.0.113.0/25]
-  - name: web-analytics
-    purpose: analytics
-    description: Example Analytics Inc.
-    match:
-      prefixes: [198.51.100.0/24]
-subscribers:
-  prefixes: [100.64.0.0/10, "2001:db8:1000::/36"]
-  ipv6_key_length: 64
-enforcement:
-  staleness_limit: 30s
-)";
+inline const std::string kPolicyYaml = test::ecs_policy_yaml("30s", "device identifier");
 
 // The same table meaning (purposes, key length, prefixes), another collector.
 inline std::string policy_with_more_collectors() {

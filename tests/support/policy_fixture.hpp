@@ -1,6 +1,9 @@
 // A policy built in code for core tests (the YAML loader has its own tests).
 #pragma once
 
+#include <string>
+#include <string_view>
+
 #include "core/policy.hpp"
 
 namespace optgate::test {
@@ -37,6 +40,51 @@ inline Policy sample_policy() {
     p.exemptions = {{"billing", {{P("203.0.113.200/29")}, {}, {}}, "Billing and fraud prevention"}};
     p.subscriber_prefixes = {P("100.64.0.0/10"), P("2001:db8:1000::/36")};
     return p;
+}
+
+// The same policy as YAML text, for the tests that give one to consentd
+// or a data plane (e2e, proto): advertising (bit 0) to example-adnet
+// 203.0.113.0/25, analytics (bit 1) to web-analytics 198.51.100.0/24; the
+// EDNS0 client subnet option (8) is the identifier; subscribers
+// 100.64.0.0/10 and 2001:db8:1000::/36 keyed at /64; the purposes' `data`
+// and the staleness limit ("1s", "60s") as given.
+inline std::string ecs_policy_yaml(std::string_view staleness_limit, std::string_view data = "client subnet") {
+    const std::string d(data);
+    return R"(version: 1
+purposes:
+  advertising:
+    description: Advertising partners receive an identifier for your device.
+    benefit: Ads chosen for your interests, and 2 EUR off your monthly bill.
+    data: [)" +
+           d + R"(]
+    retention: 90 days
+  analytics:
+    description: Analytics providers count visits.
+    benefit: The sites and apps you use learn what to improve.
+    data: [)" +
+           d + R"(]
+    retention: 13 months
+identifiers:
+  dns_options:
+    - code: 8
+      name: EDNS client subnet
+collectors:
+  - name: example-adnet
+    purpose: advertising
+    description: Example Ad Network Ltd.
+    match:
+      prefixes: [203.0.113.0/25]
+  - name: web-analytics
+    purpose: analytics
+    description: Example Analytics Inc.
+    match:
+      prefixes: [198.51.100.0/24]
+subscribers:
+  prefixes: [100.64.0.0/10, "2001:db8:1000::/36"]
+  ipv6_key_length: 64
+enforcement:
+  staleness_limit: )" +
+           std::string(staleness_limit) + "\n";
 }
 
 }  // namespace optgate::test
