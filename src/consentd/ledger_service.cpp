@@ -734,7 +734,7 @@ void LedgerService::confirmed_in_step(std::chrono::steady_clock::time_point aske
 bool LedgerService::in_step() const noexcept {
     if (options_.fence_after.count() <= 0) return true;
     int64_t ns = in_step_at_.load(std::memory_order_acquire);
-    if (pg_) ns = std::max(ns, pg_->locked_answer_ns());
+    if (pg_) ns = std::max(ns, pg_->locked_asked_ns());
     const auto at = std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ns));
     return std::chrono::steady_clock::now() - at <= options_.fence_after;
 }

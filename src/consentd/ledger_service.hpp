@@ -353,8 +353,8 @@ private:
     std::atomic<bool> following_{false};
     // Steady-clock nanoseconds of the last confirmation (in_step()): when a
     // follower asked for the events it has since applied; the writer's
-    // session also counts each answer while it holds the lock
-    // (PgConnection::locked_answer_ns).
+    // session also counts each answer while it holds the lock, as of its
+    // question (PgConnection::locked_asked_ns).
     std::atomic<int64_t> in_step_at_{0};
     const PgConnection* pg_ = nullptr;  // the ledger's session (PostgreSQL), stable for its life
     void confirmed_in_step(std::chrono::steady_clock::time_point asked) noexcept;

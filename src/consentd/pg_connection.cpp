@@ -179,15 +179,17 @@ void PgConnection::interrupt() noexcept {
 void PgConnection::exec(std::string_view sql) {
     sync();  // several statements in one string cannot join a pipeline
     const std::string text(sql);
+    const auto asked = std::chrono::steady_clock::now();
     // PQexec returns the last statement's result; an error stops the rest.
     const std::unique_ptr<PGresult, decltype(&PQclear)> r(PQexec(conn_, text.c_str()), &PQclear);
     if (!r || !succeeded(r.get())) throw_result(conn_, r.get(), "PostgreSQL");
-    note_answer();
+    note_answer(asked);
 }
 
-void PgConnection::note_answer() noexcept {
-    if (locks_ > 0)
-        locked_answer_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_release);
+void PgConnection::note_answer(std::chrono::steady_clock::time_point asked) noexcept {
+    if (locks_ == 0) return;
+    locked_asked_ns_.store(asked.time_since_epoch().count(), std::memory_order_release);
+    locked_answer_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_release);
 }
 
 namespace {
@@ -225,9 +227,10 @@ PgResult PgConnection::query(std::string_view sql, const std::vector<PgValue>& p
         return join_pipeline(
             PQsendQueryParams(conn_, text.c_str(), int(params.size()), nullptr, v.values.data(), nullptr, nullptr, 0));
     }
+    const auto asked = std::chrono::steady_clock::now();
     auto r = checked(
         conn_, PQexecParams(conn_, text.c_str(), int(params.size()), nullptr, v.values.data(), nullptr, nullptr, 0));
-    note_answer();
+    note_answer(asked);
     return r;
 }
 
@@ -237,8 +240,9 @@ void PgConnection::prepare(const std::string& name, std::string_view sql) {
         join_pipeline(PQsendPrepare(conn_, name.c_str(), text.c_str(), 0, nullptr));
         return;
     }
+    const auto asked = std::chrono::steady_clock::now();
     checked(conn_, PQprepare(conn_, name.c_str(), text.c_str(), 0, nullptr));
-    note_answer();
+    note_answer(asked);
 }
 
 PgResult PgConnection::query_prepared(const std::string& name, const std::vector<PgValue>& params) {
@@ -247,9 +251,10 @@ PgResult PgConnection::query_prepared(const std::string& name, const std::vector
         return join_pipeline(
             PQsendQueryPrepared(conn_, name.c_str(), int(params.size()), v.values.data(), nullptr, nullptr, 0));
     }
+    const auto asked = std::chrono::steady_clock::now();
     auto r = checked(conn_,
                      PQexecPrepared(conn_, name.c_str(), int(params.size()), v.values.data(), nullptr, nullptr, 0));
-    note_answer();
+    note_answer(asked);
     return r;
 }
 
@@ -312,6 +317,8 @@ bool session_ending(const PgError& e) {
 PgResult PgConnection::finish_pipeline() {
     const size_t n = queued_;
     queued_ = 0;
+    // The Sync is what the last answer below answers: its question's time.
+    const auto asked = std::chrono::steady_clock::now();
     if (PQpipelineSync(conn_) != 1) {
         broken_ = true;
         throw_result(conn_, nullptr, "PostgreSQL connection lost");
@@ -350,7 +357,7 @@ PgResult PgConnection::finish_pipeline() {
     // is not to be trusted with another statement. ok() says so from now
     // on, and the next transaction starts on a new one (Database::reconnect).
     if (!synced || (failure && session_ending(*failure)) || PQexitPipelineMode(conn_) != 1) broken_ = true;
-    if (!broken_) note_answer();
+    if (!broken_) note_answer(asked);
     // The last statement's own success stands whatever came after it: a
     // COMMIT answered "COMMIT" is recorded even if the session then ended.
     if (last_answered) return last;
@@ -363,6 +370,7 @@ bool PgConnection::reset() {
     broken_ = false;
     locks_ = 0;  // and its locks
     locked_answer_ns_.store(0, std::memory_order_release);
+    locked_asked_ns_.store(0, std::memory_order_release);
     {
         // Bounded by connect_timeout (connect() above), Unix sockets included.
         std::lock_guard lk(socket_mu_);
@@ -380,17 +388,19 @@ bool PgConnection::reset() {
 }
 
 bool PgConnection::try_lock(std::int64_t key) {
+    const auto asked = std::chrono::steady_clock::now();
     const auto r = query("SELECT pg_try_advisory_lock(?1)", {key});
     if (r.rows() != 1 || r.text(0, 0) != "t") return false;
     ++locks_;
-    note_answer();
+    note_answer(asked);
     return true;
 }
 
 void PgConnection::lock(std::int64_t key) {
+    const auto asked = std::chrono::steady_clock::now();
     query("SELECT pg_advisory_lock(?1)", {key});
     ++locks_;
-    note_answer();
+    note_answer(asked);
 }
 
 void PgConnection::unlock(std::int64_t key) {

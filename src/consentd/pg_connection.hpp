@@ -168,12 +168,17 @@ public:
 
     // Steady-clock nanoseconds of the server's last answer on this session
     // while it held an advisory lock that try_lock() took (0: never, or
-    // since reset()). A session that answers still holds its locks: the
-    // writer's fencing reads it (docs/scale-out.md, "Fencing"). Any thread.
+    // since reset()): has the server answered lately (stopping reads it).
     std::int64_t locked_answer_ns() const noexcept { return locked_answer_ns_.load(std::memory_order_acquire); }
+    // The same answer dated when its question was sent. A session that
+    // answers still held its locks when the question reached the server;
+    // an answer held up on the way back proves nothing about the time
+    // since. The writer's fencing reads this one (docs/scale-out.md,
+    // "Fencing"). Any thread.
+    std::int64_t locked_asked_ns() const noexcept { return locked_asked_ns_.load(std::memory_order_acquire); }
 
 private:
-    void note_answer() noexcept;
+    void note_answer(std::chrono::steady_clock::time_point asked) noexcept;
     void enter_pipeline();
     // After a PQsend* call (its return value): counts the statement as
     // queued, or, if it could not be sent, forgets the pipeline and throws.
@@ -197,6 +202,7 @@ private:
     bool broken_ = false;  // see ok()
     int locks_ = 0;        // advisory locks try_lock() took on this session
     std::atomic<std::int64_t> locked_answer_ns_{0};
+    std::atomic<std::int64_t> locked_asked_ns_{0};
 };
 
 // `sql` with ?N parameters as PostgreSQL's $N, leaving quoted literals

@@ -155,6 +155,40 @@ TEST_CASE("answers on a session holding a lock are dated (the writer's fencing);
     CHECK(holder.locked_answer_ns() == 0);
 }
 
+TEST_CASE("fencing dates an answer when its question was sent, not when the answer came") {
+    // The server answers each question below a second after it reaches it:
+    // the answer comes at least that long after the question was sent. The
+    // session held the lock when the question arrived; nothing says it
+    // still did when the answer did (docs/scale-out.md, "Fencing").
+    PgServer pg;
+    constexpr std::int64_t kWriter = 0x6f70746761746531;
+    PgConnection holder(pg.conninfo());
+    REQUIRE(holder.try_lock(kWriter));
+    const auto ns = [] { return std::chrono::steady_clock::now().time_since_epoch().count(); };
+    const auto check = [&](const std::string& how, auto ask) {
+        INFO(how);
+        const auto before = ns();
+        ask();
+        const auto after = ns();
+        const auto asked = holder.locked_asked_ns(), answered = holder.locked_answer_ns();
+        CHECK(asked >= before);
+        CHECK(answered <= after);
+        // 0.9 s, not 1: the steady clock may be slewed by NTP (at most
+        // 0.05 %); a busy machine only makes the gap longer.
+        CHECK(answered - asked >= std::chrono::nanoseconds(900ms).count());
+    };
+    check("a query", [&] { holder.query("SELECT pg_sleep(1)"); });
+    check("exec", [&] { holder.exec("SELECT pg_sleep(1)"); });
+    holder.exec("BEGIN");
+    check("a pipeline", [&] {
+        holder.send("SELECT pg_sleep(1)");
+        holder.sync();
+    });
+    holder.exec("COMMIT");
+    holder.prepare("sleep", "SELECT pg_sleep(1)");
+    check("a prepared statement", [&] { holder.query_prepared("sleep", {}); });
+}
+
 TEST_CASE("following the events table: LISTEN/NOTIFY, delivered at commit") {
     PgServer pg;
     PgConnection follower(pg.conninfo());
