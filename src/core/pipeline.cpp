@@ -81,11 +81,11 @@ void BurstContext::prefetch_disclosure(const ParsedPacket& p, const Destination&
 }
 
 Worker::Worker(Enforcement& enforcement, const HttpStageConfig& http, const DisclosureConfig& disclosure,
-               const ReassemblyConfig& fragments)
+               const ReassemblyConfig& fragments, const DnsTcpStageConfig& dns_tcp)
     : enforcement_(enforcement), reader_(enforcement.rcu().register_reader()),
       counters_(std::make_unique<WorkerCounters>()),
       disclosure_(disclosure.entries ? std::make_unique<DisclosureCounts>(disclosure) : nullptr),
-      reassembly_(fragments), http_(http) {}
+      reassembly_(fragments), dns_tcp_(dns_tcp), http_(http) {}
 
 Worker::~Worker() { enforcement_.rcu().unregister_reader(reader_); }
 

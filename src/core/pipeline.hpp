@@ -103,8 +103,9 @@ public:
     // `http`: the HTTP stage's flow table size and idle timeout (http_stage.hpp).
     // `disclosure`: the disclosure table's size (disclosure.hpp; 0: off).
     // `fragments`: the reassembly store's size and timeouts (reassembly.hpp).
+    // `dns_tcp`: the DNS-over-TCP stage's flow table (dns_tcp_stage.hpp).
     explicit Worker(Enforcement& enforcement, const HttpStageConfig& http = {}, const DisclosureConfig& disclosure = {},
-                    const ReassemblyConfig& fragments = {});
+                    const ReassemblyConfig& fragments = {}, const DnsTcpStageConfig& dns_tcp = {});
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;

@@ -65,7 +65,8 @@ Reassembly::Reassembly(const ReassemblyConfig& config)
       free_slot_(std::make_unique<uint32_t[]>(slots_)), datagrams_(std::make_unique<Datagram[]>(slots_)),
       bytes_(std::make_unique<uint8_t[]>(size_t(blocks_) * kBlockBytes)),
       next_block_(std::make_unique<uint32_t[]>(blocks_)), fragments_(std::make_unique<Fragment[]>(blocks_)),
-      decided_(std::make_unique<std::array<Decided, kDecisionSets * kDecisionWays>>()),
+      decision_set_mask_(uint32_t(std::bit_ceil(std::max<size_t>(config.decisions / kDecisionWays, 1)) - 1)),
+      decided_(std::make_unique<Decided[]>((size_t(decision_set_mask_) + 1) * kDecisionWays)),
       frame_(std::make_unique<uint8_t[]>(kMaxFrame)), out_(std::make_unique<uint8_t[]>(kMaxFrame)) {
     for (uint32_t b = 0; b < blocks_; ++b) next_block_[b] = b + 1 < blocks_ ? b + 1 : kNone;
     for (uint32_t b = 0; b <= bucket_mask_; ++b) bucket_[b] = kNone;
@@ -91,14 +92,14 @@ uint64_t Reassembly::key_of(const ParsedPacket& p) noexcept {
 }
 
 Reassembly::Decision Reassembly::decided(uint64_t key, uint64_t now) const noexcept {
-    const Decided* set = decided_->data() + (key >> 20 & (kDecisionSets - 1)) * kDecisionWays;
+    const Decided* set = decided_.get() + (key >> 20 & decision_set_mask_) * kDecisionWays;
     for (size_t w = 0; w < kDecisionWays; ++w)
         if (set[w].key == key && set[w].expires_ns > now) return set[w].decision;
     return Decision::none;
 }
 
 void Reassembly::decide(uint64_t key, Decision d, uint64_t expires) noexcept {
-    Decided* set = decided_->data() + (key >> 20 & (kDecisionSets - 1)) * kDecisionWays;
+    Decided* set = decided_.get() + (key >> 20 & decision_set_mask_) * kDecisionWays;
     Decided* victim = nullptr;
     for (size_t w = 0; w < kDecisionWays && !victim; ++w)
         if (set[w].key == key) victim = set + w;

@@ -41,8 +41,9 @@
 namespace optgate {
 
 struct ReassemblyConfig {
-    size_t datagrams = 256;                            // held at once, per worker
-    size_t memory = size_t{4} << 20;                   // bytes of fragment copies, per worker
+    size_t datagrams = 256;           // held at once, per worker
+    size_t memory = size_t{4} << 20;  // bytes of fragment copies, per worker
+    size_t decisions = 8192;          // datagrams whose pass/drop is remembered for late fragments (4-way sets, 2^n)
     uint64_t ipv4_timeout_ns = 30ull * 1000000000ull;  // RFC 791 leaves it to the host; Linux uses 30 s
     uint64_t ipv6_timeout_ns = 60ull * 1000000000ull;  // RFC 8200 §4.5
 };
@@ -122,7 +123,7 @@ private:
         uint64_t expires_ns = 0;
         Decision decision = Decision::none;
     };
-    static constexpr size_t kDecisionSets = 2048, kDecisionWays = 4;
+    static constexpr size_t kDecisionWays = 4;
 
     static uint64_t key_of(const ParsedPacket& p) noexcept;
     uint64_t timeout(Family f) const noexcept {
@@ -160,9 +161,10 @@ private:
     uint32_t free_block_ = kNone;
     uint32_t free_blocks_ = 0;
     size_t live_ = 0;
-    std::unique_ptr<std::array<Decided, kDecisionSets * kDecisionWays>> decided_;
-    std::unique_ptr<uint8_t[]> frame_;  // the rebuilt datagram
-    std::unique_ptr<uint8_t[]> out_;    // one emitted frame
+    const uint32_t decision_set_mask_;
+    std::unique_ptr<Decided[]> decided_;  // (decision_set_mask_ + 1) x kDecisionWays
+    std::unique_ptr<uint8_t[]> frame_;    // the rebuilt datagram
+    std::unique_ptr<uint8_t[]> out_;      // one emitted frame
 };
 
 }  // namespace optgate

@@ -294,6 +294,36 @@ TEST_CASE("timeouts: IPv4 after 30 s, IPv6 after 60 s, counted; the late rest is
     }
 }
 
+TEST_CASE("the decisions remembered for late fragments are as many as ReassemblyConfig::decisions") {
+    // Four (one set of four ways): the fifth datagram's decision pushes out
+    // the one that expires first. That datagram's next fragment is then
+    // held as the start of a new datagram instead of dropped at once; held,
+    // it is still never forwarded uninspected.
+    PipelineFixture fx(sample_policy(), Enforcement::Mode::static_table, {},
+                       ReassemblyConfig{.datagrams = 8, .memory = 1 << 20, .decisions = 4});
+    std::vector<std::vector<Bytes>> frags;
+    for (uint16_t id = 20; id < 25; ++id) frags.push_back(fragment_ipv4(dns4("100.64.0.10", id), 64));
+    for (size_t i = 0; i < frags.size(); ++i) {
+        REQUIRE(frags[i].size() >= 3);
+        CHECK(fx.run_stream({frags[i][0]}, (1 + i) * kSecond).empty());
+    }
+    // Each times out as its second fragment comes, 30 s after its first:
+    // that fragment is dropped, and the drop remembered, the first one's
+    // first.
+    for (size_t i = 0; i < frags.size(); ++i) CHECK(fx.run_stream({frags[i][1]}, (31 + i) * kSecond + 1).empty());
+    CHECK(fx.count(Counter::fragment_timeout) == frags.size());
+    const auto held = fx.count(Counter::fragment_held);
+    const auto dropped = fx.worker->counters().get(Counter::fragment_dropped);
+    // The last one's drop is remembered: its third fragment goes at once.
+    CHECK(fx.run_stream({frags[4][2]}, 36 * kSecond).empty());
+    CHECK(fx.worker->counters().get(Counter::fragment_dropped) == dropped + 1);
+    CHECK(fx.count(Counter::fragment_held) == held);
+    // The first one's was pushed out: its third fragment is held.
+    CHECK(fx.run_stream({frags[0][2]}, 36 * kSecond).empty());
+    CHECK(fx.count(Counter::fragment_held) == held + 1);
+    CHECK(fx.worker->counters().get(Counter::fragment_dropped) == dropped + 1);
+}
+
 TEST_CASE("a full store drops what it cannot hold, counted; what it holds still completes") {
     SUBCASE("out of datagram slots") {
         PipelineFixture fx(sample_policy(), Enforcement::Mode::static_table, {},

@@ -43,6 +43,13 @@ ReassemblyConfig PacketRig::small_fragments() {
     ReassemblyConfig c;
     c.datagrams = 4;
     c.memory = size_t{128} << 10;  // any frame an input can hold (up to 64 KiB) fits whole
+    c.decisions = 16;              // four sets: evictions are reached too
+    return c;
+}
+
+DnsTcpStageConfig PacketRig::small_dns_tcp() {
+    DnsTcpStageConfig c;
+    c.flow_capacity = 64;
     return c;
 }
 

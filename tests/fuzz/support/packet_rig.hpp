@@ -24,18 +24,21 @@ class PacketRig {
 public:
     PacketRig();
 
-    // A worker with its own (small) flow table, disclosure counts and
+    // A worker with its own (small) flow tables, disclosure counts and
     // fragment store: a new one per input keeps runs independent of each
     // other. Small, because an input is at most a few frames: with the data
     // plane's defaults, making and freeing the disclosure tables (65,536
     // slots) and the fragment store (4 MiB) was over 90 % of each run's time
-    // under ASan, about 20 runs a second (tests/fuzz/README.md).
+    // under ASan, about 20 runs a second; then the fragment decisions (8,192)
+    // and the DNS-over-TCP flows (16,384) were 60 % (tests/fuzz/README.md).
     std::unique_ptr<Worker> worker() {
-        return std::make_unique<Worker>(enforcement_, small_http(), small_disclosures(), small_fragments());
+        return std::make_unique<Worker>(enforcement_, small_http(), small_disclosures(), small_fragments(),
+                                        small_dns_tcp());
     }
     static HttpStageConfig small_http();
     static DisclosureConfig small_disclosures();
     static ReassemblyConfig small_fragments();
+    static DnsTcpStageConfig small_dns_tcp();
 
     // True when the verdict rule must strip identifiers on a packet from
     // `src` to `dst` (address bytes; 4 or 16): a subscriber without any
